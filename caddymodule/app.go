@@ -1,0 +1,266 @@
+// Package caddymodule plugs the OAuth engine into Caddy: the oauth app
+// (a global option), the oauth_server and oauth_protect handlers and their
+// Caddyfile syntax.
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/storage"
+	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the `oauth` app: the authorization server's configuration and
+// state, shared by every oauth_server and oauth_protect handler.
+type App struct {
+	// Issuer is the issuer identifier: the exact `iss` of every token and
+	// the base URL of every endpoint. It must be https without a trailing
+	// slash (http is allowed for localhost). Required.
+	Issuer string `json:"issuer"`
+
+	// StoragePath is the bbolt file that holds signing keys and grants.
+	// Default: `oauth/oauth.db` in Caddy's data directory.
+	StoragePath string `json:"storage_path,omitempty"`
+
+	// SigningAlg is the JWS algorithm access tokens are signed with: ES256
+	// (default), EdDSA, RS256 or PS256. A key for it is generated at first
+	// start and kept in storage.
+	SigningAlg string `json:"signing_alg,omitempty"`
+
+	// AccessTokenTTL is how long access tokens live. Default: 10m.
+	AccessTokenTTL caddy.Duration `json:"access_token_ttl,omitempty"`
+
+	// BehindTLSProxy says TLS ends in a proxy in front of Caddy, so the
+	// token endpoint may answer plain-HTTP requests from any address.
+	// Without it, plain HTTP is answered only for loopback clients.
+	// Default: false.
+	BehindTLSProxy bool `json:"behind_tls_proxy,omitempty"`
+
+	// Clients are the registered OAuth clients.
+	Clients []ClientConfig `json:"clients,omitempty"`
+
+	engine  *grants.Engine
+	logger  *zap.Logger
+	path    string
+	mu      sync.Mutex
+	started bool
+}
+
+// ClientConfig registers one OAuth client.
+type ClientConfig struct {
+	// ID is the client_id.
+	ID string `json:"id"`
+
+	// Secret is the client secret. Placeholders such as {env.SECRET} are
+	// replaced when the config loads; the secret is then kept only as its
+	// SHA-256. Use a long random value (32 bytes or more).
+	Secret string `json:"secret,omitempty"`
+
+	// SecretHash is the secret's SHA-256 as `sha256:<hex>`, for configs
+	// that must not contain the secret itself. Use Secret or SecretHash.
+	SecretHash string `json:"secret_hash,omitempty"`
+
+	// AuthMethod is the only client authentication method the client may
+	// use at the token endpoint: client_secret_basic (default) or
+	// client_secret_post.
+	AuthMethod string `json:"auth_method,omitempty"`
+
+	// GrantTypes the client may use. Supported: client_credentials.
+	GrantTypes []string `json:"grant_types,omitempty"`
+
+	// Scopes the client may be granted. A token request without a scope
+	// gets all of them.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// Audience lists the resources the client's tokens are for (the `aud`
+	// claim). A token request may pick one with the RFC 8707 `resource`
+	// parameter; without it the token is for all of them. Default: the
+	// issuer.
+	Audience []string `json:"audience,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "oauth",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision checks the configuration and builds the engine. It does not
+// open storage, so `caddy validate` works while a server holds the file.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if a.Issuer == "" {
+		return errors.New("oauth: issuer is required (for example: issuer https://auth.example.com)")
+	}
+	if a.SigningAlg == "" {
+		a.SigningAlg = "ES256"
+	}
+	if a.AccessTokenTTL == 0 {
+		a.AccessTokenTTL = caddy.Duration(10 * time.Minute)
+	}
+	path := a.StoragePath
+	if path == "" {
+		path = filepath.Join(caddy.AppDataDir(), "oauth", "oauth.db")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("oauth: storage_path %q: %w", path, err)
+	}
+	a.path = filepath.Clean(abs)
+
+	repl := caddy.NewReplacer()
+	clients := make([]*grants.Client, 0, len(a.Clients))
+	for _, cc := range a.Clients {
+		c, err := cc.build(repl)
+		if err != nil {
+			return fmt.Errorf("oauth: %w", err)
+		}
+		clients = append(clients, c)
+	}
+	a.engine, err = grants.NewEngine(grants.Config{
+		Issuer:         a.Issuer,
+		AccessTokenTTL: time.Duration(a.AccessTokenTTL),
+		Clients:        clients,
+		BehindTLSProxy: a.BehindTLSProxy,
+		Logger:         a.logger,
+	})
+	if err != nil {
+		return fmt.Errorf("oauth: %w", err)
+	}
+	if !validAlg(a.SigningAlg) {
+		return fmt.Errorf("oauth: signing_alg %q is not supported (use one of %v)", a.SigningAlg, grants.SigningAlgs)
+	}
+	return nil
+}
+
+func validAlg(alg string) bool {
+	for _, a := range grants.SigningAlgs {
+		if a == alg {
+			return true
+		}
+	}
+	return false
+}
+
+func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
+	c := &grants.Client{
+		ID:         cc.ID,
+		AuthMethod: cc.AuthMethod,
+		GrantTypes: cc.GrantTypes,
+		Scopes:     cc.Scopes,
+		Audience:   cc.Audience,
+	}
+	if c.AuthMethod == "" {
+		c.AuthMethod = grants.AuthSecretBasic
+	}
+	switch {
+	case cc.Secret != "" && cc.SecretHash != "":
+		return nil, fmt.Errorf("client %q: use secret or secret_hash, not both", cc.ID)
+	case cc.Secret != "":
+		secret := repl.ReplaceKnown(cc.Secret, "")
+		if secret == "" {
+			return nil, fmt.Errorf("client %q: secret %q is empty after replacing placeholders (is the environment variable set?)", cc.ID, cc.Secret)
+		}
+		c.SecretHash = grants.HashSecret(secret)
+	case cc.SecretHash != "":
+		h, err := grants.ParseSecretHash(cc.SecretHash)
+		if err != nil {
+			return nil, fmt.Errorf("client %q: %w", cc.ID, err)
+		}
+		c.SecretHash = h
+	}
+	return c, c.Validate()
+}
+
+// Start opens storage and loads the signing keys.
+func (a *App) Start() error {
+	_, err := a.ready()
+	return err
+}
+
+// Stop implements caddy.App. Storage is released in Cleanup, after the
+// next config (if any) has taken its own reference.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's reference to the storage file.
+func (a *App) Cleanup() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.started {
+		return nil
+	}
+	a.started = false
+	_, err := stores.Delete(a.path)
+	return err
+}
+
+// ready returns the engine, opening storage first if Start has not run
+// yet: apps start in no fixed order, so a request may reach a handler
+// before this app's Start.
+func (a *App) ready() (*grants.Engine, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.started {
+		return a.engine, nil
+	}
+	val, _, err := stores.LoadOrNew(a.path, func() (caddy.Destructor, error) {
+		st, err := bolt.Open(a.path, 3*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		return storeHandle{st}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	st := val.(storeHandle).Store
+	if err := a.engine.Start(context.Background(), st, a.SigningAlg); err != nil {
+		_, _ = stores.Delete(a.path)
+		return nil, fmt.Errorf("oauth: loading signing keys from %s: %w", a.path, err)
+	}
+	a.started = true
+	return a.engine, nil
+}
+
+// stores shares one open bbolt handle per file across configs: Caddy
+// provisions and starts a new config before it cleans up the old one,
+// and bbolt allows one handle per file per process.
+var stores = caddy.NewUsagePool()
+
+type storeHandle struct{ storage.Store }
+
+func (h storeHandle) Destruct() error { return h.Store.Close() }
+
+// appFrom finds the oauth app for a handler.
+func appFrom(ctx caddy.Context, directive string) (*App, error) {
+	v, err := ctx.AppIfConfigured("oauth")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil, fmt.Errorf("%s needs the `oauth` global option (with at least an issuer)", directive)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return v.(*App), nil
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

@@ -1,0 +1,224 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("oauth", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("oauth_server", parseServer)
+	httpcaddyfile.RegisterDirectiveOrder("oauth_server", httpcaddyfile.Before, "basic_auth")
+	httpcaddyfile.RegisterHandlerDirective("oauth_protect", parseProtect)
+	httpcaddyfile.RegisterDirectiveOrder("oauth_protect", httpcaddyfile.After, "basic_auth")
+}
+
+// parseGlobalOption sets up the oauth app:
+//
+//	oauth {
+//		issuer <url>
+//		storage_path <path>
+//		signing_alg ES256|EdDSA|RS256|PS256
+//		access_token_ttl <duration>
+//		behind_tls_proxy
+//		client <id> {
+//			secret <secret> | secret_hash sha256:<hex>
+//			auth_method client_secret_basic|client_secret_post
+//			grant_types <type...>
+//			scopes <scope...>
+//			audience <uri...>
+//		}
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "oauth", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "issuer":
+			if err := oneArg(d, &a.Issuer); err != nil {
+				return err
+			}
+		case "storage_path":
+			if err := oneArg(d, &a.StoragePath); err != nil {
+				return err
+			}
+		case "signing_alg":
+			if err := oneArg(d, &a.SigningAlg); err != nil {
+				return err
+			}
+		case "access_token_ttl":
+			if err := durationArg(d, &a.AccessTokenTTL); err != nil {
+				return err
+			}
+		case "behind_tls_proxy":
+			if err := noArgs(d); err != nil {
+				return err
+			}
+			a.BehindTLSProxy = true
+		case "client":
+			var c ClientConfig
+			if err := c.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+			a.Clients = append(a.Clients, c)
+		default:
+			return d.Errf("unknown oauth option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Err("client needs an id: client <id> { ... }")
+	}
+	c.ID = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "secret":
+			err = oneArg(d, &c.Secret)
+		case "secret_hash":
+			err = oneArg(d, &c.SecretHash)
+		case "auth_method":
+			err = oneArg(d, &c.AuthMethod)
+		case "grant_types":
+			err = listArg(d, &c.GrantTypes)
+		case "scopes":
+			err = listArg(d, &c.Scopes)
+		case "audience":
+			err = listArg(d, &c.Audience)
+		default:
+			err = d.Errf("unknown option %q in client %q", d.Val(), c.ID)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseServer sets up oauth_server, which takes no arguments.
+func parseServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	h.Next()
+	if h.NextArg() || h.NextBlock(0) {
+		return nil, h.Err("oauth_server takes no arguments; configure it in the oauth global option")
+	}
+	return new(Server), nil
+}
+
+// parseProtect sets up oauth_protect:
+//
+//	oauth_protect {
+//		scopes <scope...>
+//		audience <uri>
+//		forward_header <header> <claim>
+//		realm <realm>
+//		pass_authorization
+//		block_preflight
+//	}
+func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	p := new(Protect)
+	err := p.UnmarshalCaddyfile(h.Dispenser)
+	return p, err
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "scopes":
+			err = listArg(d, &p.Scopes)
+		case "audience":
+			err = oneArg(d, &p.Audience)
+		case "realm":
+			err = oneArg(d, &p.Realm)
+		case "forward_header":
+			var fh ForwardHeader
+			if !d.Args(&fh.Header, &fh.Claim) || d.NextArg() {
+				return d.Err("forward_header needs a header name and a claim name: forward_header X-Forwarded-User sub")
+			}
+			p.ForwardHeaders = append(p.ForwardHeaders, fh)
+		case "pass_authorization":
+			p.PassAuthorization = true
+			err = noArgs(d)
+		case "block_preflight":
+			p.BlockPreflight = true
+			err = noArgs(d)
+		default:
+			err = d.Errf("unknown oauth_protect option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func listArg(d *caddyfile.Dispenser, dst *[]string) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	*dst = append(*dst, args...)
+	return nil
+}
+
+func noArgs(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("invalid duration %q: %v", s, err)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Protect)(nil)
+)

@@ -1,0 +1,74 @@
+package caddymodule
+
+import (
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/oauthgate/caddy-oauthgate/grants"
+)
+
+func init() {
+	caddy.RegisterModule(Server{})
+}
+
+// Server serves the authorization server's endpoints: the token endpoint,
+// the JWKS and the discovery documents, at the paths the discovery
+// documents publish. Other requests go on to the next handler.
+type Server struct {
+	app    *App
+	routes map[string]func(*grants.Engine, http.ResponseWriter, *http.Request)
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Server) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.oauth_server",
+		New: func() caddy.Module { return new(Server) },
+	}
+}
+
+// Provision finds the oauth app and the paths it serves.
+func (s *Server) Provision(ctx caddy.Context) error {
+	s.logger = ctx.Logger()
+	app, err := appFrom(ctx, "oauth_server")
+	if err != nil {
+		return err
+	}
+	s.app = app
+	p := app.engine.Paths()
+	s.routes = map[string]func(*grants.Engine, http.ResponseWriter, *http.Request){
+		p["token"]:     (*grants.Engine).ServeToken,
+		p["jwks"]:      (*grants.Engine).ServeJWKS,
+		p["as_meta"]:   func(e *grants.Engine, w http.ResponseWriter, r *http.Request) { e.ServeMetadata(w, r, false) },
+		p["oidc_meta"]: func(e *grants.Engine, w http.ResponseWriter, r *http.Request) { e.ServeMetadata(w, r, true) },
+	}
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	route, ok := s.routes[r.URL.Path]
+	if !ok {
+		return next.ServeHTTP(w, r)
+	}
+	eng, err := s.app.ready()
+	if err != nil {
+		s.logger.Error("oauth storage unavailable", zap.Error(err))
+		grants.WriteError(w, &grants.Error{Code: grants.CodeTemporarilyUnavailable,
+			Description: "the authorization server is starting or its storage is unavailable; retry later",
+			Status:      http.StatusServiceUnavailable})
+		return nil
+	}
+	route(eng, w, r)
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Server)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Server)(nil)
+)

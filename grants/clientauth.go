@@ -1,0 +1,88 @@
+package grants
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// dummyHash is compared against when the client is unknown, so an unknown
+// client_id costs the same as a wrong secret (attack A-18).
+var dummyHash = sha256.Sum256([]byte("caddy-oauthgate: no such client"))
+
+// parseBasic decodes an RFC 6749 §2.3.1 Basic credential: base64 of
+// form-urlencoded id, ':', form-urlencoded secret. net/http's BasicAuth
+// does not form-decode, so it cannot be used here.
+func parseBasic(h string) (id, secret string, ok bool) {
+	scheme, cred, found := strings.Cut(h, " ")
+	if !found || !strings.EqualFold(scheme, "Basic") {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(cred)
+	if err != nil {
+		return "", "", false
+	}
+	rawID, rawSecret, found := strings.Cut(string(raw), ":")
+	if !found {
+		return "", "", false
+	}
+	if id, err = url.QueryUnescape(rawID); err != nil {
+		return "", "", false
+	}
+	if secret, err = url.QueryUnescape(rawSecret); err != nil {
+		return "", "", false
+	}
+	return id, secret, id != ""
+}
+
+// authenticateClient identifies and authenticates the client of a token,
+// introspection or revocation request. Exactly one method may be used;
+// the client must use the one it registered.
+func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error) {
+	failed := &Error{Code: CodeInvalidClient, Description: "client authentication failed", Status: http.StatusUnauthorized}
+	authz := r.Header.Values("Authorization")
+	if len(authz) > 1 {
+		return nil, errRequest("the Authorization header is repeated")
+	}
+	if form.Get("client_assertion") != "" || form.Get("client_assertion_type") != "" {
+		return nil, failed
+	}
+	var id, secret, method string
+	switch {
+	case len(authz) == 1:
+		failed.Challenge = `Basic realm="` + e.realm + `"`
+		var ok bool
+		if id, secret, ok = parseBasic(authz[0]); !ok {
+			return nil, failed
+		}
+		if form.Get("client_secret") != "" {
+			return nil, errRequest("use only one client authentication method per request")
+		}
+		if cid := form.Get("client_id"); cid != "" && cid != id {
+			return nil, errRequest("client_id does not match the authenticated client")
+		}
+		method = AuthSecretBasic
+	case form.Get("client_secret") != "":
+		id, secret, method = form.Get("client_id"), form.Get("client_secret"), AuthSecretPost
+		if id == "" {
+			return nil, failed
+		}
+	default:
+		failed.Description = "client authentication is required"
+		return nil, failed
+	}
+	c, known := e.Clients[id]
+	want := &dummyHash
+	if known {
+		want = &c.SecretHash
+	}
+	got := HashSecret(secret)
+	match := subtle.ConstantTimeCompare(got[:], want[:]) == 1
+	if !known || !match || c.AuthMethod != method {
+		return nil, failed
+	}
+	return c, nil
+}

@@ -1,0 +1,128 @@
+package grants
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Audience is the JWT aud claim: a single string when there is one value
+// (what most resource servers expect) and an array otherwise.
+type Audience []string
+
+// MarshalJSON implements json.Marshaler.
+func (a Audience) MarshalJSON() ([]byte, error) {
+	if len(a) == 1 {
+		return json.Marshal(a[0])
+	}
+	return json.Marshal([]string(a))
+}
+
+// UnmarshalJSON accepts a string or an array of strings and nothing else.
+func (a *Audience) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*a = Audience{s}
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return err
+	}
+	*a = list
+	return nil
+}
+
+// Contains reports whether v is one of the audience values.
+func (a Audience) Contains(v string) bool {
+	return slices.Contains(a, v)
+}
+
+// AccessClaims are the claims of an RFC 9068 JWT access token. Numeric
+// dates are whole seconds; a token whose dates are not JSON integers does
+// not unmarshal and so never verifies.
+type AccessClaims struct {
+	Issuer    string   `json:"iss"`
+	Subject   string   `json:"sub"`
+	Audience  Audience `json:"aud"`
+	ExpiresAt int64    `json:"exp"`
+	IssuedAt  int64    `json:"iat"`
+	NotBefore int64    `json:"nbf,omitempty"`
+	ID        string   `json:"jti"`
+	ClientID  string   `json:"client_id"`
+	Scope     string   `json:"scope,omitempty"`
+
+	raw    []byte         // the verified payload, for Claim
+	claims map[string]any // raw decoded on first use
+}
+
+// Claim returns any claim of a verified token by name, decoding the
+// payload once; JSON numbers come back as json.Number.
+func (c *AccessClaims) Claim(name string) (any, bool) {
+	if c.claims == nil {
+		c.claims = map[string]any{}
+		d := json.NewDecoder(bytes.NewReader(c.raw))
+		d.UseNumber()
+		_ = d.Decode(&c.claims)
+	}
+	v, ok := c.claims[name]
+	return v, ok
+}
+
+// Scopes returns the scope claim split into tokens.
+func (c *AccessClaims) Scopes() []string {
+	if c.Scope == "" {
+		return nil
+	}
+	return strings.Split(c.Scope, " ")
+}
+
+// randomID returns n random bytes, base64url encoded.
+func randomID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// MintAccessToken signs claims as an at+jwt with the key. The JWS is
+// assembled from the key's precomputed protected header; the signature
+// itself is made by jwx's signer for the key's pinned algorithm.
+func (k *Key) MintAccessToken(c *AccessClaims) (string, error) {
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	enc := base64.RawURLEncoding
+	n := len(k.atHeader) + 1 + enc.EncodedLen(len(payload))
+	buf := make([]byte, n)
+	copy(buf, k.atHeader)
+	buf[len(k.atHeader)] = '.'
+	enc.Encode(buf[len(k.atHeader)+1:], payload)
+	sig, err := k.signer.Sign(k.private, buf)
+	if err != nil {
+		return "", err
+	}
+	out := make([]byte, n+1+enc.EncodedLen(len(sig)))
+	copy(out, buf)
+	out[n] = '.'
+	enc.Encode(out[n+1:], sig)
+	return string(out), nil
+}
+
+// newAccessClaims fills the claims every access token carries.
+func newAccessClaims(issuer, subject, clientID string, aud []string, scope []string, now time.Time, ttl time.Duration) *AccessClaims {
+	return &AccessClaims{
+		Issuer:    issuer,
+		Subject:   subject,
+		Audience:  aud,
+		IssuedAt:  now.Unix(),
+		ExpiresAt: now.Add(ttl).Unix(),
+		ID:        randomID(16),
+		ClientID:  clientID,
+		Scope:     strings.Join(scope, " "),
+	}
+}

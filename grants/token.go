@@ -1,0 +1,68 @@
+package grants
+
+import (
+	"net/http"
+
+	"go.uber.org/zap"
+)
+
+// TokenResponse is the RFC 6749 §5.1 success body.
+type TokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+// requireTLS refuses plain-HTTP requests that carry credentials unless
+// they come from this machine or the operator said TLS ends in front of
+// Caddy (RFC 6749 §3.2).
+func (e *Engine) requireTLS(r *http.Request) *Error {
+	if r.TLS != nil || e.BehindTLSProxy || IsLoopback(r) {
+		return nil
+	}
+	return errRequest("this endpoint must be reached over HTTPS")
+}
+
+// ServeToken is the token endpoint (RFC 6749 §3.2).
+func (e *Engine) ServeToken(w http.ResponseWriter, r *http.Request) {
+	resp, oerr := e.token(w, r)
+	if oerr != nil {
+		e.debug("token request refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
+		WriteError(w, oerr)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (e *Engine) token(w http.ResponseWriter, r *http.Request) (*TokenResponse, *Error) {
+	if err := e.requireTLS(r); err != nil {
+		return nil, err
+	}
+	form, oerr := ParseForm(w, r)
+	if oerr != nil {
+		return nil, oerr
+	}
+	gt := form.Get("grant_type")
+	if gt == "" {
+		return nil, errRequest("grant_type is required")
+	}
+	handle, ok := e.grants[gt]
+	if !ok {
+		return nil, errCode(CodeUnsupportedGrantType, "this grant type is not supported")
+	}
+	client, oerr := e.authenticateClient(r, form)
+	if oerr != nil {
+		return nil, oerr
+	}
+	if !client.Allows(gt) {
+		return nil, errCode(CodeUnauthorizedClient, "this client may not use this grant type")
+	}
+	resp, oerr := handle(r.Context(), client, form)
+	if oerr != nil {
+		return nil, oerr
+	}
+	e.debug("token issued", zap.String("client_id", client.ID), zap.String("grant_type", gt))
+	return resp, nil
+}

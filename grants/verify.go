@@ -1,0 +1,112 @@
+package grants
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jws"
+)
+
+// MaxTokenBytes bounds a bearer token before any parsing is done.
+const MaxTokenBytes = 8 << 10
+
+// ErrInvalidToken is the one error a caller sees for any token that does
+// not verify; the reason is kept for debug logs only.
+var ErrInvalidToken = errors.New("invalid token")
+
+// TokenError says why a token was refused. Its text is for debug logs;
+// clients are told only invalid_token.
+type TokenError struct{ Reason string }
+
+func (e *TokenError) Error() string { return "invalid token: " + e.Reason }
+func (e *TokenError) Unwrap() error { return ErrInvalidToken }
+
+func reject(reason string) error { return &TokenError{Reason: reason} }
+
+// Verifier checks access tokens this server issued, in memory: the key is
+// chosen by kid from our own key ring and the algorithm is the key's,
+// never the token's.
+type Verifier struct {
+	Issuer string
+	// Leeway tolerates clock skew on exp and nbf.
+	Leeway time.Duration
+	keys   atomic.Pointer[KeyRing]
+}
+
+// SetKeys replaces the key ring used for verification.
+func (v *Verifier) SetKeys(kr *KeyRing) { v.keys.Store(kr) }
+
+// header is the part of a JWS protected header the verifier looks at.
+type header struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
+	Crit json.RawMessage `json:"crit"`
+}
+
+// Verify checks the token and returns its claims. Audience and scope are
+// policy, checked by the caller.
+func (v *Verifier) Verify(token string, now time.Time) (*AccessClaims, error) {
+	if len(token) > MaxTokenBytes {
+		return nil, reject("token too large")
+	}
+	dot := strings.IndexByte(token, '.')
+	if dot <= 0 {
+		return nil, reject("not a compact JWS")
+	}
+	hb, err := base64.RawURLEncoding.DecodeString(token[:dot])
+	if err != nil {
+		return nil, reject("header is not base64url")
+	}
+	var h header
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return nil, reject("header is not JSON")
+	}
+	if h.Typ != "at+jwt" && h.Typ != "application/at+jwt" {
+		return nil, reject("typ is not at+jwt")
+	}
+	if h.Crit != nil {
+		return nil, reject("crit header present")
+	}
+	kr := v.keys.Load()
+	if kr == nil {
+		return nil, reject("no keys loaded")
+	}
+	key, ok := kr.Lookup(h.Kid)
+	if !ok {
+		return nil, reject("unknown kid")
+	}
+	if h.Alg != key.Alg.String() {
+		return nil, reject("alg does not match the key")
+	}
+	payload, err := jws.VerifyCompactFast(key.public, []byte(token), key.Alg)
+	if err != nil {
+		return nil, reject("signature does not verify")
+	}
+	c := AccessClaims{raw: payload}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, reject("claims are malformed")
+	}
+	if c.Issuer != v.Issuer {
+		return nil, reject("iss mismatch")
+	}
+	if c.ExpiresAt == 0 || c.Subject == "" || c.ID == "" || c.ClientID == "" || len(c.Audience) == 0 {
+		return nil, reject("required claim missing")
+	}
+	sec := now.Unix()
+	lee := int64(v.Leeway / time.Second)
+	if sec > c.ExpiresAt+lee {
+		return nil, reject("expired")
+	}
+	if c.NotBefore != 0 && sec+lee < c.NotBefore {
+		return nil, reject("not yet valid")
+	}
+	if c.IssuedAt > sec+lee {
+		return nil, reject("issued in the future")
+	}
+	return &c, nil
+}

@@ -1,0 +1,193 @@
+// Package bolt implements storage.Store on an embedded bbolt file.
+package bolt
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// Store is a storage.Store backed by one bbolt file.
+type Store struct {
+	db   *bbolt.DB
+	path string
+}
+
+// Open opens (creating if needed) the bbolt file at path. It waits at most
+// lockTimeout for the file lock, which another process may hold.
+func Open(path string, lockTimeout time.Duration) (s *Store, err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("oauth storage: creating directory for %s: %w", path, err)
+	}
+	// bbolt can panic on a file that is not a bolt database or that was
+	// truncated; turn that into an error the operator can act on.
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("oauth storage: %s is corrupt (%v): restore it from a backup or move it away to start empty", path, r)
+		}
+	}()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("oauth storage: %s is locked by another process (is another caddy using the same storage_path?): stop it or set a different storage_path", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("oauth storage: opening %s: %w (if the file is damaged, restore it from a backup or move it away)", path, err)
+	}
+	db.MaxBatchDelay = 2 * time.Millisecond
+	db.MaxBatchSize = 256
+	return &Store{db: db, path: path}, nil
+}
+
+// Path is the file the store was opened from.
+func (s *Store) Path() string { return s.path }
+
+// View implements storage.Store.
+func (s *Store) View(ctx context.Context, fn func(storage.Tx) error) error {
+	return wrap(s.db.View(func(btx *bbolt.Tx) error { return fn(tx{btx}) }))
+}
+
+// Update implements storage.Store.
+func (s *Store) Update(ctx context.Context, fn func(storage.Tx) error) error {
+	return wrap(s.db.Update(func(btx *bbolt.Tx) error { return fn(tx{btx}) }))
+}
+
+// Batch implements storage.Store with bbolt's group commit.
+func (s *Store) Batch(ctx context.Context, fn func(storage.Tx) error) error {
+	return wrap(s.db.Batch(func(btx *bbolt.Tx) error { return fn(tx{btx}) }))
+}
+
+// Sweep implements storage.Store. Each transaction deletes at most a small
+// number of records so writers are never held up for long.
+func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error) {
+	const perTx = 256
+	deleted := 0
+	for deleted < limit {
+		n := 0
+		err := s.db.Update(func(btx *bbolt.Tx) error {
+			return btx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+				c := b.Cursor()
+				for k, v := c.First(); k != nil && n < perTx && deleted+n < limit; {
+					if rec, ok := decode(v); ok && rec.Expired(now) {
+						k = append([]byte(nil), k...)
+						if err := c.Delete(); err != nil {
+							return err
+						}
+						n++
+						k, v = c.Seek(k)
+						continue
+					}
+					k, v = c.Next()
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return deleted, wrap(err)
+		}
+		deleted += n
+		if n < perTx || ctx.Err() != nil {
+			break
+		}
+	}
+	return deleted, nil
+}
+
+// Close implements storage.Store.
+func (s *Store) Close() error { return s.db.Close() }
+
+func wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) || errors.Is(err, bolterrors.ErrDatabaseReadOnly) ||
+		errors.Is(err, os.ErrPermission) || errors.Is(err, bolterrors.ErrTxClosed) {
+		return fmt.Errorf("%w: %v", storage.ErrUnavailable, err)
+	}
+	var perr *os.PathError
+	if errors.As(err, &perr) {
+		return fmt.Errorf("%w: %v", storage.ErrUnavailable, err)
+	}
+	return err
+}
+
+type tx struct{ btx *bbolt.Tx }
+
+func (t tx) Get(kind storage.Kind, key string) (storage.Record, error) {
+	b := t.btx.Bucket([]byte(kind))
+	if b == nil {
+		return storage.Record{}, storage.ErrNotFound
+	}
+	rec, ok := decode(b.Get([]byte(key)))
+	if !ok || rec.Expired(time.Now()) {
+		return storage.Record{}, storage.ErrNotFound
+	}
+	return rec, nil
+}
+
+func (t tx) Put(kind storage.Kind, key string, rec storage.Record) error {
+	b, err := t.btx.CreateBucketIfNotExists([]byte(kind))
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), encode(rec))
+}
+
+func (t tx) Delete(kind storage.Kind, key string) error {
+	b := t.btx.Bucket([]byte(kind))
+	if b == nil {
+		return nil
+	}
+	return b.Delete([]byte(key))
+}
+
+func (t tx) ForEach(kind storage.Kind, fn func(string, storage.Record) error) error {
+	b := t.btx.Bucket([]byte(kind))
+	if b == nil {
+		return nil
+	}
+	now := time.Now()
+	return b.ForEach(func(k, v []byte) error {
+		rec, ok := decode(v)
+		if !ok || rec.Expired(now) {
+			return nil
+		}
+		return fn(string(k), rec)
+	})
+}
+
+// A stored value is the expiry (Unix nanoseconds, big-endian; 0 = never)
+// followed by the value. Values are copied out because bbolt's memory is
+// valid only inside the transaction.
+func encode(rec storage.Record) []byte {
+	buf := make([]byte, 8+len(rec.Value))
+	var exp int64
+	if !rec.Expires.IsZero() {
+		exp = rec.Expires.UnixNano()
+	}
+	binary.BigEndian.PutUint64(buf, uint64(exp))
+	copy(buf[8:], rec.Value)
+	return buf
+}
+
+func decode(v []byte) (storage.Record, bool) {
+	if len(v) < 8 {
+		return storage.Record{}, false
+	}
+	var rec storage.Record
+	if exp := int64(binary.BigEndian.Uint64(v)); exp != 0 {
+		rec.Expires = time.Unix(0, exp)
+	}
+	rec.Value = append([]byte(nil), v[8:]...)
+	return rec, true
+}
+
+var _ storage.Store = (*Store)(nil)

@@ -1,0 +1,70 @@
+// Package storage defines the persistence the OAuth engine needs. It holds
+// no reference to any database: the bbolt implementation lives in
+// storage/bolt, and a networked backend can implement the same interfaces.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Kind names a family of records, such as signing keys or refresh tokens.
+// A backend maps each kind to its own namespace (a bbolt bucket, an SQL
+// table or a key prefix).
+type Kind string
+
+// The record kinds the engine uses.
+const (
+	KindKeys Kind = "keys"
+)
+
+// ErrNotFound is returned when a record does not exist or has expired.
+var ErrNotFound = errors.New("storage: record not found")
+
+// ErrUnavailable wraps backend failures (a full disk, a closed database) so
+// that handlers can answer temporarily_unavailable instead of a 500.
+var ErrUnavailable = errors.New("storage: backend unavailable")
+
+// Record is one stored value with its expiry. A zero Expires never expires.
+type Record struct {
+	Value   []byte
+	Expires time.Time
+}
+
+// Expired reports whether the record is past its expiry at now.
+func (r Record) Expired(now time.Time) bool {
+	return !r.Expires.IsZero() && !now.Before(r.Expires)
+}
+
+// Tx is one transaction. Reads see the transaction's own writes. A Tx is
+// valid only inside the function it was passed to.
+type Tx interface {
+	// Get returns the record, or ErrNotFound when it is absent or expired.
+	Get(kind Kind, key string) (Record, error)
+	// Put creates or replaces the record.
+	Put(kind Kind, key string, rec Record) error
+	// Delete removes the record; deleting an absent record is not an error.
+	Delete(kind Kind, key string) error
+	// ForEach calls fn for every unexpired record of kind, in key order,
+	// until fn returns an error.
+	ForEach(kind Kind, fn func(key string, rec Record) error) error
+}
+
+// Store is a transactional record store.
+type Store interface {
+	// View runs fn in a read-only transaction.
+	View(ctx context.Context, fn func(Tx) error) error
+	// Update runs fn in a read-write transaction that is durably committed
+	// before Update returns nil. If fn returns an error nothing is written.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// Batch is Update for many concurrent callers: the backend may commit
+	// several callers' functions together to share the cost of durability,
+	// so fn may run more than once and must be idempotent.
+	Batch(ctx context.Context, fn func(Tx) error) error
+	// Sweep deletes up to limit expired records and reports how many it
+	// deleted, in small transactions so it never stalls writers.
+	Sweep(ctx context.Context, now time.Time, limit int) (int, error)
+	// Close releases the store.
+	Close() error
+}
