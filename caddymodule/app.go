@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -142,19 +143,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("oauth: %w", err)
 	}
-	if !validAlg(a.SigningAlg) {
+	if !slices.Contains(grants.SigningAlgs, a.SigningAlg) {
 		return fmt.Errorf("oauth: signing_alg %q is not supported (use one of %v)", a.SigningAlg, grants.SigningAlgs)
 	}
 	return nil
-}
-
-func validAlg(alg string) bool {
-	for _, a := range grants.SigningAlgs {
-		if a == alg {
-			return true
-		}
-	}
-	return false
 }
 
 func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {

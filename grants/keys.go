@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -175,11 +176,7 @@ func (kr *KeyRing) All() []*Key {
 	for _, k := range kr.byID {
 		out = append(out, k)
 	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].Created.After(out[j-1].Created); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
+	slices.SortFunc(out, func(a, b *Key) int { return b.Created.Compare(a.Created) })
 	return out
 }
 
