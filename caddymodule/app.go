@@ -41,8 +41,36 @@ type App struct {
 	// start and kept in storage.
 	SigningAlg string `json:"signing_alg,omitempty"`
 
-	// AccessTokenTTL is how long access tokens live. Default: 10m.
+	// AccessTokenTTL is how long access tokens (and ID tokens) live.
+	// Default: 10m.
 	AccessTokenTTL caddy.Duration `json:"access_token_ttl,omitempty"`
+
+	// RefreshTokenTTL is the absolute lifetime of a grant's refresh
+	// tokens: rotation never extends it. Default: 720h (30 days).
+	RefreshTokenTTL caddy.Duration `json:"refresh_token_ttl,omitempty"`
+
+	// RefreshGracePeriod lets a rotated refresh token be used once more
+	// within this time if the token it was rotated into was never used
+	// (the client lost the response). Default: 0 (off); at most 1m.
+	RefreshGracePeriod caddy.Duration `json:"refresh_grace_period,omitempty"`
+
+	// SessionTTL is how long a browser stays signed in at the login page.
+	// Default: 12h.
+	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
+
+	// TemplatesDir holds replacement HTML templates for the sign-in pages
+	// (login.html, consent.html, error.html, logout.html, loggedout.html);
+	// any that are missing use the built-in ones. Default: built-in pages.
+	TemplatesDir string `json:"templates_dir,omitempty"`
+
+	// Logo is an image file shown on the sign-in pages instead of the
+	// built-in logo.
+	Logo string `json:"logo,omitempty"`
+
+	// LoginMaxFailures is how many failed sign-ins a user name or client
+	// address may have within 15 minutes before it is locked out, for
+	// 30s and then twice as long after each further failure. Default: 5.
+	LoginMaxFailures int `json:"login_max_failures,omitempty"`
 
 	// BehindTLSProxy says TLS ends in a proxy in front of Caddy, so the
 	// token endpoint may answer plain-HTTP requests from any address.
@@ -53,10 +81,14 @@ type App struct {
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
 
+	// Users can sign in at the login page. More can be added at run time
+	// with `caddy oauth user add`; those live in storage.
+	Users []UserConfig `json:"users,omitempty"`
+
 	engine  *grants.Engine
 	logger  *zap.Logger
 	path    string
-	mu      sync.Mutex
+	mu      *sync.Mutex // guards started; a pointer so App can be copied
 	started bool
 }
 
@@ -79,8 +111,29 @@ type ClientConfig struct {
 	// client_secret_post.
 	AuthMethod string `json:"auth_method,omitempty"`
 
-	// GrantTypes the client may use. Supported: client_credentials.
+	// Public marks a client that cannot keep a secret (a single-page or
+	// native app): it authenticates with auth method `none` and must use
+	// PKCE. Default: false.
+	Public bool `json:"public,omitempty"`
+
+	// GrantTypes the client may use: authorization_code, refresh_token,
+	// client_credentials.
 	GrantTypes []string `json:"grant_types,omitempty"`
+
+	// RedirectURIs are where authorization responses may go, compared as
+	// exact strings (for http://127.0.0.1 and http://[::1] any port).
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+
+	// PostLogoutRedirectURIs are where the browser may be sent after
+	// sign-out, compared as exact strings.
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
+
+	// Trusted clients skip the consent page. Default: false.
+	Trusted bool `json:"trusted,omitempty"`
+
+	// PKCEOptional lets a confidential client use the code flow without
+	// PKCE. Default: false (S256 required). Public clients always need it.
+	PKCEOptional bool `json:"pkce_optional,omitempty"`
 
 	// Scopes the client may be granted. A token request without a scope
 	// gets all of them.
@@ -91,6 +144,17 @@ type ClientConfig struct {
 	// parameter; without it the token is for all of them. Default: the
 	// issuer.
 	Audience []string `json:"audience,omitempty"`
+}
+
+// UserConfig defines a user in the config.
+type UserConfig struct {
+	// Name is the login name and the `sub` of the user's tokens.
+	Name string `json:"name"`
+	// PasswordHash is a bcrypt hash, as `caddy hash-password` prints.
+	PasswordHash string `json:"password_hash"`
+	// Claims are OpenID Connect claims (email, name, given_name, ...),
+	// released in ID tokens and at userinfo as the scopes allow.
+	Claims map[string]string `json:"claims,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -104,6 +168,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision checks the configuration and builds the engine. It does not
 // open storage, so `caddy validate` works while a server holds the file.
 func (a *App) Provision(ctx caddy.Context) error {
+	a.mu = new(sync.Mutex)
 	a.logger = ctx.Logger()
 	if a.Issuer == "" {
 		return errors.New("oauth: issuer is required (for example: issuer https://auth.example.com)")
@@ -113,6 +178,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.AccessTokenTTL == 0 {
 		a.AccessTokenTTL = caddy.Duration(10 * time.Minute)
+	}
+	if a.RefreshTokenTTL == 0 {
+		a.RefreshTokenTTL = caddy.Duration(720 * time.Hour)
+	}
+	if a.SessionTTL == 0 {
+		a.SessionTTL = caddy.Duration(12 * time.Hour)
 	}
 	path := a.StoragePath
 	if path == "" {
@@ -133,10 +204,23 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		clients = append(clients, c)
 	}
+	users := make([]*grants.User, 0, len(a.Users))
+	for _, uc := range a.Users {
+		users = append(users, &grants.User{Name: uc.Name, PasswordHash: uc.PasswordHash, Claims: uc.Claims})
+	}
 	a.engine, err = grants.NewEngine(grants.Config{
-		Issuer:         a.Issuer,
-		AccessTokenTTL: time.Duration(a.AccessTokenTTL),
-		Clients:        clients,
+		Issuer:          a.Issuer,
+		AccessTokenTTL:  time.Duration(a.AccessTokenTTL),
+		RefreshTokenTTL: time.Duration(a.RefreshTokenTTL),
+		RefreshGrace:    time.Duration(a.RefreshGracePeriod),
+		Clients:         clients,
+		Users:           users,
+		Web: grants.WebConfig{
+			SessionTTL:   time.Duration(a.SessionTTL),
+			TemplatesDir: a.TemplatesDir,
+			LogoFile:     a.Logo,
+			Throttle:     grants.ThrottleConfig{MaxFailures: a.LoginMaxFailures},
+		},
 		BehindTLSProxy: a.BehindTLSProxy,
 		Logger:         a.logger,
 	})
@@ -151,13 +235,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 	c := &grants.Client{
-		ID:         cc.ID,
-		AuthMethod: cc.AuthMethod,
-		GrantTypes: cc.GrantTypes,
-		Scopes:     cc.Scopes,
-		Audience:   cc.Audience,
+		ID:                     cc.ID,
+		AuthMethod:             cc.AuthMethod,
+		GrantTypes:             cc.GrantTypes,
+		Scopes:                 cc.Scopes,
+		Audience:               cc.Audience,
+		RedirectURIs:           cc.RedirectURIs,
+		PostLogoutRedirectURIs: cc.PostLogoutRedirectURIs,
+		Trusted:                cc.Trusted,
+		PKCEOptional:           cc.PKCEOptional,
 	}
-	if c.AuthMethod == "" {
+	switch {
+	case cc.Public && c.AuthMethod != "" && c.AuthMethod != grants.AuthNone:
+		return nil, fmt.Errorf("client %q: a public client authenticates with none, not %s", cc.ID, c.AuthMethod)
+	case cc.Public:
+		c.AuthMethod = grants.AuthNone
+	case c.AuthMethod == "":
 		c.AuthMethod = grants.AuthSecretBasic
 	}
 	switch {
@@ -191,6 +284,9 @@ func (a *App) Stop() error { return nil }
 
 // Cleanup releases this config's reference to the storage file.
 func (a *App) Cleanup() error {
+	if a.mu == nil {
+		return nil // Provision failed before anything was acquired
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.started {
@@ -215,13 +311,18 @@ func (a *App) ready() (*grants.Engine, error) {
 		if err != nil {
 			return nil, err
 		}
-		return storeHandle{st}, nil
+		rev, err := grants.LoadRevocations(context.Background(), st)
+		if err != nil {
+			_ = st.Close()
+			return nil, fmt.Errorf("oauth storage: reading revocations from %s: %w", a.path, err)
+		}
+		return storeHandle{st, rev}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	st := val.(storeHandle).Store
-	if err := a.engine.Start(context.Background(), st, a.SigningAlg); err != nil {
+	h := val.(storeHandle)
+	if err := a.engine.Start(context.Background(), h.Store, a.SigningAlg, h.rev); err != nil {
 		_, _ = stores.Delete(a.path)
 		return nil, fmt.Errorf("oauth: loading signing keys from %s: %w", a.path, err)
 	}
@@ -234,7 +335,12 @@ func (a *App) ready() (*grants.Engine, error) {
 // and bbolt allows one handle per file per process.
 var stores = caddy.NewUsagePool()
 
-type storeHandle struct{ storage.Store }
+// storeHandle is what configs on one file share: the store and the
+// in-memory revocation set fed from it.
+type storeHandle struct {
+	storage.Store
+	rev *grants.Revocations
+}
 
 func (h storeHandle) Destruct() error { return h.Store.Close() }
 

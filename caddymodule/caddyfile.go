@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -23,6 +25,12 @@ func init() {
 //		storage_path <path>
 //		signing_alg ES256|EdDSA|RS256|PS256
 //		access_token_ttl <duration>
+//		refresh_token_ttl <duration>
+//		refresh_grace_period <duration>
+//		session_ttl <duration>
+//		templates_dir <dir>
+//		logo <file>
+//		login_max_failures <n>
 //		behind_tls_proxy
 //		client <id> {
 //			secret <secret> | secret_hash sha256:<hex>
@@ -30,6 +38,15 @@ func init() {
 //			grant_types <type...>
 //			scopes <scope...>
 //			audience <uri...>
+//			public
+//			redirect_uri <uri...>
+//			post_logout_redirect_uri <uri...>
+//			trusted
+//			pkce_optional
+//		}
+//		user <name> {
+//			password_hash <bcrypt>
+//			claim <name> <value>
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -64,6 +81,42 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := durationArg(d, &a.AccessTokenTTL); err != nil {
 				return err
 			}
+		case "refresh_token_ttl":
+			if err := durationArg(d, &a.RefreshTokenTTL); err != nil {
+				return err
+			}
+		case "refresh_grace_period":
+			if err := durationArg(d, &a.RefreshGracePeriod); err != nil {
+				return err
+			}
+		case "session_ttl":
+			if err := durationArg(d, &a.SessionTTL); err != nil {
+				return err
+			}
+		case "templates_dir":
+			if err := oneArg(d, &a.TemplatesDir); err != nil {
+				return err
+			}
+		case "logo":
+			if err := oneArg(d, &a.Logo); err != nil {
+				return err
+			}
+		case "login_max_failures":
+			var s string
+			if err := oneArg(d, &s); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return d.Errf("login_max_failures must be a positive integer, not %q", s)
+			}
+			a.LoginMaxFailures = n
+		case "user":
+			var u UserConfig
+			if err := u.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+			a.Users = append(a.Users, u)
 		case "behind_tls_proxy":
 			if err := noArgs(d); err != nil {
 				return err
@@ -105,11 +158,54 @@ func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = listArg(d, &c.Scopes)
 		case "audience":
 			err = listArg(d, &c.Audience)
+		case "redirect_uri", "redirect_uris":
+			err = listArg(d, &c.RedirectURIs)
+		case "post_logout_redirect_uri", "post_logout_redirect_uris":
+			err = listArg(d, &c.PostLogoutRedirectURIs)
+		case "public":
+			c.Public = true
+			err = noArgs(d)
+		case "trusted":
+			c.Trusted = true
+			err = noArgs(d)
+		case "pkce_optional":
+			c.PKCEOptional = true
+			err = noArgs(d)
 		default:
 			err = d.Errf("unknown option %q in client %q", d.Val(), c.ID)
 		}
 		if err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+func (u *UserConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Err("user needs a name: user <name> { password_hash <bcrypt> }")
+	}
+	u.Name = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "password_hash":
+			if err := oneArg(d, &u.PasswordHash); err != nil {
+				return err
+			}
+		case "claim":
+			var name, value string
+			if !d.Args(&name, &value) || d.NextArg() {
+				return d.Err("claim needs a name and a value: claim email alice@example.com")
+			}
+			if u.Claims == nil {
+				u.Claims = map[string]string{}
+			}
+			u.Claims[name] = value
+		default:
+			return d.Errf("unknown option %q in user %q", d.Val(), u.Name)
 		}
 	}
 	return nil

@@ -180,7 +180,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !p.BlockPreflight && r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		return next.ServeHTTP(w, r)
 	}
-	token, status, code := bearerToken(r)
+	token, status, code := grants.BearerToken(r)
 	if status != 0 {
 		return p.deny(w, status, code, "")
 	}
@@ -269,77 +269,10 @@ func claimString(c *grants.AccessClaims, name string) (string, bool) {
 	return s, true
 }
 
-// bearerToken extracts the RFC 6750 §2.1 token. A non-zero status means
-// the request is refused: 401 with no error code when there is no bearer
-// token, 400 invalid_request when it is malformed, and 401 invalid_request
-// for a token offered in the URL, which we never accept.
-func bearerToken(r *http.Request) (token string, status int, code string) {
-	authz := r.Header.Values("Authorization")
-	if len(authz) > 1 {
-		return "", http.StatusBadRequest, "invalid_request"
-	}
-	if r.URL.Query().Has("access_token") {
-		return "", http.StatusUnauthorized, "invalid_request"
-	}
-	if len(authz) == 0 {
-		return "", http.StatusUnauthorized, ""
-	}
-	scheme, tok, _ := strings.Cut(authz[0], " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		return "", http.StatusUnauthorized, ""
-	}
-	if !isB64Token(tok) {
-		return "", http.StatusBadRequest, "invalid_request"
-	}
-	return tok, 0, ""
-}
-
-// isB64Token checks RFC 6750's b64token: 1*( ALPHA / DIGIT / "-" / "." /
-// "_" / "~" / "+" / "/" ) *"=".
-func isB64Token(s string) bool {
-	i := 0
-	for ; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
-			break
-		}
-	}
-	if i == 0 {
-		return false
-	}
-	for ; i < len(s); i++ {
-		if s[i] != '=' {
-			return false
-		}
-	}
-	return true
-}
-
 // deny answers per RFC 6750 §3. Nothing from the request is echoed.
 func (p *Protect) deny(w http.ResponseWriter, status int, code, scope string) error {
-	ch := p.challenge
-	var body string
-	switch code {
-	case "":
-		body = `{"error_description":"an access token is required"}`
-	case "invalid_token":
-		ch += `, error="invalid_token", error_description="the access token is invalid, expired or not for this resource"`
-		body = `{"error":"invalid_token","error_description":"the access token is invalid, expired or not for this resource"}`
-	case "insufficient_scope":
-		ch += `, error="insufficient_scope", scope="` + scope + `"`
-		body = `{"error":"insufficient_scope","error_description":"the access token lacks a required scope"}`
-	default:
-		ch += `, error="invalid_request", error_description="send the access token once, in the Authorization header as Bearer"`
-		body = `{"error":"invalid_request","error_description":"send the access token once, in the Authorization header as Bearer"}`
-	}
-	h := w.Header()
-	h.Set("WWW-Authenticate", ch)
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, err := w.Write([]byte(body))
-	return err
+	grants.WriteBearerError(w, p.challenge, status, code, scope)
+	return nil
 }
 
 // Interface guards

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/oauthgate/caddy-oauthgate/grants"
 )
 
 func TestBearerToken(t *testing.T) {
@@ -37,7 +39,7 @@ func TestBearerToken(t *testing.T) {
 			for _, h := range tt.header {
 				r.Header.Add("Authorization", h)
 			}
-			tok, status, code := bearerToken(r)
+			tok, status, code := grants.BearerToken(r)
 			if tok != tt.token || status != tt.status || code != tt.code {
 				t.Fatalf("bearerToken = %q, %d, %q; want %q, %d, %q", tok, status, code, tt.token, tt.status, tt.code)
 			}

@@ -41,10 +41,18 @@ func (s *Server) Provision(ctx caddy.Context) error {
 	s.app = app
 	p := app.engine.Paths()
 	s.routes = map[string]func(*grants.Engine, http.ResponseWriter, *http.Request){
-		p["token"]:     (*grants.Engine).ServeToken,
-		p["jwks"]:      (*grants.Engine).ServeJWKS,
-		p["as_meta"]:   func(e *grants.Engine, w http.ResponseWriter, r *http.Request) { e.ServeMetadata(w, r, false) },
-		p["oidc_meta"]: func(e *grants.Engine, w http.ResponseWriter, r *http.Request) { e.ServeMetadata(w, r, true) },
+		p["token"]:                  (*grants.Engine).ServeToken,
+		p["jwks"]:                   (*grants.Engine).ServeJWKS,
+		p["as_meta"]:                (*grants.Engine).ServeMetadata,
+		p["oidc_meta"]:              (*grants.Engine).ServeMetadata,
+		p["authorize"]:              (*grants.Engine).ServeAuthorize,
+		p["authorize"] + "/login":   (*grants.Engine).ServeLogin,
+		p["authorize"] + "/consent": (*grants.Engine).ServeConsent,
+		p["userinfo"]:               (*grants.Engine).ServeUserinfo,
+		p["logout"]:                 (*grants.Engine).ServeLogout,
+		p["logout"] + "/confirm":    (*grants.Engine).ServeLogout,
+		p["assets"] + "style.css":   (*grants.Engine).ServeAsset,
+		p["assets"] + "logo":        (*grants.Engine).ServeAsset,
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -12,11 +13,16 @@ import (
 const (
 	AuthSecretBasic = "client_secret_basic"
 	AuthSecretPost  = "client_secret_post"
+	// AuthNone is for public clients, which have no secret and must use
+	// PKCE.
+	AuthNone = "none"
 )
 
 // Grant type identifiers.
 const (
 	GrantClientCredentials = "client_credentials"
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
 )
 
 // Client is a registered OAuth client as the engine sees it.
@@ -35,6 +41,16 @@ type Client struct {
 	// Audience lists the resources the client's tokens may be for; the
 	// first is the default.
 	Audience []string
+	// RedirectURIs are compared as exact strings; for http loopback IP
+	// literals any port is allowed (RFC 8252 §7.3).
+	RedirectURIs []string
+	// PostLogoutRedirectURIs may be used after sign-out; exact match.
+	PostLogoutRedirectURIs []string
+	// Trusted clients skip the consent page.
+	Trusted bool
+	// PKCEOptional lets a confidential client use the code flow without
+	// PKCE. Public clients always need it.
+	PKCEOptional bool
 }
 
 // Allows reports whether the client is registered for grantType.
@@ -69,8 +85,29 @@ func (c *Client) Validate() error {
 		if c.SecretHash == ([32]byte{}) {
 			return fmt.Errorf("client %q: a secret or secret_hash is required for %s", c.ID, c.AuthMethod)
 		}
+	case AuthNone:
+		if c.SecretHash != ([32]byte{}) {
+			return fmt.Errorf("client %q: a public client has no secret; remove secret or public", c.ID)
+		}
+		if c.Allows(GrantClientCredentials) {
+			return fmt.Errorf("client %q: a public client cannot use client_credentials", c.ID)
+		}
+		if c.PKCEOptional {
+			return fmt.Errorf("client %q: PKCE is always required for a public client", c.ID)
+		}
 	default:
 		return fmt.Errorf("client %q: auth_method %q is not supported (use %s or %s)", c.ID, c.AuthMethod, AuthSecretBasic, AuthSecretPost)
+	}
+	if c.Allows(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
+		return fmt.Errorf("client %q: authorization_code needs at least one redirect_uri", c.ID)
+	}
+	if c.Allows(GrantRefreshToken) && !c.Allows(GrantAuthorizationCode) {
+		return fmt.Errorf("client %q: refresh_token needs authorization_code (refresh tokens come from it)", c.ID)
+	}
+	for _, u := range append(slices.Clone(c.RedirectURIs), c.PostLogoutRedirectURIs...) {
+		if err := validateRedirectURI(u); err != nil {
+			return fmt.Errorf("client %q: %w", c.ID, err)
+		}
 	}
 	if len(c.GrantTypes) == 0 {
 		return fmt.Errorf("client %q: grant_types is required", c.ID)
@@ -89,4 +126,80 @@ func (c *Client) Validate() error {
 }
 
 // SupportedGrantTypes lists the grant types this engine implements.
-var SupportedGrantTypes = []string{GrantClientCredentials}
+var SupportedGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken}
+
+// validateRedirectURI accepts absolute https URIs, http on loopback hosts
+// (RFC 8252 §7.3), and private-use schemes of native apps (RFC 8252 §7.1,
+// which must contain a dot); never fragments or wildcards.
+func validateRedirectURI(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() || u.Fragment != "" || strings.Contains(s, "#") || strings.Contains(s, "*") || u.User != nil {
+		return fmt.Errorf("redirect_uri %q must be an absolute URI without fragment, userinfo or wildcard", s)
+	}
+	switch u.Scheme {
+	case "https":
+		if u.Host == "" {
+			return fmt.Errorf("redirect_uri %q has no host", s)
+		}
+	case "http":
+		if !isLoopbackHost(u.Hostname()) {
+			return fmt.Errorf("redirect_uri %q must use https (http only for 127.0.0.1, [::1] or localhost)", s)
+		}
+	case "javascript", "data", "file", "vbscript":
+		return fmt.Errorf("redirect_uri %q uses a forbidden scheme", s)
+	default:
+		if !strings.Contains(u.Scheme, ".") {
+			return fmt.Errorf("redirect_uri %q: a native app's private-use scheme must be a reverse domain name such as com.example.app", s)
+		}
+	}
+	return nil
+}
+
+func isLoopbackHost(h string) bool {
+	return h == "127.0.0.1" || h == "::1" || h == "localhost"
+}
+
+// MatchRedirectURI compares a requested redirect_uri with the registered
+// ones as exact strings. The one exception (RFC 8252 §7.3): for http on a
+// loopback IP literal the port may differ.
+func (c *Client) MatchRedirectURI(requested string) bool {
+	if slices.Contains(c.RedirectURIs, requested) {
+		return true
+	}
+	want, ok := loopbackWithoutPort(requested)
+	if !ok {
+		return false
+	}
+	for _, reg := range c.RedirectURIs {
+		if got, ok := loopbackWithoutPort(reg); ok && got == want {
+			return true
+		}
+	}
+	return false
+}
+
+// loopbackWithoutPort removes the port from an http redirect URI on a
+// loopback IP literal, textually, so that nothing else is normalized.
+func loopbackWithoutPort(s string) (string, bool) {
+	for _, prefix := range []string{"http://127.0.0.1", "http://[::1]"} {
+		rest, ok := strings.CutPrefix(s, prefix)
+		if !ok {
+			continue
+		}
+		if strings.HasPrefix(rest, ":") {
+			i := 1
+			for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+				i++
+			}
+			if i == 1 {
+				return "", false
+			}
+			rest = rest[i:]
+		}
+		if rest != "" && rest[0] != '/' && rest[0] != '?' {
+			return "", false
+		}
+		return prefix + rest, true
+	}
+	return "", false
+}

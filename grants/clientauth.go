@@ -71,6 +71,11 @@ func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error
 			return nil, failed
 		}
 	default:
+		// A public client names itself and has nothing to prove; PKCE
+		// protects its codes instead (RFC 6749 §2.1, RFC 7636).
+		if c, ok := e.Clients[form.Get("client_id")]; ok && c.AuthMethod == AuthNone {
+			return c, nil
+		}
 		failed.Description = "client authentication is required"
 		return nil, failed
 	}

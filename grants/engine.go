@@ -19,8 +19,12 @@ import (
 
 // Endpoint paths below the issuer's path.
 const (
-	TokenPath = "/oauth/token"
-	JWKSPath  = "/oauth/jwks"
+	TokenPath     = "/oauth/token"
+	JWKSPath      = "/oauth/jwks"
+	AuthorizePath = "/oauth/authorize"
+	UserinfoPath  = "/oauth/userinfo"
+	LogoutPath    = "/oauth/logout"
+	AssetsPath    = "/oauth/assets/"
 )
 
 // Config is what the engine is built from.
@@ -29,7 +33,16 @@ type Config struct {
 	// endpoint URL.
 	Issuer         string
 	AccessTokenTTL time.Duration
-	Clients        []*Client
+	// RefreshTokenTTL is the absolute lifetime of a refresh-token family.
+	RefreshTokenTTL time.Duration
+	// RefreshGrace lets a rotated refresh token be used again this long
+	// after rotation, if its successor was never used (a lost response).
+	// Zero (the default) turns it off.
+	RefreshGrace time.Duration
+	Clients      []*Client
+	Users        []*User
+	// Web configures the sign-in pages.
+	Web WebConfig
 	// BehindTLSProxy says TLS ends in front of this server, so plain-HTTP
 	// requests to credential-bearing endpoints are accepted from anywhere.
 	BehindTLSProxy bool
@@ -38,11 +51,17 @@ type Config struct {
 
 // Engine serves the authorization server's endpoints.
 type Engine struct {
-	Issuer         string
-	AccessTokenTTL time.Duration
-	Clients        map[string]*Client
-	BehindTLSProxy bool
-	Verifier       *Verifier
+	Issuer          string
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	RefreshGrace    time.Duration
+	Clients         map[string]*Client
+	Users           *Users
+	BehindTLSProxy  bool
+	Verifier        *Verifier
+	// Revocations is shared by every engine on the same storage.
+	Revocations *Revocations
+	web         *web
 
 	store  storage.Store
 	keys   *KeyRing
@@ -87,16 +106,25 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.AccessTokenTTL <= 0 {
 		return nil, errors.New("access_token_ttl must be positive")
 	}
+	if cfg.RefreshTokenTTL <= 0 {
+		return nil, errors.New("refresh_token_ttl must be positive")
+	}
+	if cfg.RefreshGrace < 0 || cfg.RefreshGrace > time.Minute {
+		return nil, errors.New("refresh_grace_period must be between 0 and 1m")
+	}
 	u, _ := url.Parse(cfg.Issuer)
 	e := &Engine{
-		Issuer:         cfg.Issuer,
-		AccessTokenTTL: cfg.AccessTokenTTL,
-		Clients:        make(map[string]*Client, len(cfg.Clients)),
-		BehindTLSProxy: cfg.BehindTLSProxy,
-		Verifier:       &Verifier{Issuer: cfg.Issuer, Leeway: 30 * time.Second},
-		logger:         cfg.Logger,
-		realm:          cfg.Issuer,
-		basePath:       strings.TrimSuffix(u.Path, "/"),
+		Issuer:          cfg.Issuer,
+		AccessTokenTTL:  cfg.AccessTokenTTL,
+		RefreshTokenTTL: cfg.RefreshTokenTTL,
+		RefreshGrace:    cfg.RefreshGrace,
+		Users:           &Users{config: map[string]*User{}},
+		Clients:         make(map[string]*Client, len(cfg.Clients)),
+		BehindTLSProxy:  cfg.BehindTLSProxy,
+		Verifier:        &Verifier{Issuer: cfg.Issuer, Leeway: 30 * time.Second},
+		logger:          cfg.Logger,
+		realm:           cfg.Issuer,
+		basePath:        strings.TrimSuffix(u.Path, "/"),
 	}
 	if e.logger == nil {
 		e.logger = zap.NewNop()
@@ -110,21 +138,47 @@ func NewEngine(cfg Config) (*Engine, error) {
 		}
 		e.Clients[c.ID] = c
 	}
+	for _, u := range cfg.Users {
+		if err := ValidateUser(u); err != nil {
+			return nil, err
+		}
+		if _, dup := e.Users.config[u.Name]; dup {
+			return nil, fmt.Errorf("user %q is defined twice", u.Name)
+		}
+		if _, clash := e.Clients[u.Name]; clash {
+			return nil, fmt.Errorf("user %q has the name of a client: subjects of users and clients must differ", u.Name)
+		}
+		u.FromConfig = true
+		e.Users.config[u.Name] = u
+	}
+	var err error
+	if e.web, err = newWeb(e, cfg.Web); err != nil {
+		return nil, err
+	}
 	e.grants = map[string]grantHandler{
 		GrantClientCredentials: e.clientCredentials,
+		GrantAuthorizationCode: e.authorizationCode,
+		GrantRefreshToken:      e.refreshToken,
 	}
 	return e, nil
 }
 
-// Start attaches the engine to its storage and loads (or creates) the
-// signing keys.
-func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string) error {
+// Start attaches the engine to its storage and the revocation set shared
+// by every engine on it, and loads (or creates) the signing keys and the
+// form-protection key.
+func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string, rev *Revocations) error {
 	kr, err := LoadKeyRing(ctx, st, signingAlg, time.Now())
 	if err != nil {
 		return err
 	}
+	if err := e.web.start(ctx, st); err != nil {
+		return err
+	}
 	e.store = st
 	e.keys = kr
+	e.Users.store = st
+	e.Revocations = rev
+	e.Verifier.revocations = rev
 	e.Verifier.SetKeys(kr)
 	return nil
 }
@@ -135,6 +189,10 @@ func (e *Engine) Paths() map[string]string {
 	return map[string]string{
 		"token":     e.basePath + TokenPath,
 		"jwks":      e.basePath + JWKSPath,
+		"authorize": e.basePath + AuthorizePath,
+		"userinfo":  e.basePath + UserinfoPath,
+		"logout":    e.basePath + LogoutPath,
+		"assets":    e.basePath + AssetsPath,
 		"as_meta":   "/.well-known/oauth-authorization-server" + e.basePath,
 		"oidc_meta": e.basePath + "/.well-known/openid-configuration",
 	}

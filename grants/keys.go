@@ -35,9 +35,10 @@ type Key struct {
 	private crypto.Signer
 	public  crypto.PublicKey
 	signer  jws.Signer2
-	// header is the base64url JWS protected header for access tokens
-	// signed with this key, computed once.
+	// atHeader and idHeader are the base64url JWS protected headers for
+	// access tokens and ID tokens signed with this key, computed once.
 	atHeader string
+	idHeader string
 }
 
 // storedKey is a key at rest.
@@ -87,12 +88,16 @@ func newKey(alg string, priv crypto.Signer, created time.Time) (*Key, error) {
 		public:  priv.Public(),
 		signer:  signer,
 	}
-	hdr, _ := json.Marshal(struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
-		Typ string `json:"typ"`
-	}{alg, k.ID, "at+jwt"})
-	k.atHeader = base64.RawURLEncoding.EncodeToString(hdr)
+	header := func(typ string) string {
+		hdr, _ := json.Marshal(struct {
+			Alg string `json:"alg"`
+			Kid string `json:"kid"`
+			Typ string `json:"typ"`
+		}{alg, k.ID, typ})
+		return base64.RawURLEncoding.EncodeToString(hdr)
+	}
+	k.atHeader = header("at+jwt")
+	k.idHeader = header("JWT")
 	return k, nil
 }
 

@@ -12,28 +12,47 @@ import (
 // Metadata is the RFC 8414 authorization server metadata, which OIDC
 // Discovery extends. It lists only what this server actually does.
 type Metadata struct {
-	Issuer                            string   `json:"issuer"`
-	TokenEndpoint                     string   `json:"token_endpoint"`
-	JWKSURI                           string   `json:"jwks_uri"`
-	ScopesSupported                   []string `json:"scopes_supported,omitempty"`
-	ResponseTypesSupported            []string `json:"response_types_supported"`
-	GrantTypesSupported               []string `json:"grant_types_supported"`
-	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
-	// OIDC Discovery members (only in openid-configuration).
-	SubjectTypesSupported            []string `json:"subject_types_supported,omitempty"`
-	IDTokenSigningAlgValuesSupported []string `json:"id_token_signing_alg_values_supported,omitempty"`
+	Issuer                                 string   `json:"issuer"`
+	AuthorizationEndpoint                  string   `json:"authorization_endpoint"`
+	TokenEndpoint                          string   `json:"token_endpoint"`
+	JWKSURI                                string   `json:"jwks_uri"`
+	UserinfoEndpoint                       string   `json:"userinfo_endpoint"`
+	EndSessionEndpoint                     string   `json:"end_session_endpoint"`
+	ScopesSupported                        []string `json:"scopes_supported,omitempty"`
+	ResponseTypesSupported                 []string `json:"response_types_supported"`
+	ResponseModesSupported                 []string `json:"response_modes_supported"`
+	GrantTypesSupported                    []string `json:"grant_types_supported"`
+	TokenEndpointAuthMethodsSupported      []string `json:"token_endpoint_auth_methods_supported"`
+	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported"`
+	AuthorizationResponseISSParamSupported bool     `json:"authorization_response_iss_parameter_supported"`
+	PromptValuesSupported                  []string `json:"prompt_values_supported"`
+	SubjectTypesSupported                  []string `json:"subject_types_supported"`
+	IDTokenSigningAlgValuesSupported       []string `json:"id_token_signing_alg_values_supported"`
+	ClaimsSupported                        []string `json:"claims_supported"`
 }
 
-// metadata builds the document. oidc adds the OpenID Discovery members.
-func (e *Engine) metadata(oidc bool) *Metadata {
+// metadata builds the document. Both documents carry the same members: the
+// OIDC ones are registered for RFC 8414 too.
+func (e *Engine) metadata() *Metadata {
 	p := e.Paths()
 	origin := e.Issuer[:len(e.Issuer)-len(e.basePath)]
 	m := &Metadata{
-		Issuer:                            e.Issuer,
-		TokenEndpoint:                     origin + p["token"],
-		JWKSURI:                           origin + p["jwks"],
-		ResponseTypesSupported:            []string{},
-		TokenEndpointAuthMethodsSupported: []string{AuthSecretBasic, AuthSecretPost},
+		Issuer:                                 e.Issuer,
+		AuthorizationEndpoint:                  origin + p["authorize"],
+		TokenEndpoint:                          origin + p["token"],
+		JWKSURI:                                origin + p["jwks"],
+		UserinfoEndpoint:                       origin + p["userinfo"],
+		EndSessionEndpoint:                     origin + p["logout"],
+		ResponseTypesSupported:                 []string{"code"},
+		ResponseModesSupported:                 []string{"query"},
+		TokenEndpointAuthMethodsSupported:      []string{AuthSecretBasic, AuthSecretPost, AuthNone},
+		CodeChallengeMethodsSupported:          []string{"S256"},
+		AuthorizationResponseISSParamSupported: true,
+		PromptValuesSupported:                  []string{"none", "login", "consent"},
+		SubjectTypesSupported:                  []string{"public"},
+		IDTokenSigningAlgValuesSupported:       []string{e.keys.Current.Alg.String()},
+		ClaimsSupported: []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
+			"name", "given_name", "family_name", "preferred_username", "email", "email_verified"},
 	}
 	for _, c := range e.Clients {
 		for _, s := range c.Scopes {
@@ -52,20 +71,15 @@ func (e *Engine) metadata(oidc bool) *Metadata {
 	if m.GrantTypesSupported == nil {
 		m.GrantTypesSupported = []string{}
 	}
-	if oidc {
-		m.SubjectTypesSupported = []string{"public"}
-		m.IDTokenSigningAlgValuesSupported = []string{e.keys.Current.Alg.String()}
-	}
 	return m
 }
 
-// ServeMetadata answers the RFC 8414 document, or the OIDC Discovery one
-// when oidc is set.
-func (e *Engine) ServeMetadata(w http.ResponseWriter, r *http.Request, oidc bool) {
+// ServeMetadata answers the RFC 8414 and OIDC Discovery documents.
+func (e *Engine) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 	if !readOnly(w, r) {
 		return
 	}
-	writePublicJSON(w, e.metadata(oidc))
+	writePublicJSON(w, e.metadata())
 }
 
 // ServeJWKS publishes the public half of every key that still verifies.

@@ -88,20 +88,26 @@ func randomID(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// MintAccessToken signs claims as an at+jwt with the key. The JWS is
-// assembled from the key's precomputed protected header; the signature
-// itself is made by jwx's signer for the key's pinned algorithm.
-func (k *Key) MintAccessToken(c *AccessClaims) (string, error) {
-	payload, err := json.Marshal(c)
+// MintAccessToken signs claims as an at+jwt with the key.
+func (k *Key) MintAccessToken(c *AccessClaims) (string, error) { return k.sign(k.atHeader, c) }
+
+// MintIDToken signs an OpenID Connect ID token with the key.
+func (k *Key) MintIDToken(c *IDClaims) (string, error) { return k.sign(k.idHeader, c) }
+
+// sign makes a compact JWS. It is assembled from the key's precomputed
+// protected header; the signature itself is made by jwx's signer for the
+// key's pinned algorithm.
+func (k *Key) sign(header string, claims any) (string, error) {
+	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
 	}
 	enc := base64.RawURLEncoding
-	n := len(k.atHeader) + 1 + enc.EncodedLen(len(payload))
+	n := len(header) + 1 + enc.EncodedLen(len(payload))
 	buf := make([]byte, n)
-	copy(buf, k.atHeader)
-	buf[len(k.atHeader)] = '.'
-	enc.Encode(buf[len(k.atHeader)+1:], payload)
+	copy(buf, header)
+	buf[len(header)] = '.'
+	enc.Encode(buf[len(header)+1:], payload)
 	sig, err := k.signer.Sign(k.private, buf)
 	if err != nil {
 		return "", err

@@ -33,8 +33,9 @@ func reject(reason string) error { return &TokenError{Reason: reason} }
 type Verifier struct {
 	Issuer string
 	// Leeway tolerates clock skew on exp and nbf.
-	Leeway time.Duration
-	keys   atomic.Pointer[KeyRing]
+	Leeway      time.Duration
+	keys        atomic.Pointer[KeyRing]
+	revocations *Revocations
 }
 
 // SetKeys replaces the key ring used for verification.
@@ -107,6 +108,9 @@ func (v *Verifier) Verify(token string, now time.Time) (*AccessClaims, error) {
 	}
 	if c.IssuedAt > sec+lee {
 		return nil, reject("issued in the future")
+	}
+	if v.revocations.Revoked(c.ID) {
+		return nil, reject("revoked")
 	}
 	return &c, nil
 }

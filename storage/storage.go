@@ -17,6 +17,22 @@ type Kind string
 // The record kinds the engine uses.
 const (
 	KindKeys Kind = "keys"
+	// KindUsers holds users created at run time, by name.
+	KindUsers Kind = "users"
+	// KindCodes holds authorization codes by SHA-256 of the code.
+	KindCodes Kind = "codes"
+	// KindRefresh holds refresh tokens by SHA-256 of the token.
+	KindRefresh Kind = "refresh"
+	// KindFamilies holds refresh-token families (one per grant), by id.
+	KindFamilies Kind = "families"
+	// KindRevoked holds revoked access-token ids until the token expires.
+	KindRevoked Kind = "revoked"
+	// KindSessions holds browser sign-in sessions by SHA-256 of the cookie.
+	KindSessions Kind = "sessions"
+	// KindConsents holds what each user allowed each client, by user and client.
+	KindConsents Kind = "consents"
+	// KindSecrets holds server-side secrets such as the form MAC key.
+	KindSecrets Kind = "secrets"
 )
 
 // ErrNotFound is returned when a record does not exist or has expired.

@@ -1,0 +1,154 @@
+package grants
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// CodeTTL is how long an authorization code can be redeemed.
+const CodeTTL = 60 * time.Second
+
+// usedCodeRetention is how long a redeemed code is remembered, so that a
+// replay can be recognised and revoke what the first redemption issued.
+const usedCodeRetention = 15 * time.Minute
+
+// validPKCEValue checks a code_verifier or S256 code_challenge: 43 to 128
+// unreserved characters (RFC 7636 §4.1, §4.2).
+func validPKCEValue(s string) bool {
+	if len(s) < 43 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	return true
+}
+
+// s256 is the PKCE S256 transformation.
+func s256(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+var errBadCode = errCode(CodeInvalidGrant, "the authorization code is invalid, expired or already used")
+
+// checkRedemption checks everything a code is bound to.
+func checkRedemption(cr *codeRecord, c *Client, form Form) *Error {
+	if cr.ClientID != c.ID {
+		return errBadCode
+	}
+	if ru := form.Get("redirect_uri"); (cr.RedirectGiven || ru != "") && ru != cr.RedirectURI {
+		return errCode(CodeInvalidGrant, "redirect_uri does not match the authorization request")
+	}
+	verifier := form.Get("code_verifier")
+	switch {
+	case cr.Challenge == "" && verifier != "":
+		return errCode(CodeInvalidGrant, "code_verifier was sent but the authorization request had no code_challenge")
+	case cr.Challenge != "" && verifier == "":
+		return errCode(CodeInvalidGrant, "code_verifier is required")
+	case cr.Challenge != "" && (!validPKCEValue(verifier) || subtle.ConstantTimeCompare([]byte(s256(verifier)), []byte(cr.Challenge)) != 1):
+		return errCode(CodeInvalidGrant, "code_verifier does not match the code_challenge")
+	}
+	return nil
+}
+
+// authorizationCode is the RFC 6749 §4.1.3 grant. The code is redeemed in
+// one transaction: a second redemption fails and revokes every token the
+// first one issued; a failed redemption burns the code.
+func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*TokenResponse, *Error) {
+	code := form.Get("code")
+	if code == "" {
+		return nil, errRequest("code is required")
+	}
+	aud, oerr := e.audienceFor(c, form.Get("resource"))
+	if oerr != nil {
+		return nil, oerr
+	}
+	key := hashToken(code)
+	now := time.Now()
+	var (
+		cr      codeRecord
+		at      *AccessClaims
+		rt      string
+		revoked map[string]int64
+	)
+	err := e.store.Batch(ctx, func(tx storage.Tx) error {
+		cr, at, rt, revoked, oerr = codeRecord{}, nil, "", nil, nil
+		rec, err := getJSON(tx, storage.KindCodes, key, &cr)
+		if errors.Is(err, storage.ErrNotFound) {
+			oerr = errBadCode
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if cr.Used {
+			oerr = errBadCode
+			revoked, err = revokeFamily(tx, cr.Family)
+			return err
+		}
+		if oerr = checkRedemption(&cr, c, form); oerr != nil {
+			cr.Used = true
+			return putJSON(tx, storage.KindCodes, key, &cr, rec.Expires)
+		}
+		cr.Used, cr.Family = true, randomID(16)
+		if err := putJSON(tx, storage.KindCodes, key, &cr, now.Add(usedCodeRetention)); err != nil {
+			return err
+		}
+		at = newAccessClaims(e.Issuer, cr.Subject, c.ID, aud, cr.Scope, now, e.AccessTokenTTL)
+		fam := familyRecord{ClientID: c.ID, Subject: cr.Subject, Scope: cr.Scope, AuthTime: cr.AuthTime,
+			JTIs: map[string]int64{at.ID: at.ExpiresAt}}
+		famExp := now.Add(e.AccessTokenTTL)
+		if c.Allows(GrantRefreshToken) {
+			famExp = now.Add(e.RefreshTokenTTL)
+			rt = newSecretToken()
+			if err := putJSON(tx, storage.KindRefresh, hashToken(rt), &refreshRecord{Family: cr.Family}, famExp); err != nil {
+				return err
+			}
+		}
+		return putJSON(tx, storage.KindFamilies, cr.Family, &fam, famExp)
+	})
+	if err != nil {
+		return nil, storageError(err)
+	}
+	e.Revocations.add(revoked)
+	if oerr != nil {
+		return nil, oerr
+	}
+	return e.userTokens(ctx, c, at, rt, cr.Nonce, cr.AuthTime)
+}
+
+// userTokens signs the access token (and an ID token when openid was
+// granted) for a grant that storage has already committed.
+func (e *Engine) userTokens(ctx context.Context, c *Client, at *AccessClaims, rt, nonce string, authTime int64) (*TokenResponse, *Error) {
+	resp, oerr := e.issueAccessToken(at)
+	if oerr != nil {
+		return nil, oerr
+	}
+	resp.RefreshToken = rt
+	if slices.Contains(at.Scopes(), "openid") {
+		u, err := e.Users.Lookup(ctx, at.Subject)
+		if errors.Is(err, ErrUserNotFound) {
+			return nil, errCode(CodeInvalidGrant, "the user of this grant no longer exists")
+		}
+		if err != nil {
+			return nil, storageError(err)
+		}
+		idc := newIDClaims(e.Issuer, u, c.ID, nonce, at.Scopes(), time.Unix(authTime, 0), time.Now(), e.AccessTokenTTL)
+		idc.ATHash = atHash(e.keys.Current, resp.AccessToken)
+		if resp.IDToken, err = e.keys.Current.MintIDToken(idc); err != nil {
+			return nil, errServer
+		}
+	}
+	return resp, nil
+}

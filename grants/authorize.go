@@ -1,0 +1,365 @@
+package grants
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// authzRequest is a validated authorization request, carried through the
+// login and consent forms sealed with the form key.
+type authzRequest struct {
+	ClientID      string   `json:"client_id"`
+	RedirectURI   string   `json:"redirect_uri"`
+	RedirectGiven bool     `json:"redirect_given,omitempty"`
+	Scope         []string `json:"scope"`
+	State         string   `json:"state,omitempty"`
+	Challenge     string   `json:"code_challenge,omitempty"`
+	Nonce         string   `json:"nonce,omitempty"`
+	Prompt        []string `json:"prompt,omitempty"`
+	MaxAge        int64    `json:"max_age"` // -1: not given
+	LoginHint     string   `json:"login_hint,omitempty"`
+}
+
+// authzParams are the authorization request parameters we read; a
+// repeated one is an error, others are ignored.
+var authzParams = []string{"client_id", "redirect_uri", "response_type", "scope", "state",
+	"code_challenge", "code_challenge_method", "nonce", "prompt", "max_age", "login_hint",
+	"response_mode", "request", "request_uri", "resource"}
+
+// redirectError is an error sent back to the client's redirect URI
+// (RFC 6749 §4.1.2.1).
+type redirectError struct{ code, desc string }
+
+// maxParamLen bounds state, nonce and login_hint so they cannot bloat
+// forms and redirects.
+const maxParamLen = 2048
+
+// parseAuthorize validates an authorization request. Until the client and
+// redirect URI are trusted, errors are shown as a page (page != ""); after
+// that they go back to the client (rerr != nil).
+func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string, rerr *redirectError) {
+	var q url.Values
+	switch r.Method {
+	case http.MethodGet:
+		q = r.URL.Query()
+	case http.MethodPost:
+		if err := r.ParseForm(); err != nil {
+			return nil, "the authorization request could not be read", nil
+		}
+		q = r.PostForm
+	default:
+		return nil, "the authorization endpoint accepts GET and POST only", nil
+	}
+	p := map[string]string{}
+	for _, name := range authzParams {
+		if vs := q[name]; len(vs) > 1 {
+			return nil, "the authorization request repeats a parameter", nil
+		} else if len(vs) == 1 && vs[0] != "" {
+			p[name] = vs[0]
+		}
+	}
+	c, ok := e.Clients[p["client_id"]]
+	if !ok {
+		return nil, "the application that sent you here is not registered", nil
+	}
+	ar = &authzRequest{ClientID: c.ID, State: p["state"], MaxAge: -1}
+	switch ru := p["redirect_uri"]; {
+	case ru != "" && c.MatchRedirectURI(ru):
+		ar.RedirectURI, ar.RedirectGiven = ru, true
+	case ru == "" && len(c.RedirectURIs) == 1:
+		ar.RedirectURI = c.RedirectURIs[0]
+	default:
+		return nil, "the application sent you with a redirect address it has not registered", nil
+	}
+	fail := func(code, desc string) (*authzRequest, string, *redirectError) {
+		return ar, "", &redirectError{code, desc}
+	}
+	if len(ar.State) > maxParamLen || len(p["nonce"]) > maxParamLen || len(p["login_hint"]) > maxParamLen {
+		ar.State = ""
+		return fail(CodeInvalidRequest, "state, nonce or login_hint is too long")
+	}
+	switch {
+	case p["response_type"] == "":
+		return fail(CodeInvalidRequest, "response_type is required")
+	case p["response_type"] != "code":
+		return fail("unsupported_response_type", "only response_type=code is supported")
+	case p["response_mode"] != "" && p["response_mode"] != "query":
+		return fail(CodeInvalidRequest, "only response_mode=query is supported")
+	case p["request"] != "":
+		return fail("request_not_supported", "request objects are not supported")
+	case p["request_uri"] != "":
+		return fail("request_uri_not_supported", "request_uri is not supported")
+	case !c.Allows(GrantAuthorizationCode):
+		return fail(CodeUnauthorizedClient, "this client may not use the authorization code flow")
+	}
+	scope, oerr := grantScope(p["scope"], c.Scopes)
+	if oerr != nil {
+		return fail(CodeInvalidScope, oerr.Description)
+	}
+	ar.Scope = scope
+	switch ch, m := p["code_challenge"], p["code_challenge_method"]; {
+	case ch == "" && m != "":
+		return fail(CodeInvalidRequest, "code_challenge_method without code_challenge")
+	case ch == "" && (c.AuthMethod == AuthNone || !c.PKCEOptional):
+		return fail(CodeInvalidRequest, "code_challenge is required (PKCE with S256)")
+	case ch != "" && m != "S256":
+		return fail(CodeInvalidRequest, "code_challenge_method must be S256")
+	case ch != "" && !validPKCEValue(ch):
+		return fail(CodeInvalidRequest, "code_challenge is malformed")
+	default:
+		ar.Challenge = ch
+	}
+	if pr := p["prompt"]; pr != "" {
+		ar.Prompt = strings.Split(pr, " ")
+		for _, v := range ar.Prompt {
+			if v != "none" && v != "login" && v != "consent" && v != "select_account" {
+				return fail(CodeInvalidRequest, "prompt has an unknown value")
+			}
+		}
+		if slices.Contains(ar.Prompt, "none") && len(ar.Prompt) > 1 {
+			return fail(CodeInvalidRequest, "prompt=none cannot be combined with other values")
+		}
+	}
+	if ma := p["max_age"]; ma != "" {
+		n, err := strconv.ParseInt(ma, 10, 64)
+		if err != nil || n < 0 {
+			return fail(CodeInvalidRequest, "max_age must be a non-negative integer")
+		}
+		ar.MaxAge = n
+	}
+	ar.Nonce, ar.LoginHint = p["nonce"], p["login_hint"]
+	return ar, "", nil
+}
+
+// ServeAuthorize is the authorization endpoint (RFC 6749 §3.1, OIDC Core
+// §3.1.2).
+func (e *Engine) ServeAuthorize(rw http.ResponseWriter, r *http.Request) {
+	if err := e.requireTLS(r); err != nil {
+		e.web.errorPage(rw, http.StatusBadRequest, "the sign-in page must be reached over HTTPS")
+		return
+	}
+	ar, page, rerr := e.parseAuthorize(r)
+	switch {
+	case page != "":
+		e.web.errorPage(rw, http.StatusBadRequest, page)
+	case rerr != nil:
+		e.redirectError(rw, r, ar, rerr)
+	default:
+		e.web.continueAuthorize(rw, r, ar, nil)
+	}
+}
+
+// continueAuthorize moves a valid request on: sign-in if needed, then
+// consent if needed, then a code. fresh is the session the user just
+// started on our login form (which satisfies prompt=login and max_age);
+// nil means: use the browser's session cookie.
+func (w *web) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *authzRequest, fresh *sessionRecord) {
+	ctx := r.Context()
+	sess, freshLogin := fresh, fresh != nil
+	if sess == nil {
+		var err error
+		if sess, _, err = w.session(ctx, r); err != nil {
+			w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
+			return
+		}
+	}
+	none := slices.Contains(ar.Prompt, "none")
+	needLogin := sess == nil ||
+		(!freshLogin && slices.Contains(ar.Prompt, "login")) ||
+		(ar.MaxAge >= 0 && time.Since(time.Unix(sess.AuthTime, 0)) > time.Duration(ar.MaxAge)*time.Second)
+	if needLogin {
+		if none {
+			w.e.redirectError(rw, r, ar, &redirectError{"login_required", "the user is not signed in"})
+			return
+		}
+		csrf := w.csrfToken(rw, r)
+		w.render(rw, http.StatusOK, "login.html", pageData{Title: "Sign in", Client: ar.ClientID,
+			LoginHint: ar.LoginHint, State: w.seal(loginState{Request: *ar}, csrf), CSRF: csrf,
+			Action: w.e.basePath + AuthorizePath + "/login"})
+		return
+	}
+	c := w.e.Clients[ar.ClientID]
+	needConsent := !c.Trusted
+	if needConsent && !slices.Contains(ar.Prompt, "consent") {
+		ok, err := w.hasConsent(ctx, sess.User, c.ID, ar.Scope)
+		if err != nil {
+			w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
+			return
+		}
+		needConsent = !ok
+	}
+	if needConsent {
+		if none {
+			w.e.redirectError(rw, r, ar, &redirectError{"consent_required", "the user has not allowed this application"})
+			return
+		}
+		csrf := w.csrfToken(rw, r)
+		w.render(rw, http.StatusOK, "consent.html", pageData{Title: "Allow access", Client: c.ID, Scopes: ar.Scope,
+			User: sess.User, State: w.seal(consentState{Request: *ar, User: sess.User}, csrf), CSRF: csrf,
+			Action: w.e.basePath + AuthorizePath + "/consent"})
+		return
+	}
+	w.e.issueCode(rw, r, ar, sess)
+}
+
+// loginState and consentState are sealed into the forms.
+type loginState struct {
+	Request authzRequest `json:"r"`
+}
+
+type consentState struct {
+	Request authzRequest `json:"r"`
+	User    string       `json:"u"`
+}
+
+// ServeLogin handles the login form.
+func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
+	w := e.web
+	var st loginState
+	if !w.postedForm(rw, r, &st) {
+		return
+	}
+	ar := &st.Request
+	name, password := r.PostForm.Get("username"), r.PostForm.Get("password")
+	ip := clientIP(r)
+	now := time.Now()
+	again := func(msg string) {
+		csrf := w.csrfToken(rw, r)
+		w.render(rw, http.StatusUnauthorized, "login.html", pageData{Title: "Sign in", Client: ar.ClientID, Error: msg,
+			LoginHint: name, State: w.seal(st, csrf), CSRF: csrf, Action: e.basePath + AuthorizePath + "/login"})
+	}
+	if name == "" || password == "" || len(name) > 200 || len(password) > 1024 {
+		again("Enter your user name and password.")
+		return
+	}
+	if w.throttle.locked(now, "user:"+name, "ip:"+ip) {
+		again("Too many failed sign-ins. Wait a few minutes and try again.")
+		return
+	}
+	u, err := e.Users.Authenticate(r.Context(), name, password)
+	if err != nil {
+		w.throttle.fail(now, "user:"+name, "ip:"+ip)
+		e.debug("sign-in failed", zap.String("client_id", ar.ClientID))
+		again("The user name or password is wrong.")
+		return
+	}
+	w.throttle.succeed("user:" + name)
+	sess, err := w.startSession(r.Context(), rw, r, u)
+	if err != nil {
+		w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
+		return
+	}
+	w.continueAuthorize(rw, r, ar, sess)
+}
+
+// ServeConsent handles the consent form.
+func (e *Engine) ServeConsent(rw http.ResponseWriter, r *http.Request) {
+	w := e.web
+	var st consentState
+	if !w.postedForm(rw, r, &st) {
+		return
+	}
+	ar := &st.Request
+	sess, _, err := w.session(r.Context(), r)
+	if err != nil || sess == nil || sess.User != st.User {
+		w.errorPage(rw, http.StatusBadRequest, "your sign-in session ended; start again from the application")
+		return
+	}
+	if r.PostForm.Get("decision") != "allow" {
+		e.redirectError(rw, r, ar, &redirectError{"access_denied", "the user denied access"})
+		return
+	}
+	if err := w.rememberConsent(r.Context(), sess.User, ar.ClientID, ar.Scope); err != nil {
+		w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
+		return
+	}
+	e.issueCode(rw, r, ar, sess)
+}
+
+// postedForm checks a sign-in form post: POST, CSRF field matching the
+// cookie, sealed state intact and recent, client still registered.
+func (w *web) postedForm(rw http.ResponseWriter, r *http.Request, st any) bool {
+	if r.Method != http.MethodPost {
+		rw.Header().Set("Allow", http.MethodPost)
+		w.errorPage(rw, http.StatusMethodNotAllowed, "this page accepts form posts only")
+		return false
+	}
+	r.Body = http.MaxBytesReader(rw, r.Body, MaxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		w.errorPage(rw, http.StatusBadRequest, "the form could not be read")
+		return false
+	}
+	csrf := r.PostForm.Get("csrf")
+	if !w.checkCSRF(r, csrf) || !w.unseal(r.PostForm.Get("state"), csrf, st) {
+		w.errorPage(rw, http.StatusForbidden, "this form has expired or did not come from this site; start again from the application")
+		return false
+	}
+	var ar *authzRequest
+	switch s := st.(type) {
+	case *loginState:
+		ar = &s.Request
+	case *consentState:
+		ar = &s.Request
+	}
+	if c, ok := w.e.Clients[ar.ClientID]; !ok || !c.MatchRedirectURI(ar.RedirectURI) {
+		w.errorPage(rw, http.StatusBadRequest, "the application is no longer registered")
+		return false
+	}
+	return true
+}
+
+// issueCode stores a code for the signed-in user and sends it to the
+// client.
+func (e *Engine) issueCode(rw http.ResponseWriter, r *http.Request, ar *authzRequest, sess *sessionRecord) {
+	code := newSecretToken()
+	cr := codeRecord{ClientID: ar.ClientID, RedirectURI: ar.RedirectURI, RedirectGiven: ar.RedirectGiven,
+		Challenge: ar.Challenge, Nonce: ar.Nonce, Scope: ar.Scope, Subject: sess.User, AuthTime: sess.AuthTime}
+	err := e.store.Batch(r.Context(), func(tx storage.Tx) error {
+		return putJSON(tx, storage.KindCodes, hashToken(code), &cr, time.Now().Add(CodeTTL))
+	})
+	if err != nil {
+		e.redirectError(rw, r, ar, &redirectError{CodeTemporarilyUnavailable, "try again shortly"})
+		return
+	}
+	e.redirect(rw, r, ar, url.Values{"code": {code}})
+}
+
+// redirectError sends an error to the client's (validated) redirect URI.
+func (e *Engine) redirectError(rw http.ResponseWriter, r *http.Request, ar *authzRequest, rerr *redirectError) {
+	e.redirect(rw, r, ar, url.Values{"error": {rerr.code}, "error_description": {rerr.desc}})
+}
+
+// redirect appends params, state and iss (RFC 9207) to the redirect URI,
+// keeping its own query as it was.
+func (e *Engine) redirect(rw http.ResponseWriter, r *http.Request, ar *authzRequest, params url.Values) {
+	if ar.State != "" {
+		params.Set("state", ar.State)
+	}
+	params.Set("iss", e.Issuer)
+	sep := "?"
+	if strings.Contains(ar.RedirectURI, "?") {
+		sep = "&"
+	}
+	h := rw.Header()
+	noStore(h)
+	h.Set("Location", ar.RedirectURI+sep+params.Encode())
+	rw.WriteHeader(http.StatusFound)
+}
+
+// clientIP is the address the throttle counts for.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

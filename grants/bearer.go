@@ -1,0 +1,82 @@
+package grants
+
+import (
+	"net/http"
+	"strings"
+)
+
+// BearerToken extracts the RFC 6750 §2.1 token. A non-zero status means
+// the request is refused: 401 with no error code when there is no bearer
+// token, 400 invalid_request when it is malformed, and 401 invalid_request
+// for a token offered in the URL, which we never accept.
+func BearerToken(r *http.Request) (token string, status int, code string) {
+	authz := r.Header.Values("Authorization")
+	if len(authz) > 1 {
+		return "", http.StatusBadRequest, "invalid_request"
+	}
+	if r.URL.Query().Has("access_token") {
+		return "", http.StatusUnauthorized, "invalid_request"
+	}
+	if len(authz) == 0 {
+		return "", http.StatusUnauthorized, ""
+	}
+	scheme, tok, _ := strings.Cut(authz[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", http.StatusUnauthorized, ""
+	}
+	if !isB64Token(tok) {
+		return "", http.StatusBadRequest, "invalid_request"
+	}
+	return tok, 0, ""
+}
+
+// isB64Token checks RFC 6750's b64token: 1*( ALPHA / DIGIT / "-" / "." /
+// "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
+			break
+		}
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// BearerChallenge renders an RFC 6750 §3 WWW-Authenticate value. base is
+// `Bearer realm="…"` plus any fixed parameters; nothing from the request
+// is ever echoed.
+func BearerChallenge(base, code, scope string) (challenge, body string) {
+	switch code {
+	case "":
+		return base, `{"error_description":"an access token is required"}`
+	case "invalid_token":
+		const d = "the access token is invalid, expired or not for this resource"
+		return base + `, error="invalid_token", error_description="` + d + `"`, `{"error":"invalid_token","error_description":"` + d + `"}`
+	case "insufficient_scope":
+		return base + `, error="insufficient_scope", scope="` + scope + `"`, `{"error":"insufficient_scope","error_description":"the access token lacks a required scope"}`
+	default:
+		const d = "send the access token once, in the Authorization header as Bearer"
+		return base + `, error="invalid_request", error_description="` + d + `"`, `{"error":"invalid_request","error_description":"` + d + `"}`
+	}
+}
+
+// WriteBearerError answers a resource request per RFC 6750 §3.
+func WriteBearerError(w http.ResponseWriter, base string, status int, code, scope string) {
+	ch, body := BearerChallenge(base, code, scope)
+	h := w.Header()
+	h.Set("WWW-Authenticate", ch)
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}

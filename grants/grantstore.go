@@ -1,0 +1,104 @@
+package grants
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// Codes, refresh tokens and session cookies are 256-bit random strings
+// stored only as SHA-256 hashes, so a copy of the database grants nothing.
+func newSecretToken() string { return randomID(32) }
+
+func hashToken(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// codeRecord is an authorization code's grant, bound to everything the
+// token request must repeat.
+type codeRecord struct {
+	ClientID      string   `json:"client_id"`
+	RedirectURI   string   `json:"redirect_uri"`
+	RedirectGiven bool     `json:"redirect_given"`
+	Challenge     string   `json:"code_challenge,omitempty"`
+	Nonce         string   `json:"nonce,omitempty"`
+	Scope         []string `json:"scope"`
+	Subject       string   `json:"sub"`
+	AuthTime      int64    `json:"auth_time"`
+	// Used is set by the first redemption; Family names the grant it
+	// created, revoked if the code is presented again.
+	Used   bool   `json:"used,omitempty"`
+	Family string `json:"family,omitempty"`
+}
+
+// familyRecord is one grant: every refresh token rotated from one code
+// shares it, and reuse of any rotated token revokes it whole.
+type familyRecord struct {
+	ClientID string   `json:"client_id"`
+	Subject  string   `json:"sub"`
+	Scope    []string `json:"scope"`
+	AuthTime int64    `json:"auth_time"`
+	Revoked  bool     `json:"revoked,omitempty"`
+	// JTIs are the access tokens issued in the family, with their expiry,
+	// so that revoking the family revokes them too.
+	JTIs map[string]int64 `json:"jtis,omitempty"`
+}
+
+// refreshRecord is one refresh token of a family.
+type refreshRecord struct {
+	Family string `json:"family"`
+	Used   bool   `json:"used,omitempty"`
+	UsedAt int64  `json:"used_at,omitempty"`
+	// Next is the hash of the token this one was rotated into.
+	Next string `json:"next,omitempty"`
+}
+
+func getJSON(tx storage.Tx, kind storage.Kind, key string, v any) (storage.Record, error) {
+	rec, err := tx.Get(kind, key)
+	if err != nil {
+		return rec, err
+	}
+	return rec, json.Unmarshal(rec.Value, v)
+}
+
+func putJSON(tx storage.Tx, kind storage.Kind, key string, v any, expires time.Time) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Put(kind, key, storage.Record{Value: b, Expires: expires})
+}
+
+// revokeFamily marks a family revoked in tx and returns the access tokens
+// to revoke once the transaction commits.
+func revokeFamily(tx storage.Tx, id string) (map[string]int64, error) {
+	var fam familyRecord
+	rec, err := getJSON(tx, storage.KindFamilies, id, &fam)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	fam.Revoked = true
+	if err := putJSON(tx, storage.KindFamilies, id, &fam, rec.Expires); err != nil {
+		return nil, err
+	}
+	if err := persistRevoked(tx, fam.JTIs); err != nil {
+		return nil, err
+	}
+	return fam.JTIs, nil
+}
+
+// storageError turns a backend failure into the client-facing error.
+func storageError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	return errUnavailable
+}

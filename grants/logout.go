@@ -1,0 +1,154 @@
+package grants
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/lestrrat-go/jwx/v3/jws"
+)
+
+// logoutState is sealed into the sign-out confirmation form.
+type logoutState struct {
+	RedirectURI string `json:"redirect_uri,omitempty"`
+	State       string `json:"state,omitempty"`
+}
+
+// ServeLogout is OpenID Connect RP-Initiated Logout. A valid id_token_hint
+// for the signed-in user signs out at once; otherwise the user confirms
+// on a form, so that no third party can sign a user out. The
+// post_logout_redirect_uri must be registered for the client, compared
+// exactly; an unregistered one is ignored, never followed.
+func (e *Engine) ServeLogout(rw http.ResponseWriter, r *http.Request) {
+	w := e.web
+	ctx := r.Context()
+	sess, key, err := w.session(ctx, r)
+	if err != nil {
+		w.errorPage(rw, http.StatusServiceUnavailable, "sign-out is unavailable right now; try again shortly")
+		return
+	}
+	if r.Method == http.MethodPost && r.URL.Path == e.basePath+LogoutPath+"/confirm" {
+		var st logoutState
+		if !w.postedLogout(rw, r, &st) {
+			return
+		}
+		if err := w.endSession(ctx, rw, r, key); err != nil {
+			w.errorPage(rw, http.StatusServiceUnavailable, "sign-out is unavailable right now; try again shortly")
+			return
+		}
+		e.afterLogout(rw, r, st)
+		return
+	}
+	var q url.Values
+	switch r.Method {
+	case http.MethodGet:
+		q = r.URL.Query()
+	case http.MethodPost:
+		r.Body = http.MaxBytesReader(rw, r.Body, MaxBodyBytes)
+		if r.ParseForm() != nil {
+			w.errorPage(rw, http.StatusBadRequest, "the sign-out request could not be read")
+			return
+		}
+		q = r.PostForm
+	default:
+		w.errorPage(rw, http.StatusMethodNotAllowed, "sign-out accepts GET and POST only")
+		return
+	}
+	for _, p := range []string{"id_token_hint", "post_logout_redirect_uri", "state", "client_id"} {
+		if len(q[p]) > 1 {
+			w.errorPage(rw, http.StatusBadRequest, "the sign-out request repeats a parameter")
+			return
+		}
+	}
+	hintSub, hintAud := e.idTokenHint(q.Get("id_token_hint"))
+	clientID := q.Get("client_id")
+	if clientID == "" {
+		clientID = hintAud
+	}
+	st := logoutState{State: q.Get("state")}
+	if len(st.State) > maxParamLen {
+		st.State = ""
+	}
+	if pl := q.Get("post_logout_redirect_uri"); pl != "" {
+		if c, ok := e.Clients[clientID]; ok && (hintAud == "" || hintAud == clientID) && slices.Contains(c.PostLogoutRedirectURIs, pl) {
+			st.RedirectURI = pl
+		}
+	}
+	if sess == nil || (hintSub != "" && hintSub == sess.User) {
+		if err := w.endSession(ctx, rw, r, key); err != nil {
+			w.errorPage(rw, http.StatusServiceUnavailable, "sign-out is unavailable right now; try again shortly")
+			return
+		}
+		e.afterLogout(rw, r, st)
+		return
+	}
+	csrf := w.csrfToken(rw, r)
+	w.render(rw, http.StatusOK, "logout.html", pageData{Title: "Sign out", User: sess.User,
+		State: w.seal(st, csrf), CSRF: csrf, Action: e.basePath + LogoutPath + "/confirm"})
+}
+
+func (w *web) postedLogout(rw http.ResponseWriter, r *http.Request, st *logoutState) bool {
+	r.Body = http.MaxBytesReader(rw, r.Body, MaxBodyBytes)
+	if r.ParseForm() != nil {
+		w.errorPage(rw, http.StatusBadRequest, "the form could not be read")
+		return false
+	}
+	csrf := r.PostForm.Get("csrf")
+	if !w.checkCSRF(r, csrf) || !w.unseal(r.PostForm.Get("state"), csrf, st) {
+		w.errorPage(rw, http.StatusForbidden, "this form has expired or did not come from this site")
+		return false
+	}
+	return true
+}
+
+func (e *Engine) afterLogout(rw http.ResponseWriter, r *http.Request, st logoutState) {
+	if st.RedirectURI == "" {
+		e.web.render(rw, http.StatusOK, "loggedout.html", pageData{Title: "Signed out", Message: "You are signed out."})
+		return
+	}
+	target := st.RedirectURI
+	if st.State != "" {
+		sep := "?"
+		if strings.Contains(target, "?") {
+			sep = "&"
+		}
+		target += sep + url.Values{"state": {st.State}}.Encode()
+	}
+	noStore(rw.Header())
+	rw.Header().Set("Location", target)
+	rw.WriteHeader(http.StatusFound)
+}
+
+// idTokenHint returns the subject and audience of an ID token we issued.
+// It may have expired (OIDC RP-Initiated Logout §2), but its signature
+// must verify with one of our keys under that key's own algorithm.
+func (e *Engine) idTokenHint(tok string) (sub, aud string) {
+	if tok == "" || len(tok) > MaxTokenBytes {
+		return "", ""
+	}
+	hdrPart, _, ok := strings.Cut(tok, ".")
+	if !ok {
+		return "", ""
+	}
+	hb, err := base64.RawURLEncoding.DecodeString(hdrPart)
+	var h header
+	if err != nil || json.Unmarshal(hb, &h) != nil || h.Typ != "JWT" || h.Crit != nil {
+		return "", ""
+	}
+	k, ok := e.keys.Lookup(h.Kid)
+	if !ok || h.Alg != k.Alg.String() {
+		return "", ""
+	}
+	payload, err := jws.VerifyCompactFast(k.public, []byte(tok), k.Alg)
+	if err != nil {
+		return "", ""
+	}
+	var c IDClaims
+	if json.Unmarshal(payload, &c) != nil || c.Issuer != e.Issuer {
+		return "", ""
+	}
+	return c.Subject, c.Audience
+}

@@ -1,0 +1,114 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+var errBadRefresh = errCode(CodeInvalidGrant, "the refresh token is invalid, expired or revoked")
+
+// refreshToken is the RFC 6749 §6 grant with rotation: every use returns a
+// new refresh token, and presenting one that was already rotated revokes
+// the whole family (RFC 9700 §4.14.2). A narrower scope may be asked for
+// the new access token; the family keeps the original grant.
+func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*TokenResponse, *Error) {
+	old := form.Get("refresh_token")
+	if old == "" {
+		return nil, errRequest("refresh_token is required")
+	}
+	var want []string
+	if s := form.Get("scope"); s != "" {
+		var oerr *Error
+		if want, oerr = parseScope(s); oerr != nil {
+			return nil, oerr
+		}
+	}
+	aud, oerr := e.audienceFor(c, form.Get("resource"))
+	if oerr != nil {
+		return nil, oerr
+	}
+	key := hashToken(old)
+	now := time.Now()
+	var (
+		fam     familyRecord
+		at      *AccessClaims
+		next    string
+		revoked map[string]int64
+	)
+	err := e.store.Batch(ctx, func(tx storage.Tx) error {
+		fam, at, next, revoked, oerr = familyRecord{}, nil, "", nil, nil
+		var r refreshRecord
+		rec, err := getJSON(tx, storage.KindRefresh, key, &r)
+		if errors.Is(err, storage.ErrNotFound) {
+			oerr = errBadRefresh
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		famRec, err := getJSON(tx, storage.KindFamilies, r.Family, &fam)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && (fam.Revoked || fam.ClientID != c.ID)) {
+			oerr = errBadRefresh
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if r.Used {
+			var succ refreshRecord
+			_, serr := getJSON(tx, storage.KindRefresh, r.Next, &succ)
+			lost := e.RefreshGrace > 0 && now.Sub(time.Unix(r.UsedAt, 0)) <= e.RefreshGrace && serr == nil && !succ.Used
+			if !lost {
+				oerr = errCode(CodeInvalidGrant, "the refresh token was already used; the grant is revoked")
+				revoked, err = revokeFamily(tx, r.Family)
+				return err
+			}
+			// The client never received (or never used) the successor:
+			// replace it rather than revoke an honest client's grant.
+			if err := tx.Delete(storage.KindRefresh, r.Next); err != nil {
+				return err
+			}
+		}
+		scope := fam.Scope
+		if want != nil {
+			for _, s := range want {
+				if !slices.Contains(fam.Scope, s) {
+					oerr = errCode(CodeInvalidScope, "the requested scope exceeds the original grant")
+					return nil
+				}
+			}
+			scope = want
+		}
+		at = newAccessClaims(e.Issuer, fam.Subject, c.ID, aud, scope, now, e.AccessTokenTTL)
+		next = newSecretToken()
+		r.Used, r.UsedAt, r.Next = true, now.Unix(), hashToken(next)
+		if err := putJSON(tx, storage.KindRefresh, key, &r, rec.Expires); err != nil {
+			return err
+		}
+		if err := putJSON(tx, storage.KindRefresh, r.Next, &refreshRecord{Family: r.Family}, famRec.Expires); err != nil {
+			return err
+		}
+		for jti, exp := range fam.JTIs {
+			if exp < now.Unix() {
+				delete(fam.JTIs, jti)
+			}
+		}
+		if fam.JTIs == nil {
+			fam.JTIs = map[string]int64{}
+		}
+		fam.JTIs[at.ID] = at.ExpiresAt
+		return putJSON(tx, storage.KindFamilies, r.Family, &fam, famRec.Expires)
+	})
+	if err != nil {
+		return nil, storageError(err)
+	}
+	e.Revocations.add(revoked)
+	if oerr != nil {
+		return nil, oerr
+	}
+	return e.userTokens(ctx, c, at, next, "", fam.AuthTime)
+}

@@ -1,0 +1,95 @@
+package grants
+
+import (
+	"sync"
+	"time"
+)
+
+// ThrottleConfig limits failed sign-ins (login page and password grant).
+type ThrottleConfig struct {
+	// MaxFailures is how many failures in Window are free before a key
+	// (a user name or a client address) is locked. Default 5.
+	MaxFailures int
+	// Window is how long failures are remembered. Default 15m.
+	Window time.Duration
+	// BaseLock is the first lock; each further failure doubles it, up to
+	// Window. Default 30s.
+	BaseLock time.Duration
+}
+
+// throttle counts failures per key in memory. It is bounded: when full it
+// forgets the quietest keys first.
+type throttle struct {
+	cfg ThrottleConfig
+	mu  sync.Mutex
+	m   map[string]*throttleEntry
+}
+
+type throttleEntry struct {
+	failures int
+	last     time.Time
+	until    time.Time
+}
+
+const throttleMaxKeys = 100_000
+
+func newThrottle(cfg ThrottleConfig) *throttle {
+	if cfg.MaxFailures <= 0 {
+		cfg.MaxFailures = 5
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 15 * time.Minute
+	}
+	if cfg.BaseLock <= 0 {
+		cfg.BaseLock = 30 * time.Second
+	}
+	return &throttle{cfg: cfg, m: map[string]*throttleEntry{}}
+}
+
+// locked reports whether any of the keys is locked now.
+func (t *throttle) locked(now time.Time, keys ...string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range keys {
+		if e, ok := t.m[k]; ok && now.Before(e.until) {
+			return true
+		}
+	}
+	return false
+}
+
+// fail records a failure for each key and locks those past the limit.
+func (t *throttle) fail(now time.Time, keys ...string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.m) >= throttleMaxKeys {
+		for k, e := range t.m {
+			if now.Sub(e.last) > t.cfg.Window || len(t.m) >= throttleMaxKeys {
+				delete(t.m, k)
+			}
+		}
+	}
+	for _, k := range keys {
+		e, ok := t.m[k]
+		if !ok || now.Sub(e.last) > t.cfg.Window {
+			e = &throttleEntry{}
+			t.m[k] = e
+		}
+		e.failures++
+		e.last = now
+		if over := e.failures - t.cfg.MaxFailures; over >= 0 {
+			lock := t.cfg.BaseLock << min(over, 20)
+			if lock > t.cfg.Window || lock <= 0 {
+				lock = t.cfg.Window
+			}
+			e.until = now.Add(lock)
+		}
+	}
+}
+
+// succeed forgets the failures of a user who signed in.
+func (t *throttle) succeed(key string) {
+	t.mu.Lock()
+	delete(t.m, key)
+	t.mu.Unlock()
+}

@@ -1,0 +1,47 @@
+package grants
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// ServeUserinfo is the OIDC UserInfo endpoint: a bearer-protected resource
+// that answers per RFC 6750 and releases the claims the token's scopes
+// allow.
+func (e *Engine) ServeUserinfo(w http.ResponseWriter, r *http.Request) {
+	base := `Bearer realm="` + e.realm + `"`
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		WriteBearerError(w, base, http.StatusMethodNotAllowed, "invalid_request", "")
+		return
+	}
+	tok, status, code := BearerToken(r)
+	if status != 0 {
+		WriteBearerError(w, base, status, code, "")
+		return
+	}
+	c, err := e.Verifier.Verify(tok, time.Now())
+	if err != nil {
+		WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
+		return
+	}
+	scopes := c.Scopes()
+	if !slices.Contains(scopes, "openid") {
+		WriteBearerError(w, base, http.StatusForbidden, "insufficient_scope", "openid")
+		return
+	}
+	u, err := e.Users.Lookup(r.Context(), c.Subject)
+	if errors.Is(err, ErrUserNotFound) {
+		WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
+		return
+	}
+	if err != nil {
+		WriteError(w, errUnavailable)
+		return
+	}
+	claims := userClaims(u, scopes)
+	claims["sub"] = u.Name
+	writeJSON(w, http.StatusOK, claims)
+}

@@ -1,0 +1,171 @@
+package grants
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// User is someone who signs in at the login page.
+type User struct {
+	// Name is the login name and the token subject (sub).
+	Name string `json:"name"`
+	// PasswordHash is a bcrypt hash, as `caddy hash-password` makes.
+	PasswordHash string `json:"password_hash"`
+	// Claims are OIDC claims released per scope (email, name, ...).
+	Claims map[string]string `json:"claims,omitempty"`
+	// FromConfig marks users defined in the Caddyfile/JSON config; they
+	// cannot be changed at run time.
+	FromConfig bool `json:"-"`
+}
+
+// dummyPasswordHash is checked when the user is unknown so that an unknown
+// name costs the same as a wrong password (attack A-19). Cost 14 matches
+// `caddy hash-password`'s default.
+// It is made on first use, not at start-up, because it takes a second.
+var dummyPasswordHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("caddy-oauthgate: no such user"), 14)
+	return h
+})
+
+// ValidateUser checks a user definition and says what to fix.
+func ValidateUser(u *User) error {
+	if u.Name == "" || strings.TrimSpace(u.Name) != u.Name || strings.ContainsAny(u.Name, "\"\\\r\n\t") || len(u.Name) > 200 {
+		return fmt.Errorf("user name %q must be non-empty, at most 200 bytes, without surrounding spaces, quotes, backslashes or control characters", u.Name)
+	}
+	if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+		return fmt.Errorf("user %q: password_hash must be a bcrypt hash (make one with `caddy hash-password`)", u.Name)
+	}
+	return nil
+}
+
+// ErrUserExists is returned when a user is added twice.
+var ErrUserExists = errors.New("user already exists")
+
+// ErrUserNotFound is returned for an unknown user.
+var ErrUserNotFound = errors.New("user not found")
+
+// ErrConfigUser is returned when a config-defined user would be changed.
+var ErrConfigUser = errors.New("user is defined in the Caddy config; change it there")
+
+// Users finds users: those from the config first, then those stored.
+type Users struct {
+	config map[string]*User
+	store  storage.Store
+}
+
+// Lookup returns the user, or ErrUserNotFound.
+func (us *Users) Lookup(ctx context.Context, name string) (*User, error) {
+	if u, ok := us.config[name]; ok {
+		return u, nil
+	}
+	if us.store == nil {
+		return nil, ErrUserNotFound
+	}
+	var u *User
+	err := us.store.View(ctx, func(tx storage.Tx) error {
+		rec, err := tx.Get(storage.KindUsers, name)
+		if err != nil {
+			return err
+		}
+		u = new(User)
+		return json.Unmarshal(rec.Value, u)
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, ErrUserNotFound
+	}
+	return u, err
+}
+
+// Authenticate checks a password with bcrypt. Unknown users cost the same
+// as wrong passwords and fail the same way.
+func (us *Users) Authenticate(ctx context.Context, name, password string) (*User, error) {
+	u, err := us.Lookup(ctx, name)
+	if err != nil && !errors.Is(err, ErrUserNotFound) {
+		return nil, err
+	}
+	var hash []byte
+	if u == nil {
+		hash = dummyPasswordHash()
+	} else {
+		hash = []byte(u.PasswordHash)
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || u == nil {
+		return nil, ErrUserNotFound
+	}
+	return u, nil
+}
+
+// Put stores a run-time user. create refuses to replace an existing one;
+// otherwise the user must exist (a password change).
+func (us *Users) Put(ctx context.Context, u *User, create bool) error {
+	if err := ValidateUser(u); err != nil {
+		return err
+	}
+	if _, ok := us.config[u.Name]; ok {
+		return ErrConfigUser
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	return us.store.Update(ctx, func(tx storage.Tx) error {
+		_, err := tx.Get(storage.KindUsers, u.Name)
+		switch {
+		case create && err == nil:
+			return ErrUserExists
+		case !create && errors.Is(err, storage.ErrNotFound):
+			return ErrUserNotFound
+		case err != nil && !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		return tx.Put(storage.KindUsers, u.Name, storage.Record{Value: b})
+	})
+}
+
+// Remove deletes a run-time user.
+func (us *Users) Remove(ctx context.Context, name string) error {
+	if _, ok := us.config[name]; ok {
+		return ErrConfigUser
+	}
+	return us.store.Update(ctx, func(tx storage.Tx) error {
+		if _, err := tx.Get(storage.KindUsers, name); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return ErrUserNotFound
+			}
+			return err
+		}
+		return tx.Delete(storage.KindUsers, name)
+	})
+}
+
+// List returns every user, config users first, without password hashes.
+func (us *Users) List(ctx context.Context) ([]User, error) {
+	var out []User
+	for _, u := range us.config {
+		out = append(out, User{Name: u.Name, Claims: u.Claims, FromConfig: true})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if us.store == nil {
+		return out, nil
+	}
+	err := us.store.View(ctx, func(tx storage.Tx) error {
+		return tx.ForEach(storage.KindUsers, func(name string, rec storage.Record) error {
+			var u User
+			if err := json.Unmarshal(rec.Value, &u); err != nil {
+				return err
+			}
+			out = append(out, User{Name: u.Name, Claims: u.Claims})
+			return nil
+		})
+	})
+	return out, err
+}

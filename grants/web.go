@@ -1,0 +1,258 @@
+package grants
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+//go:embed web
+var webFS embed.FS
+
+// WebConfig configures the sign-in pages.
+type WebConfig struct {
+	// SessionTTL is how long a browser stays signed in.
+	SessionTTL time.Duration
+	// TemplatesDir holds replacement templates (login.html, consent.html,
+	// error.html, logout.html, loggedout.html); missing ones fall back to
+	// the built-in pages.
+	TemplatesDir string
+	// LogoFile replaces the built-in logo (served as /oauth/assets/logo).
+	LogoFile string
+	// Throttle limits failed sign-ins per user and per client address.
+	Throttle ThrottleConfig
+}
+
+// pageNames are the templates every sign-in flow uses.
+var pageNames = []string{"login.html", "consent.html", "error.html", "logout.html", "loggedout.html"}
+
+// web holds what the HTML pages need.
+type web struct {
+	e          *Engine
+	cfg        WebConfig
+	pages      map[string]*template.Template
+	logo       []byte
+	logoType   string
+	macKey     []byte
+	throttle   *throttle
+	cookiePath string
+}
+
+func newWeb(e *Engine, cfg WebConfig) (*web, error) {
+	if cfg.SessionTTL <= 0 {
+		return nil, errors.New("session_ttl must be positive")
+	}
+	w := &web{e: e, cfg: cfg, pages: map[string]*template.Template{}, throttle: newThrottle(cfg.Throttle)}
+	base, err := template.ParseFS(webFS, "web/layout.html")
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range pageNames {
+		t, err := base.Clone()
+		if err != nil {
+			return nil, err
+		}
+		var src []byte
+		if cfg.TemplatesDir != "" {
+			src, err = os.ReadFile(filepath.Join(cfg.TemplatesDir, name))
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("templates_dir: %w", err)
+			}
+		}
+		if src == nil {
+			if src, err = webFS.ReadFile("web/" + name); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := t.New(name).Parse(string(src)); err != nil {
+			return nil, fmt.Errorf("template %s: %w", name, err)
+		}
+		w.pages[name] = t
+	}
+	w.logo, w.logoType = mustRead(webFS.ReadFile("web/logo.svg")), "image/svg+xml"
+	if cfg.LogoFile != "" {
+		if w.logo, err = os.ReadFile(cfg.LogoFile); err != nil {
+			return nil, fmt.Errorf("logo: %w", err)
+		}
+		w.logoType = http.DetectContentType(w.logo)
+		if strings.HasSuffix(cfg.LogoFile, ".svg") {
+			w.logoType = "image/svg+xml"
+		}
+	}
+	w.cookiePath = e.basePath + "/oauth/"
+	return w, nil
+}
+
+func mustRead(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// start loads (or creates) the key that authenticates the sign-in forms'
+// hidden state, kept in storage so that a reload or restart does not
+// break a form a user has open.
+func (w *web) start(ctx context.Context, st storage.Store) error {
+	return st.Update(ctx, func(tx storage.Tx) error {
+		rec, err := tx.Get(storage.KindSecrets, "form-mac")
+		if err == nil {
+			w.macKey = rec.Value
+			return nil
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		key, _ := base64.RawURLEncoding.DecodeString(randomID(32))
+		w.macKey = key
+		return tx.Put(storage.KindSecrets, "form-mac", storage.Record{Value: key})
+	})
+}
+
+// securityHeaders go on every HTML page.
+func securityHeaders(h http.Header) {
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	noStore(h)
+}
+
+// pageData is what every template gets.
+type pageData struct {
+	Title     string
+	Assets    string
+	Error     string
+	Message   string
+	Client    string
+	Scopes    []string
+	User      string
+	LoginHint string
+	State     string // the signed authorization request
+	CSRF      string
+	Action    string
+}
+
+func (w *web) render(rw http.ResponseWriter, status int, name string, d pageData) {
+	securityHeaders(rw.Header())
+	d.Assets = w.e.basePath + AssetsPath
+	rw.WriteHeader(status)
+	_ = w.pages[name].ExecuteTemplate(rw, name, d)
+}
+
+// errorPage shows an error without redirecting anywhere: used when the
+// client or redirect_uri cannot be trusted (RFC 6749 §4.1.2.1).
+func (w *web) errorPage(rw http.ResponseWriter, status int, msg string) {
+	w.render(rw, status, "error.html", pageData{Title: "Sign-in error", Error: msg})
+}
+
+// ServeAsset serves the stylesheet and the logo.
+func (e *Engine) ServeAsset(rw http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, e.basePath+AssetsPath)
+	var body []byte
+	var ctype string
+	switch name {
+	case "style.css":
+		body, ctype = mustRead(webFS.ReadFile("web/style.css")), "text/css; charset=utf-8"
+	case "logo":
+		body, ctype = e.web.logo, e.web.logoType
+	default:
+		http.NotFound(rw, r)
+		return
+	}
+	rw.Header().Set("Content-Type", ctype)
+	rw.Header().Set("Cache-Control", "public, max-age=3600")
+	rw.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = rw.Write(body)
+}
+
+// Cookies. The session cookie is Secure except on plain-HTTP loopback (the
+// quick start), HttpOnly, SameSite=Lax and scoped to the OAuth endpoints.
+const (
+	sessionCookie = "oauthgate_session"
+	csrfCookie    = "oauthgate_csrf"
+)
+
+func (w *web) secure(r *http.Request) bool {
+	return r.TLS != nil || w.e.BehindTLSProxy || !IsLoopback(r)
+}
+
+func (w *web) setCookie(rw http.ResponseWriter, r *http.Request, name, value string, maxAge int, sameSite http.SameSite) {
+	http.SetCookie(rw, &http.Cookie{Name: name, Value: value, Path: w.cookiePath, MaxAge: maxAge,
+		Secure: w.secure(r), HttpOnly: true, SameSite: sameSite})
+}
+
+// csrfToken returns the browser's CSRF token, setting the cookie if the
+// browser has none. Forms carry it in a hidden field; a post is accepted
+// only when field and cookie agree (double submit), and the signed state
+// of every form is bound to it too.
+func (w *web) csrfToken(rw http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) == 43 {
+		return c.Value
+	}
+	tok := randomID(32)
+	w.setCookie(rw, r, csrfCookie, tok, 0, http.SameSiteStrictMode)
+	return tok
+}
+
+func (w *web) checkCSRF(r *http.Request, field string) bool {
+	c, err := r.Cookie(csrfCookie)
+	return err == nil && field != "" && subtle.ConstantTimeCompare([]byte(c.Value), []byte(field)) == 1
+}
+
+// formStateTTL bounds how long a login or consent form stays usable.
+const formStateTTL = 15 * time.Minute
+
+// seal signs v (with a time stamp) bound to the CSRF token.
+func (w *web) seal(v any, csrf string) string {
+	b, _ := json.Marshal(struct {
+		V  any   `json:"v"`
+		At int64 `json:"at"`
+	}{v, time.Now().Unix()})
+	payload := base64.RawURLEncoding.EncodeToString(b)
+	return payload + "." + w.mac(payload, csrf)
+}
+
+func (w *web) mac(payload, csrf string) string {
+	m := hmac.New(sha256.New, w.macKey)
+	m.Write([]byte(payload))
+	m.Write([]byte{0})
+	m.Write([]byte(csrf))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// unseal checks and decodes what seal made.
+func (w *web) unseal(s, csrf string, v any) bool {
+	payload, sig, ok := strings.Cut(s, ".")
+	if !ok || !hmac.Equal([]byte(sig), []byte(w.mac(payload, csrf))) {
+		return false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return false
+	}
+	env := struct {
+		V  json.RawMessage `json:"v"`
+		At int64           `json:"at"`
+	}{}
+	if json.Unmarshal(b, &env) != nil || time.Since(time.Unix(env.At, 0)) > formStateTTL {
+		return false
+	}
+	return json.Unmarshal(env.V, v) == nil
+}
