@@ -274,13 +274,19 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 
 // Start opens storage and loads the signing keys.
 func (a *App) Start() error {
-	_, err := a.ready()
-	return err
+	if _, err := a.ready(); err != nil {
+		return err
+	}
+	live.Store(a)
+	return nil
 }
 
 // Stop implements caddy.App. Storage is released in Cleanup, after the
 // next config (if any) has taken its own reference.
-func (a *App) Stop() error { return nil }
+func (a *App) Stop() error {
+	live.CompareAndSwap(a, nil)
+	return nil
+}
 
 // Cleanup releases this config's reference to the storage file.
 func (a *App) Cleanup() error {

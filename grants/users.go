@@ -169,3 +169,9 @@ func (us *Users) List(ctx context.Context) ([]User, error) {
 	})
 	return out, err
 }
+
+// StoredUsers manages only the users in st, for tools that open the
+// storage file while the server is stopped.
+func StoredUsers(st storage.Store) *Users {
+	return &Users{config: map[string]*User{}, store: st}
+}
