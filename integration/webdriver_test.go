@@ -113,7 +113,9 @@ func (wd *webDriver) call(method, path string, in, out any) {
 }
 
 // Navigate opens a URL and waits for the page to load.
-func (wd *webDriver) Navigate(url string) { wd.call(http.MethodPost, "/url", map[string]string{"url": url}, nil) }
+func (wd *webDriver) Navigate(url string) {
+	wd.call(http.MethodPost, "/url", map[string]string{"url": url}, nil)
+}
 
 // URL is the current page's address.
 func (wd *webDriver) URL() string {
