@@ -147,20 +147,6 @@ func (wd *webDriver) Click(css string) {
 	wd.call(http.MethodPost, "/element/"+wd.find(css)+"/click", map[string]string{}, nil)
 }
 
-// Press sends keys to the focused element (for keyboard-only use).
-func (wd *webDriver) Press(keys string) {
-	wd.call(http.MethodPost, "/actions", map[string]any{"actions": []any{map[string]any{
-		"type": "key", "id": "kbd", "actions": keyActions(keys)}}}, nil)
-}
-
-func keyActions(keys string) []map[string]string {
-	var acts []map[string]string
-	for _, r := range keys {
-		acts = append(acts, map[string]string{"type": "keyDown", "value": string(r)}, map[string]string{"type": "keyUp", "value": string(r)})
-	}
-	return acts
-}
-
 // WaitURL waits until the current URL satisfies ok.
 func (wd *webDriver) WaitURL(ok func(string) bool) string {
 	deadline := time.Now().Add(20 * time.Second)
