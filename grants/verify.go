@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -95,12 +96,15 @@ func (v *Verifier) Verify(token string, now time.Time) (*AccessClaims, error) {
 	if c.Issuer != v.Issuer {
 		return nil, reject("iss mismatch")
 	}
-	if c.ExpiresAt == 0 || c.Subject == "" || c.ID == "" || c.ClientID == "" || len(c.Audience) == 0 {
+	if c.ExpiresAt <= 0 || c.IssuedAt <= 0 || c.Subject == "" || c.ID == "" || c.ClientID == "" ||
+		len(c.Audience) == 0 || slices.Contains(c.Audience, "") {
 		return nil, reject("required claim missing")
 	}
+	// Compare as now±leeway against the claims, never claim+leeway, so
+	// that a huge claim cannot overflow into the past.
 	sec := now.Unix()
 	lee := int64(v.Leeway / time.Second)
-	if sec > c.ExpiresAt+lee {
+	if sec-lee > c.ExpiresAt {
 		return nil, reject("expired")
 	}
 	if c.NotBefore != 0 && sec+lee < c.NotBefore {
