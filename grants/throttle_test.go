@@ -1,0 +1,277 @@
+package grants
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+const lockedMessage = "Too many failed sign-ins."
+
+func TestThrottleDefaults(t *testing.T) {
+	th := newThrottle(ThrottleConfig{})
+	if th.cfg.MaxFailures != 5 || th.cfg.Window != 15*time.Minute || th.cfg.BaseLock != 30*time.Second {
+		t.Fatalf("defaults = %+v", th.cfg)
+	}
+	th = newThrottle(ThrottleConfig{MaxFailures: -1, Window: -time.Second, BaseLock: -time.Second})
+	if th.cfg.MaxFailures != 5 || th.cfg.Window != 15*time.Minute || th.cfg.BaseLock != 30*time.Second {
+		t.Fatalf("negative values not replaced by defaults: %+v", th.cfg)
+	}
+}
+
+// The lock starts at MaxFailures failures, doubles with each further
+// failure and is capped at Window.
+func TestThrottleDoublingLock(t *testing.T) {
+	const window = time.Hour
+	th := newThrottle(ThrottleConfig{MaxFailures: 3, Window: window, BaseLock: 10 * time.Second})
+	t0 := time.Unix(1_000_000_000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	th.fail(at(0), "k")
+	th.fail(at(time.Second), "k")
+	if th.locked(at(2*time.Second), "k") {
+		t.Fatalf("locked after 2 of 3 failures")
+	}
+	th.fail(at(2*time.Second), "k")
+	// Lock 1: 10 s from the third failure.
+	steps := []struct {
+		failAt time.Duration
+		lock   time.Duration
+	}{
+		{2 * time.Second, 10 * time.Second},
+	}
+	// Each further failure, once the previous lock is over, doubles it.
+	now := 2 * time.Second
+	lock := 10 * time.Second
+	for range 9 { // 20 s, 40 s, ... 2560 s, then capped at the window
+		now += lock + time.Second
+		lock *= 2
+		if lock > window {
+			lock = window
+		}
+		steps = append(steps, struct {
+			failAt time.Duration
+			lock   time.Duration
+		}{now, lock})
+	}
+	for i, s := range steps {
+		if i > 0 {
+			if th.locked(at(s.failAt), "k") {
+				t.Fatalf("step %d: still locked at +%v", i, s.failAt)
+			}
+			th.fail(at(s.failAt), "k")
+		}
+		if !th.locked(at(s.failAt), "k") || !th.locked(at(s.failAt+s.lock-time.Millisecond), "k") {
+			t.Fatalf("step %d: not locked for %v after the failure at +%v", i, s.lock, s.failAt)
+		}
+		if th.locked(at(s.failAt+s.lock), "k") {
+			t.Fatalf("step %d: locked longer than %v", i, s.lock)
+		}
+	}
+	if last := steps[len(steps)-1].lock; last != window {
+		t.Fatalf("test did not reach the cap: %v", last)
+	}
+	// Many more failures: no shift overflow, still capped at Window.
+	now = steps[len(steps)-1].failAt
+	for range 100 {
+		now += window / 2
+		th.fail(at(now), "k")
+		if !th.locked(at(now+window-time.Second), "k") || th.locked(at(now+window), "k") {
+			t.Fatalf("lock after many failures is not exactly Window")
+		}
+	}
+}
+
+// Failures older than Window are forgotten; succeed forgets one key.
+func TestThrottleWindowAndSucceed(t *testing.T) {
+	th := newThrottle(ThrottleConfig{MaxFailures: 2, Window: time.Minute, BaseLock: 10 * time.Second})
+	t0 := time.Unix(1_000_000_000, 0)
+	th.fail(t0, "user:a", "ip:1")
+	th.fail(t0.Add(61*time.Second), "user:a", "ip:1")
+	if th.locked(t0.Add(61*time.Second), "user:a") || th.locked(t0.Add(61*time.Second), "ip:1") {
+		t.Fatalf("a failure older than the window still counted")
+	}
+	th.fail(t0.Add(62*time.Second), "user:a", "ip:1")
+	now := t0.Add(62 * time.Second)
+	if !th.locked(now, "user:a") || !th.locked(now, "ip:1") {
+		t.Fatalf("two failures within the window did not lock")
+	}
+	if !th.locked(now, "user:other", "ip:1") || !th.locked(now, "user:a", "ip:2") {
+		t.Fatalf("locked must report any locked key")
+	}
+	if th.locked(now, "user:b", "ip:2") {
+		t.Fatalf("unrelated keys locked")
+	}
+	th.succeed("user:a")
+	if th.locked(now, "user:a") {
+		t.Fatalf("succeed did not forget the user")
+	}
+	if !th.locked(now, "ip:1") {
+		t.Fatalf("succeed for the user forgot the address too")
+	}
+	// After succeed the count starts again from zero.
+	th.fail(now, "user:a")
+	if th.locked(now, "user:a") {
+		t.Fatalf("one failure after succeed locked")
+	}
+}
+
+// The map stays bounded; stale keys go first.
+func TestThrottleBounded(t *testing.T) {
+	cfg := ThrottleConfig{MaxFailures: 3, Window: time.Minute, BaseLock: time.Second}
+	now := time.Unix(1_000_000_000, 0)
+	fill := func(th *throttle, n int, last time.Time, prefix string) {
+		for i := range n {
+			th.m[fmt.Sprintf("%s%d", prefix, i)] = &throttleEntry{failures: 1, last: last}
+		}
+	}
+
+	t.Run("all stale", func(t *testing.T) {
+		th := newThrottle(cfg)
+		fill(th, throttleMaxKeys, now.Add(-2*time.Minute), "old")
+		th.fail(now, "user:a", "ip:1")
+		if len(th.m) != 2 || th.m["user:a"] == nil || th.m["ip:1"] == nil {
+			t.Fatalf("after pruning %d keys remain, want the 2 new ones", len(th.m))
+		}
+	})
+	t.Run("all fresh", func(t *testing.T) {
+		th := newThrottle(cfg)
+		fill(th, throttleMaxKeys, now.Add(-time.Second), "new")
+		for i := range 5 {
+			th.fail(now, fmt.Sprintf("user:%d", i), fmt.Sprintf("ip:%d", i))
+			if len(th.m) > throttleMaxKeys+1 {
+				t.Fatalf("map grew to %d keys", len(th.m))
+			}
+			if th.m[fmt.Sprintf("user:%d", i)] == nil || th.m[fmt.Sprintf("ip:%d", i)] == nil {
+				t.Fatalf("the keys just failed were not recorded")
+			}
+		}
+	})
+	t.Run("half stale", func(t *testing.T) {
+		th := newThrottle(cfg)
+		fresh := throttleMaxKeys / 2
+		fill(th, throttleMaxKeys-fresh, now.Add(-2*time.Minute), "old")
+		fill(th, fresh, now.Add(-time.Second), "new")
+		th.fail(now, "user:a", "ip:1")
+		for k := range th.m {
+			if strings.HasPrefix(k, "old") {
+				t.Fatalf("stale key %s kept", k)
+			}
+		}
+		// At most one fresh key may go (the first visited, while full).
+		if n := len(th.m); n != fresh+2 && n != fresh+1 {
+			t.Fatalf("%d keys, want %d (or one fewer)", n, fresh+2)
+		}
+	})
+	t.Run("below the bound nothing is pruned", func(t *testing.T) {
+		th := newThrottle(cfg)
+		fill(th, 1000, now.Add(-2*time.Minute), "old")
+		th.fail(now, "user:a")
+		if len(th.m) != 1001 {
+			t.Fatalf("%d keys, want 1001", len(th.m))
+		}
+	})
+}
+
+// postLogin signs in from a given address on a fresh form.
+func loginFrom(t *testing.T, e *Engine, remote, user, pw string) (status int, body string, signedIn bool) {
+	t.Helper()
+	b := newBrowser(t, e)
+	b.remote = remote
+	_, ch := newPKCE()
+	page := b.get(AuthorizePath + "?" + authzQuery("c-trusted", ch).Encode())
+	if !isLoginPage(page) {
+		t.Fatalf("no login page: %d", page.Code)
+	}
+	rec := b.login(page, user, pw)
+	return rec.Code, rec.Body.String(), setCookie(t, rec, sessionCookie) != nil && rec.Code == http.StatusFound
+}
+
+func throttledEngine(t *testing.T) *Engine {
+	return newTestEngine(t, func(c *Config) {
+		c.Web.Throttle = ThrottleConfig{MaxFailures: 3}
+		for _, n := range []string{"carol", "dave", "erin", "frank"} {
+			c.Users = append(c.Users, &User{Name: n, PasswordHash: testHash(n + "-pw")})
+		}
+	})
+}
+
+func TestLoginThrottle(t *testing.T) {
+	t.Run("per user", func(t *testing.T) {
+		e := throttledEngine(t)
+		// Three failures for alice, each from another address.
+		for i := range 3 {
+			if st, _, _ := loginFrom(t, e, fmt.Sprintf("127.0.0.%d:1", 10+i), "alice", "wrong"); st != http.StatusUnauthorized {
+				t.Fatalf("failure %d: %d", i, st)
+			}
+		}
+		st, body, ok := loginFrom(t, e, "127.0.0.20:1", "alice", "alice-pw")
+		if ok || st != http.StatusUnauthorized || !strings.Contains(body, lockedMessage) {
+			t.Fatalf("locked user signed in with the right password: %d %v", st, ok)
+		}
+		// The same status as a wrong password (no oracle by status).
+		if st, _, _ := loginFrom(t, e, "127.0.0.21:1", "alice", "wrong"); st != http.StatusUnauthorized {
+			t.Fatalf("status %d", st)
+		}
+		// Another user from the same address is not affected.
+		if _, _, ok := loginFrom(t, e, "127.0.0.20:1", "bob", "bob-pw"); !ok {
+			t.Fatalf("bob was locked out by alice's lock")
+		}
+		// Once the lock is over, alice signs in.
+		e.web.throttle.mu.Lock()
+		e.web.throttle.m["user:alice"].until = time.Now().Add(-time.Second)
+		e.web.throttle.mu.Unlock()
+		if _, _, ok := loginFrom(t, e, "127.0.0.22:1", "alice", "alice-pw"); !ok {
+			t.Fatalf("alice still locked after the lock ended")
+		}
+		if _, found := e.web.throttle.m["user:alice"]; found {
+			t.Fatalf("a successful sign-in did not reset the user's failures")
+		}
+	})
+	t.Run("per address", func(t *testing.T) {
+		e := throttledEngine(t)
+		const ip = "127.0.0.30:1"
+		for i, u := range []string{"alice", "bob", "carol"} {
+			if st, _, _ := loginFrom(t, e, ip, u, "wrong"); st != http.StatusUnauthorized {
+				t.Fatalf("failure %d: %d", i, st)
+			}
+		}
+		st, body, ok := loginFrom(t, e, ip, "erin", "erin-pw")
+		if ok || st != http.StatusUnauthorized || !strings.Contains(body, lockedMessage) {
+			t.Fatalf("locked address signed in: %d %v", st, ok)
+		}
+		// The port is not part of the address.
+		if _, _, ok := loginFrom(t, e, "127.0.0.30:2", "erin", "erin-pw"); ok {
+			t.Fatalf("another port of a locked address signed in")
+		}
+		if _, _, ok := loginFrom(t, e, "127.0.0.31:1", "erin", "erin-pw"); !ok {
+			t.Fatalf("another address was locked")
+		}
+	})
+	t.Run("unknown users count too", func(t *testing.T) {
+		e := throttledEngine(t)
+		const ip = "127.0.0.40:1"
+		for _, u := range []string{"nobody1", "nobody2", "nobody3"} {
+			loginFrom(t, e, ip, u, "x")
+		}
+		if _, body, ok := loginFrom(t, e, ip, "dave", "dave-pw"); ok || !strings.Contains(body, lockedMessage) {
+			t.Fatalf("failures for unknown users did not lock the address")
+		}
+	})
+	t.Run("success resets the user's count", func(t *testing.T) {
+		e := throttledEngine(t)
+		for i := range 2 {
+			loginFrom(t, e, fmt.Sprintf("127.0.0.%d:1", 50+i), "frank", "wrong")
+		}
+		if _, _, ok := loginFrom(t, e, "127.0.0.52:1", "frank", "frank-pw"); !ok {
+			t.Fatalf("frank locked after 2 of 3 failures")
+		}
+		for i := range 2 {
+			loginFrom(t, e, fmt.Sprintf("127.0.0.%d:1", 53+i), "frank", "wrong")
+		}
+		if _, _, ok := loginFrom(t, e, "127.0.0.55:1", "frank", "frank-pw"); !ok {
+			t.Fatalf("failures before a success still counted")
+		}
+	})
+}
