@@ -56,7 +56,7 @@ type App struct {
 	engine  *grants.Engine
 	logger  *zap.Logger
 	path    string
-	mu      sync.Mutex
+	mu      *sync.Mutex // guards started; a pointer so App can be copied
 	started bool
 }
 
@@ -104,6 +104,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision checks the configuration and builds the engine. It does not
 // open storage, so `caddy validate` works while a server holds the file.
 func (a *App) Provision(ctx caddy.Context) error {
+	a.mu = new(sync.Mutex)
 	a.logger = ctx.Logger()
 	if a.Issuer == "" {
 		return errors.New("oauth: issuer is required (for example: issuer https://auth.example.com)")
@@ -191,6 +192,9 @@ func (a *App) Stop() error { return nil }
 
 // Cleanup releases this config's reference to the storage file.
 func (a *App) Cleanup() error {
+	if a.mu == nil {
+		return nil // Provision failed before anything was acquired
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.started {

@@ -62,7 +62,7 @@ type grantHandler func(ctx context.Context, c *Client, form Form) (*TokenRespons
 // trailing slash.
 func ValidateIssuer(iss string) error {
 	u, err := url.Parse(iss)
-	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.HasSuffix(iss, "/") || strings.ContainsAny(iss, "\"\\ ") {
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.HasSuffix(iss, "/") || strings.ContainsAny(iss, "\"\\ ?#") {
 		return fmt.Errorf("issuer %q must be an absolute URL without query, fragment or trailing slash", iss)
 	}
 	switch u.Scheme {

@@ -26,12 +26,13 @@ type Metadata struct {
 
 // metadata builds the document. oidc adds the OpenID Discovery members.
 func (e *Engine) metadata(oidc bool) *Metadata {
-	p := e.Paths()
-	origin := e.Issuer[:len(e.Issuer)-len(e.basePath)]
+	// Endpoint URLs are built on the issuer as written: Paths() holds the
+	// decoded path a router matches on, which differs from the issuer's
+	// spelling when the issuer path is percent-encoded.
 	m := &Metadata{
 		Issuer:                            e.Issuer,
-		TokenEndpoint:                     origin + p["token"],
-		JWKSURI:                           origin + p["jwks"],
+		TokenEndpoint:                     e.Issuer + TokenPath,
+		JWKSURI:                           e.Issuer + JWKSPath,
 		ResponseTypesSupported:            []string{},
 		TokenEndpointAuthMethodsSupported: []string{AuthSecretBasic, AuthSecretPost},
 	}
