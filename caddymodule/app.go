@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -56,8 +57,14 @@ type App struct {
 	engine  *grants.Engine
 	logger  *zap.Logger
 	path    string
-	mu      *sync.Mutex // guards started; a pointer so App can be copied
+	mu      *sync.Mutex // guards started and closed; a pointer so App can be copied
 	started bool
+	// closed is set by Cleanup: after it, storage is never opened again
+	// for this config, or nothing would ever release it.
+	closed bool
+	// running is the started engine, read without the lock on every
+	// request.
+	running atomic.Pointer[grants.Engine]
 }
 
 // ClientConfig registers one OAuth client.
@@ -190,17 +197,23 @@ func (a *App) Start() error {
 // next config (if any) has taken its own reference.
 func (a *App) Stop() error { return nil }
 
-// Cleanup releases this config's reference to the storage file.
+// Cleanup releases this config's reference to the storage file. The
+// engine stays usable for requests of this config still in flight: its
+// keys are in memory, and storage stays open while a newer config holds
+// it (otherwise storage calls fail as unavailable).
 func (a *App) Cleanup() error {
 	if a.mu == nil {
 		return nil // Provision failed before anything was acquired
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
 	if !a.started {
 		return nil
 	}
-	a.started = false
 	_, err := stores.Delete(a.path)
 	return err
 }
@@ -209,10 +222,16 @@ func (a *App) Cleanup() error {
 // yet: apps start in no fixed order, so a request may reach a handler
 // before this app's Start.
 func (a *App) ready() (*grants.Engine, error) {
+	if e := a.running.Load(); e != nil {
+		return e, nil
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.started {
 		return a.engine, nil
+	}
+	if a.closed {
+		return nil, errors.New("oauth: this config has been unloaded")
 	}
 	val, _, err := stores.LoadOrNew(a.path, func() (caddy.Destructor, error) {
 		st, err := bolt.Open(a.path, 3*time.Second)
@@ -230,6 +249,7 @@ func (a *App) ready() (*grants.Engine, error) {
 		return nil, fmt.Errorf("oauth: loading signing keys from %s: %w", a.path, err)
 	}
 	a.started = true
+	a.running.Store(a.engine)
 	return a.engine, nil
 }
 
