@@ -57,7 +57,14 @@ type App struct {
 	engine  *grants.Engine
 	logger  *zap.Logger
 	path    string
-	mu      *sync.Mutex // guards started and closed; a pointer so App can be copied
+	// life is the app's run-time state, behind a pointer so that App
+	// values can be copied.
+	life *lifecycle
+}
+
+// lifecycle tracks whether this config holds the storage file.
+type lifecycle struct {
+	mu      sync.Mutex
 	started bool
 	// closed is set by Cleanup: after it, storage is never opened again
 	// for this config, or nothing would ever release it.
@@ -111,7 +118,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision checks the configuration and builds the engine. It does not
 // open storage, so `caddy validate` works while a server holds the file.
 func (a *App) Provision(ctx caddy.Context) error {
-	a.mu = new(sync.Mutex)
+	a.life = new(lifecycle)
 	a.logger = ctx.Logger()
 	if a.Issuer == "" {
 		return errors.New("oauth: issuer is required (for example: issuer https://auth.example.com)")
@@ -202,16 +209,17 @@ func (a *App) Stop() error { return nil }
 // keys are in memory, and storage stays open while a newer config holds
 // it (otherwise storage calls fail as unavailable).
 func (a *App) Cleanup() error {
-	if a.mu == nil {
+	l := a.life
+	if l == nil {
 		return nil // Provision failed before anything was acquired
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
 		return nil
 	}
-	a.closed = true
-	if !a.started {
+	l.closed = true
+	if !l.started {
 		return nil
 	}
 	_, err := stores.Delete(a.path)
@@ -222,15 +230,16 @@ func (a *App) Cleanup() error {
 // yet: apps start in no fixed order, so a request may reach a handler
 // before this app's Start.
 func (a *App) ready() (*grants.Engine, error) {
-	if e := a.running.Load(); e != nil {
+	l := a.life
+	if e := l.running.Load(); e != nil {
 		return e, nil
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.started {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.started {
 		return a.engine, nil
 	}
-	if a.closed {
+	if l.closed {
 		return nil, errors.New("oauth: this config has been unloaded")
 	}
 	val, _, err := stores.LoadOrNew(a.path, func() (caddy.Destructor, error) {
@@ -248,8 +257,8 @@ func (a *App) ready() (*grants.Engine, error) {
 		_, _ = stores.Delete(a.path)
 		return nil, fmt.Errorf("oauth: loading signing keys from %s: %w", a.path, err)
 	}
-	a.started = true
-	a.running.Store(a.engine)
+	l.started = true
+	l.running.Store(a.engine)
 	return a.engine, nil
 }
 
