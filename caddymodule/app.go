@@ -54,9 +54,9 @@ type App struct {
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
 
-	engine  *grants.Engine
-	logger  *zap.Logger
-	path    string
+	engine *grants.Engine
+	logger *zap.Logger
+	path   string
 	// life is the app's run-time state, behind a pointer so that App
 	// values can be copied.
 	life *lifecycle
