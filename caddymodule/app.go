@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -85,11 +86,24 @@ type App struct {
 	// with `caddy oauth user add`; those live in storage.
 	Users []UserConfig `json:"users,omitempty"`
 
-	engine  *grants.Engine
-	logger  *zap.Logger
-	path    string
-	mu      *sync.Mutex // guards started; a pointer so App can be copied
+	engine *grants.Engine
+	logger *zap.Logger
+	path   string
+	// life is the app's run-time state, behind a pointer so that App
+	// values can be copied.
+	life *lifecycle
+}
+
+// lifecycle tracks whether this config holds the storage file.
+type lifecycle struct {
+	mu      sync.Mutex
 	started bool
+	// closed is set by Cleanup: after it, storage is never opened again
+	// for this config, or nothing would ever release it.
+	closed bool
+	// running is the started engine, read without the lock on every
+	// request.
+	running atomic.Pointer[grants.Engine]
 }
 
 // ClientConfig registers one OAuth client.
@@ -168,7 +182,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision checks the configuration and builds the engine. It does not
 // open storage, so `caddy validate` works while a server holds the file.
 func (a *App) Provision(ctx caddy.Context) error {
-	a.mu = new(sync.Mutex)
+	a.life = new(lifecycle)
 	a.logger = ctx.Logger()
 	if a.Issuer == "" {
 		return errors.New("oauth: issuer is required (for example: issuer https://auth.example.com)")
@@ -288,17 +302,24 @@ func (a *App) Stop() error {
 	return nil
 }
 
-// Cleanup releases this config's reference to the storage file.
+// Cleanup releases this config's reference to the storage file. The
+// engine stays usable for requests of this config still in flight: its
+// keys are in memory, and storage stays open while a newer config holds
+// it (otherwise storage calls fail as unavailable).
 func (a *App) Cleanup() error {
-	if a.mu == nil {
+	l := a.life
+	if l == nil {
 		return nil // Provision failed before anything was acquired
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.started {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
 		return nil
 	}
-	a.started = false
+	l.closed = true
+	if !l.started {
+		return nil
+	}
 	_, err := stores.Delete(a.path)
 	return err
 }
@@ -307,10 +328,17 @@ func (a *App) Cleanup() error {
 // yet: apps start in no fixed order, so a request may reach a handler
 // before this app's Start.
 func (a *App) ready() (*grants.Engine, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.started {
+	l := a.life
+	if e := l.running.Load(); e != nil {
+		return e, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.started {
 		return a.engine, nil
+	}
+	if l.closed {
+		return nil, errors.New("oauth: this config has been unloaded")
 	}
 	val, _, err := stores.LoadOrNew(a.path, func() (caddy.Destructor, error) {
 		st, err := bolt.Open(a.path, 3*time.Second)
@@ -332,7 +360,8 @@ func (a *App) ready() (*grants.Engine, error) {
 		_, _ = stores.Delete(a.path)
 		return nil, fmt.Errorf("oauth: loading signing keys from %s: %w", a.path, err)
 	}
-	a.started = true
+	l.started = true
+	l.running.Store(a.engine)
 	return a.engine, nil
 }
 

@@ -31,7 +31,7 @@ func TestBearerToken(t *testing.T) {
 		{"padding in the middle", []string{"Bearer ab=c"}, "/", "", 400, "invalid_request"},
 		{"two headers", []string{"Bearer abc", "Bearer abc"}, "/", "", 400, "invalid_request"},
 		{"query token refused", nil, "/?access_token=abc", "", 401, "invalid_request"},
-		{"query token beside header refused", []string{"Bearer abc"}, "/?access_token=abc", "", 401, "invalid_request"},
+		{"query token beside header is two methods", []string{"Bearer abc"}, "/?access_token=abc", "", 400, "invalid_request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -47,8 +48,14 @@ func checkRedemption(cr *codeRecord, c *Client, form Form) *Error {
 	if cr.ClientID != c.ID {
 		return errBadCode
 	}
-	if ru := form.Get("redirect_uri"); (cr.RedirectGiven || ru != "") && ru != cr.RedirectURI {
+	switch ru := form.Get("redirect_uri"); {
+	case cr.RedirectGiven && ru == "":
+		return errRequest("redirect_uri is required: the authorization request had one")
+	case ru != "" && ru != cr.RedirectURI:
 		return errCode(CodeInvalidGrant, "redirect_uri does not match the authorization request")
+	}
+	if res := form.Get("resource"); cr.Resource != "" && res != "" && res != cr.Resource {
+		return errCode(CodeInvalidTarget, "resource differs from the authorization request")
 	}
 	verifier := form.Get("code_verifier")
 	switch {
@@ -70,13 +77,13 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 	if code == "" {
 		return nil, errRequest("code is required")
 	}
-	aud, oerr := e.audienceFor(c, form.Get("resource"))
-	if oerr != nil {
+	if _, oerr := e.audienceFor(c, form.Get("resource")); oerr != nil {
 		return nil, oerr
 	}
 	key := hashToken(code)
 	now := time.Now()
 	var (
+		oerr    *Error
 		cr      codeRecord
 		at      *AccessClaims
 		rt      string
@@ -105,6 +112,7 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 		if err := putJSON(tx, storage.KindCodes, key, &cr, now.Add(usedCodeRetention)); err != nil {
 			return err
 		}
+		aud, _ := e.audienceFor(c, cmp.Or(form.Get("resource"), cr.Resource))
 		at = newAccessClaims(e.Issuer, cr.Subject, c.ID, aud, cr.Scope, now, e.AccessTokenTTL)
 		fam := familyRecord{ClientID: c.ID, Subject: cr.Subject, Scope: cr.Scope, AuthTime: cr.AuthTime,
 			JTIs: map[string]int64{at.ID: at.ExpiresAt}}

@@ -16,7 +16,7 @@ func num(v any) int64 { f, _ := v.(float64); return int64(f) }
 
 // CODE-08, IDT-01..06, BCP-03: what a redemption returns.
 func TestCodeGrantSuccess(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	tests := []struct {
 		name, client, user string
 		kv                 []string
@@ -71,7 +71,7 @@ func TestCodeGrantSuccess(t *testing.T) {
 			if ac.Subject != tt.user || ac.ClientID != tt.client || ac.Scope != tt.scope {
 				t.Errorf("access claims %+v", ac)
 			}
-			wantAud := testIssuer
+			wantAud := siTestIssuer
 			if tt.client == "c-web" {
 				wantAud = "https://app.test"
 			}
@@ -89,7 +89,7 @@ func TestCodeGrantSuccess(t *testing.T) {
 			if hdr["alg"] != "ES256" || hdr["typ"] != "JWT" || hdr["kid"] != e.keys.Current.ID {
 				t.Errorf("id_token header %v", hdr)
 			}
-			if c["iss"] != testIssuer || c["sub"] != tt.user || c["aud"] != tt.client || c["azp"] != tt.client {
+			if c["iss"] != siTestIssuer || c["sub"] != tt.user || c["aud"] != tt.client || c["azp"] != tt.client {
 				t.Errorf("id_token iss/sub/aud/azp: %v", c)
 			}
 			iat, exp, authTime := num(c["iat"]), num(c["exp"]), num(c["auth_time"])
@@ -121,7 +121,7 @@ func TestCodeGrantSuccess(t *testing.T) {
 // CODE-01, CODE-02: a replay fails and revokes what the first redemption
 // issued, durably.
 func TestCodeReplay(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web", "scope", "openid read")
 	first := redeem(e, "c-web", code, verifier)
@@ -150,7 +150,7 @@ func TestCodeReplay(t *testing.T) {
 // CODE-04/05, PKCE-01/02/04/05/07, A-14..A-16: a failed redemption is
 // invalid_grant and burns the code, so the right request fails afterwards.
 func TestCodeBindings(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	_, otherChallenge := newPKCE()
 	tests := []struct {
 		name string
@@ -201,7 +201,7 @@ func TestCodeBindings(t *testing.T) {
 // required parameter, invalid_request. BUG: the engine answers
 // invalid_grant (checkRedemption treats "missing" like "different").
 func TestCodeMissingRedirectURI(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web")
 	tr := postToken(e, "c-web", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}})
@@ -211,7 +211,7 @@ func TestCodeMissingRedirectURI(t *testing.T) {
 // When the authorization request left redirect_uri out (one registered),
 // the token request may leave it out too, but not send another.
 func TestCodeRedirectURIOmitted(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web", "redirect_uri", "")
 	wantOK(t, postToken(e, "c-web", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}}))
@@ -226,7 +226,7 @@ func TestCodeRedirectURIOmitted(t *testing.T) {
 
 // PKCE-03, A-14: a code issued without a challenge refuses a verifier.
 func TestCodeWithoutPKCE(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	q := authzQuery("c-nopkce", "", "code_challenge_method", "")
 	code := b.authorize(q, "alice", "alice-pw").Query().Get("code")
@@ -246,7 +246,7 @@ func TestCodeWithoutPKCE(t *testing.T) {
 
 // CODE-06: codes live 60 s; an expired one is invalid_grant.
 func TestCodeExpiry(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	code, _ := b.getCode("c-web")
 	var rec storage.Record
@@ -286,7 +286,7 @@ func TestCodeExpiry(t *testing.T) {
 
 // CODE-07, CA: how clients authenticate to redeem.
 func TestCodeClientAuthentication(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	code := func(client string) (url.Values, string) {
 		c, v := b.getCode(client)
@@ -309,13 +309,13 @@ func TestCodeClientAuthentication(t *testing.T) {
 			f.Set("client_secret", "anything")
 			return ""
 		}, http.StatusUnauthorized, CodeInvalidClient},
-		{"public client via Basic with empty secret", "c-pub", func(url.Values) string { return basicAuth("c-pub", "") }, http.StatusUnauthorized, CodeInvalidClient},
+		{"public client via Basic with empty secret", "c-pub", func(url.Values) string { return siBasicAuth("c-pub", "") }, http.StatusUnauthorized, CodeInvalidClient},
 		{"public client without client_id", "c-pub", func(url.Values) string { return "" }, http.StatusUnauthorized, CodeInvalidClient},
 		{"confidential client with client_id only", "c-web", func(f url.Values) string {
 			f.Set("client_id", "c-web")
 			return ""
 		}, http.StatusUnauthorized, CodeInvalidClient},
-		{"confidential client, wrong secret", "c-web", func(url.Values) string { return basicAuth("c-web", "wrong") }, http.StatusUnauthorized, CodeInvalidClient},
+		{"confidential client, wrong secret", "c-web", func(url.Values) string { return siBasicAuth("c-web", "wrong") }, http.StatusUnauthorized, CodeInvalidClient},
 		{"basic client using client_secret_post", "c-web", func(f url.Values) string {
 			f.Set("client_id", "c-web")
 			f.Set("client_secret", webSecret)
@@ -323,7 +323,7 @@ func TestCodeClientAuthentication(t *testing.T) {
 		}, http.StatusUnauthorized, CodeInvalidClient},
 		{"two methods at once", "c-web", func(f url.Values) string {
 			f.Set("client_secret", webSecret)
-			return basicAuth("c-web", webSecret)
+			return siBasicAuth("c-web", webSecret)
 		}, http.StatusBadRequest, CodeInvalidRequest},
 	}
 	for _, tt := range tests {
@@ -337,7 +337,7 @@ func TestCodeClientAuthentication(t *testing.T) {
 
 // CODE-10: nonsense codes fail cleanly.
 func TestCodeNonsense(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	v, _ := newPKCE()
 	for _, c := range []string{"AAAA", strings.Repeat("A", 10<<10), "\x00", "../../etc/passwd", "%00"} {
 		wantErr(t, redeem(e, "c-web", c, v), http.StatusBadRequest, CodeInvalidGrant)
@@ -352,7 +352,7 @@ func TestCodeNonsense(t *testing.T) {
 // CODE-03: exactly one of many concurrent redemptions succeeds, and the
 // others count as replays.
 func TestCodeConcurrentRedemption(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web")
 	const n = 100
@@ -391,7 +391,7 @@ func TestCodeConcurrentRedemption(t *testing.T) {
 // invalid_target. BUG: parseAuthorize reads resource (it is in
 // authzParams) but never checks it, so the flow goes on to the login page.
 func TestAuthorizeResource(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	_, ch := newPKCE()
 	for _, res := range []string{"app", "https://app.test#f", "https://other.test"} {
 		t.Run(res, func(t *testing.T) {
@@ -410,7 +410,7 @@ func TestAuthorizeResource(t *testing.T) {
 // RFC 8707 at the token endpoint: a resource outside the client's
 // audience is invalid_target; one inside becomes the aud.
 func TestCodeResource(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web")
 	f := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {testRedirect["c-web"]},

@@ -24,6 +24,7 @@ type authzRequest struct {
 	State         string   `json:"state,omitempty"`
 	Challenge     string   `json:"code_challenge,omitempty"`
 	Nonce         string   `json:"nonce,omitempty"`
+	Resource      string   `json:"resource,omitempty"`
 	Prompt        []string `json:"prompt,omitempty"`
 	MaxAge        int64    `json:"max_age"` // -1: not given
 	LoginHint     string   `json:"login_hint,omitempty"`
@@ -106,6 +107,12 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 		return fail(CodeInvalidScope, oerr.Description)
 	}
 	ar.Scope = scope
+	if res := p["resource"]; res != "" {
+		if !slices.Contains(c.Audience, res) {
+			return fail(CodeInvalidTarget, "the requested resource is not allowed for this client")
+		}
+		ar.Resource = res
+	}
 	switch ch, m := p["code_challenge"], p["code_challenge_method"]; {
 	case ch == "" && m != "":
 		return fail(CodeInvalidRequest, "code_challenge_method without code_challenge")
@@ -175,7 +182,7 @@ func (w *web) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *aut
 	none := slices.Contains(ar.Prompt, "none")
 	needLogin := sess == nil ||
 		(!freshLogin && slices.Contains(ar.Prompt, "login")) ||
-		(ar.MaxAge >= 0 && time.Since(time.Unix(sess.AuthTime, 0)) > time.Duration(ar.MaxAge)*time.Second)
+		(!freshLogin && ar.MaxAge >= 0 && time.Since(time.Unix(sess.AuthTime, 0)) > time.Duration(ar.MaxAge)*time.Second)
 	if needLogin {
 		if none {
 			w.e.redirectError(rw, r, ar, &redirectError{"login_required", "the user is not signed in"})
@@ -224,6 +231,10 @@ type consentState struct {
 // ServeLogin handles the login form.
 func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
 	w := e.web
+	if err := e.requireTLS(r); err != nil {
+		w.errorPage(rw, http.StatusBadRequest, "the sign-in page must be reached over HTTPS")
+		return
+	}
 	var st loginState
 	if !w.postedForm(rw, r, &st) {
 		return
@@ -264,6 +275,10 @@ func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
 // ServeConsent handles the consent form.
 func (e *Engine) ServeConsent(rw http.ResponseWriter, r *http.Request) {
 	w := e.web
+	if err := e.requireTLS(r); err != nil {
+		w.errorPage(rw, http.StatusBadRequest, "the sign-in page must be reached over HTTPS")
+		return
+	}
 	var st consentState
 	if !w.postedForm(rw, r, &st) {
 		return
@@ -322,7 +337,7 @@ func (w *web) postedForm(rw http.ResponseWriter, r *http.Request, st any) bool {
 func (e *Engine) issueCode(rw http.ResponseWriter, r *http.Request, ar *authzRequest, sess *sessionRecord) {
 	code := newSecretToken()
 	cr := codeRecord{ClientID: ar.ClientID, RedirectURI: ar.RedirectURI, RedirectGiven: ar.RedirectGiven,
-		Challenge: ar.Challenge, Nonce: ar.Nonce, Scope: ar.Scope, Subject: sess.User, AuthTime: sess.AuthTime}
+		Challenge: ar.Challenge, Nonce: ar.Nonce, Scope: ar.Scope, Resource: ar.Resource, Subject: sess.User, AuthTime: sess.AuthTime}
 	err := e.store.Batch(r.Context(), func(tx storage.Tx) error {
 		return putJSON(tx, storage.KindCodes, hashToken(code), &cr, time.Now().Add(CodeTTL))
 	})

@@ -59,7 +59,7 @@ func getAuthorize(e *Engine, rawQuery string) *httptest.ResponseRecorder {
 // AZ-01, AZ-02, AZ-04, A-12, A-13, A-20, A-24: anything but an exact
 // redirect URI of a known client gives an error page and never a redirect.
 func TestAuthorizeErrorPage(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	_, ch := newPKCE()
 	q := func(client string, kv ...string) string { return authzQuery(client, ch, kv...).Encode() }
 	web := func(ru string) string { return q("c-web", "redirect_uri", ru) }
@@ -125,7 +125,7 @@ func TestAuthorizeErrorPage(t *testing.T) {
 
 // AZ-03, RFC 8252 §7.3: only the port of a loopback IP literal may vary.
 func TestAuthorizeLoopbackRedirect(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	_, ch := newPKCE()
 	tests := []struct {
 		ru    string
@@ -174,7 +174,7 @@ func TestAuthorizeLoopbackRedirect(t *testing.T) {
 // AZ-05..AZ-11, A-14, A-23: once the redirect URI is trusted, errors go
 // back to it with error, state (as received) and iss.
 func TestAuthorizeRedirectErrors(t *testing.T) {
-	e := newTestEngine(t, func(c *Config) {
+	e := siNewTestEngine(t, func(c *Config) {
 		c.Clients = append(c.Clients, &Client{ID: "c-cc", SecretHash: HashSecret("x"), AuthMethod: AuthSecretBasic,
 			GrantTypes: []string{GrantClientCredentials}, RedirectURIs: []string{"https://cc.test/cb"}})
 	})
@@ -243,7 +243,7 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 			if v.Get("code") != "" {
 				t.Fatalf("a code came with an error")
 			}
-			if v.Get("iss") != testIssuer {
+			if v.Get("iss") != siTestIssuer {
 				t.Fatalf("iss = %q", v.Get("iss"))
 			}
 			switch {
@@ -263,7 +263,7 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 // A-23: state is URL-encoded into the Location, never split into headers;
 // the redirect URI's own query is kept.
 func TestAuthorizeRedirectEncoding(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	_, ch := newPKCE()
 	evil := "x\r\nSet-Cookie:a=b"
 	raw := authzQuery("c-web", ch, "response_type", "token", "state", "").Encode() + "&state=x%0d%0aSet-Cookie:a=b"
@@ -317,7 +317,7 @@ func TestAuthorizeRequiresTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newTestEngine(t, func(c *Config) { c.BehindTLSProxy = tt.proxy })
+			e := siNewTestEngine(t, func(c *Config) { c.BehindTLSProxy = tt.proxy })
 			b := newBrowser(t, e)
 			b.remote, b.tls = tt.remote, tt.tls
 			rec := b.get(AuthorizePath + "?" + q)
@@ -333,7 +333,7 @@ func TestAuthorizeRequiresTLS(t *testing.T) {
 }
 
 func TestAuthorizeMethods(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	_, ch := newPKCE()
 	// POST form parameters are read like the query.
 	b := newBrowser(t, e)
@@ -352,7 +352,7 @@ func TestAuthorizeMethods(t *testing.T) {
 
 // A-24: what the login page reflects is escaped.
 func TestLoginPageEscapes(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	_, ch := newPKCE()
 	rec := getAuthorize(e, authzQuery("c-web", ch, "login_hint", `"><script>alert(1)</script>`).Encode())
 	if rec.Code != http.StatusOK || !isLoginPage(rec) {

@@ -15,7 +15,10 @@ func BearerToken(r *http.Request) (token string, status int, code string) {
 		return "", http.StatusBadRequest, "invalid_request"
 	}
 	if r.URL.Query().Has("access_token") {
-		return "", http.StatusUnauthorized, "invalid_request"
+		if len(authz) > 0 {
+			return "", http.StatusBadRequest, "invalid_request" // two methods (RS-04)
+		}
+		return "", http.StatusUnauthorized, "invalid_request" // never in the URL (RS-06)
 	}
 	if len(authz) == 0 {
 		return "", http.StatusUnauthorized, ""

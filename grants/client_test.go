@@ -56,7 +56,7 @@ func TestValidateRedirectURI(t *testing.T) {
 	}
 }
 
-func TestClientValidate(t *testing.T) {
+func TestClientValidateSignin(t *testing.T) {
 	base := func() *Client {
 		return &Client{ID: "c", SecretHash: HashSecret("s"), AuthMethod: AuthSecretBasic,
 			GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}, Scopes: []string{"openid"},

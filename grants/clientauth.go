@@ -47,13 +47,17 @@ func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error
 	if len(authz) > 1 {
 		return nil, errRequest("the Authorization header is repeated")
 	}
+	if len(authz) == 1 {
+		// RFC 6749 §5.2: a 401 after the client tried the Authorization
+		// header must carry WWW-Authenticate, whatever else failed.
+		failed.Challenge = `Basic realm="` + e.realm + `"`
+	}
 	if form.Get("client_assertion") != "" || form.Get("client_assertion_type") != "" {
 		return nil, failed
 	}
 	var id, secret, method string
 	switch {
 	case len(authz) == 1:
-		failed.Challenge = `Basic realm="` + e.realm + `"`
 		var ok bool
 		if id, secret, ok = parseBasic(authz[0]); !ok {
 			return nil, failed

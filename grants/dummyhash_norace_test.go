@@ -18,7 +18,7 @@ func TestUnknownUserRealDummyHash(t *testing.T) {
 	cheap := dummyPasswordHash
 	dummyPasswordHash = realDummyPasswordHash
 	defer func() { dummyPasswordHash = cheap }()
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	u, err := e.Users.Authenticate(context.Background(), "mallory", dummyPassword)
 	if u != nil || !errors.Is(err, ErrUserNotFound) {
 		t.Fatalf("unknown user with the dummy's own password: %v, %v", u, err)

@@ -81,7 +81,7 @@ type grantHandler func(ctx context.Context, c *Client, form Form) (*TokenRespons
 // trailing slash.
 func ValidateIssuer(iss string) error {
 	u, err := url.Parse(iss)
-	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.HasSuffix(iss, "/") || strings.ContainsAny(iss, "\"\\ ") {
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.HasSuffix(iss, "/") || strings.ContainsAny(iss, "\"\\ ?#") {
 		return fmt.Errorf("issuer %q must be an absolute URL without query, fragment or trailing slash", iss)
 	}
 	switch u.Scheme {
@@ -106,7 +106,13 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.AccessTokenTTL <= 0 {
 		return nil, errors.New("access_token_ttl must be positive")
 	}
-	if cfg.RefreshTokenTTL <= 0 {
+	if cfg.RefreshTokenTTL == 0 {
+		cfg.RefreshTokenTTL = 720 * time.Hour
+	}
+	if cfg.Web.SessionTTL == 0 {
+		cfg.Web.SessionTTL = 12 * time.Hour
+	}
+	if cfg.RefreshTokenTTL < 0 {
 		return nil, errors.New("refresh_token_ttl must be positive")
 	}
 	if cfg.RefreshGrace < 0 || cfg.RefreshGrace > time.Minute {
@@ -151,6 +157,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		u.FromConfig = true
 		e.Users.config[u.Name] = u
 	}
+	e.Users.reserved = func(name string) bool { _, ok := e.Clients[name]; return ok }
 	var err error
 	if e.web, err = newWeb(e, cfg.Web); err != nil {
 		return nil, err

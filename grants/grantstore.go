@@ -28,6 +28,7 @@ type codeRecord struct {
 	Challenge     string   `json:"code_challenge,omitempty"`
 	Nonce         string   `json:"nonce,omitempty"`
 	Scope         []string `json:"scope"`
+	Resource      string   `json:"resource,omitempty"`
 	Subject       string   `json:"sub"`
 	AuthTime      int64    `json:"auth_time"`
 	// Used is set by the first redemption; Family names the grant it

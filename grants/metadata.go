@@ -2,6 +2,7 @@ package grants
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -13,46 +14,55 @@ import (
 // Discovery extends. It lists only what this server actually does.
 type Metadata struct {
 	Issuer                                 string   `json:"issuer"`
-	AuthorizationEndpoint                  string   `json:"authorization_endpoint"`
+	AuthorizationEndpoint                  string   `json:"authorization_endpoint,omitempty"`
 	TokenEndpoint                          string   `json:"token_endpoint"`
 	JWKSURI                                string   `json:"jwks_uri"`
 	UserinfoEndpoint                       string   `json:"userinfo_endpoint"`
 	EndSessionEndpoint                     string   `json:"end_session_endpoint"`
 	ScopesSupported                        []string `json:"scopes_supported,omitempty"`
 	ResponseTypesSupported                 []string `json:"response_types_supported"`
-	ResponseModesSupported                 []string `json:"response_modes_supported"`
+	ResponseModesSupported                 []string `json:"response_modes_supported,omitempty"`
 	GrantTypesSupported                    []string `json:"grant_types_supported"`
 	TokenEndpointAuthMethodsSupported      []string `json:"token_endpoint_auth_methods_supported"`
-	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported"`
-	AuthorizationResponseISSParamSupported bool     `json:"authorization_response_iss_parameter_supported"`
-	PromptValuesSupported                  []string `json:"prompt_values_supported"`
+	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported,omitempty"`
+	AuthorizationResponseISSParamSupported bool     `json:"authorization_response_iss_parameter_supported,omitempty"`
+	PromptValuesSupported                  []string `json:"prompt_values_supported,omitempty"`
 	SubjectTypesSupported                  []string `json:"subject_types_supported"`
 	IDTokenSigningAlgValuesSupported       []string `json:"id_token_signing_alg_values_supported"`
 	ClaimsSupported                        []string `json:"claims_supported"`
 }
 
 // metadata builds the document. Both documents carry the same members: the
-// OIDC ones are registered for RFC 8414 too.
+// OIDC ones are registered for RFC 8414 too. Endpoint URLs are built on the
+// issuer as written: Paths() holds the decoded path a router matches on,
+// which differs from the issuer's spelling when the issuer path is
+// percent-encoded.
 func (e *Engine) metadata() *Metadata {
-	p := e.Paths()
-	origin := e.Issuer[:len(e.Issuer)-len(e.basePath)]
 	m := &Metadata{
-		Issuer:                                 e.Issuer,
-		AuthorizationEndpoint:                  origin + p["authorize"],
-		TokenEndpoint:                          origin + p["token"],
-		JWKSURI:                                origin + p["jwks"],
-		UserinfoEndpoint:                       origin + p["userinfo"],
-		EndSessionEndpoint:                     origin + p["logout"],
-		ResponseTypesSupported:                 []string{"code"},
-		ResponseModesSupported:                 []string{"query"},
-		TokenEndpointAuthMethodsSupported:      []string{AuthSecretBasic, AuthSecretPost, AuthNone},
-		CodeChallengeMethodsSupported:          []string{"S256"},
-		AuthorizationResponseISSParamSupported: true,
-		PromptValuesSupported:                  []string{"none", "login", "consent"},
-		SubjectTypesSupported:                  []string{"public"},
-		IDTokenSigningAlgValuesSupported:       []string{e.keys.Current.Alg.String()},
+		Issuer:                            e.Issuer,
+		TokenEndpoint:                     e.Issuer + TokenPath,
+		JWKSURI:                           e.Issuer + JWKSPath,
+		UserinfoEndpoint:                  e.Issuer + UserinfoPath,
+		EndSessionEndpoint:                e.Issuer + LogoutPath,
+		ResponseTypesSupported:            []string{},
+		TokenEndpointAuthMethodsSupported: []string{AuthSecretBasic, AuthSecretPost},
+		SubjectTypesSupported:             []string{"public"},
+		IDTokenSigningAlgValuesSupported:  []string{e.keys.Current.Alg.String()},
 		ClaimsSupported: []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
 			"name", "given_name", "family_name", "preferred_username", "email", "email_verified"},
+	}
+	// The authorization endpoint and what belongs to it are advertised
+	// only when some client can use them (RFC 8414 §2).
+	if slices.ContainsFunc(slices.Collect(maps.Values(e.Clients)), func(c *Client) bool { return c.Allows(GrantAuthorizationCode) }) {
+		m.AuthorizationEndpoint = e.Issuer + AuthorizePath
+		m.ResponseTypesSupported = []string{"code"}
+		m.ResponseModesSupported = []string{"query"}
+		m.CodeChallengeMethodsSupported = []string{"S256"}
+		m.AuthorizationResponseISSParamSupported = true
+		m.PromptValuesSupported = []string{"none", "login", "consent"}
+	}
+	if slices.ContainsFunc(slices.Collect(maps.Values(e.Clients)), func(c *Client) bool { return c.AuthMethod == AuthNone }) {
+		m.TokenEndpointAuthMethodsSupported = append(m.TokenEndpointAuthMethodsSupported, AuthNone)
 	}
 	for _, c := range e.Clients {
 		for _, s := range c.Scopes {

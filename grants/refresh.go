@@ -58,6 +58,25 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 		if err != nil {
 			return err
 		}
+		scope := fam.Scope
+		if want != nil {
+			for _, s := range want {
+				if !slices.Contains(fam.Scope, s) {
+					oerr = errCode(CodeInvalidScope, "the requested scope exceeds the original grant")
+					return nil
+				}
+			}
+			scope = want
+		}
+		if _, err := e.Users.lookupTx(tx, fam.Subject); err != nil {
+			if !errors.Is(err, ErrUserNotFound) {
+				return err
+			}
+			// The user was removed: the grant dies with them.
+			oerr = errBadRefresh
+			revoked, err = revokeFamily(tx, r.Family)
+			return err
+		}
 		if r.Used {
 			var succ refreshRecord
 			_, serr := getJSON(tx, storage.KindRefresh, r.Next, &succ)
@@ -72,16 +91,6 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			if err := tx.Delete(storage.KindRefresh, r.Next); err != nil {
 				return err
 			}
-		}
-		scope := fam.Scope
-		if want != nil {
-			for _, s := range want {
-				if !slices.Contains(fam.Scope, s) {
-					oerr = errCode(CodeInvalidScope, "the requested scope exceeds the original grant")
-					return nil
-				}
-			}
-			scope = want
 		}
 		at = newAccessClaims(e.Issuer, fam.Subject, c.ID, aud, scope, now, e.AccessTokenTTL)
 		next = newSecretToken()

@@ -42,7 +42,7 @@ func updateRefresh(t *testing.T, e *Engine, rt string, fn func(r *refreshRecord,
 
 // RT-05, RT-06, IDT-07: rotation, and reuse revokes the family.
 func TestRefreshRotation(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	g := firstGrant(t, e, "c-web", "scope", "openid read write", "nonce", "n-1")
 	rt1, at1 := g.str("refresh_token"), g.str("access_token")
 	_, id1 := verifyIDToken(t, e, g.str("id_token"))
@@ -95,7 +95,7 @@ func TestRefreshRotation(t *testing.T) {
 
 // RT-02..RT-04: narrowing, widening and the family's original scope.
 func TestRefreshScope(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	g := firstGrant(t, e, "c-web", "scope", "openid read write")
 
 	narrow := refresh(e, "c-web", g.str("refresh_token"), "scope", "read")
@@ -128,7 +128,7 @@ func TestRefreshScope(t *testing.T) {
 
 // RT-01: a refresh token works only for its client.
 func TestRefreshOtherClient(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	g := firstGrant(t, e, "c-web", "scope", "openid read")
 	wantErr(t, refresh(e, "c-trusted", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
 	wantErr(t, refresh(e, "c-pub", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
@@ -141,7 +141,7 @@ func TestRefreshOtherClient(t *testing.T) {
 
 // RT-08 and junk.
 func TestRefreshInvalid(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	for _, rt := range []string{"AAAA", g.str("access_token"), g.str("refresh_token") + "x"} {
 		wantErr(t, refresh(e, "c-web", rt), http.StatusBadRequest, CodeInvalidGrant)
@@ -160,7 +160,7 @@ func TestRefreshGrace(t *testing.T) {
 	grace := func(c *Config) { c.RefreshGrace = 30 * time.Second }
 
 	t.Run("successor unused: a new pair, the successor dies", func(t *testing.T) {
-		e := newTestEngine(t, grace)
+		e := siNewTestEngine(t, grace)
 		g := firstGrant(t, e, "c-web", "scope", "read")
 		rt1 := g.str("refresh_token")
 		r2 := refresh(e, "c-web", rt1)
@@ -175,7 +175,7 @@ func TestRefreshGrace(t *testing.T) {
 		wantOK(t, refresh(e, "c-web", rt3))
 	})
 	t.Run("successor used: reuse revokes", func(t *testing.T) {
-		e := newTestEngine(t, grace)
+		e := siNewTestEngine(t, grace)
 		g := firstGrant(t, e, "c-web", "scope", "read")
 		rt1 := g.str("refresh_token")
 		r2 := refresh(e, "c-web", rt1)
@@ -191,7 +191,7 @@ func TestRefreshGrace(t *testing.T) {
 		}
 	})
 	t.Run("after the grace: reuse revokes", func(t *testing.T) {
-		e := newTestEngine(t, grace)
+		e := siNewTestEngine(t, grace)
 		g := firstGrant(t, e, "c-web", "scope", "read")
 		rt1 := g.str("refresh_token")
 		r2 := refresh(e, "c-web", rt1)
@@ -204,7 +204,7 @@ func TestRefreshGrace(t *testing.T) {
 		}
 	})
 	t.Run("no grace: immediate reuse revokes", func(t *testing.T) {
-		e := newTestEngine(t, nil)
+		e := siNewTestEngine(t, nil)
 		g := firstGrant(t, e, "c-web", "scope", "read")
 		r2 := refresh(e, "c-web", g.str("refresh_token"))
 		wantOK(t, r2)
@@ -220,7 +220,7 @@ func TestRefreshGrace(t *testing.T) {
 // gone, and the next retry of the old token (successor not found) revokes
 // the whole grant.
 func TestRefreshGraceRefusedRetryKeepsSuccessor(t *testing.T) {
-	e := newTestEngine(t, func(c *Config) { c.RefreshGrace = 30 * time.Second })
+	e := siNewTestEngine(t, func(c *Config) { c.RefreshGrace = 30 * time.Second })
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	rt1 := g.str("refresh_token")
 	r2 := refresh(e, "c-web", rt1)
@@ -231,7 +231,7 @@ func TestRefreshGraceRefusedRetryKeepsSuccessor(t *testing.T) {
 
 // RT-07, A-17: exactly one of many concurrent refreshes succeeds.
 func TestRefreshConcurrent(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	g := firstGrant(t, e, "c-web", "scope", "openid read")
 	const n = 50
 	results := make([]tokenResult, n)
@@ -270,7 +270,7 @@ func TestRefreshConcurrent(t *testing.T) {
 // fails (the ID token needs the user); BUG: without openid the engine
 // keeps minting access tokens for a user that no longer exists.
 func TestRefreshRemovedUser(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	ctx := context.Background()
 	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
 		t.Fatal(err)

@@ -27,9 +27,9 @@ import (
 // Test fixtures: the issuer, clients and users every engine test starts
 // from (see conformance.md §0).
 const (
-	testIssuer    = "https://as.test"
+	siTestIssuer  = "https://as.test"
 	webSecret     = "s3cr:et%+" // needs form-encoding inside Basic
-	basicSecret   = "basic-secret"
+	siBasicSecret = "basic-secret"
 	trustedSecret = "trusted-secret"
 	nopkceSecret  = "nopkce-secret"
 	loopbackAddr  = "127.0.0.1:12345"
@@ -37,7 +37,7 @@ const (
 
 var testSecrets = map[string]string{
 	"c-web":     webSecret,
-	"c-basic":   basicSecret,
+	"c-basic":   siBasicSecret,
 	"c-trusted": trustedSecret,
 	"c-nopkce":  nopkceSecret,
 }
@@ -52,7 +52,7 @@ var testRedirect = map[string]string{
 	"c-multi":   "https://multi.test/a",
 }
 
-func testClients() []*Client {
+func siTestClients() []*Client {
 	codeRefresh := []string{GrantAuthorizationCode, GrantRefreshToken}
 	return []*Client{
 		{ID: "c-web", SecretHash: HashSecret(webSecret), AuthMethod: AuthSecretBasic, GrantTypes: codeRefresh,
@@ -62,7 +62,7 @@ func testClients() []*Client {
 			Scopes: []string{"openid", "profile", "email", "read"}, RedirectURIs: []string{"https://trusted.test/cb"}, Trusted: true},
 		{ID: "c-pub", AuthMethod: AuthNone, GrantTypes: codeRefresh, Scopes: []string{"openid", "read"},
 			RedirectURIs: []string{"http://127.0.0.1/cb"}},
-		{ID: "c-basic", SecretHash: HashSecret(basicSecret), AuthMethod: AuthSecretBasic,
+		{ID: "c-basic", SecretHash: HashSecret(siBasicSecret), AuthMethod: AuthSecretBasic,
 			GrantTypes: []string{GrantAuthorizationCode, GrantClientCredentials}, Scopes: []string{"openid", "read"},
 			RedirectURIs: []string{"https://basic.test/cb"}},
 		{ID: "c-nopkce", SecretHash: HashSecret(nopkceSecret), AuthMethod: AuthSecretBasic,
@@ -114,18 +114,18 @@ func testUsers() []*User {
 
 func testConfig() Config {
 	return Config{
-		Issuer:          testIssuer,
+		Issuer:          siTestIssuer,
 		AccessTokenTTL:  5 * time.Minute,
 		RefreshTokenTTL: time.Hour,
-		Clients:         testClients(),
+		Clients:         siTestClients(),
 		Users:           testUsers(),
 		Web:             WebConfig{SessionTTL: time.Hour},
 	}
 }
 
-// newTestEngine builds and starts an engine on a fresh bbolt file; mod may
+// siNewTestEngine builds and starts an engine on a fresh bbolt file; mod may
 // change the configuration first.
-func newTestEngine(t testing.TB, mod func(*Config)) *Engine {
+func siNewTestEngine(t testing.TB, mod func(*Config)) *Engine {
 	t.Helper()
 	cfg := testConfig()
 	if mod != nil {
@@ -365,7 +365,7 @@ func postTokenRaw(e *Engine, form url.Values, authz string) tokenResult {
 	return tr
 }
 
-func basicAuth(id, secret string) string {
+func siBasicAuth(id, secret string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
 }
 
@@ -375,7 +375,7 @@ func postToken(e *Engine, clientID string, form url.Values) tokenResult {
 	var authz string
 	switch e.Clients[clientID].AuthMethod {
 	case AuthSecretBasic:
-		authz = basicAuth(clientID, testSecrets[clientID])
+		authz = siBasicAuth(clientID, testSecrets[clientID])
 	case AuthSecretPost:
 		form.Set("client_id", clientID)
 		form.Set("client_secret", testSecrets[clientID])

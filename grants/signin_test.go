@@ -71,7 +71,7 @@ func wantRedirect(t testing.TB, rec *httptest.ResponseRecorder, client, state st
 		t.Fatalf("redirected to %s", loc)
 	}
 	v := loc.Query()
-	if v.Get("state") != state || v.Get("iss") != testIssuer {
+	if v.Get("state") != state || v.Get("iss") != siTestIssuer {
 		t.Fatalf("state/iss wrong in %s", loc)
 	}
 	return v
@@ -80,7 +80,7 @@ func wantRedirect(t testing.TB, rec *httptest.ResponseRecorder, client, state st
 // The whole browser flow for an untrusted client: login, consent page,
 // deny, then allow.
 func TestSignInFlowUntrusted(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	_, ch := newPKCE()
 	q := authzQuery("c-web", ch, "scope", "openid email read", "nonce", "n-1").Encode()
@@ -153,7 +153,7 @@ func TestSignInFlowUntrusted(t *testing.T) {
 
 // A trusted client skips the consent page.
 func TestSignInTrustedClient(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	_, ch := newPKCE()
 	page := b.get(AuthorizePath + "?" + authzQuery("c-trusted", ch).Encode())
@@ -173,7 +173,7 @@ func TestSignInTrustedClient(t *testing.T) {
 // session.
 func TestLoginFailures(t *testing.T) {
 	// The throttle is tested on its own; here it must not interfere.
-	e := newTestEngine(t, func(c *Config) { c.Web.Throttle.MaxFailures = 100 })
+	e := siNewTestEngine(t, func(c *Config) { c.Web.Throttle.MaxFailures = 100 })
 	_, ch := newPKCE()
 	tests := []struct {
 		name, user, pw, msg string
@@ -217,7 +217,7 @@ func TestLoginFailures(t *testing.T) {
 
 // CSRF and sealed-state checks on the login and consent forms.
 func TestFormCSRF(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	_, ch := newPKCE()
 	q := authzQuery("c-web", ch).Encode()
 	other := randomID(32)
@@ -365,7 +365,7 @@ func TestFormCSRF(t *testing.T) {
 
 // The consent form is bound to the session that showed it.
 func TestConsentNeedsTheSameSession(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	_, ch := newPKCE()
 	q := authzQuery("c-web", ch).Encode()
 
@@ -393,16 +393,16 @@ func TestSessionCookieAttributes(t *testing.T) {
 		secure bool
 		path   string
 	}{
-		{"plain loopback http", testIssuer, false, false, loopbackAddr, false, "/oauth/"},
-		{"tls", testIssuer, false, true, loopbackAddr, true, "/oauth/"},
-		{"tls from afar", testIssuer, false, true, "203.0.113.9:5555", true, "/oauth/"},
-		{"behind a tls proxy", testIssuer, true, false, loopbackAddr, true, "/oauth/"},
-		{"behind a tls proxy, from afar", testIssuer, true, false, "203.0.113.9:5555", true, "/oauth/"},
-		{"issuer with a path", testIssuer + "/t1", false, false, loopbackAddr, false, "/t1/oauth/"},
+		{"plain loopback http", siTestIssuer, false, false, loopbackAddr, false, "/oauth/"},
+		{"tls", siTestIssuer, false, true, loopbackAddr, true, "/oauth/"},
+		{"tls from afar", siTestIssuer, false, true, "203.0.113.9:5555", true, "/oauth/"},
+		{"behind a tls proxy", siTestIssuer, true, false, loopbackAddr, true, "/oauth/"},
+		{"behind a tls proxy, from afar", siTestIssuer, true, false, "203.0.113.9:5555", true, "/oauth/"},
+		{"issuer with a path", siTestIssuer + "/t1", false, false, loopbackAddr, false, "/t1/oauth/"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newTestEngine(t, func(c *Config) { c.Issuer, c.BehindTLSProxy = tt.issuer, tt.proxy })
+			e := siNewTestEngine(t, func(c *Config) { c.Issuer, c.BehindTLSProxy = tt.issuer, tt.proxy })
 			b := newBrowser(t, e)
 			b.remote, b.tls = tt.remote, tt.tls
 			_, ch := newPKCE()
@@ -435,7 +435,7 @@ func TestSessionCookieAttributes(t *testing.T) {
 
 // Consent is remembered per scope; prompt=consent asks again.
 func TestRememberedConsent(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	_, ch := newPKCE()
 	first := b.authorize(authzQuery("c-web", ch, "scope", "openid read"), "alice", "alice-pw")
@@ -480,7 +480,7 @@ func TestRememberedConsent(t *testing.T) {
 // prompt and max_age decide when a signed-in user must sign in again
 // (AZ-15, OIDC Core §3.1.2.1).
 func TestReauthentication(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	_, ch := newPKCE()
 	tests := []struct {
 		name     string
@@ -529,7 +529,7 @@ func TestReauthentication(t *testing.T) {
 
 // After prompt=login, signing in on our form satisfies the request.
 func TestPromptLoginThenSignIn(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	b.setSession("bob", time.Now().Add(-time.Minute))
 	old := b.cookies[sessionCookie].Value
@@ -552,7 +552,7 @@ func TestPromptLoginThenSignIn(t *testing.T) {
 // a fresh session satisfies max_age). BUG: the fresh session's auth_time
 // is already "older than 0 s", so the login page comes back forever.
 func TestMaxAgeZeroFreshLogin(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	_, ch := newPKCE()
 	page := b.get(AuthorizePath + "?" + authzQuery("c-trusted", ch, "max_age", "0").Encode())
@@ -571,7 +571,7 @@ func TestMaxAgeZeroFreshLogin(t *testing.T) {
 
 // A removed user's session is worthless.
 func TestSessionOfRemovedUser(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	ctx := context.Background()
 	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
 		t.Fatal(err)

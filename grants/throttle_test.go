@@ -189,7 +189,7 @@ func loginFrom(t *testing.T, e *Engine, remote, user, pw string) (status int, bo
 }
 
 func throttledEngine(t *testing.T) *Engine {
-	return newTestEngine(t, func(c *Config) {
+	return siNewTestEngine(t, func(c *Config) {
 		c.Web.Throttle = ThrottleConfig{MaxFailures: 3}
 		for _, n := range []string{"carol", "dave", "erin", "frank"} {
 			c.Users = append(c.Users, &User{Name: n, PasswordHash: testHash(n + "-pw")})

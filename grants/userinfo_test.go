@@ -23,11 +23,11 @@ func userinfo(e *Engine, method, target, authz string) (*httptest.ResponseRecord
 	return rec, body
 }
 
-const realm = `Bearer realm="` + testIssuer + `"`
+const realm = `Bearer realm="` + siTestIssuer + `"`
 
 // RFC 6750 §3 and OIDC Core §5.3: who may read UserInfo and what it says.
 func TestUserinfoRefusals(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	noOpenID := firstGrant(t, e, "c-web", "scope", "read")
 	withOpenID := firstGrant(t, e, "c-web", "scope", "openid")
 	cc := postToken(e, "c-basic", url.Values{"grant_type": {"client_credentials"}, "scope": {"openid"}})
@@ -45,7 +45,7 @@ func TestUserinfoRefusals(t *testing.T) {
 		challenge string // exact WWW-Authenticate, or a prefix ending in '*'
 	}{
 		{"no token", "GET", UserinfoPath, "", 401, realm},
-		{"basic credentials", "GET", UserinfoPath, basicAuth("c-web", webSecret), 401, realm},
+		{"basic credentials", "GET", UserinfoPath, siBasicAuth("c-web", webSecret), 401, realm},
 		{"garbage token", "GET", UserinfoPath, "Bearer abc", 401, realm + `, error="invalid_token"*`},
 		{"tampered token", "GET", UserinfoPath, "Bearer " + withOpenID.str("access_token") + "x", 401, realm + `, error="invalid_token"*`},
 		{"id token as bearer", "GET", UserinfoPath, "Bearer " + withOpenID.str("id_token"), 401, realm + `, error="invalid_token"*`},
@@ -82,7 +82,7 @@ func TestUserinfoRefusals(t *testing.T) {
 }
 
 func TestUserinfoClaims(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	tests := []struct {
 		name, user, scope string
 		want              map[string]any
@@ -125,7 +125,7 @@ func TestUserinfoClaims(t *testing.T) {
 }
 
 func TestUserinfoRemovedUser(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	ctx := context.Background()
 	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
 		t.Fatal(err)

@@ -60,6 +60,9 @@ var ErrConfigUser = errors.New("user is defined in the Caddy config; change it t
 type Users struct {
 	config map[string]*User
 	store  storage.Store
+	// reserved reports names users may not take: client ids, because
+	// users and clients share the sub namespace of tokens.
+	reserved func(name string) bool
 }
 
 // Lookup returns the user, or ErrUserNotFound.
@@ -72,17 +75,27 @@ func (us *Users) Lookup(ctx context.Context, name string) (*User, error) {
 	}
 	var u *User
 	err := us.store.View(ctx, func(tx storage.Tx) error {
-		rec, err := tx.Get(storage.KindUsers, name)
-		if err != nil {
-			return err
-		}
-		u = new(User)
-		return json.Unmarshal(rec.Value, u)
+		var err error
+		u, err = us.lookupTx(tx, name)
+		return err
 	})
+	return u, err
+}
+
+// lookupTx is Lookup inside a transaction.
+func (us *Users) lookupTx(tx storage.Tx, name string) (*User, error) {
+	if u, ok := us.config[name]; ok {
+		return u, nil
+	}
+	rec, err := tx.Get(storage.KindUsers, name)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, ErrUserNotFound
 	}
-	return u, err
+	if err != nil {
+		return nil, err
+	}
+	u := new(User)
+	return u, json.Unmarshal(rec.Value, u)
 }
 
 // Authenticate checks a password with bcrypt. Unknown users cost the same
@@ -112,6 +125,9 @@ func (us *Users) Put(ctx context.Context, u *User, create bool) error {
 	}
 	if _, ok := us.config[u.Name]; ok {
 		return ErrConfigUser
+	}
+	if us.reserved != nil && us.reserved(u.Name) {
+		return fmt.Errorf("user name %q is a client id; users and clients must have different names", u.Name)
 	}
 	b, err := json.Marshal(u)
 	if err != nil {

@@ -47,7 +47,7 @@ func TestValidateUser(t *testing.T) {
 }
 
 func TestUsersPutRemoveList(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	ctx := context.Background()
 	us := e.Users
 	carol := &User{Name: "carol", PasswordHash: testHash("carol-pw"), Claims: map[string]string{"email": "c@example.test"}}
@@ -141,11 +141,11 @@ func TestNewEngineRejects(t *testing.T) {
 		{"user with a plain password", func(c *Config) {
 			c.Users = append(c.Users, &User{Name: "zed", PasswordHash: "secret"})
 		}},
-		{"client defined twice", func(c *Config) { c.Clients = append(c.Clients, testClients()[0]) }},
+		{"client defined twice", func(c *Config) { c.Clients = append(c.Clients, siTestClients()[0]) }},
 		{"invalid client", func(c *Config) {
 			c.Clients = append(c.Clients, &Client{ID: "bad", AuthMethod: AuthNone, GrantTypes: []string{GrantClientCredentials}})
 		}},
-		{"no session ttl", func(c *Config) { c.Web.SessionTTL = 0 }},
+		{"negative session ttl", func(c *Config) { c.Web.SessionTTL = -time.Second }},
 		{"http issuer", func(c *Config) { c.Issuer = "http://as.test" }},
 		{"issuer with trailing slash", func(c *Config) { c.Issuer = "https://as.test/" }},
 		{"refresh grace too long", func(c *Config) { c.RefreshGrace = 2 * time.Minute }},
@@ -172,7 +172,7 @@ func TestNewEngineRejects(t *testing.T) {
 // client can be created, and the client's own client_credentials token
 // (sub=c-basic, scope openid) then reads that user's UserInfo.
 func TestRuntimeUserNamedLikeClient(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := siNewTestEngine(t, nil)
 	err := e.Users.Put(context.Background(), &User{Name: "c-basic", PasswordHash: testHash("x"),
 		Claims: map[string]string{"email": "victim@example.test"}}, true)
 	if err == nil {

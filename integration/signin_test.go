@@ -28,9 +28,6 @@ import (
 	_ "github.com/oauthgate/caddy-oauthgate/caddymodule"
 )
 
-// signinAdminPort is the caddytest admin port of this package.
-const signinAdminPort = 2998
-
 const signinIssuer = "http://localhost:19280"
 
 // signinCaddyfile runs the authorization server with one user and two
@@ -41,7 +38,7 @@ func signinCaddyfile(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf(`{
-	admin localhost:%d
+	admin %s
 	http_port 19281
 	https_port 19282
 	skip_install_trust
@@ -73,7 +70,7 @@ func signinCaddyfile(t *testing.T, dir string) string {
 http://localhost:19280 {
 	oauth_server
 }
-`, signinAdminPort, signinIssuer, dir, hash)
+`, adminAddr, signinIssuer, dir, hash)
 }
 
 // rpApp is a relying party built only from golang.org/x/oauth2 and
@@ -177,8 +174,7 @@ func (app *rpApp) callback(r *http.Request) rpResult {
 }
 
 func startSignin(t *testing.T) (*caddytest.Tester, *oidc.Provider) {
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: signinAdminPort})
-	tester.InitServer(signinCaddyfile(t, t.TempDir()), "caddyfile")
+	tester := startCaddy(t, signinCaddyfile(t, t.TempDir()))
 	provider, err := oidc.NewProvider(context.Background(), signinIssuer)
 	if err != nil {
 		t.Fatalf("discovery with go-oidc: %v", err)

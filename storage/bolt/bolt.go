@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -29,22 +31,60 @@ func Open(path string, lockTimeout time.Duration) (s *Store, err error) {
 		return nil, fmt.Errorf("oauth storage: creating directory for %s: %w", path, err)
 	}
 	// bbolt can panic on a file that is not a bolt database or that was
-	// truncated; turn that into an error the operator can act on.
+	// truncated, or fault reading past the end of its memory map (SIGBUS,
+	// fatal unless the goroutine asked to panic instead); turn that into an
+	// error the operator can act on. bbolt has locked the file by then and
+	// never releases it, so unlock and close it here: otherwise restoring
+	// the file in place and reloading would find it "locked".
+	var file *os.File
+	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		file = f
+		return f, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
+			if file != nil {
+				// The leaked memory map keeps the file open, so closing
+				// it alone would not release the lock.
+				unlockFile(file)
+				_ = file.Close()
+			}
 			s, err = nil, fmt.Errorf("oauth storage: %s is corrupt (%v): restore it from a backup or move it away to start empty", path, r)
 		}
 	}()
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, OpenFile: openFile})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("oauth storage: %s is locked by another process (is another caddy using the same storage_path?): stop it or set a different storage_path", path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("oauth storage: opening %s: %w (if the file is damaged, restore it from a backup or move it away)", path, err)
 	}
+	// A file cut short (a partial copy or restore) can still open; its
+	// missing pages would fault on first use, at request time.
+	if err := checkSize(db, file); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("oauth storage: %s is corrupt (%v): restore it from a backup or move it away to start empty", path, err)
+	}
 	db.MaxBatchDelay = 2 * time.Millisecond
 	db.MaxBatchSize = 256
 	return &Store{db: db, path: path}, nil
+}
+
+// checkSize reports a file shorter than the pages its metadata says are
+// in use.
+func checkSize(db *bbolt.DB, f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *bbolt.Tx) error {
+		if fi.Size() < tx.Size() {
+			return fmt.Errorf("the file is %d bytes but its data extends to %d bytes", fi.Size(), tx.Size())
+		}
+		return nil
+	})
 }
 
 // Path is the file the store was opened from.
@@ -171,11 +211,32 @@ func encode(rec storage.Record) []byte {
 	buf := make([]byte, 8+len(rec.Value))
 	var exp int64
 	if !rec.Expires.IsZero() {
-		exp = rec.Expires.UnixNano()
+		exp = unixNano(rec.Expires)
 	}
 	binary.BigEndian.PutUint64(buf, uint64(exp))
 	copy(buf[8:], rec.Value)
 	return buf
+}
+
+// Bounds of what UnixNano can represent (years 1678 to 2262).
+var (
+	minNano = time.Unix(0, math.MinInt64)
+	maxNano = time.Unix(0, math.MaxInt64)
+)
+
+// unixNano is t.UnixNano clamped to its range, where UnixNano itself
+// would overflow: an expiry in 2300 must not wrap round into the past.
+// The epoch maps to -1 because 0 means "never expires" on disk.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(minNano):
+		return math.MinInt64
+	case t.After(maxNano):
+		return math.MaxInt64
+	case t.Equal(time.Unix(0, 0)):
+		return -1
+	}
+	return t.UnixNano()
 }
 
 func decode(v []byte) (storage.Record, bool) {

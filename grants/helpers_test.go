@@ -1,0 +1,234 @@
+package grants
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
+)
+
+// Fixtures shared by the grants tests (conformance.md §0).
+const (
+	testIssuer  = "https://as.test"
+	testRS      = "https://app.test"
+	basicSecret = "s3cr:et%+"
+	postSecret  = "p0st-secret"
+	testTTL     = 10 * time.Minute
+)
+
+// descRE is the TOK-12 character set for error and error_description.
+var descRE = regexp.MustCompile(`^[\x20\x21\x23-\x5B\x5D-\x7E]*$`)
+
+// openStore opens a fresh bolt store in a temporary directory and closes
+// it when the test ends.
+func openStore(t testing.TB) *bolt.Store {
+	t.Helper()
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "oauth.db"), time.Second)
+	if err != nil {
+		t.Fatalf("bolt.Open: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// testClients are the fixture clients that can be registered through
+// Config (and so pass Client.Validate).
+func testClients() []*Client {
+	return []*Client{
+		{
+			ID: "c-basic", SecretHash: HashSecret(basicSecret), AuthMethod: AuthSecretBasic,
+			GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read", "write"},
+			Audience: []string{testRS},
+		},
+		{
+			ID: "c-post", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost,
+			GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read"},
+			Audience: []string{testRS, "https://other.test"},
+		},
+		{
+			// No scopes and no audience: tokens carry no scope and are for
+			// the issuer itself.
+			ID: "c-bare", SecretHash: HashSecret("bare"), AuthMethod: AuthSecretBasic,
+			GrantTypes: []string{GrantClientCredentials},
+		},
+	}
+}
+
+// newTestEngine builds and starts an engine on a fresh store. mod, when
+// non-nil, adjusts the configuration first.
+func newTestEngine(t testing.TB, mod func(*Config)) *Engine {
+	t.Helper()
+	cfg := Config{
+		Issuer:          testIssuer,
+		AccessTokenTTL:  testTTL,
+		RefreshTokenTTL: time.Hour,
+		Clients:         testClients(),
+		Web:             WebConfig{SessionTTL: time.Hour},
+		Logger:          zap.NewNop(),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatalf("NewEngine: %v", err)
+	}
+	if err := e.Start(context.Background(), openStore(t), "ES256", nil); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return e
+}
+
+// basicAuth builds an RFC 6749 §2.3.1 Basic credential: both halves are
+// form-urlencoded before base64.
+func basicAuth(id, secret string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
+}
+
+// rawBasic is a Basic credential built the way net/http's SetBasicAuth
+// does it: no form-encoding.
+func rawBasic(id, secret string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))
+}
+
+// tokenRequest is a well-formed token request over TLS: POST, form body.
+func tokenRequest(body string) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, testIssuer+TokenPath, strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return r
+}
+
+// serve runs the token endpoint on r.
+func serve(e *Engine, r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	e.ServeToken(w, r)
+	return w
+}
+
+// decodeBody decodes a JSON object body, failing the test otherwise.
+func decodeBody(t testing.TB, w *httptest.ResponseRecorder) map[string]any {
+	t.Helper()
+	var m map[string]any
+	d := json.NewDecoder(strings.NewReader(w.Body.String()))
+	d.UseNumber()
+	if err := d.Decode(&m); err != nil {
+		t.Fatalf("body %q is not a JSON object: %v", w.Body.String(), err)
+	}
+	return m
+}
+
+// checkNoStore asserts the headers every token-endpoint answer carries
+// (TOK-09, and STRICT for errors).
+func checkNoStore(t testing.TB, w *httptest.ResponseRecorder) {
+	t.Helper()
+	h := w.Result().Header
+	if got := h.Get("Cache-Control"); got != "no-store" {
+		t.Errorf("Cache-Control = %q, want no-store", got)
+	}
+	if got := h.Get("Pragma"); got != "no-cache" {
+		t.Errorf("Pragma = %q, want no-cache", got)
+	}
+	if got := h.Get("Content-Type"); got != "application/json" {
+		t.Errorf("Content-Type = %q, want application/json", got)
+	}
+}
+
+// checkError asserts a protocol error answer: status, code, headers,
+// TOK-12 character set, and that no token leaked out. It returns the body.
+func checkError(t testing.TB, w *httptest.ResponseRecorder, status int, code string) map[string]any {
+	t.Helper()
+	if w.Code != status {
+		t.Errorf("status = %d, want %d (body %s)", w.Code, status, w.Body.String())
+	}
+	checkNoStore(t, w)
+	m := decodeBody(t, w)
+	if m["error"] != code {
+		t.Errorf("error = %v, want %q (body %s)", m["error"], code, w.Body.String())
+	}
+	for _, k := range []string{"error", "error_description"} {
+		if v, ok := m[k]; ok {
+			s, isStr := v.(string)
+			if !isStr || !descRE.MatchString(s) {
+				t.Errorf("%s = %#v does not match the TOK-12 character set", k, v)
+			}
+		}
+	}
+	for k := range m {
+		if k != "error" && k != "error_description" && k != "error_uri" {
+			t.Errorf("unexpected member %q in error body %s", k, w.Body.String())
+		}
+	}
+	return m
+}
+
+// checkToken asserts a 200 token answer and returns its body.
+func checkToken(t testing.TB, w *httptest.ResponseRecorder) map[string]any {
+	t.Helper()
+	if w.Code != http.StatusOK {
+		t.Fatalf("status = %d, want 200 (body %s)", w.Code, w.Body.String())
+	}
+	checkNoStore(t, w)
+	m := decodeBody(t, w)
+	if s, _ := m["access_token"].(string); s == "" {
+		t.Fatalf("no access_token in %s", w.Body.String())
+	}
+	return m
+}
+
+// segments splits a compact JWS and decodes its header and payload.
+func segments(t testing.TB, tok string) (hdr, claims map[string]any) {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token has %d segments, want 3", len(parts))
+	}
+	dec := func(s string) map[string]any {
+		b, err := base64.RawURLEncoding.DecodeString(s)
+		if err != nil {
+			t.Fatalf("segment %q is not base64url: %v", s, err)
+		}
+		var m map[string]any
+		d := json.NewDecoder(strings.NewReader(string(b)))
+		d.UseNumber()
+		if err := d.Decode(&m); err != nil {
+			t.Fatalf("segment %s is not a JSON object: %v", b, err)
+		}
+		return m
+	}
+	return dec(parts[0]), dec(parts[1])
+}
+
+// signRaw signs an arbitrary header and payload with one of our keys,
+// bypassing MintAccessToken, so tests can produce tokens that carry our
+// real signature over hostile content.
+func signRaw(t testing.TB, k *Key, hdr, payload string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	input := enc.EncodeToString([]byte(hdr)) + "." + enc.EncodeToString([]byte(payload))
+	sig, err := k.signer.Sign(k.private, []byte(input))
+	if err != nil {
+		t.Fatalf("sign: %v", err)
+	}
+	return input + "." + enc.EncodeToString(sig)
+}
+
+// mustJSON marshals v or fails the test.
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,130 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// TestCaddyfileAdapt checks testdata/*.caddyfiletest in Caddy's own golden
+// format: a Caddyfile, a line of ----------, then either the expected JSON
+// or a fragment of the expected adapter error. This pins the JSON config
+// of the oauth global option and both directives.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.caddyfiletest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no testdata/*.caddyfiletest files")
+	}
+	newlines := regexp.MustCompile(`\r?\n`)
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts := strings.Split(string(data), "----------")
+			if len(parts) != 2 {
+				t.Fatalf("want one ---------- separator, got %d parts", len(parts))
+			}
+			caddyfile := strings.TrimSpace(parts[0]) + "\n"
+			expected := newlines.ReplaceAllString(strings.TrimSpace(parts[1]), "\n")
+			if strings.Contains(caddyfile, "\torder ") || strings.HasPrefix(caddyfile, "order ") {
+				t.Fatal("golden Caddyfiles must not need an order line")
+			}
+			if strings.HasPrefix(expected, "{") {
+				if !caddytest.CompareAdapt(t, file, caddyfile, "caddyfile", expected) {
+					t.Errorf("adapting %s does not give the expected JSON (diff above)", file)
+				}
+				return
+			}
+			_, _, err = caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+			if err == nil {
+				t.Fatalf("adapting %s succeeded; want an error containing %q", file, expected)
+			}
+			if !strings.Contains(newlines.ReplaceAllString(err.Error(), "\n"), expected) {
+				t.Errorf("error %q does not contain %q", err, expected)
+			}
+		})
+	}
+}
+
+// TestDirectiveOrder: without an order line, oauth_server runs before
+// respond and oauth_protect before request_header, respond and
+// reverse_proxy, whatever order the Caddyfile lists them in.
+func TestDirectiveOrder(t *testing.T) {
+	cfg := render(baseCaddyfile, "/tmp/unused.db", "127.0.0.1:19000")
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Listen []string `json:"listen"`
+					Routes []any    `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	byPort := map[string][]string{}
+	for _, srv := range doc.Apps.HTTP.Servers {
+		var names []string
+		collectHandlers(srv.Routes, &names)
+		for _, l := range srv.Listen {
+			byPort[l] = names
+		}
+	}
+	for port, order := range map[string][]string{
+		":19100": {"oauth_server", "static_response"},
+		":19101": {"oauth_protect", "headers", "reverse_proxy"},
+		":19102": {"oauth_protect", "static_response"},
+	} {
+		got := byPort["127.0.0.1"+port]
+		if got == nil {
+			got = byPort[port]
+		}
+		var filtered []string
+		for _, h := range got {
+			if slices.Contains(order, h) {
+				filtered = append(filtered, h)
+			}
+		}
+		if !slices.Equal(filtered, order) {
+			t.Errorf("server on %s runs handlers %q, want this order: %q", port, got, order)
+		}
+	}
+}
+
+// collectHandlers lists handler names depth-first, in the order a request
+// meets them.
+func collectHandlers(v any, out *[]string) {
+	switch t := v.(type) {
+	case []any:
+		for _, e := range t {
+			collectHandlers(e, out)
+		}
+	case map[string]any:
+		if h, ok := t["handler"].(string); ok && h != "subroute" {
+			*out = append(*out, h)
+		}
+		for _, key := range []string{"handle", "routes"} {
+			if sub, ok := t[key]; ok {
+				collectHandlers(sub, out)
+			}
+		}
+	}
+}
