@@ -18,7 +18,8 @@ type ThrottleConfig struct {
 }
 
 // throttle counts failures per key in memory. It is bounded: when full it
-// forgets the quietest keys first.
+// forgets keys whose failures have aged out, then unlocked keys; a locked
+// key is never forgotten, so flooding it with new keys cannot unlock one.
 type throttle struct {
 	cfg ThrottleConfig
 	mu  sync.Mutex
@@ -63,11 +64,7 @@ func (t *throttle) fail(now time.Time, keys ...string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.m) >= throttleMaxKeys {
-		for k, e := range t.m {
-			if now.Sub(e.last) > t.cfg.Window || len(t.m) >= throttleMaxKeys {
-				delete(t.m, k)
-			}
-		}
+		t.prune(now)
 	}
 	for _, k := range keys {
 		e, ok := t.m[k]
@@ -92,4 +89,21 @@ func (t *throttle) succeed(key string) {
 	t.mu.Lock()
 	delete(t.m, key)
 	t.mu.Unlock()
+}
+
+// prune makes room; called with t.mu held.
+func (t *throttle) prune(now time.Time) {
+	for k, e := range t.m {
+		if now.Sub(e.last) > t.cfg.Window && !now.Before(e.until) {
+			delete(t.m, k)
+		}
+	}
+	for k, e := range t.m {
+		if len(t.m) < throttleMaxKeys*9/10 {
+			return
+		}
+		if !now.Before(e.until) {
+			delete(t.m, k)
+		}
+	}
 }

@@ -275,3 +275,24 @@ func TestLoginThrottle(t *testing.T) {
 		}
 	})
 }
+
+// A full throttle never forgets a locked key: flooding it with fresh keys
+// from many addresses must not unlock a user.
+func TestThrottlePruneKeepsLocked(t *testing.T) {
+	th := newThrottle(ThrottleConfig{MaxFailures: 1, Window: time.Minute, BaseLock: time.Minute})
+	now := time.Unix(1_000_000, 0)
+	th.fail(now, "user:victim")
+	if !th.locked(now, "user:victim") {
+		t.Fatal("victim not locked after MaxFailures")
+	}
+	for i := 0; len(th.m) < throttleMaxKeys; i++ {
+		th.m[fmt.Sprintf("ip:%d", i)] = &throttleEntry{failures: 1, last: now}
+	}
+	th.fail(now.Add(time.Second), "ip:flood")
+	if len(th.m) >= throttleMaxKeys {
+		t.Fatalf("throttle not pruned: %d keys", len(th.m))
+	}
+	if !th.locked(now.Add(2*time.Second), "user:victim") {
+		t.Fatal("pruning forgot a locked key")
+	}
+}
