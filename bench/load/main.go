@@ -1,0 +1,554 @@
+// Command load is the benchmark suite's HTTP load generator. It uses the
+// standard library only and talks to loopback addresses only.
+//
+// It runs -c workers over one keep-alive HTTP/1.1 client, first for
+// -warmup (not counted), then for -d or until -n requests, and prints
+// requests per second, p50, p99 and errors (transport errors and non-2xx
+// answers, by status). The last line is machine-readable:
+//
+//	RESULT rps=… p50_ms=… p99_ms=… requests=… errors=… seconds=… tokens=…
+//
+// Modes:
+//
+//	GET a URL, optionally with fixed headers:
+//	  load -url http://127.0.0.1:18081/ -H 'X-Test: 1'
+//	POST a form with Basic auth (the token endpoint):
+//	  load -url http://127.0.0.1:18080/oauth/token -body grant_type=client_credentials -basic id:secret
+//	Bearer tokens from the token endpoint, fetched before the timed phase;
+//	-tokens 1 repeats one token, -tokens N cycles through N distinct ones:
+//	  load -url http://127.0.0.1:18082/ -token-url http://127.0.0.1:18080/oauth/token \
+//	       -token-basic id:secret -tokens 2000
+//	Save the server's CPU profile of the measured phase (Go pprof endpoint):
+//	  load … -profile http://localhost:18019/debug/pprof/profile -profile-out cpu.pprof
+//	Wait until a URL answers 2xx (readiness check), then exit:
+//	  load -wait 20s -url http://127.0.0.1:18081/
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Hard limits so that a mistyped flag cannot turn this into something that
+// runs for long or opens many connections.
+const (
+	maxWorkers  = 1024
+	maxDuration = 10 * time.Minute
+	maxTokens   = 1_000_000
+	reqTimeout  = 10 * time.Second
+)
+
+type headerFlags []string
+
+func (h *headerFlags) String() string     { return strings.Join(*h, ", ") }
+func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
+
+type config struct {
+	url        string
+	method     string
+	headers    http.Header
+	body       string
+	basic      string // "Basic …" header value, or ""
+	workers    int
+	duration   time.Duration
+	maxReqs    int64
+	warmup     time.Duration
+	tokenURL   string
+	tokenBody  string
+	tokenBasic string
+	tokens     int
+	label      string
+	profileURL string
+	profileOut string
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		cfg        config
+		hdrs       headerFlags
+		basic      string
+		tokenBasic string
+		wait       time.Duration
+	)
+	flag.StringVar(&cfg.url, "url", "", "target URL (loopback only)")
+	flag.StringVar(&cfg.method, "method", "", "HTTP method (default GET, or POST when -body is set)")
+	flag.Var(&hdrs, "H", "fixed request header 'Name: value' (repeatable)")
+	flag.StringVar(&cfg.body, "body", "", "form body to POST (application/x-www-form-urlencoded)")
+	flag.StringVar(&basic, "basic", "", "Basic auth credentials id:secret for every request")
+	flag.IntVar(&cfg.workers, "c", 64, "concurrent workers")
+	flag.DurationVar(&cfg.duration, "d", 5*time.Second, "measured duration")
+	flag.Int64Var(&cfg.maxReqs, "n", 0, "stop after this many measured requests (0: no limit; -d still applies)")
+	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "warm-up duration before measuring (not counted)")
+	flag.StringVar(&cfg.tokenURL, "token-url", "", "token endpoint: fetch bearer tokens before the timed phase")
+	flag.StringVar(&cfg.tokenBody, "token-body", "grant_type=client_credentials", "form body of each token request")
+	flag.StringVar(&tokenBasic, "token-basic", "", "Basic auth credentials id:secret for the token endpoint")
+	flag.IntVar(&cfg.tokens, "tokens", 1, "number of distinct tokens to fetch and cycle through (with -token-url)")
+	flag.StringVar(&cfg.label, "label", "", "label printed with the results")
+	flag.StringVar(&cfg.profileURL, "profile", "", "pprof CPU profile URL of the server, fetched during the measured phase")
+	flag.StringVar(&cfg.profileOut, "profile-out", "cpu.pprof", "file for the -profile output")
+	flag.DurationVar(&wait, "wait", 0, "only wait up to this long for -url to answer 2xx, then exit")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+
+	if err := checkLoopbackURL(cfg.url); err != nil {
+		return err
+	}
+	for _, u := range []string{cfg.tokenURL, cfg.profileURL} {
+		if u == "" {
+			continue
+		}
+		if err := checkLoopbackURL(u); err != nil {
+			return err
+		}
+	}
+	if cfg.workers < 1 || cfg.workers > maxWorkers {
+		return fmt.Errorf("-c must be between 1 and %d", maxWorkers)
+	}
+	if cfg.duration <= 0 || cfg.duration > maxDuration || cfg.warmup < 0 || cfg.warmup > maxDuration {
+		return fmt.Errorf("-d must be positive and -d, -warmup at most %s", maxDuration)
+	}
+	if cfg.tokens < 1 || cfg.tokens > maxTokens {
+		return fmt.Errorf("-tokens must be between 1 and %d", maxTokens)
+	}
+	cfg.headers = http.Header{}
+	for _, h := range hdrs {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			return fmt.Errorf("-H %q: want 'Name: value'", h)
+		}
+		cfg.headers.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	if basic != "" {
+		cfg.basic = basicHeader(basic)
+	}
+	if tokenBasic != "" {
+		cfg.tokenBasic = basicHeader(tokenBasic)
+	}
+	if cfg.method == "" {
+		cfg.method = http.MethodGet
+		if cfg.body != "" {
+			cfg.method = http.MethodPost
+		}
+	}
+
+	client := newClient(cfg.workers)
+	if wait > 0 {
+		return waitReady(client, cfg.url, wait)
+	}
+
+	var pool []string
+	if cfg.tokenURL != "" {
+		start := time.Now()
+		var err error
+		pool, err = fetchTokens(client, cfg)
+		if err != nil {
+			return err
+		}
+		el := time.Since(start)
+		fmt.Fprintf(os.Stderr, "fetched %d distinct tokens in %s (%.0f tokens/s)\n",
+			len(pool), el.Round(time.Millisecond), float64(len(pool))/el.Seconds())
+	}
+
+	if cfg.warmup > 0 {
+		phase(client, cfg, pool, cfg.warmup, 0)
+	}
+	var profErr chan error
+	if cfg.profileURL != "" {
+		profErr = make(chan error, 1)
+		go func() { profErr <- fetchProfile(cfg) }()
+	}
+	res := phase(client, cfg, pool, cfg.duration, cfg.maxReqs)
+	res.print(cfg, len(pool))
+	if profErr != nil {
+		if err := <-profErr; err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "CPU profile of the measured phase written to %s\n", cfg.profileOut)
+	}
+	return nil
+}
+
+// fetchProfile saves a Go pprof CPU profile covering the measured phase.
+func fetchProfile(cfg config) error {
+	secs := int(math.Ceil(cfg.duration.Seconds()))
+	u := cfg.profileURL + "?seconds=" + fmt.Sprint(secs)
+	c := newClient(1)
+	c.Timeout = time.Duration(secs)*time.Second + 30*time.Second
+	resp, err := c.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: status %d", u, resp.StatusCode)
+	}
+	f, err := os.Create(cfg.profileOut)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func basicHeader(cred string) string {
+	id, secret, _ := strings.Cut(cred, ":")
+	// RFC 6749 §2.3.1: id and secret are form-encoded before Base64.
+	raw := url.QueryEscape(id) + ":" + url.QueryEscape(secret)
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(raw))
+}
+
+// checkLoopbackURL allows only http URLs whose host is a loopback address.
+func checkLoopbackURL(raw string) error {
+	if raw == "" {
+		return errors.New("-url is required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return fmt.Errorf("%q: want an http:// URL on 127.0.0.1", raw)
+	}
+	h := u.Hostname()
+	if h == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(h)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q: only loopback hosts are allowed", raw)
+	}
+	return nil
+}
+
+// newClient returns a keep-alive HTTP/1.1 client that can hold one idle
+// connection per worker and dials loopback addresses only.
+func newClient(workers int) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				return nil, fmt.Errorf("refusing to dial non-loopback address %s", addr)
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+		MaxIdleConns:        2 * workers,
+		MaxIdleConnsPerHost: 2 * workers,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}
+	return &http.Client{
+		Transport: tr,
+		Timeout:   reqTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+func waitReady(client *http.Client, u string, max time.Duration) error {
+	deadline := time.Now().Add(max)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := client.Get(u)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode/100 == 2 {
+				return nil
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer 2xx within %s: %v", u, max, last)
+}
+
+// fetchTokens gets cfg.tokens distinct access tokens from the token
+// endpoint using cfg.workers concurrent requests.
+func fetchTokens(client *http.Client, cfg config) ([]string, error) {
+	n := cfg.tokens
+	pool := make([]string, n)
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	workers := min(cfg.workers, n)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				tok, err := fetchToken(client, cfg)
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					next.Store(int64(n)) // stop the others
+					return
+				}
+				pool[i] = tok
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, fmt.Errorf("fetching tokens from %s: %w", cfg.tokenURL, firstErr)
+	}
+	seen := make(map[string]struct{}, n)
+	for _, t := range pool {
+		seen[t] = struct{}{}
+	}
+	if len(seen) != n {
+		return nil, fmt.Errorf("token endpoint returned %d distinct tokens out of %d", len(seen), n)
+	}
+	return pool, nil
+}
+
+func fetchToken(client *http.Client, cfg config) (string, error) {
+	req, err := http.NewRequest(http.MethodPost, cfg.tokenURL, strings.NewReader(cfg.tokenBody))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if cfg.tokenBasic != "" {
+		req.Header.Set("Authorization", cfg.tokenBasic)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(body, &tr); err != nil || tr.AccessToken == "" {
+		return "", fmt.Errorf("no access_token in %q", body)
+	}
+	return tr.AccessToken, nil
+}
+
+// Latency histogram: logarithmic buckets 1% wide, from 1µs to ~100s.
+const (
+	histBase    = 1.01
+	histMinNS   = 1000.0
+	histBuckets = 1900 // 1.01^1900 * 1µs ≈ 162 s
+)
+
+var logBase = math.Log(histBase)
+
+func bucketOf(d time.Duration) int {
+	ns := float64(d)
+	if ns <= histMinNS {
+		return 0
+	}
+	b := int(math.Ceil(math.Log(ns/histMinNS) / logBase))
+	return min(b, histBuckets-1)
+}
+
+// bucketUpper is the upper bound of bucket b.
+func bucketUpper(b int) time.Duration {
+	return time.Duration(histMinNS * math.Pow(histBase, float64(b)))
+}
+
+type workerStats struct {
+	hist      [histBuckets]uint64
+	requests  int64
+	transport int64
+	status    map[int]int64 // non-2xx answers
+	firstErr  string
+}
+
+type result struct {
+	elapsed  time.Duration
+	requests int64
+	errors   int64
+	hist     [histBuckets]uint64
+	status   map[int]int64
+	transErr int64
+	firstErr string
+}
+
+// phase runs the workers for d (or until maxReqs requests) and collects
+// their statistics. Requests in flight at the deadline are completed and
+// counted; elapsed runs until the last one finished.
+func phase(client *http.Client, cfg config, pool []string, d time.Duration, maxReqs int64) result {
+	var (
+		issued atomic.Int64
+		cursor atomic.Uint64
+		wg     sync.WaitGroup
+	)
+	var bearer []string
+	for _, t := range pool {
+		bearer = append(bearer, "Bearer "+t)
+	}
+	stats := make([]*workerStats, cfg.workers)
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := range cfg.workers {
+		st := &workerStats{status: map[int]int64{}}
+		stats[w] = st
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := strings.NewReader("")
+			for time.Now().Before(deadline) {
+				if maxReqs > 0 && issued.Add(1) > maxReqs {
+					return
+				}
+				var rd io.Reader
+				if cfg.body != "" {
+					body.Reset(cfg.body)
+					rd = body
+				}
+				req, err := http.NewRequest(cfg.method, cfg.url, rd)
+				if err != nil {
+					st.transport++
+					st.firstErr = err.Error()
+					return
+				}
+				for k, v := range cfg.headers {
+					req.Header[k] = v
+				}
+				if cfg.body != "" {
+					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				}
+				if cfg.basic != "" {
+					req.Header.Set("Authorization", cfg.basic)
+				}
+				if len(bearer) > 0 {
+					// A global cursor, so every token is used once per
+					// cycle through the pool, whichever worker sends it.
+					i := (cursor.Add(1) - 1) % uint64(len(bearer))
+					req.Header.Set("Authorization", bearer[i])
+				}
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				lat := time.Since(t0)
+				st.requests++
+				st.hist[bucketOf(lat)]++
+				switch {
+				case err != nil:
+					st.transport++
+					if st.firstErr == "" {
+						st.firstErr = err.Error()
+					}
+				case resp.StatusCode/100 != 2:
+					st.status[resp.StatusCode]++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res := result{elapsed: time.Since(start), status: map[int]int64{}}
+	for _, st := range stats {
+		res.requests += st.requests
+		res.transErr += st.transport
+		res.errors += st.transport
+		for i, c := range st.hist {
+			res.hist[i] += c
+		}
+		for code, c := range st.status {
+			res.status[code] += c
+			res.errors += c
+		}
+		if res.firstErr == "" {
+			res.firstErr = st.firstErr
+		}
+	}
+	return res
+}
+
+func (r result) percentile(p float64) time.Duration {
+	if r.requests == 0 {
+		return 0
+	}
+	rank := uint64(math.Ceil(p * float64(r.requests)))
+	var seen uint64
+	for b, c := range r.hist {
+		seen += c
+		if seen >= rank {
+			return bucketUpper(b)
+		}
+	}
+	return bucketUpper(histBuckets - 1)
+}
+
+func (r result) print(cfg config, tokens int) {
+	rps := float64(r.requests) / r.elapsed.Seconds()
+	p50, p99 := r.percentile(0.50), r.percentile(0.99)
+	label := cfg.label
+	if label == "" {
+		label = cfg.method + " " + cfg.url
+	}
+	fmt.Printf("%s: %d requests in %.2fs with %d workers: %.0f req/s, p50 %s, p99 %s, errors %d\n",
+		label, r.requests, r.elapsed.Seconds(), cfg.workers, rps, fmtDur(p50), fmtDur(p99), r.errors)
+	if tokens > 0 {
+		fmt.Printf("  %d distinct bearer tokens, each used about %.1f times\n", tokens, float64(r.requests)/float64(tokens))
+	}
+	if r.errors > 0 {
+		codes := make([]int, 0, len(r.status))
+		for c := range r.status {
+			codes = append(codes, c)
+		}
+		sort.Ints(codes)
+		var parts []string
+		for _, c := range codes {
+			parts = append(parts, fmt.Sprintf("%d×%d", r.status[c], c))
+		}
+		if r.transErr > 0 {
+			parts = append(parts, fmt.Sprintf("%d transport errors (first: %s)", r.transErr, r.firstErr))
+		}
+		fmt.Printf("  errors: %s\n", strings.Join(parts, ", "))
+	}
+	fmt.Printf("RESULT rps=%.1f p50_ms=%.3f p99_ms=%.3f requests=%d errors=%d seconds=%.3f tokens=%d\n",
+		rps, ms(p50), ms(p99), r.requests, r.errors, r.elapsed.Seconds(), tokens)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func fmtDur(d time.Duration) string {
+	return fmt.Sprintf("%.2fms", ms(d))
+}

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Benchmark caddy-oauthgate against plain Caddy in one run.
+#
+#   bash bench/run.sh
+#
+# Builds ./cmd/caddy and bench/load into a temporary directory, starts
+# Caddy with bench/Caddyfile (127.0.0.1:18080-18089, admin localhost:18019),
+# measures each figure next to its baseline at the same concurrency, prints
+# a table and stops Caddy and removes the temporary directory on exit.
+#
+# Environment:
+#   BENCH_SECONDS      measured seconds per figure          (default 5)
+#   BENCH_WARMUP       warm-up before each measurement      (default 1s)
+#   BENCH_CONCURRENCY  concurrent connections               (default 64)
+#   BENCH_TOKENS       distinct tokens for the fresh-token pair; "auto" sizes
+#                      the pool so no token is used twice (from the
+#                      one-token run), with a floor of 2000  (default auto)
+#   BENCH_ROUNDS       measure each pair this many times, alternating
+#                      baseline and figure, and keep each one's best run
+#                      (other load on the machine only ever slows a run
+#                      down)                                  (default 3)
+#   BENCH_PROFILE      a directory: save Caddy CPU profiles (admin API
+#                      /debug/pprof) of the measured phase of the token and
+#                      oauth_protect runs (last round) there, with the
+#                      binary: `go tool pprof -top DIR/caddy DIR/token.pprof`
+#   BENCH_STRICT       1: exit 1 when a goal is missed      (default 0)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$(pwd)
+
+secs=${BENCH_SECONDS:-5}
+warmup=${BENCH_WARMUP:-1s}
+conc=${BENCH_CONCURRENCY:-64}
+tokens=${BENCH_TOKENS:-auto}
+rounds=${BENCH_ROUNDS:-3}
+strict=${BENCH_STRICT:-0}
+profile=${BENCH_PROFILE:-}
+secret=bench-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+ports=(18019 18080 18081 18082 18083 18089)
+
+die() {
+	echo "bench: $*" >&2
+	exit 1
+}
+
+[[ $secs =~ ^[0-9]+$ && $secs -ge 1 && $secs -le 300 ]] || die "BENCH_SECONDS must be a whole number from 1 to 300"
+[[ $conc =~ ^[0-9]+$ && $conc -ge 1 && $conc -le 1024 ]] || die "BENCH_CONCURRENCY must be from 1 to 1024"
+[[ $rounds =~ ^[0-9]+$ && $rounds -ge 1 && $rounds -le 20 ]] || die "BENCH_ROUNDS must be from 1 to 20"
+[[ $tokens == auto || ($tokens =~ ^[0-9]+$ && $tokens -ge 1 && $tokens -le 1000000) ]] || die "BENCH_TOKENS must be auto or from 1 to 1000000"
+
+# Refuse to start when something already listens on one of our ports.
+for p in "${ports[@]}"; do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+		die "port $p is in use on 127.0.0.1; stop whatever listens there first"
+	fi
+	if command -v ss >/dev/null && [[ -n $(ss -Hltn "sport = :$p" 2>/dev/null) ]]; then
+		die "port $p is in use: $(ss -Hltnp "sport = :$p" 2>/dev/null | head -1)"
+	fi
+done
+
+if [[ -n $profile ]]; then
+	mkdir -p "$profile" || die "cannot create $profile"
+	profile=$(cd "$profile" && pwd)
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/oauthgate-bench.XXXXXX")
+caddy_pid=""
+cleanup() {
+	local rc=$?
+	if [[ -n $caddy_pid ]] && kill -0 "$caddy_pid" 2>/dev/null; then
+		kill "$caddy_pid" 2>/dev/null || true
+		for _ in $(seq 50); do
+			kill -0 "$caddy_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$caddy_pid" 2>/dev/null; then
+			kill -9 "$caddy_pid" 2>/dev/null || true
+		fi
+		wait "$caddy_pid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "building caddy and the load generator..." >&2
+go build -o "$work/caddy" ./cmd/caddy || die "go build ./cmd/caddy failed"
+go build -o "$work/load" ./bench/load || die "go build ./bench/load failed"
+if [[ -n $profile ]]; then cp "$work/caddy" "$profile/caddy"; fi
+
+mkdir -p "$work/data"
+BENCH_DIR="$work/data" BENCH_SECRET="$secret" \
+	"$work/caddy" run --config "$repo/bench/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 &
+caddy_pid=$!
+
+# Ready when the admin API, the token server's JWKS and both baselines'
+# paths answer 2xx (the proxy checks the upstream too).
+ready_urls=(
+	http://localhost:18019/config/
+	http://127.0.0.1:18080/oauth/jwks
+	http://127.0.0.1:18081/
+	http://127.0.0.1:18083/
+	http://127.0.0.1:18089/
+)
+deadline=$((SECONDS + 30))
+for u in "${ready_urls[@]}"; do
+	until "$work/load" -wait 1s -url "$u" 2>/dev/null; do
+		if ! kill -0 "$caddy_pid" 2>/dev/null; then
+			echo "--- caddy log ---" >&2
+			cat "$work/caddy.log" >&2
+			die "caddy exited during start-up (log above)"
+		fi
+		if ((SECONDS >= deadline)); then
+			echo "--- caddy log ---" >&2
+			tail -50 "$work/caddy.log" >&2
+			die "caddy did not come up within 30s: $u does not answer 2xx"
+		fi
+	done
+done
+
+cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
+[[ -n $cpu ]] || cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -1)
+fam=$(lscpu 2>/dev/null | sed -n 's/^CPU family:[[:space:]]*//p' | head -1)
+model=$(lscpu 2>/dev/null | sed -n 's/^Model:[[:space:]]*//p' | head -1)
+hyp=$(lscpu 2>/dev/null | sed -n 's/^Hypervisor vendor:[[:space:]]*//p' | head -1)
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]]; then rev+="+dirty"; fi
+
+echo "caddy-oauthgate benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "machine:  $(nproc) CPUs, ${cpu:-unknown CPU}${fam:+ (family $fam model $model)}${hyp:+, $hyp guest}, $(uname -sr)"
+echo "software: $(go version | cut -d' ' -f3-), caddy $("$work/caddy" version | cut -d' ' -f1), commit $rev"
+echo "settings: $conc connections, ${secs}s per measurement after ${warmup} warm-up, best of $rounds round(s),"
+echo "          HTTP/1.1 keep-alive over loopback"
+echo "load:     $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (1/5/15-min load average before measuring)"
+echo "note:     the load generator and Caddy share these $(nproc) CPUs; ratios against plain Caddy in the"
+echo "          same run are the meaningful figures, absolute numbers are this machine's"
+echo
+
+declare -A rps p50 p99 errs ntok reqs runs
+creds=bench:$secret
+token_url=http://127.0.0.1:18080/oauth/token
+
+# measure NAME ARGS... runs the load generator and records its RESULT line.
+measure() {
+	local name=$1
+	shift
+	local out line
+	local -a prof=()
+	if [[ -n $profile && $name =~ ^(token|protect_one|protect_fresh)$ ]]; then
+		prof=(-profile http://localhost:18019/debug/pprof/profile -profile-out "$profile/$name.pprof")
+	fi
+	out=$("$work/load" -c "$conc" -d "${secs}s" -warmup "$warmup" -label "$name" "${prof[@]}" "$@" 2>&1) || {
+		echo "$out" >&2
+		die "load generator failed for $name"
+	}
+	sed 's/^/  /' <<<"$out" | grep -v '^  RESULT ' >&2
+	line=$(grep '^RESULT ' <<<"$out" | tail -1)
+	[[ -n $line ]] || die "no RESULT line for $name"
+	local new
+	new=$(sed -n 's/.* rps=\([^ ]*\).*/\1/p' <<<"$line")
+	runs[$name]="${runs[$name]:+${runs[$name]} }${new%.*}"
+	# Errors count over all rounds, not just the best one.
+	errs[$name]=$((${errs[$name]:-0} + $(sed -n 's/.* errors=\([^ ]*\).*/\1/p' <<<"$line")))
+	if [[ -n ${rps[$name]:-} ]] && awk -v a="$new" -v b="${rps[$name]}" 'BEGIN { exit !(a <= b) }'; then
+		return 0 # an earlier round was better
+	fi
+	rps[$name]=$(sed -n 's/.* rps=\([^ ]*\).*/\1/p' <<<"$line")
+	p50[$name]=$(sed -n 's/.* p50_ms=\([^ ]*\).*/\1/p' <<<"$line")
+	p99[$name]=$(sed -n 's/.* p99_ms=\([^ ]*\).*/\1/p' <<<"$line")
+	ntok[$name]=$(sed -n 's/.* tokens=\([^ ]*\).*/\1/p' <<<"$line")
+	reqs[$name]=$(sed -n 's/.* requests=\([^ ]*\).*/\1/p' <<<"$line")
+}
+
+echo "measuring (each pair: baseline first, then the figure):" >&2
+for _ in $(seq "$rounds"); do
+	measure respond -url http://127.0.0.1:18081/ -method POST -body grant_type=client_credentials -basic "$creds"
+	measure token -url "$token_url" -body grant_type=client_credentials -basic "$creds"
+done
+for _ in $(seq "$rounds"); do
+	measure proxy_one -url http://127.0.0.1:18083/ -token-url "$token_url" -token-basic "$creds" -tokens 1
+	measure protect_one -url http://127.0.0.1:18082/ -token-url "$token_url" -token-basic "$creds" -tokens 1
+done
+
+if [[ $tokens == auto ]]; then
+	# Enough distinct tokens that the oauth_protect run never repeats one:
+	# it should not send more requests than the one-token run did; the
+	# margin absorbs noise. The load generator prints the actual reuse.
+	tokens=$((reqs[protect_one] * 15 / 10))
+	((tokens >= 2000)) || tokens=2000
+	((tokens <= 1000000)) || tokens=1000000
+fi
+for _ in $(seq "$rounds"); do
+	measure proxy_fresh -url http://127.0.0.1:18083/ -token-url "$token_url" -token-basic "$creds" -tokens "$tokens"
+	measure protect_fresh -url http://127.0.0.1:18082/ -token-url "$token_url" -token-basic "$creds" -tokens "$tokens"
+done
+
+if ! kill -0 "$caddy_pid" 2>/dev/null; then
+	tail -50 "$work/caddy.log" >&2
+	die "caddy exited during the benchmark"
+fi
+
+# row FIGURE VALUE_NAME BASE_NAME MIN_RATIO MIN_VALUE GOAL_TEXT
+summary=()
+all_met=1
+row() {
+	local fig=$1 v=$2 b=$3 minratio=$4 minvalue=$5 goal=$6
+	local ratio met
+	ratio=$(awk -v a="${rps[$v]}" -v b="${rps[$b]}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
+	met=$(awk -v r="$ratio" -v mr="$minratio" -v a="${rps[$v]}" -v mv="$minvalue" \
+		-v e1="${errs[$v]}" -v e2="${errs[$b]}" \
+		'BEGIN { print ((r >= mr && a >= mv && e1 == 0 && e2 == 0) ? "met" : "NOT met") }')
+	printf "%-36s %9.0f/s %7.2f %7.2f  %9.0f/s %7.2f %7.2f  %6s  %-22s %s\n" \
+		"$fig" "${rps[$v]}" "${p50[$v]}" "${p99[$v]}" "${rps[$b]}" "${p50[$b]}" "${p99[$b]}" \
+		"$ratio" "$goal" "$met"
+	if [[ ${errs[$v]} != 0 || ${errs[$b]} != 0 ]]; then
+		printf "%-36s errors: %s in the figure, %s in the baseline (non-2xx or transport)\n" "" "${errs[$v]}" "${errs[$b]}"
+	fi
+	summary+=("$fig: $met (ratio $ratio)")
+	[[ $met == met ]] || all_met=0
+}
+
+echo
+printf "%-36s %11s %7s %7s  %11s %7s %7s  %6s  %-22s %s\n" \
+	figure value p50ms p99ms baseline p50ms p99ms ratio goal result
+printf '%.0s-' $(seq 134)
+echo
+row "client_credentials tokens" token respond 0.25 10000 ">=0.25 and >=10000/s"
+row "oauth_protect+proxy, one token" protect_one proxy_one 0.95 0 ">=0.95"
+row "oauth_protect+proxy, fresh tokens" protect_fresh proxy_fresh 0.80 0 ">=0.80"
+echo
+echo "baselines: respond \"ok\" (POSTing the same form and Basic header) for the token endpoint;"
+echo "           plain reverse_proxy to the same upstream, sent the same Authorization headers, for oauth_protect."
+echo "fresh tokens: ${ntok[protect_fresh]} distinct tokens cycled in order, fetched before the timed phase."
+if ((rounds > 1)); then
+	echo "best of $rounds: each figure and each baseline is its best round, chosen independently;"
+	echo "rounds (req/s): respond ${runs[respond]}; token ${runs[token]}; proxy_one ${runs[proxy_one]};"
+	echo "                protect_one ${runs[protect_one]}; proxy_fresh ${runs[proxy_fresh]}; protect_fresh ${runs[protect_fresh]}"
+fi
+echo "load:     $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (load average after measuring)"
+echo
+joined=$(printf '%s; ' "${summary[@]}")
+echo "goals: ${joined%; }"
+
+if [[ $strict == 1 && $all_met == 0 ]]; then
+	exit 1
+fi
