@@ -62,7 +62,11 @@ func newEngine(b testing.TB, alg string) *grants.Engine {
 		b.Fatal(err)
 	}
 	st := openStore(b)
-	if err := eng.Start(context.Background(), st, alg); err != nil {
+	rev, err := grants.LoadRevocations(context.Background(), st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := eng.Start(context.Background(), st, alg, rev); err != nil {
 		b.Fatal(err)
 	}
 	return eng
