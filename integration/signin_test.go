@@ -192,20 +192,15 @@ func TestBrowserSignIn(t *testing.T) {
 
 	wd.Navigate(app.srv.URL + "/login")
 	wd.WaitURL(func(u string) bool { return strings.HasPrefix(u, signinIssuer+"/oauth/authorize") })
-	if src := wd.Source(); !strings.Contains(src, "web-app") || !strings.Contains(src, `id="password"`) {
-		t.Fatalf("expected the login page naming the client, got:\n%s", src)
-	}
+	wd.WaitSource(func(src string) bool { return strings.Contains(src, "web-app") && strings.Contains(src, `id="password"`) })
 	// A wrong password first: the page says so and nothing is issued.
 	wd.Type("#username", "alice")
 	wd.Type("#password", "wrong-password")
 	wd.Click("#signin")
-	if src := wd.Source(); !strings.Contains(src, "The user name or password is wrong.") {
-		t.Fatalf("expected a sign-in error, got:\n%s", src)
-	}
+	wd.WaitSource(func(src string) bool { return strings.Contains(src, "The user name or password is wrong.") })
 	// Then sign in with the keyboard only: type, Enter submits the form.
 	wd.Type("#password", "alice-password\n")
-	wd.WaitURL(func(u string) bool { return strings.Contains(u, "/oauth/authorize/login") })
-	src := wd.Source()
+	src := wd.WaitSource(func(src string) bool { return strings.Contains(src, `id="allow"`) })
 	for _, want := range []string{"Allow", "Deny", "email", "profile", "alice"} {
 		if !strings.Contains(src, want) {
 			t.Fatalf("consent page lacks %q:\n%s", want, src)
@@ -225,9 +220,7 @@ func TestBrowserSignIn(t *testing.T) {
 	if res.idToken.Subject != "alice" || res.claims["email"] != "alice@example.com" || res.claims["email_verified"] != true || res.claims["name"] != "Alice Liddell" {
 		t.Fatalf("ID token claims = %v", res.claims)
 	}
-	if !strings.Contains(wd.Source(), "signed in as alice (alice@example.com)") {
-		t.Fatalf("callback page: %s", wd.Source())
-	}
+	wd.WaitSource(func(src string) bool { return strings.Contains(src, "signed in as alice (alice@example.com)") })
 	if res.token.RefreshToken == "" {
 		t.Fatal("no refresh token for a client registered for refresh_token")
 	}
@@ -264,15 +257,11 @@ func TestBrowserSignIn(t *testing.T) {
 	wd.Navigate(signinIssuer + "/oauth/logout?" + url.Values{"id_token_hint": {raw},
 		"post_logout_redirect_uri": {app.srv.URL + "/bye"}, "state": {"s1"}}.Encode())
 	wd.WaitURL(func(u string) bool { return strings.HasPrefix(u, app.srv.URL+"/bye") })
-	if !strings.Contains(wd.Source(), "signed out, state s1") {
-		t.Fatalf("post-logout page: %s", wd.Source())
-	}
+	wd.WaitSource(func(src string) bool { return strings.Contains(src, "signed out, state s1") })
 	// Signed out: the next authorization needs the login page again.
 	wd.Navigate(app.srv.URL + "/login")
 	wd.WaitURL(func(u string) bool { return strings.HasPrefix(u, signinIssuer+"/oauth/authorize") })
-	if !strings.Contains(wd.Source(), `id="password"`) {
-		t.Fatal("still signed in after logout")
-	}
+	wd.WaitSource(func(src string) bool { return strings.Contains(src, `id="password"`) })
 }
 
 // formFields pulls hidden inputs out of a page.

@@ -161,3 +161,19 @@ func (wd *webDriver) WaitURL(ok func(string) bool) string {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// WaitSource waits until the current page's HTML satisfies ok: a click
+// or Enter may return before the page it submits has loaded.
+func (wd *webDriver) WaitSource(ok func(string) bool) string {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		src := wd.Source()
+		if ok(src) {
+			return src
+		}
+		if time.Now().After(deadline) {
+			wd.t.Fatalf("timed out waiting for the page; it shows:\n%s", src)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
