@@ -192,7 +192,9 @@ func TestBrowserSignIn(t *testing.T) {
 
 	wd.Navigate(app.srv.URL + "/login")
 	wd.WaitURL(func(u string) bool { return strings.HasPrefix(u, signinIssuer+"/oauth/authorize") })
-	wd.WaitSource(func(src string) bool { return strings.Contains(src, "web-app") && strings.Contains(src, `id="password"`) })
+	wd.WaitSource(func(src string) bool {
+		return strings.Contains(src, "web-app") && strings.Contains(src, `id="password"`)
+	})
 	// A wrong password first: the page says so and nothing is issued.
 	wd.Type("#username", "alice")
 	wd.Type("#password", "wrong-password")
