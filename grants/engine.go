@@ -127,7 +127,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		Users:           &Users{config: map[string]*User{}},
 		Clients:         make(map[string]*Client, len(cfg.Clients)),
 		BehindTLSProxy:  cfg.BehindTLSProxy,
-		Verifier:        &Verifier{Issuer: cfg.Issuer, Leeway: 30 * time.Second},
+		Verifier:        NewVerifier(cfg.Issuer, 30*time.Second),
 		logger:          cfg.Logger,
 		realm:           cfg.Issuer,
 		basePath:        strings.TrimSuffix(u.Path, "/"),

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -57,18 +58,21 @@ type AccessClaims struct {
 	Scope     string   `json:"scope,omitempty"`
 
 	raw    []byte         // the verified payload, for Claim
-	claims map[string]any // raw decoded on first use
+	once   sync.Once      // decodes raw into claims on first use
+	claims map[string]any // raw decoded; read-only once made
 }
 
 // Claim returns any claim of a verified token by name, decoding the
-// payload once; JSON numbers come back as json.Number.
+// payload once; JSON numbers come back as json.Number. Safe for
+// concurrent use: verified claims are shared through the token cache.
 func (c *AccessClaims) Claim(name string) (any, bool) {
-	if c.claims == nil {
-		c.claims = map[string]any{}
+	c.once.Do(func() {
+		m := map[string]any{}
 		d := json.NewDecoder(bytes.NewReader(c.raw))
 		d.UseNumber()
-		_ = d.Decode(&c.claims)
-	}
+		_ = d.Decode(&m)
+		c.claims = m
+	})
 	v, ok := c.claims[name]
 	return v, ok
 }

@@ -37,10 +37,20 @@ type Verifier struct {
 	Leeway      time.Duration
 	keys        atomic.Pointer[KeyRing]
 	revocations *Revocations
+	cache       *tokenCache
 }
 
-// SetKeys replaces the key ring used for verification.
-func (v *Verifier) SetKeys(kr *KeyRing) { v.keys.Store(kr) }
+// NewVerifier makes a verifier for tokens of issuer.
+func NewVerifier(issuer string, leeway time.Duration) *Verifier {
+	return &Verifier{Issuer: issuer, Leeway: leeway, cache: newTokenCache()}
+}
+
+// SetKeys replaces the key ring used for verification; tokens verified
+// with the old ring are verified again.
+func (v *Verifier) SetKeys(kr *KeyRing) {
+	v.keys.Store(kr)
+	v.cache.clear()
+}
 
 // header is the part of a JWS protected header the verifier looks at.
 type header struct {
@@ -50,12 +60,31 @@ type header struct {
 	Crit json.RawMessage `json:"crit"`
 }
 
-// Verify checks the token and returns its claims. Audience and scope are
-// policy, checked by the caller.
+// Verify checks the token and returns its claims, which the caller must
+// not modify. Audience and scope are policy, checked by the caller. A
+// token that verified before is taken from the cache, but its expiry and
+// revocation are checked on every call.
 func (v *Verifier) Verify(token string, now time.Time) (*AccessClaims, error) {
 	if len(token) > MaxTokenBytes {
 		return nil, reject("token too large")
 	}
+	if c := v.cache.get(token); c != nil {
+		if err := v.checkLive(c, now); err != nil {
+			v.cache.remove(token)
+			return nil, err
+		}
+		return c, nil
+	}
+	c, err := v.verify(token, now)
+	if err != nil {
+		return nil, err
+	}
+	v.cache.put(token, c, now.Unix())
+	return c, nil
+}
+
+// verify is the full check: signature, header and claims.
+func (v *Verifier) verify(token string, now time.Time) (*AccessClaims, error) {
 	dot := strings.IndexByte(token, '.')
 	if dot <= 0 {
 		return nil, reject("not a compact JWS")
@@ -100,21 +129,30 @@ func (v *Verifier) Verify(token string, now time.Time) (*AccessClaims, error) {
 		len(c.Audience) == 0 || slices.Contains(c.Audience, "") {
 		return nil, reject("required claim missing")
 	}
-	// Compare as now±leeway against the claims, never claim+leeway, so
-	// that a huge claim cannot overflow into the past.
+	if err := v.checkLive(&c, now); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// checkLive checks the time claims and revocation, which change with the
+// clock and the revocation set even for a token that verified before.
+// It compares now±leeway against the claims, never claim+leeway, so that
+// a huge claim cannot overflow into the past.
+func (v *Verifier) checkLive(c *AccessClaims, now time.Time) error {
 	sec := now.Unix()
 	lee := int64(v.Leeway / time.Second)
 	if sec-lee > c.ExpiresAt {
-		return nil, reject("expired")
+		return reject("expired")
 	}
 	if c.NotBefore != 0 && sec+lee < c.NotBefore {
-		return nil, reject("not yet valid")
+		return reject("not yet valid")
 	}
 	if c.IssuedAt > sec+lee {
-		return nil, reject("issued in the future")
+		return reject("issued in the future")
 	}
 	if v.revocations.Revoked(c.ID) {
-		return nil, reject("revoked")
+		return reject("revoked")
 	}
-	return &c, nil
+	return nil
 }
