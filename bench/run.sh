@@ -23,6 +23,8 @@
 #                      /debug/pprof) of the measured phase of the token and
 #                      oauth_protect runs (last round) there, with the
 #                      binary: `go tool pprof -top DIR/caddy DIR/token.pprof`
+#   BENCH_SEED         live refresh-token grants to load for the large-
+#                      database figures; 0 skips them       (default 1000000)
 #   BENCH_STRICT       1: exit 1 when a goal is missed      (default 0)
 set -euo pipefail
 
@@ -35,6 +37,7 @@ conc=${BENCH_CONCURRENCY:-64}
 tokens=${BENCH_TOKENS:-auto}
 rounds=${BENCH_ROUNDS:-3}
 strict=${BENCH_STRICT:-0}
+seed=${BENCH_SEED:-1000000}
 profile=${BENCH_PROFILE:-}
 secret=bench-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 ports=(18019 18080 18081 18082 18083 18089)
@@ -89,37 +92,49 @@ trap 'exit 143' TERM
 echo "building caddy and the load generator..." >&2
 go build -o "$work/caddy" ./cmd/caddy || die "go build ./cmd/caddy failed"
 go build -o "$work/load" ./bench/load || die "go build ./bench/load failed"
+go build -o "$work/grantload" ./bench/grantload || die "go build ./bench/grantload failed"
+go build -o "$work/seed" ./bench/seed || die "go build ./bench/seed failed"
 if [[ -n $profile ]]; then cp "$work/caddy" "$profile/caddy"; fi
 
 mkdir -p "$work/data"
-BENCH_DIR="$work/data" BENCH_SECRET="$secret" \
-	"$work/caddy" run --config "$repo/bench/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 &
-caddy_pid=$!
+start_caddy() {
+	BENCH_DIR="$work/data" BENCH_SECRET="$secret" \
+		"$work/caddy" run --config "$repo/bench/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 &
+	caddy_pid=$!
 
-# Ready when the admin API, the token server's JWKS and both baselines'
-# paths answer 2xx (the proxy checks the upstream too).
-ready_urls=(
-	http://localhost:18019/config/
-	http://127.0.0.1:18080/oauth/jwks
-	http://127.0.0.1:18081/
-	http://127.0.0.1:18083/
-	http://127.0.0.1:18089/
-)
-deadline=$((SECONDS + 30))
-for u in "${ready_urls[@]}"; do
-	until "$work/load" -wait 1s -url "$u" 2>/dev/null; do
-		if ! kill -0 "$caddy_pid" 2>/dev/null; then
-			echo "--- caddy log ---" >&2
-			cat "$work/caddy.log" >&2
-			die "caddy exited during start-up (log above)"
-		fi
-		if ((SECONDS >= deadline)); then
-			echo "--- caddy log ---" >&2
-			tail -50 "$work/caddy.log" >&2
-			die "caddy did not come up within 30s: $u does not answer 2xx"
-		fi
+	# Ready when the admin API, the token server's JWKS and both baselines'
+	# paths answer 2xx (the proxy checks the upstream too).
+	local ready_urls=(
+		http://localhost:18019/config/
+		http://127.0.0.1:18080/oauth/jwks
+		http://127.0.0.1:18081/
+		http://127.0.0.1:18083/
+		http://127.0.0.1:18089/
+	)
+	local deadline=$((SECONDS + 30))
+	for u in "${ready_urls[@]}"; do
+		until "$work/load" -wait 1s -url "$u" 2>/dev/null; do
+			if ! kill -0 "$caddy_pid" 2>/dev/null; then
+				echo "--- caddy log ---" >&2
+				cat "$work/caddy.log" >&2
+				die "caddy exited during start-up (log above)"
+			fi
+			if ((SECONDS >= deadline)); then
+				echo "--- caddy log ---" >&2
+				tail -50 "$work/caddy.log" >&2
+				die "caddy did not come up within 30s: $u does not answer 2xx"
+			fi
+		done
 	done
-done
+}
+
+stop_caddy() {
+	kill "$caddy_pid" 2>/dev/null || true
+	wait "$caddy_pid" 2>/dev/null || true
+	caddy_pid=""
+}
+
+start_caddy
 
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 [[ -n $cpu ]] || cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -1)
@@ -240,6 +255,42 @@ if ((rounds > 1)); then
 	echo "                protect_one ${runs[protect_one]}; proxy_fresh ${runs[proxy_fresh]}; protect_fresh ${runs[protect_fresh]}"
 fi
 echo "load:     $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (load average after measuring)"
+
+# The durable grant paths have no Caddy baseline: every request is a
+# bbolt write (group-committed with its neighbours) before the answer.
+echo
+echo "durable grant paths ($conc workers, ${secs}s; each worker its own grant):"
+goal() { # goal NAME VALUE MIN|MAX LIMIT UNIT: VALUE must be >= or <= LIMIT
+	local op='>='
+	[[ $3 == MAX ]] && op='<='
+	if awk -v v="$2" -v l="$4" "BEGIN { exit !(v $op l) }"; then
+		summary+=("$1: met ($2$5)")
+	else
+		summary+=("$1: NOT met ($2$5)")
+		all_met=0
+	fi
+}
+out=$("$work/grantload" -mode refresh -c "$conc" -d "${secs}s") || { echo "$out"; die "refresh load failed"; }
+echo "  $out"
+goal "refresh rotations >=8000/s" "$(sed -E 's/.*: ([0-9]+)\/s.*/\1/' <<<"$out")" MIN 8000 /s
+out=$("$work/grantload" -mode code -c "$conc" -d "${secs}s") || { echo "$out"; die "code load failed"; }
+echo "  $out"
+
+if ((seed > 0)); then
+	echo
+	echo "large database: $seed live refresh-token grants"
+	stop_caddy
+	"$work/seed" -db "$work/data/oauth.db" -n "$seed" -out "$work/sample.txt" | sed 's/^/  /'
+	start_caddy
+	"$work/grantload" -mode check -tokens "$work/sample.txt" | sed 's/^/  /' || die "seeded grants do not refresh"
+	out=$("$work/grantload" -mode refresh -c "$conc" -d "${secs}s") || { echo "$out"; die "refresh load on the large database failed"; }
+	echo "  with $seed grants stored: $out"
+	rss_kb=$(awk '/^VmRSS/ { print $2 }' "/proc/$caddy_pid/status")
+	size=$(stat -c %s "$work/data/oauth.db")
+	printf "  caddy RSS %.1f MB, bbolt file %.1f MB\n" "$(awk -v k="$rss_kb" 'BEGIN { print k / 1024 }')" "$(awk -v b="$size" 'BEGIN { print b / 1048576 }')"
+	goal "RSS with $seed grants <=150MB" "$(awk -v k="$rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')" MAX 150 MB
+fi
+
 echo
 joined=$(printf '%s; ' "${summary[@]}")
 echo "goals: ${joined%; }"

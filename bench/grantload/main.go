@@ -1,0 +1,192 @@
+// Command grantload measures the durable grant paths of the token endpoint
+// on loopback: authorization-code redemptions (authorize with a signed-in
+// session, then redeem the code) and refresh-token rotations, each worker
+// with its own chain. Every request is a durable write.
+//
+//	go run ./bench/grantload -mode refresh -c 64 -d 5s
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var (
+	issuer   = flag.String("issuer", "http://127.0.0.1:18080", "issuer (loopback only)")
+	client   = flag.String("client", "bench-web", "trusted client with authorization_code and refresh_token")
+	secret   = flag.String("secret", "bench-web-secret-0123456789abcdef0123456789", "its secret")
+	redirect = flag.String("redirect", "http://127.0.0.1/cb", "its redirect URI")
+	user     = flag.String("user", "bench-user", "user name")
+	password = flag.String("password", "bench-password", "user password")
+	mode     = flag.String("mode", "refresh", "refresh | code | check (refresh each token of -tokens once)")
+	tokens   = flag.String("tokens", "", "with -mode check: file of refresh tokens")
+	workers  = flag.Int("c", 64, "concurrent workers")
+	dur      = flag.Duration("d", 5*time.Second, "measured duration")
+)
+
+func main() {
+	flag.Parse()
+	if !strings.HasPrefix(*issuer, "http://127.0.0.1:") && !strings.HasPrefix(*issuer, "http://localhost:") {
+		fail("issuer must be on loopback")
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: *workers * 2}
+	if *mode == "check" {
+		check(tr)
+		return
+	}
+	session := login(tr)
+	var ok, bad atomic.Int64
+	var lat []time.Duration
+	var mu sync.Mutex
+	stop := time.Now().Add(*dur)
+	var wg sync.WaitGroup
+	for range *workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Transport: tr, Jar: session, CheckRedirect: noRedirect}
+			rt := ""
+			if *mode == "refresh" {
+				rt = redeem(c, code(c))["refresh_token"].(string)
+			}
+			var mine []time.Duration
+			for time.Now().Before(stop) {
+				t0 := time.Now()
+				var resp map[string]any
+				if *mode == "refresh" {
+					resp = token(c, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+				} else {
+					resp = redeem(c, code(c))
+				}
+				if r, _ := resp["refresh_token"].(string); r != "" {
+					rt = r
+					ok.Add(1)
+					mine = append(mine, time.Since(t0))
+				} else {
+					bad.Add(1)
+					if *mode == "refresh" {
+						return
+					}
+				}
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	p := func(q float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return float64(lat[int(q*float64(len(lat)-1))]) / 1e6
+	}
+	what := map[string]string{"refresh": "refresh rotations", "code": "code redemptions (authorize + token)"}[*mode]
+	fmt.Printf("%s: %.0f/s  p50 %.2fms  p99 %.2fms  ok %d  errors %d  (%d workers, %s)\n",
+		what, float64(ok.Load())/dur.Seconds(), p(0.5), p(0.99), ok.Load(), bad.Load(), *workers, *dur)
+	if bad.Load() > 0 {
+		os.Exit(1)
+	}
+}
+
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+func fail(msg string, args ...any) {
+	fmt.Fprintf(os.Stderr, "grantload: "+msg+"\n", args...)
+	os.Exit(1)
+}
+
+var hidden = regexp.MustCompile(`name="(state|csrf)" value="([^"]*)"`)
+
+// login signs the user in once; every worker shares the session cookie.
+func login(tr http.RoundTripper) http.CookieJar {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Transport: tr, Jar: jar, CheckRedirect: noRedirect}
+	resp, err := c.Get(authorizeURL())
+	if err != nil {
+		fail("authorize: %v", err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	form := url.Values{"username": {*user}, "password": {*password}}
+	for _, m := range hidden.FindAllStringSubmatch(string(page), -1) {
+		form.Set(m[1], strings.ReplaceAll(m[2], "&#43;", "+"))
+	}
+	resp, err = c.PostForm(*issuer+"/oauth/authorize/login", form)
+	if err != nil || resp.StatusCode != http.StatusFound {
+		fail("login failed: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	return jar
+}
+
+func authorizeURL() string {
+	return *issuer + "/oauth/authorize?" + url.Values{"client_id": {*client}, "redirect_uri": {*redirect},
+		"response_type": {"code"}, "scope": {"openid"},
+		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}.Encode()
+}
+
+// The RFC 7636 appendix B pair.
+const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+
+func code(c *http.Client) string {
+	resp, err := c.Get(authorizeURL())
+	if err != nil {
+		fail("authorize: %v", err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if loc == nil || loc.Query().Get("code") == "" {
+		fail("no code: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	return loc.Query().Get("code")
+}
+
+func redeem(c *http.Client, code string) map[string]any {
+	return token(c, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {*redirect}, "code_verifier": {verifier}})
+}
+
+func token(c *http.Client, form url.Values) map[string]any {
+	req, _ := http.NewRequest(http.MethodPost, *issuer+"/oauth/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(*client), url.QueryEscape(*secret))
+	resp, err := c.Do(req)
+	out := map[string]any{}
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return out
+}
+
+// check refreshes every token in the -tokens file once: a seeded database
+// must still serve its grants.
+func check(tr http.RoundTripper) {
+	b, err := os.ReadFile(*tokens)
+	if err != nil {
+		fail("%v", err)
+	}
+	c := &http.Client{Transport: tr}
+	n := 0
+	for _, rt := range strings.Fields(string(b)) {
+		if r, _ := token(c, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})["refresh_token"].(string); r == "" {
+			fail("a seeded refresh token did not refresh")
+		}
+		n++
+	}
+	fmt.Printf("%d seeded refresh tokens refreshed\n", n)
+}

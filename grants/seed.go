@@ -1,0 +1,47 @@
+package grants
+
+import (
+	"context"
+	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// SeedRefreshTokens stores n live refresh-token grants of subject with
+// client, as the code grant would, in large transactions. It exists for
+// benchmarks and soak tests of big databases (bench/seed), and returns up
+// to sample of the refresh tokens so that a test can prove them live.
+func SeedRefreshTokens(ctx context.Context, st storage.Store, clientID, subject string, scope []string, n, sample int, ttl time.Duration) ([]string, error) {
+	const perTx = 10000
+	var out []string
+	exp := time.Now().Add(ttl)
+	for done := 0; done < n; {
+		batch := min(perTx, n-done)
+		var tokens []string
+		err := st.Update(ctx, func(tx storage.Tx) error {
+			tokens = tokens[:0]
+			for range batch {
+				rt, family := newSecretToken(), randomID(16)
+				fam := familyRecord{ClientID: clientID, Subject: subject, Scope: scope, AuthTime: time.Now().Unix()}
+				if err := putJSON(tx, storage.KindFamilies, family, &fam, exp); err != nil {
+					return err
+				}
+				if err := putJSON(tx, storage.KindRefresh, hashToken(rt), &refreshRecord{Family: family}, exp); err != nil {
+					return err
+				}
+				tokens = append(tokens, rt)
+			}
+			return nil
+		})
+		if err != nil {
+			return out, err
+		}
+		for _, t := range tokens {
+			if len(out) < sample {
+				out = append(out, t)
+			}
+		}
+		done += batch
+	}
+	return out, nil
+}
