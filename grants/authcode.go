@@ -101,7 +101,7 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 		}
 		if cr.Used {
 			oerr = errBadCode
-			revoked, err = revokeFamily(tx, cr.Family)
+			revoked, err = e.revokeFamily(tx, cr.Family)
 			return err
 		}
 		if oerr = checkRedemption(&cr, c, form); oerr != nil {
@@ -114,8 +114,8 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 		}
 		aud, _ := e.audienceFor(c, cmp.Or(form.Get("resource"), cr.Resource))
 		at = newAccessClaims(e.Issuer, cr.Subject, c.ID, aud, cr.Scope, now, e.AccessTokenTTL)
-		fam := familyRecord{ClientID: c.ID, Subject: cr.Subject, Scope: cr.Scope, AuthTime: cr.AuthTime,
-			JTIs: map[string]int64{at.ID: at.ExpiresAt}}
+		at.Grant = cr.Family
+		fam := familyRecord{ClientID: c.ID, Subject: cr.Subject, Scope: cr.Scope, AuthTime: cr.AuthTime}
 		famExp := now.Add(e.AccessTokenTTL)
 		if c.Allows(GrantRefreshToken) {
 			famExp = now.Add(e.RefreshTokenTTL)

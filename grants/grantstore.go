@@ -45,9 +45,6 @@ type familyRecord struct {
 	Scope    []string `json:"scope"`
 	AuthTime int64    `json:"auth_time"`
 	Revoked  bool     `json:"revoked,omitempty"`
-	// JTIs are the access tokens issued in the family, with their expiry,
-	// so that revoking the family revokes them too.
-	JTIs map[string]int64 `json:"jtis,omitempty"`
 }
 
 // refreshRecord is one refresh token of a family.
@@ -75,9 +72,16 @@ func putJSON(tx storage.Tx, kind storage.Kind, key string, v any, expires time.T
 	return tx.Put(kind, key, storage.Record{Value: b, Expires: expires})
 }
 
-// revokeFamily marks a family revoked in tx and returns the access tokens
-// to revoke once the transaction commits.
-func revokeFamily(tx storage.Tx, id string) (map[string]int64, error) {
+// grantRevocationKey names a whole grant in the revocation set. Access
+// tokens carry their grant's id (the gid claim), so revoking a grant
+// revokes every access token it issued with one entry, however many
+// rotations it went through.
+func grantRevocationKey(family string) string { return "g:" + family }
+
+// revokeFamily marks a family revoked in tx and returns the revocation
+// entry to make effective once the transaction commits: the grant's id,
+// kept until every access token it can have issued has expired.
+func (e *Engine) revokeFamily(tx storage.Tx, id string) (map[string]int64, error) {
 	var fam familyRecord
 	rec, err := getJSON(tx, storage.KindFamilies, id, &fam)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -90,10 +94,11 @@ func revokeFamily(tx storage.Tx, id string) (map[string]int64, error) {
 	if err := putJSON(tx, storage.KindFamilies, id, &fam, rec.Expires); err != nil {
 		return nil, err
 	}
-	if err := persistRevoked(tx, fam.JTIs); err != nil {
+	ids := map[string]int64{grantRevocationKey(id): time.Now().Add(e.AccessTokenTTL + e.Verifier.Leeway).Unix()}
+	if err := persistRevoked(tx, ids); err != nil {
 		return nil, err
 	}
-	return fam.JTIs, nil
+	return ids, nil
 }
 
 // storageError turns a backend failure into the client-facing error.

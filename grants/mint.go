@@ -56,6 +56,9 @@ type AccessClaims struct {
 	ID        string   `json:"jti"`
 	ClientID  string   `json:"client_id"`
 	Scope     string   `json:"scope,omitempty"`
+	// Grant is the id of the grant (refresh-token family) the token was
+	// issued from, so that revoking the grant revokes the token.
+	Grant string `json:"gid,omitempty"`
 
 	raw    []byte         // the verified payload, for Claim
 	once   sync.Once      // decodes raw into claims on first use

@@ -74,7 +74,7 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			}
 			// The user was removed: the grant dies with them.
 			oerr = errBadRefresh
-			revoked, err = revokeFamily(tx, r.Family)
+			revoked, err = e.revokeFamily(tx, r.Family)
 			return err
 		}
 		if r.Used {
@@ -83,7 +83,7 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			lost := e.RefreshGrace > 0 && now.Sub(time.Unix(r.UsedAt, 0)) <= e.RefreshGrace && serr == nil && !succ.Used
 			if !lost {
 				oerr = errCode(CodeInvalidGrant, "the refresh token was already used; the grant is revoked")
-				revoked, err = revokeFamily(tx, r.Family)
+				revoked, err = e.revokeFamily(tx, r.Family)
 				return err
 			}
 			// The client never received (or never used) the successor:
@@ -93,6 +93,7 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			}
 		}
 		at = newAccessClaims(e.Issuer, fam.Subject, c.ID, aud, scope, now, e.AccessTokenTTL)
+		at.Grant = r.Family
 		next = newSecretToken()
 		r.Used, r.UsedAt, r.Next = true, now.Unix(), hashToken(next)
 		if err := putJSON(tx, storage.KindRefresh, key, &r, rec.Expires); err != nil {
@@ -101,16 +102,7 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 		if err := putJSON(tx, storage.KindRefresh, r.Next, &refreshRecord{Family: r.Family}, famRec.Expires); err != nil {
 			return err
 		}
-		for jti, exp := range fam.JTIs {
-			if exp < now.Unix() {
-				delete(fam.JTIs, jti)
-			}
-		}
-		if fam.JTIs == nil {
-			fam.JTIs = map[string]int64{}
-		}
-		fam.JTIs[at.ID] = at.ExpiresAt
-		return putJSON(tx, storage.KindFamilies, r.Family, &fam, famRec.Expires)
+		return nil
 	})
 	if err != nil {
 		return nil, storageError(err)

@@ -504,3 +504,22 @@ func headerHasNoCRLF(t testing.TB, h http.Header) {
 		}
 	}
 }
+
+// verifiesAfterRestart checks tok with a verifier built only from what
+// storage holds (keys and revocations), as a restarted server would.
+func verifiesAfterRestart(t *testing.T, e *Engine, tok string) bool {
+	t.Helper()
+	rev, err := LoadRevocations(context.Background(), e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := LoadKeyRing(context.Background(), e.store, "ES256", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := NewVerifier(e.Issuer, 30*time.Second)
+	v.revocations = rev
+	v.SetKeys(kr)
+	_, err = v.Verify(tok, time.Now())
+	return err == nil
+}

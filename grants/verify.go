@@ -151,7 +151,7 @@ func (v *Verifier) checkLive(c *AccessClaims, now time.Time) error {
 	if c.IssuedAt > sec+lee {
 		return reject("issued in the future")
 	}
-	if v.revocations.Revoked(c.ID) {
+	if v.revocations.Revoked(c.ID) || (c.Grant != "" && v.revocations.Revoked(grantRevocationKey(c.Grant))) {
 		return reject("revoked")
 	}
 	return nil
