@@ -159,6 +159,7 @@ func TestCrashUnderLoad(t *testing.T) {
 	// Load: code workers sign in, redeem some codes and rotate their
 	// chains; client_credentials workers get access tokens.
 	ledger := &crashLedger{chains: map[int]string{}}
+	loadBegan := time.Now()
 	var killed atomic.Bool
 	var chainIDs atomic.Int32
 	var ccTokens atomic.Int32
@@ -298,7 +299,7 @@ func TestCrashUnderLoad(t *testing.T) {
 	}
 	t.Logf("killed after %s of load: codes issued %d, redeemed %d, rotations %d, client_credentials tokens %d; "+
 		"unspent codes %d, live chains %d, in doubt: %d codes, %d refresh tokens",
-		killedAt.Sub(began).Round(time.Millisecond), ledger.issued, ledger.redeemed, ledger.rotated, ccTokens.Load(),
+		killedAt.Sub(loadBegan).Round(time.Millisecond), ledger.issued, ledger.redeemed, ledger.rotated, ccTokens.Load(),
 		len(ledger.codes), len(ledger.chains), len(ledger.doubtCodes), len(ledger.doubtRefresh))
 
 	// Restart on the same file.

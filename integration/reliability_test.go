@@ -82,7 +82,7 @@ http://localhost:@GATE@ {
 }
 `
 
-// relHashOnce computes alice's MinCost bcrypt hash once per run.
+// relHash computes alice's MinCost bcrypt hash once per run.
 var relHash = sync.OnceValue(func() string {
 	h, err := bcrypt.GenerateFromPassword([]byte(relPassword), bcrypt.MinCost)
 	if err != nil {
