@@ -300,9 +300,10 @@ func (e *Engine) ServeConsent(rw http.ResponseWriter, r *http.Request) {
 	e.issueCode(rw, r, ar, sess)
 }
 
-// postedForm checks a sign-in form post: POST, CSRF field matching the
-// cookie, sealed state intact and recent, client still registered.
-func (w *web) postedForm(rw http.ResponseWriter, r *http.Request, st any) bool {
+// checkPost checks any of our form posts: POST, a bounded body, the CSRF
+// field matching the cookie, and the sealed state intact and recent,
+// decoded into st.
+func (w *web) checkPost(rw http.ResponseWriter, r *http.Request, st any) bool {
 	if r.Method != http.MethodPost {
 		rw.Header().Set("Allow", http.MethodPost)
 		w.errorPage(rw, http.StatusMethodNotAllowed, "this page accepts form posts only")
@@ -316,6 +317,15 @@ func (w *web) postedForm(rw http.ResponseWriter, r *http.Request, st any) bool {
 	csrf := r.PostForm.Get("csrf")
 	if !w.checkCSRF(r, csrf) || !w.unseal(r.PostForm.Get("state"), csrf, st) {
 		w.errorPage(rw, http.StatusForbidden, "this form has expired or did not come from this site; start again from the application")
+		return false
+	}
+	return true
+}
+
+// postedForm checks a sign-in form post (checkPost) and that its client is
+// still registered with that redirect URI.
+func (w *web) postedForm(rw http.ResponseWriter, r *http.Request, st any) bool {
+	if !w.checkPost(rw, r, st) {
 		return false
 	}
 	var ar *authzRequest

@@ -32,7 +32,7 @@ func (e *Engine) ServeLogout(rw http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodPost && r.URL.Path == e.basePath+LogoutPath+"/confirm" {
 		var st logoutState
-		if !w.postedLogout(rw, r, &st) {
+		if !w.checkPost(rw, r, &st) {
 			return
 		}
 		if err := w.endSession(ctx, rw, r, key); err != nil {
@@ -88,20 +88,6 @@ func (e *Engine) ServeLogout(rw http.ResponseWriter, r *http.Request) {
 	csrf := w.csrfToken(rw, r)
 	w.render(rw, http.StatusOK, "logout.html", pageData{Title: "Sign out", User: sess.User,
 		State: w.seal(st, csrf), CSRF: csrf, Action: e.basePath + LogoutPath + "/confirm"})
-}
-
-func (w *web) postedLogout(rw http.ResponseWriter, r *http.Request, st *logoutState) bool {
-	r.Body = http.MaxBytesReader(rw, r.Body, MaxBodyBytes)
-	if r.ParseForm() != nil {
-		w.errorPage(rw, http.StatusBadRequest, "the form could not be read")
-		return false
-	}
-	csrf := r.PostForm.Get("csrf")
-	if !w.checkCSRF(r, csrf) || !w.unseal(r.PostForm.Get("state"), csrf, st) {
-		w.errorPage(rw, http.StatusForbidden, "this form has expired or did not come from this site")
-		return false
-	}
-	return true
 }
 
 func (e *Engine) afterLogout(rw http.ResponseWriter, r *http.Request, st logoutState) {
