@@ -231,10 +231,6 @@ type consentState struct {
 // ServeLogin handles the login form.
 func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
 	w := e.web
-	if err := e.requireTLS(r); err != nil {
-		w.errorPage(rw, http.StatusBadRequest, "the sign-in page must be reached over HTTPS")
-		return
-	}
 	var st loginState
 	if !w.postedForm(rw, r, &st) {
 		return
@@ -275,10 +271,6 @@ func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
 // ServeConsent handles the consent form.
 func (e *Engine) ServeConsent(rw http.ResponseWriter, r *http.Request) {
 	w := e.web
-	if err := e.requireTLS(r); err != nil {
-		w.errorPage(rw, http.StatusBadRequest, "the sign-in page must be reached over HTTPS")
-		return
-	}
 	var st consentState
 	if !w.postedForm(rw, r, &st) {
 		return
@@ -300,10 +292,15 @@ func (e *Engine) ServeConsent(rw http.ResponseWriter, r *http.Request) {
 	e.issueCode(rw, r, ar, sess)
 }
 
-// checkPost checks any of our form posts: POST, a bounded body, the CSRF
+// checkPost checks any of our form posts: HTTPS (see requireTLS), POST, a
+// bounded body, the CSRF
 // field matching the cookie, and the sealed state intact and recent,
 // decoded into st.
 func (w *web) checkPost(rw http.ResponseWriter, r *http.Request, st any) bool {
+	if err := w.e.requireTLS(r); err != nil {
+		w.errorPage(rw, http.StatusBadRequest, "this page must be reached over HTTPS")
+		return false
+	}
 	if r.Method != http.MethodPost {
 		rw.Header().Set("Allow", http.MethodPost)
 		w.errorPage(rw, http.StatusMethodNotAllowed, "this page accepts form posts only")
