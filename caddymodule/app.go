@@ -5,8 +5,10 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -121,9 +123,25 @@ type ClientConfig struct {
 	SecretHash string `json:"secret_hash,omitempty"`
 
 	// AuthMethod is the only client authentication method the client may
-	// use at the token endpoint: client_secret_basic (default) or
-	// client_secret_post.
+	// use at the token endpoint: client_secret_basic (default),
+	// client_secret_post, client_secret_jwt (an HMAC-signed assertion
+	// keyed with Secret, which is then kept in memory in the clear; at
+	// least 32 bytes) or private_key_jwt (an assertion signed with a key
+	// from JWKS, JWKSFile or JWKSURI).
 	AuthMethod string `json:"auth_method,omitempty"`
+
+	// JWKS is the public key set of a private_key_jwt client, inline.
+	JWKS json.RawMessage `json:"jwks,omitempty"`
+
+	// JWKSFile is a file holding the public key set of a private_key_jwt
+	// client, read when the config loads.
+	JWKSFile string `json:"jwks_file,omitempty"`
+
+	// JWKSURI is an https URL serving the public key set of a
+	// private_key_jwt client. It is fetched on first use (5s timeout,
+	// 64 KiB cap, no redirects), kept for an hour and fetched again at
+	// most every 30s when an assertion names an unknown kid.
+	JWKSURI string `json:"jwks_uri,omitempty"`
 
 	// Public marks a client that cannot keep a secret (a single-page or
 	// native app): it authenticates with auth method `none` and must use
@@ -267,6 +285,9 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 	case c.AuthMethod == "":
 		c.AuthMethod = grants.AuthSecretBasic
 	}
+	if err := cc.buildKeys(c); err != nil {
+		return nil, err
+	}
 	switch {
 	case cc.Secret != "" && cc.SecretHash != "":
 		return nil, fmt.Errorf("client %q: use secret or secret_hash, not both", cc.ID)
@@ -274,6 +295,11 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 		secret := repl.ReplaceKnown(cc.Secret, "")
 		if secret == "" {
 			return nil, fmt.Errorf("client %q: secret %q is empty after replacing placeholders (is the environment variable set?)", cc.ID, cc.Secret)
+		}
+		if c.AuthMethod == grants.AuthSecretJWT {
+			// The HMAC needs the secret itself; nothing else does.
+			c.Secret = []byte(secret)
+			break
 		}
 		c.SecretHash = grants.HashSecret(secret)
 	case cc.SecretHash != "":
@@ -284,6 +310,41 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 		c.SecretHash = h
 	}
 	return c, c.Validate()
+}
+
+// buildKeys loads the key set of a private_key_jwt client.
+func (cc ClientConfig) buildKeys(c *grants.Client) error {
+	n := 0
+	for _, set := range []bool{len(cc.JWKS) > 0, cc.JWKSFile != "", cc.JWKSURI != ""} {
+		if set {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if n > 1 {
+		return fmt.Errorf("client %q: use one of jwks, jwks_file and jwks_uri", cc.ID)
+	}
+	if c.AuthMethod != grants.AuthPrivateKeyJWT {
+		return fmt.Errorf("client %q: jwks, jwks_file and jwks_uri are for auth_method private_key_jwt", cc.ID)
+	}
+	var err error
+	switch {
+	case cc.JWKSURI != "":
+		c.Keys, err = grants.RemoteJWKS(cc.JWKSURI)
+	case cc.JWKSFile != "":
+		var data []byte
+		if data, err = os.ReadFile(cc.JWKSFile); err == nil {
+			c.Keys, err = grants.ParseJWKS(data)
+		}
+	default:
+		c.Keys, err = grants.ParseJWKS(cc.JWKS)
+	}
+	if err != nil {
+		return fmt.Errorf("client %q: %w", cc.ID, err)
+	}
+	return nil
 }
 
 // Start opens storage and loads the signing keys.

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -34,7 +35,8 @@ func init() {
 //		behind_tls_proxy
 //		client <id> {
 //			secret <secret> | secret_hash sha256:<hex>
-//			auth_method client_secret_basic|client_secret_post
+//			auth_method client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt
+//			jwks <json> | jwks_file <path> | jwks_uri <https url>
 //			grant_types <type...>
 //			scopes <scope...>
 //			audience <uri...>
@@ -152,6 +154,16 @@ func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &c.SecretHash)
 		case "auth_method":
 			err = oneArg(d, &c.AuthMethod)
+		case "jwks":
+			var raw string
+			if err = oneArg(d, &raw); err == nil && !json.Valid([]byte(raw)) {
+				err = d.Errf("jwks of client %q is not valid JSON (quote the JSON with backticks)", c.ID)
+			}
+			c.JWKS = json.RawMessage(raw)
+		case "jwks_file":
+			err = oneArg(d, &c.JWKSFile)
+		case "jwks_uri":
+			err = oneArg(d, &c.JWKSURI)
 		case "grant_types":
 			err = listArg(d, &c.GrantTypes)
 		case "scopes":

@@ -34,6 +34,12 @@ type Client struct {
 	SecretHash [32]byte
 	// AuthMethod is the one authentication method the client may use.
 	AuthMethod string
+	// Secret is the plain client secret, kept in memory only for
+	// client_secret_jwt, whose HMAC needs it; other clients keep only
+	// SecretHash.
+	Secret []byte
+	// Keys verify the assertions of a private_key_jwt client.
+	Keys *JWKS
 	GrantTypes []string
 	// Scopes the client may be granted; also the default when it asks for
 	// none.
@@ -85,6 +91,17 @@ func (c *Client) Validate() error {
 		if c.SecretHash == ([32]byte{}) {
 			return fmt.Errorf("client %q: a secret or secret_hash is required for %s", c.ID, c.AuthMethod)
 		}
+	case AuthSecretJWT:
+		if len(c.Secret) < 32 {
+			return fmt.Errorf("client %q: client_secret_jwt needs a secret of at least 32 bytes (HS256 keys are 256 bits); secret_hash cannot be used", c.ID)
+		}
+	case AuthPrivateKeyJWT:
+		if c.Keys == nil {
+			return fmt.Errorf("client %q: private_key_jwt needs jwks, jwks_file or jwks_uri", c.ID)
+		}
+		if c.SecretHash != ([32]byte{}) || len(c.Secret) > 0 {
+			return fmt.Errorf("client %q: a private_key_jwt client has no secret", c.ID)
+		}
 	case AuthNone:
 		if c.SecretHash != ([32]byte{}) {
 			return fmt.Errorf("client %q: a public client has no secret; remove secret or public", c.ID)
@@ -96,7 +113,8 @@ func (c *Client) Validate() error {
 			return fmt.Errorf("client %q: PKCE is always required for a public client", c.ID)
 		}
 	default:
-		return fmt.Errorf("client %q: auth_method %q is not supported (use %s or %s)", c.ID, c.AuthMethod, AuthSecretBasic, AuthSecretPost)
+		return fmt.Errorf("client %q: auth_method %q is not supported (use %s, %s, %s or %s)", c.ID, c.AuthMethod,
+			AuthSecretBasic, AuthSecretPost, AuthSecretJWT, AuthPrivateKeyJWT)
 	}
 	if c.Allows(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		return fmt.Errorf("client %q: authorization_code needs at least one redirect_uri", c.ID)
