@@ -39,7 +39,7 @@ type Client struct {
 	// SecretHash.
 	Secret []byte
 	// Keys verify the assertions of a private_key_jwt client.
-	Keys *JWKS
+	Keys       *JWKS
 	GrantTypes []string
 	// Scopes the client may be granted; also the default when it asks for
 	// none.
