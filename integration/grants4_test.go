@@ -1,0 +1,170 @@
+package integration
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+)
+
+// Ports of the grants tests (issue 4): 19300 authorization server.
+const (
+	g4Issuer   = "http://localhost:19300"
+	g4TokenURL = g4Issuer + "/oauth/token"
+	g4HSSecret = "hs-secret-0123456789abcdef0123456789abcdef"
+)
+
+// g4Caddyfile runs the authorization server with the clients of the
+// assertion-based features: private_key_jwt with a JWKS file and with an
+// inline JWKS, and client_secret_jwt.
+func g4Caddyfile(t *testing.T, dir string, pub *ecdsa.PublicKey) string {
+	k, err := jwk.Import(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = k.Set(jwk.KeyIDKey, "k1")
+	set := jwk.NewSet()
+	_ = set.AddKey(k)
+	doc, _ := json.Marshal(set)
+	if err := os.WriteFile(filepath.Join(dir, "client.jwks"), doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf(`{
+	admin %s
+	http_port 19380
+	https_port 19381
+	skip_install_trust
+	grace_period 1ns
+	oauth {
+		issuer %s
+		storage_path %s/oauth.db
+		client pkj-file {
+			auth_method private_key_jwt
+			jwks_file %s/client.jwks
+			grant_types client_credentials
+			scopes invoices:read
+		}
+		client pkj-inline {
+			auth_method private_key_jwt
+			jwks `+"`%s`"+`
+			grant_types client_credentials
+			scopes invoices:read
+		}
+		client hs-client {
+			auth_method client_secret_jwt
+			secret %s
+			grant_types client_credentials
+			scopes invoices:read
+		}
+	}
+}
+http://localhost:19300 {
+	oauth_server
+}
+`, adminAddr, g4Issuer, dir, dir, doc, g4HSSecret)
+}
+
+func startG4(t *testing.T) *ecdsa.PrivateKey {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startCaddy(t, g4Caddyfile(t, t.TempDir(), &key.PublicKey))
+	return key
+}
+
+// g4Assertion builds a client assertion with jwx, as a client library
+// would.
+func g4Assertion(t *testing.T, clientID, aud string, alg jwa.SignatureAlgorithm, key any, kid string) string {
+	tok, err := jwt.NewBuilder().Issuer(clientID).Subject(clientID).Audience([]string{aud}).
+		IssuedAt(time.Now()).Expiration(time.Now().Add(time.Minute)).JwtID(fmt.Sprint(time.Now().UnixNano())).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := jws.NewHeaders()
+	if kid != "" {
+		_ = hdr.Set(jws.KeyIDKey, kid)
+	}
+	signed, err := jwt.Sign(tok, jwt.WithKey(alg, key, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(signed)
+}
+
+// g4Post sends a token request and decodes the JSON answer.
+func g4Post(t *testing.T, form url.Values) (int, map[string]any) {
+	t.Helper()
+	req := newRequest(t, http.MethodPost, g4TokenURL, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, body := httpDo(t, req)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		t.Fatalf("token answer %q is not JSON: %v", body, err)
+	}
+	return resp.StatusCode, m
+}
+
+func g4AssertionForm(assertion string) url.Values {
+	return url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+		"client_assertion": {assertion}}
+}
+
+// TestClientAssertionEndToEnd authenticates clients with private_key_jwt
+// (JWKS file and inline) and client_secret_jwt through Caddy, and checks
+// replay, audience and discovery (CA-04..CA-12).
+func TestClientAssertionEndToEnd(t *testing.T) {
+	key := startG4(t)
+	cases := []struct {
+		name      string
+		assertion string
+		status    int
+	}{
+		{"pkj jwks_file", g4Assertion(t, "pkj-file", g4Issuer, jwa.ES256(), key, "k1"), 200},
+		{"pkj inline jwks", g4Assertion(t, "pkj-inline", g4Issuer, jwa.ES256(), key, "k1"), 200},
+		{"client_secret_jwt", g4Assertion(t, "hs-client", g4Issuer, jwa.HS256(), []byte(g4HSSecret), ""), 200},
+		{"aud token endpoint", g4Assertion(t, "pkj-file", g4TokenURL, jwa.ES256(), key, "k1"), 401},
+		{"aud another server", g4Assertion(t, "pkj-file", "https://other-as.test", jwa.ES256(), key, "k1"), 401},
+		{"hs-client signed with a wrong secret", g4Assertion(t, "hs-client", g4Issuer, jwa.HS256(), []byte(strings.Repeat("w", 40)), ""), 401},
+		{"unknown client", g4Assertion(t, "nobody", g4Issuer, jwa.ES256(), key, "k1"), 401},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := g4Post(t, g4AssertionForm(tc.assertion))
+			if status != tc.status {
+				t.Fatalf("status %d, want %d (%v)", status, tc.status, body)
+			}
+			if tc.status == 200 {
+				if body["access_token"] == nil || body["token_type"] != "Bearer" {
+					t.Fatalf("no token in %v", body)
+				}
+				// CA-09: the same assertion works once.
+				if status, body := g4Post(t, g4AssertionForm(tc.assertion)); status != 401 || body["error"] != "invalid_client" {
+					t.Fatalf("replay: %d %v", status, body)
+				}
+			} else if body["error"] != "invalid_client" {
+				t.Fatalf("error = %v", body["error"])
+			}
+		})
+	}
+	_, meta := getJSON(t, g4Issuer+"/.well-known/oauth-authorization-server")
+	methods := fmt.Sprint(meta["token_endpoint_auth_methods_supported"])
+	algs := fmt.Sprint(meta["token_endpoint_auth_signing_alg_values_supported"])
+	if !strings.Contains(methods, "private_key_jwt") || !strings.Contains(methods, "client_secret_jwt") ||
+		!strings.Contains(algs, "ES256") || !strings.Contains(algs, "HS256") || strings.Contains(algs, "none") {
+		t.Errorf("discovery: methods %s, algs %s", methods, algs)
+	}
+}
