@@ -148,8 +148,10 @@ type ClientConfig struct {
 	// PKCE. Default: false.
 	Public bool `json:"public,omitempty"`
 
-	// GrantTypes the client may use: authorization_code, refresh_token,
-	// client_credentials.
+	// GrantTypes the client may use: authorization_code, refresh_token
+	// (with authorization_code or password), client_credentials, password
+	// (confidential clients only; the grant is offered only when a client
+	// lists it).
 	GrantTypes []string `json:"grant_types,omitempty"`
 
 	// RedirectURIs are where authorization responses may go, compared as

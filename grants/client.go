@@ -23,6 +23,9 @@ const (
 	GrantClientCredentials = "client_credentials"
 	GrantAuthorizationCode = "authorization_code"
 	GrantRefreshToken      = "refresh_token"
+	// GrantPassword is the resource owner password credentials grant
+	// (RFC 6749 §4.3), for legacy clients only.
+	GrantPassword = "password"
 )
 
 // Client is a registered OAuth client as the engine sees it.
@@ -119,8 +122,11 @@ func (c *Client) Validate() error {
 	if c.Allows(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		return fmt.Errorf("client %q: authorization_code needs at least one redirect_uri", c.ID)
 	}
-	if c.Allows(GrantRefreshToken) && !c.Allows(GrantAuthorizationCode) {
-		return fmt.Errorf("client %q: refresh_token needs authorization_code (refresh tokens come from it)", c.ID)
+	if c.Allows(GrantRefreshToken) && !c.Allows(GrantAuthorizationCode) && !c.Allows(GrantPassword) {
+		return fmt.Errorf("client %q: refresh_token needs authorization_code or password (refresh tokens come from them)", c.ID)
+	}
+	if c.Allows(GrantPassword) && c.AuthMethod == AuthNone {
+		return fmt.Errorf("client %q: a public client cannot use the password grant", c.ID)
 	}
 	for _, u := range append(slices.Clone(c.RedirectURIs), c.PostLogoutRedirectURIs...) {
 		if err := validateRedirectURI(u); err != nil {
@@ -144,7 +150,7 @@ func (c *Client) Validate() error {
 }
 
 // SupportedGrantTypes lists the grant types this engine implements.
-var SupportedGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken}
+var SupportedGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantPassword}
 
 // validateRedirectURI accepts absolute https URIs, http on loopback hosts
 // (RFC 8252 §7.3), and private-use schemes of native apps (RFC 8252 §7.1,

@@ -167,6 +167,13 @@ func NewEngine(cfg Config) (*Engine, error) {
 		GrantAuthorizationCode: e.authorizationCode,
 		GrantRefreshToken:      e.refreshToken,
 	}
+	// The password grant exists only where a client is registered for it
+	// (RFC 9700 §2.4; ROPC-01).
+	for _, c := range e.Clients {
+		if c.Allows(GrantPassword) {
+			e.grants[GrantPassword] = e.password
+		}
+	}
 	return e, nil
 }
 

@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"context"
 	"net/http"
 
 	"go.uber.org/zap"
@@ -60,7 +61,7 @@ func (e *Engine) token(w http.ResponseWriter, r *http.Request) (*TokenResponse, 
 	if !client.Allows(gt) {
 		return nil, errCode(CodeUnauthorizedClient, "this client may not use this grant type")
 	}
-	resp, oerr := handle(r.Context(), client, form)
+	resp, oerr := handle(context.WithValue(r.Context(), clientIPKey{}, clientIP(r)), client, form)
 	if oerr != nil {
 		return nil, oerr
 	}

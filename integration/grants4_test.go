@@ -18,6 +18,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/oauth2"
 )
 
 // Ports of the grants tests (issue 4): 19300 authorization server.
@@ -25,12 +27,17 @@ const (
 	g4Issuer   = "http://localhost:19300"
 	g4TokenURL = g4Issuer + "/oauth/token"
 	g4HSSecret = "hs-secret-0123456789abcdef0123456789abcdef"
+	g4Password = "alice-password-0123"
 )
 
 // g4Caddyfile runs the authorization server with the clients of the
 // assertion-based features: private_key_jwt with a JWKS file and with an
 // inline JWKS, and client_secret_jwt.
 func g4Caddyfile(t *testing.T, dir string, pub *ecdsa.PublicKey) string {
+	hash, err := bcrypt.GenerateFromPassword([]byte(g4Password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
 	k, err := jwk.Import(pub)
 	if err != nil {
 		t.Fatal(err)
@@ -69,12 +76,21 @@ func g4Caddyfile(t *testing.T, dir string, pub *ecdsa.PublicKey) string {
 			grant_types client_credentials
 			scopes invoices:read
 		}
+		client legacy-cli {
+			secret legacy-secret-0123456789
+			grant_types password refresh_token
+			scopes openid email invoices:read
+		}
+		user alice {
+			password_hash %s
+			claim email alice@example.com
+		}
 	}
 }
 http://localhost:19300 {
 	oauth_server
 }
-`, adminAddr, g4Issuer, dir, dir, doc, g4HSSecret)
+`, adminAddr, g4Issuer, dir, dir, doc, g4HSSecret, hash)
 }
 
 func startG4(t *testing.T) *ecdsa.PrivateKey {
@@ -166,5 +182,56 @@ func TestClientAssertionEndToEnd(t *testing.T) {
 	if !strings.Contains(methods, "private_key_jwt") || !strings.Contains(methods, "client_secret_jwt") ||
 		!strings.Contains(algs, "ES256") || !strings.Contains(algs, "HS256") || strings.Contains(algs, "none") {
 		t.Errorf("discovery: methods %s, algs %s", methods, algs)
+	}
+}
+
+// TestPasswordGrantEndToEnd signs in with the password grant through
+// Caddy using golang.org/x/oauth2, as a legacy client would (ROPC-*).
+func TestPasswordGrantEndToEnd(t *testing.T) {
+	startG4(t)
+	ctx := clientContext(t)
+	conf := &oauth2.Config{ClientID: "legacy-cli", ClientSecret: "legacy-secret-0123456789",
+		Endpoint: oauth2.Endpoint{TokenURL: g4TokenURL, AuthStyle: oauth2.AuthStyleInHeader}, Scopes: []string{"openid", "email"}}
+	tok, err := conf.PasswordCredentialsToken(ctx, "alice", g4Password)
+	if err != nil {
+		t.Fatalf("password grant: %v", err)
+	}
+	_, claims := jwtParts(t, tok.AccessToken)
+	if claims["sub"] != "alice" || claims["scope"] != "openid email" || tok.RefreshToken == "" {
+		t.Fatalf("token: claims %v, refresh %q", claims, tok.RefreshToken)
+	}
+	idTok, _ := tok.Extra("id_token").(string)
+	if _, id := jwtParts(t, idTok); id["sub"] != "alice" || id["aud"] != "legacy-cli" || id["email"] != "alice@example.com" {
+		t.Fatalf("ID token claims %v", id)
+	}
+	// The refresh token works through the library's refreshing source.
+	expired := *tok
+	expired.Expiry = time.Now().Add(-time.Minute)
+	next, err := conf.TokenSource(ctx, &expired).Token()
+	if err != nil || next.AccessToken == tok.AccessToken || next.RefreshToken == tok.RefreshToken {
+		t.Fatalf("refresh: %v", err)
+	}
+	// Wrong password and unknown user: the same invalid_grant.
+	var bodies []string
+	for _, user := range []string{"alice", "mallory"} {
+		_, err := conf.PasswordCredentialsToken(ctx, user, "wrong-password")
+		re := retrieveError(t, err)
+		if re.Response.StatusCode != 400 || re.ErrorCode != "invalid_grant" {
+			t.Fatalf("%s: %d %s", user, re.Response.StatusCode, re.ErrorCode)
+		}
+		bodies = append(bodies, string(re.Body))
+	}
+	if bodies[0] != bodies[1] {
+		t.Errorf("unknown user and wrong password differ: %s / %s", bodies[0], bodies[1])
+	}
+	// A client not registered for the grant.
+	other := *conf
+	other.ClientID, other.ClientSecret = "hs-client", g4HSSecret
+	if _, err := other.PasswordCredentialsToken(ctx, "alice", g4Password); retrieveError(t, err).ErrorCode != "invalid_client" {
+		t.Errorf("hs-client with a secret: %v", err)
+	}
+	_, meta := getJSON(t, g4Issuer+"/.well-known/oauth-authorization-server")
+	if !strings.Contains(fmt.Sprint(meta["grant_types_supported"]), "password") {
+		t.Errorf("grant_types_supported = %v", meta["grant_types_supported"])
 	}
 }
