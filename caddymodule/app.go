@@ -84,6 +84,10 @@ type App struct {
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
 
+	// TrustIssuers are identity providers whose signed JWTs clients may
+	// exchange for access tokens with the JWT bearer grant (RFC 7523).
+	TrustIssuers []TrustIssuerConfig `json:"trust_issuers,omitempty"`
+
 	// Users can sign in at the login page. More can be added at run time
 	// with `caddy oauth user add`; those live in storage.
 	Users []UserConfig `json:"users,omitempty"`
@@ -180,6 +184,36 @@ type ClientConfig struct {
 	Audience []string `json:"audience,omitempty"`
 }
 
+// TrustIssuerConfig trusts one identity provider for the JWT bearer grant.
+type TrustIssuerConfig struct {
+	// Issuer is the exact `iss` of the provider's assertions.
+	Issuer string `json:"issuer"`
+
+	// JWKS is the provider's public key set, inline.
+	JWKS json.RawMessage `json:"jwks,omitempty"`
+
+	// JWKSFile is a file holding the provider's public key set, read when
+	// the config loads.
+	JWKSFile string `json:"jwks_file,omitempty"`
+
+	// JWKSURI is an https URL serving the provider's public key set,
+	// fetched and cached as for private_key_jwt clients.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+
+	// SubjectClaim is the assertion claim that becomes the access token's
+	// `sub`. Default: sub.
+	SubjectClaim string `json:"subject_claim,omitempty"`
+
+	// AllowedClients may present this provider's assertions; each must list
+	// urn:ietf:params:oauth:grant-type:jwt-bearer in its grant types.
+	// Required.
+	AllowedClients []string `json:"allowed_clients,omitempty"`
+
+	// Scopes may be granted on this provider's assertions, within the
+	// client's own scopes. Default: none.
+	Scopes []string `json:"scopes,omitempty"`
+}
+
 // UserConfig defines a user in the config.
 type UserConfig struct {
 	// Name is the login name and the `sub` of the user's tokens.
@@ -238,6 +272,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		clients = append(clients, c)
 	}
+	trusted := make([]*grants.TrustedIssuer, 0, len(a.TrustIssuers))
+	for _, tc := range a.TrustIssuers {
+		ti, err := tc.build()
+		if err != nil {
+			return fmt.Errorf("oauth: %w", err)
+		}
+		trusted = append(trusted, ti)
+	}
 	users := make([]*grants.User, 0, len(a.Users))
 	for _, uc := range a.Users {
 		users = append(users, &grants.User{Name: uc.Name, PasswordHash: uc.PasswordHash, Claims: uc.Claims})
@@ -249,6 +291,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		RefreshGrace:    time.Duration(a.RefreshGracePeriod),
 		Clients:         clients,
 		Users:           users,
+		TrustedIssuers:  trusted,
 		Web: grants.WebConfig{
 			SessionTTL:   time.Duration(a.SessionTTL),
 			TemplatesDir: a.TemplatesDir,
@@ -316,37 +359,51 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 
 // buildKeys loads the key set of a private_key_jwt client.
 func (cc ClientConfig) buildKeys(c *grants.Client) error {
+	keys, err := loadJWKS(cc.JWKS, cc.JWKSFile, cc.JWKSURI)
+	switch {
+	case err != nil:
+		return fmt.Errorf("client %q: %w", cc.ID, err)
+	case keys != nil && c.AuthMethod != grants.AuthPrivateKeyJWT:
+		return fmt.Errorf("client %q: jwks, jwks_file and jwks_uri are for auth_method private_key_jwt", cc.ID)
+	}
+	c.Keys = keys
+	return nil
+}
+
+// build turns the config into the engine's trusted issuer.
+func (tc TrustIssuerConfig) build() (*grants.TrustedIssuer, error) {
+	keys, err := loadJWKS(tc.JWKS, tc.JWKSFile, tc.JWKSURI)
+	if err != nil {
+		return nil, fmt.Errorf("trust_issuer %q: %w", tc.Issuer, err)
+	}
+	return &grants.TrustedIssuer{Issuer: tc.Issuer, Keys: keys, SubjectClaim: tc.SubjectClaim,
+		AllowedClients: tc.AllowedClients, Scopes: tc.Scopes}, nil
+}
+
+// loadJWKS builds a key set from at most one of an inline JWKS, a file
+// and an https URL; nil when none is given.
+func loadJWKS(inline json.RawMessage, file, uri string) (*grants.JWKS, error) {
 	n := 0
-	for _, set := range []bool{len(cc.JWKS) > 0, cc.JWKSFile != "", cc.JWKSURI != ""} {
+	for _, set := range []bool{len(inline) > 0, file != "", uri != ""} {
 		if set {
 			n++
 		}
 	}
-	if n == 0 {
-		return nil
-	}
-	if n > 1 {
-		return fmt.Errorf("client %q: use one of jwks, jwks_file and jwks_uri", cc.ID)
-	}
-	if c.AuthMethod != grants.AuthPrivateKeyJWT {
-		return fmt.Errorf("client %q: jwks, jwks_file and jwks_uri are for auth_method private_key_jwt", cc.ID)
-	}
-	var err error
 	switch {
-	case cc.JWKSURI != "":
-		c.Keys, err = grants.RemoteJWKS(cc.JWKSURI)
-	case cc.JWKSFile != "":
-		var data []byte
-		if data, err = os.ReadFile(cc.JWKSFile); err == nil {
-			c.Keys, err = grants.ParseJWKS(data)
+	case n == 0:
+		return nil, nil
+	case n > 1:
+		return nil, errors.New("use one of jwks, jwks_file and jwks_uri")
+	case uri != "":
+		return grants.RemoteJWKS(uri)
+	case file != "":
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
 		}
-	default:
-		c.Keys, err = grants.ParseJWKS(cc.JWKS)
+		return grants.ParseJWKS(data)
 	}
-	if err != nil {
-		return fmt.Errorf("client %q: %w", cc.ID, err)
-	}
-	return nil
+	return grants.ParseJWKS(inline)
 }
 
 // Start opens storage and loads the signing keys.

@@ -46,6 +46,12 @@ func init() {
 //			trusted
 //			pkce_optional
 //		}
+//		trust_issuer <iss> {
+//			jwks <json> | jwks_file <path> | jwks_uri <https url>
+//			subject_claim <claim>
+//			allowed_clients <id...>
+//			scopes <scope...>
+//		}
 //		user <name> {
 //			password_hash <bcrypt>
 //			claim <name> <value>
@@ -124,6 +130,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.BehindTLSProxy = true
+		case "trust_issuer":
+			var ti TrustIssuerConfig
+			if err := ti.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+			a.TrustIssuers = append(a.TrustIssuers, ti)
 		case "client":
 			var c ClientConfig
 			if err := c.unmarshalCaddyfile(d); err != nil {
@@ -155,11 +167,7 @@ func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "auth_method":
 			err = oneArg(d, &c.AuthMethod)
 		case "jwks":
-			var raw string
-			if err = oneArg(d, &raw); err == nil && !json.Valid([]byte(raw)) {
-				err = d.Errf("jwks of client %q is not valid JSON (quote the JSON with backticks)", c.ID)
-			}
-			c.JWKS = json.RawMessage(raw)
+			err = jwksArg(d, &c.JWKS, "client "+strconv.Quote(c.ID))
 		case "jwks_file":
 			err = oneArg(d, &c.JWKSFile)
 		case "jwks_uri":
@@ -190,6 +198,52 @@ func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
+	return nil
+}
+
+func (ti *TrustIssuerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Err("trust_issuer needs the issuer: trust_issuer <iss> { ... }")
+	}
+	ti.Issuer = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "jwks":
+			err = jwksArg(d, &ti.JWKS, "trust_issuer "+strconv.Quote(ti.Issuer))
+		case "jwks_file":
+			err = oneArg(d, &ti.JWKSFile)
+		case "jwks_uri":
+			err = oneArg(d, &ti.JWKSURI)
+		case "subject_claim":
+			err = oneArg(d, &ti.SubjectClaim)
+		case "allowed_clients":
+			err = listArg(d, &ti.AllowedClients)
+		case "scopes":
+			err = listArg(d, &ti.Scopes)
+		default:
+			err = d.Errf("unknown option %q in trust_issuer %q", d.Val(), ti.Issuer)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jwksArg reads an inline JWKS, which must be JSON.
+func jwksArg(d *caddyfile.Dispenser, dst *json.RawMessage, owner string) error {
+	var raw string
+	if err := oneArg(d, &raw); err != nil {
+		return err
+	}
+	if !json.Valid([]byte(raw)) {
+		return d.Errf("jwks of %s is not valid JSON (quote the JSON with backticks)", owner)
+	}
+	*dst = json.RawMessage(raw)
 	return nil
 }
 

@@ -125,8 +125,8 @@ func (c *Client) Validate() error {
 	if c.Allows(GrantRefreshToken) && !c.Allows(GrantAuthorizationCode) && !c.Allows(GrantPassword) {
 		return fmt.Errorf("client %q: refresh_token needs authorization_code or password (refresh tokens come from them)", c.ID)
 	}
-	if c.Allows(GrantPassword) && c.AuthMethod == AuthNone {
-		return fmt.Errorf("client %q: a public client cannot use the password grant", c.ID)
+	if c.AuthMethod == AuthNone && (c.Allows(GrantPassword) || c.Allows(GrantJWTBearer)) {
+		return fmt.Errorf("client %q: a public client cannot use the password or jwt-bearer grant", c.ID)
 	}
 	for _, u := range append(slices.Clone(c.RedirectURIs), c.PostLogoutRedirectURIs...) {
 		if err := validateRedirectURI(u); err != nil {
@@ -150,7 +150,7 @@ func (c *Client) Validate() error {
 }
 
 // SupportedGrantTypes lists the grant types this engine implements.
-var SupportedGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantPassword}
+var SupportedGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantPassword, GrantJWTBearer}
 
 // validateRedirectURI accepts absolute https URIs, http on loopback hosts
 // (RFC 8252 §7.3), and private-use schemes of native apps (RFC 8252 §7.1,

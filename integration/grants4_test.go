@@ -85,12 +85,23 @@ func g4Caddyfile(t *testing.T, dir string, pub *ecdsa.PublicKey) string {
 			password_hash %s
 			claim email alice@example.com
 		}
+		client partner-app {
+			secret partner-secret-0123456789
+			auth_method client_secret_post
+			grant_types urn:ietf:params:oauth:grant-type:jwt-bearer
+			scopes invoices:read invoices:write
+		}
+		trust_issuer https://idp.partner.test {
+			jwks_file %s/client.jwks
+			allowed_clients partner-app
+			scopes invoices:read
+		}
 	}
 }
 http://localhost:19300 {
 	oauth_server
 }
-`, adminAddr, g4Issuer, dir, dir, doc, g4HSSecret, hash)
+`, adminAddr, g4Issuer, dir, dir, doc, g4HSSecret, hash, dir)
 }
 
 func startG4(t *testing.T) *ecdsa.PrivateKey {
@@ -233,5 +244,54 @@ func TestPasswordGrantEndToEnd(t *testing.T) {
 	_, meta := getJSON(t, g4Issuer+"/.well-known/oauth-authorization-server")
 	if !strings.Contains(fmt.Sprint(meta["grant_types_supported"]), "password") {
 		t.Errorf("grant_types_supported = %v", meta["grant_types_supported"])
+	}
+}
+
+// TestJWTBearerEndToEnd exchanges a partner IdP's JWT, built with jwx,
+// for an access token through Caddy (JWTB-*).
+func TestJWTBearerEndToEnd(t *testing.T) {
+	key := startG4(t)
+	assertion := func(iss, aud string) string {
+		tok, err := jwt.NewBuilder().Issuer(iss).Subject("partner-user-7").Audience([]string{aud}).
+			IssuedAt(time.Now()).Expiration(time.Now().Add(time.Minute)).JwtID(fmt.Sprint(time.Now().UnixNano())).Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr := jws.NewHeaders()
+		_ = hdr.Set(jws.KeyIDKey, "k1")
+		signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), key, jws.WithProtectedHeaders(hdr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(signed)
+	}
+	form := func(a string) url.Values {
+		return url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {a},
+			"client_id": {"partner-app"}, "client_secret": {"partner-secret-0123456789"}}
+	}
+	good := assertion("https://idp.partner.test", g4Issuer)
+	status, body := g4Post(t, form(good))
+	if status != 200 {
+		t.Fatalf("status %d: %v", status, body)
+	}
+	_, claims := jwtParts(t, body["access_token"].(string))
+	if claims["sub"] != "partner-user-7" || claims["scope"] != "invoices:read" || body["refresh_token"] != nil {
+		t.Fatalf("token %v, claims %v", body, claims)
+	}
+	for name, a := range map[string]string{
+		"replay":         good,
+		"unknown issuer": assertion("https://idp.evil.test", g4Issuer),
+		"other audience": assertion("https://idp.partner.test", "https://other.test"),
+	} {
+		if status, body := g4Post(t, form(a)); status != 400 || body["error"] != "invalid_grant" {
+			t.Errorf("%s: %d %v", name, status, body)
+		}
+	}
+	if status, body := g4Post(t, form("not-a-jwt")); status != 400 || body["error"] != "invalid_grant" {
+		t.Errorf("garbage: %d %v", status, body)
+	}
+	// Token endpoint audience is accepted for the grant.
+	if status, body := g4Post(t, form(assertion("https://idp.partner.test", g4TokenURL))); status != 200 {
+		t.Errorf("token endpoint audience: %d %v", status, body)
 	}
 }
