@@ -120,11 +120,17 @@ func decodeAssertionClaims(payload []byte) (*assertionClaims, error) {
 // present, not past and at most MaxAssertionLifetime ahead, nbf and iat
 // sensible, jti present.
 func (c *assertionClaims) check(audiences []string, now time.Time) error {
-	if c.Issuer == "" || c.Subject == "" {
-		return errors.New("iss and sub are required")
-	}
 	if c.ID == "" || len(c.ID) > maxJTIBytes {
 		return errors.New("jti is required")
+	}
+	return c.checkTimes(audiences, now, MaxAssertionLifetime)
+}
+
+// checkTimes is check without the jti rule and with a lifetime cap of
+// life (none when zero), for tokens that are not single-use assertions.
+func (c *assertionClaims) checkTimes(audiences []string, now time.Time, life time.Duration) error {
+	if c.Issuer == "" || c.Subject == "" {
+		return errors.New("iss and sub are required")
 	}
 	var aud string
 	if err := json.Unmarshal(c.Audience, &aud); err != nil {
@@ -142,12 +148,12 @@ func (c *assertionClaims) check(audiences []string, now time.Time) error {
 	}
 	// Compare now±skew against the claims, never claim±skew, so a huge
 	// claim cannot overflow.
-	sec, skew, life := now.Unix(), int64(assertionSkew/time.Second), int64(MaxAssertionLifetime/time.Second)
+	sec, skew, maxLife := now.Unix(), int64(assertionSkew/time.Second), int64(life/time.Second)
 	exp := *c.ExpiresAt
 	if exp <= 0 || sec-skew > exp {
 		return errors.New("expired")
 	}
-	if exp-sec > life+skew {
+	if maxLife > 0 && exp-sec > maxLife+skew {
 		return errors.New("lifetime too long")
 	}
 	if c.NotBefore != nil && (*c.NotBefore < 0 || *c.NotBefore > sec+skew) {
@@ -157,7 +163,7 @@ func (c *assertionClaims) check(audiences []string, now time.Time) error {
 		if *iat <= 0 || *iat > sec+skew {
 			return errors.New("issued in the future")
 		}
-		if exp-*iat > life || sec-*iat > life+skew {
+		if maxLife > 0 && (exp-*iat > maxLife || sec-*iat > maxLife+skew) {
 			return errors.New("issued too long ago")
 		}
 	}

@@ -72,56 +72,15 @@ func (e *Engine) jwtBearer(ctx context.Context, c *Client, form Form) (*TokenRes
 		e.debug("jwt-bearer assertion refused", zap.String("client_id", c.ID), zap.String("reason", reason))
 		return nil, bad
 	}
-	h, pb, err := splitAssertion(tok)
+	ti, claims, subject, err := e.verifyTrustedJWT(ctx, tok, MaxAssertionLifetime)
 	if err != nil {
 		return fail(err.Error())
-	}
-	if h.Typ != "" && !strings.EqualFold(h.Typ, "JWT") {
-		return fail("typ is not JWT")
-	}
-	var named struct {
-		Issuer string `json:"iss"`
-	}
-	_ = json.Unmarshal(pb, &named)
-	ti, ok := e.trusted[named.Issuer]
-	if !ok {
-		return fail("iss is not a trusted issuer")
 	}
 	if !slices.Contains(ti.AllowedClients, c.ID) {
 		return fail("this client may not present this issuer's assertions")
 	}
-	now := time.Now()
-	keys, err := ti.Keys.candidates(ctx, h.Kid, h.Alg, now)
-	if err != nil {
-		return fail(err.Error())
-	}
-	payload, err := verifyAssertionWith(tok, keys)
-	if err != nil {
-		return fail(err.Error())
-	}
-	claims, err := decodeAssertionClaims(payload)
-	if err != nil {
-		return fail(err.Error())
-	}
-	if claims.Issuer != ti.Issuer {
-		return fail("iss changed")
-	}
-	// The token endpoint URL is accepted besides the issuer: RFC 7523 §3
-	// names it as an audience identifying the AS, and identity providers
-	// configured for a token URL send it. An assertion is bound to its
-	// client (allowed_clients) and single-use, so it cannot be replayed
-	// to us from another server.
-	if err := claims.check([]string{e.Issuer, e.Issuer + TokenPath}, now); err != nil {
-		return fail(err.Error())
-	}
-	subject := claims.Subject
-	if ti.SubjectClaim != "sub" {
-		var all map[string]any
-		_ = json.Unmarshal(claims.raw, &all)
-		subject, _ = all[ti.SubjectClaim].(string)
-	}
-	if subject == "" || len(subject) > 255 {
-		return fail("no usable subject claim")
+	if claims.ID == "" || len(claims.ID) > maxJTIBytes {
+		return fail("jti is required")
 	}
 	allowed := slices.DeleteFunc(slices.Clone(c.Scopes), func(s string) bool { return !slices.Contains(ti.Scopes, s) })
 	scope, oerr := grantScope(form.Get("scope"), allowed)
@@ -139,5 +98,60 @@ func (e *Engine) jwtBearer(ctx context.Context, c *Client, form Form) (*TokenRes
 	if !fresh {
 		return fail("jti already used")
 	}
-	return e.issueAccessToken(newAccessClaims(e.Issuer, subject, c.ID, aud, scope, now, e.AccessTokenTTL))
+	return e.issueAccessToken(newAccessClaims(e.Issuer, subject, c.ID, aud, scope, time.Now(), e.AccessTokenTTL))
+}
+
+// verifyTrustedJWT verifies a JWT of a trusted issuer with that issuer's
+// keys only, checks its claims (aud our issuer or token endpoint, exp
+// within life when life is not zero) and maps its subject.
+func (e *Engine) verifyTrustedJWT(ctx context.Context, tok string, life time.Duration) (*TrustedIssuer, *assertionClaims, string, error) {
+	h, pb, err := splitAssertion(tok)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if h.Typ != "" && !strings.EqualFold(h.Typ, "JWT") {
+		return nil, nil, "", errors.New("typ is not JWT")
+	}
+	var named struct {
+		Issuer string `json:"iss"`
+	}
+	_ = json.Unmarshal(pb, &named)
+	ti, ok := e.trusted[named.Issuer]
+	if !ok {
+		return nil, nil, "", errors.New("iss is not a trusted issuer")
+	}
+	now := time.Now()
+	keys, err := ti.Keys.candidates(ctx, h.Kid, h.Alg, now)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	payload, err := verifyAssertionWith(tok, keys)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	claims, err := decodeAssertionClaims(payload)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if claims.Issuer != ti.Issuer {
+		return nil, nil, "", errors.New("iss changed")
+	}
+	// The token endpoint URL is accepted besides the issuer: RFC 7523 §3
+	// names it as an audience identifying the AS, and identity providers
+	// configured for a token URL send it. An assertion is bound to its
+	// client (allowed_clients) and single-use, so it cannot be replayed
+	// to us from another server.
+	if err := claims.checkTimes([]string{e.Issuer, e.Issuer + TokenPath}, now, life); err != nil {
+		return nil, nil, "", err
+	}
+	subject := claims.Subject
+	if ti.SubjectClaim != "sub" {
+		var all map[string]any
+		_ = json.Unmarshal(claims.raw, &all)
+		subject, _ = all[ti.SubjectClaim].(string)
+	}
+	if subject == "" || len(subject) > 255 {
+		return nil, nil, "", errors.New("no usable subject claim")
+	}
+	return ti, claims, subject, nil
 }
