@@ -55,6 +55,8 @@ type Client struct {
 	RedirectURIs []string
 	// PostLogoutRedirectURIs may be used after sign-out; exact match.
 	PostLogoutRedirectURIs []string
+	// Exchange limits the targets of the client's token exchanges.
+	Exchange ExchangePolicy
 	// Trusted clients skip the consent page.
 	Trusted bool
 	// PKCEOptional lets a confidential client use the code flow without
@@ -125,8 +127,8 @@ func (c *Client) Validate() error {
 	if c.Allows(GrantRefreshToken) && !c.Allows(GrantAuthorizationCode) && !c.Allows(GrantPassword) {
 		return fmt.Errorf("client %q: refresh_token needs authorization_code or password (refresh tokens come from them)", c.ID)
 	}
-	if c.AuthMethod == AuthNone && (c.Allows(GrantPassword) || c.Allows(GrantJWTBearer)) {
-		return fmt.Errorf("client %q: a public client cannot use the password or jwt-bearer grant", c.ID)
+	if c.AuthMethod == AuthNone && (c.Allows(GrantPassword) || c.Allows(GrantJWTBearer) || c.Allows(GrantTokenExchange)) {
+		return fmt.Errorf("client %q: a public client cannot use the password, jwt-bearer or token-exchange grant", c.ID)
 	}
 	for _, u := range append(slices.Clone(c.RedirectURIs), c.PostLogoutRedirectURIs...) {
 		if err := validateRedirectURI(u); err != nil {
@@ -150,7 +152,7 @@ func (c *Client) Validate() error {
 }
 
 // SupportedGrantTypes lists the grant types this engine implements.
-var SupportedGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantPassword, GrantJWTBearer}
+var SupportedGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantPassword, GrantJWTBearer, GrantTokenExchange}
 
 // validateRedirectURI accepts absolute https URIs, http on loopback hosts
 // (RFC 8252 §7.3), and private-use schemes of native apps (RFC 8252 §7.1,

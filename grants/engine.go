@@ -184,7 +184,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	// The password and assertion grants exist only where a client is
 	// registered for them (RFC 9700 §2.4; ROPC-01).
-	optional := map[string]grantHandler{GrantPassword: e.password, GrantJWTBearer: e.jwtBearer}
+	optional := map[string]grantHandler{GrantPassword: e.password, GrantJWTBearer: e.jwtBearer, GrantTokenExchange: e.tokenExchange}
 	for _, c := range e.Clients {
 		for g, h := range optional {
 			if c.Allows(g) {

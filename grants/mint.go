@@ -55,6 +55,9 @@ type AccessClaims struct {
 	ID        string   `json:"jti"`
 	ClientID  string   `json:"client_id"`
 	Scope     string   `json:"scope,omitempty"`
+	// Act names the actor of a delegated token (RFC 8693 §4.1), with
+	// earlier actors nested inside.
+	Act map[string]any `json:"act,omitempty"`
 
 	raw    []byte         // the verified payload, for Claim
 	claims map[string]any // raw decoded on first use
