@@ -166,6 +166,11 @@ type ClientConfig struct {
 	// sign-out, compared as exact strings.
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
 
+	// Exchange lists the targets the client may ask for in a token
+	// exchange (RFC 8693 `audience` and `resource`). Default: none, so an
+	// exchanged token is for the client's own audience.
+	Exchange *ExchangeConfig `json:"exchange,omitempty"`
+
 	// Trusted clients skip the consent page. Default: false.
 	Trusted bool `json:"trusted,omitempty"`
 
@@ -182,6 +187,16 @@ type ClientConfig struct {
 	// parameter; without it the token is for all of them. Default: the
 	// issuer.
 	Audience []string `json:"audience,omitempty"`
+}
+
+// ExchangeConfig is a client's token-exchange policy.
+type ExchangeConfig struct {
+	// Audiences the client may name with the `audience` parameter.
+	Audiences []string `json:"audiences,omitempty"`
+
+	// Resources the client may name with the `resource` parameter
+	// (absolute URIs).
+	Resources []string `json:"resources,omitempty"`
 }
 
 // TrustIssuerConfig trusts one identity provider for the JWT bearer grant.
@@ -321,6 +336,9 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 		PostLogoutRedirectURIs: cc.PostLogoutRedirectURIs,
 		Trusted:                cc.Trusted,
 		PKCEOptional:           cc.PKCEOptional,
+	}
+	if cc.Exchange != nil {
+		c.Exchange = grants.ExchangePolicy{Audiences: cc.Exchange.Audiences, Resources: cc.Exchange.Resources}
 	}
 	switch {
 	case cc.Public && c.AuthMethod != "" && c.AuthMethod != grants.AuthNone:

@@ -37,6 +37,10 @@ func init() {
 //			secret <secret> | secret_hash sha256:<hex>
 //			auth_method client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt
 //			jwks <json> | jwks_file <path> | jwks_uri <https url>
+//			exchange {
+//				audience <uri...>
+//				resource <uri...>
+//			}
 //			grant_types <type...>
 //			scopes <scope...>
 //			audience <uri...>
@@ -172,6 +176,11 @@ func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &c.JWKSFile)
 		case "jwks_uri":
 			err = oneArg(d, &c.JWKSURI)
+		case "exchange":
+			if c.Exchange == nil {
+				c.Exchange = new(ExchangeConfig)
+			}
+			err = c.Exchange.unmarshalCaddyfile(d, c.ID)
 		case "grant_types":
 			err = listArg(d, &c.GrantTypes)
 		case "scopes":
@@ -193,6 +202,27 @@ func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = noArgs(d)
 		default:
 			err = d.Errf("unknown option %q in client %q", d.Val(), c.ID)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *ExchangeConfig) unmarshalCaddyfile(d *caddyfile.Dispenser, client string) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "audience":
+			err = listArg(d, &x.Audiences)
+		case "resource":
+			err = listArg(d, &x.Resources)
+		default:
+			err = d.Errf("unknown option %q in exchange of client %q", d.Val(), client)
 		}
 		if err != nil {
 			return err

@@ -91,6 +91,14 @@ func g4Caddyfile(t *testing.T, dir string, pub *ecdsa.PublicKey) string {
 			grant_types urn:ietf:params:oauth:grant-type:jwt-bearer
 			scopes invoices:read invoices:write
 		}
+		client api-gateway {
+			secret gateway-secret-0123456789
+			grant_types urn:ietf:params:oauth:grant-type:token-exchange
+			scopes openid email invoices:read
+			exchange {
+				audience urn:example:billing
+			}
+		}
 		trust_issuer https://idp.partner.test {
 			jwks_file %s/client.jwks
 			allowed_clients partner-app
@@ -293,5 +301,60 @@ func TestJWTBearerEndToEnd(t *testing.T) {
 	// Token endpoint audience is accepted for the grant.
 	if status, body := g4Post(t, form(assertion("https://idp.partner.test", g4TokenURL))); status != 200 {
 		t.Errorf("token endpoint audience: %d %v", status, body)
+	}
+}
+
+// TestTokenExchangeEndToEnd: a user's access token from the password
+// grant is exchanged by a gateway, with an actor, for a billing token
+// (TX-*).
+func TestTokenExchangeEndToEnd(t *testing.T) {
+	startG4(t)
+	ctx := clientContext(t)
+	conf := &oauth2.Config{ClientID: "legacy-cli", ClientSecret: "legacy-secret-0123456789",
+		Endpoint: oauth2.Endpoint{TokenURL: g4TokenURL, AuthStyle: oauth2.AuthStyleInHeader}, Scopes: []string{"openid", "invoices:read"}}
+	user, err := conf.PasswordCredentialsToken(ctx, "alice", g4Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := func(kv ...string) url.Values {
+		v := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {user.AccessToken},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v
+	}
+	post := func(v url.Values) (int, map[string]any) {
+		req := newRequest(t, http.MethodPost, g4TokenURL, strings.NewReader(v.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("api-gateway", "gateway-secret-0123456789")
+		resp, body := httpDo(t, req)
+		var m map[string]any
+		_ = json.Unmarshal([]byte(body), &m)
+		return resp.StatusCode, m
+	}
+	idTok, _ := user.Extra("id_token").(string)
+	status, body := post(form("audience", "urn:example:billing", "scope", "invoices:read",
+		"actor_token", idTok, "actor_token_type", "urn:ietf:params:oauth:token-type:id_token"))
+	if status != 200 || body["issued_token_type"] != "urn:ietf:params:oauth:token-type:access_token" || body["token_type"] != "Bearer" {
+		t.Fatalf("exchange: %d %v", status, body)
+	}
+	_, claims := jwtParts(t, body["access_token"].(string))
+	if act, _ := claims["act"].(map[string]any); claims["sub"] != "alice" || claims["aud"] != "urn:example:billing" ||
+		claims["client_id"] != "api-gateway" || act["sub"] != "alice" {
+		t.Fatalf("claims %v", claims)
+	}
+	for name, tc := range map[string]struct {
+		v    url.Values
+		code string
+	}{
+		"audience not allowed": {form("audience", "urn:nope"), "invalid_target"},
+		"scope wider":          {form("scope", "email"), "invalid_scope"},
+		"bad subject token":    {form("subject_token", "x.y.z"), "invalid_request"},
+		"saml2 requested":      {form("requested_token_type", "urn:ietf:params:oauth:token-type:saml2"), "invalid_request"},
+	} {
+		if status, body := post(tc.v); status != 400 || body["error"] != tc.code {
+			t.Errorf("%s: %d %v", name, status, body)
+		}
 	}
 }
