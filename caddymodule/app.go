@@ -134,18 +134,8 @@ type ClientConfig struct {
 	// from JWKS, JWKSFile or JWKSURI).
 	AuthMethod string `json:"auth_method,omitempty"`
 
-	// JWKS is the public key set of a private_key_jwt client, inline.
-	JWKS json.RawMessage `json:"jwks,omitempty"`
-
-	// JWKSFile is a file holding the public key set of a private_key_jwt
-	// client, read when the config loads.
-	JWKSFile string `json:"jwks_file,omitempty"`
-
-	// JWKSURI is an https URL serving the public key set of a
-	// private_key_jwt client. It is fetched on first use (5s timeout,
-	// 64 KiB cap, no redirects), kept for an hour and fetched again at
-	// most every 30s when an assertion names an unknown kid.
-	JWKSURI string `json:"jwks_uri,omitempty"`
+	// JWKSSource holds the public keys of a private_key_jwt client.
+	JWKSSource
 
 	// Public marks a client that cannot keep a secret (a single-page or
 	// native app): it authenticates with auth method `none` and must use
@@ -189,6 +179,23 @@ type ClientConfig struct {
 	Audience []string `json:"audience,omitempty"`
 }
 
+// JWKSSource is where a set of public keys comes from: at most one of
+// inline, a file, or an https URL.
+type JWKSSource struct {
+	// JWKS is the public key set, inline.
+	JWKS json.RawMessage `json:"jwks,omitempty"`
+
+	// JWKSFile is a file holding the public key set, read when the config
+	// loads.
+	JWKSFile string `json:"jwks_file,omitempty"`
+
+	// JWKSURI is an https URL serving the public key set. It is fetched on
+	// first use (5s timeout, 64 KiB cap, no redirects), kept for an hour
+	// and fetched again at most every 30s when an assertion names an
+	// unknown kid.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+}
+
 // ExchangeConfig is a client's token-exchange policy.
 type ExchangeConfig struct {
 	// Audiences the client may name with the `audience` parameter.
@@ -204,16 +211,8 @@ type TrustIssuerConfig struct {
 	// Issuer is the exact `iss` of the provider's assertions.
 	Issuer string `json:"issuer"`
 
-	// JWKS is the provider's public key set, inline.
-	JWKS json.RawMessage `json:"jwks,omitempty"`
-
-	// JWKSFile is a file holding the provider's public key set, read when
-	// the config loads.
-	JWKSFile string `json:"jwks_file,omitempty"`
-
-	// JWKSURI is an https URL serving the provider's public key set,
-	// fetched and cached as for private_key_jwt clients.
-	JWKSURI string `json:"jwks_uri,omitempty"`
+	// JWKSSource holds the provider's public keys. Required.
+	JWKSSource
 
 	// SubjectClaim is the assertion claim that becomes the access token's
 	// `sub`. Default: sub.
@@ -377,7 +376,7 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 
 // buildKeys loads the key set of a private_key_jwt client.
 func (cc ClientConfig) buildKeys(c *grants.Client) error {
-	keys, err := loadJWKS(cc.JWKS, cc.JWKSFile, cc.JWKSURI)
+	keys, err := cc.JWKSSource.load()
 	switch {
 	case err != nil:
 		return fmt.Errorf("client %q: %w", cc.ID, err)
@@ -390,7 +389,7 @@ func (cc ClientConfig) buildKeys(c *grants.Client) error {
 
 // build turns the config into the engine's trusted issuer.
 func (tc TrustIssuerConfig) build() (*grants.TrustedIssuer, error) {
-	keys, err := loadJWKS(tc.JWKS, tc.JWKSFile, tc.JWKSURI)
+	keys, err := tc.JWKSSource.load()
 	if err != nil {
 		return nil, fmt.Errorf("trust_issuer %q: %w", tc.Issuer, err)
 	}
@@ -398,9 +397,9 @@ func (tc TrustIssuerConfig) build() (*grants.TrustedIssuer, error) {
 		AllowedClients: tc.AllowedClients, Scopes: tc.Scopes}, nil
 }
 
-// loadJWKS builds a key set from at most one of an inline JWKS, a file
-// and an https URL; nil when none is given.
-func loadJWKS(inline json.RawMessage, file, uri string) (*grants.JWKS, error) {
+// load builds the key set; nil when no source is given.
+func (ks JWKSSource) load() (*grants.JWKS, error) {
+	inline, file, uri := ks.JWKS, ks.JWKSFile, ks.JWKSURI
 	n := 0
 	for _, set := range []bool{len(inline) > 0, file != "", uri != ""} {
 		if set {

@@ -170,12 +170,8 @@ func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &c.SecretHash)
 		case "auth_method":
 			err = oneArg(d, &c.AuthMethod)
-		case "jwks":
-			err = jwksArg(d, &c.JWKS, "client "+strconv.Quote(c.ID))
-		case "jwks_file":
-			err = oneArg(d, &c.JWKSFile)
-		case "jwks_uri":
-			err = oneArg(d, &c.JWKSURI)
+		case "jwks", "jwks_file", "jwks_uri":
+			err = c.JWKSSource.unmarshalOption(d, "client "+strconv.Quote(c.ID))
 		case "exchange":
 			if c.Exchange == nil {
 				c.Exchange = new(ExchangeConfig)
@@ -242,12 +238,8 @@ func (ti *TrustIssuerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
 		switch d.Val() {
-		case "jwks":
-			err = jwksArg(d, &ti.JWKS, "trust_issuer "+strconv.Quote(ti.Issuer))
-		case "jwks_file":
-			err = oneArg(d, &ti.JWKSFile)
-		case "jwks_uri":
-			err = oneArg(d, &ti.JWKSURI)
+		case "jwks", "jwks_file", "jwks_uri":
+			err = ti.JWKSSource.unmarshalOption(d, "trust_issuer "+strconv.Quote(ti.Issuer))
 		case "subject_claim":
 			err = oneArg(d, &ti.SubjectClaim)
 		case "allowed_clients":
@@ -264,8 +256,14 @@ func (ti *TrustIssuerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// jwksArg reads an inline JWKS, which must be JSON.
-func jwksArg(d *caddyfile.Dispenser, dst *json.RawMessage, owner string) error {
+// unmarshalOption reads jwks (inline JSON), jwks_file or jwks_uri.
+func (ks *JWKSSource) unmarshalOption(d *caddyfile.Dispenser, owner string) error {
+	switch d.Val() {
+	case "jwks_file":
+		return oneArg(d, &ks.JWKSFile)
+	case "jwks_uri":
+		return oneArg(d, &ks.JWKSURI)
+	}
 	var raw string
 	if err := oneArg(d, &raw); err != nil {
 		return err
@@ -273,7 +271,7 @@ func jwksArg(d *caddyfile.Dispenser, dst *json.RawMessage, owner string) error {
 	if !json.Valid([]byte(raw)) {
 		return d.Errf("jwks of %s is not valid JSON (quote the JSON with backticks)", owner)
 	}
-	*dst = json.RawMessage(raw)
+	ks.JWKS = json.RawMessage(raw)
 	return nil
 }
 

@@ -83,11 +83,7 @@ func (e *Engine) jwtBearer(ctx context.Context, c *Client, form Form) (*TokenRes
 		return fail("jti is required")
 	}
 	allowed := slices.DeleteFunc(slices.Clone(c.Scopes), func(s string) bool { return !slices.Contains(ti.Scopes, s) })
-	scope, oerr := grantScope(form.Get("scope"), allowed)
-	if oerr != nil {
-		return nil, oerr
-	}
-	aud, oerr := e.audienceFor(c, form.Get("resource"))
+	scope, aud, oerr := e.scopeAndAudience(c, form, allowed)
 	if oerr != nil {
 		return nil, oerr
 	}

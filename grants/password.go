@@ -24,11 +24,7 @@ func (e *Engine) password(ctx context.Context, c *Client, form Form) (*TokenResp
 	if name == "" || pw == "" {
 		return nil, errRequest("username and password are required")
 	}
-	scope, oerr := grantScope(form.Get("scope"), c.Scopes)
-	if oerr != nil {
-		return nil, oerr
-	}
-	aud, oerr := e.audienceFor(c, form.Get("resource"))
+	scope, aud, oerr := e.scopeAndAudience(c, form, c.Scopes)
 	if oerr != nil {
 		return nil, oerr
 	}

@@ -204,13 +204,18 @@ func TestClientAssertionEndToEnd(t *testing.T) {
 	}
 }
 
+// g4PasswordClient is the legacy-cli client as golang.org/x/oauth2 sees it.
+func g4PasswordClient(scopes ...string) *oauth2.Config {
+	return &oauth2.Config{ClientID: "legacy-cli", ClientSecret: "legacy-secret-0123456789",
+		Endpoint: oauth2.Endpoint{TokenURL: g4TokenURL, AuthStyle: oauth2.AuthStyleInHeader}, Scopes: scopes}
+}
+
 // TestPasswordGrantEndToEnd signs in with the password grant through
 // Caddy using golang.org/x/oauth2, as a legacy client would (ROPC-*).
 func TestPasswordGrantEndToEnd(t *testing.T) {
 	startG4(t)
 	ctx := clientContext(t)
-	conf := &oauth2.Config{ClientID: "legacy-cli", ClientSecret: "legacy-secret-0123456789",
-		Endpoint: oauth2.Endpoint{TokenURL: g4TokenURL, AuthStyle: oauth2.AuthStyleInHeader}, Scopes: []string{"openid", "email"}}
+	conf := g4PasswordClient("openid", "email")
 	tok, err := conf.PasswordCredentialsToken(ctx, "alice", g4Password)
 	if err != nil {
 		t.Fatalf("password grant: %v", err)
@@ -316,9 +321,7 @@ func TestJWTBearerEndToEnd(t *testing.T) {
 func TestTokenExchangeEndToEnd(t *testing.T) {
 	startG4(t)
 	ctx := clientContext(t)
-	conf := &oauth2.Config{ClientID: "legacy-cli", ClientSecret: "legacy-secret-0123456789",
-		Endpoint: oauth2.Endpoint{TokenURL: g4TokenURL, AuthStyle: oauth2.AuthStyleInHeader}, Scopes: []string{"openid", "invoices:read"}}
-	user, err := conf.PasswordCredentialsToken(ctx, "alice", g4Password)
+	user, err := g4PasswordClient("openid", "invoices:read").PasswordCredentialsToken(ctx, "alice", g4Password)
 	if err != nil {
 		t.Fatal(err)
 	}
