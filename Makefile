@@ -3,7 +3,7 @@
 # every test with the race detector.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test deps bench fuzz
+.PHONY: test deps bench
 
 test: deps
 	go test -race ./...

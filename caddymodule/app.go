@@ -5,8 +5,10 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -82,6 +84,10 @@ type App struct {
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
 
+	// TrustIssuers are identity providers whose signed JWTs clients may
+	// exchange for access tokens with the JWT bearer grant (RFC 7523).
+	TrustIssuers []TrustIssuerConfig `json:"trust_issuers,omitempty"`
+
 	// Users can sign in at the login page. More can be added at run time
 	// with `caddy oauth user add`; those live in storage.
 	Users []UserConfig `json:"users,omitempty"`
@@ -121,17 +127,25 @@ type ClientConfig struct {
 	SecretHash string `json:"secret_hash,omitempty"`
 
 	// AuthMethod is the only client authentication method the client may
-	// use at the token endpoint: client_secret_basic (default) or
-	// client_secret_post.
+	// use at the token endpoint: client_secret_basic (default),
+	// client_secret_post, client_secret_jwt (an HMAC-signed assertion
+	// keyed with Secret, which is then kept in memory in the clear; at
+	// least 32 bytes) or private_key_jwt (an assertion signed with a key
+	// from JWKS, JWKSFile or JWKSURI).
 	AuthMethod string `json:"auth_method,omitempty"`
+
+	// JWKSSource holds the public keys of a private_key_jwt client.
+	JWKSSource
 
 	// Public marks a client that cannot keep a secret (a single-page or
 	// native app): it authenticates with auth method `none` and must use
 	// PKCE. Default: false.
 	Public bool `json:"public,omitempty"`
 
-	// GrantTypes the client may use: authorization_code, refresh_token,
-	// client_credentials.
+	// GrantTypes the client may use: authorization_code, refresh_token
+	// (with authorization_code or password), client_credentials, password
+	// (confidential clients only; the grant is offered only when a client
+	// lists it).
 	GrantTypes []string `json:"grant_types,omitempty"`
 
 	// RedirectURIs are where authorization responses may go, compared as
@@ -141,6 +155,11 @@ type ClientConfig struct {
 	// PostLogoutRedirectURIs are where the browser may be sent after
 	// sign-out, compared as exact strings.
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
+
+	// Exchange lists the targets the client may ask for in a token
+	// exchange (RFC 8693 `audience` and `resource`). Default: none, so an
+	// exchanged token is for the client's own audience.
+	Exchange *ExchangeConfig `json:"exchange,omitempty"`
 
 	// Trusted clients skip the consent page. Default: false.
 	Trusted bool `json:"trusted,omitempty"`
@@ -158,6 +177,55 @@ type ClientConfig struct {
 	// parameter; without it the token is for all of them. Default: the
 	// issuer.
 	Audience []string `json:"audience,omitempty"`
+}
+
+// JWKSSource is where a set of public keys comes from: at most one of
+// inline, a file, or an https URL.
+type JWKSSource struct {
+	// JWKS is the public key set, inline.
+	JWKS json.RawMessage `json:"jwks,omitempty"`
+
+	// JWKSFile is a file holding the public key set, read when the config
+	// loads.
+	JWKSFile string `json:"jwks_file,omitempty"`
+
+	// JWKSURI is an https URL serving the public key set. It is fetched on
+	// first use (5s timeout, 64 KiB cap, no redirects), kept for an hour
+	// and fetched again at most every 30s when an assertion names an
+	// unknown kid.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+}
+
+// ExchangeConfig is a client's token-exchange policy.
+type ExchangeConfig struct {
+	// Audiences the client may name with the `audience` parameter.
+	Audiences []string `json:"audiences,omitempty"`
+
+	// Resources the client may name with the `resource` parameter
+	// (absolute URIs).
+	Resources []string `json:"resources,omitempty"`
+}
+
+// TrustIssuerConfig trusts one identity provider for the JWT bearer grant.
+type TrustIssuerConfig struct {
+	// Issuer is the exact `iss` of the provider's assertions.
+	Issuer string `json:"issuer"`
+
+	// JWKSSource holds the provider's public keys. Required.
+	JWKSSource
+
+	// SubjectClaim is the assertion claim that becomes the access token's
+	// `sub`. Default: sub.
+	SubjectClaim string `json:"subject_claim,omitempty"`
+
+	// AllowedClients may present this provider's assertions; each must list
+	// urn:ietf:params:oauth:grant-type:jwt-bearer in its grant types.
+	// Required.
+	AllowedClients []string `json:"allowed_clients,omitempty"`
+
+	// Scopes may be granted on this provider's assertions, within the
+	// client's own scopes. Default: none.
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 // UserConfig defines a user in the config.
@@ -218,6 +286,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		clients = append(clients, c)
 	}
+	trusted := make([]*grants.TrustedIssuer, 0, len(a.TrustIssuers))
+	for _, tc := range a.TrustIssuers {
+		ti, err := tc.build()
+		if err != nil {
+			return fmt.Errorf("oauth: %w", err)
+		}
+		trusted = append(trusted, ti)
+	}
 	users := make([]*grants.User, 0, len(a.Users))
 	for _, uc := range a.Users {
 		users = append(users, &grants.User{Name: uc.Name, PasswordHash: uc.PasswordHash, Claims: uc.Claims})
@@ -229,6 +305,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		RefreshGrace:    time.Duration(a.RefreshGracePeriod),
 		Clients:         clients,
 		Users:           users,
+		TrustedIssuers:  trusted,
 		Web: grants.WebConfig{
 			SessionTTL:   time.Duration(a.SessionTTL),
 			TemplatesDir: a.TemplatesDir,
@@ -259,6 +336,9 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 		Trusted:                cc.Trusted,
 		PKCEOptional:           cc.PKCEOptional,
 	}
+	if cc.Exchange != nil {
+		c.Exchange = grants.ExchangePolicy{Audiences: cc.Exchange.Audiences, Resources: cc.Exchange.Resources}
+	}
 	switch {
 	case cc.Public && c.AuthMethod != "" && c.AuthMethod != grants.AuthNone:
 		return nil, fmt.Errorf("client %q: a public client authenticates with none, not %s", cc.ID, c.AuthMethod)
@@ -267,6 +347,9 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 	case c.AuthMethod == "":
 		c.AuthMethod = grants.AuthSecretBasic
 	}
+	if err := cc.buildKeys(c); err != nil {
+		return nil, err
+	}
 	switch {
 	case cc.Secret != "" && cc.SecretHash != "":
 		return nil, fmt.Errorf("client %q: use secret or secret_hash, not both", cc.ID)
@@ -274,6 +357,11 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 		secret := repl.ReplaceKnown(cc.Secret, "")
 		if secret == "" {
 			return nil, fmt.Errorf("client %q: secret %q is empty after replacing placeholders (is the environment variable set?)", cc.ID, cc.Secret)
+		}
+		if c.AuthMethod == grants.AuthSecretJWT {
+			// The HMAC needs the secret itself; nothing else does.
+			c.Secret = []byte(secret)
+			break
 		}
 		c.SecretHash = grants.HashSecret(secret)
 	case cc.SecretHash != "":
@@ -284,6 +372,55 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 		c.SecretHash = h
 	}
 	return c, c.Validate()
+}
+
+// buildKeys loads the key set of a private_key_jwt client.
+func (cc ClientConfig) buildKeys(c *grants.Client) error {
+	keys, err := cc.JWKSSource.load()
+	switch {
+	case err != nil:
+		return fmt.Errorf("client %q: %w", cc.ID, err)
+	case keys != nil && c.AuthMethod != grants.AuthPrivateKeyJWT:
+		return fmt.Errorf("client %q: jwks, jwks_file and jwks_uri are for auth_method private_key_jwt", cc.ID)
+	}
+	c.Keys = keys
+	return nil
+}
+
+// build turns the config into the engine's trusted issuer.
+func (tc TrustIssuerConfig) build() (*grants.TrustedIssuer, error) {
+	keys, err := tc.JWKSSource.load()
+	if err != nil {
+		return nil, fmt.Errorf("trust_issuer %q: %w", tc.Issuer, err)
+	}
+	return &grants.TrustedIssuer{Issuer: tc.Issuer, Keys: keys, SubjectClaim: tc.SubjectClaim,
+		AllowedClients: tc.AllowedClients, Scopes: tc.Scopes}, nil
+}
+
+// load builds the key set; nil when no source is given.
+func (ks JWKSSource) load() (*grants.JWKS, error) {
+	inline, file, uri := ks.JWKS, ks.JWKSFile, ks.JWKSURI
+	n := 0
+	for _, set := range []bool{len(inline) > 0, file != "", uri != ""} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return nil, nil
+	case n > 1:
+		return nil, errors.New("use one of jwks, jwks_file and jwks_uri")
+	case uri != "":
+		return grants.RemoteJWKS(uri)
+	case file != "":
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		return grants.ParseJWKS(data)
+	}
+	return grants.ParseJWKS(inline)
 }
 
 // Start opens storage and loads the signing keys.

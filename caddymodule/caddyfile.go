@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -34,7 +35,12 @@ func init() {
 //		behind_tls_proxy
 //		client <id> {
 //			secret <secret> | secret_hash sha256:<hex>
-//			auth_method client_secret_basic|client_secret_post
+//			auth_method client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt
+//			jwks <json> | jwks_file <path> | jwks_uri <https url>
+//			exchange {
+//				audience <uri...>
+//				resource <uri...>
+//			}
 //			grant_types <type...>
 //			scopes <scope...>
 //			audience <uri...>
@@ -43,6 +49,12 @@ func init() {
 //			post_logout_redirect_uri <uri...>
 //			trusted
 //			pkce_optional
+//		}
+//		trust_issuer <iss> {
+//			jwks <json> | jwks_file <path> | jwks_uri <https url>
+//			subject_claim <claim>
+//			allowed_clients <id...>
+//			scopes <scope...>
 //		}
 //		user <name> {
 //			password_hash <bcrypt>
@@ -122,6 +134,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.BehindTLSProxy = true
+		case "trust_issuer":
+			var ti TrustIssuerConfig
+			if err := ti.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+			a.TrustIssuers = append(a.TrustIssuers, ti)
 		case "client":
 			var c ClientConfig
 			if err := c.unmarshalCaddyfile(d); err != nil {
@@ -152,6 +170,13 @@ func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &c.SecretHash)
 		case "auth_method":
 			err = oneArg(d, &c.AuthMethod)
+		case "jwks", "jwks_file", "jwks_uri":
+			err = c.JWKSSource.unmarshalOption(d, "client "+strconv.Quote(c.ID))
+		case "exchange":
+			if c.Exchange == nil {
+				c.Exchange = new(ExchangeConfig)
+			}
+			err = c.Exchange.unmarshalCaddyfile(d, c.ID)
 		case "grant_types":
 			err = listArg(d, &c.GrantTypes)
 		case "scopes":
@@ -178,6 +203,75 @@ func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
+	return nil
+}
+
+func (x *ExchangeConfig) unmarshalCaddyfile(d *caddyfile.Dispenser, client string) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "audience":
+			err = listArg(d, &x.Audiences)
+		case "resource":
+			err = listArg(d, &x.Resources)
+		default:
+			err = d.Errf("unknown option %q in exchange of client %q", d.Val(), client)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (ti *TrustIssuerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Err("trust_issuer needs the issuer: trust_issuer <iss> { ... }")
+	}
+	ti.Issuer = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "jwks", "jwks_file", "jwks_uri":
+			err = ti.JWKSSource.unmarshalOption(d, "trust_issuer "+strconv.Quote(ti.Issuer))
+		case "subject_claim":
+			err = oneArg(d, &ti.SubjectClaim)
+		case "allowed_clients":
+			err = listArg(d, &ti.AllowedClients)
+		case "scopes":
+			err = listArg(d, &ti.Scopes)
+		default:
+			err = d.Errf("unknown option %q in trust_issuer %q", d.Val(), ti.Issuer)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalOption reads jwks (inline JSON), jwks_file or jwks_uri.
+func (ks *JWKSSource) unmarshalOption(d *caddyfile.Dispenser, owner string) error {
+	switch d.Val() {
+	case "jwks_file":
+		return oneArg(d, &ks.JWKSFile)
+	case "jwks_uri":
+		return oneArg(d, &ks.JWKSURI)
+	}
+	var raw string
+	if err := oneArg(d, &raw); err != nil {
+		return err
+	}
+	if !json.Valid([]byte(raw)) {
+		return d.Errf("jwks of %s is not valid JSON (quote the JSON with backticks)", owner)
+	}
+	ks.JWKS = json.RawMessage(raw)
 	return nil
 }
 

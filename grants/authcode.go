@@ -113,18 +113,8 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 			return err
 		}
 		aud, _ := e.audienceFor(c, cmp.Or(form.Get("resource"), cr.Resource))
-		at = newAccessClaims(e.Issuer, cr.Subject, c.ID, aud, cr.Scope, now, e.AccessTokenTTL)
-		at.Grant = cr.Family
-		fam := familyRecord{ClientID: c.ID, Subject: cr.Subject, Scope: cr.Scope, AuthTime: cr.AuthTime}
-		famExp := now.Add(e.AccessTokenTTL)
-		if c.Allows(GrantRefreshToken) {
-			famExp = now.Add(e.RefreshTokenTTL)
-			rt = newSecretToken()
-			if err := putJSON(tx, storage.KindRefresh, hashToken(rt), &refreshRecord{Family: cr.Family}, famExp); err != nil {
-				return err
-			}
-		}
-		return putJSON(tx, storage.KindFamilies, cr.Family, &fam, famExp)
+		at, rt, err = e.startGrant(tx, c, cr.Family, cr.Subject, cr.Scope, aud, cr.AuthTime, now)
+		return err
 	})
 	if err != nil {
 		return nil, storageError(err)

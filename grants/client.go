@@ -23,6 +23,9 @@ const (
 	GrantClientCredentials = "client_credentials"
 	GrantAuthorizationCode = "authorization_code"
 	GrantRefreshToken      = "refresh_token"
+	// GrantPassword is the resource owner password credentials grant
+	// (RFC 6749 §4.3), for legacy clients only.
+	GrantPassword = "password"
 )
 
 // Client is a registered OAuth client as the engine sees it.
@@ -34,6 +37,12 @@ type Client struct {
 	SecretHash [32]byte
 	// AuthMethod is the one authentication method the client may use.
 	AuthMethod string
+	// Secret is the plain client secret, kept in memory only for
+	// client_secret_jwt, whose HMAC needs it; other clients keep only
+	// SecretHash.
+	Secret []byte
+	// Keys verify the assertions of a private_key_jwt client.
+	Keys       *JWKS
 	GrantTypes []string
 	// Scopes the client may be granted; also the default when it asks for
 	// none.
@@ -46,6 +55,8 @@ type Client struct {
 	RedirectURIs []string
 	// PostLogoutRedirectURIs may be used after sign-out; exact match.
 	PostLogoutRedirectURIs []string
+	// Exchange limits the targets of the client's token exchanges.
+	Exchange ExchangePolicy
 	// Trusted clients skip the consent page.
 	Trusted bool
 	// PKCEOptional lets a confidential client use the code flow without
@@ -85,6 +96,17 @@ func (c *Client) Validate() error {
 		if c.SecretHash == ([32]byte{}) {
 			return fmt.Errorf("client %q: a secret or secret_hash is required for %s", c.ID, c.AuthMethod)
 		}
+	case AuthSecretJWT:
+		if len(c.Secret) < 32 {
+			return fmt.Errorf("client %q: client_secret_jwt needs a secret of at least 32 bytes (HS256 keys are 256 bits); secret_hash cannot be used", c.ID)
+		}
+	case AuthPrivateKeyJWT:
+		if c.Keys == nil {
+			return fmt.Errorf("client %q: private_key_jwt needs jwks, jwks_file or jwks_uri", c.ID)
+		}
+		if c.SecretHash != ([32]byte{}) || len(c.Secret) > 0 {
+			return fmt.Errorf("client %q: a private_key_jwt client has no secret", c.ID)
+		}
 	case AuthNone:
 		if c.SecretHash != ([32]byte{}) {
 			return fmt.Errorf("client %q: a public client has no secret; remove secret or public", c.ID)
@@ -96,13 +118,17 @@ func (c *Client) Validate() error {
 			return fmt.Errorf("client %q: PKCE is always required for a public client", c.ID)
 		}
 	default:
-		return fmt.Errorf("client %q: auth_method %q is not supported (use %s or %s)", c.ID, c.AuthMethod, AuthSecretBasic, AuthSecretPost)
+		return fmt.Errorf("client %q: auth_method %q is not supported (use %s, %s, %s or %s)", c.ID, c.AuthMethod,
+			AuthSecretBasic, AuthSecretPost, AuthSecretJWT, AuthPrivateKeyJWT)
 	}
 	if c.Allows(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		return fmt.Errorf("client %q: authorization_code needs at least one redirect_uri", c.ID)
 	}
-	if c.Allows(GrantRefreshToken) && !c.Allows(GrantAuthorizationCode) {
-		return fmt.Errorf("client %q: refresh_token needs authorization_code (refresh tokens come from it)", c.ID)
+	if c.Allows(GrantRefreshToken) && !c.Allows(GrantAuthorizationCode) && !c.Allows(GrantPassword) {
+		return fmt.Errorf("client %q: refresh_token needs authorization_code or password (refresh tokens come from them)", c.ID)
+	}
+	if c.AuthMethod == AuthNone && (c.Allows(GrantPassword) || c.Allows(GrantJWTBearer) || c.Allows(GrantTokenExchange)) {
+		return fmt.Errorf("client %q: a public client cannot use the password, jwt-bearer or token-exchange grant", c.ID)
 	}
 	for _, u := range append(slices.Clone(c.RedirectURIs), c.PostLogoutRedirectURIs...) {
 		if err := validateRedirectURI(u); err != nil {
@@ -126,7 +152,7 @@ func (c *Client) Validate() error {
 }
 
 // SupportedGrantTypes lists the grant types this engine implements.
-var SupportedGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken}
+var SupportedGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantPassword, GrantJWTBearer, GrantTokenExchange}
 
 // validateRedirectURI accepts absolute https URIs, http on loopback hosts
 // (RFC 8252 §7.3), and private-use schemes of native apps (RFC 8252 §7.1,

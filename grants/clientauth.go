@@ -53,7 +53,12 @@ func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error
 		failed.Challenge = `Basic realm="` + e.realm + `"`
 	}
 	if form.Get("client_assertion") != "" || form.Get("client_assertion_type") != "" {
-		return nil, failed
+		if len(authz) == 1 || form.Get("client_secret") != "" {
+			// More than one method (TOK-15): refused as a failed
+			// authentication, whichever would have succeeded.
+			return nil, failed
+		}
+		return e.authenticateAssertion(r.Context(), form, failed)
 	}
 	var id, secret, method string
 	switch {

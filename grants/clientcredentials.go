@@ -10,15 +10,23 @@ import (
 // own behalf, so the token's subject is the client itself and no refresh
 // token is issued.
 func (e *Engine) clientCredentials(ctx context.Context, c *Client, form Form) (*TokenResponse, *Error) {
-	scope, oerr := grantScope(form.Get("scope"), c.Scopes)
-	if oerr != nil {
-		return nil, oerr
-	}
-	aud, oerr := e.audienceFor(c, form.Get("resource"))
+	scope, aud, oerr := e.scopeAndAudience(c, form, c.Scopes)
 	if oerr != nil {
 		return nil, oerr
 	}
 	return e.issueAccessToken(newAccessClaims(e.Issuer, c.ID, c.ID, aud, scope, time.Now(), e.AccessTokenTTL))
+}
+
+// scopeAndAudience decides a new token's scope, within allowed, and its
+// audience, from the request's scope and resource parameters.
+func (e *Engine) scopeAndAudience(c *Client, form Form, allowed []string) (scope, aud []string, oerr *Error) {
+	if scope, oerr = grantScope(form.Get("scope"), allowed); oerr != nil {
+		return nil, nil, oerr
+	}
+	if aud, oerr = e.audienceFor(c, form.Get("resource")); oerr != nil {
+		return nil, nil, oerr
+	}
+	return scope, aud, nil
 }
 
 // audienceFor picks the token audience: the requested resource (RFC 8707),

@@ -41,6 +41,9 @@ type Config struct {
 	RefreshGrace time.Duration
 	Clients      []*Client
 	Users        []*User
+	// TrustedIssuers are the identity providers whose JWTs the JWT bearer
+	// grant accepts.
+	TrustedIssuers []*TrustedIssuer
 	// Web configures the sign-in pages.
 	Web WebConfig
 	// BehindTLSProxy says TLS ends in front of this server, so plain-HTTP
@@ -70,6 +73,8 @@ type Engine struct {
 	// basePath is the issuer's path, under which endpoints live.
 	basePath string
 	grants   map[string]grantHandler
+	// trusted are the issuers of JWT bearer assertions, by iss.
+	trusted map[string]*TrustedIssuer
 }
 
 // grantHandler issues tokens for one grant type to an authenticated client
@@ -166,6 +171,26 @@ func NewEngine(cfg Config) (*Engine, error) {
 		GrantClientCredentials: e.clientCredentials,
 		GrantAuthorizationCode: e.authorizationCode,
 		GrantRefreshToken:      e.refreshToken,
+	}
+	e.trusted = map[string]*TrustedIssuer{}
+	for _, ti := range cfg.TrustedIssuers {
+		if err := validateTrustedIssuer(ti, e.Clients); err != nil {
+			return nil, err
+		}
+		if _, dup := e.trusted[ti.Issuer]; dup {
+			return nil, fmt.Errorf("trust_issuer %q is defined twice", ti.Issuer)
+		}
+		e.trusted[ti.Issuer] = ti
+	}
+	// The password and assertion grants exist only where a client is
+	// registered for them (RFC 9700 §2.4; ROPC-01).
+	optional := map[string]grantHandler{GrantPassword: e.password, GrantJWTBearer: e.jwtBearer, GrantTokenExchange: e.tokenExchange}
+	for _, c := range e.Clients {
+		for g, h := range optional {
+			if c.Allows(g) {
+				e.grants[g] = h
+			}
+		}
 	}
 	return e, nil
 }

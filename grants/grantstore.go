@@ -101,6 +101,26 @@ func (e *Engine) revokeFamily(tx storage.Tx, id string) (map[string]int64, error
 	return ids, nil
 }
 
+// startGrant records a new grant in tx: its family, holding the first
+// access token so that revoking the family revokes it, and, when the
+// client may refresh, the family's first refresh token. It returns the
+// access token's claims and the refresh token ("" when none).
+func (e *Engine) startGrant(tx storage.Tx, c *Client, family, subject string, scope, aud []string, authTime int64, now time.Time) (*AccessClaims, string, error) {
+	at := newAccessClaims(e.Issuer, subject, c.ID, aud, scope, now, e.AccessTokenTTL)
+	at.Grant = family
+	fam := familyRecord{ClientID: c.ID, Subject: subject, Scope: scope, AuthTime: authTime}
+	famExp := now.Add(e.AccessTokenTTL)
+	var rt string
+	if c.Allows(GrantRefreshToken) {
+		famExp = now.Add(e.RefreshTokenTTL)
+		rt = newSecretToken()
+		if err := putJSON(tx, storage.KindRefresh, hashToken(rt), &refreshRecord{Family: family}, famExp); err != nil {
+			return nil, "", err
+		}
+	}
+	return at, rt, putJSON(tx, storage.KindFamilies, family, &fam, famExp)
+}
+
 // storageError turns a backend failure into the client-facing error.
 func storageError(err error) *Error {
 	if err == nil {

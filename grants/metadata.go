@@ -24,6 +24,7 @@ type Metadata struct {
 	ResponseModesSupported                 []string `json:"response_modes_supported,omitempty"`
 	GrantTypesSupported                    []string `json:"grant_types_supported"`
 	TokenEndpointAuthMethodsSupported      []string `json:"token_endpoint_auth_methods_supported"`
+	TokenEndpointAuthSigningAlgsSupported  []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
 	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported,omitempty"`
 	AuthorizationResponseISSParamSupported bool     `json:"authorization_response_iss_parameter_supported,omitempty"`
 	PromptValuesSupported                  []string `json:"prompt_values_supported,omitempty"`
@@ -61,8 +62,18 @@ func (e *Engine) metadata() *Metadata {
 		m.AuthorizationResponseISSParamSupported = true
 		m.PromptValuesSupported = []string{"none", "login", "consent"}
 	}
-	if slices.ContainsFunc(slices.Collect(maps.Values(e.Clients)), func(c *Client) bool { return c.AuthMethod == AuthNone }) {
-		m.TokenEndpointAuthMethodsSupported = append(m.TokenEndpointAuthMethodsSupported, AuthNone)
+	// Assertion methods and none are listed when some client uses them;
+	// the signing algorithms are those the listed methods accept.
+	for _, method := range []string{AuthSecretJWT, AuthPrivateKeyJWT, AuthNone} {
+		if slices.ContainsFunc(slices.Collect(maps.Values(e.Clients)), func(c *Client) bool { return c.AuthMethod == method }) {
+			m.TokenEndpointAuthMethodsSupported = append(m.TokenEndpointAuthMethodsSupported, method)
+			switch method {
+			case AuthSecretJWT:
+				m.TokenEndpointAuthSigningAlgsSupported = append(m.TokenEndpointAuthSigningAlgsSupported, SecretJWTAlgs...)
+			case AuthPrivateKeyJWT:
+				m.TokenEndpointAuthSigningAlgsSupported = append(m.TokenEndpointAuthSigningAlgsSupported, AssertionAlgs...)
+			}
+		}
 	}
 	for _, c := range e.Clients {
 		for _, s := range c.Scopes {

@@ -59,6 +59,9 @@ type AccessClaims struct {
 	// Grant is the id of the grant (refresh-token family) the token was
 	// issued from, so that revoking the grant revokes the token.
 	Grant string `json:"gid,omitempty"`
+	// Act names the actor of a delegated token (RFC 8693 §4.1), with
+	// earlier actors nested inside.
+	Act map[string]any `json:"act,omitempty"`
 
 	raw    []byte         // the verified payload, for Claim
 	once   sync.Once      // decodes raw into claims on first use

@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"context"
 	"net/http"
 
 	"go.uber.org/zap"
@@ -14,6 +15,8 @@ type TokenResponse struct {
 	RefreshToken string `json:"refresh_token,omitempty"`
 	IDToken      string `json:"id_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	// IssuedTokenType is set by token exchange (RFC 8693 §2.2.1).
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
 }
 
 // requireTLS refuses plain-HTTP requests that carry credentials unless
@@ -60,7 +63,7 @@ func (e *Engine) token(w http.ResponseWriter, r *http.Request) (*TokenResponse, 
 	if !client.Allows(gt) {
 		return nil, errCode(CodeUnauthorizedClient, "this client may not use this grant type")
 	}
-	resp, oerr := handle(r.Context(), client, form)
+	resp, oerr := handle(context.WithValue(r.Context(), clientIPKey{}, clientIP(r)), client, form)
 	if oerr != nil {
 		return nil, oerr
 	}

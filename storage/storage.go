@@ -33,6 +33,10 @@ const (
 	KindConsents Kind = "consents"
 	// KindSecrets holds server-side secrets such as the form MAC key.
 	KindSecrets Kind = "secrets"
+	// KindAssertions holds the ids of used single-use assertions (the jti
+	// of client assertions and assertion grants), by a hash of issuer and
+	// id, until the assertion expires.
+	KindAssertions Kind = "assertions"
 )
 
 // ErrNotFound is returned when a record does not exist or has expired.

@@ -1,0 +1,64 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// clientIPKey carries the client's address from the token endpoint to a
+// grant handler, for the sign-in throttle.
+type clientIPKey struct{}
+
+var errBadPassword = errCode(CodeInvalidGrant, "the user name or password is wrong")
+
+// password is the resource owner password credentials grant (RFC 6749
+// §4.3), offered only to clients registered for it. It checks the same
+// users with the same bcrypt comparison as the login page and shares its
+// throttle: failures count per user name and per client address, and an
+// unknown user fails exactly like a wrong password.
+func (e *Engine) password(ctx context.Context, c *Client, form Form) (*TokenResponse, *Error) {
+	name, pw := form.Get("username"), form.Get("password")
+	if name == "" || pw == "" {
+		return nil, errRequest("username and password are required")
+	}
+	scope, aud, oerr := e.scopeAndAudience(c, form, c.Scopes)
+	if oerr != nil {
+		return nil, oerr
+	}
+	if len(name) > 200 || len(pw) > 1024 {
+		return nil, errBadPassword
+	}
+	ip, _ := ctx.Value(clientIPKey{}).(string)
+	keys := []string{"user:" + name, "ip:" + ip}
+	now := time.Now()
+	th := e.web.throttle
+	if th.locked(now, keys...) {
+		return nil, errCode(CodeInvalidGrant, "too many failed sign-ins; wait a few minutes and try again")
+	}
+	u, err := e.Users.Authenticate(ctx, name, pw)
+	if errors.Is(err, ErrUserNotFound) {
+		th.fail(now, keys...)
+		e.debug("password grant: sign-in failed")
+		return nil, errBadPassword
+	}
+	if err != nil {
+		return nil, storageError(err)
+	}
+	th.succeed(keys[0])
+	var (
+		at *AccessClaims
+		rt string
+	)
+	err = e.store.Batch(ctx, func(tx storage.Tx) error {
+		var err error
+		at, rt, err = e.startGrant(tx, c, randomID(16), u.Name, scope, aud, now.Unix(), now)
+		return err
+	})
+	if err != nil {
+		return nil, storageError(err)
+	}
+	return e.userTokens(ctx, c, at, rt, "", now.Unix())
+}
