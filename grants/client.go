@@ -127,8 +127,8 @@ func (c *Client) Validate() error {
 	if c.Allows(GrantRefreshToken) && !c.Allows(GrantAuthorizationCode) && !c.Allows(GrantPassword) {
 		return fmt.Errorf("client %q: refresh_token needs authorization_code or password (refresh tokens come from them)", c.ID)
 	}
-	if c.AuthMethod == AuthNone && (c.Allows(GrantPassword) || c.Allows(GrantJWTBearer) || c.Allows(GrantTokenExchange)) {
-		return fmt.Errorf("client %q: a public client cannot use the password, jwt-bearer or token-exchange grant", c.ID)
+	if c.AuthMethod == AuthNone && (c.Allows(GrantPassword) || c.Allows(GrantJWTBearer) || c.Allows(GrantSAML2Bearer) || c.Allows(GrantTokenExchange)) {
+		return fmt.Errorf("client %q: a public client cannot use the password, jwt-bearer, saml2-bearer or token-exchange grant", c.ID)
 	}
 	for _, u := range append(slices.Clone(c.RedirectURIs), c.PostLogoutRedirectURIs...) {
 		if err := validateRedirectURI(u); err != nil {
@@ -152,7 +152,7 @@ func (c *Client) Validate() error {
 }
 
 // SupportedGrantTypes lists the grant types this engine implements.
-var SupportedGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantPassword, GrantJWTBearer, GrantTokenExchange}
+var SupportedGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantPassword, GrantJWTBearer, GrantSAML2Bearer, GrantTokenExchange}
 
 // validateRedirectURI accepts absolute https URIs, http on loopback hosts
 // (RFC 8252 §7.3), and private-use schemes of native apps (RFC 8252 §7.1,

@@ -44,6 +44,9 @@ type Config struct {
 	// TrustedIssuers are the identity providers whose JWTs the JWT bearer
 	// grant accepts.
 	TrustedIssuers []*TrustedIssuer
+	// SAMLIdPs are the identity providers whose SAML 2.0 assertions the
+	// SAML bearer grant accepts.
+	SAMLIdPs []*SAMLIdP
 	// Web configures the sign-in pages.
 	Web WebConfig
 	// BehindTLSProxy says TLS ends in front of this server, so plain-HTTP
@@ -75,6 +78,8 @@ type Engine struct {
 	grants   map[string]grantHandler
 	// trusted are the issuers of JWT bearer assertions, by iss.
 	trusted map[string]*TrustedIssuer
+	// samlIdPs are the issuers of SAML bearer assertions, by entity ID.
+	samlIdPs map[string]*SAMLIdP
 }
 
 // grantHandler issues tokens for one grant type to an authenticated client
@@ -182,9 +187,20 @@ func NewEngine(cfg Config) (*Engine, error) {
 		}
 		e.trusted[ti.Issuer] = ti
 	}
+	e.samlIdPs = map[string]*SAMLIdP{}
+	for _, idp := range cfg.SAMLIdPs {
+		if err := validateSAMLIdP(idp, e.Clients); err != nil {
+			return nil, err
+		}
+		if _, dup := e.samlIdPs[idp.EntityID]; dup {
+			return nil, fmt.Errorf("saml_idp %q is defined twice", idp.EntityID)
+		}
+		e.samlIdPs[idp.EntityID] = idp
+	}
 	// The password and assertion grants exist only where a client is
 	// registered for them (RFC 9700 §2.4; ROPC-01).
-	optional := map[string]grantHandler{GrantPassword: e.password, GrantJWTBearer: e.jwtBearer, GrantTokenExchange: e.tokenExchange}
+	optional := map[string]grantHandler{GrantPassword: e.password, GrantJWTBearer: e.jwtBearer, GrantTokenExchange: e.tokenExchange,
+		GrantSAML2Bearer: e.samlBearer}
 	for _, c := range e.Clients {
 		for g, h := range optional {
 			if c.Allows(g) {

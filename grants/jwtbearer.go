@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // GrantJWTBearer is the JWT bearer authorization grant (RFC 7523 §2.1).
@@ -40,17 +38,8 @@ func validateTrustedIssuer(ti *TrustedIssuer, clients map[string]*Client) error 
 	if ti.Keys == nil {
 		return fmt.Errorf("trust_issuer %q: jwks, jwks_file or jwks_uri is required", ti.Issuer)
 	}
-	if len(ti.AllowedClients) == 0 {
-		return fmt.Errorf("trust_issuer %q: allowed_clients is required", ti.Issuer)
-	}
-	for _, id := range ti.AllowedClients {
-		c, ok := clients[id]
-		if !ok {
-			return fmt.Errorf("trust_issuer %q: allowed client %q is not defined", ti.Issuer, id)
-		}
-		if !c.Allows(GrantJWTBearer) {
-			return fmt.Errorf("trust_issuer %q: client %q must list %s in grant_types", ti.Issuer, id, GrantJWTBearer)
-		}
+	if err := checkAllowedClients(fmt.Sprintf("trust_issuer %q", ti.Issuer), ti.AllowedClients, GrantJWTBearer, clients); err != nil {
+		return err
 	}
 	if ti.SubjectClaim == "" {
 		ti.SubjectClaim = "sub"
@@ -67,34 +56,38 @@ func (e *Engine) jwtBearer(ctx context.Context, c *Client, form Form) (*TokenRes
 	if tok == "" {
 		return nil, errRequest("assertion is required")
 	}
-	bad := errCode(CodeInvalidGrant, "the assertion is invalid, expired, replayed or not trusted")
-	fail := func(reason string) (*TokenResponse, *Error) {
-		e.debug("jwt-bearer assertion refused", zap.String("client_id", c.ID), zap.String("reason", reason))
-		return nil, bad
-	}
 	ti, claims, subject, err := e.verifyTrustedJWT(ctx, tok, MaxAssertionLifetime)
 	if err != nil {
-		return fail(err.Error())
+		return e.assertionRefused(c, GrantJWTBearer, err.Error())
 	}
 	if !slices.Contains(ti.AllowedClients, c.ID) {
-		return fail("this client may not present this issuer's assertions")
+		return e.assertionRefused(c, GrantJWTBearer, "this client may not present this issuer's assertions")
 	}
 	if claims.ID == "" || len(claims.ID) > maxJTIBytes {
-		return fail("jti is required")
+		return e.assertionRefused(c, GrantJWTBearer, "jti is required")
 	}
-	allowed := slices.DeleteFunc(slices.Clone(c.Scopes), func(s string) bool { return !slices.Contains(ti.Scopes, s) })
-	scope, aud, oerr := e.scopeAndAudience(c, form, allowed)
-	if oerr != nil {
-		return nil, oerr
+	return e.grantForAssertion(ctx, c, form, assertionGrant{
+		grant: GrantJWTBearer, namespace: "grant", issuer: ti.Issuer, id: claims.ID,
+		subject: subject, expires: time.Unix(*claims.ExpiresAt, 0).Add(assertionSkew), scopes: ti.Scopes,
+	})
+}
+
+// checkAllowedClients checks that an assertion issuer's allowed clients
+// exist and are registered for its grant.
+func checkAllowedClients(owner string, ids []string, grant string, clients map[string]*Client) error {
+	if len(ids) == 0 {
+		return fmt.Errorf("%s: allowed_clients is required", owner)
 	}
-	fresh, err := e.consumeAssertionID(ctx, "grant", ti.Issuer, claims.ID, time.Unix(*claims.ExpiresAt, 0).Add(assertionSkew))
-	if err != nil {
-		return nil, storageError(err)
+	for _, id := range ids {
+		c, ok := clients[id]
+		if !ok {
+			return fmt.Errorf("%s: allowed client %q is not defined", owner, id)
+		}
+		if !c.Allows(grant) {
+			return fmt.Errorf("%s: client %q must list %s in grant_types", owner, id, grant)
+		}
 	}
-	if !fresh {
-		return fail("jti already used")
-	}
-	return e.issueAccessToken(newAccessClaims(e.Issuer, subject, c.ID, aud, scope, time.Now(), e.AccessTokenTTL))
+	return nil
 }
 
 // verifyTrustedJWT verifies a JWT of a trusted issuer with that issuer's
