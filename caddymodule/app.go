@@ -5,7 +5,9 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -87,6 +89,11 @@ type App struct {
 	// TrustIssuers are identity providers whose signed JWTs clients may
 	// exchange for access tokens with the JWT bearer grant (RFC 7523).
 	TrustIssuers []TrustIssuerConfig `json:"trust_issuers,omitempty"`
+
+	// SAMLIdPs are SAML 2.0 identity providers whose signed assertions
+	// clients may exchange for access tokens with the SAML 2.0 bearer
+	// grant (RFC 7522).
+	SAMLIdPs []SAMLIdPConfig `json:"saml_idps,omitempty"`
 
 	// Users can sign in at the login page. More can be added at run time
 	// with `caddy oauth user add`; those live in storage.
@@ -228,6 +235,32 @@ type TrustIssuerConfig struct {
 	Scopes []string `json:"scopes,omitempty"`
 }
 
+// SAMLIdPConfig trusts one SAML 2.0 identity provider for the SAML 2.0
+// bearer grant.
+type SAMLIdPConfig struct {
+	// EntityID is the exact `<Issuer>` of the provider's assertions.
+	// Required.
+	EntityID string `json:"entity_id"`
+
+	// CertFile is a PEM file holding the provider's signing certificate,
+	// read when the config loads. Only signatures by this certificate are
+	// accepted, and only while it is valid. Required.
+	CertFile string `json:"cert_file"`
+
+	// AllowedClients may present this provider's assertions; each must list
+	// urn:ietf:params:oauth:grant-type:saml2-bearer in its grant types.
+	// Required.
+	AllowedClients []string `json:"allowed_clients,omitempty"`
+
+	// SubjectAttribute is the SAML attribute whose single value becomes the
+	// access token's `sub`. Default: the Subject's NameID.
+	SubjectAttribute string `json:"subject_attribute,omitempty"`
+
+	// Scopes may be granted on this provider's assertions, within the
+	// client's own scopes. Default: none.
+	Scopes []string `json:"scopes,omitempty"`
+}
+
 // UserConfig defines a user in the config.
 type UserConfig struct {
 	// Name is the login name and the `sub` of the user's tokens.
@@ -294,6 +327,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		trusted = append(trusted, ti)
 	}
+	idps := make([]*grants.SAMLIdP, 0, len(a.SAMLIdPs))
+	for _, sc := range a.SAMLIdPs {
+		idp, err := sc.build()
+		if err != nil {
+			return fmt.Errorf("oauth: %w", err)
+		}
+		idps = append(idps, idp)
+	}
 	users := make([]*grants.User, 0, len(a.Users))
 	for _, uc := range a.Users {
 		users = append(users, &grants.User{Name: uc.Name, PasswordHash: uc.PasswordHash, Claims: uc.Claims})
@@ -306,6 +347,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Clients:         clients,
 		Users:           users,
 		TrustedIssuers:  trusted,
+		SAMLIdPs:        idps,
 		Web: grants.WebConfig{
 			SessionTTL:   time.Duration(a.SessionTTL),
 			TemplatesDir: a.TemplatesDir,
@@ -395,6 +437,28 @@ func (tc TrustIssuerConfig) build() (*grants.TrustedIssuer, error) {
 	}
 	return &grants.TrustedIssuer{Issuer: tc.Issuer, Keys: keys, SubjectClaim: tc.SubjectClaim,
 		AllowedClients: tc.AllowedClients, Scopes: tc.Scopes}, nil
+}
+
+// build turns the config into the engine's SAML identity provider.
+func (sc SAMLIdPConfig) build() (*grants.SAMLIdP, error) {
+	idp := &grants.SAMLIdP{EntityID: sc.EntityID, AllowedClients: sc.AllowedClients,
+		SubjectAttribute: sc.SubjectAttribute, Scopes: sc.Scopes}
+	if sc.CertFile == "" {
+		return idp, nil // NewEngine says what is missing
+	}
+	data, err := os.ReadFile(sc.CertFile)
+	if err != nil {
+		return nil, fmt.Errorf("saml_idp %q: %w", sc.EntityID, err)
+	}
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type == "CERTIFICATE" {
+			if idp.Certificate, err = x509.ParseCertificate(block.Bytes); err != nil {
+				return nil, fmt.Errorf("saml_idp %q: cert_file %q: %w", sc.EntityID, sc.CertFile, err)
+			}
+			return idp, nil
+		}
+	}
+	return nil, fmt.Errorf("saml_idp %q: cert_file %q holds no PEM CERTIFICATE", sc.EntityID, sc.CertFile)
 }
 
 // load builds the key set; nil when no source is given.

@@ -56,6 +56,12 @@ func init() {
 //			allowed_clients <id...>
 //			scopes <scope...>
 //		}
+//		saml_idp <entityID> {
+//			cert_file <pem>
+//			allowed_clients <id...>
+//			subject_attribute <name>
+//			scopes <scope...>
+//		}
 //		user <name> {
 //			password_hash <bcrypt>
 //			claim <name> <value>
@@ -140,6 +146,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.TrustIssuers = append(a.TrustIssuers, ti)
+		case "saml_idp":
+			var sc SAMLIdPConfig
+			if err := sc.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+			a.SAMLIdPs = append(a.SAMLIdPs, sc)
 		case "client":
 			var c ClientConfig
 			if err := c.unmarshalCaddyfile(d); err != nil {
@@ -248,6 +260,35 @@ func (ti *TrustIssuerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = listArg(d, &ti.Scopes)
 		default:
 			err = d.Errf("unknown option %q in trust_issuer %q", d.Val(), ti.Issuer)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (sc *SAMLIdPConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Err("saml_idp needs the entity ID: saml_idp <entityID> { ... }")
+	}
+	sc.EntityID = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "cert_file":
+			err = oneArg(d, &sc.CertFile)
+		case "subject_attribute":
+			err = oneArg(d, &sc.SubjectAttribute)
+		case "allowed_clients":
+			err = listArg(d, &sc.AllowedClients)
+		case "scopes":
+			err = listArg(d, &sc.Scopes)
+		default:
+			err = d.Errf("unknown option %q in saml_idp %q", d.Val(), sc.EntityID)
 		}
 		if err != nil {
 			return err

@@ -143,7 +143,13 @@ func g4Assertion(t *testing.T, clientID, aud string, alg jwa.SignatureAlgorithm,
 // g4Post sends a token request and decodes the JSON answer.
 func g4Post(t *testing.T, form url.Values) (int, map[string]any) {
 	t.Helper()
-	req := newRequest(t, http.MethodPost, g4TokenURL, strings.NewReader(form.Encode()))
+	return postToken(t, g4TokenURL, form)
+}
+
+// postToken sends a token request to tokenURL and decodes the JSON answer.
+func postToken(t *testing.T, tokenURL string, form url.Values) (int, map[string]any) {
+	t.Helper()
+	req := newRequest(t, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, body := httpDo(t, req)
 	var m map[string]any
