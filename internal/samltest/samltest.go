@@ -30,7 +30,7 @@ const (
 // Assertion is the content of one assertion. Zero times are left out.
 type Assertion struct {
 	ID, Issuer, NameID, Audience, Recipient, Method string
-	IssueInstant, NotBefore, NotOnOrAfter          time.Time
+	IssueInstant, NotBefore, NotOnOrAfter           time.Time
 	// ConfirmUntil is SubjectConfirmationData@NotOnOrAfter.
 	ConfirmUntil time.Time
 	// Attributes become one AttributeStatement, one value each.
