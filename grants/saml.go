@@ -186,6 +186,9 @@ func (e *Engine) verifySAMLAssertion(raw string, now time.Time) (*SAMLIdP, *saml
 	if !ok {
 		return nil, nil, errors.New("issuer is not a configured identity provider")
 	}
+	if usesSHA1(root) {
+		return nil, nil, errors.New("signature: SHA-1 is not accepted")
+	}
 	vc := dsig.NewDefaultValidationContext(&dsig.MemoryX509CertificateStore{Roots: []*x509.Certificate{idp.Certificate}})
 	verified, err := vc.Validate(root)
 	if err != nil {
@@ -197,6 +200,18 @@ func (e *Engine) verifySAMLAssertion(raw string, now time.Time) (*SAMLIdP, *saml
 		return nil, nil, err
 	}
 	return idp, a, nil
+}
+
+// usesSHA1 reports whether any signature or digest method anywhere in the
+// document is SHA-1, which the signature library would accept. Checking
+// every one, not just the one the library picks, only ever refuses more.
+func usesSHA1(root *etree.Element) bool {
+	if root.Tag == "SignatureMethod" || root.Tag == "DigestMethod" {
+		if strings.HasSuffix(strings.ToLower(root.SelectAttrValue("Algorithm", "")), "sha1") {
+			return true
+		}
+	}
+	return slices.ContainsFunc(root.ChildElements(), usesSHA1)
 }
 
 // checkSAMLAssertion applies RFC 7522 §3 to the verified assertion.

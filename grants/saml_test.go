@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"crypto"
 	"encoding/base64"
 	"net/http/httptest"
 	"net/url"
@@ -237,6 +238,22 @@ func TestSAMLCommentInjection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// SHA-1 signatures are refused (Go's x509 no longer checks them).
+func TestSAMLSHA1Refused(t *testing.T) {
+	e := samlEngine(t, nil)
+	idp, _ := samlSigners(t)
+	sha1 := *idp
+	sha1.Hash = crypto.SHA1
+	x, err := sha1.Sign(samlFields(nil).XML())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(x, "rsa-sha1") {
+		t.Fatal("not signed with SHA-1")
+	}
+	checkError(t, samlPost(e, "c-saml", samltest.Encode(x)), 400, CodeInvalidGrant)
 }
 
 // SAML-09: an assertion works once.

@@ -4,8 +4,10 @@
 package samltest
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	_ "crypto/sha1" // for Hash: crypto.SHA1 in tests of its refusal
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -84,6 +86,8 @@ func (a Assertion) XML() string {
 type Signer struct {
 	Key  *rsa.PrivateKey
 	Cert []byte // DER
+	// Hash is the digest and signature hash. Default: SHA-256.
+	Hash crypto.Hash
 }
 
 // GetKeyPair implements dsig.X509KeyStore.
@@ -107,6 +111,9 @@ func (s *Signer) Sign(doc string) (string, error) {
 	}
 	ctx := dsig.NewDefaultSigningContext(s)
 	ctx.Canonicalizer = dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("")
+	if s.Hash != 0 {
+		ctx.Hash = s.Hash
+	}
 	signed, err := ctx.SignEnveloped(d.Root())
 	if err != nil {
 		return "", err
