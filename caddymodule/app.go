@@ -311,29 +311,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.path = filepath.Clean(abs)
 
 	repl := caddy.NewReplacer()
-	clients := make([]*grants.Client, 0, len(a.Clients))
-	for _, cc := range a.Clients {
-		c, err := cc.build(repl)
-		if err != nil {
-			return fmt.Errorf("oauth: %w", err)
-		}
-		clients = append(clients, c)
+	clients, err := buildAll(a.Clients, func(cc ClientConfig) (*grants.Client, error) { return cc.build(repl) })
+	if err != nil {
+		return err
 	}
-	trusted := make([]*grants.TrustedIssuer, 0, len(a.TrustIssuers))
-	for _, tc := range a.TrustIssuers {
-		ti, err := tc.build()
-		if err != nil {
-			return fmt.Errorf("oauth: %w", err)
-		}
-		trusted = append(trusted, ti)
+	trusted, err := buildAll(a.TrustIssuers, TrustIssuerConfig.build)
+	if err != nil {
+		return err
 	}
-	idps := make([]*grants.SAMLIdP, 0, len(a.SAMLIdPs))
-	for _, sc := range a.SAMLIdPs {
-		idp, err := sc.build()
-		if err != nil {
-			return fmt.Errorf("oauth: %w", err)
-		}
-		idps = append(idps, idp)
+	idps, err := buildAll(a.SAMLIdPs, SAMLIdPConfig.build)
+	if err != nil {
+		return err
 	}
 	users := make([]*grants.User, 0, len(a.Users))
 	for _, uc := range a.Users {
@@ -364,6 +352,19 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("oauth: signing_alg %q is not supported (use one of %v)", a.SigningAlg, grants.SigningAlgs)
 	}
 	return nil
+}
+
+// buildAll builds the engine's value of each config entry.
+func buildAll[C, T any](cfgs []C, build func(C) (*T, error)) ([]*T, error) {
+	out := make([]*T, 0, len(cfgs))
+	for _, c := range cfgs {
+		v, err := build(c)
+		if err != nil {
+			return nil, fmt.Errorf("oauth: %w", err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {

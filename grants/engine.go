@@ -177,25 +177,15 @@ func NewEngine(cfg Config) (*Engine, error) {
 		GrantAuthorizationCode: e.authorizationCode,
 		GrantRefreshToken:      e.refreshToken,
 	}
-	e.trusted = map[string]*TrustedIssuer{}
-	for _, ti := range cfg.TrustedIssuers {
-		if err := validateTrustedIssuer(ti, e.Clients); err != nil {
-			return nil, err
-		}
-		if _, dup := e.trusted[ti.Issuer]; dup {
-			return nil, fmt.Errorf("trust_issuer %q is defined twice", ti.Issuer)
-		}
-		e.trusted[ti.Issuer] = ti
+	if e.trusted, err = byKey(cfg.TrustedIssuers, "trust_issuer", func(ti *TrustedIssuer) (string, error) {
+		return ti.Issuer, validateTrustedIssuer(ti, e.Clients)
+	}); err != nil {
+		return nil, err
 	}
-	e.samlIdPs = map[string]*SAMLIdP{}
-	for _, idp := range cfg.SAMLIdPs {
-		if err := validateSAMLIdP(idp, e.Clients); err != nil {
-			return nil, err
-		}
-		if _, dup := e.samlIdPs[idp.EntityID]; dup {
-			return nil, fmt.Errorf("saml_idp %q is defined twice", idp.EntityID)
-		}
-		e.samlIdPs[idp.EntityID] = idp
+	if e.samlIdPs, err = byKey(cfg.SAMLIdPs, "saml_idp", func(idp *SAMLIdP) (string, error) {
+		return idp.EntityID, validateSAMLIdP(idp, e.Clients)
+	}); err != nil {
+		return nil, err
 	}
 	// The password and assertion grants exist only where a client is
 	// registered for them (RFC 9700 §2.4; ROPC-01).
@@ -209,6 +199,23 @@ func NewEngine(cfg Config) (*Engine, error) {
 		}
 	}
 	return e, nil
+}
+
+// byKey checks each item and indexes it by its key, refusing a key that
+// is defined twice; what names the items in errors.
+func byKey[T any](items []*T, what string, check func(*T) (string, error)) (map[string]*T, error) {
+	m := make(map[string]*T, len(items))
+	for _, it := range items {
+		k, err := check(it)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := m[k]; dup {
+			return nil, fmt.Errorf("%s %q is defined twice", what, k)
+		}
+		m[k] = it
+	}
+	return m, nil
 }
 
 // Start attaches the engine to its storage and the revocation set shared
