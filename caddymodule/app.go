@@ -150,9 +150,11 @@ type ClientConfig struct {
 	Public bool `json:"public,omitempty"`
 
 	// GrantTypes the client may use: authorization_code, refresh_token
-	// (with authorization_code or password), client_credentials, password
-	// (confidential clients only; the grant is offered only when a client
-	// lists it).
+	// (with authorization_code or password), client_credentials, and the
+	// opt-in grants password, urn:ietf:params:oauth:grant-type:jwt-bearer,
+	// urn:ietf:params:oauth:grant-type:saml2-bearer and
+	// urn:ietf:params:oauth:grant-type:token-exchange (confidential clients
+	// only; each is offered only when a client lists it). Required.
 	GrantTypes []string `json:"grant_types,omitempty"`
 
 	// RedirectURIs are where authorization responses may go, compared as
