@@ -142,6 +142,10 @@ func TestSAMLBearerGrant(t *testing.T) {
 		{"SAML-03 audience with slash", "c-saml", samlGood(t, func(a *samltest.Assertion) { a.Audience = testIssuer + "/" }), nil, 400, CodeInvalidGrant, "audience does not name this server"},
 		{"SAML-03 second restriction elsewhere", "c-saml", enc(signXML(t, strings.Replace(samlFields(nil).XML(), "</saml:AudienceRestriction>",
 			"</saml:AudienceRestriction><saml:AudienceRestriction><saml:Audience>https://other-sp.test</saml:Audience></saml:AudienceRestriction>", 1))), nil, 400, CodeInvalidGrant, "audience does not name this server"},
+		{"SAML-02 no Issuer", "c-saml", enc(signXML(t, cut(samlFields(nil).XML(), "<saml:Issuer>", "</saml:Issuer>"))), nil, 400, CodeInvalidGrant, "one Issuer is required"},
+		{"SAML-04 no Subject", "c-saml", enc(signXML(t, cut(samlFields(nil).XML(), "<saml:Subject>", "</saml:Subject>"))), nil, 400, CodeInvalidGrant, "one Subject is required"},
+		{"SAML-04 no NameID", "c-saml", enc(signXML(t, cut(samlFields(nil).XML(), "<saml:NameID", "</saml:NameID>"))), nil, 400, CodeInvalidGrant, "one NameID is required"},
+		{"SAML-08 version 1.1", "c-saml", enc(signXML(t, strings.Replace(samlFields(nil).XML(), `Version="2.0"`, `Version="1.1"`, 1))), nil, 400, CodeInvalidGrant, "version is not 2.0"},
 		{"SAML-04 empty NameID", "c-saml", samlGood(t, func(a *samltest.Assertion) { a.NameID = "" }), nil, 400, CodeInvalidGrant, "no usable subject"},
 		{"SAML-05 conditions expired", "c-saml", samlGood(t, func(a *samltest.Assertion) { a.NotOnOrAfter = now.Add(-300 * time.Second) }), nil, 400, CodeInvalidGrant, "expired"},
 		{"SAML-06 confirmation expired", "c-saml", samlGood(t, func(a *samltest.Assertion) { a.ConfirmUntil = now.Add(-300 * time.Second) }), nil, 400, CodeInvalidGrant, "bearer confirmation expired"},
@@ -209,6 +213,13 @@ func signXML(t testing.TB, x string) string {
 		t.Fatal(err)
 	}
 	return signed
+}
+
+// cut removes the first part of s from start through end.
+func cut(s, start, end string) string {
+	i := strings.Index(s, start)
+	j := i + strings.Index(s[i:], end) + len(end)
+	return s[:i] + s[j:]
 }
 
 func between(s, start, end string) string {
