@@ -158,6 +158,12 @@ type ClientConfig struct {
 	// parameter; without it the token is for all of them. Default: the
 	// issuer.
 	Audience []string `json:"audience,omitempty"`
+
+	// ResourceServer marks a client that is an API checking tokens at the
+	// introspection endpoint: it is shown the access tokens whose audience
+	// includes one of its Audience values (and nothing else), instead of
+	// the tokens issued to it. Default: false.
+	ResourceServer bool `json:"resource_server,omitempty"`
 }
 
 // UserConfig defines a user in the config.
@@ -258,6 +264,7 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 		PostLogoutRedirectURIs: cc.PostLogoutRedirectURIs,
 		Trusted:                cc.Trusted,
 		PKCEOptional:           cc.PKCEOptional,
+		ResourceServer:         cc.ResourceServer,
 	}
 	switch {
 	case cc.Public && c.AuthMethod != "" && c.AuthMethod != grants.AuthNone:

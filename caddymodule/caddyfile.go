@@ -171,6 +171,9 @@ func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "pkce_optional":
 			c.PKCEOptional = true
 			err = noArgs(d)
+		case "resource_server":
+			c.ResourceServer = true
+			err = noArgs(d)
 		default:
 			err = d.Errf("unknown option %q in client %q", d.Val(), c.ID)
 		}

@@ -51,6 +51,10 @@ type Client struct {
 	// PKCEOptional lets a confidential client use the code flow without
 	// PKCE. Public clients always need it.
 	PKCEOptional bool
+	// ResourceServer marks a client that is an API checking tokens: at
+	// the introspection endpoint it sees the access tokens whose audience
+	// includes one of its Audience values, instead of its own tokens.
+	ResourceServer bool
 }
 
 // Allows reports whether the client is registered for grantType.

@@ -19,12 +19,14 @@ import (
 
 // Endpoint paths below the issuer's path.
 const (
-	TokenPath     = "/oauth/token"
-	JWKSPath      = "/oauth/jwks"
-	AuthorizePath = "/oauth/authorize"
-	UserinfoPath  = "/oauth/userinfo"
-	LogoutPath    = "/oauth/logout"
-	AssetsPath    = "/oauth/assets/"
+	TokenPath      = "/oauth/token"
+	JWKSPath       = "/oauth/jwks"
+	AuthorizePath  = "/oauth/authorize"
+	UserinfoPath   = "/oauth/userinfo"
+	LogoutPath     = "/oauth/logout"
+	AssetsPath     = "/oauth/assets/"
+	RevokePath     = "/oauth/revoke"
+	IntrospectPath = "/oauth/introspect"
 )
 
 // Config is what the engine is built from.
@@ -194,14 +196,16 @@ func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string,
 // HTTP layer to route on.
 func (e *Engine) Paths() map[string]string {
 	return map[string]string{
-		"token":     e.basePath + TokenPath,
-		"jwks":      e.basePath + JWKSPath,
-		"authorize": e.basePath + AuthorizePath,
-		"userinfo":  e.basePath + UserinfoPath,
-		"logout":    e.basePath + LogoutPath,
-		"assets":    e.basePath + AssetsPath,
-		"as_meta":   "/.well-known/oauth-authorization-server" + e.basePath,
-		"oidc_meta": e.basePath + "/.well-known/openid-configuration",
+		"token":      e.basePath + TokenPath,
+		"jwks":       e.basePath + JWKSPath,
+		"authorize":  e.basePath + AuthorizePath,
+		"userinfo":   e.basePath + UserinfoPath,
+		"logout":     e.basePath + LogoutPath,
+		"assets":     e.basePath + AssetsPath,
+		"revoke":     e.basePath + RevokePath,
+		"introspect": e.basePath + IntrospectPath,
+		"as_meta":    "/.well-known/oauth-authorization-server" + e.basePath,
+		"oidc_meta":  e.basePath + "/.well-known/openid-configuration",
 	}
 }
 

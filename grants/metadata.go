@@ -25,6 +25,10 @@ type Metadata struct {
 	GrantTypesSupported                    []string `json:"grant_types_supported"`
 	TokenEndpointAuthMethodsSupported      []string `json:"token_endpoint_auth_methods_supported"`
 	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported,omitempty"`
+	RevocationEndpoint                     string   `json:"revocation_endpoint"`
+	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported"`
+	IntrospectionEndpoint                  string   `json:"introspection_endpoint"`
+	IntrospectionAuthMethodsSupported      []string `json:"introspection_endpoint_auth_methods_supported"`
 	AuthorizationResponseISSParamSupported bool     `json:"authorization_response_iss_parameter_supported,omitempty"`
 	PromptValuesSupported                  []string `json:"prompt_values_supported,omitempty"`
 	SubjectTypesSupported                  []string `json:"subject_types_supported"`
@@ -76,6 +80,12 @@ func (e *Engine) metadata() *Metadata {
 			}
 		}
 	}
+	// Revocation takes the token endpoint's methods (public clients name
+	// themselves); introspection only confidential ones.
+	m.RevocationEndpoint = e.Issuer + RevokePath
+	m.RevocationEndpointAuthMethodsSupported = m.TokenEndpointAuthMethodsSupported
+	m.IntrospectionEndpoint = e.Issuer + IntrospectPath
+	m.IntrospectionAuthMethodsSupported = []string{AuthSecretBasic, AuthSecretPost}
 	slices.Sort(m.ScopesSupported)
 	slices.Sort(m.GrantTypesSupported)
 	if m.GrantTypesSupported == nil {

@@ -39,10 +39,15 @@ func (r *Revocations) Revoked(jti string) bool {
 	return ok
 }
 
-// persist records revoked ids in tx; call add after the commit.
+// revokedSlack keeps a stored revocation a little past the token's exp,
+// beyond the verifier's leeway, so a token that still verifies is never
+// forgotten early by the sweeper or by a restart.
+const revokedSlack = time.Minute
+
+// persistRevoked records revoked ids in tx; call add after the commit.
 func persistRevoked(tx storage.Tx, ids map[string]int64) error {
 	for jti, exp := range ids {
-		if err := tx.Put(storage.KindRevoked, jti, storage.Record{Expires: time.Unix(exp, 0)}); err != nil {
+		if err := tx.Put(storage.KindRevoked, jti, storage.Record{Expires: time.Unix(exp, 0).Add(revokedSlack)}); err != nil {
 			return err
 		}
 	}
@@ -61,7 +66,7 @@ func (r *Revocations) add(ids map[string]int64) {
 		r.jti[jti] = exp
 	}
 	for jti, exp := range r.jti {
-		if exp < now-60 {
+		if exp < now-int64(revokedSlack/time.Second) {
 			delete(r.jti, jti)
 		}
 	}

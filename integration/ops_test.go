@@ -1,0 +1,180 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// Ports of the operations tests (19400-19499):
+//
+//	19400  authorization server, issuer http://localhost:19400
+//	19401  protected API: oauth_protect + reverse_proxy to a recording upstream
+const (
+	opsIssuer = "http://localhost:19400"
+	opsAPI    = "http://localhost:19401"
+)
+
+// opsCaddyfile: two client_credentials clients of the API, a resource
+// server for it, and one for another audience. %[1]s is the storage file,
+// %[2]s the upstream.
+const opsCaddyfile = `{
+	skip_install_trust
+	admin localhost:2999
+	http_port 19480
+	https_port 19443
+	grace_period 1ns
+	oauth {
+		issuer http://localhost:19400
+		storage_path %[1]s
+		client billing-service {
+			secret billing-secret-0123456789abcdef
+			grant_types client_credentials
+			scopes invoices:read
+			audience http://localhost:19401
+		}
+		client other-service {
+			secret other-secret-0123456789abcdef
+			grant_types client_credentials
+			scopes invoices:read
+			audience http://localhost:19401
+		}
+		client api-gateway {
+			secret api-secret-0123456789abcdef
+			grant_types client_credentials
+			audience http://localhost:19401
+			resource_server
+		}
+		client elsewhere {
+			secret elsewhere-secret-0123456789abcdef
+			grant_types client_credentials
+			audience http://localhost:19499
+			resource_server
+		}
+	}
+}
+
+http://:19400 {
+	bind 127.0.0.1
+	oauth_server
+}
+
+http://localhost:19401 {
+	bind 127.0.0.1
+	oauth_protect {
+		scopes invoices:read
+		audience http://localhost:19401
+	}
+	reverse_proxy %[2]s
+}
+`
+
+var opsSecrets = map[string]string{
+	"billing-service": "billing-secret-0123456789abcdef",
+	"other-service":   "other-secret-0123456789abcdef",
+	"api-gateway":     "api-secret-0123456789abcdef",
+	"elsewhere":       "elsewhere-secret-0123456789abcdef",
+}
+
+func startOps(t *testing.T) *upstream {
+	t.Helper()
+	up := newUpstream(t)
+	startCaddy(t, fmt.Sprintf(opsCaddyfile, storagePath(t), up.addr()))
+	return up
+}
+
+// opsToken gets a client_credentials access token from the ops server.
+func opsToken(t *testing.T, id string) string {
+	t.Helper()
+	cfg := clientcredentials.Config{ClientID: id, ClientSecret: opsSecrets[id], TokenURL: opsIssuer + "/oauth/token",
+		AuthStyle: oauth2.AuthStyleInHeader}
+	tok, err := cfg.Token(clientContext(t))
+	if err != nil {
+		t.Fatalf("token for %s: %v", id, err)
+	}
+	return tok.AccessToken
+}
+
+// opsPost sends a form to an ops-server endpoint as the client, with
+// HTTP Basic, and returns the status and the body.
+func opsPost(t *testing.T, path, id string, form url.Values) (int, string) {
+	t.Helper()
+	req := newRequest(t, http.MethodPost, opsIssuer+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if id != "" {
+		req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(opsSecrets[id]))
+	}
+	resp, body := httpDo(t, req)
+	return resp.StatusCode, body
+}
+
+func opsIntrospect(t *testing.T, id, tok string) map[string]any {
+	t.Helper()
+	status, body := opsPost(t, "/oauth/introspect", id, url.Values{"token": {tok}})
+	var m map[string]any
+	if status != http.StatusOK || json.Unmarshal([]byte(body), &m) != nil {
+		t.Fatalf("introspect as %s: %d %s", id, status, body)
+	}
+	return m
+}
+
+// TestRevokeAtTheGate: a revoked access token is refused by oauth_protect
+// on the very next request (RS-11, REV-02, REV-04, INT-03, INT-04, INT-06).
+func TestRevokeAtTheGate(t *testing.T) {
+	up := startOps(t)
+	_, meta := getJSON(t, opsIssuer+"/.well-known/oauth-authorization-server")
+	if meta["revocation_endpoint"] != opsIssuer+"/oauth/revoke" || meta["introspection_endpoint"] != opsIssuer+"/oauth/introspect" {
+		t.Fatalf("discovery: %v", meta)
+	}
+	tok := opsToken(t, "billing-service")
+	bearer := "Bearer " + tok
+	if resp, body := callAPI(t, opsAPI, bearer); resp.StatusCode != http.StatusOK {
+		t.Fatalf("fresh token refused: %d %s", resp.StatusCode, body)
+	}
+	if m := opsIntrospect(t, "api-gateway", tok); m["active"] != true || m["client_id"] != "billing-service" || m["aud"] != opsAPI {
+		t.Fatalf("resource server's introspection: %v", m)
+	}
+	if m := opsIntrospect(t, "elsewhere", tok); len(m) != 1 || m["active"] != false {
+		t.Fatalf("another audience's resource server sees the token: %v", m)
+	}
+	if status, body := opsPost(t, "/oauth/introspect", "", url.Values{"token": {tok}}); status != http.StatusUnauthorized {
+		t.Fatalf("introspection without credentials: %d %s", status, body)
+	}
+
+	// Another client may not revoke it.
+	if status, body := opsPost(t, "/oauth/revoke", "other-service", url.Values{"token": {tok}}); status != http.StatusBadRequest ||
+		!strings.Contains(body, "unauthorized_client") {
+		t.Fatalf("other client's revocation: %d %s", status, body)
+	}
+	if resp, _ := callAPI(t, opsAPI, bearer); resp.StatusCode != http.StatusOK {
+		t.Fatalf("token refused after a refused revocation: %d", resp.StatusCode)
+	}
+
+	seen := up.count()
+	if status, body := opsPost(t, "/oauth/revoke", "billing-service", url.Values{"token": {tok}}); status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	resp, _ := callAPI(t, opsAPI, bearer)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(wwwAuth(t, resp), `error="invalid_token"`) {
+		t.Fatalf("revoked token at the gate: %d %v", resp.StatusCode, resp.Header)
+	}
+	if up.count() != seen {
+		t.Fatalf("a revoked token reached the upstream")
+	}
+	if m := opsIntrospect(t, "api-gateway", tok); len(m) != 1 || m["active"] != false {
+		t.Fatalf("revoked token introspects as %v", m)
+	}
+	if status, _ := opsPost(t, "/oauth/revoke", "billing-service", url.Values{"token": {"garbage"}}); status != http.StatusOK {
+		t.Fatalf("garbage revocation: %d", status)
+	}
+	// A fresh token of the same client still passes.
+	if resp, _ := callAPI(t, opsAPI, "Bearer "+opsToken(t, "billing-service")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("new token refused: %d", resp.StatusCode)
+	}
+}
