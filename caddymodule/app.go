@@ -79,6 +79,12 @@ type App struct {
 	// Default: false.
 	BehindTLSProxy bool `json:"behind_tls_proxy,omitempty"`
 
+	// SweepInterval is how often expired codes, refresh tokens, sessions,
+	// revocations and retired keys are deleted from storage, in small
+	// transactions, so the file reaches a steady size. One sweeper runs
+	// per storage file; the interval of the newest config wins. Default: 1m.
+	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
+
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
 
@@ -204,6 +210,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.SessionTTL == 0 {
 		a.SessionTTL = caddy.Duration(12 * time.Hour)
+	}
+	if a.SweepInterval < 0 {
+		return errors.New("oauth: sweep_interval must be positive")
 	}
 	path := a.StoragePath
 	if path == "" {
@@ -357,12 +366,14 @@ func (a *App) ready() (*grants.Engine, error) {
 			_ = st.Close()
 			return nil, fmt.Errorf("oauth storage: reading revocations from %s: %w", a.path, err)
 		}
-		return storeHandle{st, rev}, nil
+		return &storeHandle{Store: st, rev: rev,
+			sweeper: grants.StartSweeper(st, rev, time.Duration(a.SweepInterval), caddy.Log().Named("oauth.sweeper"))}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	h := val.(storeHandle)
+	h := val.(*storeHandle)
+	h.sweeper.SetInterval(time.Duration(a.SweepInterval))
 	if err := a.engine.Start(context.Background(), h.Store, a.SigningAlg, h.rev); err != nil {
 		_, _ = stores.Delete(a.path)
 		return nil, fmt.Errorf("oauth: loading signing keys from %s: %w", a.path, err)
@@ -377,14 +388,20 @@ func (a *App) ready() (*grants.Engine, error) {
 // and bbolt allows one handle per file per process.
 var stores = caddy.NewUsagePool()
 
-// storeHandle is what configs on one file share: the store and the
-// in-memory revocation set fed from it.
+// storeHandle is what configs on one file share: the store, the
+// in-memory revocation set fed from it, and the sweeper that deletes its
+// expired records.
 type storeHandle struct {
 	storage.Store
-	rev *grants.Revocations
+	rev     *grants.Revocations
+	sweeper *grants.Sweeper
 }
 
-func (h storeHandle) Destruct() error { return h.Store.Close() }
+// Destruct stops the sweeper, then closes the file.
+func (h *storeHandle) Destruct() error {
+	h.sweeper.Stop()
+	return h.Store.Close()
+}
 
 // appFrom finds the oauth app for a handler.
 func appFrom(ctx caddy.Context, directive string) (*App, error) {

@@ -93,6 +93,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := durationArg(d, &a.SessionTTL); err != nil {
 				return err
 			}
+		case "sweep_interval":
+			if err := durationArg(d, &a.SweepInterval); err != nil {
+				return err
+			}
+			if a.SweepInterval <= 0 {
+				return d.Errf("sweep_interval must be positive")
+			}
 		case "templates_dir":
 			if err := oneArg(d, &a.TemplatesDir); err != nil {
 				return err

@@ -59,15 +59,40 @@ func (r *Revocations) add(ids map[string]int64) {
 	if r == nil || len(ids) == 0 {
 		return
 	}
-	now := time.Now().Unix()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for jti, exp := range ids {
 		r.jti[jti] = exp
 	}
+	r.pruneLocked(time.Now())
+}
+
+// prune forgets the revocations of tokens that expired long enough ago
+// that they can no longer verify.
+func (r *Revocations) prune(now time.Time) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pruneLocked(now)
+}
+
+func (r *Revocations) pruneLocked(now time.Time) {
+	cutoff := now.Add(-revokedSlack).Unix()
 	for jti, exp := range r.jti {
-		if exp < now-int64(revokedSlack/time.Second) {
+		if exp < cutoff {
 			delete(r.jti, jti)
 		}
 	}
+}
+
+// Len is the number of revocations held in memory.
+func (r *Revocations) Len() int {
+	if r == nil {
+		return 0
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.jti)
 }
