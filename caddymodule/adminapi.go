@@ -74,6 +74,14 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 			return userError(eng.Users.Remove(r.Context(), name), name)
 		}
 		return apiErr(http.StatusMethodNotAllowed, "use PUT or DELETE on /oauth/users/<name>")
+	case path == "keys" && r.Method == http.MethodGet:
+		return writeAdminJSON(w, http.StatusOK, eng.Keys())
+	case path == "keys/rotate" && r.Method == http.MethodPost:
+		kid, err := eng.RotateKeys(r.Context())
+		if err != nil {
+			return apiErr(http.StatusInternalServerError, "rotating the signing key: %v", err)
+		}
+		return writeAdminJSON(w, http.StatusOK, map[string]string{"kid": kid})
 	}
 	return apiErr(http.StatusNotFound, "unknown oauth admin endpoint %s %s", r.Method, r.URL.Path)
 }
@@ -132,6 +140,13 @@ func userError(err error, name string) error {
 		return apiErr(http.StatusConflict, "user %q is defined in the Caddy config; change it there", name)
 	}
 	return apiErr(http.StatusBadRequest, "%v", err)
+}
+
+// writeAdminJSON answers v as JSON.
+func writeAdminJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
 }
 
 // Interface guards

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -85,6 +86,20 @@ type App struct {
 	// per storage file; the interval of the newest config wins. Default: 1m.
 	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
 
+	// KeyRotation, when set, makes a new signing key once the current one
+	// is this old (at least 1m). Old keys keep verifying, and stay in the
+	// JWKS, until every token they signed has expired. Default: no
+	// automatic rotation (rotate on demand with `caddy oauth keys rotate`).
+	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+
+	// KeyEncryptionKey encrypts the private signing keys in storage with
+	// AES-256-GCM (a key derived from it with HKDF-SHA256). Use a
+	// placeholder such as {env.OAUTH_KEK}; at least 32 bytes. When empty,
+	// the OAUTH_KEK environment variable is used; without either, keys are
+	// stored unencrypted. Keys stored plain are encrypted at the first
+	// start with a key. Default: none.
+	KeyEncryptionKey string `json:"key_encryption_key,omitempty"`
+
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
 
@@ -110,6 +125,9 @@ type lifecycle struct {
 	// running is the started engine, read without the lock on every
 	// request.
 	running atomic.Pointer[grants.Engine]
+	// stopKeys ends the key maintenance task; keysDone is closed when it
+	// has ended.
+	stopKeys, keysDone chan struct{}
 }
 
 // ClientConfig registers one OAuth client.
@@ -233,6 +251,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		clients = append(clients, c)
 	}
+	kek := repl.ReplaceKnown(a.KeyEncryptionKey, "")
+	if a.KeyEncryptionKey != "" && kek == "" {
+		return fmt.Errorf("oauth: key_encryption_key %q is empty after replacing placeholders (is the environment variable set?)", a.KeyEncryptionKey)
+	}
+	if kek == "" {
+		kek = os.Getenv("OAUTH_KEK")
+	}
+	if kek == "" {
+		a.logger.Warn("signing keys are stored unencrypted: anyone who can read the storage file can sign tokens; set key_encryption_key (or OAUTH_KEK) to encrypt them",
+			zap.String("storage_path", a.path))
+	}
 	users := make([]*grants.User, 0, len(a.Users))
 	for _, uc := range a.Users {
 		users = append(users, &grants.User{Name: uc.Name, PasswordHash: uc.PasswordHash, Claims: uc.Claims})
@@ -250,8 +279,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 			LogoFile:     a.Logo,
 			Throttle:     grants.ThrottleConfig{MaxFailures: a.LoginMaxFailures},
 		},
-		BehindTLSProxy: a.BehindTLSProxy,
-		Logger:         a.logger,
+		BehindTLSProxy:   a.BehindTLSProxy,
+		KeyRotation:      time.Duration(a.KeyRotation),
+		KeyEncryptionKey: []byte(kek),
+		Logger:           a.logger,
 	})
 	if err != nil {
 		return fmt.Errorf("oauth: %w", err)
@@ -336,6 +367,8 @@ func (a *App) Cleanup() error {
 	if !l.started {
 		return nil
 	}
+	close(l.stopKeys)
+	<-l.keysDone
 	_, err := stores.Delete(a.path)
 	return err
 }
@@ -379,8 +412,29 @@ func (a *App) ready() (*grants.Engine, error) {
 		return nil, fmt.Errorf("oauth: loading signing keys from %s: %w", a.path, err)
 	}
 	l.started = true
+	l.stopKeys, l.keysDone = make(chan struct{}), make(chan struct{})
+	go a.maintainKeys(l.stopKeys, l.keysDone)
 	l.running.Store(a.engine)
 	return a.engine, nil
+}
+
+// maintainKeys rotates the signing key when key_rotation says so and
+// reloads the key ring, so this config signs with a key another config
+// on the same file made and drops retired keys from its JWKS.
+func (a *App) maintainKeys(stop, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(a.engine.KeyMaintenanceInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			if err := a.engine.MaintainKeys(context.Background(), now); err != nil {
+				a.logger.Error("maintaining the signing keys failed; will retry", zap.Error(err))
+			}
+		}
+	}
 }
 
 // stores shares one open bbolt handle per file across configs: Caddy

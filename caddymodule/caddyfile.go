@@ -93,6 +93,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := durationArg(d, &a.SessionTTL); err != nil {
 				return err
 			}
+		case "key_rotation":
+			if err := durationArg(d, &a.KeyRotation); err != nil {
+				return err
+			}
+		case "key_encryption_key":
+			if err := oneArg(d, &a.KeyEncryptionKey); err != nil {
+				return err
+			}
 		case "sweep_interval":
 			if err := durationArg(d, &a.SweepInterval); err != nil {
 				return err

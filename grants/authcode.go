@@ -153,8 +153,8 @@ func (e *Engine) userTokens(ctx context.Context, c *Client, at *AccessClaims, rt
 			return nil, storageError(err)
 		}
 		idc := newIDClaims(e.Issuer, u, c.ID, nonce, at.Scopes(), time.Unix(authTime, 0), time.Now(), e.AccessTokenTTL)
-		idc.ATHash = atHash(e.keys.Current, resp.AccessToken)
-		if resp.IDToken, err = e.keys.Current.MintIDToken(idc); err != nil {
+		idc.ATHash = atHash(e.keyRing().Current, resp.AccessToken)
+		if resp.IDToken, err = e.keyRing().Current.MintIDToken(idc); err != nil {
 			return nil, errServer
 		}
 	}

@@ -39,7 +39,7 @@ func (e *Engine) audienceFor(c *Client, resource string) ([]string, *Error) {
 
 // issueAccessToken signs the claims with the current key.
 func (e *Engine) issueAccessToken(claims *AccessClaims) (*TokenResponse, *Error) {
-	tok, err := e.keys.Current.MintAccessToken(claims)
+	tok, err := e.keyRing().Current.MintAccessToken(claims)
 	if err != nil {
 		return nil, errServer
 	}

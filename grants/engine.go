@@ -48,7 +48,13 @@ type Config struct {
 	// BehindTLSProxy says TLS ends in front of this server, so plain-HTTP
 	// requests to credential-bearing endpoints are accepted from anywhere.
 	BehindTLSProxy bool
-	Logger         *zap.Logger
+	// KeyRotation, when positive, makes a new signing key once the
+	// current one is this old. Zero rotates only on demand.
+	KeyRotation time.Duration
+	// KeyEncryptionKey, when set (at least 32 bytes), encrypts the
+	// private signing keys in storage with AES-256-GCM.
+	KeyEncryptionKey []byte
+	Logger           *zap.Logger
 }
 
 // Engine serves the authorization server's endpoints.
@@ -66,12 +72,15 @@ type Engine struct {
 	web         *web
 
 	store  storage.Store
-	keys   *KeyRing
 	logger *zap.Logger
 	realm  string
 	// basePath is the issuer's path, under which endpoints live.
 	basePath string
 	grants   map[string]grantHandler
+
+	signingAlg  string
+	keyRotation time.Duration
+	sealer      *keySealer
 }
 
 // grantHandler issues tokens for one grant type to an authenticated client
@@ -137,6 +146,11 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.logger == nil {
 		e.logger = zap.NewNop()
 	}
+	var err error
+	if e.sealer, err = checkKeyConfig(cfg); err != nil {
+		return nil, err
+	}
+	e.keyRotation = cfg.KeyRotation
 	for _, c := range cfg.Clients {
 		if err := c.Validate(); err != nil {
 			return nil, err
@@ -160,7 +174,6 @@ func NewEngine(cfg Config) (*Engine, error) {
 		e.Users.config[u.Name] = u
 	}
 	e.Users.reserved = func(name string) bool { _, ok := e.Clients[name]; return ok }
-	var err error
 	if e.web, err = newWeb(e, cfg.Web); err != nil {
 		return nil, err
 	}
@@ -176,7 +189,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 // by every engine on it, and loads (or creates) the signing keys and the
 // form-protection key.
 func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string, rev *Revocations) error {
-	kr, err := LoadKeyRing(ctx, st, signingAlg, time.Now())
+	kr, err := loadKeyRing(ctx, st, signingAlg, e.sealer, time.Now())
 	if err != nil {
 		return err
 	}
@@ -184,7 +197,7 @@ func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string,
 		return err
 	}
 	e.store = st
-	e.keys = kr
+	e.signingAlg = signingAlg
 	e.Users.store = st
 	e.Revocations = rev
 	e.Verifier.revocations = rev

@@ -76,7 +76,7 @@ func TestIntrospectInactive(t *testing.T) {
 	if r := opRevoke(e, "c-basic", "token", revoked); r.status != 200 {
 		t.Fatal(r.raw)
 	}
-	expired := signRaw(t, e.keys.Current, `{"alg":"ES256","typ":"at+jwt","kid":"`+e.keys.Current.ID+`"}`,
+	expired := signRaw(t, e.keyRing().Current, `{"alg":"ES256","typ":"at+jwt","kid":"`+e.keyRing().Current.ID+`"}`,
 		`{"iss":"`+siTestIssuer+`","sub":"c-basic","aud":"x","exp":1000,"iat":900,"jti":"j","client_id":"c-basic"}`)
 	tests := []struct{ name, client, token string }{
 		{"garbage", "c-web", "garbage"},

@@ -138,7 +138,7 @@ func (e *Engine) idTokenHint(tok string) (sub, aud string) {
 	if err != nil || json.Unmarshal(hb, &h) != nil || h.Typ != "JWT" || h.Crit != nil {
 		return "", ""
 	}
-	k, ok := e.keys.Lookup(h.Kid)
+	k, ok := e.keyRing().Lookup(h.Kid)
 	if !ok || h.Alg != k.Alg.String() {
 		return "", ""
 	}

@@ -51,7 +51,7 @@ func (e *Engine) metadata() *Metadata {
 		ResponseTypesSupported:            []string{},
 		TokenEndpointAuthMethodsSupported: []string{AuthSecretBasic, AuthSecretPost},
 		SubjectTypesSupported:             []string{"public"},
-		IDTokenSigningAlgValuesSupported:  []string{e.keys.Current.Alg.String()},
+		IDTokenSigningAlgValuesSupported:  []string{e.keyRing().Current.Alg.String()},
 		ClaimsSupported: []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
 			"name", "given_name", "family_name", "preferred_username", "email", "email_verified"},
 	}
@@ -108,7 +108,7 @@ func (e *Engine) ServeJWKS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	set := jwk.NewSet()
-	for _, k := range e.keys.All() {
+	for _, k := range e.keyRing().All() {
 		pub, err := k.PublicJWK()
 		if err != nil {
 			WriteError(w, errServer)

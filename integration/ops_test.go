@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -176,5 +179,64 @@ func TestRevokeAtTheGate(t *testing.T) {
 	// A fresh token of the same client still passes.
 	if resp, _ := callAPI(t, opsAPI, "Bearer "+opsToken(t, "billing-service")); resp.StatusCode != http.StatusOK {
 		t.Fatalf("new token refused: %d", resp.StatusCode)
+	}
+}
+
+// opsCLI runs `caddy oauth <args>` in this process, as the registered
+// command, and returns what it printed.
+func opsCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd, ok := caddycmd.Commands()["oauth"]
+	if !ok {
+		t.Fatal("the oauth command is not registered")
+	}
+	root := &cobra.Command{Use: "oauth", SilenceUsage: true, SilenceErrors: true}
+	cmd.CobraFunc(root)
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+// TestKeyRotationLive: rotating with the CLI while a client keeps working:
+// the old token still passes, new tokens carry the new kid, the JWKS has
+// both (META-06).
+func TestKeyRotationLive(t *testing.T) {
+	startOps(t)
+	before := opsToken(t, "billing-service")
+	h, _ := jwtParts(t, before)
+	oldKid := h["kid"].(string)
+	out, err := opsCLI(t, "keys", "rotate", "--address", adminAddr)
+	if err != nil {
+		t.Fatalf("keys rotate: %v\n%s", err, out)
+	}
+	newKid, ok := strings.CutPrefix(strings.TrimSpace(out), "new signing key ")
+	if !ok || newKid == oldKid {
+		t.Fatalf("keys rotate printed %q", out)
+	}
+	if resp, body := callAPI(t, opsAPI, "Bearer "+before); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a token of the old key is refused after rotation: %d %s", resp.StatusCode, body)
+	}
+	after := opsToken(t, "billing-service")
+	if h, _ := jwtParts(t, after); h["kid"] != newKid {
+		t.Fatalf("new token signed by %v, want %s", h["kid"], newKid)
+	}
+	if resp, _ := callAPI(t, opsAPI, "Bearer "+after); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a token of the new key is refused: %d", resp.StatusCode)
+	}
+	_, set := getJSON(t, opsIssuer+"/oauth/jwks")
+	kids := fmt.Sprint(set["keys"])
+	if !strings.Contains(kids, oldKid) || !strings.Contains(kids, newKid) {
+		t.Fatalf("JWKS after rotation: %s", kids)
+	}
+	out, err = opsCLI(t, "keys", "list", "--address", adminAddr)
+	if err != nil || !strings.Contains(out, newKid+"\tES256") || !strings.Contains(out, "\tsigns") || !strings.Contains(out, "retires ") {
+		t.Fatalf("keys list: %v\n%s", err, out)
+	}
+	// No server at the address: a clear error.
+	if out, err := opsCLI(t, "keys", "list", "--address", "localhost:19499"); err == nil || !strings.Contains(err.Error(), "no Caddy server answers at localhost:19499") {
+		t.Fatalf("keys list without a server: %v %s", err, out)
 	}
 }
