@@ -27,8 +27,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "oauth",
-		Usage: "user add|list|remove|passwd ... | keys list|rotate",
-		Short: "Manages caddy-oauthgate users and signing keys",
+		Usage: "user|client|keys|revoke ...",
+		Short: "Manages caddy-oauthgate users, clients, signing keys and revocations",
 		Long: `
 Manages the users who can sign in at the oauth_server login page.
 
@@ -47,14 +47,18 @@ be changed in the config.
 Passwords are read from the terminal without echo, or as one line from
 standard input. They are hashed with bcrypt here; only the hash is sent.
 
+The following need the running server:
+
+  caddy oauth client add <id> --grant-types client_credentials [--scopes a,b] [--audience URL]...
+  caddy oauth client list
+  caddy oauth client remove <id>
+  caddy oauth revoke --subject <user> | --client <id>
   caddy oauth keys list
   caddy oauth keys rotate
-
-list and rotate the signing keys; they need the running server.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			user := &cobra.Command{Use: "user", Short: "Manages users"}
-			cmd.AddCommand(user, keysCommand())
+			cmd.AddCommand(user, keysCommand(), clientCommand(), revokeCommand())
 			for _, sub := range []struct{ use, short string }{
 				{"add <name>", "Adds a user"},
 				{"passwd <name>", "Sets a user's password (and claims, with --claim)"},

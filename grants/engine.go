@@ -173,7 +173,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 		u.FromConfig = true
 		e.Users.config[u.Name] = u
 	}
-	e.Users.reserved = func(name string) bool { _, ok := e.Clients[name]; return ok }
+	e.Users.reserved = func(name string) bool {
+		c, _ := e.lookupClient(context.Background(), name)
+		return c != nil
+	}
 	if e.web, err = newWeb(e, cfg.Web); err != nil {
 		return nil, err
 	}

@@ -73,7 +73,7 @@ func (e *Engine) ServeLogout(rw http.ResponseWriter, r *http.Request) {
 		st.State = ""
 	}
 	if pl := q.Get("post_logout_redirect_uri"); pl != "" {
-		if c, ok := e.Clients[clientID]; ok && (hintAud == "" || hintAud == clientID) && slices.Contains(c.PostLogoutRedirectURIs, pl) {
+		if c, err := e.lookupClient(r.Context(), clientID); err == nil && c != nil && (hintAud == "" || hintAud == clientID) && slices.Contains(c.PostLogoutRedirectURIs, pl) {
 			st.RedirectURI = pl
 		}
 	}

@@ -113,7 +113,7 @@ func (v *Verifier) Verify(token string, now time.Time) (*AccessClaims, error) {
 	if c.IssuedAt > sec+lee {
 		return nil, reject("issued in the future")
 	}
-	if v.revocations.Revoked(c.ID) {
+	if v.revocations.revokedClaims(&c) {
 		return nil, reject("revoked")
 	}
 	return &c, nil

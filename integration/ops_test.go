@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -238,5 +239,62 @@ func TestKeyRotationLive(t *testing.T) {
 	// No server at the address: a clear error.
 	if out, err := opsCLI(t, "keys", "list", "--address", "localhost:19499"); err == nil || !strings.Contains(err.Error(), "no Caddy server answers at localhost:19499") {
 		t.Fatalf("keys list without a server: %v %s", err, out)
+	}
+}
+
+// TestClientsFromCLI: an operator adds a client at run time, the client
+// gets tokens at once; config clients cannot be removed; revoking a client
+// refuses its tokens at the gate; removing it ends its access.
+func TestClientsFromCLI(t *testing.T) {
+	startOps(t)
+	out, err := opsCLI(t, "client", "add", "rt-svc", "--grant-types", "client_credentials", "--scopes", "invoices:read",
+		"--audience", opsAPI, "--address", adminAddr)
+	if err != nil {
+		t.Fatalf("client add: %v\n%s", err, out)
+	}
+	_, rest, _ := strings.Cut(out, "client_secret: ")
+	secret, _, _ := strings.Cut(rest, "\n")
+	if len(secret) < 43 {
+		t.Fatalf("client add printed %q", out)
+	}
+	opsSecrets["rt-svc"] = secret
+	defer delete(opsSecrets, "rt-svc")
+	tok := opsToken(t, "rt-svc")
+	if resp, body := callAPI(t, opsAPI, "Bearer "+tok); resp.StatusCode != http.StatusOK {
+		t.Fatalf("run-time client's token refused: %d %s", resp.StatusCode, body)
+	}
+	out, err = opsCLI(t, "client", "list", "--address", adminAddr)
+	if err != nil || !strings.Contains(out, "rt-svc\tstorage\tclient_credentials") || !strings.Contains(out, "billing-service\tconfig") {
+		t.Fatalf("client list: %v\n%s", err, out)
+	}
+	if out, err := opsCLI(t, "client", "remove", "billing-service", "--address", adminAddr); err == nil || !strings.Contains(err.Error(), "defined in the Caddy config") {
+		t.Fatalf("removing a config client: %v %s", err, out)
+	}
+	if out, err := opsCLI(t, "client", "add", "rt-svc", "--grant-types", "client_credentials", "--address", adminAddr); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("adding a client twice: %v %s", err, out)
+	}
+
+	// Revoke everything rt-svc holds: its token is refused at the gate.
+	if out, err := opsCLI(t, "revoke", "--client", "rt-svc", "--address", adminAddr); err != nil || !strings.Contains(out, "revoked 0 grant(s)") {
+		t.Fatalf("revoke --client: %v %s", err, out)
+	}
+	if resp, _ := callAPI(t, opsAPI, "Bearer "+tok); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("token of a revoked client: %d", resp.StatusCode)
+	}
+	// Tokens issued in a later second pass again.
+	time.Sleep(1100 * time.Millisecond)
+	if resp, _ := callAPI(t, opsAPI, "Bearer "+opsToken(t, "rt-svc")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a new token after revocation: %d", resp.StatusCode)
+	}
+	if out, err := opsCLI(t, "revoke", "--address", adminAddr); err == nil {
+		t.Fatalf("revoke without --subject or --client: %s", out)
+	}
+
+	if out, err := opsCLI(t, "client", "remove", "rt-svc", "--address", adminAddr); err != nil {
+		t.Fatalf("client remove: %v %s", err, out)
+	}
+	cfg := clientcredentials.Config{ClientID: "rt-svc", ClientSecret: secret, TokenURL: opsIssuer + "/oauth/token"}
+	if _, err := cfg.Token(clientContext(t)); err == nil || !strings.Contains(err.Error(), "invalid_client") {
+		t.Fatalf("a removed client got a token: %v", err)
 	}
 }

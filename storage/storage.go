@@ -33,6 +33,8 @@ const (
 	KindConsents Kind = "consents"
 	// KindSecrets holds server-side secrets such as the form MAC key.
 	KindSecrets Kind = "secrets"
+	// KindClients holds clients registered at run time, by client_id.
+	KindClients Kind = "clients"
 )
 
 // ErrNotFound is returned when a record does not exist or has expired.
