@@ -214,6 +214,9 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.life = new(lifecycle)
 	a.logger = ctx.Logger()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("oauth: registering metrics: %w", err)
+	}
 	if a.Issuer == "" {
 		return errors.New("oauth: issuer is required (for example: issuer https://auth.example.com)")
 	}
@@ -282,6 +285,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		BehindTLSProxy:   a.BehindTLSProxy,
 		KeyRotation:      time.Duration(a.KeyRotation),
 		KeyEncryptionKey: []byte(kek),
+		Observer:         metricsObserver{},
 		Logger:           a.logger,
 	})
 	if err != nil {

@@ -54,7 +54,9 @@ type Config struct {
 	// KeyEncryptionKey, when set (at least 32 bytes), encrypts the
 	// private signing keys in storage with AES-256-GCM.
 	KeyEncryptionKey []byte
-	Logger           *zap.Logger
+	// Observer receives token endpoint events for metrics; nil for none.
+	Observer Observer
+	Logger   *zap.Logger
 }
 
 // Engine serves the authorization server's endpoints.
@@ -81,6 +83,7 @@ type Engine struct {
 	signingAlg  string
 	keyRotation time.Duration
 	sealer      *keySealer
+	observer    Observer
 }
 
 // grantHandler issues tokens for one grant type to an authenticated client
@@ -151,6 +154,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.keyRotation = cfg.KeyRotation
+	e.observer = cfg.Observer
+	if e.observer == nil {
+		e.observer = nopObserver{}
+	}
 	for _, c := range cfg.Clients {
 		if err := c.Validate(); err != nil {
 			return nil, err

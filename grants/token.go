@@ -2,6 +2,7 @@ package grants
 
 import (
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -28,8 +29,11 @@ func (e *Engine) requireTLS(r *http.Request) *Error {
 
 // ServeToken is the token endpoint (RFC 6749 §3.2).
 func (e *Engine) ServeToken(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() { e.observer.TokenDuration(time.Since(start)) }()
 	resp, oerr := e.token(w, r)
 	if oerr != nil {
+		e.observer.TokenRefused(oerr.Code)
 		e.debug("token request refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
 		WriteError(w, oerr)
 		return
@@ -64,6 +68,7 @@ func (e *Engine) token(w http.ResponseWriter, r *http.Request) (*TokenResponse, 
 	if oerr != nil {
 		return nil, oerr
 	}
+	e.observer.TokenIssued(gt, client.ID)
 	e.debug("token issued", zap.String("client_id", client.ID), zap.String("grant_type", gt))
 	return resp, nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -296,5 +298,71 @@ func TestClientsFromCLI(t *testing.T) {
 	cfg := clientcredentials.Config{ClientID: "rt-svc", ClientSecret: secret, TokenURL: opsIssuer + "/oauth/token"}
 	if _, err := cfg.Token(clientContext(t)); err == nil || !strings.Contains(err.Error(), "invalid_client") {
 		t.Fatalf("a removed client got a token: %v", err)
+	}
+}
+
+// TestMetricsAndLogs runs a whole operations flow with debug logging to a
+// file, then checks the admin /metrics endpoint counts it and that no
+// secret, code or token used appears anywhere in the logs.
+func TestMetricsAndLogs(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	up := newUpstream(t)
+	cfg := fmt.Sprintf(opsCaddyfile, storagePath(t), up.addr())
+	cfg = strings.Replace(cfg, "grace_period 1ns", "grace_period 1ns\n\tlog {\n\t\toutput file "+logFile+"\n\t\tlevel DEBUG\n\t}", 1)
+	startCaddy(t, cfg)
+
+	secrets := []string{}
+	for _, s := range opsSecrets {
+		secrets = append(secrets, s)
+	}
+	tok := opsToken(t, "billing-service")
+	secrets = append(secrets, tok)
+	callAPI(t, opsAPI, "Bearer "+tok)     // allowed
+	callAPI(t, opsAPI, "")                // no token
+	callAPI(t, opsAPI, "Bearer "+tok+"x") // invalid
+	opsPost(t, "/oauth/token", "", url.Values{"grant_type": {"client_credentials"}, "client_id": {"billing-service"},
+		"client_secret": {"wrong-secret-0123456789"}}) // invalid_client
+	secrets = append(secrets, "wrong-secret-0123456789")
+	opsIntrospect(t, "api-gateway", tok)
+	opsPost(t, "/oauth/revoke", "billing-service", url.Values{"token": {tok}})
+	out, err := opsCLI(t, "client", "add", "log-svc", "--grant-types", "client_credentials", "--address", adminAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(out, "client_secret: ")
+	secret, _, _ := strings.Cut(rest, "\n")
+	secrets = append(secrets, secret)
+
+	resp, body := httpDo(t, newRequest(t, http.MethodGet, "http://"+adminAddr+"/metrics", nil))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d", resp.StatusCode)
+	}
+	for _, want := range []string{
+		`caddy_oauth_tokens_issued_total{client_id="billing-service",grant_type="client_credentials"}`,
+		`caddy_oauth_token_errors_total{error="invalid_client"}`,
+		`caddy_oauth_gate_decisions_total{result="allowed"}`,
+		`caddy_oauth_gate_decisions_total{result="no_token"}`,
+		`caddy_oauth_gate_decisions_total{result="invalid_token"}`,
+		`caddy_oauth_token_request_duration_seconds_count`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	logs, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logs), "token issued") || !strings.Contains(string(logs), "access token refused") {
+		t.Fatalf("the debug log does not have the engine's events; is it captured?\n%s", logs)
+	}
+	for _, s := range secrets {
+		// The JWT's payload alone would betray the token too.
+		for _, needle := range append([]string{s}, strings.Split(s, ".")...) {
+			if len(needle) >= 16 && strings.Contains(string(logs), needle) {
+				t.Errorf("the logs contain a secret or token: %.12s…", needle)
+			}
+		}
 	}
 }
