@@ -156,17 +156,9 @@ func userError(err error, name string) error {
 // adminClient is a client as the admin API takes it. The server makes the
 // secret.
 type adminClient struct {
-	ID                     string   `json:"client_id"`
-	Public                 bool     `json:"public,omitempty"`
-	AuthMethod             string   `json:"auth_method,omitempty"`
-	GrantTypes             []string `json:"grant_types"`
-	Scopes                 []string `json:"scopes,omitempty"`
-	Audience               []string `json:"audience,omitempty"`
-	RedirectURIs           []string `json:"redirect_uris,omitempty"`
-	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
-	Trusted                bool     `json:"trusted,omitempty"`
-	PKCEOptional           bool     `json:"pkce_optional,omitempty"`
-	ResourceServer         bool     `json:"resource_server,omitempty"`
+	grants.ClientSpec
+	// Public sets auth_method none.
+	Public bool `json:"public,omitempty"`
 }
 
 // decodeAdmin reads a small JSON body strictly.
@@ -186,9 +178,7 @@ func addClient(w http.ResponseWriter, r *http.Request, eng *grants.Engine) error
 	if err := decodeAdmin(w, r, &in); err != nil {
 		return err
 	}
-	c := &grants.Client{ID: in.ID, AuthMethod: in.AuthMethod, GrantTypes: in.GrantTypes, Scopes: in.Scopes,
-		Audience: in.Audience, RedirectURIs: in.RedirectURIs, PostLogoutRedirectURIs: in.PostLogoutRedirectURIs,
-		Trusted: in.Trusted, PKCEOptional: in.PKCEOptional, ResourceServer: in.ResourceServer}
+	c := in.Client()
 	if in.Public {
 		if c.AuthMethod != "" && c.AuthMethod != grants.AuthNone {
 			return apiErr(http.StatusBadRequest, "a public client authenticates with none, not %s", c.AuthMethod)

@@ -36,8 +36,8 @@ func clientCommand() *cobra.Command {
 
 	add.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 		return exitCode(func() error {
-			in := adminClient{ID: fl.Arg(0), AuthMethod: fl.String("auth-method"), Public: fl.Bool("public"),
-				Trusted: fl.Bool("trusted"), ResourceServer: fl.Bool("resource-server")}
+			in := adminClient{Public: fl.Bool("public"), ClientSpec: grants.ClientSpec{ID: fl.Arg(0),
+				AuthMethod: fl.String("auth-method"), Trusted: fl.Bool("trusted"), ResourceServer: fl.Bool("resource-server")}}
 			in.GrantTypes, _ = fl.GetStringSlice("grant-types")
 			in.Scopes, _ = fl.GetStringSlice("scopes")
 			in.Audience, _ = fl.GetStringSlice("audience")

@@ -79,6 +79,8 @@ func (metricsObserver) TokenIssued(grantType, clientID string) {
 
 func (metricsObserver) TokenRefused(code string) { oauthMetrics.errors.WithLabelValues(code).Inc() }
 
-func (metricsObserver) TokenDuration(d time.Duration) { oauthMetrics.tokenDuration.Observe(d.Seconds()) }
+func (metricsObserver) TokenDuration(d time.Duration) {
+	oauthMetrics.tokenDuration.Observe(d.Seconds())
+}
 
 var _ grants.Observer = metricsObserver{}

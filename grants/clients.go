@@ -21,27 +21,45 @@ var (
 	ErrConfigClient = errors.New("client is defined in the config")
 )
 
+// ClientSpec is a client's registration as operators and storage see
+// it: everything but the secret.
+type ClientSpec struct {
+	ID                     string   `json:"client_id"`
+	AuthMethod             string   `json:"auth_method,omitempty"`
+	GrantTypes             []string `json:"grant_types"`
+	Scopes                 []string `json:"scopes,omitempty"`
+	Audience               []string `json:"audience,omitempty"`
+	RedirectURIs           []string `json:"redirect_uris,omitempty"`
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
+	Trusted                bool     `json:"trusted,omitempty"`
+	PKCEOptional           bool     `json:"pkce_optional,omitempty"`
+	ResourceServer         bool     `json:"resource_server,omitempty"`
+}
+
+// Client builds the engine's client (without a secret).
+func (s ClientSpec) Client() *Client {
+	return &Client{ID: s.ID, AuthMethod: s.AuthMethod, GrantTypes: s.GrantTypes, Scopes: s.Scopes,
+		Audience: s.Audience, RedirectURIs: s.RedirectURIs, PostLogoutRedirectURIs: s.PostLogoutRedirectURIs,
+		Trusted: s.Trusted, PKCEOptional: s.PKCEOptional, ResourceServer: s.ResourceServer}
+}
+
+// Spec is the client's registration without its secret.
+func (c *Client) Spec() ClientSpec {
+	return ClientSpec{ID: c.ID, AuthMethod: c.AuthMethod, GrantTypes: c.GrantTypes, Scopes: c.Scopes,
+		Audience: c.Audience, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+		Trusted: c.Trusted, PKCEOptional: c.PKCEOptional, ResourceServer: c.ResourceServer}
+}
+
 // storedClient is a run-time client at rest. The secret is kept only as
 // its SHA-256.
 type storedClient struct {
-	ID                     string    `json:"client_id"`
-	SecretHash             string    `json:"secret_sha256,omitempty"`
-	AuthMethod             string    `json:"auth_method"`
-	GrantTypes             []string  `json:"grant_types"`
-	Scopes                 []string  `json:"scopes,omitempty"`
-	Audience               []string  `json:"audience,omitempty"`
-	RedirectURIs           []string  `json:"redirect_uris,omitempty"`
-	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris,omitempty"`
-	Trusted                bool      `json:"trusted,omitempty"`
-	PKCEOptional           bool      `json:"pkce_optional,omitempty"`
-	ResourceServer         bool      `json:"resource_server,omitempty"`
-	Created                time.Time `json:"created"`
+	ClientSpec
+	SecretHash string    `json:"secret_sha256,omitempty"`
+	Created    time.Time `json:"created"`
 }
 
 func (sc *storedClient) client() (*Client, error) {
-	c := &Client{ID: sc.ID, AuthMethod: sc.AuthMethod, GrantTypes: sc.GrantTypes, Scopes: sc.Scopes,
-		Audience: sc.Audience, RedirectURIs: sc.RedirectURIs, PostLogoutRedirectURIs: sc.PostLogoutRedirectURIs,
-		Trusted: sc.Trusted, PKCEOptional: sc.PKCEOptional, ResourceServer: sc.ResourceServer}
+	c := sc.ClientSpec.Client()
 	if sc.SecretHash != "" {
 		h, err := hex.DecodeString(sc.SecretHash)
 		if err != nil || len(h) != len(c.SecretHash) {
@@ -79,23 +97,9 @@ func (e *Engine) lookupClient(ctx context.Context, id string) (*Client, error) {
 
 // ClientInfo is a client as operators see it: never its secret.
 type ClientInfo struct {
-	ID                     string   `json:"client_id"`
-	Source                 string   `json:"source"`
-	AuthMethod             string   `json:"auth_method"`
-	GrantTypes             []string `json:"grant_types"`
-	Scopes                 []string `json:"scopes,omitempty"`
-	Audience               []string `json:"audience,omitempty"`
-	RedirectURIs           []string `json:"redirect_uris,omitempty"`
-	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
-	Trusted                bool     `json:"trusted,omitempty"`
-	PKCEOptional           bool     `json:"pkce_optional,omitempty"`
-	ResourceServer         bool     `json:"resource_server,omitempty"`
-}
-
-func clientInfo(c *Client, source string) ClientInfo {
-	return ClientInfo{ID: c.ID, Source: source, AuthMethod: c.AuthMethod, GrantTypes: c.GrantTypes, Scopes: c.Scopes,
-		Audience: c.Audience, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
-		Trusted: c.Trusted, PKCEOptional: c.PKCEOptional, ResourceServer: c.ResourceServer}
+	ClientSpec
+	// Source is "config" or "storage" (added at run time).
+	Source string `json:"source"`
 }
 
 // ListClients returns the config clients, then the run-time ones, each
@@ -103,7 +107,7 @@ func clientInfo(c *Client, source string) ClientInfo {
 func (e *Engine) ListClients(ctx context.Context) ([]ClientInfo, error) {
 	var out []ClientInfo
 	for _, c := range e.Clients {
-		out = append(out, clientInfo(c, "config"))
+		out = append(out, ClientInfo{c.Spec(), "config"})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	err := e.store.View(ctx, func(tx storage.Tx) error {
@@ -116,7 +120,7 @@ func (e *Engine) ListClients(ctx context.Context) ([]ClientInfo, error) {
 			if err != nil {
 				return err
 			}
-			out = append(out, clientInfo(c, "storage"))
+			out = append(out, ClientInfo{c.Spec(), "storage"})
 			return nil
 		})
 	})
@@ -146,9 +150,7 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 	} else if !errors.Is(err, ErrUserNotFound) {
 		return "", err
 	}
-	sc := storedClient{ID: c.ID, AuthMethod: c.AuthMethod, GrantTypes: c.GrantTypes, Scopes: c.Scopes,
-		Audience: c.Audience, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
-		Trusted: c.Trusted, PKCEOptional: c.PKCEOptional, ResourceServer: c.ResourceServer, Created: time.Now().UTC()}
+	sc := storedClient{ClientSpec: c.Spec(), Created: time.Now().UTC()}
 	if secret != "" {
 		sc.SecretHash = hex.EncodeToString(c.SecretHash[:])
 	}

@@ -13,24 +13,12 @@ import (
 func TestIntrospectRequestRules(t *testing.T) {
 	e := opNewEngine(t)
 	at := opClientToken(t, e)
-	tests := []struct {
-		name   string
-		client string
-		form   url.Values
-		authz  string
-		status int
-		code   string
-	}{
+	opRunRules(t, e, e.ServeIntrospect, IntrospectPath, []opRule{
 		{"no token", "c-basic", url.Values{}, "", 400, CodeInvalidRequest},
 		{"no credentials", "", url.Values{"token": {at}}, "", 401, CodeInvalidClient},
 		{"wrong secret", "", url.Values{"token": {at}}, siBasicAuth("c-basic", "nope"), 401, CodeInvalidClient},
 		{"public client", "c-pub", url.Values{"token": {at}}, "", 401, CodeInvalidClient},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			wantErr(t, opPost(e, e.ServeIntrospect, IntrospectPath, tt.client, tt.form, tt.authz), tt.status, tt.code)
-		})
-	}
+	})
 	get := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodGet, IntrospectPath, nil)
 	req.RemoteAddr = loopbackAddr

@@ -105,3 +105,36 @@ func opInactive(t *testing.T, tr tokenResult) {
 		t.Fatalf("introspection answer without Cache-Control: no-store")
 	}
 }
+
+// opRule is one request-rule case for the revocation or introspection
+// endpoint: who calls (client, or authz when set), with what form, and
+// the expected status and error code (none for 200).
+type opRule struct {
+	name   string
+	client string
+	form   url.Values
+	authz  string
+	status int
+	code   string
+}
+
+// opRunRules runs request-rule cases against an endpoint (CA-16: the
+// token endpoint's client authentication, including the Basic challenge).
+func opRunRules(t *testing.T, e *Engine, h http.HandlerFunc, path string, rules []opRule) {
+	t.Helper()
+	for _, tt := range rules {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := opPost(e, h, path, tt.client, tt.form, tt.authz)
+			if tt.status == http.StatusOK {
+				if tr.status != http.StatusOK {
+					t.Fatalf("want 200, got %d %s", tr.status, tr.raw)
+				}
+				return
+			}
+			wantErr(t, tr, tt.status, tt.code)
+			if tt.authz != "" && tt.status == http.StatusUnauthorized && tr.hdr.Get("WWW-Authenticate") == "" {
+				t.Fatalf("401 after Basic without WWW-Authenticate")
+			}
+		})
+	}
+}

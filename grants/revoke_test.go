@@ -10,14 +10,7 @@ import (
 func TestRevokeRequestRules(t *testing.T) {
 	e := opNewEngine(t)
 	at := opClientToken(t, e)
-	tests := []struct {
-		name   string
-		client string
-		form   url.Values
-		authz  string
-		status int
-		code   string
-	}{
+	opRunRules(t, e, e.ServeRevoke, RevokePath, []opRule{
 		{"no token", "c-basic", url.Values{}, "", 400, CodeInvalidRequest},
 		{"no credentials", "", url.Values{"token": {at}}, "", 401, CodeInvalidClient},
 		{"wrong secret in Basic", "", url.Values{"token": {at}}, siBasicAuth("c-basic", "nope"), 401, CodeInvalidClient},
@@ -26,22 +19,7 @@ func TestRevokeRequestRules(t *testing.T) {
 		{"garbage", "c-basic", url.Values{"token": {"garbage"}}, "", 200, ""},
 		{"unknown hint", "c-basic", url.Values{"token": {"garbage"}, "token_type_hint": {"foo"}}, "", 200, ""},
 		{"public client, unknown token", "c-pub", url.Values{"token": {"x"}}, "", 200, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tr := opPost(e, e.ServeRevoke, RevokePath, tt.client, tt.form, tt.authz)
-			if tt.status == 200 {
-				if tr.status != 200 {
-					t.Fatalf("want 200, got %d %s", tr.status, tr.raw)
-				}
-				return
-			}
-			wantErr(t, tr, tt.status, tt.code)
-			if tt.authz != "" && tt.status == 401 && tr.hdr.Get("WWW-Authenticate") == "" {
-				t.Fatalf("401 after Basic without WWW-Authenticate")
-			}
-		})
-	}
+	})
 	if !verifies(e, at) {
 		t.Fatalf("a refused revocation revoked the token")
 	}
