@@ -188,6 +188,11 @@ type ClientConfig struct {
 	// includes one of its Audience values (and nothing else), instead of
 	// the tokens issued to it. Default: false.
 	ResourceServer bool `json:"resource_server,omitempty"`
+
+	// AccessTokenFormat is jwt (default: an RFC 9068 JWT, checked in
+	// memory) or opaque (a random reference whose claims stay in storage;
+	// oauth_protect and introspection look it up, one storage read each).
+	AccessTokenFormat string `json:"access_token_format,omitempty"`
 }
 
 // UserConfig defines a user in the config.
@@ -309,6 +314,7 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 		Trusted:                cc.Trusted,
 		PKCEOptional:           cc.PKCEOptional,
 		ResourceServer:         cc.ResourceServer,
+		AccessTokenFormat:      cc.AccessTokenFormat,
 	}
 	switch {
 	case cc.Public && c.AuthMethod != "" && c.AuthMethod != grants.AuthNone:

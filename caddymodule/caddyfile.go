@@ -189,6 +189,8 @@ func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "resource_server":
 			c.ResourceServer = true
 			err = noArgs(d)
+		case "access_token_format":
+			err = oneArg(d, &c.AccessTokenFormat)
 		default:
 			err = d.Errf("unknown option %q in client %q", d.Val(), c.ID)
 		}

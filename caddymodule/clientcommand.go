@@ -33,11 +33,12 @@ func clientCommand() *cobra.Command {
 	f.Bool("public", false, "A public client: no secret, PKCE required")
 	f.Bool("trusted", false, "Skip the consent page")
 	f.Bool("resource-server", false, "An API that introspects tokens for its audience")
+	f.String("access-token-format", "", "jwt (default) or opaque")
 
 	add.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 		return exitCode(func() error {
 			in := adminClient{Public: fl.Bool("public"), ClientSpec: grants.ClientSpec{ID: fl.Arg(0),
-				AuthMethod: fl.String("auth-method"), Trusted: fl.Bool("trusted"), ResourceServer: fl.Bool("resource-server")}}
+				AuthMethod: fl.String("auth-method"), AccessTokenFormat: fl.String("access-token-format"), Trusted: fl.Bool("trusted"), ResourceServer: fl.Bool("resource-server")}}
 			in.GrantTypes, _ = fl.GetStringSlice("grant-types")
 			in.Scopes, _ = fl.GetStringSlice("scopes")
 			in.Audience, _ = fl.GetStringSlice("audience")

@@ -139,7 +139,7 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 // userTokens signs the access token (and an ID token when openid was
 // granted) for a grant that storage has already committed.
 func (e *Engine) userTokens(ctx context.Context, c *Client, at *AccessClaims, rt, nonce string, authTime int64) (*TokenResponse, *Error) {
-	resp, oerr := e.issueAccessToken(at)
+	resp, oerr := e.issueAccessToken(ctx, c, at)
 	if oerr != nil {
 		return nil, oerr
 	}

@@ -34,20 +34,21 @@ type ClientSpec struct {
 	Trusted                bool     `json:"trusted,omitempty"`
 	PKCEOptional           bool     `json:"pkce_optional,omitempty"`
 	ResourceServer         bool     `json:"resource_server,omitempty"`
+	AccessTokenFormat      string   `json:"access_token_format,omitempty"`
 }
 
 // Client builds the engine's client (without a secret).
 func (s ClientSpec) Client() *Client {
 	return &Client{ID: s.ID, AuthMethod: s.AuthMethod, GrantTypes: s.GrantTypes, Scopes: s.Scopes,
 		Audience: s.Audience, RedirectURIs: s.RedirectURIs, PostLogoutRedirectURIs: s.PostLogoutRedirectURIs,
-		Trusted: s.Trusted, PKCEOptional: s.PKCEOptional, ResourceServer: s.ResourceServer}
+		Trusted: s.Trusted, PKCEOptional: s.PKCEOptional, ResourceServer: s.ResourceServer, AccessTokenFormat: s.AccessTokenFormat}
 }
 
 // Spec is the client's registration without its secret.
 func (c *Client) Spec() ClientSpec {
 	return ClientSpec{ID: c.ID, AuthMethod: c.AuthMethod, GrantTypes: c.GrantTypes, Scopes: c.Scopes,
 		Audience: c.Audience, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
-		Trusted: c.Trusted, PKCEOptional: c.PKCEOptional, ResourceServer: c.ResourceServer}
+		Trusted: c.Trusted, PKCEOptional: c.PKCEOptional, ResourceServer: c.ResourceServer, AccessTokenFormat: c.AccessTokenFormat}
 }
 
 // storedClient is a run-time client at rest. The secret is kept only as

@@ -211,6 +211,7 @@ func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string,
 	e.Users.store = st
 	e.Revocations = rev
 	e.Verifier.revocations = rev
+	e.Verifier.opaque = e.lookupOpaque
 	e.Verifier.SetKeys(kr)
 	return nil
 }

@@ -37,6 +37,9 @@ type Verifier struct {
 	Leeway      time.Duration
 	keys        atomic.Pointer[KeyRing]
 	revocations *Revocations
+	// opaque finds the claims of an opaque access token in storage; nil
+	// until the engine starts.
+	opaque func(token string) (*AccessClaims, error)
 }
 
 // SetKeys replaces the key ring used for verification.
@@ -55,6 +58,16 @@ type header struct {
 func (v *Verifier) Verify(token string, now time.Time) (*AccessClaims, error) {
 	if len(token) > MaxTokenBytes {
 		return nil, reject("token too large")
+	}
+	if strings.HasPrefix(token, OpaquePrefix) {
+		if v.opaque == nil {
+			return nil, reject("unknown opaque token")
+		}
+		c, err := v.opaque(token)
+		if err != nil {
+			return nil, err
+		}
+		return c, v.checkClaims(c, now)
 	}
 	dot := strings.IndexByte(token, '.')
 	if dot <= 0 {
@@ -93,28 +106,36 @@ func (v *Verifier) Verify(token string, now time.Time) (*AccessClaims, error) {
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, reject("claims are malformed")
 	}
+	if err := v.checkClaims(&c, now); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// checkClaims applies the claim rules every access token must pass.
+func (v *Verifier) checkClaims(c *AccessClaims, now time.Time) error {
 	if c.Issuer != v.Issuer {
-		return nil, reject("iss mismatch")
+		return reject("iss mismatch")
 	}
 	if c.ExpiresAt <= 0 || c.IssuedAt <= 0 || c.Subject == "" || c.ID == "" || c.ClientID == "" ||
 		len(c.Audience) == 0 || slices.Contains(c.Audience, "") {
-		return nil, reject("required claim missing")
+		return reject("required claim missing")
 	}
 	// Compare as now±leeway against the claims, never claim+leeway, so
 	// that a huge claim cannot overflow into the past.
 	sec := now.Unix()
 	lee := int64(v.Leeway / time.Second)
 	if sec-lee > c.ExpiresAt {
-		return nil, reject("expired")
+		return reject("expired")
 	}
 	if c.NotBefore != 0 && sec+lee < c.NotBefore {
-		return nil, reject("not yet valid")
+		return reject("not yet valid")
 	}
 	if c.IssuedAt > sec+lee {
-		return nil, reject("issued in the future")
+		return reject("issued in the future")
 	}
-	if v.revocations.revokedClaims(&c) {
-		return nil, reject("revoked")
+	if v.revocations.revokedClaims(c) {
+		return reject("revoked")
 	}
-	return &c, nil
+	return nil
 }

@@ -51,6 +51,13 @@ const opsCaddyfile = `{
 			scopes invoices:read
 			audience http://localhost:19401
 		}
+		client opaque-service {
+			secret opaque-secret-0123456789abcdef
+			grant_types client_credentials
+			scopes invoices:read
+			audience http://localhost:19401
+			access_token_format opaque
+		}
 		client api-gateway {
 			secret api-secret-0123456789abcdef
 			grant_types client_credentials
@@ -84,6 +91,7 @@ http://localhost:19401 {
 var opsSecrets = map[string]string{
 	"billing-service": "billing-secret-0123456789abcdef",
 	"other-service":   "other-secret-0123456789abcdef",
+	"opaque-service":  "opaque-secret-0123456789abcdef",
 	"api-gateway":     "api-secret-0123456789abcdef",
 	"elsewhere":       "elsewhere-secret-0123456789abcdef",
 }
@@ -364,5 +372,32 @@ func TestMetricsAndLogs(t *testing.T) {
 				t.Errorf("the logs contain a secret or token: %.12s…", needle)
 			}
 		}
+	}
+}
+
+// TestOpaqueTokenAtTheGate: an opaque access token passes oauth_protect,
+// introspects for the API's resource server, and is refused at once after
+// revocation.
+func TestOpaqueTokenAtTheGate(t *testing.T) {
+	up := startOps(t)
+	tok := opsToken(t, "opaque-service")
+	if !strings.HasPrefix(tok, "oat_") || strings.Contains(tok, ".") {
+		t.Fatalf("not an opaque token: %q", tok)
+	}
+	if resp, body := callAPI(t, opsAPI, "Bearer "+tok); resp.StatusCode != http.StatusOK {
+		t.Fatalf("opaque token refused: %d %s", resp.StatusCode, body)
+	}
+	if m := opsIntrospect(t, "api-gateway", tok); m["active"] != true || m["client_id"] != "opaque-service" {
+		t.Fatalf("introspection: %v", m)
+	}
+	if status, body := opsPost(t, "/oauth/revoke", "opaque-service", url.Values{"token": {tok}}); status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	seen := up.count()
+	if resp, _ := callAPI(t, opsAPI, "Bearer "+tok); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("revoked opaque token: %d", resp.StatusCode)
+	}
+	if up.count() != seen {
+		t.Fatalf("a revoked opaque token reached the upstream")
 	}
 }

@@ -33,6 +33,8 @@ const (
 	KindConsents Kind = "consents"
 	// KindSecrets holds server-side secrets such as the form MAC key.
 	KindSecrets Kind = "secrets"
+	// KindAccess holds opaque access tokens' claims by SHA-256 of the token.
+	KindAccess Kind = "access"
 	// KindClients holds clients registered at run time, by client_id.
 	KindClients Kind = "clients"
 )
