@@ -49,6 +49,8 @@ func (s *Server) Provision(ctx caddy.Context) error {
 		p["authorize"] + "/login":   (*grants.Engine).ServeLogin,
 		p["authorize"] + "/consent": (*grants.Engine).ServeConsent,
 		p["userinfo"]:               (*grants.Engine).ServeUserinfo,
+		p["revoke"]:                 (*grants.Engine).ServeRevoke,
+		p["introspect"]:             (*grants.Engine).ServeIntrospect,
 		p["logout"]:                 (*grants.Engine).ServeLogout,
 		p["logout"] + "/confirm":    (*grants.Engine).ServeLogout,
 		p["assets"] + "style.css":   (*grants.Engine).ServeAsset,

@@ -94,7 +94,7 @@ func (e *Engine) jwtBearer(ctx context.Context, c *Client, form Form) (*TokenRes
 	if !fresh {
 		return fail("jti already used")
 	}
-	return e.issueAccessToken(newAccessClaims(e.Issuer, subject, c.ID, aud, scope, time.Now(), e.AccessTokenTTL))
+	return e.issueAccessToken(ctx, c, newAccessClaims(e.Issuer, subject, c.ID, aud, scope, time.Now(), e.AccessTokenTTL))
 }
 
 // verifyTrustedJWT verifies a JWT of a trusted issuer with that issuer's

@@ -87,7 +87,7 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 	}
 	at := newAccessClaims(e.Issuer, subj.subject, c.ID, aud, scope, now, e.AccessTokenTTL)
 	at.Act = act
-	resp, oerr := e.issueAccessToken(at)
+	resp, oerr := e.issueAccessToken(ctx, c, at)
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -171,7 +171,7 @@ func (e *Engine) verifyOurIDToken(tok string, now time.Time) ([]byte, string, er
 	if h.Typ != "JWT" {
 		return nil, "", errors.New("typ is not JWT")
 	}
-	key, ok := e.keys.Lookup(h.Kid)
+	key, ok := e.keyRing().Lookup(h.Kid)
 	if !ok {
 		return nil, "", errors.New("unknown kid")
 	}
