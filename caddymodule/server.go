@@ -73,6 +73,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 			Status:      http.StatusServiceUnavailable})
 		return nil
 	}
+	// The request's uuid also goes into Caddy's access log line, so the
+	// engine's debug lines can be matched with it.
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if id, ok := repl.GetString("http.request.uuid"); ok {
+			r = r.WithContext(grants.WithRequestID(r.Context(), id))
+		}
+	}
 	route(eng, w, r)
 	return nil
 }

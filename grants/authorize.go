@@ -262,7 +262,7 @@ func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
 	u, err := e.Users.Authenticate(r.Context(), name, password)
 	if err != nil {
 		w.throttle.fail(now, "user:"+name, "ip:"+ip)
-		e.debug("sign-in failed", zap.String("client_id", ar.ClientID))
+		e.debug(r.Context(), "sign-in failed", zap.String("client_id", ar.ClientID))
 		again("The user name or password is wrong.")
 		return
 	}

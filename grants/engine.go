@@ -258,8 +258,19 @@ func (e *Engine) Paths() map[string]string {
 	}
 }
 
-func (e *Engine) debug(msg string, fields ...zap.Field) {
+func (e *Engine) debug(ctx context.Context, msg string, fields ...zap.Field) {
 	if ce := e.logger.Check(zapcore.DebugLevel, msg); ce != nil {
+		if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+			fields = append(fields, zap.String("request_id", id))
+		}
 		ce.Write(fields...)
 	}
+}
+
+type requestIDKey struct{}
+
+// WithRequestID tags a request's context with the id the HTTP server gave
+// it, so that the engine's log lines can be matched with the access log.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
 }

@@ -33,7 +33,7 @@ type Introspection struct {
 func (e *Engine) ServeIntrospect(w http.ResponseWriter, r *http.Request) {
 	resp, oerr := e.introspect(w, r)
 	if oerr != nil {
-		e.debug("introspection refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
+		e.debug(r.Context(), "introspection refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
 		WriteError(w, oerr)
 		return
 	}

@@ -69,7 +69,7 @@ func (e *Engine) jwtBearer(ctx context.Context, c *Client, form Form) (*TokenRes
 	}
 	bad := errCode(CodeInvalidGrant, "the assertion is invalid, expired, replayed or not trusted")
 	fail := func(reason string) (*TokenResponse, *Error) {
-		e.debug("jwt-bearer assertion refused", zap.String("client_id", c.ID), zap.String("reason", reason))
+		e.debug(ctx, "jwt-bearer assertion refused", zap.String("client_id", c.ID), zap.String("reason", reason))
 		return nil, bad
 	}
 	ti, claims, subject, err := e.verifyTrustedJWT(ctx, tok, MaxAssertionLifetime)

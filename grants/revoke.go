@@ -16,7 +16,7 @@ import (
 // client is refused with unauthorized_client and stays valid.
 func (e *Engine) ServeRevoke(w http.ResponseWriter, r *http.Request) {
 	if oerr := e.revoke(w, r); oerr != nil {
-		e.debug("revocation refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
+		e.debug(r.Context(), "revocation refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
 		WriteError(w, oerr)
 		return
 	}
@@ -56,6 +56,6 @@ func (e *Engine) revoke(w http.ResponseWriter, r *http.Request) *Error {
 		return storageError(err)
 	}
 	e.Revocations.add(revoked)
-	e.debug("token revoked", zap.String("client_id", c.ID), zap.Bool("grant", f.access == nil))
+	e.debug(r.Context(), "token revoked", zap.String("client_id", c.ID), zap.Bool("grant", f.access == nil))
 	return nil
 }

@@ -37,7 +37,7 @@ func (e *Engine) ServeToken(w http.ResponseWriter, r *http.Request) {
 	resp, oerr := e.token(w, r)
 	if oerr != nil {
 		e.observer.TokenRefused(oerr.Code)
-		e.debug("token request refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
+		e.debug(r.Context(), "token request refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
 		WriteError(w, oerr)
 		return
 	}
@@ -72,6 +72,6 @@ func (e *Engine) token(w http.ResponseWriter, r *http.Request) (*TokenResponse, 
 		return nil, oerr
 	}
 	e.observer.TokenIssued(gt, client.ID)
-	e.debug("token issued", zap.String("client_id", client.ID), zap.String("grant_type", gt))
+	e.debug(r.Context(), "token issued", zap.String("client_id", client.ID), zap.String("grant_type", gt))
 	return resp, nil
 }

@@ -61,14 +61,14 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 	now := time.Now()
 	subj, err := e.readExchangedToken(ctx, subjTok, subjType, now)
 	if err != nil {
-		e.debug("token exchange: subject token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
+		e.debug(ctx, "token exchange: subject token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
 		return nil, errRequest("the subject_token is invalid, expired or of another type")
 	}
 	act := subj.act
 	if actTok != "" {
 		actor, err := e.readExchangedToken(ctx, actTok, actType, now)
 		if err != nil {
-			e.debug("token exchange: actor token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
+			e.debug(ctx, "token exchange: actor token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
 			return nil, errRequest("the actor_token is invalid, expired or of another type")
 		}
 		if subj.mayAct != nil && subj.mayAct["sub"] != actor.subject {

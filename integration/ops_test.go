@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -364,6 +365,19 @@ func TestMetricsAndLogs(t *testing.T) {
 	}
 	if !strings.Contains(string(logs), "token issued") || !strings.Contains(string(logs), "access token refused") {
 		t.Fatalf("the debug log does not have the engine's events; is it captured?\n%s", logs)
+	}
+	// Engine lines carry the request id that the HTTP server uses too.
+	issued := 0
+	for _, line := range strings.Split(string(logs), "\n") {
+		if strings.Contains(line, `"msg":"token issued"`) {
+			issued++
+			if !regexp.MustCompile(`"request_id":"[0-9a-f-]{36}"`).MatchString(line) {
+				t.Errorf("a token line has no request id: %s", line)
+			}
+		}
+	}
+	if issued == 0 {
+		t.Error("no token issued line in the debug log")
 	}
 	for _, s := range secrets {
 		// The JWT's payload alone would betray the token too.
