@@ -74,6 +74,27 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 			return userError(eng.Users.Remove(r.Context(), name), name)
 		}
 		return apiErr(http.StatusMethodNotAllowed, "use PUT or DELETE on /oauth/users/<name>")
+	case path == "clients" && r.Method == http.MethodGet:
+		list, err := eng.ListClients(r.Context())
+		if err != nil {
+			return apiErr(http.StatusInternalServerError, "listing clients: %v", err)
+		}
+		return writeAdminJSON(w, http.StatusOK, list)
+	case path == "clients" && r.Method == http.MethodPost:
+		return addClient(w, r, eng)
+	case strings.HasPrefix(path, "clients/") && r.Method == http.MethodDelete:
+		id := strings.TrimPrefix(path, "clients/")
+		return clientError(eng.RemoveClient(r.Context(), id), id)
+	case path == "revoke" && r.Method == http.MethodPost:
+		return revokeAll(w, r, eng)
+	case path == "keys" && r.Method == http.MethodGet:
+		return writeAdminJSON(w, http.StatusOK, eng.Keys())
+	case path == "keys/rotate" && r.Method == http.MethodPost:
+		kid, err := eng.RotateKeys(r.Context())
+		if err != nil {
+			return apiErr(http.StatusInternalServerError, "rotating the signing key: %v", err)
+		}
+		return writeAdminJSON(w, http.StatusOK, map[string]string{"kid": kid})
 	}
 	return apiErr(http.StatusNotFound, "unknown oauth admin endpoint %s %s", r.Method, r.URL.Path)
 }
@@ -99,10 +120,8 @@ func listUsers(w http.ResponseWriter, r *http.Request, eng *grants.Engine) error
 // It takes a bcrypt hash, never a password: the CLI hashes locally.
 func putUser(w http.ResponseWriter, r *http.Request, eng *grants.Engine, name string, create bool) error {
 	var in adminUser
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		return apiErr(http.StatusBadRequest, "decoding user: %v", err)
+	if err := decodeAdmin(w, r, &in); err != nil {
+		return err
 	}
 	if !create {
 		if in.Name != "" && in.Name != name {
@@ -132,6 +151,96 @@ func userError(err error, name string) error {
 		return apiErr(http.StatusConflict, "user %q is defined in the Caddy config; change it there", name)
 	}
 	return apiErr(http.StatusBadRequest, "%v", err)
+}
+
+// adminClient is a client as the admin API takes it. The server makes the
+// secret.
+type adminClient struct {
+	grants.ClientSpec
+	// Public sets auth_method none.
+	Public bool `json:"public,omitempty"`
+}
+
+// decodeAdmin reads a small JSON body strictly.
+func decodeAdmin(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return apiErr(http.StatusBadRequest, "decoding the request body: %v", err)
+	}
+	return nil
+}
+
+// addClient registers a client and answers its secret, the only time it
+// is shown.
+func addClient(w http.ResponseWriter, r *http.Request, eng *grants.Engine) error {
+	var in adminClient
+	if err := decodeAdmin(w, r, &in); err != nil {
+		return err
+	}
+	c := in.Client()
+	if in.Public {
+		if c.AuthMethod != "" && c.AuthMethod != grants.AuthNone {
+			return apiErr(http.StatusBadRequest, "a public client authenticates with none, not %s", c.AuthMethod)
+		}
+		c.AuthMethod = grants.AuthNone
+	}
+	secret, err := eng.AddClient(r.Context(), c)
+	if err := clientError(err, in.ID); err != nil {
+		return err
+	}
+	return writeAdminJSON(w, http.StatusCreated, map[string]string{"client_id": c.ID, "client_secret": secret})
+}
+
+func clientError(err error, id string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, grants.ErrClientExists):
+		return apiErr(http.StatusConflict, "client %q already exists", id)
+	case errors.Is(err, grants.ErrClientNotFound):
+		return apiErr(http.StatusNotFound, "client %q does not exist (or is not one added at run time)", id)
+	case errors.Is(err, grants.ErrConfigClient):
+		return apiErr(http.StatusConflict, "client %q is defined in the Caddy config; change it there", id)
+	}
+	return apiErr(http.StatusBadRequest, "%v", err)
+}
+
+// revokeRequest names whose tokens to revoke: exactly one of the two.
+type revokeRequest struct {
+	Subject  string `json:"subject,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+}
+
+// revokeAll revokes every grant and access token of a subject or client.
+func revokeAll(w http.ResponseWriter, r *http.Request, eng *grants.Engine) error {
+	var in revokeRequest
+	if err := decodeAdmin(w, r, &in); err != nil {
+		return err
+	}
+	var (
+		n   int
+		err error
+	)
+	switch {
+	case (in.Subject == "") == (in.ClientID == ""):
+		return apiErr(http.StatusBadRequest, `give exactly one of "subject" and "client_id"`)
+	case in.Subject != "":
+		n, err = eng.RevokeSubject(r.Context(), in.Subject)
+	default:
+		n, err = eng.RevokeClient(r.Context(), in.ClientID)
+	}
+	if err != nil {
+		return apiErr(http.StatusInternalServerError, "revoking: %v", err)
+	}
+	return writeAdminJSON(w, http.StatusOK, map[string]int{"grants_revoked": n})
+}
+
+// writeAdminJSON answers v as JSON.
+func writeAdminJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
 }
 
 // Interface guards

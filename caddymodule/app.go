@@ -83,6 +83,26 @@ type App struct {
 	// Default: false.
 	BehindTLSProxy bool `json:"behind_tls_proxy,omitempty"`
 
+	// SweepInterval is how often expired codes, refresh tokens, sessions,
+	// revocations and retired keys are deleted from storage, in small
+	// transactions, so the file reaches a steady size. One sweeper runs
+	// per storage file; the interval of the newest config wins. Default: 1m.
+	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
+
+	// KeyRotation, when set, makes a new signing key once the current one
+	// is this old (at least 1m). Old keys keep verifying, and stay in the
+	// JWKS, until every token they signed has expired. Default: no
+	// automatic rotation (rotate on demand with `caddy oauth keys rotate`).
+	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+
+	// KeyEncryptionKey encrypts the private signing keys in storage with
+	// AES-256-GCM (a key derived from it with HKDF-SHA256). Use a
+	// placeholder such as {env.OAUTH_KEK}; at least 32 bytes. When empty,
+	// the OAUTH_KEK environment variable is used; without either, keys are
+	// stored unencrypted. Keys stored plain are encrypted at the first
+	// start with a key. Default: none.
+	KeyEncryptionKey string `json:"key_encryption_key,omitempty"`
+
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
 
@@ -117,6 +137,9 @@ type lifecycle struct {
 	// running is the started engine, read without the lock on every
 	// request.
 	running atomic.Pointer[grants.Engine]
+	// stopKeys ends the key maintenance task; keysDone is closed when it
+	// has ended.
+	stopKeys, keysDone chan struct{}
 }
 
 // ClientConfig registers one OAuth client.
@@ -186,6 +209,17 @@ type ClientConfig struct {
 	// parameter; without it the token is for all of them. Default: the
 	// issuer.
 	Audience []string `json:"audience,omitempty"`
+
+	// ResourceServer marks a client that is an API checking tokens at the
+	// introspection endpoint: it is shown the access tokens whose audience
+	// includes one of its Audience values (and nothing else), instead of
+	// the tokens issued to it. Default: false.
+	ResourceServer bool `json:"resource_server,omitempty"`
+
+	// AccessTokenFormat is jwt (default: an RFC 9068 JWT, checked in
+	// memory) or opaque (a random reference whose claims stay in storage;
+	// oauth_protect and introspection look it up, one storage read each).
+	AccessTokenFormat string `json:"access_token_format,omitempty"`
 }
 
 // JWKSSource is where a set of public keys comes from: at most one of
@@ -287,6 +321,9 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.life = new(lifecycle)
 	a.logger = ctx.Logger()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("oauth: registering metrics: %w", err)
+	}
 	if a.Issuer == "" {
 		return errors.New("oauth: issuer is required (for example: issuer https://auth.example.com)")
 	}
@@ -301,6 +338,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.SessionTTL == 0 {
 		a.SessionTTL = caddy.Duration(12 * time.Hour)
+	}
+	if a.SweepInterval < 0 {
+		return errors.New("oauth: sweep_interval must be positive")
 	}
 	path := a.StoragePath
 	if path == "" {
@@ -325,6 +365,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	kek := repl.ReplaceKnown(a.KeyEncryptionKey, "")
+	if a.KeyEncryptionKey != "" && kek == "" {
+		return fmt.Errorf("oauth: key_encryption_key %q is empty after replacing placeholders (is the environment variable set?)", a.KeyEncryptionKey)
+	}
+	if kek == "" {
+		kek = os.Getenv("OAUTH_KEK")
+	}
+	if kek == "" {
+		a.logger.Warn("signing keys are stored unencrypted: anyone who can read the storage file can sign tokens; set key_encryption_key (or OAUTH_KEK) to encrypt them",
+			zap.String("storage_path", a.path))
+	}
 	users := make([]*grants.User, 0, len(a.Users))
 	for _, uc := range a.Users {
 		users = append(users, &grants.User{Name: uc.Name, PasswordHash: uc.PasswordHash, Claims: uc.Claims})
@@ -344,8 +395,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 			LogoFile:     a.Logo,
 			Throttle:     grants.ThrottleConfig{MaxFailures: a.LoginMaxFailures},
 		},
-		BehindTLSProxy: a.BehindTLSProxy,
-		Logger:         a.logger,
+		BehindTLSProxy:   a.BehindTLSProxy,
+		KeyRotation:      time.Duration(a.KeyRotation),
+		KeyEncryptionKey: []byte(kek),
+		Observer:         metricsObserver{},
+		Logger:           a.logger,
 	})
 	if err != nil {
 		return fmt.Errorf("oauth: %w", err)
@@ -380,6 +434,8 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 		PostLogoutRedirectURIs: cc.PostLogoutRedirectURIs,
 		Trusted:                cc.Trusted,
 		PKCEOptional:           cc.PKCEOptional,
+		ResourceServer:         cc.ResourceServer,
+		AccessTokenFormat:      cc.AccessTokenFormat,
 	}
 	if cc.Exchange != nil {
 		c.Exchange = grants.ExchangePolicy{Audiences: cc.Exchange.Audiences, Resources: cc.Exchange.Resources}
@@ -524,6 +580,8 @@ func (a *App) Cleanup() error {
 	if !l.started {
 		return nil
 	}
+	close(l.stopKeys)
+	<-l.keysDone
 	_, err := stores.Delete(a.path)
 	return err
 }
@@ -554,19 +612,42 @@ func (a *App) ready() (*grants.Engine, error) {
 			_ = st.Close()
 			return nil, fmt.Errorf("oauth storage: reading revocations from %s: %w", a.path, err)
 		}
-		return storeHandle{st, rev}, nil
+		return &storeHandle{Store: st, rev: rev,
+			sweeper: grants.StartSweeper(st, rev, time.Duration(a.SweepInterval), caddy.Log().Named("oauth.sweeper"))}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	h := val.(storeHandle)
+	h := val.(*storeHandle)
+	h.sweeper.SetInterval(time.Duration(a.SweepInterval))
 	if err := a.engine.Start(context.Background(), h.Store, a.SigningAlg, h.rev); err != nil {
 		_, _ = stores.Delete(a.path)
 		return nil, fmt.Errorf("oauth: loading signing keys from %s: %w", a.path, err)
 	}
 	l.started = true
+	l.stopKeys, l.keysDone = make(chan struct{}), make(chan struct{})
+	go a.maintainKeys(l.stopKeys, l.keysDone)
 	l.running.Store(a.engine)
 	return a.engine, nil
+}
+
+// maintainKeys rotates the signing key when key_rotation says so and
+// reloads the key ring, so this config signs with a key another config
+// on the same file made and drops retired keys from its JWKS.
+func (a *App) maintainKeys(stop, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(a.engine.KeyMaintenanceInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			if err := a.engine.MaintainKeys(context.Background(), now); err != nil {
+				a.logger.Error("maintaining the signing keys failed; will retry", zap.Error(err))
+			}
+		}
+	}
 }
 
 // stores shares one open bbolt handle per file across configs: Caddy
@@ -574,14 +655,20 @@ func (a *App) ready() (*grants.Engine, error) {
 // and bbolt allows one handle per file per process.
 var stores = caddy.NewUsagePool()
 
-// storeHandle is what configs on one file share: the store and the
-// in-memory revocation set fed from it.
+// storeHandle is what configs on one file share: the store, the
+// in-memory revocation set fed from it, and the sweeper that deletes its
+// expired records.
 type storeHandle struct {
 	storage.Store
-	rev *grants.Revocations
+	rev     *grants.Revocations
+	sweeper *grants.Sweeper
 }
 
-func (h storeHandle) Destruct() error { return h.Store.Close() }
+// Destruct stops the sweeper, then closes the file.
+func (h *storeHandle) Destruct() error {
+	h.sweeper.Stop()
+	return h.Store.Close()
+}
 
 // appFrom finds the oauth app for a handler.
 func appFrom(ctx caddy.Context, directive string) (*App, error) {

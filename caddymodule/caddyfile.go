@@ -111,6 +111,21 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := durationArg(d, &a.SessionTTL); err != nil {
 				return err
 			}
+		case "key_rotation":
+			if err := durationArg(d, &a.KeyRotation); err != nil {
+				return err
+			}
+		case "key_encryption_key":
+			if err := oneArg(d, &a.KeyEncryptionKey); err != nil {
+				return err
+			}
+		case "sweep_interval":
+			if err := durationArg(d, &a.SweepInterval); err != nil {
+				return err
+			}
+			if a.SweepInterval <= 0 {
+				return d.Errf("sweep_interval must be positive")
+			}
 		case "templates_dir":
 			if err := oneArg(d, &a.TemplatesDir); err != nil {
 				return err
@@ -208,6 +223,11 @@ func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "pkce_optional":
 			c.PKCEOptional = true
 			err = noArgs(d)
+		case "resource_server":
+			c.ResourceServer = true
+			err = noArgs(d)
+		case "access_token_format":
+			err = oneArg(d, &c.AccessTokenFormat)
 		default:
 			err = d.Errf("unknown option %q in client %q", d.Val(), c.ID)
 		}

@@ -27,8 +27,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "oauth",
-		Usage: "user add|list|remove|passwd ...",
-		Short: "Manages caddy-oauthgate users",
+		Usage: "user|client|keys|revoke ...",
+		Short: "Manages caddy-oauthgate users, clients, signing keys and revocations",
 		Long: `
 Manages the users who can sign in at the oauth_server login page.
 
@@ -46,10 +46,19 @@ be changed in the config.
 
 Passwords are read from the terminal without echo, or as one line from
 standard input. They are hashed with bcrypt here; only the hash is sent.
+
+The following need the running server:
+
+  caddy oauth client add <id> --grant-types client_credentials [--scopes a,b] [--audience URL]...
+  caddy oauth client list
+  caddy oauth client remove <id>
+  caddy oauth revoke --subject <user> | --client <id>
+  caddy oauth keys list
+  caddy oauth keys rotate
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			user := &cobra.Command{Use: "user", Short: "Manages users"}
-			cmd.AddCommand(user)
+			cmd.AddCommand(user, keysCommand(), clientCommand(), revokeCommand())
 			for _, sub := range []struct{ use, short string }{
 				{"add <name>", "Adds a user"},
 				{"passwd <name>", "Sets a user's password (and claims, with --claim)"},
@@ -57,9 +66,7 @@ standard input. They are hashed with bcrypt here; only the hash is sent.
 				{"list", "Lists users"},
 			} {
 				c := &cobra.Command{Use: sub.use, Short: sub.short}
-				c.Flags().String("address", "", "The admin API address of the running server")
-				c.Flags().StringP("config", "c", "", "A config file to read the admin address from")
-				c.Flags().StringP("adapter", "a", "", "The adapter of --config")
+				adminFlags(c)
 				c.Flags().String("storage", "", "The storage file to open when no server is running")
 				c.Flags().StringArray("claim", nil, "A claim as name=value (repeatable)")
 				verb := strings.Fields(sub.use)[0]

@@ -90,6 +90,9 @@ func (Protect) CaddyModule() caddy.ModuleInfo {
 // Provision finds the oauth app and precomputes the answers.
 func (p *Protect) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("oauth_protect: registering metrics: %w", err)
+	}
 	app, err := appFrom(ctx, "oauth_protect")
 	if err != nil {
 		return err
@@ -178,14 +181,21 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return err
 	}
 	if !p.BlockPreflight && r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		countGate(gatePreflight)
 		return next.ServeHTTP(w, r)
 	}
 	token, status, code := grants.BearerToken(r)
 	if status != 0 {
+		if status == http.StatusUnauthorized {
+			countGate(gateNoToken)
+		} else {
+			countGate(gateBadRequest)
+		}
 		return p.deny(w, status, code, "")
 	}
 	eng, err := p.app.ready()
 	if err != nil {
+		countGate(gateUnavailable)
 		p.logger.Error("oauth storage unavailable", zap.Error(err))
 		w.Header().Set("Retry-After", "1")
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -199,16 +209,19 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if ce := p.logger.Check(zapcore.DebugLevel, "access token refused"); ce != nil {
 			ce.Write(zap.Error(err))
 		}
+		countGate(gateInvalid)
 		return p.deny(w, http.StatusUnauthorized, "invalid_token", "")
 	}
 	if len(p.Scopes) > 0 {
 		have := claims.Scopes()
 		for _, s := range p.Scopes {
 			if !slices.Contains(have, s) {
+				countGate(gateScope)
 				return p.deny(w, http.StatusForbidden, "insufficient_scope", p.scopeList)
 			}
 		}
 	}
+	countGate(gateAllowed)
 	p.setIdentity(r, claims)
 	if !p.PassAuthorization {
 		r.Header.Del("Authorization")

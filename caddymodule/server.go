@@ -49,6 +49,8 @@ func (s *Server) Provision(ctx caddy.Context) error {
 		p["authorize"] + "/login":   (*grants.Engine).ServeLogin,
 		p["authorize"] + "/consent": (*grants.Engine).ServeConsent,
 		p["userinfo"]:               (*grants.Engine).ServeUserinfo,
+		p["revoke"]:                 (*grants.Engine).ServeRevoke,
+		p["introspect"]:             (*grants.Engine).ServeIntrospect,
 		p["logout"]:                 (*grants.Engine).ServeLogout,
 		p["logout"] + "/confirm":    (*grants.Engine).ServeLogout,
 		p["assets"] + "style.css":   (*grants.Engine).ServeAsset,
@@ -70,6 +72,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 			Description: "the authorization server is starting or its storage is unavailable; retry later",
 			Status:      http.StatusServiceUnavailable})
 		return nil
+	}
+	// The request's uuid also goes into Caddy's access log line, so the
+	// engine's debug lines can be matched with it.
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if id, ok := repl.GetString("http.request.uuid"); ok {
+			r = r.WithContext(grants.WithRequestID(r.Context(), id))
+		}
 	}
 	route(eng, w, r)
 	return nil

@@ -129,7 +129,7 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 // userTokens signs the access token (and an ID token when openid was
 // granted) for a grant that storage has already committed.
 func (e *Engine) userTokens(ctx context.Context, c *Client, at *AccessClaims, rt, nonce string, authTime int64) (*TokenResponse, *Error) {
-	resp, oerr := e.issueAccessToken(at)
+	resp, oerr := e.issueAccessToken(ctx, c, at)
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -143,8 +143,8 @@ func (e *Engine) userTokens(ctx context.Context, c *Client, at *AccessClaims, rt
 			return nil, storageError(err)
 		}
 		idc := newIDClaims(e.Issuer, u, c.ID, nonce, at.Scopes(), time.Unix(authTime, 0), time.Now(), e.AccessTokenTTL)
-		idc.ATHash = atHash(e.keys.Current, resp.AccessToken)
-		if resp.IDToken, err = e.keys.Current.MintIDToken(idc); err != nil {
+		idc.ATHash = atHash(e.keyRing().Current, resp.AccessToken)
+		if resp.IDToken, err = e.keyRing().Current.MintIDToken(idc); err != nil {
 			return nil, errServer
 		}
 	}

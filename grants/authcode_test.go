@@ -86,7 +86,7 @@ func TestCodeGrantSuccess(t *testing.T) {
 				return
 			}
 			hdr, c := verifyIDToken(t, e, idt)
-			if hdr["alg"] != "ES256" || hdr["typ"] != "JWT" || hdr["kid"] != e.keys.Current.ID {
+			if hdr["alg"] != "ES256" || hdr["typ"] != "JWT" || hdr["kid"] != e.keyRing().Current.ID {
 				t.Errorf("id_token header %v", hdr)
 			}
 			if c["iss"] != siTestIssuer || c["sub"] != tt.user || c["aud"] != tt.client || c["azp"] != tt.client {

@@ -68,8 +68,11 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 			p[name] = vs[0]
 		}
 	}
-	c, ok := e.Clients[p["client_id"]]
-	if !ok {
+	c, err := e.lookupClient(r.Context(), p["client_id"])
+	if err != nil {
+		return nil, "the sign-in service cannot complete the request right now; try again later", nil
+	}
+	if c == nil {
 		return nil, "the application that sent you here is not registered", nil
 	}
 	ar = &authzRequest{ClientID: c.ID, State: p["state"], MaxAge: -1}
@@ -194,7 +197,11 @@ func (w *web) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *aut
 			Action: w.e.basePath + AuthorizePath + "/login"})
 		return
 	}
-	c := w.e.Clients[ar.ClientID]
+	c, err := w.e.lookupClient(ctx, ar.ClientID)
+	if err != nil || c == nil {
+		w.errorPage(rw, http.StatusBadRequest, "the application is no longer registered")
+		return
+	}
 	needConsent := !c.Trusted
 	if needConsent && !slices.Contains(ar.Prompt, "consent") {
 		ok, err := w.hasConsent(ctx, sess.User, c.ID, ar.Scope)
@@ -255,7 +262,7 @@ func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
 	u, err := e.Users.Authenticate(r.Context(), name, password)
 	if err != nil {
 		w.throttle.fail(now, "user:"+name, "ip:"+ip)
-		e.debug("sign-in failed", zap.String("client_id", ar.ClientID))
+		e.debug(r.Context(), "sign-in failed", zap.String("client_id", ar.ClientID))
 		again("The user name or password is wrong.")
 		return
 	}
@@ -332,7 +339,7 @@ func (w *web) postedForm(rw http.ResponseWriter, r *http.Request, st any) bool {
 	case *consentState:
 		ar = &s.Request
 	}
-	if c, ok := w.e.Clients[ar.ClientID]; !ok || !c.MatchRedirectURI(ar.RedirectURI) {
+	if c, err := w.e.lookupClient(r.Context(), ar.ClientID); err != nil || c == nil || !c.MatchRedirectURI(ar.RedirectURI) {
 		w.errorPage(rw, http.StatusBadRequest, "the application is no longer registered")
 		return false
 	}

@@ -62,6 +62,12 @@ type Client struct {
 	// PKCEOptional lets a confidential client use the code flow without
 	// PKCE. Public clients always need it.
 	PKCEOptional bool
+	// ResourceServer marks a client that is an API checking tokens: at
+	// the introspection endpoint it sees the access tokens whose audience
+	// includes one of its Audience values, instead of its own tokens.
+	ResourceServer bool
+	// AccessTokenFormat is FormatJWT (default, also "") or FormatOpaque.
+	AccessTokenFormat string
 }
 
 // Allows reports whether the client is registered for grantType.
@@ -137,6 +143,9 @@ func (c *Client) Validate() error {
 	}
 	if len(c.GrantTypes) == 0 {
 		return fmt.Errorf("client %q: grant_types is required", c.ID)
+	}
+	if f := c.AccessTokenFormat; f != "" && f != FormatJWT && f != FormatOpaque {
+		return fmt.Errorf("client %q: access_token_format %q is not supported (use %s or %s)", c.ID, f, FormatJWT, FormatOpaque)
 	}
 	for _, g := range c.GrantTypes {
 		if !slices.Contains(SupportedGrantTypes, g) {

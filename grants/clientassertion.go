@@ -208,7 +208,7 @@ func (e *Engine) consumeAssertionID(ctx context.Context, namespace, issuer, id s
 // log only.
 func (e *Engine) authenticateAssertion(ctx context.Context, form Form, failed *Error) (*Client, *Error) {
 	fail := func(reason string) (*Client, *Error) {
-		e.debug("client assertion refused", zap.String("reason", reason))
+		e.debug(ctx, "client assertion refused", zap.String("reason", reason))
 		return nil, failed
 	}
 	if form.Get("client_assertion_type") != ClientAssertionType {

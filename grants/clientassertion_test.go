@@ -135,7 +135,7 @@ func TestClientAssertion(t *testing.T) {
 		return h
 	}
 	pubDER, _ := json.Marshal(caKey.Public())
-	ours, _ := e.keys.Current.MintAccessToken(newAccessClaims(testIssuer, "c-pkj", "c-pkj", []string{testIssuer}, nil, time.Now(), time.Minute))
+	ours, _ := e.keyRing().Current.MintAccessToken(newAccessClaims(testIssuer, "c-pkj", "c-pkj", []string{testIssuer}, nil, time.Now(), time.Minute))
 	attackerJWK, _ := jwk.Import(caOtherKey.Public())
 	valid := caPKJ(t, nil)
 	tests := []struct {

@@ -82,13 +82,21 @@ func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error
 	default:
 		// A public client names itself and has nothing to prove; PKCE
 		// protects its codes instead (RFC 6749 §2.1, RFC 7636).
-		if c, ok := e.Clients[form.Get("client_id")]; ok && c.AuthMethod == AuthNone {
+		c, err := e.lookupClient(r.Context(), form.Get("client_id"))
+		if err != nil {
+			return nil, errUnavailable
+		}
+		if c != nil && c.AuthMethod == AuthNone {
 			return c, nil
 		}
 		failed.Description = "client authentication is required"
 		return nil, failed
 	}
-	c, known := e.Clients[id]
+	c, err := e.lookupClient(r.Context(), id)
+	if err != nil {
+		return nil, errUnavailable
+	}
+	known := c != nil
 	want := &dummyHash
 	if known {
 		want = &c.SecretHash

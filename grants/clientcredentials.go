@@ -14,7 +14,7 @@ func (e *Engine) clientCredentials(ctx context.Context, c *Client, form Form) (*
 	if oerr != nil {
 		return nil, oerr
 	}
-	return e.issueAccessToken(newAccessClaims(e.Issuer, c.ID, c.ID, aud, scope, time.Now(), e.AccessTokenTTL))
+	return e.issueAccessToken(ctx, c, newAccessClaims(e.Issuer, c.ID, c.ID, aud, scope, time.Now(), e.AccessTokenTTL))
 }
 
 // scopeAndAudience decides a new token's scope, within allowed, and its
@@ -43,18 +43,4 @@ func (e *Engine) audienceFor(c *Client, resource string) ([]string, *Error) {
 		return c.Audience, nil
 	}
 	return []string{e.Issuer}, nil
-}
-
-// issueAccessToken signs the claims with the current key.
-func (e *Engine) issueAccessToken(claims *AccessClaims) (*TokenResponse, *Error) {
-	tok, err := e.keys.Current.MintAccessToken(claims)
-	if err != nil {
-		return nil, errServer
-	}
-	return &TokenResponse{
-		AccessToken: tok,
-		TokenType:   "Bearer",
-		ExpiresIn:   claims.ExpiresAt - claims.IssuedAt,
-		Scope:       claims.Scope,
-	}, nil
 }

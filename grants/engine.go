@@ -19,12 +19,14 @@ import (
 
 // Endpoint paths below the issuer's path.
 const (
-	TokenPath     = "/oauth/token"
-	JWKSPath      = "/oauth/jwks"
-	AuthorizePath = "/oauth/authorize"
-	UserinfoPath  = "/oauth/userinfo"
-	LogoutPath    = "/oauth/logout"
-	AssetsPath    = "/oauth/assets/"
+	TokenPath      = "/oauth/token"
+	JWKSPath       = "/oauth/jwks"
+	AuthorizePath  = "/oauth/authorize"
+	UserinfoPath   = "/oauth/userinfo"
+	LogoutPath     = "/oauth/logout"
+	AssetsPath     = "/oauth/assets/"
+	RevokePath     = "/oauth/revoke"
+	IntrospectPath = "/oauth/introspect"
 )
 
 // Config is what the engine is built from.
@@ -52,7 +54,15 @@ type Config struct {
 	// BehindTLSProxy says TLS ends in front of this server, so plain-HTTP
 	// requests to credential-bearing endpoints are accepted from anywhere.
 	BehindTLSProxy bool
-	Logger         *zap.Logger
+	// KeyRotation, when positive, makes a new signing key once the
+	// current one is this old. Zero rotates only on demand.
+	KeyRotation time.Duration
+	// KeyEncryptionKey, when set (at least 32 bytes), encrypts the
+	// private signing keys in storage with AES-256-GCM.
+	KeyEncryptionKey []byte
+	// Observer receives token endpoint events for metrics; nil for none.
+	Observer Observer
+	Logger   *zap.Logger
 }
 
 // Engine serves the authorization server's endpoints.
@@ -70,7 +80,6 @@ type Engine struct {
 	web         *web
 
 	store  storage.Store
-	keys   *KeyRing
 	logger *zap.Logger
 	realm  string
 	// basePath is the issuer's path, under which endpoints live.
@@ -80,6 +89,11 @@ type Engine struct {
 	trusted map[string]*TrustedIssuer
 	// samlIdPs are the issuers of SAML bearer assertions, by entity ID.
 	samlIdPs map[string]*SAMLIdP
+
+	signingAlg  string
+	keyRotation time.Duration
+	sealer      *keySealer
+	observer    Observer
 }
 
 // grantHandler issues tokens for one grant type to an authenticated client
@@ -145,6 +159,15 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.logger == nil {
 		e.logger = zap.NewNop()
 	}
+	var err error
+	if e.sealer, err = checkKeyConfig(cfg); err != nil {
+		return nil, err
+	}
+	e.keyRotation = cfg.KeyRotation
+	e.observer = cfg.Observer
+	if e.observer == nil {
+		e.observer = nopObserver{}
+	}
 	for _, c := range cfg.Clients {
 		if err := c.Validate(); err != nil {
 			return nil, err
@@ -167,8 +190,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 		u.FromConfig = true
 		e.Users.config[u.Name] = u
 	}
-	e.Users.reserved = func(name string) bool { _, ok := e.Clients[name]; return ok }
-	var err error
+	e.Users.reserved = func(name string) bool {
+		c, _ := e.lookupClient(context.Background(), name)
+		return c != nil
+	}
 	if e.web, err = newWeb(e, cfg.Web); err != nil {
 		return nil, err
 	}
@@ -222,7 +247,7 @@ func byKey[T any](items []*T, what string, check func(*T) (string, error)) (map[
 // by every engine on it, and loads (or creates) the signing keys and the
 // form-protection key.
 func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string, rev *Revocations) error {
-	kr, err := LoadKeyRing(ctx, st, signingAlg, time.Now())
+	kr, err := loadKeyRing(ctx, st, signingAlg, e.sealer, time.Now())
 	if err != nil {
 		return err
 	}
@@ -230,10 +255,11 @@ func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string,
 		return err
 	}
 	e.store = st
-	e.keys = kr
+	e.signingAlg = signingAlg
 	e.Users.store = st
 	e.Revocations = rev
 	e.Verifier.revocations = rev
+	e.Verifier.opaque = e.lookupOpaque
 	e.Verifier.SetKeys(kr)
 	return nil
 }
@@ -242,19 +268,32 @@ func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string,
 // HTTP layer to route on.
 func (e *Engine) Paths() map[string]string {
 	return map[string]string{
-		"token":     e.basePath + TokenPath,
-		"jwks":      e.basePath + JWKSPath,
-		"authorize": e.basePath + AuthorizePath,
-		"userinfo":  e.basePath + UserinfoPath,
-		"logout":    e.basePath + LogoutPath,
-		"assets":    e.basePath + AssetsPath,
-		"as_meta":   "/.well-known/oauth-authorization-server" + e.basePath,
-		"oidc_meta": e.basePath + "/.well-known/openid-configuration",
+		"token":      e.basePath + TokenPath,
+		"jwks":       e.basePath + JWKSPath,
+		"authorize":  e.basePath + AuthorizePath,
+		"userinfo":   e.basePath + UserinfoPath,
+		"logout":     e.basePath + LogoutPath,
+		"assets":     e.basePath + AssetsPath,
+		"revoke":     e.basePath + RevokePath,
+		"introspect": e.basePath + IntrospectPath,
+		"as_meta":    "/.well-known/oauth-authorization-server" + e.basePath,
+		"oidc_meta":  e.basePath + "/.well-known/openid-configuration",
 	}
 }
 
-func (e *Engine) debug(msg string, fields ...zap.Field) {
+func (e *Engine) debug(ctx context.Context, msg string, fields ...zap.Field) {
 	if ce := e.logger.Check(zapcore.DebugLevel, msg); ce != nil {
+		if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+			fields = append(fields, zap.String("request_id", id))
+		}
 		ce.Write(fields...)
 	}
+}
+
+type requestIDKey struct{}
+
+// WithRequestID tags a request's context with the id the HTTP server gave
+// it, so that the engine's log lines can be matched with the access log.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
 }

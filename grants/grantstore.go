@@ -75,8 +75,9 @@ func putJSON(tx storage.Tx, kind storage.Kind, key string, v any, expires time.T
 // grantRevocationKey names a whole grant in the revocation set. Access
 // tokens carry their grant's id (the gid claim), so revoking a grant
 // revokes every access token it issued with one entry, however many
-// rotations it went through.
-func grantRevocationKey(family string) string { return "g:" + family }
+// rotations it went through. The "." keeps it apart from jtis (base64url)
+// and from the subject and client entries (beforeKey, with ":").
+func grantRevocationKey(family string) string { return "g." + family }
 
 // revokeFamily marks a family revoked in tx and returns the revocation
 // entry to make effective once the transaction commits: the grant's id,

@@ -58,13 +58,13 @@ func (e *Engine) jwtBearer(ctx context.Context, c *Client, form Form) (*TokenRes
 	}
 	ti, claims, subject, err := e.verifyTrustedJWT(ctx, tok, MaxAssertionLifetime)
 	if err != nil {
-		return e.assertionRefused(c, GrantJWTBearer, err.Error())
+		return e.assertionRefused(ctx, c, GrantJWTBearer, err.Error())
 	}
 	if !slices.Contains(ti.AllowedClients, c.ID) {
-		return e.assertionRefused(c, GrantJWTBearer, "this client may not present this issuer's assertions")
+		return e.assertionRefused(ctx, c, GrantJWTBearer, "this client may not present this issuer's assertions")
 	}
 	if claims.ID == "" || len(claims.ID) > maxJTIBytes {
-		return e.assertionRefused(c, GrantJWTBearer, "jti is required")
+		return e.assertionRefused(ctx, c, GrantJWTBearer, "jti is required")
 	}
 	return e.grantForAssertion(ctx, c, form, assertionGrant{
 		grant: GrantJWTBearer, namespace: "grant", issuer: ti.Issuer, id: claims.ID,

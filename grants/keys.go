@@ -31,6 +31,9 @@ type Key struct {
 	ID      string
 	Alg     jwa.SignatureAlgorithm
 	Created time.Time
+	// Retires is when a rotated-out key leaves the key set (zero for a
+	// key that is not being retired).
+	Retires time.Time
 
 	private crypto.Signer
 	public  crypto.PublicKey
@@ -47,6 +50,8 @@ type storedKey struct {
 	Alg     string          `json:"alg"`
 	Created time.Time       `json:"created"`
 	JWK     json.RawMessage `json:"jwk"`
+	// Enc names the encryption of JWK ("" for none, A256GCM).
+	Enc string `json:"enc,omitempty"`
 }
 
 // generateKey makes a new key pair for alg.
@@ -115,7 +120,11 @@ func (k *Key) PublicJWK() (jwk.Key, error) {
 	return pub, nil
 }
 
-func (k *Key) marshal() ([]byte, error) {
+func (k *Key) marshal() ([]byte, error) { return k.marshalWith(nil) }
+
+// marshalWith is the key's stored form, its private half sealed when s is
+// not nil.
+func (k *Key) marshalWith(s *keySealer) ([]byte, error) {
 	priv, err := jwk.Import(k.private)
 	if err != nil {
 		return nil, err
@@ -124,15 +133,30 @@ func (k *Key) marshal() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(storedKey{ID: k.ID, Alg: k.Alg.String(), Created: k.Created, JWK: raw})
-}
-
-func unmarshalKey(b []byte) (*Key, error) {
-	var sk storedKey
-	if err := json.Unmarshal(b, &sk); err != nil {
+	stored, enc, err := s.sealJWK(k.ID, raw)
+	if err != nil {
 		return nil, err
 	}
-	jk, err := jwk.ParseKey(sk.JWK)
+	return json.Marshal(storedKey{ID: k.ID, Alg: k.Alg.String(), Created: k.Created, JWK: stored, Enc: enc})
+}
+
+// unmarshalKey reads a stored key; sealed reports whether it was stored
+// encrypted.
+func unmarshalKey(b []byte, s *keySealer) (k *Key, sealed bool, err error) {
+	var sk storedKey
+	if err := json.Unmarshal(b, &sk); err != nil {
+		return nil, false, err
+	}
+	raw, err := s.openJWK(&sk)
+	if err != nil {
+		return nil, false, err
+	}
+	k, err = parseStoredKey(&sk, raw)
+	return k, sk.Enc != "", err
+}
+
+func parseStoredKey(sk *storedKey, jwkJSON []byte) (*Key, error) {
+	jk, err := jwk.ParseKey(jwkJSON)
 	if err != nil {
 		return nil, err
 	}
@@ -187,50 +211,97 @@ func (kr *KeyRing) All() []*Key {
 
 // LoadKeyRing loads the stored keys, creating and storing a key for alg
 // in the same transaction when none exists yet, so that two configs
-// starting at once (a reload) agree on one key.
+// starting at once (a reload) agree on one key. Keys must be stored
+// unencrypted; the engine loads them with its key encryption key.
 func LoadKeyRing(ctx context.Context, st storage.Store, alg string, now time.Time) (*KeyRing, error) {
+	return loadKeyRing(ctx, st, alg, nil, now)
+}
+
+// readKeys fills kr from the unexpired stored keys. Current is the newest
+// key of alg that is not being retired. plain counts keys stored
+// unencrypted.
+func readKeys(tx storage.Tx, kr *KeyRing, alg string, s *keySealer) (plain int, err error) {
+	clear(kr.byID)
+	kr.Current = nil
+	err = tx.ForEach(storage.KindKeys, func(id string, rec storage.Record) error {
+		k, sealed, err := unmarshalKey(rec.Value, s)
+		if err != nil {
+			if errors.Is(err, ErrKeyEncryption) {
+				return err
+			}
+			return fmt.Errorf("signing key %s in storage is unreadable: %w", id, err)
+		}
+		if !sealed {
+			plain++
+		}
+		k.Retires = rec.Expires
+		kr.byID[k.ID] = k
+		if k.Alg.String() == alg && k.Retires.IsZero() && (kr.Current == nil || k.Created.After(kr.Current.Created)) {
+			kr.Current = k
+		}
+		return nil
+	})
+	return plain, err
+}
+
+// putNewKey generates a key for alg and stores it.
+func putNewKey(tx storage.Tx, alg string, s *keySealer, now time.Time) (*Key, error) {
+	priv, err := generateKey(alg)
+	if err != nil {
+		return nil, err
+	}
+	k, err := newKey(alg, priv, now)
+	if err != nil {
+		return nil, err
+	}
+	return k, putKey(tx, k, s)
+}
+
+// putKey stores k (sealed with s, if any) until k.Retires.
+func putKey(tx storage.Tx, k *Key, s *keySealer) error {
+	b, err := k.marshalWith(s)
+	if err != nil {
+		return err
+	}
+	return tx.Put(storage.KindKeys, k.ID, storage.Record{Value: b, Expires: k.Retires})
+}
+
+func loadKeyRing(ctx context.Context, st storage.Store, alg string, s *keySealer, now time.Time) (*KeyRing, error) {
 	if _, ok := jwa.LookupSignatureAlgorithm(alg); !ok {
 		return nil, fmt.Errorf("signing_alg %q is not supported (use one of %v)", alg, SigningAlgs)
 	}
 	kr := &KeyRing{byID: map[string]*Key{}}
-	load := func(tx storage.Tx) error {
-		clear(kr.byID)
-		kr.Current = nil
-		return tx.ForEach(storage.KindKeys, func(id string, rec storage.Record) error {
-			k, err := unmarshalKey(rec.Value)
-			if err != nil {
-				return fmt.Errorf("signing key %s in storage is unreadable: %w", id, err)
-			}
-			kr.byID[k.ID] = k
-			if k.Alg.String() == alg && (kr.Current == nil || k.Created.After(kr.Current.Created)) {
-				kr.Current = k
-			}
-			return nil
-		})
-	}
-	if err := st.View(ctx, load); err != nil {
+	plain := 0
+	err := st.View(ctx, func(tx storage.Tx) error {
+		var err error
+		plain, err = readKeys(tx, kr, alg, s)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
-	if kr.Current != nil {
+	if kr.Current != nil && (s == nil || plain == 0) {
 		return kr, nil
 	}
-	err := st.Update(ctx, func(tx storage.Tx) error {
-		if err := load(tx); err != nil || kr.Current != nil {
-			return err
-		}
-		priv, err := generateKey(alg)
+	err = st.Update(ctx, func(tx storage.Tx) error {
+		plain, err := readKeys(tx, kr, alg, s)
 		if err != nil {
 			return err
 		}
-		k, err := newKey(alg, priv, now)
-		if err != nil {
-			return err
+		// A key encryption key was configured for keys stored plain:
+		// seal them now.
+		if s != nil && plain > 0 {
+			for _, k := range kr.byID {
+				if err := putKey(tx, k, s); err != nil {
+					return err
+				}
+			}
 		}
-		b, err := k.marshal()
-		if err != nil {
-			return err
+		if kr.Current != nil {
+			return nil
 		}
-		if err := tx.Put(storage.KindKeys, k.ID, storage.Record{Value: b}); err != nil {
+		k, err := putNewKey(tx, alg, s, now)
+		if err != nil {
 			return err
 		}
 		kr.byID[k.ID] = k

@@ -73,7 +73,7 @@ func (e *Engine) ServeLogout(rw http.ResponseWriter, r *http.Request) {
 		st.State = ""
 	}
 	if pl := q.Get("post_logout_redirect_uri"); pl != "" {
-		if c, ok := e.Clients[clientID]; ok && (hintAud == "" || hintAud == clientID) && slices.Contains(c.PostLogoutRedirectURIs, pl) {
+		if c, err := e.lookupClient(r.Context(), clientID); err == nil && c != nil && (hintAud == "" || hintAud == clientID) && slices.Contains(c.PostLogoutRedirectURIs, pl) {
 			st.RedirectURI = pl
 		}
 	}
@@ -124,7 +124,7 @@ func (e *Engine) idTokenHint(tok string) (sub, aud string) {
 	if err != nil || json.Unmarshal(hb, &h) != nil || h.Typ != "JWT" || h.Crit != nil {
 		return "", ""
 	}
-	k, ok := e.keys.Lookup(h.Kid)
+	k, ok := e.keyRing().Lookup(h.Kid)
 	if !ok || h.Alg != k.Alg.String() {
 		return "", ""
 	}

@@ -178,7 +178,7 @@ func TestLogoutConfirmCSRF(t *testing.T) {
 // other hint does not.
 func TestLogoutIDTokenHint(t *testing.T) {
 	e := siNewTestEngine(t, nil)
-	k := e.keys.Current
+	k := e.keyRing().Current
 	forgedKid := otherKey(t)
 	forgedKid.idHeader = k.idHeader // our kid and alg, another key's signature
 	tests := []struct {
@@ -270,7 +270,7 @@ func TestLogoutWithoutSession(t *testing.T) {
 func TestLogoutPostHint(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	b := signedIn(t, e)
-	rec := b.post(LogoutPath, url.Values{"id_token_hint": {idTokenFor(t, e.keys.Current, siTestIssuer, "alice", "c-web")},
+	rec := b.post(LogoutPath, url.Values{"id_token_hint": {idTokenFor(t, e.keyRing().Current, siTestIssuer, "alice", "c-web")},
 		"post_logout_redirect_uri": {"https://client.test/bye"}})
 	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "https://client.test/bye" {
 		t.Fatalf("got %d %q", rec.Code, rec.Header().Get("Location"))

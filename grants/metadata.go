@@ -26,6 +26,10 @@ type Metadata struct {
 	TokenEndpointAuthMethodsSupported      []string `json:"token_endpoint_auth_methods_supported"`
 	TokenEndpointAuthSigningAlgsSupported  []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
 	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported,omitempty"`
+	RevocationEndpoint                     string   `json:"revocation_endpoint"`
+	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported"`
+	IntrospectionEndpoint                  string   `json:"introspection_endpoint"`
+	IntrospectionAuthMethodsSupported      []string `json:"introspection_endpoint_auth_methods_supported"`
 	AuthorizationResponseISSParamSupported bool     `json:"authorization_response_iss_parameter_supported,omitempty"`
 	PromptValuesSupported                  []string `json:"prompt_values_supported,omitempty"`
 	SubjectTypesSupported                  []string `json:"subject_types_supported"`
@@ -48,7 +52,7 @@ func (e *Engine) metadata() *Metadata {
 		ResponseTypesSupported:            []string{},
 		TokenEndpointAuthMethodsSupported: []string{AuthSecretBasic, AuthSecretPost},
 		SubjectTypesSupported:             []string{"public"},
-		IDTokenSigningAlgValuesSupported:  []string{e.keys.Current.Alg.String()},
+		IDTokenSigningAlgValuesSupported:  []string{e.keyRing().Current.Alg.String()},
 		ClaimsSupported: []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
 			"name", "given_name", "family_name", "preferred_username", "email", "email_verified"},
 	}
@@ -87,6 +91,12 @@ func (e *Engine) metadata() *Metadata {
 			}
 		}
 	}
+	// Revocation takes the token endpoint's methods (public clients name
+	// themselves); introspection only confidential ones.
+	m.RevocationEndpoint = e.Issuer + RevokePath
+	m.RevocationEndpointAuthMethodsSupported = m.TokenEndpointAuthMethodsSupported
+	m.IntrospectionEndpoint = e.Issuer + IntrospectPath
+	m.IntrospectionAuthMethodsSupported = []string{AuthSecretBasic, AuthSecretPost}
 	slices.Sort(m.ScopesSupported)
 	slices.Sort(m.GrantTypesSupported)
 	if m.GrantTypesSupported == nil {
@@ -109,7 +119,7 @@ func (e *Engine) ServeJWKS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	set := jwk.NewSet()
-	for _, k := range e.keys.All() {
+	for _, k := range e.keyRing().All() {
 		pub, err := k.PublicJWK()
 		if err != nil {
 			WriteError(w, errServer)

@@ -176,7 +176,7 @@ func TestJWKS(t *testing.T) {
 			t.Errorf("key %s use = %v", kid, k["use"])
 		}
 		ktys[alg], _ = k["kty"].(string)
-		if rk, ok := e.keys.Lookup(kid); !ok || rk.Alg.String() != alg {
+		if rk, ok := e.keyRing().Lookup(kid); !ok || rk.Alg.String() != alg {
 			t.Errorf("published kid %s / alg %s does not match the ring", kid, alg)
 		}
 	}
@@ -195,8 +195,8 @@ func TestJWKS(t *testing.T) {
 		}
 	}
 	// The newest key signs, and OIDC metadata advertises its algorithm.
-	if e.keys.Current.Alg.String() != "RS256" {
-		t.Errorf("Current = %s", e.keys.Current.Alg)
+	if e.keyRing().Current.Alg.String() != "RS256" {
+		t.Errorf("Current = %s", e.keyRing().Current.Alg)
 	}
 	var m Metadata
 	_ = json.Unmarshal(getMetadata(t, e, http.MethodGet).Body.Bytes(), &m)

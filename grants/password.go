@@ -41,7 +41,7 @@ func (e *Engine) password(ctx context.Context, c *Client, form Form) (*TokenResp
 	u, err := e.Users.Authenticate(ctx, name, pw)
 	if errors.Is(err, ErrUserNotFound) {
 		th.fail(now, keys...)
-		e.debug("password grant: sign-in failed")
+		e.debug(ctx, "password grant: sign-in failed")
 		return nil, errBadPassword
 	}
 	if err != nil {

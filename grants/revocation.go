@@ -2,6 +2,9 @@ package grants
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,18 +17,84 @@ import (
 type Revocations struct {
 	mu  sync.RWMutex
 	jti map[string]int64 // jti -> exp (Unix seconds)
+	// before holds revocations of everything a subject or a client was
+	// issued up to a time, by beforeKey.
+	before map[string]beforeEntry
 }
+
+// beforeEntry revokes the tokens issued at or before At (Unix seconds);
+// it is kept until Exp, when no such token can verify any more.
+type beforeEntry struct{ At, Exp int64 }
+
+// beforeKey names a subject's or a client's revocation. A jti never
+// contains ':', so the two kinds of key cannot collide in storage.
+func beforeKey(kind, id string) string { return kind + ":" + id }
 
 // LoadRevocations reads the stored revocations.
 func LoadRevocations(ctx context.Context, st storage.Store) (*Revocations, error) {
-	r := &Revocations{jti: map[string]int64{}}
+	r := &Revocations{jti: map[string]int64{}, before: map[string]beforeEntry{}}
 	err := st.View(ctx, func(tx storage.Tx) error {
 		return tx.ForEach(storage.KindRevoked, func(k string, rec storage.Record) error {
+			if strings.Contains(k, ":") {
+				at, err := strconv.ParseInt(string(rec.Value), 10, 64)
+				if err != nil {
+					return fmt.Errorf("revocation %q is malformed", k)
+				}
+				r.before[k] = beforeEntry{At: at, Exp: rec.Expires.Unix()}
+				return nil
+			}
 			r.jti[k] = rec.Expires.Unix()
 			return nil
 		})
 	})
 	return r, err
+}
+
+// revokedClaims reports whether a verified token was revoked: by its jti,
+// or with everything its subject or client was issued until then.
+func (r *Revocations) revokedClaims(c *AccessClaims) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if _, ok := r.jti[c.ID]; ok {
+		return true
+	}
+	if c.Grant != "" {
+		if _, ok := r.jti[grantRevocationKey(c.Grant)]; ok {
+			return true
+		}
+	}
+	if len(r.before) == 0 {
+		return false
+	}
+	for _, k := range [...]string{beforeKey("sub", c.Subject), beforeKey("client", c.ClientID)} {
+		if b, ok := r.before[k]; ok && c.IssuedAt <= b.At {
+			return true
+		}
+	}
+	return false
+}
+
+// persistBefore records in tx that everything issued under key up to at
+// is revoked, for as long as such a token can verify (until exp).
+func persistBefore(tx storage.Tx, key string, b beforeEntry) error {
+	return tx.Put(storage.KindRevoked, key, storage.Record{Value: []byte(strconv.FormatInt(b.At, 10)),
+		Expires: time.Unix(b.Exp, 0).Add(revokedSlack)})
+}
+
+// addBefore makes a committed persistBefore effective.
+func (r *Revocations) addBefore(key string, b beforeEntry) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.before == nil {
+		r.before = map[string]beforeEntry{}
+	}
+	r.before[key] = b
 }
 
 // Revoked reports whether the access token with this id was revoked.
@@ -39,10 +108,15 @@ func (r *Revocations) Revoked(jti string) bool {
 	return ok
 }
 
-// persist records revoked ids in tx; call add after the commit.
+// revokedSlack keeps a stored revocation a little past the token's exp,
+// beyond the verifier's leeway, so a token that still verifies is never
+// forgotten early by the sweeper or by a restart.
+const revokedSlack = time.Minute
+
+// persistRevoked records revoked ids in tx; call add after the commit.
 func persistRevoked(tx storage.Tx, ids map[string]int64) error {
 	for jti, exp := range ids {
-		if err := tx.Put(storage.KindRevoked, jti, storage.Record{Expires: time.Unix(exp, 0)}); err != nil {
+		if err := tx.Put(storage.KindRevoked, jti, storage.Record{Expires: time.Unix(exp, 0).Add(revokedSlack)}); err != nil {
 			return err
 		}
 	}
@@ -54,15 +128,45 @@ func (r *Revocations) add(ids map[string]int64) {
 	if r == nil || len(ids) == 0 {
 		return
 	}
-	now := time.Now().Unix()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for jti, exp := range ids {
 		r.jti[jti] = exp
 	}
+	r.pruneLocked(time.Now())
+}
+
+// prune forgets the revocations of tokens that expired long enough ago
+// that they can no longer verify.
+func (r *Revocations) prune(now time.Time) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pruneLocked(now)
+}
+
+func (r *Revocations) pruneLocked(now time.Time) {
+	cutoff := now.Add(-revokedSlack).Unix()
 	for jti, exp := range r.jti {
-		if exp < now-60 {
+		if exp < cutoff {
 			delete(r.jti, jti)
 		}
 	}
+	for k, b := range r.before {
+		if b.Exp < cutoff {
+			delete(r.before, k)
+		}
+	}
+}
+
+// Len is the number of revocations held in memory.
+func (r *Revocations) Len() int {
+	if r == nil {
+		return 0
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.jti) + len(r.before)
 }

@@ -85,10 +85,10 @@ func (e *Engine) samlBearer(ctx context.Context, c *Client, form Form) (*TokenRe
 	}
 	idp, a, err := e.verifySAMLAssertion(raw, time.Now())
 	if err != nil {
-		return e.assertionRefused(c, GrantSAML2Bearer, err.Error())
+		return e.assertionRefused(ctx, c, GrantSAML2Bearer, err.Error())
 	}
 	if !slices.Contains(idp.AllowedClients, c.ID) {
-		return e.assertionRefused(c, GrantSAML2Bearer, "this client may not present this identity provider's assertions")
+		return e.assertionRefused(ctx, c, GrantSAML2Bearer, "this client may not present this identity provider's assertions")
 	}
 	return e.grantForAssertion(ctx, c, form, assertionGrant{
 		grant: GrantSAML2Bearer, namespace: "saml", issuer: idp.EntityID, id: a.ID,
@@ -463,16 +463,16 @@ func (e *Engine) grantForAssertion(ctx context.Context, c *Client, form Form, g 
 		return nil, storageError(err)
 	}
 	if !fresh {
-		return e.assertionRefused(c, g.grant, "assertion id already used")
+		return e.assertionRefused(ctx, c, g.grant, "assertion id already used")
 	}
-	return e.issueAccessToken(newAccessClaims(e.Issuer, g.subject, c.ID, aud, scope, time.Now(), e.AccessTokenTTL))
+	return e.issueAccessToken(ctx, c, newAccessClaims(e.Issuer, g.subject, c.ID, aud, scope, time.Now(), e.AccessTokenTTL))
 }
 
 // errBadAssertion is every refusal of an assertion grant's assertion; the
 // reason goes to the debug log only.
 var errBadAssertion = errCode(CodeInvalidGrant, "the assertion is invalid, expired, replayed or not trusted")
 
-func (e *Engine) assertionRefused(c *Client, grant, reason string) (*TokenResponse, *Error) {
-	e.debug("assertion refused", zap.String("grant_type", grant), zap.String("client_id", c.ID), zap.String("reason", reason))
+func (e *Engine) assertionRefused(ctx context.Context, c *Client, grant, reason string) (*TokenResponse, *Error) {
+	e.debug(ctx, "assertion refused", zap.String("grant_type", grant), zap.String("client_id", c.ID), zap.String("reason", reason))
 	return nil, errBadAssertion
 }

@@ -434,7 +434,7 @@ func wantErr(t testing.TB, tr tokenResult, status int, code string) {
 // returns the header and claims.
 func verifyIDToken(t testing.TB, e *Engine, tok string) (hdr, claims map[string]any) {
 	t.Helper()
-	k := e.keys.Current
+	k := e.keyRing().Current
 	payload, err := jws.VerifyCompactFast(k.public, []byte(tok), k.Alg)
 	if err != nil {
 		t.Fatalf("id_token does not verify: %v", err)

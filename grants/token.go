@@ -3,6 +3,7 @@ package grants
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -31,9 +32,12 @@ func (e *Engine) requireTLS(r *http.Request) *Error {
 
 // ServeToken is the token endpoint (RFC 6749 §3.2).
 func (e *Engine) ServeToken(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() { e.observer.TokenDuration(time.Since(start)) }()
 	resp, oerr := e.token(w, r)
 	if oerr != nil {
-		e.debug("token request refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
+		e.observer.TokenRefused(oerr.Code)
+		e.debug(r.Context(), "token request refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
 		WriteError(w, oerr)
 		return
 	}
@@ -67,6 +71,7 @@ func (e *Engine) token(w http.ResponseWriter, r *http.Request) (*TokenResponse, 
 	if oerr != nil {
 		return nil, oerr
 	}
-	e.debug("token issued", zap.String("client_id", client.ID), zap.String("grant_type", gt))
+	e.observer.TokenIssued(gt, client.ID)
+	e.debug(r.Context(), "token issued", zap.String("client_id", client.ID), zap.String("grant_type", gt))
 	return resp, nil
 }

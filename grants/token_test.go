@@ -601,9 +601,9 @@ func TestAccessTokenJTIUnique(t *testing.T) {
 // nothing about the cause.
 func TestTokenSigningFailure(t *testing.T) {
 	e := newTestEngine(t, nil)
-	broken := *e.keys.Current
+	broken := *e.keyRing().Current
 	broken.private = brokenSigner{broken.private.Public()}
-	e.keys = &KeyRing{Current: &broken, byID: map[string]*Key{broken.ID: &broken}}
+	e.Verifier.SetKeys(&KeyRing{Current: &broken, byID: map[string]*Key{broken.ID: &broken}})
 	w := serve(e, tokenCase{body: ccForm, auth: authBasic}.request())
 	body := checkError(t, w, http.StatusInternalServerError, CodeServerError)
 	if d, _ := body["error_description"].(string); strings.Contains(d, "sign") || bytes.Contains(w.Body.Bytes(), []byte("boom")) {

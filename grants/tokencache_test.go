@@ -14,7 +14,7 @@ func TestVerifierCacheHonoursExpiryAndRevocation(t *testing.T) {
 	e.Verifier.revocations = rev
 	now := time.Now()
 	claims := newAccessClaims(testIssuer, "c-basic", "c-basic", []string{"https://app.test"}, []string{"read"}, now, time.Minute)
-	tok, err := e.keys.Current.MintAccessToken(claims)
+	tok, err := e.keyRing().Current.MintAccessToken(claims)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,14 +61,14 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 	now := time.Now()
 	subj, err := e.readExchangedToken(ctx, subjTok, subjType, now)
 	if err != nil {
-		e.debug("token exchange: subject token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
+		e.debug(ctx, "token exchange: subject token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
 		return nil, errRequest("the subject_token is invalid, expired or of another type")
 	}
 	act := subj.act
 	if actTok != "" {
 		actor, err := e.readExchangedToken(ctx, actTok, actType, now)
 		if err != nil {
-			e.debug("token exchange: actor token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
+			e.debug(ctx, "token exchange: actor token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
 			return nil, errRequest("the actor_token is invalid, expired or of another type")
 		}
 		if subj.mayAct != nil && subj.mayAct["sub"] != actor.subject {
@@ -87,7 +87,7 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 	}
 	at := newAccessClaims(e.Issuer, subj.subject, c.ID, aud, scope, now, e.AccessTokenTTL)
 	at.Act = act
-	resp, oerr := e.issueAccessToken(at)
+	resp, oerr := e.issueAccessToken(ctx, c, at)
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -171,7 +171,7 @@ func (e *Engine) verifyOurIDToken(tok string, now time.Time) ([]byte, string, er
 	if h.Typ != "JWT" {
 		return nil, "", errors.New("typ is not JWT")
 	}
-	key, ok := e.keys.Lookup(h.Kid)
+	key, ok := e.keyRing().Lookup(h.Kid)
 	if !ok {
 		return nil, "", errors.New("unknown kid")
 	}

@@ -32,7 +32,7 @@ func txAccessToken(t testing.TB, e *Engine, sub, scope string, mod func(*AccessC
 	if mod != nil {
 		mod(c)
 	}
-	tok, err := e.keys.Current.MintAccessToken(c)
+	tok, err := e.keyRing().Current.MintAccessToken(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,11 +52,11 @@ func TestTokenExchange(t *testing.T) {
 	at := txAccessToken(t, e, "alice", "read write", nil)
 	u, _ := e.Users.Lookup(t.Context(), "alice")
 	idc := newIDClaims(testIssuer, u, "c-web", "", []string{"openid"}, time.Now(), time.Now(), time.Minute)
-	idt, _ := e.keys.Current.MintIDToken(idc)
+	idt, _ := e.keyRing().Current.MintIDToken(idc)
 	expired := txAccessToken(t, e, "alice", "read", func(c *AccessClaims) { c.IssuedAt -= 7200; c.ExpiresAt = time.Now().Add(-time.Hour).Unix() })
 	actorA := txAccessToken(t, e, "svc-a", "", nil)
 	actorB := txAccessToken(t, e, "svc-b", "", nil)
-	restricted := signRaw(t, e.keys.Current, mustJSON(t, hdrMap(e.keys.Current, nil)), mustJSON(t, map[string]any{
+	restricted := signRaw(t, e.keyRing().Current, mustJSON(t, hdrMap(e.keyRing().Current, nil)), mustJSON(t, map[string]any{
 		"iss": testIssuer, "sub": "alice", "aud": testIssuer, "exp": time.Now().Add(time.Minute).Unix(), "iat": time.Now().Unix(),
 		"jti": "mayact", "client_id": "c-web", "scope": "read", "may_act": map[string]any{"sub": "svc-a"}}))
 	chained := txAccessToken(t, e, "alice", "read", func(c *AccessClaims) { c.Act = map[string]any{"sub": "svc-old"} })

@@ -38,6 +38,9 @@ type Verifier struct {
 	keys        atomic.Pointer[KeyRing]
 	revocations *Revocations
 	cache       *tokenCache
+	// opaque finds the claims of an opaque access token in storage; nil
+	// until the engine starts.
+	opaque func(token string) (*AccessClaims, error)
 }
 
 // NewVerifier makes a verifier for tokens of issuer.
@@ -67,6 +70,16 @@ type header struct {
 func (v *Verifier) Verify(token string, now time.Time) (*AccessClaims, error) {
 	if len(token) > MaxTokenBytes {
 		return nil, reject("token too large")
+	}
+	if strings.HasPrefix(token, OpaquePrefix) {
+		if v.opaque == nil {
+			return nil, reject("unknown opaque token")
+		}
+		c, err := v.opaque(token)
+		if err != nil {
+			return nil, err
+		}
+		return c, v.checkClaims(c, now)
 	}
 	if c := v.cache.get(token); c != nil {
 		if err := v.checkLive(c, now); err != nil {
@@ -122,17 +135,22 @@ func (v *Verifier) verify(token string, now time.Time) (*AccessClaims, error) {
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, reject("claims are malformed")
 	}
-	if c.Issuer != v.Issuer {
-		return nil, reject("iss mismatch")
-	}
-	if c.ExpiresAt <= 0 || c.IssuedAt <= 0 || c.Subject == "" || c.ID == "" || c.ClientID == "" ||
-		len(c.Audience) == 0 || slices.Contains(c.Audience, "") {
-		return nil, reject("required claim missing")
-	}
-	if err := v.checkLive(&c, now); err != nil {
+	if err := v.checkClaims(&c, now); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// checkClaims applies the claim rules every access token must pass.
+func (v *Verifier) checkClaims(c *AccessClaims, now time.Time) error {
+	if c.Issuer != v.Issuer {
+		return reject("iss mismatch")
+	}
+	if c.ExpiresAt <= 0 || c.IssuedAt <= 0 || c.Subject == "" || c.ID == "" || c.ClientID == "" ||
+		len(c.Audience) == 0 || slices.Contains(c.Audience, "") {
+		return reject("required claim missing")
+	}
+	return v.checkLive(c, now)
 }
 
 // checkLive checks the time claims and revocation, which change with the
@@ -151,7 +169,7 @@ func (v *Verifier) checkLive(c *AccessClaims, now time.Time) error {
 	if c.IssuedAt > sec+lee {
 		return reject("issued in the future")
 	}
-	if v.revocations.Revoked(c.ID) || (c.Grant != "" && v.revocations.Revoked(grantRevocationKey(c.Grant))) {
+	if v.revocations.revokedClaims(c) {
 		return reject("revoked")
 	}
 	return nil

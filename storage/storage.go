@@ -37,6 +37,10 @@ const (
 	// of client assertions and assertion grants), by a hash of issuer and
 	// id, until the assertion expires.
 	KindAssertions Kind = "assertions"
+	// KindAccess holds opaque access tokens' claims by SHA-256 of the token.
+	KindAccess Kind = "access"
+	// KindClients holds clients registered at run time, by client_id.
+	KindClients Kind = "clients"
 )
 
 // ErrNotFound is returned when a record does not exist or has expired.

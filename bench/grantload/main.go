@@ -34,6 +34,7 @@ var (
 	tokens   = flag.String("tokens", "", "with -mode check: file of refresh tokens")
 	workers  = flag.Int("c", 64, "concurrent workers")
 	dur      = flag.Duration("d", 5*time.Second, "measured duration")
+	restart  = flag.Bool("restart", false, "refresh mode: when a chain ends (its grant expired), start a new one instead of counting an error (soak tests)")
 )
 
 func main() {
@@ -74,6 +75,8 @@ func main() {
 					rt = r
 					ok.Add(1)
 					mine = append(mine, time.Since(t0))
+				} else if *mode == "refresh" && *restart {
+					rt = redeem(c, code(c))["refresh_token"].(string)
 				} else {
 					bad.Add(1)
 					if *mode == "refresh" {

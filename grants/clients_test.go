@@ -1,0 +1,138 @@
+package grants
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// TestRunTimeClients: a client added at run time authenticates with the
+// secret it was given once, which is stored only as a hash; config
+// clients win and cannot be removed; removal revokes its tokens.
+func TestRunTimeClients(t *testing.T) {
+	e := opNewEngine(t)
+	ctx := context.Background()
+	secret, err := e.AddClient(ctx, &Client{ID: "rt-svc", GrantTypes: []string{GrantClientCredentials},
+		Scopes: []string{"read"}, Audience: []string{"https://app.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := base64.RawURLEncoding.DecodeString(secret); err != nil || len(raw) < 32 {
+		t.Fatalf("secret %q is not 256 random bits", secret)
+	}
+	err = e.store.View(ctx, func(tx storage.Tx) error {
+		rec, err := tx.Get(storage.KindClients, "rt-svc")
+		if err == nil && strings.Contains(string(rec.Value), secret) {
+			t.Errorf("the secret is stored in the clear")
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}}
+	tr := postTokenRaw(e, form, siBasicAuth("rt-svc", secret))
+	wantOK(t, tr)
+	at := tr.str("access_token")
+	wantErr(t, postTokenRaw(e, form, siBasicAuth("rt-svc", secret+"x")), http.StatusUnauthorized, CodeInvalidClient)
+
+	for name, c := range map[string]*Client{
+		"config client id": {ID: "c-web", GrantTypes: []string{GrantClientCredentials}},
+		"user name":        {ID: "alice", GrantTypes: []string{GrantClientCredentials}},
+		"invalid":          {ID: "bad", GrantTypes: []string{"implicit"}},
+		"duplicate":        {ID: "rt-svc", GrantTypes: []string{GrantClientCredentials}},
+	} {
+		if _, err := e.AddClient(ctx, c); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	list, err := e.ListClients(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := list[len(list)-1]
+	if last.ID != "rt-svc" || last.Source != "storage" || list[0].Source != "config" {
+		t.Fatalf("list: %+v", list)
+	}
+	if err := e.RemoveClient(ctx, "c-web"); !errors.Is(err, ErrConfigClient) {
+		t.Fatalf("removing a config client: %v", err)
+	}
+	if err := e.RemoveClient(ctx, "nobody"); !errors.Is(err, ErrClientNotFound) {
+		t.Fatalf("removing an unknown client: %v", err)
+	}
+	if err := e.RemoveClient(ctx, "rt-svc"); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, postTokenRaw(e, form, siBasicAuth("rt-svc", secret)), http.StatusUnauthorized, CodeInvalidClient)
+	if verifies(e, at) {
+		t.Fatalf("a removed client's token still verifies")
+	}
+}
+
+// TestRunTimePublicClientSignsIn: the authorization endpoint finds a
+// client registered at run time.
+func TestRunTimePublicClientSignsIn(t *testing.T) {
+	e := opNewEngine(t)
+	secret, err := e.AddClient(context.Background(), &Client{ID: "rt-spa", AuthMethod: AuthNone,
+		GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}, Scopes: []string{"openid"},
+		RedirectURIs: []string{"http://127.0.0.1/cb"}, Trusted: true})
+	if err != nil || secret != "" {
+		t.Fatalf("AddClient = %q, %v", secret, err)
+	}
+	b := newBrowser(t, e)
+	verifier, challenge := newPKCE()
+	q := authzQuery("c-pub", challenge)
+	q.Set("client_id", "rt-spa")
+	loc := b.authorize(q, "alice", "alice-pw")
+	code := loc.Query().Get("code")
+	if code == "" {
+		t.Fatalf("no code: %s", loc)
+	}
+	tr := postTokenRaw(e, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {"rt-spa"},
+		"redirect_uri": {"http://127.0.0.1/cb"}, "code_verifier": {verifier}}, "")
+	wantOK(t, tr)
+}
+
+// TestRevokeBySubjectAndClient: every grant and access token of a user,
+// or of a client, stops working at once; others are untouched.
+func TestRevokeBySubjectAndClient(t *testing.T) {
+	e := opNewEngine(t)
+	ctx := context.Background()
+	web := firstGrant(t, e, "c-web")
+	trusted := firstGrant(t, e, "c-trusted")
+	cc := opClientToken(t, e)
+	n, err := e.RevokeSubject(ctx, "alice")
+	if err != nil || n != 2 {
+		t.Fatalf("RevokeSubject = %d, %v; want 2", n, err)
+	}
+	for _, tr := range []tokenResult{web, trusted} {
+		if verifies(e, tr.str("access_token")) {
+			t.Fatalf("alice's access token still verifies")
+		}
+	}
+	wantErr(t, refresh(e, "c-web", web.str("refresh_token")), 400, CodeInvalidGrant)
+	if !verifies(e, cc) {
+		t.Fatalf("a client_credentials token was revoked with alice")
+	}
+	if n, err := e.RevokeClient(ctx, "c-basic"); err != nil || n != 0 {
+		t.Fatalf("RevokeClient = %d, %v", n, err)
+	}
+	if verifies(e, cc) {
+		t.Fatalf("c-basic's token still verifies")
+	}
+	// Persisted: a new revocation set loaded from storage agrees.
+	rev, err := LoadRevocations(ctx, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := &AccessClaims{ID: "x", Subject: "c-basic", ClientID: "c-basic", IssuedAt: 1}
+	if !rev.revokedClaims(claims) || rev.Len() < 2 {
+		t.Fatalf("revocations by subject and client were not persisted")
+	}
+}

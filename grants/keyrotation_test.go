@@ -1,0 +1,174 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// krEngine starts an engine of the sign-in fixtures on st.
+func krEngine(t *testing.T, st storage.Store, mod func(*Config)) (*Engine, error) {
+	t.Helper()
+	cfg := testConfig()
+	cfg.Logger = zap.NewNop()
+	if mod != nil {
+		mod(&cfg)
+	}
+	e, err := NewEngine(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return e, e.Start(context.Background(), st, "ES256", nil)
+}
+
+func krMustEngine(t *testing.T, st storage.Store, mod func(*Config)) *Engine {
+	t.Helper()
+	e, err := krEngine(t, st, mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func krKids(e *Engine) []string {
+	var out []string
+	for _, k := range e.Keys() {
+		out = append(out, k.ID)
+	}
+	return out
+}
+
+// TestRotateKeys: the new key signs, the old one keeps verifying and stays
+// published until its tokens expired, then disappears (META-06).
+func TestRotateKeys(t *testing.T) {
+	st := openStore(t)
+	e := krMustEngine(t, st, nil)
+	other := krMustEngine(t, st, nil) // a second config on the same file
+	ctx := context.Background()
+	old := opClientToken(t, e)
+	oldKid := e.keyRing().Current.ID
+	kid, err := e.RotateKeys(ctx)
+	if err != nil || kid == "" || kid == oldKid {
+		t.Fatalf("RotateKeys = %q, %v (old %q)", kid, err, oldKid)
+	}
+	fresh := opClientToken(t, e)
+	if h, _ := segments(t, fresh); h["kid"] != kid {
+		t.Fatalf("new token signed by %v, want %s", h["kid"], kid)
+	}
+	if !verifies(e, old) || !verifies(e, fresh) {
+		t.Fatalf("old verifies %v, new verifies %v", verifies(e, old), verifies(e, fresh))
+	}
+	keys := e.Keys()
+	if len(keys) != 2 || !keys[0].Current || keys[0].ID != kid || keys[1].Retires == nil {
+		t.Fatalf("keys after rotation: %+v", keys)
+	}
+	if want := time.Now().Add(e.retireAfter()); keys[1].Retires.After(want) || keys[1].Retires.Before(want.Add(-time.Minute)) {
+		t.Fatalf("old key retires at %v, want about %v", keys[1].Retires, want)
+	}
+	// The other engine picks the new key up at its next maintenance.
+	if err := other.MaintainKeys(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if other.keyRing().Current.ID != kid || !verifies(other, fresh) {
+		t.Fatalf("the other engine signs with %s", other.keyRing().Current.ID)
+	}
+	// A rotation long enough ago: the key it retired (the second one) has
+	// expired; the first keeps its own, later retirement.
+	if _, err := e.rotate(ctx, time.Now().Add(-time.Hour), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ReloadKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if kids := krKids(e); len(kids) != 2 || strings.Contains(strings.Join(kids, " "), kid) {
+		t.Fatalf("kids %v: the second key should be gone", kids)
+	}
+	if verifies(e, fresh) || !verifies(e, old) {
+		t.Fatalf("after retirement: token of the retired key verifies %v, of the first key %v", verifies(e, fresh), verifies(e, old))
+	}
+}
+
+// TestKeyRotationAutomatic: key_rotation rotates once per period, even
+// with two engines on one file.
+func TestKeyRotationAutomatic(t *testing.T) {
+	st := openStore(t)
+	mod := func(c *Config) { c.KeyRotation = time.Hour }
+	e1, e2 := krMustEngine(t, st, mod), krMustEngine(t, st, mod)
+	ctx := context.Background()
+	first := e1.keyRing().Current.ID
+	for _, e := range []*Engine{e1, e2} {
+		if err := e.MaintainKeys(ctx, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if e.keyRing().Current.ID != first {
+			t.Fatalf("rotated before the period")
+		}
+	}
+	later := time.Now().Add(61 * time.Minute)
+	for _, e := range []*Engine{e1, e2} {
+		if err := e.MaintainKeys(ctx, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e1.keyRing().Current.ID == first || e1.keyRing().Current.ID != e2.keyRing().Current.ID || len(e1.Keys()) != 2 {
+		t.Fatalf("after the period: e1 %s, e2 %s, %d keys", e1.keyRing().Current.ID, e2.keyRing().Current.ID, len(e1.Keys()))
+	}
+	if got := e1.KeyMaintenanceInterval(); got != time.Minute {
+		t.Fatalf("interval %v", got)
+	}
+}
+
+// TestKeysAtRest: with a key encryption key the private key is sealed in
+// storage, and the file cannot be used without the right key.
+func TestKeysAtRest(t *testing.T) {
+	const kek = "0123456789abcdef0123456789abcdef-kek"
+	st := openStore(t)
+	// A key stored plain first, then sealed when the KEK is configured.
+	plain := krMustEngine(t, st, nil)
+	kid := plain.keyRing().Current.ID
+	sealed := krMustEngine(t, st, func(c *Config) { c.KeyEncryptionKey = []byte(kek) })
+	if sealed.keyRing().Current.ID != kid {
+		t.Fatalf("configuring a KEK changed the key")
+	}
+	err := st.View(context.Background(), func(tx storage.Tx) error {
+		return tx.ForEach(storage.KindKeys, func(k string, rec storage.Record) error {
+			if !strings.Contains(string(rec.Value), `"enc":"A256GCM"`) || strings.Contains(string(rec.Value), `"d":`) {
+				t.Errorf("key %s is not sealed: %s", k, rec.Value)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sealed.RotateKeys(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for name, key := range map[string]string{"no KEK": "", "wrong KEK": kek + "x"} {
+		_, err := krEngine(t, st, func(c *Config) { c.KeyEncryptionKey = []byte(key) })
+		if !errors.Is(err, ErrKeyEncryption) {
+			t.Errorf("%s: Start = %v, want ErrKeyEncryption", name, err)
+		}
+	}
+	if e := krMustEngine(t, st, func(c *Config) { c.KeyEncryptionKey = []byte(kek) }); len(e.Keys()) != 2 {
+		t.Fatalf("keys with the right KEK: %v", e.Keys())
+	}
+}
+
+func TestKeyConfigErrors(t *testing.T) {
+	for name, mod := range map[string]func(*Config){
+		"short KEK":         func(c *Config) { c.KeyEncryptionKey = []byte("short") },
+		"rotation too fast": func(c *Config) { c.KeyRotation = time.Second },
+		"negative rotation": func(c *Config) { c.KeyRotation = -time.Hour },
+	} {
+		if _, err := krEngine(t, openStore(t), mod); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// Token type hints (RFC 7009 §2.1, RFC 7662 §2.1).
+const (
+	HintAccessToken  = "access_token"
+	HintRefreshToken = "refresh_token"
+)
+
+// foundToken is a token this server issued and still honours, as the
+// revocation and introspection endpoints see it.
+type foundToken struct {
+	// access is set for an access token.
+	access *AccessClaims
+	// For a refresh token: its hash, its family and the family's record.
+	refreshKey string
+	familyID   string
+	family     familyRecord
+	expires    time.Time
+}
+
+// clientID is the client the token was issued to.
+func (f *foundToken) clientID() string {
+	if f.access != nil {
+		return f.access.ClientID
+	}
+	return f.family.ClientID
+}
+
+// lookupToken finds an active token of either kind. The hint only orders
+// the search: a wrong or unknown hint never hides a token (RFC 7009
+// §2.1, RFC 7662 §2.1). It returns nil, nil when the token is unknown,
+// expired, revoked, already rotated, or garbage.
+func (e *Engine) lookupToken(ctx context.Context, tok, hint string) (*foundToken, error) {
+	if hint == HintRefreshToken {
+		f, err := e.lookupRefresh(ctx, tok)
+		if f != nil || err != nil {
+			return f, err
+		}
+		return e.lookupAccess(tok), nil
+	}
+	if f := e.lookupAccess(tok); f != nil {
+		return f, nil
+	}
+	return e.lookupRefresh(ctx, tok)
+}
+
+func (e *Engine) lookupAccess(tok string) *foundToken {
+	c, err := e.Verifier.Verify(tok, time.Now())
+	if err != nil {
+		return nil
+	}
+	return &foundToken{access: c}
+}
+
+func (e *Engine) lookupRefresh(ctx context.Context, tok string) (*foundToken, error) {
+	if len(tok) > MaxTokenBytes {
+		return nil, nil
+	}
+	key := hashToken(tok)
+	var f *foundToken
+	err := e.store.View(ctx, func(tx storage.Tx) error {
+		f = nil
+		var r refreshRecord
+		rec, err := getJSON(tx, storage.KindRefresh, key, &r)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if r.Used {
+			return nil
+		}
+		var fam familyRecord
+		if _, err := getJSON(tx, storage.KindFamilies, r.Family, &fam); errors.Is(err, storage.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if fam.Revoked {
+			return nil
+		}
+		f = &foundToken{refreshKey: key, familyID: r.Family, family: fam, expires: rec.Expires}
+		return nil
+	})
+	return f, err
+}
+
+// clientRequest reads the form of an introspection or revocation request
+// and authenticates its client exactly as the token endpoint does
+// (CA-16). The token parameter is required.
+func (e *Engine) clientRequest(w http.ResponseWriter, r *http.Request) (*Client, Form, *Error) {
+	if err := e.requireTLS(r); err != nil {
+		return nil, nil, err
+	}
+	form, oerr := ParseForm(w, r)
+	if oerr != nil {
+		return nil, nil, oerr
+	}
+	c, oerr := e.authenticateClient(r, form)
+	if oerr != nil {
+		return nil, nil, oerr
+	}
+	if form.Get("token") == "" {
+		return nil, nil, errRequest("token is required")
+	}
+	return c, form, nil
+}

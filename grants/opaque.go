@@ -1,0 +1,73 @@
+package grants
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// Access token formats a client can be given.
+const (
+	// FormatJWT is the default: an RFC 9068 JWT, verified in memory.
+	FormatJWT = "jwt"
+	// FormatOpaque is a random reference whose claims stay in storage:
+	// the token says nothing to whoever holds it, and each check reads
+	// storage.
+	FormatOpaque = "opaque"
+)
+
+// OpaquePrefix starts every opaque access token, so the verifier knows
+// to look it up instead of parsing a JWS.
+const OpaquePrefix = "oat_"
+
+// issueAccessToken makes the client's access token: a JWT signed with
+// the current key, or an opaque token whose claims are stored first.
+func (e *Engine) issueAccessToken(ctx context.Context, c *Client, claims *AccessClaims) (*TokenResponse, *Error) {
+	var tok string
+	if c.AccessTokenFormat == FormatOpaque {
+		b, err := json.Marshal(claims)
+		if err != nil {
+			return nil, errServer
+		}
+		tok = OpaquePrefix + newSecretToken()
+		rec := storage.Record{Value: b, Expires: time.Unix(claims.ExpiresAt, 0).Add(e.Verifier.Leeway)}
+		if err := e.store.Batch(ctx, func(tx storage.Tx) error { return tx.Put(storage.KindAccess, hashToken(tok), rec) }); err != nil {
+			return nil, storageError(err)
+		}
+	} else {
+		var err error
+		if tok, err = e.keyRing().Current.MintAccessToken(claims); err != nil {
+			return nil, errServer
+		}
+	}
+	return &TokenResponse{
+		AccessToken: tok,
+		TokenType:   "Bearer",
+		ExpiresIn:   claims.ExpiresAt - claims.IssuedAt,
+		Scope:       claims.Scope,
+	}, nil
+}
+
+// lookupOpaque finds an opaque access token's claims; the verifier then
+// checks them like a JWT's.
+func (e *Engine) lookupOpaque(token string) (*AccessClaims, error) {
+	var c *AccessClaims
+	err := e.store.View(context.Background(), func(tx storage.Tx) error {
+		rec, err := tx.Get(storage.KindAccess, hashToken(token))
+		if err != nil {
+			return err
+		}
+		c = &AccessClaims{raw: rec.Value}
+		return json.Unmarshal(rec.Value, c)
+	})
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, reject("unknown or expired opaque token")
+	case err != nil:
+		return nil, reject("opaque token lookup failed")
+	}
+	return c, nil
+}

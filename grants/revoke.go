@@ -1,0 +1,61 @@
+package grants
+
+import (
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// ServeRevoke is the RFC 7009 revocation endpoint. Revoking a refresh
+// token revokes its whole grant: every refresh token of the family and
+// every access token issued from it. Revoking an access token revokes
+// that token only (its refresh token stays usable). Unknown, expired and
+// already-revoked tokens get 200 like any other; a token of another
+// client is refused with unauthorized_client and stays valid.
+func (e *Engine) ServeRevoke(w http.ResponseWriter, r *http.Request) {
+	if oerr := e.revoke(w, r); oerr != nil {
+		e.debug(r.Context(), "revocation refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
+		WriteError(w, oerr)
+		return
+	}
+	noStore(w.Header())
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusOK)
+}
+
+func (e *Engine) revoke(w http.ResponseWriter, r *http.Request) *Error {
+	c, form, oerr := e.clientRequest(w, r)
+	if oerr != nil {
+		return oerr
+	}
+	f, err := e.lookupToken(r.Context(), form.Get("token"), form.Get("token_type_hint"))
+	if err != nil {
+		return storageError(err)
+	}
+	if f == nil {
+		return nil
+	}
+	if f.clientID() != c.ID {
+		return errCode(CodeUnauthorizedClient, "the token was not issued to this client")
+	}
+	var revoked map[string]int64
+	if f.access != nil {
+		revoked = map[string]int64{f.access.ID: f.access.ExpiresAt}
+	}
+	err = e.store.Batch(r.Context(), func(tx storage.Tx) error {
+		if f.access != nil {
+			return persistRevoked(tx, revoked)
+		}
+		var err error
+		revoked, err = e.revokeFamily(tx, f.familyID)
+		return err
+	})
+	if err != nil {
+		return storageError(err)
+	}
+	e.Revocations.add(revoked)
+	e.debug(r.Context(), "token revoked", zap.String("client_id", c.ID), zap.Bool("grant", f.access == nil))
+	return nil
+}
