@@ -283,16 +283,20 @@ if ((seed > 0)); then
 	"$work/seed" -db "$work/data/oauth.db" -n "$seed" -out "$work/sample.txt" | sed 's/^/  /'
 	start_caddy
 	"$work/grantload" -mode check -tokens "$work/sample.txt" | sed 's/^/  /' || die "seeded grants do not refresh"
+	mem() {
+		awk '/^VmRSS/ { r = $2 } /^RssAnon/ { a = $2 } /^RssFile/ { f = $2 }
+			END { printf "RSS %.1f MB (anonymous %.1f MB, file-backed %.1f MB)", r / 1024, a / 1024, f / 1024 }' "/proc/$caddy_pid/status"
+	}
+	echo "  after start and 64 refreshes: $(mem)"
+	rss_start_kb=$(awk '/^VmRSS/ { print $2 }' "/proc/$caddy_pid/status")
 	out=$("$work/grantload" -mode refresh -c "$conc" -d "${secs}s") || { echo "$out"; die "refresh load on the large database failed"; }
 	echo "  with $seed grants stored: $out"
+	echo "  after that load: $(mem) — file-backed pages are the binary and the bbolt pages read, reclaimable page cache"
 	rss_kb=$(awk '/^VmRSS/ { print $2 }' "/proc/$caddy_pid/status")
-	anon_kb=$(awk '/^RssAnon/ { print $2 }' "/proc/$caddy_pid/status")
-	file_kb=$(awk '/^RssFile/ { print $2 }' "/proc/$caddy_pid/status")
 	size=$(stat -c %s "$work/data/oauth.db")
-	printf "  caddy RSS %.1f MB (anonymous %.1f MB; file-backed %.1f MB: the binary and the bbolt pages touched, reclaimable), bbolt file %.1f MB\n" \
-		"$(awk -v k="$rss_kb" 'BEGIN { print k / 1024 }')" "$(awk -v k="$anon_kb" 'BEGIN { print k / 1024 }')" \
-		"$(awk -v k="$file_kb" 'BEGIN { print k / 1024 }')" "$(awk -v b="$size" 'BEGIN { print b / 1048576 }')"
-	goal "RSS with $seed grants <=150MB" "$(awk -v k="$rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')" MAX 150 MB
+	printf "  bbolt file %.1f MB\n" "$(awk -v b="$size" 'BEGIN { print b / 1048576 }')"
+	goal "RSS with $seed grants <=150MB (after start)" "$(awk -v k="$rss_start_kb" 'BEGIN { printf "%.1f", k / 1024 }')" MAX 150 MB
+	goal "RSS with $seed grants <=150MB (after the load)" "$(awk -v k="$rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')" MAX 150 MB
 fi
 
 echo

@@ -2,6 +2,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -67,6 +68,10 @@ func Open(path string, lockTimeout time.Duration) (s *Store, err error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("oauth storage: %s is corrupt (%v): restore it from a backup or move it away to start empty", path, err)
 	}
+	if err := buildIndex(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("oauth storage: indexing %s: %w", path, err)
+	}
 	db.MaxBatchDelay = 2 * time.Millisecond
 	db.MaxBatchSize = 256
 	return &Store{db: db, path: path}, nil
@@ -105,40 +110,142 @@ func (s *Store) Batch(ctx context.Context, fn func(storage.Tx) error) error {
 	return wrap(s.db.Batch(func(btx *bbolt.Tx) error { return fn(tx{btx}) }))
 }
 
-// Sweep implements storage.Store. Each transaction deletes at most a small
-// number of records so writers are never held up for long.
+// Sweep implements storage.Store. It walks the expiry index from the
+// oldest entry, so its cost follows the number of expired records, not
+// the size of the file; each transaction deletes at most a small number
+// of records so writers are never held up for long.
 func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error) {
 	const perTx = 256
 	deleted := 0
+	cutoff := unixNano(now)
 	for deleted < limit {
-		n := 0
+		n, more := 0, false
 		err := s.db.Update(func(btx *bbolt.Tx) error {
-			return btx.ForEach(func(name []byte, b *bbolt.Bucket) error {
-				c := b.Cursor()
-				for k, v := c.First(); k != nil && n < perTx && deleted+n < limit; {
-					if rec, ok := decode(v); ok && rec.Expired(now) {
-						k = append([]byte(nil), k...)
-						if err := c.Delete(); err != nil {
+			idx := btx.Bucket(expiryBucket)
+			if idx == nil {
+				return nil
+			}
+			c := idx.Cursor()
+			for k, _ := c.First(); k != nil; k, _ = c.First() {
+				exp, kind, key, ok := splitIndexKey(k)
+				if !ok {
+					if err := c.Delete(); err != nil {
+						return err
+					}
+					continue
+				}
+				if exp > cutoff {
+					return nil
+				}
+				if n >= perTx || deleted+n >= limit {
+					more = true
+					return nil
+				}
+				if b := btx.Bucket(kind); b != nil {
+					// Delete the record only if this entry is still its
+					// expiry: a Put since then re-indexed it.
+					if v := b.Get(key); len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) == exp {
+						if err := b.Delete(key); err != nil {
 							return err
 						}
 						n++
-						k, v = c.Seek(k)
-						continue
 					}
-					k, v = c.Next()
 				}
-				return nil
-			})
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 		if err != nil {
 			return deleted, wrap(err)
 		}
 		deleted += n
-		if n < perTx || ctx.Err() != nil {
+		if !more || ctx.Err() != nil {
 			break
 		}
 	}
 	return deleted, nil
+}
+
+// expiryBucket indexes every record that expires, by expiry: a key is the
+// expiry (as stored in the record, sign bit flipped so that bytes sort
+// like the signed number), the kind, a 0 byte and the record's key. Kinds never contain a 0 byte, so the name cannot clash.
+var expiryBucket = []byte("\x00expiry")
+
+func indexKey(exp int64, kind, key []byte) []byte {
+	k := make([]byte, 8, 8+len(kind)+1+len(key))
+	binary.BigEndian.PutUint64(k, uint64(exp)^signBit) // ordered as signed
+	k = append(k, kind...)
+	k = append(k, 0)
+	return append(k, key...)
+}
+
+func splitIndexKey(k []byte) (exp int64, kind, key []byte, ok bool) {
+	if len(k) < 10 {
+		return 0, nil, nil, false
+	}
+	rest := k[8:]
+	i := bytes.IndexByte(rest, 0)
+	if i <= 0 {
+		return 0, nil, nil, false
+	}
+	return int64(binary.BigEndian.Uint64(k) ^ signBit), rest[:i], rest[i+1:], true
+}
+
+const signBit = 1 << 63
+
+// reindex keeps the expiry index in step when a record is replaced or
+// removed: old is the record's previous stored value (nil if none), exp
+// its new expiry (0: none, or deleted).
+func reindex(btx *bbolt.Tx, kind, key, old []byte, exp int64) error {
+	var oldExp int64
+	if len(old) >= 8 {
+		oldExp = int64(binary.BigEndian.Uint64(old))
+	}
+	if oldExp == exp {
+		return nil
+	}
+	idx, err := btx.CreateBucketIfNotExists(expiryBucket)
+	if err != nil {
+		return err
+	}
+	if oldExp != 0 {
+		if err := idx.Delete(indexKey(oldExp, kind, key)); err != nil {
+			return err
+		}
+	}
+	if exp != 0 {
+		return idx.Put(indexKey(exp, kind, key), nil)
+	}
+	return nil
+}
+
+// buildIndex indexes the expiring records of a file written before the
+// index existed; it runs once, when the index bucket is missing.
+func buildIndex(db *bbolt.DB) error {
+	return db.Update(func(btx *bbolt.Tx) error {
+		if btx.Bucket(expiryBucket) != nil {
+			return nil
+		}
+		idx, err := btx.CreateBucket(expiryBucket)
+		if err != nil {
+			return err
+		}
+		return btx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			if bytes.Equal(name, expiryBucket) {
+				return nil
+			}
+			return b.ForEach(func(k, v []byte) error {
+				if len(v) >= 8 {
+					if exp := int64(binary.BigEndian.Uint64(v)); exp != 0 {
+						return idx.Put(indexKey(exp, name, k), nil)
+					}
+				}
+				return nil
+			})
+		})
+	})
 }
 
 // Close implements storage.Store.
@@ -178,13 +285,20 @@ func (t tx) Put(kind storage.Kind, key string, rec storage.Record) error {
 	if err != nil {
 		return err
 	}
-	return b.Put([]byte(key), encode(rec))
+	v := encode(rec)
+	if err := reindex(t.btx, []byte(kind), []byte(key), b.Get([]byte(key)), int64(binary.BigEndian.Uint64(v))); err != nil {
+		return err
+	}
+	return b.Put([]byte(key), v)
 }
 
 func (t tx) Delete(kind storage.Kind, key string) error {
 	b := t.btx.Bucket([]byte(kind))
 	if b == nil {
 		return nil
+	}
+	if err := reindex(t.btx, []byte(kind), []byte(key), b.Get([]byte(key)), 0); err != nil {
+		return err
 	}
 	return b.Delete([]byte(key))
 }
