@@ -210,6 +210,9 @@ func reindex(btx *bbolt.Tx, kind, key, old []byte, exp int64) error {
 	if err != nil {
 		return err
 	}
+	// Expiries mostly grow with time, so entries are appended: pack the
+	// pages instead of leaving them half empty.
+	idx.FillPercent = 0.9
 	if oldExp != 0 {
 		if err := idx.Delete(indexKey(oldExp, kind, key)); err != nil {
 			return err
