@@ -32,10 +32,10 @@ func parseBasic(h string) (id, secret string, ok bool) {
 	if id, err = url.QueryUnescape(rawID); err != nil {
 		return "", "", false
 	}
-	if secret, err = url.QueryUnescape(rawSecret); err != nil {
+	if secret, err = url.QueryUnescape(rawSecret); err != nil || id == "" {
 		return "", "", false
 	}
-	return id, secret, id != ""
+	return id, secret, true
 }
 
 // authenticateClient identifies and authenticates the client of a token,
