@@ -48,11 +48,20 @@ func NewVerifier(issuer string, leeway time.Duration) *Verifier {
 	return &Verifier{Issuer: issuer, Leeway: leeway, cache: newTokenCache()}
 }
 
-// SetKeys replaces the key ring used for verification; tokens verified
-// with the old ring are verified again.
+// SetKeys replaces the key ring used for verification. When a key that
+// verified before is gone, cached tokens are verified again; a periodic
+// reload that changes nothing (or only adds a key) keeps the cache.
 func (v *Verifier) SetKeys(kr *KeyRing) {
-	v.keys.Store(kr)
-	v.cache.clear()
+	old := v.keys.Swap(kr)
+	if old == nil {
+		return
+	}
+	for kid := range old.byID {
+		if _, ok := kr.Lookup(kid); !ok {
+			v.cache.clear()
+			return
+		}
+	}
 }
 
 // header is the part of a JWS protected header the verifier looks at.
