@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -244,8 +245,6 @@ func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
 	}
 	ar := &st.Request
 	name, password := r.PostForm.Get("username"), r.PostForm.Get("password")
-	ip := clientIP(r)
-	now := time.Now()
 	again := func(msg string) {
 		csrf := w.csrfToken(rw, r)
 		w.render(rw, http.StatusUnauthorized, "login.html", pageData{Title: "Sign in", Client: ar.ClientID, Error: msg,
@@ -255,18 +254,19 @@ func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
 		again("Enter your user name and password.")
 		return
 	}
-	if w.throttle.locked(now, "user:"+name, "ip:"+ip) {
+	u, err := e.signIn(r.Context(), name, password, clientIP(r))
+	switch {
+	case errors.Is(err, errSignInLocked):
 		again("Too many failed sign-ins. Wait a few minutes and try again.")
 		return
-	}
-	u, err := e.Users.Authenticate(r.Context(), name, password)
-	if err != nil {
-		w.throttle.fail(now, "user:"+name, "ip:"+ip)
+	case errors.Is(err, ErrUserNotFound):
 		e.debug(r.Context(), "sign-in failed", zap.String("client_id", ar.ClientID))
 		again("The user name or password is wrong.")
 		return
+	case err != nil:
+		w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
+		return
 	}
-	w.throttle.succeed("user:" + name)
 	sess, err := w.startSession(r.Context(), rw, r, u)
 	if err != nil {
 		w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")

@@ -32,22 +32,17 @@ func (e *Engine) password(ctx context.Context, c *Client, form Form) (*TokenResp
 		return nil, errBadPassword
 	}
 	ip, _ := ctx.Value(clientIPKey{}).(string)
-	keys := []string{"user:" + name, "ip:" + ip}
-	now := time.Now()
-	th := e.web.throttle
-	if th.locked(now, keys...) {
+	u, err := e.signIn(ctx, name, pw, ip)
+	switch {
+	case errors.Is(err, errSignInLocked):
 		return nil, errCode(CodeInvalidGrant, "too many failed sign-ins; wait a few minutes and try again")
-	}
-	u, err := e.Users.Authenticate(ctx, name, pw)
-	if errors.Is(err, ErrUserNotFound) {
-		th.fail(now, keys...)
+	case errors.Is(err, ErrUserNotFound):
 		e.debug(ctx, "password grant: sign-in failed")
 		return nil, errBadPassword
-	}
-	if err != nil {
+	case err != nil:
 		return nil, storageError(err)
 	}
-	th.succeed(keys[0])
+	now := time.Now()
 	var (
 		at *AccessClaims
 		rt string

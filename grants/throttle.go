@@ -1,6 +1,8 @@
 package grants
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -82,6 +84,29 @@ func (t *throttle) fail(now time.Time, keys ...string) {
 			e.until = now.Add(lock)
 		}
 	}
+}
+
+// errSignInLocked is returned while a user name or address is locked out.
+var errSignInLocked = errors.New("too many failed sign-ins")
+
+// signIn checks a password under the throttle the login page and the
+// password grant share: a locked user name or address is refused before
+// bcrypt runs, a failure counts against both, a success clears the user.
+func (e *Engine) signIn(ctx context.Context, name, password, ip string) (*User, error) {
+	th, now := e.web.throttle, time.Now()
+	keys := []string{"user:" + name, "ip:" + ip}
+	if th.locked(now, keys...) {
+		return nil, errSignInLocked
+	}
+	u, err := e.Users.Authenticate(ctx, name, password)
+	if errors.Is(err, ErrUserNotFound) {
+		th.fail(now, keys...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	th.succeed(keys[0])
+	return u, nil
 }
 
 // succeed forgets the failures of a user who signed in.
