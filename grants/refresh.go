@@ -1,7 +1,9 @@
 package grants
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"time"
@@ -33,6 +35,9 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 	}
 	key := hashToken(old)
 	now := time.Now()
+	if resp, oerr, done := e.rotateFast(ctx, c, key, want, aud, now); done {
+		return resp, oerr
+	}
 	var (
 		fam     familyRecord
 		at      *AccessClaims
@@ -112,4 +117,95 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 		return nil, oerr
 	}
 	return e.userTokens(ctx, c, at, next, "", fam.AuthTime)
+}
+
+// rotateFast is the common case of a rotation, arranged so that the write
+// transaction, which every durable grant on the server queues for, holds
+// the writer as briefly as possible: the records are read and checked and
+// the new tokens signed outside it, and the transaction only confirms
+// that both records are still byte for byte what was read before writing
+// the prepared ones. Anything else (a token unknown, used or revoked, a
+// scope that may be refused, a user gone, a record changed in between:
+// a concurrent replay) returns done=false, and refreshToken decides it in
+// one transaction instead.
+func (e *Engine) rotateFast(ctx context.Context, c *Client, key string, want, aud []string, now time.Time) (resp *TokenResponse, oerr *Error, done bool) {
+	var (
+		rRec, famRec storage.Record
+		r            refreshRecord
+		fam          familyRecord
+	)
+	err := e.store.View(ctx, func(tx storage.Tx) error {
+		var err error
+		if rRec, err = getJSON(tx, storage.KindRefresh, key, &r); err != nil {
+			return err
+		}
+		famRec, err = getJSON(tx, storage.KindFamilies, r.Family, &fam)
+		return err
+	})
+	if err != nil || r.Used || fam.Revoked || fam.ClientID != c.ID {
+		return nil, nil, false
+	}
+	scope := fam.Scope
+	if want != nil {
+		for _, s := range want {
+			if !slices.Contains(fam.Scope, s) {
+				return nil, nil, false
+			}
+		}
+		scope = want
+	}
+	at := newAccessClaims(e.Issuer, fam.Subject, c.ID, aud, scope, now, e.AccessTokenTTL)
+	at.Grant = r.Family
+	next := newSecretToken()
+	if resp, oerr = e.userTokens(ctx, c, at, next, "", fam.AuthTime); oerr != nil {
+		return nil, nil, false
+	}
+	used := r
+	used.Used, used.UsedAt, used.Next = true, now.Unix(), hashToken(next)
+	usedJSON, err := json.Marshal(&used)
+	if err != nil {
+		return nil, errServer, true
+	}
+	nextJSON, err := json.Marshal(&refreshRecord{Family: r.Family})
+	if err != nil {
+		return nil, errServer, true
+	}
+	unchanged := false
+	err = e.store.Batch(ctx, func(tx storage.Tx) error {
+		unchanged = false
+		for _, want := range []struct {
+			kind storage.Kind
+			key  string
+			rec  storage.Record
+		}{{storage.KindRefresh, key, rRec}, {storage.KindFamilies, r.Family, famRec}} {
+			got, err := tx.Get(want.kind, want.key)
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(got.Value, want.rec.Value) || !got.Expires.Equal(want.rec.Expires) {
+				return nil
+			}
+		}
+		if _, err := e.Users.lookupTx(tx, fam.Subject); err != nil {
+			if errors.Is(err, ErrUserNotFound) {
+				return nil
+			}
+			return err
+		}
+		unchanged = true
+		if err := tx.Put(storage.KindRefresh, key, storage.Record{Value: usedJSON, Expires: rRec.Expires}); err != nil {
+			return err
+		}
+		return tx.Put(storage.KindRefresh, used.Next, storage.Record{Value: nextJSON, Expires: famRec.Expires})
+	})
+	if err != nil {
+		return nil, storageError(err), true
+	}
+	if !unchanged {
+		return nil, nil, false
+	}
+	return resp, nil, true
 }

@@ -30,6 +30,7 @@ var (
 	redirect = flag.String("redirect", "http://127.0.0.1/cb", "its redirect URI")
 	user     = flag.String("user", "bench-user", "user name")
 	password = flag.String("password", "bench-password", "user password")
+	scope    = flag.String("scope", "openid", "scope of each grant: with openid, every rotation also returns an ID token")
 	mode     = flag.String("mode", "refresh", "refresh | code | check (refresh each token of -tokens once)")
 	tokens   = flag.String("tokens", "", "with -mode check: file of refresh tokens")
 	workers  = flag.Int("c", 64, "concurrent workers")
@@ -97,7 +98,7 @@ func main() {
 		}
 		return float64(lat[int(q*float64(len(lat)-1))]) / 1e6
 	}
-	what := map[string]string{"refresh": "refresh rotations", "code": "code redemptions (authorize + token)"}[*mode]
+	what := map[string]string{"refresh": "refresh rotations", "code": "code redemptions (authorize + token)"}[*mode] + " [scope " + *scope + "]"
 	fmt.Printf("%s: %.0f/s  p50 %.2fms  p99 %.2fms  ok %d  errors %d  (%d workers, %s)\n",
 		what, float64(ok.Load())/dur.Seconds(), p(0.5), p(0.99), ok.Load(), bad.Load(), *workers, *dur)
 	if bad.Load() > 0 {
@@ -138,7 +139,7 @@ func login(tr http.RoundTripper) http.CookieJar {
 
 func authorizeURL() string {
 	return *issuer + "/oauth/authorize?" + url.Values{"client_id": {*client}, "redirect_uri": {*redirect},
-		"response_type": {"code"}, "scope": {"openid"},
+		"response_type": {"code"}, "scope": {*scope},
 		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}.Encode()
 }
 

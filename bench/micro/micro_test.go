@@ -170,14 +170,15 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 }
 
 // BenchmarkVerify is Verifier.Verify on an access token, as oauth_protect
-// calls it on every request. "same" repeats one token (what a claims
-// cache would serve); "distinct" cycles through 4096 tokens.
+// calls it on every request. "unseen" checks the signature every time
+// (a token the gate meets for the first time); "same" repeats one token
+// and "distinct" cycles through 512, both served by the claims cache.
 func BenchmarkVerify(b *testing.B) {
-	for _, alg := range []string{"ES256", "EdDSA"} {
+	for _, alg := range grants.SigningAlgs {
 		b.Run(alg, func(b *testing.B) {
 			eng := newEngine(b, alg)
 			one := mint(b, eng)
-			pool := make([]string, 4096)
+			pool := make([]string, 512)
 			for i := range pool {
 				pool[i] = mint(b, eng)
 			}
@@ -191,6 +192,18 @@ func BenchmarkVerify(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
 					verify(b, one)
+				}
+			})
+			// A token the gate has not seen: the signature check.
+			b.Run("unseen", func(b *testing.B) {
+				v := eng.Verifier.Uncached()
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if _, err := v.Verify(pool[i%len(pool)], time.Now()); err != nil {
+						b.Fatalf("verify: %v", err)
+					}
+					i++
 				}
 			})
 			b.Run("distinct", func(b *testing.B) {
@@ -233,8 +246,8 @@ func BenchmarkParseForm(b *testing.B) {
 }
 
 // BenchmarkStoreWrite writes one small record per operation from many
-// goroutines: Update commits (and fsyncs) each write alone, Batch lets
-// bbolt group concurrent writers into one commit. SetParallelism(32)
+// goroutines: Update commits (and fsyncs) each write alone, Batch groups
+// the writers that wait for one commit into the next. SetParallelism(32)
 // gives 32×GOMAXPROCS writers, like a busy token endpoint.
 func BenchmarkStoreWrite(b *testing.B) {
 	value := []byte(`{"client_id":"bench","scope":"bench:read","family":"0123456789abcdef"}`)
@@ -338,5 +351,74 @@ func TestBenchSetup(t *testing.T) {
 	body.Reset(formBody)
 	if got, _ := io.ReadAll(r.Body); string(got) != formBody {
 		t.Fatalf("body %q", got)
+	}
+}
+
+// BenchmarkRefreshRotation is one refresh_token grant through
+// Engine.ServeToken on a durable bbolt file: look up the token, rotate
+// it in a group-committed transaction, mint the new tokens. Every
+// goroutine follows its own chain of rotations, as grantload's workers
+// do; "oauth" grants carry no openid scope (access token only), "oidc"
+// ones add an ID token.
+func BenchmarkRefreshRotation(b *testing.B) {
+	for _, kind := range []string{"oauth", "oidc"} {
+		b.Run(kind, func(b *testing.B) {
+			scope := []string{"api"}
+			if kind == "oidc" {
+				scope = []string{"openid", "api"}
+			}
+			const webID, webSecret = "web", "web-secret-0123456789abcdef0123456789abcdef"
+			webBasic := "Basic " + base64.StdEncoding.EncodeToString([]byte(webID+":"+webSecret))
+			eng, err := grants.NewEngine(grants.Config{
+				Issuer:          issuer,
+				AccessTokenTTL:  time.Hour,
+				RefreshTokenTTL: 24 * time.Hour,
+				Users:           []*grants.User{{Name: "alice", PasswordHash: "$2a$04$invalidinvalidinvalidinvalidinvalidinvalidinvalidinva", FromConfig: true}},
+				Clients: []*grants.Client{{
+					ID:           webID,
+					SecretHash:   grants.HashSecret(webSecret),
+					AuthMethod:   grants.AuthSecretBasic,
+					GrantTypes:   []string{grants.GrantAuthorizationCode, grants.GrantRefreshToken},
+					Scopes:       scope,
+					RedirectURIs: []string{"http://127.0.0.1/cb"},
+				}},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			st := openStore(b)
+			rev, err := grants.LoadRevocations(context.Background(), st)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := eng.Start(context.Background(), st, "ES256", rev); err != nil {
+				b.Fatal(err)
+			}
+			chains, err := grants.SeedRefreshTokens(context.Background(), st, webID, "alice", scope, 256, 256, time.Hour)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var next atomic.Int64
+			b.SetParallelism(32) // 64 writers on 2 CPUs, as bench/run.sh
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				rt := chains[next.Add(1)-1]
+				for pb.Next() {
+					form := "grant_type=refresh_token&refresh_token=" + rt
+					r := httptest.NewRequest(http.MethodPost, issuer+grants.TokenPath, strings.NewReader(form))
+					r.RemoteAddr = "127.0.0.1:40000"
+					r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+					r.Header.Set("Authorization", webBasic)
+					w := httptest.NewRecorder()
+					eng.ServeToken(w, r)
+					var tr grants.TokenResponse
+					if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &tr) != nil || tr.RefreshToken == "" {
+						b.Errorf("rotation: %d %s", w.Code, w.Body)
+						return
+					}
+					rt = tr.RefreshToken
+				}
+			})
+		})
 	}
 }

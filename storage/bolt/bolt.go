@@ -21,8 +21,9 @@ import (
 
 // Store is a storage.Store backed by one bbolt file.
 type Store struct {
-	db   *bbolt.DB
-	path string
+	db     *bbolt.DB
+	path   string
+	commit *committer
 }
 
 // Open opens (creating if needed) the bbolt file at path. It waits at most
@@ -72,9 +73,7 @@ func Open(path string, lockTimeout time.Duration) (s *Store, err error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("oauth storage: indexing %s: %w", path, err)
 	}
-	db.MaxBatchDelay = 2 * time.Millisecond
-	db.MaxBatchSize = 256
-	return &Store{db: db, path: path}, nil
+	return &Store{db: db, path: path, commit: &committer{db: db}}, nil
 }
 
 // checkSize reports a file shorter than the pages its metadata says are
@@ -105,9 +104,9 @@ func (s *Store) Update(ctx context.Context, fn func(storage.Tx) error) error {
 	return wrap(s.db.Update(func(btx *bbolt.Tx) error { return fn(tx{btx}) }))
 }
 
-// Batch implements storage.Store with bbolt's group commit.
+// Batch implements storage.Store with group commit (committer).
 func (s *Store) Batch(ctx context.Context, fn func(storage.Tx) error) error {
-	return wrap(s.db.Batch(func(btx *bbolt.Tx) error { return fn(tx{btx}) }))
+	return wrap(s.commit.do(func(btx *bbolt.Tx) error { return fn(tx{btx}) }))
 }
 
 // Sweep implements storage.Store. It walks the expiry index from the
