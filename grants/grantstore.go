@@ -2,6 +2,7 @@ package grants
 
 import (
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -37,23 +38,71 @@ type codeRecord struct {
 	Family string `json:"family,omitempty"`
 }
 
-// familyRecord is one grant: every refresh token rotated from one code
-// shares it, and reuse of any rotated token revokes it whole.
+// familyRecord is one grant, stored under a random handle that only its
+// refresh tokens carry. A refresh token is the handle followed by a
+// secret, and the record keeps the SHA-256 of the live secret and of the
+// one it replaced: a rotation rewrites this one record, in place. Any
+// other secret presented with the handle comes from a token that was
+// already rotated (the handle is in no other token), which is reuse.
 type familyRecord struct {
+	// GrantID is the grant's public id, the gid claim of its access
+	// tokens. It is not the handle, which is part of a secret.
+	GrantID  string   `json:"gid"`
 	ClientID string   `json:"client_id"`
 	Subject  string   `json:"sub"`
 	Scope    []string `json:"scope"`
 	AuthTime int64    `json:"auth_time"`
 	Revoked  bool     `json:"revoked,omitempty"`
+	// Current is the hash of the live refresh token's secret; empty
+	// when the client may not refresh.
+	Current string `json:"rt,omitempty"`
+	// Previous is the hash of the secret that Current replaced at
+	// RotatedAt; within the refresh grace it may be presented again.
+	Previous  string `json:"prev,omitempty"`
+	RotatedAt int64  `json:"rotated_at,omitempty"`
 }
 
-// refreshRecord is one refresh token of a family.
-type refreshRecord struct {
-	Family string `json:"family"`
-	Used   bool   `json:"used,omitempty"`
-	UsedAt int64  `json:"used_at,omitempty"`
-	// Next is the hash of the token this one was rotated into.
-	Next string `json:"next,omitempty"`
+// handleLen is the length of a grant handle, randomID(16).
+const handleLen = 22
+
+// newRefreshToken makes a refresh token of the grant with handle and
+// returns it with the hash of its secret, to be stored as Current.
+func newRefreshToken(handle string) (token, secretHash string) {
+	secret := newSecretToken()
+	return handle + secret, hashToken(secret)
+}
+
+// splitRefreshToken returns the handle and the hash of the secret of
+// something presented as a refresh token.
+func splitRefreshToken(tok string) (handle, secretHash string, ok bool) {
+	if len(tok) != handleLen+len(newSecretToken()) {
+		return "", "", false
+	}
+	return tok[:handleLen], hashToken(tok[handleLen:]), true
+}
+
+// isCurrent reports whether secretHash is the grant's live refresh token.
+func (f *familyRecord) isCurrent(secretHash string) bool {
+	return f.Current != "" && subtle.ConstantTimeCompare([]byte(f.Current), []byte(secretHash)) == 1
+}
+
+// inGrace reports whether secretHash is the token Current replaced, still
+// inside the grace period.
+func (f *familyRecord) inGrace(secretHash string, grace time.Duration, now time.Time) bool {
+	return grace > 0 && f.Previous != "" && now.Sub(time.Unix(f.RotatedAt, 0)) <= grace &&
+		subtle.ConstantTimeCompare([]byte(f.Previous), []byte(secretHash)) == 1
+}
+
+// rotate makes secretHash's successor the live token and returns it: a
+// rotation of Current, or, in the grace period, a new successor for
+// Previous, which replaces the one the client never received or used.
+func (f *familyRecord) rotate(handle, secretHash string, now time.Time) string {
+	if f.isCurrent(secretHash) {
+		f.Previous, f.RotatedAt = f.Current, now.Unix()
+	}
+	next, h := newRefreshToken(handle)
+	f.Current = h
+	return next
 }
 
 func getJSON(tx storage.Tx, kind storage.Kind, key string, v any) (storage.Record, error) {
@@ -82,9 +131,9 @@ func grantRevocationKey(family string) string { return "g." + family }
 // revokeFamily marks a family revoked in tx and returns the revocation
 // entry to make effective once the transaction commits: the grant's id,
 // kept until every access token it can have issued has expired.
-func (e *Engine) revokeFamily(tx storage.Tx, id string) (map[string]int64, error) {
+func (e *Engine) revokeFamily(tx storage.Tx, handle string) (map[string]int64, error) {
 	var fam familyRecord
-	rec, err := getJSON(tx, storage.KindFamilies, id, &fam)
+	rec, err := getJSON(tx, storage.KindFamilies, handle, &fam)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}
@@ -92,34 +141,31 @@ func (e *Engine) revokeFamily(tx storage.Tx, id string) (map[string]int64, error
 		return nil, err
 	}
 	fam.Revoked = true
-	if err := putJSON(tx, storage.KindFamilies, id, &fam, rec.Expires); err != nil {
+	if err := putJSON(tx, storage.KindFamilies, handle, &fam, rec.Expires); err != nil {
 		return nil, err
 	}
-	ids := map[string]int64{grantRevocationKey(id): time.Now().Add(e.AccessTokenTTL + e.Verifier.Leeway).Unix()}
+	ids := map[string]int64{grantRevocationKey(fam.GrantID): time.Now().Add(e.AccessTokenTTL + e.Verifier.Leeway).Unix()}
 	if err := persistRevoked(tx, ids); err != nil {
 		return nil, err
 	}
 	return ids, nil
 }
 
-// startGrant records a new grant in tx: its family, holding the first
-// access token so that revoking the family revokes it, and, when the
-// client may refresh, the family's first refresh token. It returns the
-// access token's claims and the refresh token ("" when none).
-func (e *Engine) startGrant(tx storage.Tx, c *Client, family, subject string, scope, aud []string, authTime int64, now time.Time) (*AccessClaims, string, error) {
+// startGrant records a new grant in tx under handle: its family, holding
+// the first access token so that revoking the family revokes it, and,
+// when the client may refresh, the family's first refresh token. It
+// returns the access token's claims and the refresh token ("" when none).
+func (e *Engine) startGrant(tx storage.Tx, c *Client, handle, subject string, scope, aud []string, authTime int64, now time.Time) (*AccessClaims, string, error) {
+	fam := familyRecord{GrantID: randomID(16), ClientID: c.ID, Subject: subject, Scope: scope, AuthTime: authTime}
 	at := newAccessClaims(e.Issuer, subject, c.ID, aud, scope, now, e.AccessTokenTTL)
-	at.Grant = family
-	fam := familyRecord{ClientID: c.ID, Subject: subject, Scope: scope, AuthTime: authTime}
+	at.Grant = fam.GrantID
 	famExp := now.Add(e.AccessTokenTTL)
 	var rt string
 	if c.Allows(GrantRefreshToken) {
 		famExp = now.Add(e.RefreshTokenTTL)
-		rt = newSecretToken()
-		if err := putJSON(tx, storage.KindRefresh, hashToken(rt), &refreshRecord{Family: family}, famExp); err != nil {
-			return nil, "", err
-		}
+		rt, fam.Current = newRefreshToken(handle)
 	}
-	return at, rt, putJSON(tx, storage.KindFamilies, family, &fam, famExp)
+	return at, rt, putJSON(tx, storage.KindFamilies, handle, &fam, famExp)
 }
 
 // storageError turns a backend failure into the client-facing error.

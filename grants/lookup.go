@@ -20,11 +20,10 @@ const (
 type foundToken struct {
 	// access is set for an access token.
 	access *AccessClaims
-	// For a refresh token: its hash, its family and the family's record.
-	refreshKey string
-	familyID   string
-	family     familyRecord
-	expires    time.Time
+	// For a refresh token: its grant's handle and record.
+	handle  string
+	family  familyRecord
+	expires time.Time
 }
 
 // clientID is the client the token was issued to.
@@ -62,34 +61,25 @@ func (e *Engine) lookupAccess(tok string) *foundToken {
 }
 
 func (e *Engine) lookupRefresh(ctx context.Context, tok string) (*foundToken, error) {
-	if len(tok) > MaxTokenBytes {
+	handle, secret, ok := splitRefreshToken(tok)
+	if !ok {
 		return nil, nil
 	}
-	key := hashToken(tok)
 	var f *foundToken
 	err := e.store.View(ctx, func(tx storage.Tx) error {
 		f = nil
-		var r refreshRecord
-		rec, err := getJSON(tx, storage.KindRefresh, key, &r)
+		var fam familyRecord
+		rec, err := getJSON(tx, storage.KindFamilies, handle, &fam)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if r.Used {
+		if fam.Revoked || !fam.isCurrent(secret) {
 			return nil
 		}
-		var fam familyRecord
-		if _, err := getJSON(tx, storage.KindFamilies, r.Family, &fam); errors.Is(err, storage.ErrNotFound) {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if fam.Revoked {
-			return nil
-		}
-		f = &foundToken{refreshKey: key, familyID: r.Family, family: fam, expires: rec.Expires}
+		f = &foundToken{handle: handle, family: fam, expires: rec.Expires}
 		return nil
 	})
 	return f, err

@@ -33,9 +33,12 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 	if oerr != nil {
 		return nil, oerr
 	}
-	key := hashToken(old)
+	handle, secret, ok := splitRefreshToken(old)
+	if !ok {
+		return nil, errBadRefresh
+	}
 	now := time.Now()
-	if resp, oerr, done := e.rotateFast(ctx, c, key, want, aud, now); done {
+	if resp, oerr, done := e.rotateFast(ctx, c, handle, secret, want, aud, now); done {
 		return resp, oerr
 	}
 	var (
@@ -46,32 +49,18 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 	)
 	err := e.store.Batch(ctx, func(tx storage.Tx) error {
 		fam, at, next, revoked, oerr = familyRecord{}, nil, "", nil, nil
-		var r refreshRecord
-		rec, err := getJSON(tx, storage.KindRefresh, key, &r)
-		if errors.Is(err, storage.ErrNotFound) {
+		famRec, err := getJSON(tx, storage.KindFamilies, handle, &fam)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && (fam.Revoked || fam.ClientID != c.ID || fam.Current == "")) {
 			oerr = errBadRefresh
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		famRec, err := getJSON(tx, storage.KindFamilies, r.Family, &fam)
-		if errors.Is(err, storage.ErrNotFound) || (err == nil && (fam.Revoked || fam.ClientID != c.ID)) {
-			oerr = errBadRefresh
+		scope, ok := narrowScope(fam.Scope, want)
+		if !ok {
+			oerr = errCode(CodeInvalidScope, "the requested scope exceeds the original grant")
 			return nil
-		}
-		if err != nil {
-			return err
-		}
-		scope := fam.Scope
-		if want != nil {
-			for _, s := range want {
-				if !slices.Contains(fam.Scope, s) {
-					oerr = errCode(CodeInvalidScope, "the requested scope exceeds the original grant")
-					return nil
-				}
-			}
-			scope = want
 		}
 		if _, err := e.Users.lookupTx(tx, fam.Subject); err != nil {
 			if !errors.Is(err, ErrUserNotFound) {
@@ -79,35 +68,18 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			}
 			// The user was removed: the grant dies with them.
 			oerr = errBadRefresh
-			revoked, err = e.revokeFamily(tx, r.Family)
+			revoked, err = e.revokeFamily(tx, handle)
 			return err
 		}
-		if r.Used {
-			var succ refreshRecord
-			_, serr := getJSON(tx, storage.KindRefresh, r.Next, &succ)
-			lost := e.RefreshGrace > 0 && now.Sub(time.Unix(r.UsedAt, 0)) <= e.RefreshGrace && serr == nil && !succ.Used
-			if !lost {
-				oerr = errCode(CodeInvalidGrant, "the refresh token was already used; the grant is revoked")
-				revoked, err = e.revokeFamily(tx, r.Family)
-				return err
-			}
-			// The client never received (or never used) the successor:
-			// replace it rather than revoke an honest client's grant.
-			if err := tx.Delete(storage.KindRefresh, r.Next); err != nil {
-				return err
-			}
+		if !fam.isCurrent(secret) && !fam.inGrace(secret, e.RefreshGrace, now) {
+			oerr = errCode(CodeInvalidGrant, "the refresh token was already used; the grant is revoked")
+			revoked, err = e.revokeFamily(tx, handle)
+			return err
 		}
+		next = fam.rotate(handle, secret, now)
 		at = newAccessClaims(e.Issuer, fam.Subject, c.ID, aud, scope, now, e.AccessTokenTTL)
-		at.Grant = r.Family
-		next = newSecretToken()
-		r.Used, r.UsedAt, r.Next = true, now.Unix(), hashToken(next)
-		if err := putJSON(tx, storage.KindRefresh, key, &r, rec.Expires); err != nil {
-			return err
-		}
-		if err := putJSON(tx, storage.KindRefresh, r.Next, &refreshRecord{Family: r.Family}, famRec.Expires); err != nil {
-			return err
-		}
-		return nil
+		at.Grant = fam.GrantID
+		return putJSON(tx, storage.KindFamilies, handle, &fam, famRec.Expires)
 	})
 	if err != nil {
 		return nil, storageError(err)
@@ -119,75 +91,68 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 	return e.userTokens(ctx, c, at, next, "", fam.AuthTime)
 }
 
+// narrowScope is the scope of a refreshed access token: the grant's, or
+// the subset of it that was asked for; ok is false if want exceeds it.
+func narrowScope(granted, want []string) (scope []string, ok bool) {
+	for _, s := range want {
+		if !slices.Contains(granted, s) {
+			return nil, false
+		}
+	}
+	if want == nil {
+		return granted, true
+	}
+	return want, true
+}
+
 // rotateFast is the common case of a rotation, arranged so that the write
 // transaction, which every durable grant on the server queues for, holds
-// the writer as briefly as possible: the records are read and checked and
-// the new tokens signed outside it, and the transaction only confirms
-// that both records are still byte for byte what was read before writing
-// the prepared ones. Anything else (a token unknown, used or revoked, a
-// scope that may be refused, a user gone, a record changed in between:
-// a concurrent replay) returns done=false, and refreshToken decides it in
-// one transaction instead.
-func (e *Engine) rotateFast(ctx context.Context, c *Client, key string, want, aud []string, now time.Time) (resp *TokenResponse, oerr *Error, done bool) {
+// the writer as briefly as possible: the grant is read and checked and the
+// new tokens signed outside it, and the transaction only confirms that the
+// record is still byte for byte what was read before writing the prepared
+// one. Anything else (a token unknown, rotated or revoked, a scope to
+// refuse, a user gone, the record changed in between by a concurrent
+// replay) returns done=false, and refreshToken decides it in one
+// transaction instead.
+func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, secret string, want, aud []string, now time.Time) (resp *TokenResponse, oerr *Error, done bool) {
 	var (
-		rRec, famRec storage.Record
-		r            refreshRecord
-		fam          familyRecord
+		famRec storage.Record
+		fam    familyRecord
 	)
 	err := e.store.View(ctx, func(tx storage.Tx) error {
 		var err error
-		if rRec, err = getJSON(tx, storage.KindRefresh, key, &r); err != nil {
-			return err
-		}
-		famRec, err = getJSON(tx, storage.KindFamilies, r.Family, &fam)
+		famRec, err = getJSON(tx, storage.KindFamilies, handle, &fam)
 		return err
 	})
-	if err != nil || r.Used || fam.Revoked || fam.ClientID != c.ID {
+	if err != nil || fam.Revoked || fam.ClientID != c.ID || !fam.isCurrent(secret) {
 		return nil, nil, false
 	}
-	scope := fam.Scope
-	if want != nil {
-		for _, s := range want {
-			if !slices.Contains(fam.Scope, s) {
-				return nil, nil, false
-			}
-		}
-		scope = want
+	scope, ok := narrowScope(fam.Scope, want)
+	if !ok {
+		return nil, nil, false
 	}
+	next := fam.rotate(handle, secret, now)
 	at := newAccessClaims(e.Issuer, fam.Subject, c.ID, aud, scope, now, e.AccessTokenTTL)
-	at.Grant = r.Family
-	next := newSecretToken()
+	at.Grant = fam.GrantID
 	if resp, oerr = e.userTokens(ctx, c, at, next, "", fam.AuthTime); oerr != nil {
 		return nil, nil, false
 	}
-	used := r
-	used.Used, used.UsedAt, used.Next = true, now.Unix(), hashToken(next)
-	usedJSON, err := json.Marshal(&used)
-	if err != nil {
-		return nil, errServer, true
-	}
-	nextJSON, err := json.Marshal(&refreshRecord{Family: r.Family})
+	rotated, err := json.Marshal(&fam)
 	if err != nil {
 		return nil, errServer, true
 	}
 	unchanged := false
 	err = e.store.Batch(ctx, func(tx storage.Tx) error {
 		unchanged = false
-		for _, want := range []struct {
-			kind storage.Kind
-			key  string
-			rec  storage.Record
-		}{{storage.KindRefresh, key, rRec}, {storage.KindFamilies, r.Family, famRec}} {
-			got, err := tx.Get(want.kind, want.key)
-			if errors.Is(err, storage.ErrNotFound) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if !bytes.Equal(got.Value, want.rec.Value) || !got.Expires.Equal(want.rec.Expires) {
-				return nil
-			}
+		got, err := tx.Get(storage.KindFamilies, handle)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got.Value, famRec.Value) || !got.Expires.Equal(famRec.Expires) {
+			return nil
 		}
 		if _, err := e.Users.lookupTx(tx, fam.Subject); err != nil {
 			if errors.Is(err, ErrUserNotFound) {
@@ -196,10 +161,7 @@ func (e *Engine) rotateFast(ctx context.Context, c *Client, key string, want, au
 			return err
 		}
 		unchanged = true
-		if err := tx.Put(storage.KindRefresh, key, storage.Record{Value: usedJSON, Expires: rRec.Expires}); err != nil {
-			return err
-		}
-		return tx.Put(storage.KindRefresh, used.Next, storage.Record{Value: nextJSON, Expires: famRec.Expires})
+		return tx.Put(storage.KindFamilies, handle, storage.Record{Value: rotated, Expires: famRec.Expires})
 	})
 	if err != nil {
 		return nil, storageError(err), true

@@ -3,6 +3,7 @@ package grants
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,17 +24,21 @@ func firstGrant(t *testing.T, e *Engine, client string, kv ...string) tokenResul
 	return tr
 }
 
-// updateRefresh rewrites a stored refresh token record.
-func updateRefresh(t *testing.T, e *Engine, rt string, fn func(r *refreshRecord, rec *storage.Record)) {
+// updateGrant rewrites the stored grant of a refresh token.
+func updateGrant(t *testing.T, e *Engine, rt string, fn func(f *familyRecord, rec *storage.Record)) {
 	t.Helper()
+	handle, _, ok := splitRefreshToken(rt)
+	if !ok {
+		t.Fatalf("%q is not a refresh token", rt)
+	}
 	err := e.store.Update(context.Background(), func(tx storage.Tx) error {
-		var r refreshRecord
-		rec, err := getJSON(tx, storage.KindRefresh, hashToken(rt), &r)
+		var f familyRecord
+		rec, err := getJSON(tx, storage.KindFamilies, handle, &f)
 		if err != nil {
 			return err
 		}
-		fn(&r, &rec)
-		return putJSON(tx, storage.KindRefresh, hashToken(rt), &r, rec.Expires)
+		fn(&f, &rec)
+		return putJSON(tx, storage.KindFamilies, handle, &f, rec.Expires)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +92,35 @@ func TestRefreshRotation(t *testing.T) {
 	// Families are independent: another grant of the same user still works.
 	other := firstGrant(t, e, "c-web", "scope", "read")
 	wantOK(t, refresh(e, "c-web", other.str("refresh_token")))
+}
+
+// A refresh token is its grant's handle and a secret. The handle is in
+// no other token, so a wrong secret with it is a rotated or tampered
+// token: reuse, which revokes the grant. A malformed token is merely
+// invalid, and the grant's public id (gid) is not its handle.
+func TestRefreshHandle(t *testing.T) {
+	e := siNewTestEngine(t, nil)
+	g := firstGrant(t, e, "c-web", "scope", "read")
+	rt := g.str("refresh_token")
+	ac, err := e.Verifier.Verify(g.str("access_token"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	handle, _, _ := splitRefreshToken(rt)
+	if ac.Grant == "" || strings.Contains(rt, ac.Grant) {
+		t.Fatalf("gid %q is empty or part of the refresh token", ac.Grant)
+	}
+	for _, bad := range []string{rt[:len(rt)-1], rt + "A", ac.Grant + rt[handleLen:]} {
+		wantErr(t, refresh(e, "c-web", bad), http.StatusBadRequest, CodeInvalidGrant)
+	}
+	r2 := refresh(e, "c-web", rt)
+	wantOK(t, r2)
+	forged, _ := newRefreshToken(handle)
+	wantErr(t, refresh(e, "c-web", forged), http.StatusBadRequest, CodeInvalidGrant)
+	wantErr(t, refresh(e, "c-web", r2.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
+	if verifies(e, r2.str("access_token")) {
+		t.Fatalf("access token of a revoked grant verifies")
+	}
 }
 
 // RT-02..RT-04: narrowing, widening and the family's original scope.
@@ -144,7 +178,7 @@ func TestRefreshInvalid(t *testing.T) {
 	}
 	wantErr(t, postToken(e, "c-web", map[string][]string{"grant_type": {"refresh_token"}}), http.StatusBadRequest, CodeInvalidRequest)
 
-	updateRefresh(t, e, g.str("refresh_token"), func(_ *refreshRecord, rec *storage.Record) {
+	updateGrant(t, e, g.str("refresh_token"), func(_ *familyRecord, rec *storage.Record) {
 		rec.Expires = time.Now().Add(-time.Second)
 	})
 	wantErr(t, refresh(e, "c-web", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
@@ -155,6 +189,8 @@ func TestRefreshInvalid(t *testing.T) {
 func TestRefreshGrace(t *testing.T) {
 	grace := func(c *Config) { c.RefreshGrace = 30 * time.Second }
 
+	// The replaced successor is dead; as it was issued, presenting it
+	// later is reuse like any other rotated token's.
 	t.Run("successor unused: a new pair, the successor dies", func(t *testing.T) {
 		e := siNewTestEngine(t, grace)
 		g := firstGrant(t, e, "c-web", "scope", "read")
@@ -167,8 +203,10 @@ func TestRefreshGrace(t *testing.T) {
 		if rt3 == r2.str("refresh_token") || rt3 == rt1 {
 			t.Fatalf("grace retry did not mint a new refresh token")
 		}
+		r4 := refresh(e, "c-web", rt3)
+		wantOK(t, r4)
 		wantErr(t, refresh(e, "c-web", r2.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
-		wantOK(t, refresh(e, "c-web", rt3))
+		wantErr(t, refresh(e, "c-web", r4.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
 	})
 	t.Run("successor used: reuse revokes", func(t *testing.T) {
 		e := siNewTestEngine(t, grace)
@@ -192,7 +230,7 @@ func TestRefreshGrace(t *testing.T) {
 		rt1 := g.str("refresh_token")
 		r2 := refresh(e, "c-web", rt1)
 		wantOK(t, r2)
-		updateRefresh(t, e, rt1, func(r *refreshRecord, _ *storage.Record) { r.UsedAt -= 31 })
+		updateGrant(t, e, rt1, func(f *familyRecord, _ *storage.Record) { f.RotatedAt -= 31 })
 		wantErr(t, refresh(e, "c-web", rt1), http.StatusBadRequest, CodeInvalidGrant)
 		wantErr(t, refresh(e, "c-web", r2.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
 		if verifies(e, r2.str("access_token")) {

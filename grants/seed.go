@@ -21,12 +21,11 @@ func SeedRefreshTokens(ctx context.Context, st storage.Store, clientID, subject 
 		err := st.Update(ctx, func(tx storage.Tx) error {
 			tokens = tokens[:0]
 			for range batch {
-				rt, family := newSecretToken(), randomID(16)
-				fam := familyRecord{ClientID: clientID, Subject: subject, Scope: scope, AuthTime: time.Now().Unix()}
-				if err := putJSON(tx, storage.KindFamilies, family, &fam, exp); err != nil {
-					return err
-				}
-				if err := putJSON(tx, storage.KindRefresh, hashToken(rt), &refreshRecord{Family: family}, exp); err != nil {
+				handle := randomID(16)
+				fam := familyRecord{GrantID: randomID(16), ClientID: clientID, Subject: subject, Scope: scope, AuthTime: time.Now().Unix()}
+				var rt string
+				rt, fam.Current = newRefreshToken(handle)
+				if err := putJSON(tx, storage.KindFamilies, handle, &fam, exp); err != nil {
 					return err
 				}
 				tokens = append(tokens, rt)

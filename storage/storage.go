@@ -21,9 +21,8 @@ const (
 	KindUsers Kind = "users"
 	// KindCodes holds authorization codes by SHA-256 of the code.
 	KindCodes Kind = "codes"
-	// KindRefresh holds refresh tokens by SHA-256 of the token.
-	KindRefresh Kind = "refresh"
-	// KindFamilies holds refresh-token families (one per grant), by id.
+	// KindFamilies holds grants (refresh-token families) by the handle
+	// their refresh tokens carry, with the hash of the live one.
 	KindFamilies Kind = "families"
 	// KindRevoked holds revoked access-token ids until the token expires.
 	KindRevoked Kind = "revoked"

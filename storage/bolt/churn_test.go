@@ -28,7 +28,7 @@ func TestChurnSteadySize(t *testing.T) {
 		perRound = 2000
 	)
 	value := make([]byte, 200)
-	kinds := []storage.Kind{storage.KindCodes, storage.KindRefresh, storage.KindRevoked}
+	kinds := []storage.Kind{storage.KindCodes, storage.KindFamilies, storage.KindRevoked}
 	clock := time.Now()
 	size := func() int64 {
 		fi, err := os.Stat(path)
