@@ -1,6 +1,7 @@
 # `make test` is the project's test command: it installs what the browser
-# tests need (Debian's chromium and chromium-driver) when missing, then runs
-# every test with the race detector.
+# tests need (Debian's chromium and chromium-driver) and the storage fault
+# tests need (e2fsprogs, for an ext4 image) when missing, then runs every
+# test with the race detector.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: test deps bench
@@ -12,6 +13,10 @@ deps:
 	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
 		echo "installing chromium and chromium-driver for the browser tests"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+	@if ! command -v mkfs.ext4 >/dev/null 2>&1 && ! [ -x /sbin/mkfs.ext4 ]; then \
+		echo "installing e2fsprogs for the storage fault tests"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs; \
 	fi
 
 bench:

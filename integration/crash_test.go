@@ -51,16 +51,15 @@ type crashChild struct {
 
 // startCrashChild starts the binary on the Caddyfile at cfg, with its
 // own data and config directories under home, and waits until the
-// authorization server answers.
-func startCrashChild(t *testing.T, bin, cfg, home, logName string) *crashChild {
+// authorization server at issuer answers.
+func startCrashChild(t *testing.T, bin, cfg, home, logName, issuer string) *crashChild {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(home, logName))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logf.Close() })
-	cmd := exec.Command(bin, "run", "--config", cfg, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+filepath.Join(home, "data"), "XDG_CONFIG_HOME="+filepath.Join(home, "config"))
+	cmd := crashCommand(context.Background(), bin, cfg, home)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -75,7 +74,7 @@ func startCrashChild(t *testing.T, bin, cfg, home, logName string) *crashChild {
 			t.Fatalf("caddy exited during start:\n%s", b)
 		default:
 		}
-		resp, err := relNoRedirects.Get(crashIssuer + "/oauth/jwks")
+		resp, err := relNoRedirects.Get(issuer + "/oauth/jwks")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -84,9 +83,17 @@ func startCrashChild(t *testing.T, bin, cfg, home, logName string) *crashChild {
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("caddy did not answer at %s within 15s (%v):\n%s", crashIssuer, err, b)
+			t.Fatalf("caddy did not answer at %s within 15s (%v):\n%s", issuer, err, b)
 		}
 	}
+}
+
+// crashCommand is `caddy run` of the binary on the Caddyfile at cfg,
+// with its own data and config directories under home.
+func crashCommand(ctx context.Context, bin, cfg, home string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, bin, "run", "--config", cfg, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+filepath.Join(home, "data"), "XDG_CONFIG_HOME="+filepath.Join(home, "config"))
+	return cmd
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
@@ -147,14 +154,14 @@ func TestCrashUnderLoad(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	child := startCrashChild(t, bin, cfg, home, "caddy-1.log")
-	kids := crashKids(t)
+	child := startCrashChild(t, bin, cfg, home, "caddy-1.log", crashIssuer)
+	kids := crashKids(t, crashIssuer)
 	pre, err := relTokenRequest(relNoRedirects, crashIssuer, relSvcID, relSvcSecret, relCCForm)
 	if err != nil || pre.status != http.StatusOK || pre.str("access_token") == "" {
 		t.Fatalf("client_credentials before the crash: %v %d %v", err, pre.status, pre.body)
 	}
 	preToken := pre.str("access_token")
-	crashAssertGate(t, preToken, "before the crash")
+	crashAssertGate(t, crashGate, preToken, "before the crash")
 
 	// Load: code workers sign in, redeem some codes and rotate their
 	// chains; client_credentials workers get access tokens.
@@ -304,7 +311,7 @@ func TestCrashUnderLoad(t *testing.T) {
 
 	// Restart on the same file.
 	restart := time.Now()
-	startCrashChild(t, bin, cfg, home, "caddy-2.log")
+	startCrashChild(t, bin, cfg, home, "caddy-2.log", crashIssuer)
 	t.Logf("restarted in %s", time.Since(restart).Round(time.Millisecond))
 
 	// Codes live 60s: redeem them first. Each works exactly once.
@@ -315,7 +322,7 @@ func TestCrashUnderLoad(t *testing.T) {
 			t.Errorf("acknowledged unspent code after the crash: %v %d %v, want 200 with a refresh token (lost?)", err, a.status, a.body)
 			continue
 		}
-		crashAssertSpent(t, form, "acknowledged code after the crash")
+		crashAssertSpent(t, crashIssuer, form, "acknowledged code after the crash")
 	}
 	for id, rt := range ledger.chains {
 		form := relRefreshForm(rt)
@@ -324,7 +331,7 @@ func TestCrashUnderLoad(t *testing.T) {
 			t.Errorf("chain %d: newest acknowledged refresh token after the crash: %v %d %v, want 200 (lost?)", id, err, a.status, a.body)
 			continue
 		}
-		crashAssertSpent(t, form, "newest refresh token after the crash")
+		crashAssertSpent(t, crashIssuer, form, "newest refresh token after the crash")
 	}
 	// Presented but unanswered: the server may have spent them or not,
 	// but never twice.
@@ -335,18 +342,18 @@ func TestCrashUnderLoad(t *testing.T) {
 		crashAtMostOnce(t, relRefreshForm(rt), "refresh token in flight at the kill")
 	}
 
-	if got := crashKids(t); !slices.Equal(got, kids) {
+	if got := crashKids(t, crashIssuer); !slices.Equal(got, kids) {
 		t.Errorf("JWKS kids after the crash %q, want %q", got, kids)
 	}
-	crashAssertGate(t, preToken, "after the crash")
+	crashAssertGate(t, crashGate, preToken, "after the crash")
 	t.Logf("whole test %s", time.Since(began).Round(time.Millisecond))
 }
 
-// crashAssertSpent presents form again: the value was just used, so the
-// answer is invalid_grant.
-func crashAssertSpent(t *testing.T, form map[string][]string, what string) {
+// crashAssertSpent presents form to issuer again: the value was just
+// used, so the answer is invalid_grant.
+func crashAssertSpent(t *testing.T, issuer string, form map[string][]string, what string) {
 	t.Helper()
-	a, err := relTokenRequest(relNoRedirects, crashIssuer, relAppID, relAppSecret, form)
+	a, err := relTokenRequest(relNoRedirects, issuer, relAppID, relAppSecret, form)
 	if err != nil || a.status != http.StatusBadRequest || a.str("error") != "invalid_grant" {
 		t.Errorf("%s presented a second time: %v %d %v, want 400 invalid_grant", what, err, a.status, a.body)
 	}
@@ -360,15 +367,15 @@ func crashAtMostOnce(t *testing.T, form map[string][]string, what string) {
 	case err != nil:
 		t.Errorf("%s: %v", what, err)
 	case a.status == http.StatusOK:
-		crashAssertSpent(t, form, what)
+		crashAssertSpent(t, crashIssuer, form, what)
 	case a.status != http.StatusBadRequest || a.str("error") != "invalid_grant":
 		t.Errorf("%s: %d %v, want 200 or 400 invalid_grant", what, a.status, a.body)
 	}
 }
 
-func crashAssertGate(t *testing.T, tok, when string) {
+func crashAssertGate(t *testing.T, gate, tok, when string) {
 	t.Helper()
-	req := newRequest(t, http.MethodGet, crashGate, nil)
+	req := newRequest(t, http.MethodGet, gate, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, body := httpDo(t, req)
 	if resp.StatusCode != http.StatusOK || body != "crash-ok" {
@@ -376,9 +383,9 @@ func crashAssertGate(t *testing.T, tok, when string) {
 	}
 }
 
-func crashKids(t *testing.T) []string {
+func crashKids(t *testing.T, issuer string) []string {
 	t.Helper()
-	_, set := getJSON(t, crashIssuer+"/oauth/jwks")
+	_, set := getJSON(t, issuer+"/oauth/jwks")
 	keys, _ := set["keys"].([]any)
 	var kids []string
 	for _, k := range keys {

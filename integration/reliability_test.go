@@ -2,11 +2,14 @@ package integration
 
 // Helpers shared by the reliability tests of issue 6 §3 (crash_test.go,
 // reload_load_test.go, storagefault_test.go and the replay race below).
-// Their loopback ports (19600-19699) are apart from the other tests':
+// Their loopback ports (19600-19699, 19800-19899) are apart from the
+// other tests':
 //
 //	19600-19603  crash test child process: issuer, gated site, http/https ports
 //	19690        crash test child process: admin endpoint
 //	19620-19623  in-process reliability config: http/https ports, issuer, gated site
+//	19800-19803  storage fault child process: issuer, gated site, http/https ports
+//	19890        storage fault child process: admin endpoint
 
 import (
 	"encoding/json"
@@ -113,6 +116,19 @@ var relNoRedirects = &http.Client{
 // (no redirects followed) and returns the code from the 302. It returns
 // an error instead of failing the test, so load goroutines can use it.
 func relCode(issuer, verifier string) (string, error) {
+	status, loc, _, err := relLogin(issuer, verifier)
+	if err != nil {
+		return "", err
+	}
+	if status != http.StatusFound || loc.Query().Get("code") == "" {
+		return "", fmt.Errorf("login for %s: %d %q", relAppID, status, loc)
+	}
+	return loc.Query().Get("code"), nil
+}
+
+// relLogin gets the authorize page and posts alice's login form, and
+// returns the login answer's status, Location and body.
+func relLogin(issuer, verifier string) (int, *url.URL, string, error) {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: freshConns, CheckRedirect: relNoRedirects.CheckRedirect}
 	q := url.Values{"client_id": {relAppID}, "redirect_uri": {relRedirect}, "response_type": {"code"},
@@ -120,37 +136,42 @@ func relCode(issuer, verifier string) (string, error) {
 		"code_challenge_method": {"S256"}, "state": {"st"}}
 	resp, err := c.Get(issuer + "/oauth/authorize?" + q.Encode())
 	if err != nil {
-		return "", err
+		return 0, nil, "", err
 	}
 	page, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
-		return "", err
+		return 0, nil, "", err
 	}
 	form := url.Values{}
 	for _, m := range hiddenRE.FindAllStringSubmatch(string(page), -1) {
 		form.Set(m[1], strings.ReplaceAll(m[2], "&#43;", "+"))
 	}
 	if resp.StatusCode != http.StatusOK || form.Get("state") == "" || form.Get("csrf") == "" {
-		return "", fmt.Errorf("authorize page: status %d, no form state in %.200q", resp.StatusCode, page)
+		return 0, nil, "", fmt.Errorf("authorize page: status %d, no form state in %.200q", resp.StatusCode, page)
 	}
 	form.Set("username", "alice")
 	form.Set("password", relPassword)
 	resp, err = c.PostForm(issuer+"/oauth/authorize/login", form)
 	if err != nil {
-		return "", err
+		return 0, nil, "", err
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, "", err
+	}
 	loc, err := url.Parse(resp.Header.Get("Location"))
-	if resp.StatusCode != http.StatusFound || err != nil || loc.Query().Get("code") == "" {
-		return "", fmt.Errorf("login for %s: %d %q", relAppID, resp.StatusCode, resp.Header.Get("Location"))
+	if err != nil {
+		return 0, nil, "", fmt.Errorf("login for %s: bad Location %q: %v", relAppID, resp.Header.Get("Location"), err)
 	}
-	return loc.Query().Get("code"), nil
+	return resp.StatusCode, loc, string(body), nil
 }
 
 // relTokenAnswer is one token endpoint answer.
 type relTokenAnswer struct {
 	status int
+	header http.Header
 	body   map[string]any
 }
 
@@ -159,7 +180,13 @@ func (a relTokenAnswer) str(k string) string { s, _ := a.body[k].(string); retur
 // relTokenRequest POSTs form to issuer's token endpoint with Basic
 // client authentication. An error means no answer reached the client.
 func relTokenRequest(c *http.Client, issuer, id, secret string, form url.Values) (relTokenAnswer, error) {
-	req, err := http.NewRequest(http.MethodPost, issuer+"/oauth/token", strings.NewReader(form.Encode()))
+	return relPost(c, issuer+"/oauth/token", id, secret, form)
+}
+
+// relPost POSTs form to endpoint with Basic client authentication. An
+// empty body is no error: revocation answers 200 with none.
+func relPost(c *http.Client, endpoint, id, secret string, form url.Values) (relTokenAnswer, error) {
+	req, err := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return relTokenAnswer{}, err
 	}
@@ -174,9 +201,12 @@ func relTokenRequest(c *http.Client, issuer, id, secret string, form url.Values)
 	if err != nil {
 		return relTokenAnswer{}, err
 	}
-	a := relTokenAnswer{status: resp.StatusCode}
+	a := relTokenAnswer{status: resp.StatusCode, header: resp.Header}
+	if len(b) == 0 {
+		return a, nil
+	}
 	if err := json.Unmarshal(b, &a.body); err != nil {
-		return a, fmt.Errorf("token endpoint answered %d with a body that is not JSON: %.200q", resp.StatusCode, b)
+		return a, fmt.Errorf("%s answered %d with a body that is not JSON: %.200q", endpoint, resp.StatusCode, b)
 	}
 	return a, nil
 }

@@ -20,9 +20,9 @@ import (
 // was and the running config serving; once the file is fixed, the same
 // config loads. A panic here would kill the test process.
 //
-// A data directory that becomes read-only or full at run time is not
-// tested: the tests run as root, which ignores permission bits, so it
-// would need a read-only or size-limited mount.
+// A data directory that is read-only at start, or becomes full or
+// read-only at run time, needs a mount of its own: see
+// storagefault_mount_test.go.
 func TestStorageFaults(t *testing.T) {
 	good := storagePath(t)
 	startCaddy(t, relConfig(good, "10m", "gated"))

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -30,7 +31,7 @@ type Store struct {
 // lockTimeout for the file lock, which another process may hold.
 func Open(path string, lockTimeout time.Duration) (s *Store, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("oauth storage: creating directory for %s: %w", path, err)
+		return nil, fmt.Errorf("oauth storage: creating directory for %s: %w: storage_path must be in a directory caddy can create and write, or set a different one", path, err)
 	}
 	// bbolt can panic on a file that is not a bolt database or that was
 	// truncated, or fault reading past the end of its memory map (SIGBUS,
@@ -59,6 +60,11 @@ func Open(path string, lockTimeout time.Duration) (s *Store, err error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, OpenFile: openFile})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("oauth storage: %s is locked by another process (is another caddy using the same storage_path?): stop it or set a different storage_path", path)
+	}
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, os.ErrPermission) {
+		// Not damage: pointing at a backup would send the operator the
+		// wrong way.
+		return nil, fmt.Errorf("oauth storage: opening %s: %w: caddy must be able to write it: make its directory writable (not on a read-only mount) or set a different storage_path", path, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("oauth storage: opening %s: %w (if the file is damaged, restore it from a backup or move it away)", path, err)
