@@ -72,6 +72,22 @@ type AccessClaims struct {
 // payload once; JSON numbers come back as json.Number. Safe for
 // concurrent use: verified claims are shared through the token cache.
 func (c *AccessClaims) Claim(name string) (any, bool) {
+	// The string claims every token has are already decoded: forwarding
+	// the subject, the usual case, costs no second parse per token.
+	var known string
+	switch name {
+	case "sub":
+		known = c.Subject
+	case "client_id":
+		known = c.ClientID
+	case "iss":
+		known = c.Issuer
+	case "jti":
+		known = c.ID
+	}
+	if known != "" {
+		return known, true
+	}
 	c.once.Do(func() {
 		m := map[string]any{}
 		d := json.NewDecoder(bytes.NewReader(c.raw))

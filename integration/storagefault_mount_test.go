@@ -29,15 +29,18 @@ const (
 
 // TestRunTimeStorageFull fills the data directory under a running Caddy.
 // Requests that need no write (client_credentials, oauth_protect) keep
-// working; a grant that must write answers 503 temporarily_unavailable,
-// never a 500 or a panic, and its transaction leaves nothing behind: the
-// refresh token presented then still rotates, exactly once, when there is
-// room again, and everything acknowledged before the fault still works,
-// also after a restart.
+// working; a write that cannot be stored answers 503
+// temporarily_unavailable, never a 500 or a panic, and its transaction
+// leaves nothing behind: the token whose revocation failed still passes
+// the gate, a refresh token refused then still rotates, exactly once,
+// when there is room again, and everything acknowledged before the fault
+// still works, also after a restart.
 //
 // bbolt rewrites pages it has freed, which a full disk still holds, so a
-// write fails only once it needs the file to grow: the test rotates one
-// chain until that happens rather than expecting the first write to fail.
+// write fails only once it needs the file to grow. Each revocation of an
+// access token stores a new record, so the test revokes fresh tokens
+// until one cannot be stored. A refresh rotation rewrites its grant in
+// place and may still fit; either it works or it fails whole.
 func TestRunTimeStorageFull(t *testing.T) {
 	began := time.Now()
 	home, data := faultHome(t)
@@ -50,7 +53,6 @@ func TestRunTimeStorageFull(t *testing.T) {
 	crashAssertGate(t, faultGate, pre, "before the fault")
 	chain := faultRedeem(t, "the chain to rotate")
 	doomed := faultRedeem(t, "the chain to revoke")
-	doomedAccess := faultWant200(t, relSvcID, relSvcSecret, relCCForm, "the access token to revoke").str("access_token")
 	verifier := oauth2.GenerateVerifier()
 	code, err := relCode(faultIssuer, verifier)
 	if err != nil {
@@ -64,36 +66,42 @@ func TestRunTimeStorageFull(t *testing.T) {
 	faultWant200(t, relSvcID, relSvcSecret, relCCForm, "client_credentials on a full disk")
 	crashAssertGate(t, faultGate, pre, "on a full disk")
 
-	var stuck string
-	rotations := 0
-	for stuck == "" {
-		if rotations == 2000 {
-			t.Fatalf("%d rotations on a full disk all succeeded: is %s full?", rotations, data)
+	var doomedAccess string
+	revocations := 0
+	for doomedAccess == "" {
+		if revocations == 2000 {
+			t.Fatalf("%d revocations on a full disk all succeeded: is %s full?", revocations, data)
 		}
-		a, err := relTokenRequest(relNoRedirects, faultIssuer, relAppID, relAppSecret, relRefreshForm(chain))
-		switch {
-		case err != nil:
-			t.Fatalf("rotating on a full disk: %v", err)
-		case a.status == http.StatusOK && a.str("refresh_token") != "":
-			chain = a.str("refresh_token")
-			rotations++
-		default:
-			faultWantUnavailable(t, a, "rotating on a full disk")
-			if t.Failed() {
-				t.FailNow()
-			}
-			stuck = chain
+		tok := faultWant200(t, relSvcID, relSvcSecret, relCCForm, "client_credentials on a full disk").str("access_token")
+		a := faultPost(t, "/oauth/revoke", relSvcID, relSvcSecret, map[string][]string{"token": {tok}})
+		if a.status == http.StatusOK {
+			revocations++
+			continue
 		}
+		faultWantUnavailable(t, a, "revoking an access token on a full disk")
+		if t.Failed() {
+			t.FailNow()
+		}
+		doomedAccess = tok
 	}
-	t.Logf("the first write that had to grow the file failed after %d rotations", rotations)
-	// Nothing was freed since, so the same write fails the same way.
-	faultWantUnavailable(t, faultPost(t, "/oauth/token", relAppID, relAppSecret, relRefreshForm(stuck)), "the same rotation again")
+	t.Logf("the first write that had to grow the file failed after %d revocations", revocations)
+	// Nothing was freed since, so the same write fails the same way, and
+	// the failed revocation is not half made: the gate still takes it.
+	faultWantUnavailable(t, faultPost(t, "/oauth/revoke", relSvcID, relSvcSecret, map[string][]string{"token": {doomedAccess}}), "the same revocation again")
+	crashAssertGate(t, faultGate, doomedAccess, "the token whose revocation failed")
+
+	var stuck string
+	rotation := faultPost(t, "/oauth/token", relAppID, relAppSecret, relRefreshForm(chain))
+	if faultMaybe(t, rotation, "rotating on a full disk") {
+		chain = rotation.str("refresh_token")
+	} else {
+		stuck = chain
+	}
 
 	// Other writes either fit in pages bbolt already holds or fail whole;
 	// what they did is checked once there is room again.
 	redeemed := faultMaybe(t, faultPost(t, "/oauth/token", relAppID, relAppSecret, relRedeemForm(code, verifier)), "redeeming a code on a full disk")
 	revokedGrant := faultMaybe(t, faultPost(t, "/oauth/revoke", relAppID, relAppSecret, map[string][]string{"token": {doomed}}), "revoking a refresh token on a full disk")
-	revokedAccess := faultMaybe(t, faultPost(t, "/oauth/revoke", relSvcID, relSvcSecret, map[string][]string{"token": {doomedAccess}}), "revoking an access token on a full disk")
 	status, loc, page, err := relLogin(faultIssuer, oauth2.GenerateVerifier())
 	switch {
 	case err != nil:
@@ -107,8 +115,8 @@ func TestRunTimeStorageFull(t *testing.T) {
 	default:
 		t.Errorf("signing in on a full disk: %d %q %.300q", status, loc, page)
 	}
-	t.Logf("on a full disk: redeem %v, revoke refresh %v, revoke access %v, sign-in %d %s",
-		redeemed, revokedGrant, revokedAccess, status, loc.Query().Get("error"))
+	t.Logf("on a full disk: rotate %v, redeem %v, revoke refresh %v, sign-in %d %s",
+		stuck == "", redeemed, revokedGrant, status, loc.Query().Get("error"))
 	faultNoPanic(t, home, "caddy-1.log")
 
 	if err := os.Remove(filler); err != nil {
@@ -116,9 +124,11 @@ func TestRunTimeStorageFull(t *testing.T) {
 	}
 	t.Logf("disk full for %s", time.Since(full).Round(time.Millisecond))
 
-	// The failed rotation consumed nothing. Whether it rotates exactly
-	// once is checked last: presenting it again revokes the chain.
-	chain = faultWant200(t, relAppID, relAppSecret, relRefreshForm(stuck), "the refresh token presented on a full disk, with room again").str("refresh_token")
+	// A failed rotation consumed nothing. Whether it rotates exactly once
+	// is checked last: presenting it again revokes the chain.
+	if stuck != "" {
+		chain = faultWant200(t, relAppID, relAppSecret, relRefreshForm(stuck), "the refresh token refused on a full disk, with room again").str("refresh_token")
+	}
 	chain = faultWant200(t, relAppID, relAppSecret, relRefreshForm(chain), "the chain's newest refresh token").str("refresh_token")
 	if !redeemed {
 		faultWant200(t, relAppID, relAppSecret, relRedeemForm(code, verifier), "the code refused on a full disk")
@@ -129,10 +139,13 @@ func TestRunTimeStorageFull(t *testing.T) {
 	} else {
 		faultWant200(t, relAppID, relAppSecret, relRefreshForm(doomed), "the refresh token whose revocation was refused")
 	}
+	if a := faultPost(t, "/oauth/revoke", relSvcID, relSvcSecret, map[string][]string{"token": {doomedAccess}}); a.status != http.StatusOK {
+		t.Errorf("revoking with room again: %d %v", a.status, a.body)
+	}
 	req := newRequest(t, http.MethodGet, faultGate, nil)
 	req.Header.Set("Authorization", "Bearer "+doomedAccess)
-	if resp, _ := httpDo(t, req); (resp.StatusCode == http.StatusOK) == revokedAccess {
-		t.Errorf("the access token whose revocation answered %v gets %d at oauth_protect", revokedAccess, resp.StatusCode)
+	if resp, _ := httpDo(t, req); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the access token revoked with room again gets %d at oauth_protect", resp.StatusCode)
 	}
 	crashAssertGate(t, faultGate, pre, "with room again")
 	if _, err := relCode(faultIssuer, verifier); err != nil {
@@ -148,7 +161,9 @@ func TestRunTimeStorageFull(t *testing.T) {
 	if got := crashKids(t, faultIssuer); !slices.Equal(got, kids) {
 		t.Errorf("JWKS kids after a restart %q, want %q", got, kids)
 	}
-	crashAssertSpent(t, faultIssuer, relRefreshForm(stuck), "the refresh token presented on a full disk")
+	if stuck != "" {
+		crashAssertSpent(t, faultIssuer, relRefreshForm(stuck), "the refresh token refused on a full disk")
+	}
 	faultNoPanic(t, home, "caddy-2.log")
 	t.Logf("whole test %s", time.Since(began).Round(time.Millisecond))
 }

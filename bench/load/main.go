@@ -72,6 +72,7 @@ type config struct {
 	tokenBody  string
 	tokenBasic string
 	tokens     int
+	tokensFile string
 	label      string
 	profileURL string
 	profileOut string
@@ -105,6 +106,7 @@ func run() error {
 	flag.StringVar(&cfg.tokenBody, "token-body", "grant_type=client_credentials", "form body of each token request")
 	flag.StringVar(&tokenBasic, "token-basic", "", "Basic auth credentials id:secret for the token endpoint")
 	flag.IntVar(&cfg.tokens, "tokens", 1, "number of distinct tokens to fetch and cycle through (with -token-url)")
+	flag.StringVar(&cfg.tokensFile, "tokens-file", "", "with -token-url: keep the fetched tokens in this file, and use the file's instead when it already holds -tokens of them (a baseline and its figure can then share one pool)")
 	flag.StringVar(&cfg.label, "label", "", "label printed with the results")
 	flag.StringVar(&cfg.profileURL, "profile", "", "pprof CPU profile URL of the server, fetched during the measured phase")
 	flag.StringVar(&cfg.profileOut, "profile-out", "cpu.pprof", "file for the -profile output")
@@ -164,13 +166,24 @@ func run() error {
 	if cfg.tokenURL != "" {
 		start := time.Now()
 		var err error
-		pool, err = fetchTokens(client, cfg)
-		if err != nil {
+		if pool, err = readTokens(cfg.tokensFile, cfg.tokens); err != nil {
 			return err
 		}
-		el := time.Since(start)
-		fmt.Fprintf(os.Stderr, "fetched %d distinct tokens in %s (%.0f tokens/s)\n",
-			len(pool), el.Round(time.Millisecond), float64(len(pool))/el.Seconds())
+		if pool == nil {
+			if pool, err = fetchTokens(client, cfg); err != nil {
+				return err
+			}
+			el := time.Since(start)
+			fmt.Fprintf(os.Stderr, "fetched %d distinct tokens in %s (%.0f tokens/s)\n",
+				len(pool), el.Round(time.Millisecond), float64(len(pool))/el.Seconds())
+			if cfg.tokensFile != "" {
+				if err := os.WriteFile(cfg.tokensFile, []byte(strings.Join(pool, "\n")+"\n"), 0o600); err != nil {
+					return err
+				}
+			}
+		} else {
+			fmt.Fprintf(os.Stderr, "using %d tokens from %s\n", len(pool), cfg.tokensFile)
+		}
 	}
 
 	if cfg.warmup > 0 {
@@ -291,6 +304,26 @@ func waitReady(client *http.Client, u string, max time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("%s did not answer 2xx within %s: %v", u, max, last)
+}
+
+// readTokens returns the first n tokens of file, or nil when there is no
+// file or it holds fewer.
+func readTokens(file string, n int) ([]string, error) {
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	toks := strings.Fields(string(b))
+	if len(toks) < n {
+		return nil, nil
+	}
+	return toks[:n], nil
 }
 
 // fetchTokens gets cfg.tokens distinct access tokens from the token

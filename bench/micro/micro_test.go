@@ -61,7 +61,13 @@ func newEngine(b testing.TB, alg string) *grants.Engine {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st := openStore(b)
+	start(b, eng, openStore(b), alg)
+	return eng
+}
+
+// start starts eng on st, signing with alg.
+func start(b testing.TB, eng *grants.Engine, st *bolt.Store, alg string) {
+	b.Helper()
 	rev, err := grants.LoadRevocations(context.Background(), st)
 	if err != nil {
 		b.Fatal(err)
@@ -69,7 +75,6 @@ func newEngine(b testing.TB, alg string) *grants.Engine {
 	if err := eng.Start(context.Background(), st, alg, rev); err != nil {
 		b.Fatal(err)
 	}
-	return eng
 }
 
 func openStore(b testing.TB) *bolt.Store {
@@ -387,13 +392,7 @@ func BenchmarkRefreshRotation(b *testing.B) {
 				b.Fatal(err)
 			}
 			st := openStore(b)
-			rev, err := grants.LoadRevocations(context.Background(), st)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := eng.Start(context.Background(), st, "ES256", rev); err != nil {
-				b.Fatal(err)
-			}
+			start(b, eng, st, "ES256")
 			chains, err := grants.SeedRefreshTokens(context.Background(), st, webID, "alice", scope, 256, 256, time.Hour)
 			if err != nil {
 				b.Fatal(err)
