@@ -16,8 +16,10 @@ import (
 // CodeTTL is how long an authorization code can be redeemed.
 const CodeTTL = 60 * time.Second
 
-// usedCodeRetention is how long a redeemed code is remembered, so that a
-// replay can be recognised and revoke what the first redemption issued.
+// usedCodeRetention is the longest a redeemed code is remembered, so that
+// a replay can be recognised and revoke what the first redemption issued.
+// A grant that ends sooner takes its code with it: a replay after that
+// would have nothing to revoke.
 const usedCodeRetention = 15 * time.Minute
 
 // validPKCEValue checks a code_verifier or S256 code_challenge: 43 to 128
@@ -104,16 +106,18 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 			revoked, err = e.revokeFamily(tx, cr.Family)
 			return err
 		}
+		// A spent code keeps only what a replay needs: that it was used,
+		// and the grant to revoke.
 		if oerr = checkRedemption(&cr, c, form); oerr != nil {
-			cr.Used = true
-			return putJSON(tx, storage.KindCodes, key, &cr, rec.Expires)
+			return putJSON(tx, storage.KindCodes, key, &codeRecord{Used: true}, rec.Expires)
 		}
-		cr.Used, cr.Family = true, randomID(16)
-		if err := putJSON(tx, storage.KindCodes, key, &cr, now.Add(usedCodeRetention)); err != nil {
+		family := randomID(16)
+		spent := &codeRecord{Used: true, Family: family}
+		if err := putJSON(tx, storage.KindCodes, key, spent, now.Add(min(usedCodeRetention, e.grantLifetime(c)))); err != nil {
 			return err
 		}
 		aud, _ := e.audienceFor(c, cmp.Or(form.Get("resource"), cr.Resource))
-		at, rt, err = e.startGrant(tx, c, cr.Family, cr.Subject, cr.Scope, aud, cr.AuthTime, now)
+		at, rt, err = e.startGrant(tx, c, family, cr.Subject, cr.Scope, aud, cr.AuthTime, now)
 		return err
 	})
 	if err != nil {

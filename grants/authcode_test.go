@@ -2,6 +2,7 @@ package grants
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -238,6 +239,39 @@ func TestCodeWithoutPKCE(t *testing.T) {
 	wantErr(t, redeem(e, "c-nopkce", code, ""), http.StatusBadRequest, CodeInvalidGrant)
 	code, verifier = b.getCode("c-nopkce")
 	wantOK(t, redeem(e, "c-nopkce", code, verifier))
+}
+
+// A spent code is remembered for replay detection with nothing but the
+// grant to revoke, and no longer than the grant can live.
+func TestSpentCodeRecord(t *testing.T) {
+	for _, ttl := range []time.Duration{time.Hour, 40 * time.Second} {
+		e := siNewTestEngine(t, func(c *Config) { c.RefreshTokenTTL = ttl })
+		b := newBrowser(t, e)
+		code, verifier := b.getCode("c-web")
+		wantOK(t, redeem(e, "c-web", code, verifier))
+		var rec storage.Record
+		err := e.store.View(context.Background(), func(tx storage.Tx) error {
+			var err error
+			rec, err = tx.Get(storage.KindCodes, hashToken(code))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cr codeRecord
+		if err := json.Unmarshal(rec.Value, &cr); err != nil || !cr.Used || cr.Family == "" {
+			t.Fatalf("spent code %s: %v", rec.Value, err)
+		}
+		if cr.RedirectURI != "" || cr.Challenge != "" || cr.Subject != "" || cr.Scope != nil {
+			t.Fatalf("spent code keeps the request: %s", rec.Value)
+		}
+		want := min(usedCodeRetention, ttl)
+		if d := time.Until(rec.Expires); d > want || d < want-10*time.Second {
+			t.Fatalf("refresh TTL %v: spent code kept %v, want about %v", ttl, d, want)
+		}
+		// The replay still revokes the grant.
+		wantErr(t, redeem(e, "c-web", code, verifier), http.StatusBadRequest, CodeInvalidGrant)
+	}
 }
 
 // CODE-06: codes live 60 s; an expired one is invalid_grant.

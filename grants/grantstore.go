@@ -23,15 +23,15 @@ func hashToken(tok string) string {
 // codeRecord is an authorization code's grant, bound to everything the
 // token request must repeat.
 type codeRecord struct {
-	ClientID      string   `json:"client_id"`
-	RedirectURI   string   `json:"redirect_uri"`
-	RedirectGiven bool     `json:"redirect_given"`
+	ClientID      string   `json:"client_id,omitempty"`
+	RedirectURI   string   `json:"redirect_uri,omitempty"`
+	RedirectGiven bool     `json:"redirect_given,omitempty"`
 	Challenge     string   `json:"code_challenge,omitempty"`
 	Nonce         string   `json:"nonce,omitempty"`
-	Scope         []string `json:"scope"`
+	Scope         []string `json:"scope,omitempty"`
 	Resource      string   `json:"resource,omitempty"`
-	Subject       string   `json:"sub"`
-	AuthTime      int64    `json:"auth_time"`
+	Subject       string   `json:"sub,omitempty"`
+	AuthTime      int64    `json:"auth_time,omitempty"`
 	// Used is set by the first redemption; Family names the grant it
 	// created, revoked if the code is presented again.
 	Used   bool   `json:"used,omitempty"`
@@ -159,13 +159,20 @@ func (e *Engine) startGrant(tx storage.Tx, c *Client, handle, subject string, sc
 	fam := familyRecord{GrantID: randomID(16), ClientID: c.ID, Subject: subject, Scope: scope, AuthTime: authTime}
 	at := newAccessClaims(e.Issuer, subject, c.ID, aud, scope, now, e.AccessTokenTTL)
 	at.Grant = fam.GrantID
-	famExp := now.Add(e.AccessTokenTTL)
 	var rt string
 	if c.Allows(GrantRefreshToken) {
-		famExp = now.Add(e.RefreshTokenTTL)
 		rt, fam.Current = newRefreshToken(handle)
 	}
-	return at, rt, putJSON(tx, storage.KindFamilies, handle, &fam, famExp)
+	return at, rt, putJSON(tx, storage.KindFamilies, handle, &fam, now.Add(e.grantLifetime(c)))
+}
+
+// grantLifetime is how long a new grant of c lives: as long as its
+// refresh tokens, or, without them, its one access token.
+func (e *Engine) grantLifetime(c *Client) time.Duration {
+	if c.Allows(GrantRefreshToken) {
+		return e.RefreshTokenTTL
+	}
+	return e.AccessTokenTTL
 }
 
 // storageError turns a backend failure into the client-facing error.
