@@ -45,6 +45,8 @@ func s256(verifier string) string {
 
 var errBadCode = errCode(CodeInvalidGrant, "the authorization code is invalid, expired or already used")
 
+var errUserGone = errCode(CodeInvalidGrant, "the user of this grant no longer exists")
+
 // checkRedemption checks everything a code is bound to.
 func checkRedemption(cr *codeRecord, c *Client, form Form) *Error {
 	if cr.ClientID != c.ID {
@@ -111,13 +113,13 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 		if oerr = checkRedemption(&cr, c, form); oerr != nil {
 			return putJSON(tx, storage.KindCodes, key, &codeRecord{Used: true}, rec.Expires)
 		}
-		family := randomID(16)
-		spent := &codeRecord{Used: true, Family: family}
+		handle := randomID(16)
+		spent := &codeRecord{Used: true, Family: grantKey(handle)}
 		if err := putJSON(tx, storage.KindCodes, key, spent, now.Add(min(usedCodeRetention, e.grantLifetime(c)))); err != nil {
 			return err
 		}
 		aud, _ := e.audienceFor(c, cmp.Or(form.Get("resource"), cr.Resource))
-		at, rt, err = e.startGrant(tx, c, family, cr.Subject, cr.Scope, aud, cr.AuthTime, now)
+		at, rt, err = e.startGrant(tx, c, handle, cr.Subject, cr.Scope, aud, cr.AuthTime, now)
 		return err
 	})
 	if err != nil {
@@ -141,7 +143,7 @@ func (e *Engine) userTokens(ctx context.Context, c *Client, at *AccessClaims, rt
 	if slices.Contains(at.Scopes(), "openid") {
 		u, err := e.Users.Lookup(ctx, at.Subject)
 		if errors.Is(err, ErrUserNotFound) {
-			return nil, errCode(CodeInvalidGrant, "the user of this grant no longer exists")
+			return nil, errUserGone
 		}
 		if err != nil {
 			return nil, storageError(err)

@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -32,8 +33,8 @@ type codeRecord struct {
 	Resource      string   `json:"resource,omitempty"`
 	Subject       string   `json:"sub,omitempty"`
 	AuthTime      int64    `json:"auth_time,omitempty"`
-	// Used is set by the first redemption; Family names the grant it
-	// created, revoked if the code is presented again.
+	// Used is set by the first redemption; Family is the storage key of
+	// the grant it created, revoked if the code is presented again.
 	Used   bool   `json:"used,omitempty"`
 	Family string `json:"family,omitempty"`
 }
@@ -62,8 +63,17 @@ type familyRecord struct {
 	RotatedAt int64  `json:"rotated_at,omitempty"`
 }
 
-// handleLen is the length of a grant handle, randomID(16).
-const handleLen = 22
+// handleLen is the length of a grant handle, randomID(16), and secretLen
+// that of a refresh token's secret, newSecretToken().
+const (
+	handleLen = 22
+	secretLen = 43
+)
+
+// grantKey is where the grant with handle is stored: the handle's SHA-256,
+// so that a copy of the file holds no handle, which with any secret would
+// count as a reused token and revoke the grant.
+func grantKey(handle string) string { return hashToken(handle) }
 
 // newRefreshToken makes a refresh token of the grant with handle and
 // returns it with the hash of its secret, to be stored as Current.
@@ -72,13 +82,13 @@ func newRefreshToken(handle string) (token, secretHash string) {
 	return handle + secret, hashToken(secret)
 }
 
-// splitRefreshToken returns the handle and the hash of the secret of
-// something presented as a refresh token.
-func splitRefreshToken(tok string) (handle, secretHash string, ok bool) {
-	if len(tok) != handleLen+len(newSecretToken()) {
-		return "", "", false
+// splitRefreshToken returns the handle, the grant's storage key and the
+// hash of the secret of something presented as a refresh token.
+func splitRefreshToken(tok string) (handle, key, secretHash string, ok bool) {
+	if len(tok) != handleLen+secretLen {
+		return "", "", "", false
 	}
-	return tok[:handleLen], hashToken(tok[handleLen:]), true
+	return tok[:handleLen], grantKey(tok[:handleLen]), hashToken(tok[handleLen:]), true
 }
 
 // isCurrent reports whether secretHash is the grant's live refresh token.
@@ -96,9 +106,12 @@ func (f *familyRecord) inGrace(secretHash string, grace time.Duration, now time.
 // rotate makes secretHash's successor the live token and returns it: a
 // rotation of Current, or, in the grace period, a new successor for
 // Previous, which replaces the one the client never received or used.
+// Previous works that once: presented again, it is reuse.
 func (f *familyRecord) rotate(handle, secretHash string, now time.Time) string {
 	if f.isCurrent(secretHash) {
 		f.Previous, f.RotatedAt = f.Current, now.Unix()
+	} else {
+		f.Previous = ""
 	}
 	next, h := newRefreshToken(handle)
 	f.Current = h
@@ -128,12 +141,14 @@ func putJSON(tx storage.Tx, kind storage.Kind, key string, v any, expires time.T
 // and from the subject and client entries (beforeKey, with ":").
 func grantRevocationKey(family string) string { return "g." + family }
 
-// revokeFamily marks a family revoked in tx and returns the revocation
-// entry to make effective once the transaction commits: the grant's id,
-// kept until every access token it can have issued has expired.
-func (e *Engine) revokeFamily(tx storage.Tx, handle string) (map[string]int64, error) {
+// revokeFamily marks the family stored under key revoked in tx and
+// returns the revocation entry to make effective once the transaction
+// commits: the grant's id, kept until every access token it can have
+// issued has expired. A grant stored before grant ids existed is named in
+// its access tokens by its key.
+func (e *Engine) revokeFamily(tx storage.Tx, key string) (map[string]int64, error) {
 	var fam familyRecord
-	rec, err := getJSON(tx, storage.KindFamilies, handle, &fam)
+	rec, err := getJSON(tx, storage.KindFamilies, key, &fam)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}
@@ -141,17 +156,17 @@ func (e *Engine) revokeFamily(tx storage.Tx, handle string) (map[string]int64, e
 		return nil, err
 	}
 	fam.Revoked = true
-	if err := putJSON(tx, storage.KindFamilies, handle, &fam, rec.Expires); err != nil {
+	if err := putJSON(tx, storage.KindFamilies, key, &fam, rec.Expires); err != nil {
 		return nil, err
 	}
-	ids := map[string]int64{grantRevocationKey(fam.GrantID): time.Now().Add(e.AccessTokenTTL + e.Verifier.Leeway).Unix()}
+	ids := map[string]int64{grantRevocationKey(cmp.Or(fam.GrantID, key)): time.Now().Add(e.AccessTokenTTL + e.Verifier.Leeway).Unix()}
 	if err := persistRevoked(tx, ids); err != nil {
 		return nil, err
 	}
 	return ids, nil
 }
 
-// startGrant records a new grant in tx under handle: its family, holding
+// startGrant records a new grant with handle in tx: its family, holding
 // the first access token so that revoking the family revokes it, and,
 // when the client may refresh, the family's first refresh token. It
 // returns the access token's claims and the refresh token ("" when none).
@@ -163,16 +178,17 @@ func (e *Engine) startGrant(tx storage.Tx, c *Client, handle, subject string, sc
 	if c.Allows(GrantRefreshToken) {
 		rt, fam.Current = newRefreshToken(handle)
 	}
-	return at, rt, putJSON(tx, storage.KindFamilies, handle, &fam, now.Add(e.grantLifetime(c)))
+	return at, rt, putJSON(tx, storage.KindFamilies, grantKey(handle), &fam, now.Add(e.grantLifetime(c)))
 }
 
 // grantLifetime is how long a new grant of c lives: as long as its
-// refresh tokens, or, without them, its one access token.
+// refresh tokens, or, without them, as long as its one access token
+// verifies, so that revoking the grant reaches it to the end.
 func (e *Engine) grantLifetime(c *Client) time.Duration {
 	if c.Allows(GrantRefreshToken) {
 		return e.RefreshTokenTTL
 	}
-	return e.AccessTokenTTL
+	return e.AccessTokenTTL + e.Verifier.Leeway
 }
 
 // storageError turns a backend failure into the client-facing error.

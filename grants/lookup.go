@@ -20,8 +20,8 @@ const (
 type foundToken struct {
 	// access is set for an access token.
 	access *AccessClaims
-	// For a refresh token: its grant's handle and record.
-	handle  string
+	// For a refresh token: its grant's storage key and record.
+	key     string
 	family  familyRecord
 	expires time.Time
 }
@@ -61,7 +61,7 @@ func (e *Engine) lookupAccess(tok string) *foundToken {
 }
 
 func (e *Engine) lookupRefresh(ctx context.Context, tok string) (*foundToken, error) {
-	handle, secret, ok := splitRefreshToken(tok)
+	_, key, secret, ok := splitRefreshToken(tok)
 	if !ok {
 		return nil, nil
 	}
@@ -69,17 +69,20 @@ func (e *Engine) lookupRefresh(ctx context.Context, tok string) (*foundToken, er
 	err := e.store.View(ctx, func(tx storage.Tx) error {
 		f = nil
 		var fam familyRecord
-		rec, err := getJSON(tx, storage.KindFamilies, handle, &fam)
+		rec, err := getJSON(tx, storage.KindFamilies, key, &fam)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if fam.Revoked || !fam.isCurrent(secret) {
+		// A token still usable in the grace period is active too: a
+		// client that lost the rotation's answer must be able to revoke
+		// the grant with the token it holds.
+		if fam.Revoked || !(fam.isCurrent(secret) || fam.inGrace(secret, e.RefreshGrace, time.Now())) {
 			return nil
 		}
-		f = &foundToken{handle: handle, family: fam, expires: rec.Expires}
+		f = &foundToken{key: key, family: fam, expires: rec.Expires}
 		return nil
 	})
 	return f, err

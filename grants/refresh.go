@@ -33,12 +33,12 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 	if oerr != nil {
 		return nil, oerr
 	}
-	handle, secret, ok := splitRefreshToken(old)
+	handle, key, secret, ok := splitRefreshToken(old)
 	if !ok {
 		return nil, errBadRefresh
 	}
 	now := time.Now()
-	if resp, oerr, done := e.rotateFast(ctx, c, handle, secret, want, aud, now); done {
+	if resp, oerr, done := e.rotateFast(ctx, c, handle, key, secret, want, aud, now); done {
 		return resp, oerr
 	}
 	var (
@@ -49,7 +49,7 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 	)
 	err := e.store.Batch(ctx, func(tx storage.Tx) error {
 		fam, at, next, revoked, oerr = familyRecord{}, nil, "", nil, nil
-		famRec, err := getJSON(tx, storage.KindFamilies, handle, &fam)
+		famRec, err := getJSON(tx, storage.KindFamilies, key, &fam)
 		if errors.Is(err, storage.ErrNotFound) || (err == nil && (fam.Revoked || fam.ClientID != c.ID || fam.Current == "")) {
 			oerr = errBadRefresh
 			return nil
@@ -57,10 +57,12 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 		if err != nil {
 			return err
 		}
-		scope, ok := narrowScope(fam.Scope, want)
-		if !ok {
-			oerr = errCode(CodeInvalidScope, "the requested scope exceeds the original grant")
-			return nil
+		// Reuse first: a rotated or forged secret learns nothing more
+		// about the grant (not even whether a scope would be allowed).
+		if !fam.isCurrent(secret) && !fam.inGrace(secret, e.RefreshGrace, now) {
+			oerr = errCode(CodeInvalidGrant, "the refresh token was already used; the grant is revoked")
+			revoked, err = e.revokeFamily(tx, key)
+			return err
 		}
 		if _, err := e.Users.lookupTx(tx, fam.Subject); err != nil {
 			if !errors.Is(err, ErrUserNotFound) {
@@ -68,18 +70,18 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			}
 			// The user was removed: the grant dies with them.
 			oerr = errBadRefresh
-			revoked, err = e.revokeFamily(tx, handle)
+			revoked, err = e.revokeFamily(tx, key)
 			return err
 		}
-		if !fam.isCurrent(secret) && !fam.inGrace(secret, e.RefreshGrace, now) {
-			oerr = errCode(CodeInvalidGrant, "the refresh token was already used; the grant is revoked")
-			revoked, err = e.revokeFamily(tx, handle)
-			return err
+		scope, ok := narrowScope(fam.Scope, want)
+		if !ok {
+			oerr = errCode(CodeInvalidScope, "the requested scope exceeds the original grant")
+			return nil
 		}
 		next = fam.rotate(handle, secret, now)
 		at = newAccessClaims(e.Issuer, fam.Subject, c.ID, aud, scope, now, e.AccessTokenTTL)
 		at.Grant = fam.GrantID
-		return putJSON(tx, storage.KindFamilies, handle, &fam, famRec.Expires)
+		return putJSON(tx, storage.KindFamilies, key, &fam, famRec.Expires)
 	})
 	if err != nil {
 		return nil, storageError(err)
@@ -113,15 +115,19 @@ func narrowScope(granted, want []string) (scope []string, ok bool) {
 // one. Anything else (a token unknown, rotated or revoked, a scope to
 // refuse, a user gone, the record changed in between by a concurrent
 // replay) returns done=false, and refreshToken decides it in one
-// transaction instead.
-func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, secret string, want, aud []string, now time.Time) (resp *TokenResponse, oerr *Error, done bool) {
+// transaction instead. Clients with opaque access tokens take that path
+// too: storing their token is a write of its own.
+func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, key, secret string, want, aud []string, now time.Time) (resp *TokenResponse, oerr *Error, done bool) {
+	if c.AccessTokenFormat == FormatOpaque {
+		return nil, nil, false
+	}
 	var (
 		famRec storage.Record
 		fam    familyRecord
 	)
 	err := e.store.View(ctx, func(tx storage.Tx) error {
 		var err error
-		famRec, err = getJSON(tx, storage.KindFamilies, handle, &fam)
+		famRec, err = getJSON(tx, storage.KindFamilies, key, &fam)
 		return err
 	})
 	if err != nil || fam.Revoked || fam.ClientID != c.ID || !fam.isCurrent(secret) {
@@ -135,7 +141,10 @@ func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, secret strin
 	at := newAccessClaims(e.Issuer, fam.Subject, c.ID, aud, scope, now, e.AccessTokenTTL)
 	at.Grant = fam.GrantID
 	if resp, oerr = e.userTokens(ctx, c, at, next, "", fam.AuthTime); oerr != nil {
-		return nil, nil, false
+		if oerr == errUserGone {
+			return nil, nil, false // the one-transaction path revokes the grant
+		}
+		return nil, oerr, true
 	}
 	rotated, err := json.Marshal(&fam)
 	if err != nil {
@@ -144,7 +153,7 @@ func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, secret strin
 	unchanged := false
 	err = e.store.Batch(ctx, func(tx storage.Tx) error {
 		unchanged = false
-		got, err := tx.Get(storage.KindFamilies, handle)
+		got, err := tx.Get(storage.KindFamilies, key)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil
 		}
@@ -161,7 +170,7 @@ func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, secret strin
 			return err
 		}
 		unchanged = true
-		return tx.Put(storage.KindFamilies, handle, storage.Record{Value: rotated, Expires: famRec.Expires})
+		return tx.Put(storage.KindFamilies, key, storage.Record{Value: rotated, Expires: famRec.Expires})
 	})
 	if err != nil {
 		return nil, storageError(err), true

@@ -27,18 +27,18 @@ func firstGrant(t *testing.T, e *Engine, client string, kv ...string) tokenResul
 // updateGrant rewrites the stored grant of a refresh token.
 func updateGrant(t *testing.T, e *Engine, rt string, fn func(f *familyRecord, rec *storage.Record)) {
 	t.Helper()
-	handle, _, ok := splitRefreshToken(rt)
+	_, key, _, ok := splitRefreshToken(rt)
 	if !ok {
 		t.Fatalf("%q is not a refresh token", rt)
 	}
 	err := e.store.Update(context.Background(), func(tx storage.Tx) error {
 		var f familyRecord
-		rec, err := getJSON(tx, storage.KindFamilies, handle, &f)
+		rec, err := getJSON(tx, storage.KindFamilies, key, &f)
 		if err != nil {
 			return err
 		}
 		fn(&f, &rec)
-		return putJSON(tx, storage.KindFamilies, handle, &f, rec.Expires)
+		return putJSON(tx, storage.KindFamilies, key, &f, rec.Expires)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func TestRefreshHandle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handle, _, _ := splitRefreshToken(rt)
+	handle, _, _, _ := splitRefreshToken(rt)
 	if ac.Grant == "" || strings.Contains(rt, ac.Grant) {
 		t.Fatalf("gid %q is empty or part of the refresh token", ac.Grant)
 	}
@@ -120,6 +120,69 @@ func TestRefreshHandle(t *testing.T) {
 	wantErr(t, refresh(e, "c-web", r2.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
 	if verifies(e, r2.str("access_token")) {
 		t.Fatalf("access token of a revoked grant verifies")
+	}
+}
+
+// The file holds no handle: grants are stored under the handle's hash,
+// and a spent code names its grant by that key too. With a copy of the
+// file alone, no grant can be revoked by presenting its handle.
+func TestRefreshHandleNotStored(t *testing.T) {
+	e := siNewTestEngine(t, nil)
+	b := newBrowser(t, e)
+	code, verifier := b.getCode("c-web")
+	g := redeem(e, "c-web", code, verifier)
+	wantOK(t, g)
+	handle, key, _, _ := splitRefreshToken(g.str("refresh_token"))
+	err := e.store.View(context.Background(), func(tx storage.Tx) error {
+		for _, kind := range []storage.Kind{storage.KindFamilies, storage.KindCodes} {
+			err := tx.ForEach(kind, func(k string, rec storage.Record) error {
+				if strings.Contains(k, handle) || strings.Contains(string(rec.Value), handle) {
+					t.Errorf("%s %q holds the handle", kind, k)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		_, err := tx.Get(storage.KindFamilies, key)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A rotated or forged secret is reuse before anything else: asking for a
+// scope the grant lacks does not turn it into invalid_scope (which would
+// tell the sender the grant is alive) or spare the grant.
+func TestRefreshReuseBeforeScope(t *testing.T) {
+	e := siNewTestEngine(t, nil)
+	g := firstGrant(t, e, "c-web", "scope", "read")
+	r2 := refresh(e, "c-web", g.str("refresh_token"))
+	wantOK(t, r2)
+	wantErr(t, refresh(e, "c-web", g.str("refresh_token"), "scope", "admin"), http.StatusBadRequest, CodeInvalidGrant)
+	wantErr(t, refresh(e, "c-web", r2.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
+}
+
+// A grant stored before grant ids existed is named in its access tokens
+// by its storage key; revoking it must revoke that, never "g.".
+func TestRevokeLegacyGrant(t *testing.T) {
+	e := siNewTestEngine(t, nil)
+	var revoked map[string]int64
+	err := e.store.Update(context.Background(), func(tx storage.Tx) error {
+		if err := putJSON(tx, storage.KindFamilies, "legacy-family", &familyRecord{ClientID: "c-web", Subject: "alice"}, time.Now().Add(time.Hour)); err != nil {
+			return err
+		}
+		var err error
+		revoked, err = e.revokeFamily(tx, "legacy-family")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := revoked[grantRevocationKey("legacy-family")]; !ok || len(revoked) != 1 {
+		t.Fatalf("revocation entries %v, want %q", revoked, grantRevocationKey("legacy-family"))
 	}
 }
 
@@ -207,6 +270,35 @@ func TestRefreshGrace(t *testing.T) {
 		wantOK(t, r4)
 		wantErr(t, refresh(e, "c-web", r2.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
 		wantErr(t, refresh(e, "c-web", r4.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
+	})
+	// "Works once more": concurrent or repeated retries of the previous
+	// token cannot mint more than one replacement.
+	t.Run("the previous token works once", func(t *testing.T) {
+		e := siNewTestEngine(t, grace)
+		g := firstGrant(t, e, "c-web", "scope", "read")
+		rt1 := g.str("refresh_token")
+		wantOK(t, refresh(e, "c-web", rt1))
+		r3 := refresh(e, "c-web", rt1)
+		wantOK(t, r3)
+		wantErr(t, refresh(e, "c-web", rt1), http.StatusBadRequest, CodeInvalidGrant)
+		wantErr(t, refresh(e, "c-web", r3.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
+	})
+	// The client that lost the rotation's answer holds only the previous
+	// token; revoking with it must end the grant, successor included.
+	t.Run("revoking with the previous token in the grace period", func(t *testing.T) {
+		e := siNewTestEngine(t, grace)
+		g := firstGrant(t, e, "c-web", "scope", "read")
+		rt1 := g.str("refresh_token")
+		r2 := refresh(e, "c-web", rt1)
+		wantOK(t, r2)
+		if tr := opRevoke(e, "c-web", "token", rt1); tr.status != http.StatusOK {
+			t.Fatalf("revoke: %d %s", tr.status, tr.raw)
+		}
+		wantErr(t, refresh(e, "c-web", rt1), http.StatusBadRequest, CodeInvalidGrant)
+		wantErr(t, refresh(e, "c-web", r2.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
+		if verifies(e, r2.str("access_token")) {
+			t.Fatalf("access token of a revoked grant verifies")
+		}
 	})
 	t.Run("successor used: reuse revokes", func(t *testing.T) {
 		e := siNewTestEngine(t, grace)
@@ -323,4 +415,19 @@ func TestRefreshRemovedUser(t *testing.T) {
 	}
 	wantErr(t, refresh(e, "c-trusted", withOpenID), http.StatusBadRequest, CodeInvalidGrant)
 	wantErr(t, refresh(e, "c-trusted", withoutOpenID), http.StatusBadRequest, CodeInvalidGrant)
+}
+
+// A grant without refresh tokens lives as long as its access token still
+// verifies (leeway included), so revoking it, by a code replay say,
+// reaches that token to its last second.
+func TestGrantLifetime(t *testing.T) {
+	e := siNewTestEngine(t, nil)
+	noRefresh := &Client{ID: "x", GrantTypes: []string{GrantAuthorizationCode}}
+	if got, want := e.grantLifetime(noRefresh), e.AccessTokenTTL+e.Verifier.Leeway; got != want || e.Verifier.Leeway == 0 {
+		t.Fatalf("grant without refresh lives %v, want %v (leeway %v)", got, want, e.Verifier.Leeway)
+	}
+	withRefresh := &Client{ID: "y", GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}}
+	if got := e.grantLifetime(withRefresh); got != e.RefreshTokenTTL {
+		t.Fatalf("grant with refresh lives %v, want %v", got, e.RefreshTokenTTL)
+	}
 }

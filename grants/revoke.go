@@ -49,7 +49,7 @@ func (e *Engine) revoke(w http.ResponseWriter, r *http.Request) *Error {
 			return persistRevoked(tx, revoked)
 		}
 		var err error
-		revoked, err = e.revokeFamily(tx, f.handle)
+		revoked, err = e.revokeFamily(tx, f.key)
 		return err
 	})
 	if err != nil {

@@ -25,7 +25,7 @@ func SeedRefreshTokens(ctx context.Context, st storage.Store, clientID, subject 
 				fam := familyRecord{GrantID: randomID(16), ClientID: clientID, Subject: subject, Scope: scope, AuthTime: time.Now().Unix()}
 				var rt string
 				rt, fam.Current = newRefreshToken(handle)
-				if err := putJSON(tx, storage.KindFamilies, handle, &fam, exp); err != nil {
+				if err := putJSON(tx, storage.KindFamilies, grantKey(handle), &fam, exp); err != nil {
 					return err
 				}
 				tokens = append(tokens, rt)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -826,5 +827,68 @@ func TestRecordExpired(t *testing.T) {
 		if got := (storage.Record{Expires: tt.exp}).Expired(now); got != tt.want {
 			t.Errorf("Expired(%v) at %v = %v, want %v", tt.exp, now, got, tt.want)
 		}
+	}
+}
+
+// A panic inside bbolt's commit (outside the callers' functions, which
+// are guarded) reaches the caller that led the commit, answers the rest
+// of its group with an error, and leaves the store writable: the next
+// caller leads.
+func TestBatchCommitPanic(t *testing.T) {
+	s := openTemp(t)
+	var (
+		wg       sync.WaitGroup
+		panicked atomic.Int32
+		errs     = make(chan error, 9)
+	)
+	call := func(fn func(*bbolt.Tx) error) {
+		defer wg.Done()
+		defer func() {
+			if recover() != nil {
+				panicked.Add(1)
+			}
+		}()
+		errs <- s.commit.do(fn)
+	}
+	wg.Add(1)
+	go call(func(btx *bbolt.Tx) error {
+		btx.OnCommit(func() { panic("bbolt assertion") })
+		return nil
+	})
+	for i := range 8 {
+		wg.Add(1)
+		go call(func(btx *bbolt.Tx) error {
+			return tx{btx}.Put(kindA, fmt.Sprint(i), storage.Record{Value: []byte("v")})
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("callers still waiting after a commit panicked")
+	}
+	if panicked.Load() != 1 {
+		t.Errorf("%d callers saw the panic, want the one that led", panicked.Load())
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil && !errors.Is(err, errCommitPanicked) {
+			t.Errorf("a caller got %v", err)
+		}
+	}
+	after := make(chan error, 1)
+	go func() {
+		after <- s.Batch(ctx, func(tx storage.Tx) error {
+			return tx.Put(kindA, "after", storage.Record{Value: []byte("v")})
+		})
+	}()
+	select {
+	case err := <-after:
+		if err != nil {
+			t.Fatalf("a write after the panic: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write after the panic never returns: the store is wedged")
 	}
 }

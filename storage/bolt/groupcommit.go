@@ -15,6 +15,9 @@ const maxGroup = 1024
 // errLead tells a waiting caller that it now commits the queue.
 var errLead = errors.New("lead the next group commit")
 
+// errCommitPanicked answers the callers of a commit that panicked.
+var errCommitPanicked = errors.New("oauth storage: the commit failed unexpectedly (bbolt panicked)")
+
 // committer is leader-based group commit. bbolt's DB.Batch closes a batch
 // on a timer (MaxBatchDelay) and queues it behind the writer lock: an
 // idle server adds the delay to every write, and a loaded one commits
@@ -59,22 +62,45 @@ func (c *committer) do(fn func(*bbolt.Tx) error) error {
 	c.queue = append(c.queue[:0], c.queue[n:]...)
 	c.mu.Unlock()
 
-	c.commit(group)
+	func() {
+		// Even if the commit panics, the next caller must lead: a stuck
+		// busy flag would block every later write for good.
+		defer c.handOff()
+		c.commit(group)
+	}()
+	return <-me.done
+}
 
+// handOff passes the lead to the first queued caller, if any.
+func (c *committer) handOff() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if len(c.queue) > 0 {
 		c.queue[0].done <- errLead
 	} else {
 		c.busy = false
 	}
-	c.mu.Unlock()
-	return <-me.done
 }
 
 // commit runs group in one transaction and tells each call the outcome.
 // A function that fails is run again alone, so that its error is its own
 // and the others still commit.
 func (c *committer) commit(group []call) {
+	answered := false
+	defer func() {
+		if answered {
+			return
+		}
+		// bbolt panicked outside the callers' functions (an assertion in
+		// Commit): none of the group may be left waiting. The panic goes
+		// on to the leader's caller.
+		for _, cl := range group {
+			select {
+			case cl.done <- errCommitPanicked:
+			default:
+			}
+		}
+	}()
 	for len(group) > 0 {
 		failed := -1
 		err := c.db.Update(func(btx *bbolt.Tx) error {
@@ -90,12 +116,14 @@ func (c *committer) commit(group []call) {
 			for _, cl := range group {
 				cl.done <- err
 			}
+			answered = true
 			return
 		}
 		bad := group[failed]
 		bad.done <- c.db.Update(func(btx *bbolt.Tx) error { return safely(bad.fn, btx) })
 		group = append(group[:failed:failed], group[failed+1:]...)
 	}
+	answered = true
 }
 
 // safely turns a panic in fn into its error, so that one caller's bug
