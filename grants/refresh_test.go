@@ -251,15 +251,20 @@ func TestRefreshInvalid(t *testing.T) {
 // successor is unused; never two live tokens of a family.
 func TestRefreshGrace(t *testing.T) {
 	grace := func(c *Config) { c.RefreshGrace = 30 * time.Second }
+	// rotated starts a grant and rotates its first refresh token once.
+	rotated := func(t *testing.T) (*Engine, string, tokenResult) {
+		t.Helper()
+		e := siNewTestEngine(t, grace)
+		rt1 := firstGrant(t, e, "c-web", "scope", "read").str("refresh_token")
+		r2 := refresh(e, "c-web", rt1)
+		wantOK(t, r2)
+		return e, rt1, r2
+	}
 
 	// The replaced successor is dead; as it was issued, presenting it
 	// later is reuse like any other rotated token's.
 	t.Run("successor unused: a new pair, the successor dies", func(t *testing.T) {
-		e := siNewTestEngine(t, grace)
-		g := firstGrant(t, e, "c-web", "scope", "read")
-		rt1 := g.str("refresh_token")
-		r2 := refresh(e, "c-web", rt1)
-		wantOK(t, r2)
+		e, rt1, r2 := rotated(t)
 		r3 := refresh(e, "c-web", rt1)
 		wantOK(t, r3)
 		rt3 := r3.str("refresh_token")
@@ -286,11 +291,7 @@ func TestRefreshGrace(t *testing.T) {
 	// The client that lost the rotation's answer holds only the previous
 	// token; revoking with it must end the grant, successor included.
 	t.Run("revoking with the previous token in the grace period", func(t *testing.T) {
-		e := siNewTestEngine(t, grace)
-		g := firstGrant(t, e, "c-web", "scope", "read")
-		rt1 := g.str("refresh_token")
-		r2 := refresh(e, "c-web", rt1)
-		wantOK(t, r2)
+		e, rt1, r2 := rotated(t)
 		if tr := opRevoke(e, "c-web", "token", rt1); tr.status != http.StatusOK {
 			t.Fatalf("revoke: %d %s", tr.status, tr.raw)
 		}
@@ -317,11 +318,7 @@ func TestRefreshGrace(t *testing.T) {
 		}
 	})
 	t.Run("after the grace: reuse revokes", func(t *testing.T) {
-		e := siNewTestEngine(t, grace)
-		g := firstGrant(t, e, "c-web", "scope", "read")
-		rt1 := g.str("refresh_token")
-		r2 := refresh(e, "c-web", rt1)
-		wantOK(t, r2)
+		e, rt1, r2 := rotated(t)
 		updateGrant(t, e, rt1, func(f *familyRecord, _ *storage.Record) { f.RotatedAt -= 31 })
 		wantErr(t, refresh(e, "c-web", rt1), http.StatusBadRequest, CodeInvalidGrant)
 		wantErr(t, refresh(e, "c-web", r2.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
