@@ -241,6 +241,21 @@ func TestCodeWithoutPKCE(t *testing.T) {
 	wantOK(t, redeem(e, "c-nopkce", code, verifier))
 }
 
+// storedCode reads the record of an authorization code.
+func storedCode(t *testing.T, e *Engine, code string) storage.Record {
+	t.Helper()
+	var rec storage.Record
+	err := e.store.View(context.Background(), func(tx storage.Tx) error {
+		var err error
+		rec, err = tx.Get(storage.KindCodes, hashToken(code))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
 // A spent code is remembered for replay detection with nothing but the
 // grant to revoke, and no longer than the grant can live.
 func TestSpentCodeRecord(t *testing.T) {
@@ -249,15 +264,7 @@ func TestSpentCodeRecord(t *testing.T) {
 		b := newBrowser(t, e)
 		code, verifier := b.getCode("c-web")
 		wantOK(t, redeem(e, "c-web", code, verifier))
-		var rec storage.Record
-		err := e.store.View(context.Background(), func(tx storage.Tx) error {
-			var err error
-			rec, err = tx.Get(storage.KindCodes, hashToken(code))
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		rec := storedCode(t, e, code)
 		var cr codeRecord
 		if err := json.Unmarshal(rec.Value, &cr); err != nil || !cr.Used || cr.Family == "" {
 			t.Fatalf("spent code %s: %v", rec.Value, err)
@@ -279,15 +286,7 @@ func TestCodeExpiry(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
 	code, _ := b.getCode("c-web")
-	var rec storage.Record
-	err := e.store.View(context.Background(), func(tx storage.Tx) error {
-		var err error
-		rec, err = tx.Get(storage.KindCodes, hashToken(code))
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := storedCode(t, e, code)
 	if d := time.Until(rec.Expires); d > CodeTTL || d < CodeTTL-10*time.Second {
 		t.Fatalf("code expires in %v, want about %v", d, CodeTTL)
 	}
