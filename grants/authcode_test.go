@@ -378,13 +378,10 @@ func TestCodeNonsense(t *testing.T) {
 		http.StatusBadRequest, CodeUnauthorizedClient)
 }
 
-// CODE-03: exactly one of many concurrent redemptions succeeds, and the
-// others count as replays.
-func TestCodeConcurrentRedemption(t *testing.T) {
-	e := siNewTestEngine(t, nil)
-	b := newBrowser(t, e)
-	code, verifier := b.getCode("c-web")
-	const n = 100
+// exactlyOne sends n requests at once and checks that exactly one gets a
+// token and every other one invalid_grant; it returns the winner.
+func exactlyOne(t *testing.T, n int, what string, send func() tokenResult) tokenResult {
+	t.Helper()
 	results := make([]tokenResult, n)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -393,7 +390,7 @@ func TestCodeConcurrentRedemption(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			results[i] = redeem(e, "c-web", code, verifier)
+			results[i] = send()
 		}()
 	}
 	close(start)
@@ -408,9 +405,20 @@ func TestCodeConcurrentRedemption(t *testing.T) {
 		}
 	}
 	if len(ok) != 1 {
-		t.Fatalf("%d successful redemptions, want exactly 1", len(ok))
+		t.Fatalf("%d successful %s, want exactly 1", len(ok), what)
 	}
-	if verifies(e, ok[0].str("access_token")) {
+	return ok[0]
+}
+
+// CODE-03: exactly one of many concurrent redemptions succeeds, and the
+// others count as replays.
+func TestCodeConcurrentRedemption(t *testing.T) {
+	e := siNewTestEngine(t, nil)
+	b := newBrowser(t, e)
+	code, verifier := b.getCode("c-web")
+	const n = 100
+	ok := exactlyOne(t, n, "redemptions", func() tokenResult { return redeem(e, "c-web", code, verifier) })
+	if verifies(e, ok.str("access_token")) {
 		t.Fatalf("the winner's access token survived %d replays", n-1)
 	}
 }

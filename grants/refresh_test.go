@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -356,35 +355,10 @@ func TestRefreshGraceRefusedRetryKeepsSuccessor(t *testing.T) {
 func TestRefreshConcurrent(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	g := firstGrant(t, e, "c-web", "scope", "openid read")
-	const n = 50
-	results := make([]tokenResult, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			results[i] = refresh(e, "c-web", g.str("refresh_token"))
-		}()
-	}
-	close(start)
-	wg.Wait()
-	var ok []tokenResult
-	for _, r := range results {
-		switch {
-		case r.status == http.StatusOK:
-			ok = append(ok, r)
-		case r.status != http.StatusBadRequest || r.str("error") != CodeInvalidGrant:
-			t.Errorf("unexpected answer %d %s", r.status, r.raw)
-		}
-	}
-	if len(ok) != 1 {
-		t.Fatalf("%d successful refreshes, want exactly 1", len(ok))
-	}
+	ok := exactlyOne(t, 50, "refreshes", func() tokenResult { return refresh(e, "c-web", g.str("refresh_token")) })
 	// The others were reuses: the family is revoked, the winner included.
-	wantErr(t, refresh(e, "c-web", ok[0].str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
-	if verifies(e, ok[0].str("access_token")) {
+	wantErr(t, refresh(e, "c-web", ok.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
+	if verifies(e, ok.str("access_token")) {
 		t.Fatalf("winner's access token survived the reuse")
 	}
 }
