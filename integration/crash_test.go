@@ -257,29 +257,19 @@ func TestCrashUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				a, err := relTokenRequest(relNoRedirects, crashIssuer, relSvcID, relSvcSecret, relCCForm)
-				if err != nil {
-					failed("client_credentials", err)
-					return
-				}
-				if a.status != http.StatusOK {
-					t.Errorf("client_credentials: %d %v", a.status, a.body)
-					return
-				}
-				ccTokens.Add(1)
-			}
-		}()
-	}
+	untilStopped(&wg, 2, stop, func() bool {
+		a, err := relTokenRequest(relNoRedirects, crashIssuer, relSvcID, relSvcSecret, relCCForm)
+		if err != nil {
+			failed("client_credentials", err)
+			return false
+		}
+		if a.status != http.StatusOK {
+			t.Errorf("client_credentials: %d %v", a.status, a.body)
+			return false
+		}
+		ccTokens.Add(1)
+		return true
+	})
 
 	// Kill at a random moment once the load has produced some state.
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -397,4 +387,25 @@ func crashKids(t *testing.T, issuer string) []string {
 		t.Fatalf("JWKS has no keys: %v", set)
 	}
 	return kids
+}
+
+// untilStopped runs step in n goroutines, each calling it again until
+// stop is closed or step returns false.
+func untilStopped(wg *sync.WaitGroup, n int, stop <-chan struct{}, step func() bool) {
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if !step() {
+					return
+				}
+			}
+		}()
+	}
 }

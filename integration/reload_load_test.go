@@ -75,91 +75,62 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				a, err := relResend(&resent, func() (relTokenAnswer, error) {
-					return relTokenRequest(client, relIssuer, relSvcID, relSvcSecret, relCCForm)
-				})
-				switch {
-				case err != nil:
-					fail("token endpoint: %v", err)
-				case a.status != http.StatusOK || a.str("access_token") == "":
-					fail("token endpoint: %d %v", a.status, a.body)
-				default:
-					ok.Add(1)
-				}
-			}
-		}()
-	}
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				var status int
-				var body []byte
-				_, err := relResend(&resent, func() (relTokenAnswer, error) {
-					req, _ := http.NewRequest(http.MethodGet, relGateURL, nil)
-					req.Header.Set("Authorization", "Bearer "+preToken)
-					resp, err := client.Do(req)
-					if err != nil {
-						return relTokenAnswer{}, err
-					}
-					defer resp.Body.Close()
-					status = resp.StatusCode
-					body, err = io.ReadAll(resp.Body)
-					return relTokenAnswer{}, err
-				})
-				switch {
-				case err != nil:
-					fail("gated route: %v", err)
-				case status != http.StatusOK || !strings.HasPrefix(string(body), "gated-"):
-					fail("gated route: %d %q", status, body)
-				default:
-					ok.Add(1)
-				}
-			}
-		}()
-	}
-
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			a, err := relResend(&resent, func() (relTokenAnswer, error) {
-				return relTokenRequest(client, relIssuer, relAppID, relAppSecret, relRefreshForm(rt))
-			})
-			switch {
-			case err != nil:
-				fail("refresh rotation: %v", err)
-			case a.status != http.StatusOK || a.str("refresh_token") == "":
-				fail("refresh rotation: %d %v", a.status, a.body)
-				return // the chain is dead
-			default:
-				rt = a.str("refresh_token")
-				rotations.Add(1)
-				ok.Add(1)
-			}
+	untilStopped(&wg, 4, stop, func() bool {
+		a, err := relResend(&resent, func() (relTokenAnswer, error) {
+			return relTokenRequest(client, relIssuer, relSvcID, relSvcSecret, relCCForm)
+		})
+		switch {
+		case err != nil:
+			fail("token endpoint: %v", err)
+		case a.status != http.StatusOK || a.str("access_token") == "":
+			fail("token endpoint: %d %v", a.status, a.body)
+		default:
+			ok.Add(1)
 		}
-	}()
+		return true
+	})
+	untilStopped(&wg, 4, stop, func() bool {
+		var status int
+		var body []byte
+		_, err := relResend(&resent, func() (relTokenAnswer, error) {
+			req, _ := http.NewRequest(http.MethodGet, relGateURL, nil)
+			req.Header.Set("Authorization", "Bearer "+preToken)
+			resp, err := client.Do(req)
+			if err != nil {
+				return relTokenAnswer{}, err
+			}
+			defer resp.Body.Close()
+			status = resp.StatusCode
+			body, err = io.ReadAll(resp.Body)
+			return relTokenAnswer{}, err
+		})
+		switch {
+		case err != nil:
+			fail("gated route: %v", err)
+		case status != http.StatusOK || !strings.HasPrefix(string(body), "gated-"):
+			fail("gated route: %d %q", status, body)
+		default:
+			ok.Add(1)
+		}
+		return true
+	})
+	untilStopped(&wg, 1, stop, func() bool {
+		a, err := relResend(&resent, func() (relTokenAnswer, error) {
+			return relTokenRequest(client, relIssuer, relAppID, relAppSecret, relRefreshForm(rt))
+		})
+		switch {
+		case err != nil:
+			fail("refresh rotation: %v", err)
+		case a.status != http.StatusOK || a.str("refresh_token") == "":
+			fail("refresh rotation: %d %v", a.status, a.body)
+			return false // the chain is dead
+		default:
+			rt = a.str("refresh_token")
+			rotations.Add(1)
+			ok.Add(1)
+		}
+		return true
+	})
 
 	time.Sleep(200 * time.Millisecond)
 	for i := 1; i <= 10; i++ {
