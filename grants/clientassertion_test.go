@@ -247,7 +247,7 @@ func TestClientAssertionReplay(t *testing.T) {
 
 func TestClientAssertionMetadata(t *testing.T) {
 	e := caEngine(t)
-	m := e.metadata()
+	m := testMetadata(t, e)
 	for _, want := range []string{AuthSecretBasic, AuthSecretPost, AuthSecretJWT, AuthPrivateKeyJWT} {
 		if !contains(m.TokenEndpointAuthMethodsSupported, want) {
 			t.Errorf("token_endpoint_auth_methods_supported = %v lacks %s", m.TokenEndpointAuthMethodsSupported, want)
@@ -261,7 +261,7 @@ func TestClientAssertionMetadata(t *testing.T) {
 	if contains(m.TokenEndpointAuthSigningAlgsSupported, "none") {
 		t.Error("none is advertised")
 	}
-	if m := newTestEngine(t, nil).metadata(); m.TokenEndpointAuthSigningAlgsSupported != nil {
+	if m := testMetadata(t, newTestEngine(t, nil)); m.TokenEndpointAuthSigningAlgsSupported != nil {
 		t.Errorf("signing algs advertised without assertion clients: %v", m.TokenEndpointAuthSigningAlgsSupported)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -111,7 +113,21 @@ func (e *Engine) ListClients(ctx context.Context) ([]ClientInfo, error) {
 		out = append(out, ClientInfo{c.Spec(), "config"})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	stored, err := e.storedClients(ctx)
+	for _, c := range stored {
+		out = append(out, ClientInfo{c.Spec(), "storage"})
+	}
+	return out, err
+}
+
+// storedClients returns the clients registered at run time, by id.
+func (e *Engine) storedClients(ctx context.Context) ([]*Client, error) {
+	if e.store == nil {
+		return nil, nil
+	}
+	var out []*Client
 	err := e.store.View(ctx, func(tx storage.Tx) error {
+		out = out[:0]
 		return tx.ForEach(storage.KindClients, func(id string, rec storage.Record) error {
 			var sc storedClient
 			if err := json.Unmarshal(rec.Value, &sc); err != nil {
@@ -121,11 +137,17 @@ func (e *Engine) ListClients(ctx context.Context) ([]ClientInfo, error) {
 			if err != nil {
 				return err
 			}
-			out = append(out, ClientInfo{c.Spec(), "storage"})
+			out = append(out, c)
 			return nil
 		})
 	})
 	return out, err
+}
+
+// allClients returns every client: the config's and the run-time ones.
+func (e *Engine) allClients(ctx context.Context) ([]*Client, error) {
+	stored, err := e.storedClients(ctx)
+	return append(slices.Collect(maps.Values(e.Clients)), stored...), err
 }
 
 // AddClient registers a client at run time. A confidential client gets a

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -134,5 +135,31 @@ func TestRevokeBySubjectAndClient(t *testing.T) {
 	claims := &AccessClaims{ID: "x", Subject: "c-basic", ClientID: "c-basic", IssuedAt: 1}
 	if !rev.revokedClaims(claims) || rev.Len() < 2 {
 		t.Fatalf("revocations by subject and client were not persisted")
+	}
+}
+
+// Discovery describes clients added at run time as well as the config's:
+// a grant type or scope only they use appears, and goes again when they
+// are removed.
+func TestRunTimeClientsInDiscovery(t *testing.T) {
+	e := opNewEngine(t)
+	ctx := context.Background()
+	m := testMetadata(t, e)
+	if slices.Contains(m.GrantTypesSupported, GrantPassword) || slices.Contains(m.ScopesSupported, "rt-only") {
+		t.Fatalf("the config already uses what the run-time client adds: %+v", m)
+	}
+	if _, err := e.AddClient(ctx, &Client{ID: "rt-legacy", GrantTypes: []string{GrantPassword},
+		Scopes: []string{"rt-only"}}); err != nil {
+		t.Fatal(err)
+	}
+	m = testMetadata(t, e)
+	if !slices.Contains(m.GrantTypesSupported, GrantPassword) || !slices.Contains(m.ScopesSupported, "rt-only") {
+		t.Fatalf("discovery does not describe the run-time client: grants %v scopes %v", m.GrantTypesSupported, m.ScopesSupported)
+	}
+	if err := e.RemoveClient(ctx, "rt-legacy"); err != nil {
+		t.Fatal(err)
+	}
+	if m = testMetadata(t, e); slices.Contains(m.GrantTypesSupported, GrantPassword) {
+		t.Fatalf("a removed client still shapes discovery: %v", m.GrantTypesSupported)
 	}
 }

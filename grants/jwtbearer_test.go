@@ -167,7 +167,7 @@ func TestJWTBearerConfig(t *testing.T) {
 		})
 	}
 	e := jbEngine(t, nil)
-	if !contains(e.metadata().GrantTypesSupported, GrantJWTBearer) {
+	if !contains(testMetadata(t, e).GrantTypesSupported, GrantJWTBearer) {
 		t.Error("jwt-bearer not in discovery")
 	}
 	if _, ok := newTestEngine(t, nil).grants[GrantJWTBearer]; ok {

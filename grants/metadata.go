@@ -1,8 +1,8 @@
 package grants
 
 import (
+	"context"
 	"encoding/json"
-	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -42,7 +42,11 @@ type Metadata struct {
 // issuer as written: Paths() holds the decoded path a router matches on,
 // which differs from the issuer's spelling when the issuer path is
 // percent-encoded.
-func (e *Engine) metadata() *Metadata {
+func (e *Engine) metadata(ctx context.Context) (*Metadata, error) {
+	clients, err := e.allClients(ctx)
+	if err != nil {
+		return nil, err
+	}
 	m := &Metadata{
 		Issuer:                            e.Issuer,
 		TokenEndpoint:                     e.Issuer + TokenPath,
@@ -58,7 +62,7 @@ func (e *Engine) metadata() *Metadata {
 	}
 	// The authorization endpoint and what belongs to it are advertised
 	// only when some client can use them (RFC 8414 §2).
-	if slices.ContainsFunc(slices.Collect(maps.Values(e.Clients)), func(c *Client) bool { return c.Allows(GrantAuthorizationCode) }) {
+	if slices.ContainsFunc(clients, func(c *Client) bool { return c.Allows(GrantAuthorizationCode) }) {
 		m.AuthorizationEndpoint = e.Issuer + AuthorizePath
 		m.ResponseTypesSupported = []string{"code"}
 		m.ResponseModesSupported = []string{"query"}
@@ -69,7 +73,7 @@ func (e *Engine) metadata() *Metadata {
 	// Assertion methods and none are listed when some client uses them;
 	// the signing algorithms are those the listed methods accept.
 	for _, method := range []string{AuthSecretJWT, AuthPrivateKeyJWT, AuthNone} {
-		if slices.ContainsFunc(slices.Collect(maps.Values(e.Clients)), func(c *Client) bool { return c.AuthMethod == method }) {
+		if slices.ContainsFunc(clients, func(c *Client) bool { return c.AuthMethod == method }) {
 			m.TokenEndpointAuthMethodsSupported = append(m.TokenEndpointAuthMethodsSupported, method)
 			switch method {
 			case AuthSecretJWT:
@@ -79,7 +83,7 @@ func (e *Engine) metadata() *Metadata {
 			}
 		}
 	}
-	for _, c := range e.Clients {
+	for _, c := range clients {
 		for _, s := range c.Scopes {
 			if !slices.Contains(m.ScopesSupported, s) {
 				m.ScopesSupported = append(m.ScopesSupported, s)
@@ -102,7 +106,7 @@ func (e *Engine) metadata() *Metadata {
 	if m.GrantTypesSupported == nil {
 		m.GrantTypesSupported = []string{}
 	}
-	return m
+	return m, nil
 }
 
 // ServeMetadata answers the RFC 8414 and OIDC Discovery documents.
@@ -110,7 +114,12 @@ func (e *Engine) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 	if !readOnly(w, r) {
 		return
 	}
-	writePublicJSON(w, e.metadata())
+	m, err := e.metadata(r.Context())
+	if err != nil {
+		WriteError(w, storageError(err))
+		return
+	}
+	writePublicJSON(w, m)
 }
 
 // ServeJWKS publishes the public half of every key that still verifies.

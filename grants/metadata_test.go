@@ -389,3 +389,13 @@ func TestMetadataCodeFlow(t *testing.T) {
 		t.Errorf("a public client exists but none is not advertised: %v", m.TokenEndpointAuthMethodsSupported)
 	}
 }
+
+// testMetadata is the discovery document e serves.
+func testMetadata(t testing.TB, e *Engine) *Metadata {
+	t.Helper()
+	m, err := e.metadata(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

@@ -118,11 +118,11 @@ func TestPasswordGrantOffByDefault(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	wantErr(t, postToken(e, "c-basic", url.Values{"grant_type": {GrantPassword}, "username": {"alice"}, "password": {"alice-pw"}}),
 		400, CodeUnsupportedGrantType)
-	if contains(e.metadata().GrantTypesSupported, GrantPassword) {
+	if contains(testMetadata(t, e).GrantTypesSupported, GrantPassword) {
 		t.Error("password advertised without a client for it")
 	}
 	e = pwEngine(t, nil)
-	if !contains(e.metadata().GrantTypesSupported, GrantPassword) {
+	if !contains(testMetadata(t, e).GrantTypesSupported, GrantPassword) {
 		t.Error("password not advertised")
 	}
 	wantErr(t, postToken(e, "c-basic", url.Values{"grant_type": {GrantPassword}, "username": {"alice"}, "password": {"alice-pw"}}),

@@ -335,7 +335,7 @@ func TestSAMLConfig(t *testing.T) {
 		t.Error("a public client may use the SAML bearer grant")
 	}
 	e := samlEngine(t, nil)
-	if !contains(e.metadata().GrantTypesSupported, GrantSAML2Bearer) {
+	if !contains(testMetadata(t, e).GrantTypesSupported, GrantSAML2Bearer) {
 		t.Error("saml2-bearer not in discovery")
 	}
 	if _, ok := newTestEngine(t, nil).grants[GrantSAML2Bearer]; ok {

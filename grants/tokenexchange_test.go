@@ -164,7 +164,7 @@ func TestTokenExchangeClients(t *testing.T) {
 	if err := pub.Validate(); err == nil {
 		t.Error("public token-exchange client accepted")
 	}
-	if !contains(e.metadata().GrantTypesSupported, GrantTokenExchange) {
+	if !contains(testMetadata(t, e).GrantTypesSupported, GrantTokenExchange) {
 		t.Error("token exchange not in discovery")
 	}
 }
