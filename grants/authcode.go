@@ -58,7 +58,7 @@ func checkRedemption(cr *codeRecord, c *Client, form Form) *Error {
 	case ru != "" && ru != cr.RedirectURI:
 		return errCode(CodeInvalidGrant, "redirect_uri does not match the authorization request")
 	}
-	if res := form.Get("resource"); cr.Resource != "" && res != "" && res != cr.Resource {
+	if res := form.Get("resource"); cr.Resource != "" && res != "" && canonResource(res) != canonResource(cr.Resource) {
 		return errCode(CodeInvalidTarget, "resource differs from the authorization request")
 	}
 	verifier := form.Get("code_verifier")

@@ -112,10 +112,11 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 	}
 	ar.Scope = scope
 	if res := p["resource"]; res != "" {
-		if !slices.Contains(c.Audience, res) {
+		i := indexResource(c.Audience, res)
+		if i < 0 {
 			return fail(CodeInvalidTarget, "the requested resource is not allowed for this client")
 		}
-		ar.Resource = res
+		ar.Resource = c.Audience[i]
 	}
 	switch ch, m := p["code_challenge"], p["code_challenge_method"]; {
 	case ch == "" && m != "":

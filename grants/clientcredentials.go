@@ -2,7 +2,6 @@ package grants
 
 import (
 	"context"
-	"slices"
 	"time"
 )
 
@@ -30,14 +29,16 @@ func (e *Engine) scopeAndAudience(c *Client, form Form, allowed []string) (scope
 }
 
 // audienceFor picks the token audience: the requested resource (RFC 8707),
-// which must be one the client is registered for, or else the client's
+// which must be one the client is registered for (compared as
+// canonResource does, and then spelt as registered), or else the client's
 // registered audience, or else the issuer itself.
 func (e *Engine) audienceFor(c *Client, resource string) ([]string, *Error) {
 	if resource != "" {
-		if !slices.Contains(c.Audience, resource) {
+		i := indexResource(c.Audience, resource)
+		if i < 0 {
 			return nil, errCode(CodeInvalidTarget, "the requested resource is not allowed for this client")
 		}
-		return []string{resource}, nil
+		return []string{c.Audience[i]}, nil
 	}
 	if len(c.Audience) > 0 {
 		return c.Audience, nil

@@ -1,0 +1,44 @@
+package grants
+
+import "strings"
+
+// canonResource is the form in which resource indicators (RFC 8707) and
+// audiences are compared: the scheme and the host are case-insensitive
+// (RFC 3986 §6.2.2.1), so HTTP://API.example.com/x names the same
+// resource as http://api.example.com/x. MCP clients send the canonical
+// form whatever the operator wrote; nothing else (path, query, a trailing
+// slash, percent-encoding, default ports) is normalised, so a resource
+// still names exactly one registered value.
+func canonResource(s string) string {
+	scheme, rest, ok := strings.Cut(s, ":")
+	if !ok {
+		return s
+	}
+	scheme = strings.ToLower(scheme)
+	after, ok := strings.CutPrefix(rest, "//")
+	if !ok {
+		return scheme + ":" + rest // a URN: only its scheme is folded
+	}
+	end := strings.IndexAny(after, "/?#")
+	if end < 0 {
+		end = len(after)
+	}
+	auth := after[:end]
+	at := strings.LastIndexByte(auth, '@')
+	auth = auth[:at+1] + strings.ToLower(auth[at+1:])
+	return scheme + "://" + auth + after[end:]
+}
+
+// indexResource finds resource among registered values, comparing
+// canonical forms; -1 when it is not there. Callers use the registered
+// spelling from then on, so that a token's aud is exactly what the
+// operator configured (and what oauth_protect compares with).
+func indexResource(registered []string, resource string) int {
+	want := canonResource(resource)
+	for i, r := range registered {
+		if canonResource(r) == want {
+			return i
+		}
+	}
+	return -1
+}

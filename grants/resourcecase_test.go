@@ -1,0 +1,78 @@
+package grants
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+)
+
+func TestCanonResource(t *testing.T) {
+	for in, want := range map[string]string{
+		"HTTP://API.example.com/x":       "http://api.example.com/x",
+		"https://App.Test":               "https://app.test",
+		"https://u@Host.Test:8443/P?Q#F": "https://u@host.test:8443/P?Q#F",
+		"https://app.test/Path/UPPER":    "https://app.test/Path/UPPER",
+		"URN:example:Billing":            "urn:example:Billing",
+		"no-scheme":                      "no-scheme",
+		"https://app.test/":              "https://app.test/",
+	} {
+		if got := canonResource(in); got != want {
+			t.Errorf("canonResource(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The scheme and host of a resource are compared without case at the
+// authorization endpoint, the token endpoint and on refresh; the token's
+// aud is the registered spelling. Path case still matters.
+func TestResourceCaseInsensitiveSchemeHost(t *testing.T) {
+	e := siNewTestEngine(t, func(c *Config) {
+		for _, cl := range c.Clients {
+			if cl.ID == "c-web" {
+				cl.Audience = []string{"https://app.test", "https://Billing.test/Api"}
+			}
+		}
+	})
+	const shouted = "HTTPS://BILLING.TEST/Api"
+	// authorize → code → token, all with the shouted spelling.
+	b := newBrowser(t, e)
+	code, verifier := b.getCode("c-web", "scope", "read", "resource", shouted)
+	f := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {testRedirect["c-web"]},
+		"code_verifier": {verifier}, "resource": {"https://billing.TEST/Api"}}
+	tr := postToken(e, "c-web", f)
+	wantOK(t, tr)
+	if aud := audOf(t, e, tr.str("access_token")); len(aud) != 1 || aud[0] != "https://Billing.test/Api" {
+		t.Fatalf("aud = %v, want the registered spelling", aud)
+	}
+	r := refresh(e, "c-web", tr.str("refresh_token"), "resource", "hTTps://billing.test/Api")
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 1 || aud[0] != "https://Billing.test/Api" {
+		t.Fatalf("refreshed aud = %v", aud)
+	}
+	// The path is not folded.
+	wantErr(t, refresh(e, "c-web", r.str("refresh_token"), "resource", "https://billing.test/api"), http.StatusBadRequest, CodeInvalidTarget)
+
+	// client_credentials at the token endpoint.
+	e2 := newTestEngine(t, nil)
+	w := serve(e2, withBasic(tokenRequest("grant_type=client_credentials&resource="+url.QueryEscape("HTTPS://APP.TEST")), "c-basic", basicSecret))
+	m := checkToken(t, w)
+	if aud := audOf(t, e2, m["access_token"].(string)); len(aud) != 1 || aud[0] != testRS {
+		t.Fatalf("client_credentials aud = %v", aud)
+	}
+}
+
+func withBasic(r *http.Request, id, secret string) *http.Request {
+	r.Header.Set("Authorization", basicAuth(id, secret))
+	return r
+}
+
+// audOf verifies an access token and returns its audience.
+func audOf(t *testing.T, e *Engine, at string) Audience {
+	t.Helper()
+	c, err := e.Verifier.Verify(at, time.Now())
+	if err != nil {
+		t.Fatalf("access token does not verify: %v", err)
+	}
+	return c.Audience
+}
