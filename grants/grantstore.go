@@ -53,7 +53,14 @@ type familyRecord struct {
 	Subject  string   `json:"sub"`
 	Scope    []string `json:"scope"`
 	AuthTime int64    `json:"auth_time"`
-	Revoked  bool     `json:"revoked,omitempty"`
+	// Resources is the audience the grant was made for, the aud of its
+	// first access token; a refresh may ask for any one of them and gets
+	// all of them when it asks for none (RFC 8707 §2.2). A grant stored
+	// by a build before this field has none: it keeps what that build
+	// gave it on refresh, the client's registered audience (see
+	// grantAudience), until it ends at refresh_token_ttl.
+	Resources []string `json:"res,omitempty"`
+	Revoked   bool     `json:"revoked,omitempty"`
 	// Current is the hash of the live refresh token's secret; empty
 	// when the client may not refresh.
 	Current string `json:"rt,omitempty"`
@@ -171,7 +178,8 @@ func (e *Engine) revokeFamily(tx storage.Tx, key string) (map[string]int64, erro
 // when the client may refresh, the family's first refresh token. It
 // returns the access token's claims and the refresh token ("" when none).
 func (e *Engine) startGrant(tx storage.Tx, c *Client, handle, subject string, scope, aud []string, authTime int64, now time.Time) (*AccessClaims, string, error) {
-	fam := familyRecord{GrantID: randomID(16), ClientID: c.ID, Subject: subject, Scope: scope, AuthTime: authTime}
+	fam := familyRecord{GrantID: randomID(16), ClientID: c.ID, Subject: subject, Scope: scope, AuthTime: authTime,
+		Resources: aud}
 	at := newAccessClaims(e.Issuer, subject, c.ID, aud, scope, now, e.AccessTokenTTL)
 	at.Grant = fam.GrantID
 	var rt string

@@ -29,16 +29,13 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			return nil, oerr
 		}
 	}
-	aud, oerr := e.audienceFor(c, form.Get("resource"))
-	if oerr != nil {
-		return nil, oerr
-	}
+	resource := form.Get("resource")
 	handle, key, secret, ok := splitRefreshToken(old)
 	if !ok {
 		return nil, errBadRefresh
 	}
 	now := time.Now()
-	if resp, oerr, done := e.rotateFast(ctx, c, handle, key, secret, want, aud, now); done {
+	if resp, oerr, done := e.rotateFast(ctx, c, handle, key, secret, want, resource, now); done {
 		return resp, oerr
 	}
 	var (
@@ -46,6 +43,7 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 		at      *AccessClaims
 		next    string
 		revoked map[string]int64
+		oerr    *Error
 	)
 	err := e.store.Batch(ctx, func(tx storage.Tx) error {
 		fam, at, next, revoked, oerr = familyRecord{}, nil, "", nil, nil
@@ -78,6 +76,10 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			oerr = errCode(CodeInvalidScope, "the requested scope exceeds the original grant")
 			return nil
 		}
+		var aud []string
+		if aud, oerr = e.refreshAudience(c, &fam, resource); oerr != nil {
+			return nil
+		}
 		next = fam.rotate(handle, secret, now)
 		at = newAccessClaims(e.Issuer, fam.Subject, c.ID, aud, scope, now, e.AccessTokenTTL)
 		at.Grant = fam.GrantID
@@ -91,6 +93,44 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 		return nil, oerr
 	}
 	return e.userTokens(ctx, c, at, next, "", fam.AuthTime)
+}
+
+// refreshAudience is the audience of a refreshed access token (RFC 8707
+// §2.2): the grant's resources, or the one of them asked for, and only
+// those the client is still registered for (an operator who removes an
+// API from a client ends its grants' access to it). A resource outside
+// the grant is invalid_target, never a wider token.
+func (e *Engine) refreshAudience(c *Client, fam *familyRecord, resource string) ([]string, *Error) {
+	allowed, _ := e.audienceFor(c, "")
+	granted := fam.Resources
+	if granted == nil {
+		// A grant stored by an earlier build, which gave every refresh
+		// the client's registered audience: it keeps exactly that, no
+		// more, until its refresh_token_ttl ends. What its code request
+		// named is not known, so nothing narrower can be enforced.
+		granted = allowed
+	}
+	if resource != "" {
+		i := indexResource(granted, resource)
+		if i < 0 {
+			return nil, errCode(CodeInvalidTarget, "the requested resource is not part of the original grant")
+		}
+		granted = granted[i : i+1]
+	}
+	var aud []string
+	for _, r := range granted {
+		if j := indexResource(allowed, r); j >= 0 {
+			aud = append(aud, allowed[j])
+		}
+	}
+	switch {
+	case aud != nil:
+		return aud, nil
+	case resource != "":
+		return nil, errCode(CodeInvalidTarget, "the requested resource is not allowed for this client")
+	default:
+		return nil, errCode(CodeInvalidGrant, "the resources of this grant are no longer allowed for this client")
+	}
 }
 
 // narrowScope is the scope of a refreshed access token: the grant's, or
@@ -117,7 +157,7 @@ func narrowScope(granted, want []string) (scope []string, ok bool) {
 // replay) returns done=false, and refreshToken decides it in one
 // transaction instead. Clients with opaque access tokens take that path
 // too: storing their token is a write of its own.
-func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, key, secret string, want, aud []string, now time.Time) (resp *TokenResponse, oerr *Error, done bool) {
+func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, key, secret string, want []string, resource string, now time.Time) (resp *TokenResponse, oerr *Error, done bool) {
 	if c.AccessTokenFormat == FormatOpaque {
 		return nil, nil, false
 	}
@@ -135,6 +175,10 @@ func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, key, secret 
 	}
 	scope, ok := narrowScope(fam.Scope, want)
 	if !ok {
+		return nil, nil, false
+	}
+	aud, aerr := e.refreshAudience(c, &fam, resource)
+	if aerr != nil {
 		return nil, nil, false
 	}
 	next := fam.rotate(handle, secret, now)
