@@ -54,6 +54,13 @@ type App struct {
 	// tokens: rotation never extends it. Default: 720h (30 days).
 	RefreshTokenTTL caddy.Duration `json:"refresh_token_ttl,omitempty"`
 
+	// RefreshTokenIdleTTL ends a grant whose refresh token was not used
+	// for this long: the next refresh is refused with invalid_grant
+	// (RFC 9700 §4.14.2). Each rotation restarts it; refresh_token_ttl
+	// still bounds the grant. It must be shorter than refresh_token_ttl.
+	// Default: 0 (off).
+	RefreshTokenIdleTTL caddy.Duration `json:"refresh_token_idle_ttl,omitempty"`
+
 	// RefreshGracePeriod lets a rotated refresh token be used once more
 	// within this time if the token it was rotated into was never used
 	// (the client lost the response). Default: 0 (off); at most 1m.
@@ -389,6 +396,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Users:           users,
 		TrustedIssuers:  trusted,
 		SAMLIdPs:        idps,
+
+		RefreshTokenIdleTTL: time.Duration(a.RefreshTokenIdleTTL),
 		Web: grants.WebConfig{
 			SessionTTL:   time.Duration(a.SessionTTL),
 			TemplatesDir: a.TemplatesDir,

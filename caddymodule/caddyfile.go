@@ -27,6 +27,7 @@ func init() {
 //		signing_alg ES256|EdDSA|RS256|PS256
 //		access_token_ttl <duration>
 //		refresh_token_ttl <duration>
+//		refresh_token_idle_ttl <duration>
 //		refresh_grace_period <duration>
 //		session_ttl <duration>
 //		templates_dir <dir>
@@ -101,6 +102,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "refresh_token_ttl":
 			if err := durationArg(d, &a.RefreshTokenTTL); err != nil {
+				return err
+			}
+		case "refresh_token_idle_ttl":
+			if err := durationArg(d, &a.RefreshTokenIdleTTL); err != nil {
 				return err
 			}
 		case "refresh_grace_period":

@@ -37,6 +37,10 @@ type Config struct {
 	AccessTokenTTL time.Duration
 	// RefreshTokenTTL is the absolute lifetime of a refresh-token family.
 	RefreshTokenTTL time.Duration
+	// RefreshTokenIdleTTL, when positive, ends a grant whose refresh
+	// token was not used for this long (RFC 9700 §4.14.2); zero (the
+	// default) turns it off. RefreshTokenTTL still applies.
+	RefreshTokenIdleTTL time.Duration
 	// RefreshGrace lets a rotated refresh token be used again this long
 	// after rotation, if its successor was never used (a lost response).
 	// Zero (the default) turns it off.
@@ -71,6 +75,7 @@ type Engine struct {
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
 	RefreshGrace    time.Duration
+	RefreshIdleTTL  time.Duration
 	Clients         map[string]*Client
 	Users           *Users
 	BehindTLSProxy  bool
@@ -139,6 +144,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.RefreshTokenTTL < 0 {
 		return nil, errors.New("refresh_token_ttl must be positive")
 	}
+	if cfg.RefreshTokenIdleTTL < 0 || (cfg.RefreshTokenIdleTTL > 0 && cfg.RefreshTokenIdleTTL >= cfg.RefreshTokenTTL) {
+		return nil, errors.New("refresh_token_idle_ttl must be positive and shorter than refresh_token_ttl (or absent for no idle timeout)")
+	}
 	if cfg.RefreshGrace < 0 || cfg.RefreshGrace > time.Minute {
 		return nil, errors.New("refresh_grace_period must be between 0 and 1m")
 	}
@@ -148,6 +156,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		AccessTokenTTL:  cfg.AccessTokenTTL,
 		RefreshTokenTTL: cfg.RefreshTokenTTL,
 		RefreshGrace:    cfg.RefreshGrace,
+		RefreshIdleTTL:  cfg.RefreshTokenIdleTTL,
 		Users:           &Users{config: map[string]*User{}},
 		Clients:         make(map[string]*Client, len(cfg.Clients)),
 		BehindTLSProxy:  cfg.BehindTLSProxy,

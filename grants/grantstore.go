@@ -68,6 +68,9 @@ type familyRecord struct {
 	// RotatedAt; within the refresh grace it may be presented again.
 	Previous  string `json:"prev,omitempty"`
 	RotatedAt int64  `json:"rotated_at,omitempty"`
+	// Issued is when Current was issued, for refresh_token_idle_ttl.
+	// Grants stored before it existed have none: see issuedAt.
+	Issued int64 `json:"rt_iat,omitempty"`
 }
 
 // handleLen is the length of a grant handle, randomID(16), and secretLen
@@ -121,8 +124,40 @@ func (f *familyRecord) rotate(handle, secretHash string, now time.Time) string {
 		f.Previous = ""
 	}
 	next, h := newRefreshToken(handle)
-	f.Current = h
+	f.Current, f.Issued = h, now.Unix()
 	return next
+}
+
+// issuedAt is when the grant's live refresh token was issued. A grant
+// stored by a build without Issued gets the best lower bound it holds:
+// its last rotation, or else its creation, which is its record's expiry
+// less refresh_token_ttl (exact unless that setting changed since), and
+// never before the sign-in. An idle timeout switched on later therefore
+// counts old grants as idle since then, never as used more recently.
+func (f *familyRecord) issuedAt(expires time.Time, ttl time.Duration) time.Time {
+	switch {
+	case f.Issued != 0:
+		return time.Unix(f.Issued, 0)
+	case f.RotatedAt != 0:
+		return time.Unix(f.RotatedAt, 0)
+	}
+	if created := expires.Add(-ttl); created.Unix() > f.AuthTime {
+		return created
+	}
+	return time.Unix(f.AuthTime, 0)
+}
+
+// refreshDeadline is when the grant's live refresh token stops working:
+// at the grant's absolute expiry, or refresh_token_idle_ttl after it was
+// issued if that is sooner (RFC 9700 §4.14.2).
+func (e *Engine) refreshDeadline(f *familyRecord, expires time.Time) time.Time {
+	if e.RefreshIdleTTL <= 0 {
+		return expires
+	}
+	if idle := f.issuedAt(expires, e.RefreshTokenTTL).Add(e.RefreshIdleTTL); idle.Before(expires) {
+		return idle
+	}
+	return expires
 }
 
 func getJSON(tx storage.Tx, kind storage.Kind, key string, v any) (storage.Record, error) {
@@ -185,6 +220,7 @@ func (e *Engine) startGrant(tx storage.Tx, c *Client, handle, subject string, sc
 	var rt string
 	if c.Allows(GrantRefreshToken) {
 		rt, fam.Current = newRefreshToken(handle)
+		fam.Issued = now.Unix()
 	}
 	return at, rt, putJSON(tx, storage.KindFamilies, grantKey(handle), &fam, now.Add(e.grantLifetime(c)))
 }

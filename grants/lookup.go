@@ -79,10 +79,12 @@ func (e *Engine) lookupRefresh(ctx context.Context, tok string) (*foundToken, er
 		// A token still usable in the grace period is active too: a
 		// client that lost the rotation's answer must be able to revoke
 		// the grant with the token it holds.
-		if fam.Revoked || !(fam.isCurrent(secret) || fam.inGrace(secret, e.RefreshGrace, time.Now())) {
+		now := time.Now()
+		deadline := e.refreshDeadline(&fam, rec.Expires)
+		if fam.Revoked || !now.Before(deadline) || !(fam.isCurrent(secret) || fam.inGrace(secret, e.RefreshGrace, now)) {
 			return nil
 		}
-		f = &foundToken{key: key, family: fam, expires: rec.Expires}
+		f = &foundToken{key: key, family: fam, expires: deadline}
 		return nil
 	})
 	return f, err

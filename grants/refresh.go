@@ -62,6 +62,12 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			revoked, err = e.revokeFamily(tx, key)
 			return err
 		}
+		if !now.Before(e.refreshDeadline(&fam, famRec.Expires)) {
+			// Unused for refresh_token_idle_ttl: refused, and nothing
+			// written; the record goes at its absolute expiry.
+			oerr = errCode(CodeInvalidGrant, "the refresh token expired unused (refresh_token_idle_ttl); sign in again")
+			return nil
+		}
 		if _, err := e.Users.lookupTx(tx, fam.Subject); err != nil {
 			if !errors.Is(err, ErrUserNotFound) {
 				return err
@@ -170,7 +176,7 @@ func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, key, secret 
 		famRec, err = getJSON(tx, storage.KindFamilies, key, &fam)
 		return err
 	})
-	if err != nil || fam.Revoked || fam.ClientID != c.ID || !fam.isCurrent(secret) {
+	if err != nil || fam.Revoked || fam.ClientID != c.ID || !fam.isCurrent(secret) || !now.Before(e.refreshDeadline(&fam, famRec.Expires)) {
 		return nil, nil, false
 	}
 	scope, ok := narrowScope(fam.Scope, want)
