@@ -227,6 +227,12 @@ type ClientConfig struct {
 	// memory) or opaque (a random reference whose claims stay in storage;
 	// oauth_protect and introspection look it up, one storage read each).
 	AccessTokenFormat string `json:"access_token_format,omitempty"`
+
+	// IDTokenSignedResponseAlg is the algorithm of the client's ID tokens
+	// (the OIDC Registration name): RS256 (default), which every relying
+	// party accepts, or the server's signing_alg. The server always holds
+	// an RS256 key for this, besides the signing_alg key.
+	IDTokenSignedResponseAlg string `json:"id_token_signed_response_alg,omitempty"`
 }
 
 // JWKSSource is where a set of public keys comes from: at most one of
@@ -445,6 +451,8 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 		PKCEOptional:           cc.PKCEOptional,
 		ResourceServer:         cc.ResourceServer,
 		AccessTokenFormat:      cc.AccessTokenFormat,
+
+		IDTokenSignedResponseAlg: cc.IDTokenSignedResponseAlg,
 	}
 	if cc.Exchange != nil {
 		c.Exchange = grants.ExchangePolicy{Audiences: cc.Exchange.Audiences, Resources: cc.Exchange.Resources}

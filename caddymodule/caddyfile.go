@@ -50,6 +50,7 @@ func init() {
 //			post_logout_redirect_uri <uri...>
 //			trusted
 //			pkce_optional
+//			id_token_signed_response_alg RS256|<signing_alg>
 //		}
 //		trust_issuer <iss> {
 //			jwks <json> | jwks_file <path> | jwks_uri <https url>
@@ -233,6 +234,8 @@ func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = noArgs(d)
 		case "access_token_format":
 			err = oneArg(d, &c.AccessTokenFormat)
+		case "id_token_signed_response_alg":
+			err = oneArg(d, &c.IDTokenSignedResponseAlg)
 		default:
 			err = d.Errf("unknown option %q in client %q", d.Val(), c.ID)
 		}

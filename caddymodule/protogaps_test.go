@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -34,5 +35,26 @@ func TestRefreshTokenIdleTTLOption(t *testing.T) {
 	}
 	if _, err := parseOAuth(t, "oauth {\n refresh_token_idle_ttl soon\n}"); err == nil {
 		t.Fatal("a bad duration was accepted")
+	}
+}
+
+func TestIDTokenSignedResponseAlgOption(t *testing.T) {
+	app, err := parseOAuth(t, "oauth {\n client web {\n secret s\n grant_types authorization_code\n redirect_uri https://w.test/cb\n id_token_signed_response_alg ES256\n }\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(app.Clients) != 1 || app.Clients[0].IDTokenSignedResponseAlg != "ES256" {
+		t.Fatalf("clients = %+v", app.Clients)
+	}
+	b, _ := json.Marshal(app.Clients[0])
+	if !strings.Contains(string(b), `"id_token_signed_response_alg":"ES256"`) {
+		t.Fatalf("JSON = %s", b)
+	}
+	c, err := app.Clients[0].build(caddy.NewReplacer())
+	if err != nil || c.IDTokenSignedResponseAlg != "ES256" {
+		t.Fatalf("build: %+v %v", c, err)
+	}
+	if _, err := parseOAuth(t, "oauth {\n client web {\n id_token_signed_response_alg\n }\n}"); err == nil {
+		t.Fatal("missing argument accepted")
 	}
 }

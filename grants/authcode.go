@@ -148,9 +148,13 @@ func (e *Engine) userTokens(ctx context.Context, c *Client, at *AccessClaims, rt
 		if err != nil {
 			return nil, storageError(err)
 		}
+		k, oerr := e.idTokenKey(c)
+		if oerr != nil {
+			return nil, oerr
+		}
 		idc := newIDClaims(e.Issuer, u, c.ID, nonce, at.Scopes(), time.Unix(authTime, 0), time.Now(), e.AccessTokenTTL)
-		idc.ATHash = atHash(e.keyRing().Current, resp.AccessToken)
-		if resp.IDToken, err = e.keyRing().Current.MintIDToken(idc); err != nil {
+		idc.ATHash = atHash(k, resp.AccessToken)
+		if resp.IDToken, err = k.MintIDToken(idc); err != nil {
 			return nil, errServer
 		}
 	}

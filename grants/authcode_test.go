@@ -87,7 +87,7 @@ func TestCodeGrantSuccess(t *testing.T) {
 				return
 			}
 			hdr, c := verifyIDToken(t, e, idt)
-			if hdr["alg"] != "ES256" || hdr["typ"] != "JWT" || hdr["kid"] != e.keyRing().Current.ID {
+			if rk, _ := e.keyRing().Signer("RS256"); hdr["alg"] != "RS256" || hdr["typ"] != "JWT" || hdr["kid"] != rk.ID {
 				t.Errorf("id_token header %v", hdr)
 			}
 			if c["iss"] != siTestIssuer || c["sub"] != tt.user || c["aud"] != tt.client || c["azp"] != tt.client {

@@ -68,6 +68,10 @@ type Client struct {
 	ResourceServer bool
 	// AccessTokenFormat is FormatJWT (default, also "") or FormatOpaque.
 	AccessTokenFormat string
+	// IDTokenSignedResponseAlg is the algorithm of the client's ID tokens
+	// (RFC 7591 / OIDC Registration name): "" for RS256, or the server's
+	// signing_alg.
+	IDTokenSignedResponseAlg string
 }
 
 // Allows reports whether the client is registered for grantType.
@@ -143,6 +147,9 @@ func (c *Client) Validate() error {
 	}
 	if len(c.GrantTypes) == 0 {
 		return fmt.Errorf("client %q: grant_types is required", c.ID)
+	}
+	if err := c.validIDTokenAlg(); err != nil {
+		return err
 	}
 	if f := c.AccessTokenFormat; f != "" && f != FormatJWT && f != FormatOpaque {
 		return fmt.Errorf("client %q: access_token_format %q is not supported (use %s or %s)", c.ID, f, FormatJWT, FormatOpaque)

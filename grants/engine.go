@@ -256,7 +256,11 @@ func byKey[T any](items []*T, what string, check func(*T) (string, error)) (map[
 // by every engine on it, and loads (or creates) the signing keys and the
 // form-protection key.
 func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string, rev *Revocations) error {
-	kr, err := loadKeyRing(ctx, st, signingAlg, e.sealer, time.Now())
+	e.signingAlg = signingAlg
+	if err := e.checkIDTokenAlgs(); err != nil {
+		return err
+	}
+	kr, err := loadKeyRing(ctx, st, e.ringAlgs(), e.sealer, time.Now())
 	if err != nil {
 		return err
 	}

@@ -27,12 +27,23 @@ func (e *Engine) retireAfter() time.Duration {
 	return e.AccessTokenTTL + e.Verifier.Leeway + retireSlack
 }
 
+// ringAlgs are the algorithms the engine signs with: signing_alg for
+// access tokens, then IDTokenAlg for ID tokens (one key when they agree).
+func (e *Engine) ringAlgs() []string {
+	if e.signingAlg == IDTokenAlg {
+		return []string{e.signingAlg}
+	}
+	return []string{e.signingAlg, IDTokenAlg}
+}
+
 // KeyInfo describes one key for operators.
 type KeyInfo struct {
 	ID      string    `json:"kid"`
 	Alg     string    `json:"alg"`
 	Created time.Time `json:"created"`
-	Current bool      `json:"current"`
+	// Current is set for the keys that sign: the signing_alg key (access
+	// tokens) and the ID-token keys.
+	Current bool `json:"current"`
 	// Retires is when the key leaves the key set; absent for keys that
 	// are not being retired.
 	Retires *time.Time `json:"retires,omitempty"`
@@ -43,7 +54,8 @@ func (e *Engine) Keys() []KeyInfo {
 	kr := e.keyRing()
 	var out []KeyInfo
 	for _, k := range kr.All() {
-		ki := KeyInfo{ID: k.ID, Alg: k.Alg.String(), Created: k.Created, Current: k == kr.Current}
+		signer, _ := kr.Signer(k.Alg.String())
+		ki := KeyInfo{ID: k.ID, Alg: k.Alg.String(), Created: k.Created, Current: k == signer}
 		if !k.Retires.IsZero() {
 			r := k.Retires
 			ki.Retires = &r
@@ -53,9 +65,10 @@ func (e *Engine) Keys() []KeyInfo {
 	return out
 }
 
-// RotateKeys makes a new signing key, which signs from now on, and
-// schedules every other key for retirement once the tokens it signed have
-// expired. It returns the new key's id.
+// RotateKeys makes a new signing key for each algorithm the engine signs
+// with (signing_alg and the RS256 ID-token key), which sign from now on,
+// and schedules every other key for retirement once the tokens it signed
+// have expired. It returns the id of the new signing_alg key.
 func (e *Engine) RotateKeys(ctx context.Context) (string, error) {
 	kid, err := e.rotate(ctx, time.Now(), 0)
 	if err != nil {
@@ -71,16 +84,22 @@ func (e *Engine) rotate(ctx context.Context, now time.Time, olderThan time.Durat
 	var kid string
 	err := e.store.Update(ctx, func(tx storage.Tx) error {
 		kid = ""
-		kr := &KeyRing{byID: map[string]*Key{}}
+		kr := newKeyRing()
 		if _, err := readKeys(tx, kr, e.signingAlg, e.sealer); err != nil {
 			return err
 		}
 		if olderThan > 0 && kr.Current != nil && now.Sub(kr.Current.Created) < olderThan {
 			return nil
 		}
-		k, err := putNewKey(tx, e.signingAlg, e.sealer, now)
-		if err != nil {
-			return err
+		var k *Key
+		for _, alg := range e.ringAlgs() {
+			nk, err := putNewKey(tx, alg, e.sealer, now)
+			if err != nil {
+				return err
+			}
+			if alg == e.signingAlg {
+				k = nk
+			}
 		}
 		for _, old := range kr.byID {
 			if old.Retires.IsZero() {
@@ -100,7 +119,7 @@ func (e *Engine) rotate(ctx context.Context, now time.Time, olderThan time.Durat
 // another engine on the same file starts signing here too, and retired
 // keys leave the JWKS.
 func (e *Engine) ReloadKeys(ctx context.Context) error {
-	kr, err := loadKeyRing(ctx, e.store, e.signingAlg, e.sealer, time.Now())
+	kr, err := loadKeyRing(ctx, e.store, e.ringAlgs(), e.sealer, time.Now())
 	if err != nil {
 		return err
 	}

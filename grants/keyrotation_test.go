@@ -3,6 +3,7 @@ package grants
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,12 +65,22 @@ func TestRotateKeys(t *testing.T) {
 	if !verifies(e, old) || !verifies(e, fresh) {
 		t.Fatalf("old verifies %v, new verifies %v", verifies(e, old), verifies(e, fresh))
 	}
+	// Both the access-token key and the RS256 ID-token key rotated.
 	keys := e.Keys()
-	if len(keys) != 2 || !keys[0].Current || keys[0].ID != kid || keys[1].Retires == nil {
+	var signing, retiring []KeyInfo
+	for _, k := range keys {
+		if k.Current {
+			signing = append(signing, k)
+		} else if k.Retires != nil {
+			retiring = append(retiring, k)
+		}
+	}
+	if len(keys) != 4 || len(signing) != 2 || len(retiring) != 2 || !slices.ContainsFunc(signing, func(k KeyInfo) bool { return k.ID == kid && k.Alg == "ES256" }) ||
+		!slices.ContainsFunc(signing, func(k KeyInfo) bool { return k.Alg == "RS256" }) {
 		t.Fatalf("keys after rotation: %+v", keys)
 	}
-	if want := time.Now().Add(e.retireAfter()); keys[1].Retires.After(want) || keys[1].Retires.Before(want.Add(-time.Minute)) {
-		t.Fatalf("old key retires at %v, want about %v", keys[1].Retires, want)
+	if want := time.Now().Add(e.retireAfter()); retiring[0].Retires.After(want) || retiring[0].Retires.Before(want.Add(-time.Minute)) {
+		t.Fatalf("old key retires at %v, want about %v", retiring[0].Retires, want)
 	}
 	// The other engine picks the new key up at its next maintenance.
 	if err := other.MaintainKeys(ctx, time.Now()); err != nil {
@@ -86,7 +97,7 @@ func TestRotateKeys(t *testing.T) {
 	if err := e.ReloadKeys(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if kids := krKids(e); len(kids) != 2 || strings.Contains(strings.Join(kids, " "), kid) {
+	if kids := krKids(e); len(kids) != 4 || strings.Contains(strings.Join(kids, " "), kid) {
 		t.Fatalf("kids %v: the second key should be gone", kids)
 	}
 	if verifies(e, fresh) || !verifies(e, old) {
@@ -116,7 +127,7 @@ func TestKeyRotationAutomatic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if e1.keyRing().Current.ID == first || e1.keyRing().Current.ID != e2.keyRing().Current.ID || len(e1.Keys()) != 2 {
+	if e1.keyRing().Current.ID == first || e1.keyRing().Current.ID != e2.keyRing().Current.ID || len(e1.Keys()) != 4 {
 		t.Fatalf("after the period: e1 %s, e2 %s, %d keys", e1.keyRing().Current.ID, e2.keyRing().Current.ID, len(e1.Keys()))
 	}
 	if got := e1.KeyMaintenanceInterval(); got != time.Minute {
@@ -156,7 +167,7 @@ func TestKeysAtRest(t *testing.T) {
 			t.Errorf("%s: Start = %v, want ErrKeyEncryption", name, err)
 		}
 	}
-	if e := krMustEngine(t, st, func(c *Config) { c.KeyEncryptionKey = []byte(kek) }); len(e.Keys()) != 2 {
+	if e := krMustEngine(t, st, func(c *Config) { c.KeyEncryptionKey = []byte(kek) }); len(e.Keys()) != 4 {
 		t.Fatalf("keys with the right KEK: %v", e.Keys())
 	}
 }

@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -24,6 +26,13 @@ import (
 
 // SigningAlgs are the JWS algorithms the server can sign with.
 var SigningAlgs = []string{"ES256", "EdDSA", "RS256", "PS256"}
+
+// IDTokenAlg is the algorithm of ID tokens unless a client registers
+// another (id_token_signed_response_alg). OIDC Discovery §3 and Core
+// §15.1 require RS256, and many relying parties accept nothing else, so
+// the key ring always holds an RS256 key besides the signing_alg key
+// that signs access tokens.
+const IDTokenAlg = "RS256"
 
 // Key is one signing key pair. Its algorithm is fixed when it is made and
 // is the only algorithm it is ever used or accepted with.
@@ -54,8 +63,9 @@ type storedKey struct {
 	Enc string `json:"enc,omitempty"`
 }
 
-// generateKey makes a new key pair for alg.
-func generateKey(alg string) (crypto.Signer, error) {
+// generateKey makes a new key pair for alg. A variable so that tests can
+// avoid making a 2048-bit RSA key for every engine they start.
+var generateKey = func(alg string) (crypto.Signer, error) {
 	switch alg {
 	case "ES256":
 		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -187,10 +197,20 @@ func parseStoredKey(sk *storedKey, jwkJSON []byte) (*Key, error) {
 	return k, nil
 }
 
-// KeyRing holds the key that signs and every key that still verifies.
+// KeyRing holds the keys that sign and every key that still verifies.
 type KeyRing struct {
+	// Current signs access tokens (signing_alg).
 	Current *Key
 	byID    map[string]*Key
+	// signers holds the newest key of each algorithm that is not being
+	// retired: Current, and the keys ID tokens are signed with.
+	signers map[string]*Key
+}
+
+// Signer returns the key that signs with alg, if the ring holds one.
+func (kr *KeyRing) Signer(alg string) (*Key, bool) {
+	k, ok := kr.signers[alg]
+	return k, ok
 }
 
 // Lookup finds a verification key by kid.
@@ -205,7 +225,9 @@ func (kr *KeyRing) All() []*Key {
 	for _, k := range kr.byID {
 		out = append(out, k)
 	}
-	slices.SortFunc(out, func(a, b *Key) int { return b.Created.Compare(a.Created) })
+	// Keys made together (the signing_alg and RS256 keys) are ordered by
+	// kid, so that the JWKS lists them in the same order every time.
+	slices.SortFunc(out, func(a, b *Key) int { return cmp.Or(b.Created.Compare(a.Created), strings.Compare(a.ID, b.ID)) })
 	return out
 }
 
@@ -214,15 +236,20 @@ func (kr *KeyRing) All() []*Key {
 // starting at once (a reload) agree on one key. Keys must be stored
 // unencrypted; the engine loads them with its key encryption key.
 func LoadKeyRing(ctx context.Context, st storage.Store, alg string, now time.Time) (*KeyRing, error) {
-	return loadKeyRing(ctx, st, alg, nil, now)
+	return loadKeyRing(ctx, st, []string{alg}, nil, now)
 }
 
+// newKeyRing is an empty key ring.
+func newKeyRing() *KeyRing { return &KeyRing{byID: map[string]*Key{}, signers: map[string]*Key{}} }
+
 // readKeys fills kr from the unexpired stored keys. Current is the newest
-// key of alg that is not being retired. plain counts keys stored
-// unencrypted.
+// key of alg that is not being retired; signers holds that of every
+// algorithm. plain counts keys stored unencrypted.
 func readKeys(tx storage.Tx, kr *KeyRing, alg string, s *keySealer) (plain int, err error) {
 	clear(kr.byID)
+	clear(kr.signers)
 	kr.Current = nil
+	defer func() { kr.Current = kr.signers[alg] }()
 	err = tx.ForEach(storage.KindKeys, func(id string, rec storage.Record) error {
 		k, sealed, err := unmarshalKey(rec.Value, s)
 		if err != nil {
@@ -236,8 +263,8 @@ func readKeys(tx storage.Tx, kr *KeyRing, alg string, s *keySealer) (plain int, 
 		}
 		k.Retires = rec.Expires
 		kr.byID[k.ID] = k
-		if k.Alg.String() == alg && k.Retires.IsZero() && (kr.Current == nil || k.Created.After(kr.Current.Created)) {
-			kr.Current = k
+		if cur := kr.signers[k.Alg.String()]; k.Retires.IsZero() && (cur == nil || k.Created.After(cur.Created)) {
+			kr.signers[k.Alg.String()] = k
 		}
 		return nil
 	})
@@ -266,11 +293,19 @@ func putKey(tx storage.Tx, k *Key, s *keySealer) error {
 	return tx.Put(storage.KindKeys, k.ID, storage.Record{Value: b, Expires: k.Retires})
 }
 
-func loadKeyRing(ctx context.Context, st storage.Store, alg string, s *keySealer, now time.Time) (*KeyRing, error) {
-	if _, ok := jwa.LookupSignatureAlgorithm(alg); !ok {
-		return nil, fmt.Errorf("signing_alg %q is not supported (use one of %v)", alg, SigningAlgs)
+// loadKeyRing loads the ring that signs with each of algs, the first of
+// which signs access tokens, creating the keys that are missing.
+func loadKeyRing(ctx context.Context, st storage.Store, algs []string, s *keySealer, now time.Time) (*KeyRing, error) {
+	alg := algs[0]
+	for _, a := range algs {
+		if _, ok := jwa.LookupSignatureAlgorithm(a); !ok {
+			return nil, fmt.Errorf("signing_alg %q is not supported (use one of %v)", a, SigningAlgs)
+		}
 	}
-	kr := &KeyRing{byID: map[string]*Key{}}
+	kr := newKeyRing()
+	complete := func() bool {
+		return !slices.ContainsFunc(algs, func(a string) bool { _, ok := kr.signers[a]; return !ok })
+	}
 	plain := 0
 	err := st.View(ctx, func(tx storage.Tx) error {
 		var err error
@@ -280,7 +315,7 @@ func loadKeyRing(ctx context.Context, st storage.Store, alg string, s *keySealer
 	if err != nil {
 		return nil, err
 	}
-	if kr.Current != nil && (s == nil || plain == 0) {
+	if complete() && (s == nil || plain == 0) {
 		return kr, nil
 	}
 	err = st.Update(ctx, func(tx storage.Tx) error {
@@ -297,15 +332,18 @@ func loadKeyRing(ctx context.Context, st storage.Store, alg string, s *keySealer
 				}
 			}
 		}
-		if kr.Current != nil {
-			return nil
+		for _, a := range algs {
+			if _, ok := kr.signers[a]; ok {
+				continue
+			}
+			k, err := putNewKey(tx, a, s, now)
+			if err != nil {
+				return err
+			}
+			kr.byID[k.ID] = k
+			kr.signers[a] = k
 		}
-		k, err := putNewKey(tx, alg, s, now)
-		if err != nil {
-			return err
-		}
-		kr.byID[k.ID] = k
-		kr.Current = k
+		kr.Current = kr.signers[alg]
 		return nil
 	})
 	if err != nil {

@@ -56,7 +56,7 @@ func (e *Engine) metadata(ctx context.Context) (*Metadata, error) {
 		ResponseTypesSupported:            []string{},
 		TokenEndpointAuthMethodsSupported: []string{AuthSecretBasic, AuthSecretPost},
 		SubjectTypesSupported:             []string{"public"},
-		IDTokenSigningAlgValuesSupported:  []string{e.keyRing().Current.Alg.String()},
+		IDTokenSigningAlgValuesSupported:  e.idTokenAlgs(),
 		ClaimsSupported: []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
 			"name", "given_name", "family_name", "preferred_username", "email", "email_verified"},
 	}

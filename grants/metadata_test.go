@@ -75,7 +75,7 @@ func TestMetadata(t *testing.T) {
 	if len(m.ResponseTypesSupported) != 0 || m.CodeChallengeMethodsSupported != nil || m.AuthorizationEndpoint != "" {
 		t.Errorf("code flow advertised without a client for it: %s", w.Body.String())
 	}
-	if !slices.Equal(m.SubjectTypesSupported, []string{"public"}) || !slices.Equal(m.IDTokenSigningAlgValuesSupported, []string{"ES256"}) {
+	if !slices.Equal(m.SubjectTypesSupported, []string{"public"}) || !slices.Equal(m.IDTokenSigningAlgValuesSupported, []string{"RS256", "ES256"}) {
 		t.Errorf("subject_types_supported = %v, id_token_signing_alg_values_supported = %v", m.SubjectTypesSupported, m.IDTokenSigningAlgValuesSupported)
 	}
 	for k, v := range raw {
@@ -128,8 +128,8 @@ func TestReadOnlyEndpoints(t *testing.T) {
 }
 
 // TestJWKS starts three engines on one store with three algorithms, so
-// the ring holds an EC, an OKP and an RSA key, and checks what is
-// published.
+// the ring holds an EC, an OKP and an RSA key (the RSA key is also the
+// ID-token key of the first two), and checks what is published.
 func TestJWKS(t *testing.T) {
 	st := openStore(t)
 	var e *Engine

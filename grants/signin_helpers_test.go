@@ -430,11 +430,19 @@ func wantErr(t testing.TB, tr tokenResult, status int, code string) {
 	}
 }
 
-// verifyIDToken checks the signature with the engine's current key and
-// returns the header and claims.
+// verifyIDToken checks the signature with the engine's ID-token key of
+// the algorithm the header names (RS256 unless the client registered
+// another) and returns the header and claims.
 func verifyIDToken(t testing.TB, e *Engine, tok string) (hdr, claims map[string]any) {
 	t.Helper()
-	k := e.keyRing().Current
+	var h struct{ Alg, Kid string }
+	if hb, err := base64.RawURLEncoding.DecodeString(strings.SplitN(tok, ".", 2)[0]); err != nil || json.Unmarshal(hb, &h) != nil {
+		t.Fatalf("id_token header unreadable")
+	}
+	k, ok := e.keyRing().Signer(h.Alg)
+	if !ok || k.ID != h.Kid {
+		t.Fatalf("id_token signed by %s/%s, not by an ID-token key of the ring", h.Alg, h.Kid)
+	}
 	payload, err := jws.VerifyCompactFast(k.public, []byte(tok), k.Alg)
 	if err != nil {
 		t.Fatalf("id_token does not verify: %v", err)

@@ -10,10 +10,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -233,6 +235,30 @@ func TestPasswordGrantEndToEnd(t *testing.T) {
 	idTok, _ := tok.Extra("id_token").(string)
 	if _, id := jwtParts(t, idTok); id["sub"] != "alice" || id["aud"] != "legacy-cli" || id["email"] != "alice@example.com" {
 		t.Fatalf("ID token claims %v", id)
+	}
+	// go-oidc's default verifier accepts RS256 only, as many relying
+	// parties do (OIDC Core §15.1): the ID token is RS256 although access
+	// tokens are ES256, its key is in the JWKS, and at_hash matches.
+	rp := oidc.NewVerifier(g4Issuer, oidc.NewRemoteKeySet(ctx, g4Issuer+"/oauth/jwks"), &oidc.Config{ClientID: "legacy-cli"})
+	idt, err := rp.Verify(ctx, idTok)
+	if err != nil {
+		t.Fatalf("go-oidc (RS256 only) refuses the ID token: %v", err)
+	}
+	if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
+		t.Fatalf("at_hash: %v", err)
+	}
+	if hdr, _ := jwtParts(t, tok.AccessToken); hdr["alg"] != "ES256" {
+		t.Fatalf("access token alg %v, want ES256 (signing_alg default)", hdr["alg"])
+	}
+	provider, err := oidc.NewProvider(ctx, g4Issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disc struct {
+		Algs []string `json:"id_token_signing_alg_values_supported"`
+	}
+	if err := provider.Claims(&disc); err != nil || !slices.Equal(disc.Algs, []string{"RS256", "ES256"}) {
+		t.Fatalf("id_token_signing_alg_values_supported = %v (%v)", disc.Algs, err)
 	}
 	// The refresh token works through the library's refreshing source.
 	expired := *tok

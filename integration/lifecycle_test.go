@@ -63,7 +63,8 @@ func TestReload(t *testing.T) {
 	cfg := render(baseCaddyfile, path, up.addr())
 	startCaddy(t, cfg)
 
-	kids := jwksKids(t)
+	kids := jwksKids(t) // the access-token key and the RS256 ID-token key
+	atKid := tokenKid(t)
 	tok := fetchToken(t, basicID, basicSecret, oauth2.AuthStyleInHeader).AccessToken
 	assertPasses(t, up, tok, "before the reloads")
 	if ttl := tokenTTL(t); ttl != 600 {
@@ -105,8 +106,8 @@ func TestReload(t *testing.T) {
 		if got := jwksKids(t); !reflect.DeepEqual(got, kids) {
 			t.Errorf("reload %d: JWKS kids %q, want the same as before %q", i+1, got, kids)
 		}
-		if kid := tokenKid(t); kid != kids[0] {
-			t.Errorf("reload %d: new tokens are signed with kid %q, want %q", i+1, kid, kids[0])
+		if kid := tokenKid(t); kid != atKid {
+			t.Errorf("reload %d: new tokens are signed with kid %q, want %q", i+1, kid, atKid)
 		}
 	}
 
@@ -117,12 +118,12 @@ func TestReload(t *testing.T) {
 		t.Fatalf("reload with signing_alg EdDSA: /load answered %d: %s", status, body)
 	}
 	hdr, _ := jwtParts(t, fetchToken(t, basicID, basicSecret, oauth2.AuthStyleInHeader).AccessToken)
-	if hdr["alg"] != "EdDSA" || hdr["kid"] == kids[0] {
+	if hdr["alg"] != "EdDSA" || hdr["kid"] == atKid {
 		t.Errorf("after switching to EdDSA new tokens have alg %v kid %v", hdr["alg"], hdr["kid"])
 	}
 	got := jwksKids(t)
-	if len(got) != 2 || !slices.Contains(got, kids[0]) {
-		t.Errorf("after switching to EdDSA the JWKS has kids %q, want the old %q and a new one", got, kids[0])
+	if len(got) != len(kids)+1 || !slices.Contains(got, atKid) {
+		t.Errorf("after switching to EdDSA the JWKS has kids %q, want the old %q and a new one", got, kids)
 	}
 	assertPasses(t, up, tok, "after switching signing_alg")
 }
@@ -243,7 +244,8 @@ func TestRestart(t *testing.T) {
 	cfg := render(baseCaddyfile, path, up.addr())
 	startCaddy(t, cfg)
 
-	kids := jwksKids(t)
+	kids := jwksKids(t) // the access-token key and the RS256 ID-token key
+	atKid := tokenKid(t)
 	tok := fetchToken(t, basicID, basicSecret, oauth2.AuthStyleInHeader).AccessToken
 	assertPasses(t, up, tok, "before the restart")
 
@@ -269,8 +271,8 @@ func TestRestart(t *testing.T) {
 	if got := jwksKids(t); !reflect.DeepEqual(got, kids) {
 		t.Errorf("after restart JWKS kids %q, want %q", got, kids)
 	}
-	if kid := tokenKid(t); kid != kids[0] {
-		t.Errorf("after restart new tokens use kid %q, want %q", kid, kids[0])
+	if kid := tokenKid(t); kid != atKid {
+		t.Errorf("after restart new tokens use kid %q, want %q", kid, atKid)
 	}
 	assertPasses(t, up, tok, "after the restart")
 }

@@ -1,0 +1,50 @@
+package grants
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+)
+
+// idTokenAlg is the algorithm of the client's ID tokens: the one it
+// registered, or RS256.
+func (c *Client) idTokenAlg() string { return cmp.Or(c.IDTokenSignedResponseAlg, IDTokenAlg) }
+
+// validIDTokenAlg checks a client's id_token_signed_response_alg against
+// the algorithms the server can sign with at all.
+func (c *Client) validIDTokenAlg() error {
+	if a := c.IDTokenSignedResponseAlg; a != "" && !slices.Contains(SigningAlgs, a) {
+		return fmt.Errorf("client %q: id_token_signed_response_alg %q is not supported (use %s, or the signing_alg)", c.ID, a, IDTokenAlg)
+	}
+	return nil
+}
+
+// checkIDTokenAlgs makes sure that every configured client's ID-token
+// algorithm has a key in the ring: RS256 or signing_alg.
+func (e *Engine) checkIDTokenAlgs() error {
+	for _, c := range e.Clients {
+		if a := c.idTokenAlg(); !slices.Contains(e.ringAlgs(), a) {
+			return fmt.Errorf("client %q: id_token_signed_response_alg %s needs a key the server does not hold: use %s or set signing_alg %s",
+				c.ID, a, IDTokenAlg, a)
+		}
+	}
+	return nil
+}
+
+// idTokenAlgs are the algorithms a client may register for its ID
+// tokens, RS256 first: those the engine always holds a key for.
+func (e *Engine) idTokenAlgs() []string {
+	if e.signingAlg == IDTokenAlg {
+		return []string{IDTokenAlg}
+	}
+	return []string{IDTokenAlg, e.signingAlg}
+}
+
+// idTokenKey is the key that signs the client's ID tokens.
+func (e *Engine) idTokenKey(c *Client) (*Key, *Error) {
+	k, ok := e.keyRing().Signer(c.idTokenAlg())
+	if !ok {
+		return nil, errServer
+	}
+	return k, nil
+}
