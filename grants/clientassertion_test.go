@@ -253,9 +253,15 @@ func TestClientAssertionMetadata(t *testing.T) {
 			t.Errorf("token_endpoint_auth_methods_supported = %v lacks %s", m.TokenEndpointAuthMethodsSupported, want)
 		}
 	}
-	for _, want := range []string{"HS256", "ES256", "EdDSA", "PS256"} {
+	for _, want := range []string{"HS256", "ES256"} {
 		if !contains(m.TokenEndpointAuthSigningAlgsSupported, want) {
 			t.Errorf("signing algs = %v lack %s", m.TokenEndpointAuthSigningAlgsSupported, want)
+		}
+	}
+	// c-pkj's one key is ES256: nothing else can verify its assertions.
+	for _, unverifiable := range []string{"EdDSA", "PS256", "RS256"} {
+		if contains(m.TokenEndpointAuthSigningAlgsSupported, unverifiable) {
+			t.Errorf("signing algs = %v list %s, which no client key verifies", m.TokenEndpointAuthSigningAlgsSupported, unverifiable)
 		}
 	}
 	if contains(m.TokenEndpointAuthSigningAlgsSupported, "none") {

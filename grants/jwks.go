@@ -108,6 +108,27 @@ func (s *JWKS) candidates(ctx context.Context, kid, alg string, now time.Time) (
 	return out, nil
 }
 
+// algs lists the algorithms the set can verify: those its keys are pinned
+// to, or, for a jwks_uri, every assertion algorithm, since the set it
+// publishes may change at any time. Empty for a nil set.
+func (s *JWKS) algs() []string {
+	if s == nil {
+		return nil
+	}
+	if s.uri != "" {
+		return AssertionAlgs
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, k := range s.keys {
+		if a := k.alg.String(); !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // matchKeys picks keys pinned to alg whose kid matches; keys without a
 // kid match any.
 func matchKeys(keys []verifyKey, kid, alg string) []verifyKey {

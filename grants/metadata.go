@@ -28,8 +28,10 @@ type Metadata struct {
 	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported,omitempty"`
 	RevocationEndpoint                     string   `json:"revocation_endpoint"`
 	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported"`
+	RevocationAuthSigningAlgsSupported     []string `json:"revocation_endpoint_auth_signing_alg_values_supported,omitempty"`
 	IntrospectionEndpoint                  string   `json:"introspection_endpoint"`
 	IntrospectionAuthMethodsSupported      []string `json:"introspection_endpoint_auth_methods_supported"`
+	IntrospectionAuthSigningAlgsSupported  []string `json:"introspection_endpoint_auth_signing_alg_values_supported,omitempty"`
 	AuthorizationResponseISSParamSupported bool     `json:"authorization_response_iss_parameter_supported,omitempty"`
 	PromptValuesSupported                  []string `json:"prompt_values_supported,omitempty"`
 	SubjectTypesSupported                  []string `json:"subject_types_supported"`
@@ -42,7 +44,14 @@ type Metadata struct {
 // issuer as written: Paths() holds the decoded path a router matches on,
 // which differs from the issuer's spelling when the issuer path is
 // percent-encoded.
-func (e *Engine) metadata(ctx context.Context) (*Metadata, error) {
+func (e *Engine) metadata(ctx context.Context) (*Metadata, error) { return e.metadataDoc(ctx, false) }
+
+// metadataDoc builds the RFC 8414 document, or with oidc the OpenID
+// Provider configuration, which differs in one rule: OIDC Discovery §3
+// makes authorization_endpoint REQUIRED of every OpenID provider, so it
+// (and the code flow it serves) is always listed there, while RFC 8414
+// lists it only when some client can use it.
+func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) {
 	clients, err := e.allClients(ctx)
 	if err != nil {
 		return nil, err
@@ -62,7 +71,7 @@ func (e *Engine) metadata(ctx context.Context) (*Metadata, error) {
 	}
 	// The authorization endpoint and what belongs to it are advertised
 	// only when some client can use them (RFC 8414 §2).
-	if slices.ContainsFunc(clients, func(c *Client) bool { return c.Allows(GrantAuthorizationCode) }) {
+	if oidc || slices.ContainsFunc(clients, func(c *Client) bool { return c.Allows(GrantAuthorizationCode) }) {
 		m.AuthorizationEndpoint = e.Issuer + AuthorizePath
 		m.ResponseTypesSupported = []string{"code"}
 		m.ResponseModesSupported = []string{"query"}
@@ -71,18 +80,13 @@ func (e *Engine) metadata(ctx context.Context) (*Metadata, error) {
 		m.PromptValuesSupported = []string{"none", "login", "consent"}
 	}
 	// Assertion methods and none are listed when some client uses them;
-	// the signing algorithms are those the listed methods accept.
+	// the signing algorithms are those the clients' keys can verify.
 	for _, method := range []string{AuthSecretJWT, AuthPrivateKeyJWT, AuthNone} {
 		if slices.ContainsFunc(clients, func(c *Client) bool { return c.AuthMethod == method }) {
 			m.TokenEndpointAuthMethodsSupported = append(m.TokenEndpointAuthMethodsSupported, method)
-			switch method {
-			case AuthSecretJWT:
-				m.TokenEndpointAuthSigningAlgsSupported = append(m.TokenEndpointAuthSigningAlgsSupported, SecretJWTAlgs...)
-			case AuthPrivateKeyJWT:
-				m.TokenEndpointAuthSigningAlgsSupported = append(m.TokenEndpointAuthSigningAlgsSupported, AssertionAlgs...)
-			}
 		}
 	}
+	m.TokenEndpointAuthSigningAlgsSupported = assertionAlgs(clients)
 	for _, c := range clients {
 		for _, s := range c.Scopes {
 			if !slices.Contains(m.ScopesSupported, s) {
@@ -95,12 +99,15 @@ func (e *Engine) metadata(ctx context.Context) (*Metadata, error) {
 			}
 		}
 	}
-	// Revocation takes the token endpoint's methods (public clients name
-	// themselves); introspection only confidential ones.
+	// Both authenticate clients exactly as the token endpoint does
+	// (authenticateClient): revocation takes all its methods (public
+	// clients name themselves), introspection all but none.
 	m.RevocationEndpoint = e.Issuer + RevokePath
 	m.RevocationEndpointAuthMethodsSupported = m.TokenEndpointAuthMethodsSupported
+	m.RevocationAuthSigningAlgsSupported = m.TokenEndpointAuthSigningAlgsSupported
 	m.IntrospectionEndpoint = e.Issuer + IntrospectPath
-	m.IntrospectionAuthMethodsSupported = []string{AuthSecretBasic, AuthSecretPost}
+	m.IntrospectionAuthMethodsSupported = slices.DeleteFunc(slices.Clone(m.TokenEndpointAuthMethodsSupported), func(s string) bool { return s == AuthNone })
+	m.IntrospectionAuthSigningAlgsSupported = m.TokenEndpointAuthSigningAlgsSupported
 	slices.Sort(m.ScopesSupported)
 	slices.Sort(m.GrantTypesSupported)
 	if m.GrantTypesSupported == nil {
@@ -109,12 +116,44 @@ func (e *Engine) metadata(ctx context.Context) (*Metadata, error) {
 	return m, nil
 }
 
+// assertionAlgs lists the JWS algorithms client assertions can be
+// verified with: for client_secret_jwt, the HMAC algorithms the secret is
+// long enough for (secretKeys); for private_key_jwt, the algorithm each
+// fixed key is pinned to, and every assertion algorithm for a jwks_uri,
+// which may publish any of them. Asymmetric ones first, each list in the
+// order of AssertionAlgs and SecretJWTAlgs; nil when no client uses
+// assertions.
+func assertionAlgs(clients []*Client) []string {
+	have := map[string]bool{}
+	for _, c := range clients {
+		switch c.AuthMethod {
+		case AuthSecretJWT:
+			for _, alg := range SecretJWTAlgs {
+				if c.secretKeys(alg) != nil {
+					have[alg] = true
+				}
+			}
+		case AuthPrivateKeyJWT:
+			for _, alg := range c.Keys.algs() {
+				have[alg] = true
+			}
+		}
+	}
+	var out []string
+	for _, alg := range append(slices.Clone(AssertionAlgs), SecretJWTAlgs...) {
+		if have[alg] {
+			out = append(out, alg)
+		}
+	}
+	return out
+}
+
 // ServeMetadata answers the RFC 8414 and OIDC Discovery documents.
 func (e *Engine) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 	if !readOnly(w, r) {
 		return
 	}
-	m, err := e.metadata(r.Context())
+	m, err := e.metadataDoc(r.Context(), r.URL.Path == e.basePath+"/.well-known/openid-configuration")
 	if err != nil {
 		WriteError(w, storageError(err))
 		return
