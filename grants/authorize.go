@@ -158,6 +158,21 @@ func (e *Engine) ServeAuthorize(rw http.ResponseWriter, r *http.Request) {
 		e.web.errorPage(rw, http.StatusBadRequest, "the sign-in page must be reached over HTTPS")
 		return
 	}
+	if r.Method == http.MethodPost {
+		// Bounded like the token endpoint: a real request is a few
+		// hundred bytes, and ParseForm would otherwise read 10 MB.
+		r.Body = http.MaxBytesReader(rw, r.Body, MaxBodyBytes)
+		var tooLarge *http.MaxBytesError
+		err := r.ParseForm()
+		switch {
+		case r.ContentLength > MaxBodyBytes || errors.As(err, &tooLarge):
+			e.web.errorPage(rw, http.StatusRequestEntityTooLarge, "the authorization request is too large")
+			return
+		case err != nil:
+			e.web.errorPage(rw, http.StatusBadRequest, "the authorization request could not be read")
+			return
+		}
+	}
 	ar, page, rerr := e.parseAuthorize(r)
 	switch {
 	case page != "":
