@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,9 +189,11 @@ func viaAdmin(addr, verb string, u adminUser, stdout io.Writer) error {
 	case "add":
 		method, uri = http.MethodPost, "/oauth/users"
 	case "passwd":
-		method, uri = http.MethodPut, "/oauth/users/"+u.Name
+		// Escaped: a name such as 'carol2?x' must stay one path segment,
+		// not become 'carol2' and a query.
+		method, uri = http.MethodPut, "/oauth/users/"+url.PathEscape(u.Name)
 	case "remove":
-		method, uri = http.MethodDelete, "/oauth/users/"+u.Name
+		method, uri = http.MethodDelete, "/oauth/users/"+url.PathEscape(u.Name)
 	}
 	if verb == "add" || verb == "passwd" {
 		b, _ := json.Marshal(u)
