@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -31,4 +32,65 @@ func TestAuthorizePostBodyCapped(t *testing.T) {
 	if rec := newBrowser(t, e).do(r); !isLoginPage(rec) {
 		t.Fatalf("a small POST authorization request: %d, want the login page", rec.Code)
 	}
+}
+
+// A password change keeps what it does not give (the claims), and ends
+// everything the old password opened: the user's refresh tokens, access
+// tokens and sign-in sessions (RFC 9700 §4.14.2). A change of claims only
+// revokes nothing.
+func TestPasswordChangeKeepsClaimsRevokesGrants(t *testing.T) {
+	e := siNewTestEngine(t, nil)
+	ctx := context.Background()
+	claims := map[string]string{"email": "carol@example.test"}
+	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw"), Claims: claims}, true); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, e)
+	code, verifier := b.getCodeAs("c-web", "carol", "carol-pw")
+	tr := redeem(e, "c-web", code, verifier)
+	wantOK(t, tr)
+	rt, at := tr.str("refresh_token"), tr.str("access_token")
+
+	// Claims only: nothing is revoked, and the hash stays.
+	if err := e.UpdateUser(ctx, &User{Name: "carol", Claims: map[string]string{"email": "c2@example.test"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Users.Authenticate(ctx, "carol", "carol-pw"); err != nil {
+		t.Fatalf("a claims-only change lost the password: %v", err)
+	}
+	tr = refresh(e, "c-web", rt)
+	wantOK(t, tr)
+	rt, at = tr.str("refresh_token"), tr.str("access_token")
+
+	// Password only: the claims stay, the grants and sessions end.
+	if err := e.UpdateUser(ctx, &User{Name: "carol", PasswordHash: testHash("carol-new")}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := e.Users.Lookup(ctx, "carol")
+	if err != nil || u.Claims["email"] != "c2@example.test" {
+		t.Fatalf("a password change dropped the claims: %+v, %v", u, err)
+	}
+	wantErr(t, refresh(e, "c-web", rt), http.StatusBadRequest, CodeInvalidGrant)
+	if verifies(e, at) {
+		t.Fatalf("an access token issued before the password change still verifies")
+	}
+	_, ch := newPKCE()
+	if page := b.get(AuthorizePath + "?" + authzQuery("c-web", ch).Encode()); !isLoginPage(page) {
+		t.Fatalf("the sign-in session outlived the password change: %d", page.Code)
+	}
+	// The new password works.
+	code, verifier = newBrowser(t, e).getCodeAs("c-web", "carol", "carol-new")
+	wantOK(t, redeem(e, "c-web", code, verifier))
+}
+
+// getCodeAs runs the authorization flow as user and returns the code.
+func (b *browser) getCodeAs(clientID, user, pw string) (code, verifier string) {
+	b.t.Helper()
+	verifier, ch := newPKCE()
+	loc := b.authorize(authzQuery(clientID, ch), user, pw)
+	code = loc.Query().Get("code")
+	if code == "" {
+		b.t.Fatalf("no code: %s", loc)
+	}
+	return code, verifier
 }

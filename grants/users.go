@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -118,8 +119,34 @@ func (us *Users) Authenticate(ctx context.Context, name, password string) (*User
 }
 
 // Put stores a run-time user. create refuses to replace an existing one;
-// otherwise the user must exist (a password change).
+// otherwise the user must exist, and what u does not give is kept (see
+// Update).
 func (us *Users) Put(ctx context.Context, u *User, create bool) error {
+	if !create {
+		_, err := us.Update(ctx, u)
+		return err
+	}
+	if err := us.checkRuntime(u); err != nil {
+		return err
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	return us.store.Update(ctx, func(tx storage.Tx) error {
+		_, err := tx.Get(storage.KindUsers, u.Name)
+		switch {
+		case err == nil:
+			return ErrUserExists
+		case !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		return tx.Put(storage.KindUsers, u.Name, storage.Record{Value: b})
+	})
+}
+
+// checkRuntime checks a user that is to be stored at run time.
+func (us *Users) checkRuntime(u *User) error {
 	if err := ValidateUser(u); err != nil {
 		return err
 	}
@@ -129,22 +156,46 @@ func (us *Users) Put(ctx context.Context, u *User, create bool) error {
 	if us.reserved != nil && us.reserved(u.Name) {
 		return fmt.Errorf("user name %q is a client id; users and clients must have different names", u.Name)
 	}
-	b, err := json.Marshal(u)
-	if err != nil {
-		return err
+	return nil
+}
+
+// Update changes an existing run-time user and keeps what u does not
+// give: an empty PasswordHash keeps the password, nil Claims keep the
+// claims (an empty, non-nil map clears them). It reports whether the
+// password changed, after which the caller must end the user's grants
+// and sessions (Engine.UpdateUser does).
+func (us *Users) Update(ctx context.Context, u *User) (passwordChanged bool, err error) {
+	if _, ok := us.config[u.Name]; ok {
+		return false, ErrConfigUser
 	}
-	return us.store.Update(ctx, func(tx storage.Tx) error {
-		_, err := tx.Get(storage.KindUsers, u.Name)
-		switch {
-		case create && err == nil:
-			return ErrUserExists
-		case !create && errors.Is(err, storage.ErrNotFound):
+	err = us.store.Update(ctx, func(tx storage.Tx) error {
+		passwordChanged = false
+		rec, err := tx.Get(storage.KindUsers, u.Name)
+		if errors.Is(err, storage.ErrNotFound) {
 			return ErrUserNotFound
-		case err != nil && !errors.Is(err, storage.ErrNotFound):
+		}
+		if err != nil {
 			return err
 		}
+		var old User
+		if err := json.Unmarshal(rec.Value, &old); err != nil {
+			return err
+		}
+		next := User{Name: u.Name, PasswordHash: cmp.Or(u.PasswordHash, old.PasswordHash), Claims: u.Claims}
+		if next.Claims == nil {
+			next.Claims = old.Claims
+		}
+		if err := us.checkRuntime(&next); err != nil {
+			return err
+		}
+		b, err := json.Marshal(&next)
+		if err != nil {
+			return err
+		}
+		passwordChanged = next.PasswordHash != old.PasswordHash
 		return tx.Put(storage.KindUsers, u.Name, storage.Record{Value: b})
 	})
+	return passwordChanged, err
 }
 
 // Remove deletes a run-time user.
