@@ -218,8 +218,14 @@ func (w *web) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *aut
 		w.errorPage(rw, http.StatusBadRequest, "the application is no longer registered")
 		return
 	}
-	needConsent := !c.Trusted
-	if needConsent && !slices.Contains(ar.Prompt, "consent") {
+	// RFC 8252 §8.6: any program on the machine can claim a public
+	// client's loopback or custom-scheme redirect, so a public client gets
+	// a code only after the user acted in this request (typed the password
+	// just now, or allows on the consent page), trusted or not, whatever
+	// was allowed before.
+	public := c.AuthMethod == AuthNone
+	needConsent := !c.Trusted || (public && !freshLogin)
+	if needConsent && !public && !slices.Contains(ar.Prompt, "consent") {
 		ok, err := w.hasConsent(ctx, sess.User, c.ID, ar.Scope)
 		if err != nil {
 			w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
@@ -228,6 +234,10 @@ func (w *web) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *aut
 		needConsent = !ok
 	}
 	if needConsent {
+		if none && public {
+			w.e.redirectError(rw, r, ar, &redirectError{"interaction_required", "a public client needs the user to allow it each time"})
+			return
+		}
 		if none {
 			w.e.redirectError(rw, r, ar, &redirectError{"consent_required", "the user has not allowed this application"})
 			return

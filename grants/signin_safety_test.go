@@ -94,3 +94,41 @@ func (b *browser) getCodeAs(clientID, user, pw string) (code, verifier string) {
 	}
 	return code, verifier
 }
+
+// RFC 8252 §8.6: anyone on the machine can claim a public client's
+// loopback redirect, so a public client never gets a code without the
+// user acting in that request: a remembered consent (or the client being
+// trusted) does not skip the consent page, and prompt=none is refused.
+func TestPublicClientNeverSilent(t *testing.T) {
+	e := siNewTestEngine(t, nil)
+	b := newBrowser(t, e)
+	// alice signs in and allows c-pub once (the interaction).
+	code, verifier := b.getCode("c-pub")
+	wantOK(t, redeem(e, "c-pub", code, verifier))
+
+	for _, client := range []string{"c-pub", "c-multi"} { // untrusted, trusted
+		_, ch := newPKCE()
+		// Signed in, consent remembered, prompt=none: an error, no code.
+		rec := b.get(AuthorizePath + "?" + authzQuery(client, ch, "prompt", "none").Encode())
+		loc := mustLocation(t, rec)
+		if loc.Query().Get("code") != "" || (loc.Query().Get("error") != "consent_required" && loc.Query().Get("error") != "interaction_required") {
+			t.Fatalf("%s: prompt=none with a session and remembered consent redirected to %s", client, loc)
+		}
+		// Without prompt=none the user must act on the consent page.
+		rec = b.get(AuthorizePath + "?" + authzQuery(client, ch).Encode())
+		if !isConsentPage(rec) {
+			t.Fatalf("%s: a public client got past consent without interaction: %d %s", client, rec.Code, rec.Header().Get("Location"))
+		}
+		loc = mustLocation(t, b.consent(rec, "allow"))
+		if loc.Query().Get("code") == "" {
+			t.Fatalf("%s: allowing on the consent page gave no code: %s", client, loc)
+		}
+	}
+	// A confidential client keeps the remembered consent and prompt=none.
+	code, _ = b.getCode("c-web")
+	_, ch := newPKCE()
+	loc := mustLocation(t, b.get(AuthorizePath+"?"+authzQuery("c-web", ch, "prompt", "none").Encode()))
+	if code == "" || loc.Query().Get("code") == "" {
+		t.Fatalf("a confidential client lost silent re-authorization: %s", loc)
+	}
+}
