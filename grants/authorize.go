@@ -158,6 +158,9 @@ func (e *Engine) ServeAuthorize(rw http.ResponseWriter, r *http.Request) {
 		e.web.errorPage(rw, http.StatusBadRequest, "the sign-in page must be reached over HTTPS")
 		return
 	}
+	if e.web.refuseDuplicateCookie(rw, r) {
+		return
+	}
 	if r.Method == http.MethodPost {
 		// Bounded like the token endpoint: a real request is a few
 		// hundred bytes, and ParseForm would otherwise read 10 MB.
@@ -331,6 +334,9 @@ func (e *Engine) ServeConsent(rw http.ResponseWriter, r *http.Request) {
 func (w *web) checkPost(rw http.ResponseWriter, r *http.Request, st any) bool {
 	if err := w.e.requireTLS(r); err != nil {
 		w.errorPage(rw, http.StatusBadRequest, "this page must be reached over HTTPS")
+		return false
+	}
+	if w.refuseDuplicateCookie(rw, r) {
 		return false
 	}
 	if r.Method != http.MethodPost {
