@@ -92,16 +92,15 @@ var testHash = func() func(string) string {
 	}
 }()
 
-// realDummyPasswordHash is the production dummy hash for unknown users:
-// cost 14, about a second per use (tens of seconds under -race). Every test
-// uses a cheap stand-in, except TestUnknownUserRealDummyHash (built without
-// -race only).
-var realDummyPasswordHash = dummyPasswordHash
+// realDummyHashFor makes the production dummy hash for unknown users: at
+// cost 14 about a second per use (tens of seconds under -race). Every test
+// uses a cheap stand-in, except those that restore it.
+var realDummyHashFor = dummyHashFor
 
 const dummyPassword = "caddy-oauthgate: no such user"
 
 func init() {
-	dummyPasswordHash = func() []byte { return []byte(testHash(dummyPassword)) }
+	dummyHashFor = func(int) []byte { return []byte(testHash(dummyPassword)) }
 }
 
 func testUsers() []*User {

@@ -2,6 +2,7 @@ package grants
 
 import (
 	"context"
+	"golang.org/x/crypto/bcrypt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -186,5 +187,41 @@ func TestDuplicateCookieRefused(t *testing.T) {
 	// One of each still works.
 	if rec := b.login(page, "alice", "alice-pw"); rec.Code != http.StatusFound && !isConsentPage(rec) {
 		t.Fatalf("a normal login: %d", rec.Code)
+	}
+}
+
+// An unknown user must cost what a known one costs: the dummy hash has
+// the cost of the configured users' hashes (the highest, when they
+// differ), is made when the engine is built, not on the first unknown
+// name, and a stored user hashed at another cost is rehashed to it on a
+// successful sign-in, so that every name answers in the same time.
+func TestDummyHashMatchesUserCost(t *testing.T) {
+	cheap := dummyHashFor
+	dummyHashFor = realDummyHashFor
+	defer func() { dummyHashFor = cheap }()
+	const cost = bcrypt.MinCost + 1
+	h, _ := bcrypt.GenerateFromPassword([]byte("alice-pw"), cost)
+	e := siNewTestEngine(t, func(c *Config) {
+		c.Users = []*User{{Name: "alice", PasswordHash: string(h)}}
+	})
+	if got, err := bcrypt.Cost(e.Users.dummy); err != nil || got != cost {
+		t.Fatalf("dummy hash at start: cost %d, %v; want %d, made before any unknown user", got, err, cost)
+	}
+	ctx := context.Background()
+	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Users.Authenticate(ctx, "carol", "carol-pw"); err != nil {
+		t.Fatal(err)
+	}
+	u, err := e.Users.Lookup(ctx, "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := bcrypt.Cost([]byte(u.PasswordHash)); got != cost {
+		t.Fatalf("stored user's hash after sign-in: cost %d, want %d", got, cost)
+	}
+	if _, err := e.Users.Authenticate(ctx, "carol", "carol-pw"); err != nil {
+		t.Fatalf("the rehashed password: %v", err)
 	}
 }
