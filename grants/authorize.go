@@ -2,7 +2,6 @@ package grants
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -282,7 +281,7 @@ func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
 		again("Enter your user name and password.")
 		return
 	}
-	u, err := e.signIn(r.Context(), name, password, clientIP(r))
+	u, err := e.signIn(r.Context(), name, password, ClientIP(r))
 	switch {
 	case errors.Is(err, errSignInLocked):
 		again("Too many failed sign-ins. Wait a few minutes and try again.")
@@ -413,13 +412,4 @@ func (e *Engine) redirect(rw http.ResponseWriter, r *http.Request, ar *authzRequ
 	noStore(h)
 	h.Set("Location", ar.RedirectURI+sep+params.Encode())
 	rw.WriteHeader(http.StatusFound)
-}
-
-// clientIP is the address the throttle counts for.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

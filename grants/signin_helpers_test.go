@@ -153,11 +153,14 @@ func siNewTestEngine(t testing.TB, mod func(*Config)) *Engine {
 // browser is a user agent with a cookie jar that talks to the engine's
 // handlers directly.
 type browser struct {
-	t       testing.TB
-	e       *Engine
-	remote  string
-	tls     bool
-	cookies map[string]*http.Cookie
+	t      testing.TB
+	e      *Engine
+	remote string
+	// clientIP, when set, is the client address the HTTP server resolved
+	// (WithClientIP), as Caddy passes it.
+	clientIP string
+	tls      bool
+	cookies  map[string]*http.Cookie
 }
 
 func newBrowser(t testing.TB, e *Engine) *browser {
@@ -187,6 +190,9 @@ func (b *browser) handler(path string) http.HandlerFunc {
 func (b *browser) do(r *http.Request) *httptest.ResponseRecorder {
 	b.t.Helper()
 	r.RemoteAddr = b.remote
+	if b.clientIP != "" {
+		r = r.WithContext(WithClientIP(r.Context(), b.clientIP))
+	}
 	if b.tls {
 		r.TLS = &tls.ConnectionState{}
 	}
