@@ -116,7 +116,8 @@ func listUsers(w http.ResponseWriter, r *http.Request, eng *grants.Engine) error
 	return json.NewEncoder(w).Encode(out)
 }
 
-// putUser adds a user (create) or replaces a user's password and claims.
+// putUser adds a user (create) or changes a user's password or claims,
+// keeping what the body leaves out.
 // It takes a bcrypt hash, never a password: the CLI hashes locally.
 func putUser(w http.ResponseWriter, r *http.Request, eng *grants.Engine, name string, create bool) error {
 	var in adminUser
@@ -130,7 +131,15 @@ func putUser(w http.ResponseWriter, r *http.Request, eng *grants.Engine, name st
 		in.Name = name
 	}
 	u := &grants.User{Name: in.Name, PasswordHash: in.PasswordHash, Claims: in.Claims}
-	if err := userError(eng.Users.Put(r.Context(), u, create), in.Name); err != nil {
+	var err error
+	if create {
+		err = eng.Users.Put(r.Context(), u, true)
+	} else {
+		// Keeps what the body does not give; a new password revokes the
+		// user's grants and sessions.
+		err = eng.UpdateUser(r.Context(), u)
+	}
+	if err := userError(err, in.Name); err != nil {
 		return err
 	}
 	if create {

@@ -79,9 +79,13 @@ type App struct {
 	// built-in logo.
 	Logo string `json:"logo,omitempty"`
 
-	// LoginMaxFailures is how many failed sign-ins a user name or client
-	// address may have within 15 minutes before it is locked out, for
-	// 30s and then twice as long after each further failure. Default: 5.
+	// LoginMaxFailures is how many failed sign-ins a user name may have
+	// from one client address within 15 minutes before that pair is
+	// locked out, for 30s and then twice as long after each further
+	// failure; four times as many, from any addresses, lock the name. A
+	// client address (Caddy's client IP, which honours trusted_proxies) is
+	// never locked: past four times as many failures its failed sign-ins
+	// are answered after a delay, one at a time. Default: 5.
 	LoginMaxFailures int `json:"login_max_failures,omitempty"`
 
 	// BehindTLSProxy says TLS ends in a proxy in front of Caddy, so the

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,7 +41,7 @@ holds the file. Users defined in the Caddy config are listed but can only
 be changed in the config.
 
   caddy oauth user add <name> [--claim email=a@example.com]...
-  caddy oauth user passwd <name>
+  caddy oauth user passwd <name>   (ends the user's sessions and grants)
   caddy oauth user remove <name>
   caddy oauth user list
 
@@ -61,7 +62,7 @@ The following need the running server:
 			cmd.AddCommand(user, keysCommand(), clientCommand(), revokeCommand())
 			for _, sub := range []struct{ use, short string }{
 				{"add <name>", "Adds a user"},
-				{"passwd <name>", "Sets a user's password (and claims, with --claim)"},
+				{"passwd <name>", "Sets a user's password (claims kept unless --claim is given) and ends the user's sessions and grants"},
 				{"remove <name>", "Removes a user"},
 				{"list", "Lists users"},
 			} {
@@ -188,9 +189,11 @@ func viaAdmin(addr, verb string, u adminUser, stdout io.Writer) error {
 	case "add":
 		method, uri = http.MethodPost, "/oauth/users"
 	case "passwd":
-		method, uri = http.MethodPut, "/oauth/users/"+u.Name
+		// Escaped: a name such as 'carol2?x' must stay one path segment,
+		// not become 'carol2' and a query.
+		method, uri = http.MethodPut, "/oauth/users/"+url.PathEscape(u.Name)
 	case "remove":
-		method, uri = http.MethodDelete, "/oauth/users/"+u.Name
+		method, uri = http.MethodDelete, "/oauth/users/"+url.PathEscape(u.Name)
 	}
 	if verb == "add" || verb == "passwd" {
 		b, _ := json.Marshal(u)
@@ -243,8 +246,12 @@ func viaFile(path, verb string, u adminUser, stdout io.Writer, addr string) erro
 		}
 		printUsers(stdout, out)
 		return nil
-	case "add", "passwd":
-		err = users.Put(ctx, &grants.User{Name: u.Name, PasswordHash: u.PasswordHash, Claims: u.Claims}, verb == "add")
+	case "add":
+		err = users.Put(ctx, &grants.User{Name: u.Name, PasswordHash: u.PasswordHash, Claims: u.Claims}, true)
+	case "passwd":
+		// Keeps the claims unless --claim gave new ones; ends the user's
+		// grants and sessions.
+		err = grants.UpdateStoredUser(ctx, st, &grants.User{Name: u.Name, PasswordHash: u.PasswordHash, Claims: u.Claims})
 	case "remove":
 		err = users.Remove(ctx, u.Name)
 	}

@@ -73,15 +73,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 			Status:      http.StatusServiceUnavailable})
 		return nil
 	}
-	// The request's uuid also goes into Caddy's access log line, so the
-	// engine's debug lines can be matched with it.
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+	route(eng, w, withCaddyContext(r))
+	return nil
+}
+
+// withCaddyContext passes the engine what Caddy knows of the request: its
+// uuid, which also goes into Caddy's access log line, so the engine's
+// debug lines can be matched with it; and the client's address as Caddy
+// determined it (honouring trusted_proxies), which the sign-in throttle
+// counts, so that it does not count a load balancer's address for
+// everyone behind it.
+func withCaddyContext(r *http.Request) *http.Request {
+	ctx := r.Context()
+	if repl, ok := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		if id, ok := repl.GetString("http.request.uuid"); ok {
-			r = r.WithContext(grants.WithRequestID(r.Context(), id))
+			ctx = grants.WithRequestID(ctx, id)
 		}
 	}
-	route(eng, w, r)
-	return nil
+	if ip, ok := caddyhttp.GetVar(ctx, caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		ctx = grants.WithClientIP(ctx, ip)
+	}
+	return r.WithContext(ctx)
 }
 
 // Interface guards

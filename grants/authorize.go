@@ -2,7 +2,6 @@ package grants
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -159,6 +158,24 @@ func (e *Engine) ServeAuthorize(rw http.ResponseWriter, r *http.Request) {
 		e.web.errorPage(rw, http.StatusBadRequest, "the sign-in page must be reached over HTTPS")
 		return
 	}
+	if e.web.refuseDuplicateCookie(rw, r) {
+		return
+	}
+	if r.Method == http.MethodPost {
+		// Bounded like the token endpoint: a real request is a few
+		// hundred bytes, and ParseForm would otherwise read 10 MB.
+		r.Body = http.MaxBytesReader(rw, r.Body, MaxBodyBytes)
+		var tooLarge *http.MaxBytesError
+		err := r.ParseForm()
+		switch {
+		case r.ContentLength > MaxBodyBytes || errors.As(err, &tooLarge):
+			e.web.errorPage(rw, http.StatusRequestEntityTooLarge, "the authorization request is too large")
+			return
+		case err != nil:
+			e.web.errorPage(rw, http.StatusBadRequest, "the authorization request could not be read")
+			return
+		}
+	}
 	ar, page, rerr := e.parseAuthorize(r)
 	switch {
 	case page != "":
@@ -204,8 +221,14 @@ func (w *web) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *aut
 		w.errorPage(rw, http.StatusBadRequest, "the application is no longer registered")
 		return
 	}
-	needConsent := !c.Trusted
-	if needConsent && !slices.Contains(ar.Prompt, "consent") {
+	// RFC 8252 §8.6: any program on the machine can claim a public
+	// client's loopback or custom-scheme redirect, so a public client gets
+	// a code only after the user acted in this request (typed the password
+	// just now, or allows on the consent page), trusted or not, whatever
+	// was allowed before.
+	public := c.AuthMethod == AuthNone
+	needConsent := !c.Trusted || (public && !freshLogin)
+	if needConsent && !public && !slices.Contains(ar.Prompt, "consent") {
 		ok, err := w.hasConsent(ctx, sess.User, c.ID, ar.Scope)
 		if err != nil {
 			w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
@@ -214,6 +237,10 @@ func (w *web) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *aut
 		needConsent = !ok
 	}
 	if needConsent {
+		if none && public {
+			w.e.redirectError(rw, r, ar, &redirectError{"interaction_required", "a public client needs the user to allow it each time"})
+			return
+		}
 		if none {
 			w.e.redirectError(rw, r, ar, &redirectError{"consent_required", "the user has not allowed this application"})
 			return
@@ -255,7 +282,7 @@ func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
 		again("Enter your user name and password.")
 		return
 	}
-	u, err := e.signIn(r.Context(), name, password, clientIP(r))
+	u, err := e.signIn(r.Context(), name, password, ClientIP(r))
 	switch {
 	case errors.Is(err, errSignInLocked):
 		again("Too many failed sign-ins. Wait a few minutes and try again.")
@@ -307,6 +334,9 @@ func (e *Engine) ServeConsent(rw http.ResponseWriter, r *http.Request) {
 func (w *web) checkPost(rw http.ResponseWriter, r *http.Request, st any) bool {
 	if err := w.e.requireTLS(r); err != nil {
 		w.errorPage(rw, http.StatusBadRequest, "this page must be reached over HTTPS")
+		return false
+	}
+	if w.refuseDuplicateCookie(rw, r) {
 		return false
 	}
 	if r.Method != http.MethodPost {
@@ -383,13 +413,4 @@ func (e *Engine) redirect(rw http.ResponseWriter, r *http.Request, ar *authzRequ
 	noStore(h)
 	h.Set("Location", ar.RedirectURI+sep+params.Encode())
 	rw.WriteHeader(http.StatusFound)
-}
-
-// clientIP is the address the throttle counts for.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

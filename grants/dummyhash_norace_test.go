@@ -10,20 +10,21 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// A-19: an unknown user costs a real bcrypt at the cost of
-// `caddy hash-password`. This is the one test that pays for the cost-14
-// dummy hash; under -race that takes tens of seconds, so it is built only
-// without -race (every other test uses a cheap stand-in).
+// A-19: with no users in the config, an unknown user costs a real bcrypt
+// at the cost of `caddy hash-password` and `caddy oauth user add` (14).
+// This is the one test that pays for a cost-14 dummy hash; under -race
+// that takes tens of seconds, so it is built only without -race (every
+// other test uses a cheap stand-in).
 func TestUnknownUserRealDummyHash(t *testing.T) {
-	cheap := dummyPasswordHash
-	dummyPasswordHash = realDummyPasswordHash
-	defer func() { dummyPasswordHash = cheap }()
-	e := siNewTestEngine(t, nil)
+	cheap := dummyHashFor
+	dummyHashFor = realDummyHashFor
+	defer func() { dummyHashFor = cheap }()
+	e := siNewTestEngine(t, func(c *Config) { c.Users = nil })
 	u, err := e.Users.Authenticate(context.Background(), "mallory", dummyPassword)
 	if u != nil || !errors.Is(err, ErrUserNotFound) {
 		t.Fatalf("unknown user with the dummy's own password: %v, %v", u, err)
 	}
-	if cost, err := bcrypt.Cost(dummyPasswordHash()); err != nil || cost != 14 {
-		t.Fatalf("dummy hash cost = %d, %v; want 14", cost, err)
+	if cost, err := bcrypt.Cost(e.Users.dummy); err != nil || cost != DefaultPasswordCost {
+		t.Fatalf("dummy hash cost = %d, %v; want %d", cost, err, DefaultPasswordCost)
 	}
 }

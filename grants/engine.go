@@ -199,6 +199,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 		u.FromConfig = true
 		e.Users.config[u.Name] = u
 	}
+	if differ := e.Users.setCost(); len(differ) > 0 {
+		e.logger.Warn("users whose password hashes have another bcrypt cost than the others can be told apart by sign-in timing; hash their passwords again with `caddy hash-password`",
+			zap.Int("cost", e.Users.cost), zap.Strings("users", differ))
+	}
 	e.Users.reserved = func(name string) bool {
 		c, _ := e.lookupClient(context.Background(), name)
 		return c != nil

@@ -18,6 +18,9 @@ type Error struct {
 	Challenge string
 	// Allow, when set, is sent as the Allow header (for 405 answers).
 	Allow string
+	// RetryAfter, when positive, is sent as Retry-After in seconds (for
+	// 429 answers).
+	RetryAfter int
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Description }
@@ -76,6 +79,9 @@ func WriteError(w http.ResponseWriter, e *Error) {
 	h := w.Header()
 	if e.Challenge != "" {
 		h.Set("WWW-Authenticate", e.Challenge)
+	}
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
 	if e.Allow != "" {
 		h.Set("Allow", e.Allow)

@@ -189,6 +189,12 @@ func grantRevocationKey(family string) string { return "g." + family }
 // issued has expired. A grant stored before grant ids existed is named in
 // its access tokens by its key.
 func (e *Engine) revokeFamily(tx storage.Tx, key string) (map[string]int64, error) {
+	return revokeFamilyTx(tx, key, time.Now().Add(e.AccessTokenTTL+e.Verifier.Leeway))
+}
+
+// revokeFamilyTx is revokeFamily for access tokens that verify until
+// horizon at the latest.
+func revokeFamilyTx(tx storage.Tx, key string, horizon time.Time) (map[string]int64, error) {
 	var fam familyRecord
 	rec, err := getJSON(tx, storage.KindFamilies, key, &fam)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -201,7 +207,7 @@ func (e *Engine) revokeFamily(tx storage.Tx, key string) (map[string]int64, erro
 	if err := putJSON(tx, storage.KindFamilies, key, &fam, rec.Expires); err != nil {
 		return nil, err
 	}
-	ids := map[string]int64{grantRevocationKey(cmp.Or(fam.GrantID, key)): time.Now().Add(e.AccessTokenTTL + e.Verifier.Leeway).Unix()}
+	ids := map[string]int64{grantRevocationKey(cmp.Or(fam.GrantID, key)): horizon.Unix()}
 	if err := persistRevoked(tx, ids); err != nil {
 		return nil, err
 	}

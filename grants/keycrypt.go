@@ -4,11 +4,15 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
 // keyEncryption is the "enc" value of a stored key whose private JWK is
@@ -26,7 +30,11 @@ var ErrKeyEncryption = errors.New("cannot decrypt the stored signing keys")
 // a key derived (HKDF-SHA256) from the operator's key encryption key. The
 // key id is the additional data, so a sealed key cannot be moved to
 // another record.
-type keySealer struct{ aead cipher.AEAD }
+type keySealer struct {
+	aead cipher.AEAD
+	// macKey authenticates the set of stored key ids (keySetRecord).
+	macKey []byte
+}
 
 // newKeySealer returns nil (keys stay plain) for an empty secret.
 func newKeySealer(secret []byte) (*keySealer, error) {
@@ -48,7 +56,11 @@ func newKeySealer(secret []byte) (*keySealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &keySealer{aead: aead}, nil
+	macKey, err := hkdf.Key(sha256.New, secret, nil, "caddy-oauthgate signing key set", 32)
+	if err != nil {
+		return nil, err
+	}
+	return &keySealer{aead: aead, macKey: macKey}, nil
 }
 
 func (s *keySealer) seal(kid string, plain []byte) []byte {
@@ -95,4 +107,65 @@ func (s *keySealer) openJWK(sk *storedKey) ([]byte, error) {
 		return s.open(sk.ID, sealed)
 	}
 	return nil, fmt.Errorf("stored key %s uses unknown encryption %q", sk.ID, sk.Enc)
+}
+
+// keySetRecord names the KindSecrets record that lists, under a MAC keyed
+// from the key encryption key, the ids of the keys this server stored.
+// Each sealed key authenticates itself, but not the set: without it, a
+// key copied in from another file or an old backup, or a plain key, would
+// be taken (a plain one sealed and adopted as the signing key).
+const keySetRecord = "signing-key-set"
+
+// keySet is keySetRecord's value.
+type keySet struct {
+	Kids []string `json:"kids"`
+	MAC  []byte   `json:"mac"`
+}
+
+func (s *keySealer) keySetMAC(kids []string) []byte {
+	m := hmac.New(sha256.New, s.macKey)
+	for _, k := range kids {
+		m.Write([]byte(k))
+		m.Write([]byte{0})
+	}
+	return m.Sum(nil)
+}
+
+// readKeySet returns the authenticated set of key ids, or nil when none
+// was stored yet.
+func (s *keySealer) readKeySet(tx storage.Tx) (map[string]bool, error) {
+	rec, err := tx.Get(storage.KindSecrets, keySetRecord)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ks keySet
+	if json.Unmarshal(rec.Value, &ks) != nil || !hmac.Equal(ks.MAC, s.keySetMAC(ks.Kids)) {
+		return nil, fmt.Errorf("%w: the stored list of signing keys does not verify with key_encryption_key (a different key, or the storage was tampered with)", ErrKeyEncryption)
+	}
+	set := make(map[string]bool, len(ks.Kids))
+	for _, k := range ks.Kids {
+		set[k] = true
+	}
+	return set, nil
+}
+
+// writeKeySet authenticates the ids of the keys now stored in tx.
+func (s *keySealer) writeKeySet(tx storage.Tx) error {
+	var kids []string
+	err := tx.ForEach(storage.KindKeys, func(id string, _ storage.Record) error {
+		kids = append(kids, id)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.Sort(kids)
+	b, err := json.Marshal(keySet{Kids: kids, MAC: s.keySetMAC(kids)})
+	if err != nil {
+		return err
+	}
+	return tx.Put(storage.KindSecrets, keySetRecord, storage.Record{Value: b})
 }

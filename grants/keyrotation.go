@@ -85,7 +85,7 @@ func (e *Engine) rotate(ctx context.Context, now time.Time, olderThan time.Durat
 	err := e.store.Update(ctx, func(tx storage.Tx) error {
 		kid = ""
 		kr := newKeyRing()
-		if _, err := readKeys(tx, kr, e.signingAlg, e.sealer); err != nil {
+		if _, _, err := readKeys(tx, kr, e.signingAlg, e.sealer); err != nil {
 			return err
 		}
 		if olderThan > 0 && kr.Current != nil && now.Sub(kr.Current.Created) < olderThan {
@@ -110,6 +110,9 @@ func (e *Engine) rotate(ctx context.Context, now time.Time, olderThan time.Durat
 			}
 		}
 		kid = k.ID
+		if e.sealer != nil {
+			return e.sealer.writeKeySet(tx)
+		}
 		return nil
 	})
 	return kid, err

@@ -183,3 +183,82 @@ func TestKeyConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestPlantedKeyRefused: once a key encryption key is set, someone who
+// can write the storage file but does not know the KEK cannot make the
+// server sign with a key of theirs: a key stored unencrypted is refused
+// (not sealed and adopted), and so is a key outside the authenticated key
+// set or a tampered set, with an error that says what happened.
+func TestPlantedKeyRefused(t *testing.T) {
+	const kek = "0123456789abcdef0123456789abcdef-kek"
+	withKEK := func(c *Config) { c.KeyEncryptionKey = []byte(kek) }
+	ctx := context.Background()
+
+	t.Run("plain key", func(t *testing.T) {
+		st := openStore(t)
+		e := krMustEngine(t, st, withKEK)
+		// The attacker's key: newer, so it would become the signing key.
+		planted := krPlantKey(t, st, nil, time.Now().Add(time.Hour))
+		err := e.ReloadKeys(ctx)
+		if err == nil || !strings.Contains(err.Error(), "unencrypted") || !strings.Contains(err.Error(), planted) {
+			t.Fatalf("reload with a planted plain key: %v", err)
+		}
+		if _, err := krEngine(t, st, withKEK); err == nil {
+			t.Fatalf("a new engine started with a planted plain key")
+		}
+		if e.keyRing().Current.ID == planted {
+			t.Fatalf("the planted key signs")
+		}
+	})
+	t.Run("key outside the set", func(t *testing.T) {
+		st := openStore(t)
+		e := krMustEngine(t, st, withKEK)
+		// A sealed key (as if copied from another file with the same KEK,
+		// or an old backup) that this file's key set does not name.
+		planted := krPlantKey(t, st, e.sealer, time.Now().Add(time.Hour))
+		if err := e.ReloadKeys(ctx); err == nil || !strings.Contains(err.Error(), planted) {
+			t.Fatalf("reload with a key outside the authenticated set: %v", err)
+		}
+	})
+	t.Run("tampered set", func(t *testing.T) {
+		st := openStore(t)
+		e := krMustEngine(t, st, withKEK)
+		err := st.Update(ctx, func(tx storage.Tx) error {
+			return tx.Put(storage.KindSecrets, keySetRecord, storage.Record{Value: []byte(`{"kids":["x"],"mac":"AAAA"}`)})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.ReloadKeys(ctx); err == nil || !errors.Is(err, ErrKeyEncryption) {
+			t.Fatalf("reload with a tampered key set: %v", err)
+		}
+	})
+	t.Run("rotation keeps the set valid", func(t *testing.T) {
+		st := openStore(t)
+		e := krMustEngine(t, st, withKEK)
+		if _, err := e.RotateKeys(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if e2 := krMustEngine(t, st, withKEK); len(e2.Keys()) != 2 {
+			t.Fatalf("keys after rotation: %v", e2.Keys())
+		}
+	})
+}
+
+// krPlantKey writes a fresh key straight into st, sealed with s when not
+// nil, and returns its id.
+func krPlantKey(t *testing.T, st storage.Store, s *keySealer, created time.Time) string {
+	t.Helper()
+	priv, err := generateKey("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := newKey("ES256", priv, created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Update(context.Background(), func(tx storage.Tx) error { return putKey(tx, k, s) }); err != nil {
+		t.Fatal(err)
+	}
+	return k.ID
+}

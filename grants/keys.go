@@ -244,22 +244,39 @@ func newKeyRing() *KeyRing { return &KeyRing{byID: map[string]*Key{}, signers: m
 
 // readKeys fills kr from the unexpired stored keys. Current is the newest
 // key of alg that is not being retired; signers holds that of every
-// algorithm. plain counts keys stored unencrypted.
-func readKeys(tx storage.Tx, kr *KeyRing, alg string, s *keySealer) (plain int, err error) {
+// algorithm. plain counts keys stored unencrypted. With a sealer,
+// unmarked reports that no authenticated key set is stored yet (the key
+// encryption key is new); once one is, a key stored plain or missing from
+// the set is refused.
+func readKeys(tx storage.Tx, kr *KeyRing, alg string, s *keySealer) (plain int, unmarked bool, err error) {
 	clear(kr.byID)
 	clear(kr.signers)
 	kr.Current = nil
 	defer func() { kr.Current = kr.signers[alg] }()
+	var set map[string]bool
+	if s != nil {
+		if set, err = s.readKeySet(tx); err != nil {
+			return 0, false, err
+		}
+	}
+	sealed := 0
+	var plainIDs []string
 	err = tx.ForEach(storage.KindKeys, func(id string, rec storage.Record) error {
-		k, sealed, err := unmarshalKey(rec.Value, s)
+		k, isSealed, err := unmarshalKey(rec.Value, s)
 		if err != nil {
 			if errors.Is(err, ErrKeyEncryption) {
 				return err
 			}
 			return fmt.Errorf("signing key %s in storage is unreadable: %w", id, err)
 		}
-		if !sealed {
+		if isSealed {
+			sealed++
+		} else {
 			plain++
+			plainIDs = append(plainIDs, id)
+		}
+		if set != nil && isSealed && !set[id] {
+			return fmt.Errorf("%w: signing key %s in storage is not one this server stored (copied from another file or an old backup?); delete it, or restore the storage file", ErrKeyEncryption, id)
 		}
 		k.Retires = rec.Expires
 		kr.byID[k.ID] = k
@@ -268,7 +285,16 @@ func readKeys(tx storage.Tx, kr *KeyRing, alg string, s *keySealer) (plain int, 
 		}
 		return nil
 	})
-	return plain, err
+	if err != nil {
+		return 0, false, err
+	}
+	// Plain keys are sealed only the first time a key encryption key is
+	// configured: once keys are sealed, a plain one was planted by someone
+	// who can write the file but does not know the key encryption key.
+	if s != nil && plain > 0 && (set != nil || sealed > 0) {
+		return 0, false, fmt.Errorf("%w: signing key %s is stored unencrypted although key_encryption_key is set and the other keys are sealed; it may have been planted: delete it from the storage, or restore the storage file", ErrKeyEncryption, plainIDs[0])
+	}
+	return plain, s != nil && set == nil, nil
 }
 
 // putNewKey generates a key for alg and stores it.
@@ -306,20 +332,20 @@ func loadKeyRing(ctx context.Context, st storage.Store, algs []string, s *keySea
 	complete := func() bool {
 		return !slices.ContainsFunc(algs, func(a string) bool { _, ok := kr.signers[a]; return !ok })
 	}
-	plain := 0
+	plain, unmarked := 0, false
 	err := st.View(ctx, func(tx storage.Tx) error {
 		var err error
-		plain, err = readKeys(tx, kr, alg, s)
+		plain, unmarked, err = readKeys(tx, kr, alg, s)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if complete() && (s == nil || plain == 0) {
+	if complete() && !unmarked && (s == nil || plain == 0) {
 		return kr, nil
 	}
 	err = st.Update(ctx, func(tx storage.Tx) error {
-		plain, err := readKeys(tx, kr, alg, s)
+		plain, _, err := readKeys(tx, kr, alg, s)
 		if err != nil {
 			return err
 		}
@@ -344,6 +370,9 @@ func loadKeyRing(ctx context.Context, st storage.Store, algs []string, s *keySea
 			kr.signers[a] = k
 		}
 		kr.Current = kr.signers[alg]
+		if s != nil {
+			return s.writeKeySet(tx)
+		}
 		return nil
 	})
 	if err != nil {

@@ -25,6 +25,9 @@ type logoutState struct {
 func (e *Engine) ServeLogout(rw http.ResponseWriter, r *http.Request) {
 	w := e.web
 	ctx := r.Context()
+	if w.refuseDuplicateCookie(rw, r) {
+		return
+	}
 	sess, key, err := w.session(ctx, r)
 	if err != nil {
 		w.errorPage(rw, http.StatusServiceUnavailable, "sign-out is unavailable right now; try again shortly")

@@ -3,14 +3,11 @@ package grants
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
-
-// clientIPKey carries the client's address from the token endpoint to a
-// grant handler, for the sign-in throttle.
-type clientIPKey struct{}
 
 var errBadPassword = errCode(CodeInvalidGrant, "the user name or password is wrong")
 
@@ -35,7 +32,10 @@ func (e *Engine) password(ctx context.Context, c *Client, form Form) (*TokenResp
 	u, err := e.signIn(ctx, name, pw, ip)
 	switch {
 	case errors.Is(err, errSignInLocked):
-		return nil, errCode(CodeInvalidGrant, "too many failed sign-ins; wait a few minutes and try again")
+		// 429 with Retry-After tells a client when to try again.
+		oerr := errWithStatus(CodeInvalidGrant, http.StatusTooManyRequests, "too many failed sign-ins; try again later")
+		oerr.RetryAfter = retryAfter(err, time.Now())
+		return nil, oerr
 	case errors.Is(err, ErrUserNotFound):
 		e.debug(ctx, "password grant: sign-in failed")
 		return nil, errBadPassword

@@ -1,10 +1,14 @@
 package grants
 
 import (
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -133,27 +137,39 @@ func TestPasswordGrantOffByDefault(t *testing.T) {
 	}
 }
 
-// ROPC-04, A-19: failures lock the user name (from any address) and the
-// address (for any user), shared with the login page; other users from
-// other addresses are not locked out.
+// ROPC-04, A-19: failures lock the user name from that address, and
+// (past UserMaxFailures) from any address; a locked answer is 429 with
+// Retry-After. The address itself is never locked: bob signs in from it.
+// The throttle is shared with the login page.
 func TestPasswordGrantThrottle(t *testing.T) {
-	e := pwEngine(t, func(c *Config) { c.Web.Throttle = ThrottleConfig{MaxFailures: 3} })
+	e := pwEngine(t, func(c *Config) {
+		c.Web.Throttle = ThrottleConfig{MaxFailures: 3, UserMaxFailures: 5, IPDelay: time.Millisecond}
+	})
 	for range 3 {
 		checkError(t, pwRequest(e, "192.0.2.30:1", "username", "alice", "password", "wrong"), 400, CodeInvalidGrant)
 	}
-	locked := pwRequest(e, "192.0.2.31:1", "username", "alice", "password", "alice-pw")
-	checkError(t, locked, 400, CodeInvalidGrant)
+	locked := pwRequest(e, "192.0.2.30:1", "username", "alice", "password", "alice-pw")
+	checkError(t, locked, http.StatusTooManyRequests, CodeInvalidGrant)
+	if ra, err := strconv.Atoi(locked.Header().Get("Retry-After")); err != nil || ra < 1 || ra > 30 {
+		t.Errorf("locked answer: Retry-After %q, want 1..30 seconds", locked.Header().Get("Retry-After"))
+	}
 	if !strings.Contains(locked.Body.String(), "too many") {
 		t.Errorf("locked answer %s", locked.Body.String())
 	}
-	checkError(t, pwRequest(e, "192.0.2.30:1", "username", "bob", "password", "bob-pw"), 400, CodeInvalidGrant)
-	checkToken(t, pwRequest(e, "192.0.2.32:1", "username", "bob", "password", "bob-pw"))
+	checkToken(t, pwRequest(e, "192.0.2.30:1", "username", "bob", "password", "bob-pw"))
+	// From another address alice is not locked yet (3 of 5 for the name).
+	checkToken(t, pwRequest(e, "192.0.2.31:1", "username", "alice", "password", "alice-pw"))
+	// Five failures from five addresses lock the name everywhere.
+	for i := range 5 {
+		checkError(t, pwRequest(e, fmt.Sprintf("192.0.2.%d:1", 50+i), "username", "alice", "password", "wrong"), 400, CodeInvalidGrant)
+	}
+	checkError(t, pwRequest(e, "192.0.2.60:1", "username", "alice", "password", "alice-pw"), http.StatusTooManyRequests, CodeInvalidGrant)
 	// Unknown users are throttled the same way, so a lock reveals nothing.
 	for range 3 {
 		checkError(t, pwRequest(e, "192.0.2.40:1", "username", "ghost", "password", "x"), 400, CodeInvalidGrant)
 	}
-	if w := pwRequest(e, "192.0.2.41:1", "username", "ghost", "password", "x"); !strings.Contains(w.Body.String(), "too many") {
-		t.Errorf("unknown user not throttled: %s", w.Body.String())
+	if w := pwRequest(e, "192.0.2.40:1", "username", "ghost", "password", "x"); w.Code != http.StatusTooManyRequests {
+		t.Errorf("unknown user not throttled: %d %s", w.Code, w.Body.String())
 	}
 }
 

@@ -123,7 +123,9 @@ func persistRevoked(tx storage.Tx, ids map[string]int64) error {
 	return nil
 }
 
-// add makes committed revocations effective, and forgets expired ones.
+// add makes committed revocations effective. It only inserts: the gate's
+// readers wait on this lock, so forgetting expired revocations (a walk of
+// the whole map) is the sweeper's job (prune), not every revocation's.
 func (r *Revocations) add(ids map[string]int64) {
 	if r == nil || len(ids) == 0 {
 		return
@@ -133,21 +135,16 @@ func (r *Revocations) add(ids map[string]int64) {
 	for jti, exp := range ids {
 		r.jti[jti] = exp
 	}
-	r.pruneLocked(time.Now())
 }
 
 // prune forgets the revocations of tokens that expired long enough ago
-// that they can no longer verify.
+// that they can no longer verify. The sweeper calls it.
 func (r *Revocations) prune(now time.Time) {
 	if r == nil {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.pruneLocked(now)
-}
-
-func (r *Revocations) pruneLocked(now time.Time) {
 	cutoff := now.Add(-revokedSlack).Unix()
 	for jti, exp := range r.jti {
 		if exp < cutoff {

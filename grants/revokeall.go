@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
@@ -26,42 +27,29 @@ func (e *Engine) RevokeClient(ctx context.Context, clientID string) (int, error)
 // before now" entry, the access tokens (which are not stored). Access
 // tokens issued in the same second as the revocation are refused too.
 func (e *Engine) revokeAll(ctx context.Context, key string, match func(*familyRecord) bool) (int, error) {
+	return e.revokeAllThen(ctx, key, match, nil)
+}
+
+// revokeAllThen is revokeAll with more work (also) done in its
+// transaction.
+func (e *Engine) revokeAllThen(ctx context.Context, key string, match func(*familyRecord) bool, also func(storage.Tx) error) (int, error) {
 	if e.store == nil {
 		return 0, errors.New("the engine is not started")
 	}
 	now := time.Now()
-	b := beforeEntry{At: now.Unix(), Exp: now.Add(e.AccessTokenTTL + e.Verifier.Leeway).Unix()}
+	horizon := now.Add(e.AccessTokenTTL + e.Verifier.Leeway)
 	var (
 		n       int
 		revoked map[string]int64
+		b       beforeEntry
 	)
 	err := e.store.Update(ctx, func(tx storage.Tx) error {
-		n, revoked = 0, map[string]int64{}
-		var ids []string
-		err := tx.ForEach(storage.KindFamilies, func(id string, rec storage.Record) error {
-			var f familyRecord
-			if err := json.Unmarshal(rec.Value, &f); err != nil {
-				return err
-			}
-			if !f.Revoked && match(&f) {
-				ids = append(ids, id)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
+		var err error
+		n, revoked, b, err = revokeAllTx(tx, key, match, now, horizon)
+		if err == nil && also != nil {
+			err = also(tx)
 		}
-		for _, id := range ids {
-			jtis, err := e.revokeFamily(tx, id)
-			if err != nil {
-				return err
-			}
-			for k, v := range jtis {
-				revoked[k] = v
-			}
-		}
-		n = len(ids)
-		return persistBefore(tx, key, b)
+		return err
 	})
 	if err != nil {
 		return 0, err
@@ -69,4 +57,95 @@ func (e *Engine) revokeAll(ctx context.Context, key string, match func(*familyRe
 	e.Revocations.add(revoked)
 	e.Revocations.addBefore(key, b)
 	return n, nil
+}
+
+// revokeAllTx is revokeAll's transaction: access tokens that verify until
+// horizon at the latest are covered.
+func revokeAllTx(tx storage.Tx, key string, match func(*familyRecord) bool, now, horizon time.Time) (int, map[string]int64, beforeEntry, error) {
+	b := beforeEntry{At: now.Unix(), Exp: horizon.Unix()}
+	revoked := map[string]int64{}
+	var ids []string
+	err := tx.ForEach(storage.KindFamilies, func(id string, rec storage.Record) error {
+		var f familyRecord
+		if err := json.Unmarshal(rec.Value, &f); err != nil {
+			return err
+		}
+		if !f.Revoked && match(&f) {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, nil, b, err
+	}
+	for _, id := range ids {
+		jtis, err := revokeFamilyTx(tx, id, horizon)
+		if err != nil {
+			return 0, nil, b, err
+		}
+		for k, v := range jtis {
+			revoked[k] = v
+		}
+	}
+	return len(ids), revoked, b, persistBefore(tx, key, b)
+}
+
+// endSessionsTx deletes every sign-in session of user.
+func endSessionsTx(tx storage.Tx, user string) error {
+	var keys []string
+	err := tx.ForEach(storage.KindSessions, func(k string, rec storage.Record) error {
+		var s sessionRecord
+		if json.Unmarshal(rec.Value, &s) == nil && s.User == user {
+			keys = append(keys, k)
+		}
+		return nil
+	})
+	for _, k := range keys {
+		if err == nil {
+			err = tx.Delete(storage.KindSessions, k)
+		}
+	}
+	return err
+}
+
+// UpdateUser changes a run-time user, keeping what u does not give (see
+// Users.Update). A new password ends everything the old one opened (RFC
+// 9700 §4.14.2): the user's grants (refresh tokens), the access tokens
+// issued until now, and the user's sign-in sessions.
+func (e *Engine) UpdateUser(ctx context.Context, u *User) error {
+	changed, err := e.Users.Update(ctx, u)
+	if err != nil || !changed {
+		return err
+	}
+	sub := u.Name
+	_, err = e.revokeAllThen(ctx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
+		func(tx storage.Tx) error { return endSessionsTx(tx, sub) })
+	if err != nil {
+		return fmt.Errorf("the password of %q was changed, but revoking the user's grants failed (run `caddy oauth revoke --subject` again): %w", sub, err)
+	}
+	return nil
+}
+
+// OfflineRevocationHorizon is how long the access tokens issued before a
+// password change made with the server stopped (UpdateStoredUser) are
+// refused: the access_token_ttl is not known then.
+const OfflineRevocationHorizon = 24 * time.Hour
+
+// UpdateStoredUser is UpdateUser on a storage file while no server runs:
+// the revocations it stores take effect when the server starts.
+func UpdateStoredUser(ctx context.Context, st storage.Store, u *User) error {
+	us := StoredUsers(st)
+	changed, err := us.Update(ctx, u)
+	if err != nil || !changed {
+		return err
+	}
+	sub, now := u.Name, time.Now()
+	return st.Update(ctx, func(tx storage.Tx) error {
+		_, _, _, err := revokeAllTx(tx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
+			now, now.Add(OfflineRevocationHorizon))
+		if err != nil {
+			return err
+		}
+		return endSessionsTx(tx, sub)
+	})
 }

@@ -92,16 +92,15 @@ var testHash = func() func(string) string {
 	}
 }()
 
-// realDummyPasswordHash is the production dummy hash for unknown users:
-// cost 14, about a second per use (tens of seconds under -race). Every test
-// uses a cheap stand-in, except TestUnknownUserRealDummyHash (built without
-// -race only).
-var realDummyPasswordHash = dummyPasswordHash
+// realDummyHashFor makes the production dummy hash for unknown users: at
+// cost 14 about a second per use (tens of seconds under -race). Every test
+// uses a cheap stand-in, except those that restore it.
+var realDummyHashFor = dummyHashFor
 
 const dummyPassword = "caddy-oauthgate: no such user"
 
 func init() {
-	dummyPasswordHash = func() []byte { return []byte(testHash(dummyPassword)) }
+	dummyHashFor = func(int) []byte { return []byte(testHash(dummyPassword)) }
 }
 
 func testUsers() []*User {
@@ -154,11 +153,14 @@ func siNewTestEngine(t testing.TB, mod func(*Config)) *Engine {
 // browser is a user agent with a cookie jar that talks to the engine's
 // handlers directly.
 type browser struct {
-	t       testing.TB
-	e       *Engine
-	remote  string
-	tls     bool
-	cookies map[string]*http.Cookie
+	t      testing.TB
+	e      *Engine
+	remote string
+	// clientIP, when set, is the client address the HTTP server resolved
+	// (WithClientIP), as Caddy passes it.
+	clientIP string
+	tls      bool
+	cookies  map[string]*http.Cookie
 }
 
 func newBrowser(t testing.TB, e *Engine) *browser {
@@ -188,6 +190,9 @@ func (b *browser) handler(path string) http.HandlerFunc {
 func (b *browser) do(r *http.Request) *httptest.ResponseRecorder {
 	b.t.Helper()
 	r.RemoteAddr = b.remote
+	if b.clientIP != "" {
+		r = r.WithContext(WithClientIP(r.Context(), b.clientIP))
+	}
 	if b.tls {
 		r.TLS = &tls.ConnectionState{}
 	}

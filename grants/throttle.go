@@ -3,15 +3,38 @@ package grants
 import (
 	"context"
 	"errors"
+	"net"
+	"net/http"
 	"sync"
 	"time"
 )
 
 // ThrottleConfig limits failed sign-ins (login page and password grant).
+//
+// Failures count per user name and client address together, per user
+// name, and per client address. A (user, address) pair is locked after
+// MaxFailures; a user name, wherever the guesses come from, after
+// UserMaxFailures. An address is never locked, because a NAT or a proxy
+// puts many people behind one: past IPMaxFailures its failed attempts are
+// answered only after a delay (IPDelay, doubling, up to 16 times), one at
+// a time, so guessing from it slows down while a correct password from
+// someone who has not failed still signs in.
 type ThrottleConfig struct {
-	// MaxFailures is how many failures in Window are free before a key
-	// (a user name or a client address) is locked. Default 5.
+	// MaxFailures is how many failures of one user name from one client
+	// address in Window are free before that pair is locked. Default 5.
 	MaxFailures int
+	// UserMaxFailures is how many failures of one user name, from any
+	// addresses, in Window are free before the name is locked. Default
+	// 4 × MaxFailures.
+	UserMaxFailures int
+	// IPMaxFailures is how many failures from one client address in
+	// Window are answered at once; later ones are delayed. Default
+	// 4 × MaxFailures.
+	IPMaxFailures int
+	// IPDelay is the first delay of a failure past IPMaxFailures; it
+	// doubles with every MaxFailures further failures, up to 16 × IPDelay.
+	// Default 1s.
+	IPDelay time.Duration
 	// Window is how long failures are remembered. Default 15m.
 	Window time.Duration
 	// BaseLock is the first lock; each further failure doubles it, up to
@@ -32,6 +55,9 @@ type throttleEntry struct {
 	failures int
 	last     time.Time
 	until    time.Time
+	// gate, for an address past IPMaxFailures, lets its sign-ins run one
+	// at a time, so the delay cannot be spread over parallel requests.
+	gate chan struct{}
 }
 
 const throttleMaxKeys = 100_000
@@ -46,37 +72,58 @@ func newThrottle(cfg ThrottleConfig) *throttle {
 	if cfg.BaseLock <= 0 {
 		cfg.BaseLock = 30 * time.Second
 	}
+	if cfg.UserMaxFailures <= 0 {
+		cfg.UserMaxFailures = 4 * cfg.MaxFailures
+	}
+	if cfg.IPMaxFailures <= 0 {
+		cfg.IPMaxFailures = 4 * cfg.MaxFailures
+	}
+	if cfg.IPDelay <= 0 {
+		cfg.IPDelay = time.Second
+	}
 	return &throttle{cfg: cfg, m: map[string]*throttleEntry{}}
 }
 
 // locked reports whether any of the keys is locked now.
 func (t *throttle) locked(now time.Time, keys ...string) bool {
+	return !t.lockedUntil(now, keys...).IsZero()
+}
+
+// lockedUntil returns when the last lock among keys ends, or zero when
+// none is locked.
+func (t *throttle) lockedUntil(now time.Time, keys ...string) time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var until time.Time
 	for _, k := range keys {
-		if e, ok := t.m[k]; ok && now.Before(e.until) {
-			return true
+		if e, ok := t.m[k]; ok && now.Before(e.until) && e.until.After(until) {
+			until = e.until
 		}
 	}
-	return false
+	return until
 }
 
 // fail records a failure for each key and locks those past the limit.
 func (t *throttle) fail(now time.Time, keys ...string) {
+	t.failLimit(now, t.cfg.MaxFailures, keys...)
+}
+
+// failLimit records a failure for each key and locks those past max.
+func (t *throttle) failLimit(now time.Time, max int, keys ...string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.failLocked(now, max, keys...)
+}
+
+func (t *throttle) failLocked(now time.Time, max int, keys ...string) {
 	if len(t.m) >= throttleMaxKeys {
 		t.prune(now)
 	}
 	for _, k := range keys {
-		e, ok := t.m[k]
-		if !ok || now.Sub(e.last) > t.cfg.Window {
-			e = &throttleEntry{}
-			t.m[k] = e
-		}
+		e := t.entryLocked(now, k)
 		e.failures++
 		e.last = now
-		if over := e.failures - t.cfg.MaxFailures; over >= 0 {
+		if over := e.failures - max; over >= 0 && max > 0 {
 			lock := t.cfg.BaseLock << min(over, 20)
 			if lock > t.cfg.Window || lock <= 0 {
 				lock = t.cfg.Window
@@ -86,26 +133,131 @@ func (t *throttle) fail(now time.Time, keys ...string) {
 	}
 }
 
-// errSignInLocked is returned while a user name or address is locked out.
+// entryLocked returns k's entry, new when k had none or its failures aged
+// out.
+func (t *throttle) entryLocked(now time.Time, k string) *throttleEntry {
+	e, ok := t.m[k]
+	if !ok || now.Sub(e.last) > t.cfg.Window {
+		n := &throttleEntry{}
+		if ok {
+			n.gate = e.gate // a request may hold it
+		}
+		e = n
+		t.m[k] = e
+	}
+	return e
+}
+
+// addressGate returns the gate of an address past IPMaxFailures, or nil.
+func (t *throttle) addressGate(now time.Time, key string) chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[key]
+	if !ok || now.Sub(e.last) > t.cfg.Window || e.failures < t.cfg.IPMaxFailures {
+		return nil
+	}
+	if e.gate == nil {
+		e.gate = make(chan struct{}, 1)
+	}
+	return e.gate
+}
+
+// failAddress records a failure from an address and returns how long to
+// wait before answering it: zero up to IPMaxFailures, then IPDelay,
+// doubling every MaxFailures failures, up to 16 × IPDelay.
+func (t *throttle) failAddress(now time.Time, key string) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.failLocked(now, 0, key)
+	over := t.m[key].failures - t.cfg.IPMaxFailures
+	if over <= 0 {
+		return 0
+	}
+	return t.cfg.IPDelay << min((over-1)/t.cfg.MaxFailures, 4)
+}
+
+// errSignInLocked is returned while a user name, or a user name from an
+// address, is locked out.
 var errSignInLocked = errors.New("too many failed sign-ins")
 
+// lockedError says until when sign-in is locked.
+type lockedError struct{ until time.Time }
+
+func (e *lockedError) Error() string        { return errSignInLocked.Error() }
+func (e *lockedError) Is(target error) bool { return target == errSignInLocked }
+
+// retryAfter is the whole seconds until a lock ends, at least 1.
+func retryAfter(err error, now time.Time) int {
+	var le *lockedError
+	if !errors.As(err, &le) {
+		return 1
+	}
+	return max(1, int(le.until.Sub(now).Round(time.Second)/time.Second))
+}
+
+// clientIPKey carries the client's address, as the HTTP server determined
+// it, to the sign-in throttle.
+type clientIPKey struct{}
+
+// WithClientIP tags a request's context with the client's address as the
+// HTTP server determined it (Caddy's client_ip, which honours
+// trusted_proxies). Without it the throttle uses the connection's peer.
+func WithClientIP(ctx context.Context, ip string) context.Context {
+	return context.WithValue(ctx, clientIPKey{}, ip)
+}
+
+// ClientIP is the client address the sign-in throttle counts for a
+// request: the one WithClientIP gave, else the connection's peer.
+func ClientIP(r *http.Request) string {
+	if ip, ok := r.Context().Value(clientIPKey{}).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
 // signIn checks a password under the throttle the login page and the
-// password grant share: a locked user name or address is refused before
-// bcrypt runs, a failure counts against both, a success clears the user.
+// password grant share. A locked (user, address) pair or user name is
+// refused before bcrypt runs (a *lockedError); an address with many
+// failures is served one sign-in at a time and its failures answered
+// late. A failure counts against the pair, the name and the address; a
+// success clears the pair and the name.
 func (e *Engine) signIn(ctx context.Context, name, password, ip string) (*User, error) {
 	th, now := e.web.throttle, time.Now()
-	keys := []string{"user:" + name, "ip:" + ip}
-	if th.locked(now, keys...) {
-		return nil, errSignInLocked
+	pairKey, userKey, ipKey := "pair:"+ip+"\x00"+name, "user:"+name, "ip:"+ip
+	if until := th.lockedUntil(now, pairKey, userKey); !until.IsZero() {
+		return nil, &lockedError{until: until}
+	}
+	if gate := th.addressGate(now, ipKey); gate != nil {
+		select {
+		case gate <- struct{}{}:
+			defer func() { <-gate }()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	u, err := e.Users.Authenticate(ctx, name, password)
 	if errors.Is(err, ErrUserNotFound) {
-		th.fail(now, keys...)
+		now := time.Now()
+		th.fail(now, pairKey)
+		th.failLimit(now, th.cfg.UserMaxFailures, userKey)
+		if d := th.failAddress(now, ipKey); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	th.succeed(keys[0])
+	th.succeed(pairKey)
+	th.succeed(userKey)
 	return u, nil
 }
 

@@ -190,7 +190,7 @@ func loginFrom(t *testing.T, e *Engine, remote, user, pw string) (status int, bo
 
 func throttledEngine(t *testing.T) *Engine {
 	return siNewTestEngine(t, func(c *Config) {
-		c.Web.Throttle = ThrottleConfig{MaxFailures: 3}
+		c.Web.Throttle = ThrottleConfig{MaxFailures: 3, UserMaxFailures: 6, IPMaxFailures: 6, IPDelay: 50 * time.Millisecond}
 		for _, n := range []string{"carol", "dave", "erin", "frank"} {
 			c.Users = append(c.Users, &User{Name: n, PasswordHash: testHash(n + "-pw")})
 		}
@@ -198,82 +198,127 @@ func throttledEngine(t *testing.T) *Engine {
 }
 
 func TestLoginThrottle(t *testing.T) {
-	t.Run("per user", func(t *testing.T) {
+	t.Run("per user and address", func(t *testing.T) {
 		e := throttledEngine(t)
-		// Three failures for alice, each from another address.
+		const ip = "127.0.0.10:1"
 		for i := range 3 {
-			if st, _, _ := loginFrom(t, e, fmt.Sprintf("127.0.0.%d:1", 10+i), "alice", "wrong"); st != http.StatusUnauthorized {
+			if st, _, _ := loginFrom(t, e, ip, "alice", "wrong"); st != http.StatusUnauthorized {
 				t.Fatalf("failure %d: %d", i, st)
 			}
 		}
-		st, body, ok := loginFrom(t, e, "127.0.0.20:1", "alice", "alice-pw")
+		st, body, ok := loginFrom(t, e, ip, "alice", "alice-pw")
 		if ok || st != http.StatusUnauthorized || !strings.Contains(body, lockedMessage) {
 			t.Fatalf("locked user signed in with the right password: %d %v", st, ok)
 		}
 		// The same status as a wrong password (no oracle by status).
-		if st, _, _ := loginFrom(t, e, "127.0.0.21:1", "alice", "wrong"); st != http.StatusUnauthorized {
+		if st, _, _ := loginFrom(t, e, ip, "alice", "wrong"); st != http.StatusUnauthorized {
 			t.Fatalf("status %d", st)
 		}
-		// Another user from the same address is not affected.
-		if _, _, ok := loginFrom(t, e, "127.0.0.20:1", "bob", "bob-pw"); !ok {
+		// The port is not part of the address.
+		if _, _, ok := loginFrom(t, e, "127.0.0.10:2", "alice", "alice-pw"); ok {
+			t.Fatalf("another port of a locked pair signed in")
+		}
+		// Another user from the same address is not affected, nor alice
+		// from another address.
+		if _, _, ok := loginFrom(t, e, ip, "bob", "bob-pw"); !ok {
 			t.Fatalf("bob was locked out by alice's lock")
 		}
-		// Once the lock is over, alice signs in.
+		if _, _, ok := loginFrom(t, e, "127.0.0.11:1", "alice", "alice-pw"); !ok {
+			t.Fatalf("alice was locked out everywhere after failures from one address")
+		}
+	})
+	t.Run("per user", func(t *testing.T) {
+		e := throttledEngine(t)
+		// Six failures for alice, each from another address.
+		for i := range 6 {
+			if st, _, _ := loginFrom(t, e, fmt.Sprintf("127.0.0.%d:1", 20+i), "alice", "wrong"); st != http.StatusUnauthorized {
+				t.Fatalf("failure %d: %d", i, st)
+			}
+		}
+		st, body, ok := loginFrom(t, e, "127.0.0.30:1", "alice", "alice-pw")
+		if ok || !strings.Contains(body, lockedMessage) {
+			t.Fatalf("a name guessed from many addresses was not locked: %d %v", st, ok)
+		}
+		// Once the lock is over, alice signs in, which resets her count.
 		e.web.throttle.mu.Lock()
 		e.web.throttle.m["user:alice"].until = time.Now().Add(-time.Second)
 		e.web.throttle.mu.Unlock()
-		if _, _, ok := loginFrom(t, e, "127.0.0.22:1", "alice", "alice-pw"); !ok {
+		if _, _, ok := loginFrom(t, e, "127.0.0.31:1", "alice", "alice-pw"); !ok {
 			t.Fatalf("alice still locked after the lock ended")
 		}
 		if _, found := e.web.throttle.m["user:alice"]; found {
 			t.Fatalf("a successful sign-in did not reset the user's failures")
 		}
 	})
-	t.Run("per address", func(t *testing.T) {
-		e := throttledEngine(t)
-		const ip = "127.0.0.30:1"
-		for i, u := range []string{"alice", "bob", "carol"} {
-			if st, _, _ := loginFrom(t, e, ip, u, "wrong"); st != http.StatusUnauthorized {
-				t.Fatalf("failure %d: %d", i, st)
-			}
-		}
-		st, body, ok := loginFrom(t, e, ip, "erin", "erin-pw")
-		if ok || st != http.StatusUnauthorized || !strings.Contains(body, lockedMessage) {
-			t.Fatalf("locked address signed in: %d %v", st, ok)
-		}
-		// The port is not part of the address.
-		if _, _, ok := loginFrom(t, e, "127.0.0.30:2", "erin", "erin-pw"); ok {
-			t.Fatalf("another port of a locked address signed in")
-		}
-		if _, _, ok := loginFrom(t, e, "127.0.0.31:1", "erin", "erin-pw"); !ok {
-			t.Fatalf("another address was locked")
-		}
-	})
-	t.Run("unknown users count too", func(t *testing.T) {
+	t.Run("one address for everyone is never locked", func(t *testing.T) {
+		// Behind a NAT or a proxy: many failures with any names from one
+		// address slow its guesses, but lock no one out.
 		e := throttledEngine(t)
 		const ip = "127.0.0.40:1"
-		for _, u := range []string{"nobody1", "nobody2", "nobody3"} {
-			loginFrom(t, e, ip, u, "x")
+		for i := range 8 {
+			loginFrom(t, e, ip, fmt.Sprintf("nobody%d", i), "x")
 		}
-		if _, body, ok := loginFrom(t, e, ip, "dave", "dave-pw"); ok || !strings.Contains(body, lockedMessage) {
-			t.Fatalf("failures for unknown users did not lock the address")
+		for _, u := range []string{"carol", "dave", "erin"} {
+			if st, _, ok := loginFrom(t, e, ip, u, u+"-pw"); !ok {
+				t.Fatalf("%s, who never failed, was refused from a busy address: %d", u, st)
+			}
+		}
+		start := time.Now()
+		if _, body, _ := loginFrom(t, e, ip, "frank", "wrong"); strings.Contains(body, lockedMessage) {
+			t.Fatalf("a first failure for frank from a busy address was answered as locked")
+		}
+		if d := time.Since(start); d < 50*time.Millisecond {
+			t.Fatalf("a failure from an address past its limit was answered after %v, want at least the 50ms delay", d)
+		}
+		// An address below the limit is answered at once.
+		start = time.Now()
+		loginFrom(t, e, "127.0.0.41:1", "frank", "wrong")
+		if d := time.Since(start); d >= 50*time.Millisecond {
+			t.Logf("a quiet address took %v (slow machine?)", d)
 		}
 	})
 	t.Run("success resets the user's count", func(t *testing.T) {
 		e := throttledEngine(t)
-		for i := range 2 {
-			loginFrom(t, e, fmt.Sprintf("127.0.0.%d:1", 50+i), "frank", "wrong")
+		for range 2 {
+			loginFrom(t, e, "127.0.0.50:1", "frank", "wrong")
 		}
-		if _, _, ok := loginFrom(t, e, "127.0.0.52:1", "frank", "frank-pw"); !ok {
+		if _, _, ok := loginFrom(t, e, "127.0.0.50:1", "frank", "frank-pw"); !ok {
 			t.Fatalf("frank locked after 2 of 3 failures")
 		}
-		for i := range 2 {
-			loginFrom(t, e, fmt.Sprintf("127.0.0.%d:1", 53+i), "frank", "wrong")
+		for range 2 {
+			loginFrom(t, e, "127.0.0.50:1", "frank", "wrong")
 		}
-		if _, _, ok := loginFrom(t, e, "127.0.0.55:1", "frank", "frank-pw"); !ok {
+		if _, _, ok := loginFrom(t, e, "127.0.0.50:1", "frank", "frank-pw"); !ok {
 			t.Fatalf("failures before a success still counted")
 		}
 	})
+	t.Run("the HTTP server's client address counts, not the peer", func(t *testing.T) {
+		// Caddy passes its client_ip (trusted_proxies honoured) with
+		// WithClientIP; two users behind one proxy peer are two addresses.
+		e := throttledEngine(t)
+		const proxy = "127.0.0.60:1"
+		for range 3 {
+			loginFromClient(t, e, proxy, "192.0.2.1", "alice", "wrong")
+		}
+		if _, _, ok := loginFromClient(t, e, proxy, "192.0.2.1", "alice", "alice-pw"); ok {
+			t.Fatalf("the locked client address signed in")
+		}
+		if _, _, ok := loginFromClient(t, e, proxy, "192.0.2.2", "alice", "alice-pw"); !ok {
+			t.Fatalf("another client behind the same proxy was locked out")
+		}
+	})
+}
+
+// loginFromClient is loginFrom through a proxy peer that the HTTP server
+// resolved to client.
+func loginFromClient(t *testing.T, e *Engine, peer, client, user, pw string) (status int, body string, signedIn bool) {
+	t.Helper()
+	b := newBrowser(t, e)
+	b.remote, b.clientIP = peer, client
+	_, ch := newPKCE()
+	page := b.get(AuthorizePath + "?" + authzQuery("c-trusted", ch).Encode())
+	rec := b.login(page, user, pw)
+	return rec.Code, rec.Body.String(), setCookie(t, rec, sessionCookie) != nil && rec.Code == http.StatusFound
 }
 
 // A full throttle never forgets a locked key: flooding it with fresh keys

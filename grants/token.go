@@ -67,7 +67,7 @@ func (e *Engine) token(w http.ResponseWriter, r *http.Request) (*TokenResponse, 
 	if !client.Allows(gt) {
 		return nil, errCode(CodeUnauthorizedClient, "this client may not use this grant type")
 	}
-	resp, oerr := handle(context.WithValue(r.Context(), clientIPKey{}, clientIP(r)), client, form)
+	resp, oerr := handle(context.WithValue(r.Context(), clientIPKey{}, ClientIP(r)), client, form)
 	if oerr != nil {
 		return nil, oerr
 	}

@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -27,14 +29,30 @@ type User struct {
 	FromConfig bool `json:"-"`
 }
 
-// dummyPasswordHash is checked when the user is unknown so that an unknown
-// name costs the same as a wrong password (attack A-19). Cost 14 matches
-// `caddy hash-password`'s default.
-// It is made on first use, not at start-up, because it takes a second.
-var dummyPasswordHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("caddy-oauthgate: no such user"), 14)
-	return h
-})
+// DefaultPasswordCost is the bcrypt cost of `caddy hash-password` and
+// `caddy oauth user add`, and so of the users' hashes when the config
+// has none.
+const DefaultPasswordCost = 14
+
+// dummyHashFor returns a hash at cost that no password matches in
+// practice. An unknown user is checked against it so that an unknown name
+// costs what a wrong password costs (attack A-19). It is made once per
+// cost per process (a config reload reuses it): at cost 14 it takes a
+// second.
+var dummyHashFor = func() func(cost int) []byte {
+	var mu sync.Mutex
+	made := map[int][]byte{}
+	return func(cost int) []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		if h, ok := made[cost]; ok {
+			return h
+		}
+		h, _ := bcrypt.GenerateFromPassword([]byte("caddy-oauthgate: no such user"), cost)
+		made[cost] = h
+		return h
+	}
+}()
 
 // ValidateUser checks a user definition and says what to fix.
 func ValidateUser(u *User) error {
@@ -63,6 +81,36 @@ type Users struct {
 	// reserved reports names users may not take: client ids, because
 	// users and clients share the sub namespace of tokens.
 	reserved func(name string) bool
+	// cost is the one bcrypt cost every user is checked at, so that
+	// timing tells no name from another: stored users are rehashed to it
+	// on sign-in. Zero (tools on a storage file) leaves hashes as they are.
+	cost int
+	// dummy is the hash at cost that unknown users are checked against.
+	dummy []byte
+}
+
+// setCost picks the cost every password check runs at: the configured
+// users' (the highest, when they differ; the others are returned, to be
+// warned about), else DefaultPasswordCost; and makes the dummy hash now,
+// so that the first unknown name does not pay for it.
+func (us *Users) setCost() (differing []string) {
+	us.cost = 0
+	for _, u := range us.config {
+		if c, err := bcrypt.Cost([]byte(u.PasswordHash)); err == nil && c > us.cost {
+			us.cost = c
+		}
+	}
+	if us.cost == 0 {
+		us.cost = DefaultPasswordCost
+	}
+	for _, u := range us.config {
+		if c, _ := bcrypt.Cost([]byte(u.PasswordHash)); c != us.cost {
+			differing = append(differing, u.Name)
+		}
+	}
+	sort.Strings(differing)
+	us.dummy = dummyHashFor(us.cost)
+	return differing
 }
 
 // Lookup returns the user, or ErrUserNotFound.
@@ -107,19 +155,74 @@ func (us *Users) Authenticate(ctx context.Context, name, password string) (*User
 	}
 	var hash []byte
 	if u == nil {
-		hash = dummyPasswordHash()
+		hash = us.dummy
+		if hash == nil {
+			hash = dummyHashFor(DefaultPasswordCost)
+		}
 	} else {
 		hash = []byte(u.PasswordHash)
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || u == nil {
 		return nil, ErrUserNotFound
 	}
+	us.rehash(ctx, u, password)
 	return u, nil
 }
 
+// rehash stores a run-time user's password again at us.cost when it was
+// hashed at another, so that its sign-in takes as long as everyone's
+// (an unknown name's included). It is best effort: a failure leaves the
+// old hash, which still works.
+func (us *Users) rehash(ctx context.Context, u *User, password string) {
+	if us.cost == 0 || u.FromConfig || us.store == nil {
+		return
+	}
+	if c, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil || c == us.cost {
+		return
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), us.cost)
+	if err != nil {
+		return
+	}
+	_ = us.store.Update(ctx, func(tx storage.Tx) error {
+		var cur User
+		if _, err := getJSON(tx, storage.KindUsers, u.Name, &cur); err != nil || cur.PasswordHash != u.PasswordHash {
+			return err // gone or changed meanwhile: leave it
+		}
+		cur.PasswordHash = string(h)
+		return putJSON(tx, storage.KindUsers, u.Name, &cur, time.Time{})
+	})
+}
+
 // Put stores a run-time user. create refuses to replace an existing one;
-// otherwise the user must exist (a password change).
+// otherwise the user must exist, and what u does not give is kept (see
+// Update).
 func (us *Users) Put(ctx context.Context, u *User, create bool) error {
+	if !create {
+		_, err := us.Update(ctx, u)
+		return err
+	}
+	if err := us.checkRuntime(u); err != nil {
+		return err
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	return us.store.Update(ctx, func(tx storage.Tx) error {
+		_, err := tx.Get(storage.KindUsers, u.Name)
+		switch {
+		case err == nil:
+			return ErrUserExists
+		case !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		return tx.Put(storage.KindUsers, u.Name, storage.Record{Value: b})
+	})
+}
+
+// checkRuntime checks a user that is to be stored at run time.
+func (us *Users) checkRuntime(u *User) error {
 	if err := ValidateUser(u); err != nil {
 		return err
 	}
@@ -129,22 +232,46 @@ func (us *Users) Put(ctx context.Context, u *User, create bool) error {
 	if us.reserved != nil && us.reserved(u.Name) {
 		return fmt.Errorf("user name %q is a client id; users and clients must have different names", u.Name)
 	}
-	b, err := json.Marshal(u)
-	if err != nil {
-		return err
+	return nil
+}
+
+// Update changes an existing run-time user and keeps what u does not
+// give: an empty PasswordHash keeps the password, nil Claims keep the
+// claims (an empty, non-nil map clears them). It reports whether the
+// password changed, after which the caller must end the user's grants
+// and sessions (Engine.UpdateUser does).
+func (us *Users) Update(ctx context.Context, u *User) (passwordChanged bool, err error) {
+	if _, ok := us.config[u.Name]; ok {
+		return false, ErrConfigUser
 	}
-	return us.store.Update(ctx, func(tx storage.Tx) error {
-		_, err := tx.Get(storage.KindUsers, u.Name)
-		switch {
-		case create && err == nil:
-			return ErrUserExists
-		case !create && errors.Is(err, storage.ErrNotFound):
+	err = us.store.Update(ctx, func(tx storage.Tx) error {
+		passwordChanged = false
+		rec, err := tx.Get(storage.KindUsers, u.Name)
+		if errors.Is(err, storage.ErrNotFound) {
 			return ErrUserNotFound
-		case err != nil && !errors.Is(err, storage.ErrNotFound):
+		}
+		if err != nil {
 			return err
 		}
+		var old User
+		if err := json.Unmarshal(rec.Value, &old); err != nil {
+			return err
+		}
+		next := User{Name: u.Name, PasswordHash: cmp.Or(u.PasswordHash, old.PasswordHash), Claims: u.Claims}
+		if next.Claims == nil {
+			next.Claims = old.Claims
+		}
+		if err := us.checkRuntime(&next); err != nil {
+			return err
+		}
+		b, err := json.Marshal(&next)
+		if err != nil {
+			return err
+		}
+		passwordChanged = next.PasswordHash != old.PasswordHash
 		return tx.Put(storage.KindUsers, u.Name, storage.Record{Value: b})
 	})
+	return passwordChanged, err
 }
 
 // Remove deletes a run-time user.

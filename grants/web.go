@@ -193,6 +193,25 @@ func (w *web) secure(r *http.Request) bool {
 	return r.TLS != nil || w.e.BehindTLSProxy || !IsLoopback(r)
 }
 
+// duplicateCookie reports whether the request carries one of our cookie
+// names more than once. A sibling subdomain can set a cookie of the same
+// name for the parent domain or a longer path, which the browser sends
+// beside ours and first; r.Cookie would pick it. (The __Host- prefix,
+// which forbids such cookies, needs Path=/, and would send the session to
+// every app on the host.)
+func duplicateCookie(r *http.Request) bool {
+	return len(r.CookiesNamed(sessionCookie)) > 1 || len(r.CookiesNamed(csrfCookie)) > 1
+}
+
+// refuseDuplicateCookie answers 400 when duplicateCookie.
+func (w *web) refuseDuplicateCookie(rw http.ResponseWriter, r *http.Request) bool {
+	if !duplicateCookie(r) {
+		return false
+	}
+	w.errorPage(rw, http.StatusBadRequest, "your browser sent a sign-in cookie twice (another site under the same domain may have set one); clear this site's cookies and start again")
+	return true
+}
+
 func (w *web) setCookie(rw http.ResponseWriter, r *http.Request, name, value string, maxAge int, sameSite http.SameSite) {
 	http.SetCookie(rw, &http.Cookie{Name: name, Value: value, Path: w.cookiePath, MaxAge: maxAge,
 		Secure: w.secure(r), HttpOnly: true, SameSite: sameSite})
