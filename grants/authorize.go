@@ -245,9 +245,11 @@ func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
 	}
 	ar := &st.Request
 	name, password := r.PostForm.Get("username"), r.PostForm.Get("password")
+	// A failed sign-in shows the form again with 200: a 401 would need a
+	// WWW-Authenticate challenge (RFC 9110 §15.5.2), and a form has none.
 	again := func(msg string) {
 		csrf := w.csrfToken(rw, r)
-		w.render(rw, http.StatusUnauthorized, "login.html", pageData{Title: "Sign in", Client: ar.ClientID, Error: msg,
+		w.render(rw, http.StatusOK, "login.html", pageData{Title: "Sign in", Client: ar.ClientID, Error: msg,
 			LoginHint: name, State: w.seal(st, csrf), CSRF: csrf, Action: e.basePath + AuthorizePath + "/login"})
 	}
 	if name == "" || password == "" || len(name) > 200 || len(password) > 1024 {
