@@ -77,9 +77,17 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 		return nil, "the application that sent you here is not registered", nil
 	}
 	ar = &authzRequest{ClientID: c.ID, State: p["state"], MaxAge: -1}
+	// An OpenID request must name its redirect URI (OIDC Core §3.1.2.1),
+	// and a request without scope gets the client's scopes, openid
+	// included. Without it we cannot redirect the error anywhere
+	// (RFC 6749 §4.1.2.1), so it is a page.
+	openid := slices.Contains(strings.Split(p["scope"], " "), "openid") ||
+		(p["scope"] == "" && slices.Contains(c.Scopes, "openid"))
 	switch ru := p["redirect_uri"]; {
 	case ru != "" && c.MatchRedirectURI(ru):
 		ar.RedirectURI, ar.RedirectGiven = ru, true
+	case ru == "" && openid:
+		return nil, "the application did not say where to send you back (redirect_uri is required for OpenID Connect)", nil
 	case ru == "" && len(c.RedirectURIs) == 1:
 		ar.RedirectURI = c.RedirectURIs[0]
 	default:

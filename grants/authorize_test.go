@@ -99,6 +99,11 @@ func TestAuthorizeErrorPage(t *testing.T) {
 		{"trailing space", web("https://client.test/cb ")},
 		{"another client's uri", web("https://basic.test/cb")},
 		{"no redirect_uri with two registered", q("c-multi", "redirect_uri", "")},
+		// OIDC Core §3.1.2.1: redirect_uri is REQUIRED in an OpenID
+		// request, even when the client registered only one.
+		{"openid without redirect_uri", q("c-web", "redirect_uri", "", "scope", "openid email")},
+		{"openid last without redirect_uri", q("c-web", "redirect_uri", "", "scope", "read openid")},
+		{"openid by default scope without redirect_uri", q("c-web", "redirect_uri", "")},
 		{"repeated client_id", q("c-web") + "&client_id=c-web"},
 		{"repeated redirect_uri", q("c-web") + "&redirect_uri=" + url.QueryEscape("https://client.test/cb")},
 		{"repeated state", q("c-web") + "&state=x"},
@@ -290,8 +295,9 @@ func TestAuthorizeRedirectEncoding(t *testing.T) {
 		t.Fatalf("Location = %q", loc)
 	}
 
-	// The only registered URI is used when redirect_uri is left out.
-	rec = getAuthorize(e, authzQuery("c-web", ch, "redirect_uri", "", "response_type", "token").Encode())
+	// The only registered URI is used when redirect_uri is left out of a
+	// plain OAuth request (an OpenID one must name it).
+	rec = getAuthorize(e, authzQuery("c-web", ch, "redirect_uri", "", "scope", "read", "response_type", "token").Encode())
 	if loc := mustLocation(t, rec); loc.Scheme+"://"+loc.Host+loc.Path != "https://client.test/cb" {
 		t.Fatalf("Location = %s", loc)
 	}
