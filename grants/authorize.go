@@ -132,8 +132,8 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 		return fail(CodeInvalidRequest, "code_challenge is required (PKCE with S256)")
 	case ch != "" && m != "S256":
 		return fail(CodeInvalidRequest, "code_challenge_method must be S256")
-	case ch != "" && !validPKCEValue(ch):
-		return fail(CodeInvalidRequest, "code_challenge is malformed")
+	case ch != "" && !validS256Challenge(ch):
+		return fail(CodeInvalidRequest, "code_challenge must be the 43-character base64url SHA-256 of the code_verifier")
 	default:
 		ar.Challenge = ch
 	}
@@ -173,6 +173,19 @@ func (e *Engine) ServeAuthorize(rw http.ResponseWriter, r *http.Request) {
 	case rerr != nil:
 		e.redirectError(rw, r, ar, rerr)
 	default:
+		// A challenge a live code already carries is refused before the
+		// user signs in for a code that issueCode would refuse anyway.
+		if ar.Challenge != "" {
+			used, err := e.challengeInUse(r.Context(), ar.Challenge)
+			if err != nil {
+				e.redirectError(rw, r, ar, &redirectError{CodeTemporarilyUnavailable, "try again shortly"})
+				return
+			}
+			if used {
+				e.redirectError(rw, r, ar, errChallengeReused)
+				return
+			}
+		}
 		e.web.continueAuthorize(rw, r, ar, nil)
 	}
 }
@@ -362,11 +375,33 @@ func (e *Engine) issueCode(rw http.ResponseWriter, r *http.Request, ar *authzReq
 	code := newSecretToken()
 	cr := codeRecord{ClientID: ar.ClientID, RedirectURI: ar.RedirectURI, RedirectGiven: ar.RedirectGiven,
 		Challenge: ar.Challenge, Nonce: ar.Nonce, Scope: ar.Scope, Resource: ar.Resource, Subject: sess.User, AuthTime: sess.AuthTime}
+	expires := time.Now().Add(CodeTTL)
+	var reused bool
 	err := e.store.Batch(r.Context(), func(tx storage.Tx) error {
-		return putJSON(tx, storage.KindCodes, hashToken(code), &cr, time.Now().Add(CodeTTL))
+		reused = false
+		// The challenge is bound to this code for the code's lifetime, in
+		// the transaction that stores the code: of two transactions with
+		// one challenge, only the first gets a code (RFC 9700 §2.1.1).
+		if ar.Challenge != "" {
+			key := challengeKey(ar.Challenge)
+			if _, err := tx.Get(storage.KindAssertions, key); err == nil {
+				reused = true
+				return nil
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			if err := tx.Put(storage.KindAssertions, key, storage.Record{Value: []byte{1}, Expires: expires}); err != nil {
+				return err
+			}
+		}
+		return putJSON(tx, storage.KindCodes, hashToken(code), &cr, expires)
 	})
 	if err != nil {
 		e.redirectError(rw, r, ar, &redirectError{CodeTemporarilyUnavailable, "try again shortly"})
+		return
+	}
+	if reused {
+		e.redirectError(rw, r, ar, errChallengeReused)
 		return
 	}
 	e.redirect(rw, r, ar, url.Values{"code": {code}})
