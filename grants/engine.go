@@ -278,6 +278,9 @@ func (e *Engine) Paths() map[string]string {
 		"introspect": e.basePath + IntrospectPath,
 		"as_meta":    "/.well-known/oauth-authorization-server" + e.basePath,
 		"oidc_meta":  e.basePath + "/.well-known/openid-configuration",
+		// Every endpoint but discovery is under prefix; a path there that
+		// is no endpoint is answered 404, not passed on.
+		"prefix": e.basePath + "/oauth/",
 	}
 }
 
