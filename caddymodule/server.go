@@ -71,6 +71,7 @@ func (s *Server) Provision(ctx caddy.Context) error {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	route, ok := s.routes[r.URL.Path]
 	if !ok && strings.HasPrefix(r.URL.Path, s.prefix) {
+		grants.DiscardBody(r)
 		grants.WriteError(w, &grants.Error{Code: grants.CodeInvalidRequest, Status: http.StatusNotFound,
 			Description: "no endpoint at this path; the discovery document lists them"})
 		return nil

@@ -12,6 +12,9 @@ import (
 // allow.
 func (e *Engine) ServeUserinfo(w http.ResponseWriter, r *http.Request) {
 	base := `Bearer realm="` + e.realm + `"`
+	// The token is in the header; a body (of a POST) is never read, and
+	// is discarded so that any answer reaches the client (DiscardBody).
+	DiscardBody(r)
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
 		WriteBearerError(w, base, http.StatusMethodNotAllowed, "invalid_request", "")
