@@ -94,6 +94,8 @@ type Engine struct {
 	keyRotation time.Duration
 	sealer      *keySealer
 	observer    Observer
+	// corsOrigins are the origins browser apps may call from (cors.go).
+	corsOrigins appOrigins
 }
 
 // grantHandler issues tokens for one grant type to an authenticated client

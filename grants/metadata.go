@@ -111,7 +111,7 @@ func (e *Engine) metadata(ctx context.Context) (*Metadata, error) {
 
 // ServeMetadata answers the RFC 8414 and OIDC Discovery documents.
 func (e *Engine) ServeMetadata(w http.ResponseWriter, r *http.Request) {
-	if !readOnly(w, r) {
+	if e.cors(w, r, corsAnyOrigin, "GET, HEAD") || !readOnly(w, r) {
 		return
 	}
 	m, err := e.metadata(r.Context())
@@ -124,7 +124,7 @@ func (e *Engine) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 
 // ServeJWKS publishes the public half of every key that still verifies.
 func (e *Engine) ServeJWKS(w http.ResponseWriter, r *http.Request) {
-	if !readOnly(w, r) {
+	if e.cors(w, r, corsAnyOrigin, "GET, HEAD") || !readOnly(w, r) {
 		return
 	}
 	set := jwk.NewSet()

@@ -34,6 +34,9 @@ func (e *Engine) requireTLS(r *http.Request) *Error {
 
 // ServeToken is the token endpoint (RFC 6749 §3.2).
 func (e *Engine) ServeToken(w http.ResponseWriter, r *http.Request) {
+	if e.cors(w, r, corsAppOrigins, http.MethodPost) {
+		return
+	}
 	start := time.Now()
 	defer func() { e.observer.TokenDuration(time.Since(start)) }()
 	resp, oerr := e.token(w, r)

@@ -11,6 +11,9 @@ import (
 // that answers per RFC 6750 and releases the claims the token's scopes
 // allow.
 func (e *Engine) ServeUserinfo(w http.ResponseWriter, r *http.Request) {
+	if e.cors(w, r, corsAppOrigins, "GET, POST") {
+		return
+	}
 	base := `Bearer realm="` + e.realm + `"`
 	// The token is in the header; a body (of a POST) is never read, and
 	// is discarded so that any answer reaches the client (DiscardBody).
