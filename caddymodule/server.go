@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -16,10 +17,16 @@ func init() {
 
 // Server serves the authorization server's endpoints: the token endpoint,
 // the JWKS and the discovery documents, at the paths the discovery
-// documents publish. Other requests go on to the next handler.
+// documents publish. A path under the endpoints' prefix (the issuer's
+// path + /oauth/) that is no endpoint is answered 404 with a JSON error;
+// other requests go on to the next handler.
 type Server struct {
 	app    *App
 	routes map[string]func(*grants.Engine, http.ResponseWriter, *http.Request)
+	// prefix is the path under which every endpoint but discovery lives
+	// (the issuer's path + /oauth/). It belongs to the server: an unknown
+	// path there is answered 404, never handed to the next handler.
+	prefix string
 	logger *zap.Logger
 }
 
@@ -40,6 +47,7 @@ func (s *Server) Provision(ctx caddy.Context) error {
 	}
 	s.app = app
 	p := app.engine.Paths()
+	s.prefix = p["prefix"]
 	s.routes = map[string]func(*grants.Engine, http.ResponseWriter, *http.Request){
 		p["token"]:                  (*grants.Engine).ServeToken,
 		p["jwks"]:                   (*grants.Engine).ServeJWKS,
@@ -62,6 +70,12 @@ func (s *Server) Provision(ctx caddy.Context) error {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	route, ok := s.routes[r.URL.Path]
+	if !ok && strings.HasPrefix(r.URL.Path, s.prefix) {
+		grants.DiscardBody(r)
+		grants.WriteError(w, &grants.Error{Code: grants.CodeInvalidRequest, Status: http.StatusNotFound,
+			Description: "no endpoint at this path; the discovery document lists them"})
+		return nil
+	}
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}

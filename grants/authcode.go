@@ -37,6 +37,44 @@ func validPKCEValue(s string) bool {
 	return true
 }
 
+// validS256Challenge checks an S256 code_challenge: the unpadded base64url
+// encoding of a SHA-256 hash, so exactly 43 characters whose last one
+// carries no stray bits (RFC 7636 §4.2). Anything else matches no
+// verifier, so a code issued for it could never be redeemed.
+func validS256Challenge(s string) bool {
+	if len(s) != 43 {
+		return false
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	return err == nil && len(b) == sha256.Size
+}
+
+// challengeKey is where a code_challenge bound to a live code is
+// recorded (among the single-use values), so that another transaction
+// cannot use it (RFC 9700 §2.1.1). Only its hash is kept.
+func challengeKey(challenge string) string {
+	return "pkce:" + hashToken(challenge)
+}
+
+// errChallengeReused is the redirect error for a code_challenge that a
+// live code already uses.
+var errChallengeReused = &redirectError{CodeInvalidRequest,
+	"code_challenge is already in use: make a new code_verifier for every authorization request"}
+
+// challengeInUse reports whether a live code was issued for challenge.
+func (e *Engine) challengeInUse(ctx context.Context, challenge string) (bool, error) {
+	var used bool
+	err := e.store.View(ctx, func(tx storage.Tx) error {
+		_, err := tx.Get(storage.KindAssertions, challengeKey(challenge))
+		used = err == nil
+		if errors.Is(err, storage.ErrNotFound) {
+			err = nil
+		}
+		return err
+	})
+	return used, err
+}
+
 // s256 is the PKCE S256 transformation.
 func s256(verifier string) string {
 	sum := sha256.Sum256([]byte(verifier))

@@ -205,18 +205,19 @@ func TestCodeMissingRedirectURI(t *testing.T) {
 	wantErr(t, tr, http.StatusBadRequest, CodeInvalidRequest)
 }
 
-// When the authorization request left redirect_uri out (one registered),
-// the token request may leave it out too, but not send another.
+// When a (plain OAuth) authorization request left redirect_uri out (one
+// registered), the token request may leave it out too, but not send
+// another.
 func TestCodeRedirectURIOmitted(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
-	code, verifier := b.getCode("c-web", "redirect_uri", "")
+	code, verifier := b.getCode("c-web", "redirect_uri", "", "scope", "read")
 	wantOK(t, postToken(e, "c-web", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}}))
 
-	code, verifier = b.getCode("c-web", "redirect_uri", "")
+	code, verifier = b.getCode("c-web", "redirect_uri", "", "scope", "read")
 	wantOK(t, redeem(e, "c-web", code, verifier)) // the registered one, repeated
 
-	code, verifier = b.getCode("c-web", "redirect_uri", "")
+	code, verifier = b.getCode("c-web", "redirect_uri", "", "scope", "read")
 	wantErr(t, postToken(e, "c-web", url.Values{"grant_type": {"authorization_code"}, "code": {code},
 		"code_verifier": {verifier}, "redirect_uri": {"https://client.test/other"}}), http.StatusBadRequest, CodeInvalidGrant)
 }

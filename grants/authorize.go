@@ -76,9 +76,17 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 		return nil, "the application that sent you here is not registered", nil
 	}
 	ar = &authzRequest{ClientID: c.ID, State: p["state"], MaxAge: -1}
+	// An OpenID request must name its redirect URI (OIDC Core §3.1.2.1),
+	// and a request without scope gets the client's scopes, openid
+	// included. Without it we cannot redirect the error anywhere
+	// (RFC 6749 §4.1.2.1), so it is a page.
+	openid := slices.Contains(strings.Split(p["scope"], " "), "openid") ||
+		(p["scope"] == "" && slices.Contains(c.Scopes, "openid"))
 	switch ru := p["redirect_uri"]; {
 	case ru != "" && c.MatchRedirectURI(ru):
 		ar.RedirectURI, ar.RedirectGiven = ru, true
+	case ru == "" && openid:
+		return nil, "the application did not say where to send you back (redirect_uri is required for OpenID Connect)", nil
 	case ru == "" && len(c.RedirectURIs) == 1:
 		ar.RedirectURI = c.RedirectURIs[0]
 	default:
@@ -124,8 +132,8 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 		return fail(CodeInvalidRequest, "code_challenge is required (PKCE with S256)")
 	case ch != "" && m != "S256":
 		return fail(CodeInvalidRequest, "code_challenge_method must be S256")
-	case ch != "" && !validPKCEValue(ch):
-		return fail(CodeInvalidRequest, "code_challenge is malformed")
+	case ch != "" && !validS256Challenge(ch):
+		return fail(CodeInvalidRequest, "code_challenge must be the 43-character base64url SHA-256 of the code_verifier")
 	default:
 		ar.Challenge = ch
 	}
@@ -183,6 +191,19 @@ func (e *Engine) ServeAuthorize(rw http.ResponseWriter, r *http.Request) {
 	case rerr != nil:
 		e.redirectError(rw, r, ar, rerr)
 	default:
+		// A challenge a live code already carries is refused before the
+		// user signs in for a code that issueCode would refuse anyway.
+		if ar.Challenge != "" {
+			used, err := e.challengeInUse(r.Context(), ar.Challenge)
+			if err != nil {
+				e.redirectError(rw, r, ar, &redirectError{CodeTemporarilyUnavailable, "try again shortly"})
+				return
+			}
+			if used {
+				e.redirectError(rw, r, ar, errChallengeReused)
+				return
+			}
+		}
 		e.web.continueAuthorize(rw, r, ar, nil)
 	}
 }
@@ -273,9 +294,11 @@ func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
 	}
 	ar := &st.Request
 	name, password := r.PostForm.Get("username"), r.PostForm.Get("password")
+	// A failed sign-in shows the form again with 200: a 401 would need a
+	// WWW-Authenticate challenge (RFC 9110 §15.5.2), and a form has none.
 	again := func(msg string) {
 		csrf := w.csrfToken(rw, r)
-		w.render(rw, http.StatusUnauthorized, "login.html", pageData{Title: "Sign in", Client: ar.ClientID, Error: msg,
+		w.render(rw, http.StatusOK, "login.html", pageData{Title: "Sign in", Client: ar.ClientID, Error: msg,
 			LoginHint: name, State: w.seal(st, csrf), CSRF: csrf, Action: e.basePath + AuthorizePath + "/login"})
 	}
 	if name == "" || password == "" || len(name) > 200 || len(password) > 1024 {
@@ -383,11 +406,33 @@ func (e *Engine) issueCode(rw http.ResponseWriter, r *http.Request, ar *authzReq
 	code := newSecretToken()
 	cr := codeRecord{ClientID: ar.ClientID, RedirectURI: ar.RedirectURI, RedirectGiven: ar.RedirectGiven,
 		Challenge: ar.Challenge, Nonce: ar.Nonce, Scope: ar.Scope, Resource: ar.Resource, Subject: sess.User, AuthTime: sess.AuthTime}
+	expires := time.Now().Add(CodeTTL)
+	var reused bool
 	err := e.store.Batch(r.Context(), func(tx storage.Tx) error {
-		return putJSON(tx, storage.KindCodes, hashToken(code), &cr, time.Now().Add(CodeTTL))
+		reused = false
+		// The challenge is bound to this code for the code's lifetime, in
+		// the transaction that stores the code: of two transactions with
+		// one challenge, only the first gets a code (RFC 9700 §2.1.1).
+		if ar.Challenge != "" {
+			key := challengeKey(ar.Challenge)
+			if _, err := tx.Get(storage.KindAssertions, key); err == nil {
+				reused = true
+				return nil
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			if err := tx.Put(storage.KindAssertions, key, storage.Record{Value: []byte{1}, Expires: expires}); err != nil {
+				return err
+			}
+		}
+		return putJSON(tx, storage.KindCodes, hashToken(code), &cr, expires)
 	})
 	if err != nil {
 		e.redirectError(rw, r, ar, &redirectError{CodeTemporarilyUnavailable, "try again shortly"})
+		return
+	}
+	if reused {
+		e.redirectError(rw, r, ar, errChallengeReused)
 		return
 	}
 	e.redirect(rw, r, ar, url.Values{"code": {code}})

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
 // checkPageHeaders asserts the headers every sign-in page must carry
@@ -99,6 +101,11 @@ func TestAuthorizeErrorPage(t *testing.T) {
 		{"trailing space", web("https://client.test/cb ")},
 		{"another client's uri", web("https://basic.test/cb")},
 		{"no redirect_uri with two registered", q("c-multi", "redirect_uri", "")},
+		// OIDC Core §3.1.2.1: redirect_uri is REQUIRED in an OpenID
+		// request, even when the client registered only one.
+		{"openid without redirect_uri", q("c-web", "redirect_uri", "", "scope", "openid email")},
+		{"openid last without redirect_uri", q("c-web", "redirect_uri", "", "scope", "read openid")},
+		{"openid by default scope without redirect_uri", q("c-web", "redirect_uri", "")},
 		{"repeated client_id", q("c-web") + "&client_id=c-web"},
 		{"repeated redirect_uri", q("c-web") + "&redirect_uri=" + url.QueryEscape("https://client.test/cb")},
 		{"repeated state", q("c-web") + "&state=x"},
@@ -215,6 +222,13 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 		{"challenge with =", "c-web", []string{"code_challenge", ch[:42] + "="}, "invalid_request", false},
 		{"challenge with +", "c-web", []string{"code_challenge", "+" + ch[1:]}, "invalid_request", false},
 		{"challenge with /", "c-web", []string{"code_challenge", "/" + ch[1:]}, "invalid_request", false},
+		// RFC 7636 §4.2: an S256 challenge is the base64url SHA-256 of the
+		// verifier, exactly 43 characters; anything else can never match.
+		{"challenge 44 chars", "c-web", []string{"code_challenge", ch + "A"}, "invalid_request", false},
+		{"challenge 128 chars", "c-web", []string{"code_challenge", strings.Repeat("a", 128)}, "invalid_request", false},
+		{"challenge with ~", "c-web", []string{"code_challenge", "~" + ch[1:]}, "invalid_request", false},
+		{"challenge with .", "c-web", []string{"code_challenge", "." + ch[1:]}, "invalid_request", false},
+		{"challenge with trailing bits", "c-web", []string{"code_challenge", ch[:42] + "B"}, "invalid_request", false},
 		{"unknown prompt", "c-web", []string{"prompt", "bogus"}, "invalid_request", false},
 		{"prompt none with login", "c-web", []string{"prompt", "none login"}, "invalid_request", false},
 		{"negative max_age", "c-web", []string{"max_age", "-1"}, "invalid_request", false},
@@ -290,8 +304,9 @@ func TestAuthorizeRedirectEncoding(t *testing.T) {
 		t.Fatalf("Location = %q", loc)
 	}
 
-	// The only registered URI is used when redirect_uri is left out.
-	rec = getAuthorize(e, authzQuery("c-web", ch, "redirect_uri", "", "response_type", "token").Encode())
+	// The only registered URI is used when redirect_uri is left out of a
+	// plain OAuth request (an OpenID one must name it).
+	rec = getAuthorize(e, authzQuery("c-web", ch, "redirect_uri", "", "scope", "read", "response_type", "token").Encode())
 	if loc := mustLocation(t, rec); loc.Scheme+"://"+loc.Host+loc.Path != "https://client.test/cb" {
 		t.Fatalf("Location = %s", loc)
 	}
@@ -365,5 +380,48 @@ func TestLoginPageEscapes(t *testing.T) {
 	}
 	if !strings.Contains(body, "&lt;script&gt;") && !strings.Contains(body, "&#34;&gt;&lt;script") {
 		t.Fatalf("login_hint missing from the page:\n%s", body)
+	}
+}
+
+// RFC 9700 §2.1.1: a code_challenge is for one transaction. One already
+// bound to a live code is refused at once, before sign-in; two open
+// transactions with the same challenge get at most one code.
+func TestAuthorizeChallengeReuse(t *testing.T) {
+	e := siNewTestEngine(t, nil)
+	_, ch := newPKCE()
+	wantReuseRefused := func(rec *httptest.ResponseRecorder) {
+		t.Helper()
+		loc := mustLocation(t, rec)
+		if v := loc.Query(); v.Get("error") != CodeInvalidRequest || v.Get("code") != "" {
+			t.Fatalf("reused challenge: redirected to %s", loc)
+		}
+	}
+
+	// Two transactions open with the same challenge (two login forms).
+	b1, b2 := newBrowser(t, e), newBrowser(t, e)
+	page1 := b1.get(AuthorizePath + "?" + authzQuery("c-trusted", ch).Encode())
+	page2 := b2.get(AuthorizePath + "?" + authzQuery("c-trusted", ch).Encode())
+	if !isLoginPage(page1) || !isLoginPage(page2) {
+		t.Fatalf("no login pages: %d %d", page1.Code, page2.Code)
+	}
+	if loc := mustLocation(t, b1.login(page1, "alice", "alice-pw")); loc.Query().Get("code") == "" {
+		t.Fatalf("first transaction: %s", loc)
+	}
+	codes := countRecords(t, e, storage.KindCodes)
+	wantReuseRefused(b2.login(page2, "alice", "alice-pw"))
+	if n := countRecords(t, e, storage.KindCodes); n != codes {
+		t.Fatalf("%d codes after the refused transaction, want %d", n, codes)
+	}
+
+	// A new request with the challenge of a live code is refused before
+	// sign-in (a fresh browser would otherwise see the login page).
+	wantReuseRefused(newBrowser(t, e).get(AuthorizePath + "?" + authzQuery("c-web", ch).Encode()))
+	// Also for a signed-in browser, which would otherwise get a code.
+	wantReuseRefused(b1.get(AuthorizePath + "?" + authzQuery("c-trusted", ch).Encode()))
+
+	// A fresh challenge works as before.
+	_, other := newPKCE()
+	if loc := b1.authorize(authzQuery("c-trusted", other), "alice", "alice-pw"); loc.Query().Get("code") == "" {
+		t.Fatalf("fresh challenge: %s", loc)
 	}
 }

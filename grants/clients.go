@@ -188,6 +188,7 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 	if err != nil {
 		return "", err
 	}
+	e.corsOrigins.forget()
 	return secret, nil
 }
 
@@ -209,6 +210,7 @@ func (e *Engine) RemoveClient(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	e.corsOrigins.forget()
 	_, err = e.RevokeClient(ctx, id)
 	return err
 }

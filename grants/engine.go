@@ -99,6 +99,8 @@ type Engine struct {
 	keyRotation time.Duration
 	sealer      *keySealer
 	observer    Observer
+	// corsOrigins are the origins browser apps may call from (cors.go).
+	corsOrigins appOrigins
 }
 
 // grantHandler issues tokens for one grant type to an authenticated client
@@ -295,6 +297,9 @@ func (e *Engine) Paths() map[string]string {
 		"introspect": e.basePath + IntrospectPath,
 		"as_meta":    "/.well-known/oauth-authorization-server" + e.basePath,
 		"oidc_meta":  e.basePath + "/.well-known/openid-configuration",
+		// Every endpoint but discovery is under prefix; a path there that
+		// is no endpoint is answered 404, not passed on.
+		"prefix": e.basePath + "/oauth/",
 	}
 }
 

@@ -150,7 +150,7 @@ func assertionAlgs(clients []*Client) []string {
 
 // ServeMetadata answers the RFC 8414 and OIDC Discovery documents.
 func (e *Engine) ServeMetadata(w http.ResponseWriter, r *http.Request) {
-	if !readOnly(w, r) {
+	if e.cors(w, r, corsAnyOrigin, "GET, HEAD") || !readOnly(w, r) {
 		return
 	}
 	m, err := e.metadataDoc(r.Context(), r.URL.Path == e.basePath+"/.well-known/openid-configuration")
@@ -163,7 +163,7 @@ func (e *Engine) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 
 // ServeJWKS publishes the public half of every key that still verifies.
 func (e *Engine) ServeJWKS(w http.ResponseWriter, r *http.Request) {
-	if !readOnly(w, r) {
+	if e.cors(w, r, corsAnyOrigin, "GET, HEAD") || !readOnly(w, r) {
 		return
 	}
 	set := jwk.NewSet()

@@ -37,37 +37,66 @@ var knownParams = map[string]bool{
 	"device_code": true, "token": true, "token_type_hint": true,
 }
 
+// DiscardBody reads and drops what is left of a request body, up to
+// MaxBodyBytes, before a refusal that did not need the body is sent.
+// net/http does not drain the body of a request that asked for
+// Connection: close; closing with unread bytes resets the connection, and
+// a client still sending its body gets the reset instead of our answer.
+// A body declared larger than the cap is left alone: reading it would
+// cost more than the answer is worth.
+func DiscardBody(r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength > MaxBodyBytes {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, r.Body, MaxBodyBytes)
+}
+
 // ParseForm reads a token-style request: a POST whose body alone carries
 // the parameters as application/x-www-form-urlencoded. It enforces the
 // request rules of RFC 6749 §3.2 and our stricter ones: no parameters in
-// the URL, no repeated parameters, valid UTF-8, a capped body.
+// the URL, no repeated parameters, valid UTF-8, a capped body. A request
+// refused before its body is read has its body discarded (DiscardBody).
 func ParseForm(w http.ResponseWriter, r *http.Request) (Form, *Error) {
+	if oerr := checkFormRequest(r); oerr != nil {
+		DiscardBody(r)
+		return nil, oerr
+	}
+	return readFormBody(w, r)
+}
+
+// checkFormRequest checks what ParseForm checks before reading the body.
+func checkFormRequest(r *http.Request) *Error {
 	if r.Method != http.MethodPost {
-		return nil, &Error{Code: CodeInvalidRequest, Description: "this endpoint accepts only POST",
+		return &Error{Code: CodeInvalidRequest, Description: "this endpoint accepts only POST",
 			Status: http.StatusMethodNotAllowed, Allow: http.MethodPost}
 	}
 	if r.URL.RawQuery != "" {
-		return nil, errRequest("parameters must be sent in the request body, not in the URL")
+		return errRequest("parameters must be sent in the request body, not in the URL")
 	}
 	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return nil, errWithStatus(CodeInvalidRequest, http.StatusUnsupportedMediaType,
+		return errWithStatus(CodeInvalidRequest, http.StatusUnsupportedMediaType,
 			"the request body must not be compressed")
 	}
 	if len(r.Header.Values("Content-Type")) > 1 {
-		return nil, errRequest("the Content-Type header is repeated")
+		return errRequest("the Content-Type header is repeated")
 	}
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return nil, errRequest("the request body must be application/x-www-form-urlencoded")
+		return errRequest("the request body must be application/x-www-form-urlencoded")
 	}
 	for k, v := range params {
 		if k != "charset" || !strings.EqualFold(v, "utf-8") {
-			return nil, errRequest("the request body must be application/x-www-form-urlencoded in UTF-8")
+			return errRequest("the request body must be application/x-www-form-urlencoded in UTF-8")
 		}
 	}
 	if r.ContentLength > MaxBodyBytes {
-		return nil, errWithStatus(CodeInvalidRequest, http.StatusRequestEntityTooLarge, "the request body is too large")
+		return errWithStatus(CodeInvalidRequest, http.StatusRequestEntityTooLarge, "the request body is too large")
 	}
+	return nil
+}
+
+// readFormBody reads and parses the body of a checked form request.
+func readFormBody(w http.ResponseWriter, r *http.Request) (Form, *Error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError

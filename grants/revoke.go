@@ -15,6 +15,9 @@ import (
 // already-revoked tokens get 200 like any other; a token of another
 // client is refused with unauthorized_client and stays valid.
 func (e *Engine) ServeRevoke(w http.ResponseWriter, r *http.Request) {
+	if e.cors(w, r, corsAppOrigins, http.MethodPost) {
+		return
+	}
 	if oerr := e.revoke(w, r); oerr != nil {
 		e.debug(r.Context(), "revocation refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
 		WriteError(w, oerr)

@@ -310,6 +310,13 @@ func newPKCE() (verifier, challenge string) {
 	return v, s256(v)
 }
 
+// newChallenge is a fresh S256 challenge: the server refuses one that a
+// live code already carries.
+func newChallenge() string {
+	_, ch := newPKCE()
+	return ch
+}
+
 // authzQuery is a valid code request for the client with PKCE; kv adds or
 // (with an empty value) removes parameters.
 func authzQuery(clientID, challenge string, kv ...string) url.Values {

@@ -174,7 +174,6 @@ func TestSignInTrustedClient(t *testing.T) {
 func TestLoginFailures(t *testing.T) {
 	// The throttle is tested on its own; here it must not interfere.
 	e := siNewTestEngine(t, func(c *Config) { c.Web.Throttle.MaxFailures = 100 })
-	_, ch := newPKCE()
 	tests := []struct {
 		name, user, pw, msg string
 	}{
@@ -191,10 +190,13 @@ func TestLoginFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBrowser(t, e)
-			page := b.get(AuthorizePath + "?" + authzQuery("c-trusted", ch).Encode())
+			page := b.get(AuthorizePath + "?" + authzQuery("c-trusted", newChallenge()).Encode())
 			rec := b.login(page, tt.user, tt.pw)
-			if rec.Code != http.StatusUnauthorized || !isLoginPage(rec) {
-				t.Fatalf("want 401 login page, got %d:\n%s", rec.Code, rec.Body.String())
+			// RFC 9110 §15.5.2: a 401 must carry WWW-Authenticate, which
+			// a form sign-in has none of; the form comes back with 200.
+			if rec.Code != http.StatusOK || !isLoginPage(rec) || rec.Header().Get("WWW-Authenticate") != "" {
+				t.Fatalf("want the login page with 200 and no WWW-Authenticate, got %d %q:\n%s",
+					rec.Code, rec.Header().Get("WWW-Authenticate"), rec.Body.String())
 			}
 			checkPageHeaders(t, rec)
 			if !strings.Contains(rec.Body.String(), tt.msg) {
@@ -218,8 +220,8 @@ func TestLoginFailures(t *testing.T) {
 // CSRF and sealed-state checks on the login and consent forms.
 func TestFormCSRF(t *testing.T) {
 	e := siNewTestEngine(t, nil)
-	_, ch := newPKCE()
-	q := authzQuery("c-web", ch).Encode()
+	// Each transaction needs its own challenge.
+	q := func() string { return authzQuery("c-web", newChallenge()).Encode() }
 	other := randomID(32)
 	tamper := func(s string) string {
 		b := []byte(s)
@@ -291,7 +293,7 @@ func TestFormCSRF(t *testing.T) {
 		for _, tt := range all {
 			t.Run(tt.name, func(t *testing.T) {
 				b := newBrowser(t, e)
-				page := b.get(AuthorizePath + "?" + q)
+				page := b.get(AuthorizePath + "?" + q())
 				state, csrf := formFields(t, page.Body.String())
 				f := url.Values{"state": {state}, "csrf": {csrf}, "username": {"alice"}, "password": {"alice-pw"}}
 				tt.mod(b, f)
@@ -328,7 +330,7 @@ func TestFormCSRF(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				b := newBrowser(t, e)
 				// prompt=consent: the control case's allow is remembered.
-				page := b.login(b.get(AuthorizePath+"?"+q+"&prompt=consent"), "alice", "alice-pw")
+				page := b.login(b.get(AuthorizePath+"?"+q()+"&prompt=consent"), "alice", "alice-pw")
 				if !isConsentPage(page) {
 					t.Fatalf("no consent page")
 				}
@@ -437,8 +439,7 @@ func TestSessionCookieAttributes(t *testing.T) {
 func TestRememberedConsent(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	b := newBrowser(t, e)
-	_, ch := newPKCE()
-	first := b.authorize(authzQuery("c-web", ch, "scope", "openid read"), "alice", "alice-pw")
+	first := b.authorize(authzQuery("c-web", newChallenge(), "scope", "openid read"), "alice", "alice-pw")
 	if first.Query().Get("code") == "" {
 		t.Fatalf("no code: %s", first)
 	}
@@ -457,7 +458,7 @@ func TestRememberedConsent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := b.get(AuthorizePath + "?" + authzQuery("c-web", ch, tt.kv...).Encode())
+			rec := b.get(AuthorizePath + "?" + authzQuery("c-web", newChallenge(), tt.kv...).Encode())
 			if tt.consent {
 				if rec.Code != http.StatusOK || !isConsentPage(rec) {
 					t.Fatalf("want the consent page, got %d %s", rec.Code, rec.Header().Get("Location"))
@@ -471,7 +472,7 @@ func TestRememberedConsent(t *testing.T) {
 	}
 	// Consent is per user: bob is asked.
 	b.setSession("bob", time.Now())
-	rec := b.get(AuthorizePath + "?" + authzQuery("c-web", ch, "scope", "openid read").Encode())
+	rec := b.get(AuthorizePath + "?" + authzQuery("c-web", newChallenge(), "scope", "openid read").Encode())
 	if !isConsentPage(rec) {
 		t.Fatalf("bob was not asked for consent: %d", rec.Code)
 	}
@@ -481,7 +482,6 @@ func TestRememberedConsent(t *testing.T) {
 // (AZ-15, OIDC Core §3.1.2.1).
 func TestReauthentication(t *testing.T) {
 	e := siNewTestEngine(t, nil)
-	_, ch := newPKCE()
 	tests := []struct {
 		name     string
 		authTime time.Duration // how long ago the session signed in
@@ -504,7 +504,7 @@ func TestReauthentication(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBrowser(t, e)
 			b.setSession("alice", time.Now().Add(-tt.authTime))
-			rec := b.get(AuthorizePath + "?" + authzQuery(tt.client, ch, tt.kv...).Encode())
+			rec := b.get(AuthorizePath + "?" + authzQuery(tt.client, newChallenge(), tt.kv...).Encode())
 			switch tt.want {
 			case "login":
 				if rec.Code != http.StatusOK || !isLoginPage(rec) {
@@ -577,14 +577,13 @@ func TestSessionOfRemovedUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := newBrowser(t, e)
-	_, ch := newPKCE()
-	if loc := b.authorize(authzQuery("c-trusted", ch), "carol", "carol-pw"); loc.Query().Get("code") == "" {
+	if loc := b.authorize(authzQuery("c-trusted", newChallenge()), "carol", "carol-pw"); loc.Query().Get("code") == "" {
 		t.Fatalf("carol could not sign in")
 	}
 	if err := e.Users.Remove(ctx, "carol"); err != nil {
 		t.Fatal(err)
 	}
-	rec := b.get(AuthorizePath + "?" + authzQuery("c-trusted", ch).Encode())
+	rec := b.get(AuthorizePath + "?" + authzQuery("c-trusted", newChallenge()).Encode())
 	if !isLoginPage(rec) {
 		t.Fatalf("a removed user's session still signs in: %d %s", rec.Code, rec.Header().Get("Location"))
 	}

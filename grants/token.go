@@ -22,16 +22,21 @@ type TokenResponse struct {
 
 // requireTLS refuses plain-HTTP requests that carry credentials unless
 // they come from this machine or the operator said TLS ends in front of
-// Caddy (RFC 6749 §3.2).
+// Caddy (RFC 6749 §3.2). The refusal comes before anything reads the
+// body, so it discards the body first (see DiscardBody).
 func (e *Engine) requireTLS(r *http.Request) *Error {
 	if r.TLS != nil || e.BehindTLSProxy || IsLoopback(r) {
 		return nil
 	}
+	DiscardBody(r)
 	return errRequest("this endpoint must be reached over HTTPS")
 }
 
 // ServeToken is the token endpoint (RFC 6749 §3.2).
 func (e *Engine) ServeToken(w http.ResponseWriter, r *http.Request) {
+	if e.cors(w, r, corsAppOrigins, http.MethodPost) {
+		return
+	}
 	start := time.Now()
 	defer func() { e.observer.TokenDuration(time.Since(start)) }()
 	resp, oerr := e.token(w, r)

@@ -11,7 +11,13 @@ import (
 // that answers per RFC 6750 and releases the claims the token's scopes
 // allow.
 func (e *Engine) ServeUserinfo(w http.ResponseWriter, r *http.Request) {
+	if e.cors(w, r, corsAppOrigins, "GET, POST") {
+		return
+	}
 	base := `Bearer realm="` + e.realm + `"`
+	// The token is in the header; a body (of a POST) is never read, and
+	// is discarded so that any answer reaches the client (DiscardBody).
+	DiscardBody(r)
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
 		WriteBearerError(w, base, http.StatusMethodNotAllowed, "invalid_request", "")

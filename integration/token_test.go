@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -117,5 +118,51 @@ func TestTokenEndpointErrors(t *testing.T) {
 				tc.check(t, resp)
 			}
 		})
+	}
+}
+
+// TestUnknownOAuthPaths: a path under the server's /oauth/ prefix that is
+// no endpoint answers 404 with a JSON error, whatever the method; it does
+// not fall through to the next handler (which, in a site with only
+// oauth_server, answers an empty 200). Other paths of the site still do.
+func TestUnknownOAuthPaths(t *testing.T) {
+	up := newUpstream(t)
+	startCaddy(t, render(baseCaddyfile, storagePath(t), up.addr()))
+	client := &http.Client{Transport: freshConns, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tt := range []struct{ method, path string }{
+		{http.MethodPost, "/oauth/tokens"},
+		{http.MethodPost, "/oauth/token/"},
+		{http.MethodPost, "/oauth/par"},
+		{http.MethodGet, "/oauth/"},
+		{http.MethodGet, "/oauth/authorize/elsewhere"},
+		{http.MethodGet, "/oauth/assets/nothing.css"},
+		{http.MethodGet, "/oauth/JWKS"},
+	} {
+		req, _ := http.NewRequest(tt.method, issuer+tt.path, strings.NewReader("grant_type=client_credentials"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tt.method, tt.path, err)
+		}
+		var body map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || err != nil || body["error"] == nil ||
+			!strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			t.Errorf("%s %s: %d %q %v (%v), want 404 with a JSON error", tt.method, tt.path, resp.StatusCode,
+				resp.Header.Get("Content-Type"), body, err)
+		}
+	}
+	// Paths outside the prefix go on to the site's next handler.
+	for _, path := range []string{"/other", "/oauth", "/oauthx/token", "/x/oauth/token"} {
+		resp, err := client.Get(issuer + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || string(b) != "not an oauth endpoint" {
+			t.Errorf("GET %s: %d %q, want the site's own handler", path, resp.StatusCode, b)
+		}
 	}
 }

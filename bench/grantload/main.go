@@ -7,6 +7,9 @@
 package main
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -123,7 +126,7 @@ var hidden = regexp.MustCompile(`name="(state|csrf)" value="([^"]*)"`)
 func login(tr http.RoundTripper) http.CookieJar {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Transport: tr, Jar: jar, CheckRedirect: noRedirect}
-	resp, err := c.Get(authorizeURL())
+	resp, err := c.Get(authorizeURL(newVerifier()))
 	if err != nil {
 		fail("authorize: %v", err)
 	}
@@ -141,17 +144,29 @@ func login(tr http.RoundTripper) http.CookieJar {
 	return jar
 }
 
-func authorizeURL() string {
+// authorizeURL is an authorization request with the S256 challenge of
+// verifier.
+func authorizeURL(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
 	return *issuer + "/oauth/authorize?" + url.Values{"client_id": {*client}, "redirect_uri": {*redirect},
 		"response_type": {"code"}, "scope": {*scope},
-		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}.Encode()
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}.Encode()
 }
 
-// The RFC 7636 appendix B pair.
-const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+// newVerifier is a fresh PKCE verifier: the server refuses a challenge
+// that a live code already carries (RFC 9700 §2.1.1).
+func newVerifier() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
 
-func code(c *http.Client) string {
-	resp, err := c.Get(authorizeURL())
+// grantCode is a code and the verifier that redeems it.
+type grantCode struct{ code, verifier string }
+
+func code(c *http.Client) grantCode {
+	v := newVerifier()
+	resp, err := c.Get(authorizeURL(v))
 	if err != nil {
 		fail("authorize: %v", err)
 	}
@@ -160,11 +175,11 @@ func code(c *http.Client) string {
 	if loc == nil || loc.Query().Get("code") == "" {
 		fail("no code: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	return loc.Query().Get("code")
+	return grantCode{loc.Query().Get("code"), v}
 }
 
-func redeem(c *http.Client, code string) tokenResponse {
-	return token(c, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {*redirect}, "code_verifier": {verifier}})
+func redeem(c *http.Client, gc grantCode) tokenResponse {
+	return token(c, url.Values{"grant_type": {"authorization_code"}, "code": {gc.code}, "redirect_uri": {*redirect}, "code_verifier": {gc.verifier}})
 }
 
 // tokenResponse is what the load needs of a token response.
