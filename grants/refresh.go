@@ -64,7 +64,7 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			revoked, err = e.revokeFamily(tx, key)
 			return err
 		}
-		if _, err := e.Users.lookupTx(tx, fam.Subject); err != nil {
+		if _, err := e.Users.lookupSubjectTx(tx, fam.Subject); err != nil {
 			if !errors.Is(err, ErrUserNotFound) {
 				return err
 			}
@@ -163,7 +163,7 @@ func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, key, secret 
 		if !bytes.Equal(got.Value, famRec.Value) || !got.Expires.Equal(famRec.Expires) {
 			return nil
 		}
-		if _, err := e.Users.lookupTx(tx, fam.Subject); err != nil {
+		if _, err := e.Users.lookupSubjectTx(tx, fam.Subject); err != nil {
 			if errors.Is(err, ErrUserNotFound) {
 				return nil
 			}

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -16,8 +18,12 @@ import (
 
 // User is someone who signs in at the login page.
 type User struct {
-	// Name is the login name and the token subject (sub).
+	// Name is the login name.
 	Name string `json:"name"`
+	// Sub is the token subject (sub), assigned when the user is created
+	// and never reassigned (see Subject). Empty in records written before
+	// subjects were stored, and in config users until the engine starts.
+	Sub string `json:"sub,omitempty"`
 	// PasswordHash is a bcrypt hash, as `caddy hash-password` makes.
 	PasswordHash string `json:"password_hash"`
 	// Claims are OIDC claims released per scope (email, name, ...).
@@ -36,10 +42,41 @@ var dummyPasswordHash = sync.OnceValue(func() []byte {
 	return h
 })
 
+// Subject is the user's token subject: the stored one, or for a user
+// stored before subjects were, the subject of the name's first use.
+func (u *User) Subject() string {
+	if u.Sub != "" {
+		return u.Sub
+	}
+	return nameSubject(u.Name)
+}
+
+// maxNameSubjectBytes bounds the first-use subject of a name, leaving
+// room for the suffix of a re-created name within the 255 ASCII
+// characters a sub may have (OIDC Core §2).
+const maxNameSubjectBytes = 240
+
+// forbiddenNameChars may not occur in user names or client ids. Besides
+// quotes and backslashes (which break headers and logs), '/', '?', '#'
+// and '%' would change the meaning of a name put into a URL path, and
+// their absence keeps the subject namespace injective: '%' makes the
+// percent encoding of names reversible, '/' separates a re-created name's
+// suffix, '#' marks external subjects (ext#…).
+const forbiddenNameChars = "\"\\/?#%"
+
+// checkName checks a user name or client id: non-empty, no surrounding
+// spaces, no forbidden or control characters, valid UTF-8.
+func checkName(s string) bool {
+	if s == "" || strings.TrimSpace(s) != s || !utf8.ValidString(s) || strings.ContainsAny(s, forbiddenNameChars) {
+		return false
+	}
+	return !strings.ContainsFunc(s, unicode.IsControl)
+}
+
 // ValidateUser checks a user definition and says what to fix.
 func ValidateUser(u *User) error {
-	if u.Name == "" || strings.TrimSpace(u.Name) != u.Name || strings.ContainsAny(u.Name, "\"\\\r\n\t") || len(u.Name) > 200 {
-		return fmt.Errorf("user name %q must be non-empty, at most 200 bytes, without surrounding spaces, quotes, backslashes or control characters", u.Name)
+	if !checkName(u.Name) || len(u.Name) > 200 || len(nameSubject(u.Name)) > maxNameSubjectBytes {
+		return fmt.Errorf("user name %q must be non-empty, at most 200 bytes (non-ASCII characters count three times per byte), without surrounding spaces, control characters or any of %s", u.Name, forbiddenNameChars)
 	}
 	if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
 		return fmt.Errorf("user %q: password_hash must be a bcrypt hash (make one with `caddy hash-password`)", u.Name)
@@ -65,7 +102,37 @@ type Users struct {
 	reserved func(name string) bool
 }
 
-// Lookup returns the user, or ErrUserNotFound.
+// LookupSubject returns the local user whose token subject is sub, or
+// ErrUserNotFound. An external subject is never a local user, and the
+// subject of a removed user is not the subject of a new user of the
+// same name.
+func (us *Users) LookupSubject(ctx context.Context, sub string) (*User, error) {
+	return lookupBySubject(sub, func(name string) (*User, error) { return us.Lookup(ctx, name) })
+}
+
+// lookupSubjectTx is LookupSubject inside a transaction.
+func (us *Users) lookupSubjectTx(tx storage.Tx, sub string) (*User, error) {
+	return lookupBySubject(sub, func(name string) (*User, error) { return us.lookupTx(tx, name) })
+}
+
+func lookupBySubject(sub string, lookup func(name string) (*User, error)) (*User, error) {
+	if IsExternalSubject(sub) {
+		return nil, ErrUserNotFound
+	}
+	for _, name := range subjectNames(sub) {
+		u, err := lookup(name)
+		if err == nil && u.Subject() == sub {
+			return u, nil
+		}
+		if err != nil && !errors.Is(err, ErrUserNotFound) {
+			return nil, err
+		}
+	}
+	return nil, ErrUserNotFound
+}
+
+// Lookup returns the user by name, or ErrUserNotFound. Code that starts
+// from a token's sub uses LookupSubject.
 func (us *Users) Lookup(ctx context.Context, name string) (*User, error) {
 	if u, ok := us.config[name]; ok {
 		return u, nil
@@ -87,6 +154,11 @@ func (us *Users) lookupTx(tx storage.Tx, name string) (*User, error) {
 	if u, ok := us.config[name]; ok {
 		return u, nil
 	}
+	return us.lookupStoredTx(tx, name)
+}
+
+// lookupStoredTx finds a run-time user only.
+func (us *Users) lookupStoredTx(tx storage.Tx, name string) (*User, error) {
 	rec, err := tx.Get(storage.KindUsers, name)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, ErrUserNotFound
@@ -129,18 +201,31 @@ func (us *Users) Put(ctx context.Context, u *User, create bool) error {
 	if us.reserved != nil && us.reserved(u.Name) {
 		return fmt.Errorf("user name %q is a client id; users and clients must have different names", u.Name)
 	}
-	b, err := json.Marshal(u)
-	if err != nil {
-		return err
-	}
 	return us.store.Update(ctx, func(tx storage.Tx) error {
-		_, err := tx.Get(storage.KindUsers, u.Name)
+		old, err := tx.Get(storage.KindUsers, u.Name)
 		switch {
 		case create && err == nil:
 			return ErrUserExists
 		case !create && errors.Is(err, storage.ErrNotFound):
 			return ErrUserNotFound
 		case err != nil && !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		// The subject is assigned once, at creation, and kept by every
+		// later change.
+		if create {
+			if u.Sub, err = assignSubject(tx, u.Name, false); err != nil {
+				return err
+			}
+		} else {
+			var prev User
+			if err := json.Unmarshal(old.Value, &prev); err != nil {
+				return err
+			}
+			u.Sub = prev.Subject()
+		}
+		b, err := json.Marshal(u)
+		if err != nil {
 			return err
 		}
 		return tx.Put(storage.KindUsers, u.Name, storage.Record{Value: b})
@@ -153,10 +238,13 @@ func (us *Users) Remove(ctx context.Context, name string) error {
 		return ErrConfigUser
 	}
 	return us.store.Update(ctx, func(tx storage.Tx) error {
-		if _, err := tx.Get(storage.KindUsers, name); err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				return ErrUserNotFound
-			}
+		u, err := us.lookupStoredTx(tx, name)
+		if err != nil {
+			return err
+		}
+		// A user stored before names were recorded is recorded now, so
+		// that a new user of this name gets another subject.
+		if err := recordNameUse(tx, name, u.Subject(), false); err != nil {
 			return err
 		}
 		return tx.Delete(storage.KindUsers, name)
@@ -167,7 +255,7 @@ func (us *Users) Remove(ctx context.Context, name string) error {
 func (us *Users) List(ctx context.Context) ([]User, error) {
 	var out []User
 	for _, u := range us.config {
-		out = append(out, User{Name: u.Name, Claims: u.Claims, FromConfig: true})
+		out = append(out, User{Name: u.Name, Sub: u.Subject(), Claims: u.Claims, FromConfig: true})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	if us.store == nil {
@@ -179,7 +267,7 @@ func (us *Users) List(ctx context.Context) ([]User, error) {
 			if err := json.Unmarshal(rec.Value, &u); err != nil {
 				return err
 			}
-			out = append(out, User{Name: u.Name, Claims: u.Claims})
+			out = append(out, User{Name: u.Name, Sub: u.Subject(), Claims: u.Claims})
 			return nil
 		})
 	})
