@@ -278,6 +278,16 @@ type TrustIssuerConfig struct {
 	// `sub`. Default: sub.
 	SubjectClaim string `json:"subject_claim,omitempty"`
 
+	// MapSubject says whose subject the provider asserts. "external"
+	// (the default): the token's `sub` is ext# followed by the base64url
+	// SHA-256 of the issuer, a 0 byte and the asserted subject, which never
+	// equals a local user or client id; the asserted issuer and subject
+	// are in the `ext_iss` and `ext_sub` claims (usable in forward_header).
+	// "local_users": the provider asserts names of local users; the token
+	// gets that user's `sub`, and a subject that is not an existing local
+	// user is refused (invalid_grant). Default: external.
+	MapSubject string `json:"map_subject,omitempty"`
+
 	// AllowedClients may present this provider's assertions; each must list
 	// urn:ietf:params:oauth:grant-type:jwt-bearer in its grant types.
 	// Required.
@@ -308,6 +318,16 @@ type SAMLIdPConfig struct {
 	// SubjectAttribute is the SAML attribute whose single value becomes the
 	// access token's `sub`. Default: the Subject's NameID.
 	SubjectAttribute string `json:"subject_attribute,omitempty"`
+
+	// MapSubject says whose subject the provider asserts. "external"
+	// (the default): the token's `sub` is ext# followed by the base64url
+	// SHA-256 of the issuer, a 0 byte and the asserted subject, which never
+	// equals a local user or client id; the asserted issuer and subject
+	// are in the `ext_iss` and `ext_sub` claims (usable in forward_header).
+	// "local_users": the provider asserts names of local users; the token
+	// gets that user's `sub`, and a subject that is not an existing local
+	// user is refused (invalid_grant). Default: external.
+	MapSubject string `json:"map_subject,omitempty"`
 
 	// Scopes may be granted on this provider's assertions, within the
 	// client's own scopes. Default: none.
@@ -516,13 +536,13 @@ func (tc TrustIssuerConfig) build() (*grants.TrustedIssuer, error) {
 		return nil, fmt.Errorf("trust_issuer %q: %w", tc.Issuer, err)
 	}
 	return &grants.TrustedIssuer{Issuer: tc.Issuer, Keys: keys, SubjectClaim: tc.SubjectClaim,
-		AllowedClients: tc.AllowedClients, Scopes: tc.Scopes}, nil
+		MapSubject: tc.MapSubject, AllowedClients: tc.AllowedClients, Scopes: tc.Scopes}, nil
 }
 
 // build turns the config into the engine's SAML identity provider.
 func (sc SAMLIdPConfig) build() (*grants.SAMLIdP, error) {
 	idp := &grants.SAMLIdP{EntityID: sc.EntityID, AllowedClients: sc.AllowedClients,
-		SubjectAttribute: sc.SubjectAttribute, Scopes: sc.Scopes}
+		SubjectAttribute: sc.SubjectAttribute, MapSubject: sc.MapSubject, Scopes: sc.Scopes}
 	if sc.CertFile == "" {
 		return idp, nil // NewEngine says what is missing
 	}

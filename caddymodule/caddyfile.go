@@ -55,6 +55,7 @@ func init() {
 //		trust_issuer <iss> {
 //			jwks <json> | jwks_file <path> | jwks_uri <https url>
 //			subject_claim <claim>
+//			map_subject external|local_users
 //			allowed_clients <id...>
 //			scopes <scope...>
 //		}
@@ -62,6 +63,7 @@ func init() {
 //			cert_file <pem>
 //			allowed_clients <id...>
 //			subject_attribute <name>
+//			map_subject external|local_users
 //			scopes <scope...>
 //		}
 //		user <name> {
@@ -282,6 +284,8 @@ func (ti *TrustIssuerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = ti.JWKSSource.unmarshalOption(d, "trust_issuer "+strconv.Quote(ti.Issuer))
 		case "subject_claim":
 			err = oneArg(d, &ti.SubjectClaim)
+		case "map_subject":
+			err = oneArg(d, &ti.MapSubject)
 		case "allowed_clients":
 			err = listArg(d, &ti.AllowedClients)
 		case "scopes":
@@ -311,6 +315,8 @@ func (sc *SAMLIdPConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &sc.CertFile)
 		case "subject_attribute":
 			err = oneArg(d, &sc.SubjectAttribute)
+		case "map_subject":
+			err = oneArg(d, &sc.MapSubject)
 		case "allowed_clients":
 			err = listArg(d, &sc.AllowedClients)
 		case "scopes":

@@ -179,7 +179,7 @@ func (e *Engine) userTokens(ctx context.Context, c *Client, at *AccessClaims, rt
 	}
 	resp.RefreshToken = rt
 	if slices.Contains(at.Scopes(), "openid") {
-		u, err := e.Users.Lookup(ctx, at.Subject)
+		u, err := e.Users.LookupSubject(ctx, at.Subject)
 		if errors.Is(err, ErrUserNotFound) {
 			return nil, errUserGone
 		}
@@ -192,6 +192,7 @@ func (e *Engine) userTokens(ctx context.Context, c *Client, at *AccessClaims, rt
 		}
 		idc := newIDClaims(e.Issuer, u, c.ID, nonce, at.Scopes(), time.Unix(authTime, 0), time.Now(), e.AccessTokenTTL)
 		idc.ATHash = atHash(k, resp.AccessToken)
+		idc.Grant = at.Grant
 		if resp.IDToken, err = k.MintIDToken(idc); err != nil {
 			return nil, errServer
 		}

@@ -250,7 +250,7 @@ func (w *web) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *aut
 	public := c.AuthMethod == AuthNone
 	needConsent := !c.Trusted || (public && !freshLogin)
 	if needConsent && !public && !slices.Contains(ar.Prompt, "consent") {
-		ok, err := w.hasConsent(ctx, sess.User, c.ID, ar.Scope)
+		ok, err := w.hasConsent(ctx, sess.Sub, c.ID, ar.Scope)
 		if err != nil {
 			w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
 			return
@@ -268,7 +268,7 @@ func (w *web) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *aut
 		}
 		csrf := w.csrfToken(rw, r)
 		w.render(rw, http.StatusOK, "consent.html", pageData{Title: "Allow access", Client: c.ID, Scopes: ar.Scope,
-			User: sess.User, State: w.seal(consentState{Request: *ar, User: sess.User}, csrf), CSRF: csrf,
+			User: sess.User, State: w.seal(consentState{Request: *ar, User: sess.Sub}, csrf), CSRF: csrf,
 			Action: w.e.basePath + AuthorizePath + "/consent"})
 		return
 	}
@@ -335,7 +335,7 @@ func (e *Engine) ServeConsent(rw http.ResponseWriter, r *http.Request) {
 	}
 	ar := &st.Request
 	sess, _, err := w.session(r.Context(), r)
-	if err != nil || sess == nil || sess.User != st.User {
+	if err != nil || sess == nil || sess.Sub != st.User {
 		w.errorPage(rw, http.StatusBadRequest, "your sign-in session ended; start again from the application")
 		return
 	}
@@ -343,7 +343,7 @@ func (e *Engine) ServeConsent(rw http.ResponseWriter, r *http.Request) {
 		e.redirectError(rw, r, ar, &redirectError{"access_denied", "the user denied access"})
 		return
 	}
-	if err := w.rememberConsent(r.Context(), sess.User, ar.ClientID, ar.Scope); err != nil {
+	if err := w.rememberConsent(r.Context(), sess.Sub, ar.ClientID, ar.Scope); err != nil {
 		w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
 		return
 	}
@@ -405,7 +405,7 @@ func (w *web) postedForm(rw http.ResponseWriter, r *http.Request, st any) bool {
 func (e *Engine) issueCode(rw http.ResponseWriter, r *http.Request, ar *authzRequest, sess *sessionRecord) {
 	code := newSecretToken()
 	cr := codeRecord{ClientID: ar.ClientID, RedirectURI: ar.RedirectURI, RedirectGiven: ar.RedirectGiven,
-		Challenge: ar.Challenge, Nonce: ar.Nonce, Scope: ar.Scope, Resource: ar.Resource, Subject: sess.User, AuthTime: sess.AuthTime}
+		Challenge: ar.Challenge, Nonce: ar.Nonce, Scope: ar.Scope, Resource: ar.Resource, Subject: sess.Sub, AuthTime: sess.AuthTime}
 	expires := time.Now().Add(CodeTTL)
 	var reused bool
 	err := e.store.Batch(r.Context(), func(tx storage.Tx) error {

@@ -98,8 +98,10 @@ func ParseSecretHash(s string) ([32]byte, error) {
 
 // Validate checks a client definition and says what to fix.
 func (c *Client) Validate() error {
-	if c.ID == "" || strings.TrimSpace(c.ID) != c.ID || strings.ContainsAny(c.ID, ":\"\\") {
-		return fmt.Errorf("client id %q must be non-empty, without surrounding spaces, ':', '\"' or '\\'", c.ID)
+	// A client id is the subject of its own tokens, so it is printable
+	// ASCII of at most 255 characters (OIDC Core §2).
+	if !checkName(c.ID) || strings.Contains(c.ID, ":") || nameSubject(c.ID) != c.ID || len(c.ID) > 255 {
+		return fmt.Errorf("client id %q must be non-empty printable ASCII of at most 255 characters, without surrounding spaces, ':' or any of %s", c.ID, forbiddenNameChars)
 	}
 	switch c.AuthMethod {
 	case AuthSecretBasic, AuthSecretPost:

@@ -173,6 +173,13 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 	} else if !errors.Is(err, ErrUserNotFound) {
 		return "", err
 	}
+	// A client acts under its id as subject: a removed user's subject
+	// must not come back as a client.
+	if used, err := nameWasUsed(ctx, e.store, c.ID); err != nil {
+		return "", err
+	} else if used {
+		return "", fmt.Errorf("client id %q was a user name; subjects are never reassigned, choose another id", c.ID)
+	}
 	sc := storedClient{ClientSpec: c.Spec(), Created: time.Now().UTC()}
 	if secret != "" {
 		sc.SecretHash = hex.EncodeToString(c.SecretHash[:])

@@ -273,6 +273,9 @@ func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string,
 	if err := e.web.start(ctx, st); err != nil {
 		return err
 	}
+	if err := e.Users.startConfigSubjects(ctx, st); err != nil {
+		return err
+	}
 	e.store = st
 	e.signingAlg = signingAlg
 	e.Users.store = st

@@ -19,6 +19,9 @@ type IDClaims struct {
 	Nonce     string `json:"nonce,omitempty"`
 	AZP       string `json:"azp"`
 	ATHash    string `json:"at_hash,omitempty"`
+	// Grant is the id of the grant the token was issued from, so that a
+	// token exchanged from it is revoked with the grant.
+	Grant string `json:"gid,omitempty"`
 	// Profile and email claims, as the granted scopes allow.
 	Name              string `json:"name,omitempty"`
 	GivenName         string `json:"given_name,omitempty"`
@@ -78,7 +81,7 @@ func atHash(k *Key, accessToken string) string {
 func newIDClaims(issuer string, u *User, clientID, nonce string, scopes []string, authTime, now time.Time, ttl time.Duration) *IDClaims {
 	c := &IDClaims{
 		Issuer:    issuer,
-		Subject:   u.Name,
+		Subject:   u.Subject(),
 		Audience:  clientID,
 		AZP:       clientID,
 		IssuedAt:  now.Unix(),

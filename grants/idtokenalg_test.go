@@ -59,8 +59,8 @@ func TestIDTokenRS256(t *testing.T) {
 		if sub, aud := e.idTokenHint(idt); sub != "alice" || aud == "" {
 			t.Errorf("id_token_hint %s… not recognised: %q %q", idt[:20], sub, aud)
 		}
-		if _, sub, err := e.verifyOurIDToken(idt, time.Now()); err != nil || sub != "alice" {
-			t.Errorf("verifyOurIDToken: %q %v", sub, err)
+		if _, idc, err := e.verifyOurIDToken(idt, time.Now()); err != nil || idc.Subject != "alice" {
+			t.Errorf("verifyOurIDToken: %+v %v", idc, err)
 		}
 	}
 }

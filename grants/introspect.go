@@ -23,6 +23,10 @@ type Introspection struct {
 	Audience  Audience `json:"aud,omitempty"`
 	Issuer    string   `json:"iss,omitempty"`
 	ID        string   `json:"jti,omitempty"`
+	// ExtIss and ExtSub are the external identity provider's issuer and
+	// subject of a token obtained with its assertion.
+	ExtIss string `json:"ext_iss,omitempty"`
+	ExtSub string `json:"ext_sub,omitempty"`
 }
 
 // ServeIntrospect is the RFC 7662 introspection endpoint. Only
@@ -61,7 +65,7 @@ func (e *Engine) introspect(w http.ResponseWriter, r *http.Request) (*Introspect
 	if a := f.access; a != nil {
 		return &Introspection{Active: true, Scope: a.Scope, ClientID: a.ClientID, Username: username(a.Subject, a.ClientID),
 			TokenType: "Bearer", ExpiresAt: a.ExpiresAt, IssuedAt: a.IssuedAt, NotBefore: a.NotBefore,
-			Subject: a.Subject, Audience: a.Audience, Issuer: a.Issuer, ID: a.ID}, nil
+			Subject: a.Subject, Audience: a.Audience, Issuer: a.Issuer, ID: a.ID, ExtIss: a.ExtIss, ExtSub: a.ExtSub}, nil
 	}
 	fam := f.family
 	return &Introspection{Active: true, Scope: strings.Join(fam.Scope, " "), ClientID: fam.ClientID,

@@ -28,12 +28,22 @@ type TrustedIssuer struct {
 	// Scopes may be granted on this issuer's assertions (further limited
 	// by the client's scopes).
 	Scopes []string
+	// MapSubject says what the asserted subject becomes. MapSubjectExternal
+	// (the default, "external"): the namespaced subject ext#…, never a
+	// local user or client, with the asserted issuer and subject in the
+	// ext_iss and ext_sub claims. MapSubjectLocalUsers ("local_users"):
+	// the asserted subject names a local user, whose sub the token gets;
+	// a subject that is not an existing local user is refused.
+	MapSubject string
 }
 
 // validateTrustedIssuer checks a trusted issuer against the clients.
 func validateTrustedIssuer(ti *TrustedIssuer, clients map[string]*Client) error {
 	if ti.Issuer == "" {
 		return errors.New("trust_issuer needs an issuer")
+	}
+	if err := checkProviderID("trust_issuer", ti.Issuer); err != nil {
+		return err
 	}
 	if ti.Keys == nil {
 		return fmt.Errorf("trust_issuer %q: jwks, jwks_file or jwks_uri is required", ti.Issuer)
@@ -44,7 +54,9 @@ func validateTrustedIssuer(ti *TrustedIssuer, clients map[string]*Client) error 
 	if ti.SubjectClaim == "" {
 		ti.SubjectClaim = "sub"
 	}
-	return nil
+	var err error
+	ti.MapSubject, err = validateMapSubject(fmt.Sprintf("trust_issuer %q", ti.Issuer), ti.MapSubject)
+	return err
 }
 
 // jwtBearer is the RFC 7523 §2.1 grant: a client presents a JWT signed by
@@ -56,20 +68,57 @@ func (e *Engine) jwtBearer(ctx context.Context, c *Client, form Form) (*TokenRes
 	if tok == "" {
 		return nil, errRequest("assertion is required")
 	}
-	ti, claims, subject, err := e.verifyTrustedJWT(ctx, tok, MaxAssertionLifetime)
+	g, err := e.trustedAssertion(ctx, c, tok)
 	if err != nil {
 		return e.assertionRefused(ctx, c, GrantJWTBearer, err.Error())
 	}
+	return e.grantForAssertion(ctx, c, form, g)
+}
+
+// trustedAssertion checks a trusted issuer's JWT presented by client c,
+// by the rules of the JWT bearer grant: the issuer's keys, aud, exp
+// within MaxAssertionLifetime, a jti, a client in allowed_clients, and
+// the subject mapped by the issuer's map_subject. The jwt-bearer grant
+// and token exchange (a JWT subject or actor token) both use it, so the
+// two cannot drift apart. The caller spends the jti (spendAssertion)
+// once the rest of its request is known to be good.
+func (e *Engine) trustedAssertion(ctx context.Context, c *Client, tok string) (assertionGrant, error) {
+	ti, claims, subject, err := e.verifyTrustedJWT(ctx, tok, MaxAssertionLifetime)
+	if err != nil {
+		return assertionGrant{}, err
+	}
 	if !slices.Contains(ti.AllowedClients, c.ID) {
-		return e.assertionRefused(ctx, c, GrantJWTBearer, "this client may not present this issuer's assertions")
+		return assertionGrant{}, errors.New("this client may not present this issuer's assertions")
 	}
 	if claims.ID == "" || len(claims.ID) > maxJTIBytes {
-		return e.assertionRefused(ctx, c, GrantJWTBearer, "jti is required")
+		return assertionGrant{}, errors.New("jti is required")
 	}
-	return e.grantForAssertion(ctx, c, form, assertionGrant{
+	sub, err := e.mapSubject(ctx, ti.Issuer, subject, ti.MapSubject)
+	if err != nil {
+		return assertionGrant{}, err
+	}
+	return assertionGrant{
 		grant: GrantJWTBearer, namespace: "grant", issuer: ti.Issuer, id: claims.ID,
-		subject: subject, expires: time.Unix(*claims.ExpiresAt, 0).Add(assertionSkew), scopes: ti.Scopes,
-	})
+		subject: sub, extSub: subject, exp: *claims.ExpiresAt,
+		expires: time.Unix(*claims.ExpiresAt, 0).Add(assertionSkew), scopes: ti.Scopes, raw: claims.raw,
+	}, nil
+}
+
+// mapSubject turns a subject asserted by an external issuer into the
+// token's sub, by the issuer's map_subject (see the identity namespace in
+// subject.go).
+func (e *Engine) mapSubject(ctx context.Context, issuer, asserted, mapping string) (string, error) {
+	if mapping != MapSubjectLocalUsers {
+		return externalSubject(issuer, asserted), nil
+	}
+	u, err := e.Users.Lookup(ctx, asserted)
+	if errors.Is(err, ErrUserNotFound) {
+		return "", errors.New("the asserted subject is not a local user (map_subject local_users)")
+	}
+	if err != nil {
+		return "", fmt.Errorf("looking up the asserted user: %w", err)
+	}
+	return u.Subject(), nil
 }
 
 // checkAllowedClients checks that an assertion issuer's allowed clients

@@ -110,7 +110,7 @@ func TestJWTBearerGrant(t *testing.T) {
 			if tt.status == 200 {
 				m := checkToken(t, w)
 				_, claims := segments(t, m["access_token"].(string))
-				if claims["sub"] != "user-42" || claims["client_id"] != "c-jb" || claims["scope"] != "read write" {
+				if claims["ext_sub"] != "user-42" || claims["client_id"] != "c-jb" || claims["scope"] != "read write" {
 					t.Errorf("claims %v", claims)
 				}
 				if _, ok := m["refresh_token"]; ok {
@@ -137,7 +137,7 @@ func TestJWTBearerReplay(t *testing.T) {
 func TestJWTBearerSubjectClaim(t *testing.T) {
 	e := jbEngine(t, func(ti *TrustedIssuer) { ti.SubjectClaim = "email" })
 	m := checkToken(t, jbPost(e, "c-jb", jbAssertion(t, nil), "scope", "read"))
-	if _, claims := segments(t, m["access_token"].(string)); claims["sub"] != "u42@partner.test" || claims["scope"] != "read" {
+	if _, claims := segments(t, m["access_token"].(string)); claims["ext_sub"] != "u42@partner.test" || claims["scope"] != "read" {
 		t.Errorf("claims %v", claims)
 	}
 	checkError(t, jbPost(e, "c-jb", jbAssertion(t, func(m map[string]any) { delete(m, "email") })), 400, CodeInvalidGrant)

@@ -80,7 +80,7 @@ func (e *Engine) ServeLogout(rw http.ResponseWriter, r *http.Request) {
 			st.RedirectURI = pl
 		}
 	}
-	if sess == nil || (hintSub != "" && hintSub == sess.User) {
+	if sess == nil || (hintSub != "" && hintSub == sess.Sub) {
 		if err := w.endSession(ctx, rw, r, key); err != nil {
 			w.errorPage(rw, http.StatusServiceUnavailable, "sign-out is unavailable right now; try again shortly")
 			return

@@ -62,6 +62,11 @@ type AccessClaims struct {
 	// Act names the actor of a delegated token (RFC 8693 §4.1), with
 	// earlier actors nested inside.
 	Act map[string]any `json:"act,omitempty"`
+	// ExtIss and ExtSub are the issuer and subject an external identity
+	// provider asserted, for a token whose sub is the namespaced external
+	// subject (or a local user the provider is mapped to).
+	ExtIss string `json:"ext_iss,omitempty"`
+	ExtSub string `json:"ext_sub,omitempty"`
 
 	raw    []byte         // the verified payload, for Claim
 	once   sync.Once      // decodes raw into claims on first use

@@ -49,7 +49,7 @@ func (e *Engine) password(ctx context.Context, c *Client, form Form) (*TokenResp
 	)
 	err = e.store.Batch(ctx, func(tx storage.Tx) error {
 		var err error
-		at, rt, err = e.startGrant(tx, c, randomID(16), u.Name, scope, aud, now.Unix(), now)
+		at, rt, err = e.startGrant(tx, c, randomID(16), u.Subject(), scope, aud, now.Unix(), now)
 		return err
 	})
 	if err != nil {

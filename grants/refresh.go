@@ -68,7 +68,7 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			oerr = errCode(CodeInvalidGrant, "the refresh token expired unused (refresh_token_idle_ttl); sign in again")
 			return nil
 		}
-		if _, err := e.Users.lookupTx(tx, fam.Subject); err != nil {
+		if _, err := e.Users.lookupSubjectTx(tx, fam.Subject); err != nil {
 			if !errors.Is(err, ErrUserNotFound) {
 				return err
 			}
@@ -213,7 +213,7 @@ func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, key, secret 
 		if !bytes.Equal(got.Value, famRec.Value) || !got.Expires.Equal(famRec.Expires) {
 			return nil
 		}
-		if _, err := e.Users.lookupTx(tx, fam.Subject); err != nil {
+		if _, err := e.Users.lookupSubjectTx(tx, fam.Subject); err != nil {
 			if errors.Is(err, ErrUserNotFound) {
 				return nil
 			}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -23,6 +24,27 @@ type Form map[string]string
 
 // Get returns the parameter's value, or "" when it was absent or empty.
 func (f Form) Get(name string) string { return f[name] }
+
+// Values returns every value of a parameter that may repeat (see
+// exchangeRepeatable), or the one value of any other; nil when absent.
+func (f Form) Values(name string) []string {
+	if all, ok := f[multiKey(name)]; ok {
+		return strings.Split(all, "\x00")
+	}
+	if v := f[name]; v != "" {
+		return []string{v}
+	}
+	return nil
+}
+
+// multiKey is where a repeated parameter's values are kept, joined by 0
+// bytes: no parameter name starts with one.
+func multiKey(name string) string { return "\x00" + name }
+
+// exchangeRepeatable are the parameters token exchange allows more than
+// once (RFC 8693 §2.1: audience and resource may be repeated). Every
+// other grant still refuses a repeated one.
+var exchangeRepeatable = map[string]bool{"audience": true, "resource": true}
 
 // parameters defined by the specifications this server implements. A
 // repeated defined parameter makes the request invalid (RFC 6749 §3.1);
@@ -114,15 +136,26 @@ func parseFormBody(body string) (Form, *Error) {
 		return nil, errRequest("the request body is not valid form encoding")
 	}
 	form := make(Form, len(values))
+	exchange := len(values["grant_type"]) == 1 && values["grant_type"][0] == GrantTokenExchange
 	for name, vs := range values {
 		if !knownParams[name] {
 			continue
 		}
-		if len(vs) > 1 {
-			return nil, errRequest("parameter " + name + " is repeated")
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return nil, errRequest("parameter " + name + " is not valid UTF-8")
+			}
 		}
-		if !utf8.ValidString(vs[0]) {
-			return nil, errRequest("parameter " + name + " is not valid UTF-8")
+		if len(vs) > 1 {
+			if !exchange || !exchangeRepeatable[name] {
+				return nil, errRequest("parameter " + name + " is repeated")
+			}
+			if slices.ContainsFunc(vs, func(v string) bool { return v == "" || strings.Contains(v, "\x00") }) {
+				return nil, errRequest("a repeated parameter " + name + " is empty or contains a 0 byte")
+			}
+			form[name] = vs[0]
+			form[multiKey(name)] = strings.Join(vs, "\x00")
+			continue
 		}
 		if vs[0] != "" {
 			form[name] = vs[0]

@@ -69,7 +69,9 @@ func (r *Revocations) revokedClaims(c *AccessClaims) bool {
 	if len(r.before) == 0 {
 		return false
 	}
-	for _, k := range [...]string{beforeKey("sub", c.Subject), beforeKey("client", c.ClientID)} {
+	// A token whose subject is a client (client_credentials, or a token
+	// exchanged from one) dies with that client as well.
+	for _, k := range [...]string{beforeKey("sub", c.Subject), beforeKey("client", c.ClientID), beforeKey("client", c.Subject)} {
 		if b, ok := r.before[k]; ok && c.IssuedAt <= b.At {
 			return true
 		}

@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,12 +91,13 @@ func revokeAllTx(tx storage.Tx, key string, match func(*familyRecord) bool, now,
 	return len(ids), revoked, b, persistBefore(tx, key, b)
 }
 
-// endSessionsTx deletes every sign-in session of user.
-func endSessionsTx(tx storage.Tx, user string) error {
+// endSessionsTx deletes every sign-in session of the user whose subject
+// is sub (sessions stored before subjects were have the name's).
+func endSessionsTx(tx storage.Tx, sub string) error {
 	var keys []string
 	err := tx.ForEach(storage.KindSessions, func(k string, rec storage.Record) error {
 		var s sessionRecord
-		if json.Unmarshal(rec.Value, &s) == nil && s.User == user {
+		if json.Unmarshal(rec.Value, &s) == nil && cmp.Or(s.Sub, nameSubject(s.User)) == sub {
 			keys = append(keys, k)
 		}
 		return nil
@@ -117,7 +119,7 @@ func (e *Engine) UpdateUser(ctx context.Context, u *User) error {
 	if err != nil || !changed {
 		return err
 	}
-	sub := u.Name
+	sub := u.Subject()
 	_, err = e.revokeAllThen(ctx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
 		func(tx storage.Tx) error { return endSessionsTx(tx, sub) })
 	if err != nil {
@@ -139,7 +141,7 @@ func UpdateStoredUser(ctx context.Context, st storage.Store, u *User) error {
 	if err != nil || !changed {
 		return err
 	}
-	sub, now := u.Name, time.Now()
+	sub, now := u.Subject(), time.Now()
 	return st.Update(ctx, func(tx storage.Tx) error {
 		_, _, _, err := revokeAllTx(tx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
 			now, now.Add(OfflineRevocationHorizon))

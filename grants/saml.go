@@ -51,6 +51,10 @@ type SAMLIdP struct {
 	// Scopes may be granted on this provider's assertions (further
 	// limited by the client's scopes).
 	Scopes []string
+	// MapSubject says what the asserted subject becomes, as for
+	// TrustedIssuer.MapSubject: "external" (default) namespaces it,
+	// "local_users" requires an existing local user of that name.
+	MapSubject string
 }
 
 // validateSAMLIdP checks a SAML identity provider against the clients.
@@ -59,8 +63,15 @@ func validateSAMLIdP(idp *SAMLIdP, clients map[string]*Client) error {
 		return errors.New("saml_idp needs an entity ID")
 	}
 	owner := fmt.Sprintf("saml_idp %q", idp.EntityID)
+	if err := checkProviderID(owner, idp.EntityID); err != nil {
+		return err
+	}
 	if idp.Certificate == nil {
 		return fmt.Errorf("%s: cert_file is required", owner)
+	}
+	var err error
+	if idp.MapSubject, err = validateMapSubject(owner, idp.MapSubject); err != nil {
+		return err
 	}
 	return checkAllowedClients(owner, idp.AllowedClients, GrantSAML2Bearer, clients)
 }
@@ -90,9 +101,13 @@ func (e *Engine) samlBearer(ctx context.Context, c *Client, form Form) (*TokenRe
 	if !slices.Contains(idp.AllowedClients, c.ID) {
 		return e.assertionRefused(ctx, c, GrantSAML2Bearer, "this client may not present this identity provider's assertions")
 	}
+	sub, err := e.mapSubject(ctx, idp.EntityID, a.Subject, idp.MapSubject)
+	if err != nil {
+		return e.assertionRefused(ctx, c, GrantSAML2Bearer, err.Error())
+	}
 	return e.grantForAssertion(ctx, c, form, assertionGrant{
 		grant: GrantSAML2Bearer, namespace: "saml", issuer: idp.EntityID, id: a.ID,
-		subject: a.Subject, expires: a.Expires.Add(assertionSkew), scopes: idp.Scopes,
+		subject: sub, extSub: a.Subject, exp: a.Expires.Unix(), expires: a.Expires.Add(assertionSkew), scopes: idp.Scopes,
 	})
 }
 
@@ -442,7 +457,13 @@ func onlyChild(el *etree.Element, tag string) *etree.Element {
 // assertionGrant is what an assertion grant (JWT or SAML bearer) learned
 // from a verified assertion.
 type assertionGrant struct {
-	grant, namespace, issuer, id, subject string
+	grant, namespace, issuer, id string
+	// subject is the token's sub (mapped); extSub what the issuer asserted.
+	subject, extSub string
+	// exp is the assertion's own expiry (Unix seconds).
+	exp int64
+	// raw is a JWT assertion's payload, for act and may_act in exchange.
+	raw []byte
 	// expires is when the assertion id may be forgotten.
 	expires time.Time
 	// scopes may be granted on the issuer's assertions.
@@ -458,14 +479,26 @@ func (e *Engine) grantForAssertion(ctx context.Context, c *Client, form Form, g 
 	if oerr != nil {
 		return nil, oerr
 	}
+	if oerr := e.spendAssertion(ctx, c, g); oerr != nil {
+		return nil, oerr
+	}
+	at := newAccessClaims(e.Issuer, g.subject, c.ID, aud, scope, time.Now(), e.AccessTokenTTL)
+	at.ExtIss, at.ExtSub = g.issuer, g.extSub
+	return e.issueAccessToken(ctx, c, at)
+}
+
+// spendAssertion records the assertion's id as used: invalid_grant when
+// it already was.
+func (e *Engine) spendAssertion(ctx context.Context, c *Client, g assertionGrant) *Error {
 	fresh, err := e.consumeAssertionID(ctx, g.namespace, g.issuer, g.id, g.expires)
 	if err != nil {
-		return nil, storageError(err)
+		return storageError(err)
 	}
 	if !fresh {
-		return e.assertionRefused(ctx, c, g.grant, "assertion id already used")
+		_, oerr := e.assertionRefused(ctx, c, g.grant, "assertion id already used")
+		return oerr
 	}
-	return e.issueAccessToken(ctx, c, newAccessClaims(e.Issuer, g.subject, c.ID, aud, scope, time.Now(), e.AccessTokenTTL))
+	return nil
 }
 
 // errBadAssertion is every refusal of an assertion grant's assertion; the

@@ -185,7 +185,7 @@ func TestSAMLBearerGrant(t *testing.T) {
 			if tt.status == 200 {
 				m := checkToken(t, w)
 				_, claims := segments(t, m["access_token"].(string))
-				if claims["sub"] != "user-42" || claims["client_id"] != "c-saml" || claims["scope"] != "read write" {
+				if claims["ext_sub"] != "user-42" || claims["client_id"] != "c-saml" || claims["scope"] != "read write" {
 					t.Errorf("claims %v", claims)
 				}
 				if _, ok := m["refresh_token"]; ok {
@@ -244,8 +244,8 @@ func TestSAMLCommentInjection(t *testing.T) {
 	for name, x := range map[string]string{"inserted after signing": after, "signed with the comment": before} {
 		t.Run(name, func(t *testing.T) {
 			m := checkToken(t, samlPost(e, "c-saml", samltest.Encode(x)))
-			if _, claims := segments(t, m["access_token"].(string)); claims["sub"] != "admin@evil" {
-				t.Errorf("sub = %v, want admin@evil", claims["sub"])
+			if _, claims := segments(t, m["access_token"].(string)); claims["ext_sub"] != "admin@evil" {
+				t.Errorf("ext_sub = %v, want admin@evil", claims["ext_sub"])
 			}
 		})
 	}
@@ -289,7 +289,7 @@ func mustDecode(t testing.TB, s string) []byte {
 func TestSAMLSubjectAttribute(t *testing.T) {
 	e := samlEngine(t, func(p *SAMLIdP) { p.SubjectAttribute = "uid" })
 	m := checkToken(t, samlPost(e, "c-saml", samlGood(t, func(a *samltest.Assertion) { a.Attributes = map[string]string{"uid": "u42", "mail": "u@x.test"} }), "scope", "read"))
-	if _, claims := segments(t, m["access_token"].(string)); claims["sub"] != "u42" || claims["scope"] != "read" {
+	if _, claims := segments(t, m["access_token"].(string)); claims["ext_sub"] != "u42" || claims["scope"] != "read" {
 		t.Errorf("claims %v", claims)
 	}
 	checkError(t, samlPost(e, "c-saml", samlGood(t, nil)), 400, CodeInvalidGrant)

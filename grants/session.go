@@ -12,7 +12,12 @@ import (
 
 // sessionRecord is a signed-in browser, stored by the hash of its cookie.
 type sessionRecord struct {
-	User     string `json:"user"`
+	// User is the user's name, shown on pages.
+	User string `json:"user"`
+	// Sub is the user's subject: a session of a removed user never
+	// becomes the session of a new user of the same name. Sessions
+	// stored before it was have the name's first-use subject.
+	Sub      string `json:"sub,omitempty"`
 	AuthTime int64  `json:"auth_time"`
 }
 
@@ -34,7 +39,10 @@ func (w *web) session(ctx context.Context, r *http.Request) (*sessionRecord, str
 	if err != nil {
 		return nil, "", err
 	}
-	if _, err := w.e.Users.Lookup(ctx, s.User); err != nil {
+	if s.Sub == "" {
+		s.Sub = nameSubject(s.User)
+	}
+	if u, err := w.e.Users.LookupSubject(ctx, s.Sub); err != nil || u.Name != s.User {
 		return nil, "", nil // the user was removed: the session is worthless
 	}
 	return &s, key, nil
@@ -43,7 +51,7 @@ func (w *web) session(ctx context.Context, r *http.Request) (*sessionRecord, str
 // startSession stores a new session for u and sets its cookie.
 func (w *web) startSession(ctx context.Context, rw http.ResponseWriter, r *http.Request, u *User) (*sessionRecord, error) {
 	tok := newSecretToken()
-	s := &sessionRecord{User: u.Name, AuthTime: time.Now().Unix()}
+	s := &sessionRecord{User: u.Name, Sub: u.Subject(), AuthTime: time.Now().Unix()}
 	err := w.e.store.Update(ctx, func(tx storage.Tx) error {
 		return putJSON(tx, storage.KindSessions, hashToken(tok), s, time.Now().Add(w.cfg.SessionTTL))
 	})

@@ -36,12 +36,32 @@ type exchangedToken struct {
 	scope   []string
 	act     map[string]any // the token's own act claim, if any
 	mayAct  map[string]any
+	// exp is the token's expiry: nothing exchanged from it outlives it.
+	exp int64
+	// grant is the grant id (gid) the token belongs to, carried into the
+	// exchanged token so that revoking the grant revokes both.
+	grant string
+	// extIss and extSub say which external provider asserted the subject.
+	extIss, extSub string
+	// assertion is a trusted issuer's JWT, spent once the exchange is
+	// known to succeed.
+	assertion *assertionGrant
 }
 
 // tokenExchange is the RFC 8693 grant: the client presents a subject
 // token (and optionally an actor token) and gets an access token for the
 // same subject, for a target its exchange policy allows, with a scope
 // never wider than the subject token's. Only access tokens are issued.
+//
+// The exchanged token stays inside the rules of the tokens it came from:
+// it carries the subject token's grant id (revoking the grant, the
+// subject, the user or the client revokes it too), it expires no later
+// than the subject and actor tokens (so re-exchanging cannot extend a
+// chain), and the subject must still exist. Accepted subject and actor
+// tokens: our access tokens; our ID tokens, only from the client they
+// were issued to (aud and azp); and JWTs of trusted issuers under exactly
+// the jwt-bearer grant's rules (allowed_clients, single-use jti, exp at
+// most MaxAssertionLifetime ahead, map_subject).
 func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*TokenResponse, *Error) {
 	subjTok, subjType := form.Get("subject_token"), form.Get("subject_token_type")
 	if subjTok == "" || subjType == "" {
@@ -54,19 +74,21 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 	if rt := form.Get("requested_token_type"); rt != "" && rt != TokenTypeAccessToken {
 		return nil, errRequest("only access tokens can be requested")
 	}
-	aud, oerr := e.exchangeTarget(c, form.Get("audience"), form.Get("resource"))
+	aud, oerr := e.exchangeTarget(c, form.Values("audience"), form.Values("resource"))
 	if oerr != nil {
 		return nil, oerr
 	}
 	now := time.Now()
-	subj, err := e.readExchangedToken(ctx, subjTok, subjType, now)
+	subj, err := e.readExchangedToken(ctx, c, subjTok, subjType, now)
 	if err != nil {
 		e.debug(ctx, "token exchange: subject token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
 		return nil, errRequest("the subject_token is invalid, expired or of another type")
 	}
 	act := subj.act
+	exp := min(now.Add(e.AccessTokenTTL).Unix(), subj.exp)
+	var actor *exchangedToken
 	if actTok != "" {
-		actor, err := e.readExchangedToken(ctx, actTok, actType, now)
+		actor, err = e.readExchangedToken(ctx, c, actTok, actType, now)
 		if err != nil {
 			e.debug(ctx, "token exchange: actor token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
 			return nil, errRequest("the actor_token is invalid, expired or of another type")
@@ -79,14 +101,30 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 		if subj.act != nil {
 			act["act"] = subj.act
 		}
+		exp = min(exp, actor.exp)
 	}
 	allowed := slices.DeleteFunc(slices.Clone(c.Scopes), func(s string) bool { return !slices.Contains(subj.scope, s) })
 	scope, oerr := grantScope(form.Get("scope"), allowed)
 	if oerr != nil {
 		return nil, oerr
 	}
+	for _, t := range []*exchangedToken{subj, actor} {
+		if t != nil && t.assertion != nil {
+			if oerr := e.spendAssertion(ctx, c, *t.assertion); oerr != nil {
+				if oerr.Code == CodeInvalidGrant {
+					// RFC 8693 §2.2.2: a bad subject or actor token is
+					// invalid_request.
+					return nil, errRequest("the subject_token or actor_token was already used")
+				}
+				return nil, oerr
+			}
+		}
+	}
 	at := newAccessClaims(e.Issuer, subj.subject, c.ID, aud, scope, now, e.AccessTokenTTL)
+	at.ExpiresAt = exp
 	at.Act = act
+	at.Grant = subj.grant
+	at.ExtIss, at.ExtSub = subj.extIss, subj.extSub
 	resp, oerr := e.issueAccessToken(ctx, c, at)
 	if oerr != nil {
 		return nil, oerr
@@ -95,19 +133,22 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 	return resp, nil
 }
 
-// exchangeTarget checks audience and resource against the client's
-// exchange policy (invalid_target otherwise) and returns the new token's
-// audience: the requested targets, or the client's default audience.
-func (e *Engine) exchangeTarget(c *Client, audience, resource string) ([]string, *Error) {
+// exchangeTarget checks every audience and resource (each may be given
+// more than once, RFC 8693 §2.1) against the client's exchange policy
+// (invalid_target otherwise) and returns the new token's audience: the
+// requested targets, or the client's default audience.
+func (e *Engine) exchangeTarget(c *Client, audiences, resources []string) ([]string, *Error) {
 	var aud []string
-	if resource != "" {
+	for _, resource := range resources {
 		u, err := url.Parse(resource)
 		if err != nil || !u.IsAbs() || strings.Contains(resource, "#") || !slices.Contains(c.Exchange.Resources, resource) {
 			return nil, errCode(CodeInvalidTarget, "the requested resource is not allowed for this client")
 		}
-		aud = append(aud, resource)
+		if !slices.Contains(aud, resource) {
+			aud = append(aud, resource)
+		}
 	}
-	if audience != "" {
+	for _, audience := range audiences {
 		if !slices.Contains(c.Exchange.Audiences, audience) {
 			return nil, errCode(CodeInvalidTarget, "the requested audience is not allowed for this client")
 		}
@@ -122,32 +163,50 @@ func (e *Engine) exchangeTarget(c *Client, audience, resource string) ([]string,
 }
 
 // readExchangedToken verifies a subject or actor token of the declared
-// type: our access tokens (with revocation), our ID tokens, or JWTs of
-// trusted issuers.
-func (e *Engine) readExchangedToken(ctx context.Context, tok, typ string, now time.Time) (*exchangedToken, error) {
+// type, presented by client c: our access tokens (with revocation), our
+// ID tokens issued to c (with revocation), or JWTs of trusted issuers
+// (by the jwt-bearer rules). Our own tokens get no expiry leeway, and a
+// local subject must still exist.
+func (e *Engine) readExchangedToken(ctx context.Context, c *Client, tok, typ string, now time.Time) (*exchangedToken, error) {
 	var raw []byte
 	out := &exchangedToken{}
 	switch typ {
 	case TokenTypeAccessToken:
-		c, err := e.Verifier.Verify(tok, now)
+		a, err := e.Verifier.Verify(tok, now)
 		if err != nil {
 			return nil, err
 		}
-		out.subject, out.scope, raw = c.Subject, c.Scopes(), c.raw
+		out.subject, out.scope, raw = a.Subject, a.Scopes(), a.raw
+		out.exp, out.grant, out.extIss, out.extSub = a.ExpiresAt, a.Grant, a.ExtIss, a.ExtSub
 	case TokenTypeIDToken:
-		payload, sub, err := e.verifyOurIDToken(tok, now)
+		payload, idc, err := e.verifyOurIDToken(tok, now)
 		if err != nil {
 			return nil, err
 		}
-		out.subject, raw = sub, payload
+		// An ID token is meant for its relying party alone (OIDC Core
+		// §2): only that client may exchange it.
+		if idc.Audience != c.ID || (idc.AZP != "" && idc.AZP != c.ID) {
+			return nil, errors.New("the ID token was issued to another client")
+		}
+		if e.Revocations.revokedClaims(&AccessClaims{Subject: idc.Subject, ClientID: idc.Audience, Grant: idc.Grant, IssuedAt: idc.IssuedAt}) {
+			return nil, errors.New("the ID token's grant, user or client was revoked")
+		}
+		out.subject, out.exp, out.grant, raw = idc.Subject, idc.ExpiresAt, idc.Grant, payload
 	case TokenTypeJWT:
-		ti, claims, sub, err := e.verifyTrustedJWT(ctx, tok, 0)
+		g, err := e.trustedAssertion(ctx, c, tok)
 		if err != nil {
 			return nil, err
 		}
-		out.subject, out.scope, raw = sub, ti.Scopes, claims.raw
+		out.subject, out.scope, raw = g.subject, e.trusted[g.issuer].Scopes, g.raw
+		out.exp, out.extIss, out.extSub, out.assertion = g.exp, g.issuer, g.extSub, &g
 	default:
 		return nil, errors.New("unsupported token type")
+	}
+	if out.exp <= now.Unix() {
+		return nil, errors.New("expired")
+	}
+	if err := e.subjectExists(ctx, out.subject); err != nil {
+		return nil, err
 	}
 	var extra struct {
 		Act    map[string]any `json:"act"`
@@ -160,34 +219,54 @@ func (e *Engine) readExchangedToken(ctx context.Context, tok, typ string, now ti
 	return out, nil
 }
 
+// subjectExists checks that a token's subject still exists: a local user
+// or a client. External subjects have no local record; revocation by
+// subject covers them.
+func (e *Engine) subjectExists(ctx context.Context, sub string) error {
+	if IsExternalSubject(sub) {
+		return nil
+	}
+	_, err := e.Users.LookupSubject(ctx, sub)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, ErrUserNotFound) {
+		return err
+	}
+	if cl, err := e.lookupClient(ctx, sub); err == nil && cl != nil {
+		return nil
+	}
+	return errors.New("the subject no longer exists")
+}
+
 // verifyOurIDToken checks an ID token this server issued: typ JWT, our
-// key by kid with its pinned algorithm, our issuer, not expired. It
-// returns the payload and the subject.
-func (e *Engine) verifyOurIDToken(tok string, now time.Time) ([]byte, string, error) {
+// key by kid with its pinned algorithm, our issuer, not expired (no
+// leeway: the token is ours). It returns the payload and the claims.
+func (e *Engine) verifyOurIDToken(tok string, now time.Time) ([]byte, *IDClaims, error) {
 	h, _, err := splitAssertion(tok)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	if h.Typ != "JWT" {
-		return nil, "", errors.New("typ is not JWT")
+		return nil, nil, errors.New("typ is not JWT")
 	}
 	key, ok := e.keyRing().Lookup(h.Kid)
 	if !ok {
-		return nil, "", errors.New("unknown kid")
+		return nil, nil, errors.New("unknown kid")
 	}
 	payload, err := jws.VerifyCompactFast(key.public, []byte(tok), key.Alg)
 	if err != nil {
-		return nil, "", errors.New("signature does not verify")
+		return nil, nil, errors.New("signature does not verify")
 	}
 	var c IDClaims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, "", errors.New("claims are malformed")
+		return nil, nil, errors.New("claims are malformed")
 	}
-	if c.Issuer != e.Issuer || c.Subject == "" || c.ExpiresAt <= 0 {
-		return nil, "", errors.New("not our ID token")
+	if c.Issuer != e.Issuer || c.Subject == "" || c.ExpiresAt <= 0 || c.IssuedAt <= 0 {
+		return nil, nil, errors.New("not our ID token")
 	}
-	if now.Unix()-int64(e.Verifier.Leeway/time.Second) > c.ExpiresAt {
-		return nil, "", errors.New("expired")
+	if now.Unix() >= c.ExpiresAt {
+		return nil, nil, errors.New("expired")
 	}
-	return payload, c.Subject, nil
+	return payload, &c, nil
 }

@@ -19,7 +19,10 @@ func txEngine(t testing.TB) *Engine {
 		c.Clients = append(c.Clients,
 			&Client{ID: "c-tx", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost,
 				GrantTypes: []string{GrantTokenExchange, GrantJWTBearer}, Scopes: []string{"openid", "read", "write"},
-				Exchange: ExchangePolicy{Audiences: []string{"urn:svc:b"}, Resources: []string{"https://b.test"}}})
+				Exchange: ExchangePolicy{Audiences: []string{"urn:svc:b"}, Resources: []string{"https://b.test"}}},
+			// Actors: services acting under their client ids.
+			&Client{ID: "svc-a", SecretHash: HashSecret("svc-a"), AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}},
+			&Client{ID: "svc-b", SecretHash: HashSecret("svc-b"), AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}})
 		c.TrustedIssuers = []*TrustedIssuer{{Issuer: jbIssuer, Keys: keys, AllowedClients: []string{"c-tx"}, Scopes: []string{"read"}}}
 	})
 }
@@ -51,7 +54,7 @@ func TestTokenExchange(t *testing.T) {
 	e := txEngine(t)
 	at := txAccessToken(t, e, "alice", "read write", nil)
 	u, _ := e.Users.Lookup(t.Context(), "alice")
-	idc := newIDClaims(testIssuer, u, "c-web", "", []string{"openid"}, time.Now(), time.Now(), time.Minute)
+	idc := newIDClaims(testIssuer, u, "c-tx", "", []string{"openid"}, time.Now(), time.Now(), time.Minute)
 	idt, _ := e.keyRing().Current.MintIDToken(idc)
 	expired := txAccessToken(t, e, "alice", "read", func(c *AccessClaims) { c.IssuedAt -= 7200; c.ExpiresAt = time.Now().Add(-time.Hour).Unix() })
 	actorA := txAccessToken(t, e, "svc-a", "", nil)
@@ -61,7 +64,7 @@ func TestTokenExchange(t *testing.T) {
 		"jti": "mayact", "client_id": "c-web", "scope": "read", "may_act": map[string]any{"sub": "svc-a"}}))
 	chained := txAccessToken(t, e, "alice", "read", func(c *AccessClaims) { c.Act = map[string]any{"sub": "svc-old"} })
 	ext := caSign(t, "ES256", caOtherKey, map[string]any{"alg": "ES256", "kid": "idp1"}, map[string]any{
-		"iss": jbIssuer, "sub": "partner-7", "aud": testIssuer, "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()})
+		"iss": jbIssuer, "sub": "partner-7", "aud": testIssuer, "exp": time.Now().Add(time.Minute).Unix(), "iat": time.Now().Unix(), "jti": "tx-ext-1"})
 
 	const atT, idT, jwtT = TokenTypeAccessToken, TokenTypeIDToken, TokenTypeJWT
 	tests := []struct {
@@ -92,7 +95,7 @@ func TestTokenExchange(t *testing.T) {
 			}
 		}},
 		{"trusted issuer JWT", []string{"subject_token", ext, "subject_token_type", jwtT}, 200, "", func(t *testing.T, c map[string]any) {
-			if c["sub"] != "partner-7" || c["scope"] != "read" {
+			if c["sub"] != externalSubject(jbIssuer, "partner-7") || c["ext_sub"] != "partner-7" || c["ext_iss"] != jbIssuer || c["scope"] != "read" {
 				t.Errorf("claims %v", c)
 			}
 		}},
@@ -147,8 +150,14 @@ func TestTokenExchange(t *testing.T) {
 			if !verifies(e, tr.str("access_token")) {
 				t.Error("the exchanged token does not verify")
 			}
-			if n := countRecords(t, e, storage.KindAssertions); n != before {
-				t.Error("token exchange recorded an assertion id")
+			// Only a trusted issuer's JWT is single-use, as in the
+			// jwt-bearer grant.
+			want := before
+			if tt.kv[3] == jwtT {
+				want++
+			}
+			if n := countRecords(t, e, storage.KindAssertions); n != want {
+				t.Errorf("%d assertion ids recorded, want %d", n, want)
 			}
 		})
 	}

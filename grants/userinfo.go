@@ -38,7 +38,17 @@ func (e *Engine) ServeUserinfo(w http.ResponseWriter, r *http.Request) {
 		WriteBearerError(w, base, http.StatusForbidden, "insufficient_scope", "openid")
 		return
 	}
-	u, err := e.Users.Lookup(r.Context(), c.Subject)
+	if IsExternalSubject(c.Subject) {
+		// An external subject is never looked up as a local user: the
+		// answer is what the token itself says of its origin.
+		claims := map[string]any{"sub": c.Subject}
+		if c.ExtIss != "" {
+			claims["ext_iss"], claims["ext_sub"] = c.ExtIss, c.ExtSub
+		}
+		writeJSON(w, http.StatusOK, claims)
+		return
+	}
+	u, err := e.Users.LookupSubject(r.Context(), c.Subject)
 	if errors.Is(err, ErrUserNotFound) {
 		WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
 		return
@@ -48,6 +58,6 @@ func (e *Engine) ServeUserinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claims := userClaims(u, scopes)
-	claims["sub"] = u.Name
+	claims["sub"] = u.Subject()
 	writeJSON(w, http.StatusOK, claims)
 }

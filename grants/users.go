@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -18,8 +20,12 @@ import (
 
 // User is someone who signs in at the login page.
 type User struct {
-	// Name is the login name and the token subject (sub).
+	// Name is the login name.
 	Name string `json:"name"`
+	// Sub is the token subject (sub), assigned when the user is created
+	// and never reassigned (see Subject). Empty in records written before
+	// subjects were stored, and in config users until the engine starts.
+	Sub string `json:"sub,omitempty"`
 	// PasswordHash is a bcrypt hash, as `caddy hash-password` makes.
 	PasswordHash string `json:"password_hash"`
 	// Claims are OIDC claims released per scope (email, name, ...).
@@ -54,10 +60,41 @@ var dummyHashFor = func() func(cost int) []byte {
 	}
 }()
 
+// Subject is the user's token subject: the stored one, or for a user
+// stored before subjects were, the subject of the name's first use.
+func (u *User) Subject() string {
+	if u.Sub != "" {
+		return u.Sub
+	}
+	return nameSubject(u.Name)
+}
+
+// maxNameSubjectBytes bounds the first-use subject of a name, leaving
+// room for the suffix of a re-created name within the 255 ASCII
+// characters a sub may have (OIDC Core §2).
+const maxNameSubjectBytes = 240
+
+// forbiddenNameChars may not occur in user names or client ids. Besides
+// quotes and backslashes (which break headers and logs), '/', '?', '#'
+// and '%' would change the meaning of a name put into a URL path, and
+// their absence keeps the subject namespace injective: '%' makes the
+// percent encoding of names reversible, '/' separates a re-created name's
+// suffix, '#' marks external subjects (ext#…).
+const forbiddenNameChars = "\"\\/?#%"
+
+// checkName checks a user name or client id: non-empty, no surrounding
+// spaces, no forbidden or control characters, valid UTF-8.
+func checkName(s string) bool {
+	if s == "" || strings.TrimSpace(s) != s || !utf8.ValidString(s) || strings.ContainsAny(s, forbiddenNameChars) {
+		return false
+	}
+	return !strings.ContainsFunc(s, unicode.IsControl)
+}
+
 // ValidateUser checks a user definition and says what to fix.
 func ValidateUser(u *User) error {
-	if u.Name == "" || strings.TrimSpace(u.Name) != u.Name || strings.ContainsAny(u.Name, "\"\\\r\n\t") || len(u.Name) > 200 {
-		return fmt.Errorf("user name %q must be non-empty, at most 200 bytes, without surrounding spaces, quotes, backslashes or control characters", u.Name)
+	if !checkName(u.Name) || len(u.Name) > 200 || len(nameSubject(u.Name)) > maxNameSubjectBytes {
+		return fmt.Errorf("user name %q must be non-empty, at most 200 bytes (non-ASCII characters count three times per byte), without surrounding spaces, control characters or any of %s", u.Name, forbiddenNameChars)
 	}
 	if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
 		return fmt.Errorf("user %q: password_hash must be a bcrypt hash (make one with `caddy hash-password`)", u.Name)
@@ -113,7 +150,37 @@ func (us *Users) setCost() (differing []string) {
 	return differing
 }
 
-// Lookup returns the user, or ErrUserNotFound.
+// LookupSubject returns the local user whose token subject is sub, or
+// ErrUserNotFound. An external subject is never a local user, and the
+// subject of a removed user is not the subject of a new user of the
+// same name.
+func (us *Users) LookupSubject(ctx context.Context, sub string) (*User, error) {
+	return lookupBySubject(sub, func(name string) (*User, error) { return us.Lookup(ctx, name) })
+}
+
+// lookupSubjectTx is LookupSubject inside a transaction.
+func (us *Users) lookupSubjectTx(tx storage.Tx, sub string) (*User, error) {
+	return lookupBySubject(sub, func(name string) (*User, error) { return us.lookupTx(tx, name) })
+}
+
+func lookupBySubject(sub string, lookup func(name string) (*User, error)) (*User, error) {
+	if IsExternalSubject(sub) {
+		return nil, ErrUserNotFound
+	}
+	for _, name := range subjectNames(sub) {
+		u, err := lookup(name)
+		if err == nil && u.Subject() == sub {
+			return u, nil
+		}
+		if err != nil && !errors.Is(err, ErrUserNotFound) {
+			return nil, err
+		}
+	}
+	return nil, ErrUserNotFound
+}
+
+// Lookup returns the user by name, or ErrUserNotFound. Code that starts
+// from a token's sub uses LookupSubject.
 func (us *Users) Lookup(ctx context.Context, name string) (*User, error) {
 	if u, ok := us.config[name]; ok {
 		return u, nil
@@ -135,6 +202,11 @@ func (us *Users) lookupTx(tx storage.Tx, name string) (*User, error) {
 	if u, ok := us.config[name]; ok {
 		return u, nil
 	}
+	return us.lookupStoredTx(tx, name)
+}
+
+// lookupStoredTx finds a run-time user only.
+func (us *Users) lookupStoredTx(tx storage.Tx, name string) (*User, error) {
 	rec, err := tx.Get(storage.KindUsers, name)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, ErrUserNotFound
@@ -205,16 +277,21 @@ func (us *Users) Put(ctx context.Context, u *User, create bool) error {
 	if err := us.checkRuntime(u); err != nil {
 		return err
 	}
-	b, err := json.Marshal(u)
-	if err != nil {
-		return err
-	}
 	return us.store.Update(ctx, func(tx storage.Tx) error {
 		_, err := tx.Get(storage.KindUsers, u.Name)
 		switch {
 		case err == nil:
 			return ErrUserExists
 		case !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		// The subject is assigned once, here, and kept by every later
+		// change (Update).
+		if u.Sub, err = assignSubject(tx, u.Name, false); err != nil {
+			return err
+		}
+		b, err := json.Marshal(u)
+		if err != nil {
 			return err
 		}
 		return tx.Put(storage.KindUsers, u.Name, storage.Record{Value: b})
@@ -239,7 +316,7 @@ func (us *Users) checkRuntime(u *User) error {
 // give: an empty PasswordHash keeps the password, nil Claims keep the
 // claims (an empty, non-nil map clears them). It reports whether the
 // password changed, after which the caller must end the user's grants
-// and sessions (Engine.UpdateUser does).
+// and sessions (Engine.UpdateUser does). It sets u.Sub to the subject.
 func (us *Users) Update(ctx context.Context, u *User) (passwordChanged bool, err error) {
 	if _, ok := us.config[u.Name]; ok {
 		return false, ErrConfigUser
@@ -257,7 +334,9 @@ func (us *Users) Update(ctx context.Context, u *User) (passwordChanged bool, err
 		if err := json.Unmarshal(rec.Value, &old); err != nil {
 			return err
 		}
-		next := User{Name: u.Name, PasswordHash: cmp.Or(u.PasswordHash, old.PasswordHash), Claims: u.Claims}
+		// The subject is assigned once, at creation, and kept by every
+		// later change.
+		next := User{Name: u.Name, Sub: old.Subject(), PasswordHash: cmp.Or(u.PasswordHash, old.PasswordHash), Claims: u.Claims}
 		if next.Claims == nil {
 			next.Claims = old.Claims
 		}
@@ -269,6 +348,7 @@ func (us *Users) Update(ctx context.Context, u *User) (passwordChanged bool, err
 			return err
 		}
 		passwordChanged = next.PasswordHash != old.PasswordHash
+		u.Sub = next.Sub
 		return tx.Put(storage.KindUsers, u.Name, storage.Record{Value: b})
 	})
 	return passwordChanged, err
@@ -280,10 +360,13 @@ func (us *Users) Remove(ctx context.Context, name string) error {
 		return ErrConfigUser
 	}
 	return us.store.Update(ctx, func(tx storage.Tx) error {
-		if _, err := tx.Get(storage.KindUsers, name); err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				return ErrUserNotFound
-			}
+		u, err := us.lookupStoredTx(tx, name)
+		if err != nil {
+			return err
+		}
+		// A user stored before names were recorded is recorded now, so
+		// that a new user of this name gets another subject.
+		if err := recordNameUse(tx, name, u.Subject(), false); err != nil {
 			return err
 		}
 		return tx.Delete(storage.KindUsers, name)
@@ -294,7 +377,7 @@ func (us *Users) Remove(ctx context.Context, name string) error {
 func (us *Users) List(ctx context.Context) ([]User, error) {
 	var out []User
 	for _, u := range us.config {
-		out = append(out, User{Name: u.Name, Claims: u.Claims, FromConfig: true})
+		out = append(out, User{Name: u.Name, Sub: u.Subject(), Claims: u.Claims, FromConfig: true})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	if us.store == nil {
@@ -306,7 +389,7 @@ func (us *Users) List(ctx context.Context) ([]User, error) {
 			if err := json.Unmarshal(rec.Value, &u); err != nil {
 				return err
 			}
-			out = append(out, User{Name: u.Name, Claims: u.Claims})
+			out = append(out, User{Name: u.Name, Sub: u.Subject(), Claims: u.Claims})
 			return nil
 		})
 	})

@@ -33,7 +33,10 @@ func reject(reason string) error { return &TokenError{Reason: reason} }
 // never the token's.
 type Verifier struct {
 	Issuer string
-	// Leeway tolerates clock skew on exp and nbf.
+	// Leeway tolerates clock skew on nbf and iat, which another node of
+	// the fleet may have set with a clock slightly ahead. It never extends
+	// exp: the server applies no leeway to its own tokens' expiry (RFC
+	// 7662 §4), so a token is refused from the second of its exp.
 	Leeway      time.Duration
 	keys        atomic.Pointer[KeyRing]
 	revocations *Revocations
@@ -178,7 +181,7 @@ func (v *Verifier) checkClaims(c *AccessClaims, now time.Time) error {
 func (v *Verifier) checkLive(c *AccessClaims, now time.Time) error {
 	sec := now.Unix()
 	lee := int64(v.Leeway / time.Second)
-	if sec-lee > c.ExpiresAt {
+	if sec >= c.ExpiresAt {
 		return reject("expired")
 	}
 	if c.NotBefore != 0 && sec+lee < c.NotBefore {

@@ -310,7 +310,9 @@ func TestVerifyClaims(t *testing.T) {
 		{"exp missing", func(m map[string]any) { delete(m, "exp") }, false},
 		{"exp zero", func(m map[string]any) { m["exp"] = 0 }, false},
 		{"exp null", func(m map[string]any) { m["exp"] = nil }, false},
-		{"expired within leeway", func(m map[string]any) { m["exp"] = now - 30 }, true},
+		{"expired just now (own tokens get no leeway)", func(m map[string]any) { m["exp"] = now }, false},
+		{"expired within leeway", func(m map[string]any) { m["exp"] = now - 30 }, false},
+		{"expires next second", func(m map[string]any) { m["exp"] = now + 1 }, true},
 		{"expired beyond leeway", func(m map[string]any) { m["exp"] = now - 31 }, false},
 		{"AT-06 expired 2 min ago", func(m map[string]any) { m["exp"] = now - 120 }, false},
 		{"A-11 exp as string", func(m map[string]any) { m["exp"] = "9999999999" }, false},
@@ -346,14 +348,18 @@ func TestVerifyClaims(t *testing.T) {
 	}
 }
 
-// TestVerifyLeewayIsConfigurable checks the boundary moves with Leeway.
+// TestVerifyLeewayIsConfigurable checks the nbf boundary moves with
+// Leeway, and that no leeway ever extends exp (issue 10 §4: our own
+// tokens' expiry is exact).
 func TestVerifyLeewayIsConfigurable(t *testing.T) {
 	f := newVerifierFixture(t, "ES256")
-	tok := signRaw(t, f.k, mustJSON(t, hdrMap(f.k, nil)), mustJSON(t, claimsMap(func(m map[string]any) { m["exp"] = vnow.Unix() - 5 })))
+	tok := signRaw(t, f.k, mustJSON(t, hdrMap(f.k, nil)), mustJSON(t, claimsMap(func(m map[string]any) { m["nbf"] = vnow.Unix() + 5 })))
 	strict := &Verifier{Issuer: testIssuer}
 	strict.SetKeys(f.kr)
 	wantReject(t, strict, tok)
 	wantAccept(t, f.v, tok)
+	expired := signRaw(t, f.k, mustJSON(t, hdrMap(f.k, nil)), mustJSON(t, claimsMap(func(m map[string]any) { m["exp"] = vnow.Unix() - 5 })))
+	wantReject(t, f.v, expired)
 }
 
 func TestVerifyMalformed(t *testing.T) {

@@ -91,7 +91,8 @@ func g4Caddyfile(t *testing.T, dir string, pub *ecdsa.PublicKey) string {
 			secret partner-secret-0123456789
 			auth_method client_secret_post
 			grant_types urn:ietf:params:oauth:grant-type:jwt-bearer
-			scopes invoices:read invoices:write
+			scopes openid invoices:read invoices:write
+			audience http://localhost:19302
 		}
 		client api-gateway {
 			secret gateway-secret-0123456789
@@ -104,12 +105,22 @@ func g4Caddyfile(t *testing.T, dir string, pub *ecdsa.PublicKey) string {
 		trust_issuer https://idp.partner.test {
 			jwks_file %s/client.jwks
 			allowed_clients partner-app
-			scopes invoices:read
+			scopes openid invoices:read
 		}
 	}
 }
 http://localhost:19300 {
 	oauth_server
+}
+# What the partner's users reach: the gate shows who they are.
+http://localhost:19302 {
+	bind 127.0.0.1
+	oauth_protect {
+		scopes invoices:read
+		audience http://localhost:19302
+		forward_header X-Forwarded-User sub
+	}
+	respond "sub={oauth.sub} ext_sub={oauth.claim.ext_sub} ext_iss={oauth.claim.ext_iss}"
 }
 `, adminAddr, g4Issuer, dir, dir, doc, g4HSSecret, hash, dir)
 }
@@ -302,20 +313,7 @@ func TestPasswordGrantEndToEnd(t *testing.T) {
 // for an access token through Caddy (JWTB-*).
 func TestJWTBearerEndToEnd(t *testing.T) {
 	key := startG4(t)
-	assertion := func(iss, aud string) string {
-		tok, err := jwt.NewBuilder().Issuer(iss).Subject("partner-user-7").Audience([]string{aud}).
-			IssuedAt(time.Now()).Expiration(time.Now().Add(time.Minute)).JwtID(fmt.Sprint(time.Now().UnixNano())).Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		hdr := jws.NewHeaders()
-		_ = hdr.Set(jws.KeyIDKey, "k1")
-		signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), key, jws.WithProtectedHeaders(hdr)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(signed)
-	}
+	assertion := func(iss, aud string) string { return g4PartnerAssertion(t, key, iss, aud, "partner-user-7") }
 	form := func(a string) url.Values {
 		return url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {a},
 			"client_id": {"partner-app"}, "client_secret": {"partner-secret-0123456789"}}
@@ -326,7 +324,8 @@ func TestJWTBearerEndToEnd(t *testing.T) {
 		t.Fatalf("status %d: %v", status, body)
 	}
 	_, claims := jwtParts(t, body["access_token"].(string))
-	if claims["sub"] != "partner-user-7" || claims["scope"] != "invoices:read" || body["refresh_token"] != nil {
+	if claims["ext_sub"] != "partner-user-7" || claims["ext_iss"] != "https://idp.partner.test" ||
+		!strings.HasPrefix(claims["sub"].(string), "ext#") || claims["scope"] != "openid invoices:read" || body["refresh_token"] != nil {
 		t.Fatalf("token %v, claims %v", body, claims)
 	}
 	for name, a := range map[string]string{
@@ -345,6 +344,51 @@ func TestJWTBearerEndToEnd(t *testing.T) {
 	if status, body := g4Post(t, form(assertion("https://idp.partner.test", g4TokenURL))); status != 200 {
 		t.Errorf("token endpoint audience: %d %v", status, body)
 	}
+}
+
+// TestExternalSubjectAtGateAndUserinfo: a partner IdP asserting the name
+// of local user alice (or of a client) gets neither: the gate forwards the
+// namespaced subject with ext_sub/ext_iss, and userinfo never answers with
+// alice's claims (issue 10 §1).
+func TestExternalSubjectAtGateAndUserinfo(t *testing.T) {
+	key := startG4(t)
+	for _, asserted := range []string{"alice", "api-gateway"} {
+		status, body := g4Post(t, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"},
+			"assertion": {g4PartnerAssertion(t, key, "https://idp.partner.test", g4Issuer, asserted)}, "scope": {"openid invoices:read"},
+			"client_id": {"partner-app"}, "client_secret": {"partner-secret-0123456789"}})
+		if status != 200 {
+			t.Fatalf("%s: %d %v", asserted, status, body)
+		}
+		tok := body["access_token"].(string)
+		resp, got := callAPI(t, "http://localhost:19302/", "Bearer "+tok)
+		want := "ext_sub=" + asserted + " ext_iss=https://idp.partner.test"
+		if resp.StatusCode != 200 || !strings.HasPrefix(got, "sub=ext#") || !strings.HasSuffix(got, want) {
+			t.Errorf("%s: gate %d %q", asserted, resp.StatusCode, got)
+		}
+		req := newRequest(t, http.MethodGet, g4Issuer+"/oauth/userinfo", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, ui := httpDo(t, req)
+		if resp.StatusCode != 200 || strings.Contains(ui, "alice@example.com") || strings.Contains(ui, `"sub":"`+asserted+`"`) ||
+			!strings.Contains(ui, `"ext_sub":"`+asserted+`"`) {
+			t.Errorf("%s: userinfo %d %s", asserted, resp.StatusCode, ui)
+		}
+	}
+}
+
+// g4PartnerAssertion is the partner IdP's JWT for sub, built with jwx.
+func g4PartnerAssertion(t *testing.T, key *ecdsa.PrivateKey, iss, aud, sub string) string {
+	tok, err := jwt.NewBuilder().Issuer(iss).Subject(sub).Audience([]string{aud}).
+		IssuedAt(time.Now()).Expiration(time.Now().Add(time.Minute)).JwtID(fmt.Sprint(time.Now().UnixNano())).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := jws.NewHeaders()
+	_ = hdr.Set(jws.KeyIDKey, "k1")
+	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), key, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(signed)
 }
 
 // TestTokenExchangeEndToEnd: a user's access token from the password
@@ -374,9 +418,14 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 		_ = json.Unmarshal([]byte(body), &m)
 		return resp.StatusCode, m
 	}
+	// An ID token is for the client it was issued to (legacy-cli) alone:
+	// the gateway may not present it.
 	idTok, _ := user.Extra("id_token").(string)
+	if status, body := post(form("subject_token", idTok, "subject_token_type", "urn:ietf:params:oauth:token-type:id_token")); status != 400 || body["error"] != "invalid_request" {
+		t.Errorf("another client's ID token: %d %v", status, body)
+	}
 	status, body := post(form("audience", "urn:example:billing", "scope", "invoices:read",
-		"actor_token", idTok, "actor_token_type", "urn:ietf:params:oauth:token-type:id_token"))
+		"actor_token", user.AccessToken, "actor_token_type", "urn:ietf:params:oauth:token-type:access_token"))
 	if status != 200 || body["issued_token_type"] != "urn:ietf:params:oauth:token-type:access_token" || body["token_type"] != "Bearer" {
 		t.Fatalf("exchange: %d %v", status, body)
 	}

@@ -106,15 +106,15 @@ func TestSAMLBearerEndToEnd(t *testing.T) {
 		t.Fatalf("status %d: %v", status, body)
 	}
 	_, claims := jwtParts(t, body["access_token"].(string))
-	if claims["sub"] != "partner-user-7" || claims["scope"] != "invoices:read" || claims["client_id"] != "partner-app" || body["refresh_token"] != nil {
+	if claims["ext_sub"] != "partner-user-7" || !strings.HasPrefix(claims["sub"].(string), "ext#") || claims["scope"] != "invoices:read" || claims["client_id"] != "partner-app" || body["refresh_token"] != nil {
 		t.Fatalf("token %v, claims %v", body, claims)
 	}
 
 	injected := strings.Replace(sign(func(a *samltest.Assertion) { a.NameID = "admin@evil.test" }), ">admin@evil.test<", ">admin<!---->@evil.test<", 1)
 	if status, body := partner(samltest.Encode(injected)); status != 200 {
 		t.Errorf("comment in NameID: %d %v", status, body)
-	} else if _, claims := jwtParts(t, body["access_token"].(string)); claims["sub"] != "admin@evil.test" {
-		t.Errorf("comment in NameID: sub %v", claims["sub"])
+	} else if _, claims := jwtParts(t, body["access_token"].(string)); claims["ext_sub"] != "admin@evil.test" {
+		t.Errorf("comment in NameID: ext_sub %v", claims["ext_sub"])
 	}
 
 	// The signed assertion moved inside an evil one with the same ID.

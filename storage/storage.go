@@ -40,6 +40,10 @@ const (
 	KindAccess Kind = "access"
 	// KindClients holds clients registered at run time, by client_id.
 	KindClients Kind = "clients"
+	// KindSubjects records, by user name, the subject a name was last
+	// given, so that a removed user's subject is never reassigned. Its
+	// records never expire.
+	KindSubjects Kind = "subjects"
 )
 
 // ErrNotFound is returned when a record does not exist or has expired.

@@ -1,0 +1,204 @@
+package grants
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Issue 10 §1 and §2: who is who, and token exchange inside the rules of
+// the tokens it came from.
+
+// txExternal signs a trusted-issuer JWT (jbIssuer) for sub.
+func txExternal(t testing.TB, sub string, mod func(map[string]any)) string {
+	m := map[string]any{"iss": jbIssuer, "sub": sub, "aud": testIssuer, "exp": time.Now().Add(time.Minute).Unix(),
+		"iat": time.Now().Unix(), "jti": randomID(8)}
+	if mod != nil {
+		mod(m)
+	}
+	return caSign(t, "ES256", caOtherKey, map[string]any{"alg": "ES256", "kid": "idp1"}, m)
+}
+
+// §1: a trusted issuer asserting a local user's name or a client id gets
+// neither: its subject is namespaced, different per issuer, and says
+// where it came from.
+func TestExternalSubjectNeverLocal(t *testing.T) {
+	e := jbEngine(t, nil)
+	seen := map[string]bool{}
+	for _, asserted := range []string{"alice", "c-jb", "c-basic"} {
+		m := checkToken(t, jbPost(e, "c-jb", jbAssertion(t, func(c map[string]any) { c["sub"] = asserted; c["jti"] = randomID(8) })))
+		_, claims := segments(t, m["access_token"].(string))
+		sub, _ := claims["sub"].(string)
+		if sub == asserted || !strings.HasPrefix(sub, "ext#") || seen[sub] {
+			t.Errorf("asserted %q became sub %q", asserted, sub)
+		}
+		seen[sub] = true
+		if claims["ext_iss"] != jbIssuer || claims["ext_sub"] != asserted {
+			t.Errorf("ext claims %v", claims)
+		}
+		in := opPost(e, e.ServeIntrospect, IntrospectPath, "", url.Values{"client_id": {"c-jb"}, "client_secret": {postSecret}, "token": {m["access_token"].(string)}}, "")
+		if in.body["ext_sub"] != asserted || in.body["sub"] != sub {
+			t.Errorf("introspection %s", in.raw)
+		}
+	}
+	if externalSubject("https://a.test", "x") == externalSubject("https://b.test", "x") {
+		t.Error("two issuers' subjects collide")
+	}
+	// The 0 byte separates issuer and subject, so issuers may not hold one.
+	if err := validateTrustedIssuer(&TrustedIssuer{Issuer: "https://a.test\x00", Keys: &JWKS{}}, nil); err == nil {
+		t.Error("an issuer with a 0 byte was accepted")
+	}
+}
+
+// §1: map_subject local_users makes an issuer assert local users, and
+// then only existing local users (never clients) match.
+func TestExternalSubjectMappedToLocalUsers(t *testing.T) {
+	e := txEngine(t)
+	e.trusted[jbIssuer].MapSubject = MapSubjectLocalUsers
+	m := checkToken(t, jbPost(e, "c-tx", txExternal(t, "alice", nil)))
+	if _, c := segments(t, m["access_token"].(string)); c["sub"] != "alice" || c["ext_iss"] != jbIssuer {
+		t.Errorf("claims %v", c)
+	}
+	for _, who := range []string{"nobody", "c-tx", "svc-a"} {
+		checkError(t, jbPost(e, "c-tx", txExternal(t, who, nil)), 400, CodeInvalidGrant)
+	}
+	if _, err := validateMapSubject("x", "users"); err == nil {
+		t.Error("unknown map_subject accepted")
+	}
+}
+
+// §1: SAML NameIDs are namespaced the same way; mapped, unknown users are
+// refused.
+func TestSAMLSubjectMapping(t *testing.T) {
+	e := samlEngine(t, func(p *SAMLIdP) { p.MapSubject = MapSubjectLocalUsers })
+	checkError(t, samlPost(e, "c-saml", samlGood(t, nil)), 400, CodeInvalidGrant)
+}
+
+// §1: userinfo never answers with a local user for an external subject,
+// even when the issuer asserted that user's name.
+func TestUserinfoExternalSubject(t *testing.T) {
+	e := txEngine(t)
+	e.trusted[jbIssuer].Scopes = []string{"openid", "read"}
+	m := checkToken(t, jbPost(e, "c-tx", txExternal(t, "alice", nil), "scope", "openid"))
+	rec, body := userinfo(e, "GET", UserinfoPath, "Bearer "+m["access_token"].(string))
+	if rec.Code != 200 || body["sub"] == "alice" || body["email"] != nil || body["ext_sub"] != "alice" {
+		t.Fatalf("userinfo %d %v", rec.Code, body)
+	}
+}
+
+// §1: a removed user's subject is never given to a new user of the same
+// name (nor to a client), and non-ASCII names are percent-encoded.
+func TestLocalSubjectNeverReassigned(t *testing.T) {
+	e := txEngine(t)
+	ctx := context.Background()
+	carol := &User{Name: "carol", PasswordHash: testHash("pw"), Claims: map[string]string{"email": "old@carol.test"}}
+	if err := e.Users.Put(ctx, carol, true); err != nil {
+		t.Fatal(err)
+	}
+	oldTok := txAccessToken(t, e, "carol", "openid", nil)
+	if rec, body := userinfo(e, "GET", UserinfoPath, "Bearer "+oldTok); rec.Code != 200 || body["sub"] != "carol" {
+		t.Fatalf("first carol: %d %v", rec.Code, body)
+	}
+	if err := e.Users.Remove(ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("pw2")}, true); err != nil {
+		t.Fatal(err)
+	}
+	u, err := e.Users.Lookup(ctx, "carol")
+	if err != nil || u.Subject() == "carol" || len(u.Subject()) > 255 {
+		t.Fatalf("new carol's subject %q (%v)", u.Subject(), err)
+	}
+	if rec, body := userinfo(e, "GET", UserinfoPath, "Bearer "+oldTok); rec.Code != 401 {
+		t.Errorf("the old carol's token is the new carol's: %d %v", rec.Code, body)
+	}
+	newTok := txAccessToken(t, e, u.Subject(), "openid", nil)
+	if rec, body := userinfo(e, "GET", UserinfoPath, "Bearer "+newTok); rec.Code != 200 || body["sub"] != u.Subject() {
+		t.Errorf("new carol: %d %v", rec.Code, body)
+	}
+	// A password change keeps the subject.
+	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("pw3")}, false); err != nil {
+		t.Fatal(err)
+	}
+	if u2, _ := e.Users.Lookup(ctx, "carol"); u2.Subject() != u.Subject() {
+		t.Errorf("password change moved the subject %q -> %q", u.Subject(), u2.Subject())
+	}
+	// The name cannot come back as a client id either.
+	if _, err := e.AddClient(ctx, &Client{ID: "dave", GrantTypes: []string{GrantClientCredentials}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Users.Put(ctx, &User{Name: "erin", PasswordHash: testHash("pw")}, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Users.Remove(ctx, "erin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.AddClient(ctx, &Client{ID: "erin", GrantTypes: []string{GrantClientCredentials}}); err == nil {
+		t.Error("a removed user's name became a client id")
+	}
+
+	// Non-ASCII names: the sub is ASCII, and maps back to the user.
+	if err := e.Users.Put(ctx, &User{Name: "jürgen", PasswordHash: testHash("pw")}, true); err != nil {
+		t.Fatal(err)
+	}
+	tok := txAccessToken(t, e, "j%C3%BCrgen", "openid", nil)
+	if rec, body := userinfo(e, "GET", UserinfoPath, "Bearer "+tok); rec.Code != 200 || body["sub"] != "j%C3%BCrgen" {
+		t.Errorf("jürgen: %d %v", rec.Code, body)
+	}
+	if rec, _ := userinfo(e, "GET", UserinfoPath, "Bearer "+txAccessToken(t, e, "jürgen", "openid", nil)); rec.Code != 401 {
+		t.Errorf("the unencoded name is a subject too: %d", rec.Code)
+	}
+}
+
+// §1: a config user removed from the config and created at run time does
+// not inherit the config user's subject either.
+func TestConfigUserSubjectNotReassigned(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	start := func(users []*User) *Engine {
+		cfg := testConfig()
+		cfg.Users = users
+		e, err := NewEngine(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Start(ctx, st, "ES256", nil); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	e := start(testUsers())
+	if u, _ := e.Users.Lookup(ctx, "bob"); u.Subject() != "bob" {
+		t.Fatalf("config bob's subject %q", u.Subject())
+	}
+	e = start(testUsers()[:1]) // bob leaves the config
+	if err := e.Users.Put(ctx, &User{Name: "bob", PasswordHash: testHash("pw")}, true); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := e.Users.Lookup(ctx, "bob"); u.Subject() == "bob" {
+		t.Error("a run-time bob took config bob's subject")
+	}
+}
+
+// §5: user names and client ids refuse '/', '?', '#', '%' and control
+// characters.
+func TestNamesRefuseURLAndControlCharacters(t *testing.T) {
+	for _, name := range []string{"carol2?x", "a/b", "a#b", "a%41", "a\x7fb", "a\u0085b", "a\x00b", "\xff"} {
+		if err := ValidateUser(&User{Name: name, PasswordHash: testHash("pw")}); err == nil {
+			t.Errorf("user name %q accepted", name)
+		}
+		c := &Client{ID: name, SecretHash: HashSecret("s"), AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}
+		if err := c.Validate(); err == nil {
+			t.Errorf("client id %q accepted", name)
+		}
+	}
+	if err := ValidateUser(&User{Name: strings.Repeat("ü", 100), PasswordHash: testHash("pw")}); err == nil {
+		t.Error("a name whose subject exceeds 255 characters was accepted")
+	}
+	c := &Client{ID: "zoë", SecretHash: HashSecret("s"), AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}
+	if err := c.Validate(); err == nil {
+		t.Error("a non-ASCII client id (a subject) was accepted")
+	}
+}

@@ -1,0 +1,234 @@
+package grants
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// The identity namespace. Every token subject (sub) is one of:
+//
+//   - a local user's subject: the user name the first time it is used,
+//     with every byte outside printable ASCII percent-encoded (jürgen →
+//     j%C3%BCrgen). A name used again after its user was removed gets
+//     that form plus "/" and random characters, so a new user never
+//     inherits the old one's subject (OIDC Core §2: never reassigned).
+//   - a client id (client_credentials: the client acts for itself).
+//   - an external subject: ExternalSubjectPrefix followed by the
+//     unpadded base64url SHA-256 of the asserting issuer (JWT iss or SAML
+//     entity ID), a 0 byte and the asserted subject. Its original issuer
+//     and subject travel in the ext_iss and ext_sub claims.
+//
+// User names and client ids may not contain '/', '?', '#' or '%', so the
+// three kinds cannot meet: only external subjects contain '#', only
+// re-created names' subjects contain '/', and percent encoding of names
+// is reversible. Users and clients may not share a name.
+
+// ExternalSubjectPrefix starts every subject asserted by a trusted JWT
+// issuer or SAML identity provider that is not mapped to a local user.
+const ExternalSubjectPrefix = "ext#"
+
+// Subject mappings of an external identity provider (map_subject).
+const (
+	// MapSubjectExternal namespaces the provider's subjects (default).
+	MapSubjectExternal = "external"
+	// MapSubjectLocalUsers takes the asserted subject as the name of an
+	// existing local user; any other subject is refused.
+	MapSubjectLocalUsers = "local_users"
+)
+
+// checkProviderID checks an external provider's issuer or entity ID: the
+// 0 byte separates it from the subject in externalSubject, and control
+// characters have no place in an identifier.
+func checkProviderID(owner, id string) error {
+	if strings.ContainsFunc(id, unicode.IsControl) {
+		return fmt.Errorf("%s: the identifier must not contain control characters", owner)
+	}
+	return nil
+}
+
+// validateMapSubject checks a map_subject value and returns it with the
+// default filled in.
+func validateMapSubject(owner, m string) (string, error) {
+	switch m {
+	case "", MapSubjectExternal:
+		return MapSubjectExternal, nil
+	case MapSubjectLocalUsers:
+		return m, nil
+	}
+	return "", fmt.Errorf("%s: map_subject must be %s or %s, not %q", owner, MapSubjectExternal, MapSubjectLocalUsers, m)
+}
+
+// IsExternalSubject reports whether sub was asserted by an external
+// identity provider and so never names a local user or client.
+func IsExternalSubject(sub string) bool { return strings.HasPrefix(sub, ExternalSubjectPrefix) }
+
+// externalSubject is the namespaced subject for a subject asserted by
+// issuer: stable, at most 47 ASCII characters, different for every
+// (issuer, subject) pair.
+func externalSubject(issuer, sub string) string {
+	h := sha256.New()
+	h.Write([]byte(issuer))
+	h.Write([]byte{0})
+	h.Write([]byte(sub))
+	return ExternalSubjectPrefix + base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
+
+// nameSubject is the subject of a name's first use: the name with every
+// byte outside printable ASCII percent-encoded. Names never contain '%',
+// so the encoding is injective.
+func nameSubject(name string) string {
+	const hex = "0123456789ABCDEF"
+	var sb strings.Builder
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if b < 0x20 || b > 0x7e {
+			sb.WriteByte('%')
+			sb.WriteByte(hex[b>>4])
+			sb.WriteByte(hex[b&15])
+			continue
+		}
+		sb.WriteByte(b)
+	}
+	return sb.String()
+}
+
+// subjectNames lists the user names a local subject may belong to; the
+// caller checks which user really has it.
+func subjectNames(sub string) []string {
+	names := []string{sub} // a name stored before names were validated
+	if i := strings.IndexByte(sub, '/'); i > 0 {
+		sub = sub[:i]
+	}
+	if n, ok := decodeNameSubject(sub); ok && n != names[0] {
+		names = append(names, n)
+	}
+	return names
+}
+
+func decodeNameSubject(s string) (string, bool) {
+	if !strings.Contains(s, "%") {
+		return s, true
+	}
+	var sb strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			sb.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", false
+		}
+		var b byte
+		for _, c := range []byte(s[i+1 : i+3]) {
+			switch {
+			case c >= '0' && c <= '9':
+				b = b<<4 | (c - '0')
+			case c >= 'A' && c <= 'F':
+				b = b<<4 | (c - 'A' + 10)
+			default:
+				return "", false
+			}
+		}
+		sb.WriteByte(b)
+		i += 2
+	}
+	return sb.String(), true
+}
+
+// nameUse is the record of a user name that was used (storage kind
+// subjects, by name, never expiring): the subject it was last given, and
+// whether a config user holds it.
+type nameUse struct {
+	Sub    string `json:"sub"`
+	Config bool   `json:"config,omitempty"`
+}
+
+// recordNameUse remembers that name was given sub.
+func recordNameUse(tx storage.Tx, name, sub string, config bool) error {
+	b, err := json.Marshal(nameUse{Sub: sub, Config: config})
+	if err != nil {
+		return err
+	}
+	return tx.Put(storage.KindSubjects, name, storage.Record{Value: b})
+}
+
+// readNameUse returns the record of name, or nil.
+func readNameUse(tx storage.Tx, name string) (*nameUse, error) {
+	rec, err := tx.Get(storage.KindSubjects, name)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var n nameUse
+	if err := json.Unmarshal(rec.Value, &n); err != nil {
+		return nil, fmt.Errorf("subject record of %q is malformed: %w", name, err)
+	}
+	return &n, nil
+}
+
+// assignSubject gives a new user of this name its subject and records
+// it: the name's first-use subject if the name was never used, a fresh
+// one otherwise. A config user keeps the subject recorded for it.
+func assignSubject(tx storage.Tx, name string, config bool) (string, error) {
+	prev, err := readNameUse(tx, name)
+	if err != nil {
+		return "", err
+	}
+	if prev != nil && config && prev.Config {
+		return prev.Sub, nil
+	}
+	sub := nameSubject(name)
+	if prev != nil {
+		sub += "/" + randomID(6)
+	}
+	return sub, recordNameUse(tx, name, sub, config)
+}
+
+// startConfigSubjects gives the config users their subjects, recording
+// their names so that a later run-time user of the same name (after the
+// config user was removed) gets another subject.
+func (us *Users) startConfigSubjects(ctx context.Context, st storage.Store) error {
+	if len(us.config) == 0 {
+		return nil
+	}
+	subs := map[string]string{}
+	err := st.Update(ctx, func(tx storage.Tx) error {
+		for name := range us.config {
+			sub, err := assignSubject(tx, name, true)
+			if err != nil {
+				return err
+			}
+			subs[name] = sub
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for name, sub := range subs {
+		us.config[name].Sub = sub
+	}
+	return nil
+}
+
+// nameWasUsed reports whether a user of this name ever existed, so that a
+// client id cannot take over a removed user's subject.
+func nameWasUsed(ctx context.Context, st storage.Store, name string) (bool, error) {
+	var used bool
+	err := st.View(ctx, func(tx storage.Tx) error {
+		n, err := readNameUse(tx, name)
+		used = n != nil
+		return err
+	})
+	return used, err
+}
