@@ -128,3 +128,77 @@ func collectHandlers(v any, out *[]string) {
 		}
 	}
 }
+
+// TestCaddyfileExample keeps the quick start's Caddyfile.example safe to
+// copy: its secrets are runtime placeholders ({env.VAR}), so that they
+// reach neither the adapted JSON nor autosave.json nor GET /config/ (a
+// {$VAR:default} is replaced at adapt time and would), every variable it
+// names has a demo value in examples/demo.env (the quick start's
+// --envfile), and its demo sites listen on loopback only.
+func TestCaddyfileExample(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "Caddyfile.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var code strings.Builder // src without its comment lines
+	for _, line := range strings.Split(string(src), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			code.WriteString(line + "\n")
+		}
+	}
+	if strings.Contains(code.String(), "{$") {
+		t.Errorf("Caddyfile.example uses an adapt-time {$VAR} placeholder; secrets must be {env.VAR}")
+	}
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": "Caddyfile.example"})
+	if err != nil {
+		t.Fatalf("adapting Caddyfile.example: %v", err)
+	}
+	env, err := os.ReadFile(filepath.Join("..", "examples", "demo.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo := map[string]string{}
+	for _, line := range strings.Split(string(env), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(k, "#") {
+			demo[k] = v
+		}
+	}
+	for _, m := range regexp.MustCompile(`\{env\.([A-Z0-9_]+)\}`).FindAllStringSubmatch(code.String(), -1) {
+		v, ok := demo[m[1]]
+		if !ok {
+			t.Errorf("Caddyfile.example uses {env.%s}, which examples/demo.env does not set", m[1])
+			continue
+		}
+		if strings.Contains(string(out), v) {
+			t.Errorf("the adapted JSON contains the value of %s", m[1])
+		}
+		if !strings.Contains(string(out), "{env."+m[1]+"}") {
+			t.Errorf("the adapted JSON lacks the placeholder {env.%s}", m[1])
+		}
+	}
+	if len(demo) == 0 {
+		t.Fatal("examples/demo.env sets nothing: the test checks nothing")
+	}
+	var doc struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Listen []string `json:"listen"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Apps.HTTP.Servers) == 0 {
+		t.Fatal("no servers in the adapted example")
+	}
+	for name, srv := range doc.Apps.HTTP.Servers {
+		for _, l := range srv.Listen {
+			if !strings.HasPrefix(l, "127.0.0.1:") && !strings.HasPrefix(l, "tcp/127.0.0.1:") {
+				t.Errorf("server %s listens on %q, not on loopback only", name, l)
+			}
+		}
+	}
+}

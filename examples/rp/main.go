@@ -59,7 +59,7 @@ func main() {
 	ctx := context.Background()
 	provider, err := oidc.NewProvider(ctx, issuer)
 	if err != nil {
-		log.Fatalf("discovery at %s failed (is `go run ./cmd/caddy run --config Caddyfile.example` running?): %v", issuer, err)
+		log.Fatalf("discovery at %s failed (is `go run ./cmd/caddy run --config Caddyfile.example --envfile examples/demo.env` running?): %v", issuer, err)
 	}
 	secret := os.Getenv("PORTAL_SECRET")
 	if secret == "" {
