@@ -18,6 +18,18 @@ func (e *Engine) RevokeSubject(ctx context.Context, sub string) (int, error) {
 	return e.revokeAll(ctx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub })
 }
 
+// RevokeUser revokes every grant and access token of the user with this
+// name, by the user's subject (which differs from the name for non-ASCII
+// names and for names used before). Code that starts from a user name
+// (password changes, removal) uses this, not RevokeSubject(name).
+func (e *Engine) RevokeUser(ctx context.Context, name string) (int, error) {
+	u, err := e.Users.Lookup(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	return e.RevokeSubject(ctx, u.Subject())
+}
+
 // RevokeClient revokes every grant and every access token issued to a
 // client until now. It returns the number of grants revoked.
 func (e *Engine) RevokeClient(ctx context.Context, clientID string) (int, error) {

@@ -2,6 +2,7 @@ package grants
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -200,5 +201,24 @@ func TestNamesRefuseURLAndControlCharacters(t *testing.T) {
 	c := &Client{ID: "zoë", SecretHash: HashSecret("s"), AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}
 	if err := c.Validate(); err == nil {
 		t.Error("a non-ASCII client id (a subject) was accepted")
+	}
+}
+
+// RevokeUser revokes by the user's subject, not by the name.
+func TestRevokeUserUsesTheSubject(t *testing.T) {
+	e := txEngine(t)
+	ctx := context.Background()
+	if err := e.Users.Put(ctx, &User{Name: "jürgen", PasswordHash: testHash("pw")}, true); err != nil {
+		t.Fatal(err)
+	}
+	tok := txAccessToken(t, e, "j%C3%BCrgen", "read", func(c *AccessClaims) { c.IssuedAt -= 2 })
+	if _, err := e.RevokeUser(ctx, "jürgen"); err != nil {
+		t.Fatal(err)
+	}
+	if verifies(e, tok) {
+		t.Error("RevokeUser left the user's token live")
+	}
+	if _, err := e.RevokeUser(ctx, "nobody"); !errors.Is(err, ErrUserNotFound) {
+		t.Errorf("RevokeUser(nobody) = %v", err)
 	}
 }

@@ -94,7 +94,7 @@ func checkName(s string) bool {
 // ValidateUser checks a user definition and says what to fix.
 func ValidateUser(u *User) error {
 	if !checkName(u.Name) || len(u.Name) > 200 || len(nameSubject(u.Name)) > maxNameSubjectBytes {
-		return fmt.Errorf("user name %q must be non-empty, at most 200 bytes (non-ASCII characters count three times per byte), without surrounding spaces, control characters or any of %s", u.Name, forbiddenNameChars)
+		return fmt.Errorf("user name %q must be non-empty, at most 200 bytes (and at most 240 once its non-ASCII bytes are percent-encoded for the token subject), without surrounding spaces, control characters or any of %s", u.Name, forbiddenNameChars)
 	}
 	if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
 		return fmt.Errorf("user %q: password_hash must be a bcrypt hash (make one with `caddy hash-password`)", u.Name)
