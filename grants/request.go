@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"context"
 	"errors"
 	"io"
 	"mime"
@@ -102,13 +103,41 @@ func parseFormBody(body string) (Form, *Error) {
 	return form, nil
 }
 
+// resolvedIPKey carries the client address the front end resolved.
+type resolvedIPKey struct{}
+
+// WithClientIP records the client address the front end resolved from
+// the connection and its trusted proxies (Caddy's client IP, which
+// honours trusted_proxies), so IsLoopback sees through a local proxy.
+func WithClientIP(ctx context.Context, ip string) context.Context {
+	return context.WithValue(ctx, resolvedIPKey{}, ip)
+}
+
 // IsLoopback reports whether a request came from this machine, the only
-// place plain HTTP is allowed to reach endpoints that carry credentials.
+// place plain HTTP is allowed to reach endpoints that carry credentials:
+// the peer is a loopback address and so is the client address a trusted
+// local proxy reported (WithClientIP), when there is one.
 func IsLoopback(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if !isLoopbackAddr(r.RemoteAddr) {
+		return false
+	}
+	ip, ok := r.Context().Value(resolvedIPKey{}).(string)
+	return !ok || isLoopbackAddr(ip)
+}
+
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		host = r.RemoteAddr
+		host = addr
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// TransportOK is the one TLS rule for requests that carry credentials,
+// at the authorization server and at the gate: TLS, or TLS ended in a
+// proxy the operator declared (behindTLSProxy), or plain HTTP from this
+// machine (RFC 6749 §3.2, RFC 6750 §5.3).
+func TransportOK(r *http.Request, behindTLSProxy bool) bool {
+	return r.TLS != nil || behindTLSProxy || IsLoopback(r)
 }

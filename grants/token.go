@@ -24,7 +24,7 @@ type TokenResponse struct {
 // they come from this machine or the operator said TLS ends in front of
 // Caddy (RFC 6749 §3.2).
 func (e *Engine) requireTLS(r *http.Request) *Error {
-	if r.TLS != nil || e.BehindTLSProxy || IsLoopback(r) {
+	if TransportOK(r, e.BehindTLSProxy) {
 		return nil
 	}
 	return errRequest("this endpoint must be reached over HTTPS")
