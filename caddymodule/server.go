@@ -80,7 +80,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 			r = r.WithContext(grants.WithRequestID(r.Context(), id))
 		}
 	}
-	route(eng, w, r)
+	route(eng, w, withClientIP(r))
 	return nil
 }
 
