@@ -392,12 +392,20 @@ func parseServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 // parseProtect sets up oauth_protect:
 //
 //	oauth_protect {
+//		audience <uri>|any
 //		scopes <scope...>
-//		audience <uri>
 //		forward_header <header> <claim>
+//		strip_header <header...>
 //		realm <realm>
 //		pass_authorization
-//		block_preflight
+//		cors {
+//			origins <origin...>|*
+//			methods <method...>
+//			headers <header...>
+//			max_age <duration>
+//			credentials
+//		}
+//		forward_preflight
 //	}
 func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	p := new(Protect)
@@ -426,14 +434,55 @@ func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("forward_header needs a header name and a claim name: forward_header X-Forwarded-User sub")
 			}
 			p.ForwardHeaders = append(p.ForwardHeaders, fh)
+		case "strip_header":
+			err = listArg(d, &p.StripHeaders)
 		case "pass_authorization":
 			p.PassAuthorization = true
 			err = noArgs(d)
+		case "cors":
+			if p.CORS != nil {
+				return d.Err("cors is given twice")
+			}
+			p.CORS = new(CORS)
+			err = p.CORS.unmarshalCaddyfile(d)
+		case "forward_preflight":
+			p.ForwardPreflight = true
+			err = noArgs(d)
 		case "block_preflight":
+			// Deprecated: preflights need a token by default now;
+			// kept so old configs load (Provision warns).
 			p.BlockPreflight = true
 			err = noArgs(d)
 		default:
 			err = d.Errf("unknown oauth_protect option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *CORS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.Err("cors takes a block: cors { origins https://app.example.com }")
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "origins", "origin":
+			err = listArg(d, &c.AllowedOrigins)
+		case "methods":
+			err = listArg(d, &c.AllowedMethods)
+		case "headers":
+			err = listArg(d, &c.AllowedHeaders)
+		case "max_age":
+			err = durationArg(d, &c.MaxAge)
+		case "credentials":
+			c.AllowCredentials = true
+			err = noArgs(d)
+		default:
+			err = d.Errf("unknown option %q in oauth_protect cors", d.Val())
 		}
 		if err != nil {
 			return err

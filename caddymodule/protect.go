@@ -1,8 +1,11 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -25,23 +28,35 @@ func init() {
 // Protect lets a request through only with a valid access token issued by
 // this server's oauth app, checked in-process, and hands the next handler
 // (usually reverse_proxy) identity headers it can trust. Failures are
-// answered per RFC 6750.
+// answered per RFC 6750. Nothing reaches the next handler that the gate
+// did not check: OPTIONS needs a token like any other method, CORS
+// preflights are answered by the gate itself (cors) or, only when asked
+// to (forward_preflight), forwarded without credentials or a body.
 type Protect struct {
 	// Scopes the token must all carry. Default: none.
 	Scopes []string `json:"scopes,omitempty"`
 
-	// Audience is this resource's identifier; the token's `aud` must
-	// contain it. When set, the RFC 9728 protected resource metadata is
-	// served at /.well-known/oauth-protected-resource (plus the
-	// audience's path) and 401 answers point to it. Default: any audience.
+	// Audience is this resource's identifier, an absolute URI such as
+	// https://api.example.com or urn:example:billing; the token's `aud`
+	// must contain it. For an http(s) audience the RFC 9728 protected
+	// resource metadata is served at /.well-known/oauth-protected-resource
+	// (plus the audience's path) and 401 answers point to it. Required:
+	// "any" accepts tokens minted for every API of this server and logs a
+	// warning at start.
 	Audience string `json:"audience,omitempty"`
 
 	// ForwardHeaders copy token claims into request headers for the
 	// upstream. A client-sent copy of each header is always removed first.
 	ForwardHeaders []ForwardHeader `json:"forward_headers,omitempty"`
 
+	// StripHeaders are further request headers the upstream trusts as
+	// identity, removed from every request like the built-in list (see
+	// identityHeaders). A trailing * strips a family (X-App-*). Matched
+	// without regard to case, with '_' read as '-'. Default: none.
+	StripHeaders []string `json:"strip_headers,omitempty"`
+
 	// Realm is the realm of the WWW-Authenticate challenge. Default: the
-	// audience, or else "oauth".
+	// audience, or "oauth" with audience any.
 	Realm string `json:"realm,omitempty"`
 
 	// PassAuthorization forwards the client's Authorization header to the
@@ -49,18 +64,35 @@ type Protect struct {
 	// replayed by the upstream.
 	PassAuthorization bool `json:"pass_authorization,omitempty"`
 
-	// BlockPreflight requires a token on CORS preflight requests too.
-	// Default: false; browsers never send credentials on a preflight, so
-	// OPTIONS requests with Access-Control-Request-Method go through.
+	// CORS makes the gate answer CORS preflights itself, never forwarding
+	// them, and add CORS headers to the answers of allowed cross-origin
+	// requests (which still need a token). Default: none; an OPTIONS
+	// request then needs a token like any other.
+	CORS *CORS `json:"cors,omitempty"`
+
+	// ForwardPreflight forwards CORS preflights without a token, for an
+	// upstream that answers CORS itself: only OPTIONS requests with Origin
+	// and Access-Control-Request-Method and without a body, and with their
+	// Authorization and Cookie headers removed. Excludes cors. Default:
+	// false.
+	ForwardPreflight bool `json:"forward_preflight,omitempty"`
+
+	// BlockPreflight is deprecated and ignored: preflights need a token
+	// unless cors or forward_preflight is set.
 	BlockPreflight bool `json:"block_preflight,omitempty"`
 
-	app       *App
-	logger    *zap.Logger
-	strip     map[string]bool
-	prmPath   string
-	prm       []byte
-	challenge string // `Bearer realm="…"[, resource_metadata="…"]`
-	scopeList string
+	app         *App
+	logger      *zap.Logger
+	strip       map[string]bool
+	stripFamily []string // prefixes, normalized
+	anyAudience bool
+	behindTLS   bool
+	prmPath     string
+	prm         []byte
+	challenge   string // `Bearer realm="…"[, resource_metadata="…"]`
+	scopeList   string
+	corsHeaders corsPolicy
+	corsOn      bool
 }
 
 // ForwardHeader copies one claim into one request header.
@@ -73,11 +105,21 @@ type ForwardHeader struct {
 }
 
 // identityHeaders are removed from every request because upstreams
-// commonly trust them as "the authenticated user" (RFC 9700 §4.13).
+// commonly trust them as "the authenticated user" (RFC 9700 §4.13):
+// the names of oauth2-proxy, Authelia, Authentik, Grafana's auth proxy,
+// Gitea's reverse-proxy login and Apache's REMOTE_USER conventions.
 var identityHeaders = []string{
 	"remote-user", "x-remote-user", "x-forwarded-user", "x-forwarded-email",
-	"x-forwarded-groups", "x-forwarded-preferred-username", "x-user", "x-email",
+	"x-forwarded-groups", "x-forwarded-preferred-username", "x-forwarded-access-token",
+	"x-user", "x-email", "x-webauth-user",
 }
+
+// identityFamilies are removed by prefix: Remote-Groups, Remote-Email,
+// Remote-Name, X-Webauth-Email, X-Auth-Request-User, X-Remote-Group…
+var identityFamilies = []string{"remote-", "x-remote-", "x-webauth-", "x-auth-"}
+
+// audienceAny is the explicit opt-out of the audience check.
+const audienceAny = "any"
 
 // CaddyModule returns the Caddy module information.
 func (Protect) CaddyModule() caddy.ModuleInfo {
@@ -97,26 +139,55 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	return p.provisionWith(app)
+}
+
+// provisionWith checks the configuration (Caddy provisions before it
+// validates, so nothing here may assume a valid config) and builds the
+// answers for app.
+func (p *Protect) provisionWith(app *App) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if p.logger == nil {
+		p.logger = zap.NewNop()
+	}
 	p.app = app
+	p.behindTLS = app.BehindTLSProxy
 	p.strip = map[string]bool{}
+	p.stripFamily = append([]string(nil), identityFamilies...)
 	for _, h := range identityHeaders {
 		p.strip[h] = true
 	}
 	for _, fh := range p.ForwardHeaders {
 		p.strip[normalizeHeader(fh.Header)] = true
 	}
+	for _, h := range p.StripHeaders {
+		if prefix, ok := strings.CutSuffix(h, "*"); ok {
+			p.stripFamily = append(p.stripFamily, normalizeHeader(prefix))
+		} else {
+			p.strip[normalizeHeader(h)] = true
+		}
+	}
+	if p.BlockPreflight {
+		p.logger.Warn("oauth_protect: block_preflight is deprecated and ignored: preflights need a token unless cors or forward_preflight is set; remove it")
+	}
+	p.anyAudience = p.Audience == audienceAny
+	if p.anyAudience {
+		p.logger.Warn("oauth_protect: audience any accepts access tokens minted for every API of this server; set audience to this API's identifier")
+	}
 	realm := p.Realm
-	if realm == "" {
+	if realm == "" && !p.anyAudience {
 		realm = p.Audience
 	}
 	if realm == "" {
 		realm = "oauth"
 	}
 	p.challenge = `Bearer realm="` + realm + `"`
-	if p.Audience != "" {
-		u, _ := url.Parse(p.Audience)
+	if u, _ := parseAudience(p.Audience); u != nil && (u.Scheme == "https" || u.Scheme == "http") {
 		p.prmPath = "/.well-known/oauth-protected-resource" + strings.TrimSuffix(u.Path, "/")
 		p.challenge += `, resource_metadata="` + u.Scheme + "://" + u.Host + p.prmPath + `"`
+		var err error
 		p.prm, err = json.Marshal(map[string]any{
 			"resource":                 p.Audience,
 			"authorization_servers":    []string{app.Issuer},
@@ -127,32 +198,120 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	if p.CORS != nil {
+		p.corsHeaders = p.CORS.policy()
+		p.corsOn = true
+	}
 	p.scopeList = strings.Join(p.Scopes, " ")
 	return nil
 }
 
-// Validate checks the configuration and says what to fix.
-func (p *Protect) Validate() error {
-	if strings.ContainsAny(p.Realm, "\"\\\r\n") {
-		return fmt.Errorf("oauth_protect: realm %q must not contain quotes, backslashes or line breaks", p.Realm)
+// parseAudience checks an audience: an absolute URI (RFC 3986 §4.3)
+// without a fragment; an http(s) one needs a host. It returns nil, nil
+// for "any".
+func parseAudience(aud string) (*url.URL, error) {
+	const how = "use this API's identifier, an absolute URI such as https://api.example.com or urn:example:billing, or `any`"
+	switch {
+	case aud == "":
+		return nil, fmt.Errorf("oauth_protect: audience is required: %s", how)
+	case aud == audienceAny:
+		return nil, nil
+	case !printableASCII(aud) || strings.ContainsAny(aud, "\"<>`^{|}"):
+		return nil, fmt.Errorf("oauth_protect: audience %q must be a URI of printable ASCII without spaces, quotes or backslashes: %s", aud, how)
 	}
-	if p.Audience != "" {
-		u, err := url.Parse(p.Audience)
-		if err != nil || u.Scheme == "" || u.Host == "" || strings.ContainsAny(p.Audience, "\"\\ ") {
-			return fmt.Errorf("oauth_protect: audience %q must be an absolute URL", p.Audience)
+	u, err := url.Parse(aud)
+	if err != nil {
+		return nil, fmt.Errorf("oauth_protect: audience %q is not a URI (%v): %s", aud, err, how)
+	}
+	switch {
+	case u.Scheme == "":
+		return nil, fmt.Errorf("oauth_protect: audience %q is not absolute: %s", aud, how)
+	case u.Fragment != "" || strings.Contains(aud, "#"):
+		return nil, fmt.Errorf("oauth_protect: audience %q must not have a fragment (RFC 8707 §2)", aud)
+	case (u.Scheme == "https" || u.Scheme == "http") && (u.Host == "" || u.User != nil):
+		return nil, fmt.Errorf("oauth_protect: audience %q needs a host and no user info: %s", aud, how)
+	case u.Opaque == "" && u.Host == "" && strings.Trim(u.Path, "/") == "":
+		return nil, fmt.Errorf("oauth_protect: audience %q names nothing after its scheme: %s", aud, how)
+	}
+	return u, nil
+}
+
+// printableASCII reports whether s is visible ASCII (%x21-7E) only.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
 		}
 	}
+	return true
+}
+
+// headerName reports whether s is an RFC 9110 field name (a token).
+func headerName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// reservedHeaders are not the gate's to set: they frame the message,
+// route it, or carry the client's credentials.
+var reservedHeaders = map[string]bool{
+	"connection": true, "keep-alive": true, "proxy-connection": true, "transfer-encoding": true,
+	"te": true, "trailer": true, "upgrade": true, "host": true, "content-length": true,
+	"authorization": true, "proxy-authorization": true, "cookie": true,
+}
+
+// Validate checks the configuration and says what to fix.
+func (p *Protect) Validate() error {
+	if !printableASCIIOrSpace(p.Realm) || strings.ContainsAny(p.Realm, "\"\\") {
+		return fmt.Errorf("oauth_protect: realm %q must be printable ASCII without quotes or backslashes", p.Realm)
+	}
+	if _, err := parseAudience(p.Audience); err != nil {
+		return err
+	}
 	for _, s := range p.Scopes {
-		if s == "" || strings.ContainsAny(s, "\" \\") {
-			return fmt.Errorf("oauth_protect: scope %q is not a valid scope token", s)
+		if !printableASCII(s) || strings.ContainsAny(s, "\"\\") {
+			return fmt.Errorf("oauth_protect: scope %q is not a valid scope token (RFC 6749 §3.3)", s)
 		}
 	}
 	for _, fh := range p.ForwardHeaders {
-		if fh.Header == "" || fh.Claim == "" || strings.ContainsAny(fh.Header, " :\r\n") {
+		if !headerName(fh.Header) || fh.Claim == "" || !printableASCII(fh.Claim) {
 			return fmt.Errorf("oauth_protect: forward_header needs a header name and a claim name (got %q %q)", fh.Header, fh.Claim)
+		}
+		if reservedHeaders[normalizeHeader(fh.Header)] {
+			return fmt.Errorf("oauth_protect: forward_header cannot set %s: it is not an identity header", fh.Header)
+		}
+	}
+	for _, h := range p.StripHeaders {
+		name, _ := strings.CutSuffix(h, "*")
+		if !headerName(name) || strings.Contains(name, "*") {
+			return fmt.Errorf("oauth_protect: strip_header %q must be a header name, optionally ending in * for a family (X-App-*)", h)
+		}
+		if reservedHeaders[normalizeHeader(h)] {
+			return fmt.Errorf("oauth_protect: strip_header cannot remove %s (pass_authorization decides about Authorization)", h)
+		}
+	}
+	if p.CORS != nil {
+		if p.ForwardPreflight {
+			return fmt.Errorf("oauth_protect: cors and forward_preflight exclude each other: either the gate answers preflights (cors) or the upstream does (forward_preflight)")
+		}
+		if err := p.CORS.validate(); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// printableASCIIOrSpace is printableASCII that also allows spaces.
+func printableASCIIOrSpace(s string) bool {
+	return printableASCII(strings.ReplaceAll(s, " ", "x"))
 }
 
 // normalizeHeader folds case and treats '_' as '-', because CGI-style
@@ -161,14 +320,48 @@ func normalizeHeader(h string) string {
 	return strings.ReplaceAll(strings.ToLower(h), "_", "-")
 }
 
+// stripIdentityHeaders removes what an upstream could take for identity
+// the gate vouches for, and cleans Connection so that reverse_proxy,
+// which deletes every header Connection names (RFC 9110 §7.6.1), cannot
+// be made to delete the headers the gate or a later request_header sets.
 func (p *Protect) stripIdentityHeaders(r *http.Request) {
 	for name := range r.Header {
 		n := normalizeHeader(name)
-		if p.strip[n] || strings.HasPrefix(n, "x-auth-") {
+		if p.strip[n] || p.inFamily(n) {
 			delete(r.Header, name)
 		}
 	}
+	if conn, ok := r.Header["Connection"]; ok {
+		var keep []string
+		for _, v := range conn {
+			for opt := range strings.SplitSeq(v, ",") {
+				opt = strings.TrimSpace(opt)
+				switch strings.ToLower(opt) {
+				case "close", "keep-alive", "upgrade", "te":
+					keep = append(keep, opt)
+				}
+			}
+		}
+		if len(keep) == 0 {
+			delete(r.Header, "Connection")
+		} else {
+			r.Header["Connection"] = []string{strings.Join(keep, ", ")}
+		}
+	}
 }
+
+func (p *Protect) inFamily(n string) bool {
+	for _, f := range p.stripFamily {
+		if strings.HasPrefix(n, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxFormBody bounds the form bodies the gate reads to look for a
+// second token.
+const maxFormBody = 1 << 20
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
@@ -180,18 +373,41 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		_, err := w.Write(p.prm)
 		return err
 	}
-	if !p.BlockPreflight && r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-		countGate(gatePreflight)
-		return next.ServeHTTP(w, r)
+	if origin := r.Header.Get("Origin"); origin != "" {
+		if p.corsOn {
+			if isPreflight(r) {
+				countGate(gatePreflight)
+				p.corsHeaders.preflight(w, r, origin)
+				return nil
+			}
+			w = p.corsHeaders.wrap(w, origin)
+		} else if p.ForwardPreflight && isPreflight(r) && r.ContentLength == 0 && len(r.TransferEncoding) == 0 {
+			// Browsers send neither cookies nor Authorization on a
+			// preflight: whatever carries them is not one.
+			r.Header.Del("Authorization")
+			r.Header.Del("Cookie")
+			countGate(gatePreflight)
+			return next.ServeHTTP(w, r)
+		}
 	}
 	token, status, code := grants.BearerToken(r)
+	if status == 0 || status == http.StatusUnauthorized {
+		if st, desc := p.checkFormBody(r); st != 0 {
+			countGate(gateBadRequest)
+			return p.denyRequest(w, r, st, desc)
+		}
+	}
 	if status != 0 {
 		if status == http.StatusUnauthorized {
 			countGate(gateNoToken)
 		} else {
 			countGate(gateBadRequest)
 		}
-		return p.deny(w, status, code, "")
+		return p.deny(w, r, status, code, "")
+	}
+	if r.TLS == nil && !p.behindTLS && !p.plainHTTPAllowed(r) {
+		countGate(gateBadRequest)
+		return p.denyRequest(w, r, http.StatusBadRequest, "access tokens are accepted over HTTPS only")
 	}
 	eng, err := p.app.ready()
 	if err != nil {
@@ -202,7 +418,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	claims, err := eng.Verifier.Verify(token, time.Now())
-	if err == nil && p.Audience != "" && !claims.Audience.Contains(p.Audience) {
+	if err == nil && !p.anyAudience && !claims.Audience.Contains(p.Audience) {
 		err = &grants.TokenError{Reason: "audience mismatch"}
 	}
 	if err != nil {
@@ -210,14 +426,14 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			ce.Write(zap.Error(err))
 		}
 		countGate(gateInvalid)
-		return p.deny(w, http.StatusUnauthorized, "invalid_token", "")
+		return p.deny(w, r, http.StatusUnauthorized, "invalid_token", "")
 	}
 	if len(p.Scopes) > 0 {
 		have := claims.Scopes()
 		for _, s := range p.Scopes {
 			if !slices.Contains(have, s) {
 				countGate(gateScope)
-				return p.deny(w, http.StatusForbidden, "insufficient_scope", p.scopeList)
+				return p.deny(w, r, http.StatusForbidden, "insufficient_scope", p.scopeList)
 			}
 		}
 	}
@@ -227,6 +443,63 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		r.Header.Del("Authorization")
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// plainHTTPAllowed applies the authorization server's TLS rule, with
+// Caddy's client IP.
+func (p *Protect) plainHTTPAllowed(r *http.Request) bool {
+	return grants.TransportOK(withClientIP(r), p.behindTLS)
+}
+
+// withClientIP hands the engine Caddy's client IP, which honours the
+// server's trusted_proxies, for its loopback rule (grants.IsLoopback).
+func withClientIP(r *http.Request) *http.Request {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return r.WithContext(grants.WithClientIP(r.Context(), ip))
+	}
+	return r
+}
+
+// isPreflight reports whether r is a CORS preflight (Fetch §3.2.2).
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
+}
+
+// checkFormBody refuses a form-encoded body with an access_token
+// parameter (RFC 6750 §2.2): beside a header token it is a second method
+// (§2: 400 invalid_request), alone it is a method the gate does not
+// accept, and either way the token must not reach the upstream. The body
+// is read (bounded) and put back for the next handler.
+func (p *Protect) checkFormBody(r *http.Request) (int, string) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return 0, ""
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return 0, ""
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return 0, ""
+	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return http.StatusBadRequest, "compressed form bodies are not accepted here"
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxFormBody+1))
+	if err != nil {
+		return http.StatusBadRequest, "the request body could not be read"
+	}
+	if len(body) > maxFormBody {
+		return http.StatusRequestEntityTooLarge, "form bodies over 1 MiB are not accepted here"
+	}
+	_ = r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.TransferEncoding = nil
+	if grants.HasTokenParam(string(body)) {
+		return http.StatusBadRequest, "send the access token once, in the Authorization header as Bearer"
+	}
+	return 0, ""
 }
 
 // setIdentity publishes the verified claims as placeholders and headers.
@@ -283,9 +556,25 @@ func claimString(c *grants.AccessClaims, name string) (string, bool) {
 }
 
 // deny answers per RFC 6750 §3. Nothing from the request is echoed.
-func (p *Protect) deny(w http.ResponseWriter, status int, code, scope string) error {
+func (p *Protect) deny(w http.ResponseWriter, r *http.Request, status int, code, scope string) error {
+	drainBody(r)
 	grants.WriteBearerError(w, p.challenge, status, code, scope)
 	return nil
+}
+
+// denyRequest answers invalid_request with a description of what to fix.
+func (p *Protect) denyRequest(w http.ResponseWriter, r *http.Request, status int, desc string) error {
+	drainBody(r)
+	grants.WriteBearerRequestError(w, p.challenge, status, desc)
+	return nil
+}
+
+// drainBody reads a little of a refused request's body, so that a client
+// that sent Connection: close gets the answer, not a reset.
+func drainBody(r *http.Request) {
+	if r != nil && r.Body != nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
+	}
 }
 
 // Interface guards

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -30,7 +31,9 @@ func TestBearerToken(t *testing.T) {
 		{"quote in token", []string{`Bearer ab"c`}, "/", "", 400, "invalid_request"},
 		{"padding in the middle", []string{"Bearer ab=c"}, "/", "", 400, "invalid_request"},
 		{"two headers", []string{"Bearer abc", "Bearer abc"}, "/", "", 400, "invalid_request"},
-		{"query token refused", nil, "/?access_token=abc", "", 401, "invalid_request"},
+		{"query token refused with 400 (RFC 6750 §3.1)", nil, "/?access_token=abc", "", 400, "invalid_request"},
+		{"encoded query token", nil, "/?access%5Ftoken=abc", "", 400, "invalid_request"},
+		{"PHP-folded query token", nil, "/?x=1;access.token=abc", "", 400, "invalid_request"},
 		{"query token beside header is two methods", []string{"Bearer abc"}, "/?access_token=abc", "", 400, "invalid_request"},
 	}
 	for _, tt := range tests {
@@ -48,25 +51,66 @@ func TestBearerToken(t *testing.T) {
 }
 
 func TestStripIdentityHeaders(t *testing.T) {
-	p := &Protect{ForwardHeaders: []ForwardHeader{{Header: "X-Tenant", Claim: "tenant"}}}
-	p.strip = map[string]bool{}
-	for _, h := range identityHeaders {
-		p.strip[h] = true
-	}
-	for _, fh := range p.ForwardHeaders {
-		p.strip[normalizeHeader(fh.Header)] = true
-	}
+	p := provisioned(t, "oauth_protect {\n audience https://app.test\n forward_header X-Tenant tenant\n strip_header X-App-User X-Legacy-*\n}")
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	r.Header["X-Remote-User"] = []string{"admin"}
-	r.Header["X_remote_user"] = []string{"admin"} // how Go keeps X_Remote_User
-	r.Header["X-Forwarded-User"] = []string{"admin", "root"}
-	r.Header["X-Auth-Role"] = []string{"admin"}
-	r.Header["X-Tenant"] = []string{"other"}
-	r.Header["X_tenant"] = []string{"other"}
+	for _, name := range []string{
+		"X-Remote-User", "X_remote_user", "X-Forwarded-User", "X-Auth-Role", "X-Tenant", "X_tenant",
+		"Remote-Groups", "Remote-Email", "Remote-Name", "Remote_user", "X-Webauth-User", "X-Webauth-Email",
+		"X-Forwarded-Access-Token", "X-Auth-Request-User", "X-App-User", "X_app_user", "X-Legacy-Role", "X-Remote-Group",
+	} {
+		r.Header[name] = []string{"admin", "root"}
+	}
 	r.Header["Accept"] = []string{"*/*"}
+	r.Header["X-App-Users-Count"] = []string{"3"} // not the exact name, not a family
 	p.stripIdentityHeaders(r)
-	if len(r.Header) != 1 || r.Header.Get("Accept") != "*/*" {
-		t.Fatalf("headers after strip = %v; want only Accept", r.Header)
+	if len(r.Header) != 2 || r.Header.Get("Accept") != "*/*" || r.Header.Get("X-App-Users-Count") != "3" {
+		t.Fatalf("headers after strip = %v; want only Accept and X-App-Users-Count", r.Header)
+	}
+}
+
+// A client must not be able to make reverse_proxy delete the identity
+// headers the gate (or a later request_header) sets by naming them in
+// Connection (RFC 9110 §7.6.1).
+func TestStripConnectionOptions(t *testing.T) {
+	p := provisioned(t, "oauth_protect {\n audience https://app.test\n forward_header X-Forwarded-User sub\n}")
+	for _, tt := range []struct {
+		in   []string
+		want []string
+	}{
+		{[]string{"close, X-Forwarded-User, X-OAuth-Scope"}, []string{"close"}},
+		{[]string{"X-Forwarded-User", "keep-alive,Upgrade"}, []string{"keep-alive, Upgrade"}},
+		{[]string{"X-OAuth-Client"}, nil},
+		{[]string{"te, X_Forwarded_User"}, []string{"te"}},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header["Connection"] = tt.in
+		p.stripIdentityHeaders(r)
+		if got := r.Header["Connection"]; !slices.Equal(got, tt.want) {
+			t.Errorf("Connection %q became %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestHasTokenParam(t *testing.T) {
+	for raw, want := range map[string]bool{
+		"access_token=abc":           true,
+		"a=1&access_token=abc":       true,
+		"a=1;access_token=abc":       true,
+		"access%5Ftoken=abc":         true,
+		"access+token=abc":           true,
+		"access.token=abc":           true,
+		"access[token=abc":           true,
+		"access_token":               true,
+		"":                           false,
+		"access_tokens=abc":          false,
+		"x=access_token":             false,
+		"my_access_token=abc":        false,
+		"access%ZZtoken=abc":         false,
+		"a=1&b=2&c=" + "access_toke": false,
+	} {
+		if got := grants.HasTokenParam(raw); got != want {
+			t.Errorf("HasTokenParam(%q) = %v, want %v", raw, got, want)
+		}
 	}
 }
 
@@ -91,7 +135,7 @@ func TestDenyChallenges(t *testing.T) {
 	}
 	for _, tt := range tests {
 		w := httptest.NewRecorder()
-		if err := p.deny(w, tt.status, tt.code, tt.scope); err != nil {
+		if err := p.deny(w, nil, tt.status, tt.code, tt.scope); err != nil {
 			t.Fatal(err)
 		}
 		ch := w.Header().Get("WWW-Authenticate")
@@ -114,20 +158,45 @@ func TestDenyChallenges(t *testing.T) {
 
 func TestProtectValidate(t *testing.T) {
 	bad := []Protect{
-		{Realm: `a"b`},
+		{Audience: "https://app.test", Realm: `a"b`},
+		{},
 		{Audience: "not a url"},
 		{Audience: "/relative"},
-		{Scopes: []string{"two words"}},
-		{ForwardHeaders: []ForwardHeader{{Header: "X-User", Claim: ""}}},
-		{ForwardHeaders: []ForwardHeader{{Header: "Bad:Header", Claim: "sub"}}},
+		{Audience: "http://[::1"},
+		{Audience: "https://app.test/#frag"},
+		{Audience: "https://"},
+		{Audience: "urn:"},
+		{Audience: "https://user@app.test"},
+		{Audience: "https://app.test/\x00"},
+		{Audience: "https://app.test", Scopes: []string{"two words"}},
+		{Audience: "https://app.test", Scopes: []string{"caf\u00e9"}},
+		{Audience: "https://app.test", ForwardHeaders: []ForwardHeader{{Header: "X-User", Claim: ""}}},
+		{Audience: "https://app.test", ForwardHeaders: []ForwardHeader{{Header: "Bad:Header", Claim: "sub"}}},
+		{Audience: "https://app.test", ForwardHeaders: []ForwardHeader{{Header: "Connection", Claim: "sub"}}},
+		{Audience: "https://app.test", StripHeaders: []string{"*"}},
+		{Audience: "https://app.test", StripHeaders: []string{"X-*-User"}},
+		{Audience: "https://app.test", CORS: &CORS{}},
+		{Audience: "https://app.test", CORS: &CORS{AllowedOrigins: []string{"*"}, AllowCredentials: true}},
+		{Audience: "https://app.test", CORS: &CORS{AllowedOrigins: []string{"https://spa.test/app"}}},
+		{Audience: "https://app.test", CORS: &CORS{AllowedOrigins: []string{"spa.test"}}},
+		{Audience: "https://app.test", CORS: &CORS{AllowedOrigins: []string{"https://spa.test"}, AllowedMethods: []string{"*"}}},
+		{Audience: "https://app.test", CORS: &CORS{AllowedOrigins: []string{"https://spa.test"}}, ForwardPreflight: true},
 	}
 	for i, p := range bad {
 		if err := p.Validate(); err == nil {
 			t.Errorf("case %d: Validate accepted %+v", i, p)
 		}
 	}
-	good := Protect{Audience: "https://app.test", Scopes: []string{"read"}, ForwardHeaders: []ForwardHeader{{Header: "X-User", Claim: "sub"}}}
-	if err := good.Validate(); err != nil {
-		t.Fatalf("Validate(good) = %v", err)
+	for _, good := range []Protect{
+		{Audience: "https://app.test", Scopes: []string{"read"}, ForwardHeaders: []ForwardHeader{{Header: "X-User", Claim: "sub"}}},
+		{Audience: "urn:example:billing"},
+		{Audience: "any"},
+		{Audience: "https://app.test", StripHeaders: []string{"X-App-User", "X-Legacy-*"}},
+		{Audience: "https://app.test", CORS: &CORS{AllowedOrigins: []string{"https://spa.test", "http://localhost:5173"}, AllowCredentials: true}},
+		{Audience: "https://app.test", CORS: &CORS{AllowedOrigins: []string{"*"}}},
+	} {
+		if err := good.Validate(); err != nil {
+			t.Errorf("Validate(%+v) = %v", good, err)
+		}
 	}
 }

@@ -2,23 +2,22 @@ package grants
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 )
 
 // BearerToken extracts the RFC 6750 §2.1 token. A non-zero status means
 // the request is refused: 401 with no error code when there is no bearer
-// token, 400 invalid_request when it is malformed, and 401 invalid_request
-// for a token offered in the URL, which we never accept.
+// token, and 400 invalid_request when it is malformed or a token is
+// offered in the URL, which we never accept (RFC 6750 §3.1: an
+// unsupported method is invalid_request, answered with 400).
 func BearerToken(r *http.Request) (token string, status int, code string) {
 	authz := r.Header.Values("Authorization")
 	if len(authz) > 1 {
 		return "", http.StatusBadRequest, "invalid_request"
 	}
-	if r.URL.Query().Has("access_token") {
-		if len(authz) > 0 {
-			return "", http.StatusBadRequest, "invalid_request" // two methods (RS-04)
-		}
-		return "", http.StatusUnauthorized, "invalid_request" // never in the URL (RS-06)
+	if HasTokenParam(r.URL.RawQuery) {
+		return "", http.StatusBadRequest, "invalid_request" // never in the URL (RS-06), nor twice (RS-04)
 	}
 	if len(authz) == 0 {
 		return "", http.StatusUnauthorized, ""
@@ -31,6 +30,41 @@ func BearerToken(r *http.Request) (token string, status int, code string) {
 		return "", http.StatusBadRequest, "invalid_request"
 	}
 	return tok, 0, ""
+}
+
+// HasTokenParam reports whether a query string or form-encoded body
+// carries an access_token parameter (RFC 6750 §2.2, §2.3) as any
+// application behind a gate might read it: pairs split on '&' and ';',
+// names percent- and plus-decoded, and '.', ' ' and '[' read as '_' the
+// way PHP folds them.
+func HasTokenParam(raw string) bool {
+	for raw != "" {
+		var pair string
+		if i := strings.IndexAny(raw, "&;"); i >= 0 {
+			pair, raw = raw[:i], raw[i+1:]
+		} else {
+			pair, raw = raw, ""
+		}
+		name, _, _ := strings.Cut(pair, "=")
+		if len(name) < len("access_token") {
+			continue
+		}
+		if n, err := url.QueryUnescape(name); err == nil {
+			name = n
+		}
+		if len(name) != len("access_token") {
+			continue
+		}
+		if strings.Map(func(r rune) rune {
+			if r == '.' || r == ' ' || r == '[' {
+				return '_'
+			}
+			return r
+		}, name) == "access_token" {
+			return true
+		}
+	}
+	return false
 }
 
 // isB64Token checks RFC 6750's b64token: 1*( ALPHA / DIGIT / "-" / "." /
@@ -76,8 +110,20 @@ func BearerChallenge(base, code, scope string) (challenge, body string) {
 // WriteBearerError answers a resource request per RFC 6750 §3.
 func WriteBearerError(w http.ResponseWriter, base string, status int, code, scope string) {
 	ch, body := BearerChallenge(base, code, scope)
+	writeBearer(w, status, ch, body)
+}
+
+// WriteBearerRequestError answers 400 invalid_request with a fixed
+// description that says what to fix. desc must be a constant: it is
+// quoted as is and never carries request data.
+func WriteBearerRequestError(w http.ResponseWriter, base string, status int, desc string) {
+	writeBearer(w, status, base+`, error="invalid_request", error_description="`+desc+`"`,
+		`{"error":"invalid_request","error_description":"`+desc+`"}`)
+}
+
+func writeBearer(w http.ResponseWriter, status int, challenge, body string) {
 	h := w.Header()
-	h.Set("WWW-Authenticate", ch)
+	h.Set("WWW-Authenticate", challenge)
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"context"
 	"errors"
 	"io"
 	"mime"
@@ -164,13 +165,56 @@ func parseFormBody(body string) (Form, *Error) {
 	return form, nil
 }
 
-// IsLoopback reports whether a request came from this machine, the only
-// place plain HTTP is allowed to reach endpoints that carry credentials.
-func IsLoopback(r *http.Request) bool {
+// clientIPKey carries the client's address as the HTTP server resolved
+// it from the connection and its trusted proxies.
+type clientIPKey struct{}
+
+// WithClientIP tags a request's context with the client's address as the
+// HTTP server determined it (Caddy's client_ip, which honours
+// trusted_proxies): the sign-in throttle counts it, and IsLoopback sees
+// through a local proxy with it. Without it both use the connection's peer.
+func WithClientIP(ctx context.Context, ip string) context.Context {
+	return context.WithValue(ctx, clientIPKey{}, ip)
+}
+
+// ClientIP is the client address for a request: the one WithClientIP
+// gave, else the connection's peer.
+func ClientIP(r *http.Request) string {
+	if ip, ok := r.Context().Value(clientIPKey{}).(string); ok && ip != "" {
+		return ip
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		host = r.RemoteAddr
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// IsLoopback reports whether a request came from this machine, the only
+// place plain HTTP is allowed to reach endpoints that carry credentials:
+// the peer is a loopback address and so is the client address a trusted
+// local proxy reported (WithClientIP), when there is one.
+func IsLoopback(r *http.Request) bool {
+	if !isLoopbackAddr(r.RemoteAddr) {
+		return false
+	}
+	ip, ok := r.Context().Value(clientIPKey{}).(string)
+	return !ok || isLoopbackAddr(ip)
+}
+
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// TransportOK is the one TLS rule for requests that carry credentials,
+// at the authorization server and at the gate: TLS, or TLS ended in a
+// proxy the operator declared (behindTLSProxy), or plain HTTP from this
+// machine (RFC 6749 §3.2, RFC 6750 §5.3).
+func TransportOK(r *http.Request, behindTLSProxy bool) bool {
+	return r.TLS != nil || behindTLSProxy || IsLoopback(r)
 }

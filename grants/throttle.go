@@ -3,8 +3,6 @@ package grants
 import (
 	"context"
 	"errors"
-	"net"
-	"net/http"
 	"sync"
 	"time"
 )
@@ -193,30 +191,6 @@ func retryAfter(err error, now time.Time) int {
 		return 1
 	}
 	return max(1, int(le.until.Sub(now).Round(time.Second)/time.Second))
-}
-
-// clientIPKey carries the client's address, as the HTTP server determined
-// it, to the sign-in throttle.
-type clientIPKey struct{}
-
-// WithClientIP tags a request's context with the client's address as the
-// HTTP server determined it (Caddy's client_ip, which honours
-// trusted_proxies). Without it the throttle uses the connection's peer.
-func WithClientIP(ctx context.Context, ip string) context.Context {
-	return context.WithValue(ctx, clientIPKey{}, ip)
-}
-
-// ClientIP is the client address the sign-in throttle counts for a
-// request: the one WithClientIP gave, else the connection's peer.
-func ClientIP(r *http.Request) string {
-	if ip, ok := r.Context().Value(clientIPKey{}).(string); ok && ip != "" {
-		return ip
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // signIn checks a password under the throttle the login page and the

@@ -25,7 +25,7 @@ type TokenResponse struct {
 // Caddy (RFC 6749 §3.2). The refusal comes before anything reads the
 // body, so it discards the body first (see DiscardBody).
 func (e *Engine) requireTLS(r *http.Request) *Error {
-	if r.TLS != nil || e.BehindTLSProxy || IsLoopback(r) {
+	if TransportOK(r, e.BehindTLSProxy) {
 		return nil
 	}
 	DiscardBody(r)

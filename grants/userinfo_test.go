@@ -53,7 +53,7 @@ func TestUserinfoRefusals(t *testing.T) {
 		{"revoked token", "GET", UserinfoPath, "Bearer " + revoked.str("access_token"), 401, realm + `, error="invalid_token"*`},
 		{"client credentials token", "GET", UserinfoPath, "Bearer " + cc.str("access_token"), 401, realm + `, error="invalid_token"*`},
 		{"malformed header", "GET", UserinfoPath, "Bearer a b", 400, realm + `, error="invalid_request"*`},
-		{"token in the query", "GET", UserinfoPath + "?access_token=" + withOpenID.str("access_token"), "", 401, realm + `, error="invalid_request"*`},
+		{"token in the query", "GET", UserinfoPath + "?access_token=" + withOpenID.str("access_token"), "", 400, realm + `, error="invalid_request"*`},
 		{"no openid scope", "GET", UserinfoPath, "Bearer " + noOpenID.str("access_token"), 403, realm + `, error="insufficient_scope", scope="openid"`},
 		{"PUT", "PUT", UserinfoPath, "Bearer " + withOpenID.str("access_token"), 405, realm + `, error="invalid_request"*`},
 	}

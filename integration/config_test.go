@@ -20,7 +20,7 @@ func configWith(oauth, sites string) string {
 
 const (
 	asSite  = "http://:19100 {\n\tbind 127.0.0.1\n\toauth_server\n}\n"
-	apiSite = "http://localhost:19101 {\n\tbind 127.0.0.1\n\toauth_protect {\n\t\tscopes invoices:read\n\t}\n\trespond ok\n}\n"
+	apiSite = "http://localhost:19101 {\n\tbind 127.0.0.1\n\toauth_protect {\n\t\tscopes invoices:read\n\t\taudience http://localhost:19101\n\t}\n\trespond ok\n}\n"
 )
 
 // TestConfigErrors loads broken configs through the admin API, as
@@ -117,6 +117,21 @@ func TestConfigErrors(t *testing.T) {
 			name: "forward_header without a claim",
 			cfg:  configWith(good, strings.Replace(apiSite, "scopes invoices:read", "forward_header X-Forwarded-User", 1)),
 			want: []string{"forward_header needs a header name and a claim name"},
+		},
+		{
+			name: "oauth_protect without audience",
+			cfg:  configWith(good, strings.Replace(apiSite, "\t\taudience http://localhost:19101\n", "", 1)),
+			want: []string{"audience is required", "`any`"},
+		},
+		{
+			name: "unparsable audience",
+			cfg:  configWith(good, strings.Replace(apiSite, "audience http://localhost:19101", `audience "http://[::1"`, 1)),
+			want: []string{`audience "http://[::1" is not a URI`},
+		},
+		{
+			name: "cors origin * with credentials",
+			cfg:  configWith(good, strings.Replace(apiSite, "scopes invoices:read", "cors {\n\t\t\torigins *\n\t\t\tcredentials\n\t\t}", 1)),
+			want: []string{"cors origin * cannot go with credentials"},
 		},
 		{
 			name: "oauth_server with arguments",

@@ -158,7 +158,9 @@ http://localhost:19103 {
 	reverse_proxy @UPSTREAM@ {
 		@answered status 200
 		handle_response @answered {
-			oauth_protect
+			oauth_protect {
+				audience http://localhost:19101
+			}
 			respond "gated late"
 		}
 	}

@@ -157,6 +157,7 @@ http://localhost:19102 {
 	respond "@ECHO@"
 	oauth_protect {
 		scopes invoices:read
+		audience any
 	}
 }
 `
@@ -278,16 +279,19 @@ func storagePath(t *testing.T) string {
 // upstream is the legacy app behind reverse_proxy. It records every
 // request it receives.
 type upstream struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	seen []*http.Request
+	srv    *httptest.Server
+	mu     sync.Mutex
+	seen   []*http.Request
+	bodies []string
 }
 
 func newUpstream(t *testing.T) *upstream {
 	u := &upstream{}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
 		u.seen = append(u.seen, r.Clone(context.Background()))
+		u.bodies = append(u.bodies, string(body))
 		u.mu.Unlock()
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "legacy app")
@@ -312,6 +316,16 @@ func (u *upstream) last() *http.Request {
 		return nil
 	}
 	return u.seen[len(u.seen)-1]
+}
+
+// lastBody is the body of the last request the upstream saw.
+func (u *upstream) lastBody() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.bodies) == 0 {
+		return ""
+	}
+	return u.bodies[len(u.bodies)-1]
 }
 
 // fetchToken gets a client_credentials token with golang.org/x/oauth2.

@@ -80,6 +80,7 @@ http://localhost:@GATE@ {
 	bind 127.0.0.1
 	oauth_protect {
 		scopes invoices:read
+		audience any
 	}
 	respond "@BODY@"
 }
