@@ -67,6 +67,10 @@ type AccessClaims struct {
 	// subject (or a local user the provider is mapped to).
 	ExtIss string `json:"ext_iss,omitempty"`
 	ExtSub string `json:"ext_sub,omitempty"`
+	// FromClients are the clients of the tokens an exchanged token was
+	// derived from (subject and actor tokens, and theirs in turn), so
+	// that revoking any of them revokes it too, as it revokes its parent.
+	FromClients []string `json:"src_client_ids,omitempty"`
 
 	raw    []byte         // the verified payload, for Claim
 	once   sync.Once      // decodes raw into claims on first use

@@ -76,6 +76,12 @@ func (r *Revocations) revokedClaims(c *AccessClaims) bool {
 			return true
 		}
 	}
+	// An exchanged token dies with the clients of the tokens it came from.
+	for _, id := range c.FromClients {
+		if b, ok := r.before[beforeKey("client", id)]; ok && c.IssuedAt <= b.At {
+			return true
+		}
+	}
 	return false
 }
 

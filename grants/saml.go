@@ -483,6 +483,8 @@ func (e *Engine) grantForAssertion(ctx context.Context, c *Client, form Form, g 
 		return nil, oerr
 	}
 	at := newAccessClaims(e.Issuer, g.subject, c.ID, aud, scope, time.Now(), e.AccessTokenTTL)
+	// The token never outlives the assertion it was derived from.
+	at.ExpiresAt = min(at.ExpiresAt, g.exp)
 	at.ExtIss, at.ExtSub = g.issuer, g.extSub
 	return e.issueAccessToken(ctx, c, at)
 }

@@ -38,6 +38,9 @@ type exchangedToken struct {
 	mayAct  map[string]any
 	// exp is the token's expiry: nothing exchanged from it outlives it.
 	exp int64
+	// clients are the token's client and those it was derived from:
+	// revoking any of them revokes what is exchanged from it.
+	clients []string
 	// grant is the grant id (gid) the token belongs to, carried into the
 	// exchanged token so that revoking the grant revokes both.
 	grant string
@@ -125,12 +128,28 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 	at.Act = act
 	at.Grant = subj.grant
 	at.ExtIss, at.ExtSub = subj.extIss, subj.extSub
+	for _, t := range []*exchangedToken{subj, actor} {
+		for _, id := range t.sources() {
+			if id != c.ID && !slices.Contains(at.FromClients, id) {
+				at.FromClients = append(at.FromClients, id)
+			}
+		}
+	}
 	resp, oerr := e.issueAccessToken(ctx, c, at)
 	if oerr != nil {
 		return nil, oerr
 	}
 	resp.IssuedTokenType = TokenTypeAccessToken
 	return resp, nil
+}
+
+// sources are the clients revoking which revokes what is exchanged from t
+// (nil t: none).
+func (t *exchangedToken) sources() []string {
+	if t == nil {
+		return nil
+	}
+	return t.clients
 }
 
 // exchangeTarget checks every audience and resource (each may be given
@@ -178,6 +197,7 @@ func (e *Engine) readExchangedToken(ctx context.Context, c *Client, tok, typ str
 		}
 		out.subject, out.scope, raw = a.Subject, a.Scopes(), a.raw
 		out.exp, out.grant, out.extIss, out.extSub = a.ExpiresAt, a.Grant, a.ExtIss, a.ExtSub
+		out.clients = append(slices.Clone(a.FromClients), a.ClientID)
 	case TokenTypeIDToken:
 		payload, idc, err := e.verifyOurIDToken(tok, now)
 		if err != nil {

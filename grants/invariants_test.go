@@ -1,0 +1,361 @@
+package grants
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/internal/samltest"
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+// The invariants of DESIGN.md §10, checked for every way of obtaining an
+// access token. invWays must cover every grant type the engine
+// implements (SupportedGrantTypes), so a grant added later fails here
+// until it has a way of its own that keeps the rules:
+//   - revoking its grant, its user (subject) or its client kills it, at
+//     the verifier the gate uses and at introspection;
+//   - it never outlives the token or assertion it was derived from;
+//   - its sub is a local user or client only where that is what it is,
+//     never what an outside party asserted.
+
+const (
+	invAud    = "https://app.test"
+	invSecret = "inv-secret-0123456789"
+	// invRS introspects: a resource server for invAud.
+	invRS = "inv-rs"
+)
+
+// invClients are registered for every grant; "-o" clients get opaque
+// access tokens.
+func invClients() []*Client {
+	cl := func(id string, grants ...string) *Client {
+		return &Client{ID: id, SecretHash: HashSecret(invSecret), AuthMethod: AuthSecretBasic, GrantTypes: grants,
+			Scopes: []string{"openid", "read"}, Audience: []string{invAud}}
+	}
+	out := []*Client{
+		cl("inv-cc", GrantClientCredentials),
+		cl("inv-pw", GrantPassword, GrantRefreshToken),
+		cl("inv-jb", GrantJWTBearer),
+		cl("inv-saml", GrantSAML2Bearer),
+		cl("inv-tx", GrantTokenExchange, GrantJWTBearer, GrantPassword, GrantRefreshToken),
+		{ID: invRS, SecretHash: HashSecret(invSecret), AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials},
+			Audience: []string{invAud}, ResourceServer: true},
+	}
+	for _, c := range out[:5] {
+		o := *c
+		o.ID += "-o"
+		o.AccessTokenFormat = FormatOpaque
+		out = append(out, &o)
+	}
+	for _, c := range out {
+		if c.Allows(GrantTokenExchange) {
+			c.Exchange = ExchangePolicy{Audiences: []string{invAud}}
+		}
+	}
+	return out
+}
+
+func invEngine(t *testing.T) *Engine {
+	t.Helper()
+	keys, err := ParseJWKS(caJWKS(t, caOtherKey.Public(), "idp1", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp, _ := samlSigners(t)
+	return siNewTestEngine(t, func(c *Config) {
+		c.Clients = append(c.Clients, invClients()...)
+		c.TrustedIssuers = []*TrustedIssuer{{Issuer: jbIssuer, Keys: keys, Scopes: []string{"read"},
+			AllowedClients: []string{"inv-jb", "inv-jb-o", "inv-tx", "inv-tx-o"}}}
+		c.SAMLIdPs = []*SAMLIdP{{EntityID: samlIdP, Certificate: idp.Certificate(), Scopes: []string{"read"},
+			AllowedClients: []string{"inv-saml", "inv-saml-o"}}}
+	})
+}
+
+// invToken is what one way obtained.
+type invToken struct {
+	access  string
+	refresh string // the grant's refresh token, when there is one
+	client  string // the client the token was issued to
+	// user is the local user the token acts for; "" for a client acting
+	// for itself or an external subject.
+	user string
+	// external marks a subject asserted by an outside party.
+	external bool
+	// parentExp is the expiry of what the token was derived from (0:
+	// nothing); parentClients are the clients whose revocation must kill
+	// it besides its own; parentGrant is a refresh token whose revocation
+	// must kill it.
+	parentExp     int64
+	parentClients []string
+	parentGrant   string
+}
+
+// invWay obtains a token one way, as the named client variant.
+type invWay struct {
+	name  string
+	grant string
+	get   func(t *testing.T, e *Engine, suffix string) invToken
+}
+
+func invPost(t *testing.T, e *Engine, client string, kv ...string) tokenResult {
+	t.Helper()
+	v := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v.Set(kv[i], kv[i+1])
+	}
+	tr := postTokenRaw(e, v, siBasicAuth(client, invSecret))
+	wantOK(t, tr)
+	return tr
+}
+
+func invExp(t *testing.T, tok string) int64 {
+	t.Helper()
+	if strings.HasPrefix(tok, OpaquePrefix) {
+		t.Fatalf("invExp on an opaque token")
+	}
+	_, c := segments(t, tok)
+	n, _ := c["exp"].(json.Number).Int64()
+	return n
+}
+
+// invPassword is a password grant for bob as inv-pw (or inv-tx).
+func invPassword(t *testing.T, e *Engine, client string) invToken {
+	tr := invPost(t, e, client, "grant_type", GrantPassword, "username", "bob", "password", "bob-pw", "scope", "openid read")
+	return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: client, user: "bob"}
+}
+
+// invExchange exchanges subject (of type typ) at inv-tx.
+func invExchange(t *testing.T, e *Engine, suffix, subject, typ string) tokenResult {
+	return invPost(t, e, "inv-tx"+suffix, "grant_type", GrantTokenExchange, "subject_token", subject, "subject_token_type", typ,
+		"audience", invAud)
+}
+
+var invWays = []invWay{
+	{"client_credentials", GrantClientCredentials, func(t *testing.T, e *Engine, s string) invToken {
+		tr := invPost(t, e, "inv-cc"+s, "grant_type", GrantClientCredentials)
+		return invToken{access: tr.str("access_token"), client: "inv-cc" + s}
+	}},
+	{"password", GrantPassword, func(t *testing.T, e *Engine, s string) invToken {
+		return invPassword(t, e, "inv-pw"+s)
+	}},
+	{"authorization_code", GrantAuthorizationCode, func(t *testing.T, e *Engine, s string) invToken {
+		b := newBrowser(t, e)
+		code, verifier := b.getCode("c-web", "scope", "openid read")
+		tr := redeem(e, "c-web", code, verifier)
+		wantOK(t, tr)
+		return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: "c-web", user: "alice"}
+	}},
+	{"refresh_token", GrantRefreshToken, func(t *testing.T, e *Engine, s string) invToken {
+		first := invPassword(t, e, "inv-pw"+s)
+		tr := invPost(t, e, first.client, "grant_type", GrantRefreshToken, "refresh_token", first.refresh)
+		var famExp int64
+		updateGrant(t, e, tr.str("refresh_token"), func(f *familyRecord, rec *storage.Record) { famExp = rec.Expires.Unix() })
+		return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: first.client, user: "bob",
+			parentExp: famExp}
+	}},
+	{"jwt-bearer", GrantJWTBearer, func(t *testing.T, e *Engine, s string) invToken {
+		a := jbAssertion(t, func(m map[string]any) { m["sub"] = "bob" })
+		tr := invPost(t, e, "inv-jb"+s, "grant_type", GrantJWTBearer, "assertion", a)
+		return invToken{access: tr.str("access_token"), client: "inv-jb" + s, external: true, parentExp: invExp(t, a)}
+	}},
+	{"saml2-bearer", GrantSAML2Bearer, func(t *testing.T, e *Engine, s string) invToken {
+		var until time.Time
+		a := samlGood(t, func(a *samltest.Assertion) { a.NameID, until = "alice", a.NotOnOrAfter })
+		tr := invPost(t, e, "inv-saml"+s, "grant_type", GrantSAML2Bearer, "assertion", a)
+		return invToken{access: tr.str("access_token"), client: "inv-saml" + s, external: true, parentExp: until.Unix()}
+	}},
+	{"token-exchange of a user's access token", GrantTokenExchange, func(t *testing.T, e *Engine, s string) invToken {
+		parent := invPassword(t, e, "inv-pw")
+		tr := invExchange(t, e, s, parent.access, TokenTypeAccessToken)
+		return invToken{access: tr.str("access_token"), client: "inv-tx" + s, user: "bob",
+			parentExp: invExp(t, parent.access), parentClients: []string{"inv-pw"}, parentGrant: parent.refresh}
+	}},
+	{"token-exchange of a client's access token", GrantTokenExchange, func(t *testing.T, e *Engine, s string) invToken {
+		parent := invPost(t, e, "inv-cc", "grant_type", GrantClientCredentials).str("access_token")
+		tr := invExchange(t, e, s, parent, TokenTypeAccessToken)
+		return invToken{access: tr.str("access_token"), client: "inv-tx" + s, parentExp: invExp(t, parent),
+			parentClients: []string{"inv-cc"}}
+	}},
+	{"token-exchange of an ID token", GrantTokenExchange, func(t *testing.T, e *Engine, s string) invToken {
+		parent := invPost(t, e, "inv-tx"+s, "grant_type", GrantPassword, "username", "bob", "password", "bob-pw", "scope", "openid read")
+		idt := parent.str("id_token")
+		tr := invExchange(t, e, s, idt, TokenTypeIDToken)
+		return invToken{access: tr.str("access_token"), client: "inv-tx" + s, user: "bob", parentExp: invExp(t, idt),
+			parentGrant: parent.str("refresh_token")}
+	}},
+	{"token-exchange of a trusted issuer's JWT", GrantTokenExchange, func(t *testing.T, e *Engine, s string) invToken {
+		a := jbAssertion(t, func(m map[string]any) { m["sub"] = "bob" })
+		tr := invExchange(t, e, s, a, TokenTypeJWT)
+		return invToken{access: tr.str("access_token"), client: "inv-tx" + s, external: true, parentExp: invExp(t, a)}
+	}},
+	{"token-exchange of an exchanged token", GrantTokenExchange, func(t *testing.T, e *Engine, s string) invToken {
+		parent := invPassword(t, e, "inv-pw")
+		mid := invExchange(t, e, "", parent.access, TokenTypeAccessToken).str("access_token")
+		tr := invExchange(t, e, s, mid, TokenTypeAccessToken)
+		return invToken{access: tr.str("access_token"), client: "inv-tx" + s, user: "bob",
+			parentExp: invExp(t, parent.access), parentClients: []string{"inv-pw", "inv-tx"}, parentGrant: parent.refresh}
+	}},
+}
+
+// TestInvariantsCoverEveryGrant: every grant type the engine implements
+// is enabled in the fixture and has at least one way above.
+func TestInvariantsCoverEveryGrant(t *testing.T) {
+	e := invEngine(t)
+	for _, g := range SupportedGrantTypes {
+		if _, ok := e.grants[g]; !ok {
+			t.Errorf("grant %s is not enabled in the invariants fixture: register a client for it in invClients", g)
+		}
+		if !slices.ContainsFunc(invWays, func(w invWay) bool { return w.grant == g }) {
+			t.Errorf("grant %s has no way in invWays: add one, so that it is held to DESIGN.md §10", g)
+		}
+	}
+	for g := range e.grants {
+		if !slices.Contains(SupportedGrantTypes, g) {
+			t.Errorf("the engine serves grant %s, which SupportedGrantTypes does not list", g)
+		}
+	}
+}
+
+// invLive asserts the token verifies at the gate's verifier (which also
+// fills its cache, so that a revocation must get past the cache) and is
+// active at introspection.
+func invLive(t *testing.T, e *Engine, tok string) *AccessClaims {
+	t.Helper()
+	c, err := e.Verifier.Verify(tok, time.Now())
+	if err != nil {
+		t.Fatalf("fresh token refused by the verifier: %v", err)
+	}
+	if tr := opPost(e, e.ServeIntrospect, IntrospectPath, "", opForm("token", tok), siBasicAuth(invRS, invSecret)); tr.body["active"] != true {
+		t.Fatalf("fresh token inactive at introspection: %s", tr.raw)
+	}
+	return c
+}
+
+// invDead asserts the token is refused at the verifier and inactive at
+// introspection.
+func invDead(t *testing.T, e *Engine, tok, after string) {
+	t.Helper()
+	if _, err := e.Verifier.Verify(tok, time.Now()); err == nil {
+		t.Errorf("after %s, the gate's verifier still accepts the token", after)
+	}
+	if tr := opPost(e, e.ServeIntrospect, IntrospectPath, "", opForm("token", tok), siBasicAuth(invRS, invSecret)); tr.body["active"] != false {
+		t.Errorf("after %s, introspection says %s", after, tr.raw)
+	}
+}
+
+// invRevokeToken revokes a token (RFC 7009) as the client it was issued to.
+func invRevokeToken(t *testing.T, e *Engine, client, tok string) {
+	t.Helper()
+	secret := invSecret
+	if client == "c-web" {
+		secret = webSecret
+	}
+	if tr := opPost(e, e.ServeRevoke, RevokePath, "", opForm("token", tok), siBasicAuth(client, secret)); tr.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", tr.status, tr.raw)
+	}
+}
+
+func TestInvariantsEveryWay(t *testing.T) {
+	for _, w := range invWays {
+		for _, suffix := range []string{"", "-o"} {
+			if w.grant == GrantAuthorizationCode && suffix != "" {
+				continue // c-web's format; opaque is covered by the other ways
+			}
+			t.Run(w.name+suffix, func(t *testing.T) {
+				t.Run("subject and lifetime", func(t *testing.T) {
+					e := invEngine(t)
+					tok := w.get(t, e, suffix)
+					c := invLive(t, e, tok.access)
+					users, _ := e.Users.List(t.Context())
+					local := slices.ContainsFunc(users, func(u User) bool { return u.Name == c.Subject || u.Sub == c.Subject })
+					_, isClient := e.Clients[c.Subject]
+					switch {
+					case tok.external:
+						if local || isClient || !IsExternalSubject(c.Subject) || c.ExtIss == "" || c.ExtSub == "" {
+							t.Errorf("an external subject became %q (ext_iss %q, ext_sub %q)", c.Subject, c.ExtIss, c.ExtSub)
+						}
+					case tok.user != "":
+						u, err := e.Users.Lookup(t.Context(), tok.user)
+						if err != nil || c.Subject != u.Subject() {
+							t.Errorf("sub %q, want %s's subject", c.Subject, tok.user)
+						}
+					default:
+						if !isClient {
+							t.Errorf("sub %q of a client's own token is not a client id", c.Subject)
+						}
+					}
+					if tok.parentExp != 0 && c.ExpiresAt > tok.parentExp {
+						t.Errorf("the token expires at %d, after what it was derived from (%d)", c.ExpiresAt, tok.parentExp)
+					}
+				})
+				t.Run("revoking the token", func(t *testing.T) {
+					e := invEngine(t)
+					tok := w.get(t, e, suffix)
+					invLive(t, e, tok.access)
+					invRevokeToken(t, e, tok.client, tok.access)
+					invDead(t, e, tok.access, "revoking it")
+				})
+				t.Run("revoking its grant", func(t *testing.T) {
+					e := invEngine(t)
+					tok := w.get(t, e, suffix)
+					invLive(t, e, tok.access)
+					switch {
+					case tok.refresh != "":
+						invRevokeToken(t, e, tok.client, tok.refresh)
+					case tok.parentGrant != "":
+						// The grant of the token it was exchanged from,
+						// revoked by the client that holds it.
+						holder := "inv-pw"
+						if strings.Contains(w.name, "ID token") {
+							holder = "inv-tx" + suffix
+						}
+						invRevokeToken(t, e, holder, tok.parentGrant)
+					default:
+						return // no grant: revoking the token, its subject and its client cover it
+					}
+					invDead(t, e, tok.access, "revoking its grant")
+				})
+				t.Run("revoking its subject", func(t *testing.T) {
+					e := invEngine(t)
+					tok := w.get(t, e, suffix)
+					c := invLive(t, e, tok.access)
+					var err error
+					if tok.user != "" {
+						_, err = e.RevokeUser(t.Context(), tok.user)
+					} else {
+						_, err = e.RevokeSubject(t.Context(), c.Subject)
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					invDead(t, e, tok.access, "revoking its subject")
+				})
+				t.Run("revoking its client", func(t *testing.T) {
+					e := invEngine(t)
+					tok := w.get(t, e, suffix)
+					invLive(t, e, tok.access)
+					if _, err := e.RevokeClient(t.Context(), tok.client); err != nil {
+						t.Fatal(err)
+					}
+					invDead(t, e, tok.access, "revoking its client "+tok.client)
+				})
+				t.Run("revoking a client it was derived from", func(t *testing.T) {
+					for _, pc := range w.get(t, invEngine(t), suffix).parentClients {
+						e := invEngine(t)
+						tok := w.get(t, e, suffix)
+						invLive(t, e, tok.access)
+						if _, err := e.RevokeClient(t.Context(), pc); err != nil {
+							t.Fatal(err)
+						}
+						invDead(t, e, tok.access, "revoking "+pc+", a client it was derived from")
+					}
+				})
+			})
+		}
+	}
+}
