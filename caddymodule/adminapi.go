@@ -71,7 +71,7 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 		case http.MethodPut:
 			return putUser(w, r, eng, name, false)
 		case http.MethodDelete:
-			return userError(eng.Users.Remove(r.Context(), name), name)
+			return userError(eng.RemoveUser(r.Context(), name), name)
 		}
 		return apiErr(http.StatusMethodNotAllowed, "use PUT or DELETE on /oauth/users/<name>")
 	case path == "clients" && r.Method == http.MethodGet:

@@ -253,7 +253,7 @@ func viaFile(path, verb string, u adminUser, stdout io.Writer, addr string) erro
 		// grants and sessions.
 		err = grants.UpdateStoredUser(ctx, st, &grants.User{Name: u.Name, PasswordHash: u.PasswordHash, Claims: u.Claims})
 	case "remove":
-		err = users.Remove(ctx, u.Name)
+		err = grants.RemoveStoredUser(ctx, st, u.Name)
 	}
 	if err := userError(err, u.Name); err != nil {
 		return err

@@ -359,3 +359,25 @@ func TestInvariantsEveryWay(t *testing.T) {
 		}
 	}
 }
+
+// TestInvariantsRemovedUser: removing a run-time user ends what the user
+// had, like revoking it: access tokens at the gate and at introspection,
+// refresh tokens, and tokens exchanged from them.
+func TestInvariantsRemovedUser(t *testing.T) {
+	e := invEngine(t)
+	if err := e.Users.Put(t.Context(), &User{Name: "ivy", PasswordHash: testHash("ivy-pw")}, true); err != nil {
+		t.Fatal(err)
+	}
+	tr := invPost(t, e, "inv-pw", "grant_type", GrantPassword, "username", "ivy", "password", "ivy-pw", "scope", "read")
+	at, rt := tr.str("access_token"), tr.str("refresh_token")
+	xt := invExchange(t, e, "", at, TokenTypeAccessToken).str("access_token")
+	invLive(t, e, at)
+	invLive(t, e, xt)
+	if err := e.RemoveUser(t.Context(), "ivy"); err != nil {
+		t.Fatal(err)
+	}
+	invDead(t, e, at, "removing the user")
+	invDead(t, e, xt, "removing the user (exchanged token)")
+	wantErr(t, postTokenRaw(e, url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {rt}}, siBasicAuth("inv-pw", invSecret)),
+		http.StatusBadRequest, CodeInvalidGrant)
+}

@@ -381,7 +381,7 @@ func TestRefreshRemovedUser(t *testing.T) {
 		return tr.str("refresh_token")
 	}
 	withOpenID, withoutOpenID := grant("openid read"), grant("read")
-	if err := e.Users.Remove(ctx, "carol"); err != nil {
+	if _, err := e.Users.Remove(ctx, "carol"); err != nil {
 		t.Fatal(err)
 	}
 	wantErr(t, refresh(e, "c-trusted", withOpenID), http.StatusBadRequest, CodeInvalidGrant)

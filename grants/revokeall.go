@@ -131,11 +131,32 @@ func (e *Engine) UpdateUser(ctx context.Context, u *User) error {
 	if err != nil || !changed {
 		return err
 	}
-	sub := u.Subject()
-	_, err = e.revokeAllThen(ctx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
+	if err := e.endUser(ctx, u.Subject()); err != nil {
+		return fmt.Errorf("the password of %q was changed, but %w", u.Name, err)
+	}
+	return nil
+}
+
+// RemoveUser deletes a run-time user and ends everything the user had:
+// grants, access tokens and sign-in sessions.
+func (e *Engine) RemoveUser(ctx context.Context, name string) error {
+	sub, err := e.Users.Remove(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := e.endUser(ctx, sub); err != nil {
+		return fmt.Errorf("user %q was removed, but %w", name, err)
+	}
+	return nil
+}
+
+// endUser revokes every grant and access token of the subject and ends
+// its sessions.
+func (e *Engine) endUser(ctx context.Context, sub string) error {
+	_, err := e.revokeAllThen(ctx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
 		func(tx storage.Tx) error { return endSessionsTx(tx, sub) })
 	if err != nil {
-		return fmt.Errorf("the password of %q was changed, but revoking the user's grants failed (run `caddy oauth revoke --subject` again): %w", sub, err)
+		return fmt.Errorf("revoking the user's grants failed (run `caddy oauth revoke --subject %s` again): %w", sub, err)
 	}
 	return nil
 }
@@ -148,12 +169,25 @@ const OfflineRevocationHorizon = 24 * time.Hour
 // UpdateStoredUser is UpdateUser on a storage file while no server runs:
 // the revocations it stores take effect when the server starts.
 func UpdateStoredUser(ctx context.Context, st storage.Store, u *User) error {
-	us := StoredUsers(st)
-	changed, err := us.Update(ctx, u)
+	changed, err := StoredUsers(st).Update(ctx, u)
 	if err != nil || !changed {
 		return err
 	}
-	sub, now := u.Subject(), time.Now()
+	return endStoredUser(ctx, st, u.Subject())
+}
+
+// RemoveStoredUser is RemoveUser on a storage file while no server runs.
+func RemoveStoredUser(ctx context.Context, st storage.Store, name string) error {
+	sub, err := StoredUsers(st).Remove(ctx, name)
+	if err != nil {
+		return err
+	}
+	return endStoredUser(ctx, st, sub)
+}
+
+// endStoredUser is endUser on a storage file while no server runs.
+func endStoredUser(ctx context.Context, st storage.Store, sub string) error {
+	now := time.Now()
 	return st.Update(ctx, func(tx storage.Tx) error {
 		_, _, _, err := revokeAllTx(tx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
 			now, now.Add(OfflineRevocationHorizon))

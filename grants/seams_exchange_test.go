@@ -107,7 +107,7 @@ func TestExchangeRemovedUser(t *testing.T) {
 	}
 	at := txAccessToken(t, e, "dora", "read", nil)
 	wantOK(t, txPost(e, "subject_token", at, "subject_token_type", TokenTypeAccessToken))
-	if err := e.Users.Remove(ctx, "dora"); err != nil {
+	if _, err := e.Users.Remove(ctx, "dora"); err != nil {
 		t.Fatal(err)
 	}
 	wantErr(t, txPost(e, "subject_token", at, "subject_token_type", TokenTypeAccessToken), 400, CodeInvalidRequest)

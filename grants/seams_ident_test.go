@@ -102,7 +102,7 @@ func TestLocalSubjectNeverReassigned(t *testing.T) {
 	if rec, body := userinfo(e, "GET", UserinfoPath, "Bearer "+oldTok); rec.Code != 200 || body["sub"] != "carol" {
 		t.Fatalf("first carol: %d %v", rec.Code, body)
 	}
-	if err := e.Users.Remove(ctx, "carol"); err != nil {
+	if _, err := e.Users.Remove(ctx, "carol"); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("pw2")}, true); err != nil {
@@ -133,7 +133,7 @@ func TestLocalSubjectNeverReassigned(t *testing.T) {
 	if err := e.Users.Put(ctx, &User{Name: "erin", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Users.Remove(ctx, "erin"); err != nil {
+	if _, err := e.Users.Remove(ctx, "erin"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.AddClient(ctx, &Client{ID: "erin", GrantTypes: []string{GrantClientCredentials}}); err == nil {

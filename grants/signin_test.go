@@ -580,7 +580,7 @@ func TestSessionOfRemovedUser(t *testing.T) {
 	if loc := b.authorize(authzQuery("c-trusted", newChallenge()), "carol", "carol-pw"); loc.Query().Get("code") == "" {
 		t.Fatalf("carol could not sign in")
 	}
-	if err := e.Users.Remove(ctx, "carol"); err != nil {
+	if _, err := e.Users.Remove(ctx, "carol"); err != nil {
 		t.Fatal(err)
 	}
 	rec := b.get(AuthorizePath + "?" + authzQuery("c-trusted", newChallenge()).Encode())

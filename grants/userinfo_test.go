@@ -138,7 +138,7 @@ func TestUserinfoRemovedUser(t *testing.T) {
 	if rec, _ := userinfo(e, "GET", UserinfoPath, "Bearer "+tr.str("access_token")); rec.Code != http.StatusOK {
 		t.Fatalf("control: %d", rec.Code)
 	}
-	if err := e.Users.Remove(ctx, "carol"); err != nil {
+	if _, err := e.Users.Remove(ctx, "carol"); err != nil {
 		t.Fatal(err)
 	}
 	rec, _ := userinfo(e, "GET", UserinfoPath, "Bearer "+tr.str("access_token"))

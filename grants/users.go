@@ -354,23 +354,26 @@ func (us *Users) Update(ctx context.Context, u *User) (passwordChanged bool, err
 	return passwordChanged, err
 }
 
-// Remove deletes a run-time user.
-func (us *Users) Remove(ctx context.Context, name string) error {
+// Remove deletes a run-time user and returns its subject, whose grants
+// the caller ends (Engine.RemoveUser does).
+func (us *Users) Remove(ctx context.Context, name string) (sub string, err error) {
 	if _, ok := us.config[name]; ok {
-		return ErrConfigUser
+		return "", ErrConfigUser
 	}
-	return us.store.Update(ctx, func(tx storage.Tx) error {
+	err = us.store.Update(ctx, func(tx storage.Tx) error {
 		u, err := us.lookupStoredTx(tx, name)
 		if err != nil {
 			return err
 		}
+		sub = u.Subject()
 		// A user stored before names were recorded is recorded now, so
 		// that a new user of this name gets another subject.
-		if err := recordNameUse(tx, name, u.Subject(), false); err != nil {
+		if err := recordNameUse(tx, name, sub, false); err != nil {
 			return err
 		}
 		return tx.Delete(storage.KindUsers, name)
 	})
+	return sub, err
 }
 
 // List returns every user, config users first, without password hashes.

@@ -66,8 +66,8 @@ func TestUsersPutRemoveList(t *testing.T) {
 		{"create config user", func() error { return us.Put(ctx, &User{Name: "alice", PasswordHash: testHash("x")}, true) }, ErrConfigUser},
 		{"update config user", func() error { return us.Put(ctx, &User{Name: "alice", PasswordHash: testHash("x")}, false) }, ErrConfigUser},
 		{"create invalid user", func() error { return us.Put(ctx, &User{Name: "erin", PasswordHash: "plain"}, true) }, errAny},
-		{"remove config user", func() error { return us.Remove(ctx, "alice") }, ErrConfigUser},
-		{"remove unknown", func() error { return us.Remove(ctx, "nobody") }, ErrUserNotFound},
+		{"remove config user", func() error { _, err := us.Remove(ctx, "alice"); return err }, ErrConfigUser},
+		{"remove unknown", func() error { _, err := us.Remove(ctx, "nobody"); return err }, ErrUserNotFound},
 	}
 	for _, s := range steps {
 		err := s.do()
@@ -111,13 +111,13 @@ func TestUsersPutRemoveList(t *testing.T) {
 		t.Fatalf("List = %v, want config users first, then stored", names)
 	}
 
-	if err := us.Remove(ctx, "carol"); err != nil {
+	if _, err := us.Remove(ctx, "carol"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := us.Lookup(ctx, "carol"); !errors.Is(err, ErrUserNotFound) {
 		t.Fatalf("Lookup after Remove: %v", err)
 	}
-	if err := us.Remove(ctx, "carol"); !errors.Is(err, ErrUserNotFound) {
+	if _, err := us.Remove(ctx, "carol"); !errors.Is(err, ErrUserNotFound) {
 		t.Fatalf("second Remove: %v", err)
 	}
 	if _, err := us.Authenticate(ctx, "carol", "new-pw"); !errors.Is(err, ErrUserNotFound) {
