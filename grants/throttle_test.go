@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -339,5 +340,30 @@ func TestThrottlePruneKeepsLocked(t *testing.T) {
 	}
 	if !th.locked(now.Add(2*time.Second), "user:victim") {
 		t.Fatal("pruning forgot a locked key")
+	}
+}
+
+// Past IPMaxFailures an address's sign-ins run one at a time, so parallel
+// requests cannot share out the delay: four concurrent failures take at
+// least four delays.
+func TestThrottleBusyAddressSerialized(t *testing.T) {
+	e := throttledEngine(t)
+	ctx := t.Context()
+	const ip = "192.0.2.99"
+	for i := range 6 {
+		e.signIn(ctx, fmt.Sprintf("nobody%d", i), "x", ip)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() { e.signIn(ctx, fmt.Sprintf("again%d", i), "x", ip) })
+	}
+	wg.Wait()
+	if d := time.Since(start); d < 4*50*time.Millisecond {
+		t.Fatalf("four concurrent failures from a busy address took %v, want at least 4 × 50ms", d)
+	}
+	// A correct password from the same address still signs in.
+	if _, err := e.signIn(ctx, "carol", "carol-pw", ip); err != nil {
+		t.Fatalf("carol from the busy address: %v", err)
 	}
 }
