@@ -148,7 +148,8 @@ func TestRunTimeStorageFull(t *testing.T) {
 		t.Errorf("the access token revoked with room again gets %d at oauth_protect", resp.StatusCode)
 	}
 	crashAssertGate(t, faultGate, pre, "with room again")
-	if _, err := relCode(faultIssuer, verifier); err != nil {
+	// A fresh challenge: the server refuses one a live code carries.
+	if _, err := relCode(faultIssuer, oauth2.GenerateVerifier()); err != nil {
 		t.Errorf("signing in with room again: %v", err)
 	}
 	faultNoPanic(t, home, "caddy-1.log")
