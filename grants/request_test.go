@@ -356,6 +356,31 @@ func TestIsLoopback(t *testing.T) {
 	}
 }
 
+// TestIsLoopbackClientIP: behind a trusted local proxy the client the
+// proxy reports decides; a remote peer never becomes loopback.
+func TestIsLoopbackClientIP(t *testing.T) {
+	for _, tt := range []struct {
+		peer, client string
+		want         bool
+	}{
+		{"127.0.0.1:1", "127.0.0.1", true},
+		{"127.0.0.1:1", "::1", true},
+		{"127.0.0.1:1", "203.0.113.9", false},
+		{"203.0.113.9:1", "127.0.0.1", false},
+		{"127.0.0.1:1", "", false},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		r.RemoteAddr = tt.peer
+		r = r.WithContext(WithClientIP(r.Context(), tt.client))
+		if got := IsLoopback(r); got != tt.want {
+			t.Errorf("peer %s client %q: IsLoopback = %v, want %v", tt.peer, tt.client, got, tt.want)
+		}
+		if got := TransportOK(r, true); !got {
+			t.Errorf("peer %s client %q: behind a TLS proxy is always fine", tt.peer, tt.client)
+		}
+	}
+}
+
 func TestWriteError(t *testing.T) {
 	tests := []struct {
 		name     string
