@@ -13,6 +13,8 @@
 //	19100        authorization server (oauth_server), issuer http://localhost:19100
 //	19101        protected API: oauth_protect + reverse_proxy to a recording upstream
 //	19102        protected echo site: oauth_protect + respond with the placeholders
+//	19103-19890  further sites of single tests, named in those tests (19284/19285
+//	             the browser CORS pages)
 //	19998        held while the tests run, so concurrent runs take turns
 package integration
 
