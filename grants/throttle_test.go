@@ -315,7 +315,8 @@ func TestLoginThrottle(t *testing.T) {
 func loginFromClient(t *testing.T, e *Engine, peer, client, user, pw string) (status int, body string, signedIn bool) {
 	t.Helper()
 	b := newBrowser(t, e)
-	b.remote, b.clientIP = peer, client
+	// A remote client reaches the pages over TLS (the proxy's).
+	b.remote, b.clientIP, b.tls = peer, client, true
 	_, ch := newPKCE()
 	page := b.get(AuthorizePath + "?" + authzQuery("c-trusted", ch).Encode())
 	rec := b.login(page, user, pw)
