@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -109,14 +108,26 @@ type ForwardHeader struct {
 // the names of oauth2-proxy, Authelia, Authentik, Grafana's auth proxy,
 // Gitea's reverse-proxy login and Apache's REMOTE_USER conventions.
 var identityHeaders = []string{
-	"remote-user", "x-remote-user", "x-forwarded-user", "x-forwarded-email",
-	"x-forwarded-groups", "x-forwarded-preferred-username", "x-forwarded-access-token",
-	"x-user", "x-email", "x-webauth-user",
+	"remote-user", "x-remote-user", "x-forwarded-email", "x-forwarded-groups",
+	"x-forwarded-preferred-username", "x-forwarded-access-token", "x-forwarded-login",
+	"x-forwarded-name", "x-forwarded-authorization", "x-original-authorization",
+	"x-user", "x-email", "x-remote", "x-webauth", "auth-user",
+	"x-id-token", "x-access-token",
 }
 
 // identityFamilies are removed by prefix: Remote-Groups, Remote-Email,
-// Remote-Name, X-Webauth-Email, X-Auth-Request-User, X-Remote-Group…
-var identityFamilies = []string{"remote-", "x-remote-", "x-webauth-", "x-auth-"}
+// Remote-Name, X-Webauth-Email, X-Auth-Request-User, X-Remote-Group,
+// X-Forwarded-User-Id, and the identity headers of other proxies an app
+// may have been moved from: Kong (X-Authenticated-*), AWS ALB
+// (X-Amzn-Oidc-*), Azure App Service (X-Ms-Client-Principal*), Google IAP
+// (X-Goog-Authenticated-*), Cloudflare Access (Cf-Access-*).
+var identityFamilies = []string{"remote-", "x-remote-", "x-webauth-", "x-auth-", "x-forwarded-user",
+	"x-authenticated-", "x-amzn-oidc-", "x-ms-client-principal", "x-goog-authenticated-", "cf-access-"}
+
+// methodOverrideHeaders make frameworks (Slim, Express's method-override,
+// Rails' Rack::MethodOverride with _method) run another method's handler:
+// a forwarded preflight carries none of them.
+var methodOverrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
 
 // audienceAny is the explicit opt-out of the audience check.
 const audienceAny = "any"
@@ -277,7 +288,7 @@ func (p *Protect) Validate() error {
 		return err
 	}
 	for _, s := range p.Scopes {
-		if !printableASCII(s) || strings.ContainsAny(s, "\"\\") {
+		if s == "" || !printableASCII(s) || strings.ContainsAny(s, "\"\\") {
 			return fmt.Errorf("oauth_protect: scope %q is not a valid scope token (RFC 6749 §3.3)", s)
 		}
 	}
@@ -295,7 +306,7 @@ func (p *Protect) Validate() error {
 			return fmt.Errorf("oauth_protect: strip_header %q must be a header name, optionally ending in * for a family (X-App-*)", h)
 		}
 		if reservedHeaders[normalizeHeader(h)] {
-			return fmt.Errorf("oauth_protect: strip_header cannot remove %s (pass_authorization decides about Authorization)", h)
+			return fmt.Errorf("oauth_protect: strip_header cannot remove %s: the request needs it (Authorization is kept or removed by pass_authorization)", h)
 		}
 	}
 	if p.CORS != nil {
@@ -383,12 +394,25 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			w = p.corsHeaders.wrap(w, origin)
 		} else if p.ForwardPreflight && isPreflight(r) && r.ContentLength == 0 && len(r.TransferEncoding) == 0 {
 			// Browsers send neither cookies nor Authorization on a
-			// preflight: whatever carries them is not one.
+			// preflight: whatever carries them is not one. Nor does a
+			// preflight need a query or a method override, which
+			// frameworks would act on.
 			r.Header.Del("Authorization")
 			r.Header.Del("Cookie")
+			for _, h := range methodOverrideHeaders {
+				r.Header.Del(h)
+			}
+			r.URL.RawQuery, r.URL.ForceQuery = "", false
 			countGate(gatePreflight)
 			return next.ServeHTTP(w, r)
 		}
+	}
+	// Declared trailers arrive after the gate has looked at the headers,
+	// and some upstreams merge them into the headers: an identity header
+	// or a token could come that way.
+	if _, ok := r.Header["Trailer"]; ok || len(r.Trailer) > 0 {
+		countGate(gateBadRequest)
+		return p.denyRequest(w, r, http.StatusBadRequest, "request trailers are not accepted here")
 	}
 	token, status, code := grants.BearerToken(r)
 	if status == 0 || status == http.StatusUnauthorized {
@@ -474,16 +498,28 @@ func (p *Protect) checkFormBody(r *http.Request) (int, string) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return 0, ""
 	}
-	ct := r.Header.Get("Content-Type")
-	if ct == "" {
+	cts := r.Header["Content-Type"]
+	if len(cts) == 0 {
 		return 0, ""
 	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "application/x-www-form-urlencoded" {
+	if len(cts) > 1 {
+		return http.StatusBadRequest, "send one Content-Type header"
+	}
+	// The media type as lenient parsers (PHP, Rack, Werkzeug) read it: up
+	// to the first ';' or ',', whatever follows.
+	mt := cts[0]
+	if i := strings.IndexAny(mt, ";,"); i >= 0 {
+		mt = mt[:i]
+	}
+	if !strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded") {
 		return 0, ""
 	}
-	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return http.StatusBadRequest, "compressed form bodies are not accepted here"
+	for _, ce := range r.Header["Content-Encoding"] {
+		for enc := range strings.SplitSeq(ce, ",") {
+			if enc = strings.TrimSpace(enc); enc != "" && !strings.EqualFold(enc, "identity") {
+				return http.StatusBadRequest, "compressed form bodies are not accepted here"
+			}
+		}
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxFormBody+1))
 	if err != nil {

@@ -35,8 +35,9 @@ func BearerToken(r *http.Request) (token string, status int, code string) {
 // HasTokenParam reports whether a query string or form-encoded body
 // carries an access_token parameter (RFC 6750 §2.2, §2.3) as any
 // application behind a gate might read it: pairs split on '&' and ';',
-// names percent- and plus-decoded, and '.', ' ' and '[' read as '_' the
-// way PHP folds them.
+// names percent- and plus-decoded, leading spaces dropped, an array
+// suffix ('access_token[]', '[x]') ignored, and '.', ' ' and '[' read as
+// '_' the way PHP folds them.
 func HasTokenParam(raw string) bool {
 	for raw != "" {
 		var pair string
@@ -46,25 +47,35 @@ func HasTokenParam(raw string) bool {
 			pair, raw = raw, ""
 		}
 		name, _, _ := strings.Cut(pair, "=")
-		if len(name) < len("access_token") {
-			continue
-		}
 		if n, err := url.QueryUnescape(name); err == nil {
 			name = n
 		}
-		if len(name) != len("access_token") {
-			continue
-		}
-		if strings.Map(func(r rune) rune {
-			if r == '.' || r == ' ' || r == '[' {
-				return '_'
-			}
-			return r
-		}, name) == "access_token" {
+		if isTokenParamName(name) {
 			return true
 		}
 	}
 	return false
+}
+
+// isTokenParamName reads a decoded parameter name the way PHP does.
+func isTokenParamName(name string) bool {
+	name = strings.TrimLeft(name, " ")
+	if len(name) < len("access_token") {
+		return false
+	}
+	// PHP: a '[' followed later by ']' starts an array index.
+	if i := strings.IndexByte(name, '['); i >= 0 && strings.IndexByte(name[i:], ']') > 0 {
+		name = name[:i]
+	}
+	if len(name) != len("access_token") {
+		return false
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == ' ' || r == '[' {
+			return '_'
+		}
+		return r
+	}, name) == "access_token"
 }
 
 // isB64Token checks RFC 6750's b64token: 1*( ALPHA / DIGIT / "-" / "." /

@@ -193,19 +193,53 @@ func ClientIP(r *http.Request) string {
 // IsLoopback reports whether a request came from this machine, the only
 // place plain HTTP is allowed to reach endpoints that carry credentials:
 // the peer is a loopback address and so is the client address a trusted
-// local proxy reported (WithClientIP), when there is one.
+// local proxy reported (WithClientIP), when there is one, and so is every
+// address the request says it was forwarded for: a proxy that trusts the
+// leftmost X-Forwarded-For entry (trusted_proxies without _strict) would
+// otherwise let a remote client pass for loopback by sending one.
 func IsLoopback(r *http.Request) bool {
 	if !isLoopbackAddr(r.RemoteAddr) {
 		return false
 	}
-	ip, ok := r.Context().Value(clientIPKey{}).(string)
-	return !ok || isLoopbackAddr(ip)
+	if ip, ok := r.Context().Value(clientIPKey{}).(string); ok && !isLoopbackAddr(ip) {
+		return false
+	}
+	for _, name := range [...]string{"X-Forwarded-For", "X-Real-Ip", "Forwarded"} {
+		for _, v := range r.Header[name] {
+			for hop := range strings.SplitSeq(v, ",") {
+				if !forwardedLoopback(name, hop) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// forwardedLoopback reports whether one hop of a forwarding header names
+// a loopback address; a Forwarded element (RFC 7239) is read for its
+// for= parameter, and one without it names no address.
+func forwardedLoopback(header, hop string) bool {
+	hop = strings.TrimSpace(hop)
+	if header == "Forwarded" {
+		found := false
+		for param := range strings.SplitSeq(hop, ";") {
+			k, v, _ := strings.Cut(strings.TrimSpace(param), "=")
+			if strings.EqualFold(k, "for") {
+				hop, found = strings.Trim(v, `"`), true
+			}
+		}
+		if !found {
+			return true
+		}
+	}
+	return isLoopbackAddr(hop)
 }
 
 func isLoopbackAddr(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		host = addr
+		host = strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]")
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
