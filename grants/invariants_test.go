@@ -93,6 +93,9 @@ type invToken struct {
 	parentExp     int64
 	parentClients []string
 	parentGrant   string
+	// parentTokens are access tokens it was derived from, by the client
+	// that holds each: revoking one (RFC 7009) must kill it.
+	parentTokens map[string]string
 }
 
 // invWay obtains a token one way, as the named client variant.
@@ -173,13 +176,14 @@ var invWays = []invWay{
 		parent := invPassword(t, e, "inv-pw")
 		tr := invExchange(t, e, s, parent.access, TokenTypeAccessToken)
 		return invToken{access: tr.str("access_token"), client: "inv-tx" + s, user: "bob",
-			parentExp: invExp(t, parent.access), parentClients: []string{"inv-pw"}, parentGrant: parent.refresh}
+			parentExp: invExp(t, parent.access), parentClients: []string{"inv-pw"}, parentGrant: parent.refresh,
+			parentTokens: map[string]string{parent.access: "inv-pw"}}
 	}},
 	{"token-exchange of a client's access token", GrantTokenExchange, func(t *testing.T, e *Engine, s string) invToken {
 		parent := invPost(t, e, "inv-cc", "grant_type", GrantClientCredentials).str("access_token")
 		tr := invExchange(t, e, s, parent, TokenTypeAccessToken)
 		return invToken{access: tr.str("access_token"), client: "inv-tx" + s, parentExp: invExp(t, parent),
-			parentClients: []string{"inv-cc"}}
+			parentClients: []string{"inv-cc"}, parentTokens: map[string]string{parent: "inv-cc"}}
 	}},
 	{"token-exchange of an ID token", GrantTokenExchange, func(t *testing.T, e *Engine, s string) invToken {
 		parent := invPost(t, e, "inv-tx"+s, "grant_type", GrantPassword, "username", "bob", "password", "bob-pw", "scope", "openid read")
@@ -198,7 +202,8 @@ var invWays = []invWay{
 		mid := invExchange(t, e, "", parent.access, TokenTypeAccessToken).str("access_token")
 		tr := invExchange(t, e, s, mid, TokenTypeAccessToken)
 		return invToken{access: tr.str("access_token"), client: "inv-tx" + s, user: "bob",
-			parentExp: invExp(t, parent.access), parentClients: []string{"inv-pw", "inv-tx"}, parentGrant: parent.refresh}
+			parentExp: invExp(t, parent.access), parentClients: []string{"inv-pw", "inv-tx"}, parentGrant: parent.refresh,
+			parentTokens: map[string]string{parent.access: "inv-pw", mid: "inv-tx"}}
 	}},
 }
 
@@ -343,6 +348,19 @@ func TestInvariantsEveryWay(t *testing.T) {
 						t.Fatal(err)
 					}
 					invDead(t, e, tok.access, "revoking its client "+tok.client)
+				})
+				t.Run("revoking a token it was derived from", func(t *testing.T) {
+					for _, holder := range w.get(t, invEngine(t), suffix).parentTokens {
+						e := invEngine(t)
+						tok := w.get(t, e, suffix)
+						invLive(t, e, tok.access)
+						for p, h := range tok.parentTokens {
+							if h == holder {
+								invRevokeToken(t, e, h, p)
+							}
+						}
+						invDead(t, e, tok.access, "revoking the access token of "+holder+" it was derived from")
+					}
 				})
 				t.Run("revoking a client it was derived from", func(t *testing.T) {
 					for _, pc := range w.get(t, invEngine(t), suffix).parentClients {

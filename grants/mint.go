@@ -71,6 +71,9 @@ type AccessClaims struct {
 	// derived from (subject and actor tokens, and theirs in turn), so
 	// that revoking any of them revokes it too, as it revokes its parent.
 	FromClients []string `json:"src_client_ids,omitempty"`
+	// FromTokens are the ids (jti) of the access tokens an exchanged
+	// token was derived from, so that revoking one (RFC 7009) revokes it.
+	FromTokens []string `json:"src_jtis,omitempty"`
 
 	raw    []byte         // the verified payload, for Claim
 	once   sync.Once      // decodes raw into claims on first use

@@ -61,6 +61,11 @@ func (r *Revocations) revokedClaims(c *AccessClaims) bool {
 	if _, ok := r.jti[c.ID]; ok {
 		return true
 	}
+	for _, id := range c.FromTokens {
+		if _, ok := r.jti[id]; ok {
+			return true
+		}
+	}
 	if c.Grant != "" {
 		if _, ok := r.jti[grantRevocationKey(c.Grant)]; ok {
 			return true

@@ -41,6 +41,9 @@ type exchangedToken struct {
 	// clients are the token's client and those it was derived from:
 	// revoking any of them revokes what is exchanged from it.
 	clients []string
+	// tokens are the ids of the access token and those it was derived
+	// from: revoking any of them revokes what is exchanged from it.
+	tokens []string
 	// grant is the grant id (gid) the token belongs to, carried into the
 	// exchanged token so that revoking the grant revokes both.
 	grant string
@@ -129,9 +132,17 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 	at.Grant = subj.grant
 	at.ExtIss, at.ExtSub = subj.extIss, subj.extSub
 	for _, t := range []*exchangedToken{subj, actor} {
-		for _, id := range t.sources() {
+		if t == nil {
+			continue
+		}
+		for _, id := range t.clients {
 			if id != c.ID && !slices.Contains(at.FromClients, id) {
 				at.FromClients = append(at.FromClients, id)
+			}
+		}
+		for _, id := range t.tokens {
+			if !slices.Contains(at.FromTokens, id) {
+				at.FromTokens = append(at.FromTokens, id)
 			}
 		}
 	}
@@ -141,15 +152,6 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 	}
 	resp.IssuedTokenType = TokenTypeAccessToken
 	return resp, nil
-}
-
-// sources are the clients revoking which revokes what is exchanged from t
-// (nil t: none).
-func (t *exchangedToken) sources() []string {
-	if t == nil {
-		return nil
-	}
-	return t.clients
 }
 
 // exchangeTarget checks every audience and resource (each may be given
@@ -198,6 +200,7 @@ func (e *Engine) readExchangedToken(ctx context.Context, c *Client, tok, typ str
 		out.subject, out.scope, raw = a.Subject, a.Scopes(), a.raw
 		out.exp, out.grant, out.extIss, out.extSub = a.ExpiresAt, a.Grant, a.ExtIss, a.ExtSub
 		out.clients = append(slices.Clone(a.FromClients), a.ClientID)
+		out.tokens = append(slices.Clone(a.FromTokens), a.ID)
 	case TokenTypeIDToken:
 		payload, idc, err := e.verifyOurIDToken(tok, now)
 		if err != nil {
