@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -209,6 +210,12 @@ func TestGatePreflight(t *testing.T) {
 				t.Errorf("forwarded preflight carries %s: %q", h, v)
 			}
 		}
+		// Nor what frameworks act on as another method or a token.
+		r = preflight("/x?_method=DELETE&access_token=abc")
+		r.Header.Set("X-HTTP-Method-Override", "DELETE")
+		if _, seen := gateCall(t, p, r); seen == nil || seen.URL.RawQuery != "" || seen.Header.Get("X-Http-Method-Override") != "" {
+			t.Errorf("forwarded preflight kept its query or method override: %v", seen)
+		}
 		withBody := httptest.NewRequest(http.MethodOptions, "/x", strings.NewReader("delete=all"))
 		withBody.Header = preflight("/x").Header
 		noOrigin := preflight("/x")
@@ -240,6 +247,12 @@ func TestGateBodyToken(t *testing.T) {
 		"no token anywhere":         {"", "application/x-www-form-urlencoded", "a=1", 401},
 		"json body is not a form":   {"", "application/json", `{"access_token":"abc"}`, 401},
 		"query and body, no header": {"", "text/plain", "access_token=abc", 401},
+		// What lenient parsers (PHP, Rack, Werkzeug) still read as a form.
+		"parameter without a value": {"Bearer abc", "application/x-www-form-urlencoded; charset", "access_token=abc", 400},
+		"unbalanced quote":          {"Bearer abc", `application/x-www-form-urlencoded;charset="utf-8`, "access_token=abc", 400},
+		"media type list":           {"Bearer abc", "application/x-www-form-urlencoded, text/plain", "access_token=abc", 400},
+		"PHP array name":            {"Bearer abc", "application/x-www-form-urlencoded", "access_token[]=abc", 400},
+		"PHP leading space":         {"Bearer abc", "application/x-www-form-urlencoded", "+access_token=abc", 400},
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tt.body))
 		r.Header.Set("Content-Type", tt.ctype)
@@ -252,6 +265,26 @@ func TestGateBodyToken(t *testing.T) {
 		}
 		if tt.status == 400 && !strings.Contains(w.Header().Get("WWW-Authenticate"), `error="invalid_request"`) {
 			t.Errorf("%s: challenge %q", name, w.Header().Get("WWW-Authenticate"))
+		}
+	}
+}
+
+// TestGateRepeatedFraming: a second Content-Type or Content-Encoding
+// header, which the gate and the upstream might read differently, and
+// declared request trailers, which arrive after the gate looked, are
+// refused before anything is forwarded.
+func TestGateRepeatedFraming(t *testing.T) {
+	p := provisioned(t, "oauth_protect {\n audience https://a.test\n}")
+	for name, h := range map[string]http.Header{
+		"two content types":     {"Content-Type": {"text/plain", "application/x-www-form-urlencoded"}},
+		"two content encodings": {"Content-Type": {"application/x-www-form-urlencoded"}, "Content-Encoding": {"identity", "gzip"}},
+		"declared trailers":     {"Content-Type": {"text/plain"}, "Trailer": {"X-Forwarded-User"}},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("access_token=abc"))
+		maps.Copy(r.Header, h)
+		r.Header.Set("Authorization", "Bearer abc")
+		if w, seen := gateCall(t, p, r); seen != nil || w.Code != http.StatusBadRequest {
+			t.Errorf("%s: status %d forwarded %v, want 400", name, w.Code, seen != nil)
 		}
 	}
 }

@@ -57,6 +57,11 @@ func TestStripIdentityHeaders(t *testing.T) {
 		"X-Remote-User", "X_remote_user", "X-Forwarded-User", "X-Auth-Role", "X-Tenant", "X_tenant",
 		"Remote-Groups", "Remote-Email", "Remote-Name", "Remote_user", "X-Webauth-User", "X-Webauth-Email",
 		"X-Forwarded-Access-Token", "X-Auth-Request-User", "X-App-User", "X_app_user", "X-Legacy-Role", "X-Remote-Group",
+		// Other proxies' identity headers and token carriers.
+		"X-Authenticated-Userid", "X-Amzn-Oidc-Identity", "X-Ms-Client-Principal-Name", "X-Goog-Authenticated-User-Email",
+		"Cf-Access-Authenticated-User-Email", "X-Id-Token", "X-Access-Token", "X-Forwarded-Authorization",
+		"X-Original-Authorization", "X-Forwarded-Login", "X-Forwarded-Name", "X-Forwarded-User-Id", "Auth-User",
+		"X-Remote", "X-Webauth",
 	} {
 		r.Header[name] = []string{"admin", "root"}
 	}

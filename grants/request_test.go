@@ -368,9 +368,21 @@ func TestIsLoopbackClientIP(t *testing.T) {
 		{"127.0.0.1:1", "203.0.113.9", false},
 		{"203.0.113.9:1", "127.0.0.1", false},
 		{"127.0.0.1:1", "", false},
+		// A spoofable leftmost X-Forwarded-For entry does not make a
+		// forwarded remote client loopback.
+		{"127.0.0.1:1", "127.0.0.1|X-Forwarded-For: 127.0.0.1, 203.0.113.9", false},
+		{"127.0.0.1:1", "127.0.0.1|X-Forwarded-For: 127.0.0.1:80, ::1", true},
+		{"127.0.0.1:1", "127.0.0.1|X-Real-Ip: 203.0.113.9", false},
+		{"127.0.0.1:1", `127.0.0.1|Forwarded: for="[::1]:80";proto=http, for=203.0.113.9`, false},
+		{"127.0.0.1:1", `127.0.0.1|Forwarded: for="[::1]:80";proto=http`, true},
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/", nil)
 		r.RemoteAddr = tt.peer
+		if client, hdr, ok := strings.Cut(tt.client, "|"); ok {
+			tt.client = client
+			k, v, _ := strings.Cut(hdr, ": ")
+			r.Header.Set(k, v)
+		}
 		r = r.WithContext(WithClientIP(r.Context(), tt.client))
 		if got := IsLoopback(r); got != tt.want {
 			t.Errorf("peer %s client %q: IsLoopback = %v, want %v", tt.peer, tt.client, got, tt.want)
