@@ -206,6 +206,13 @@ func TestExchangeRepeatedTargets(t *testing.T) {
 	if len(aud) != 3 {
 		t.Errorf("aud %v", c["aud"])
 	}
+	// A resource matches with scheme and host case folded; aud keeps the
+	// policy's spelling.
+	tr = postTokenRaw(e, form(url.Values{"resource": {"HTTPS://B.Test"}}), "")
+	wantOK(t, tr)
+	if _, c := segments(t, tr.str("access_token")); c["aud"] != "https://b.test" {
+		t.Errorf("aud %v, want the registered https://b.test", c["aud"])
+	}
 	wantErr(t, postTokenRaw(e, form(url.Values{"audience": {"urn:svc:b", "urn:nope"}}), ""), 400, CodeInvalidTarget)
 	wantErr(t, postTokenRaw(e, form(url.Values{"resource": {"https://b.test", "https://a.test"}}), ""), 400, CodeInvalidTarget)
 	wantErr(t, postTokenRaw(e, form(url.Values{"audience": {"urn:svc:b", ""}}), ""), 400, CodeInvalidRequest)

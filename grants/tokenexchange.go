@@ -162,11 +162,13 @@ func (e *Engine) exchangeTarget(c *Client, audiences, resources []string) ([]str
 	var aud []string
 	for _, resource := range resources {
 		u, err := url.Parse(resource)
-		if err != nil || !u.IsAbs() || strings.Contains(resource, "#") || !slices.Contains(c.Exchange.Resources, resource) {
+		i := indexResource(c.Exchange.Resources, resource)
+		if err != nil || !u.IsAbs() || strings.Contains(resource, "#") || i < 0 {
 			return nil, errCode(CodeInvalidTarget, "the requested resource is not allowed for this client")
 		}
-		if !slices.Contains(aud, resource) {
-			aud = append(aud, resource)
+		// The token's aud is spelt as the policy registers it.
+		if r := c.Exchange.Resources[i]; !slices.Contains(aud, r) {
+			aud = append(aud, r)
 		}
 	}
 	for _, audience := range audiences {
