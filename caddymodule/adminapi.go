@@ -235,7 +235,7 @@ func revokeAll(w http.ResponseWriter, r *http.Request, eng *grants.Engine) error
 	case (in.Subject == "") == (in.ClientID == ""):
 		return apiErr(http.StatusBadRequest, `give exactly one of "subject" and "client_id"`)
 	case in.Subject != "":
-		n, err = eng.RevokeSubject(r.Context(), in.Subject)
+		n, err = eng.RevokeSubjectOrUser(r.Context(), in.Subject)
 	default:
 		n, err = eng.RevokeClient(r.Context(), in.ClientID)
 	}

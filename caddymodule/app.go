@@ -663,7 +663,7 @@ func (a *App) ready() (*grants.Engine, error) {
 	h.sweeper.SetInterval(time.Duration(a.SweepInterval))
 	if err := a.engine.Start(context.Background(), h.Store, a.SigningAlg, h.rev); err != nil {
 		_, _ = stores.Delete(a.path)
-		return nil, fmt.Errorf("oauth: loading signing keys from %s: %w", a.path, err)
+		return nil, fmt.Errorf("oauth: starting on storage %s: %w", a.path, err)
 	}
 	l.started = true
 	l.stopKeys, l.keysDone = make(chan struct{}), make(chan struct{})

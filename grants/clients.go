@@ -175,7 +175,7 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 	}
 	// A client acts under its id as subject: a removed user's subject
 	// must not come back as a client.
-	if used, err := nameWasUsed(ctx, e.store, c.ID); err != nil {
+	if used, err := nameWasUser(ctx, e.store, c.ID); err != nil {
 		return "", err
 	} else if used {
 		return "", fmt.Errorf("client id %q was a user name; subjects are never reassigned, choose another id", c.ID)
@@ -188,6 +188,11 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 		if _, err := tx.Get(storage.KindClients, c.ID); err == nil {
 			return ErrClientExists
 		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		// Its id is now a used subject: a later user of that name gets
+		// another one.
+		if err := recordClientTx(tx, c.ID, false); err != nil {
 			return err
 		}
 		return putJSON(tx, storage.KindClients, c.ID, &sc, time.Time{})
@@ -210,6 +215,11 @@ func (e *Engine) RemoveClient(ctx context.Context, id string) error {
 			if errors.Is(err, storage.ErrNotFound) {
 				return ErrClientNotFound
 			}
+			return err
+		}
+		// Clients registered before client ids were recorded are
+		// recorded now.
+		if err := recordClientTx(tx, id, false); err != nil {
 			return err
 		}
 		return tx.Delete(storage.KindClients, id)

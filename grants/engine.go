@@ -273,7 +273,8 @@ func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string,
 	if err := e.web.start(ctx, st); err != nil {
 		return err
 	}
-	if err := e.Users.startConfigSubjects(ctx, st); err != nil {
+	left, err := e.startSubjects(ctx, st)
+	if err != nil {
 		return err
 	}
 	e.store = st
@@ -283,7 +284,9 @@ func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string,
 	e.Verifier.revocations = rev
 	e.Verifier.opaque = e.lookupOpaque
 	e.Verifier.SetKeys(kr)
-	return nil
+	// Config users and clients removed by this config lose their tokens
+	// now, as run-time removal does.
+	return e.endLeftConfig(ctx, left)
 }
 
 // Paths returns the path of each endpoint this engine serves, for the

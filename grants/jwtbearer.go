@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // GrantJWTBearer is the JWT bearer authorization grant (RFC 7523 §2.1).
@@ -108,6 +109,11 @@ func (e *Engine) trustedAssertion(ctx context.Context, c *Client, tok string) (a
 // token's sub, by the issuer's map_subject (see the identity namespace in
 // subject.go).
 func (e *Engine) mapSubject(ctx context.Context, issuer, asserted, mapping string) (string, error) {
+	// The subject travels in ext_sub, logs and audit records, where a
+	// newline or a 0 byte could forge or cut entries.
+	if strings.ContainsFunc(asserted, unicode.IsControl) {
+		return "", errors.New("the asserted subject contains control characters")
+	}
 	if mapping != MapSubjectLocalUsers {
 		return externalSubject(issuer, asserted), nil
 	}

@@ -18,6 +18,30 @@ func (e *Engine) RevokeSubject(ctx context.Context, sub string) (int, error) {
 	return e.revokeAll(ctx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub })
 }
 
+// RevokeSubjectOrUser is RevokeSubject for what an operator names as a
+// subject (caddy oauth revoke --subject, the admin API): the subject
+// itself and, when it is a local user's name whose subject differs (a
+// non-ASCII name, a name used before), that user's subject too, so
+// revoking "jürgen" or a re-created "carol" never silently misses.
+func (e *Engine) RevokeSubjectOrUser(ctx context.Context, s string) (int, error) {
+	n, err := e.RevokeSubject(ctx, s)
+	if err != nil || IsExternalSubject(s) {
+		return n, err
+	}
+	u, err := e.Users.Lookup(ctx, s)
+	if errors.Is(err, ErrUserNotFound) {
+		return n, nil
+	}
+	if err != nil {
+		return n, err
+	}
+	if sub := u.Subject(); sub != s {
+		m, err := e.RevokeSubject(ctx, sub)
+		return n + m, err
+	}
+	return n, nil
+}
+
 // RevokeUser revokes every grant and access token of the user with this
 // name, by the user's subject (which differs from the name for non-ASCII
 // names and for names used before). Code that starts from a user name

@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+	"go.uber.org/zap"
 )
 
 // The identity namespace. Every token subject (sub) is one of:
@@ -143,17 +144,23 @@ func decodeNameSubject(s string) (string, bool) {
 	return sb.String(), true
 }
 
-// nameUse is the record of a user name that was used (storage kind
-// subjects, by name, never expiring): the subject it was last given, and
-// whether a config user holds it.
+// nameUse is the record of a name that was used as a user name or a
+// client id (storage kind subjects, by name, never expiring): the
+// subject it was last given, whether a client or a user holds it, and
+// whether the config does. Client ids are recorded too, so that a user
+// never gets a (removed) client's subject.
 type nameUse struct {
 	Sub    string `json:"sub"`
 	Config bool   `json:"config,omitempty"`
+	Client bool   `json:"client,omitempty"`
+	// Removed marks a config user or client that has left the config
+	// and whose tokens were revoked for it (startSubjects).
+	Removed bool `json:"removed,omitempty"`
 }
 
 // recordNameUse remembers that name was given sub.
-func recordNameUse(tx storage.Tx, name, sub string, config bool) error {
-	b, err := json.Marshal(nameUse{Sub: sub, Config: config})
+func recordNameUse(tx storage.Tx, name string, n nameUse) error {
+	b, err := json.Marshal(n)
 	if err != nil {
 		return err
 	}
@@ -177,33 +184,108 @@ func readNameUse(tx storage.Tx, name string) (*nameUse, error) {
 }
 
 // assignSubject gives a new user of this name its subject and records
-// it: the name's first-use subject if the name was never used, a fresh
-// one otherwise. A config user keeps the subject recorded for it.
+// it: the name's first-use subject if the name was never used (by a user
+// or a client), a fresh one otherwise. A config user keeps the subject
+// recorded for it.
 func assignSubject(tx storage.Tx, name string, config bool) (string, error) {
 	prev, err := readNameUse(tx, name)
 	if err != nil {
 		return "", err
 	}
-	if prev != nil && config && prev.Config {
+	if prev != nil && config && prev.Config && !prev.Client {
+		if prev.Removed { // back in the config: its old tokens stay revoked
+			return prev.Sub, recordNameUse(tx, name, nameUse{Sub: prev.Sub, Config: true})
+		}
 		return prev.Sub, nil
 	}
 	sub := nameSubject(name)
 	if prev != nil {
 		sub += "/" + randomID(6)
 	}
-	return sub, recordNameUse(tx, name, sub, config)
+	return sub, recordNameUse(tx, name, nameUse{Sub: sub, Config: config})
 }
 
-// startConfigSubjects gives the config users their subjects, recording
-// their names so that a later run-time user of the same name (after the
-// config user was removed) gets another subject.
-func (us *Users) startConfigSubjects(ctx context.Context, st storage.Store) error {
-	if len(us.config) == 0 {
-		return nil
+// recordClientTx records that a client of this id exists, unless that
+// is recorded already.
+func recordClientTx(tx storage.Tx, id string, config bool) error {
+	want := nameUse{Sub: id, Client: true, Config: config}
+	if prev, err := readNameUse(tx, id); err != nil || (prev != nil && *prev == want) {
+		return err
 	}
+	return recordNameUse(tx, id, want)
+}
+
+// leftConfig is a config user or client that is no longer configured.
+type leftConfig struct {
+	name string
+	use  nameUse
+}
+
+// startSubjects checks the config's users and clients against storage
+// and records them: a config client may not have the name of a stored
+// user or of any user that ever was (its subject is its id and cannot be
+// made unique), a config user may not have a stored client's id, and
+// config users get their subjects. It returns the config users and
+// clients that left the config since it was last recorded, whose tokens
+// the caller revokes (endLeftConfig).
+func (e *Engine) startSubjects(ctx context.Context, st storage.Store) ([]leftConfig, error) {
+	us := e.Users
+	var left []leftConfig
 	subs := map[string]string{}
 	err := st.Update(ctx, func(tx storage.Tx) error {
+		left, subs = left[:0], map[string]string{}
+		// First, before the records below overwrite any: who left.
+		err := tx.ForEach(storage.KindSubjects, func(name string, rec storage.Record) error {
+			var n nameUse
+			if json.Unmarshal(rec.Value, &n) != nil || !n.Config || n.Removed {
+				return nil
+			}
+			if _, ok := e.Clients[name]; ok && n.Client {
+				return nil
+			}
+			if _, ok := us.config[name]; ok && !n.Client {
+				return nil
+			}
+			// A run-time user or client of the name now holds the record
+			// (or a record written before kinds were told apart).
+			kind := storage.KindUsers
+			if n.Client {
+				kind = storage.KindClients
+			}
+			if _, err := tx.Get(kind, name); err == nil {
+				return nil
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			left = append(left, leftConfig{name: name, use: n})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for id := range e.Clients {
+			if _, err := tx.Get(storage.KindUsers, id); err == nil {
+				return fmt.Errorf("client %q: a user of that name was created at run time; users and clients must have different names: remove the user (caddy oauth user remove %s) or rename the client", id, id)
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			prev, err := readNameUse(tx, id)
+			if err != nil {
+				return err
+			}
+			if prev != nil && !prev.Client {
+				return fmt.Errorf("client %q: a user of that name existed (subject %q), and a client's subject is its id; subjects are never reassigned, choose another client id", id, prev.Sub)
+			}
+			if err := recordClientTx(tx, id, true); err != nil {
+				return err
+			}
+		}
 		for name := range us.config {
+			if _, err := tx.Get(storage.KindClients, name); err == nil {
+				return fmt.Errorf("user %q: a client of that id was registered at run time; users and clients must have different names: remove the client (caddy oauth client remove %s) or rename the user", name, name)
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
 			sub, err := assignSubject(tx, name, true)
 			if err != nil {
 				return err
@@ -213,21 +295,60 @@ func (us *Users) startConfigSubjects(ctx context.Context, st storage.Store) erro
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for name, sub := range subs {
 		us.config[name].Sub = sub
 	}
+	return left, nil
+}
+
+// endLeftConfig revokes the grants and access tokens of config users and
+// clients that left the config (and ends the users' sign-in sessions),
+// as removing them at run time would, and marks them done so the next
+// start does not revoke again.
+func (e *Engine) endLeftConfig(ctx context.Context, left []leftConfig) error {
+	for _, l := range left {
+		markDone := func(tx storage.Tx) error {
+			cur, err := readNameUse(tx, l.name)
+			if err != nil || cur == nil || *cur != l.use {
+				return err // taken over meanwhile (by this start): nothing to mark
+			}
+			cur.Removed = true
+			return recordNameUse(tx, l.name, *cur)
+		}
+		var err error
+		if l.use.Client {
+			_, err = e.revokeAllThen(ctx, beforeKey("client", l.name), func(f *familyRecord) bool { return f.ClientID == l.name }, markDone)
+		} else {
+			sub := l.use.Sub
+			_, err = e.revokeAllThen(ctx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
+				func(tx storage.Tx) error {
+					if err := endSessionsTx(tx, sub); err != nil {
+						return err
+					}
+					return markDone(tx)
+				})
+		}
+		if err != nil {
+			kind := "user"
+			if l.use.Client {
+				kind = "client"
+			}
+			return fmt.Errorf("revoking the tokens of %s %q, which left the config: %w", kind, l.name, err)
+		}
+		e.logger.Info("revoked the tokens of a config user or client that left the config", zap.String("name", l.name), zap.Bool("client", l.use.Client))
+	}
 	return nil
 }
 
-// nameWasUsed reports whether a user of this name ever existed, so that a
-// client id cannot take over a removed user's subject.
-func nameWasUsed(ctx context.Context, st storage.Store, name string) (bool, error) {
+// nameWasUser reports whether a user of this name ever existed, so that
+// a client id cannot take over a removed user's subject.
+func nameWasUser(ctx context.Context, st storage.Store, name string) (bool, error) {
 	var used bool
 	err := st.View(ctx, func(tx storage.Tx) error {
 		n, err := readNameUse(tx, name)
-		used = n != nil
+		used = n != nil && !n.Client
 		return err
 	})
 	return used, err

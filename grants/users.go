@@ -368,7 +368,7 @@ func (us *Users) Remove(ctx context.Context, name string) (sub string, err error
 		sub = u.Subject()
 		// A user stored before names were recorded is recorded now, so
 		// that a new user of this name gets another subject.
-		if err := recordNameUse(tx, name, sub, false); err != nil {
+		if err := recordNameUse(tx, name, nameUse{Sub: sub}); err != nil {
 			return err
 		}
 		return tx.Delete(storage.KindUsers, name)

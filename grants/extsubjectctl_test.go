@@ -1,0 +1,19 @@
+package grants
+
+import (
+	"testing"
+
+	"github.com/oauthgate/caddy-oauthgate/internal/samltest"
+)
+
+// Subjects asserted with control characters are refused, by a trusted
+// issuer and by a SAML identity provider.
+func TestExternalSubjectControlCharacters(t *testing.T) {
+	e := txEngine(t)
+	for _, s := range []string{"a\nb", "a\x00b", "a\rb", "a\u0085b"} {
+		checkError(t, jbPost(e, "c-tx", txExternal(t, s, nil)), 400, CodeInvalidGrant)
+	}
+	checkToken(t, jbPost(e, "c-tx", txExternal(t, "a b", nil)))
+	se := samlEngine(t, nil)
+	checkError(t, samlPost(se, "c-saml", samlGood(t, func(a *samltest.Assertion) { a.NameID = "ad\nmin" })), 400, CodeInvalidGrant)
+}
