@@ -24,7 +24,7 @@ func TestUnknownUserRealDummyHash(t *testing.T) {
 	if u != nil || !errors.Is(err, ErrUserNotFound) {
 		t.Fatalf("unknown user with the dummy's own password: %v, %v", u, err)
 	}
-	if cost, err := bcrypt.Cost(e.Users.dummy); err != nil || cost != DefaultPasswordCost {
+	if cost, err := bcrypt.Cost(e.Users.dummy()); err != nil || cost != DefaultPasswordCost {
 		t.Fatalf("dummy hash cost = %d, %v; want %d", cost, err, DefaultPasswordCost)
 	}
 }

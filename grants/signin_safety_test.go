@@ -204,7 +204,7 @@ func TestDummyHashMatchesUserCost(t *testing.T) {
 	e := siNewTestEngine(t, func(c *Config) {
 		c.Users = []*User{{Name: "alice", PasswordHash: string(h)}}
 	})
-	if got, err := bcrypt.Cost(e.Users.dummy); err != nil || got != cost {
+	if got, err := bcrypt.Cost(e.Users.dummy()); err != nil || got != cost {
 		t.Fatalf("dummy hash at start: cost %d, %v; want %d, made before any unknown user", got, err, cost)
 	}
 	ctx := context.Background()

@@ -122,13 +122,16 @@ type Users struct {
 	// timing tells no name from another: stored users are rehashed to it
 	// on sign-in. Zero (tools on a storage file) leaves hashes as they are.
 	cost int
-	// dummy is the hash at cost that unknown users are checked against.
-	dummy []byte
+	// dummy returns the hash at cost that unknown users are checked
+	// against. setCost starts making it in the background (at cost 14 it
+	// takes a second, many under the race detector, which must not hold
+	// up a config load); the first unknown name waits for it if need be.
+	dummy func() []byte
 }
 
 // setCost picks the cost every password check runs at: the configured
 // users' (the highest, when they differ; the others are returned, to be
-// warned about), else DefaultPasswordCost; and makes the dummy hash now,
+// warned about), else DefaultPasswordCost; and starts making the dummy hash now,
 // so that the first unknown name does not pay for it.
 func (us *Users) setCost() (differing []string) {
 	us.cost = 0
@@ -146,7 +149,10 @@ func (us *Users) setCost() (differing []string) {
 		}
 	}
 	sort.Strings(differing)
-	us.dummy = dummyHashFor(us.cost)
+	gen, cost, ready := dummyHashFor, us.cost, make(chan struct{})
+	var h []byte
+	go func() { h = gen(cost); close(ready) }()
+	us.dummy = func() []byte { <-ready; return h }
 	return differing
 }
 
@@ -227,7 +233,9 @@ func (us *Users) Authenticate(ctx context.Context, name, password string) (*User
 	}
 	var hash []byte
 	if u == nil {
-		hash = us.dummy
+		if us.dummy != nil {
+			hash = us.dummy()
+		}
 		if hash == nil {
 			hash = dummyHashFor(DefaultPasswordCost)
 		}
