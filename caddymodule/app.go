@@ -85,7 +85,8 @@ type App struct {
 	// failure; four times as many, from any addresses, lock the name. A
 	// client address (Caddy's client IP, which honours trusted_proxies) is
 	// never locked: past four times as many failures its failed sign-ins
-	// are answered after a delay, one at a time. Default: 5.
+	// are answered after a delay, while a correct password from it is
+	// checked and answered at once. Default: 5.
 	LoginMaxFailures int `json:"login_max_failures,omitempty"`
 
 	// BehindTLSProxy says TLS ends in a proxy in front of Caddy, so the
