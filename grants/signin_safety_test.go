@@ -2,10 +2,12 @@ package grants
 
 import (
 	"context"
+	"errors"
 	"golang.org/x/crypto/bcrypt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -223,5 +225,47 @@ func TestDummyHashMatchesUserCost(t *testing.T) {
 	}
 	if _, err := e.Users.Authenticate(ctx, "carol", "carol-pw"); err != nil {
 		t.Fatalf("the rehashed password: %v", err)
+	}
+}
+
+// A user whose hash has a lower cost than the engine's (a run-time user
+// added with a cheaper hash, until a successful sign-in rehashes it) must
+// not answer a wrong password faster than an unknown name: the dummy hash
+// at the engine's cost is checked too.
+func TestLowCostUserCostsTheDummy(t *testing.T) {
+	cheap := dummyHashFor
+	dummyHashFor = realDummyHashFor
+	defer func() { dummyHashFor = cheap }()
+	const cost = bcrypt.MinCost + 1
+	h, _ := bcrypt.GenerateFromPassword([]byte("alice-pw"), cost)
+	e := siNewTestEngine(t, func(c *Config) {
+		c.Users = []*User{{Name: "alice", PasswordHash: string(h)}}
+	})
+	ctx := context.Background()
+	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
+		t.Fatal(err)
+	}
+	var compared []string
+	orig := compareHash
+	compareHash = func(hash, pw []byte) error {
+		compared = append(compared, string(hash))
+		return orig(hash, pw)
+	}
+	defer func() { compareHash = orig }()
+	for _, tc := range []struct {
+		name, user, pw string
+		dummy          bool
+	}{
+		{"low-cost user, wrong password", "carol", "wrong", true},
+		{"unknown user", "mallory", "wrong", true},
+		{"user at the engine's cost, wrong password", "alice", "wrong", false},
+	} {
+		compared = nil
+		if _, err := e.Users.Authenticate(ctx, tc.user, tc.pw); !errors.Is(err, ErrUserNotFound) {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := slices.Contains(compared, string(e.Users.dummy)); got != tc.dummy {
+			t.Errorf("%s: dummy hash checked = %v, want %v (compared %d hashes)", tc.name, got, tc.dummy, len(compared))
+		}
 	}
 }
