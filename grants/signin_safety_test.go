@@ -39,6 +39,25 @@ func TestAuthorizePostBodyCapped(t *testing.T) {
 	}
 }
 
+// The sign-in, consent and sign-out forms are capped like POST
+// /oauth/authorize: a larger body is 413, declared or chunked, not 400.
+func TestFormPostBodyCapped(t *testing.T) {
+	e := siNewTestEngine(t, nil)
+	for _, path := range []string{AuthorizePath + "/login", AuthorizePath + "/consent", LogoutPath} {
+		for _, chunked := range []bool{false, true} {
+			body := "csrf=x&pad=" + strings.Repeat("a", 9<<20)
+			r, _ := http.NewRequest(http.MethodPost, "https://as.test"+path, strings.NewReader(body))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if chunked {
+				r.ContentLength = -1
+			}
+			if rec := newBrowser(t, e).do(r); rec.Code != http.StatusRequestEntityTooLarge {
+				t.Errorf("%s chunked=%v: %d-byte body: %d, want 413", path, chunked, len(body), rec.Code)
+			}
+		}
+	}
+}
+
 // A password change keeps what it does not give (the claims), and ends
 // everything the old password opened: the user's refresh tokens, access
 // tokens and sign-in sessions (RFC 9700 §4.14.2). A change of claims only
