@@ -85,7 +85,8 @@ type App struct {
 	// failure; four times as many, from any addresses, lock the name. A
 	// client address (Caddy's client IP, which honours trusted_proxies) is
 	// never locked: past four times as many failures its failed sign-ins
-	// are answered after a delay, one at a time. Default: 5.
+	// are answered after a delay, while a correct password from it is
+	// checked and answered at once. Default: 5.
 	LoginMaxFailures int `json:"login_max_failures,omitempty"`
 
 	// BehindTLSProxy says TLS ends in a proxy in front of Caddy, so the
@@ -110,9 +111,17 @@ type App struct {
 	// AES-256-GCM (a key derived from it with HKDF-SHA256). Use a
 	// placeholder such as {env.OAUTH_KEK}; at least 32 bytes. When empty,
 	// the OAUTH_KEK environment variable is used; without either, keys are
-	// stored unencrypted. Keys stored plain are encrypted at the first
-	// start with a key. Default: none.
+	// stored unencrypted. Keys found stored plain are refused (they may
+	// have been planted by someone who can write the storage file) unless
+	// SealPlainKeys is set. Default: none.
 	KeyEncryptionKey string `json:"key_encryption_key,omitempty"`
+
+	// SealPlainKeys, with KeyEncryptionKey, seals the signing keys stored
+	// unencrypted (by a server that had no key encryption key) instead of
+	// refusing them: set it for the one start that migrates a storage file
+	// to sealed keys, then remove it; a warning is logged at every start
+	// while it is set. Default: false.
+	SealPlainKeys bool `json:"seal_plain_keys,omitempty"`
 
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
@@ -437,6 +446,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		BehindTLSProxy:   a.BehindTLSProxy,
 		KeyRotation:      time.Duration(a.KeyRotation),
 		KeyEncryptionKey: []byte(kek),
+		SealPlainKeys:    a.SealPlainKeys,
 		Observer:         metricsObserver{},
 		Logger:           a.logger,
 	})

@@ -34,6 +34,8 @@ func init() {
 //		logo <file>
 //		login_max_failures <n>
 //		behind_tls_proxy
+//		key_encryption_key <secret>
+//		seal_plain_keys
 //		client <id> {
 //			secret <secret> | secret_hash sha256:<hex>
 //			auth_method client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt
@@ -163,6 +165,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.BehindTLSProxy = true
+		case "seal_plain_keys":
+			if err := noArgs(d); err != nil {
+				return err
+			}
+			a.SealPlainKeys = true
 		case "trust_issuer":
 			var ti TrustIssuerConfig
 			if err := ti.unmarshalCaddyfile(d); err != nil {

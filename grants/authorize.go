@@ -169,20 +169,8 @@ func (e *Engine) ServeAuthorize(rw http.ResponseWriter, r *http.Request) {
 	if e.web.refuseDuplicateCookie(rw, r) {
 		return
 	}
-	if r.Method == http.MethodPost {
-		// Bounded like the token endpoint: a real request is a few
-		// hundred bytes, and ParseForm would otherwise read 10 MB.
-		r.Body = http.MaxBytesReader(rw, r.Body, MaxBodyBytes)
-		var tooLarge *http.MaxBytesError
-		err := r.ParseForm()
-		switch {
-		case r.ContentLength > MaxBodyBytes || errors.As(err, &tooLarge):
-			e.web.errorPage(rw, http.StatusRequestEntityTooLarge, "the authorization request is too large")
-			return
-		case err != nil:
-			e.web.errorPage(rw, http.StatusBadRequest, "the authorization request could not be read")
-			return
-		}
+	if r.Method == http.MethodPost && !e.web.parseForm(rw, r, "the authorization request") {
+		return
 	}
 	ar, page, rerr := e.parseAuthorize(r)
 	switch {
@@ -367,9 +355,7 @@ func (w *web) checkPost(rw http.ResponseWriter, r *http.Request, st any) bool {
 		w.errorPage(rw, http.StatusMethodNotAllowed, "this page accepts form posts only")
 		return false
 	}
-	r.Body = http.MaxBytesReader(rw, r.Body, MaxBodyBytes)
-	if err := r.ParseForm(); err != nil {
-		w.errorPage(rw, http.StatusBadRequest, "the form could not be read")
+	if !w.parseForm(rw, r, "the form") {
 		return false
 	}
 	csrf := r.PostForm.Get("csrf")
@@ -458,4 +444,23 @@ func (e *Engine) redirect(rw http.ResponseWriter, r *http.Request, ar *authzRequ
 	noStore(h)
 	h.Set("Location", ar.RedirectURI+sep+params.Encode())
 	rw.WriteHeader(http.StatusFound)
+}
+
+// parseForm parses a posted form, bounded like the token endpoint: a real
+// one is a few hundred bytes, and ParseForm would otherwise read 10 MB. A
+// larger body is 413, another unreadable one 400, each on an error page
+// that names what (e.g. "the form"); it reports whether to go on.
+func (w *web) parseForm(rw http.ResponseWriter, r *http.Request, what string) bool {
+	r.Body = http.MaxBytesReader(rw, r.Body, MaxBodyBytes)
+	var tooLarge *http.MaxBytesError
+	err := r.ParseForm()
+	switch {
+	case r.ContentLength > MaxBodyBytes || errors.As(err, &tooLarge):
+		w.errorPage(rw, http.StatusRequestEntityTooLarge, what+" is too large")
+		return false
+	case err != nil:
+		w.errorPage(rw, http.StatusBadRequest, what+" could not be read")
+		return false
+	}
+	return true
 }

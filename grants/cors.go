@@ -73,7 +73,9 @@ func (e *Engine) cors(w http.ResponseWriter, r *http.Request, policy corsPolicy,
 	}
 	DiscardBody(r)
 	h.Set("Allow", methods+", OPTIONS")
-	if m := r.Header.Get("Access-Control-Request-Method"); allow != "" && origin != "" && m != "" && listHas(methods, m) {
+	// A public document answers every OPTIONS with "*", as its GET: the
+	// answer depends on nothing in the request.
+	if m := r.Header.Get("Access-Control-Request-Method"); policy == corsAnyOrigin || allow != "" && origin != "" && m != "" && listHas(methods, m) {
 		h.Set("Access-Control-Allow-Origin", allow)
 		h.Set("Access-Control-Allow-Methods", methods)
 		if policy == corsAnyOrigin {

@@ -178,5 +178,15 @@ func TestCORSPublicDocuments(t *testing.T) {
 			!strings.Contains(rec.Header().Get("Access-Control-Allow-Methods"), "GET") {
 			t.Errorf("%s preflight: %d %v", name, rec.Code, rec.Header())
 		}
+		// Any OPTIONS of a public document gets "*", like its GET: with
+		// or without Origin, whatever the requested method.
+		for _, hdr := range []map[string]string{nil, {"Origin": "https://anyone.test"},
+			{"Origin": "https://anyone.test", "Access-Control-Request-Method": "PUT"}} {
+			rec = corsRequest(h, http.MethodOptions, "", hdr, "")
+			if rec.Code != http.StatusNoContent || rec.Header().Get("Access-Control-Allow-Origin") != "*" ||
+				rec.Header().Get("Access-Control-Allow-Credentials") != "" {
+				t.Errorf("%s OPTIONS %v: %d %v", name, hdr, rec.Code, rec.Header())
+			}
+		}
 	}
 }

@@ -64,6 +64,12 @@ type Config struct {
 	// KeyEncryptionKey, when set (at least 32 bytes), encrypts the
 	// private signing keys in storage with AES-256-GCM.
 	KeyEncryptionKey []byte
+	// SealPlainKeys lets a server with KeyEncryptionKey seal signing keys
+	// it finds stored unencrypted (the one-time migration of a store from
+	// before the key encryption key). Without it such keys are refused,
+	// since someone who can write the storage file could plant one.
+	// Default false.
+	SealPlainKeys bool
 	// Observer receives token endpoint events for metrics; nil for none.
 	Observer Observer
 	Logger   *zap.Logger
@@ -269,6 +275,11 @@ func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string,
 	kr, err := loadKeyRing(ctx, st, e.ringAlgs(), e.sealer, time.Now())
 	if err != nil {
 		return err
+	}
+	if e.sealer != nil && e.sealer.sealPlain {
+		// Every stored key is sealed now: the option would only let a
+		// planted plain key in.
+		e.logger.Warn("seal_plain_keys is set but no signing key is left unencrypted; remove it, so that a plain key planted in the storage is refused")
 	}
 	if err := e.web.start(ctx, st); err != nil {
 		return err

@@ -34,6 +34,8 @@ type keySealer struct {
 	aead cipher.AEAD
 	// macKey authenticates the set of stored key ids (keySetRecord).
 	macKey []byte
+	// sealPlain allows sealing keys stored unencrypted (SealPlainKeys).
+	sealPlain bool
 }
 
 // newKeySealer returns nil (keys stay plain) for an empty secret.

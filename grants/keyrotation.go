@@ -158,5 +158,15 @@ func checkKeyConfig(cfg Config) (*keySealer, error) {
 	if cfg.KeyRotation < 0 || (cfg.KeyRotation > 0 && cfg.KeyRotation < MinKeyRotation) {
 		return nil, errors.New("key_rotation must be at least 1m (or absent to rotate only on demand)")
 	}
-	return newKeySealer(cfg.KeyEncryptionKey)
+	s, err := newKeySealer(cfg.KeyEncryptionKey)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil && cfg.SealPlainKeys {
+		return nil, errors.New("seal_plain_keys needs key_encryption_key (the key to seal the stored signing keys with)")
+	}
+	if s != nil {
+		s.sealPlain = cfg.SealPlainKeys
+	}
+	return s, nil
 }

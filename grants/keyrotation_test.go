@@ -143,7 +143,11 @@ func TestKeysAtRest(t *testing.T) {
 	// A key stored plain first, then sealed when the KEK is configured.
 	plain := krMustEngine(t, st, nil)
 	kid := plain.keyRing().Current.ID
-	sealed := krMustEngine(t, st, func(c *Config) { c.KeyEncryptionKey = []byte(kek) })
+	// Plain keys are sealed only when the operator asks for it.
+	if _, err := krEngine(t, st, func(c *Config) { c.KeyEncryptionKey = []byte(kek) }); !errors.Is(err, ErrKeyEncryption) || !strings.Contains(err.Error(), "seal_plain_keys") {
+		t.Fatalf("plain keys with a KEK and no seal_plain_keys: %v", err)
+	}
+	sealed := krMustEngine(t, st, func(c *Config) { c.KeyEncryptionKey, c.SealPlainKeys = []byte(kek), true })
 	if sealed.keyRing().Current.ID != kid {
 		t.Fatalf("configuring a KEK changed the key")
 	}
@@ -208,6 +212,52 @@ func TestPlantedKeyRefused(t *testing.T) {
 		}
 		if e.keyRing().Current.ID == planted {
 			t.Fatalf("the planted key signs")
+		}
+	})
+	t.Run("everything deleted and a plain key planted", func(t *testing.T) {
+		st := openStore(t)
+		krMustEngine(t, st, withKEK)
+		// The attacker deletes every sealed key and the key set, so the
+		// file looks like one from before the KEK, and plants a plain key.
+		err := st.Update(ctx, func(tx storage.Tx) error {
+			var kids []string
+			if err := tx.ForEach(storage.KindKeys, func(id string, _ storage.Record) error {
+				kids = append(kids, id)
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, id := range kids {
+				if err := tx.Delete(storage.KindKeys, id); err != nil {
+					return err
+				}
+			}
+			return tx.Delete(storage.KindSecrets, keySetRecord)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		planted := krPlantKey(t, st, nil, time.Now())
+		_, err = krEngine(t, st, withKEK)
+		if !errors.Is(err, ErrKeyEncryption) || !strings.Contains(err.Error(), planted) || !strings.Contains(err.Error(), "seal_plain_keys") {
+			t.Fatalf("start with only a planted plain key: %v, want ErrKeyEncryption naming the key and seal_plain_keys", err)
+		}
+		// Nothing was sealed or adopted.
+		err = st.View(ctx, func(tx storage.Tx) error {
+			rec, err := tx.Get(storage.KindKeys, planted)
+			if err != nil {
+				return err
+			}
+			if strings.Contains(string(rec.Value), keyEncryption) {
+				t.Errorf("the refused plain key was sealed")
+			}
+			if _, err := tx.Get(storage.KindSecrets, keySetRecord); !errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("a key set was written for a refused store: %v", err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("key outside the set", func(t *testing.T) {

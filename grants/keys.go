@@ -294,6 +294,12 @@ func readKeys(tx storage.Tx, kr *KeyRing, alg string, s *keySealer) (plain int, 
 	if s != nil && plain > 0 && (set != nil || sealed > 0) {
 		return 0, false, fmt.Errorf("%w: signing key %s is stored unencrypted although key_encryption_key is set and the other keys are sealed; it may have been planted: delete it from the storage, or restore the storage file", ErrKeyEncryption, plainIDs[0])
 	}
+	// Even with no sealed key left, a plain key may have been planted by
+	// someone who deleted the sealed keys and the key set: seal it only
+	// when the operator asked for the migration.
+	if s != nil && plain > 0 && !s.sealPlain {
+		return 0, false, fmt.Errorf("%w: signing key %s is stored unencrypted although key_encryption_key is set; if this storage holds keys from before key_encryption_key was configured, set seal_plain_keys once to seal them (then remove it); otherwise the key may have been planted: delete it from the storage, or restore the storage file", ErrKeyEncryption, plainIDs[0])
+	}
 	return plain, s != nil && set == nil, nil
 }
 

@@ -50,9 +50,7 @@ func (e *Engine) ServeLogout(rw http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		q = r.URL.Query()
 	case http.MethodPost:
-		r.Body = http.MaxBytesReader(rw, r.Body, MaxBodyBytes)
-		if r.ParseForm() != nil {
-			w.errorPage(rw, http.StatusBadRequest, "the sign-out request could not be read")
+		if !w.parseForm(rw, r, "the sign-out request") {
 			return
 		}
 		q = r.PostForm

@@ -5,9 +5,11 @@ import "strings"
 // canonResource is the form in which resource indicators (RFC 8707) and
 // audiences are compared: the scheme and the host are case-insensitive
 // (RFC 3986 §6.2.2.1), so HTTP://API.example.com/x names the same
-// resource as http://api.example.com/x. MCP clients send the canonical
-// form whatever the operator wrote; nothing else (path, query, a trailing
-// slash, percent-encoding, default ports) is normalised, so a resource
+// resource as http://api.example.com/x, and the scheme's default port
+// (or an empty one) is dropped (RFC 3986 §6.2.3), so
+// https://api.example.com:443 names https://api.example.com. MCP clients
+// send the canonical form whatever the operator wrote; nothing else (path,
+// query, a trailing slash, percent-encoding) is normalised, so a resource
 // still names exactly one registered value.
 func canonResource(s string) string {
 	scheme, rest, ok := strings.Cut(s, ":")
@@ -25,8 +27,14 @@ func canonResource(s string) string {
 	}
 	auth := after[:end]
 	at := strings.LastIndexByte(auth, '@')
-	auth = auth[:at+1] + strings.ToLower(auth[at+1:])
-	return scheme + "://" + auth + after[end:]
+	host := strings.ToLower(auth[at+1:])
+	if i := strings.LastIndexByte(host, ':'); i > strings.LastIndexByte(host, ']') {
+		// A port, not a colon of an IPv6 literal.
+		if p := host[i+1:]; p == "" || scheme == "https" && p == "443" || scheme == "http" && p == "80" {
+			host = host[:i]
+		}
+	}
+	return scheme + "://" + auth[:at+1] + host + after[end:]
 }
 
 // indexResource finds resource among registered values, comparing

@@ -16,10 +16,24 @@ func TestCanonResource(t *testing.T) {
 		"URN:example:Billing":            "urn:example:Billing",
 		"no-scheme":                      "no-scheme",
 		"https://app.test/":              "https://app.test/",
+		// The scheme's default port, or an empty one, is dropped
+		// (RFC 3986 §6.2.3); another port, or 80 for https, stays.
+		"https://API.example.com:443/x": "https://api.example.com/x",
+		"https://api.example.com:443":   "https://api.example.com",
+		"HTTP://api.example.com:80?q":   "http://api.example.com?q",
+		"https://api.example.com:/x":    "https://api.example.com/x",
+		"https://api.example.com:80":    "https://api.example.com:80",
+		"http://api.example.com:443":    "http://api.example.com:443",
+		"https://[::1]:443/x":           "https://[::1]/x",
+		"https://[::1]/x":               "https://[::1]/x",
+		"https://u:pw@app.test:443":     "https://u:pw@app.test",
 	} {
 		if got := canonResource(in); got != want {
 			t.Errorf("canonResource(%q) = %q, want %q", in, got, want)
 		}
+	}
+	if i := indexResource([]string{"https://api.example.com"}, "https://api.example.com:443"); i != 0 {
+		t.Errorf("https://api.example.com:443 does not name https://api.example.com")
 	}
 }
 

@@ -2,10 +2,12 @@ package grants
 
 import (
 	"context"
+	"errors"
 	"golang.org/x/crypto/bcrypt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,6 +36,25 @@ func TestAuthorizePostBodyCapped(t *testing.T) {
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if rec := newBrowser(t, e).do(r); !isLoginPage(rec) {
 		t.Fatalf("a small POST authorization request: %d, want the login page", rec.Code)
+	}
+}
+
+// The sign-in, consent and sign-out forms are capped like POST
+// /oauth/authorize: a larger body is 413, declared or chunked, not 400.
+func TestFormPostBodyCapped(t *testing.T) {
+	e := siNewTestEngine(t, nil)
+	for _, path := range []string{AuthorizePath + "/login", AuthorizePath + "/consent", LogoutPath} {
+		for _, chunked := range []bool{false, true} {
+			body := "csrf=x&pad=" + strings.Repeat("a", 9<<20)
+			r, _ := http.NewRequest(http.MethodPost, "https://as.test"+path, strings.NewReader(body))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if chunked {
+				r.ContentLength = -1
+			}
+			if rec := newBrowser(t, e).do(r); rec.Code != http.StatusRequestEntityTooLarge {
+				t.Errorf("%s chunked=%v: %d-byte body: %d, want 413", path, chunked, len(body), rec.Code)
+			}
+		}
 	}
 }
 
@@ -223,5 +244,47 @@ func TestDummyHashMatchesUserCost(t *testing.T) {
 	}
 	if _, err := e.Users.Authenticate(ctx, "carol", "carol-pw"); err != nil {
 		t.Fatalf("the rehashed password: %v", err)
+	}
+}
+
+// A user whose hash has a lower cost than the engine's (a run-time user
+// added with a cheaper hash, until a successful sign-in rehashes it) must
+// not answer a wrong password faster than an unknown name: the dummy hash
+// at the engine's cost is checked too.
+func TestLowCostUserCostsTheDummy(t *testing.T) {
+	cheap := dummyHashFor
+	dummyHashFor = realDummyHashFor
+	defer func() { dummyHashFor = cheap }()
+	const cost = bcrypt.MinCost + 1
+	h, _ := bcrypt.GenerateFromPassword([]byte("alice-pw"), cost)
+	e := siNewTestEngine(t, func(c *Config) {
+		c.Users = []*User{{Name: "alice", PasswordHash: string(h)}}
+	})
+	ctx := context.Background()
+	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
+		t.Fatal(err)
+	}
+	var compared []string
+	orig := compareHash
+	compareHash = func(hash, pw []byte) error {
+		compared = append(compared, string(hash))
+		return orig(hash, pw)
+	}
+	defer func() { compareHash = orig }()
+	for _, tc := range []struct {
+		name, user, pw string
+		dummy          bool
+	}{
+		{"low-cost user, wrong password", "carol", "wrong", true},
+		{"unknown user", "mallory", "wrong", true},
+		{"user at the engine's cost, wrong password", "alice", "wrong", false},
+	} {
+		compared = nil
+		if _, err := e.Users.Authenticate(ctx, tc.user, tc.pw); !errors.Is(err, ErrUserNotFound) {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := slices.Contains(compared, string(e.Users.dummy())); got != tc.dummy {
+			t.Errorf("%s: dummy hash checked = %v, want %v (compared %d hashes)", tc.name, got, tc.dummy, len(compared))
+		}
 	}
 }

@@ -14,9 +14,11 @@ import (
 // MaxFailures; a user name, wherever the guesses come from, after
 // UserMaxFailures. An address is never locked, because a NAT or a proxy
 // puts many people behind one: past IPMaxFailures its failed attempts are
-// answered only after a delay (IPDelay, doubling, up to 16 times), one at
-// a time, so guessing from it slows down while a correct password from
-// someone who has not failed still signs in.
+// answered only after a delay (IPDelay, doubling, up to 16 times), so
+// guessing from it slows down. Its sign-ins are not queued: the password is
+// checked at once and only a failure's answer waits, so a correct password
+// from that address signs in without delay however many guesses are in
+// flight.
 type ThrottleConfig struct {
 	// MaxFailures is how many failures of one user name from one client
 	// address in Window are free before that pair is locked. Default 5.
@@ -53,9 +55,6 @@ type throttleEntry struct {
 	failures int
 	last     time.Time
 	until    time.Time
-	// gate, for an address past IPMaxFailures, lets its sign-ins run one
-	// at a time, so the delay cannot be spread over parallel requests.
-	gate chan struct{}
 }
 
 const throttleMaxKeys = 100_000
@@ -136,28 +135,10 @@ func (t *throttle) failLocked(now time.Time, max int, keys ...string) {
 func (t *throttle) entryLocked(now time.Time, k string) *throttleEntry {
 	e, ok := t.m[k]
 	if !ok || now.Sub(e.last) > t.cfg.Window {
-		n := &throttleEntry{}
-		if ok {
-			n.gate = e.gate // a request may hold it
-		}
-		e = n
+		e = &throttleEntry{}
 		t.m[k] = e
 	}
 	return e
-}
-
-// addressGate returns the gate of an address past IPMaxFailures, or nil.
-func (t *throttle) addressGate(now time.Time, key string) chan struct{} {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, ok := t.m[key]
-	if !ok || now.Sub(e.last) > t.cfg.Window || e.failures < t.cfg.IPMaxFailures {
-		return nil
-	}
-	if e.gate == nil {
-		e.gate = make(chan struct{}, 1)
-	}
-	return e.gate
 }
 
 // failAddress records a failure from an address and returns how long to
@@ -196,22 +177,15 @@ func retryAfter(err error, now time.Time) int {
 // signIn checks a password under the throttle the login page and the
 // password grant share. A locked (user, address) pair or user name is
 // refused before bcrypt runs (a *lockedError); an address with many
-// failures is served one sign-in at a time and its failures answered
-// late. A failure counts against the pair, the name and the address; a
+// failures has its failures answered late, but is never queued: a correct
+// password is checked and answered at once (a queue would let a flood of
+// guesses hold back everyone behind the same NAT). A failure counts against the pair, the name and the address; a
 // success clears the pair and the name.
 func (e *Engine) signIn(ctx context.Context, name, password, ip string) (*User, error) {
 	th, now := e.web.throttle, time.Now()
 	pairKey, userKey, ipKey := "pair:"+ip+"\x00"+name, "user:"+name, "ip:"+ip
 	if until := th.lockedUntil(now, pairKey, userKey); !until.IsZero() {
 		return nil, &lockedError{until: until}
-	}
-	if gate := th.addressGate(now, ipKey); gate != nil {
-		select {
-		case gate <- struct{}{}:
-			defer func() { <-gate }()
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
 	}
 	u, err := e.Users.Authenticate(ctx, name, password)
 	if errors.Is(err, ErrUserNotFound) {

@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -344,27 +345,41 @@ func TestThrottlePruneKeepsLocked(t *testing.T) {
 	}
 }
 
-// Past IPMaxFailures an address's sign-ins run one at a time, so parallel
-// requests cannot share out the delay: four concurrent failures take at
-// least four delays.
-func TestThrottleBusyAddressSerialized(t *testing.T) {
-	e := throttledEngine(t)
-	ctx := t.Context()
+// A busy address slows its failures but never queues a correct password:
+// while many failures from it wait out their delays, a correct sign-in from
+// the same address is checked and answered at once.
+func TestThrottleBusyAddressDoesNotQueue(t *testing.T) {
+	e := siNewTestEngine(t, func(c *Config) {
+		c.Web.Throttle = ThrottleConfig{MaxFailures: 3, UserMaxFailures: 6, IPMaxFailures: 6, IPDelay: 2 * time.Second}
+		c.Users = append(c.Users, &User{Name: "carol", PasswordHash: testHash("carol-pw")})
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
 	const ip = "192.0.2.99"
 	for i := range 6 {
 		e.signIn(ctx, fmt.Sprintf("nobody%d", i), "x", ip)
 	}
-	start := time.Now()
+	// Ten parallel wrong passwords, each delayed by at least IPDelay.
 	var wg sync.WaitGroup
-	for i := range 4 {
+	defer wg.Wait()
+	defer cancel()
+	for i := range 10 {
 		wg.Go(func() { e.signIn(ctx, fmt.Sprintf("again%d", i), "x", ip) })
 	}
-	wg.Wait()
-	if d := time.Since(start); d < 4*50*time.Millisecond {
-		t.Fatalf("four concurrent failures from a busy address took %v, want at least 4 × 50ms", d)
-	}
-	// A correct password from the same address still signs in.
-	if _, err := e.signIn(ctx, "carol", "carol-pw", ip); err != nil {
+	time.Sleep(100 * time.Millisecond) // let them reach their delays
+	start := time.Now()
+	if _, err := e.signIn(t.Context(), "carol", "carol-pw", ip); err != nil {
 		t.Fatalf("carol from the busy address: %v", err)
+	}
+	if d := time.Since(start); d >= time.Second {
+		t.Fatalf("a correct password from a busy address took %v: it waited behind the failures", d)
+	}
+	// A failure from the busy address is still answered late.
+	start = time.Now()
+	tctx, tcancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer tcancel()
+	e.signIn(tctx, "nobody-late", "x", ip)
+	if d := time.Since(start); d < 2*time.Second {
+		t.Fatalf("a failure from a busy address was answered after %v, want at least IPDelay", d)
 	}
 }

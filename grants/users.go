@@ -231,23 +231,34 @@ func (us *Users) Authenticate(ctx context.Context, name, password string) (*User
 	if err != nil && !errors.Is(err, ErrUserNotFound) {
 		return nil, err
 	}
-	var hash []byte
 	if u == nil {
-		if us.dummy != nil {
-			hash = us.dummy()
-		}
-		if hash == nil {
-			hash = dummyHashFor(DefaultPasswordCost)
-		}
-	} else {
-		hash = []byte(u.PasswordHash)
+		_ = compareHash(us.dummyHash(), []byte(password))
+		return nil, ErrUserNotFound
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || u == nil {
+	hash := []byte(u.PasswordHash)
+	// A hash cheaper than the engine's (a run-time user added with a lower
+	// cost, until a sign-in rehashes it) would answer faster than an
+	// unknown name: pay for the dummy check as well.
+	if c, err := bcrypt.Cost(hash); err == nil && us.cost > 0 && c < us.cost {
+		_ = compareHash(us.dummyHash(), []byte(password))
+	}
+	if compareHash(hash, []byte(password)) != nil {
 		return nil, ErrUserNotFound
 	}
 	us.rehash(ctx, u, password)
 	return u, nil
 }
+
+// dummyHash is the hash unknown users are checked against.
+func (us *Users) dummyHash() []byte {
+	if us.dummy != nil {
+		return us.dummy()
+	}
+	return dummyHashFor(DefaultPasswordCost)
+}
+
+// compareHash is bcrypt.CompareHashAndPassword; a test watches it.
+var compareHash = bcrypt.CompareHashAndPassword
 
 // rehash stores a run-time user's password again at us.cost when it was
 // hashed at another, so that its sign-in takes as long as everyone's

@@ -82,19 +82,40 @@ func TestAccessLogRedaction(t *testing.T) {
 		t.Fatalf("POST logout with id_token_hint in the body: %d %.200s", resp.StatusCode, page)
 	}
 	get(signinIssuer + "/callback?" + url.Values{"code": {code}, "state": {"st"}}.Encode())
+	// Secrets a client puts in a query string: the server refuses them
+	// there, but Caddy logs the request anyway, URI and Referer.
+	querySecrets := url.Values{}
+	for _, p := range []string{"token", "refresh_token", "password", "assertion", "client_assertion",
+		"subject_token", "actor_token", "client_secret", "access_token"} {
+		querySecrets.Set(p, "query-secret-"+strings.ReplaceAll(p, "_", "-")+"-0123456789")
+	}
+	qreq := newRequest(t, http.MethodPost, signinIssuer+"/oauth/token?"+querySecrets.Encode(), strings.NewReader("grant_type=password"))
+	qreq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	qreq.Header.Set("Referer", "https://app.test/page?"+querySecrets.Encode())
+	if resp, err := noRedirect.Do(qreq); err != nil {
+		t.Fatal(err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
 
 	var logs string
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		b, _ := os.ReadFile(logFile)
 		logs = string(b)
-		if strings.Count(logs, "/oauth/logout") >= 2 && strings.Contains(logs, "/callback") || time.Now().After(deadline) {
+		if strings.Count(logs, "/oauth/logout") >= 2 && strings.Contains(logs, "/callback") && strings.Contains(logs, "/oauth/token?") || time.Now().After(deadline) {
 			break
 		}
 	}
 	for _, want := range []string{`"uri":"/oauth/authorize/login"`, `"uri":"/oauth/logout?id_token_hint=REDACTED"`,
-		`"uri":"/callback?code=REDACTED&state=st"`, `code=REDACTED`} {
+		`"uri":"/callback?code=REDACTED&state=st"`, `code=REDACTED`, `refresh_token=REDACTED`, `subject_token=REDACTED`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the access log lacks %s: is it written, and redacted as documented?\n%s", want, logs)
+		}
+	}
+	for p := range querySecrets {
+		if v := querySecrets.Get(p); strings.Contains(logs, v) {
+			t.Errorf("the access log contains the %s sent in a query string or Referer", p)
 		}
 	}
 	for name, secret := range map[string]string{"the authorization code": code, "the ID token": idToken} {
