@@ -213,8 +213,11 @@ func TestGatePreflight(t *testing.T) {
 		// Nor what frameworks act on as another method or a token.
 		r = preflight("/x?_method=DELETE&access_token=abc")
 		r.Header.Set("X-HTTP-Method-Override", "DELETE")
-		if _, seen := gateCall(t, p, r); seen == nil || seen.URL.RawQuery != "" || seen.Header.Get("X-Http-Method-Override") != "" {
-			t.Errorf("forwarded preflight kept its query or method override: %v", seen)
+		r.Header.Set("X-Original-URL", "/admin")
+		r.Header.Set("Sec-Fetch-Mode", "cors")
+		if _, seen := gateCall(t, p, r); seen == nil || seen.URL.RawQuery != "" || seen.Header.Get("X-Http-Method-Override") != "" ||
+			seen.Header.Get("X-Original-Url") != "" || seen.Header.Get("Sec-Fetch-Mode") != "cors" || seen.Header.Get("Origin") == "" {
+			t.Errorf("forwarded preflight: %v; want only the preflight's own headers, no query", seen)
 		}
 		withBody := httptest.NewRequest(http.MethodOptions, "/x", strings.NewReader("delete=all"))
 		withBody.Header = preflight("/x").Header
@@ -253,15 +256,23 @@ func TestGateBodyToken(t *testing.T) {
 		"media type list":           {"Bearer abc", "application/x-www-form-urlencoded, text/plain", "access_token=abc", 400},
 		"PHP array name":            {"Bearer abc", "application/x-www-form-urlencoded", "access_token[]=abc", 400},
 		"PHP leading space":         {"Bearer abc", "application/x-www-form-urlencoded", "+access_token=abc", 400},
+		"space after media type":    {"Bearer abc", "application/x-www-form-urlencoded foo", "access_token=abc", 400},
+		"another charset":           {"Bearer abc", "application/x-www-form-urlencoded; charset=utf-16", "a=1", 400},
+		"PHP NUL-terminated name":   {"Bearer abc", "application/x-www-form-urlencoded", "access_token%00=abc", 400},
+		"ASP.NET case":              {"Bearer abc", "application/x-www-form-urlencoded", "ACCESS_TOKEN=abc", 400},
+		"multipart field":           {"Bearer abc", "multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=\"ACCESS_TOKEN\"\r\n\r\nabc\r\n--b--\r\n", 400},
+		"multipart without a token": {"", "multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nabc\r\n--b--\r\n", 401},
+		"broken multipart":          {"Bearer abc", "multipart/form-data; boundary=b", "junk", 400},
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tt.body))
+		r.RemoteAddr = "127.0.0.1:5555" // so that the TLS rule answers nothing here
 		r.Header.Set("Content-Type", tt.ctype)
 		if tt.authz != "" {
 			r.Header.Set("Authorization", tt.authz)
 		}
 		w, seen := gateCall(t, p, r)
 		if seen != nil || w.Code != tt.status {
-			t.Errorf("%s: status %d forwarded %v, want %d", name, w.Code, seen != nil, tt.status)
+			t.Errorf("%s: status %d forwarded %v, want %d (%s)", name, w.Code, seen != nil, tt.status, w.Body)
 		}
 		if tt.status == 400 && !strings.Contains(w.Header().Get("WWW-Authenticate"), `error="invalid_request"`) {
 			t.Errorf("%s: challenge %q", name, w.Header().Get("WWW-Authenticate"))
@@ -280,7 +291,8 @@ func TestGateRepeatedFraming(t *testing.T) {
 		"two content encodings": {"Content-Type": {"application/x-www-form-urlencoded"}, "Content-Encoding": {"identity", "gzip"}},
 		"declared trailers":     {"Content-Type": {"text/plain"}, "Trailer": {"X-Forwarded-User"}},
 	} {
-		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("access_token=abc"))
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("a=1"))
+		r.RemoteAddr = "127.0.0.1:5555"
 		maps.Copy(r.Header, h)
 		r.Header.Set("Authorization", "Bearer abc")
 		if w, seen := gateCall(t, p, r); seen != nil || w.Code != http.StatusBadRequest {

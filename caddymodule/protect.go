@@ -3,8 +3,11 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"slices"
@@ -112,22 +115,37 @@ var identityHeaders = []string{
 	"x-forwarded-preferred-username", "x-forwarded-access-token", "x-forwarded-login",
 	"x-forwarded-name", "x-forwarded-authorization", "x-original-authorization",
 	"x-user", "x-email", "x-remote", "x-webauth", "auth-user",
-	"x-id-token", "x-access-token",
+	"x-id-token", "x-access-token", "x-credential-identifier", "x-forwarded-client-cert",
+	"x-client-dn", "x-userinfo", "x-jwt-payload", "x-username", "x-groups", "x-roles",
 }
 
 // identityFamilies are removed by prefix: Remote-Groups, Remote-Email,
 // Remote-Name, X-Webauth-Email, X-Auth-Request-User, X-Remote-Group,
 // X-Forwarded-User-Id, and the identity headers of other proxies an app
-// may have been moved from: Kong (X-Authenticated-*), AWS ALB
-// (X-Amzn-Oidc-*), Azure App Service (X-Ms-Client-Principal*), Google IAP
-// (X-Goog-Authenticated-*), Cloudflare Access (Cf-Access-*).
+// may have been moved from: Kong (X-Authenticated-*, X-Consumer-*), AWS
+// ALB (X-Amzn-Oidc-*), Azure App Service (X-Ms-Client-Principal*,
+// X-Ms-Token-*), Google IAP (X-Goog-Authenticated-*, X-Goog-Iap-*),
+// Cloudflare Access (Cf-Access-*), Apache mod_auth_openidc (Oidc-*, which
+// CGI reads as OIDC_CLAIM_*), Pomerium, Vouch, Authentik, Tailscale, and
+// TLS client-certificate identity (Ssl-Client-*, X-Forwarded-Client-Cert).
+// The list cannot be complete: strip_header adds an app's own names.
 var identityFamilies = []string{"remote-", "x-remote-", "x-webauth-", "x-auth-", "x-forwarded-user",
-	"x-authenticated-", "x-amzn-oidc-", "x-ms-client-principal", "x-goog-authenticated-", "cf-access-"}
+	"x-user-", "x-authenticated-", "x-consumer-", "x-amzn-oidc-", "x-ms-client-principal", "ms-client-principal",
+	"x-ms-token-", "x-goog-authenticated-", "x-goog-iap-", "cf-access-", "oidc-", "ssl-client-", "x-ssl-client-",
+	"x-pomerium-", "x-vouch-", "x-authentik-", "tailscale-user-"}
 
-// methodOverrideHeaders make frameworks (Slim, Express's method-override,
-// Rails' Rack::MethodOverride with _method) run another method's handler:
-// a forwarded preflight carries none of them.
-var methodOverrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+// preflightHeader reports whether a header is one a browser sends on a
+// CORS preflight (Fetch §4.8), the only ones forwarded with it.
+func preflightHeader(name string) bool {
+	switch n := strings.ToLower(name); n {
+	case "origin", "access-control-request-method", "access-control-request-headers",
+		"access-control-request-private-network", "user-agent", "accept", "accept-language",
+		"accept-encoding", "referer", "connection", "cache-control", "pragma", "priority":
+		return true
+	default:
+		return strings.HasPrefix(n, "sec-fetch-") || strings.HasPrefix(n, "sec-ch-")
+	}
+}
 
 // audienceAny is the explicit opt-out of the audience check.
 const audienceAny = "any"
@@ -393,14 +411,13 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			}
 			w = p.corsHeaders.wrap(w, origin)
 		} else if p.ForwardPreflight && isPreflight(r) && r.ContentLength == 0 && len(r.TransferEncoding) == 0 {
-			// Browsers send neither cookies nor Authorization on a
-			// preflight: whatever carries them is not one. Nor does a
-			// preflight need a query or a method override, which
-			// frameworks would act on.
-			r.Header.Del("Authorization")
-			r.Header.Del("Cookie")
-			for _, h := range methodOverrideHeaders {
-				r.Header.Del(h)
+			// A preflight is forwarded with what a browser sends on one
+			// and nothing else: no credentials, no query, no header a
+			// framework would act on (method overrides, X-Original-URL).
+			for name := range r.Header {
+				if !preflightHeader(name) {
+					delete(r.Header, name)
+				}
 			}
 			r.URL.RawQuery, r.URL.ForceQuery = "", false
 			countGate(gatePreflight)
@@ -506,13 +523,20 @@ func (p *Protect) checkFormBody(r *http.Request) (int, string) {
 		return http.StatusBadRequest, "send one Content-Type header"
 	}
 	// The media type as lenient parsers (PHP, Rack, Werkzeug) read it: up
-	// to the first ';' or ',', whatever follows.
-	mt := cts[0]
-	if i := strings.IndexAny(mt, ";,"); i >= 0 {
-		mt = mt[:i]
+	// to the first ';', ',' or space, whatever follows.
+	mt, params, _ := strings.Cut(cts[0], ";")
+	if i := strings.IndexAny(strings.TrimSpace(mt), ", \t"); i >= 0 {
+		mt = strings.TrimSpace(mt)[:i]
 	}
-	if !strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded") {
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	multipartForm := mt == "multipart/form-data"
+	if mt != "application/x-www-form-urlencoded" && !multipartForm {
 		return 0, ""
+	}
+	// A form in another charset (UTF-16, EBCDIC) is decoded by some
+	// frameworks but would hide its names from the check below.
+	if cs := formCharset(params); cs != "" && cs != "utf-8" && cs != "us-ascii" && cs != "iso-8859-1" {
+		return http.StatusBadRequest, "form bodies are accepted in UTF-8 only"
 	}
 	for _, ce := range r.Header["Content-Encoding"] {
 		for enc := range strings.SplitSeq(ce, ",") {
@@ -532,10 +556,53 @@ func (p *Protect) checkFormBody(r *http.Request) (int, string) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	r.TransferEncoding = nil
-	if grants.HasTokenParam(string(body)) {
+	found := false
+	if multipartForm {
+		found, err = multipartHasToken(cts[0], body)
+		if err != nil {
+			return http.StatusBadRequest, "the multipart form body could not be read"
+		}
+	} else {
+		found = grants.HasTokenParam(string(body))
+	}
+	if found {
 		return http.StatusBadRequest, "send the access token once, in the Authorization header as Bearer"
 	}
 	return 0, ""
+}
+
+// formCharset is the lower-cased charset parameter of a Content-Type's
+// parameters, or "".
+func formCharset(params string) string {
+	for param := range strings.SplitSeq(params, ";") {
+		k, v, _ := strings.Cut(param, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "charset") {
+			return strings.ToLower(strings.Trim(strings.TrimSpace(v), `"`))
+		}
+	}
+	return ""
+}
+
+// multipartHasToken reports whether a multipart/form-data body has a
+// field that applications read as access_token.
+func multipartHasToken(contentType string, body []byte) (bool, error) {
+	_, params, err := mime.ParseMediaType(contentType)
+	if err != nil || params["boundary"] == "" {
+		return false, errors.New("no boundary")
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	for {
+		part, err := mr.NextRawPart()
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if grants.IsTokenParamName(part.FormName()) {
+			return true, nil
+		}
+	}
 }
 
 // setIdentity publishes the verified claims as placeholders and headers.

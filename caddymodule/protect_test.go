@@ -61,7 +61,9 @@ func TestStripIdentityHeaders(t *testing.T) {
 		"X-Authenticated-Userid", "X-Amzn-Oidc-Identity", "X-Ms-Client-Principal-Name", "X-Goog-Authenticated-User-Email",
 		"Cf-Access-Authenticated-User-Email", "X-Id-Token", "X-Access-Token", "X-Forwarded-Authorization",
 		"X-Original-Authorization", "X-Forwarded-Login", "X-Forwarded-Name", "X-Forwarded-User-Id", "Auth-User",
-		"X-Remote", "X-Webauth",
+		"X-Remote", "X-Webauth", "X-Consumer-Username", "X-Credential-Identifier", "Oidc-Claim-Sub", "Oidc-Access-Token",
+		"X-Ms-Token-Aad-Id-Token", "X-Goog-Iap-Jwt-Assertion", "X-Forwarded-Client-Cert", "Ssl-Client-Cert", "X-User-Id",
+		"X-Pomerium-Claim-Email", "Tailscale-User-Login", "X-Groups",
 	} {
 		r.Header[name] = []string{"admin", "root"}
 	}

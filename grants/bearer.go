@@ -50,15 +50,20 @@ func HasTokenParam(raw string) bool {
 		if n, err := url.QueryUnescape(name); err == nil {
 			name = n
 		}
-		if isTokenParamName(name) {
+		if IsTokenParamName(name) {
 			return true
 		}
 	}
 	return false
 }
 
-// isTokenParamName reads a decoded parameter name the way PHP does.
-func isTokenParamName(name string) bool {
+// IsTokenParamName reports whether a decoded parameter (or multipart
+// field) name is read as access_token by a lenient application: PHP (up to a NUL, leading spaces dropped, '.', ' ' and
+// '[' as '_', an array suffix ignored) and ASP.NET (any letter case).
+func IsTokenParamName(name string) bool {
+	if i := strings.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
 	name = strings.TrimLeft(name, " ")
 	if len(name) < len("access_token") {
 		return false
@@ -70,12 +75,12 @@ func isTokenParamName(name string) bool {
 	if len(name) != len("access_token") {
 		return false
 	}
-	return strings.Map(func(r rune) rune {
+	return strings.EqualFold(strings.Map(func(r rune) rune {
 		if r == '.' || r == ' ' || r == '[' {
 			return '_'
 		}
 		return r
-	}, name) == "access_token"
+	}, name), "access_token")
 }
 
 // isB64Token checks RFC 6750's b64token: 1*( ALPHA / DIGIT / "-" / "." /
