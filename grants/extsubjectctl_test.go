@@ -10,7 +10,7 @@ import (
 // issuer and by a SAML identity provider.
 func TestExternalSubjectControlCharacters(t *testing.T) {
 	e := txEngine(t)
-	for _, s := range []string{"a\nb", "a\x00b", "a\rb", "a\u0085b"} {
+	for _, s := range []string{"a\nb", "a\x00b", "a\rb", "a\u0085b", "a\u2028b", "a\u202eb", "a\u200bb", "a\ufeffb", " p1", " "} {
 		checkError(t, jbPost(e, "c-tx", txExternal(t, s, nil)), 400, CodeInvalidGrant)
 	}
 	checkToken(t, jbPost(e, "c-tx", txExternal(t, "a b", nil)))

@@ -62,6 +62,13 @@ func TestConfigNameClashesWithStoredUserOrClient(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `user "hank"`) || !strings.Contains(err.Error(), "client") {
 		t.Errorf("config user hank next to run-time client hank: %v", err)
 	}
+	// A config user may not shadow a run-time user of the same name.
+	_, err = identStart(t, st, nil, func(c *Config) {
+		c.Users = append(c.Users, &User{Name: "gina", PasswordHash: testHash("pw")})
+	})
+	if err == nil || !strings.Contains(err.Error(), `user "gina"`) || !strings.Contains(err.Error(), "run time") {
+		t.Errorf("config user gina next to run-time user gina: %v", err)
+	}
 	// The refused configs changed nothing: the same config starts again.
 	mustIdentStart(t, st, nil, nil)
 }

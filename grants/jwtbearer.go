@@ -109,10 +109,11 @@ func (e *Engine) trustedAssertion(ctx context.Context, c *Client, tok string) (a
 // token's sub, by the issuer's map_subject (see the identity namespace in
 // subject.go).
 func (e *Engine) mapSubject(ctx context.Context, issuer, asserted, mapping string) (string, error) {
-	// The subject travels in ext_sub, logs and audit records, where a
-	// newline or a 0 byte could forge or cut entries.
-	if strings.ContainsFunc(asserted, unicode.IsControl) {
-		return "", errors.New("the asserted subject contains control characters")
+	// The subject travels in ext_sub, headers, logs and audit records,
+	// where a newline or a 0 byte could forge or cut entries, and an
+	// invisible or direction-changing character could disguise one.
+	if strings.ContainsFunc(asserted, invisibleRune) || strings.TrimSpace(asserted) != asserted {
+		return "", errors.New("the asserted subject contains control, format or separator characters")
 	}
 	if mapping != MapSubjectLocalUsers {
 		return externalSubject(issuer, asserted), nil
@@ -198,4 +199,10 @@ func (e *Engine) verifyTrustedJWT(ctx context.Context, tok string, life time.Dur
 		return nil, nil, "", errors.New("no usable subject claim")
 	}
 	return ti, claims, subject, nil
+}
+
+// invisibleRune reports control characters, format characters (zero-width,
+// bidi overrides, BOM) and line or paragraph separators.
+func invisibleRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }

@@ -286,6 +286,13 @@ func (e *Engine) startSubjects(ctx context.Context, st storage.Store) ([]leftCon
 			} else if !errors.Is(err, storage.ErrNotFound) {
 				return err
 			}
+			// A config user would shadow a run-time user of the name,
+			// whose tokens would live on under another person's name.
+			if _, err := tx.Get(storage.KindUsers, name); err == nil {
+				return fmt.Errorf("user %q: a user of that name was created at run time; remove it first (caddy oauth user remove %s, which revokes its tokens) or rename the config user", name, name)
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
 			sub, err := assignSubject(tx, name, true)
 			if err != nil {
 				return err
