@@ -198,6 +198,21 @@ func TestPlantedKeyRefused(t *testing.T) {
 	withKEK := func(c *Config) { c.KeyEncryptionKey = []byte(kek) }
 	ctx := context.Background()
 
+	t.Run("key set deleted", func(t *testing.T) {
+		// Deleting the set would let a sealed key from another file of
+		// the same key encryption key in; only seal_plain_keys adopts
+		// sealed keys without a set (a file from before the set).
+		st := openStore(t)
+		krMustEngine(t, st, withKEK)
+		if err := st.Update(ctx, func(tx storage.Tx) error { return tx.Delete(storage.KindSecrets, keySetRecord) }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := krEngine(t, st, withKEK); err == nil || !errors.Is(err, ErrKeyEncryption) || !strings.Contains(err.Error(), "key set") {
+			t.Fatalf("start without the key set: %v", err)
+		}
+		krMustEngine(t, st, func(c *Config) { withKEK(c); c.SealPlainKeys = true })
+		krMustEngine(t, st, withKEK) // the set is written again
+	})
 	t.Run("plain key", func(t *testing.T) {
 		st := openStore(t)
 		e := krMustEngine(t, st, withKEK)

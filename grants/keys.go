@@ -300,6 +300,13 @@ func readKeys(tx storage.Tx, kr *KeyRing, alg string, s *keySealer) (plain int, 
 	if s != nil && plain > 0 && !s.sealPlain {
 		return 0, false, fmt.Errorf("%w: signing key %s is stored unencrypted although key_encryption_key is set; if this storage holds keys from before key_encryption_key was configured, set seal_plain_keys once to seal them (then remove it); otherwise the key may have been planted: delete it from the storage, or restore the storage file", ErrKeyEncryption, plainIDs[0])
 	}
+	// Sealed keys without the key set: the set was deleted to slip in a
+	// sealed key from another file of the same key encryption key, or the
+	// file comes from a version that kept no set. Only the operator can
+	// tell: adopting the keys as they are takes seal_plain_keys.
+	if s != nil && set == nil && sealed > 0 && !s.sealPlain {
+		return 0, false, fmt.Errorf("%w: the storage holds sealed signing keys but no authenticated key set: it was deleted (restore the storage file), or the file comes from a version without one; then set seal_plain_keys once to adopt its keys (then remove it)", ErrKeyEncryption)
+	}
 	return plain, s != nil && set == nil, nil
 }
 
