@@ -291,6 +291,9 @@ func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string,
 	e.store = st
 	e.signingAlg = signingAlg
 	e.Users.store = st
+	if err := e.Users.raiseCostToStored(ctx); err != nil {
+		return err
+	}
 	e.Revocations = rev
 	e.Verifier.revocations = rev
 	e.Verifier.opaque = e.lookupOpaque

@@ -288,3 +288,33 @@ func TestLowCostUserCostsTheDummy(t *testing.T) {
 		}
 	}
 }
+
+// A stored user hashed at a higher cost than the config users raises the
+// cost every check runs at (the dummy's included), at once when stored
+// and at the next start, so that the user's wrong passwords cost what an
+// unknown name's do.
+func TestStoredCostlierUserRaisesTheCost(t *testing.T) {
+	st := openStore(t)
+	start := func() *Engine {
+		e, err := NewEngine(testConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Start(context.Background(), st, "ES256", nil); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	e := start()
+	base, _ := e.Users.costs()
+	h, _ := bcrypt.GenerateFromPassword([]byte("carol-pw"), base+1)
+	if err := e.Users.Put(context.Background(), &User{Name: "carol", PasswordHash: string(h)}, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.Users.costs(); got != base+1 {
+		t.Fatalf("cost after storing a costlier user: %d, want %d", got, base+1)
+	}
+	if got, _ := start().Users.costs(); got != base+1 {
+		t.Fatalf("cost at the next start: %d, want %d", got, base+1)
+	}
+}

@@ -118,15 +118,63 @@ type Users struct {
 	// reserved reports names users may not take: client ids, because
 	// users and clients share the sub namespace of tokens.
 	reserved func(name string) bool
+	// costMu guards cost and dummy, which a stored user with a costlier
+	// hash raises at run time.
+	costMu sync.Mutex
 	// cost is the one bcrypt cost every user is checked at, so that
-	// timing tells no name from another: stored users are rehashed to it
-	// on sign-in. Zero (tools on a storage file) leaves hashes as they are.
+	// timing tells no name from another: the highest of the users' (config
+	// and stored); cheaper hashes also pay the dummy check, and stored
+	// users are rehashed to it on sign-in. Zero (tools on a storage file)
+	// leaves hashes as they are.
 	cost int
 	// dummy returns the hash at cost that unknown users are checked
-	// against. setCost starts making it in the background (at cost 14 it
-	// takes a second, many under the race detector, which must not hold
-	// up a config load); the first unknown name waits for it if need be.
+	// against. It is made in the background (at cost 14 it takes a
+	// second, many under the race detector, which must not hold up a
+	// config load); the first unknown name waits for it if need be.
 	dummy func() []byte
+}
+
+// costs returns the check cost and the dummy hash's maker.
+func (us *Users) costs() (int, func() []byte) {
+	us.costMu.Lock()
+	defer us.costMu.Unlock()
+	return us.cost, us.dummy
+}
+
+// setCostLocked makes cost the check cost and starts making its dummy.
+func (us *Users) setCostLocked(cost int) {
+	gen, ready := dummyHashFor, make(chan struct{})
+	var h []byte
+	go func() { h = gen(cost); close(ready) }()
+	us.cost, us.dummy = cost, func() []byte { <-ready; return h }
+}
+
+// raiseCost makes the check cost that of hash when it is higher, so that
+// a stored user hashed at a higher cost than everyone else (a CLI user
+// next to cheaper config users) is not told apart from unknown names.
+func (us *Users) raiseCost(hash string) {
+	c, err := bcrypt.Cost([]byte(hash))
+	if err != nil {
+		return
+	}
+	us.costMu.Lock()
+	defer us.costMu.Unlock()
+	if us.cost > 0 && c > us.cost {
+		us.setCostLocked(c)
+	}
+}
+
+// raiseCostToStored applies raiseCost to every stored user, at start.
+func (us *Users) raiseCostToStored(ctx context.Context) error {
+	return us.store.View(ctx, func(tx storage.Tx) error {
+		return tx.ForEach(storage.KindUsers, func(_ string, rec storage.Record) error {
+			var u User
+			if json.Unmarshal(rec.Value, &u) == nil {
+				us.raiseCost(u.PasswordHash)
+			}
+			return nil
+		})
+	})
 }
 
 // setCost picks the cost every password check runs at: the configured
@@ -134,25 +182,24 @@ type Users struct {
 // warned about), else DefaultPasswordCost; and starts making the dummy hash now,
 // so that the first unknown name does not pay for it.
 func (us *Users) setCost() (differing []string) {
-	us.cost = 0
+	cost := 0
 	for _, u := range us.config {
-		if c, err := bcrypt.Cost([]byte(u.PasswordHash)); err == nil && c > us.cost {
-			us.cost = c
+		if c, err := bcrypt.Cost([]byte(u.PasswordHash)); err == nil && c > cost {
+			cost = c
 		}
 	}
-	if us.cost == 0 {
-		us.cost = DefaultPasswordCost
+	if cost == 0 {
+		cost = DefaultPasswordCost
 	}
 	for _, u := range us.config {
-		if c, _ := bcrypt.Cost([]byte(u.PasswordHash)); c != us.cost {
+		if c, _ := bcrypt.Cost([]byte(u.PasswordHash)); c != cost {
 			differing = append(differing, u.Name)
 		}
 	}
 	sort.Strings(differing)
-	gen, cost, ready := dummyHashFor, us.cost, make(chan struct{})
-	var h []byte
-	go func() { h = gen(cost); close(ready) }()
-	us.dummy = func() []byte { <-ready; return h }
+	us.costMu.Lock()
+	us.setCostLocked(cost)
+	us.costMu.Unlock()
 	return differing
 }
 
@@ -239,8 +286,10 @@ func (us *Users) Authenticate(ctx context.Context, name, password string) (*User
 	// A hash cheaper than the engine's (a run-time user added with a lower
 	// cost, until a sign-in rehashes it) would answer faster than an
 	// unknown name: pay for the dummy check as well.
-	if c, err := bcrypt.Cost(hash); err == nil && us.cost > 0 && c < us.cost {
-		_ = compareHash(us.dummyHash(), []byte(password))
+	if c, err := bcrypt.Cost(hash); err == nil {
+		if cost, _ := us.costs(); cost > 0 && c < cost {
+			_ = compareHash(us.dummyHash(), []byte(password))
+		}
 	}
 	if compareHash(hash, []byte(password)) != nil {
 		return nil, ErrUserNotFound
@@ -251,8 +300,8 @@ func (us *Users) Authenticate(ctx context.Context, name, password string) (*User
 
 // dummyHash is the hash unknown users are checked against.
 func (us *Users) dummyHash() []byte {
-	if us.dummy != nil {
-		return us.dummy()
+	if _, dummy := us.costs(); dummy != nil {
+		return dummy()
 	}
 	return dummyHashFor(DefaultPasswordCost)
 }
@@ -260,18 +309,19 @@ func (us *Users) dummyHash() []byte {
 // compareHash is bcrypt.CompareHashAndPassword; a test watches it.
 var compareHash = bcrypt.CompareHashAndPassword
 
-// rehash stores a run-time user's password again at us.cost when it was
+// rehash stores a run-time user's password again at the check cost when it was
 // hashed at another, so that its sign-in takes as long as everyone's
 // (an unknown name's included). It is best effort: a failure leaves the
 // old hash, which still works.
 func (us *Users) rehash(ctx context.Context, u *User, password string) {
-	if us.cost == 0 || u.FromConfig || us.store == nil {
+	cost, _ := us.costs()
+	if cost == 0 || u.FromConfig || us.store == nil {
 		return
 	}
-	if c, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil || c == us.cost {
+	if c, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil || c == cost {
 		return
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(password), us.cost)
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	if err != nil {
 		return
 	}
@@ -296,7 +346,7 @@ func (us *Users) Put(ctx context.Context, u *User, create bool) error {
 	if err := us.checkRuntime(u); err != nil {
 		return err
 	}
-	return us.store.Update(ctx, func(tx storage.Tx) error {
+	err := us.store.Update(ctx, func(tx storage.Tx) error {
 		_, err := tx.Get(storage.KindUsers, u.Name)
 		switch {
 		case err == nil:
@@ -315,6 +365,10 @@ func (us *Users) Put(ctx context.Context, u *User, create bool) error {
 		}
 		return tx.Put(storage.KindUsers, u.Name, storage.Record{Value: b})
 	})
+	if err == nil {
+		us.raiseCost(u.PasswordHash)
+	}
+	return err
 }
 
 // checkRuntime checks a user that is to be stored at run time.
@@ -370,6 +424,9 @@ func (us *Users) Update(ctx context.Context, u *User) (passwordChanged bool, err
 		u.Sub = next.Sub
 		return tx.Put(storage.KindUsers, u.Name, storage.Record{Value: b})
 	})
+	if err == nil {
+		us.raiseCost(u.PasswordHash)
+	}
 	return passwordChanged, err
 }
 
