@@ -446,7 +446,9 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return p.deny(w, r, status, code, "")
 	}
-	if r.TLS == nil && !p.behindTLS && !p.plainHTTPAllowed(r) {
+	// The authorization server's TLS rule (grants.TransportOK), with
+	// Caddy's client IP, which honours the server's trusted_proxies.
+	if r.TLS == nil && !p.behindTLS && !grants.IsLoopbackFrom(r, caddyClientIP(r)) {
 		countGate(gateBadRequest)
 		return p.denyRequest(w, r, http.StatusBadRequest, "access tokens are accepted over HTTPS only")
 	}
@@ -486,19 +488,11 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
-// plainHTTPAllowed applies the authorization server's TLS rule, with
-// Caddy's client IP.
-func (p *Protect) plainHTTPAllowed(r *http.Request) bool {
-	return grants.TransportOK(withClientIP(r), p.behindTLS)
-}
-
-// withClientIP hands the engine Caddy's client IP, which honours the
-// server's trusted_proxies, for its loopback rule (grants.IsLoopback).
-func withClientIP(r *http.Request) *http.Request {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		return r.WithContext(grants.WithClientIP(r.Context(), ip))
-	}
-	return r
+// caddyClientIP is Caddy's client IP for r (trusted_proxies honoured),
+// or "".
+func caddyClientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
 }
 
 // isPreflight reports whether r is a CORS preflight (Fetch §3.2.2).

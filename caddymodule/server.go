@@ -104,7 +104,7 @@ func withCaddyContext(r *http.Request) *http.Request {
 			ctx = grants.WithRequestID(ctx, id)
 		}
 	}
-	if ip, ok := caddyhttp.GetVar(ctx, caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+	if ip := caddyClientIP(r); ip != "" {
 		ctx = grants.WithClientIP(ctx, ip)
 	}
 	return r.WithContext(ctx)

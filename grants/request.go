@@ -198,10 +198,22 @@ func ClientIP(r *http.Request) string {
 // leftmost X-Forwarded-For entry (trusted_proxies without _strict) would
 // otherwise let a remote client pass for loopback by sending one.
 func IsLoopback(r *http.Request) bool {
+	ip, ok := r.Context().Value(clientIPKey{}).(string)
+	return isLoopbackRequest(r, ip, ok)
+}
+
+// IsLoopbackFrom is IsLoopback with the client address the front end
+// resolved given directly ("" for none), for a caller that has it at hand
+// and need not copy the request to pass it in the context.
+func IsLoopbackFrom(r *http.Request, clientIP string) bool {
+	return isLoopbackRequest(r, clientIP, clientIP != "")
+}
+
+func isLoopbackRequest(r *http.Request, clientIP string, haveClientIP bool) bool {
 	if !isLoopbackAddr(r.RemoteAddr) {
 		return false
 	}
-	if ip, ok := r.Context().Value(clientIPKey{}).(string); ok && !isLoopbackAddr(ip) {
+	if haveClientIP && !isLoopbackAddr(clientIP) {
 		return false
 	}
 	for _, name := range [...]string{"X-Forwarded-For", "X-Real-Ip", "Forwarded"} {
