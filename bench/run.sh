@@ -98,7 +98,7 @@ echo "building caddy and the load generator..." >&2
 go build -o "$work/caddy" ./cmd/caddy || die "go build ./cmd/caddy failed"
 go build -o "$work/load" ./bench/load || die "go build ./bench/load failed"
 go build -o "$work/grantload" ./bench/grantload || die "go build ./bench/grantload failed"
-go build -o "$work/seed" ./bench/seed || die "go build ./bench/seed failed"
+go build -tags oauthgate_bench -o "$work/seed" ./bench/seed || die "go build ./bench/seed failed"
 if [[ -n $profile ]]; then cp "$work/caddy" "$profile/caddy"; fi
 
 mkdir -p "$work/data"

@@ -100,7 +100,7 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 }
 
 func listUsers(w http.ResponseWriter, r *http.Request, eng *grants.Engine) error {
-	users, err := eng.Users.List(r.Context())
+	users, err := eng.ListUsers(r.Context())
 	if err != nil {
 		return apiErr(http.StatusInternalServerError, "listing users: %v", err)
 	}
@@ -133,7 +133,7 @@ func putUser(w http.ResponseWriter, r *http.Request, eng *grants.Engine, name st
 	u := &grants.User{Name: in.Name, PasswordHash: in.PasswordHash, Claims: in.Claims}
 	var err error
 	if create {
-		err = eng.Users.Put(r.Context(), u, true)
+		err = eng.AddUser(r.Context(), u)
 	} else {
 		// Keeps what the body does not give; a new password revokes the
 		// user's grants and sessions.

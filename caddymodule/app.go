@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 	"github.com/oauthgate/caddy-oauthgate/storage"
 	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
 )
@@ -444,6 +444,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			Throttle:     grants.ThrottleConfig{MaxFailures: a.LoginMaxFailures},
 		},
 		BehindTLSProxy:   a.BehindTLSProxy,
+		SigningAlg:       a.SigningAlg,
 		KeyRotation:      time.Duration(a.KeyRotation),
 		KeyEncryptionKey: []byte(kek),
 		SealPlainKeys:    a.SealPlainKeys,
@@ -452,9 +453,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("oauth: %w", err)
-	}
-	if !slices.Contains(grants.SigningAlgs, a.SigningAlg) {
-		return fmt.Errorf("oauth: signing_alg %q is not supported (use one of %v)", a.SigningAlg, grants.SigningAlgs)
 	}
 	return nil
 }
@@ -658,7 +656,7 @@ func (a *App) ready() (*grants.Engine, error) {
 		if err != nil {
 			return nil, err
 		}
-		rev, err := grants.LoadRevocations(context.Background(), st)
+		rev, err := tokens.LoadRevocations(context.Background(), st)
 		if err != nil {
 			_ = st.Close()
 			return nil, fmt.Errorf("oauth storage: reading revocations from %s: %w", a.path, err)
@@ -671,7 +669,7 @@ func (a *App) ready() (*grants.Engine, error) {
 	}
 	h := val.(*storeHandle)
 	h.sweeper.SetInterval(time.Duration(a.SweepInterval))
-	if err := a.engine.Start(context.Background(), h.Store, a.SigningAlg, h.rev); err != nil {
+	if err := a.engine.Start(context.Background(), h.Store, h.rev); err != nil {
 		_, _ = stores.Delete(a.path)
 		return nil, fmt.Errorf("oauth: starting on storage %s: %w", a.path, err)
 	}
@@ -711,7 +709,7 @@ var stores = caddy.NewUsagePool()
 // expired records.
 type storeHandle struct {
 	storage.Store
-	rev     *grants.Revocations
+	rev     *tokens.Revocations
 	sweeper *grants.Sweeper
 }
 

@@ -20,7 +20,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 func init() {
@@ -431,7 +431,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		countGate(gateBadRequest)
 		return p.denyRequest(w, r, http.StatusBadRequest, "request trailers are not accepted here")
 	}
-	token, status, code := grants.BearerToken(r)
+	token, status, code := tokens.BearerToken(r)
 	if status == 0 || status == http.StatusUnauthorized {
 		if st, desc := p.checkFormBody(r); st != 0 {
 			countGate(gateBadRequest)
@@ -448,7 +448,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	// The authorization server's TLS rule (grants.TransportOK), with
 	// Caddy's client IP, which honours the server's trusted_proxies.
-	if r.TLS == nil && !p.behindTLS && !grants.IsLoopbackFrom(r, caddyClientIP(r)) {
+	if r.TLS == nil && !p.behindTLS && !tokens.IsLoopbackFrom(r, caddyClientIP(r)) {
 		countGate(gateBadRequest)
 		return p.denyRequest(w, r, http.StatusBadRequest, "access tokens are accepted over HTTPS only")
 	}
@@ -460,9 +460,9 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return nil
 	}
-	claims, err := eng.Verifier.Verify(token, time.Now())
+	claims, err := eng.Verifier().Verify(token, time.Now())
 	if err == nil && !p.anyAudience && !claims.Audience.Contains(p.Audience) {
-		err = &grants.TokenError{Reason: "audience mismatch"}
+		err = &tokens.TokenError{Reason: "audience mismatch"}
 	}
 	if err != nil {
 		if ce := p.logger.Check(zapcore.DebugLevel, "access token refused"); ce != nil {
@@ -557,7 +557,7 @@ func (p *Protect) checkFormBody(r *http.Request) (int, string) {
 			return http.StatusBadRequest, "the multipart form body could not be read"
 		}
 	} else {
-		found = grants.HasTokenParam(string(body))
+		found = tokens.HasTokenParam(string(body))
 	}
 	if found {
 		return http.StatusBadRequest, "send the access token once, in the Authorization header as Bearer"
@@ -593,14 +593,14 @@ func multipartHasToken(contentType string, body []byte) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if grants.IsTokenParamName(part.FormName()) {
+		if tokens.IsTokenParamName(part.FormName()) {
 			return true, nil
 		}
 	}
 }
 
 // setIdentity publishes the verified claims as placeholders and headers.
-func (p *Protect) setIdentity(r *http.Request, c *grants.AccessClaims) {
+func (p *Protect) setIdentity(r *http.Request, c *tokens.AccessClaims) {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("oauth.sub", c.Subject)
 	repl.Set("oauth.client_id", c.ClientID)
@@ -621,7 +621,7 @@ func (p *Protect) setIdentity(r *http.Request, c *grants.AccessClaims) {
 }
 
 // claimString renders a claim as a header-safe string.
-func claimString(c *grants.AccessClaims, name string) (string, bool) {
+func claimString(c *tokens.AccessClaims, name string) (string, bool) {
 	v, ok := c.Claim(name)
 	if !ok {
 		return "", false
@@ -655,14 +655,14 @@ func claimString(c *grants.AccessClaims, name string) (string, bool) {
 // deny answers per RFC 6750 §3. Nothing from the request is echoed.
 func (p *Protect) deny(w http.ResponseWriter, r *http.Request, status int, code, scope string) error {
 	drainBody(r)
-	grants.WriteBearerError(w, p.challenge, status, code, scope)
+	tokens.WriteBearerError(w, p.challenge, status, code, scope)
 	return nil
 }
 
 // denyRequest answers invalid_request with a description of what to fix.
 func (p *Protect) denyRequest(w http.ResponseWriter, r *http.Request, status int, desc string) error {
 	drainBody(r)
-	grants.WriteBearerRequestError(w, p.challenge, status, desc)
+	tokens.WriteBearerRequestError(w, p.challenge, status, desc)
 	return nil
 }
 

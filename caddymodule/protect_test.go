@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 func TestBearerToken(t *testing.T) {
@@ -42,7 +42,7 @@ func TestBearerToken(t *testing.T) {
 			for _, h := range tt.header {
 				r.Header.Add("Authorization", h)
 			}
-			tok, status, code := grants.BearerToken(r)
+			tok, status, code := tokens.BearerToken(r)
 			if tok != tt.token || status != tt.status || code != tt.code {
 				t.Fatalf("bearerToken = %q, %d, %q; want %q, %d, %q", tok, status, code, tt.token, tt.status, tt.code)
 			}
@@ -115,7 +115,7 @@ func TestHasTokenParam(t *testing.T) {
 		"access%ZZtoken=abc":         false,
 		"a=1&b=2&c=" + "access_toke": false,
 	} {
-		if got := grants.HasTokenParam(raw); got != want {
+		if got := tokens.HasTokenParam(raw); got != want {
 			t.Errorf("HasTokenParam(%q) = %v, want %v", raw, got, want)
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // CodeTTL is how long an authorization code can be redeemed.
@@ -127,7 +129,7 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 	var (
 		oerr    *Error
 		cr      codeRecord
-		at      *AccessClaims
+		at      *tokens.AccessClaims
 		rt      string
 		revoked map[string]int64
 	)
@@ -151,7 +153,7 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 		if oerr = checkRedemption(&cr, c, form); oerr != nil {
 			return putJSON(tx, storage.KindCodes, key, &codeRecord{Used: true}, rec.Expires)
 		}
-		handle := randomID(16)
+		handle := tokens.RandomID(16)
 		spent := &codeRecord{Used: true, Family: grantKey(handle)}
 		if err := putJSON(tx, storage.KindCodes, key, spent, now.Add(min(usedCodeRetention, e.grantLifetime(c)))); err != nil {
 			return err
@@ -163,7 +165,7 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 	if err != nil {
 		return nil, storageError(err)
 	}
-	e.Revocations.add(revoked)
+	e.revocations.Add(revoked)
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -172,14 +174,14 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 
 // userTokens signs the access token (and an ID token when openid was
 // granted) for a grant that storage has already committed.
-func (e *Engine) userTokens(ctx context.Context, c *Client, at *AccessClaims, rt, nonce string, authTime int64) (*TokenResponse, *Error) {
+func (e *Engine) userTokens(ctx context.Context, c *Client, at *tokens.AccessClaims, rt, nonce string, authTime int64) (*TokenResponse, *Error) {
 	resp, oerr := e.issueAccessToken(ctx, c, at)
 	if oerr != nil {
 		return nil, oerr
 	}
 	resp.RefreshToken = rt
 	if slices.Contains(at.Scopes(), "openid") {
-		u, err := e.Users.LookupSubject(ctx, at.Subject)
+		u, err := e.users.LookupSubject(ctx, at.Subject)
 		if errors.Is(err, ErrUserNotFound) {
 			return nil, errUserGone
 		}
@@ -190,7 +192,7 @@ func (e *Engine) userTokens(ctx context.Context, c *Client, at *AccessClaims, rt
 		if oerr != nil {
 			return nil, oerr
 		}
-		idc := newIDClaims(e.Issuer, u, c.ID, nonce, at.Scopes(), time.Unix(authTime, 0), time.Now(), e.AccessTokenTTL)
+		idc := newIDClaims(e.issuer, u, c.ID, nonce, at.Scopes(), time.Unix(authTime, 0), time.Now(), e.accessTokenTTL)
 		idc.ATHash = atHash(k, resp.AccessToken)
 		idc.Grant = at.Grant
 		if resp.IDToken, err = k.MintIDToken(idc); err != nil {

@@ -65,7 +65,7 @@ func TestCodeGrantSuccess(t *testing.T) {
 				t.Errorf("refresh_token present = %v, want %v", tr.str("refresh_token") != "", tt.refresh)
 			}
 			at := tr.str("access_token")
-			ac, err := e.Verifier.Verify(at, time.Now())
+			ac, err := e.verifier.Verify(at, time.Now())
 			if err != nil {
 				t.Fatalf("access token does not verify: %v", err)
 			}
@@ -457,7 +457,7 @@ func TestCodeResource(t *testing.T) {
 	f.Set("resource", "https://app.test")
 	tr := postToken(e, "c-web", f)
 	wantOK(t, tr)
-	ac, err := e.Verifier.Verify(tr.str("access_token"), time.Now())
+	ac, err := e.verifier.Verify(tr.str("access_token"), time.Now())
 	if err != nil || !ac.Audience.Contains("https://app.test") {
 		t.Fatalf("aud %v %v", ac, err)
 	}

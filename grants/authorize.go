@@ -435,7 +435,7 @@ func (e *Engine) redirect(rw http.ResponseWriter, r *http.Request, ar *authzRequ
 	if ar.State != "" {
 		params.Set("state", ar.State)
 	}
-	params.Set("iss", e.Issuer)
+	params.Set("iss", e.issuer)
 	sep := "?"
 	if strings.Contains(ar.RedirectURI, "?") {
 		sep = "&"

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // Client authentication methods (RFC 7591 §2 names).
@@ -186,7 +188,7 @@ func validateRedirectURI(s string) error {
 			return fmt.Errorf("redirect_uri %q has no host", s)
 		}
 	case "http":
-		if !isLoopbackHost(u.Hostname()) {
+		if !tokens.IsLoopbackHost(u.Hostname()) {
 			return fmt.Errorf("redirect_uri %q must use https (http only for 127.0.0.1, [::1] or localhost)", s)
 		}
 	case "javascript", "data", "file", "vbscript":
@@ -197,10 +199,6 @@ func validateRedirectURI(s string) error {
 		}
 	}
 	return nil
-}
-
-func isLoopbackHost(h string) bool {
-	return h == "127.0.0.1" || h == "::1" || h == "localhost"
 }
 
 // MatchRedirectURI compares a requested redirect_uri with the registered

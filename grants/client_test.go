@@ -232,7 +232,7 @@ func FuzzParseAuthorize(f *testing.F) {
 		case ar == nil:
 			t.Fatalf("no request, no page")
 		}
-		c, ok := e.Clients[ar.ClientID]
+		c, ok := e.clients[ar.ClientID]
 		if !ok || !c.MatchRedirectURI(ar.RedirectURI) {
 			t.Fatalf("redirect to %q for client %q", ar.RedirectURI, ar.ClientID)
 		}

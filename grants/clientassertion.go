@@ -17,6 +17,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // Client authentication by JWT assertion (RFC 7523 §2.2, OIDC Core §9).
@@ -69,7 +71,7 @@ type assertionClaims struct {
 // Nothing here is trusted until the signature is verified.
 func splitAssertion(tok string) (assertionHeader, []byte, error) {
 	var h assertionHeader
-	if len(tok) > MaxTokenBytes {
+	if len(tok) > tokens.MaxTokenBytes {
 		return h, nil, errors.New("assertion too large")
 	}
 	parts := strings.Split(tok, ".")
@@ -231,7 +233,7 @@ func (e *Engine) authenticateAssertion(ctx context.Context, form Form, failed *E
 		Issuer string `json:"iss"`
 	}
 	_ = json.Unmarshal(pb, &named)
-	c, ok := e.Clients[named.Issuer]
+	c, ok := e.clients[named.Issuer]
 	if !ok || (c.AuthMethod != AuthSecretJWT && c.AuthMethod != AuthPrivateKeyJWT) {
 		return fail("iss is not a client registered for JWT authentication")
 	}
@@ -256,7 +258,7 @@ func (e *Engine) authenticateAssertion(ctx context.Context, form Form, failed *E
 	if claims.Issuer != c.ID || claims.Subject != c.ID {
 		return fail("iss and sub must both be the client_id")
 	}
-	if err := claims.check([]string{e.Issuer}, now); err != nil {
+	if err := claims.check([]string{e.issuer}, now); err != nil {
 		return fail(err.Error())
 	}
 	fresh, err := e.consumeAssertionID(ctx, "client", c.ID, claims.ID, time.Unix(*claims.ExpiresAt, 0).Add(assertionSkew))

@@ -21,6 +21,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // Fixtures for client assertions: c-jwt (client_secret_jwt) and c-pkj
@@ -100,7 +102,7 @@ func caSign(t testing.TB, alg string, key any, hdr, claims any) string {
 // caClaims are valid assertion claims for client id; mod adjusts them.
 func caClaims(id string, mod func(map[string]any)) map[string]any {
 	now := time.Now().Unix()
-	m := map[string]any{"iss": id, "sub": id, "aud": testIssuer, "exp": now + 60, "iat": now, "jti": randomID(12)}
+	m := map[string]any{"iss": id, "sub": id, "aud": testIssuer, "exp": now + 60, "iat": now, "jti": tokens.RandomID(12)}
 	if mod != nil {
 		mod(m)
 	}
@@ -135,7 +137,7 @@ func TestClientAssertion(t *testing.T) {
 		return h
 	}
 	pubDER, _ := json.Marshal(caKey.Public())
-	ours, _ := e.keyRing().Current.MintAccessToken(newAccessClaims(testIssuer, "c-pkj", "c-pkj", []string{testIssuer}, nil, time.Now(), time.Minute))
+	ours, _ := e.keyRing().Current.MintAccessToken(tokens.NewAccessClaims(testIssuer, "c-pkj", "c-pkj", []string{testIssuer}, nil, time.Now(), time.Minute))
 	attackerJWK, _ := jwk.Import(caOtherKey.Public())
 	valid := caPKJ(t, nil)
 	tests := []struct {

@@ -3,6 +3,8 @@ package grants
 import (
 	"context"
 	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // clientCredentials is the RFC 6749 §4.4 grant: the client acts on its
@@ -13,7 +15,7 @@ func (e *Engine) clientCredentials(ctx context.Context, c *Client, form Form) (*
 	if oerr != nil {
 		return nil, oerr
 	}
-	return e.issueAccessToken(ctx, c, newAccessClaims(e.Issuer, c.ID, c.ID, aud, scope, time.Now(), e.AccessTokenTTL))
+	return e.issueAccessToken(ctx, c, tokens.NewAccessClaims(e.issuer, c.ID, c.ID, aud, scope, time.Now(), e.accessTokenTTL))
 }
 
 // scopeAndAudience decides a new token's scope, within allowed, and its
@@ -43,5 +45,5 @@ func (e *Engine) audienceFor(c *Client, resource string) ([]string, *Error) {
 	if len(c.Audience) > 0 {
 		return c.Audience, nil
 	}
-	return []string{e.Issuer}, nil
+	return []string{e.issuer}, nil
 }

@@ -76,7 +76,7 @@ func (sc *storedClient) client() (*Client, error) {
 // lookupClient finds a client: in the config first, then among those
 // registered at run time. It returns nil, nil for an unknown client.
 func (e *Engine) lookupClient(ctx context.Context, id string) (*Client, error) {
-	if c, ok := e.Clients[id]; ok {
+	if c, ok := e.clients[id]; ok {
 		return c, nil
 	}
 	if id == "" || e.store == nil {
@@ -109,7 +109,7 @@ type ClientInfo struct {
 // sorted by id.
 func (e *Engine) ListClients(ctx context.Context) ([]ClientInfo, error) {
 	var out []ClientInfo
-	for _, c := range e.Clients {
+	for _, c := range e.clients {
 		out = append(out, ClientInfo{c.Spec(), "config"})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -147,14 +147,14 @@ func (e *Engine) storedClients(ctx context.Context) ([]*Client, error) {
 // allClients returns every client: the config's and the run-time ones.
 func (e *Engine) allClients(ctx context.Context) ([]*Client, error) {
 	stored, err := e.storedClients(ctx)
-	return append(slices.Collect(maps.Values(e.Clients)), stored...), err
+	return append(slices.Collect(maps.Values(e.clients)), stored...), err
 }
 
 // AddClient registers a client at run time. A confidential client gets a
 // new secret of 256 random bits, returned once and stored only as its
 // SHA-256; a public one (AuthNone) gets none. c.SecretHash is ignored.
 func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err error) {
-	if _, ok := e.Clients[c.ID]; ok {
+	if _, ok := e.clients[c.ID]; ok {
 		return "", ErrConfigClient
 	}
 	if c.AuthMethod == "" {
@@ -168,7 +168,7 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 	if err := c.Validate(); err != nil {
 		return "", err
 	}
-	if _, err := e.Users.Lookup(ctx, c.ID); err == nil {
+	if _, err := e.users.Lookup(ctx, c.ID); err == nil {
 		return "", fmt.Errorf("client id %q is a user name; users and clients must have different names", c.ID)
 	} else if !errors.Is(err, ErrUserNotFound) {
 		return "", err
@@ -207,7 +207,7 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 // RemoveClient deletes a run-time client and revokes every grant and
 // token issued to it.
 func (e *Engine) RemoveClient(ctx context.Context, id string) error {
-	if _, ok := e.Clients[id]; ok {
+	if _, ok := e.clients[id]; ok {
 		return ErrConfigClient
 	}
 	err := e.store.Update(ctx, func(tx storage.Tx) error {

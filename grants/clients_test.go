@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // TestRunTimeClients: a client added at run time authenticates with the
@@ -128,12 +130,12 @@ func TestRevokeBySubjectAndClient(t *testing.T) {
 		t.Fatalf("c-basic's token still verifies")
 	}
 	// Persisted: a new revocation set loaded from storage agrees.
-	rev, err := LoadRevocations(ctx, e.store)
+	rev, err := tokens.LoadRevocations(ctx, e.store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims := &AccessClaims{ID: "x", Subject: "c-basic", ClientID: "c-basic", IssuedAt: 1}
-	if !rev.revokedClaims(claims) || rev.Len() < 2 {
+	claims := &tokens.AccessClaims{ID: "x", Subject: "c-basic", ClientID: "c-basic", IssuedAt: 1}
+	if !rev.RevokedClaims(claims) || rev.Len() < 2 {
 		t.Fatalf("revocations by subject and client were not persisted")
 	}
 }

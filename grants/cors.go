@@ -155,7 +155,7 @@ func addOrigins(set map[string]bool, c *Client) {
 func (a *appOrigins) allowed(ctx context.Context, e *Engine, origin string) bool {
 	a.configOnce.Do(func() {
 		a.config = map[string]bool{}
-		for _, c := range e.Clients {
+		for _, c := range e.clients {
 			addOrigins(a.config, c)
 		}
 	})

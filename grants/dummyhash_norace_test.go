@@ -20,11 +20,11 @@ func TestUnknownUserRealDummyHash(t *testing.T) {
 	dummyHashFor = realDummyHashFor
 	defer func() { dummyHashFor = cheap }()
 	e := siNewTestEngine(t, func(c *Config) { c.Users = nil })
-	u, err := e.Users.Authenticate(context.Background(), "mallory", dummyPassword)
+	u, err := e.users.Authenticate(context.Background(), "mallory", dummyPassword)
 	if u != nil || !errors.Is(err, ErrUserNotFound) {
 		t.Fatalf("unknown user with the dummy's own password: %v, %v", u, err)
 	}
-	if cost, err := bcrypt.Cost(e.Users.dummy()); err != nil || cost != DefaultPasswordCost {
+	if cost, err := bcrypt.Cost(e.users.dummy()); err != nil || cost != DefaultPasswordCost {
 		t.Fatalf("dummy hash cost = %d, %v; want %d", cost, err, DefaultPasswordCost)
 	}
 }

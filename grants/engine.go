@@ -5,9 +5,11 @@ package grants
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +17,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // Endpoint paths below the issuer's path.
@@ -28,6 +32,9 @@ const (
 	RevokePath     = "/oauth/revoke"
 	IntrospectPath = "/oauth/introspect"
 )
+
+// DefaultSigningAlg signs access tokens unless Config says otherwise.
+const DefaultSigningAlg = "ES256"
 
 // Config is what the engine is built from.
 type Config struct {
@@ -70,24 +77,32 @@ type Config struct {
 	// since someone who can write the storage file could plant one.
 	// Default false.
 	SealPlainKeys bool
+	// SigningAlg is the JWS algorithm of access tokens: one of
+	// tokens.SigningAlgs; DefaultSigningAlg when empty.
+	SigningAlg string
 	// Observer receives token endpoint events for metrics; nil for none.
 	Observer Observer
 	Logger   *zap.Logger
 }
 
-// Engine serves the authorization server's endpoints.
+// Engine serves the authorization server's endpoints. Its state is set
+// by NewEngine and Start and read through methods; nothing outside the
+// package reaches into it.
 type Engine struct {
-	Issuer          string
-	AccessTokenTTL  time.Duration
-	RefreshTokenTTL time.Duration
-	RefreshGrace    time.Duration
-	RefreshIdleTTL  time.Duration
-	Clients         map[string]*Client
-	Users           *Users
-	BehindTLSProxy  bool
-	Verifier        *Verifier
-	// Revocations is shared by every engine on the same storage.
-	Revocations *Revocations
+	issuer          string
+	accessTokenTTL  time.Duration
+	refreshTokenTTL time.Duration
+	refreshGrace    time.Duration
+	refreshIdleTTL  time.Duration
+	clients         map[string]*Client
+	users           *Users
+	behindTLSProxy  bool
+	// keys is the one key ring: minting signs with it, verifier checks
+	// with it.
+	keys     *tokens.Keys
+	verifier *tokens.Verifier
+	// revocations is shared by every engine on the same storage.
+	revocations *tokens.Revocations
 	web         *web
 
 	store  storage.Store
@@ -103,7 +118,6 @@ type Engine struct {
 
 	signingAlg  string
 	keyRotation time.Duration
-	sealer      *keySealer
 	observer    Observer
 	// corsOrigins are the origins browser apps may call from (cors.go).
 	corsOrigins appOrigins
@@ -124,8 +138,7 @@ func ValidateIssuer(iss string) error {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		h := u.Hostname()
-		if h != "localhost" && h != "127.0.0.1" && h != "::1" {
+		if !tokens.IsLoopbackHost(u.Hostname()) {
 			return fmt.Errorf("issuer %q must use https (plain http is allowed only for localhost)", iss)
 		}
 	default:
@@ -158,17 +171,27 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.RefreshGrace < 0 || cfg.RefreshGrace > time.Minute {
 		return nil, errors.New("refresh_grace_period must be between 0 and 1m")
 	}
+	if cfg.SigningAlg == "" {
+		cfg.SigningAlg = DefaultSigningAlg
+	}
+	if !slices.Contains(tokens.SigningAlgs, cfg.SigningAlg) {
+		return nil, fmt.Errorf("signing_alg %q is not supported (use one of %v)", cfg.SigningAlg, tokens.SigningAlgs)
+	}
+	if cfg.KeyRotation < 0 || (cfg.KeyRotation > 0 && cfg.KeyRotation < MinKeyRotation) {
+		return nil, errors.New("key_rotation must be at least 1m (or absent to rotate only on demand)")
+	}
 	u, _ := url.Parse(cfg.Issuer)
 	e := &Engine{
-		Issuer:          cfg.Issuer,
-		AccessTokenTTL:  cfg.AccessTokenTTL,
-		RefreshTokenTTL: cfg.RefreshTokenTTL,
-		RefreshGrace:    cfg.RefreshGrace,
-		RefreshIdleTTL:  cfg.RefreshTokenIdleTTL,
-		Users:           &Users{config: map[string]*User{}},
-		Clients:         make(map[string]*Client, len(cfg.Clients)),
-		BehindTLSProxy:  cfg.BehindTLSProxy,
-		Verifier:        NewVerifier(cfg.Issuer, 30*time.Second),
+		issuer:          cfg.Issuer,
+		accessTokenTTL:  cfg.AccessTokenTTL,
+		refreshTokenTTL: cfg.RefreshTokenTTL,
+		refreshGrace:    cfg.RefreshGrace,
+		refreshIdleTTL:  cfg.RefreshTokenIdleTTL,
+		users:           &Users{config: map[string]*User{}},
+		clients:         make(map[string]*Client, len(cfg.Clients)),
+		behindTLSProxy:  cfg.BehindTLSProxy,
+		signingAlg:      cfg.SigningAlg,
+		keyRotation:     cfg.KeyRotation,
 		logger:          cfg.Logger,
 		realm:           cfg.Issuer,
 		basePath:        strings.TrimSuffix(u.Path, "/"),
@@ -177,10 +200,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		e.logger = zap.NewNop()
 	}
 	var err error
-	if e.sealer, err = checkKeyConfig(cfg); err != nil {
+	if e.keys, err = tokens.NewKeys(tokens.KeyOptions{Algs: e.ringAlgs(), EncryptionKey: cfg.KeyEncryptionKey, SealPlain: cfg.SealPlainKeys, Generate: generateKey}); err != nil {
 		return nil, err
 	}
-	e.keyRotation = cfg.KeyRotation
 	e.observer = cfg.Observer
 	if e.observer == nil {
 		e.observer = nopObserver{}
@@ -189,29 +211,32 @@ func NewEngine(cfg Config) (*Engine, error) {
 		if err := c.Validate(); err != nil {
 			return nil, err
 		}
-		if _, dup := e.Clients[c.ID]; dup {
+		if _, dup := e.clients[c.ID]; dup {
 			return nil, fmt.Errorf("client %q is defined twice", c.ID)
 		}
-		e.Clients[c.ID] = c
+		e.clients[c.ID] = c
+	}
+	if err := e.checkIDTokenAlgs(); err != nil {
+		return nil, err
 	}
 	for _, u := range cfg.Users {
 		if err := ValidateUser(u); err != nil {
 			return nil, err
 		}
-		if _, dup := e.Users.config[u.Name]; dup {
+		if _, dup := e.users.config[u.Name]; dup {
 			return nil, fmt.Errorf("user %q is defined twice", u.Name)
 		}
-		if _, clash := e.Clients[u.Name]; clash {
+		if _, clash := e.clients[u.Name]; clash {
 			return nil, fmt.Errorf("user %q has the name of a client: subjects of users and clients must differ", u.Name)
 		}
 		u.FromConfig = true
-		e.Users.config[u.Name] = u
+		e.users.config[u.Name] = u
 	}
-	if differ := e.Users.setCost(); len(differ) > 0 {
+	if differ := e.users.setCost(); len(differ) > 0 {
 		e.logger.Warn("users whose password hashes have another bcrypt cost than the others can be told apart by sign-in timing; hash their passwords again with `caddy hash-password`",
-			zap.Int("cost", e.Users.cost), zap.Strings("users", differ))
+			zap.Int("cost", e.users.cost), zap.Strings("users", differ))
 	}
-	e.Users.reserved = func(name string) bool {
+	e.users.reserved = func(name string) bool {
 		c, _ := e.lookupClient(context.Background(), name)
 		return c != nil
 	}
@@ -224,12 +249,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 		GrantRefreshToken:      e.refreshToken,
 	}
 	if e.trusted, err = byKey(cfg.TrustedIssuers, "trust_issuer", func(ti *TrustedIssuer) (string, error) {
-		return ti.Issuer, validateTrustedIssuer(ti, e.Clients)
+		return ti.Issuer, validateTrustedIssuer(ti, e.clients)
 	}); err != nil {
 		return nil, err
 	}
 	if e.samlIdPs, err = byKey(cfg.SAMLIdPs, "saml_idp", func(idp *SAMLIdP) (string, error) {
-		return idp.EntityID, validateSAMLIdP(idp, e.Clients)
+		return idp.EntityID, validateSAMLIdP(idp, e.clients)
 	}); err != nil {
 		return nil, err
 	}
@@ -237,7 +262,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	// registered for them (RFC 9700 §2.4; ROPC-01).
 	optional := map[string]grantHandler{GrantPassword: e.password, GrantJWTBearer: e.jwtBearer, GrantTokenExchange: e.tokenExchange,
 		GrantSAML2Bearer: e.samlBearer}
-	for _, c := range e.Clients {
+	for _, c := range e.clients {
 		for g, h := range optional {
 			if c.Allows(g) {
 				e.grants[g] = h
@@ -267,16 +292,11 @@ func byKey[T any](items []*T, what string, check func(*T) (string, error)) (map[
 // Start attaches the engine to its storage and the revocation set shared
 // by every engine on it, and loads (or creates) the signing keys and the
 // form-protection key.
-func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string, rev *Revocations) error {
-	e.signingAlg = signingAlg
-	if err := e.checkIDTokenAlgs(); err != nil {
+func (e *Engine) Start(ctx context.Context, st storage.Store, rev *tokens.Revocations) error {
+	if err := e.keys.Load(ctx, st, time.Now()); err != nil {
 		return err
 	}
-	kr, err := loadKeyRing(ctx, st, e.ringAlgs(), e.sealer, time.Now())
-	if err != nil {
-		return err
-	}
-	if e.sealer != nil && e.sealer.sealPlain {
+	if e.keys.SealPlain() {
 		// Every stored key is sealed now: the option would only let a
 		// planted plain key in.
 		e.logger.Warn("seal_plain_keys is set but no signing key is left unencrypted; remove it, so that a plain key planted in the storage is refused")
@@ -289,19 +309,31 @@ func (e *Engine) Start(ctx context.Context, st storage.Store, signingAlg string,
 		return err
 	}
 	e.store = st
-	e.signingAlg = signingAlg
-	e.Users.store = st
-	if err := e.Users.raiseCostToStored(ctx); err != nil {
+	e.users.store = st
+	if err := e.users.raiseCostToStored(ctx); err != nil {
 		return err
 	}
-	e.Revocations = rev
-	e.Verifier.revocations = rev
-	e.Verifier.opaque = e.lookupOpaque
-	e.Verifier.SetKeys(kr)
+	e.revocations = rev
+	e.verifier = tokens.NewVerifier(tokens.VerifierConfig{Issuer: e.issuer, Leeway: verifierLeeway,
+		Keys: e.keys, Revocations: rev, Opaque: e.lookupOpaque})
 	// Config users and clients removed by this config lose their tokens
 	// now, as run-time removal does.
 	return e.endLeftConfig(ctx, left)
 }
+
+// generateKey makes signing keys; nil for tokens.GenerateKey. Tests hand
+// out pooled RSA keys, which take half a second each to make.
+var generateKey func(alg string) (crypto.Signer, error)
+
+// verifierLeeway tolerates clock skew between the nodes of a fleet on
+// nbf and iat (never on exp).
+const verifierLeeway = 30 * time.Second
+
+// Verifier checks the access tokens this engine issued; nil before Start.
+func (e *Engine) Verifier() *tokens.Verifier { return e.verifier }
+
+// Issuer is the engine's issuer identifier.
+func (e *Engine) Issuer() string { return e.issuer }
 
 // Paths returns the path of each endpoint this engine serves, for the
 // HTTP layer to route on.

@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // Codes, refresh tokens and session cookies are 256-bit random strings
 // stored only as SHA-256 hashes, so a copy of the database grants nothing.
-func newSecretToken() string { return randomID(32) }
+func newSecretToken() string { return tokens.RandomID(32) }
 
 func hashToken(tok string) string {
 	sum := sha256.Sum256([]byte(tok))
@@ -73,7 +75,7 @@ type familyRecord struct {
 	Issued int64 `json:"rt_iat,omitempty"`
 }
 
-// handleLen is the length of a grant handle, randomID(16), and secretLen
+// handleLen is the length of a grant handle, tokens.RandomID(16), and secretLen
 // that of a refresh token's secret, newSecretToken().
 const (
 	handleLen = 22
@@ -151,10 +153,10 @@ func (f *familyRecord) issuedAt(expires time.Time, ttl time.Duration) time.Time 
 // at the grant's absolute expiry, or refresh_token_idle_ttl after it was
 // issued if that is sooner (RFC 9700 §4.14.2).
 func (e *Engine) refreshDeadline(f *familyRecord, expires time.Time) time.Time {
-	if e.RefreshIdleTTL <= 0 {
+	if e.refreshIdleTTL <= 0 {
 		return expires
 	}
-	if idle := f.issuedAt(expires, e.RefreshTokenTTL).Add(e.RefreshIdleTTL); idle.Before(expires) {
+	if idle := f.issuedAt(expires, e.refreshTokenTTL).Add(e.refreshIdleTTL); idle.Before(expires) {
 		return idle
 	}
 	return expires
@@ -176,20 +178,13 @@ func putJSON(tx storage.Tx, kind storage.Kind, key string, v any, expires time.T
 	return tx.Put(kind, key, storage.Record{Value: b, Expires: expires})
 }
 
-// grantRevocationKey names a whole grant in the revocation set. Access
-// tokens carry their grant's id (the gid claim), so revoking a grant
-// revokes every access token it issued with one entry, however many
-// rotations it went through. The "." keeps it apart from jtis (base64url)
-// and from the subject and client entries (beforeKey, with ":").
-func grantRevocationKey(family string) string { return "g." + family }
-
 // revokeFamily marks the family stored under key revoked in tx and
 // returns the revocation entry to make effective once the transaction
 // commits: the grant's id, kept until every access token it can have
 // issued has expired. A grant stored before grant ids existed is named in
 // its access tokens by its key.
 func (e *Engine) revokeFamily(tx storage.Tx, key string) (map[string]int64, error) {
-	return revokeFamilyTx(tx, key, time.Now().Add(e.AccessTokenTTL+e.Verifier.Leeway))
+	return revokeFamilyTx(tx, key, time.Now().Add(e.accessTokenTTL+verifierLeeway))
 }
 
 // revokeFamilyTx is revokeFamily for access tokens that verify until
@@ -207,8 +202,8 @@ func revokeFamilyTx(tx storage.Tx, key string, horizon time.Time) (map[string]in
 	if err := putJSON(tx, storage.KindFamilies, key, &fam, rec.Expires); err != nil {
 		return nil, err
 	}
-	ids := map[string]int64{grantRevocationKey(cmp.Or(fam.GrantID, key)): horizon.Unix()}
-	if err := persistRevoked(tx, ids); err != nil {
+	ids := map[string]int64{tokens.GrantRevocationKey(cmp.Or(fam.GrantID, key)): horizon.Unix()}
+	if err := tokens.PersistRevoked(tx, ids); err != nil {
 		return nil, err
 	}
 	return ids, nil
@@ -218,10 +213,10 @@ func revokeFamilyTx(tx storage.Tx, key string, horizon time.Time) (map[string]in
 // the first access token so that revoking the family revokes it, and,
 // when the client may refresh, the family's first refresh token. It
 // returns the access token's claims and the refresh token ("" when none).
-func (e *Engine) startGrant(tx storage.Tx, c *Client, handle, subject string, scope, aud []string, authTime int64, now time.Time) (*AccessClaims, string, error) {
-	fam := familyRecord{GrantID: randomID(16), ClientID: c.ID, Subject: subject, Scope: scope, AuthTime: authTime,
+func (e *Engine) startGrant(tx storage.Tx, c *Client, handle, subject string, scope, aud []string, authTime int64, now time.Time) (*tokens.AccessClaims, string, error) {
+	fam := familyRecord{GrantID: tokens.RandomID(16), ClientID: c.ID, Subject: subject, Scope: scope, AuthTime: authTime,
 		Resources: aud}
-	at := newAccessClaims(e.Issuer, subject, c.ID, aud, scope, now, e.AccessTokenTTL)
+	at := tokens.NewAccessClaims(e.issuer, subject, c.ID, aud, scope, now, e.accessTokenTTL)
 	at.Grant = fam.GrantID
 	var rt string
 	if c.Allows(GrantRefreshToken) {
@@ -236,9 +231,9 @@ func (e *Engine) startGrant(tx storage.Tx, c *Client, handle, subject string, sc
 // verifies, so that revoking the grant reaches it to the end.
 func (e *Engine) grantLifetime(c *Client) time.Duration {
 	if c.Allows(GrantRefreshToken) {
-		return e.RefreshTokenTTL
+		return e.refreshTokenTTL
 	}
-	return e.AccessTokenTTL + e.Verifier.Leeway
+	return e.accessTokenTTL + verifierLeeway
 }
 
 // storageError turns a backend failure into the client-facing error.

@@ -84,7 +84,7 @@ func newTestEngine(t testing.TB, mod func(*Config)) *Engine {
 	if err != nil {
 		t.Fatalf("NewEngine: %v", err)
 	}
-	if err := e.Start(context.Background(), openStore(t), "ES256", nil); err != nil {
+	if err := e.Start(context.Background(), openStore(t), nil); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	return e
@@ -207,20 +207,6 @@ func segments(t testing.TB, tok string) (hdr, claims map[string]any) {
 		return m
 	}
 	return dec(parts[0]), dec(parts[1])
-}
-
-// signRaw signs an arbitrary header and payload with one of our keys,
-// bypassing MintAccessToken, so tests can produce tokens that carry our
-// real signature over hostile content.
-func signRaw(t testing.TB, k *Key, hdr, payload string) string {
-	t.Helper()
-	enc := base64.RawURLEncoding
-	input := enc.EncodeToString([]byte(hdr)) + "." + enc.EncodeToString([]byte(payload))
-	sig, err := k.signer.Sign(k.private, []byte(input))
-	if err != nil {
-		t.Fatalf("sign: %v", err)
-	}
-	return input + "." + enc.EncodeToString(sig)
 }
 
 // mustJSON marshals v or fails the test.

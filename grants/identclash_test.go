@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // Follow-up attack on issue 10: names, subjects and revocation across
@@ -14,7 +16,7 @@ import (
 
 // identStart builds an engine from testConfig (changed by mod) and
 // starts it on st with rev, as a config reload on the same file does.
-func identStart(t *testing.T, st storage.Store, rev *Revocations, mod func(*Config)) (*Engine, error) {
+func identStart(t *testing.T, st storage.Store, rev *tokens.Revocations, mod func(*Config)) (*Engine, error) {
 	t.Helper()
 	cfg := testConfig()
 	if mod != nil {
@@ -24,10 +26,10 @@ func identStart(t *testing.T, st storage.Store, rev *Revocations, mod func(*Conf
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e, e.Start(context.Background(), st, "ES256", rev)
+	return e, e.Start(context.Background(), st, rev)
 }
 
-func mustIdentStart(t *testing.T, st storage.Store, rev *Revocations, mod func(*Config)) *Engine {
+func mustIdentStart(t *testing.T, st storage.Store, rev *tokens.Revocations, mod func(*Config)) *Engine {
 	t.Helper()
 	e, err := identStart(t, st, rev, mod)
 	if err != nil {
@@ -46,7 +48,7 @@ func TestConfigNameClashesWithStoredUserOrClient(t *testing.T) {
 	st := openStore(t)
 	ctx := context.Background()
 	e := mustIdentStart(t, st, nil, nil)
-	if err := e.Users.Put(ctx, &User{Name: "gina", PasswordHash: testHash("pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "gina", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.AddClient(ctx, ccClient("hank")); err != nil {
@@ -86,10 +88,10 @@ func TestClientSubjectNeverReassigned(t *testing.T) {
 	if err := e.RemoveClient(ctx, "svc2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Users.Put(ctx, &User{Name: "svc2", PasswordHash: testHash("pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "svc2", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)
 	}
-	if u, _ := e.Users.Lookup(ctx, "svc2"); u == nil || u.Subject() == "svc2" || !strings.HasPrefix(u.Subject(), "svc2/") {
+	if u, _ := e.users.Lookup(ctx, "svc2"); u == nil || u.Subject() == "svc2" || !strings.HasPrefix(u.Subject(), "svc2/") {
 		t.Errorf("user svc2 after client svc2: %+v", u)
 	}
 	// Run-time client, then config user.
@@ -106,24 +108,24 @@ func TestClientSubjectNeverReassigned(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Run-time user, then config client.
-	if err := e.Users.Put(ctx, &User{Name: "frank", PasswordHash: testHash("pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "frank", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Users.Remove(ctx, "frank"); err != nil {
+	if _, err := e.users.Remove(ctx, "frank"); err != nil {
 		t.Fatal(err)
 	}
 	e = mustIdentStart(t, st, nil, func(c *Config) {
 		c.Users = append(c.Users, &User{Name: "ivy", PasswordHash: testHash("pw")})
 	})
-	if u, _ := e.Users.Lookup(ctx, "ivy"); u == nil || u.Subject() == "ivy" {
+	if u, _ := e.users.Lookup(ctx, "ivy"); u == nil || u.Subject() == "ivy" {
 		t.Errorf("config user ivy after client ivy: %+v", u)
 	}
 	// Config client svc-cfg left the config: a user of its name gets
 	// another subject.
-	if err := e.Users.Put(ctx, &User{Name: "svc-cfg", PasswordHash: testHash("pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "svc-cfg", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)
 	}
-	if u, _ := e.Users.Lookup(ctx, "svc-cfg"); u == nil || u.Subject() == "svc-cfg" {
+	if u, _ := e.users.Lookup(ctx, "svc-cfg"); u == nil || u.Subject() == "svc-cfg" {
 		t.Errorf("user svc-cfg after config client svc-cfg: %+v", u)
 	}
 	_, err := identStart(t, st, nil, func(c *Config) { c.Clients = append(c.Clients, ccClient("frank")) })
@@ -137,16 +139,16 @@ func TestClientSubjectNeverReassigned(t *testing.T) {
 func TestConfigRemovalRevokes(t *testing.T) {
 	st := openStore(t)
 	ctx := context.Background()
-	rev, err := LoadRevocations(ctx, st)
+	rev, err := tokens.LoadRevocations(ctx, st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	withSvc := func(c *Config) { c.Clients = append(c.Clients, ccClient("svc-x")) }
 	e := mustIdentStart(t, st, rev, withSvc)
-	back := func(c *AccessClaims) { c.IssuedAt -= 2 }
+	back := func(c *tokens.AccessClaims) { c.IssuedAt -= 2 }
 	bob := txAccessToken(t, e, "bob", "read", back)
 	alice := txAccessToken(t, e, "alice", "read", back)
-	svc := txAccessToken(t, e, "svc-x", "", func(c *AccessClaims) { c.IssuedAt -= 2; c.ClientID = "svc-x" })
+	svc := txAccessToken(t, e, "svc-x", "", func(c *tokens.AccessClaims) { c.IssuedAt -= 2; c.ClientID = "svc-x" })
 	if !verifies(e, bob) || !verifies(e, svc) {
 		t.Fatal("fresh tokens do not verify")
 	}
@@ -169,14 +171,14 @@ func TestConfigRemovalRevokes(t *testing.T) {
 	// Once: a later start leaves tokens issued since alone.
 	time.Sleep(1100 * time.Millisecond)
 	e = mustIdentStart(t, st, rev, func(c *Config) { c.Users = testUsers()[:1] })
-	later := txAccessToken(t, e, "svc-x", "", func(c *AccessClaims) { c.ClientID = "svc-x" })
+	later := txAccessToken(t, e, "svc-x", "", func(c *tokens.AccessClaims) { c.ClientID = "svc-x" })
 	e = mustIdentStart(t, st, rev, func(c *Config) { c.Users = testUsers()[:1] })
 	if !verifies(e, later) {
 		t.Error("a start revoked a removed client again")
 	}
 	// bob back in the config keeps his subject; his old token stays revoked.
 	e = mustIdentStart(t, st, rev, withSvc)
-	if u, _ := e.Users.Lookup(ctx, "bob"); u == nil || u.Subject() != "bob" {
+	if u, _ := e.users.Lookup(ctx, "bob"); u == nil || u.Subject() != "bob" {
 		t.Errorf("bob back: %+v", u)
 	}
 	if verifies(e, bob) {

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"hash"
 	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // IDClaims are the claims of an OpenID Connect ID token (OIDC Core §2).
@@ -65,7 +67,7 @@ func userClaims(u *User, scopes []string) map[string]any {
 
 // atHash is the OIDC at_hash of an access token for the key's algorithm:
 // the left half of the hash, base64url.
-func atHash(k *Key, accessToken string) string {
+func atHash(k *tokens.Key, accessToken string) string {
 	var h hash.Hash
 	if k.Alg.String() == "EdDSA" {
 		h = sha512.New()

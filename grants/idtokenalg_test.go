@@ -68,7 +68,7 @@ func TestIDTokenRS256(t *testing.T) {
 // Token exchange accepts our ID tokens signed with either key.
 func TestTokenExchangeIDTokenBothAlgs(t *testing.T) {
 	e := txEngine(t)
-	u, _ := e.Users.Lookup(t.Context(), "alice")
+	u, _ := e.users.Lookup(t.Context(), "alice")
 	for _, alg := range []string{"RS256", "ES256"} {
 		k, ok := e.keyRing().Signer(alg)
 		if !ok {
@@ -106,11 +106,13 @@ func TestIDTokenKeyLifecycle(t *testing.T) {
 		t.Fatal("rotated-out RS256 key no longer verifies")
 	}
 
-	e2, err := NewEngine(testConfig())
+	cfg := testConfig()
+	cfg.SigningAlg = "RS256"
+	e2, err := NewEngine(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e2.Start(t.Context(), openStore(t), "RS256", nil); err != nil {
+	if err := e2.Start(t.Context(), openStore(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(e2.keyRing().All()); n != 1 {
@@ -129,11 +131,7 @@ func TestIDTokenAlgConfig(t *testing.T) {
 	}
 	cfg = testConfig()
 	cfg.Clients[0].IDTokenSignedResponseAlg = "EdDSA" // not the signing_alg (ES256)
-	e, err := NewEngine(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(t.Context(), openStore(t), "ES256", nil); err == nil || !strings.Contains(err.Error(), "signing_alg EdDSA") {
+	if _, err := NewEngine(cfg); err == nil || !strings.Contains(err.Error(), "signing_alg EdDSA") {
 		t.Fatalf("EdDSA ID tokens without an EdDSA key: %v", err)
 	}
 }

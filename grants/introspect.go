@@ -6,23 +6,25 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // Introspection is the RFC 7662 §2.2 answer. An inactive token is
 // exactly {"active":false}.
 type Introspection struct {
-	Active    bool     `json:"active"`
-	Scope     string   `json:"scope,omitempty"`
-	ClientID  string   `json:"client_id,omitempty"`
-	Username  string   `json:"username,omitempty"`
-	TokenType string   `json:"token_type,omitempty"`
-	ExpiresAt int64    `json:"exp,omitempty"`
-	IssuedAt  int64    `json:"iat,omitempty"`
-	NotBefore int64    `json:"nbf,omitempty"`
-	Subject   string   `json:"sub,omitempty"`
-	Audience  Audience `json:"aud,omitempty"`
-	Issuer    string   `json:"iss,omitempty"`
-	ID        string   `json:"jti,omitempty"`
+	Active    bool            `json:"active"`
+	Scope     string          `json:"scope,omitempty"`
+	ClientID  string          `json:"client_id,omitempty"`
+	Username  string          `json:"username,omitempty"`
+	TokenType string          `json:"token_type,omitempty"`
+	ExpiresAt int64           `json:"exp,omitempty"`
+	IssuedAt  int64           `json:"iat,omitempty"`
+	NotBefore int64           `json:"nbf,omitempty"`
+	Subject   string          `json:"sub,omitempty"`
+	Audience  tokens.Audience `json:"aud,omitempty"`
+	Issuer    string          `json:"iss,omitempty"`
+	ID        string          `json:"jti,omitempty"`
 	// ExtIss and ExtSub are the external identity provider's issuer and
 	// subject of a token obtained with its assertion.
 	ExtIss string `json:"ext_iss,omitempty"`
@@ -70,7 +72,7 @@ func (e *Engine) introspect(w http.ResponseWriter, r *http.Request) (*Introspect
 	fam := f.family
 	return &Introspection{Active: true, Scope: strings.Join(fam.Scope, " "), ClientID: fam.ClientID,
 		Username: username(fam.Subject, fam.ClientID), TokenType: HintRefreshToken,
-		ExpiresAt: f.expires.Unix(), Subject: fam.Subject, Issuer: e.Issuer}, nil
+		ExpiresAt: f.expires.Unix(), Subject: fam.Subject, Issuer: e.issuer}, nil
 }
 
 // mayIntrospect applies the visibility rule of ServeIntrospect.

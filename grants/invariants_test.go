@@ -11,6 +11,8 @@ import (
 
 	"github.com/oauthgate/caddy-oauthgate/internal/samltest"
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // The invariants of DESIGN.md §10, checked for every way of obtaining an
@@ -118,7 +120,7 @@ func invPost(t *testing.T, e *Engine, client string, kv ...string) tokenResult {
 
 func invExp(t *testing.T, tok string) int64 {
 	t.Helper()
-	if strings.HasPrefix(tok, OpaquePrefix) {
+	if strings.HasPrefix(tok, tokens.OpaquePrefix) {
 		t.Fatalf("invExp on an opaque token")
 	}
 	_, c := segments(t, tok)
@@ -229,9 +231,9 @@ func TestInvariantsCoverEveryGrant(t *testing.T) {
 // invLive asserts the token verifies at the gate's verifier (which also
 // fills its cache, so that a revocation must get past the cache) and is
 // active at introspection.
-func invLive(t *testing.T, e *Engine, tok string) *AccessClaims {
+func invLive(t *testing.T, e *Engine, tok string) *tokens.AccessClaims {
 	t.Helper()
-	c, err := e.Verifier.Verify(tok, time.Now())
+	c, err := e.verifier.Verify(tok, time.Now())
 	if err != nil {
 		t.Fatalf("fresh token refused by the verifier: %v", err)
 	}
@@ -245,7 +247,7 @@ func invLive(t *testing.T, e *Engine, tok string) *AccessClaims {
 // introspection.
 func invDead(t *testing.T, e *Engine, tok, after string) {
 	t.Helper()
-	if _, err := e.Verifier.Verify(tok, time.Now()); err == nil {
+	if _, err := e.verifier.Verify(tok, time.Now()); err == nil {
 		t.Errorf("after %s, the gate's verifier still accepts the token", after)
 	}
 	if tr := opPost(e, e.ServeIntrospect, IntrospectPath, "", opForm("token", tok), siBasicAuth(invRS, invSecret)); tr.body["active"] != false {
@@ -276,16 +278,16 @@ func TestInvariantsEveryWay(t *testing.T) {
 					e := invEngine(t)
 					tok := w.get(t, e, suffix)
 					c := invLive(t, e, tok.access)
-					users, _ := e.Users.List(t.Context())
+					users, _ := e.users.List(t.Context())
 					local := slices.ContainsFunc(users, func(u User) bool { return u.Name == c.Subject || u.Sub == c.Subject })
-					_, isClient := e.Clients[c.Subject]
+					_, isClient := e.clients[c.Subject]
 					switch {
 					case tok.external:
 						if local || isClient || !IsExternalSubject(c.Subject) || c.ExtIss == "" || c.ExtSub == "" {
 							t.Errorf("an external subject became %q (ext_iss %q, ext_sub %q)", c.Subject, c.ExtIss, c.ExtSub)
 						}
 					case tok.user != "":
-						u, err := e.Users.Lookup(t.Context(), tok.user)
+						u, err := e.users.Lookup(t.Context(), tok.user)
 						if err != nil || c.Subject != u.Subject() {
 							t.Errorf("sub %q, want %s's subject", c.Subject, tok.user)
 						}
@@ -383,7 +385,7 @@ func TestInvariantsEveryWay(t *testing.T) {
 // refresh tokens, and tokens exchanged from them.
 func TestInvariantsRemovedUser(t *testing.T) {
 	e := invEngine(t)
-	if err := e.Users.Put(t.Context(), &User{Name: "ivy", PasswordHash: testHash("ivy-pw")}, true); err != nil {
+	if err := e.users.Put(t.Context(), &User{Name: "ivy", PasswordHash: testHash("ivy-pw")}, true); err != nil {
 		t.Fatal(err)
 	}
 	tr := invPost(t, e, "inv-pw", "grant_type", GrantPassword, "username", "ivy", "password", "ivy-pw", "scope", "read")

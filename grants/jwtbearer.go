@@ -118,7 +118,7 @@ func (e *Engine) mapSubject(ctx context.Context, issuer, asserted, mapping strin
 	if mapping != MapSubjectLocalUsers {
 		return externalSubject(issuer, asserted), nil
 	}
-	u, err := e.Users.Lookup(ctx, asserted)
+	u, err := e.users.Lookup(ctx, asserted)
 	if errors.Is(err, ErrUserNotFound) {
 		return "", errors.New("the asserted subject is not a local user (map_subject local_users)")
 	}
@@ -186,7 +186,7 @@ func (e *Engine) verifyTrustedJWT(ctx context.Context, tok string, life time.Dur
 	// configured for a token URL send it. An assertion is bound to its
 	// client (allowed_clients) and single-use, so it cannot be replayed
 	// to us from another server.
-	if err := claims.checkTimes([]string{e.Issuer, e.Issuer + TokenPath}, now, life); err != nil {
+	if err := claims.checkTimes([]string{e.issuer, e.issuer + TokenPath}, now, life); err != nil {
 		return nil, nil, "", err
 	}
 	subject := claims.Subject

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 const jbIssuer = "https://idp.partner.test"
@@ -34,7 +36,7 @@ func jbEngine(t testing.TB, mod func(*TrustedIssuer)) *Engine {
 
 func jbClaims(mod func(map[string]any)) map[string]any {
 	now := time.Now().Unix()
-	m := map[string]any{"iss": jbIssuer, "sub": "user-42", "aud": testIssuer, "exp": now + 60, "iat": now, "jti": randomID(12), "email": "u42@partner.test"}
+	m := map[string]any{"iss": jbIssuer, "sub": "user-42", "aud": testIssuer, "exp": now + 60, "iat": now, "jti": tokens.RandomID(12), "email": "u42@partner.test"}
 	if mod != nil {
 		mod(m)
 	}

@@ -2,12 +2,11 @@ package grants
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/oauthgate/caddy-oauthgate/storage"
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // retireSlack is added to the longest token lifetime before a rotated-out
@@ -18,22 +17,22 @@ const retireSlack = time.Minute
 const MinKeyRotation = time.Minute
 
 // keyRing is the key ring in use: the current key signs, all verify.
-func (e *Engine) keyRing() *KeyRing { return e.Verifier.keys.Load() }
+func (e *Engine) keyRing() *tokens.KeyRing { return e.keys.Ring() }
 
 // retireAfter is how long a rotated-out key keeps verifying: until every
 // token it signed (access and ID tokens, which share access_token_ttl)
 // has expired, allowing for clock leeway.
 func (e *Engine) retireAfter() time.Duration {
-	return e.AccessTokenTTL + e.Verifier.Leeway + retireSlack
+	return e.accessTokenTTL + verifierLeeway + retireSlack
 }
 
 // ringAlgs are the algorithms the engine signs with: signing_alg for
 // access tokens, then IDTokenAlg for ID tokens (one key when they agree).
 func (e *Engine) ringAlgs() []string {
-	if e.signingAlg == IDTokenAlg {
+	if e.signingAlg == tokens.IDTokenAlg {
 		return []string{e.signingAlg}
 	}
-	return []string{e.signingAlg, IDTokenAlg}
+	return []string{e.signingAlg, tokens.IDTokenAlg}
 }
 
 // KeyInfo describes one key for operators.
@@ -81,53 +80,14 @@ func (e *Engine) RotateKeys(ctx context.Context) (string, error) {
 // if the current key is at least that old, so that engines sharing a
 // file rotate once between them. It returns the new kid, or "".
 func (e *Engine) rotate(ctx context.Context, now time.Time, olderThan time.Duration) (string, error) {
-	var kid string
-	err := e.store.Update(ctx, func(tx storage.Tx) error {
-		kid = ""
-		kr := newKeyRing()
-		if _, _, err := readKeys(tx, kr, e.signingAlg, e.sealer); err != nil {
-			return err
-		}
-		if olderThan > 0 && kr.Current != nil && now.Sub(kr.Current.Created) < olderThan {
-			return nil
-		}
-		var k *Key
-		for _, alg := range e.ringAlgs() {
-			nk, err := putNewKey(tx, alg, e.sealer, now)
-			if err != nil {
-				return err
-			}
-			if alg == e.signingAlg {
-				k = nk
-			}
-		}
-		for _, old := range kr.byID {
-			if old.Retires.IsZero() {
-				old.Retires = now.Add(e.retireAfter())
-				if err := putKey(tx, old, e.sealer); err != nil {
-					return err
-				}
-			}
-		}
-		kid = k.ID
-		if e.sealer != nil {
-			return e.sealer.writeKeySet(tx)
-		}
-		return nil
-	})
-	return kid, err
+	return e.keys.Rotate(ctx, e.store, now, olderThan, e.retireAfter())
 }
 
 // ReloadKeys reads the key ring from storage again: a key made by
 // another engine on the same file starts signing here too, and retired
 // keys leave the JWKS.
 func (e *Engine) ReloadKeys(ctx context.Context) error {
-	kr, err := loadKeyRing(ctx, e.store, e.ringAlgs(), e.sealer, time.Now())
-	if err != nil {
-		return err
-	}
-	e.Verifier.SetKeys(kr)
-	return nil
+	return e.keys.Load(ctx, e.store, time.Now())
 }
 
 // MaintainKeys rotates the signing key when it is older than the
@@ -151,22 +111,4 @@ func (e *Engine) KeyMaintenanceInterval() time.Duration {
 		return max(e.keyRotation/10, time.Second)
 	}
 	return time.Minute
-}
-
-// checkKeyConfig validates the key options of a Config.
-func checkKeyConfig(cfg Config) (*keySealer, error) {
-	if cfg.KeyRotation < 0 || (cfg.KeyRotation > 0 && cfg.KeyRotation < MinKeyRotation) {
-		return nil, errors.New("key_rotation must be at least 1m (or absent to rotate only on demand)")
-	}
-	s, err := newKeySealer(cfg.KeyEncryptionKey)
-	if err != nil {
-		return nil, err
-	}
-	if s == nil && cfg.SealPlainKeys {
-		return nil, errors.New("seal_plain_keys needs key_encryption_key (the key to seal the stored signing keys with)")
-	}
-	if s != nil {
-		s.sealPlain = cfg.SealPlainKeys
-	}
-	return s, nil
 }

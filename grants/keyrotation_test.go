@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // krEngine starts an engine of the sign-in fixtures on st.
@@ -25,7 +27,7 @@ func krEngine(t *testing.T, st storage.Store, mod func(*Config)) (*Engine, error
 	if err != nil {
 		return nil, err
 	}
-	return e, e.Start(context.Background(), st, "ES256", nil)
+	return e, e.Start(context.Background(), st, nil)
 }
 
 func krMustEngine(t *testing.T, st storage.Store, mod func(*Config)) *Engine {
@@ -144,7 +146,7 @@ func TestKeysAtRest(t *testing.T) {
 	plain := krMustEngine(t, st, nil)
 	kid := plain.keyRing().Current.ID
 	// Plain keys are sealed only when the operator asks for it.
-	if _, err := krEngine(t, st, func(c *Config) { c.KeyEncryptionKey = []byte(kek) }); !errors.Is(err, ErrKeyEncryption) || !strings.Contains(err.Error(), "seal_plain_keys") {
+	if _, err := krEngine(t, st, func(c *Config) { c.KeyEncryptionKey = []byte(kek) }); !errors.Is(err, tokens.ErrKeyEncryption) || !strings.Contains(err.Error(), "seal_plain_keys") {
 		t.Fatalf("plain keys with a KEK and no seal_plain_keys: %v", err)
 	}
 	sealed := krMustEngine(t, st, func(c *Config) { c.KeyEncryptionKey, c.SealPlainKeys = []byte(kek), true })
@@ -167,7 +169,7 @@ func TestKeysAtRest(t *testing.T) {
 	}
 	for name, key := range map[string]string{"no KEK": "", "wrong KEK": kek + "x"} {
 		_, err := krEngine(t, st, func(c *Config) { c.KeyEncryptionKey = []byte(key) })
-		if !errors.Is(err, ErrKeyEncryption) {
+		if !errors.Is(err, tokens.ErrKeyEncryption) {
 			t.Errorf("%s: Start = %v, want ErrKeyEncryption", name, err)
 		}
 	}
@@ -207,7 +209,7 @@ func TestPlantedKeyRefused(t *testing.T) {
 		if err := st.Update(ctx, func(tx storage.Tx) error { return tx.Delete(storage.KindSecrets, keySetRecord) }); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := krEngine(t, st, withKEK); err == nil || !errors.Is(err, ErrKeyEncryption) || !strings.Contains(err.Error(), "key set") {
+		if _, err := krEngine(t, st, withKEK); err == nil || !errors.Is(err, tokens.ErrKeyEncryption) || !strings.Contains(err.Error(), "key set") {
 			t.Fatalf("start without the key set: %v", err)
 		}
 		krMustEngine(t, st, func(c *Config) { withKEK(c); c.SealPlainKeys = true })
@@ -217,7 +219,7 @@ func TestPlantedKeyRefused(t *testing.T) {
 		st := openStore(t)
 		e := krMustEngine(t, st, withKEK)
 		// The attacker's key: newer, so it would become the signing key.
-		planted := krPlantKey(t, st, nil, time.Now().Add(time.Hour))
+		planted := krPlantKey(t, st, "", time.Now().Add(time.Hour))
 		err := e.ReloadKeys(ctx)
 		if err == nil || !strings.Contains(err.Error(), "unencrypted") || !strings.Contains(err.Error(), planted) {
 			t.Fatalf("reload with a planted plain key: %v", err)
@@ -252,10 +254,10 @@ func TestPlantedKeyRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		planted := krPlantKey(t, st, nil, time.Now())
+		planted := krPlantKey(t, st, "", time.Now())
 		_, err = krEngine(t, st, withKEK)
-		if !errors.Is(err, ErrKeyEncryption) || !strings.Contains(err.Error(), planted) || !strings.Contains(err.Error(), "seal_plain_keys") {
-			t.Fatalf("start with only a planted plain key: %v, want ErrKeyEncryption naming the key and seal_plain_keys", err)
+		if !errors.Is(err, tokens.ErrKeyEncryption) || !strings.Contains(err.Error(), planted) || !strings.Contains(err.Error(), "seal_plain_keys") {
+			t.Fatalf("start with only a planted plain key: %v, want tokens.ErrKeyEncryption naming the key and seal_plain_keys", err)
 		}
 		// Nothing was sealed or adopted.
 		err = st.View(ctx, func(tx storage.Tx) error {
@@ -263,7 +265,7 @@ func TestPlantedKeyRefused(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if strings.Contains(string(rec.Value), keyEncryption) {
+			if strings.Contains(string(rec.Value), `"enc":"A256GCM"`) {
 				t.Errorf("the refused plain key was sealed")
 			}
 			if _, err := tx.Get(storage.KindSecrets, keySetRecord); !errors.Is(err, storage.ErrNotFound) {
@@ -280,7 +282,7 @@ func TestPlantedKeyRefused(t *testing.T) {
 		e := krMustEngine(t, st, withKEK)
 		// A sealed key (as if copied from another file with the same KEK,
 		// or an old backup) that this file's key set does not name.
-		planted := krPlantKey(t, st, e.sealer, time.Now().Add(time.Hour))
+		planted := krPlantKey(t, st, kek, time.Now().Add(time.Hour))
 		if err := e.ReloadKeys(ctx); err == nil || !strings.Contains(err.Error(), planted) {
 			t.Fatalf("reload with a key outside the authenticated set: %v", err)
 		}
@@ -294,7 +296,7 @@ func TestPlantedKeyRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.ReloadKeys(ctx); err == nil || !errors.Is(err, ErrKeyEncryption) {
+		if err := e.ReloadKeys(ctx); err == nil || !errors.Is(err, tokens.ErrKeyEncryption) {
 			t.Fatalf("reload with a tampered key set: %v", err)
 		}
 	})
@@ -311,20 +313,30 @@ func TestPlantedKeyRefused(t *testing.T) {
 	})
 }
 
-// krPlantKey writes a fresh key straight into st, sealed with s when not
-// nil, and returns its id.
-func krPlantKey(t *testing.T, st storage.Store, s *keySealer, created time.Time) string {
+// krPlantKey writes a fresh ES256 key straight into st, made (and sealed
+// with kek, when not empty) by a key ring on another store, as if copied
+// from another file, and returns its id.
+func krPlantKey(t *testing.T, st storage.Store, kek string, created time.Time) string {
 	t.Helper()
-	priv, err := generateKey("ES256")
+	ks, err := tokens.NewKeys(tokens.KeyOptions{Algs: []string{"ES256"}, EncryptionKey: []byte(kek), Generate: generateKey})
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := newKey("ES256", priv, created)
-	if err != nil {
+	other := openStore(t)
+	if err := ks.Load(context.Background(), other, created); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Update(context.Background(), func(tx storage.Tx) error { return putKey(tx, k, s) }); err != nil {
+	k := ks.Ring().Current
+	var rec storage.Record
+	if err := other.View(context.Background(), func(tx storage.Tx) (err error) { rec, err = tx.Get(storage.KindKeys, k.ID); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Update(context.Background(), func(tx storage.Tx) error { return tx.Put(storage.KindKeys, k.ID, rec) }); err != nil {
 		t.Fatal(err)
 	}
 	return k.ID
 }
+
+// keySetRecord is where the authenticated set of stored key ids is kept
+// (tokens/keycrypt.go), which these tests delete or tamper with.
+const keySetRecord = "signing-key-set"

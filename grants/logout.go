@@ -1,14 +1,13 @@
 package grants
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 
-	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // logoutState is sealed into the sign-out confirmation form.
@@ -113,28 +112,15 @@ func (e *Engine) afterLogout(rw http.ResponseWriter, r *http.Request, st logoutS
 // It may have expired (OIDC RP-Initiated Logout §2), but its signature
 // must verify with one of our keys under that key's own algorithm.
 func (e *Engine) idTokenHint(tok string) (sub, aud string) {
-	if tok == "" || len(tok) > MaxTokenBytes {
+	if tok == "" || len(tok) > tokens.MaxTokenBytes {
 		return "", ""
 	}
-	hdrPart, _, ok := strings.Cut(tok, ".")
-	if !ok {
-		return "", ""
-	}
-	hb, err := base64.RawURLEncoding.DecodeString(hdrPart)
-	var h header
-	if err != nil || json.Unmarshal(hb, &h) != nil || h.Typ != "JWT" || h.Crit != nil {
-		return "", ""
-	}
-	k, ok := e.keyRing().Lookup(h.Kid)
-	if !ok || h.Alg != k.Alg.String() {
-		return "", ""
-	}
-	payload, err := jws.VerifyCompactFast(k.public, []byte(tok), k.Alg)
+	payload, err := e.keyRing().VerifySignature(tok, "JWT")
 	if err != nil {
 		return "", ""
 	}
 	var c IDClaims
-	if json.Unmarshal(payload, &c) != nil || c.Issuer != e.Issuer {
+	if json.Unmarshal(payload, &c) != nil || c.Issuer != e.issuer {
 		return "", ""
 	}
 	return c.Subject, c.Audience

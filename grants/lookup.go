@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // Token type hints (RFC 7009 §2.1, RFC 7662 §2.1).
@@ -19,7 +21,7 @@ const (
 // revocation and introspection endpoints see it.
 type foundToken struct {
 	// access is set for an access token.
-	access *AccessClaims
+	access *tokens.AccessClaims
 	// For a refresh token: its grant's storage key and record.
 	key     string
 	family  familyRecord
@@ -53,7 +55,7 @@ func (e *Engine) lookupToken(ctx context.Context, tok, hint string) (*foundToken
 }
 
 func (e *Engine) lookupAccess(tok string) *foundToken {
-	c, err := e.Verifier.Verify(tok, time.Now())
+	c, err := e.verifier.Verify(tok, time.Now())
 	if err != nil {
 		return nil
 	}
@@ -81,7 +83,7 @@ func (e *Engine) lookupRefresh(ctx context.Context, tok string) (*foundToken, er
 		// the grant with the token it holds.
 		now := time.Now()
 		deadline := e.refreshDeadline(&fam, rec.Expires)
-		if fam.Revoked || !now.Before(deadline) || !(fam.isCurrent(secret) || fam.inGrace(secret, e.RefreshGrace, now)) {
+		if fam.Revoked || !now.Before(deadline) || !(fam.isCurrent(secret) || fam.inGrace(secret, e.refreshGrace, now)) {
 			return nil
 		}
 		f = &foundToken{key: key, family: fam, expires: deadline}

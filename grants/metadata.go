@@ -57,11 +57,11 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 		return nil, err
 	}
 	m := &Metadata{
-		Issuer:                            e.Issuer,
-		TokenEndpoint:                     e.Issuer + TokenPath,
-		JWKSURI:                           e.Issuer + JWKSPath,
-		UserinfoEndpoint:                  e.Issuer + UserinfoPath,
-		EndSessionEndpoint:                e.Issuer + LogoutPath,
+		Issuer:                            e.issuer,
+		TokenEndpoint:                     e.issuer + TokenPath,
+		JWKSURI:                           e.issuer + JWKSPath,
+		UserinfoEndpoint:                  e.issuer + UserinfoPath,
+		EndSessionEndpoint:                e.issuer + LogoutPath,
 		ResponseTypesSupported:            []string{},
 		TokenEndpointAuthMethodsSupported: []string{AuthSecretBasic, AuthSecretPost},
 		SubjectTypesSupported:             []string{"public"},
@@ -72,7 +72,7 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 	// The authorization endpoint and what belongs to it are advertised
 	// only when some client can use them (RFC 8414 §2).
 	if oidc || slices.ContainsFunc(clients, func(c *Client) bool { return c.Allows(GrantAuthorizationCode) }) {
-		m.AuthorizationEndpoint = e.Issuer + AuthorizePath
+		m.AuthorizationEndpoint = e.issuer + AuthorizePath
 		m.ResponseTypesSupported = []string{"code"}
 		m.ResponseModesSupported = []string{"query"}
 		m.CodeChallengeMethodsSupported = []string{"S256"}
@@ -102,10 +102,10 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 	// Both authenticate clients exactly as the token endpoint does
 	// (authenticateClient): revocation takes all its methods (public
 	// clients name themselves), introspection all but none.
-	m.RevocationEndpoint = e.Issuer + RevokePath
+	m.RevocationEndpoint = e.issuer + RevokePath
 	m.RevocationEndpointAuthMethodsSupported = m.TokenEndpointAuthMethodsSupported
 	m.RevocationAuthSigningAlgsSupported = m.TokenEndpointAuthSigningAlgsSupported
-	m.IntrospectionEndpoint = e.Issuer + IntrospectPath
+	m.IntrospectionEndpoint = e.issuer + IntrospectPath
 	m.IntrospectionAuthMethodsSupported = slices.DeleteFunc(slices.Clone(m.TokenEndpointAuthMethodsSupported), func(s string) bool { return s == AuthNone })
 	m.IntrospectionAuthSigningAlgsSupported = m.TokenEndpointAuthSigningAlgsSupported
 	slices.Sort(m.ScopesSupported)

@@ -141,10 +141,10 @@ func TestJWKS(t *testing.T) {
 	var e *Engine
 	for _, alg := range []string{"ES256", "EdDSA", "RS256"} {
 		var err error
-		if e, err = NewEngine(Config{Issuer: testIssuer, AccessTokenTTL: time.Minute}); err != nil {
+		if e, err = NewEngine(Config{Issuer: testIssuer, AccessTokenTTL: time.Minute, SigningAlg: alg}); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.Start(context.Background(), st, alg, nil); err != nil {
+		if err := e.Start(context.Background(), st, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // Access token formats a client can be given.
@@ -19,21 +21,17 @@ const (
 	FormatOpaque = "opaque"
 )
 
-// OpaquePrefix starts every opaque access token, so the verifier knows
-// to look it up instead of parsing a JWS.
-const OpaquePrefix = "oat_"
-
 // issueAccessToken makes the client's access token: a JWT signed with
 // the current key, or an opaque token whose claims are stored first.
-func (e *Engine) issueAccessToken(ctx context.Context, c *Client, claims *AccessClaims) (*TokenResponse, *Error) {
+func (e *Engine) issueAccessToken(ctx context.Context, c *Client, claims *tokens.AccessClaims) (*TokenResponse, *Error) {
 	var tok string
 	if c.AccessTokenFormat == FormatOpaque {
 		b, err := json.Marshal(claims)
 		if err != nil {
 			return nil, errServer
 		}
-		tok = OpaquePrefix + newSecretToken()
-		rec := storage.Record{Value: b, Expires: time.Unix(claims.ExpiresAt, 0).Add(e.Verifier.Leeway)}
+		tok = tokens.OpaquePrefix + newSecretToken()
+		rec := storage.Record{Value: b, Expires: time.Unix(claims.ExpiresAt, 0).Add(verifierLeeway)}
 		if err := e.store.Batch(ctx, func(tx storage.Tx) error { return tx.Put(storage.KindAccess, hashToken(tok), rec) }); err != nil {
 			return nil, storageError(err)
 		}
@@ -53,21 +51,21 @@ func (e *Engine) issueAccessToken(ctx context.Context, c *Client, claims *Access
 
 // lookupOpaque finds an opaque access token's claims; the verifier then
 // checks them like a JWT's.
-func (e *Engine) lookupOpaque(token string) (*AccessClaims, error) {
-	var c *AccessClaims
+func (e *Engine) lookupOpaque(token string) (*tokens.AccessClaims, error) {
+	var c *tokens.AccessClaims
 	err := e.store.View(context.Background(), func(tx storage.Tx) error {
 		rec, err := tx.Get(storage.KindAccess, hashToken(token))
 		if err != nil {
 			return err
 		}
-		c = &AccessClaims{raw: rec.Value}
-		return json.Unmarshal(rec.Value, c)
+		c, err = tokens.ParseAccessClaims(rec.Value)
+		return err
 	})
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return nil, reject("unknown or expired opaque token")
+		return nil, &tokens.TokenError{Reason: "unknown or expired opaque token"}
 	case err != nil:
-		return nil, reject("opaque token lookup failed")
+		return nil, &tokens.TokenError{Reason: "opaque token lookup failed"}
 	}
 	return c, nil
 }

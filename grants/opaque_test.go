@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // TestOpaqueAccessTokens: a client with access_token_format opaque gets a
@@ -23,10 +25,10 @@ func TestOpaqueAccessTokens(t *testing.T) {
 	})
 	ctx := context.Background()
 	tok := opClientToken(t, e)
-	if !strings.HasPrefix(tok, OpaquePrefix) || strings.Contains(tok, ".") {
+	if !strings.HasPrefix(tok, tokens.OpaquePrefix) || strings.Contains(tok, ".") {
 		t.Fatalf("not an opaque token: %q", tok)
 	}
-	c, err := e.Verifier.Verify(tok, time.Now())
+	c, err := e.verifier.Verify(tok, time.Now())
 	if err != nil || c.ClientID != "c-basic" || c.Subject != "c-basic" {
 		t.Fatalf("Verify = %+v, %v", c, err)
 	}
@@ -56,18 +58,18 @@ func TestOpaqueAccessTokens(t *testing.T) {
 
 	// After its expiry (and leeway) it is gone.
 	later := opClientToken(t, e)
-	if _, err := e.Verifier.Verify(later, time.Now().Add(testTTL+time.Hour)); err == nil {
+	if _, err := e.verifier.Verify(later, time.Now().Add(testTTL+time.Hour)); err == nil {
 		t.Fatalf("an expired opaque token verifies")
 	}
-	for _, bad := range []string{OpaquePrefix, OpaquePrefix + "unknown", OpaquePrefix + strings.Repeat("a", MaxTokenBytes)} {
-		if _, err := e.Verifier.Verify(bad, time.Now()); err == nil {
+	for _, bad := range []string{tokens.OpaquePrefix, tokens.OpaquePrefix + "unknown", tokens.OpaquePrefix + strings.Repeat("a", tokens.MaxTokenBytes)} {
+		if _, err := e.verifier.Verify(bad, time.Now()); err == nil {
 			t.Fatalf("%.20q verifies", bad)
 		}
 	}
 	// A user grant: the refresh family revokes the opaque access token too.
 	tr := firstGrant(t, e, "c-web")
 	at := tr.str("access_token")
-	if !strings.HasPrefix(at, OpaquePrefix) || !verifies(e, at) {
+	if !strings.HasPrefix(at, tokens.OpaquePrefix) || !verifies(e, at) {
 		t.Fatalf("code flow access token %q", at)
 	}
 	if r := opRevoke(e, "c-web", "token", tr.str("refresh_token")); r.status != http.StatusOK {

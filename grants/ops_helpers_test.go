@@ -38,7 +38,7 @@ func opAuth(e *Engine, clientID string, form url.Values) string {
 	case "rs-b":
 		secret, ok = opRSBSecret, true
 	}
-	c := e.Clients[clientID]
+	c := e.clients[clientID]
 	switch {
 	case c == nil || c.AuthMethod == AuthNone || !ok:
 		form.Set("client_id", clientID)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 var errBadPassword = errCode(CodeInvalidGrant, "the user name or password is wrong")
@@ -44,12 +46,12 @@ func (e *Engine) password(ctx context.Context, c *Client, form Form) (*TokenResp
 	}
 	now := time.Now()
 	var (
-		at *AccessClaims
+		at *tokens.AccessClaims
 		rt string
 	)
 	err = e.store.Batch(ctx, func(tx storage.Tx) error {
 		var err error
-		at, rt, err = e.startGrant(tx, c, randomID(16), u.Subject(), scope, aud, now.Unix(), now)
+		at, rt, err = e.startGrant(tx, c, tokens.RandomID(16), u.Subject(), scope, aud, now.Unix(), now)
 		return err
 	})
 	if err != nil {

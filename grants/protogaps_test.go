@@ -94,13 +94,13 @@ func init() { testSecrets["c-ropc"] = pwSecret }
 func TestRefreshAudienceFollowsClientConfig(t *testing.T) {
 	e := resourceEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "read")
-	e.Clients["c-web"].Audience = []string{"https://app.test"}
+	e.clients["c-web"].Audience = []string{"https://app.test"}
 	r := refresh(e, "c-web", g.str("refresh_token"))
 	wantOK(t, r)
 	if aud := audOf(t, e, r.str("access_token")); len(aud) != 1 || aud[0] != "https://app.test" {
 		t.Fatalf("aud = %v", aud)
 	}
 	wantErr(t, refresh(e, "c-web", r.str("refresh_token"), "resource", "https://billing.test/api"), http.StatusBadRequest, CodeInvalidTarget)
-	e.Clients["c-web"].Audience = []string{"https://elsewhere.test"}
+	e.clients["c-web"].Audience = []string{"https://elsewhere.test"}
 	wantErr(t, refresh(e, "c-web", r.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 var errBadRefresh = errCode(CodeInvalidGrant, "the refresh token is invalid, expired or revoked")
@@ -40,7 +42,7 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 	}
 	var (
 		fam     familyRecord
-		at      *AccessClaims
+		at      *tokens.AccessClaims
 		next    string
 		revoked map[string]int64
 		oerr    *Error
@@ -57,7 +59,7 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 		}
 		// Reuse first: a rotated or forged secret learns nothing more
 		// about the grant (not even whether a scope would be allowed).
-		if !fam.isCurrent(secret) && !fam.inGrace(secret, e.RefreshGrace, now) {
+		if !fam.isCurrent(secret) && !fam.inGrace(secret, e.refreshGrace, now) {
 			oerr = errCode(CodeInvalidGrant, "the refresh token was already used; the grant is revoked")
 			revoked, err = e.revokeFamily(tx, key)
 			return err
@@ -68,7 +70,7 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			oerr = errCode(CodeInvalidGrant, "the refresh token expired unused (refresh_token_idle_ttl); sign in again")
 			return nil
 		}
-		if _, err := e.Users.lookupSubjectTx(tx, fam.Subject); err != nil {
+		if _, err := e.users.lookupSubjectTx(tx, fam.Subject); err != nil {
 			if !errors.Is(err, ErrUserNotFound) {
 				return err
 			}
@@ -87,14 +89,14 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			return nil
 		}
 		next = fam.rotate(handle, secret, now)
-		at = newAccessClaims(e.Issuer, fam.Subject, c.ID, aud, scope, now, e.AccessTokenTTL)
+		at = tokens.NewAccessClaims(e.issuer, fam.Subject, c.ID, aud, scope, now, e.accessTokenTTL)
 		at.Grant = fam.GrantID
 		return putJSON(tx, storage.KindFamilies, key, &fam, famRec.Expires)
 	})
 	if err != nil {
 		return nil, storageError(err)
 	}
-	e.Revocations.add(revoked)
+	e.revocations.Add(revoked)
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -188,7 +190,7 @@ func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, key, secret 
 		return nil, nil, false
 	}
 	next := fam.rotate(handle, secret, now)
-	at := newAccessClaims(e.Issuer, fam.Subject, c.ID, aud, scope, now, e.AccessTokenTTL)
+	at := tokens.NewAccessClaims(e.issuer, fam.Subject, c.ID, aud, scope, now, e.accessTokenTTL)
 	at.Grant = fam.GrantID
 	if resp, oerr = e.userTokens(ctx, c, at, next, "", fam.AuthTime); oerr != nil {
 		if oerr == errUserGone {
@@ -213,7 +215,7 @@ func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, key, secret 
 		if !bytes.Equal(got.Value, famRec.Value) || !got.Expires.Equal(famRec.Expires) {
 			return nil
 		}
-		if _, err := e.Users.lookupSubjectTx(tx, fam.Subject); err != nil {
+		if _, err := e.users.lookupSubjectTx(tx, fam.Subject); err != nil {
 			if errors.Is(err, ErrUserNotFound) {
 				return nil
 			}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // firstGrant signs alice in for the client and redeems the code.
@@ -101,7 +103,7 @@ func TestRefreshHandle(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	rt := g.str("refresh_token")
-	ac, err := e.Verifier.Verify(g.str("access_token"), time.Now())
+	ac, err := e.verifier.Verify(g.str("access_token"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,8 +182,8 @@ func TestRevokeLegacyGrant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := revoked[grantRevocationKey("legacy-family")]; !ok || len(revoked) != 1 {
-		t.Fatalf("revocation entries %v, want %q", revoked, grantRevocationKey("legacy-family"))
+	if _, ok := revoked[tokens.GrantRevocationKey("legacy-family")]; !ok || len(revoked) != 1 {
+		t.Fatalf("revocation entries %v, want %q", revoked, tokens.GrantRevocationKey("legacy-family"))
 	}
 }
 
@@ -195,7 +197,7 @@ func TestRefreshScope(t *testing.T) {
 	if narrow.str("scope") != "read" || narrow.str("id_token") != "" {
 		t.Fatalf("narrowed: %s", narrow.raw)
 	}
-	ac, err := e.Verifier.Verify(narrow.str("access_token"), time.Now())
+	ac, err := e.verifier.Verify(narrow.str("access_token"), time.Now())
 	if err != nil || ac.Scope != "read" {
 		t.Fatalf("narrowed access token scope: %v %v", ac, err)
 	}
@@ -369,7 +371,7 @@ func TestRefreshConcurrent(t *testing.T) {
 func TestRefreshRemovedUser(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	ctx := context.Background()
-	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
 		t.Fatal(err)
 	}
 	grant := func(scope string) string {
@@ -381,7 +383,7 @@ func TestRefreshRemovedUser(t *testing.T) {
 		return tr.str("refresh_token")
 	}
 	withOpenID, withoutOpenID := grant("openid read"), grant("read")
-	if _, err := e.Users.Remove(ctx, "carol"); err != nil {
+	if _, err := e.users.Remove(ctx, "carol"); err != nil {
 		t.Fatal(err)
 	}
 	wantErr(t, refresh(e, "c-trusted", withOpenID), http.StatusBadRequest, CodeInvalidGrant)
@@ -394,11 +396,11 @@ func TestRefreshRemovedUser(t *testing.T) {
 func TestGrantLifetime(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	noRefresh := &Client{ID: "x", GrantTypes: []string{GrantAuthorizationCode}}
-	if got, want := e.grantLifetime(noRefresh), e.AccessTokenTTL+e.Verifier.Leeway; got != want || e.Verifier.Leeway == 0 {
-		t.Fatalf("grant without refresh lives %v, want %v (leeway %v)", got, want, e.Verifier.Leeway)
+	if got, want := e.grantLifetime(noRefresh), e.accessTokenTTL+e.verifier.Leeway(); got != want || e.verifier.Leeway() == 0 {
+		t.Fatalf("grant without refresh lives %v, want %v (leeway %v)", got, want, e.verifier.Leeway())
 	}
 	withRefresh := &Client{ID: "y", GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}}
-	if got := e.grantLifetime(withRefresh); got != e.RefreshTokenTTL {
-		t.Fatalf("grant with refresh lives %v, want %v", got, e.RefreshTokenTTL)
+	if got := e.grantLifetime(withRefresh); got != e.refreshTokenTTL {
+		t.Fatalf("grant with refresh lives %v, want %v", got, e.refreshTokenTTL)
 	}
 }

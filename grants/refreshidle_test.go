@@ -36,11 +36,11 @@ func TestRefreshIdleTTL(t *testing.T) {
 	wantErr(t, refresh(e, "c-web", rt), http.StatusBadRequest, CodeInvalidGrant)
 
 	// Opaque-token clients take the one-transaction path: same rule.
-	e.Clients["c-web"].AccessTokenFormat = FormatOpaque
+	e.clients["c-web"].AccessTokenFormat = FormatOpaque
 	g = firstGrant(t, e, "c-web", "scope", "read")
 	updateGrant(t, e, g.str("refresh_token"), func(f *familyRecord, _ *storage.Record) { f.Issued = time.Now().Add(-2 * time.Hour).Unix() })
 	wantErr(t, refresh(e, "c-web", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
-	e.Clients["c-web"].AccessTokenFormat = ""
+	e.clients["c-web"].AccessTokenFormat = ""
 
 	// The absolute lifetime still applies to a token in constant use.
 	g = firstGrant(t, e, "c-web", "scope", "read")
@@ -55,7 +55,7 @@ func TestRefreshIdleTTLLegacyGrant(t *testing.T) {
 	old := firstGrant(t, e, "c-web", "scope", "read").str("refresh_token")
 	updateGrant(t, e, old, func(f *familyRecord, rec *storage.Record) {
 		f.Issued, f.RotatedAt, f.AuthTime = 0, 0, time.Now().Add(-time.Hour).Unix()
-		rec.Expires = time.Now().Add(e.RefreshTokenTTL - 11*time.Minute) // made 11 minutes ago
+		rec.Expires = time.Now().Add(e.refreshTokenTTL - 11*time.Minute) // made 11 minutes ago
 	})
 	wantErr(t, refresh(e, "c-web", old), http.StatusBadRequest, CodeInvalidGrant)
 

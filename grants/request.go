@@ -7,11 +7,12 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // MaxBodyBytes caps a token request body. Real requests are a few hundred
@@ -190,71 +191,15 @@ func ClientIP(r *http.Request) string {
 	return host
 }
 
-// IsLoopback reports whether a request came from this machine, the only
-// place plain HTTP is allowed to reach endpoints that carry credentials:
-// the peer is a loopback address and so is the client address a trusted
-// local proxy reported (WithClientIP), when there is one, and so is every
-// address the request says it was forwarded for: a proxy that trusts the
-// leftmost X-Forwarded-For entry (trusted_proxies without _strict) would
-// otherwise let a remote client pass for loopback by sending one.
+// IsLoopback reports whether a request came from this machine
+// (tokens.IsLoopbackFrom with the client address WithClientIP gave).
 func IsLoopback(r *http.Request) bool {
 	ip, ok := r.Context().Value(clientIPKey{}).(string)
-	return isLoopbackRequest(r, ip, ok)
-}
-
-// IsLoopbackFrom is IsLoopback with the client address the front end
-// resolved given directly ("" for none), for a caller that has it at hand
-// and need not copy the request to pass it in the context.
-func IsLoopbackFrom(r *http.Request, clientIP string) bool {
-	return isLoopbackRequest(r, clientIP, clientIP != "")
-}
-
-func isLoopbackRequest(r *http.Request, clientIP string, haveClientIP bool) bool {
-	if !isLoopbackAddr(r.RemoteAddr) {
+	if ok && ip == "" {
+		// The front end could not tell who the client is.
 		return false
 	}
-	if haveClientIP && !isLoopbackAddr(clientIP) {
-		return false
-	}
-	for _, name := range [...]string{"X-Forwarded-For", "X-Real-Ip", "Forwarded"} {
-		for _, v := range r.Header[name] {
-			for hop := range strings.SplitSeq(v, ",") {
-				if !forwardedLoopback(name, hop) {
-					return false
-				}
-			}
-		}
-	}
-	return true
-}
-
-// forwardedLoopback reports whether one hop of a forwarding header names
-// a loopback address; a Forwarded element (RFC 7239) is read for its
-// for= parameter, and one without it names no address.
-func forwardedLoopback(header, hop string) bool {
-	hop = strings.TrimSpace(hop)
-	if header == "Forwarded" {
-		found := false
-		for param := range strings.SplitSeq(hop, ";") {
-			k, v, _ := strings.Cut(strings.TrimSpace(param), "=")
-			if strings.EqualFold(k, "for") {
-				hop, found = strings.Trim(v, `"`), true
-			}
-		}
-		if !found {
-			return true
-		}
-	}
-	return isLoopbackAddr(hop)
-}
-
-func isLoopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]")
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
+	return tokens.IsLoopbackFrom(r, ip)
 }
 
 // TransportOK is the one TLS rule for requests that carry credentials,

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 func TestCanonResource(t *testing.T) {
@@ -82,9 +84,9 @@ func withBasic(r *http.Request, id, secret string) *http.Request {
 }
 
 // audOf verifies an access token and returns its audience.
-func audOf(t *testing.T, e *Engine, at string) Audience {
+func audOf(t *testing.T, e *Engine, at string) tokens.Audience {
 	t.Helper()
-	c, err := e.Verifier.Verify(at, time.Now())
+	c, err := e.verifier.Verify(at, time.Now())
 	if err != nil {
 		t.Fatalf("access token does not verify: %v", err)
 	}

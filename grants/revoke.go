@@ -5,6 +5,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
@@ -49,7 +50,7 @@ func (e *Engine) revoke(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	err = e.store.Batch(r.Context(), func(tx storage.Tx) error {
 		if f.access != nil {
-			return persistRevoked(tx, revoked)
+			return tokens.PersistRevoked(tx, revoked)
 		}
 		var err error
 		revoked, err = e.revokeFamily(tx, f.key)
@@ -58,7 +59,7 @@ func (e *Engine) revoke(w http.ResponseWriter, r *http.Request) *Error {
 	if err != nil {
 		return storageError(err)
 	}
-	e.Revocations.add(revoked)
+	e.revocations.Add(revoked)
 	e.debug(r.Context(), "token revoked", zap.String("client_id", c.ID), zap.Bool("grant", f.access == nil))
 	return nil
 }

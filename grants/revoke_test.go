@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // TestRevokeRequestRules covers REV-01, REV-03 and CA-16.
@@ -48,7 +50,7 @@ func TestRevokeAccessToken(t *testing.T) {
 	if tr := opRevoke(e, "c-basic", "token", at); tr.status != http.StatusOK {
 		t.Fatalf("second revocation: %d %s", tr.status, tr.raw)
 	}
-	rev, err := LoadRevocations(t.Context(), e.store)
+	rev, err := tokens.LoadRevocations(t.Context(), e.store)
 	if err != nil {
 		t.Fatal(err)
 	}

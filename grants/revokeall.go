@@ -9,13 +9,15 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // RevokeSubject revokes every grant of a user (or of a client acting for
 // itself, whose subject is its id) and every access token issued for it
 // until now. It returns the number of grants revoked.
 func (e *Engine) RevokeSubject(ctx context.Context, sub string) (int, error) {
-	return e.revokeAll(ctx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub })
+	return e.revokeAll(ctx, tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub })
 }
 
 // RevokeSubjectOrUser is RevokeSubject for what an operator names as a
@@ -28,7 +30,7 @@ func (e *Engine) RevokeSubjectOrUser(ctx context.Context, s string) (int, error)
 	if err != nil || IsExternalSubject(s) {
 		return n, err
 	}
-	u, err := e.Users.Lookup(ctx, s)
+	u, err := e.users.Lookup(ctx, s)
 	if errors.Is(err, ErrUserNotFound) {
 		return n, nil
 	}
@@ -47,7 +49,7 @@ func (e *Engine) RevokeSubjectOrUser(ctx context.Context, s string) (int, error)
 // names and for names used before). Code that starts from a user name
 // (password changes, removal) uses this, not RevokeSubject(name).
 func (e *Engine) RevokeUser(ctx context.Context, name string) (int, error) {
-	u, err := e.Users.Lookup(ctx, name)
+	u, err := e.users.Lookup(ctx, name)
 	if err != nil {
 		return 0, err
 	}
@@ -57,7 +59,7 @@ func (e *Engine) RevokeUser(ctx context.Context, name string) (int, error) {
 // RevokeClient revokes every grant and every access token issued to a
 // client until now. It returns the number of grants revoked.
 func (e *Engine) RevokeClient(ctx context.Context, clientID string) (int, error) {
-	return e.revokeAll(ctx, beforeKey("client", clientID), func(f *familyRecord) bool { return f.ClientID == clientID })
+	return e.revokeAll(ctx, tokens.BeforeKey("client", clientID), func(f *familyRecord) bool { return f.ClientID == clientID })
 }
 
 // revokeAll revokes the families that match and, through a "revoked
@@ -74,11 +76,11 @@ func (e *Engine) revokeAllThen(ctx context.Context, key string, match func(*fami
 		return 0, errors.New("the engine is not started")
 	}
 	now := time.Now()
-	horizon := now.Add(e.AccessTokenTTL + e.Verifier.Leeway)
+	horizon := now.Add(e.accessTokenTTL + verifierLeeway)
 	var (
 		n       int
 		revoked map[string]int64
-		b       beforeEntry
+		b       tokens.Before
 	)
 	err := e.store.Update(ctx, func(tx storage.Tx) error {
 		var err error
@@ -91,15 +93,15 @@ func (e *Engine) revokeAllThen(ctx context.Context, key string, match func(*fami
 	if err != nil {
 		return 0, err
 	}
-	e.Revocations.add(revoked)
-	e.Revocations.addBefore(key, b)
+	e.revocations.Add(revoked)
+	e.revocations.AddBefore(key, b)
 	return n, nil
 }
 
 // revokeAllTx is revokeAll's transaction: access tokens that verify until
 // horizon at the latest are covered.
-func revokeAllTx(tx storage.Tx, key string, match func(*familyRecord) bool, now, horizon time.Time) (int, map[string]int64, beforeEntry, error) {
-	b := beforeEntry{At: now.Unix(), Exp: horizon.Unix()}
+func revokeAllTx(tx storage.Tx, key string, match func(*familyRecord) bool, now, horizon time.Time) (int, map[string]int64, tokens.Before, error) {
+	b := tokens.Before{At: now.Unix(), Exp: horizon.Unix()}
 	revoked := map[string]int64{}
 	var ids []string
 	err := tx.ForEach(storage.KindFamilies, func(id string, rec storage.Record) error {
@@ -124,7 +126,7 @@ func revokeAllTx(tx storage.Tx, key string, match func(*familyRecord) bool, now,
 			revoked[k] = v
 		}
 	}
-	return len(ids), revoked, b, persistBefore(tx, key, b)
+	return len(ids), revoked, b, tokens.PersistBefore(tx, key, b)
 }
 
 // endSessionsTx deletes every sign-in session of the user whose subject
@@ -151,7 +153,7 @@ func endSessionsTx(tx storage.Tx, sub string) error {
 // 9700 §4.14.2): the user's grants (refresh tokens), the access tokens
 // issued until now, and the user's sign-in sessions.
 func (e *Engine) UpdateUser(ctx context.Context, u *User) error {
-	changed, err := e.Users.Update(ctx, u)
+	changed, err := e.users.Update(ctx, u)
 	if err != nil || !changed {
 		return err
 	}
@@ -164,7 +166,7 @@ func (e *Engine) UpdateUser(ctx context.Context, u *User) error {
 // RemoveUser deletes a run-time user and ends everything the user had:
 // grants, access tokens and sign-in sessions.
 func (e *Engine) RemoveUser(ctx context.Context, name string) error {
-	sub, err := e.Users.Remove(ctx, name)
+	sub, err := e.users.Remove(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -177,7 +179,7 @@ func (e *Engine) RemoveUser(ctx context.Context, name string) error {
 // endUser revokes every grant and access token of the subject and ends
 // its sessions.
 func (e *Engine) endUser(ctx context.Context, sub string) error {
-	_, err := e.revokeAllThen(ctx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
+	_, err := e.revokeAllThen(ctx, tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
 		func(tx storage.Tx) error { return endSessionsTx(tx, sub) })
 	if err != nil {
 		return fmt.Errorf("revoking the user's grants failed (run `caddy oauth revoke --subject %s` again): %w", sub, err)
@@ -213,7 +215,7 @@ func RemoveStoredUser(ctx context.Context, st storage.Store, name string) error 
 func endStoredUser(ctx context.Context, st storage.Store, sub string) error {
 	now := time.Now()
 	return st.Update(ctx, func(tx storage.Tx) error {
-		_, _, _, err := revokeAllTx(tx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
+		_, _, _, err := revokeAllTx(tx, tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
 			now, now.Add(OfflineRevocationHorizon))
 		if err != nil {
 			return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // The admin revoke by subject also finds a local user by name, whose
@@ -11,20 +13,20 @@ import (
 func TestRevokeSubjectOrUser(t *testing.T) {
 	e := txEngine(t)
 	ctx := context.Background()
-	back := func(c *AccessClaims) { c.IssuedAt -= 2 }
-	if err := e.Users.Put(ctx, &User{Name: "jürgen", PasswordHash: testHash("pw")}, true); err != nil {
+	back := func(c *tokens.AccessClaims) { c.IssuedAt -= 2 }
+	if err := e.users.Put(ctx, &User{Name: "jürgen", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)
 	}
 	jt := txAccessToken(t, e, "j%C3%BCrgen", "read", back)
 	for _, s := range []string{"carol", "carol"} { // the second carol is re-created
-		if _, err := e.Users.Remove(ctx, s); err != nil && !errors.Is(err, ErrUserNotFound) {
+		if _, err := e.users.Remove(ctx, s); err != nil && !errors.Is(err, ErrUserNotFound) {
 			t.Fatal(err)
 		}
-		if err := e.Users.Put(ctx, &User{Name: s, PasswordHash: testHash("pw")}, true); err != nil {
+		if err := e.users.Put(ctx, &User{Name: s, PasswordHash: testHash("pw")}, true); err != nil {
 			t.Fatal(err)
 		}
 	}
-	carol, _ := e.Users.Lookup(ctx, "carol")
+	carol, _ := e.users.Lookup(ctx, "carol")
 	if carol.Subject() == "carol" {
 		t.Fatal("carol was not re-created")
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/beevik/etree"
 	dsig "github.com/russellhaering/goxmldsig"
 	"go.uber.org/zap"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // GrantSAML2Bearer is the SAML 2.0 bearer assertion grant (RFC 7522 §2.1).
@@ -252,14 +254,14 @@ func (e *Engine) checkSAMLAssertion(as *etree.Element, idp *SAMLIdP, now time.Ti
 	if issued.After(now.Add(skew)) {
 		return nil, errors.New("issued in the future")
 	}
-	if err := checkSAMLConditions(as, []string{e.Issuer, e.Issuer + TokenPath}, now); err != nil {
+	if err := checkSAMLConditions(as, []string{e.issuer, e.issuer + TokenPath}, now); err != nil {
 		return nil, err
 	}
 	subject := onlyChild(as, "Subject")
 	if subject == nil {
 		return nil, errors.New("one Subject is required")
 	}
-	expires, err := bearerConfirmation(subject, e.Issuer+TokenPath, now)
+	expires, err := bearerConfirmation(subject, e.issuer+TokenPath, now)
 	if err != nil {
 		return nil, err
 	}
@@ -482,7 +484,7 @@ func (e *Engine) grantForAssertion(ctx context.Context, c *Client, form Form, g 
 	if oerr := e.spendAssertion(ctx, c, g); oerr != nil {
 		return nil, oerr
 	}
-	at := newAccessClaims(e.Issuer, g.subject, c.ID, aud, scope, time.Now(), e.AccessTokenTTL)
+	at := tokens.NewAccessClaims(e.issuer, g.subject, c.ID, aud, scope, time.Now(), e.accessTokenTTL)
 	// The token never outlives the assertion it was derived from.
 	at.ExpiresAt = min(at.ExpiresAt, g.exp)
 	at.ExtIss, at.ExtSub = g.issuer, g.extSub

@@ -141,7 +141,7 @@ func TestSAMLBearerGrant(t *testing.T) {
 		{"SAML-03 audience other SP", "c-saml", samlGood(t, func(a *samltest.Assertion) { a.Audience = "https://other-sp.test" }), nil, 400, CodeInvalidGrant, "audience does not name this server"},
 		{"SAML-03 audience with slash", "c-saml", samlGood(t, func(a *samltest.Assertion) { a.Audience = testIssuer + "/" }), nil, 400, CodeInvalidGrant, "audience does not name this server"},
 		{"SAML-03 second restriction elsewhere", "c-saml", enc(signXML(t, strings.Replace(samlFields(nil).XML(), "</saml:AudienceRestriction>",
-			"</saml:AudienceRestriction><saml:AudienceRestriction><saml:Audience>https://other-sp.test</saml:Audience></saml:AudienceRestriction>", 1))), nil, 400, CodeInvalidGrant, "audience does not name this server"},
+			"</saml:AudienceRestriction><saml:AudienceRestriction><saml:tokens.Audience>https://other-sp.test</saml:tokens.Audience></saml:AudienceRestriction>", 1))), nil, 400, CodeInvalidGrant, "audience does not name this server"},
 		{"SAML-02 no Issuer", "c-saml", enc(signXML(t, cut(samlFields(nil).XML(), "<saml:Issuer>", "</saml:Issuer>"))), nil, 400, CodeInvalidGrant, "one Issuer is required"},
 		{"SAML-04 no Subject", "c-saml", enc(signXML(t, cut(samlFields(nil).XML(), "<saml:Subject>", "</saml:Subject>"))), nil, 400, CodeInvalidGrant, "one Subject is required"},
 		{"SAML-04 no NameID", "c-saml", enc(signXML(t, cut(samlFields(nil).XML(), "<saml:NameID", "</saml:NameID>"))), nil, 400, CodeInvalidGrant, "one NameID is required"},

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // Issue 10 §2 and §4: token exchange inside the rules of the tokens it
@@ -56,7 +58,7 @@ func TestExchangedTokenRevokedWithItsGrant(t *testing.T) {
 func TestExchangedTokenNeverOutlivesItsParents(t *testing.T) {
 	e := txEngine(t)
 	soon := time.Now().Add(20 * time.Second).Unix()
-	subj := txAccessToken(t, e, "alice", "read", func(c *AccessClaims) { c.ExpiresAt = soon })
+	subj := txAccessToken(t, e, "alice", "read", func(c *tokens.AccessClaims) { c.ExpiresAt = soon })
 	tr := txPost(e, "subject_token", subj, "subject_token_type", TokenTypeAccessToken)
 	wantOK(t, tr)
 	x := tr.str("access_token")
@@ -72,7 +74,7 @@ func TestExchangedTokenNeverOutlivesItsParents(t *testing.T) {
 		t.Errorf("re-exchange extended the chain to %v", c["exp"])
 	}
 	fresh := txAccessToken(t, e, "alice", "read", nil)
-	actor := txAccessToken(t, e, "svc-a", "", func(c *AccessClaims) { c.ExpiresAt = soon })
+	actor := txAccessToken(t, e, "svc-a", "", func(c *tokens.AccessClaims) { c.ExpiresAt = soon })
 	tr = txPost(e, "subject_token", fresh, "subject_token_type", TokenTypeAccessToken, "actor_token", actor, "actor_token_type", TokenTypeAccessToken)
 	wantOK(t, tr)
 	if _, c := segments(t, tr.str("access_token")); expOf(c) > soon {
@@ -86,13 +88,13 @@ func TestExchangedTokenNeverOutlivesItsParents(t *testing.T) {
 func TestOwnExpiredTokensGetNoLeeway(t *testing.T) {
 	e := txEngine(t)
 	past := time.Now().Add(-5 * time.Second).Unix()
-	at := txAccessToken(t, e, "alice", "openid read", func(c *AccessClaims) { c.IssuedAt -= 60; c.ExpiresAt = past })
+	at := txAccessToken(t, e, "alice", "openid read", func(c *tokens.AccessClaims) { c.IssuedAt -= 60; c.ExpiresAt = past })
 	wantErr(t, txPost(e, "subject_token", at, "subject_token_type", TokenTypeAccessToken), 400, CodeInvalidRequest)
 	opInactive(t, opIntrospect(e, "c-web", "token", at))
 	if rec, _ := userinfo(e, "GET", UserinfoPath, "Bearer "+at); rec.Code != 401 {
 		t.Errorf("userinfo answered %d for an expired token", rec.Code)
 	}
-	u, _ := e.Users.Lookup(t.Context(), "alice")
+	u, _ := e.users.Lookup(t.Context(), "alice")
 	idc := newIDClaims(testIssuer, u, "c-tx", "", []string{"openid"}, time.Now(), time.Now().Add(-time.Minute), 55*time.Second)
 	idt, _ := e.keyRing().Current.MintIDToken(idc)
 	wantErr(t, txPost(e, "subject_token", idt, "subject_token_type", TokenTypeIDToken), 400, CodeInvalidRequest)
@@ -102,12 +104,12 @@ func TestOwnExpiredTokensGetNoLeeway(t *testing.T) {
 func TestExchangeRemovedUser(t *testing.T) {
 	e := txEngine(t)
 	ctx := context.Background()
-	if err := e.Users.Put(ctx, &User{Name: "dora", PasswordHash: testHash("pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "dora", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)
 	}
 	at := txAccessToken(t, e, "dora", "read", nil)
 	wantOK(t, txPost(e, "subject_token", at, "subject_token_type", TokenTypeAccessToken))
-	if _, err := e.Users.Remove(ctx, "dora"); err != nil {
+	if _, err := e.users.Remove(ctx, "dora"); err != nil {
 		t.Fatal(err)
 	}
 	wantErr(t, txPost(e, "subject_token", at, "subject_token_type", TokenTypeAccessToken), 400, CodeInvalidRequest)
@@ -118,7 +120,7 @@ func TestExchangeRemovedUser(t *testing.T) {
 // not after its user was revoked.
 func TestExchangeIDTokenRules(t *testing.T) {
 	e := txEngine(t)
-	u, _ := e.Users.Lookup(t.Context(), "alice")
+	u, _ := e.users.Lookup(t.Context(), "alice")
 	mint := func(aud string) string {
 		idc := newIDClaims(testIssuer, u, aud, "", []string{"openid"}, time.Now(), time.Now().Add(-2*time.Second), time.Minute)
 		tok, err := e.keyRing().Current.MintIDToken(idc)
@@ -140,9 +142,9 @@ func TestExchangeIDTokenRules(t *testing.T) {
 // and dies with the grant.
 func TestExchangeIDTokenCarriesGrant(t *testing.T) {
 	e := txEngine(t)
-	e.Clients["c-tx"].RedirectURIs = []string{"https://tx.test/cb"}
-	e.Clients["c-tx"].GrantTypes = append(e.Clients["c-tx"].GrantTypes, GrantAuthorizationCode, GrantRefreshToken)
-	e.Clients["c-tx"].Trusted = true
+	e.clients["c-tx"].RedirectURIs = []string{"https://tx.test/cb"}
+	e.clients["c-tx"].GrantTypes = append(e.clients["c-tx"].GrantTypes, GrantAuthorizationCode, GrantRefreshToken)
+	e.clients["c-tx"].Trusted = true
 	code, verifier := newBrowser(t, e).getCode("c-tx", "scope", "openid read", "redirect_uri", "https://tx.test/cb")
 	g := postTokenRaw(e, url.Values{"grant_type": {GrantAuthorizationCode}, "code": {code}, "code_verifier": {verifier},
 		"redirect_uri": {"https://tx.test/cb"}, "client_id": {"c-tx"}, "client_secret": {postSecret}}, "")
@@ -166,7 +168,7 @@ func TestExchangeIDTokenCarriesGrant(t *testing.T) {
 // allowed_clients, single-use jti, the exp horizon.
 func TestExchangeTrustedJWTFollowsJWTBearerRules(t *testing.T) {
 	e := txEngine(t)
-	e.Clients["c-tx2"] = &Client{ID: "c-tx2", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost,
+	e.clients["c-tx2"] = &Client{ID: "c-tx2", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost,
 		GrantTypes: []string{GrantTokenExchange}, Scopes: []string{"read"}}
 	ext := txExternal(t, "partner-7", nil)
 	other := url.Values{"grant_type": {GrantTokenExchange}, "client_id": {"c-tx2"}, "client_secret": {postSecret},
@@ -189,7 +191,7 @@ func TestExchangeTrustedJWTFollowsJWTBearerRules(t *testing.T) {
 // grants still refuse repeats.
 func TestExchangeRepeatedTargets(t *testing.T) {
 	e := txEngine(t)
-	e.Clients["c-tx"].Exchange.Audiences = []string{"urn:svc:b", "urn:svc:c"}
+	e.clients["c-tx"].Exchange.Audiences = []string{"urn:svc:b", "urn:svc:c"}
 	at := txAccessToken(t, e, "alice", "read", nil)
 	form := func(extra url.Values) url.Values {
 		v := url.Values{"grant_type": {GrantTokenExchange}, "client_id": {"c-tx"}, "client_secret": {postSecret},

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // Issue 10 §1 and §2: who is who, and token exchange inside the rules of
@@ -15,7 +17,7 @@ import (
 // txExternal signs a trusted-issuer JWT (jbIssuer) for sub.
 func txExternal(t testing.TB, sub string, mod func(map[string]any)) string {
 	m := map[string]any{"iss": jbIssuer, "sub": sub, "aud": testIssuer, "exp": time.Now().Add(time.Minute).Unix(),
-		"iat": time.Now().Unix(), "jti": randomID(8)}
+		"iat": time.Now().Unix(), "jti": tokens.RandomID(8)}
 	if mod != nil {
 		mod(m)
 	}
@@ -29,7 +31,7 @@ func TestExternalSubjectNeverLocal(t *testing.T) {
 	e := jbEngine(t, nil)
 	seen := map[string]bool{}
 	for _, asserted := range []string{"alice", "c-jb", "c-basic"} {
-		m := checkToken(t, jbPost(e, "c-jb", jbAssertion(t, func(c map[string]any) { c["sub"] = asserted; c["jti"] = randomID(8) })))
+		m := checkToken(t, jbPost(e, "c-jb", jbAssertion(t, func(c map[string]any) { c["sub"] = asserted; c["jti"] = tokens.RandomID(8) })))
 		_, claims := segments(t, m["access_token"].(string))
 		sub, _ := claims["sub"].(string)
 		if sub == asserted || !strings.HasPrefix(sub, "ext#") || seen[sub] {
@@ -95,20 +97,20 @@ func TestLocalSubjectNeverReassigned(t *testing.T) {
 	e := txEngine(t)
 	ctx := context.Background()
 	carol := &User{Name: "carol", PasswordHash: testHash("pw"), Claims: map[string]string{"email": "old@carol.test"}}
-	if err := e.Users.Put(ctx, carol, true); err != nil {
+	if err := e.users.Put(ctx, carol, true); err != nil {
 		t.Fatal(err)
 	}
 	oldTok := txAccessToken(t, e, "carol", "openid", nil)
 	if rec, body := userinfo(e, "GET", UserinfoPath, "Bearer "+oldTok); rec.Code != 200 || body["sub"] != "carol" {
 		t.Fatalf("first carol: %d %v", rec.Code, body)
 	}
-	if _, err := e.Users.Remove(ctx, "carol"); err != nil {
+	if _, err := e.users.Remove(ctx, "carol"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("pw2")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("pw2")}, true); err != nil {
 		t.Fatal(err)
 	}
-	u, err := e.Users.Lookup(ctx, "carol")
+	u, err := e.users.Lookup(ctx, "carol")
 	if err != nil || u.Subject() == "carol" || len(u.Subject()) > 255 {
 		t.Fatalf("new carol's subject %q (%v)", u.Subject(), err)
 	}
@@ -120,20 +122,20 @@ func TestLocalSubjectNeverReassigned(t *testing.T) {
 		t.Errorf("new carol: %d %v", rec.Code, body)
 	}
 	// A password change keeps the subject.
-	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("pw3")}, false); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("pw3")}, false); err != nil {
 		t.Fatal(err)
 	}
-	if u2, _ := e.Users.Lookup(ctx, "carol"); u2.Subject() != u.Subject() {
+	if u2, _ := e.users.Lookup(ctx, "carol"); u2.Subject() != u.Subject() {
 		t.Errorf("password change moved the subject %q -> %q", u.Subject(), u2.Subject())
 	}
 	// The name cannot come back as a client id either.
 	if _, err := e.AddClient(ctx, &Client{ID: "dave", GrantTypes: []string{GrantClientCredentials}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Users.Put(ctx, &User{Name: "erin", PasswordHash: testHash("pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "erin", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Users.Remove(ctx, "erin"); err != nil {
+	if _, err := e.users.Remove(ctx, "erin"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.AddClient(ctx, &Client{ID: "erin", GrantTypes: []string{GrantClientCredentials}}); err == nil {
@@ -141,7 +143,7 @@ func TestLocalSubjectNeverReassigned(t *testing.T) {
 	}
 
 	// Non-ASCII names: the sub is ASCII, and maps back to the user.
-	if err := e.Users.Put(ctx, &User{Name: "jürgen", PasswordHash: testHash("pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "jürgen", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)
 	}
 	tok := txAccessToken(t, e, "j%C3%BCrgen", "openid", nil)
@@ -165,20 +167,20 @@ func TestConfigUserSubjectNotReassigned(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.Start(ctx, st, "ES256", nil); err != nil {
+		if err := e.Start(ctx, st, nil); err != nil {
 			t.Fatal(err)
 		}
 		return e
 	}
 	e := start(testUsers())
-	if u, _ := e.Users.Lookup(ctx, "bob"); u.Subject() != "bob" {
+	if u, _ := e.users.Lookup(ctx, "bob"); u.Subject() != "bob" {
 		t.Fatalf("config bob's subject %q", u.Subject())
 	}
 	e = start(testUsers()[:1]) // bob leaves the config
-	if err := e.Users.Put(ctx, &User{Name: "bob", PasswordHash: testHash("pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "bob", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)
 	}
-	if u, _ := e.Users.Lookup(ctx, "bob"); u.Subject() == "bob" {
+	if u, _ := e.users.Lookup(ctx, "bob"); u.Subject() == "bob" {
 		t.Error("a run-time bob took config bob's subject")
 	}
 }
@@ -208,10 +210,10 @@ func TestNamesRefuseURLAndControlCharacters(t *testing.T) {
 func TestRevokeUserUsesTheSubject(t *testing.T) {
 	e := txEngine(t)
 	ctx := context.Background()
-	if err := e.Users.Put(ctx, &User{Name: "jürgen", PasswordHash: testHash("pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "jürgen", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)
 	}
-	tok := txAccessToken(t, e, "j%C3%BCrgen", "read", func(c *AccessClaims) { c.IssuedAt -= 2 })
+	tok := txAccessToken(t, e, "j%C3%BCrgen", "read", func(c *tokens.AccessClaims) { c.IssuedAt -= 2 })
 	if _, err := e.RevokeUser(ctx, "jürgen"); err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,5 @@
+//go:build oauthgate_bench
+
 package grants
 
 import (
@@ -5,6 +7,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // SeedRefreshTokens stores n live refresh-token grants of subject with
@@ -17,25 +21,25 @@ func SeedRefreshTokens(ctx context.Context, st storage.Store, clientID, subject 
 	exp := time.Now().Add(ttl)
 	for done := 0; done < n; {
 		batch := min(perTx, n-done)
-		var tokens []string
+		var rts []string
 		err := st.Update(ctx, func(tx storage.Tx) error {
-			tokens = tokens[:0]
+			rts = rts[:0]
 			for range batch {
-				handle := randomID(16)
-				fam := familyRecord{GrantID: randomID(16), ClientID: clientID, Subject: subject, Scope: scope, AuthTime: time.Now().Unix()}
+				handle := tokens.RandomID(16)
+				fam := familyRecord{GrantID: tokens.RandomID(16), ClientID: clientID, Subject: subject, Scope: scope, AuthTime: time.Now().Unix()}
 				var rt string
 				rt, fam.Current = newRefreshToken(handle)
 				if err := putJSON(tx, storage.KindFamilies, grantKey(handle), &fam, exp); err != nil {
 					return err
 				}
-				tokens = append(tokens, rt)
+				rts = append(rts, rt)
 			}
 			return nil
 		})
 		if err != nil {
 			return out, err
 		}
-		for _, t := range tokens {
+		for _, t := range rts {
 			if len(out) < sample {
 				out = append(out, t)
 			}

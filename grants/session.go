@@ -42,7 +42,7 @@ func (w *web) session(ctx context.Context, r *http.Request) (*sessionRecord, str
 	if s.Sub == "" {
 		s.Sub = nameSubject(s.User)
 	}
-	if u, err := w.e.Users.LookupSubject(ctx, s.Sub); err != nil || u.Name != s.User {
+	if u, err := w.e.users.LookupSubject(ctx, s.Sub); err != nil || u.Name != s.User {
 		return nil, "", nil // the user was removed: the session is worthless
 	}
 	return &s, key, nil

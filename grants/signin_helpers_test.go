@@ -17,11 +17,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jws"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
 	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // Test fixtures: the issuer, clients and users every engine test starts
@@ -140,11 +141,11 @@ func siNewTestEngine(t testing.TB, mod func(*Config)) *Engine {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	ctx := context.Background()
-	rev, err := LoadRevocations(ctx, st)
+	rev, err := tokens.LoadRevocations(ctx, st)
 	if err != nil {
 		t.Fatalf("LoadRevocations: %v", err)
 	}
-	if err := e.Start(ctx, st, "ES256", rev); err != nil {
+	if err := e.Start(ctx, st, rev); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	return e
@@ -306,7 +307,7 @@ func mustLocation(t testing.TB, rec *httptest.ResponseRecorder) *url.URL {
 
 // newPKCE returns a verifier and its S256 challenge.
 func newPKCE() (verifier, challenge string) {
-	v := randomID(32)
+	v := tokens.RandomID(32)
 	return v, s256(v)
 }
 
@@ -385,7 +386,7 @@ func siBasicAuth(id, secret string) string {
 func postToken(e *Engine, clientID string, form url.Values) tokenResult {
 	form = cloneValues(form)
 	var authz string
-	switch e.Clients[clientID].AuthMethod {
+	switch e.clients[clientID].AuthMethod {
 	case AuthSecretBasic:
 		authz = siBasicAuth(clientID, testSecrets[clientID])
 	case AuthSecretPost:
@@ -455,7 +456,7 @@ func verifyIDToken(t testing.TB, e *Engine, tok string) (hdr, claims map[string]
 	if !ok || k.ID != h.Kid {
 		t.Fatalf("id_token signed by %s/%s, not by an ID-token key of the ring", h.Alg, h.Kid)
 	}
-	payload, err := jws.VerifyCompactFast(k.public, []byte(tok), k.Alg)
+	payload, err := e.keyRing().VerifySignature(tok, "JWT")
 	if err != nil {
 		t.Fatalf("id_token does not verify: %v", err)
 	}
@@ -494,7 +495,7 @@ func jtiOf(t testing.TB, tok string) string {
 
 // verifies reports whether the engine's verifier accepts the access token.
 func verifies(e *Engine, at string) bool {
-	_, err := e.Verifier.Verify(at, time.Now())
+	_, err := e.verifier.Verify(at, time.Now())
 	return err == nil
 }
 
@@ -529,17 +530,18 @@ func headerHasNoCRLF(t testing.TB, h http.Header) {
 // storage holds (keys and revocations), as a restarted server would.
 func verifiesAfterRestart(t *testing.T, e *Engine, tok string) bool {
 	t.Helper()
-	rev, err := LoadRevocations(context.Background(), e.store)
+	rev, err := tokens.LoadRevocations(context.Background(), e.store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kr, err := LoadKeyRing(context.Background(), e.store, "ES256", time.Now())
+	ks, err := tokens.NewKeys(tokens.KeyOptions{Algs: e.ringAlgs()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := NewVerifier(e.Issuer, 30*time.Second)
-	v.revocations = rev
-	v.SetKeys(kr)
+	if err := ks.Load(context.Background(), e.store, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	v := tokens.NewVerifier(tokens.VerifierConfig{Issuer: e.issuer, Leeway: verifierLeeway, Keys: ks, Revocations: rev})
 	_, err = v.Verify(tok, time.Now())
 	return err == nil
 }

@@ -3,13 +3,14 @@ package grants
 import (
 	"context"
 	"errors"
-	"golang.org/x/crypto/bcrypt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // POST /oauth/authorize reads at most MaxBodyBytes, like the token
@@ -66,7 +67,7 @@ func TestPasswordChangeKeepsClaimsRevokesGrants(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	ctx := context.Background()
 	claims := map[string]string{"email": "carol@example.test"}
-	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw"), Claims: claims}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw"), Claims: claims}, true); err != nil {
 		t.Fatal(err)
 	}
 	b := newBrowser(t, e)
@@ -79,7 +80,7 @@ func TestPasswordChangeKeepsClaimsRevokesGrants(t *testing.T) {
 	if err := e.UpdateUser(ctx, &User{Name: "carol", Claims: map[string]string{"email": "c2@example.test"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Users.Authenticate(ctx, "carol", "carol-pw"); err != nil {
+	if _, err := e.users.Authenticate(ctx, "carol", "carol-pw"); err != nil {
 		t.Fatalf("a claims-only change lost the password: %v", err)
 	}
 	tr = refresh(e, "c-web", rt)
@@ -90,7 +91,7 @@ func TestPasswordChangeKeepsClaimsRevokesGrants(t *testing.T) {
 	if err := e.UpdateUser(ctx, &User{Name: "carol", PasswordHash: testHash("carol-new")}); err != nil {
 		t.Fatal(err)
 	}
-	u, err := e.Users.Lookup(ctx, "carol")
+	u, err := e.users.Lookup(ctx, "carol")
 	if err != nil || u.Claims["email"] != "c2@example.test" {
 		t.Fatalf("a password change dropped the claims: %+v, %v", u, err)
 	}
@@ -225,24 +226,24 @@ func TestDummyHashMatchesUserCost(t *testing.T) {
 	e := siNewTestEngine(t, func(c *Config) {
 		c.Users = []*User{{Name: "alice", PasswordHash: string(h)}}
 	})
-	if got, err := bcrypt.Cost(e.Users.dummy()); err != nil || got != cost {
+	if got, err := bcrypt.Cost(e.users.dummy()); err != nil || got != cost {
 		t.Fatalf("dummy hash at start: cost %d, %v; want %d, made before any unknown user", got, err, cost)
 	}
 	ctx := context.Background()
-	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Users.Authenticate(ctx, "carol", "carol-pw"); err != nil {
+	if _, err := e.users.Authenticate(ctx, "carol", "carol-pw"); err != nil {
 		t.Fatal(err)
 	}
-	u, err := e.Users.Lookup(ctx, "carol")
+	u, err := e.users.Lookup(ctx, "carol")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := bcrypt.Cost([]byte(u.PasswordHash)); got != cost {
 		t.Fatalf("stored user's hash after sign-in: cost %d, want %d", got, cost)
 	}
-	if _, err := e.Users.Authenticate(ctx, "carol", "carol-pw"); err != nil {
+	if _, err := e.users.Authenticate(ctx, "carol", "carol-pw"); err != nil {
 		t.Fatalf("the rehashed password: %v", err)
 	}
 }
@@ -261,7 +262,7 @@ func TestLowCostUserCostsTheDummy(t *testing.T) {
 		c.Users = []*User{{Name: "alice", PasswordHash: string(h)}}
 	})
 	ctx := context.Background()
-	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
 		t.Fatal(err)
 	}
 	var compared []string
@@ -280,10 +281,10 @@ func TestLowCostUserCostsTheDummy(t *testing.T) {
 		{"user at the engine's cost, wrong password", "alice", "wrong", false},
 	} {
 		compared = nil
-		if _, err := e.Users.Authenticate(ctx, tc.user, tc.pw); !errors.Is(err, ErrUserNotFound) {
+		if _, err := e.users.Authenticate(ctx, tc.user, tc.pw); !errors.Is(err, ErrUserNotFound) {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if got := slices.Contains(compared, string(e.Users.dummy())); got != tc.dummy {
+		if got := slices.Contains(compared, string(e.users.dummy())); got != tc.dummy {
 			t.Errorf("%s: dummy hash checked = %v, want %v (compared %d hashes)", tc.name, got, tc.dummy, len(compared))
 		}
 	}
@@ -300,21 +301,21 @@ func TestStoredCostlierUserRaisesTheCost(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.Start(context.Background(), st, "ES256", nil); err != nil {
+		if err := e.Start(context.Background(), st, nil); err != nil {
 			t.Fatal(err)
 		}
 		return e
 	}
 	e := start()
-	base, _ := e.Users.costs()
+	base, _ := e.users.costs()
 	h, _ := bcrypt.GenerateFromPassword([]byte("carol-pw"), base+1)
-	if err := e.Users.Put(context.Background(), &User{Name: "carol", PasswordHash: string(h)}, true); err != nil {
+	if err := e.users.Put(context.Background(), &User{Name: "carol", PasswordHash: string(h)}, true); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := e.Users.costs(); got != base+1 {
+	if got, _ := e.users.costs(); got != base+1 {
 		t.Fatalf("cost after storing a costlier user: %d, want %d", got, base+1)
 	}
-	if got, _ := start().Users.costs(); got != base+1 {
+	if got, _ := start().users.costs(); got != base+1 {
 		t.Fatalf("cost at the next start: %d, want %d", got, base+1)
 	}
 }

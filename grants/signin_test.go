@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 const wrongCredentials = "The user name or password is wrong."
@@ -222,7 +224,7 @@ func TestFormCSRF(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	// Each transaction needs its own challenge.
 	q := func() string { return authzQuery("c-web", newChallenge()).Encode() }
-	other := randomID(32)
+	other := tokens.RandomID(32)
 	tamper := func(s string) string {
 		b := []byte(s)
 		if b[3] == 'A' {
@@ -573,14 +575,14 @@ func TestMaxAgeZeroFreshLogin(t *testing.T) {
 func TestSessionOfRemovedUser(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	ctx := context.Background()
-	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
 		t.Fatal(err)
 	}
 	b := newBrowser(t, e)
 	if loc := b.authorize(authzQuery("c-trusted", newChallenge()), "carol", "carol-pw"); loc.Query().Get("code") == "" {
 		t.Fatalf("carol could not sign in")
 	}
-	if _, err := e.Users.Remove(ctx, "carol"); err != nil {
+	if _, err := e.users.Remove(ctx, "carol"); err != nil {
 		t.Fatal(err)
 	}
 	rec := b.get(AuthorizePath + "?" + authzQuery("c-trusted", newChallenge()).Encode())

@@ -10,8 +10,11 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/oauthgate/caddy-oauthgate/storage"
 	"go.uber.org/zap"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // The identity namespace. Every token subject (sub) is one of:
@@ -200,7 +203,7 @@ func assignSubject(tx storage.Tx, name string, config bool) (string, error) {
 	}
 	sub := nameSubject(name)
 	if prev != nil {
-		sub += "/" + randomID(6)
+		sub += "/" + tokens.RandomID(6)
 	}
 	return sub, recordNameUse(tx, name, nameUse{Sub: sub, Config: config})
 }
@@ -229,7 +232,7 @@ type leftConfig struct {
 // clients that left the config since it was last recorded, whose tokens
 // the caller revokes (endLeftConfig).
 func (e *Engine) startSubjects(ctx context.Context, st storage.Store) ([]leftConfig, error) {
-	us := e.Users
+	us := e.users
 	var left []leftConfig
 	subs := map[string]string{}
 	err := st.Update(ctx, func(tx storage.Tx) error {
@@ -240,7 +243,7 @@ func (e *Engine) startSubjects(ctx context.Context, st storage.Store) ([]leftCon
 			if json.Unmarshal(rec.Value, &n) != nil || !n.Config || n.Removed {
 				return nil
 			}
-			if _, ok := e.Clients[name]; ok && n.Client {
+			if _, ok := e.clients[name]; ok && n.Client {
 				return nil
 			}
 			if _, ok := us.config[name]; ok && !n.Client {
@@ -263,7 +266,7 @@ func (e *Engine) startSubjects(ctx context.Context, st storage.Store) ([]leftCon
 		if err != nil {
 			return err
 		}
-		for id := range e.Clients {
+		for id := range e.clients {
 			if _, err := tx.Get(storage.KindUsers, id); err == nil {
 				return fmt.Errorf("client %q: a user of that name was created at run time; users and clients must have different names: remove the user (caddy oauth user remove %s) or rename the client", id, id)
 			} else if !errors.Is(err, storage.ErrNotFound) {
@@ -326,10 +329,10 @@ func (e *Engine) endLeftConfig(ctx context.Context, left []leftConfig) error {
 		}
 		var err error
 		if l.use.Client {
-			_, err = e.revokeAllThen(ctx, beforeKey("client", l.name), func(f *familyRecord) bool { return f.ClientID == l.name }, markDone)
+			_, err = e.revokeAllThen(ctx, tokens.BeforeKey("client", l.name), func(f *familyRecord) bool { return f.ClientID == l.name }, markDone)
 		} else {
 			sub := l.use.Sub
-			_, err = e.revokeAllThen(ctx, beforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
+			_, err = e.revokeAllThen(ctx, tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
 				func(tx storage.Tx) error {
 					if err := endSessionsTx(tx, sub); err != nil {
 						return err

@@ -9,6 +9,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // DefaultSweepInterval is how often expired records are deleted when the
@@ -25,7 +27,7 @@ const sweepLimit = 100_000
 // steady size under constant churn. Run one per storage file.
 type Sweeper struct {
 	store    storage.Store
-	rev      *Revocations
+	rev      *tokens.Revocations
 	logger   *zap.Logger
 	interval atomic.Int64 // nanoseconds
 	wake     chan struct{}
@@ -36,7 +38,7 @@ type Sweeper struct {
 
 // StartSweeper starts sweeping st every interval (DefaultSweepInterval
 // when interval is not positive).
-func StartSweeper(st storage.Store, rev *Revocations, interval time.Duration, logger *zap.Logger) *Sweeper {
+func StartSweeper(st storage.Store, rev *tokens.Revocations, interval time.Duration, logger *zap.Logger) *Sweeper {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
@@ -96,6 +98,6 @@ func (s *Sweeper) run() {
 // Sweep deletes the records expired at now and forgets the in-memory
 // revocations of tokens that can no longer verify.
 func (s *Sweeper) Sweep(ctx context.Context, now time.Time) (int, error) {
-	s.rev.prune(now)
+	s.rev.Prune(now)
 	return s.store.Sweep(ctx, now, sweepLimit)
 }

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
@@ -17,20 +18,16 @@ func TestSweeperPrunesRevocations(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	ids := map[string]int64{"old": now.Add(-time.Hour).Unix(), "live": now.Add(time.Hour).Unix()}
-	if err := e.store.Update(ctx, func(tx storage.Tx) error { return persistRevoked(tx, ids) }); err != nil {
+	if err := e.store.Update(ctx, func(tx storage.Tx) error { return tokens.PersistRevoked(tx, ids) }); err != nil {
 		t.Fatal(err)
 	}
-	e.Revocations.mu.Lock()
-	for k, v := range ids {
-		e.Revocations.jti[k] = v
-	}
-	e.Revocations.mu.Unlock()
-	s := &Sweeper{store: e.store, rev: e.Revocations}
+	e.revocations.Add(ids)
+	s := &Sweeper{store: e.store, rev: e.revocations}
 	if n, err := s.Sweep(ctx, now); err != nil || n != 1 {
 		t.Fatalf("Sweep = %d, %v; want 1", n, err)
 	}
-	if e.Revocations.Revoked("old") || !e.Revocations.Revoked("live") {
-		t.Fatalf("in memory: old=%v live=%v", e.Revocations.Revoked("old"), e.Revocations.Revoked("live"))
+	if e.revocations.Revoked("old") || !e.revocations.Revoked("live") {
+		t.Fatalf("in memory: old=%v live=%v", e.revocations.Revoked("old"), e.revocations.Revoked("live"))
 	}
 	err := e.store.View(ctx, func(tx storage.Tx) error {
 		if _, err := tx.Get(storage.KindRevoked, "live"); err != nil {

@@ -187,7 +187,7 @@ func (e *Engine) signIn(ctx context.Context, name, password, ip string) (*User, 
 	if until := th.lockedUntil(now, pairKey, userKey); !until.IsZero() {
 		return nil, &lockedError{until: until}
 	}
-	u, err := e.Users.Authenticate(ctx, name, password)
+	u, err := e.users.Authenticate(ctx, name, password)
 	if errors.Is(err, ErrUserNotFound) {
 		now := time.Now()
 		th.fail(now, pairKey)

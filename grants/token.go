@@ -25,7 +25,7 @@ type TokenResponse struct {
 // Caddy (RFC 6749 §3.2). The refusal comes before anything reads the
 // body, so it discards the body first (see DiscardBody).
 func (e *Engine) requireTLS(r *http.Request) *Error {
-	if TransportOK(r, e.BehindTLSProxy) {
+	if TransportOK(r, e.behindTLSProxy) {
 		return nil
 	}
 	DiscardBody(r)

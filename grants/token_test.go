@@ -2,13 +2,10 @@ package grants
 
 import (
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,6 +17,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // tokenCase is one token-endpoint request and its expected answer.
@@ -280,14 +279,6 @@ func TestTokenClientAuthentication(t *testing.T) {
 // b64 is standard base64, as Basic credentials use.
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
-// brokenSigner is a key whose Sign always fails.
-type brokenSigner struct{ pub crypto.PublicKey }
-
-func (b brokenSigner) Public() crypto.PublicKey { return b.pub }
-func (brokenSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
-	return nil, errors.New("boom")
-}
-
 // TOK-14: an unknown client and a wrong secret are indistinguishable.
 func TestTokenAuthFailuresIdentical(t *testing.T) {
 	e := newTestEngine(t, nil)
@@ -332,7 +323,7 @@ func TestTokenUnauthorizedClient(t *testing.T) {
 		t.Error("Allows(client_credentials) = true")
 	}
 	e := newTestEngine(t, nil)
-	e.Clients[web.ID] = web
+	e.clients[web.ID] = web
 	runTokenCases(t, e, []tokenCase{
 		{name: "TOK-08", body: ccForm, auth: []string{basicAuth("c-web", "web")}, status: 400, code: CodeUnauthorizedClient},
 		// Authentication comes first: a wrong secret is invalid_client.
@@ -566,7 +557,7 @@ func TestAccessTokenJWT(t *testing.T) {
 	}
 
 	// The engine's own verifier accepts it.
-	c, err := e.Verifier.Verify(tok, time.Now())
+	c, err := e.verifier.Verify(tok, time.Now())
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -601,9 +592,21 @@ func TestAccessTokenJTIUnique(t *testing.T) {
 // nothing about the cause.
 func TestTokenSigningFailure(t *testing.T) {
 	e := newTestEngine(t, nil)
-	broken := *e.keyRing().Current
-	broken.private = brokenSigner{broken.private.Public()}
-	e.Verifier.SetKeys(&KeyRing{Current: &broken, byID: map[string]*Key{broken.ID: &broken}})
+	// A key ring of keys that cannot sign, in place of the engine's: each
+	// key is of another type than its algorithm needs.
+	broken, err := tokens.NewKeys(tokens.KeyOptions{Algs: e.ringAlgs(), Generate: func(alg string) (crypto.Signer, error) {
+		if alg == "ES256" {
+			return generateKey("RS256") // the test pool: RSA keys are slow to make
+		}
+		return generateKey("ES256")
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broken.Load(t.Context(), openStore(t), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.keys = broken
 	w := serve(e, tokenCase{body: ccForm, auth: authBasic}.request())
 	body := checkError(t, w, http.StatusInternalServerError, CodeServerError)
 	if d, _ := body["error_description"].(string); strings.Contains(d, "sign") || bytes.Contains(w.Body.Bytes(), []byte("boom")) {
@@ -643,7 +646,9 @@ func TestNewEngineErrors(t *testing.T) {
 	if e.logger == nil {
 		t.Error("a nil Logger is not replaced")
 	}
-	if err := e.Start(context.Background(), openStore(t), "HS256", nil); err == nil {
-		t.Error("Start accepted signing_alg HS256")
+	hs := good()
+	hs.SigningAlg = "HS256"
+	if _, err := NewEngine(hs); err == nil || !strings.Contains(err.Error(), "signing_alg") {
+		t.Errorf("NewEngine accepted signing_alg HS256: %v", err)
 	}
 }

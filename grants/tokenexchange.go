@@ -9,8 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jws"
 	"go.uber.org/zap"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // Token exchange (RFC 8693).
@@ -91,7 +92,7 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 		return nil, errRequest("the subject_token is invalid, expired or of another type")
 	}
 	act := subj.act
-	exp := min(now.Add(e.AccessTokenTTL).Unix(), subj.exp)
+	exp := min(now.Add(e.accessTokenTTL).Unix(), subj.exp)
 	var actor *exchangedToken
 	if actTok != "" {
 		actor, err = e.readExchangedToken(ctx, c, actTok, actType, now)
@@ -126,7 +127,7 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 			}
 		}
 	}
-	at := newAccessClaims(e.Issuer, subj.subject, c.ID, aud, scope, now, e.AccessTokenTTL)
+	at := tokens.NewAccessClaims(e.issuer, subj.subject, c.ID, aud, scope, now, e.accessTokenTTL)
 	at.ExpiresAt = exp
 	at.Act = act
 	at.Grant = subj.grant
@@ -195,11 +196,11 @@ func (e *Engine) readExchangedToken(ctx context.Context, c *Client, tok, typ str
 	out := &exchangedToken{}
 	switch typ {
 	case TokenTypeAccessToken:
-		a, err := e.Verifier.Verify(tok, now)
+		a, err := e.verifier.Verify(tok, now)
 		if err != nil {
 			return nil, err
 		}
-		out.subject, out.scope, raw = a.Subject, a.Scopes(), a.raw
+		out.subject, out.scope, raw = a.Subject, a.Scopes(), a.Raw()
 		out.exp, out.grant, out.extIss, out.extSub = a.ExpiresAt, a.Grant, a.ExtIss, a.ExtSub
 		out.clients = append(slices.Clone(a.FromClients), a.ClientID)
 		out.tokens = append(slices.Clone(a.FromTokens), a.ID)
@@ -213,7 +214,7 @@ func (e *Engine) readExchangedToken(ctx context.Context, c *Client, tok, typ str
 		if idc.Audience != c.ID || (idc.AZP != "" && idc.AZP != c.ID) {
 			return nil, errors.New("the ID token was issued to another client")
 		}
-		if e.Revocations.revokedClaims(&AccessClaims{Subject: idc.Subject, ClientID: idc.Audience, Grant: idc.Grant, IssuedAt: idc.IssuedAt}) {
+		if e.revocations.RevokedClaims(&tokens.AccessClaims{Subject: idc.Subject, ClientID: idc.Audience, Grant: idc.Grant, IssuedAt: idc.IssuedAt}) {
 			return nil, errors.New("the ID token's grant, user or client was revoked")
 		}
 		out.subject, out.exp, out.grant, raw = idc.Subject, idc.ExpiresAt, idc.Grant, payload
@@ -251,7 +252,7 @@ func (e *Engine) subjectExists(ctx context.Context, sub string) error {
 	if IsExternalSubject(sub) {
 		return nil
 	}
-	_, err := e.Users.LookupSubject(ctx, sub)
+	_, err := e.users.LookupSubject(ctx, sub)
 	if err == nil {
 		return nil
 	}
@@ -268,26 +269,15 @@ func (e *Engine) subjectExists(ctx context.Context, sub string) error {
 // key by kid with its pinned algorithm, our issuer, not expired (no
 // leeway: the token is ours). It returns the payload and the claims.
 func (e *Engine) verifyOurIDToken(tok string, now time.Time) ([]byte, *IDClaims, error) {
-	h, _, err := splitAssertion(tok)
+	payload, err := e.keyRing().VerifySignature(tok, "JWT")
 	if err != nil {
 		return nil, nil, err
-	}
-	if h.Typ != "JWT" {
-		return nil, nil, errors.New("typ is not JWT")
-	}
-	key, ok := e.keyRing().Lookup(h.Kid)
-	if !ok {
-		return nil, nil, errors.New("unknown kid")
-	}
-	payload, err := jws.VerifyCompactFast(key.public, []byte(tok), key.Alg)
-	if err != nil {
-		return nil, nil, errors.New("signature does not verify")
 	}
 	var c IDClaims
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, nil, errors.New("claims are malformed")
 	}
-	if c.Issuer != e.Issuer || c.Subject == "" || c.ExpiresAt <= 0 || c.IssuedAt <= 0 {
+	if c.Issuer != e.issuer || c.Subject == "" || c.ExpiresAt <= 0 || c.IssuedAt <= 0 {
 		return nil, nil, errors.New("not our ID token")
 	}
 	if now.Unix() >= c.ExpiresAt {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // txEngine: c-tx may exchange for audience urn:svc:b and resource
@@ -29,8 +31,8 @@ func txEngine(t testing.TB) *Engine {
 
 // txAccessToken mints one of our access tokens for sub with scope and
 // extra claims.
-func txAccessToken(t testing.TB, e *Engine, sub, scope string, mod func(*AccessClaims)) string {
-	c := newAccessClaims(testIssuer, sub, "c-web", []string{testIssuer}, nil, time.Now(), time.Minute)
+func txAccessToken(t testing.TB, e *Engine, sub, scope string, mod func(*tokens.AccessClaims)) string {
+	c := tokens.NewAccessClaims(testIssuer, sub, "c-web", []string{testIssuer}, nil, time.Now(), time.Minute)
 	c.Scope = scope
 	if mod != nil {
 		mod(c)
@@ -53,16 +55,16 @@ func txPost(e *Engine, kv ...string) tokenResult {
 func TestTokenExchange(t *testing.T) {
 	e := txEngine(t)
 	at := txAccessToken(t, e, "alice", "read write", nil)
-	u, _ := e.Users.Lookup(t.Context(), "alice")
+	u, _ := e.users.Lookup(t.Context(), "alice")
 	idc := newIDClaims(testIssuer, u, "c-tx", "", []string{"openid"}, time.Now(), time.Now(), time.Minute)
 	idt, _ := e.keyRing().Current.MintIDToken(idc)
-	expired := txAccessToken(t, e, "alice", "read", func(c *AccessClaims) { c.IssuedAt -= 7200; c.ExpiresAt = time.Now().Add(-time.Hour).Unix() })
+	expired := txAccessToken(t, e, "alice", "read", func(c *tokens.AccessClaims) { c.IssuedAt -= 7200; c.ExpiresAt = time.Now().Add(-time.Hour).Unix() })
 	actorA := txAccessToken(t, e, "svc-a", "", nil)
 	actorB := txAccessToken(t, e, "svc-b", "", nil)
 	restricted := signRaw(t, e.keyRing().Current, mustJSON(t, hdrMap(e.keyRing().Current, nil)), mustJSON(t, map[string]any{
 		"iss": testIssuer, "sub": "alice", "aud": testIssuer, "exp": time.Now().Add(time.Minute).Unix(), "iat": time.Now().Unix(),
 		"jti": "mayact", "client_id": "c-web", "scope": "read", "may_act": map[string]any{"sub": "svc-a"}}))
-	chained := txAccessToken(t, e, "alice", "read", func(c *AccessClaims) { c.Act = map[string]any{"sub": "svc-old"} })
+	chained := txAccessToken(t, e, "alice", "read", func(c *tokens.AccessClaims) { c.Act = map[string]any{"sub": "svc-old"} })
 	ext := caSign(t, "ES256", caOtherKey, map[string]any{"alg": "ES256", "kid": "idp1"}, map[string]any{
 		"iss": jbIssuer, "sub": "partner-7", "aud": testIssuer, "exp": time.Now().Add(time.Minute).Unix(), "iat": time.Now().Unix(), "jti": "tx-ext-1"})
 

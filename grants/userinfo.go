@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // ServeUserinfo is the OIDC UserInfo endpoint: a bearer-protected resource
@@ -20,22 +22,22 @@ func (e *Engine) ServeUserinfo(w http.ResponseWriter, r *http.Request) {
 	DiscardBody(r)
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
-		WriteBearerError(w, base, http.StatusMethodNotAllowed, "invalid_request", "")
+		tokens.WriteBearerError(w, base, http.StatusMethodNotAllowed, "invalid_request", "")
 		return
 	}
-	tok, status, code := BearerToken(r)
+	tok, status, code := tokens.BearerToken(r)
 	if status != 0 {
-		WriteBearerError(w, base, status, code, "")
+		tokens.WriteBearerError(w, base, status, code, "")
 		return
 	}
-	c, err := e.Verifier.Verify(tok, time.Now())
+	c, err := e.verifier.Verify(tok, time.Now())
 	if err != nil {
-		WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
+		tokens.WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
 		return
 	}
 	scopes := c.Scopes()
 	if !slices.Contains(scopes, "openid") {
-		WriteBearerError(w, base, http.StatusForbidden, "insufficient_scope", "openid")
+		tokens.WriteBearerError(w, base, http.StatusForbidden, "insufficient_scope", "openid")
 		return
 	}
 	if IsExternalSubject(c.Subject) {
@@ -48,9 +50,9 @@ func (e *Engine) ServeUserinfo(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, claims)
 		return
 	}
-	u, err := e.Users.LookupSubject(r.Context(), c.Subject)
+	u, err := e.users.LookupSubject(r.Context(), c.Subject)
 	if errors.Is(err, ErrUserNotFound) {
-		WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
+		tokens.WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
 		return
 	}
 	if err != nil {

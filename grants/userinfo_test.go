@@ -127,7 +127,7 @@ func TestUserinfoClaims(t *testing.T) {
 func TestUserinfoRemovedUser(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	ctx := context.Background()
-	if err := e.Users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
+	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
 		t.Fatal(err)
 	}
 	b := newBrowser(t, e)
@@ -138,7 +138,7 @@ func TestUserinfoRemovedUser(t *testing.T) {
 	if rec, _ := userinfo(e, "GET", UserinfoPath, "Bearer "+tr.str("access_token")); rec.Code != http.StatusOK {
 		t.Fatalf("control: %d", rec.Code)
 	}
-	if _, err := e.Users.Remove(ctx, "carol"); err != nil {
+	if _, err := e.users.Remove(ctx, "carol"); err != nil {
 		t.Fatal(err)
 	}
 	rec, _ := userinfo(e, "GET", UserinfoPath, "Bearer "+tr.str("access_token"))

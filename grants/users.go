@@ -480,3 +480,9 @@ func (us *Users) List(ctx context.Context) ([]User, error) {
 func StoredUsers(st storage.Store) *Users {
 	return &Users{config: map[string]*User{}, store: st}
 }
+
+// ListUsers lists the configured and the stored users.
+func (e *Engine) ListUsers(ctx context.Context) ([]User, error) { return e.users.List(ctx) }
+
+// AddUser stores a new user (ErrUserExists when the name is taken).
+func (e *Engine) AddUser(ctx context.Context, u *User) error { return e.users.Put(ctx, u, true) }

@@ -49,7 +49,7 @@ func TestValidateUser(t *testing.T) {
 func TestUsersPutRemoveList(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	ctx := context.Background()
-	us := e.Users
+	us := e.users
 	carol := &User{Name: "carol", PasswordHash: testHash("carol-pw"), Claims: map[string]string{"email": "c@example.test"}}
 
 	steps := []struct {
@@ -173,7 +173,7 @@ func TestNewEngineRejects(t *testing.T) {
 // (sub=c-basic, scope openid) then reads that user's UserInfo.
 func TestRuntimeUserNamedLikeClient(t *testing.T) {
 	e := siNewTestEngine(t, nil)
-	err := e.Users.Put(context.Background(), &User{Name: "c-basic", PasswordHash: testHash("x"),
+	err := e.users.Put(context.Background(), &User{Name: "c-basic", PasswordHash: testHash("x"),
 		Claims: map[string]string{"email": "victim@example.test"}}, true)
 	if err == nil {
 		cc := postToken(e, "c-basic", url.Values{"grant_type": {"client_credentials"}, "scope": {"openid"}})

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 //go:embed web
@@ -118,7 +120,7 @@ func (w *web) start(ctx context.Context, st storage.Store) error {
 		if !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
-		key, _ := base64.RawURLEncoding.DecodeString(randomID(32))
+		key, _ := base64.RawURLEncoding.DecodeString(tokens.RandomID(32))
 		w.macKey = key
 		return tx.Put(storage.KindSecrets, "form-mac", storage.Record{Value: key})
 	})
@@ -190,7 +192,7 @@ const (
 )
 
 func (w *web) secure(r *http.Request) bool {
-	return r.TLS != nil || w.e.BehindTLSProxy || !IsLoopback(r)
+	return r.TLS != nil || w.e.behindTLSProxy || !IsLoopback(r)
 }
 
 // duplicateCookie reports whether the request carries one of our cookie
@@ -225,7 +227,7 @@ func (w *web) csrfToken(rw http.ResponseWriter, r *http.Request) string {
 	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) == 43 {
 		return c.Value
 	}
-	tok := randomID(32)
+	tok := tokens.RandomID(32)
 	w.setCookie(rw, r, csrfCookie, tok, 0, http.SameSiteStrictMode)
 	return tok
 }

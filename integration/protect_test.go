@@ -13,33 +13,36 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
 )
 
 // seedKeys creates the signing key in a new storage file before Caddy
 // starts, so the test holds the same key Caddy will sign and verify with
 // and can mint tokens Caddy would never issue (expired ones).
-func seedKeys(t *testing.T, path string) *grants.KeyRing {
+func seedKeys(t *testing.T, path string) *tokens.KeyRing {
 	t.Helper()
 	st, err := bolt.Open(path, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	kr, err := grants.LoadKeyRing(context.Background(), st, "ES256", time.Now())
+	ks, err := tokens.NewKeys(tokens.KeyOptions{Algs: []string{"ES256"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return kr
+	if err := ks.Load(context.Background(), st, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return ks.Ring()
 }
 
-func mint(t *testing.T, kr *grants.KeyRing, sub, aud, scope string, iat, exp time.Time) string {
+func mint(t *testing.T, kr *tokens.KeyRing, sub, aud, scope string, iat, exp time.Time) string {
 	t.Helper()
-	tok, err := kr.Current.MintAccessToken(&grants.AccessClaims{
+	tok, err := kr.Current.MintAccessToken(&tokens.AccessClaims{
 		Issuer:    issuer,
 		Subject:   sub,
-		Audience:  grants.Audience{aud},
+		Audience:  tokens.Audience{aud},
 		IssuedAt:  iat.Unix(),
 		ExpiresAt: exp.Unix(),
 		ID:        "test-" + iat.Format("150405.000000000"),
@@ -330,10 +333,10 @@ func TestProtect(t *testing.T) {
 }
 
 // mintIssuer mints an otherwise valid token with another iss.
-func mintIssuer(t *testing.T, kr *grants.KeyRing, iss string, now time.Time) string {
+func mintIssuer(t *testing.T, kr *tokens.KeyRing, iss string, now time.Time) string {
 	t.Helper()
-	tok, err := kr.Current.MintAccessToken(&grants.AccessClaims{
-		Issuer: iss, Subject: basicID, Audience: grants.Audience{apiURL},
+	tok, err := kr.Current.MintAccessToken(&tokens.AccessClaims{
+		Issuer: iss, Subject: basicID, Audience: tokens.Audience{apiURL},
 		IssuedAt: now.Unix(), ExpiresAt: now.Add(time.Minute).Unix(),
 		ID: "wrong-iss", ClientID: basicID, Scope: "invoices:read",
 	})

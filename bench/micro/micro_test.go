@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 	"github.com/oauthgate/caddy-oauthgate/storage"
 	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
 )
@@ -46,9 +47,16 @@ var basicAuth = "Basic " + base64.StdEncoding.EncodeToString([]byte(clientID+":"
 // store in a temporary directory.
 func newEngine(b testing.TB, alg string) *grants.Engine {
 	b.Helper()
+	return newEngineOn(b, alg, openStore(b))
+}
+
+// newEngineOn is newEngine on st.
+func newEngineOn(b testing.TB, alg string, st *bolt.Store) *grants.Engine {
+	b.Helper()
 	eng, err := grants.NewEngine(grants.Config{
 		Issuer:         issuer,
 		AccessTokenTTL: time.Hour,
+		SigningAlg:     alg,
 		Clients: []*grants.Client{{
 			ID:         clientID,
 			SecretHash: grants.HashSecret(secret),
@@ -61,18 +69,18 @@ func newEngine(b testing.TB, alg string) *grants.Engine {
 	if err != nil {
 		b.Fatal(err)
 	}
-	start(b, eng, openStore(b), alg)
+	start(b, eng, st)
 	return eng
 }
 
-// start starts eng on st, signing with alg.
-func start(b testing.TB, eng *grants.Engine, st *bolt.Store, alg string) {
+// start starts eng on st.
+func start(b testing.TB, eng *grants.Engine, st *bolt.Store) {
 	b.Helper()
-	rev, err := grants.LoadRevocations(context.Background(), st)
+	rev, err := tokens.LoadRevocations(context.Background(), st)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := eng.Start(context.Background(), st, alg, rev); err != nil {
+	if err := eng.Start(context.Background(), st, rev); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -179,16 +187,17 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 // (a token the gate meets for the first time); "same" repeats one token
 // and "distinct" cycles through 512, both served by the claims cache.
 func BenchmarkVerify(b *testing.B) {
-	for _, alg := range grants.SigningAlgs {
+	for _, alg := range tokens.SigningAlgs {
 		b.Run(alg, func(b *testing.B) {
-			eng := newEngine(b, alg)
+			st := openStore(b)
+			eng := newEngineOn(b, alg, st)
 			one := mint(b, eng)
 			pool := make([]string, 512)
 			for i := range pool {
 				pool[i] = mint(b, eng)
 			}
 			verify := func(b *testing.B, tok string) {
-				c, err := eng.Verifier.Verify(tok, time.Now())
+				c, err := eng.Verifier().Verify(tok, time.Now())
 				if err != nil || c.Subject != clientID || !c.Audience.Contains(audience) {
 					b.Fatalf("verify: %v", err)
 				}
@@ -201,7 +210,16 @@ func BenchmarkVerify(b *testing.B) {
 			})
 			// A token the gate has not seen: the signature check.
 			b.Run("unseen", func(b *testing.B) {
-				v := eng.Verifier.Uncached()
+				// A verifier that remembers nothing, on the engine's keys
+				// (as a verify-only node would load them).
+				ks, err := tokens.NewKeys(tokens.KeyOptions{Algs: []string{alg}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := ks.Load(context.Background(), st, time.Now()); err != nil {
+					b.Fatal(err)
+				}
+				v := tokens.NewVerifier(tokens.VerifierConfig{Issuer: issuer, Leeway: 30 * time.Second, Keys: ks, NoCache: true})
 				b.ReportAllocs()
 				i := 0
 				for b.Loop() {
@@ -225,7 +243,7 @@ func BenchmarkVerify(b *testing.B) {
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
 						tok := pool[(next.Add(1)-1)%uint64(len(pool))]
-						if _, err := eng.Verifier.Verify(tok, time.Now()); err != nil {
+						if _, err := eng.Verifier().Verify(tok, time.Now()); err != nil {
 							b.Errorf("verify: %v", err)
 							return
 						}
@@ -341,7 +359,7 @@ func BenchmarkSignatureFloor(b *testing.B) {
 func TestBenchSetup(t *testing.T) {
 	eng := newEngine(t, "ES256")
 	tok := mint(t, eng)
-	if _, err := eng.Verifier.Verify(tok, time.Now()); err != nil {
+	if _, err := eng.Verifier().Verify(tok, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	r, body := tokenRequest()
@@ -356,68 +374,5 @@ func TestBenchSetup(t *testing.T) {
 	body.Reset(formBody)
 	if got, _ := io.ReadAll(r.Body); string(got) != formBody {
 		t.Fatalf("body %q", got)
-	}
-}
-
-// BenchmarkRefreshRotation is one refresh_token grant through
-// Engine.ServeToken on a durable bbolt file: look up the token, rotate
-// it in a group-committed transaction, mint the new tokens. Every
-// goroutine follows its own chain of rotations, as grantload's workers
-// do; "oauth" grants carry no openid scope (access token only), "oidc"
-// ones add an ID token.
-func BenchmarkRefreshRotation(b *testing.B) {
-	for _, kind := range []string{"oauth", "oidc"} {
-		b.Run(kind, func(b *testing.B) {
-			scope := []string{"api"}
-			if kind == "oidc" {
-				scope = []string{"openid", "api"}
-			}
-			const webID, webSecret = "web", "web-secret-0123456789abcdef0123456789abcdef"
-			webBasic := "Basic " + base64.StdEncoding.EncodeToString([]byte(webID+":"+webSecret))
-			eng, err := grants.NewEngine(grants.Config{
-				Issuer:          issuer,
-				AccessTokenTTL:  time.Hour,
-				RefreshTokenTTL: 24 * time.Hour,
-				Users:           []*grants.User{{Name: "alice", PasswordHash: "$2a$04$invalidinvalidinvalidinvalidinvalidinvalidinvalidinva", FromConfig: true}},
-				Clients: []*grants.Client{{
-					ID:           webID,
-					SecretHash:   grants.HashSecret(webSecret),
-					AuthMethod:   grants.AuthSecretBasic,
-					GrantTypes:   []string{grants.GrantAuthorizationCode, grants.GrantRefreshToken},
-					Scopes:       scope,
-					RedirectURIs: []string{"http://127.0.0.1/cb"},
-				}},
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			st := openStore(b)
-			start(b, eng, st, "ES256")
-			chains, err := grants.SeedRefreshTokens(context.Background(), st, webID, "alice", scope, 256, 256, time.Hour)
-			if err != nil {
-				b.Fatal(err)
-			}
-			var next atomic.Int64
-			b.SetParallelism(32) // 64 writers on 2 CPUs, as bench/run.sh
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				rt := chains[next.Add(1)-1]
-				for pb.Next() {
-					form := "grant_type=refresh_token&refresh_token=" + rt
-					r := httptest.NewRequest(http.MethodPost, issuer+grants.TokenPath, strings.NewReader(form))
-					r.RemoteAddr = "127.0.0.1:40000"
-					r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-					r.Header.Set("Authorization", webBasic)
-					w := httptest.NewRecorder()
-					eng.ServeToken(w, r)
-					var tr grants.TokenResponse
-					if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &tr) != nil || tr.RefreshToken == "" {
-						b.Errorf("rotation: %d %s", w.Code, w.Body)
-						return
-					}
-					rt = tr.RefreshToken
-				}
-			})
-		})
 	}
 }

@@ -1,3 +1,5 @@
+//go:build oauthgate_bench
+
 // Command seed fills an oauth storage file with live refresh-token grants,
 // for the large-database figures of bench/run.sh. Caddy must not hold the
 // file while it runs.

@@ -1,4 +1,4 @@
-package grants
+package tokens
 
 import (
 	"context"
@@ -19,20 +19,27 @@ type Revocations struct {
 	jti map[string]int64 // jti -> exp (Unix seconds)
 	// before holds revocations of everything a subject or a client was
 	// issued up to a time, by beforeKey.
-	before map[string]beforeEntry
+	before map[string]Before
 }
 
-// beforeEntry revokes the tokens issued at or before At (Unix seconds);
+// Before revokes the tokens issued at or before At (Unix seconds);
 // it is kept until Exp, when no such token can verify any more.
-type beforeEntry struct{ At, Exp int64 }
+type Before struct{ At, Exp int64 }
 
-// beforeKey names a subject's or a client's revocation. A jti never
+// GrantRevocationKey names a whole grant in the revocation set. Access
+// tokens carry their grant's id (the gid claim), so revoking a grant
+// revokes every access token it issued with one entry, however many
+// rotations it went through. The "." keeps it apart from jtis (base64url)
+// and from the subject and client entries (beforeKey, with ":").
+func GrantRevocationKey(family string) string { return "g." + family }
+
+// BeforeKey names a subject's or a client's revocation. A jti never
 // contains ':', so the two kinds of key cannot collide in storage.
-func beforeKey(kind, id string) string { return kind + ":" + id }
+func BeforeKey(kind, id string) string { return kind + ":" + id }
 
 // LoadRevocations reads the stored revocations.
 func LoadRevocations(ctx context.Context, st storage.Store) (*Revocations, error) {
-	r := &Revocations{jti: map[string]int64{}, before: map[string]beforeEntry{}}
+	r := &Revocations{jti: map[string]int64{}, before: map[string]Before{}}
 	err := st.View(ctx, func(tx storage.Tx) error {
 		return tx.ForEach(storage.KindRevoked, func(k string, rec storage.Record) error {
 			if strings.Contains(k, ":") {
@@ -40,7 +47,7 @@ func LoadRevocations(ctx context.Context, st storage.Store) (*Revocations, error
 				if err != nil {
 					return fmt.Errorf("revocation %q is malformed", k)
 				}
-				r.before[k] = beforeEntry{At: at, Exp: rec.Expires.Unix()}
+				r.before[k] = Before{At: at, Exp: rec.Expires.Unix()}
 				return nil
 			}
 			r.jti[k] = rec.Expires.Unix()
@@ -50,9 +57,9 @@ func LoadRevocations(ctx context.Context, st storage.Store) (*Revocations, error
 	return r, err
 }
 
-// revokedClaims reports whether a verified token was revoked: by its jti,
+// RevokedClaims reports whether a verified token was revoked: by its jti,
 // or with everything its subject or client was issued until then.
-func (r *Revocations) revokedClaims(c *AccessClaims) bool {
+func (r *Revocations) RevokedClaims(c *AccessClaims) bool {
 	if r == nil {
 		return false
 	}
@@ -67,7 +74,7 @@ func (r *Revocations) revokedClaims(c *AccessClaims) bool {
 		}
 	}
 	if c.Grant != "" {
-		if _, ok := r.jti[grantRevocationKey(c.Grant)]; ok {
+		if _, ok := r.jti[GrantRevocationKey(c.Grant)]; ok {
 			return true
 		}
 	}
@@ -76,36 +83,36 @@ func (r *Revocations) revokedClaims(c *AccessClaims) bool {
 	}
 	// A token whose subject is a client (client_credentials, or a token
 	// exchanged from one) dies with that client as well.
-	for _, k := range [...]string{beforeKey("sub", c.Subject), beforeKey("client", c.ClientID), beforeKey("client", c.Subject)} {
+	for _, k := range [...]string{BeforeKey("sub", c.Subject), BeforeKey("client", c.ClientID), BeforeKey("client", c.Subject)} {
 		if b, ok := r.before[k]; ok && c.IssuedAt <= b.At {
 			return true
 		}
 	}
 	// An exchanged token dies with the clients of the tokens it came from.
 	for _, id := range c.FromClients {
-		if b, ok := r.before[beforeKey("client", id)]; ok && c.IssuedAt <= b.At {
+		if b, ok := r.before[BeforeKey("client", id)]; ok && c.IssuedAt <= b.At {
 			return true
 		}
 	}
 	return false
 }
 
-// persistBefore records in tx that everything issued under key up to at
+// PersistBefore records in tx that everything issued under key up to at
 // is revoked, for as long as such a token can verify (until exp).
-func persistBefore(tx storage.Tx, key string, b beforeEntry) error {
+func PersistBefore(tx storage.Tx, key string, b Before) error {
 	return tx.Put(storage.KindRevoked, key, storage.Record{Value: []byte(strconv.FormatInt(b.At, 10)),
 		Expires: time.Unix(b.Exp, 0).Add(revokedSlack)})
 }
 
-// addBefore makes a committed persistBefore effective.
-func (r *Revocations) addBefore(key string, b beforeEntry) {
+// AddBefore makes a committed persistBefore effective.
+func (r *Revocations) AddBefore(key string, b Before) {
 	if r == nil {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.before == nil {
-		r.before = map[string]beforeEntry{}
+		r.before = map[string]Before{}
 	}
 	r.before[key] = b
 }
@@ -126,8 +133,8 @@ func (r *Revocations) Revoked(jti string) bool {
 // forgotten early by the sweeper or by a restart.
 const revokedSlack = time.Minute
 
-// persistRevoked records revoked ids in tx; call add after the commit.
-func persistRevoked(tx storage.Tx, ids map[string]int64) error {
+// PersistRevoked records revoked ids in tx; call add after the commit.
+func PersistRevoked(tx storage.Tx, ids map[string]int64) error {
 	for jti, exp := range ids {
 		if err := tx.Put(storage.KindRevoked, jti, storage.Record{Expires: time.Unix(exp, 0).Add(revokedSlack)}); err != nil {
 			return err
@@ -136,10 +143,10 @@ func persistRevoked(tx storage.Tx, ids map[string]int64) error {
 	return nil
 }
 
-// add makes committed revocations effective. It only inserts: the gate's
+// Add makes committed revocations effective. It only inserts: the gate's
 // readers wait on this lock, so forgetting expired revocations (a walk of
 // the whole map) is the sweeper's job (prune), not every revocation's.
-func (r *Revocations) add(ids map[string]int64) {
+func (r *Revocations) Add(ids map[string]int64) {
 	if r == nil || len(ids) == 0 {
 		return
 	}
@@ -150,9 +157,9 @@ func (r *Revocations) add(ids map[string]int64) {
 	}
 }
 
-// prune forgets the revocations of tokens that expired long enough ago
+// Prune forgets the revocations of tokens that expired long enough ago
 // that they can no longer verify. The sweeper calls it.
-func (r *Revocations) prune(now time.Time) {
+func (r *Revocations) Prune(now time.Time) {
 	if r == nil {
 		return
 	}

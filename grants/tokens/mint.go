@@ -1,4 +1,4 @@
-package grants
+package tokens
 
 import (
 	"bytes"
@@ -111,6 +111,20 @@ func (c *AccessClaims) Claim(name string) (any, bool) {
 	return v, ok
 }
 
+// ParseAccessClaims decodes the claims of a token whose payload was
+// checked elsewhere (an opaque token's stored claims); the verifier's
+// rules still apply to them.
+func ParseAccessClaims(payload []byte) (*AccessClaims, error) {
+	c := &AccessClaims{raw: payload}
+	if err := json.Unmarshal(payload, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Raw is the verified payload the claims were decoded from.
+func (c *AccessClaims) Raw() []byte { return c.raw }
+
 // Scopes returns the scope claim split into tokens.
 func (c *AccessClaims) Scopes() []string {
 	if c.Scope == "" {
@@ -119,8 +133,8 @@ func (c *AccessClaims) Scopes() []string {
 	return strings.Split(c.Scope, " ")
 }
 
-// randomID returns n random bytes, base64url encoded.
-func randomID(n int) string {
+// RandomID returns n random bytes, base64url encoded.
+func RandomID(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
 	return base64.RawURLEncoding.EncodeToString(b)
@@ -129,8 +143,8 @@ func randomID(n int) string {
 // MintAccessToken signs claims as an at+jwt with the key.
 func (k *Key) MintAccessToken(c *AccessClaims) (string, error) { return k.sign(k.atHeader, c) }
 
-// MintIDToken signs an OpenID Connect ID token with the key.
-func (k *Key) MintIDToken(c *IDClaims) (string, error) { return k.sign(k.idHeader, c) }
+// MintIDToken signs an OpenID Connect ID token's claims with the key.
+func (k *Key) MintIDToken(c any) (string, error) { return k.sign(k.idHeader, c) }
 
 // sign makes a compact JWS. It is assembled from the key's precomputed
 // protected header; the signature itself is made by jwx's signer for the
@@ -157,15 +171,16 @@ func (k *Key) sign(header string, claims any) (string, error) {
 	return string(out), nil
 }
 
-// newAccessClaims fills the claims every access token carries.
-func newAccessClaims(issuer, subject, clientID string, aud []string, scope []string, now time.Time, ttl time.Duration) *AccessClaims {
+// NewAccessClaims fills the claims every access token carries, with a
+// fresh jti.
+func NewAccessClaims(issuer, subject, clientID string, aud []string, scope []string, now time.Time, ttl time.Duration) *AccessClaims {
 	return &AccessClaims{
 		Issuer:    issuer,
 		Subject:   subject,
 		Audience:  aud,
 		IssuedAt:  now.Unix(),
 		ExpiresAt: now.Add(ttl).Unix(),
-		ID:        randomID(16),
+		ID:        RandomID(16),
 		ClientID:  clientID,
 		Scope:     strings.Join(scope, " "),
 	}

@@ -1,4 +1,4 @@
-package grants
+package tokens
 
 import (
 	"encoding/base64"
@@ -6,7 +6,6 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -28,53 +27,66 @@ func (e *TokenError) Unwrap() error { return ErrInvalidToken }
 
 func reject(reason string) error { return &TokenError{Reason: reason} }
 
+// OpaquePrefix starts every opaque access token, so the verifier knows
+// to look it up instead of parsing a JWS.
+const OpaquePrefix = "oat_"
+
 // Verifier checks access tokens this server issued, in memory: the key is
 // chosen by kid from our own key ring and the algorithm is the key's,
 // never the token's.
 type Verifier struct {
-	Issuer string
-	// Leeway tolerates clock skew on nbf and iat, which another node of
+	issuer string
+	// leeway tolerates clock skew on nbf and iat, which another node of
 	// the fleet may have set with a clock slightly ahead. It never extends
 	// exp: the server applies no leeway to its own tokens' expiry (RFC
 	// 7662 §4), so a token is refused from the second of its exp.
-	Leeway      time.Duration
-	keys        atomic.Pointer[KeyRing]
+	leeway      time.Duration
+	keys        *Keys
 	revocations *Revocations
 	cache       *tokenCache
-	// opaque finds the claims of an opaque access token in storage; nil
-	// until the engine starts.
-	opaque func(token string) (*AccessClaims, error)
+	opaque      func(token string) (*AccessClaims, error)
 }
 
-// NewVerifier makes a verifier for tokens of issuer.
-func NewVerifier(issuer string, leeway time.Duration) *Verifier {
-	return &Verifier{Issuer: issuer, Leeway: leeway, cache: newTokenCache()}
+// VerifierConfig is what a Verifier checks tokens against.
+type VerifierConfig struct {
+	// Issuer is the exact iss every token must carry.
+	Issuer string
+	// Leeway tolerates clock skew on nbf and iat (never on exp).
+	Leeway time.Duration
+	// Keys is the key ring tokens are signed with.
+	Keys *Keys
+	// Revocations is the revocation set checked on every call; nil for
+	// none.
+	Revocations *Revocations
+	// Opaque finds the claims of an opaque access token (OpaquePrefix);
+	// nil refuses opaque tokens.
+	Opaque func(token string) (*AccessClaims, error)
+	// NoCache makes every call check the signature again: what a token
+	// never seen before costs.
+	NoCache bool
 }
 
-// Uncached returns a verifier with v's issuer, leeway, keys and
-// revocations that remembers nothing, so every call checks a signature:
-// what a token never seen before costs (bench/micro measures it).
-func (v *Verifier) Uncached() *Verifier {
-	u := &Verifier{Issuer: v.Issuer, Leeway: v.Leeway, revocations: v.revocations, opaque: v.opaque}
-	u.keys.Store(v.keys.Load())
-	return u
-}
-
-// SetKeys replaces the key ring used for verification. When a key that
-// verified before is gone, cached tokens are verified again; a periodic
-// reload that changes nothing (or only adds a key) keeps the cache.
-func (v *Verifier) SetKeys(kr *KeyRing) {
-	old := v.keys.Swap(kr)
-	if old == nil {
-		return
-	}
-	for kid := range old.byID {
-		if _, ok := kr.Lookup(kid); !ok {
-			v.cache.clear()
-			return
+// NewVerifier makes a verifier. Only one verifier with a cache may use a
+// Keys: it is the one told when a reload removes a key.
+func NewVerifier(cfg VerifierConfig) *Verifier {
+	v := &Verifier{issuer: cfg.Issuer, leeway: cfg.Leeway, keys: cfg.Keys, revocations: cfg.Revocations, opaque: cfg.Opaque}
+	if !cfg.NoCache {
+		v.cache = newTokenCache()
+		if cfg.Keys != nil {
+			cfg.Keys.dropped = v.cache.clear
 		}
 	}
+	return v
 }
+
+// Issuer is the iss the verifier accepts.
+func (v *Verifier) Issuer() string { return v.issuer }
+
+// Leeway is the clock skew tolerated on nbf and iat.
+func (v *Verifier) Leeway() time.Duration { return v.leeway }
+
+// Revocations is the revocation set the verifier checks.
+func (v *Verifier) Revocations() *Revocations { return v.revocations }
 
 // header is the part of a JWS protected header the verifier looks at.
 type header struct {
@@ -119,6 +131,29 @@ func (v *Verifier) Verify(token string, now time.Time) (*AccessClaims, error) {
 
 // verify is the full check: signature, header and claims.
 func (v *Verifier) verify(token string, now time.Time) (*AccessClaims, error) {
+	kr := v.keys.Ring()
+	if kr == nil {
+		return nil, reject("no keys loaded")
+	}
+	payload, err := kr.VerifySignature(token, "at+jwt", "application/at+jwt")
+	if err != nil {
+		return nil, err
+	}
+	c := AccessClaims{raw: payload}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, reject("claims are malformed")
+	}
+	if err := v.checkClaims(&c, now); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// VerifySignature checks a compact JWS signed with one of the ring's keys,
+// chosen by kid and used with its own algorithm only, whose typ header is
+// one of typs and which has no crit header, and returns its payload. The
+// claims are the caller's to check.
+func (kr *KeyRing) VerifySignature(token string, typs ...string) ([]byte, error) {
 	dot := strings.IndexByte(token, '.')
 	if dot <= 0 {
 		return nil, reject("not a compact JWS")
@@ -131,15 +166,11 @@ func (v *Verifier) verify(token string, now time.Time) (*AccessClaims, error) {
 	if err := json.Unmarshal(hb, &h); err != nil {
 		return nil, reject("header is not JSON")
 	}
-	if h.Typ != "at+jwt" && h.Typ != "application/at+jwt" {
-		return nil, reject("typ is not at+jwt")
+	if !slices.Contains(typs, h.Typ) {
+		return nil, reject("typ is not " + typs[0])
 	}
 	if h.Crit != nil {
 		return nil, reject("crit header present")
-	}
-	kr := v.keys.Load()
-	if kr == nil {
-		return nil, reject("no keys loaded")
 	}
 	key, ok := kr.Lookup(h.Kid)
 	if !ok {
@@ -152,19 +183,12 @@ func (v *Verifier) verify(token string, now time.Time) (*AccessClaims, error) {
 	if err != nil {
 		return nil, reject("signature does not verify")
 	}
-	c := AccessClaims{raw: payload}
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, reject("claims are malformed")
-	}
-	if err := v.checkClaims(&c, now); err != nil {
-		return nil, err
-	}
-	return &c, nil
+	return payload, nil
 }
 
 // checkClaims applies the claim rules every access token must pass.
 func (v *Verifier) checkClaims(c *AccessClaims, now time.Time) error {
-	if c.Issuer != v.Issuer {
+	if c.Issuer != v.issuer {
 		return reject("iss mismatch")
 	}
 	if c.ExpiresAt <= 0 || c.IssuedAt <= 0 || c.Subject == "" || c.ID == "" || c.ClientID == "" ||
@@ -180,7 +204,7 @@ func (v *Verifier) checkClaims(c *AccessClaims, now time.Time) error {
 // a huge claim cannot overflow into the past.
 func (v *Verifier) checkLive(c *AccessClaims, now time.Time) error {
 	sec := now.Unix()
-	lee := int64(v.Leeway / time.Second)
+	lee := int64(v.leeway / time.Second)
 	if sec >= c.ExpiresAt {
 		return reject("expired")
 	}
@@ -190,7 +214,7 @@ func (v *Verifier) checkLive(c *AccessClaims, now time.Time) error {
 	if c.IssuedAt > sec+lee {
 		return reject("issued in the future")
 	}
-	if v.revocations.revokedClaims(c) {
+	if v.revocations.RevokedClaims(c) {
 		return reject("revoked")
 	}
 	return nil

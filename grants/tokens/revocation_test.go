@@ -1,4 +1,4 @@
-package grants
+package tokens
 
 import (
 	"fmt"
@@ -11,17 +11,17 @@ import (
 // expired revocations. With many expired entries present, an add leaves
 // them all in place (it did not scan), and a prune removes them.
 func TestRevocationsAddDoesNotPrune(t *testing.T) {
-	r := &Revocations{jti: map[string]int64{}, before: map[string]beforeEntry{}}
+	r := &Revocations{jti: map[string]int64{}, before: map[string]Before{}}
 	old := time.Now().Add(-time.Hour).Unix()
 	for i := range 1000 {
 		r.jti[fmt.Sprintf("old%d", i)] = old
 	}
-	r.before[beforeKey("sub", "gone")] = beforeEntry{At: old, Exp: old}
-	r.add(map[string]int64{"new": time.Now().Add(time.Hour).Unix()})
+	r.before[BeforeKey("sub", "gone")] = Before{At: old, Exp: old}
+	r.Add(map[string]int64{"new": time.Now().Add(time.Hour).Unix()})
 	if n := r.Len(); n != 1002 {
 		t.Fatalf("after add: %d revocations held, want 1002 (add must not prune)", n)
 	}
-	r.prune(time.Now())
+	r.Prune(time.Now())
 	if n := r.Len(); n != 1 || !r.Revoked("new") {
 		t.Fatalf("after prune: %d revocations held (new revoked: %v), want only the live one", r.Len(), r.Revoked("new"))
 	}
@@ -31,7 +31,7 @@ func TestRevocationsAddDoesNotPrune(t *testing.T) {
 // ns/op stays flat as the set grows (O(1)), where pruning on every add
 // cost about 2 ms.
 func BenchmarkRevocationsAdd(b *testing.B) {
-	r := &Revocations{jti: map[string]int64{}, before: map[string]beforeEntry{}}
+	r := &Revocations{jti: map[string]int64{}, before: map[string]Before{}}
 	live := time.Now().Add(time.Hour).Unix()
 	for i := range 200_000 {
 		r.jti[fmt.Sprintf("live%d", i)] = live
@@ -39,7 +39,7 @@ func BenchmarkRevocationsAdd(b *testing.B) {
 	b.ResetTimer()
 	i := 0
 	for b.Loop() {
-		r.add(map[string]int64{fmt.Sprintf("b%d", i): live})
+		r.Add(map[string]int64{fmt.Sprintf("b%d", i): live})
 		i++
 	}
 }

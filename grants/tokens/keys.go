@@ -1,4 +1,4 @@
-package grants
+package tokens
 
 import (
 	"cmp"
@@ -63,9 +63,9 @@ type storedKey struct {
 	Enc string `json:"enc,omitempty"`
 }
 
-// generateKey makes a new key pair for alg. A variable so that tests can
-// avoid making a 2048-bit RSA key for every engine they start.
-var generateKey = func(alg string) (crypto.Signer, error) {
+// GenerateKey makes a new private key for a signing algorithm from
+// crypto/rand; Keys use it unless KeyOptions.Generate says otherwise.
+func GenerateKey(alg string) (crypto.Signer, error) {
 	switch alg {
 	case "ES256":
 		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -231,14 +231,6 @@ func (kr *KeyRing) All() []*Key {
 	return out
 }
 
-// LoadKeyRing loads the stored keys, creating and storing a key for alg
-// in the same transaction when none exists yet, so that two configs
-// starting at once (a reload) agree on one key. Keys must be stored
-// unencrypted; the engine loads them with its key encryption key.
-func LoadKeyRing(ctx context.Context, st storage.Store, alg string, now time.Time) (*KeyRing, error) {
-	return loadKeyRing(ctx, st, []string{alg}, nil, now)
-}
-
 // newKeyRing is an empty key ring.
 func newKeyRing() *KeyRing { return &KeyRing{byID: map[string]*Key{}, signers: map[string]*Key{}} }
 
@@ -311,8 +303,8 @@ func readKeys(tx storage.Tx, kr *KeyRing, alg string, s *keySealer) (plain int, 
 }
 
 // putNewKey generates a key for alg and stores it.
-func putNewKey(tx storage.Tx, alg string, s *keySealer, now time.Time) (*Key, error) {
-	priv, err := generateKey(alg)
+func putNewKey(tx storage.Tx, alg string, s *keySealer, gen func(string) (crypto.Signer, error), now time.Time) (*Key, error) {
+	priv, err := gen(alg)
 	if err != nil {
 		return nil, err
 	}
@@ -334,7 +326,7 @@ func putKey(tx storage.Tx, k *Key, s *keySealer) error {
 
 // loadKeyRing loads the ring that signs with each of algs, the first of
 // which signs access tokens, creating the keys that are missing.
-func loadKeyRing(ctx context.Context, st storage.Store, algs []string, s *keySealer, now time.Time) (*KeyRing, error) {
+func loadKeyRing(ctx context.Context, st storage.Store, algs []string, s *keySealer, gen func(string) (crypto.Signer, error), now time.Time) (*KeyRing, error) {
 	alg := algs[0]
 	for _, a := range algs {
 		if _, ok := jwa.LookupSignatureAlgorithm(a); !ok {
@@ -375,7 +367,7 @@ func loadKeyRing(ctx context.Context, st storage.Store, algs []string, s *keySea
 			if _, ok := kr.signers[a]; ok {
 				continue
 			}
-			k, err := putNewKey(tx, a, s, now)
+			k, err := putNewKey(tx, a, s, gen, now)
 			if err != nil {
 				return err
 			}

@@ -1,4 +1,4 @@
-package grants
+package tokens
 
 import (
 	"context"
@@ -44,8 +44,7 @@ func newVerifierFixture(t testing.TB, alg string) verifierFixture {
 	if err != nil {
 		t.Fatalf("LoadKeyRing(%s): %v", alg, err)
 	}
-	v := &Verifier{Issuer: testIssuer, Leeway: 30 * time.Second}
-	v.SetKeys(kr)
+	v := testVerifier(kr, 30*time.Second, nil)
 	return verifierFixture{kr: kr, k: kr.Current, v: v}
 }
 
@@ -103,7 +102,7 @@ func wantAccept(t *testing.T, v *Verifier, tok string) *AccessClaims {
 
 func TestVerifyMinted(t *testing.T) {
 	f := newVerifierFixture(t, "ES256")
-	tok, err := f.k.MintAccessToken(newAccessClaims(testIssuer, "c-basic", "c-basic",
+	tok, err := f.k.MintAccessToken(NewAccessClaims(testIssuer, "c-basic", "c-basic",
 		[]string{testRS, "https://other.test"}, []string{"read", "write"}, vnow, time.Minute))
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +127,7 @@ func TestVerifyMinted(t *testing.T) {
 		t.Error("Claim(nope) found")
 	}
 	// A token with no scope has no Scopes.
-	tok2, _ := f.k.MintAccessToken(newAccessClaims(testIssuer, "s", "c", []string{testRS}, nil, vnow, time.Minute))
+	tok2, _ := f.k.MintAccessToken(NewAccessClaims(testIssuer, "s", "c", []string{testRS}, nil, vnow, time.Minute))
 	if c := wantAccept(t, f.v, tok2); c.Scopes() != nil {
 		t.Errorf("Scopes() = %v, want nil", c.Scopes())
 	}
@@ -140,7 +139,7 @@ func TestVerifyMinted(t *testing.T) {
 func TestVerifyNoKeys(t *testing.T) {
 	f := newVerifierFixture(t, "ES256")
 	tok := signRaw(t, f.k, mustJSON(t, hdrMap(f.k, nil)), mustJSON(t, claimsMap(nil)))
-	wantReject(t, &Verifier{Issuer: testIssuer}, tok)
+	wantReject(t, testVerifier(nil, 0, nil), tok)
 }
 
 // TestVerifyHostileHeaders covers,
@@ -354,8 +353,7 @@ func TestVerifyClaims(t *testing.T) {
 func TestVerifyLeewayIsConfigurable(t *testing.T) {
 	f := newVerifierFixture(t, "ES256")
 	tok := signRaw(t, f.k, mustJSON(t, hdrMap(f.k, nil)), mustJSON(t, claimsMap(func(m map[string]any) { m["nbf"] = vnow.Unix() + 5 })))
-	strict := &Verifier{Issuer: testIssuer}
-	strict.SetKeys(f.kr)
+	strict := testVerifier(f.kr, 0, nil)
 	wantReject(t, strict, tok)
 	wantAccept(t, f.v, tok)
 	expired := signRaw(t, f.k, mustJSON(t, hdrMap(f.k, nil)), mustJSON(t, claimsMap(func(m map[string]any) { m["exp"] = vnow.Unix() - 5 })))
@@ -474,11 +472,15 @@ func TestSigningAlgsRoundTrip(t *testing.T) {
 					t.Errorf("key is %T", f.k.private)
 				}
 			}
-			tok, err := f.k.MintAccessToken(newAccessClaims(testIssuer, "c", "c", []string{testRS}, []string{"read"}, vnow, time.Minute))
+			tok, err := f.k.MintAccessToken(NewAccessClaims(testIssuer, "c", "c", []string{testRS}, []string{"read"}, vnow, time.Minute))
 			if err != nil {
 				t.Fatal(err)
 			}
-			hdr, _ := segments(t, tok)
+			var hdr map[string]any
+			hb, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
+			if err := json.Unmarshal(hb, &hdr); err != nil {
+				t.Fatal(err)
+			}
 			if hdr["alg"] != alg || hdr["kid"] != f.k.ID || hdr["typ"] != "at+jwt" {
 				t.Errorf("header = %v", hdr)
 			}
@@ -574,7 +576,7 @@ func TestKeyRingPersistence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := kr1.Current.MintAccessToken(newAccessClaims(testIssuer, "c", "c", []string{testRS}, nil, vnow, time.Hour))
+	tok, err := kr1.Current.MintAccessToken(NewAccessClaims(testIssuer, "c", "c", []string{testRS}, nil, vnow, time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -594,8 +596,7 @@ func TestKeyRingPersistence(t *testing.T) {
 	if !kr2.Current.Created.Equal(vnow) {
 		t.Errorf("Created = %v, want the original %v", kr2.Current.Created, vnow)
 	}
-	v := &Verifier{Issuer: testIssuer, Leeway: 30 * time.Second}
-	v.SetKeys(kr2)
+	v := testVerifier(kr2, 30*time.Second, nil)
 	wantAccept(t, v, tok)
 
 	// Switching to EdDSA creates a second key and keeps the first.
@@ -610,7 +611,7 @@ func TestKeyRingPersistence(t *testing.T) {
 	if len(all) != 2 || all[0] != kr3.Current || all[1].ID != kr1.Current.ID {
 		t.Errorf("All() = %v, want [EdDSA key, ES256 key]", all)
 	}
-	v.SetKeys(kr3)
+	v.keys.set(kr3)
 	wantAccept(t, v, tok)
 	if _, ok := kr3.Lookup("nope"); ok {
 		t.Error("Lookup of an unknown kid succeeded")

@@ -1,4 +1,4 @@
-package grants
+package tokens
 
 import (
 	"crypto/aes"

@@ -1,4 +1,4 @@
-package grants
+package tokens
 
 import (
 	"crypto"
@@ -10,14 +10,14 @@ import (
 // pool instead, made on first use and handed out in turn: consecutive
 // draws always differ, which is all a rotation in one test needs.
 func init() {
-	real := generateKey
+	real := defaultGenerate
 	const size = 4
 	var (
 		mu   sync.Mutex
 		pool []crypto.Signer
 		next int
 	)
-	generateKey = func(alg string) (crypto.Signer, error) {
+	defaultGenerate = func(alg string) (crypto.Signer, error) {
 		if alg != "RS256" && alg != "PS256" {
 			return real(alg)
 		}

@@ -1,4 +1,4 @@
-package grants
+package tokens
 
 import (
 	"fmt"
@@ -9,35 +9,38 @@ import (
 // The cache must never turn a dead token back into a live one: a hit is
 // still checked against the clock and the revocation set.
 func TestVerifierCacheHonoursExpiryAndRevocation(t *testing.T) {
-	e := newTestEngine(t, nil)
 	rev := &Revocations{jti: map[string]int64{}}
-	e.Verifier.revocations = rev
-	now := time.Now()
-	claims := newAccessClaims(testIssuer, "c-basic", "c-basic", []string{"https://app.test"}, []string{"read"}, now, time.Minute)
-	tok, err := e.keyRing().Current.MintAccessToken(claims)
+	kr, err := LoadKeyRing(t.Context(), openStore(t), "ES256", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := e.Verifier.Verify(tok, now)
+	v := testVerifier(kr, 30*time.Second, rev)
+	now := time.Now()
+	claims := NewAccessClaims(testIssuer, "c-basic", "c-basic", []string{"https://app.test"}, []string{"read"}, now, time.Minute)
+	tok, err := kr.Current.MintAccessToken(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := v.Verify(tok, now)
 	if err != nil {
 		t.Fatalf("first Verify: %v", err)
 	}
-	if again, err := e.Verifier.Verify(tok, now); err != nil || again != first {
+	if again, err := v.Verify(tok, now); err != nil || again != first {
 		t.Fatalf("second Verify = %p, %v; want the cached claims %p", again, err, first)
 	}
-	if _, err := e.Verifier.Verify(tok, now.Add(2*time.Minute)); err == nil {
+	if _, err := v.Verify(tok, now.Add(2*time.Minute)); err == nil {
 		t.Fatal("a cached token verified after its exp")
 	}
-	if _, err := e.Verifier.Verify(tok, now); err != nil {
+	if _, err := v.Verify(tok, now); err != nil {
 		t.Fatalf("Verify after an expired lookup: %v", err)
 	}
-	rev.add(map[string]int64{claims.ID: claims.ExpiresAt})
-	if _, err := e.Verifier.Verify(tok, now); err == nil {
+	rev.Add(map[string]int64{claims.ID: claims.ExpiresAt})
+	if _, err := v.Verify(tok, now); err == nil {
 		t.Fatal("a cached token verified after it was revoked")
 	}
 	// New keys: nothing verified with the old ring is taken on trust.
-	e.Verifier.SetKeys(&KeyRing{byID: map[string]*Key{}})
-	if _, err := e.Verifier.Verify(tok, now); err == nil {
+	v.keys.set(&KeyRing{byID: map[string]*Key{}})
+	if _, err := v.Verify(tok, now); err == nil {
 		t.Fatal("a cached token verified after its key was removed")
 	}
 }

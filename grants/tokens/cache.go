@@ -1,4 +1,4 @@
-package grants
+package tokens
 
 import (
 	"hash/maphash"
@@ -36,7 +36,7 @@ func (c *tokenCache) shard(token string) *cacheShard {
 	return &c.shards[maphash.String(c.seed, token)%cacheShards]
 }
 
-// A nil *tokenCache caches nothing (a Verifier made without NewVerifier).
+// A nil *tokenCache caches nothing (a Verifier made with NoCache).
 
 func (c *tokenCache) get(token string) *AccessClaims {
 	if c == nil {
