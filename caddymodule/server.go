@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -22,11 +21,6 @@ func init() {
 // other requests go on to the next handler.
 type Server struct {
 	app    *App
-	routes map[string]func(*grants.Engine, http.ResponseWriter, *http.Request)
-	// prefix is the path under which every endpoint but discovery lives
-	// (the issuer's path + /oauth/). It belongs to the server: an unknown
-	// path there is answered 404, never handed to the next handler.
-	prefix string
 	logger *zap.Logger
 }
 
@@ -38,7 +32,7 @@ func (Server) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision finds the oauth app and the paths it serves.
+// Provision finds the oauth app.
 func (s *Server) Provision(ctx caddy.Context) error {
 	s.logger = ctx.Logger()
 	app, err := appFrom(ctx, "oauth_server")
@@ -46,48 +40,24 @@ func (s *Server) Provision(ctx caddy.Context) error {
 		return err
 	}
 	s.app = app
-	p := app.engine.Paths()
-	s.prefix = p["prefix"]
-	s.routes = map[string]func(*grants.Engine, http.ResponseWriter, *http.Request){
-		p["token"]:                  (*grants.Engine).ServeToken,
-		p["jwks"]:                   (*grants.Engine).ServeJWKS,
-		p["as_meta"]:                (*grants.Engine).ServeMetadata,
-		p["oidc_meta"]:              (*grants.Engine).ServeMetadata,
-		p["authorize"]:              (*grants.Engine).ServeAuthorize,
-		p["authorize"] + "/login":   (*grants.Engine).ServeLogin,
-		p["authorize"] + "/consent": (*grants.Engine).ServeConsent,
-		p["userinfo"]:               (*grants.Engine).ServeUserinfo,
-		p["revoke"]:                 (*grants.Engine).ServeRevoke,
-		p["introspect"]:             (*grants.Engine).ServeIntrospect,
-		p["logout"]:                 (*grants.Engine).ServeLogout,
-		p["logout"] + "/confirm":    (*grants.Engine).ServeLogout,
-		p["assets"] + "style.css":   (*grants.Engine).ServeAsset,
-		p["assets"] + "logo":        (*grants.Engine).ServeAsset,
-	}
 	return nil
 }
 
-// ServeHTTP implements caddyhttp.MiddlewareHandler.
+// ServeHTTP implements caddyhttp.MiddlewareHandler. The engine owns its
+// route table; a path that is not the engine's goes to the next handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	route, ok := s.routes[r.URL.Path]
-	if !ok && strings.HasPrefix(r.URL.Path, s.prefix) {
-		grants.DiscardBody(r)
-		grants.WriteError(w, &grants.Error{Code: grants.CodeInvalidRequest, Status: http.StatusNotFound,
-			Description: "no endpoint at this path; the discovery document lists them"})
-		return nil
-	}
+	route, ok := s.app.engine.Route(r.URL.Path)
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
-	eng, err := s.app.ready()
-	if err != nil {
+	if _, err := s.app.ready(); err != nil {
 		s.logger.Error("oauth storage unavailable", zap.Error(err))
 		grants.WriteError(w, &grants.Error{Code: grants.CodeTemporarilyUnavailable,
 			Description: "the authorization server is starting or its storage is unavailable; retry later",
 			Status:      http.StatusServiceUnavailable})
 		return nil
 	}
-	route(eng, w, withCaddyContext(r))
+	route(w, withCaddyContext(r))
 	return nil
 }
 

@@ -159,9 +159,9 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 	return ar, "", nil
 }
 
-// ServeAuthorize is the authorization endpoint (RFC 6749 §3.1, OIDC Core
+// serveAuthorize is the authorization endpoint (RFC 6749 §3.1, OIDC Core
 // §3.1.2).
-func (e *Engine) ServeAuthorize(rw http.ResponseWriter, r *http.Request) {
+func (e *Engine) serveAuthorize(rw http.ResponseWriter, r *http.Request) {
 	if err := e.requireTLS(r); err != nil {
 		e.web.errorPage(rw, http.StatusBadRequest, "the sign-in page must be reached over HTTPS")
 		return
@@ -192,7 +192,7 @@ func (e *Engine) ServeAuthorize(rw http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		e.web.continueAuthorize(rw, r, ar, nil)
+		e.continueAuthorize(rw, r, ar, nil)
 	}
 }
 
@@ -200,13 +200,13 @@ func (e *Engine) ServeAuthorize(rw http.ResponseWriter, r *http.Request) {
 // consent if needed, then a code. fresh is the session the user just
 // started on our login form (which satisfies prompt=login and max_age);
 // nil means: use the browser's session cookie.
-func (w *web) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *authzRequest, fresh *sessionRecord) {
+func (e *Engine) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *authzRequest, fresh *sessionRecord) {
 	ctx := r.Context()
 	sess, freshLogin := fresh, fresh != nil
 	if sess == nil {
 		var err error
-		if sess, _, err = w.session(ctx, r); err != nil {
-			w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
+		if sess, _, err = e.web.session(ctx, r); err != nil {
+			e.web.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
 			return
 		}
 	}
@@ -216,18 +216,18 @@ func (w *web) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *aut
 		(!freshLogin && ar.MaxAge >= 0 && time.Since(time.Unix(sess.AuthTime, 0)) > time.Duration(ar.MaxAge)*time.Second)
 	if needLogin {
 		if none {
-			w.e.redirectError(rw, r, ar, &redirectError{"login_required", "the user is not signed in"})
+			e.redirectError(rw, r, ar, &redirectError{"login_required", "the user is not signed in"})
 			return
 		}
-		csrf := w.csrfToken(rw, r)
-		w.render(rw, http.StatusOK, "login.html", pageData{Title: "Sign in", Client: ar.ClientID,
-			LoginHint: ar.LoginHint, State: w.seal(loginState{Request: *ar}, csrf), CSRF: csrf,
-			Action: w.e.basePath + AuthorizePath + "/login"})
+		csrf := e.web.csrfToken(rw, r)
+		e.web.render(rw, http.StatusOK, "login.html", pageData{Title: "Sign in", Client: ar.ClientID,
+			LoginHint: ar.LoginHint, State: e.web.seal(loginState{Request: *ar}, csrf), CSRF: csrf,
+			Action: e.basePath + AuthorizePath + "/login"})
 		return
 	}
-	c, err := w.e.lookupClient(ctx, ar.ClientID)
+	c, err := e.lookupClient(ctx, ar.ClientID)
 	if err != nil || c == nil {
-		w.errorPage(rw, http.StatusBadRequest, "the application is no longer registered")
+		e.web.errorPage(rw, http.StatusBadRequest, "the application is no longer registered")
 		return
 	}
 	// RFC 8252 §8.6: any program on the machine can claim a public
@@ -238,29 +238,29 @@ func (w *web) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *aut
 	public := c.AuthMethod == AuthNone
 	needConsent := !c.Trusted || (public && !freshLogin)
 	if needConsent && !public && !slices.Contains(ar.Prompt, "consent") {
-		ok, err := w.hasConsent(ctx, sess.Sub, c.ID, ar.Scope)
+		ok, err := e.web.hasConsent(ctx, sess.Sub, c.ID, ar.Scope)
 		if err != nil {
-			w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
+			e.web.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
 			return
 		}
 		needConsent = !ok
 	}
 	if needConsent {
 		if none && public {
-			w.e.redirectError(rw, r, ar, &redirectError{"interaction_required", "a public client needs the user to allow it each time"})
+			e.redirectError(rw, r, ar, &redirectError{"interaction_required", "a public client needs the user to allow it each time"})
 			return
 		}
 		if none {
-			w.e.redirectError(rw, r, ar, &redirectError{"consent_required", "the user has not allowed this application"})
+			e.redirectError(rw, r, ar, &redirectError{"consent_required", "the user has not allowed this application"})
 			return
 		}
-		csrf := w.csrfToken(rw, r)
-		w.render(rw, http.StatusOK, "consent.html", pageData{Title: "Allow access", Client: c.ID, Scopes: ar.Scope,
-			User: sess.User, State: w.seal(consentState{Request: *ar, User: sess.Sub}, csrf), CSRF: csrf,
-			Action: w.e.basePath + AuthorizePath + "/consent"})
+		csrf := e.web.csrfToken(rw, r)
+		e.web.render(rw, http.StatusOK, "consent.html", pageData{Title: "Allow access", Client: c.ID, Scopes: ar.Scope,
+			User: sess.User, State: e.web.seal(consentState{Request: *ar, User: sess.Sub}, csrf), CSRF: csrf,
+			Action: e.basePath + AuthorizePath + "/consent"})
 		return
 	}
-	w.e.issueCode(rw, r, ar, sess)
+	e.issueCode(rw, r, ar, sess)
 }
 
 // loginState and consentState are sealed into the forms.
@@ -273,11 +273,11 @@ type consentState struct {
 	User    string       `json:"u"`
 }
 
-// ServeLogin handles the login form.
-func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
+// serveLogin handles the login form.
+func (e *Engine) serveLogin(rw http.ResponseWriter, r *http.Request) {
 	w := e.web
 	var st loginState
-	if !w.postedForm(rw, r, &st) {
+	if !e.postedForm(rw, r, &st) {
 		return
 	}
 	ar := &st.Request
@@ -311,14 +311,14 @@ func (e *Engine) ServeLogin(rw http.ResponseWriter, r *http.Request) {
 		w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
 		return
 	}
-	w.continueAuthorize(rw, r, ar, sess)
+	e.continueAuthorize(rw, r, ar, sess)
 }
 
-// ServeConsent handles the consent form.
-func (e *Engine) ServeConsent(rw http.ResponseWriter, r *http.Request) {
+// serveConsent handles the consent form.
+func (e *Engine) serveConsent(rw http.ResponseWriter, r *http.Request) {
 	w := e.web
 	var st consentState
-	if !w.postedForm(rw, r, &st) {
+	if !e.postedForm(rw, r, &st) {
 		return
 	}
 	ar := &st.Request
@@ -342,25 +342,25 @@ func (e *Engine) ServeConsent(rw http.ResponseWriter, r *http.Request) {
 // bounded body, the CSRF
 // field matching the cookie, and the sealed state intact and recent,
 // decoded into st.
-func (w *web) checkPost(rw http.ResponseWriter, r *http.Request, st any) bool {
-	if err := w.e.requireTLS(r); err != nil {
-		w.errorPage(rw, http.StatusBadRequest, "this page must be reached over HTTPS")
+func (e *Engine) checkPost(rw http.ResponseWriter, r *http.Request, st any) bool {
+	if err := e.requireTLS(r); err != nil {
+		e.web.errorPage(rw, http.StatusBadRequest, "this page must be reached over HTTPS")
 		return false
 	}
-	if w.refuseDuplicateCookie(rw, r) {
+	if e.web.refuseDuplicateCookie(rw, r) {
 		return false
 	}
 	if r.Method != http.MethodPost {
 		rw.Header().Set("Allow", http.MethodPost)
-		w.errorPage(rw, http.StatusMethodNotAllowed, "this page accepts form posts only")
+		e.web.errorPage(rw, http.StatusMethodNotAllowed, "this page accepts form posts only")
 		return false
 	}
-	if !w.parseForm(rw, r, "the form") {
+	if !e.web.parseForm(rw, r, "the form") {
 		return false
 	}
 	csrf := r.PostForm.Get("csrf")
-	if !w.checkCSRF(r, csrf) || !w.unseal(r.PostForm.Get("state"), csrf, st) {
-		w.errorPage(rw, http.StatusForbidden, "this form has expired or did not come from this site; start again from the application")
+	if !e.web.checkCSRF(r, csrf) || !e.web.unseal(r.PostForm.Get("state"), csrf, st) {
+		e.web.errorPage(rw, http.StatusForbidden, "this form has expired or did not come from this site; start again from the application")
 		return false
 	}
 	return true
@@ -368,8 +368,8 @@ func (w *web) checkPost(rw http.ResponseWriter, r *http.Request, st any) bool {
 
 // postedForm checks a sign-in form post (checkPost) and that its client is
 // still registered with that redirect URI.
-func (w *web) postedForm(rw http.ResponseWriter, r *http.Request, st any) bool {
-	if !w.checkPost(rw, r, st) {
+func (e *Engine) postedForm(rw http.ResponseWriter, r *http.Request, st any) bool {
+	if !e.checkPost(rw, r, st) {
 		return false
 	}
 	var ar *authzRequest
@@ -379,8 +379,8 @@ func (w *web) postedForm(rw http.ResponseWriter, r *http.Request, st any) bool {
 	case *consentState:
 		ar = &s.Request
 	}
-	if c, err := w.e.lookupClient(r.Context(), ar.ClientID); err != nil || c == nil || !c.MatchRedirectURI(ar.RedirectURI) {
-		w.errorPage(rw, http.StatusBadRequest, "the application is no longer registered")
+	if c, err := e.lookupClient(r.Context(), ar.ClientID); err != nil || c == nil || !c.MatchRedirectURI(ar.RedirectURI) {
+		e.web.errorPage(rw, http.StatusBadRequest, "the application is no longer registered")
 		return false
 	}
 	return true

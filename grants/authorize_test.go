@@ -54,7 +54,7 @@ func getAuthorize(e *Engine, rawQuery string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(http.MethodGet, AuthorizePath+"?"+rawQuery, nil)
 	r.RemoteAddr = loopbackAddr
 	rec := httptest.NewRecorder()
-	e.ServeAuthorize(rec, r)
+	e.serveAuthorize(rec, r)
 	return rec
 }
 
@@ -360,7 +360,7 @@ func TestAuthorizeMethods(t *testing.T) {
 		r := httptest.NewRequest(m, AuthorizePath+"?"+authzQuery("c-web", ch).Encode(), nil)
 		r.RemoteAddr = loopbackAddr
 		rec := httptest.NewRecorder()
-		e.ServeAuthorize(rec, r)
+		e.serveAuthorize(rec, r)
 		wantErrorPage(t, rec, http.StatusBadRequest)
 	}
 }

@@ -56,9 +56,9 @@ func TestCORSClientEndpoints(t *testing.T) {
 		method  string
 		headers string
 	}{
-		{"token", e.ServeToken, http.MethodPost, "content-type"},
-		{"revoke", e.ServeRevoke, http.MethodPost, "content-type"},
-		{"userinfo", e.ServeUserinfo, http.MethodGet, "authorization"},
+		{"token", e.serveToken, http.MethodPost, "content-type"},
+		{"revoke", e.serveRevoke, http.MethodPost, "content-type"},
+		{"userinfo", e.serveUserinfo, http.MethodGet, "authorization"},
 	}
 	for _, ep := range endpoints {
 		t.Run(ep.name, func(t *testing.T) {
@@ -106,7 +106,7 @@ func TestCORSClientEndpoints(t *testing.T) {
 	// its code.
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-pub")
-	rec := corsRequest(e.ServeToken, http.MethodPost, "http://127.0.0.1", nil, url.Values{"grant_type": {"authorization_code"},
+	rec := corsRequest(e.serveToken, http.MethodPost, "http://127.0.0.1", nil, url.Values{"grant_type": {"authorization_code"},
 		"code": {code}, "code_verifier": {verifier}, "client_id": {"c-pub"}, "redirect_uri": {testRedirect["c-pub"]}}.Encode())
 	if rec.Code != http.StatusOK || rec.Header().Get("Access-Control-Allow-Origin") != "http://127.0.0.1" {
 		t.Fatalf("code exchange from the app's origin: %d %v %s", rec.Code, rec.Header(), rec.Body)
@@ -119,8 +119,8 @@ func TestCORSNotOnPagesOrIntrospection(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	const good = "https://client.test"
 	for name, h := range map[string]http.HandlerFunc{
-		"authorize": e.ServeAuthorize, "login": e.ServeLogin, "consent": e.ServeConsent,
-		"logout": e.ServeLogout, "introspect": e.ServeIntrospect,
+		"authorize": e.serveAuthorize, "login": e.serveLogin, "consent": e.serveConsent,
+		"logout": e.serveLogout, "introspect": e.serveIntrospect,
 	} {
 		for _, rec := range []*httptest.ResponseRecorder{
 			preflight(h, good, http.MethodPost, "content-type"),
@@ -142,7 +142,7 @@ func TestCORSRunTimeClients(t *testing.T) {
 	e := siNewTestEngine(t, nil)
 	const spa = "https://spa.test:8443"
 	allowed := func() bool {
-		return preflight(e.ServeToken, spa, http.MethodPost, "content-type").Header().Get("Access-Control-Allow-Origin") == spa
+		return preflight(e.serveToken, spa, http.MethodPost, "content-type").Header().Get("Access-Control-Allow-Origin") == spa
 	}
 	if allowed() {
 		t.Fatal("origin allowed before any client has it")
@@ -167,7 +167,7 @@ func TestCORSRunTimeClients(t *testing.T) {
 // without credentials, and a preflight is answered.
 func TestCORSPublicDocuments(t *testing.T) {
 	e := siNewTestEngine(t, nil)
-	for name, h := range map[string]http.HandlerFunc{"jwks": e.ServeJWKS, "metadata": e.ServeMetadata} {
+	for name, h := range map[string]http.HandlerFunc{"jwks": e.serveJWKS, "metadata": e.serveMetadata} {
 		rec := corsRequest(h, http.MethodGet, "https://anyone.test", nil, "")
 		if rec.Code != http.StatusOK || rec.Header().Get("Access-Control-Allow-Origin") != "*" ||
 			rec.Header().Get("Access-Control-Allow-Credentials") != "" {

@@ -42,7 +42,7 @@ func TestDiscoveryEndpointAuthMethods(t *testing.T) {
 	w := httptest.NewRecorder()
 	r := tokenRequest(caForm(caPKJ(t, nil)) + "&token=x")
 	r.URL.Path = IntrospectPath
-	e.ServeIntrospect(w, r)
+	e.serveIntrospect(w, r)
 	if w.Code != http.StatusOK {
 		t.Fatalf("introspection with private_key_jwt: %d %s", w.Code, w.Body.String())
 	}
@@ -93,7 +93,7 @@ func TestDiscoveryAuthorizationEndpointOIDC(t *testing.T) {
 	e := newTestEngine(t, nil) // client_credentials clients only
 	get := func(path string) map[string]any {
 		w := httptest.NewRecorder()
-		e.ServeMetadata(w, httptest.NewRequest(http.MethodGet, path, nil))
+		e.serveMetadata(w, httptest.NewRequest(http.MethodGet, path, nil))
 		var m map[string]any
 		if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
 			t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -121,6 +122,10 @@ type Engine struct {
 	observer    Observer
 	// corsOrigins are the origins browser apps may call from (cors.go).
 	corsOrigins appOrigins
+	// routeTable holds every endpoint by path, and prefix the path every
+	// endpoint but discovery is under (routes.go).
+	routeTable map[string]http.HandlerFunc
+	prefix     string
 }
 
 // grantHandler issues tokens for one grant type to an authenticated client
@@ -240,7 +245,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		c, _ := e.lookupClient(context.Background(), name)
 		return c != nil
 	}
-	if e.web, err = newWeb(e, cfg.Web); err != nil {
+	if e.web, err = newWeb(cfg.Web, e.basePath, e.behindTLSProxy); err != nil {
 		return nil, err
 	}
 	e.grants = map[string]grantHandler{
@@ -269,6 +274,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 			}
 		}
 	}
+	e.routeTable, e.prefix = e.routes(), e.paths()["prefix"]
 	return e, nil
 }
 
@@ -301,7 +307,7 @@ func (e *Engine) Start(ctx context.Context, st storage.Store, rev *tokens.Revoca
 		// planted plain key in.
 		e.logger.Warn("seal_plain_keys is set but no signing key is left unencrypted; remove it, so that a plain key planted in the storage is refused")
 	}
-	if err := e.web.start(ctx, st); err != nil {
+	if err := e.web.start(ctx, st, e.users); err != nil {
 		return err
 	}
 	left, err := e.startSubjects(ctx, st)
@@ -334,26 +340,6 @@ func (e *Engine) Verifier() *tokens.Verifier { return e.verifier }
 
 // Issuer is the engine's issuer identifier.
 func (e *Engine) Issuer() string { return e.issuer }
-
-// Paths returns the path of each endpoint this engine serves, for the
-// HTTP layer to route on.
-func (e *Engine) Paths() map[string]string {
-	return map[string]string{
-		"token":      e.basePath + TokenPath,
-		"jwks":       e.basePath + JWKSPath,
-		"authorize":  e.basePath + AuthorizePath,
-		"userinfo":   e.basePath + UserinfoPath,
-		"logout":     e.basePath + LogoutPath,
-		"assets":     e.basePath + AssetsPath,
-		"revoke":     e.basePath + RevokePath,
-		"introspect": e.basePath + IntrospectPath,
-		"as_meta":    "/.well-known/oauth-authorization-server" + e.basePath,
-		"oidc_meta":  e.basePath + "/.well-known/openid-configuration",
-		// Every endpoint but discovery is under prefix; a path there that
-		// is no endpoint is answered 404, not passed on.
-		"prefix": e.basePath + "/oauth/",
-	}
-}
 
 func (e *Engine) debug(ctx context.Context, msg string, fields ...zap.Field) {
 	if ce := e.logger.Check(zapcore.DebugLevel, msg); ce != nil {

@@ -112,7 +112,7 @@ func tokenRequest(body string) *http.Request {
 // serve runs the token endpoint on r.
 func serve(e *Engine, r *http.Request) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
-	e.ServeToken(w, r)
+	e.serveToken(w, r)
 	return w
 }
 

@@ -31,12 +31,12 @@ type Introspection struct {
 	ExtSub string `json:"ext_sub,omitempty"`
 }
 
-// ServeIntrospect is the RFC 7662 introspection endpoint. Only
+// serveIntrospect is the RFC 7662 introspection endpoint. Only
 // confidential clients may call it. A client sees the tokens issued to it;
 // a resource-server client (Client.ResourceServer) sees instead the access
 // tokens whose audience includes one of its audience values, and nothing
 // else (INT-06). Everything else is {"active":false}.
-func (e *Engine) ServeIntrospect(w http.ResponseWriter, r *http.Request) {
+func (e *Engine) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	resp, oerr := e.introspect(w, r)
 	if oerr != nil {
 		e.debug(r.Context(), "introspection refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
@@ -75,7 +75,7 @@ func (e *Engine) introspect(w http.ResponseWriter, r *http.Request) (*Introspect
 		ExpiresAt: f.expires.Unix(), Subject: fam.Subject, Issuer: e.issuer}, nil
 }
 
-// mayIntrospect applies the visibility rule of ServeIntrospect.
+// mayIntrospect applies the visibility rule of serveIntrospect.
 func (c *Client) mayIntrospect(f *foundToken) bool {
 	if !c.ResourceServer {
 		return f.clientID() == c.ID

@@ -13,7 +13,7 @@ import (
 func TestIntrospectRequestRules(t *testing.T) {
 	e := opNewEngine(t)
 	at := opClientToken(t, e)
-	opRunRules(t, e, e.ServeIntrospect, IntrospectPath, []opRule{
+	opRunRules(t, e, e.serveIntrospect, IntrospectPath, []opRule{
 		{"no token", "c-basic", url.Values{}, "", 400, CodeInvalidRequest},
 		{"no credentials", "", url.Values{"token": {at}}, "", 401, CodeInvalidClient},
 		{"wrong secret", "", url.Values{"token": {at}}, siBasicAuth("c-basic", "nope"), 401, CodeInvalidClient},
@@ -22,7 +22,7 @@ func TestIntrospectRequestRules(t *testing.T) {
 	get := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodGet, IntrospectPath, nil)
 	req.RemoteAddr = loopbackAddr
-	e.ServeIntrospect(get, req)
+	e.serveIntrospect(get, req)
 	if get.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET: %d", get.Code)
 	}

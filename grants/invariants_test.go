@@ -237,7 +237,7 @@ func invLive(t *testing.T, e *Engine, tok string) *tokens.AccessClaims {
 	if err != nil {
 		t.Fatalf("fresh token refused by the verifier: %v", err)
 	}
-	if tr := opPost(e, e.ServeIntrospect, IntrospectPath, "", opForm("token", tok), siBasicAuth(invRS, invSecret)); tr.body["active"] != true {
+	if tr := opPost(e, e.serveIntrospect, IntrospectPath, "", opForm("token", tok), siBasicAuth(invRS, invSecret)); tr.body["active"] != true {
 		t.Fatalf("fresh token inactive at introspection: %s", tr.raw)
 	}
 	return c
@@ -250,7 +250,7 @@ func invDead(t *testing.T, e *Engine, tok, after string) {
 	if _, err := e.verifier.Verify(tok, time.Now()); err == nil {
 		t.Errorf("after %s, the gate's verifier still accepts the token", after)
 	}
-	if tr := opPost(e, e.ServeIntrospect, IntrospectPath, "", opForm("token", tok), siBasicAuth(invRS, invSecret)); tr.body["active"] != false {
+	if tr := opPost(e, e.serveIntrospect, IntrospectPath, "", opForm("token", tok), siBasicAuth(invRS, invSecret)); tr.body["active"] != false {
 		t.Errorf("after %s, introspection says %s", after, tr.raw)
 	}
 }
@@ -262,7 +262,7 @@ func invRevokeToken(t *testing.T, e *Engine, client, tok string) {
 	if client == "c-web" {
 		secret = webSecret
 	}
-	if tr := opPost(e, e.ServeRevoke, RevokePath, "", opForm("token", tok), siBasicAuth(client, secret)); tr.status != http.StatusOK {
+	if tr := opPost(e, e.serveRevoke, RevokePath, "", opForm("token", tok), siBasicAuth(client, secret)); tr.status != http.StatusOK {
 		t.Fatalf("revoke: %d %s", tr.status, tr.raw)
 	}
 }

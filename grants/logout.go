@@ -16,12 +16,12 @@ type logoutState struct {
 	State       string `json:"state,omitempty"`
 }
 
-// ServeLogout is OpenID Connect RP-Initiated Logout. A valid id_token_hint
+// serveLogout is OpenID Connect RP-Initiated Logout. A valid id_token_hint
 // for the signed-in user signs out at once; otherwise the user confirms
 // on a form, so that no third party can sign a user out. The
 // post_logout_redirect_uri must be registered for the client, compared
 // exactly; an unregistered one is ignored, never followed.
-func (e *Engine) ServeLogout(rw http.ResponseWriter, r *http.Request) {
+func (e *Engine) serveLogout(rw http.ResponseWriter, r *http.Request) {
 	w := e.web
 	ctx := r.Context()
 	if w.refuseDuplicateCookie(rw, r) {
@@ -34,7 +34,7 @@ func (e *Engine) ServeLogout(rw http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodPost && r.URL.Path == e.basePath+LogoutPath+"/confirm" {
 		var st logoutState
-		if !w.checkPost(rw, r, &st) {
+		if !e.checkPost(rw, r, &st) {
 			return
 		}
 		if err := w.endSession(ctx, rw, r, key); err != nil {

@@ -267,7 +267,7 @@ func TestLogoutWithoutSession(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPut, LogoutPath, nil)
 	r.RemoteAddr = loopbackAddr
 	rr := httptest.NewRecorder()
-	e.ServeLogout(rr, r)
+	e.serveLogout(rr, r)
 	wantErrorPage(t, rr, http.StatusMethodNotAllowed)
 }
 

@@ -148,8 +148,8 @@ func assertionAlgs(clients []*Client) []string {
 	return out
 }
 
-// ServeMetadata answers the RFC 8414 and OIDC Discovery documents.
-func (e *Engine) ServeMetadata(w http.ResponseWriter, r *http.Request) {
+// serveMetadata answers the RFC 8414 and OIDC Discovery documents.
+func (e *Engine) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	if e.cors(w, r, corsAnyOrigin, "GET, HEAD") || !readOnly(w, r) {
 		return
 	}
@@ -161,8 +161,8 @@ func (e *Engine) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 	writePublicJSON(w, m)
 }
 
-// ServeJWKS publishes the public half of every key that still verifies.
-func (e *Engine) ServeJWKS(w http.ResponseWriter, r *http.Request) {
+// serveJWKS publishes the public half of every key that still verifies.
+func (e *Engine) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	if e.cors(w, r, corsAnyOrigin, "GET, HEAD") || !readOnly(w, r) {
 		return
 	}

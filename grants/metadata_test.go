@@ -17,7 +17,7 @@ import (
 func getMetadata(t *testing.T, e *Engine, method string) *httptest.ResponseRecorder {
 	t.Helper()
 	w := httptest.NewRecorder()
-	e.ServeMetadata(w, httptest.NewRequest(method, "/.well-known/oauth-authorization-server", nil))
+	e.serveMetadata(w, httptest.NewRequest(method, "/.well-known/oauth-authorization-server", nil))
 	return w
 }
 
@@ -104,9 +104,9 @@ func TestMetadataNoClients(t *testing.T) {
 func TestReadOnlyEndpoints(t *testing.T) {
 	e := newTestEngine(t, nil)
 	endpoints := map[string]func(http.ResponseWriter, *http.Request){
-		"as_meta":   e.ServeMetadata,
-		"oidc_meta": e.ServeMetadata,
-		"jwks":      e.ServeJWKS,
+		"as_meta":   e.serveMetadata,
+		"oidc_meta": e.serveMetadata,
+		"jwks":      e.serveJWKS,
 	}
 	for name, h := range endpoints {
 		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
@@ -149,7 +149,7 @@ func TestJWKS(t *testing.T) {
 		}
 	}
 	w := httptest.NewRecorder()
-	e.ServeJWKS(w, httptest.NewRequest(http.MethodGet, testIssuer+JWKSPath, nil))
+	e.serveJWKS(w, httptest.NewRequest(http.MethodGet, testIssuer+JWKSPath, nil))
 	checkPublicJSON(t, w)
 
 	var doc struct {
@@ -230,7 +230,7 @@ func TestPathsAndIssuerWithPath(t *testing.T) {
 			"token": "/a/b/oauth/token", "jwks": "/a/b/oauth/jwks",
 			"as_meta": "/.well-known/oauth-authorization-server/a/b", "oidc_meta": "/a/b/.well-known/openid-configuration",
 		}, "https://h:8443/a/b/oauth/token", "https://h:8443/a/b/oauth/jwks"},
-		// Paths() are decoded (what a router matches on); published URLs
+		// paths() are decoded (what a router matches on); published URLs
 		// keep the issuer's own spelling.
 		{"https://h/t%C3%A9", map[string]string{
 			"token": "/té/oauth/token", "jwks": "/té/oauth/jwks",
@@ -244,10 +244,10 @@ func TestPathsAndIssuerWithPath(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.issuer, func(t *testing.T) {
 			e := newTestEngine(t, func(c *Config) { c.Issuer = tt.issuer })
-			got := e.Paths()
+			got := e.paths()
 			for k, v := range tt.paths {
 				if got[k] != v {
-					t.Errorf("Paths()[%s] = %q, want %q", k, got[k], v)
+					t.Errorf("paths()[%s] = %q, want %q", k, got[k], v)
 				}
 			}
 			var m Metadata

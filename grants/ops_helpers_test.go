@@ -72,11 +72,11 @@ func opPost(e *Engine, h http.HandlerFunc, path, clientID string, form url.Value
 }
 
 func opRevoke(e *Engine, clientID string, kv ...string) tokenResult {
-	return opPost(e, e.ServeRevoke, RevokePath, clientID, opForm(kv...), "")
+	return opPost(e, e.serveRevoke, RevokePath, clientID, opForm(kv...), "")
 }
 
 func opIntrospect(e *Engine, clientID string, kv ...string) tokenResult {
-	return opPost(e, e.ServeIntrospect, IntrospectPath, clientID, opForm(kv...), "")
+	return opPost(e, e.serveIntrospect, IntrospectPath, clientID, opForm(kv...), "")
 }
 
 func opForm(kv ...string) url.Values {

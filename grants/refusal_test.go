@@ -26,13 +26,13 @@ func TestRefusalBeforeBodyWithConnectionClose(t *testing.T) {
 		r.RemoteAddr = "203.0.113.5:4000"
 		switch r.URL.Path {
 		case TokenPath:
-			e.ServeToken(w, r)
+			e.serveToken(w, r)
 		case RevokePath:
-			e.ServeRevoke(w, r)
+			e.serveRevoke(w, r)
 		case IntrospectPath:
-			e.ServeIntrospect(w, r)
+			e.serveIntrospect(w, r)
 		case UserinfoPath:
-			e.ServeUserinfo(w, r)
+			e.serveUserinfo(w, r)
 		}
 	}))
 	// Small socket buffers, as on a real network: the body cannot all sit

@@ -206,7 +206,7 @@ func TestParseFormBodySizeOverHTTP(t *testing.T) {
 	var seenLength atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seenLength.Store(r.ContentLength)
-		e.ServeToken(w, r)
+		e.serveToken(w, r)
 	}))
 	defer srv.Close()
 	// Large enough to cross the cap, small enough that the server can

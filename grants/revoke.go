@@ -9,13 +9,13 @@ import (
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
-// ServeRevoke is the RFC 7009 revocation endpoint. Revoking a refresh
+// serveRevoke is the RFC 7009 revocation endpoint. Revoking a refresh
 // token revokes its whole grant: every refresh token of the family and
 // every access token issued from it. Revoking an access token revokes
 // that token only (its refresh token stays usable). Unknown, expired and
 // already-revoked tokens get 200 like any other; a token of another
 // client is refused with unauthorized_client and stays valid.
-func (e *Engine) ServeRevoke(w http.ResponseWriter, r *http.Request) {
+func (e *Engine) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	if e.cors(w, r, corsAppOrigins, http.MethodPost) {
 		return
 	}

@@ -12,7 +12,7 @@ import (
 func TestRevokeRequestRules(t *testing.T) {
 	e := opNewEngine(t)
 	at := opClientToken(t, e)
-	opRunRules(t, e, e.ServeRevoke, RevokePath, []opRule{
+	opRunRules(t, e, e.serveRevoke, RevokePath, []opRule{
 		{"no token", "c-basic", url.Values{}, "", 400, CodeInvalidRequest},
 		{"no credentials", "", url.Values{"token": {at}}, "", 401, CodeInvalidClient},
 		{"wrong secret in Basic", "", url.Values{"token": {at}}, siBasicAuth("c-basic", "nope"), 401, CodeInvalidClient},

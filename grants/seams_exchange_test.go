@@ -15,7 +15,7 @@ import (
 
 // introspectAsTX asks introspection about tok as c-tx.
 func introspectAsTX(e *Engine, tok string) tokenResult {
-	return opPost(e, e.ServeIntrospect, IntrospectPath, "", url.Values{"client_id": {"c-tx"}, "client_secret": {postSecret}, "token": {tok}}, "")
+	return opPost(e, e.serveIntrospect, IntrospectPath, "", url.Values{"client_id": {"c-tx"}, "client_secret": {postSecret}, "token": {tok}}, "")
 }
 
 // §2: a token exchanged from a grant's access token dies with the grant,
@@ -155,7 +155,7 @@ func TestExchangeIDTokenCarriesGrant(t *testing.T) {
 	tr := txPost(e, "subject_token", g.str("id_token"), "subject_token_type", TokenTypeIDToken)
 	wantOK(t, tr)
 	x := tr.str("access_token")
-	if tr := opPost(e, e.ServeRevoke, RevokePath, "", url.Values{"client_id": {"c-tx"}, "client_secret": {postSecret}, "token": {g.str("refresh_token")}}, ""); tr.status != 200 {
+	if tr := opPost(e, e.serveRevoke, RevokePath, "", url.Values{"client_id": {"c-tx"}, "client_secret": {postSecret}, "token": {g.str("refresh_token")}}, ""); tr.status != 200 {
 		t.Fatalf("revoke: %d %s", tr.status, tr.raw)
 	}
 	if verifies(e, x) {

@@ -41,7 +41,7 @@ func TestExternalSubjectNeverLocal(t *testing.T) {
 		if claims["ext_iss"] != jbIssuer || claims["ext_sub"] != asserted {
 			t.Errorf("ext claims %v", claims)
 		}
-		in := opPost(e, e.ServeIntrospect, IntrospectPath, "", url.Values{"client_id": {"c-jb"}, "client_secret": {postSecret}, "token": {m["access_token"].(string)}}, "")
+		in := opPost(e, e.serveIntrospect, IntrospectPath, "", url.Values{"client_id": {"c-jb"}, "client_secret": {postSecret}, "token": {m["access_token"].(string)}}, "")
 		if in.body["ext_sub"] != asserted || in.body["sub"] != sub {
 			t.Errorf("introspection %s", in.raw)
 		}

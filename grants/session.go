@@ -29,7 +29,7 @@ func (w *web) session(ctx context.Context, r *http.Request) (*sessionRecord, str
 	}
 	key := hashToken(c.Value)
 	var s sessionRecord
-	err = w.e.store.View(ctx, func(tx storage.Tx) error {
+	err = w.store.View(ctx, func(tx storage.Tx) error {
 		_, err := getJSON(tx, storage.KindSessions, key, &s)
 		return err
 	})
@@ -42,7 +42,7 @@ func (w *web) session(ctx context.Context, r *http.Request) (*sessionRecord, str
 	if s.Sub == "" {
 		s.Sub = nameSubject(s.User)
 	}
-	if u, err := w.e.users.LookupSubject(ctx, s.Sub); err != nil || u.Name != s.User {
+	if u, err := w.users.LookupSubject(ctx, s.Sub); err != nil || u.Name != s.User {
 		return nil, "", nil // the user was removed: the session is worthless
 	}
 	return &s, key, nil
@@ -52,7 +52,7 @@ func (w *web) session(ctx context.Context, r *http.Request) (*sessionRecord, str
 func (w *web) startSession(ctx context.Context, rw http.ResponseWriter, r *http.Request, u *User) (*sessionRecord, error) {
 	tok := newSecretToken()
 	s := &sessionRecord{User: u.Name, Sub: u.Subject(), AuthTime: time.Now().Unix()}
-	err := w.e.store.Update(ctx, func(tx storage.Tx) error {
+	err := w.store.Update(ctx, func(tx storage.Tx) error {
 		return putJSON(tx, storage.KindSessions, hashToken(tok), s, time.Now().Add(w.cfg.SessionTTL))
 	})
 	if err != nil {
@@ -68,7 +68,7 @@ func (w *web) endSession(ctx context.Context, rw http.ResponseWriter, r *http.Re
 	if key == "" {
 		return nil
 	}
-	return w.e.store.Update(ctx, func(tx storage.Tx) error { return tx.Delete(storage.KindSessions, key) })
+	return w.store.Update(ctx, func(tx storage.Tx) error { return tx.Delete(storage.KindSessions, key) })
 }
 
 // consentKey names what user allowed client.
@@ -77,7 +77,7 @@ func consentKey(user, client string) string { return user + "\x00" + client }
 // hasConsent reports whether the user already allowed every scope.
 func (w *web) hasConsent(ctx context.Context, user, client string, scopes []string) (bool, error) {
 	var allowed []string
-	err := w.e.store.View(ctx, func(tx storage.Tx) error {
+	err := w.store.View(ctx, func(tx storage.Tx) error {
 		_, err := getJSON(tx, storage.KindConsents, consentKey(user, client), &allowed)
 		return err
 	})
@@ -100,7 +100,7 @@ const consentTTL = 90 * 24 * time.Hour
 
 // remember adds scopes to what the user allowed the client.
 func (w *web) rememberConsent(ctx context.Context, user, client string, scopes []string) error {
-	return w.e.store.Update(ctx, func(tx storage.Tx) error {
+	return w.store.Update(ctx, func(tx storage.Tx) error {
 		var allowed []string
 		if _, err := getJSON(tx, storage.KindConsents, consentKey(user, client), &allowed); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err

@@ -171,17 +171,17 @@ func newBrowser(t testing.TB, e *Engine) *browser {
 func (b *browser) handler(path string) http.HandlerFunc {
 	switch strings.TrimPrefix(path, b.e.basePath) {
 	case AuthorizePath:
-		return b.e.ServeAuthorize
+		return b.e.serveAuthorize
 	case AuthorizePath + "/login":
-		return b.e.ServeLogin
+		return b.e.serveLogin
 	case AuthorizePath + "/consent":
-		return b.e.ServeConsent
+		return b.e.serveConsent
 	case LogoutPath, LogoutPath + "/confirm":
-		return b.e.ServeLogout
+		return b.e.serveLogout
 	case UserinfoPath:
-		return b.e.ServeUserinfo
+		return b.e.serveUserinfo
 	case TokenPath:
-		return b.e.ServeToken
+		return b.e.serveToken
 	}
 	b.t.Fatalf("no handler for %s", path)
 	return nil
@@ -372,7 +372,7 @@ func postTokenRaw(e *Engine, form url.Values, authz string) tokenResult {
 		r.Header.Set("Authorization", authz)
 	}
 	rec := httptest.NewRecorder()
-	e.ServeToken(rec, r)
+	e.serveToken(rec, r)
 	tr := tokenResult{status: rec.Code, hdr: rec.Header(), raw: rec.Body.String()}
 	_ = json.Unmarshal(rec.Body.Bytes(), &tr.body)
 	return tr

@@ -188,7 +188,7 @@ func TestDuplicateCookieRefused(t *testing.T) {
 			r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
 		}
 		rec := httptest.NewRecorder()
-		e.ServeLogin(rec, tossed(r, name))
+		e.serveLogin(rec, tossed(r, name))
 		return rec
 	}
 	for _, name := range []string{csrfCookie, sessionCookie} {

@@ -32,8 +32,8 @@ func (e *Engine) requireTLS(r *http.Request) *Error {
 	return errRequest("this endpoint must be reached over HTTPS")
 }
 
-// ServeToken is the token endpoint (RFC 6749 §3.2).
-func (e *Engine) ServeToken(w http.ResponseWriter, r *http.Request) {
+// serveToken is the token endpoint (RFC 6749 §3.2).
+func (e *Engine) serveToken(w http.ResponseWriter, r *http.Request) {
 	if e.cors(w, r, corsAppOrigins, http.MethodPost) {
 		return
 	}

@@ -492,7 +492,7 @@ func TestAccessTokenJWT(t *testing.T) {
 	// The kid names a key in the published JWKS, and that key verifies
 	// the token with jwx's own verifier.
 	jw := httptest.NewRecorder()
-	e.ServeJWKS(jw, httptest.NewRequest(http.MethodGet, testIssuer+JWKSPath, nil))
+	e.serveJWKS(jw, httptest.NewRequest(http.MethodGet, testIssuer+JWKSPath, nil))
 	set, err := jwk.Parse(jw.Body.Bytes())
 	if err != nil {
 		t.Fatalf("JWKS: %v", err)

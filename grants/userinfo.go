@@ -9,10 +9,10 @@ import (
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
-// ServeUserinfo is the OIDC UserInfo endpoint: a bearer-protected resource
+// serveUserinfo is the OIDC UserInfo endpoint: a bearer-protected resource
 // that answers per RFC 6750 and releases the claims the token's scopes
 // allow.
-func (e *Engine) ServeUserinfo(w http.ResponseWriter, r *http.Request) {
+func (e *Engine) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 	if e.cors(w, r, corsAppOrigins, "GET, POST") {
 		return
 	}

@@ -17,7 +17,7 @@ func userinfo(e *Engine, method, target, authz string) (*httptest.ResponseRecord
 		r.Header.Set("Authorization", authz)
 	}
 	rec := httptest.NewRecorder()
-	e.ServeUserinfo(rec, r)
+	e.serveUserinfo(rec, r)
 	var body map[string]any
 	_ = json.Unmarshal(rec.Body.Bytes(), &body)
 	return rec, body

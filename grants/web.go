@@ -45,7 +45,13 @@ var pageNames = []string{"login.html", "consent.html", "error.html", "logout.htm
 
 // web holds what the HTML pages need.
 type web struct {
-	e          *Engine
+	// assets is the path the pages' style sheet and logo are served at.
+	assets string
+	// behindTLSProxy marks cookies Secure on plain HTTP too.
+	behindTLSProxy bool
+	// store and users are set by start.
+	store      storage.Store
+	users      *Users
 	cfg        WebConfig
 	pages      map[string]*template.Template
 	logo       []byte
@@ -55,11 +61,11 @@ type web struct {
 	cookiePath string
 }
 
-func newWeb(e *Engine, cfg WebConfig) (*web, error) {
+func newWeb(cfg WebConfig, basePath string, behindTLSProxy bool) (*web, error) {
 	if cfg.SessionTTL <= 0 {
 		return nil, errors.New("session_ttl must be positive")
 	}
-	w := &web{e: e, cfg: cfg, pages: map[string]*template.Template{}, throttle: newThrottle(cfg.Throttle)}
+	w := &web{assets: basePath + AssetsPath, behindTLSProxy: behindTLSProxy, cfg: cfg, pages: map[string]*template.Template{}, throttle: newThrottle(cfg.Throttle)}
 	base, err := template.ParseFS(webFS, "web/layout.html")
 	if err != nil {
 		return nil, err
@@ -96,7 +102,7 @@ func newWeb(e *Engine, cfg WebConfig) (*web, error) {
 			w.logoType = "image/svg+xml"
 		}
 	}
-	w.cookiePath = e.basePath + "/oauth/"
+	w.cookiePath = basePath + "/oauth/"
 	return w, nil
 }
 
@@ -110,7 +116,8 @@ func mustRead(b []byte, err error) []byte {
 // start loads (or creates) the key that authenticates the sign-in forms'
 // hidden state, kept in storage so that a reload or restart does not
 // break a form a user has open.
-func (w *web) start(ctx context.Context, st storage.Store) error {
+func (w *web) start(ctx context.Context, st storage.Store, users *Users) error {
+	w.store, w.users = st, users
 	return st.Update(ctx, func(tx storage.Tx) error {
 		rec, err := tx.Get(storage.KindSecrets, "form-mac")
 		if err == nil {
@@ -153,7 +160,7 @@ type pageData struct {
 
 func (w *web) render(rw http.ResponseWriter, status int, name string, d pageData) {
 	securityHeaders(rw.Header())
-	d.Assets = w.e.basePath + AssetsPath
+	d.Assets = w.assets
 	rw.WriteHeader(status)
 	_ = w.pages[name].ExecuteTemplate(rw, name, d)
 }
@@ -164,8 +171,8 @@ func (w *web) errorPage(rw http.ResponseWriter, status int, msg string) {
 	w.render(rw, status, "error.html", pageData{Title: "Sign-in error", Error: msg})
 }
 
-// ServeAsset serves the stylesheet and the logo.
-func (e *Engine) ServeAsset(rw http.ResponseWriter, r *http.Request) {
+// serveAsset serves the stylesheet and the logo.
+func (e *Engine) serveAsset(rw http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(r.URL.Path, e.basePath+AssetsPath)
 	var body []byte
 	var ctype string
@@ -192,7 +199,7 @@ const (
 )
 
 func (w *web) secure(r *http.Request) bool {
-	return r.TLS != nil || w.e.behindTLSProxy || !IsLoopback(r)
+	return r.TLS != nil || w.behindTLSProxy || !IsLoopback(r)
 }
 
 // duplicateCookie reports whether the request carries one of our cookie

@@ -38,7 +38,7 @@ func TestCustomTemplatesAndLogo(t *testing.T) {
 		t.Fatalf("consent page should stay the built-in one:\n%s", w.Body.String())
 	}
 	w = httptest.NewRecorder()
-	e.ServeAsset(w, httptest.NewRequest(http.MethodGet, "/oauth/assets/logo", nil))
+	e.serveAsset(w, httptest.NewRequest(http.MethodGet, "/oauth/assets/logo", nil))
 	if w.Body.String() != string(logo) || w.Header().Get("Content-Type") != "image/png" {
 		t.Fatalf("logo = %q (%s)", w.Body.String(), w.Header().Get("Content-Type"))
 	}

@@ -130,7 +130,7 @@ func mint(b testing.TB, eng *grants.Engine) string {
 	b.Helper()
 	r, _ := tokenRequest()
 	rec := httptest.NewRecorder()
-	eng.ServeToken(rec, r)
+	eng.ServeHTTP(rec, r)
 	if rec.Code != http.StatusOK {
 		b.Fatalf("token endpoint: %d %s", rec.Code, rec.Body)
 	}
@@ -155,7 +155,7 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 					body.Reset(formBody)
 					clear(w.h)
 					w.status = 0
-					eng.ServeToken(w, r)
+					eng.ServeHTTP(w, r)
 					if w.status != http.StatusOK {
 						b.Fatalf("status %d", w.status)
 					}
@@ -170,7 +170,7 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 						body.Reset(formBody)
 						clear(w.h)
 						w.status = 0
-						eng.ServeToken(w, r)
+						eng.ServeHTTP(w, r)
 						if w.status != http.StatusOK {
 							b.Errorf("status %d", w.status)
 							return
@@ -366,7 +366,7 @@ func TestBenchSetup(t *testing.T) {
 	for range 2 {
 		body.Reset(formBody)
 		w := &discardWriter{h: http.Header{}}
-		eng.ServeToken(w, r)
+		eng.ServeHTTP(w, r)
 		if w.status != http.StatusOK {
 			t.Fatalf("rewound request: status %d", w.status)
 		}

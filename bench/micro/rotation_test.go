@@ -70,7 +70,7 @@ func BenchmarkRefreshRotation(b *testing.B) {
 					r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 					r.Header.Set("Authorization", webBasic)
 					w := httptest.NewRecorder()
-					eng.ServeToken(w, r)
+					eng.ServeHTTP(w, r)
 					var tr grants.TokenResponse
 					if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &tr) != nil || tr.RefreshToken == "" {
 						b.Errorf("rotation: %d %s", w.Code, w.Body)
