@@ -187,12 +187,11 @@ func addClient(w http.ResponseWriter, r *http.Request, eng *grants.Engine) error
 	if err := decodeAdmin(w, r, &in); err != nil {
 		return err
 	}
-	c := in.Client()
+	c := &grants.Client{ClientSpec: in.ClientSpec}
 	if in.Public {
-		if c.AuthMethod != "" && c.AuthMethod != grants.AuthNone {
-			return apiErr(http.StatusBadRequest, "a public client authenticates with none, not %s", c.AuthMethod)
+		if err := c.MakePublic(); err != nil {
+			return apiErr(http.StatusBadRequest, "%v", err)
 		}
-		c.AuthMethod = grants.AuthNone
 	}
 	secret, err := eng.AddClient(r.Context(), c)
 	if err := clientError(err, in.ID); err != nil {

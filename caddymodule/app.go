@@ -162,10 +162,10 @@ type lifecycle struct {
 	stopKeys, keysDone chan struct{}
 }
 
-// ClientConfig registers one OAuth client.
+// ClientConfig registers one OAuth client: its registration and its
+// credentials.
 type ClientConfig struct {
-	// ID is the client_id.
-	ID string `json:"id"`
+	grants.ClientSpec
 
 	// Secret is the client secret. Placeholders such as {env.SECRET} are
 	// replaced when the config loads; the secret is then kept only as its
@@ -176,14 +176,6 @@ type ClientConfig struct {
 	// that must not contain the secret itself. Use Secret or SecretHash.
 	SecretHash string `json:"secret_hash,omitempty"`
 
-	// AuthMethod is the only client authentication method the client may
-	// use at the token endpoint: client_secret_basic (default),
-	// client_secret_post, client_secret_jwt (an HMAC-signed assertion
-	// keyed with Secret, which is then kept in memory in the clear; at
-	// least 32 bytes) or private_key_jwt (an assertion signed with a key
-	// from JWKS, JWKSFile or JWKSURI).
-	AuthMethod string `json:"auth_method,omitempty"`
-
 	// JWKSSource holds the public keys of a private_key_jwt client.
 	JWKSSource
 
@@ -192,60 +184,10 @@ type ClientConfig struct {
 	// PKCE. Default: false.
 	Public bool `json:"public,omitempty"`
 
-	// GrantTypes the client may use: authorization_code, refresh_token
-	// (with authorization_code or password), client_credentials, and the
-	// opt-in grants password, urn:ietf:params:oauth:grant-type:jwt-bearer,
-	// urn:ietf:params:oauth:grant-type:saml2-bearer and
-	// urn:ietf:params:oauth:grant-type:token-exchange (confidential clients
-	// only; each is offered only when a client lists it). Required.
-	GrantTypes []string `json:"grant_types,omitempty"`
-
-	// RedirectURIs are where authorization responses may go, compared as
-	// exact strings (for http://127.0.0.1 and http://[::1] any port).
-	RedirectURIs []string `json:"redirect_uris,omitempty"`
-
-	// PostLogoutRedirectURIs are where the browser may be sent after
-	// sign-out, compared as exact strings.
-	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
-
 	// Exchange lists the targets the client may ask for in a token
 	// exchange (RFC 8693 `audience` and `resource`). Default: none, so an
 	// exchanged token is for the client's own audience.
 	Exchange *ExchangeConfig `json:"exchange,omitempty"`
-
-	// Trusted clients skip the consent page. Default: false.
-	Trusted bool `json:"trusted,omitempty"`
-
-	// PKCEOptional lets a confidential client use the code flow without
-	// PKCE. Default: false (S256 required). Public clients always need it.
-	PKCEOptional bool `json:"pkce_optional,omitempty"`
-
-	// Scopes the client may be granted. A token request without a scope
-	// gets all of them.
-	Scopes []string `json:"scopes,omitempty"`
-
-	// Audience lists the resources the client's tokens are for (the `aud`
-	// claim). A token request may pick one with the RFC 8707 `resource`
-	// parameter; without it the token is for all of them. Default: the
-	// issuer.
-	Audience []string `json:"audience,omitempty"`
-
-	// ResourceServer marks a client that is an API checking tokens at the
-	// introspection endpoint: it is shown the access tokens whose audience
-	// includes one of its Audience values (and nothing else), instead of
-	// the tokens issued to it. Default: false.
-	ResourceServer bool `json:"resource_server,omitempty"`
-
-	// AccessTokenFormat is jwt (default: an RFC 9068 JWT, checked in
-	// memory) or opaque (a random reference whose claims stay in storage;
-	// oauth_protect and introspection look it up, one storage read each).
-	AccessTokenFormat string `json:"access_token_format,omitempty"`
-
-	// IDTokenSignedResponseAlg is the algorithm of the client's ID tokens
-	// (the OIDC Registration name): RS256 (default), which every relying
-	// party accepts, or the server's signing_alg. The server always holds
-	// an RS256 key for this, besides the signing_alg key.
-	IDTokenSignedResponseAlg string `json:"id_token_signed_response_alg,omitempty"`
 }
 
 // JWKSSource is where a set of public keys comes from: at most one of
@@ -471,29 +413,15 @@ func buildAll[C, T any](cfgs []C, build func(C) (*T, error)) ([]*T, error) {
 }
 
 func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
-	c := &grants.Client{
-		ID:                     cc.ID,
-		AuthMethod:             cc.AuthMethod,
-		GrantTypes:             cc.GrantTypes,
-		Scopes:                 cc.Scopes,
-		Audience:               cc.Audience,
-		RedirectURIs:           cc.RedirectURIs,
-		PostLogoutRedirectURIs: cc.PostLogoutRedirectURIs,
-		Trusted:                cc.Trusted,
-		PKCEOptional:           cc.PKCEOptional,
-		ResourceServer:         cc.ResourceServer,
-		AccessTokenFormat:      cc.AccessTokenFormat,
-
-		IDTokenSignedResponseAlg: cc.IDTokenSignedResponseAlg,
-	}
+	c := &grants.Client{ClientSpec: cc.ClientSpec}
 	if cc.Exchange != nil {
 		c.Exchange = grants.ExchangePolicy{Audiences: cc.Exchange.Audiences, Resources: cc.Exchange.Resources}
 	}
 	switch {
-	case cc.Public && c.AuthMethod != "" && c.AuthMethod != grants.AuthNone:
-		return nil, fmt.Errorf("client %q: a public client authenticates with none, not %s", cc.ID, c.AuthMethod)
 	case cc.Public:
-		c.AuthMethod = grants.AuthNone
+		if err := c.MakePublic(); err != nil {
+			return nil, err
+		}
 	case c.AuthMethod == "":
 		c.AuthMethod = grants.AuthSecretBasic
 	}

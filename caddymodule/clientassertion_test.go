@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/oauthgate/caddy-oauthgate/grants"
 )
 
 // Client configs of the assertion methods: what loads and what is
@@ -19,7 +21,7 @@ func TestClientAssertionConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	cc := func(mod func(*ClientConfig)) ClientConfig {
-		c := ClientConfig{ID: "svc", AuthMethod: "private_key_jwt", GrantTypes: []string{"client_credentials"}}
+		c := ClientConfig{ClientSpec: grants.ClientSpec{ID: "svc", AuthMethod: "private_key_jwt", GrantTypes: []string{"client_credentials"}}}
 		mod(&c)
 		return c
 	}

@@ -182,8 +182,15 @@ func TestAuthorizeLoopbackRedirect(t *testing.T) {
 // back to it with error, state (as received) and iss.
 func TestAuthorizeRedirectErrors(t *testing.T) {
 	e := siNewTestEngine(t, func(c *Config) {
-		c.Clients = append(c.Clients, &Client{ID: "c-cc", SecretHash: HashSecret("x"), AuthMethod: AuthSecretBasic,
-			GrantTypes: []string{GrantClientCredentials}, RedirectURIs: []string{"https://cc.test/cb"}})
+		c.Clients = append(c.Clients, &Client{
+			ClientSpec: ClientSpec{
+				ID:           "c-cc",
+				AuthMethod:   AuthSecretBasic,
+				GrantTypes:   []string{GrantClientCredentials},
+				RedirectURIs: []string{"https://cc.test/cb"},
+			},
+			SecretHash: HashSecret("x"),
+		})
 	})
 	redirectOf := func(client string) string {
 		if client == "c-cc" {

@@ -30,50 +30,22 @@ const (
 	GrantPassword = "password"
 )
 
-// Client is a registered OAuth client as the engine sees it.
+// Client is a registered OAuth client as the engine sees it: its
+// registration and its credentials.
 type Client struct {
-	ID string
+	ClientSpec
 	// SecretHash is SHA-256 of the client secret. Client secrets are
 	// high-entropy, so a fast hash is enough and keeps the token endpoint
 	// fast; see DESIGN §8.
 	SecretHash [32]byte
-	// AuthMethod is the one authentication method the client may use.
-	AuthMethod string
 	// Secret is the plain client secret, kept in memory only for
 	// client_secret_jwt, whose HMAC needs it; other clients keep only
 	// SecretHash.
 	Secret []byte
 	// Keys verify the assertions of a private_key_jwt client.
-	Keys       *JWKS
-	GrantTypes []string
-	// Scopes the client may be granted; also the default when it asks for
-	// none.
-	Scopes []string
-	// Audience lists the resources the client's tokens may be for; the
-	// first is the default.
-	Audience []string
-	// RedirectURIs are compared as exact strings; for http loopback IP
-	// literals any port is allowed (RFC 8252 §7.3).
-	RedirectURIs []string
-	// PostLogoutRedirectURIs may be used after sign-out; exact match.
-	PostLogoutRedirectURIs []string
+	Keys *JWKS
 	// Exchange limits the targets of the client's token exchanges.
 	Exchange ExchangePolicy
-	// Trusted clients skip the consent page.
-	Trusted bool
-	// PKCEOptional lets a confidential client use the code flow without
-	// PKCE. Public clients always need it.
-	PKCEOptional bool
-	// ResourceServer marks a client that is an API checking tokens: at
-	// the introspection endpoint it sees the access tokens whose audience
-	// includes one of its Audience values, instead of its own tokens.
-	ResourceServer bool
-	// AccessTokenFormat is FormatJWT (default, also "") or FormatOpaque.
-	AccessTokenFormat string
-	// IDTokenSignedResponseAlg is the algorithm of the client's ID tokens
-	// (RFC 7591 / OIDC Registration name): "" for RS256, or the server's
-	// signing_alg.
-	IDTokenSignedResponseAlg string
 }
 
 // Allows reports whether the client is registered for grantType.

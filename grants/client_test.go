@@ -58,9 +58,16 @@ func TestValidateRedirectURI(t *testing.T) {
 
 func TestClientValidateSignin(t *testing.T) {
 	base := func() *Client {
-		return &Client{ID: "c", SecretHash: HashSecret("s"), AuthMethod: AuthSecretBasic,
-			GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}, Scopes: []string{"openid"},
-			RedirectURIs: []string{"https://client.test/cb"}}
+		return &Client{
+			ClientSpec: ClientSpec{
+				ID:           "c",
+				AuthMethod:   AuthSecretBasic,
+				GrantTypes:   []string{GrantAuthorizationCode, GrantRefreshToken},
+				Scopes:       []string{"openid"},
+				RedirectURIs: []string{"https://client.test/cb"},
+			},
+			SecretHash: HashSecret("s"),
+		}
 	}
 	pub := func() *Client {
 		c := base()
@@ -110,7 +117,7 @@ func TestClientValidateSignin(t *testing.T) {
 }
 
 func TestMatchRedirectURI(t *testing.T) {
-	c := &Client{RedirectURIs: []string{"https://client.test/cb", "http://127.0.0.1/cb", "http://[::1]:8080/cb?x=1", "http://127.0.0.1:9"}}
+	c := &Client{ClientSpec: ClientSpec{RedirectURIs: []string{"https://client.test/cb", "http://127.0.0.1/cb", "http://[::1]:8080/cb?x=1", "http://127.0.0.1:9"}}}
 	tests := []struct {
 		uri string
 		ok  bool
@@ -147,7 +154,7 @@ func TestMatchRedirectURI(t *testing.T) {
 	}
 	// Even for a registration that validation would refuse, a port is
 	// only ever removed before '/', '?' or the end.
-	odd := &Client{RedirectURIs: []string{"http://127.0.0.1.evil.test", "http://[::1]@evil.test/cb"}}
+	odd := &Client{ClientSpec: ClientSpec{RedirectURIs: []string{"http://127.0.0.1.evil.test", "http://[::1]@evil.test/cb"}}}
 	for _, u := range []string{"http://127.0.0.1:80.evil.test", "http://[::1]:1@evil.test/cb"} {
 		if odd.MatchRedirectURI(u) {
 			t.Errorf("MatchRedirectURI(%q) matched %v", u, odd.RedirectURIs)
@@ -184,7 +191,7 @@ func FuzzMatchRedirectURI(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, registered, requested string) {
-		c := &Client{RedirectURIs: []string{registered}}
+		c := &Client{ClientSpec: ClientSpec{RedirectURIs: []string{registered}}}
 		if !c.MatchRedirectURI(requested) {
 			if requested == registered {
 				t.Fatalf("exact URI %q not matched", requested)

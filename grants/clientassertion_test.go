@@ -63,8 +63,8 @@ func caClients(t testing.TB) []*Client {
 		t.Fatal(err)
 	}
 	return []*Client{
-		{ID: "c-jwt", AuthMethod: AuthSecretJWT, Secret: []byte(caSecret), GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read"}},
-		{ID: "c-pkj", AuthMethod: AuthPrivateKeyJWT, Keys: keys, GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read"}},
+		{ClientSpec: ClientSpec{ID: "c-jwt", AuthMethod: AuthSecretJWT, GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read"}}, Secret: []byte(caSecret)},
+		{ClientSpec: ClientSpec{ID: "c-pkj", AuthMethod: AuthPrivateKeyJWT, GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read"}}, Keys: keys},
 	}
 }
 
@@ -337,7 +337,7 @@ func TestClientAssertionRemoteJWKS(t *testing.T) {
 	}
 	keys.client.Transport = srv.Client().Transport
 	e := newTestEngine(t, func(c *Config) {
-		c.Clients = append(c.Clients, &Client{ID: "c-pkj", AuthMethod: AuthPrivateKeyJWT, Keys: keys, GrantTypes: []string{GrantClientCredentials}})
+		c.Clients = append(c.Clients, &Client{ClientSpec: ClientSpec{ID: "c-pkj", AuthMethod: AuthPrivateKeyJWT, GrantTypes: []string{GrantClientCredentials}}, Keys: keys})
 	})
 	checkToken(t, serve(e, tokenRequest(caForm(caPKJ(t, nil)))))
 	checkToken(t, serve(e, tokenRequest(caForm(caPKJ(t, nil)))))

@@ -23,34 +23,81 @@ var (
 	ErrConfigClient = errors.New("client is defined in the config")
 )
 
-// ClientSpec is a client's registration as operators and storage see
-// it: everything but the secret.
+// ClientSpec is a client's registration as operators, the config and
+// storage see it: everything but its credentials.
 type ClientSpec struct {
-	ID                     string   `json:"client_id"`
-	AuthMethod             string   `json:"auth_method,omitempty"`
-	GrantTypes             []string `json:"grant_types"`
-	Scopes                 []string `json:"scopes,omitempty"`
-	Audience               []string `json:"audience,omitempty"`
-	RedirectURIs           []string `json:"redirect_uris,omitempty"`
+	// ID is the client_id.
+	ID string `json:"client_id"`
+
+	// AuthMethod is the only client authentication method the client may
+	// use at the token endpoint: client_secret_basic (default),
+	// client_secret_post, client_secret_jwt (an HMAC-signed assertion
+	// keyed with the secret, which is then kept in memory in the clear;
+	// at least 32 bytes), private_key_jwt (an assertion signed with a key
+	// of the client's JWKS) or none (a public client).
+	AuthMethod string `json:"auth_method,omitempty"`
+
+	// GrantTypes the client may use: authorization_code, refresh_token
+	// (with authorization_code or password), client_credentials, and the
+	// opt-in grants password, urn:ietf:params:oauth:grant-type:jwt-bearer,
+	// urn:ietf:params:oauth:grant-type:saml2-bearer and
+	// urn:ietf:params:oauth:grant-type:token-exchange (confidential clients
+	// only; each is offered only when a client lists it). Required.
+	GrantTypes []string `json:"grant_types,omitempty"`
+
+	// Scopes the client may be granted. A token request without a scope
+	// gets all of them.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// Audience lists the resources the client's tokens are for (the `aud`
+	// claim). A token request may pick one with the RFC 8707 `resource`
+	// parameter; without it the token is for all of them. Default: the
+	// issuer.
+	Audience []string `json:"audience,omitempty"`
+
+	// RedirectURIs are where authorization responses may go, compared as
+	// exact strings (for http://127.0.0.1 and http://[::1] any port,
+	// RFC 8252 §7.3).
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+
+	// PostLogoutRedirectURIs are where the browser may be sent after
+	// sign-out, compared as exact strings.
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
-	Trusted                bool     `json:"trusted,omitempty"`
-	PKCEOptional           bool     `json:"pkce_optional,omitempty"`
-	ResourceServer         bool     `json:"resource_server,omitempty"`
-	AccessTokenFormat      string   `json:"access_token_format,omitempty"`
+
+	// Trusted clients skip the consent page. Default: false.
+	Trusted bool `json:"trusted,omitempty"`
+
+	// PKCEOptional lets a confidential client use the code flow without
+	// PKCE. Default: false (S256 required). Public clients always need it.
+	PKCEOptional bool `json:"pkce_optional,omitempty"`
+
+	// ResourceServer marks a client that is an API checking tokens at the
+	// introspection endpoint: it is shown the access tokens whose audience
+	// includes one of its Audience values (and nothing else), instead of
+	// the tokens issued to it. Default: false.
+	ResourceServer bool `json:"resource_server,omitempty"`
+
+	// AccessTokenFormat is jwt (default: an RFC 9068 JWT, checked in
+	// memory) or opaque (a random reference whose claims stay in storage;
+	// oauth_protect and introspection look it up, one storage read each).
+	AccessTokenFormat string `json:"access_token_format,omitempty"`
+
+	// IDTokenSignedResponseAlg is the algorithm of the client's ID tokens
+	// (the OIDC Registration name): RS256 (default), which every relying
+	// party accepts, or the server's signing_alg. The server always holds
+	// an RS256 key for this, besides the signing_alg key.
+	IDTokenSignedResponseAlg string `json:"id_token_signed_response_alg,omitempty"`
 }
 
-// Client builds the engine's client (without a secret).
-func (s ClientSpec) Client() *Client {
-	return &Client{ID: s.ID, AuthMethod: s.AuthMethod, GrantTypes: s.GrantTypes, Scopes: s.Scopes,
-		Audience: s.Audience, RedirectURIs: s.RedirectURIs, PostLogoutRedirectURIs: s.PostLogoutRedirectURIs,
-		Trusted: s.Trusted, PKCEOptional: s.PKCEOptional, ResourceServer: s.ResourceServer, AccessTokenFormat: s.AccessTokenFormat}
-}
-
-// Spec is the client's registration without its secret.
-func (c *Client) Spec() ClientSpec {
-	return ClientSpec{ID: c.ID, AuthMethod: c.AuthMethod, GrantTypes: c.GrantTypes, Scopes: c.Scopes,
-		Audience: c.Audience, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
-		Trusted: c.Trusted, PKCEOptional: c.PKCEOptional, ResourceServer: c.ResourceServer, AccessTokenFormat: c.AccessTokenFormat}
+// MakePublic registers the client as public (a single-page or native
+// app, which cannot keep a secret): it authenticates with none and must
+// use PKCE. An explicit other auth method is refused.
+func (s *ClientSpec) MakePublic() error {
+	if s.AuthMethod != "" && s.AuthMethod != AuthNone {
+		return fmt.Errorf("client %q: a public client authenticates with none, not %s", s.ID, s.AuthMethod)
+	}
+	s.AuthMethod = AuthNone
+	return nil
 }
 
 // storedClient is a run-time client at rest. The secret is kept only as
@@ -62,7 +109,7 @@ type storedClient struct {
 }
 
 func (sc *storedClient) client() (*Client, error) {
-	c := sc.ClientSpec.Client()
+	c := &Client{ClientSpec: sc.ClientSpec}
 	if sc.SecretHash != "" {
 		h, err := hex.DecodeString(sc.SecretHash)
 		if err != nil || len(h) != len(c.SecretHash) {
@@ -110,12 +157,12 @@ type ClientInfo struct {
 func (e *Engine) ListClients(ctx context.Context) ([]ClientInfo, error) {
 	var out []ClientInfo
 	for _, c := range e.clients {
-		out = append(out, ClientInfo{c.Spec(), "config"})
+		out = append(out, ClientInfo{c.ClientSpec, "config"})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	stored, err := e.storedClients(ctx)
 	for _, c := range stored {
-		out = append(out, ClientInfo{c.Spec(), "storage"})
+		out = append(out, ClientInfo{c.ClientSpec, "storage"})
 	}
 	return out, err
 }
@@ -168,6 +215,9 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 	if err := c.Validate(); err != nil {
 		return "", err
 	}
+	if err := e.checkIDTokenAlg(c); err != nil {
+		return "", err
+	}
 	if _, err := e.users.Lookup(ctx, c.ID); err == nil {
 		return "", fmt.Errorf("client id %q is a user name; users and clients must have different names", c.ID)
 	} else if !errors.Is(err, ErrUserNotFound) {
@@ -180,7 +230,7 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 	} else if used {
 		return "", fmt.Errorf("client id %q was a user name; subjects are never reassigned, choose another id", c.ID)
 	}
-	sc := storedClient{ClientSpec: c.Spec(), Created: time.Now().UTC()}
+	sc := storedClient{ClientSpec: c.ClientSpec, Created: time.Now().UTC()}
 	if secret != "" {
 		sc.SecretHash = hex.EncodeToString(c.SecretHash[:])
 	}

@@ -21,8 +21,14 @@ import (
 func TestRunTimeClients(t *testing.T) {
 	e := opNewEngine(t)
 	ctx := context.Background()
-	secret, err := e.AddClient(ctx, &Client{ID: "rt-svc", GrantTypes: []string{GrantClientCredentials},
-		Scopes: []string{"read"}, Audience: []string{"https://app.test"}})
+	secret, err := e.AddClient(ctx, &Client{
+		ClientSpec: ClientSpec{
+			ID:         "rt-svc",
+			GrantTypes: []string{GrantClientCredentials},
+			Scopes:     []string{"read"},
+			Audience:   []string{"https://app.test"},
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,10 +52,10 @@ func TestRunTimeClients(t *testing.T) {
 	wantErr(t, postTokenRaw(e, form, siBasicAuth("rt-svc", secret+"x")), http.StatusUnauthorized, CodeInvalidClient)
 
 	for name, c := range map[string]*Client{
-		"config client id": {ID: "c-web", GrantTypes: []string{GrantClientCredentials}},
-		"user name":        {ID: "alice", GrantTypes: []string{GrantClientCredentials}},
-		"invalid":          {ID: "bad", GrantTypes: []string{"implicit"}},
-		"duplicate":        {ID: "rt-svc", GrantTypes: []string{GrantClientCredentials}},
+		"config client id": {ClientSpec: ClientSpec{ID: "c-web", GrantTypes: []string{GrantClientCredentials}}},
+		"user name":        {ClientSpec: ClientSpec{ID: "alice", GrantTypes: []string{GrantClientCredentials}}},
+		"invalid":          {ClientSpec: ClientSpec{ID: "bad", GrantTypes: []string{"implicit"}}},
+		"duplicate":        {ClientSpec: ClientSpec{ID: "rt-svc", GrantTypes: []string{GrantClientCredentials}}},
 	} {
 		if _, err := e.AddClient(ctx, c); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -82,9 +88,16 @@ func TestRunTimeClients(t *testing.T) {
 // client registered at run time.
 func TestRunTimePublicClientSignsIn(t *testing.T) {
 	e := opNewEngine(t)
-	secret, err := e.AddClient(context.Background(), &Client{ID: "rt-spa", AuthMethod: AuthNone,
-		GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}, Scopes: []string{"openid"},
-		RedirectURIs: []string{"http://127.0.0.1/cb"}, Trusted: true})
+	secret, err := e.AddClient(context.Background(), &Client{
+		ClientSpec: ClientSpec{
+			ID:           "rt-spa",
+			AuthMethod:   AuthNone,
+			GrantTypes:   []string{GrantAuthorizationCode, GrantRefreshToken},
+			Scopes:       []string{"openid"},
+			RedirectURIs: []string{"http://127.0.0.1/cb"},
+			Trusted:      true,
+		},
+	})
 	if err != nil || secret != "" {
 		t.Fatalf("AddClient = %q, %v", secret, err)
 	}
@@ -150,8 +163,13 @@ func TestRunTimeClientsInDiscovery(t *testing.T) {
 	if slices.Contains(m.GrantTypesSupported, GrantPassword) || slices.Contains(m.ScopesSupported, "rt-only") {
 		t.Fatalf("the config already uses what the run-time client adds: %+v", m)
 	}
-	if _, err := e.AddClient(ctx, &Client{ID: "rt-legacy", GrantTypes: []string{GrantPassword},
-		Scopes: []string{"rt-only"}}); err != nil {
+	if _, err := e.AddClient(ctx, &Client{
+		ClientSpec: ClientSpec{
+			ID:         "rt-legacy",
+			GrantTypes: []string{GrantPassword},
+			Scopes:     []string{"rt-only"},
+		},
+	}); err != nil {
 		t.Fatal(err)
 	}
 	m = testMetadata(t, e)
@@ -163,5 +181,25 @@ func TestRunTimeClientsInDiscovery(t *testing.T) {
 	}
 	if m = testMetadata(t, e); slices.Contains(m.GrantTypesSupported, GrantPassword) {
 		t.Fatalf("a removed client still shapes discovery: %v", m.GrantTypesSupported)
+	}
+}
+
+// A run-time client may register the algorithm of its ID tokens, but only
+// one the server holds a key for; the registration is kept with it.
+func TestRunTimeClientIDTokenAlg(t *testing.T) {
+	e := opNewEngine(t)
+	ctx := context.Background()
+	c := &Client{ClientSpec: ClientSpec{ID: "rt-eddsa", GrantTypes: []string{GrantAuthorizationCode}, RedirectURIs: []string{"https://app.test/cb"},
+		IDTokenSignedResponseAlg: "EdDSA"}}
+	if _, err := e.AddClient(ctx, c); err == nil || !strings.Contains(err.Error(), "id_token_signed_response_alg") {
+		t.Fatalf("EdDSA ID tokens without an EdDSA key: %v", err)
+	}
+	c.IDTokenSignedResponseAlg = e.signingAlg
+	if _, err := e.AddClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.lookupClient(ctx, "rt-eddsa")
+	if err != nil || got == nil || got.IDTokenSignedResponseAlg != e.signingAlg {
+		t.Fatalf("stored client = %+v, %v", got, err)
 	}
 }

@@ -148,8 +148,15 @@ func TestCORSRunTimeClients(t *testing.T) {
 		t.Fatal("origin allowed before any client has it")
 	}
 	ctx := context.Background()
-	if _, err := e.AddClient(ctx, &Client{ID: "rt-spa", AuthMethod: AuthNone, GrantTypes: []string{GrantAuthorizationCode},
-		Scopes: []string{"openid"}, RedirectURIs: []string{spa + "/callback"}}); err != nil {
+	if _, err := e.AddClient(ctx, &Client{
+		ClientSpec: ClientSpec{
+			ID:           "rt-spa",
+			AuthMethod:   AuthNone,
+			GrantTypes:   []string{GrantAuthorizationCode},
+			Scopes:       []string{"openid"},
+			RedirectURIs: []string{spa + "/callback"},
+		},
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if !allowed() {

@@ -15,8 +15,14 @@ import (
 func TestDiscoveryEndpointAuthMethods(t *testing.T) {
 	e := newTestEngine(t, func(c *Config) {
 		c.Clients = append(c.Clients, caClients(t)...)
-		c.Clients = append(c.Clients, &Client{ID: "spa", AuthMethod: AuthNone, GrantTypes: []string{GrantAuthorizationCode},
-			RedirectURIs: []string{"https://spa.test/cb"}})
+		c.Clients = append(c.Clients, &Client{
+			ClientSpec: ClientSpec{
+				ID:           "spa",
+				AuthMethod:   AuthNone,
+				GrantTypes:   []string{GrantAuthorizationCode},
+				RedirectURIs: []string{"https://spa.test/cb"},
+			},
+		})
 	})
 	m := testMetadata(t, e)
 	for _, want := range []string{AuthSecretBasic, AuthSecretPost, AuthSecretJWT, AuthPrivateKeyJWT} {
@@ -60,15 +66,15 @@ func TestDiscoveryAssertionAlgs(t *testing.T) {
 	e := newTestEngine(t, func(c *Config) {
 		c.Clients = append(c.Clients, caClients(t)...) // HS256..HS512 (64-byte secret), ES256 key
 		c.Clients = append(c.Clients,
-			&Client{ID: "c-jwt-short", AuthMethod: AuthSecretJWT, Secret: short, GrantTypes: []string{GrantClientCredentials}},
-			&Client{ID: "c-pkj-rsa", AuthMethod: AuthPrivateKeyJWT, Keys: rsaKeys, GrantTypes: []string{GrantClientCredentials}})
+			&Client{ClientSpec: ClientSpec{ID: "c-jwt-short", AuthMethod: AuthSecretJWT, GrantTypes: []string{GrantClientCredentials}}, Secret: short},
+			&Client{ClientSpec: ClientSpec{ID: "c-pkj-rsa", AuthMethod: AuthPrivateKeyJWT, GrantTypes: []string{GrantClientCredentials}}, Keys: rsaKeys})
 	})
 	want := []string{"ES256", "PS384", "HS256", "HS384", "HS512"}
 	if got := testMetadata(t, e).TokenEndpointAuthSigningAlgsSupported; !slices.Equal(got, want) {
 		t.Fatalf("token_endpoint_auth_signing_alg_values_supported = %v, want %v", got, want)
 	}
 	e = newTestEngine(t, func(c *Config) {
-		c.Clients = append(c.Clients, &Client{ID: "c-jwt-short", AuthMethod: AuthSecretJWT, Secret: short, GrantTypes: []string{GrantClientCredentials}})
+		c.Clients = append(c.Clients, &Client{ClientSpec: ClientSpec{ID: "c-jwt-short", AuthMethod: AuthSecretJWT, GrantTypes: []string{GrantClientCredentials}}, Secret: short})
 	})
 	if got := testMetadata(t, e).TokenEndpointAuthSigningAlgsSupported; !slices.Equal(got, []string{"HS256"}) {
 		t.Fatalf("a 32-byte secret: %v, want [HS256]", got)
@@ -78,7 +84,7 @@ func TestDiscoveryAssertionAlgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	e = newTestEngine(t, func(c *Config) {
-		c.Clients = append(c.Clients, &Client{ID: "c-remote", AuthMethod: AuthPrivateKeyJWT, Keys: remote, GrantTypes: []string{GrantClientCredentials}})
+		c.Clients = append(c.Clients, &Client{ClientSpec: ClientSpec{ID: "c-remote", AuthMethod: AuthPrivateKeyJWT, GrantTypes: []string{GrantClientCredentials}}, Keys: remote})
 	})
 	if got := testMetadata(t, e).TokenEndpointAuthSigningAlgsSupported; !slices.Equal(got, AssertionAlgs) {
 		t.Fatalf("a jwks_uri client: %v, want every assertion algorithm", got)

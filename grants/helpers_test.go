@@ -47,20 +47,34 @@ func openStore(t testing.TB) *bolt.Store {
 func testClients() []*Client {
 	return []*Client{
 		{
-			ID: "c-basic", SecretHash: HashSecret(basicSecret), AuthMethod: AuthSecretBasic,
-			GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read", "write"},
-			Audience: []string{testRS},
+			ClientSpec: ClientSpec{
+				ID:         "c-basic",
+				AuthMethod: AuthSecretBasic,
+				GrantTypes: []string{GrantClientCredentials},
+				Scopes:     []string{"read", "write"},
+				Audience:   []string{testRS},
+			},
+			SecretHash: HashSecret(basicSecret),
 		},
 		{
-			ID: "c-post", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost,
-			GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read"},
-			Audience: []string{testRS, "https://other.test"},
+			ClientSpec: ClientSpec{
+				ID:         "c-post",
+				AuthMethod: AuthSecretPost,
+				GrantTypes: []string{GrantClientCredentials},
+				Scopes:     []string{"read"},
+				Audience:   []string{testRS, "https://other.test"},
+			},
+			SecretHash: HashSecret(postSecret),
 		},
 		{
-			// No scopes and no audience: tokens carry no scope and are for
-			// the issuer itself.
-			ID: "c-bare", SecretHash: HashSecret("bare"), AuthMethod: AuthSecretBasic,
-			GrantTypes: []string{GrantClientCredentials},
+			ClientSpec: ClientSpec{
+				// No scopes and no audience: tokens carry no scope and are for
+				// the issuer itself.
+				ID:         "c-bare",
+				AuthMethod: AuthSecretBasic,
+				GrantTypes: []string{GrantClientCredentials},
+			},
+			SecretHash: HashSecret("bare"),
 		},
 	}
 }

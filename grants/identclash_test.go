@@ -39,7 +39,7 @@ func mustIdentStart(t *testing.T, st storage.Store, rev *tokens.Revocations, mod
 }
 
 func ccClient(id string) *Client {
-	return &Client{ID: id, SecretHash: HashSecret("s-" + id), AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}
+	return &Client{ClientSpec: ClientSpec{ID: id, AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}, SecretHash: HashSecret("s-" + id)}
 }
 
 // A config client may not have a run-time user's name, nor a config

@@ -25,10 +25,19 @@ func (c *Client) validIDTokenAlg() error {
 // algorithm has a key in the ring: RS256 or signing_alg.
 func (e *Engine) checkIDTokenAlgs() error {
 	for _, c := range e.clients {
-		if a := c.idTokenAlg(); !slices.Contains(e.ringAlgs(), a) {
-			return fmt.Errorf("client %q: id_token_signed_response_alg %s needs a key the server does not hold: use %s or set signing_alg %s",
-				c.ID, a, tokens.IDTokenAlg, a)
+		if err := e.checkIDTokenAlg(c); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// checkIDTokenAlg makes sure the ring holds a key for the client's ID
+// tokens.
+func (e *Engine) checkIDTokenAlg(c *Client) error {
+	if a := c.idTokenAlg(); !slices.Contains(e.ringAlgs(), a) {
+		return fmt.Errorf("client %q: id_token_signed_response_alg %s needs a key the server does not hold: use %s or set signing_alg %s",
+			c.ID, a, tokens.IDTokenAlg, a)
 	}
 	return nil
 }

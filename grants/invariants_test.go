@@ -36,8 +36,16 @@ const (
 // access tokens.
 func invClients() []*Client {
 	cl := func(id string, grants ...string) *Client {
-		return &Client{ID: id, SecretHash: HashSecret(invSecret), AuthMethod: AuthSecretBasic, GrantTypes: grants,
-			Scopes: []string{"openid", "read"}, Audience: []string{invAud}}
+		return &Client{
+			ClientSpec: ClientSpec{
+				ID:         id,
+				AuthMethod: AuthSecretBasic,
+				GrantTypes: grants,
+				Scopes:     []string{"openid", "read"},
+				Audience:   []string{invAud},
+			},
+			SecretHash: HashSecret(invSecret),
+		}
 	}
 	out := []*Client{
 		cl("inv-cc", GrantClientCredentials),
@@ -45,8 +53,16 @@ func invClients() []*Client {
 		cl("inv-jb", GrantJWTBearer),
 		cl("inv-saml", GrantSAML2Bearer),
 		cl("inv-tx", GrantTokenExchange, GrantJWTBearer, GrantPassword, GrantRefreshToken),
-		{ID: invRS, SecretHash: HashSecret(invSecret), AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials},
-			Audience: []string{invAud}, ResourceServer: true},
+		{
+			ClientSpec: ClientSpec{
+				ID:             invRS,
+				AuthMethod:     AuthSecretBasic,
+				GrantTypes:     []string{GrantClientCredentials},
+				Audience:       []string{invAud},
+				ResourceServer: true,
+			},
+			SecretHash: HashSecret(invSecret),
+		},
 	}
 	for _, c := range out[:5] {
 		o := *c

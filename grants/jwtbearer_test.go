@@ -27,9 +27,16 @@ func jbEngine(t testing.TB, mod func(*TrustedIssuer)) *Engine {
 	}
 	return newTestEngine(t, func(c *Config) {
 		c.Clients = append(c.Clients,
-			&Client{ID: "c-jb", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost, GrantTypes: []string{GrantJWTBearer},
-				Scopes: []string{"read", "write", "admin"}},
-			&Client{ID: "c-jb2", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost, GrantTypes: []string{GrantJWTBearer}})
+			&Client{
+				ClientSpec: ClientSpec{
+					ID:         "c-jb",
+					AuthMethod: AuthSecretPost,
+					GrantTypes: []string{GrantJWTBearer},
+					Scopes:     []string{"read", "write", "admin"},
+				},
+				SecretHash: HashSecret(postSecret),
+			},
+			&Client{ClientSpec: ClientSpec{ID: "c-jb2", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantJWTBearer}}, SecretHash: HashSecret(postSecret)})
 		c.TrustedIssuers = []*TrustedIssuer{ti}
 	})
 }
@@ -147,8 +154,8 @@ func TestJWTBearerSubjectClaim(t *testing.T) {
 
 func TestJWTBearerConfig(t *testing.T) {
 	keys, _ := ParseJWKS(caJWKS(t, caOtherKey.Public(), "idp1", ""))
-	jb := &Client{ID: "c-jb", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost, GrantTypes: []string{GrantJWTBearer}}
-	cc := &Client{ID: "c-cc", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost, GrantTypes: []string{GrantClientCredentials}}
+	jb := &Client{ClientSpec: ClientSpec{ID: "c-jb", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantJWTBearer}}, SecretHash: HashSecret(postSecret)}
+	cc := &Client{ClientSpec: ClientSpec{ID: "c-cc", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantClientCredentials}}, SecretHash: HashSecret(postSecret)}
 	tests := []struct {
 		name string
 		ti   []*TrustedIssuer

@@ -316,8 +316,15 @@ func TestValidateIssuer(t *testing.T) {
 
 func TestClientValidate(t *testing.T) {
 	ok := func() *Client {
-		return &Client{ID: "c", SecretHash: HashSecret("s"), AuthMethod: AuthSecretBasic,
-			GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"a", "b:c"}}
+		return &Client{
+			ClientSpec: ClientSpec{
+				ID:         "c",
+				AuthMethod: AuthSecretBasic,
+				GrantTypes: []string{GrantClientCredentials},
+				Scopes:     []string{"a", "b:c"},
+			},
+			SecretHash: HashSecret("s"),
+		}
 	}
 	tests := []struct {
 		name string
@@ -380,8 +387,14 @@ func TestParseSecretHash(t *testing.T) {
 
 func TestMetadataCodeFlow(t *testing.T) {
 	e := newTestEngine(t, func(c *Config) {
-		c.Clients = append(c.Clients, &Client{ID: "spa", AuthMethod: AuthNone, GrantTypes: []string{GrantAuthorizationCode},
-			RedirectURIs: []string{"https://spa.test/cb"}})
+		c.Clients = append(c.Clients, &Client{
+			ClientSpec: ClientSpec{
+				ID:           "spa",
+				AuthMethod:   AuthNone,
+				GrantTypes:   []string{GrantAuthorizationCode},
+				RedirectURIs: []string{"https://spa.test/cb"},
+			},
+		})
 	})
 	var m Metadata
 	if err := json.Unmarshal(getMetadata(t, e, http.MethodGet).Body.Bytes(), &m); err != nil {

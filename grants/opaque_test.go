@@ -81,8 +81,15 @@ func TestOpaqueAccessTokens(t *testing.T) {
 }
 
 func TestAccessTokenFormatValidation(t *testing.T) {
-	c := &Client{ID: "x", SecretHash: HashSecret("s"), AuthMethod: AuthSecretBasic,
-		GrantTypes: []string{GrantClientCredentials}, AccessTokenFormat: "paseto"}
+	c := &Client{
+		ClientSpec: ClientSpec{
+			ID:                "x",
+			AuthMethod:        AuthSecretBasic,
+			GrantTypes:        []string{GrantClientCredentials},
+			AccessTokenFormat: "paseto",
+		},
+		SecretHash: HashSecret("s"),
+	}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "access_token_format") {
 		t.Fatalf("Validate = %v", err)
 	}

@@ -21,10 +21,26 @@ func opNewEngine(t *testing.T) *Engine {
 	t.Helper()
 	return siNewTestEngine(t, func(c *Config) {
 		c.Clients = append(c.Clients,
-			&Client{ID: "rs-app", SecretHash: HashSecret(opRSSecret), AuthMethod: AuthSecretBasic,
-				GrantTypes: []string{GrantClientCredentials}, Audience: []string{"https://app.test"}, ResourceServer: true},
-			&Client{ID: "rs-b", SecretHash: HashSecret(opRSBSecret), AuthMethod: AuthSecretBasic,
-				GrantTypes: []string{GrantClientCredentials}, Audience: []string{"https://b.test"}, ResourceServer: true})
+			&Client{
+				ClientSpec: ClientSpec{
+					ID:             "rs-app",
+					AuthMethod:     AuthSecretBasic,
+					GrantTypes:     []string{GrantClientCredentials},
+					Audience:       []string{"https://app.test"},
+					ResourceServer: true,
+				},
+				SecretHash: HashSecret(opRSSecret),
+			},
+			&Client{
+				ClientSpec: ClientSpec{
+					ID:             "rs-b",
+					AuthMethod:     AuthSecretBasic,
+					GrantTypes:     []string{GrantClientCredentials},
+					Audience:       []string{"https://b.test"},
+					ResourceServer: true,
+				},
+				SecretHash: HashSecret(opRSBSecret),
+			})
 	})
 }
 

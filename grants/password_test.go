@@ -24,10 +24,24 @@ const pwSecret = "ropc-secret-0123456789"
 func pwEngine(t testing.TB, mod func(*Config)) *Engine {
 	return siNewTestEngine(t, func(c *Config) {
 		c.Clients = append(c.Clients,
-			&Client{ID: "c-ropc", SecretHash: HashSecret(pwSecret), AuthMethod: AuthSecretBasic,
-				GrantTypes: []string{GrantPassword, GrantRefreshToken}, Scopes: []string{"openid", "email", "read"}},
-			&Client{ID: "c-ropc-once", SecretHash: HashSecret(pwSecret), AuthMethod: AuthSecretPost,
-				GrantTypes: []string{GrantPassword}, Scopes: []string{"read"}})
+			&Client{
+				ClientSpec: ClientSpec{
+					ID:         "c-ropc",
+					AuthMethod: AuthSecretBasic,
+					GrantTypes: []string{GrantPassword, GrantRefreshToken},
+					Scopes:     []string{"openid", "email", "read"},
+				},
+				SecretHash: HashSecret(pwSecret),
+			},
+			&Client{
+				ClientSpec: ClientSpec{
+					ID:         "c-ropc-once",
+					AuthMethod: AuthSecretPost,
+					GrantTypes: []string{GrantPassword},
+					Scopes:     []string{"read"},
+				},
+				SecretHash: HashSecret(pwSecret),
+			})
 		if mod != nil {
 			mod(c)
 		}
@@ -131,7 +145,7 @@ func TestPasswordGrantOffByDefault(t *testing.T) {
 	}
 	wantErr(t, postToken(e, "c-basic", url.Values{"grant_type": {GrantPassword}, "username": {"alice"}, "password": {"alice-pw"}}),
 		400, CodeUnauthorizedClient)
-	pub := &Client{ID: "c-p", AuthMethod: AuthNone, GrantTypes: []string{GrantPassword}}
+	pub := &Client{ClientSpec: ClientSpec{ID: "c-p", AuthMethod: AuthNone, GrantTypes: []string{GrantPassword}}}
 	if err := pub.Validate(); err == nil || !strings.Contains(err.Error(), "public client") {
 		t.Errorf("public password client: Validate = %v", err)
 	}

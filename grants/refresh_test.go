@@ -395,11 +395,11 @@ func TestRefreshRemovedUser(t *testing.T) {
 // reaches that token to its last second.
 func TestGrantLifetime(t *testing.T) {
 	e := siNewTestEngine(t, nil)
-	noRefresh := &Client{ID: "x", GrantTypes: []string{GrantAuthorizationCode}}
+	noRefresh := &Client{ClientSpec: ClientSpec{ID: "x", GrantTypes: []string{GrantAuthorizationCode}}}
 	if got, want := e.grantLifetime(noRefresh), e.accessTokenTTL+e.verifier.Leeway(); got != want || e.verifier.Leeway() == 0 {
 		t.Fatalf("grant without refresh lives %v, want %v (leeway %v)", got, want, e.verifier.Leeway())
 	}
-	withRefresh := &Client{ID: "y", GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}}
+	withRefresh := &Client{ClientSpec: ClientSpec{ID: "y", GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}}}
 	if got := e.grantLifetime(withRefresh); got != e.refreshTokenTTL {
 		t.Fatalf("grant with refresh lives %v, want %v", got, e.refreshTokenTTL)
 	}

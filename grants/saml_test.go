@@ -46,9 +46,16 @@ func samlEngine(t testing.TB, mod func(*SAMLIdP)) *Engine {
 	}
 	return newTestEngine(t, func(c *Config) {
 		c.Clients = append(c.Clients,
-			&Client{ID: "c-saml", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost, GrantTypes: []string{GrantSAML2Bearer},
-				Scopes: []string{"read", "write", "admin"}},
-			&Client{ID: "c-saml2", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost, GrantTypes: []string{GrantSAML2Bearer}})
+			&Client{
+				ClientSpec: ClientSpec{
+					ID:         "c-saml",
+					AuthMethod: AuthSecretPost,
+					GrantTypes: []string{GrantSAML2Bearer},
+					Scopes:     []string{"read", "write", "admin"},
+				},
+				SecretHash: HashSecret(postSecret),
+			},
+			&Client{ClientSpec: ClientSpec{ID: "c-saml2", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantSAML2Bearer}}, SecretHash: HashSecret(postSecret)})
 		c.SAMLIdPs = []*SAMLIdP{p}
 	})
 }
@@ -308,8 +315,8 @@ func TestSAMLBodyTooLarge(t *testing.T) {
 func TestSAMLConfig(t *testing.T) {
 	idp, _ := samlSigners(t)
 	cert := idp.Certificate()
-	sc := &Client{ID: "c-saml", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost, GrantTypes: []string{GrantSAML2Bearer}}
-	cc := &Client{ID: "c-cc", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost, GrantTypes: []string{GrantClientCredentials}}
+	sc := &Client{ClientSpec: ClientSpec{ID: "c-saml", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantSAML2Bearer}}, SecretHash: HashSecret(postSecret)}
+	cc := &Client{ClientSpec: ClientSpec{ID: "c-cc", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantClientCredentials}}, SecretHash: HashSecret(postSecret)}
 	tests := []struct {
 		name string
 		idps []*SAMLIdP
@@ -330,7 +337,7 @@ func TestSAMLConfig(t *testing.T) {
 			}
 		})
 	}
-	pub := &Client{ID: "c-pub", AuthMethod: AuthNone, GrantTypes: []string{GrantSAML2Bearer}}
+	pub := &Client{ClientSpec: ClientSpec{ID: "c-pub", AuthMethod: AuthNone, GrantTypes: []string{GrantSAML2Bearer}}}
 	if err := pub.Validate(); err == nil {
 		t.Error("a public client may use the SAML bearer grant")
 	}

@@ -168,8 +168,15 @@ func TestExchangeIDTokenCarriesGrant(t *testing.T) {
 // allowed_clients, single-use jti, the exp horizon.
 func TestExchangeTrustedJWTFollowsJWTBearerRules(t *testing.T) {
 	e := txEngine(t)
-	e.clients["c-tx2"] = &Client{ID: "c-tx2", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost,
-		GrantTypes: []string{GrantTokenExchange}, Scopes: []string{"read"}}
+	e.clients["c-tx2"] = &Client{
+		ClientSpec: ClientSpec{
+			ID:         "c-tx2",
+			AuthMethod: AuthSecretPost,
+			GrantTypes: []string{GrantTokenExchange},
+			Scopes:     []string{"read"},
+		},
+		SecretHash: HashSecret(postSecret),
+	}
 	ext := txExternal(t, "partner-7", nil)
 	other := url.Values{"grant_type": {GrantTokenExchange}, "client_id": {"c-tx2"}, "client_secret": {postSecret},
 		"subject_token": {ext}, "subject_token_type": {TokenTypeJWT}}

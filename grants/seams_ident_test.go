@@ -129,7 +129,7 @@ func TestLocalSubjectNeverReassigned(t *testing.T) {
 		t.Errorf("password change moved the subject %q -> %q", u.Subject(), u2.Subject())
 	}
 	// The name cannot come back as a client id either.
-	if _, err := e.AddClient(ctx, &Client{ID: "dave", GrantTypes: []string{GrantClientCredentials}}); err != nil {
+	if _, err := e.AddClient(ctx, &Client{ClientSpec: ClientSpec{ID: "dave", GrantTypes: []string{GrantClientCredentials}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.users.Put(ctx, &User{Name: "erin", PasswordHash: testHash("pw")}, true); err != nil {
@@ -138,7 +138,7 @@ func TestLocalSubjectNeverReassigned(t *testing.T) {
 	if _, err := e.users.Remove(ctx, "erin"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.AddClient(ctx, &Client{ID: "erin", GrantTypes: []string{GrantClientCredentials}}); err == nil {
+	if _, err := e.AddClient(ctx, &Client{ClientSpec: ClientSpec{ID: "erin", GrantTypes: []string{GrantClientCredentials}}}); err == nil {
 		t.Error("a removed user's name became a client id")
 	}
 
@@ -192,7 +192,7 @@ func TestNamesRefuseURLAndControlCharacters(t *testing.T) {
 		if err := ValidateUser(&User{Name: name, PasswordHash: testHash("pw")}); err == nil {
 			t.Errorf("user name %q accepted", name)
 		}
-		c := &Client{ID: name, SecretHash: HashSecret("s"), AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}
+		c := &Client{ClientSpec: ClientSpec{ID: name, AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}, SecretHash: HashSecret("s")}
 		if err := c.Validate(); err == nil {
 			t.Errorf("client id %q accepted", name)
 		}
@@ -200,7 +200,7 @@ func TestNamesRefuseURLAndControlCharacters(t *testing.T) {
 	if err := ValidateUser(&User{Name: strings.Repeat("ü", 100), PasswordHash: testHash("pw")}); err == nil {
 		t.Error("a name whose subject exceeds 255 characters was accepted")
 	}
-	c := &Client{ID: "zoë", SecretHash: HashSecret("s"), AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}
+	c := &Client{ClientSpec: ClientSpec{ID: "zoë", AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}, SecretHash: HashSecret("s")}
 	if err := c.Validate(); err == nil {
 		t.Error("a non-ASCII client id (a subject) was accepted")
 	}

@@ -56,21 +56,70 @@ var testRedirect = map[string]string{
 func siTestClients() []*Client {
 	codeRefresh := []string{GrantAuthorizationCode, GrantRefreshToken}
 	return []*Client{
-		{ID: "c-web", SecretHash: HashSecret(webSecret), AuthMethod: AuthSecretBasic, GrantTypes: codeRefresh,
-			Scopes: []string{"openid", "profile", "email", "read", "write"}, Audience: []string{"https://app.test"},
-			RedirectURIs: []string{"https://client.test/cb"}, PostLogoutRedirectURIs: []string{"https://client.test/bye"}},
-		{ID: "c-trusted", SecretHash: HashSecret(trustedSecret), AuthMethod: AuthSecretPost, GrantTypes: codeRefresh,
-			Scopes: []string{"openid", "profile", "email", "read"}, RedirectURIs: []string{"https://trusted.test/cb"}, Trusted: true},
-		{ID: "c-pub", AuthMethod: AuthNone, GrantTypes: codeRefresh, Scopes: []string{"openid", "read"},
-			RedirectURIs: []string{"http://127.0.0.1/cb"}},
-		{ID: "c-basic", SecretHash: HashSecret(siBasicSecret), AuthMethod: AuthSecretBasic,
-			GrantTypes: []string{GrantAuthorizationCode, GrantClientCredentials}, Scopes: []string{"openid", "read"},
-			RedirectURIs: []string{"https://basic.test/cb"}},
-		{ID: "c-nopkce", SecretHash: HashSecret(nopkceSecret), AuthMethod: AuthSecretBasic,
-			GrantTypes: []string{GrantAuthorizationCode}, Scopes: []string{"openid", "read"}, Trusted: true, PKCEOptional: true,
-			RedirectURIs: []string{"https://nopkce.test/cb"}},
-		{ID: "c-multi", AuthMethod: AuthNone, GrantTypes: []string{GrantAuthorizationCode}, Scopes: []string{"openid"}, Trusted: true,
-			RedirectURIs: []string{"https://multi.test/a", "https://multi.test/b?x=1"}},
+		{
+			ClientSpec: ClientSpec{
+				ID:                     "c-web",
+				AuthMethod:             AuthSecretBasic,
+				GrantTypes:             codeRefresh,
+				Scopes:                 []string{"openid", "profile", "email", "read", "write"},
+				Audience:               []string{"https://app.test"},
+				RedirectURIs:           []string{"https://client.test/cb"},
+				PostLogoutRedirectURIs: []string{"https://client.test/bye"},
+			},
+			SecretHash: HashSecret(webSecret),
+		},
+		{
+			ClientSpec: ClientSpec{
+				ID:           "c-trusted",
+				AuthMethod:   AuthSecretPost,
+				GrantTypes:   codeRefresh,
+				Scopes:       []string{"openid", "profile", "email", "read"},
+				RedirectURIs: []string{"https://trusted.test/cb"},
+				Trusted:      true,
+			},
+			SecretHash: HashSecret(trustedSecret),
+		},
+		{
+			ClientSpec: ClientSpec{
+				ID:           "c-pub",
+				AuthMethod:   AuthNone,
+				GrantTypes:   codeRefresh,
+				Scopes:       []string{"openid", "read"},
+				RedirectURIs: []string{"http://127.0.0.1/cb"},
+			},
+		},
+		{
+			ClientSpec: ClientSpec{
+				ID:           "c-basic",
+				AuthMethod:   AuthSecretBasic,
+				GrantTypes:   []string{GrantAuthorizationCode, GrantClientCredentials},
+				Scopes:       []string{"openid", "read"},
+				RedirectURIs: []string{"https://basic.test/cb"},
+			},
+			SecretHash: HashSecret(siBasicSecret),
+		},
+		{
+			ClientSpec: ClientSpec{
+				ID:           "c-nopkce",
+				AuthMethod:   AuthSecretBasic,
+				GrantTypes:   []string{GrantAuthorizationCode},
+				Scopes:       []string{"openid", "read"},
+				Trusted:      true,
+				PKCEOptional: true,
+				RedirectURIs: []string{"https://nopkce.test/cb"},
+			},
+			SecretHash: HashSecret(nopkceSecret),
+		},
+		{
+			ClientSpec: ClientSpec{
+				ID:           "c-multi",
+				AuthMethod:   AuthNone,
+				GrantTypes:   []string{GrantAuthorizationCode},
+				Scopes:       []string{"openid"},
+				Trusted:      true,
+				RedirectURIs: []string{"https://multi.test/a", "https://multi.test/b?x=1"},
+			},
+		},
 	}
 }
 

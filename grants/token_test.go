@@ -314,8 +314,15 @@ func TestTokenAuthFailuresIdentical(t *testing.T) {
 // through Config; it is added to the engine's map directly, as a future
 // grant type would let the configuration do.
 func TestTokenUnauthorizedClient(t *testing.T) {
-	web := &Client{ID: "c-web", SecretHash: HashSecret("web"), AuthMethod: AuthSecretBasic,
-		GrantTypes: []string{"authorization_code"}, Scopes: []string{"read"}}
+	web := &Client{
+		ClientSpec: ClientSpec{
+			ID:         "c-web",
+			AuthMethod: AuthSecretBasic,
+			GrantTypes: []string{"authorization_code"},
+			Scopes:     []string{"read"},
+		},
+		SecretHash: HashSecret("web"),
+	}
 	if err := web.Validate(); err == nil {
 		t.Error("Validate accepted an unsupported grant type")
 	}
@@ -627,7 +634,7 @@ func TestNewEngineErrors(t *testing.T) {
 		{"zero ttl", func(c *Config) { c.AccessTokenTTL = 0 }, "access_token_ttl"},
 		{"negative ttl", func(c *Config) { c.AccessTokenTTL = -time.Second }, "access_token_ttl"},
 		{"duplicate client", func(c *Config) { c.Clients = append(c.Clients, testClients()[0]) }, "defined twice"},
-		{"invalid client", func(c *Config) { c.Clients = append(c.Clients, &Client{ID: "x"}) }, "auth_method"},
+		{"invalid client", func(c *Config) { c.Clients = append(c.Clients, &Client{ClientSpec: ClientSpec{ID: "x"}}) }, "auth_method"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,12 +19,19 @@ func txEngine(t testing.TB) *Engine {
 	}
 	return siNewTestEngine(t, func(c *Config) {
 		c.Clients = append(c.Clients,
-			&Client{ID: "c-tx", SecretHash: HashSecret(postSecret), AuthMethod: AuthSecretPost,
-				GrantTypes: []string{GrantTokenExchange, GrantJWTBearer}, Scopes: []string{"openid", "read", "write"},
-				Exchange: ExchangePolicy{Audiences: []string{"urn:svc:b"}, Resources: []string{"https://b.test"}}},
+			&Client{
+				ClientSpec: ClientSpec{
+					ID:         "c-tx",
+					AuthMethod: AuthSecretPost,
+					GrantTypes: []string{GrantTokenExchange, GrantJWTBearer},
+					Scopes:     []string{"openid", "read", "write"},
+				},
+				SecretHash: HashSecret(postSecret),
+				Exchange:   ExchangePolicy{Audiences: []string{"urn:svc:b"}, Resources: []string{"https://b.test"}},
+			},
 			// Actors: services acting under their client ids.
-			&Client{ID: "svc-a", SecretHash: HashSecret("svc-a"), AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}},
-			&Client{ID: "svc-b", SecretHash: HashSecret("svc-b"), AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}})
+			&Client{ClientSpec: ClientSpec{ID: "svc-a", AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}, SecretHash: HashSecret("svc-a")},
+			&Client{ClientSpec: ClientSpec{ID: "svc-b", AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}, SecretHash: HashSecret("svc-b")})
 		c.TrustedIssuers = []*TrustedIssuer{{Issuer: jbIssuer, Keys: keys, AllowedClients: []string{"c-tx"}, Scopes: []string{"read"}}}
 	})
 }
@@ -171,7 +178,7 @@ func TestTokenExchangeClients(t *testing.T) {
 	at := txAccessToken(t, e, "alice", "read", nil)
 	wantErr(t, postToken(e, "c-web", url.Values{"grant_type": {GrantTokenExchange}, "subject_token": {at}, "subject_token_type": {TokenTypeAccessToken}}),
 		400, CodeUnauthorizedClient)
-	pub := &Client{ID: "p", AuthMethod: AuthNone, GrantTypes: []string{GrantTokenExchange}}
+	pub := &Client{ClientSpec: ClientSpec{ID: "p", AuthMethod: AuthNone, GrantTypes: []string{GrantTokenExchange}}}
 	if err := pub.Validate(); err == nil {
 		t.Error("public token-exchange client accepted")
 	}

@@ -143,7 +143,7 @@ func TestNewEngineRejects(t *testing.T) {
 		}},
 		{"client defined twice", func(c *Config) { c.Clients = append(c.Clients, siTestClients()[0]) }},
 		{"invalid client", func(c *Config) {
-			c.Clients = append(c.Clients, &Client{ID: "bad", AuthMethod: AuthNone, GrantTypes: []string{GrantClientCredentials}})
+			c.Clients = append(c.Clients, &Client{ClientSpec: ClientSpec{ID: "bad", AuthMethod: AuthNone, GrantTypes: []string{GrantClientCredentials}}})
 		}},
 		{"negative session ttl", func(c *Config) { c.Web.SessionTTL = -time.Second }},
 		{"http issuer", func(c *Config) { c.Issuer = "http://as.test" }},

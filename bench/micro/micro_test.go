@@ -58,12 +58,14 @@ func newEngineOn(b testing.TB, alg string, st *bolt.Store) *grants.Engine {
 		AccessTokenTTL: time.Hour,
 		SigningAlg:     alg,
 		Clients: []*grants.Client{{
-			ID:         clientID,
+			ClientSpec: grants.ClientSpec{
+				ID:         clientID,
+				AuthMethod: grants.AuthSecretBasic,
+				GrantTypes: []string{grants.GrantClientCredentials},
+				Scopes:     []string{"bench:read"},
+				Audience:   []string{audience},
+			},
 			SecretHash: grants.HashSecret(secret),
-			AuthMethod: grants.AuthSecretBasic,
-			GrantTypes: []string{grants.GrantClientCredentials},
-			Scopes:     []string{"bench:read"},
-			Audience:   []string{audience},
 		}},
 	})
 	if err != nil {

@@ -41,12 +41,14 @@ func BenchmarkRefreshRotation(b *testing.B) {
 				RefreshTokenTTL: 24 * time.Hour,
 				Users:           []*grants.User{{Name: "alice", PasswordHash: "$2a$04$invalidinvalidinvalidinvalidinvalidinvalidinvalidinva", FromConfig: true}},
 				Clients: []*grants.Client{{
-					ID:           webID,
-					SecretHash:   grants.HashSecret(webSecret),
-					AuthMethod:   grants.AuthSecretBasic,
-					GrantTypes:   []string{grants.GrantAuthorizationCode, grants.GrantRefreshToken},
-					Scopes:       scope,
-					RedirectURIs: []string{"http://127.0.0.1/cb"},
+					ClientSpec: grants.ClientSpec{
+						ID:           webID,
+						AuthMethod:   grants.AuthSecretBasic,
+						GrantTypes:   []string{grants.GrantAuthorizationCode, grants.GrantRefreshToken},
+						Scopes:       scope,
+						RedirectURIs: []string{"http://127.0.0.1/cb"},
+					},
+					SecretHash: grants.HashSecret(webSecret),
 				}},
 			})
 			if err != nil {
