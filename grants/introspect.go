@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-
-	"go.uber.org/zap"
 )
 
 // Introspection is the RFC 7662 §2.2 answer. An inactive token is
@@ -37,7 +35,7 @@ type Introspection struct {
 func (e *Engine) ServeIntrospect(w http.ResponseWriter, r *http.Request) {
 	resp, oerr := e.introspect(w, r)
 	if oerr != nil {
-		e.debug(r.Context(), "introspection refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
+		e.refused(r.Context(), "introspect", "introspection refused", oerr)
 		WriteError(w, oerr)
 		return
 	}

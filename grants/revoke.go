@@ -19,7 +19,7 @@ func (e *Engine) ServeRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if oerr := e.revoke(w, r); oerr != nil {
-		e.debug(r.Context(), "revocation refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
+		e.refused(r.Context(), "revoke", "revocation refused", oerr)
 		WriteError(w, oerr)
 		return
 	}
