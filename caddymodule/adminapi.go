@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
 func init() {
@@ -57,8 +59,35 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	}
 	eng, err := app.ready()
 	if err != nil {
-		return apiErr(http.StatusServiceUnavailable, "%v", err)
+		return retryLater(w, apiErr(http.StatusServiceUnavailable, "%v", err))
 	}
+	return retryLater(w, routeAdmin(w, r, eng))
+}
+
+// retryLater adds Retry-After to a 503: the storage is unavailable (a
+// full disk) and the operator's script may try again. Caddy's admin
+// server logs every API error at ERROR with its message, which names the
+// cause, so the failure is not logged here a second time.
+func retryLater(w http.ResponseWriter, err error) error {
+	var ae caddy.APIError
+	if errors.As(err, &ae) && ae.HTTPStatus == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(grants.RetryAfterUnavailable))
+	}
+	return err
+}
+
+// storageStatus is the status of a failure to read or write the storage:
+// 503 when the storage is unavailable (a full disk, a closed file), 500
+// for anything else.
+func storageStatus(err error) int {
+	if errors.Is(err, storage.ErrUnavailable) {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// routeAdmin serves one admin request with the running engine.
+func routeAdmin(w http.ResponseWriter, r *http.Request, eng *grants.Engine) error {
 	path := strings.TrimPrefix(r.URL.Path, "/oauth/")
 	switch {
 	case path == "users" && r.Method == http.MethodGet:
@@ -77,7 +106,7 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	case path == "clients" && r.Method == http.MethodGet:
 		list, err := eng.ListClients(r.Context())
 		if err != nil {
-			return apiErr(http.StatusInternalServerError, "listing clients: %v", err)
+			return apiErr(storageStatus(err), "listing clients: %v", err)
 		}
 		return writeAdminJSON(w, http.StatusOK, list)
 	case path == "clients" && r.Method == http.MethodPost:
@@ -92,7 +121,7 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	case path == "keys/rotate" && r.Method == http.MethodPost:
 		kid, err := eng.RotateKeys(r.Context())
 		if err != nil {
-			return apiErr(http.StatusInternalServerError, "rotating the signing key: %v", err)
+			return apiErr(storageStatus(err), "rotating the signing key: %v", err)
 		}
 		return writeAdminJSON(w, http.StatusOK, map[string]string{"kid": kid})
 	}
@@ -102,7 +131,7 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 func listUsers(w http.ResponseWriter, r *http.Request, eng *grants.Engine) error {
 	users, err := eng.ListUsers(r.Context())
 	if err != nil {
-		return apiErr(http.StatusInternalServerError, "listing users: %v", err)
+		return apiErr(storageStatus(err), "listing users: %v", err)
 	}
 	out := make([]adminUser, 0, len(users))
 	for _, u := range users {
@@ -158,6 +187,8 @@ func userError(err error, name string) error {
 		return apiErr(http.StatusNotFound, "user %q does not exist", name)
 	case errors.Is(err, grants.ErrConfigUser):
 		return apiErr(http.StatusConflict, "user %q is defined in the Caddy config; change it there", name)
+	case errors.Is(err, storage.ErrUnavailable):
+		return apiErr(http.StatusServiceUnavailable, "user %q: %v", name, err)
 	}
 	return apiErr(http.StatusBadRequest, "%v", err)
 }
@@ -210,6 +241,8 @@ func clientError(err error, id string) error {
 		return apiErr(http.StatusNotFound, "client %q does not exist (or is not one added at run time)", id)
 	case errors.Is(err, grants.ErrConfigClient):
 		return apiErr(http.StatusConflict, "client %q is defined in the Caddy config; change it there", id)
+	case errors.Is(err, storage.ErrUnavailable):
+		return apiErr(http.StatusServiceUnavailable, "client %q: %v", id, err)
 	}
 	return apiErr(http.StatusBadRequest, "%v", err)
 }
@@ -239,7 +272,7 @@ func revokeAll(w http.ResponseWriter, r *http.Request, eng *grants.Engine) error
 		n, err = eng.RevokeClient(r.Context(), in.ClientID)
 	}
 	if err != nil {
-		return apiErr(http.StatusInternalServerError, "revoking: %v", err)
+		return apiErr(storageStatus(err), "revoking: %v", err)
 	}
 	return writeAdminJSON(w, http.StatusOK, map[string]int{"grants_revoked": n})
 }

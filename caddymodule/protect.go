@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/internal/lograte"
 )
 
 func init() {
@@ -85,6 +86,7 @@ type Protect struct {
 
 	app         *App
 	logger      *zap.Logger
+	failures    *lograte.Limiter // "storage unavailable" lines, rate-limited
 	strip       map[string]bool
 	stripFamily []string // prefixes, normalized
 	anyAudience bool
@@ -181,6 +183,7 @@ func (p *Protect) provisionWith(app *App) error {
 	if p.logger == nil {
 		p.logger = zap.NewNop()
 	}
+	p.failures = lograte.New(p.logger)
 	p.app = app
 	p.behindTLS = app.BehindTLSProxy
 	p.strip = map[string]bool{}
@@ -455,7 +458,8 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	eng, err := p.app.ready()
 	if err != nil {
 		countGate(gateUnavailable)
-		p.logger.Error("oauth storage unavailable", zap.Error(err))
+		p.failures.Error("oauth storage unavailable\x00"+err.Error(), "oauth storage unavailable",
+			zap.Error(err), zap.String("request_id", requestID(r)))
 		w.Header().Set("Retry-After", "1")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return nil

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/internal/lograte"
 )
 
 func init() {
@@ -22,6 +23,10 @@ func init() {
 type Server struct {
 	app    *App
 	logger *zap.Logger
+	// failures writes the "storage unavailable" lines, at most one a
+	// second per cause: while the storage cannot open, every request
+	// fails the same way.
+	failures *lograte.Limiter
 }
 
 // CaddyModule returns the Caddy module information.
@@ -35,6 +40,7 @@ func (Server) CaddyModule() caddy.ModuleInfo {
 // Provision finds the oauth app.
 func (s *Server) Provision(ctx caddy.Context) error {
 	s.logger = ctx.Logger()
+	s.failures = lograte.New(s.logger)
 	app, err := appFrom(ctx, "oauth_server")
 	if err != nil {
 		return err
@@ -51,14 +57,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		return next.ServeHTTP(w, r)
 	}
 	if _, err := s.app.ready(); err != nil {
-		s.logger.Error("oauth storage unavailable", zap.Error(err))
+		s.failures.Error("oauth storage unavailable\x00"+err.Error(), "oauth storage unavailable",
+			zap.Error(err), zap.String("request_id", requestID(r)))
 		grants.WriteError(w, &grants.Error{Code: grants.CodeTemporarilyUnavailable,
 			Description: "the authorization server is starting or its storage is unavailable; retry later",
-			Status:      http.StatusServiceUnavailable})
+			Status:      http.StatusServiceUnavailable, RetryAfter: grants.RetryAfterUnavailable})
 		return nil
 	}
 	route(w, withCaddyContext(r))
 	return nil
+}
+
+// requestID is the uuid Caddy gave the request (its access log line
+// carries it too), or "".
+func requestID(r *http.Request) string {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if id, ok := repl.GetString("http.request.uuid"); ok {
+			return id
+		}
+	}
+	return ""
 }
 
 // withCaddyContext passes the engine what Caddy knows of the request: its
@@ -69,10 +87,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 // everyone behind it.
 func withCaddyContext(r *http.Request) *http.Request {
 	ctx := r.Context()
-	if repl, ok := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		if id, ok := repl.GetString("http.request.uuid"); ok {
-			ctx = grants.WithRequestID(ctx, id)
-		}
+	if id := requestID(r); id != "" {
+		ctx = grants.WithRequestID(ctx, id)
 	}
 	if ip := caddyClientIP(r); ip != "" {
 		ctx = grants.WithClientIP(ctx, ip)

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -196,7 +197,7 @@ func (e *Engine) userTokens(ctx context.Context, c *Client, at *tokens.AccessCla
 		idc.ATHash = atHash(k, resp.AccessToken)
 		idc.Grant = at.Grant
 		if resp.IDToken, err = k.MintIDToken(idc); err != nil {
-			return nil, errServer
+			return nil, errServer.withCause(fmt.Errorf("signing the ID token: %w", err))
 		}
 	}
 	return resp, nil

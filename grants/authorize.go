@@ -44,6 +44,10 @@ type redirectError struct{ code, desc string }
 // forms and redirects.
 const maxParamLen = 2048
 
+// pageUnavailable is parseAuthorize's page when storage failed (it has
+// logged the cause); the page is a 503.
+const pageUnavailable = "the sign-in service cannot complete the request right now; try again later"
+
 // parseAuthorize validates an authorization request. Until the client and
 // redirect URI are trusted, errors are shown as a page (page != ""); after
 // that they go back to the client (rerr != nil).
@@ -70,7 +74,8 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 	}
 	c, err := e.lookupClient(r.Context(), p["client_id"])
 	if err != nil {
-		return nil, "the sign-in service cannot complete the request right now; try again later", nil
+		e.logFailure(r.Context(), "authorize", CodeTemporarilyUnavailable, err)
+		return nil, pageUnavailable, nil
 	}
 	if c == nil {
 		return nil, "the application that sent you here is not registered", nil
@@ -174,6 +179,9 @@ func (e *Engine) serveAuthorize(rw http.ResponseWriter, r *http.Request) {
 	}
 	ar, page, rerr := e.parseAuthorize(r)
 	switch {
+	case page == pageUnavailable:
+		rw.Header().Set("Retry-After", strconv.Itoa(RetryAfterUnavailable))
+		e.web.errorPage(rw, http.StatusServiceUnavailable, page)
 	case page != "":
 		e.web.errorPage(rw, http.StatusBadRequest, page)
 	case rerr != nil:
@@ -184,6 +192,7 @@ func (e *Engine) serveAuthorize(rw http.ResponseWriter, r *http.Request) {
 		if ar.Challenge != "" {
 			used, err := e.challengeInUse(r.Context(), ar.Challenge)
 			if err != nil {
+				e.logFailure(r.Context(), "authorize", CodeTemporarilyUnavailable, err)
 				e.redirectError(rw, r, ar, &redirectError{CodeTemporarilyUnavailable, "try again shortly"})
 				return
 			}
@@ -206,7 +215,7 @@ func (e *Engine) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *
 	if sess == nil {
 		var err error
 		if sess, _, err = e.web.session(ctx, r); err != nil {
-			e.web.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
+			e.unavailable(rw, r, "authorize", signInUnavailable, err)
 			return
 		}
 	}
@@ -226,7 +235,11 @@ func (e *Engine) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *
 		return
 	}
 	c, err := e.lookupClient(ctx, ar.ClientID)
-	if err != nil || c == nil {
+	if err != nil {
+		e.unavailable(rw, r, "authorize", signInUnavailable, err)
+		return
+	}
+	if c == nil {
 		e.web.errorPage(rw, http.StatusBadRequest, "the application is no longer registered")
 		return
 	}
@@ -240,7 +253,7 @@ func (e *Engine) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *
 	if needConsent && !public && !slices.Contains(ar.Prompt, "consent") {
 		ok, err := e.web.hasConsent(ctx, sess.Sub, c.ID, ar.Scope)
 		if err != nil {
-			e.web.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
+			e.unavailable(rw, r, "authorize", signInUnavailable, err)
 			return
 		}
 		needConsent = !ok
@@ -262,6 +275,9 @@ func (e *Engine) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *
 	}
 	e.issueCode(rw, r, ar, sess)
 }
+
+// signInUnavailable is the page of a sign-in step that storage failed.
+const signInUnavailable = "sign-in is unavailable right now; try again shortly"
 
 // loginState and consentState are sealed into the forms.
 type loginState struct {
@@ -303,12 +319,12 @@ func (e *Engine) serveLogin(rw http.ResponseWriter, r *http.Request) {
 		again("The user name or password is wrong.")
 		return
 	case err != nil:
-		w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
+		e.unavailable(rw, r, "login", signInUnavailable, err)
 		return
 	}
 	sess, err := w.startSession(r.Context(), rw, r, u)
 	if err != nil {
-		w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
+		e.unavailable(rw, r, "login", signInUnavailable, err)
 		return
 	}
 	e.continueAuthorize(rw, r, ar, sess)
@@ -323,7 +339,11 @@ func (e *Engine) serveConsent(rw http.ResponseWriter, r *http.Request) {
 	}
 	ar := &st.Request
 	sess, _, err := w.session(r.Context(), r)
-	if err != nil || sess == nil || sess.Sub != st.User {
+	if err != nil {
+		e.unavailable(rw, r, "consent", signInUnavailable, err)
+		return
+	}
+	if sess == nil || sess.Sub != st.User {
 		w.errorPage(rw, http.StatusBadRequest, "your sign-in session ended; start again from the application")
 		return
 	}
@@ -332,7 +352,7 @@ func (e *Engine) serveConsent(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := w.rememberConsent(r.Context(), sess.Sub, ar.ClientID, ar.Scope); err != nil {
-		w.errorPage(rw, http.StatusServiceUnavailable, "sign-in is unavailable right now; try again shortly")
+		e.unavailable(rw, r, "consent", signInUnavailable, err)
 		return
 	}
 	e.issueCode(rw, r, ar, sess)
@@ -372,14 +392,22 @@ func (e *Engine) postedForm(rw http.ResponseWriter, r *http.Request, st any) boo
 	if !e.checkPost(rw, r, st) {
 		return false
 	}
-	var ar *authzRequest
+	var (
+		ar       *authzRequest
+		endpoint string
+	)
 	switch s := st.(type) {
 	case *loginState:
-		ar = &s.Request
+		ar, endpoint = &s.Request, "login"
 	case *consentState:
-		ar = &s.Request
+		ar, endpoint = &s.Request, "consent"
 	}
-	if c, err := e.lookupClient(r.Context(), ar.ClientID); err != nil || c == nil || !c.MatchRedirectURI(ar.RedirectURI) {
+	c, err := e.lookupClient(r.Context(), ar.ClientID)
+	if err != nil {
+		e.unavailable(rw, r, endpoint, signInUnavailable, err)
+		return false
+	}
+	if c == nil || !c.MatchRedirectURI(ar.RedirectURI) {
 		e.web.errorPage(rw, http.StatusBadRequest, "the application is no longer registered")
 		return false
 	}
@@ -414,6 +442,7 @@ func (e *Engine) issueCode(rw http.ResponseWriter, r *http.Request, ar *authzReq
 		return putJSON(tx, storage.KindCodes, hashToken(code), &cr, expires)
 	})
 	if err != nil {
+		e.logFailure(r.Context(), "authorize", CodeTemporarilyUnavailable, err)
 		e.redirectError(rw, r, ar, &redirectError{CodeTemporarilyUnavailable, "try again shortly"})
 		return
 	}

@@ -84,7 +84,7 @@ func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error
 		// protects its codes instead (RFC 6749 §2.1, RFC 7636).
 		c, err := e.lookupClient(r.Context(), form.Get("client_id"))
 		if err != nil {
-			return nil, errUnavailable
+			return nil, storageError(err)
 		}
 		if c != nil && c.AuthMethod == AuthNone {
 			return c, nil
@@ -94,7 +94,7 @@ func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error
 	}
 	c, err := e.lookupClient(r.Context(), id)
 	if err != nil {
-		return nil, errUnavailable
+		return nil, storageError(err)
 	}
 	known := c != nil
 	want := &dummyHash

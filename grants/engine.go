@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/oauthgate/caddy-oauthgate/internal/lograte"
 	"github.com/oauthgate/caddy-oauthgate/storage"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
@@ -108,7 +109,10 @@ type Engine struct {
 
 	store  storage.Store
 	logger *zap.Logger
-	realm  string
+	// failures writes the ERROR lines of failed requests, rate-limited
+	// (errors.go, logFailure).
+	failures *lograte.Limiter
+	realm    string
 	// basePath is the issuer's path, under which endpoints live.
 	basePath string
 	grants   map[string]grantHandler
@@ -204,6 +208,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.logger == nil {
 		e.logger = zap.NewNop()
 	}
+	e.failures = lograte.New(e.logger)
 	var err error
 	if e.keys, err = tokens.NewKeys(tokens.KeyOptions{Algs: e.ringAlgs(), EncryptionKey: cfg.KeyEncryptionKey, SealPlain: cfg.SealPlainKeys, Generate: generateKey}); err != nil {
 		return nil, err

@@ -236,10 +236,30 @@ func (e *Engine) grantLifetime(c *Client) time.Duration {
 	return e.accessTokenTTL + verifierLeeway
 }
 
-// storageError turns a backend failure into the client-facing error.
+// storageError turns a backend failure into the client-facing error,
+// keeping the failure as its cause for the log.
 func storageError(err error) *Error {
 	if err == nil {
 		return nil
 	}
-	return errUnavailable
+	return errUnavailable.withCause(err)
+}
+
+// storageFailure marks a storage failure inside a check whose other
+// failures are the client's (the lookup of an asserted subject), so that
+// the caller answers temporarily_unavailable instead of refusing a good
+// grant.
+type storageFailure struct{ err error }
+
+func (f storageFailure) Error() string { return f.err.Error() }
+func (f storageFailure) Unwrap() error { return f.err }
+
+// asStorageError is storageError of the storageFailure in err's chain,
+// or nil when there is none.
+func asStorageError(err error) *Error {
+	var sf storageFailure
+	if errors.As(err, &sf) {
+		return storageError(sf.err)
+	}
+	return nil
 }

@@ -55,7 +55,7 @@ func (e *Engine) idTokenAlgs() []string {
 func (e *Engine) idTokenKey(c *Client) (*tokens.Key, *Error) {
 	k, ok := e.keyRing().Signer(c.idTokenAlg())
 	if !ok {
-		return nil, errServer
+		return nil, errServer.withCause(fmt.Errorf("no %s key to sign ID tokens of client %q", c.idTokenAlg(), c.ID))
 	}
 	return k, nil
 }

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strings"
 
-	"go.uber.org/zap"
-
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
@@ -39,7 +37,7 @@ type Introspection struct {
 func (e *Engine) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	resp, oerr := e.introspect(w, r)
 	if oerr != nil {
-		e.debug(r.Context(), "introspection refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
+		e.refused(r.Context(), "introspect", "introspection refused", oerr)
 		WriteError(w, oerr)
 		return
 	}

@@ -70,6 +70,9 @@ func (e *Engine) jwtBearer(ctx context.Context, c *Client, form Form) (*TokenRes
 		return nil, errRequest("assertion is required")
 	}
 	g, err := e.trustedAssertion(ctx, c, tok)
+	if oerr := asStorageError(err); oerr != nil {
+		return nil, oerr
+	}
 	if err != nil {
 		return e.assertionRefused(ctx, c, GrantJWTBearer, err.Error())
 	}
@@ -123,7 +126,7 @@ func (e *Engine) mapSubject(ctx context.Context, issuer, asserted, mapping strin
 		return "", errors.New("the asserted subject is not a local user (map_subject local_users)")
 	}
 	if err != nil {
-		return "", fmt.Errorf("looking up the asserted user: %w", err)
+		return "", storageFailure{fmt.Errorf("looking up the asserted user: %w", err)}
 	}
 	return u.Subject(), nil
 }

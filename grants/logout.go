@@ -29,7 +29,7 @@ func (e *Engine) serveLogout(rw http.ResponseWriter, r *http.Request) {
 	}
 	sess, key, err := w.session(ctx, r)
 	if err != nil {
-		w.errorPage(rw, http.StatusServiceUnavailable, "sign-out is unavailable right now; try again shortly")
+		e.unavailable(rw, r, "logout", "sign-out is unavailable right now; try again shortly", err)
 		return
 	}
 	if r.Method == http.MethodPost && r.URL.Path == e.basePath+LogoutPath+"/confirm" {
@@ -38,7 +38,7 @@ func (e *Engine) serveLogout(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err := w.endSession(ctx, rw, r, key); err != nil {
-			w.errorPage(rw, http.StatusServiceUnavailable, "sign-out is unavailable right now; try again shortly")
+			e.unavailable(rw, r, "logout", "sign-out is unavailable right now; try again shortly", err)
 			return
 		}
 		e.afterLogout(rw, r, st)
@@ -73,13 +73,19 @@ func (e *Engine) serveLogout(rw http.ResponseWriter, r *http.Request) {
 		st.State = ""
 	}
 	if pl := q.Get("post_logout_redirect_uri"); pl != "" {
-		if c, err := e.lookupClient(r.Context(), clientID); err == nil && c != nil && (hintAud == "" || hintAud == clientID) && slices.Contains(c.PostLogoutRedirectURIs, pl) {
+		c, err := e.lookupClient(r.Context(), clientID)
+		if err != nil {
+			// Not a silent sign-out without the redirect the app asked for.
+			e.unavailable(rw, r, "logout", "sign-out is unavailable right now; try again shortly", err)
+			return
+		}
+		if c != nil && (hintAud == "" || hintAud == clientID) && slices.Contains(c.PostLogoutRedirectURIs, pl) {
 			st.RedirectURI = pl
 		}
 	}
 	if sess == nil || (hintSub != "" && hintSub == sess.Sub) {
 		if err := w.endSession(ctx, rw, r, key); err != nil {
-			w.errorPage(rw, http.StatusServiceUnavailable, "sign-out is unavailable right now; try again shortly")
+			e.unavailable(rw, r, "logout", "sign-out is unavailable right now; try again shortly", err)
 			return
 		}
 		e.afterLogout(rw, r, st)

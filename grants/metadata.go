@@ -155,6 +155,7 @@ func (e *Engine) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	m, err := e.metadataDoc(r.Context(), r.URL.Path == e.basePath+"/.well-known/openid-configuration")
 	if err != nil {
+		e.logFailure(r.Context(), "metadata", CodeTemporarilyUnavailable, err)
 		WriteError(w, storageError(err))
 		return
 	}

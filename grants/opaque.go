@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
@@ -28,7 +29,7 @@ func (e *Engine) issueAccessToken(ctx context.Context, c *Client, claims *tokens
 	if c.AccessTokenFormat == FormatOpaque {
 		b, err := json.Marshal(claims)
 		if err != nil {
-			return nil, errServer
+			return nil, errServer.withCause(err)
 		}
 		tok = tokens.OpaquePrefix + newSecretToken()
 		rec := storage.Record{Value: b, Expires: time.Unix(claims.ExpiresAt, 0).Add(verifierLeeway)}
@@ -38,7 +39,7 @@ func (e *Engine) issueAccessToken(ctx context.Context, c *Client, claims *tokens
 	} else {
 		var err error
 		if tok, err = e.keyRing().Current.MintAccessToken(claims); err != nil {
-			return nil, errServer
+			return nil, errServer.withCause(fmt.Errorf("signing the access token: %w", err))
 		}
 	}
 	return &TokenResponse{
@@ -65,6 +66,10 @@ func (e *Engine) lookupOpaque(token string) (*tokens.AccessClaims, error) {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, &tokens.TokenError{Reason: "unknown or expired opaque token"}
 	case err != nil:
+		// The verifier has no request to name (no context), so the line
+		// has no request id; the gate or endpoint answers the token as
+		// invalid.
+		e.logFailure(context.Background(), "verify opaque token", CodeTemporarilyUnavailable, err)
 		return nil, &tokens.TokenError{Reason: "opaque token lookup failed"}
 	}
 	return c, nil

@@ -200,7 +200,7 @@ func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, key, secret 
 	}
 	rotated, err := json.Marshal(&fam)
 	if err != nil {
-		return nil, errServer, true
+		return nil, errServer.withCause(err), true
 	}
 	unchanged := false
 	err = e.store.Batch(ctx, func(tx storage.Tx) error {

@@ -20,7 +20,7 @@ func (e *Engine) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if oerr := e.revoke(w, r); oerr != nil {
-		e.debug(r.Context(), "revocation refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
+		e.refused(r.Context(), "revoke", "revocation refused", oerr)
 		WriteError(w, oerr)
 		return
 	}

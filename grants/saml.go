@@ -104,6 +104,9 @@ func (e *Engine) samlBearer(ctx context.Context, c *Client, form Form) (*TokenRe
 		return e.assertionRefused(ctx, c, GrantSAML2Bearer, "this client may not present this identity provider's assertions")
 	}
 	sub, err := e.mapSubject(ctx, idp.EntityID, a.Subject, idp.MapSubject)
+	if oerr := asStorageError(err); oerr != nil {
+		return nil, oerr
+	}
 	if err != nil {
 		return e.assertionRefused(ctx, c, GrantSAML2Bearer, err.Error())
 	}

@@ -42,7 +42,11 @@ func (w *web) session(ctx context.Context, r *http.Request) (*sessionRecord, str
 	if s.Sub == "" {
 		s.Sub = nameSubject(s.User)
 	}
-	if u, err := w.users.LookupSubject(ctx, s.Sub); err != nil || u.Name != s.User {
+	u, err := w.users.LookupSubject(ctx, s.Sub)
+	if err != nil && !errors.Is(err, ErrUserNotFound) {
+		return nil, "", err // storage failed: not a reason to sign the user out
+	}
+	if err != nil || u.Name != s.User {
 		return nil, "", nil // the user was removed: the session is worthless
 	}
 	return &s, key, nil

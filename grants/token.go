@@ -42,7 +42,7 @@ func (e *Engine) serveToken(w http.ResponseWriter, r *http.Request) {
 	resp, oerr := e.token(w, r)
 	if oerr != nil {
 		e.observer.TokenRefused(oerr.Code)
-		e.debug(r.Context(), "token request refused", zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
+		e.refused(r.Context(), "token", "token request refused", oerr)
 		WriteError(w, oerr)
 		return
 	}

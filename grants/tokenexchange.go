@@ -87,6 +87,9 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 	}
 	now := time.Now()
 	subj, err := e.readExchangedToken(ctx, c, subjTok, subjType, now)
+	if oerr := asStorageError(err); oerr != nil {
+		return nil, oerr
+	}
 	if err != nil {
 		e.debug(ctx, "token exchange: subject token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
 		return nil, errRequest("the subject_token is invalid, expired or of another type")
@@ -96,6 +99,9 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 	var actor *exchangedToken
 	if actTok != "" {
 		actor, err = e.readExchangedToken(ctx, c, actTok, actType, now)
+		if oerr := asStorageError(err); oerr != nil {
+			return nil, oerr
+		}
 		if err != nil {
 			e.debug(ctx, "token exchange: actor token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
 			return nil, errRequest("the actor_token is invalid, expired or of another type")
@@ -257,9 +263,13 @@ func (e *Engine) subjectExists(ctx context.Context, sub string) error {
 		return nil
 	}
 	if !errors.Is(err, ErrUserNotFound) {
-		return err
+		return storageFailure{err}
 	}
-	if cl, err := e.lookupClient(ctx, sub); err == nil && cl != nil {
+	cl, err := e.lookupClient(ctx, sub)
+	if err != nil {
+		return storageFailure{err}
+	}
+	if cl != nil {
 		return nil
 	}
 	return errors.New("the subject no longer exists")

@@ -56,7 +56,8 @@ func (e *Engine) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		WriteError(w, errUnavailable)
+		e.logFailure(r.Context(), "userinfo", CodeTemporarilyUnavailable, err)
+		WriteError(w, storageError(err))
 		return
 	}
 	claims := userClaims(u, scopes)

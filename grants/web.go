@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -169,6 +170,14 @@ func (w *web) render(rw http.ResponseWriter, status int, name string, d pageData
 // client or redirect_uri cannot be trusted (RFC 6749 §4.1.2.1).
 func (w *web) errorPage(rw http.ResponseWriter, status int, msg string) {
 	w.render(rw, status, "error.html", pageData{Title: "Sign-in error", Error: msg})
+}
+
+// unavailable answers a page request that storage failed: 503 with
+// Retry-After and msg, and the cause to the log (logFailure).
+func (e *Engine) unavailable(rw http.ResponseWriter, r *http.Request, endpoint, msg string, err error) {
+	e.logFailure(r.Context(), endpoint, CodeTemporarilyUnavailable, err)
+	rw.Header().Set("Retry-After", strconv.Itoa(RetryAfterUnavailable))
+	e.web.errorPage(rw, http.StatusServiceUnavailable, msg)
 }
 
 // serveAsset serves the stylesheet and the logo.

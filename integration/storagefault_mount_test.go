@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -118,6 +119,7 @@ func TestRunTimeStorageFull(t *testing.T) {
 	t.Logf("on a full disk: rotate %v, redeem %v, revoke refresh %v, sign-in %d %s",
 		stuck == "", redeemed, revokedGrant, status, loc.Query().Get("error"))
 	faultNoPanic(t, home, "caddy-1.log")
+	faultLogged(t, home, "caddy-1.log", "no space left on device")
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
@@ -424,6 +426,29 @@ func faultMaybe(t *testing.T, a relTokenAnswer, what string) bool {
 }
 
 // faultNoPanic checks the child's log has no panic in it.
+// faultLogged checks that the child's log has an ERROR line "oauth
+// storage unavailable" that names cause and the request's id: a full
+// disk must leave a trace where the operator looks.
+func faultLogged(t *testing.T, home, logName, cause string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(home, logName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil || m["level"] != "error" || m["msg"] != "oauth storage unavailable" {
+			continue
+		}
+		n++
+		if e, _ := m["error"].(string); strings.Contains(e, cause) && m["request_id"] != nil && m["request_id"] != "" {
+			return
+		}
+	}
+	t.Errorf("%s has %d \"oauth storage unavailable\" ERROR lines, none naming %q with a request_id", logName, n, cause)
+}
+
 func faultNoPanic(t *testing.T, home, logName string) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(home, logName))
