@@ -79,21 +79,18 @@ func requestID(r *http.Request) string {
 	return ""
 }
 
-// withCaddyContext passes the engine what Caddy knows of the request: its
-// uuid, which also goes into Caddy's access log line, so the engine's
-// debug lines can be matched with it; and the client's address as Caddy
-// determined it (honouring trusted_proxies), which the sign-in throttle
-// counts, so that it does not count a load balancer's address for
-// everyone behind it.
+// withCaddyContext passes the engine what Caddy knows of the request, in
+// one context value: the client's address as Caddy determined it
+// (honouring trusted_proxies), which the sign-in throttle counts, so that
+// it does not count a load balancer's address for everyone behind it;
+// and its uuid, which also goes into Caddy's access log line, so the
+// engine's log lines can be matched with it. Caddy makes the uuid only
+// when asked, so the engine asks only when it writes a line.
 func withCaddyContext(r *http.Request) *http.Request {
-	ctx := r.Context()
-	if id := requestID(r); id != "" {
-		ctx = grants.WithRequestID(ctx, id)
-	}
-	if ip := caddyClientIP(r); ip != "" {
-		ctx = grants.WithClientIP(ctx, ip)
-	}
-	return r.WithContext(ctx)
+	return r.WithContext(grants.WithFront(r.Context(), &grants.Front{
+		ClientIP:  caddyClientIP(r),
+		RequestID: func() string { return requestID(r) },
+	}))
 }
 
 // Interface guards

@@ -348,17 +348,9 @@ func (e *Engine) Issuer() string { return e.issuer }
 
 func (e *Engine) debug(ctx context.Context, msg string, fields ...zap.Field) {
 	if ce := e.logger.Check(zapcore.DebugLevel, msg); ce != nil {
-		if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+		if id := requestID(ctx); id != "" {
 			fields = append(fields, zap.String("request_id", id))
 		}
 		ce.Write(fields...)
 	}
-}
-
-type requestIDKey struct{}
-
-// WithRequestID tags a request's context with the id the HTTP server gave
-// it, so that the engine's log lines can be matched with the access log.
-func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey{}, id)
 }

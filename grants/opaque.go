@@ -41,6 +41,7 @@ func (e *Engine) issueAccessToken(ctx context.Context, c *Client, claims *tokens
 		if tok, err = e.keyRing().Current.MintAccessToken(claims); err != nil {
 			return nil, errServer.withCause(fmt.Errorf("signing the access token: %w", err))
 		}
+		e.verifier.Remember(tok, claims)
 	}
 	return &TokenResponse{
 		AccessToken: tok,

@@ -30,7 +30,7 @@ func (e *Engine) password(ctx context.Context, c *Client, form Form) (*TokenResp
 	if len(name) > 200 || len(pw) > 1024 {
 		return nil, errBadPassword
 	}
-	ip, _ := ctx.Value(clientIPKey{}).(string)
+	ip := clientIPOf(ctx)
 	u, err := e.signIn(ctx, name, pw, ip)
 	switch {
 	case errors.Is(err, errSignInLocked):

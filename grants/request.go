@@ -1,7 +1,6 @@
 package grants
 
 import (
-	"context"
 	"errors"
 	"io"
 	"mime"
@@ -166,23 +165,11 @@ func parseFormBody(body string) (Form, *Error) {
 	return form, nil
 }
 
-// clientIPKey carries the client's address as the HTTP server resolved
-// it from the connection and its trusted proxies.
-type clientIPKey struct{}
-
-// WithClientIP tags a request's context with the client's address as the
-// HTTP server determined it (Caddy's client_ip, which honours
-// trusted_proxies): the sign-in throttle counts it, and IsLoopback sees
-// through a local proxy with it. Without it both use the connection's peer.
-func WithClientIP(ctx context.Context, ip string) context.Context {
-	return context.WithValue(ctx, clientIPKey{}, ip)
-}
-
-// ClientIP is the client address for a request: the one WithClientIP
-// gave, else the connection's peer.
+// ClientIP is the client address for a request: the one the front end
+// resolved (WithFront), else the connection's peer.
 func ClientIP(r *http.Request) string {
-	if ip, ok := r.Context().Value(clientIPKey{}).(string); ok && ip != "" {
-		return ip
+	if f := frontOf(r.Context()); f != nil && f.ClientIP != "" {
+		return f.ClientIP
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -192,14 +179,9 @@ func ClientIP(r *http.Request) string {
 }
 
 // IsLoopback reports whether a request came from this machine
-// (tokens.IsLoopbackFrom with the client address WithClientIP gave).
+// (tokens.IsLoopbackFrom with the client address the front end gave).
 func IsLoopback(r *http.Request) bool {
-	ip, ok := r.Context().Value(clientIPKey{}).(string)
-	if ok && ip == "" {
-		// The front end could not tell who the client is.
-		return false
-	}
-	return tokens.IsLoopbackFrom(r, ip)
+	return tokens.IsLoopbackFrom(r, clientIPOf(r.Context()))
 }
 
 // TransportOK is the one TLS rule for requests that carry credentials,

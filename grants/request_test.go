@@ -367,7 +367,9 @@ func TestIsLoopbackClientIP(t *testing.T) {
 		{"127.0.0.1:1", "::1", true},
 		{"127.0.0.1:1", "203.0.113.9", false},
 		{"203.0.113.9:1", "127.0.0.1", false},
-		{"127.0.0.1:1", "", false},
+		// No client address from the front end: the peer decides.
+		{"127.0.0.1:1", "", true},
+		{"203.0.113.9:1", "", false},
 		// A spoofable leftmost X-Forwarded-For entry does not make a
 		// forwarded remote client loopback.
 		{"127.0.0.1:1", "127.0.0.1|X-Forwarded-For: 127.0.0.1, 203.0.113.9", false},
@@ -383,7 +385,7 @@ func TestIsLoopbackClientIP(t *testing.T) {
 			k, v, _ := strings.Cut(hdr, ": ")
 			r.Header.Set(k, v)
 		}
-		r = r.WithContext(WithClientIP(r.Context(), tt.client))
+		r = r.WithContext(WithFront(r.Context(), &Front{ClientIP: tt.client}))
 		if got := IsLoopback(r); got != tt.want {
 			t.Errorf("peer %s client %q: IsLoopback = %v, want %v", tt.peer, tt.client, got, tt.want)
 		}

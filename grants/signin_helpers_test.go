@@ -207,7 +207,7 @@ type browser struct {
 	e      *Engine
 	remote string
 	// clientIP, when set, is the client address the HTTP server resolved
-	// (WithClientIP), as Caddy passes it.
+	// (WithFront), as Caddy passes it.
 	clientIP string
 	tls      bool
 	cookies  map[string]*http.Cookie
@@ -241,7 +241,7 @@ func (b *browser) do(r *http.Request) *httptest.ResponseRecorder {
 	b.t.Helper()
 	r.RemoteAddr = b.remote
 	if b.clientIP != "" {
-		r = r.WithContext(WithClientIP(r.Context(), b.clientIP))
+		r = r.WithContext(WithFront(r.Context(), &Front{ClientIP: b.clientIP}))
 	}
 	if b.tls {
 		r.TLS = &tls.ConnectionState{}

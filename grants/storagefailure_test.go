@@ -118,7 +118,7 @@ func sfRequest(b *browser, method, target string, form url.Values, authz, id str
 	for _, c := range b.cookies {
 		r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
 	}
-	return r.WithContext(WithRequestID(r.Context(), id))
+	return r.WithContext(WithFront(r.Context(), &Front{RequestID: func() string { return id }}))
 }
 
 // lineText is everything a log line says: message and every field.
@@ -310,7 +310,7 @@ func TestStorageFailureLoggedWithCause(t *testing.T) {
 			e, fs, logs := sfEngine(t)
 			b := newBrowser(t, e)
 			r, h, secrets := tc.prep(t, e, b)
-			id, _ := r.Context().Value(requestIDKey{}).(string)
+			id := requestID(r.Context())
 			logs.TakeAll()
 			fs.mode.Store(tc.mode)
 			rec := httptest.NewRecorder()

@@ -296,7 +296,7 @@ func TestLoginThrottle(t *testing.T) {
 	})
 	t.Run("the HTTP server's client address counts, not the peer", func(t *testing.T) {
 		// Caddy passes its client_ip (trusted_proxies honoured) with
-		// WithClientIP; two users behind one proxy peer are two addresses.
+		// WithFront; two users behind one proxy peer are two addresses.
 		e := throttledEngine(t)
 		const proxy = "127.0.0.60:1"
 		for range 3 {

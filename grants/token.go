@@ -1,7 +1,6 @@
 package grants
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -72,7 +71,13 @@ func (e *Engine) token(w http.ResponseWriter, r *http.Request) (*TokenResponse, 
 	if !client.Allows(gt) {
 		return nil, errCode(CodeUnauthorizedClient, "this client may not use this grant type")
 	}
-	resp, oerr := handle(context.WithValue(r.Context(), clientIPKey{}, ClientIP(r)), client, form)
+	ctx := r.Context()
+	if frontOf(ctx) == nil {
+		// No front end said who the client is (a plain net/http server):
+		// the grants count the connection's peer.
+		ctx = WithFront(ctx, &Front{ClientIP: ClientIP(r)})
+	}
+	resp, oerr := handle(ctx, client, form)
 	if oerr != nil {
 		return nil, oerr
 	}

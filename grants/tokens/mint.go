@@ -140,20 +140,34 @@ func RandomID(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// MintAccessToken signs claims as an at+jwt with the key.
-func (k *Key) MintAccessToken(c *AccessClaims) (string, error) { return k.sign(k.atHeader, c) }
+// MintAccessToken signs claims as an at+jwt with the key. The claims
+// keep the payload they were signed as, so that the verifier may be told
+// of the token (Verifier.Remember) and never check its signature.
+func (k *Key) MintAccessToken(c *AccessClaims) (string, error) {
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	tok, err := k.sign(k.atHeader, payload)
+	if err == nil {
+		c.raw = payload
+	}
+	return tok, err
+}
 
 // MintIDToken signs an OpenID Connect ID token's claims with the key.
-func (k *Key) MintIDToken(c any) (string, error) { return k.sign(k.idHeader, c) }
+func (k *Key) MintIDToken(c any) (string, error) {
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	return k.sign(k.idHeader, payload)
+}
 
 // sign makes a compact JWS. It is assembled from the key's precomputed
 // protected header; the signature itself is made by jwx's signer for the
 // key's pinned algorithm.
-func (k *Key) sign(header string, claims any) (string, error) {
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		return "", err
-	}
+func (k *Key) sign(header string, payload []byte) (string, error) {
 	enc := base64.RawURLEncoding
 	n := len(header) + 1 + enc.EncodedLen(len(payload))
 	buf := make([]byte, n)

@@ -44,6 +44,7 @@ type Verifier struct {
 	keys        *Keys
 	revocations *Revocations
 	cache       *tokenCache
+	minted      *mintedCache
 	opaque      func(token string) (*AccessClaims, error)
 }
 
@@ -71,9 +72,9 @@ type VerifierConfig struct {
 func NewVerifier(cfg VerifierConfig) *Verifier {
 	v := &Verifier{issuer: cfg.Issuer, leeway: cfg.Leeway, keys: cfg.Keys, revocations: cfg.Revocations, opaque: cfg.Opaque}
 	if !cfg.NoCache {
-		v.cache = newTokenCache()
+		v.cache, v.minted = newTokenCache(), newMintedCache()
 		if cfg.Keys != nil {
-			cfg.Keys.dropped = v.cache.clear
+			cfg.Keys.dropped = func() { v.cache.clear(); v.minted.clear() }
 		}
 	}
 	return v
@@ -121,12 +122,30 @@ func (v *Verifier) Verify(token string, now time.Time) (*AccessClaims, error) {
 		}
 		return c, nil
 	}
+	if c := v.minted.take(token); c != nil {
+		if err := v.checkClaims(c, now); err != nil {
+			return nil, err
+		}
+		v.cache.put(token, c, now.Unix())
+		return c, nil
+	}
 	c, err := v.verify(token, now)
 	if err != nil {
 		return nil, err
 	}
 	v.cache.put(token, c, now.Unix())
 	return c, nil
+}
+
+// Remember tells the verifier of an access token this process just
+// signed with one of its keys (Key.MintAccessToken), so that the first
+// Verify of it need not check the signature. The claims must not change
+// afterwards. A token minted by another process is verified in full.
+func (v *Verifier) Remember(token string, c *AccessClaims) {
+	if c.raw == nil || len(token) > MaxTokenBytes {
+		return
+	}
+	v.minted.put(token, c)
 }
 
 // verify is the full check: signature, header and claims.
