@@ -4,7 +4,7 @@
 # test with the race detector.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test deps bench
+.PHONY: test deps bench fuzz
 
 test: deps
 	go test -race ./...
@@ -21,3 +21,9 @@ deps:
 
 bench:
 	bash bench/run.sh
+
+# `make fuzz` runs every fuzz target for FUZZTIME (default 30s) each and
+# prints the execs of each; not part of `make test` or CI's own short run.
+FUZZTIME ?= 30s
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash .ci/fuzz

@@ -283,9 +283,22 @@ func (c *Client) secretKeys(alg string) []verifyKey {
 	return []verifyKey{{alg: a, key: bytes.Clone(c.Secret)}}
 }
 
+// joseNames are the registered header parameters and claims, and the
+// JWK Set member, that this server reads by name: their spelling by their
+// lower-case form.
+var joseNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"alg", "kid", "typ", "cty", "crit", "b64", "jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256",
+		"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "keys"} {
+		m[strings.ToLower(n)] = n
+	}
+	return m
+}()
+
 // checkJSONObject refuses what a JOSE parser may refuse and we do: a
 // value that is not an object, duplicate members at the top level
-// (attack A-07), and nesting deeper than a real JWT needs.
+// (attack A-07; in any letter case), a registered name in another letter
+// case, and nesting deeper than a real JWT needs.
 func checkJSONObject(b []byte) error {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
@@ -314,10 +327,20 @@ func checkJSONObject(b []byte) error {
 			if _, isDelim := t.(json.Delim); !isDelim {
 				k := t.(string)
 				if len(stack) == 1 {
-					if top.keys[k] {
-						return fmt.Errorf("member %q is repeated", k)
+					// encoding/json matches member names to fields in
+					// any letter case, and the last match wins: "SUB"
+					// after "sub" would replace the subject, and a lone
+					// "ISS" would be read as iss. Names are
+					// case-sensitive (RFC 7515 §4, RFC 7519 §4), so
+					// neither is accepted.
+					folded := strings.ToLower(k)
+					if top.keys[folded] {
+						return fmt.Errorf("member %q is repeated (names that differ only in letter case count as the same)", k)
 					}
-					top.keys[k] = true
+					top.keys[folded] = true
+					if name, ok := joseNames[folded]; ok && name != k {
+						return fmt.Errorf("member %q must be spelled %q", k, name)
+					}
 				}
 				top.atKey = false
 				continue

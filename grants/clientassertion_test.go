@@ -391,3 +391,27 @@ func FuzzSplitAssertion(f *testing.F) {
 		_ = c.check([]string{testIssuer}, t0)
 	})
 }
+
+// JOSE names are case-sensitive: encoding/json would read "ISS" as iss and
+// let a later "SUB" replace sub, so neither reaches the claim checks.
+func TestJOSENamesCaseSensitive(t *testing.T) {
+	for obj, ok := range map[string]bool{
+		`{"iss":"a","sub":"b"}`:              true,
+		`{"x5t#S256":"a","Roles":["x"]}`:     true,
+		`{"ISS":"a"}`:                        false,
+		`{"sub":"alice","SUB":"admin"}`:      false,
+		`{"Custom":"a","custom":"b"}`:        false,
+		`{"Alg":"ES256"}`:                    false,
+		`{"keys":[],"Keys":[{"kty":"oct"}]}`: false,
+	} {
+		if err := checkJSONObject([]byte(obj)); (err == nil) != ok {
+			t.Errorf("checkJSONObject(%s) = %v, want ok %v", obj, err, ok)
+		}
+	}
+	e := caEngine(t)
+	tok := caSign(t, "ES256", caKey, map[string]any{"alg": "ES256", "kid": "k1"},
+		caClaims("c-pkj", func(m map[string]any) { m["ISS"] = m["iss"]; delete(m, "iss") }))
+	checkError(t, serve(e, tokenRequest(caForm(tok))), 401, CodeInvalidClient)
+	je := jbEngine(t, nil)
+	checkError(t, jbPost(je, "c-jb", jbAssertion(t, func(m map[string]any) { m["SUB"] = "admin" })), 400, CodeInvalidGrant)
+}

@@ -486,3 +486,8 @@ func (e *Engine) ListUsers(ctx context.Context) ([]User, error) { return e.users
 
 // AddUser stores a new user (ErrUserExists when the name is taken).
 func (e *Engine) AddUser(ctx context.Context, u *User) error { return e.users.Put(ctx, u, true) }
+
+// LookupUser finds a user by name (ErrUserNotFound when there is none).
+func (e *Engine) LookupUser(ctx context.Context, name string) (*User, error) {
+	return e.users.Lookup(ctx, name)
+}
