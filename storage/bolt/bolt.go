@@ -35,6 +35,15 @@ func Open(path string, lockTimeout time.Duration) (s *Store, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("oauth storage: creating directory for %s: %w: storage_path must be in a directory caddy can create and write, or set a different one", path, err)
 	}
+	// bbolt takes an empty file for a new database. An existing file of
+	// zero bytes is not one: a copy or restore that wrote nothing, or a
+	// file system that lost it. Starting on it would mint new signing
+	// keys and forget every grant, so every token issued would stop
+	// working, silently. bbolt itself never leaves a file empty: it
+	// writes the first pages before Open returns.
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+		return nil, fmt.Errorf("oauth storage: %s is empty (0 bytes), so it holds no signing keys, clients or grants, and starting on it would invalidate every token issued: restore it from a backup, or delete it to start afresh on purpose", path)
+	}
 	// bbolt can panic on a file that is not a bolt database or that was
 	// truncated, or fault reading past the end of its memory map (SIGBUS,
 	// fatal unless the goroutine asked to panic instead); turn that into an

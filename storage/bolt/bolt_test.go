@@ -370,19 +370,6 @@ func TestOpenCorruptReleasesLock(t *testing.T) {
 	}
 }
 
-func TestOpenEmptyFileInitializes(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "oauth.db")
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(path, time.Second)
-	if err != nil {
-		t.Fatalf("an empty file should become a new database: %v", err)
-	}
-	defer s.Close()
-	put(t, s, kindA, "k", storage.Record{Value: []byte("v")})
-}
-
 func TestOpenUnwritableLocation(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "plain-file")
