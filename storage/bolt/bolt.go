@@ -115,7 +115,7 @@ func (s *Store) Path() string { return s.path }
 
 // View implements storage.Store.
 func (s *Store) View(ctx context.Context, fn func(storage.Tx) error) error {
-	return s.run(ctx, s.db.View, fn)
+	return s.run(ctx, false, fn)
 }
 
 // Update implements storage.Store.
@@ -123,7 +123,7 @@ func (s *Store) Update(ctx context.Context, fn func(storage.Tx) error) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	return s.run(ctx, s.db.Update, fn)
+	return s.run(ctx, true, fn)
 }
 
 // Batch implements storage.Store with group commit (committer). A panic
@@ -143,57 +143,62 @@ func (s *Store) Batch(ctx context.Context, fn func(storage.Tx) error) error {
 	return err
 }
 
-// run runs fn in a bbolt transaction (begin is db.View or db.Update) and
-// sorts what can go wrong: fn's own error comes back as it is; a failure
-// to begin or to commit wraps storage.ErrUnavailable; a panic inside
-// bbolt is the file's damage (see damaged); a panic in fn goes on to the
-// caller once bbolt has rolled the transaction back.
-func (s *Store) run(ctx context.Context, begin func(func(*bbolt.Tx) error) error, fn func(storage.Tx) error) error {
+// run runs fn in a bbolt transaction and sorts what can go wrong: fn's
+// own error comes back as it is; a failure to begin or to commit wraps
+// storage.ErrUnavailable; a panic inside bbolt is the file's damage (see
+// damaged); a panic in fn goes on to the caller once bbolt has rolled
+// the transaction back.
+func (s *Store) run(ctx context.Context, write bool, fn func(storage.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("oauth storage: %w", err)
 	}
-	t := &tx{}
-	var fnErr error
-	ran := false
-	err := s.protect(t, func() error {
-		return begin(func(btx *bbolt.Tx) error {
-			t.btx, t.caller = btx, true
-			fnErr = fn(t)
-			t.btx, t.caller, ran = nil, false, true
-			return fnErr
-		})
-	})
+	t := &tx{fn: fn}
+	err := s.begin(t, write)
 	switch {
 	case err == nil || errors.Is(err, storage.ErrUnavailable):
 		return err
-	case ran && fnErr != nil:
+	case t.ran && t.fnErr != nil:
 		return wrap(err)
-	case ran:
+	case t.ran:
 		return fmt.Errorf("%w: committing to %s: %w", storage.ErrUnavailable, s.path, err)
 	default:
 		return fmt.Errorf("%w: %s: %w", storage.ErrUnavailable, s.path, err)
 	}
 }
 
+// begin runs t's fn in a bbolt transaction, guarded as protect is.
+func (s *Store) begin(t *tx, write bool) (err error) {
+	defer s.recoverDamage(t, &err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	if write {
+		return s.db.Update(t.call)
+	}
+	return s.db.View(t.call)
+}
+
 // protect runs f, which calls into bbolt, so that a panic in bbolt (an
 // assertion on a damaged page, or a fault reading a page the file no
 // longer has) becomes the damage error instead of taking down the
-// process. A panic while the caller's code runs (t.caller; t may be nil
-// when none does) is not bbolt's: it goes on unchanged, from where it
-// happened.
-func (s *Store) protect(t *tx, f func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			if t != nil && t.caller {
-				panic(r)
-			}
-			err = s.damaged(r)
-		}
-	}()
+// process.
+func (s *Store) protect(f func() error) (err error) {
+	defer s.recoverDamage(nil, &err)
 	// A fault in the memory map (the file shrank under it) panics
 	// instead of killing the process.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	return f()
+}
+
+// recoverDamage, deferred, turns a panic in bbolt into the damage error
+// in *err. A panic while the caller's code runs (t.caller; t is nil when
+// none does) is not bbolt's: it goes on unchanged, from where it
+// happened (the stack is not unwound until this returns).
+func (s *Store) recoverDamage(t *tx, err *error) {
+	if r := recover(); r != nil {
+		if t != nil && t.caller {
+			panic(r)
+		}
+		*err = s.damaged(r)
+	}
 }
 
 // damaged returns the error for bbolt's panic r, and records the first
@@ -228,7 +233,7 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error
 	}
 	for deleted < limit {
 		n, more := 0, false
-		err := s.protect(nil, func() error {
+		err := s.protect(func() error {
 			return s.db.Update(func(btx *bbolt.Tx) error {
 				idx := btx.Bucket(expiryBucket)
 				if idx == nil {
@@ -383,12 +388,25 @@ func wrap(err error) error {
 }
 
 // tx is the storage.Tx of one caller's fn. caller is true while the
-// caller's code runs and false while bbolt's does, so that protect can
-// tell whose a panic is; it is set without defer on purpose, so that it
-// still says where the panic happened when protect sees it.
+// caller's code runs and false while bbolt's does, so that recoverDamage
+// can tell whose a panic is; it is set without defer on purpose, so that
+// it still says where the panic happened when recoverDamage sees it.
 type tx struct {
 	btx    *bbolt.Tx
 	caller bool
+
+	// For run: the caller's fn, its error, and whether it returned.
+	fn    func(storage.Tx) error
+	fnErr error
+	ran   bool
+}
+
+// call is run's bbolt transaction function.
+func (t *tx) call(btx *bbolt.Tx) error {
+	t.btx, t.caller = btx, true
+	t.fnErr = t.fn(t)
+	t.btx, t.caller, t.ran = nil, false, true
+	return t.fnErr
 }
 
 // errTxDone answers a Tx used after its fn returned.

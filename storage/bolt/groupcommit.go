@@ -119,7 +119,7 @@ func (c *committer) commit(group []call) {
 		}
 		failed := -1
 		var failure error
-		err := s.protect(nil, func() error {
+		err := s.protect(func() error {
 			return s.db.Update(func(btx *bbolt.Tx) error {
 				for i, cl := range group {
 					if err := safely(cl.fn, btx); err != nil {
@@ -151,7 +151,7 @@ func (c *committer) commit(group []call) {
 		}
 		// Alone, through the same path as Update: its error is its own,
 		// a commit failure an outage.
-		bad.done <- s.run(context.Background(), s.db.Update, guard(bad.fn))
+		bad.done <- s.run(context.Background(), true, guard(bad.fn))
 	}
 }
 

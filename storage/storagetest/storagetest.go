@@ -385,10 +385,9 @@ func testExpiryInstants(t *testing.T, st storage.Store) {
 func testExpiresOnTheClock(t *testing.T, st storage.Store) {
 	exp := time.Now().Add(300 * time.Millisecond)
 	put(t, st, kindA, "short", storage.Record{Value: []byte("s"), Expires: exp})
-	if time.Now().Before(exp) {
-		if _, err := get(t, st, kindA, "short"); err != nil && time.Now().Before(exp) {
-			t.Errorf("Get before the expiry: %v", err)
-		}
+	// Checked only if the machine was quick enough to read it in time.
+	if _, err := get(t, st, kindA, "short"); err != nil && time.Now().Before(exp) {
+		t.Errorf("Get before the expiry: %v", err)
 	}
 	time.Sleep(time.Until(exp) + 10*time.Millisecond)
 	wantAbsent(t, st, kindA, "short", "its expiry has passed")
