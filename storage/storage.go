@@ -74,11 +74,31 @@ type Tx interface {
 	// Delete removes the record; deleting an absent record is not an error.
 	Delete(kind Kind, key string) error
 	// ForEach calls fn for every unexpired record of kind, in key order,
-	// until fn returns an error.
+	// until fn returns an error. fn must not write to the transaction:
+	// collect what to change, then change it after ForEach returns.
 	ForEach(kind Kind, fn func(key string, rec Record) error) error
 }
 
-// Store is a transactional record store.
+// Store is a transactional record store. storage/storagetest is the
+// behaviour every implementation must have; the notes below are its
+// summary.
+//
+// Context: when ctx is done before a transaction starts, View, Update and
+// Batch return an error wrapping ctx.Err() and write nothing. A
+// transaction that has started runs to its end: it is committed whole or
+// not at all, whatever happens to ctx meanwhile.
+//
+// Panics: a panic in the caller's fn is not turned into an error. The
+// transaction is rolled back (nothing of fn is written, other callers of
+// Batch are unaffected) and the panic goes on in the caller's goroutine,
+// so that a bug shows up as one, with its stack, instead of as a storage
+// failure. A panic inside the backend (bbolt asserts on a damaged page)
+// is an error wrapping ErrUnavailable instead.
+//
+// Errors: an error fn returns comes back unchanged and is never
+// ErrUnavailable unless fn made it so; a failure of the backend (a full
+// disk, a read-only or lost file system, a closed store, a damaged file)
+// wraps ErrUnavailable and keeps the cause in its text.
 type Store interface {
 	// View runs fn in a read-only transaction.
 	View(ctx context.Context, fn func(Tx) error) error

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +26,7 @@ type Store struct {
 	db     *bbolt.DB
 	path   string
 	commit *committer
+	broken atomic.Pointer[error] // set once bbolt panicked: see damaged
 }
 
 // Open opens (creating if needed) the bbolt file at path. It waits at most
@@ -32,6 +34,15 @@ type Store struct {
 func Open(path string, lockTimeout time.Duration) (s *Store, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("oauth storage: creating directory for %s: %w: storage_path must be in a directory caddy can create and write, or set a different one", path, err)
+	}
+	// bbolt takes an empty file for a new database. An existing file of
+	// zero bytes is not one: a copy or restore that wrote nothing, or a
+	// file system that lost it. Starting on it would mint new signing
+	// keys and forget every grant, so every token issued would stop
+	// working, silently. bbolt itself never leaves a file empty: it
+	// writes the first pages before Open returns.
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+		return nil, fmt.Errorf("oauth storage: %s is empty (0 bytes), so it holds no signing keys, clients or grants, and starting on it would invalidate every token issued: restore it from a backup, or delete it to start afresh on purpose", path)
 	}
 	// bbolt can panic on a file that is not a bolt database or that was
 	// truncated, or fault reading past the end of its memory map (SIGBUS,
@@ -79,7 +90,9 @@ func Open(path string, lockTimeout time.Duration) (s *Store, err error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("oauth storage: indexing %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, commit: &committer{db: db}}, nil
+	st := &Store{db: db, path: path}
+	st.commit = &committer{store: st}
+	return st, nil
 }
 
 // checkSize reports a file shorter than the pages its metadata says are
@@ -102,17 +115,109 @@ func (s *Store) Path() string { return s.path }
 
 // View implements storage.Store.
 func (s *Store) View(ctx context.Context, fn func(storage.Tx) error) error {
-	return wrap(s.db.View(func(btx *bbolt.Tx) error { return fn(tx{btx}) }))
+	return s.run(ctx, false, fn)
 }
 
 // Update implements storage.Store.
 func (s *Store) Update(ctx context.Context, fn func(storage.Tx) error) error {
-	return wrap(s.db.Update(func(btx *bbolt.Tx) error { return fn(tx{btx}) }))
+	if err := s.writable(); err != nil {
+		return err
+	}
+	return s.run(ctx, true, fn)
 }
 
-// Batch implements storage.Store with group commit (committer).
+// Batch implements storage.Store with group commit (committer). A panic
+// in fn reaches this caller as a *FnPanic (see storage.Store).
 func (s *Store) Batch(ctx context.Context, fn func(storage.Tx) error) error {
-	return wrap(s.commit.do(func(btx *bbolt.Tx) error { return fn(tx{btx}) }))
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("oauth storage: %w", err)
+	}
+	if err := s.writable(); err != nil {
+		return err
+	}
+	err := s.commit.do(fn)
+	var p *FnPanic
+	if errors.As(err, &p) {
+		panic(p)
+	}
+	return err
+}
+
+// run runs fn in a bbolt transaction and sorts what can go wrong: fn's
+// own error comes back as it is; a failure to begin or to commit wraps
+// storage.ErrUnavailable; a panic inside bbolt is the file's damage (see
+// damaged); a panic in fn goes on to the caller once bbolt has rolled
+// the transaction back.
+func (s *Store) run(ctx context.Context, write bool, fn func(storage.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("oauth storage: %w", err)
+	}
+	t := &tx{fn: fn}
+	err := s.begin(t, write)
+	switch {
+	case err == nil || errors.Is(err, storage.ErrUnavailable):
+		return err
+	case t.ran && t.fnErr != nil:
+		return wrap(err)
+	case t.ran:
+		return fmt.Errorf("%w: committing to %s: %w", storage.ErrUnavailable, s.path, err)
+	default:
+		return fmt.Errorf("%w: %s: %w", storage.ErrUnavailable, s.path, err)
+	}
+}
+
+// begin runs t's fn in a bbolt transaction, guarded as protect is.
+func (s *Store) begin(t *tx, write bool) (err error) {
+	defer s.recoverDamage(t, &err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	if write {
+		return s.db.Update(t.call)
+	}
+	return s.db.View(t.call)
+}
+
+// protect runs f, which calls into bbolt, so that a panic in bbolt (an
+// assertion on a damaged page, or a fault reading a page the file no
+// longer has) becomes the damage error instead of taking down the
+// process.
+func (s *Store) protect(f func() error) (err error) {
+	defer s.recoverDamage(nil, &err)
+	// A fault in the memory map (the file shrank under it) panics
+	// instead of killing the process.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return f()
+}
+
+// recoverDamage, deferred, turns a panic in bbolt into the damage error
+// in *err. A panic while the caller's code runs (t.caller; t is nil when
+// none does) is not bbolt's: it goes on unchanged, from where it
+// happened (the stack is not unwound until this returns).
+func (s *Store) recoverDamage(t *tx, err *error) {
+	if r := recover(); r != nil {
+		if t != nil && t.caller {
+			panic(r)
+		}
+		*err = s.damaged(r)
+	}
+}
+
+// damaged returns the error for bbolt's panic r, and records the first
+// such error as the one every write gets from then on. bbolt panics only on a file it cannot make sense of:
+// writing on would let a damaged free list hand out pages still in use,
+// spreading the damage, and a panic may have left bbolt's writer lock
+// held. Reads go on, for what is intact.
+func (s *Store) damaged(r any) error {
+	err := fmt.Errorf("%w: storage file %s is damaged: %v: stop caddy and restore the file from a backup, or move it away to start empty", storage.ErrUnavailable, s.path, r)
+	s.broken.CompareAndSwap(nil, &err)
+	return err
+}
+
+// writable is the damage error once bbolt has panicked, else nil.
+func (s *Store) writable() error {
+	if p := s.broken.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Sweep implements storage.Store. It walks the expiry index from the
@@ -123,47 +228,55 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error
 	const perTx = 256
 	deleted := 0
 	cutoff := unixNano(now)
+	if err := s.writable(); err != nil {
+		return 0, err
+	}
 	for deleted < limit {
 		n, more := 0, false
-		err := s.db.Update(func(btx *bbolt.Tx) error {
-			idx := btx.Bucket(expiryBucket)
-			if idx == nil {
-				return nil
-			}
-			c := idx.Cursor()
-			for k, _ := c.First(); k != nil; k, _ = c.First() {
-				exp, kind, key, ok := splitIndexKey(k)
-				if !ok {
+		err := s.protect(func() error {
+			return s.db.Update(func(btx *bbolt.Tx) error {
+				idx := btx.Bucket(expiryBucket)
+				if idx == nil {
+					return nil
+				}
+				c := idx.Cursor()
+				for k, _ := c.First(); k != nil; k, _ = c.First() {
+					exp, kind, key, ok := splitIndexKey(k)
+					if !ok {
+						if err := c.Delete(); err != nil {
+							return err
+						}
+						continue
+					}
+					if exp > cutoff {
+						return nil
+					}
+					if n >= perTx || deleted+n >= limit {
+						more = true
+						return nil
+					}
+					if b := btx.Bucket(kind); b != nil {
+						// Delete the record only if this entry is still its
+						// expiry: a Put since then re-indexed it.
+						if v := b.Get(key); len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) == exp {
+							if err := b.Delete(key); err != nil {
+								return err
+							}
+							n++
+						}
+					}
 					if err := c.Delete(); err != nil {
 						return err
 					}
-					continue
 				}
-				if exp > cutoff {
-					return nil
-				}
-				if n >= perTx || deleted+n >= limit {
-					more = true
-					return nil
-				}
-				if b := btx.Bucket(kind); b != nil {
-					// Delete the record only if this entry is still its
-					// expiry: a Put since then re-indexed it.
-					if v := b.Get(key); len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) == exp {
-						if err := b.Delete(key); err != nil {
-							return err
-						}
-						n++
-					}
-				}
-				if err := c.Delete(); err != nil {
-					return err
-				}
-			}
-			return nil
+				return nil
+			})
 		})
 		if err != nil {
-			return deleted, wrap(err)
+			if !errors.Is(err, storage.ErrUnavailable) {
+				err = fmt.Errorf("%w: sweeping %s: %w", storage.ErrUnavailable, s.path, err)
+			}
+			return deleted, err
 		}
 		deleted += n
 		if !more || ctx.Err() != nil {
@@ -265,18 +378,86 @@ func wrap(err error) error {
 	}
 	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) || errors.Is(err, bolterrors.ErrDatabaseReadOnly) ||
 		errors.Is(err, os.ErrPermission) || errors.Is(err, bolterrors.ErrTxClosed) {
-		return fmt.Errorf("%w: %v", storage.ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}
 	var perr *os.PathError
 	if errors.As(err, &perr) {
-		return fmt.Errorf("%w: %v", storage.ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}
 	return err
 }
 
-type tx struct{ btx *bbolt.Tx }
+// tx is the storage.Tx of one caller's fn. caller is true while the
+// caller's code runs and false while bbolt's does, so that recoverDamage
+// can tell whose a panic is; it is set without defer on purpose, so that
+// it still says where the panic happened when recoverDamage sees it.
+type tx struct {
+	btx    *bbolt.Tx
+	caller bool
 
-func (t tx) Get(kind storage.Kind, key string) (storage.Record, error) {
+	// For run: the caller's fn, its error, and whether it returned.
+	fn    func(storage.Tx) error
+	fnErr error
+	ran   bool
+}
+
+// call is run's bbolt transaction function.
+func (t *tx) call(btx *bbolt.Tx) error {
+	t.btx, t.caller = btx, true
+	t.fnErr = t.fn(t)
+	t.btx, t.caller, t.ran = nil, false, true
+	return t.fnErr
+}
+
+// errTxDone answers a Tx used after its fn returned.
+var errTxDone = errors.New("oauth storage: a transaction was used after its function returned")
+
+func (t *tx) Get(kind storage.Kind, key string) (storage.Record, error) {
+	if t.btx == nil {
+		return storage.Record{}, errTxDone
+	}
+	t.caller = false
+	rec, err := t.get(kind, key)
+	t.caller = true
+	return rec, err
+}
+
+func (t *tx) Put(kind storage.Kind, key string, rec storage.Record) error {
+	if t.btx == nil {
+		return errTxDone
+	}
+	t.caller = false
+	err := t.put(kind, key, rec)
+	t.caller = true
+	return err
+}
+
+func (t *tx) Delete(kind storage.Kind, key string) error {
+	if t.btx == nil {
+		return errTxDone
+	}
+	t.caller = false
+	err := t.delete(kind, key)
+	t.caller = true
+	return err
+}
+
+func (t *tx) ForEach(kind storage.Kind, fn func(string, storage.Record) error) error {
+	if t.btx == nil {
+		return errTxDone
+	}
+	t.caller = false
+	err := t.forEach(kind, func(k string, rec storage.Record) error {
+		t.caller = true
+		err := fn(k, rec)
+		t.caller = false
+		return err
+	})
+	t.caller = true
+	return err
+}
+
+func (t *tx) get(kind storage.Kind, key string) (storage.Record, error) {
 	b := t.btx.Bucket([]byte(kind))
 	if b == nil {
 		return storage.Record{}, storage.ErrNotFound
@@ -288,7 +469,7 @@ func (t tx) Get(kind storage.Kind, key string) (storage.Record, error) {
 	return rec, nil
 }
 
-func (t tx) Put(kind storage.Kind, key string, rec storage.Record) error {
+func (t *tx) put(kind storage.Kind, key string, rec storage.Record) error {
 	b, err := t.btx.CreateBucketIfNotExists([]byte(kind))
 	if err != nil {
 		return err
@@ -300,7 +481,7 @@ func (t tx) Put(kind storage.Kind, key string, rec storage.Record) error {
 	return b.Put([]byte(key), v)
 }
 
-func (t tx) Delete(kind storage.Kind, key string) error {
+func (t *tx) delete(kind storage.Kind, key string) error {
 	b := t.btx.Bucket([]byte(kind))
 	if b == nil {
 		return nil
@@ -311,7 +492,7 @@ func (t tx) Delete(kind storage.Kind, key string) error {
 	return b.Delete([]byte(key))
 }
 
-func (t tx) ForEach(kind storage.Kind, fn func(string, storage.Record) error) error {
+func (t *tx) forEach(kind storage.Kind, fn func(string, storage.Record) error) error {
 	b := t.btx.Bucket([]byte(kind))
 	if b == nil {
 		return nil
