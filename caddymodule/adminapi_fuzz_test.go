@@ -16,7 +16,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
-	"github.com/oauthgate/caddy-oauthgate/internal/memstore"
+	"github.com/oauthgate/caddy-oauthgate/storage/mem"
+	"github.com/oauthgate/caddy-oauthgate/storage/storagetest"
 )
 
 // FuzzAdminAPI sends the admin API's JSON handlers fuzzed bodies, calling
@@ -48,7 +49,7 @@ func FuzzAdminAPI(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	st := memstore.New()
+	st := storagetest.NewCounting(mem.New())
 	if err := eng.Start(context.Background(), st, nil); err != nil {
 		f.Fatal(err)
 	}

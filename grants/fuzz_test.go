@@ -16,8 +16,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
-	"github.com/oauthgate/caddy-oauthgate/internal/memstore"
 	"github.com/oauthgate/caddy-oauthgate/storage"
+	"github.com/oauthgate/caddy-oauthgate/storage/mem"
+	"github.com/oauthgate/caddy-oauthgate/storage/storagetest"
 )
 
 // Run a target with, for example:
@@ -162,7 +163,7 @@ func FuzzParseScope(f *testing.F) {
 // grant and authentication method, and its users have MinCost hashes.
 type fuzzEngine struct {
 	*Engine
-	st *memstore.Store
+	st *storagetest.Counting
 }
 
 // fuzzPWSecret is the secret of the fuzz engine's password and
@@ -228,7 +229,7 @@ func newFuzzEngine(f *testing.F) *fuzzEngine {
 	if err != nil {
 		f.Fatalf("NewEngine: %v", err)
 	}
-	st := memstore.New()
+	st := storagetest.NewCounting(mem.New())
 	rev, err := tokens.LoadRevocations(context.Background(), st)
 	if err != nil {
 		f.Fatal(err)
