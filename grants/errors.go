@@ -3,6 +3,7 @@ package grants
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -113,6 +114,12 @@ func (e *Engine) refused(ctx context.Context, endpoint, msg string, oerr *Error)
 // once a second per endpoint and cause, with a count of those held back
 // (lograte). code is the error the client got.
 func (e *Engine) logFailure(ctx context.Context, endpoint, code string, cause error) {
+	if errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) {
+		// The client went away (or the request timed out) before storage
+		// was reached: nothing failed on the server's side.
+		e.debug(ctx, "request ended before storage was reached", zap.String("endpoint", endpoint), zap.Error(cause))
+		return
+	}
 	msg := "oauth request failed"
 	if code == CodeTemporarilyUnavailable {
 		msg = "oauth storage unavailable"

@@ -2,6 +2,7 @@ package grants
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -399,5 +400,20 @@ func TestClientRefusalStaysDebug(t *testing.T) {
 		if l.Level > zapcore.DebugLevel {
 			t.Fatalf("a client refusal logged above DEBUG: %v", lineText(l))
 		}
+	}
+}
+
+// A request whose client went away before storage was reached is no
+// server failure: it is logged at debug level, not at ERROR.
+func TestCanceledRequestNotLoggedAsFailure(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	e := newTestEngine(t, func(c *Config) { c.Logger = zap.New(core) })
+	e.logFailure(context.Background(), "token", CodeTemporarilyUnavailable, fmt.Errorf("storage: %w", context.Canceled))
+	if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); n != 0 {
+		t.Fatalf("%d ERROR lines for a canceled request", n)
+	}
+	e.logFailure(context.Background(), "token", CodeTemporarilyUnavailable, errors.New("no space left on device"))
+	if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); n != 1 {
+		t.Fatalf("%d ERROR lines for a storage failure, want 1", n)
 	}
 }

@@ -96,11 +96,22 @@ func ValidateUser(u *User) error {
 	if !checkName(u.Name) || len(u.Name) > 200 || len(nameSubject(u.Name)) > maxNameSubjectBytes {
 		return fmt.Errorf("user name %q must be non-empty, at most 200 bytes (and at most 240 once its non-ASCII bytes are percent-encoded for the token subject), without surrounding spaces, control characters or any of %s", u.Name, forbiddenNameChars)
 	}
-	if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+	cost, err := bcrypt.Cost([]byte(u.PasswordHash))
+	if err != nil {
 		return fmt.Errorf("user %q: password_hash must be a bcrypt hash (make one with `caddy hash-password`)", u.Name)
+	}
+	// Every sign-in is checked at the highest cost of any user (users.go,
+	// so that users cannot be told apart by timing): one costlier hash
+	// would slow every sign-in down, at cost 31 for days.
+	if cost > MaxBcryptCost {
+		return fmt.Errorf("user %q: the bcrypt cost of password_hash is %d; at most %d is accepted (every sign-in is checked at the highest cost of any user); hash the password again with `caddy hash-password`", u.Name, cost, MaxBcryptCost)
 	}
 	return nil
 }
+
+// MaxBcryptCost is the costliest password hash accepted: at 16 one check
+// takes seconds on a server CPU, and each step doubles it.
+const MaxBcryptCost = 16
 
 // ErrUserExists is returned when a user is added twice.
 var ErrUserExists = errors.New("user already exists")

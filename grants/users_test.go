@@ -3,11 +3,14 @@ package grants
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestValidateUser(t *testing.T) {
@@ -181,5 +184,22 @@ func TestRuntimeUserNamedLikeClient(t *testing.T) {
 		rec, body := userinfo(e, http.MethodGet, UserinfoPath, "Bearer "+cc.str("access_token"))
 		t.Fatalf("Users.Put accepted a user named like client c-basic; the client's own client_credentials token now reads that user's UserInfo (%d %v)",
 			rec.Code, body)
+	}
+}
+
+// A password hash costlier than MaxBcryptCost is refused: every sign-in
+// is checked at the highest cost of any user.
+func TestValidateUserCostCap(t *testing.T) {
+	h, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	costly := strings.Replace(string(h), fmt.Sprintf("$%02d$", bcrypt.MinCost), fmt.Sprintf("$%02d$", MaxBcryptCost+1), 1)
+	if err := ValidateUser(&User{Name: "u", PasswordHash: costly}); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("cost %d accepted: %v", MaxBcryptCost+1, err)
+	}
+	ok := strings.Replace(string(h), fmt.Sprintf("$%02d$", bcrypt.MinCost), fmt.Sprintf("$%02d$", MaxBcryptCost), 1)
+	if err := ValidateUser(&User{Name: "u", PasswordHash: ok}); err != nil {
+		t.Fatalf("cost %d refused: %v", MaxBcryptCost, err)
 	}
 }
