@@ -7,8 +7,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
-	"fmt"
-	"slices"
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
@@ -171,34 +169,4 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 		return nil, oerr
 	}
 	return e.userTokens(ctx, c, at, rt, cr.Nonce, cr.AuthTime)
-}
-
-// userTokens signs the access token (and an ID token when openid was
-// granted) for a grant that storage has already committed.
-func (e *Engine) userTokens(ctx context.Context, c *Client, at *tokens.AccessClaims, rt, nonce string, authTime int64) (*TokenResponse, *Error) {
-	resp, oerr := e.issueAccessToken(ctx, c, at)
-	if oerr != nil {
-		return nil, oerr
-	}
-	resp.RefreshToken = rt
-	if slices.Contains(at.Scopes(), "openid") {
-		u, err := e.users.LookupSubject(ctx, at.Subject)
-		if errors.Is(err, ErrUserNotFound) {
-			return nil, errUserGone
-		}
-		if err != nil {
-			return nil, storageError(err)
-		}
-		k, oerr := e.idTokenKey(c)
-		if oerr != nil {
-			return nil, oerr
-		}
-		idc := newIDClaims(e.issuer, u, c.ID, nonce, at.Scopes(), time.Unix(authTime, 0), time.Now(), e.accessTokenTTL)
-		idc.ATHash = atHash(k, resp.AccessToken)
-		idc.Grant = at.Grant
-		if resp.IDToken, err = k.MintIDToken(idc); err != nil {
-			return nil, errServer.withCause(fmt.Errorf("signing the ID token: %w", err))
-		}
-	}
-	return resp, nil
 }

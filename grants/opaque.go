@@ -2,10 +2,7 @@ package grants
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
 
@@ -21,35 +18,6 @@ const (
 	// storage.
 	FormatOpaque = "opaque"
 )
-
-// issueAccessToken makes the client's access token: a JWT signed with
-// the current key, or an opaque token whose claims are stored first.
-func (e *Engine) issueAccessToken(ctx context.Context, c *Client, claims *tokens.AccessClaims) (*TokenResponse, *Error) {
-	var tok string
-	if c.AccessTokenFormat == FormatOpaque {
-		b, err := json.Marshal(claims)
-		if err != nil {
-			return nil, errServer.withCause(err)
-		}
-		tok = tokens.OpaquePrefix + newSecretToken()
-		rec := storage.Record{Value: b, Expires: time.Unix(claims.ExpiresAt, 0).Add(verifierLeeway)}
-		if err := e.store.Batch(ctx, func(tx storage.Tx) error { return tx.Put(storage.KindAccess, hashToken(tok), rec) }); err != nil {
-			return nil, storageError(err)
-		}
-	} else {
-		var err error
-		if tok, err = e.keyRing().Current.MintAccessToken(claims); err != nil {
-			return nil, errServer.withCause(fmt.Errorf("signing the access token: %w", err))
-		}
-		e.verifier.Remember(tok, claims)
-	}
-	return &TokenResponse{
-		AccessToken: tok,
-		TokenType:   "Bearer",
-		ExpiresIn:   claims.ExpiresAt - claims.IssuedAt,
-		Scope:       claims.Scope,
-	}, nil
-}
 
 // lookupOpaque finds an opaque access token's claims; the verifier then
 // checks them like a JWT's.
