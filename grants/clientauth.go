@@ -13,6 +13,22 @@ import (
 // client_id costs the same as a wrong secret (attack A-18).
 var dummyHash = sha256.Sum256([]byte("caddy-oauthgate: no such client"))
 
+// authErrors are the refusals of client authentication, made once per
+// engine: every failed authentication answers one of them, and errors are
+// never changed once made (withCause copies).
+type authErrors struct {
+	failed, failedBasic, required *Error
+}
+
+func newAuthErrors(realm string) authErrors {
+	return authErrors{
+		failed: &Error{Code: CodeInvalidClient, Description: "client authentication failed", Status: http.StatusUnauthorized},
+		failedBasic: &Error{Code: CodeInvalidClient, Description: "client authentication failed", Status: http.StatusUnauthorized,
+			Challenge: `Basic realm="` + realm + `"`},
+		required: &Error{Code: CodeInvalidClient, Description: "client authentication is required", Status: http.StatusUnauthorized},
+	}
+}
+
 // parseBasic decodes an RFC 6749 §2.3.1 Basic credential: base64 of
 // form-urlencoded id, ':', form-urlencoded secret. net/http's BasicAuth
 // does not form-decode, so it cannot be used here.
@@ -42,7 +58,7 @@ func parseBasic(h string) (id, secret string, ok bool) {
 // introspection or revocation request. Exactly one method may be used;
 // the client must use the one it registered.
 func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error) {
-	failed := &Error{Code: CodeInvalidClient, Description: "client authentication failed", Status: http.StatusUnauthorized}
+	failed := e.authErrs.failed
 	authz := r.Header.Values("Authorization")
 	if len(authz) > 1 {
 		return nil, errRequest("the Authorization header is repeated")
@@ -50,7 +66,7 @@ func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error
 	if len(authz) == 1 {
 		// RFC 6749 §5.2: a 401 after the client tried the Authorization
 		// header must carry WWW-Authenticate, whatever else failed.
-		failed.Challenge = `Basic realm="` + e.realm + `"`
+		failed = e.authErrs.failedBasic
 	}
 	if form.Get("client_assertion") != "" || form.Get("client_assertion_type") != "" {
 		if len(authz) == 1 || form.Get("client_secret") != "" {
@@ -89,8 +105,7 @@ func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error
 		if c != nil && c.AuthMethod == AuthNone {
 			return c, nil
 		}
-		failed.Description = "client authentication is required"
-		return nil, failed
+		return nil, e.authErrs.required
 	}
 	c, err := e.lookupClient(r.Context(), id)
 	if err != nil {

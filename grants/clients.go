@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
@@ -131,19 +133,55 @@ func (e *Engine) lookupClient(ctx context.Context, id string) (*Client, error) {
 	}
 	var c *Client
 	err := e.store.View(ctx, func(tx storage.Tx) error {
-		var sc storedClient
-		_, err := getJSON(tx, storage.KindClients, id, &sc)
+		rec, err := tx.Get(storage.KindClients, id)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		c, err = sc.client()
+		c, err = e.runtimeClients.decode(id, rec.Value)
 		return err
 	})
 	return c, err
 }
+
+// clientCache keeps the run-time clients decoded, by id with the stored
+// bytes they came from: a lookup still reads storage (a change by another
+// config on the same file, or a removal, is seen at once), but decodes
+// only what changed.
+type clientCache struct {
+	m sync.Map // id -> *cachedClient
+}
+
+type cachedClient struct {
+	raw []byte
+	c   *Client
+}
+
+// decode returns the client stored as raw, decoding it only when raw
+// differs from what was decoded before. raw is valid only in the
+// transaction it was read in, so a copy is kept.
+func (cc *clientCache) decode(id string, raw []byte) (*Client, error) {
+	if v, ok := cc.m.Load(id); ok {
+		if hit := v.(*cachedClient); bytes.Equal(hit.raw, raw) {
+			return hit.c, nil
+		}
+	}
+	var sc storedClient
+	if err := json.Unmarshal(raw, &sc); err != nil {
+		return nil, err
+	}
+	c, err := sc.client()
+	if err != nil {
+		return nil, err
+	}
+	cc.m.Store(id, &cachedClient{raw: bytes.Clone(raw), c: c})
+	return c, nil
+}
+
+// forget drops a removed client.
+func (cc *clientCache) forget(id string) { cc.m.Delete(id) }
 
 // ClientInfo is a client as operators see it: never its secret.
 type ClientInfo struct {
@@ -278,6 +316,7 @@ func (e *Engine) RemoveClient(ctx context.Context, id string) error {
 		return err
 	}
 	e.corsOrigins.forget()
+	e.runtimeClients.forget(id)
 	_, err = e.RevokeClient(ctx, id)
 	return err
 }

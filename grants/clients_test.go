@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
 
@@ -201,5 +202,44 @@ func TestRunTimeClientIDTokenAlg(t *testing.T) {
 	got, err := e.lookupClient(ctx, "rt-eddsa")
 	if err != nil || got == nil || got.IDTokenSignedResponseAlg != e.signingAlg {
 		t.Fatalf("stored client = %+v, %v", got, err)
+	}
+}
+
+// A run-time client is decoded once and shared while its record is
+// unchanged; a change in storage (another config on the same file) or
+// its removal is seen at the next lookup.
+func TestRunTimeClientCache(t *testing.T) {
+	e := opNewEngine(t)
+	ctx := context.Background()
+	if _, err := e.AddClient(ctx, &Client{ClientSpec: ClientSpec{ID: "rt-cache", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read"}}}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := e.lookupClient(ctx, "rt-cache")
+	if err != nil || a == nil {
+		t.Fatal(err)
+	}
+	if b, _ := e.lookupClient(ctx, "rt-cache"); b != a {
+		t.Fatal("an unchanged client was decoded again")
+	}
+	// Another config on the same file changes the record.
+	err = e.store.Update(ctx, func(tx storage.Tx) error {
+		var sc storedClient
+		if _, err := getJSON(tx, storage.KindClients, "rt-cache", &sc); err != nil {
+			return err
+		}
+		sc.Scopes = []string{"write"}
+		return putJSON(tx, storage.KindClients, "rt-cache", &sc, time.Time{})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := e.lookupClient(ctx, "rt-cache"); c == a || !slices.Equal(c.Scopes, []string{"write"}) {
+		t.Fatalf("a changed record was not seen: %+v", c)
+	}
+	if err := e.RemoveClient(ctx, "rt-cache"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := e.lookupClient(ctx, "rt-cache"); c != nil || err != nil {
+		t.Fatalf("a removed client was found: %v, %v", c, err)
 	}
 }

@@ -113,6 +113,10 @@ type Engine struct {
 	// (errors.go, logFailure).
 	failures *lograte.Limiter
 	realm    string
+	// runtimeClients decodes the clients added at run time (clients.go).
+	runtimeClients clientCache
+	// authErrs are the refusals of client authentication (clientauth.go).
+	authErrs authErrors
 	// basePath is the issuer's path, under which endpoints live.
 	basePath string
 	grants   map[string]grantHandler
@@ -203,6 +207,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		keyRotation:     cfg.KeyRotation,
 		logger:          cfg.Logger,
 		realm:           cfg.Issuer,
+		authErrs:        newAuthErrors(cfg.Issuer),
 		basePath:        strings.TrimSuffix(u.Path, "/"),
 	}
 	if e.logger == nil {
