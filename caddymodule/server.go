@@ -93,21 +93,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 
 // withCaddyContext passes the engine what Caddy knows of the request: its
 // uuid, which also goes into Caddy's access log line, so the engine's
-// debug lines can be matched with it; and the client's address as Caddy
-// determined it (honouring trusted_proxies), which the sign-in throttle
-// counts, so that it does not count a load balancer's address for
-// everyone behind it.
+// log lines can be matched with it (made only when the engine logs a
+// line, as Caddy makes it only when something reads it); and the
+// client's address as Caddy determined it (honouring trusted_proxies),
+// which the sign-in throttle counts, so that it does not count a load
+// balancer's address for everyone behind it.
 func withCaddyContext(r *http.Request) *http.Request {
 	ctx := r.Context()
 	if repl, ok := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		if id, ok := repl.GetString("http.request.uuid"); ok {
-			ctx = grants.WithRequestID(ctx, id)
-		}
+		ctx = grants.WithLazyRequestID(ctx, caddyRequestID{repl})
 	}
 	if ip := caddyClientIP(r); ip != "" {
 		ctx = grants.WithClientIP(ctx, ip)
 	}
 	return r.WithContext(ctx)
+}
+
+// caddyRequestID is Caddy's request uuid, made when first read. A struct
+// of one pointer goes into an interface without an allocation.
+type caddyRequestID struct{ repl *caddy.Replacer }
+
+func (id caddyRequestID) String() string {
+	s, _ := id.repl.GetString("http.request.uuid")
+	return s
 }
 
 // Interface guards

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
@@ -22,5 +23,25 @@ func TestServerPassesClientIP(t *testing.T) {
 	got := withCaddyContext(r)
 	if ip := grants.ClientIP(got); ip != "192.0.2.7" {
 		t.Fatalf("client address passed to the engine = %q, want Caddy's client_ip 192.0.2.7", ip)
+	}
+}
+
+// Caddy makes a request's uuid only when something reads it (and then
+// also puts it in the access log line). The token endpoint passes the
+// engine a lazy id, so a request that logs nothing makes none, and one
+// that logs gets the uuid Caddy's access log shows.
+func TestServerRequestIDLazy(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/oauth/token", nil)
+	repl := caddy.NewReplacer()
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	r = caddyhttp.PrepareRequest(r, repl, httptest.NewRecorder(), nil)
+	got := withCaddyContext(r)
+	if id := caddyhttp.GetVar(got.Context(), "uuid"); id != nil {
+		t.Fatalf("the request uuid was made before anything was logged: %v", id)
+	}
+	id, ok := grants.RequestID(got.Context())
+	uuid, _ := repl.GetString("http.request.uuid")
+	if !ok || len(id) != 36 || id != uuid {
+		t.Fatalf("the engine's request id = %q (%v), want Caddy's uuid %q", id, ok, uuid)
 	}
 }

@@ -325,7 +325,7 @@ func (e *Engine) Paths() map[string]string {
 
 func (e *Engine) debug(ctx context.Context, msg string, fields ...zap.Field) {
 	if ce := e.logger.Check(zapcore.DebugLevel, msg); ce != nil {
-		if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+		if id, ok := RequestID(ctx); ok {
 			fields = append(fields, zap.String("request_id", id))
 		}
 		ce.Write(fields...)
@@ -338,4 +338,22 @@ type requestIDKey struct{}
 // it, so that the engine's log lines can be matched with the access log.
 func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// WithLazyRequestID is WithRequestID for an id that is made on first use:
+// id.String() runs only when a line is logged. Caddy makes its request
+// uuid lazily on purpose (a random read, and a field in the access log).
+func WithLazyRequestID(ctx context.Context, id fmt.Stringer) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID is the id WithRequestID or WithLazyRequestID gave ctx.
+func RequestID(ctx context.Context) (string, bool) {
+	switch id := ctx.Value(requestIDKey{}).(type) {
+	case string:
+		return id, true
+	case fmt.Stringer:
+		return id.String(), true
+	}
+	return "", false
 }
