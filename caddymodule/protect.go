@@ -10,6 +10,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -85,7 +86,7 @@ type Protect struct {
 	app         *App
 	logger      *zap.Logger
 	strip       map[string]bool
-	stripFamily []string // prefixes, normalized
+	stripFamily []string // prefixes, normalized, sorted and prefix-free (see inFamily)
 	anyAudience bool
 	behindTLS   bool
 	prmPath     string
@@ -202,6 +203,7 @@ func (p *Protect) provisionWith(app *App) error {
 			p.strip[normalizeHeader(h)] = true
 		}
 	}
+	p.stripFamily = prefixFree(p.stripFamily)
 	if p.BlockPreflight {
 		p.logger.Warn("oauth_protect: block_preflight is deprecated and ignored: preflights need a token unless cors or forward_preflight is set; remove it")
 	}
@@ -420,14 +422,46 @@ func (p *Protect) stripped(buf *[maxFoldedHeader]byte, name string) bool {
 	return p.strip[string(n)] || p.inFamily(n)
 }
 
-// inFamily reports whether the folded name n starts with a family prefix.
+// inFamily reports whether the folded name n starts with a family
+// prefix. The prefixes are sorted and none is a prefix of another, so
+// the only one that can be a prefix of n is the greatest one not above
+// n (every string between a prefix of n and n starts with that prefix):
+// a binary search and one comparison instead of one per family, for
+// every header of every request. Comparing with string(n) does not copy.
 func (p *Protect) inFamily(n []byte) bool {
-	for _, f := range p.stripFamily {
-		if len(n) >= len(f) && string(n[:len(f)]) == f {
-			return true
+	fams := p.stripFamily
+	lo, hi := 0, len(fams)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if fams[mid] <= string(n) {
+			lo = mid + 1
+		} else {
+			hi = mid
 		}
 	}
-	return false
+	if lo == 0 {
+		return false
+	}
+	f := fams[lo-1]
+	return len(n) >= len(f) && string(n[:len(f)]) == f
+}
+
+// prefixFree sorts prefixes and drops those that a shorter one already
+// covers (x-app-user- when x-app- is there), as inFamily needs.
+func prefixFree(prefixes []string) []string {
+	sorted := slices.Clone(prefixes)
+	slices.Sort(sorted)
+	var out []string
+	for _, f := range sorted {
+		// After sorting, a prefix comes before everything it covers, and
+		// everything between them is covered too, so the last kept one
+		// is the only one to check.
+		if len(out) > 0 && strings.HasPrefix(f, out[len(out)-1]) {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 // maxFormBody bounds the form bodies the gate reads to look for a
