@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
 )
@@ -43,5 +44,26 @@ func TestServerRequestIDLazy(t *testing.T) {
 	uuid, _ := repl.GetString("http.request.uuid")
 	if !ok || len(id) != 36 || id != uuid {
 		t.Fatalf("the engine's request id = %q (%v), want Caddy's uuid %q", id, ok, uuid)
+	}
+}
+
+// countGate counts each result in its own series of
+// caddy_oauth_gate_decisions_total, also after its counter is kept.
+func TestCountGate(t *testing.T) {
+	for r := range gateResults {
+		series := oauthMetrics.gate.WithLabelValues(gateResultLabels[r])
+		value := func() float64 {
+			var m dto.Metric
+			if err := series.Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			return m.GetCounter().GetValue()
+		}
+		before := value()
+		countGate(r)
+		countGate(r)
+		if got := value(); got != before+2 {
+			t.Errorf("%s: counted %v, want %v", gateResultLabels[r], got-before, 2)
+		}
 	}
 }
