@@ -21,9 +21,11 @@ import (
 	"github.com/oauthgate/caddy-oauthgate/grants"
 )
 
-// caddyHost is the in-process Caddy's one site. Caddy listens on it, but
-// the benchmarks call the server's handler directly: no sockets, so the
-// figures are the handlers' own cost, Caddy's request setup included.
+// caddyHost is the host the requests name (and the issuer's). Caddy
+// listens on a port of its choosing (the site is 127.0.0.1:0, so that
+// parallel test runs do not collide), but the benchmarks call the
+// server's handler directly: no sockets, so the figures are the
+// handlers' own cost, Caddy's request setup included.
 const caddyHost = "127.0.0.1:18480"
 
 // gateCaddyfile has one server with three routes: the token endpoint,
@@ -57,7 +59,7 @@ const gateCaddyfile = `{
 	}
 }
 
-http://` + caddyHost + ` {
+http://127.0.0.1:0 {
 	handle /oauth/* {
 		oauth_server
 	}
