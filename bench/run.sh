@@ -251,7 +251,7 @@ printf "%-36s %11s %7s %7s  %11s %7s %7s  %6s  %-22s %s\n" \
 printf '%.0s-' $(seq 134)
 echo
 row "client_credentials tokens" token respond 0.25 10000 ">=0.25 and >=10000/s"
-row "oauth_protect+proxy, one token" protect_one proxy_one 0.95 0 ">=0.95"
+row "oauth_protect+proxy, one token" protect_one proxy_one 0.98 0 ">=0.98"
 row "oauth_protect+proxy, fresh tokens" protect_fresh proxy_fresh 0.80 0 ">=0.80"
 echo
 echo "baselines: respond \"ok\" (POSTing the same form and Basic header) for the token endpoint;"

@@ -177,11 +177,13 @@ func (p *corsPolicy) setOrigin(h http.Header, origin string) {
 // headers, whether the gate refuses it or the upstream answers: the gate
 // owns CORS here, so the upstream's own CORS headers are replaced.
 func (p *corsPolicy) wrap(w http.ResponseWriter, origin string) http.ResponseWriter {
-	return &corsWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, p: p, origin: origin}
+	return &corsWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, p: p, origin: origin}
 }
 
+// corsWriter embeds the wrapper by value: one allocation per
+// cross-origin request, not two.
 type corsWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	caddyhttp.ResponseWriterWrapper
 	p       *corsPolicy
 	origin  string
 	written bool
@@ -218,5 +220,5 @@ func (cw *corsWriter) ReadFrom(r io.Reader) (int64, error) {
 	if !cw.written {
 		cw.WriteHeader(http.StatusOK)
 	}
-	return io.Copy(cw.ResponseWriterWrapper, r)
+	return io.Copy(&cw.ResponseWriterWrapper, r)
 }

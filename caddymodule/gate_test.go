@@ -2,16 +2,21 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/oauthgate/caddy-oauthgate/grants"
 )
 
 // testApp provisions one oauth app, the way Caddy would, for handlers
@@ -315,5 +320,163 @@ func TestGatePlainHTTP(t *testing.T) {
 	p.behindTLS = true
 	if w, _ := gateCall(t, p, r); w.Code == http.StatusBadRequest {
 		t.Fatalf("behind_tls_proxy: status %d, want the token checked", w.Code)
+	}
+}
+
+// startedGate is a gate in front of a started oauth app (storage in a
+// temporary directory) and an access token from that app's token
+// endpoint, with the scope the gate requires.
+func startedGate(t *testing.T, gate string) (*Protect, string) {
+	t.Helper()
+	app, err := provisionApp("oauth {\n issuer https://as.test\n storage_path " + filepath.Join(t.TempDir(), "oauth.db") +
+		"\n client svc {\n secret svc-secret-0123456789abcdef0123456789\n grant_types client_credentials\n scopes read write\n audience https://api.test\n }\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = app.Cleanup() })
+	eng, err := app.ready()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodPost, "https://as.test/oauth/token",
+		strings.NewReader("grant_type=client_credentials&scope=read+write"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.SetBasicAuth("svc", "svc-secret-0123456789abcdef0123456789")
+	w := httptest.NewRecorder()
+	eng.ServeHTTP(w, r)
+	var tr grants.TokenResponse
+	if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &tr) != nil {
+		t.Fatalf("token endpoint: %d %s", w.Code, w.Body)
+	}
+	tokens, err := caddyfile.Tokenize([]byte(gate), "Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := new(Protect)
+	if err := p.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.provisionWith(app); err != nil {
+		t.Fatal(err)
+	}
+	return p, tr.AccessToken
+}
+
+// caddyRequest is r as Caddy hands it to a handler: with a replacer
+// (Caddy's providers included) and its vars.
+func caddyRequest(r *http.Request) (*http.Request, *caddy.Replacer) {
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+	r = r.WithContext(ctx)
+	caddyhttp.PrepareRequest(r, repl, httptest.NewRecorder(), nil)
+	return r, repl
+}
+
+// TestGatePlaceholders: on success the gate publishes the documented
+// placeholders; its user replaces one an earlier handler set, a later
+// handler's replaces the gate's, and a second gate in the same chain
+// publishes its own token's claims.
+func TestGatePlaceholders(t *testing.T) {
+	p, tok := startedGate(t, "oauth_protect {\n audience https://api.test\n scopes read\n forward_header X-Forwarded-User sub\n}")
+	r := httptest.NewRequest(http.MethodGet, "https://api.test/", nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	r, repl := caddyRequest(r)
+	repl.Set("http.auth.user.id", "basic-auth-user") // an earlier basic_auth
+	var seen *http.Request
+	err := p.ServeHTTP(httptest.NewRecorder(), r, handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		seen = r
+		return nil
+	}))
+	if err != nil || seen == nil {
+		t.Fatalf("the gate did not pass the request: %v", err)
+	}
+	for key, want := range map[string]string{
+		"oauth.sub": "svc", "oauth.client_id": "svc", "oauth.scope": "read write",
+		"oauth.claim.client_id": "svc", "oauth.claim.iss": "https://as.test", "oauth.claim.aud": "https://api.test",
+		"http.auth.user.id": "svc",
+	} {
+		if got, ok := repl.GetString(key); !ok || got != want {
+			t.Errorf("{%s} = %q (%v), want %q", key, got, ok, want)
+		}
+	}
+	if got := repl.ReplaceAll("{oauth.claim.nope}|{oauth}identity}", "-"); got != "-|-identity}" {
+		t.Errorf("unknown placeholders became %q", got)
+	}
+	if got := seen.Header.Get("X-Forwarded-User"); got != "svc" {
+		t.Errorf("X-Forwarded-User = %q, want svc", got)
+	}
+	repl.Set("http.auth.user.id", "later") // a later vars http.auth.user.id
+	if got, _ := repl.GetString("http.auth.user.id"); got != "later" {
+		t.Errorf("a later handler's user: {http.auth.user.id} = %q, want later", got)
+	}
+
+	// A second gate in the chain (the first passed the token on) that
+	// sees another token of another client publishes that one.
+	app := p.app
+	eng, _ := app.ready()
+	other := mintFor(t, eng)
+	p.PassAuthorization = true
+	r.Header.Set("Authorization", "Bearer "+other)
+	if err := p.ServeHTTP(httptest.NewRecorder(), r, handlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := repl.GetString("oauth.scope"); got != "read" {
+		t.Errorf("second gate: {oauth.scope} = %q, want its token's scope read", got)
+	}
+	if got, _ := repl.GetString("http.auth.user.id"); got != "svc" {
+		t.Errorf("second gate: {http.auth.user.id} = %q, want svc", got)
+	}
+}
+
+// mintFor gets a token with scope read only from eng.
+func mintFor(t *testing.T, eng *grants.Engine) string {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodPost, "https://as.test/oauth/token",
+		strings.NewReader("grant_type=client_credentials&scope=read"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.SetBasicAuth("svc", "svc-secret-0123456789abcdef0123456789")
+	w := httptest.NewRecorder()
+	eng.ServeHTTP(w, r)
+	var tr grants.TokenResponse
+	if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &tr) != nil {
+		t.Fatalf("token endpoint: %d %s", w.Code, w.Body)
+	}
+	return tr.AccessToken
+}
+
+// TestGateHitAllocs: letting a request with a known token through costs
+// a few allocations (the forwarded header's value, the placeholder
+// provider), not one per header, placeholder or scope: the gate should
+// cost what the proxy costs (bench/micro BenchmarkGate).
+func TestGateHitAllocs(t *testing.T) {
+	p, tok := startedGate(t, "oauth_protect {\n audience https://api.test\n scopes read write\n forward_header X-Forwarded-User sub\n}")
+	r := httptest.NewRequest(http.MethodGet, "https://api.test/items?page=2&sort=name", nil)
+	for name, v := range map[string]string{"User-Agent": "curl/8", "Accept": "*/*", "Accept-Encoding": "gzip",
+		"X-Request-Id": "abc", "X-Forwarded-For": "192.0.2.1", "Authorization": "Bearer " + tok} {
+		r.Header.Set(name, v)
+	}
+	auth := r.Header["Authorization"]
+	next := handlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	w := httptest.NewRecorder()
+	r, _ = caddyRequest(r)
+	// A fresh replacer for each request, with Caddy's HTTP provider in it
+	// as in a server (what it costs is counted in base, not in the gate).
+	fresh := func() *http.Request {
+		repl := caddy.NewReplacer()
+		repl.Map(func(string) (any, bool) { return nil, false })
+		r2 := r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+		r2.Header["Authorization"] = auth
+		return r2
+	}
+	base := testing.AllocsPerRun(100, func() { _ = next.ServeHTTP(w, fresh()) })
+	got := testing.AllocsPerRun(100, func() {
+		if err := p.ServeHTTP(w, fresh(), next); err != nil || w.Code != http.StatusOK {
+			t.Fatalf("status %d, %v", w.Code, err)
+		}
+	}) - base
+	// X-Forwarded-User's value, the placeholder provider and its claims.
+	if got > 3 {
+		t.Errorf("a gate hit allocates %.0f times, want at most 3", got)
 	}
 }

@@ -88,7 +88,7 @@ type Protect struct {
 	logger      *zap.Logger
 	failures    *lograte.Limiter // "storage unavailable" lines, rate-limited
 	strip       map[string]bool
-	stripFamily []string // prefixes, normalized
+	stripFamily []string // prefixes, normalized, sorted and prefix-free (see inFamily)
 	anyAudience bool
 	behindTLS   bool
 	prmPath     string
@@ -139,7 +139,12 @@ var identityFamilies = []string{"remote-", "x-remote-", "x-webauth-", "x-auth-",
 // preflightHeader reports whether a header is one a browser sends on a
 // CORS preflight (Fetch §4.8), the only ones forwarded with it.
 func preflightHeader(name string) bool {
-	switch n := strings.ToLower(name); n {
+	var buf [maxFoldedHeader]byte
+	n, ok := foldHeader(&buf, name)
+	if !ok {
+		return false // no header a browser sends is that long
+	}
+	switch n := string(n); n {
 	case "origin", "access-control-request-method", "access-control-request-headers",
 		"access-control-request-private-network", "user-agent", "accept", "accept-language",
 		"accept-encoding", "referer", "connection", "cache-control", "pragma", "priority":
@@ -201,6 +206,7 @@ func (p *Protect) provisionWith(app *App) error {
 			p.strip[normalizeHeader(h)] = true
 		}
 	}
+	p.stripFamily = prefixFree(p.stripFamily)
 	if p.BlockPreflight {
 		p.logger.Warn("oauth_protect: block_preflight is deprecated and ignored: preflights need a token unless cors or forward_preflight is set; remove it")
 	}
@@ -352,14 +358,39 @@ func normalizeHeader(h string) string {
 	return strings.ReplaceAll(strings.ToLower(h), "_", "-")
 }
 
+// maxFoldedHeader is the longest header name foldHeader folds into its
+// caller's buffer; a longer one is folded by normalizeHeader.
+const maxFoldedHeader = 128
+
+// foldHeader is normalizeHeader into buf, so that the gate can look every
+// request header up without allocating (a map index with string(b) and a
+// comparison with string(b) do not copy). ok is false when name is longer
+// than buf.
+func foldHeader(buf *[maxFoldedHeader]byte, name string) (folded []byte, ok bool) {
+	if len(name) > len(buf) {
+		return nil, false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		buf[i] = c
+	}
+	return buf[:len(name)], true
+}
+
 // stripIdentityHeaders removes what an upstream could take for identity
 // the gate vouches for, and cleans Connection so that reverse_proxy,
 // which deletes every header Connection names (RFC 9110 §7.6.1), cannot
 // be made to delete the headers the gate or a later request_header sets.
 func (p *Protect) stripIdentityHeaders(r *http.Request) {
+	var buf [maxFoldedHeader]byte
 	for name := range r.Header {
-		n := normalizeHeader(name)
-		if p.strip[n] || p.inFamily(n) {
+		if p.stripped(&buf, name) {
 			delete(r.Header, name)
 		}
 	}
@@ -382,13 +413,58 @@ func (p *Protect) stripIdentityHeaders(r *http.Request) {
 	}
 }
 
-func (p *Protect) inFamily(n string) bool {
-	for _, f := range p.stripFamily {
-		if strings.HasPrefix(n, f) {
-			return true
+// stripped reports whether the header name is one the gate removes,
+// without allocating for any name up to maxFoldedHeader bytes (this runs
+// for every header of every request).
+func (p *Protect) stripped(buf *[maxFoldedHeader]byte, name string) bool {
+	n, ok := foldHeader(buf, name)
+	if !ok {
+		n := normalizeHeader(name)
+		return p.strip[n] || p.inFamily([]byte(n))
+	}
+	return p.strip[string(n)] || p.inFamily(n)
+}
+
+// inFamily reports whether the folded name n starts with a family
+// prefix. The prefixes are sorted and none is a prefix of another, so
+// the only one that can be a prefix of n is the greatest one not above
+// n (every string between a prefix of n and n starts with that prefix):
+// a binary search and one comparison instead of one per family, for
+// every header of every request. Comparing with string(n) does not copy.
+func (p *Protect) inFamily(n []byte) bool {
+	fams := p.stripFamily
+	lo, hi := 0, len(fams)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if fams[mid] <= string(n) {
+			lo = mid + 1
+		} else {
+			hi = mid
 		}
 	}
-	return false
+	if lo == 0 {
+		return false
+	}
+	f := fams[lo-1]
+	return len(n) >= len(f) && string(n[:len(f)]) == f
+}
+
+// prefixFree sorts prefixes and drops those that a shorter one already
+// covers (x-app-user- when x-app- is there), as inFamily needs.
+func prefixFree(prefixes []string) []string {
+	sorted := slices.Clone(prefixes)
+	slices.Sort(sorted)
+	var out []string
+	for _, f := range sorted {
+		// After sorting, a prefix comes before everything it covers, and
+		// everything between them is covered too, so the last kept one
+		// is the only one to check.
+		if len(out) > 0 && strings.HasPrefix(f, out[len(out)-1]) {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 // maxFormBody bounds the form bodies the gate reads to look for a
@@ -475,13 +551,10 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		countGate(gateInvalid)
 		return p.deny(w, r, http.StatusUnauthorized, "invalid_token", "")
 	}
-	if len(p.Scopes) > 0 {
-		have := claims.Scopes()
-		for _, s := range p.Scopes {
-			if !slices.Contains(have, s) {
-				countGate(gateScope)
-				return p.deny(w, r, http.StatusForbidden, "insufficient_scope", p.scopeList)
-			}
+	for _, s := range p.Scopes {
+		if !hasScope(claims.Scope, s) {
+			countGate(gateScope)
+			return p.deny(w, r, http.StatusForbidden, "insufficient_scope", p.scopeList)
 		}
 	}
 	countGate(gateAllowed)
@@ -490,6 +563,20 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		r.Header.Del("Authorization")
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// hasScope reports whether the space-separated scope claim has the scope
+// s, as slices.Contains(claims.Scopes(), s) but without making the slice
+// on every request.
+func hasScope(claim, s string) bool {
+	for claim != "" {
+		var tok string
+		tok, claim, _ = strings.Cut(claim, " ")
+		if tok == s {
+			return true
+		}
+	}
+	return false
 }
 
 // caddyClientIP is Caddy's client IP for r (trusted_proxies honoured),
@@ -604,19 +691,24 @@ func multipartHasToken(contentType string, body []byte) (bool, error) {
 }
 
 // setIdentity publishes the verified claims as placeholders and headers.
+// The placeholders are answered from the claims when something reads
+// them, rather than stored for every request (boxing each value) when
+// most requests read none.
 func (p *Protect) setIdentity(r *http.Request, c *tokens.AccessClaims) {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set("oauth.sub", c.Subject)
-	repl.Set("oauth.client_id", c.ClientID)
-	repl.Set("oauth.scope", c.Scope)
-	repl.Set("http.auth.user.id", c.Subject)
-	repl.Map(func(key string) (any, bool) {
-		name, ok := strings.CutPrefix(key, "oauth.claim.")
-		if !ok {
-			return nil, false
-		}
-		return claimString(c, name)
-	})
+	if v, ok := repl.Get(identityKey); ok {
+		// A gate earlier in this request's chain published its claims:
+		// this gate's replace them, as a later value does.
+		v.(*gateIdentity).c = c
+	} else {
+		id := &gateIdentity{c: c}
+		repl.Map(id.placeholder)
+	}
+	// http.auth.user.id is Caddy's: an earlier handler (basic_auth, vars)
+	// may have set it as a static value, which would be read before the
+	// gate's. The gate's user replaces it; a later handler's Set still
+	// replaces the gate's.
+	repl.Delete("http.auth.user.id")
 	for _, fh := range p.ForwardHeaders {
 		if v, ok := claimString(c, fh.Claim); ok {
 			r.Header.Set(fh.Header, v)
@@ -624,8 +716,53 @@ func (p *Protect) setIdentity(r *http.Request, c *tokens.AccessClaims) {
 	}
 }
 
+// identityKey is the replacer key under which the gate finds the
+// identity an earlier gate of the same request published. No placeholder
+// can name it: a placeholder ends at the first '}'.
+const identityKey = "oauth}identity"
+
+// gateIdentity answers the gate's placeholders for one request:
+// {oauth.sub}, {oauth.client_id}, {oauth.scope}, {oauth.claim.<name>}
+// and Caddy's {http.auth.user.id} (the access log's user).
+type gateIdentity struct{ c *tokens.AccessClaims }
+
+func (id *gateIdentity) placeholder(key string) (any, bool) {
+	switch key {
+	case "oauth.sub", "http.auth.user.id":
+		return id.c.Subject, true
+	case "oauth.client_id":
+		return id.c.ClientID, true
+	case "oauth.scope":
+		return id.c.Scope, true
+	case identityKey:
+		return id, true
+	}
+	name, ok := strings.CutPrefix(key, "oauth.claim.")
+	if !ok {
+		return nil, false
+	}
+	return claimString(id.c, name)
+}
+
 // claimString renders a claim as a header-safe string.
 func claimString(c *tokens.AccessClaims, name string) (string, bool) {
+	// The string claims every token has, without boxing them as
+	// AccessClaims.Claim does: forward_header X-Forwarded-User sub runs
+	// on every request.
+	var known string
+	switch name {
+	case "sub":
+		known = c.Subject
+	case "client_id":
+		known = c.ClientID
+	case "iss":
+		known = c.Issuer
+	case "jti":
+		known = c.ID
+	}
+	if known != "" {
+		return headerSafe(known)
+	}
 	v, ok := c.Claim(name)
 	if !ok {
 		return "", false
@@ -650,6 +787,11 @@ func claimString(c *tokens.AccessClaims, name string) (string, bool) {
 		b, _ := json.Marshal(t)
 		s = string(b)
 	}
+	return headerSafe(s)
+}
+
+// headerSafe passes s unless it could split or end a header line.
+func headerSafe(s string) (string, bool) {
 	if strings.ContainsAny(s, "\r\n\x00") {
 		return "", false
 	}

@@ -34,6 +34,34 @@ func TestStripIdentityHeaders(t *testing.T) {
 	}
 }
 
+// Families are found by binary search over prefixes that cover each
+// other: a family that is a prefix of another (built-in or configured)
+// still strips everything either names, and nothing else.
+func TestStripFamiliesOverlap(t *testing.T) {
+	p := provisioned(t, "oauth_protect {\n audience https://app.test\n strip_header X-Rem* X-App-User-* X-App-* X-Z-*\n}")
+	for name, want := range map[string]bool{
+		"X-Remote-Group": true, "X-Remnant": true, "X_rem": true, "X-App-User-Id": true, "X-App-Z": true, "X-App-": true,
+		"X-Z-A": true, "Remote-User": true, "Tailscale-User-Login": true, "Ssl-Client-Cert": true, "X-Ssl-Client-S-Dn": true,
+		"X-Ra": false, "X-Re": false, "X-App": false, "X-Z": false, "X-Zz-A": false, "Accept": false, "A": false,
+		"Zzz": false, "X-Forwarded-For": false, "X-Forwarded-Usex": false, "X-Forwarded-User": true,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header[name] = []string{"v"}
+		p.stripIdentityHeaders(r)
+		if _, kept := r.Header[name]; kept == want {
+			t.Errorf("%s: stripped %v, want %v", name, !kept, want)
+		}
+	}
+	if !slices.IsSorted(p.stripFamily) {
+		t.Errorf("families not sorted: %q", p.stripFamily)
+	}
+	for i := 1; i < len(p.stripFamily); i++ {
+		if strings.HasPrefix(p.stripFamily[i], p.stripFamily[i-1]) {
+			t.Errorf("family %q is covered by %q", p.stripFamily[i], p.stripFamily[i-1])
+		}
+	}
+}
+
 // A client must not be able to make reverse_proxy delete the identity
 // headers the gate (or a later request_header) sets by naming them in
 // Connection (RFC 9110 §7.6.1).

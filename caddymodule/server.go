@@ -87,10 +87,20 @@ func requestID(r *http.Request) string {
 // engine's log lines can be matched with it. Caddy makes the uuid only
 // when asked, so the engine asks only when it writes a line.
 func withCaddyContext(r *http.Request) *http.Request {
-	return r.WithContext(grants.WithFront(r.Context(), &grants.Front{
-		ClientIP:  caddyClientIP(r),
-		RequestID: func() string { return requestID(r) },
-	}))
+	f := &grants.Front{ClientIP: caddyClientIP(r)}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		f.RequestID = caddyRequestID{repl}
+	}
+	return r.WithContext(grants.WithFront(r.Context(), f))
+}
+
+// caddyRequestID is Caddy's request uuid, made when first read. A struct
+// of one pointer goes into an interface without an allocation.
+type caddyRequestID struct{ repl *caddy.Replacer }
+
+func (id caddyRequestID) String() string {
+	s, _ := id.repl.GetString("http.request.uuid")
+	return s
 }
 
 // Interface guards

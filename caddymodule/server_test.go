@@ -6,7 +6,9 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
 )
@@ -22,5 +24,46 @@ func TestServerPassesClientIP(t *testing.T) {
 	got := withCaddyContext(r)
 	if ip := grants.ClientIP(got); ip != "192.0.2.7" {
 		t.Fatalf("client address passed to the engine = %q, want Caddy's client_ip 192.0.2.7", ip)
+	}
+}
+
+// Caddy makes a request's uuid only when something reads it (and then
+// also puts it in the access log line). The token endpoint passes the
+// engine a lazy id, so a request that logs nothing makes none, and one
+// that logs gets the uuid Caddy's access log shows.
+func TestServerRequestIDLazy(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/oauth/token", nil)
+	repl := caddy.NewReplacer()
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	r = caddyhttp.PrepareRequest(r, repl, httptest.NewRecorder(), nil)
+	got := withCaddyContext(r)
+	if id := caddyhttp.GetVar(got.Context(), "uuid"); id != nil {
+		t.Fatalf("the request uuid was made before anything was logged: %v", id)
+	}
+	id := grants.RequestID(got.Context())
+	uuid, _ := repl.GetString("http.request.uuid")
+	if len(id) != 36 || id != uuid {
+		t.Fatalf("the engine's request id = %q, want Caddy's uuid %q", id, uuid)
+	}
+}
+
+// countGate counts each result in its own series of
+// caddy_oauth_gate_decisions_total, also after its counter is kept.
+func TestCountGate(t *testing.T) {
+	for r := range gateResults {
+		series := oauthMetrics.gate.WithLabelValues(gateResultLabels[r])
+		value := func() float64 {
+			var m dto.Metric
+			if err := series.Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			return m.GetCounter().GetValue()
+		}
+		before := value()
+		countGate(r)
+		countGate(r)
+		if got := value(); got != before+2 {
+			t.Errorf("%s: counted %v, want %v", gateResultLabels[r], got-before, 2)
+		}
 	}
 }

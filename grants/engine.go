@@ -353,7 +353,7 @@ func (e *Engine) Issuer() string { return e.issuer }
 
 func (e *Engine) debug(ctx context.Context, msg string, fields ...zap.Field) {
 	if ce := e.logger.Check(zapcore.DebugLevel, msg); ce != nil {
-		if id := requestID(ctx); id != "" {
+		if id := RequestID(ctx); id != "" {
 			fields = append(fields, zap.String("request_id", id))
 		}
 		ce.Write(fields...)

@@ -125,7 +125,7 @@ func (e *Engine) logFailure(ctx context.Context, endpoint, code string, cause er
 		msg = "oauth storage unavailable"
 	}
 	fields := []zap.Field{zap.String("endpoint", endpoint), zap.Error(cause)}
-	if id := requestID(ctx); id != "" {
+	if id := RequestID(ctx); id != "" {
 		fields = append(fields, zap.String("request_id", id))
 	}
 	e.failures.Error(msg+"\x00"+endpoint+"\x00"+cause.Error(), msg, fields...)

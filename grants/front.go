@@ -1,6 +1,9 @@
 package grants
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // Front is what the HTTP server in front of the engine knows of a
 // request, passed in its context (WithFront) in one value.
@@ -10,11 +13,11 @@ type Front struct {
 	// counts it, and the loopback rule sees through a local proxy with
 	// it. Empty: the server could not tell.
 	ClientIP string
-	// RequestID returns the request's id in the server's access log, so
-	// that the engine's log lines can be matched with it. It is called
-	// only when a line is written: a server that makes ids lazily (Caddy)
-	// need not make one for every request. Nil for none.
-	RequestID func() string
+	// RequestID makes the request's id in the server's access log, so
+	// that the engine's log lines can be matched with it. Its String is
+	// called only when a line is written: a server that makes ids lazily
+	// (Caddy) need not make one for every request. Nil for none.
+	RequestID fmt.Stringer
 }
 
 type frontKey struct{}
@@ -29,13 +32,18 @@ func frontOf(ctx context.Context) *Front {
 	return f
 }
 
-// requestID is the request's id in the front end's access log, or "".
-func requestID(ctx context.Context) string {
+// RequestID is the request's id in the front end's access log, or "".
+func RequestID(ctx context.Context) string {
 	if f := frontOf(ctx); f != nil && f.RequestID != nil {
-		return f.RequestID()
+		return f.RequestID.String()
 	}
 	return ""
 }
+
+// RequestIDString is a request id known in advance.
+type RequestIDString string
+
+func (s RequestIDString) String() string { return string(s) }
 
 // clientIPOf is the client address the front end resolved, or "".
 func clientIPOf(ctx context.Context) string {

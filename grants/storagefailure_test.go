@@ -119,7 +119,7 @@ func sfRequest(b *browser, method, target string, form url.Values, authz, id str
 	for _, c := range b.cookies {
 		r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
 	}
-	return r.WithContext(WithFront(r.Context(), &Front{RequestID: func() string { return id }}))
+	return r.WithContext(WithFront(r.Context(), &Front{RequestID: RequestIDString(id)}))
 }
 
 // lineText is everything a log line says: message and every field.
@@ -311,7 +311,7 @@ func TestStorageFailureLoggedWithCause(t *testing.T) {
 			e, fs, logs := sfEngine(t)
 			b := newBrowser(t, e)
 			r, h, secrets := tc.prep(t, e, b)
-			id := requestID(r.Context())
+			id := RequestID(r.Context())
 			logs.TakeAll()
 			fs.mode.Store(tc.mode)
 			rec := httptest.NewRecorder()

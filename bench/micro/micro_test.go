@@ -6,6 +6,9 @@
 // The token endpoint is measured whole and in-process (ServeToken with
 // httptest), so the figure includes request parsing, client
 // authentication, minting and JSON encoding, but no network or Caddy.
+// gate_test.go measures through an in-process Caddy server instead
+// (its handler called directly, no sockets): oauth_protect against the
+// same route without it, and the token endpoint with Caddy's glue.
 package micro
 
 import (

@@ -3,6 +3,7 @@ package tokens
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -96,4 +97,23 @@ func FuzzBearerToken(f *testing.F) {
 			t.Fatalf("refusal %d %q with token %q", status, code, tok)
 		}
 	})
+}
+
+// TestB64Token: the b64token grammar (RFC 6750 §2.1), byte by byte.
+func TestB64Token(t *testing.T) {
+	const chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+	for c := range 256 {
+		want := strings.IndexByte(chars, byte(c)) >= 0
+		if got := isB64Token(string([]byte{'a', byte(c), 'b'})); got != want {
+			t.Errorf("%q inside a token: %v, want %v", byte(c), got, want)
+		}
+		if got := isB64Token(string([]byte{byte(c)})); got != want {
+			t.Errorf("%q alone: %v, want %v", byte(c), got, want)
+		}
+	}
+	for tok, want := range map[string]bool{"": false, "=": false, "a=": true, "a==": true, "a=b": false, "a=+": false, "ab+/==": true} {
+		if got := isB64Token(tok); got != want {
+			t.Errorf("%q: %v, want %v", tok, got, want)
+		}
+	}
 }
