@@ -25,66 +25,30 @@ import (
 	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
 )
 
-func init() {
-	caddycmd.RegisterCommand(caddycmd.Command{
-		Name:  "oauth",
-		Usage: "user|client|keys|revoke ...",
-		Short: "Manages caddy-oauthgate users, clients, signing keys and revocations",
-		Long: `
-Manages the users who can sign in at the oauth_server login page.
-
-The command talks to the running server through its admin API (--address,
-or the admin address of --config, or localhost:2019). When no server
-answers there, it opens the storage file itself (--storage, default
-oauth/oauth.db in Caddy's data directory); that works only while no server
-holds the file. Users defined in the Caddy config are listed but can only
-be changed in the config.
-
-  caddy oauth user add <name> [--claim email=a@example.com]...
-  caddy oauth user passwd <name>   (ends the user's sessions and grants)
-  caddy oauth user remove <name>
-  caddy oauth user list
-
-Passwords are read from the terminal without echo, or as one line from
-standard input. They are hashed with bcrypt here; only the hash is sent.
-
-The following need the running server:
-
-  caddy oauth client add <id> --grant-types client_credentials [--scopes a,b] [--audience URL]...
-  caddy oauth client list
-  caddy oauth client remove <id>
-  caddy oauth revoke --subject <user> | --client <id>
-  caddy oauth keys list
-  caddy oauth keys rotate
-`,
-		CobraFunc: func(cmd *cobra.Command) {
-			user := &cobra.Command{Use: "user", Short: "Manages users"}
-			cmd.AddCommand(user, keysCommand(), clientCommand(), revokeCommand())
-			for _, sub := range []struct{ use, short string }{
-				{"add <name>", "Adds a user"},
-				{"passwd <name>", "Sets a user's password (claims kept unless --claim is given) and ends the user's sessions and grants"},
-				{"remove <name>", "Removes a user"},
-				{"list", "Lists users"},
-			} {
-				c := &cobra.Command{Use: sub.use, Short: sub.short}
-				adminFlags(c)
-				c.Flags().String("storage", "", "The storage file to open when no server is running")
-				c.Flags().StringArray("claim", nil, "A claim as name=value (repeatable)")
-				verb := strings.Fields(sub.use)[0]
-				c.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-					if err := userCommand(verb, fl.Args(), fl, os.Stdin, os.Stdout); err != nil {
-						return caddy.ExitCodeFailedStartup, err
-					}
-					return caddy.ExitCodeSuccess, nil
-				})
-				user.AddCommand(c)
-			}
-		},
-	})
+// userCommand adds `caddy oauth user add|passwd|remove|list`.
+func userCommand() *cobra.Command {
+	user := &cobra.Command{Use: "user", Short: "Manages users"}
+	for _, sub := range []struct{ use, short string }{
+		{"add <name>", "Adds a user"},
+		{"passwd <name>", "Sets a user's password (claims kept unless --claim is given) and ends the user's sessions and grants"},
+		{"remove <name>", "Removes a user"},
+		{"list", "Lists users"},
+	} {
+		c := &cobra.Command{Use: sub.use, Short: sub.short}
+		adminFlags(c)
+		c.Flags().String("storage", "", "The storage file to open when no server is running")
+		c.Flags().StringArray("claim", nil, "A claim as name=value (repeatable)")
+		verb := strings.Fields(sub.use)[0]
+		c.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+			return exitCode(func() error { return runUser(verb, fl.Args(), fl, os.Stdin, os.Stdout) })
+		})
+		user.AddCommand(c)
+	}
+	return user
 }
 
-// userCommand runs one user subcommand.
-func userCommand(verb string, args []string, fl caddycmd.Flags, stdin io.Reader, stdout io.Writer) error {
+// runUser runs one user subcommand.
+func runUser(verb string, args []string, fl caddycmd.Flags, stdin io.Reader, stdout io.Writer) error {
 	if (verb == "list") != (len(args) == 0) || len(args) > 1 {
 		return fmt.Errorf("usage: caddy oauth user add|passwd|remove <name>, or caddy oauth user list")
 	}
