@@ -2,6 +2,12 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -101,6 +107,121 @@ func TestGlobalOptionErrors(t *testing.T) {
 		_, err := parseOAuth(t, tc.in)
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("%q: got %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+// syntaxComment reads the syntax comment on parseGlobalOption: for each
+// block (by its path, "" for the oauth block itself, then "client",
+// "client exchange"...), the lines it lists, by option name (aliases
+// split at |), and whether the line opens a block after an argument.
+func syntaxComment(t *testing.T) (options map[string]map[string]string, named map[string]bool) {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), "caddyfile.go", nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc string
+	for _, decl := range f.Decls {
+		if fn, ok := decl.(*ast.FuncDecl); ok && fn.Name.Name == "parseGlobalOption" && fn.Doc != nil {
+			doc = fn.Doc.Text()
+		}
+	}
+	options, named = map[string]map[string]string{}, map[string]bool{}
+	var path []string // the blocks the line is in, below oauth
+	inside := false
+	for _, line := range strings.Split(doc, "\n") {
+		if !strings.HasPrefix(line, "\t") {
+			continue
+		}
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) == 0:
+			continue
+		case fields[0] == "oauth" && !inside:
+			inside = true
+			options[""] = map[string]string{}
+			continue
+		case fields[0] == "}":
+			if len(path) > 0 {
+				path = path[:len(path)-1]
+			}
+			continue
+		}
+		if !inside {
+			t.Fatalf("syntax comment line %q is outside the oauth block", line)
+		}
+		names := strings.Split(fields[0], "|")
+		where := strings.Join(path, " ")
+		for _, n := range names {
+			if _, dup := options[where][n]; dup {
+				t.Errorf("syntax comment lists %q twice in block %q", n, where)
+			}
+			options[where][n] = line
+		}
+		if fields[len(fields)-1] == "{" {
+			path = append(path, names[0])
+			inner := strings.Join(path, " ")
+			options[inner] = map[string]string{}
+			named[inner] = len(fields) == 3
+		}
+	}
+	if len(options) < 2 {
+		t.Fatalf("found no syntax comment on parseGlobalOption:\n%s", doc)
+	}
+	return options, named
+}
+
+// TestSyntaxCommentListsEveryOption: the syntax comment on
+// parseGlobalOption lists exactly the options the parser takes, in the
+// block that takes them.
+func TestSyntaxCommentListsEveryOption(t *testing.T) {
+	options, named := syntaxComment(t)
+	tables := map[string][]string{
+		"":                slices.Sorted(maps.Keys(appOptions)),
+		"client":          slices.Sorted(maps.Keys(clientOptions)),
+		"client exchange": slices.Sorted(maps.Keys(exchangeOptions)),
+		"trust_issuer":    slices.Sorted(maps.Keys(trustIssuerOptions)),
+		"saml_idp":        slices.Sorted(maps.Keys(samlIdPOptions)),
+		"user":            slices.Sorted(maps.Keys(userOptions)),
+	}
+	if got, want := slices.Sorted(maps.Keys(options)), slices.Sorted(maps.Keys(tables)); !slices.Equal(got, want) {
+		t.Fatalf("syntax comment has blocks %q, the parser %q", got, want)
+	}
+	for where, table := range tables {
+		for _, name := range table {
+			if _, ok := options[where][name]; !ok {
+				t.Errorf("block %q: the parser takes %q, the syntax comment does not list it", where, name)
+			}
+		}
+		for name := range options[where] {
+			if !slices.Contains(table, name) {
+				t.Errorf("block %q: the syntax comment lists %q, the parser has no such option", where, name)
+			}
+		}
+	}
+
+	// Each listed option, given without arguments in its block, reaches
+	// its own parser: whatever it says, it is not "unknown option".
+	// An option that does not exist is refused, in every block.
+	for where, opts := range options {
+		open, close := "oauth {\n", "}\n"
+		var path []string
+		for _, b := range strings.Fields(where) {
+			path = append(path, b)
+			if named[strings.Join(path, " ")] {
+				open += b + " x {\n"
+			} else {
+				open += b + " {\n"
+			}
+			close += "}\n"
+		}
+		for _, name := range append(slices.Sorted(maps.Keys(opts)), "no_such_option") {
+			_, err := parseOAuth(t, open+name+"\n"+close)
+			unknown := err != nil && strings.Contains(err.Error(), "unknown")
+			if unknown != (name == "no_such_option") {
+				t.Errorf("block %q, option %q (%q): %v", where, name, opts[name], err)
+			}
 		}
 	}
 }
