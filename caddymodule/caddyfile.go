@@ -15,8 +15,6 @@ func init() {
 	httpcaddyfile.RegisterGlobalOption("oauth", parseGlobalOption)
 	httpcaddyfile.RegisterHandlerDirective("oauth_server", parseServer)
 	httpcaddyfile.RegisterDirectiveOrder("oauth_server", httpcaddyfile.Before, "basic_auth")
-	httpcaddyfile.RegisterHandlerDirective("oauth_protect", parseProtect)
-	httpcaddyfile.RegisterDirectiveOrder("oauth_protect", httpcaddyfile.After, "basic_auth")
 }
 
 // parseGlobalOption sets up the oauth app:
@@ -30,32 +28,41 @@ func init() {
 //		refresh_token_idle_ttl <duration>
 //		refresh_grace_period <duration>
 //		session_ttl <duration>
+//		sweep_interval <duration>
+//		key_rotation <duration>
+//		key_encryption_key <secret>
+//		seal_plain_keys
 //		templates_dir <dir>
 //		logo <file>
 //		login_max_failures <n>
 //		behind_tls_proxy
-//		key_encryption_key <secret>
-//		seal_plain_keys
 //		client <id> {
-//			secret <secret> | secret_hash sha256:<hex>
+//			secret <secret>
+//			secret_hash sha256:<hex>
 //			auth_method client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt
-//			jwks <json> | jwks_file <path> | jwks_uri <https url>
+//			jwks <json>
+//			jwks_file <path>
+//			jwks_uri <https url>
+//			grant_types <type...>
+//			scopes <scope...>
+//			audience <uri...>
+//			redirect_uri|redirect_uris <uri...>
+//			post_logout_redirect_uri|post_logout_redirect_uris <uri...>
+//			public
+//			trusted
+//			pkce_optional
+//			resource_server
+//			access_token_format jwt|opaque
+//			id_token_signed_response_alg RS256|<signing_alg>
 //			exchange {
 //				audience <uri...>
 //				resource <uri...>
 //			}
-//			grant_types <type...>
-//			scopes <scope...>
-//			audience <uri...>
-//			public
-//			redirect_uri <uri...>
-//			post_logout_redirect_uri <uri...>
-//			trusted
-//			pkce_optional
-//			id_token_signed_response_alg RS256|<signing_alg>
 //		}
 //		trust_issuer <iss> {
-//			jwks <json> | jwks_file <path> | jwks_uri <https url>
+//			jwks <json>
+//			jwks_file <path>
+//			jwks_uri <https url>
 //			subject_claim <claim>
 //			map_subject external|local_users
 //			allowed_clients <id...>
@@ -73,6 +80,15 @@ func init() {
 //			claim <name> <value>
 //		}
 //	}
+//
+// A client has secret or secret_hash unless it is public, and at most one
+// of jwks, jwks_file and jwks_uri (for private_key_jwt); a trust_issuer
+// has one of them. client, trust_issuer, saml_idp and user may be given
+// any number of times; options that take a list may be repeated and add
+// to it. Names joined by | are one option spelled two ways.
+//
+// Every option above is a key of appOptions or of the table of its block
+// (TestSyntaxCommentListsEveryOption checks both ways).
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
 	if err := app.UnmarshalCaddyfile(d); err != nil {
@@ -87,265 +103,207 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "issuer":
-			if err := oneArg(d, &a.Issuer); err != nil {
-				return err
-			}
-		case "storage_path":
-			if err := oneArg(d, &a.StoragePath); err != nil {
-				return err
-			}
-		case "signing_alg":
-			if err := oneArg(d, &a.SigningAlg); err != nil {
-				return err
-			}
-		case "access_token_ttl":
-			if err := durationArg(d, &a.AccessTokenTTL); err != nil {
-				return err
-			}
-		case "refresh_token_ttl":
-			if err := durationArg(d, &a.RefreshTokenTTL); err != nil {
-				return err
-			}
-		case "refresh_token_idle_ttl":
-			if err := durationArg(d, &a.RefreshTokenIdleTTL); err != nil {
-				return err
-			}
-		case "refresh_grace_period":
-			if err := durationArg(d, &a.RefreshGracePeriod); err != nil {
-				return err
-			}
-		case "session_ttl":
-			if err := durationArg(d, &a.SessionTTL); err != nil {
-				return err
-			}
-		case "key_rotation":
-			if err := durationArg(d, &a.KeyRotation); err != nil {
-				return err
-			}
-		case "key_encryption_key":
-			if err := oneArg(d, &a.KeyEncryptionKey); err != nil {
-				return err
-			}
-		case "sweep_interval":
-			if err := durationArg(d, &a.SweepInterval); err != nil {
-				return err
-			}
-			if a.SweepInterval <= 0 {
-				return d.Errf("sweep_interval must be positive")
-			}
-		case "templates_dir":
-			if err := oneArg(d, &a.TemplatesDir); err != nil {
-				return err
-			}
-		case "logo":
-			if err := oneArg(d, &a.Logo); err != nil {
-				return err
-			}
-		case "login_max_failures":
-			var s string
-			if err := oneArg(d, &s); err != nil {
-				return err
-			}
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 {
-				return d.Errf("login_max_failures must be a positive integer, not %q", s)
-			}
-			a.LoginMaxFailures = n
-		case "user":
-			var u UserConfig
-			if err := u.unmarshalCaddyfile(d); err != nil {
-				return err
-			}
-			a.Users = append(a.Users, u)
-		case "behind_tls_proxy":
-			if err := noArgs(d); err != nil {
-				return err
-			}
-			a.BehindTLSProxy = true
-		case "seal_plain_keys":
-			if err := noArgs(d); err != nil {
-				return err
-			}
-			a.SealPlainKeys = true
-		case "trust_issuer":
-			var ti TrustIssuerConfig
-			if err := ti.unmarshalCaddyfile(d); err != nil {
-				return err
-			}
-			a.TrustIssuers = append(a.TrustIssuers, ti)
-		case "saml_idp":
-			var sc SAMLIdPConfig
-			if err := sc.unmarshalCaddyfile(d); err != nil {
-				return err
-			}
-			a.SAMLIdPs = append(a.SAMLIdPs, sc)
-		case "client":
-			var c ClientConfig
-			if err := c.unmarshalCaddyfile(d); err != nil {
-				return err
-			}
-			a.Clients = append(a.Clients, c)
-		default:
-			return d.Errf("unknown oauth option %q", d.Val())
+	return parseBlock(d, appOptions, a, func() error {
+		return d.Errf("unknown oauth option %q", d.Val())
+	})
+}
+
+// optionParsers maps each option a block takes to the func that reads the
+// option's arguments (and its own block, if it has one) into *T.
+type optionParsers[T any] map[string]func(d *caddyfile.Dispenser, dst *T) error
+
+// parseBlock reads the options of the block the current line opens.
+// unknown makes the error for an option the block does not take (the
+// dispenser is on it).
+func parseBlock[T any](d *caddyfile.Dispenser, opts optionParsers[T], dst *T, unknown func() error) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		parse, ok := opts[d.Val()]
+		if !ok {
+			return unknown()
+		}
+		if err := parse(d, dst); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (c *ClientConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+// parseNamedBlock reads `<option> <name> { ... }`, the form of client,
+// trust_issuer, saml_idp and user: exactly one argument, stored in *name,
+// then the block. missing is the error when the name is not given; it
+// shows the form.
+func parseNamedBlock[T any](d *caddyfile.Dispenser, opts optionParsers[T], dst *T, name *string, missing string) error {
+	option := d.Val()
 	if !d.NextArg() {
-		return d.Err("client needs an id: client <id> { ... }")
+		return d.Err(missing)
 	}
-	c.ID = d.Val()
+	*name = d.Val()
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "secret":
-			err = oneArg(d, &c.Secret)
-		case "secret_hash":
-			err = oneArg(d, &c.SecretHash)
-		case "auth_method":
-			err = oneArg(d, &c.AuthMethod)
-		case "jwks", "jwks_file", "jwks_uri":
-			err = c.JWKSSource.unmarshalOption(d, "client "+strconv.Quote(c.ID))
-		case "exchange":
-			if c.Exchange == nil {
-				c.Exchange = new(ExchangeConfig)
-			}
-			err = c.Exchange.unmarshalCaddyfile(d, c.ID)
-		case "grant_types":
-			err = listArg(d, &c.GrantTypes)
-		case "scopes":
-			err = listArg(d, &c.Scopes)
-		case "audience":
-			err = listArg(d, &c.Audience)
-		case "redirect_uri", "redirect_uris":
-			err = listArg(d, &c.RedirectURIs)
-		case "post_logout_redirect_uri", "post_logout_redirect_uris":
-			err = listArg(d, &c.PostLogoutRedirectURIs)
-		case "public":
-			c.Public = true
-			err = noArgs(d)
-		case "trusted":
-			c.Trusted = true
-			err = noArgs(d)
-		case "pkce_optional":
-			c.PKCEOptional = true
-			err = noArgs(d)
-		case "resource_server":
-			c.ResourceServer = true
-			err = noArgs(d)
-		case "access_token_format":
-			err = oneArg(d, &c.AccessTokenFormat)
-		case "id_token_signed_response_alg":
-			err = oneArg(d, &c.IDTokenSignedResponseAlg)
-		default:
-			err = d.Errf("unknown option %q in client %q", d.Val(), c.ID)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return parseBlock(d, opts, dst, func() error {
+		return d.Errf("unknown option %q in %s %q", d.Val(), option, *name)
+	})
 }
 
-func (x *ExchangeConfig) unmarshalCaddyfile(d *caddyfile.Dispenser, client string) error {
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "audience":
-			err = listArg(d, &x.Audiences)
-		case "resource":
-			err = listArg(d, &x.Resources)
-		default:
-			err = d.Errf("unknown option %q in exchange of client %q", d.Val(), client)
-		}
-		if err != nil {
+// appOptions are the options of the oauth global option.
+var appOptions = optionParsers[App]{
+	"issuer":                 func(d *caddyfile.Dispenser, a *App) error { return oneArg(d, &a.Issuer) },
+	"storage_path":           func(d *caddyfile.Dispenser, a *App) error { return oneArg(d, &a.StoragePath) },
+	"signing_alg":            func(d *caddyfile.Dispenser, a *App) error { return oneArg(d, &a.SigningAlg) },
+	"access_token_ttl":       func(d *caddyfile.Dispenser, a *App) error { return durationArg(d, &a.AccessTokenTTL) },
+	"refresh_token_ttl":      func(d *caddyfile.Dispenser, a *App) error { return durationArg(d, &a.RefreshTokenTTL) },
+	"refresh_token_idle_ttl": func(d *caddyfile.Dispenser, a *App) error { return durationArg(d, &a.RefreshTokenIdleTTL) },
+	"refresh_grace_period":   func(d *caddyfile.Dispenser, a *App) error { return durationArg(d, &a.RefreshGracePeriod) },
+	"session_ttl":            func(d *caddyfile.Dispenser, a *App) error { return durationArg(d, &a.SessionTTL) },
+	"key_rotation":           func(d *caddyfile.Dispenser, a *App) error { return durationArg(d, &a.KeyRotation) },
+	"key_encryption_key":     func(d *caddyfile.Dispenser, a *App) error { return oneArg(d, &a.KeyEncryptionKey) },
+	"templates_dir":          func(d *caddyfile.Dispenser, a *App) error { return oneArg(d, &a.TemplatesDir) },
+	"logo":                   func(d *caddyfile.Dispenser, a *App) error { return oneArg(d, &a.Logo) },
+	"behind_tls_proxy":       func(d *caddyfile.Dispenser, a *App) error { a.BehindTLSProxy = true; return noArgs(d) },
+	"seal_plain_keys":        func(d *caddyfile.Dispenser, a *App) error { a.SealPlainKeys = true; return noArgs(d) },
+	"sweep_interval": func(d *caddyfile.Dispenser, a *App) error {
+		if err := durationArg(d, &a.SweepInterval); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func (ti *TrustIssuerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if !d.NextArg() {
-		return d.Err("trust_issuer needs the issuer: trust_issuer <iss> { ... }")
-	}
-	ti.Issuer = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "jwks", "jwks_file", "jwks_uri":
-			err = ti.JWKSSource.unmarshalOption(d, "trust_issuer "+strconv.Quote(ti.Issuer))
-		case "subject_claim":
-			err = oneArg(d, &ti.SubjectClaim)
-		case "map_subject":
-			err = oneArg(d, &ti.MapSubject)
-		case "allowed_clients":
-			err = listArg(d, &ti.AllowedClients)
-		case "scopes":
-			err = listArg(d, &ti.Scopes)
-		default:
-			err = d.Errf("unknown option %q in trust_issuer %q", d.Val(), ti.Issuer)
+		if a.SweepInterval <= 0 {
+			return d.Errf("sweep_interval must be positive")
 		}
-		if err != nil {
+		return nil
+	},
+	"login_max_failures": func(d *caddyfile.Dispenser, a *App) error {
+		var s string
+		if err := oneArg(d, &s); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func (sc *SAMLIdPConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if !d.NextArg() {
-		return d.Err("saml_idp needs the entity ID: saml_idp <entityID> { ... }")
-	}
-	sc.EntityID = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "cert_file":
-			err = oneArg(d, &sc.CertFile)
-		case "subject_attribute":
-			err = oneArg(d, &sc.SubjectAttribute)
-		case "map_subject":
-			err = oneArg(d, &sc.MapSubject)
-		case "allowed_clients":
-			err = listArg(d, &sc.AllowedClients)
-		case "scopes":
-			err = listArg(d, &sc.Scopes)
-		default:
-			err = d.Errf("unknown option %q in saml_idp %q", d.Val(), sc.EntityID)
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return d.Errf("login_max_failures must be a positive integer, not %q", s)
 		}
-		if err != nil {
+		a.LoginMaxFailures = n
+		return nil
+	},
+	"client": func(d *caddyfile.Dispenser, a *App) error {
+		var c ClientConfig
+		if err := parseNamedBlock(d, clientOptions, &c, &c.ID, "client needs an id: client <id> { ... }"); err != nil {
 			return err
 		}
-	}
-	return nil
+		a.Clients = append(a.Clients, c)
+		return nil
+	},
+	"trust_issuer": func(d *caddyfile.Dispenser, a *App) error {
+		var ti TrustIssuerConfig
+		if err := parseNamedBlock(d, trustIssuerOptions, &ti, &ti.Issuer, "trust_issuer needs the issuer: trust_issuer <iss> { ... }"); err != nil {
+			return err
+		}
+		a.TrustIssuers = append(a.TrustIssuers, ti)
+		return nil
+	},
+	"saml_idp": func(d *caddyfile.Dispenser, a *App) error {
+		var sc SAMLIdPConfig
+		if err := parseNamedBlock(d, samlIdPOptions, &sc, &sc.EntityID, "saml_idp needs the entity ID: saml_idp <entityID> { ... }"); err != nil {
+			return err
+		}
+		a.SAMLIdPs = append(a.SAMLIdPs, sc)
+		return nil
+	},
+	"user": func(d *caddyfile.Dispenser, a *App) error {
+		var u UserConfig
+		if err := parseNamedBlock(d, userOptions, &u, &u.Name, "user needs a name: user <name> { password_hash <bcrypt> }"); err != nil {
+			return err
+		}
+		a.Users = append(a.Users, u)
+		return nil
+	},
 }
 
-// unmarshalOption reads jwks (inline JSON), jwks_file or jwks_uri.
-func (ks *JWKSSource) unmarshalOption(d *caddyfile.Dispenser, owner string) error {
-	switch d.Val() {
-	case "jwks_file":
-		return oneArg(d, &ks.JWKSFile)
-	case "jwks_uri":
-		return oneArg(d, &ks.JWKSURI)
-	}
+// clientOptions are the options of a client block.
+var clientOptions = optionParsers[ClientConfig]{
+	"secret":      func(d *caddyfile.Dispenser, c *ClientConfig) error { return oneArg(d, &c.Secret) },
+	"secret_hash": func(d *caddyfile.Dispenser, c *ClientConfig) error { return oneArg(d, &c.SecretHash) },
+	"auth_method": func(d *caddyfile.Dispenser, c *ClientConfig) error { return oneArg(d, &c.AuthMethod) },
+	"jwks": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return jwksArg(d, &c.JWKS, "client "+strconv.Quote(c.ID))
+	},
+	"jwks_file":                 func(d *caddyfile.Dispenser, c *ClientConfig) error { return oneArg(d, &c.JWKSFile) },
+	"jwks_uri":                  func(d *caddyfile.Dispenser, c *ClientConfig) error { return oneArg(d, &c.JWKSURI) },
+	"grant_types":               func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.GrantTypes) },
+	"scopes":                    func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.Scopes) },
+	"audience":                  func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.Audience) },
+	"redirect_uri":              func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.RedirectURIs) },
+	"redirect_uris":             func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.RedirectURIs) },
+	"post_logout_redirect_uri":  func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.PostLogoutRedirectURIs) },
+	"post_logout_redirect_uris": func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.PostLogoutRedirectURIs) },
+	"public":                    func(d *caddyfile.Dispenser, c *ClientConfig) error { c.Public = true; return noArgs(d) },
+	"trusted":                   func(d *caddyfile.Dispenser, c *ClientConfig) error { c.Trusted = true; return noArgs(d) },
+	"pkce_optional":             func(d *caddyfile.Dispenser, c *ClientConfig) error { c.PKCEOptional = true; return noArgs(d) },
+	"resource_server":           func(d *caddyfile.Dispenser, c *ClientConfig) error { c.ResourceServer = true; return noArgs(d) },
+	"access_token_format": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return oneArg(d, &c.AccessTokenFormat)
+	},
+	"id_token_signed_response_alg": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return oneArg(d, &c.IDTokenSignedResponseAlg)
+	},
+	"exchange": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		if c.Exchange == nil {
+			c.Exchange = new(ExchangeConfig)
+		}
+		return parseBlock(d, exchangeOptions, c.Exchange, func() error {
+			return d.Errf("unknown option %q in exchange of client %q", d.Val(), c.ID)
+		})
+	},
+}
+
+// exchangeOptions are the options of a client's exchange block.
+var exchangeOptions = optionParsers[ExchangeConfig]{
+	"audience": func(d *caddyfile.Dispenser, x *ExchangeConfig) error { return listArg(d, &x.Audiences) },
+	"resource": func(d *caddyfile.Dispenser, x *ExchangeConfig) error { return listArg(d, &x.Resources) },
+}
+
+// trustIssuerOptions are the options of a trust_issuer block.
+var trustIssuerOptions = optionParsers[TrustIssuerConfig]{
+	"jwks": func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error {
+		return jwksArg(d, &ti.JWKS, "trust_issuer "+strconv.Quote(ti.Issuer))
+	},
+	"jwks_file":       func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return oneArg(d, &ti.JWKSFile) },
+	"jwks_uri":        func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return oneArg(d, &ti.JWKSURI) },
+	"subject_claim":   func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return oneArg(d, &ti.SubjectClaim) },
+	"map_subject":     func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return oneArg(d, &ti.MapSubject) },
+	"allowed_clients": func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return listArg(d, &ti.AllowedClients) },
+	"scopes":          func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return listArg(d, &ti.Scopes) },
+}
+
+// samlIdPOptions are the options of a saml_idp block.
+var samlIdPOptions = optionParsers[SAMLIdPConfig]{
+	"cert_file":         func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return oneArg(d, &sc.CertFile) },
+	"subject_attribute": func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return oneArg(d, &sc.SubjectAttribute) },
+	"map_subject":       func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return oneArg(d, &sc.MapSubject) },
+	"allowed_clients":   func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return listArg(d, &sc.AllowedClients) },
+	"scopes":            func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return listArg(d, &sc.Scopes) },
+}
+
+// userOptions are the options of a user block.
+var userOptions = optionParsers[UserConfig]{
+	"password_hash": func(d *caddyfile.Dispenser, u *UserConfig) error { return oneArg(d, &u.PasswordHash) },
+	"claim": func(d *caddyfile.Dispenser, u *UserConfig) error {
+		var name, value string
+		if !d.Args(&name, &value) || d.NextArg() {
+			return d.Err("claim needs a name and a value: claim email alice@example.com")
+		}
+		if u.Claims == nil {
+			u.Claims = map[string]string{}
+		}
+		u.Claims[name] = value
+		return nil
+	},
+}
+
+// jwksArg reads an inline key set; owner names the client or issuer in
+// the error.
+func jwksArg(d *caddyfile.Dispenser, dst *json.RawMessage, owner string) error {
 	var raw string
 	if err := oneArg(d, &raw); err != nil {
 		return err
@@ -353,37 +311,7 @@ func (ks *JWKSSource) unmarshalOption(d *caddyfile.Dispenser, owner string) erro
 	if !json.Valid([]byte(raw)) {
 		return d.Errf("jwks of %s is not valid JSON (quote the JSON with backticks)", owner)
 	}
-	ks.JWKS = json.RawMessage(raw)
-	return nil
-}
-
-func (u *UserConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if !d.NextArg() {
-		return d.Err("user needs a name: user <name> { password_hash <bcrypt> }")
-	}
-	u.Name = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
-		case "password_hash":
-			if err := oneArg(d, &u.PasswordHash); err != nil {
-				return err
-			}
-		case "claim":
-			var name, value string
-			if !d.Args(&name, &value) || d.NextArg() {
-				return d.Err("claim needs a name and a value: claim email alice@example.com")
-			}
-			if u.Claims == nil {
-				u.Claims = map[string]string{}
-			}
-			u.Claims[name] = value
-		default:
-			return d.Errf("unknown option %q in user %q", d.Val(), u.Name)
-		}
-	}
+	*dst = json.RawMessage(raw)
 	return nil
 }
 
@@ -394,108 +322,6 @@ func parseServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 		return nil, h.Err("oauth_server takes no arguments; configure it in the oauth global option")
 	}
 	return new(Server), nil
-}
-
-// parseProtect sets up oauth_protect:
-//
-//	oauth_protect {
-//		audience <uri>|any
-//		scopes <scope...>
-//		forward_header <header> <claim>
-//		strip_header <header...>
-//		realm <realm>
-//		pass_authorization
-//		cors {
-//			origins <origin...>|*
-//			methods <method...>
-//			headers <header...>
-//			max_age <duration>
-//			credentials
-//		}
-//		forward_preflight
-//	}
-func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	p := new(Protect)
-	err := p.UnmarshalCaddyfile(h.Dispenser)
-	return p, err
-}
-
-// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
-func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		var err error
-		switch d.Val() {
-		case "scopes":
-			err = listArg(d, &p.Scopes)
-		case "audience":
-			err = oneArg(d, &p.Audience)
-		case "realm":
-			err = oneArg(d, &p.Realm)
-		case "forward_header":
-			var fh ForwardHeader
-			if !d.Args(&fh.Header, &fh.Claim) || d.NextArg() {
-				return d.Err("forward_header needs a header name and a claim name: forward_header X-Forwarded-User sub")
-			}
-			p.ForwardHeaders = append(p.ForwardHeaders, fh)
-		case "strip_header":
-			err = listArg(d, &p.StripHeaders)
-		case "pass_authorization":
-			p.PassAuthorization = true
-			err = noArgs(d)
-		case "cors":
-			if p.CORS != nil {
-				return d.Err("cors is given twice")
-			}
-			p.CORS = new(CORS)
-			err = p.CORS.unmarshalCaddyfile(d)
-		case "forward_preflight":
-			p.ForwardPreflight = true
-			err = noArgs(d)
-		case "block_preflight":
-			// Deprecated: preflights need a token by default now;
-			// kept so old configs load (Provision warns).
-			p.BlockPreflight = true
-			err = noArgs(d)
-		default:
-			err = d.Errf("unknown oauth_protect option %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (c *CORS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.Err("cors takes a block: cors { origins https://app.example.com }")
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "origins", "origin":
-			err = listArg(d, &c.AllowedOrigins)
-		case "methods":
-			err = listArg(d, &c.AllowedMethods)
-		case "headers":
-			err = listArg(d, &c.AllowedHeaders)
-		case "max_age":
-			err = durationArg(d, &c.MaxAge)
-		case "credentials":
-			c.AllowCredentials = true
-			err = noArgs(d)
-		default:
-			err = d.Errf("unknown option %q in oauth_protect cors", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func oneArg(d *caddyfile.Dispenser, dst *string) error {
@@ -538,8 +364,5 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	return nil
 }
 
-// Interface guards
-var (
-	_ caddyfile.Unmarshaler = (*App)(nil)
-	_ caddyfile.Unmarshaler = (*Protect)(nil)
-)
+// Interface guard
+var _ caddyfile.Unmarshaler = (*App)(nil)

@@ -1,0 +1,227 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// everyOption uses every option of the oauth global option, aliases
+// included, and repeats the list options so appending is checked.
+const everyOption = "oauth {\n" +
+	" issuer https://as.test\n storage_path /tmp/o.db\n signing_alg EdDSA\n" +
+	" access_token_ttl 5m\n refresh_token_ttl 48h\n refresh_token_idle_ttl 24h\n" +
+	" refresh_grace_period 30s\n session_ttl 1h\n key_rotation 720h\n" +
+	" key_encryption_key {env.KEK}\n sweep_interval 2m\n templates_dir /t\n logo /l.png\n" +
+	" login_max_failures 7\n behind_tls_proxy\n seal_plain_keys\n" +
+	" client web {\n  secret s3cret\n  auth_method client_secret_post\n" +
+	"  grant_types authorization_code refresh_token\n  grant_types client_credentials\n" +
+	"  scopes a b\n  audience https://api.test\n  redirect_uri https://w.test/cb\n" +
+	"  redirect_uris https://w.test/cb2\n  post_logout_redirect_uri https://w.test/bye\n" +
+	"  post_logout_redirect_uris https://w.test/bye2\n  trusted\n  pkce_optional\n" +
+	"  access_token_format opaque\n  id_token_signed_response_alg ES256\n" +
+	"  exchange {\n   audience urn:a urn:b\n   resource https://r.test/\n  }\n }\n" +
+	" client spa {\n  public\n  secret_hash sha256:" + "abababababababababababababababababababababababababababababababab" + "\n" +
+	"  jwks_file /k.json\n  resource_server\n }\n" +
+	" client jwt {\n  auth_method private_key_jwt\n  jwks `{\"keys\":[]}`\n }\n" +
+	" client uri {\n  jwks_uri https://k.test/jwks\n }\n" +
+	" trust_issuer https://idp.test {\n  jwks_uri https://idp.test/jwks\n  subject_claim email\n" +
+	"  map_subject local_users\n  allowed_clients web spa\n  scopes a\n }\n" +
+	" saml_idp urn:idp {\n  cert_file /c.pem\n  subject_attribute uid\n  map_subject external\n" +
+	"  allowed_clients web\n  scopes a b\n }\n" +
+	" user alice {\n  password_hash $2a$14$x\n  claim email a@test\n  claim name Alice\n }\n" +
+	"}"
+
+// everyOptionJSON is what everyOption adapts to.
+const everyOptionJSON = `{"issuer":"https://as.test","storage_path":"/tmp/o.db","signing_alg":"EdDSA",` +
+	`"access_token_ttl":300000000000,"refresh_token_ttl":172800000000000,"refresh_token_idle_ttl":86400000000000,` +
+	`"refresh_grace_period":30000000000,"session_ttl":3600000000000,"templates_dir":"/t","logo":"/l.png",` +
+	`"login_max_failures":7,"behind_tls_proxy":true,"sweep_interval":120000000000,"key_rotation":2592000000000000,` +
+	`"key_encryption_key":"{env.KEK}","seal_plain_keys":true,"clients":[` +
+	`{"client_id":"web","auth_method":"client_secret_post","grant_types":["authorization_code","refresh_token","client_credentials"],` +
+	`"scopes":["a","b"],"audience":["https://api.test"],"redirect_uris":["https://w.test/cb","https://w.test/cb2"],` +
+	`"post_logout_redirect_uris":["https://w.test/bye","https://w.test/bye2"],"trusted":true,"pkce_optional":true,"access_token_format":"opaque","id_token_signed_response_alg":"ES256",` +
+	`"secret":"s3cret","exchange":{"audiences":["urn:a","urn:b"],"resources":["https://r.test/"]}},` +
+	`{"client_id":"spa","resource_server":true,"secret_hash":"sha256:abababababababababababababababababababababababababababababababab","jwks_file":"/k.json","public":true},` +
+	`{"client_id":"jwt","auth_method":"private_key_jwt","jwks":{"keys":[]}},` +
+	`{"client_id":"uri","jwks_uri":"https://k.test/jwks"}],` +
+	`"trust_issuers":[{"issuer":"https://idp.test","jwks_uri":"https://idp.test/jwks","subject_claim":"email",` +
+	`"map_subject":"local_users","allowed_clients":["web","spa"],"scopes":["a"]}],` +
+	`"saml_idps":[{"entity_id":"urn:idp","cert_file":"/c.pem","allowed_clients":["web"],"subject_attribute":"uid",` +
+	`"map_subject":"external","scopes":["a","b"]}],` +
+	`"users":[{"name":"alice","password_hash":"$2a$14$x","claims":{"email":"a@test","name":"Alice"}}]}`
+
+// TestGlobalOptionAdapts: every option of the oauth global option lands
+// in its JSON field.
+func TestGlobalOptionAdapts(t *testing.T) {
+	app, err := parseOAuth(t, everyOption)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := json.Marshal(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != everyOptionJSON {
+		t.Fatalf("adapted to\n%s\nwant\n%s", got, everyOptionJSON)
+	}
+}
+
+// TestGlobalOptionErrors: each mistake is refused, word for word, with the
+// line and a message that says what to fix.
+func TestGlobalOptionErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"oauth extra {\n}", "wrong argument count or unexpected line ending after 'extra', at Caddyfile:1"},
+		{"oauth {\n isuer https://as.test\n}", `unknown oauth option "isuer", at Caddyfile:2`},
+		{"oauth {\n issuer\n}", "wrong argument count or unexpected line ending after 'issuer', at Caddyfile:2"},
+		{"oauth {\n issuer a b\n}", "wrong argument count or unexpected line ending after 'b', at Caddyfile:2"},
+		{"oauth {\n access_token_ttl soon\n}", `invalid duration "soon": time: invalid duration "soon", at Caddyfile:2`},
+		{"oauth {\n sweep_interval 0s\n}", "sweep_interval must be positive, at Caddyfile:2"},
+		{"oauth {\n login_max_failures 0\n}", `login_max_failures must be a positive integer, not "0", at Caddyfile:2`},
+		{"oauth {\n login_max_failures many\n}", `login_max_failures must be a positive integer, not "many", at Caddyfile:2`},
+		{"oauth {\n behind_tls_proxy yes\n}", "wrong argument count or unexpected line ending after 'yes', at Caddyfile:2"},
+		{"oauth {\n seal_plain_keys yes\n}", "wrong argument count or unexpected line ending after 'yes', at Caddyfile:2"},
+		{"oauth {\n client\n}", "client needs an id: client <id> { ... }, at Caddyfile:2"},
+		{"oauth {\n client a b\n}", "wrong argument count or unexpected line ending after 'b', at Caddyfile:2"},
+		{"oauth {\n client svc {\n  scope a\n }\n}", `unknown option "scope" in client "svc", at Caddyfile:3`},
+		{"oauth {\n client svc {\n  scopes\n }\n}", "wrong argument count or unexpected line ending after 'scopes', at Caddyfile:3"},
+		{"oauth {\n client svc {\n  public yes\n }\n}", "wrong argument count or unexpected line ending after 'yes', at Caddyfile:3"},
+		{"oauth {\n client svc {\n  jwks nope\n }\n}", `jwks of client "svc" is not valid JSON (quote the JSON with backticks), at Caddyfile:3`},
+		{"oauth {\n client svc {\n  exchange x\n }\n}", "wrong argument count or unexpected line ending after 'x', at Caddyfile:3"},
+		{"oauth {\n client svc {\n  exchange {\n   audiences a\n  }\n }\n}", `unknown option "audiences" in exchange of client "svc", at Caddyfile:4`},
+		{"oauth {\n trust_issuer\n}", "trust_issuer needs the issuer: trust_issuer <iss> { ... }, at Caddyfile:2"},
+		{"oauth {\n trust_issuer https://i {\n  jwks_url x\n }\n}", `unknown option "jwks_url" in trust_issuer "https://i", at Caddyfile:3`},
+		{"oauth {\n trust_issuer https://i {\n  jwks [\n }\n}", `jwks of trust_issuer "https://i" is not valid JSON (quote the JSON with backticks), at Caddyfile:3`},
+		{"oauth {\n saml_idp\n}", "saml_idp needs the entity ID: saml_idp <entityID> { ... }, at Caddyfile:2"},
+		{"oauth {\n saml_idp urn:x {\n  cert x\n }\n}", `unknown option "cert" in saml_idp "urn:x", at Caddyfile:3`},
+		{"oauth {\n user\n}", "user needs a name: user <name> { password_hash <bcrypt> }, at Caddyfile:2"},
+		{"oauth {\n user alice {\n  password x\n }\n}", `unknown option "password" in user "alice", at Caddyfile:3`},
+		{"oauth {\n user alice {\n  claim email\n }\n}", "claim needs a name and a value: claim email alice@example.com, at Caddyfile:3"},
+		{"oauth {\n user alice {\n  claim a b c\n }\n}", "claim needs a name and a value: claim email alice@example.com, at Caddyfile:3"},
+	} {
+		_, err := parseOAuth(t, tc.in)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%q: got %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+// syntaxComment reads the syntax comment on parseGlobalOption: for each
+// block (by its path, "" for the oauth block itself, then "client",
+// "client exchange"...), the lines it lists, by option name (aliases
+// split at |), and whether the line opens a block after an argument.
+func syntaxComment(t *testing.T) (options map[string]map[string]string, named map[string]bool) {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), "caddyfile.go", nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc string
+	for _, decl := range f.Decls {
+		if fn, ok := decl.(*ast.FuncDecl); ok && fn.Name.Name == "parseGlobalOption" && fn.Doc != nil {
+			doc = fn.Doc.Text()
+		}
+	}
+	options, named = map[string]map[string]string{}, map[string]bool{}
+	var path []string // the blocks the line is in, below oauth
+	inside := false
+	for _, line := range strings.Split(doc, "\n") {
+		if !strings.HasPrefix(line, "\t") {
+			continue
+		}
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) == 0:
+			continue
+		case fields[0] == "oauth" && !inside:
+			inside = true
+			options[""] = map[string]string{}
+			continue
+		case fields[0] == "}":
+			if len(path) > 0 {
+				path = path[:len(path)-1]
+			}
+			continue
+		}
+		if !inside {
+			t.Fatalf("syntax comment line %q is outside the oauth block", line)
+		}
+		names := strings.Split(fields[0], "|")
+		where := strings.Join(path, " ")
+		for _, n := range names {
+			if _, dup := options[where][n]; dup {
+				t.Errorf("syntax comment lists %q twice in block %q", n, where)
+			}
+			options[where][n] = line
+		}
+		if fields[len(fields)-1] == "{" {
+			path = append(path, names[0])
+			inner := strings.Join(path, " ")
+			options[inner] = map[string]string{}
+			named[inner] = len(fields) == 3
+		}
+	}
+	if len(options) < 2 {
+		t.Fatalf("found no syntax comment on parseGlobalOption:\n%s", doc)
+	}
+	return options, named
+}
+
+// TestSyntaxCommentListsEveryOption: the syntax comment on
+// parseGlobalOption lists exactly the options the parser takes, in the
+// block that takes them.
+func TestSyntaxCommentListsEveryOption(t *testing.T) {
+	options, named := syntaxComment(t)
+	tables := map[string][]string{
+		"":                slices.Sorted(maps.Keys(appOptions)),
+		"client":          slices.Sorted(maps.Keys(clientOptions)),
+		"client exchange": slices.Sorted(maps.Keys(exchangeOptions)),
+		"trust_issuer":    slices.Sorted(maps.Keys(trustIssuerOptions)),
+		"saml_idp":        slices.Sorted(maps.Keys(samlIdPOptions)),
+		"user":            slices.Sorted(maps.Keys(userOptions)),
+	}
+	if got, want := slices.Sorted(maps.Keys(options)), slices.Sorted(maps.Keys(tables)); !slices.Equal(got, want) {
+		t.Fatalf("syntax comment has blocks %q, the parser %q", got, want)
+	}
+	for where, table := range tables {
+		for _, name := range table {
+			if _, ok := options[where][name]; !ok {
+				t.Errorf("block %q: the parser takes %q, the syntax comment does not list it", where, name)
+			}
+		}
+		for name := range options[where] {
+			if !slices.Contains(table, name) {
+				t.Errorf("block %q: the syntax comment lists %q, the parser has no such option", where, name)
+			}
+		}
+	}
+
+	// Each listed option, given without arguments in its block, reaches
+	// its own parser: whatever it says, it is not "unknown option".
+	// An option that does not exist is refused, in every block.
+	for where, opts := range options {
+		open, close := "oauth {\n", "}\n"
+		var path []string
+		for _, b := range strings.Fields(where) {
+			path = append(path, b)
+			if named[strings.Join(path, " ")] {
+				open += b + " x {\n"
+			} else {
+				open += b + " {\n"
+			}
+			close += "}\n"
+		}
+		for _, name := range append(slices.Sorted(maps.Keys(opts)), "no_such_option") {
+			_, err := parseOAuth(t, open+name+"\n"+close)
+			unknown := err != nil && strings.Contains(err.Error(), "unknown")
+			if unknown != (name == "no_such_option") {
+				t.Errorf("block %q, option %q (%q): %v", where, name, opts[name], err)
+			}
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("oauth_protect", parseProtect)
+	httpcaddyfile.RegisterDirectiveOrder("oauth_protect", httpcaddyfile.After, "basic_auth")
+}
+
+// parseProtect sets up oauth_protect:
+//
+//	oauth_protect {
+//		audience <uri>|any
+//		scopes <scope...>
+//		forward_header <header> <claim>
+//		strip_header <header...>
+//		realm <realm>
+//		pass_authorization
+//		cors {
+//			origins <origin...>|*
+//			methods <method...>
+//			headers <header...>
+//			max_age <duration>
+//			credentials
+//		}
+//		forward_preflight
+//	}
+func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	p := new(Protect)
+	err := p.UnmarshalCaddyfile(h.Dispenser)
+	return p, err
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "scopes":
+			err = listArg(d, &p.Scopes)
+		case "audience":
+			err = oneArg(d, &p.Audience)
+		case "realm":
+			err = oneArg(d, &p.Realm)
+		case "forward_header":
+			var fh ForwardHeader
+			if !d.Args(&fh.Header, &fh.Claim) || d.NextArg() {
+				return d.Err("forward_header needs a header name and a claim name: forward_header X-Forwarded-User sub")
+			}
+			p.ForwardHeaders = append(p.ForwardHeaders, fh)
+		case "strip_header":
+			err = listArg(d, &p.StripHeaders)
+		case "pass_authorization":
+			p.PassAuthorization = true
+			err = noArgs(d)
+		case "cors":
+			if p.CORS != nil {
+				return d.Err("cors is given twice")
+			}
+			p.CORS = new(CORS)
+			err = p.CORS.unmarshalCaddyfile(d)
+		case "forward_preflight":
+			p.ForwardPreflight = true
+			err = noArgs(d)
+		case "block_preflight":
+			// Deprecated: preflights need a token by default now;
+			// kept so old configs load (Provision warns).
+			p.BlockPreflight = true
+			err = noArgs(d)
+		default:
+			err = d.Errf("unknown oauth_protect option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *CORS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.Err("cors takes a block: cors { origins https://app.example.com }")
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "origins", "origin":
+			err = listArg(d, &c.AllowedOrigins)
+		case "methods":
+			err = listArg(d, &c.AllowedMethods)
+		case "headers":
+			err = listArg(d, &c.AllowedHeaders)
+		case "max_age":
+			err = durationArg(d, &c.MaxAge)
+		case "credentials":
+			c.AllowCredentials = true
+			err = noArgs(d)
+		default:
+			err = d.Errf("unknown option %q in oauth_protect cors", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Protect)(nil)

@@ -1,0 +1,67 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/storage"
+	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
+)
+
+// stores shares one open bbolt handle per file across configs: Caddy
+// provisions and starts a new config before it cleans up the old one,
+// and bbolt allows one handle per file per process.
+var stores = caddy.NewUsagePool()
+
+// storeHandle is what configs on one file share: the store, the
+// in-memory revocation set fed from it, and the sweeper that deletes its
+// expired records.
+type storeHandle struct {
+	storage.Store
+	rev     *tokens.Revocations
+	sweeper *grants.Sweeper
+}
+
+// Destruct stops the sweeper, then closes the file.
+func (h *storeHandle) Destruct() error {
+	h.sweeper.Stop()
+	return h.Store.Close()
+}
+
+// acquireStore takes a reference to the handle on the file at path,
+// opening it (and starting its sweeper) if no config holds it yet. The
+// sweep interval of the newest config wins. Each successful call is
+// paired with one releaseStore.
+func acquireStore(path string, sweep time.Duration) (*storeHandle, error) {
+	val, _, err := stores.LoadOrNew(path, func() (caddy.Destructor, error) {
+		st, err := bolt.Open(path, 3*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		rev, err := tokens.LoadRevocations(context.Background(), st)
+		if err != nil {
+			_ = st.Close()
+			return nil, fmt.Errorf("oauth storage: reading revocations from %s: %w", path, err)
+		}
+		return &storeHandle{Store: st, rev: rev,
+			sweeper: grants.StartSweeper(st, rev, sweep, caddy.Log().Named("oauth.sweeper"))}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	h := val.(*storeHandle)
+	h.sweeper.SetInterval(sweep)
+	return h, nil
+}
+
+// releaseStore drops one reference to the handle on path; the last one
+// stops the sweeper and closes the file.
+func releaseStore(path string) error {
+	_, err := stores.Delete(path)
+	return err
+}
