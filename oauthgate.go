@@ -1,7 +1,13 @@
 // Package oauthgate is caddy-oauthgate's entry point for Caddy builds:
-// importing it registers the oauth app and the oauth_server and
-// oauth_protect handlers, as `xcaddy build --with
+// importing it registers the oauth app, the oauth_server handler and the
+// oauth_protect gate, as `xcaddy build --with
 // github.com/oauthgate/caddy-oauthgate` does.
 package oauthgate
 
-import _ "github.com/oauthgate/caddy-oauthgate/caddymodule"
+import (
+	"github.com/oauthgate/caddy-oauthgate/caddymodule"
+	"github.com/oauthgate/caddy-oauthgate/caddymodule/gate"
+)
+
+// The gate checks the tokens of the oauth app through gate.Issuer only.
+var _ gate.Issuer = (*caddymodule.App)(nil)

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 func init() {
@@ -339,6 +340,21 @@ func appFrom(ctx caddy.Context, directive string) (*App, error) {
 		return nil, err
 	}
 	return v.(*App), nil
+}
+
+// Verifier checks the access tokens this app issues, for oauth_protect;
+// it opens the storage on first use.
+func (a *App) Verifier() (*tokens.Verifier, error) {
+	eng, err := a.ready()
+	if err != nil {
+		return nil, err
+	}
+	return eng.Verifier(), nil
+}
+
+// GateSettings tells oauth_protect the issuer and the TLS rule.
+func (a *App) GateSettings() (issuer string, behindTLSProxy bool) {
+	return a.Issuer, a.BehindTLSProxy
 }
 
 // Interface guards

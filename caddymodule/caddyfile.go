@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"strconv"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/oauthgate/caddy-oauthgate/internal/cfargs"
 )
 
 func init() {
@@ -148,22 +149,22 @@ func parseNamedBlock[T any](d *caddyfile.Dispenser, opts optionParsers[T], dst *
 
 // appOptions are the options of the oauth global option.
 var appOptions = optionParsers[App]{
-	"issuer":                 func(d *caddyfile.Dispenser, a *App) error { return oneArg(d, &a.Issuer) },
-	"storage_path":           func(d *caddyfile.Dispenser, a *App) error { return oneArg(d, &a.StoragePath) },
-	"signing_alg":            func(d *caddyfile.Dispenser, a *App) error { return oneArg(d, &a.SigningAlg) },
-	"access_token_ttl":       func(d *caddyfile.Dispenser, a *App) error { return durationArg(d, &a.AccessTokenTTL) },
-	"refresh_token_ttl":      func(d *caddyfile.Dispenser, a *App) error { return durationArg(d, &a.RefreshTokenTTL) },
-	"refresh_token_idle_ttl": func(d *caddyfile.Dispenser, a *App) error { return durationArg(d, &a.RefreshTokenIdleTTL) },
-	"refresh_grace_period":   func(d *caddyfile.Dispenser, a *App) error { return durationArg(d, &a.RefreshGracePeriod) },
-	"session_ttl":            func(d *caddyfile.Dispenser, a *App) error { return durationArg(d, &a.SessionTTL) },
-	"key_rotation":           func(d *caddyfile.Dispenser, a *App) error { return durationArg(d, &a.KeyRotation) },
-	"key_encryption_key":     func(d *caddyfile.Dispenser, a *App) error { return oneArg(d, &a.KeyEncryptionKey) },
-	"templates_dir":          func(d *caddyfile.Dispenser, a *App) error { return oneArg(d, &a.TemplatesDir) },
-	"logo":                   func(d *caddyfile.Dispenser, a *App) error { return oneArg(d, &a.Logo) },
-	"behind_tls_proxy":       func(d *caddyfile.Dispenser, a *App) error { a.BehindTLSProxy = true; return noArgs(d) },
-	"seal_plain_keys":        func(d *caddyfile.Dispenser, a *App) error { a.SealPlainKeys = true; return noArgs(d) },
+	"issuer":                 func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.Issuer) },
+	"storage_path":           func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.StoragePath) },
+	"signing_alg":            func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.SigningAlg) },
+	"access_token_ttl":       func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.AccessTokenTTL) },
+	"refresh_token_ttl":      func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.RefreshTokenTTL) },
+	"refresh_token_idle_ttl": func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.RefreshTokenIdleTTL) },
+	"refresh_grace_period":   func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.RefreshGracePeriod) },
+	"session_ttl":            func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.SessionTTL) },
+	"key_rotation":           func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.KeyRotation) },
+	"key_encryption_key":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.KeyEncryptionKey) },
+	"templates_dir":          func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.TemplatesDir) },
+	"logo":                   func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.Logo) },
+	"behind_tls_proxy":       func(d *caddyfile.Dispenser, a *App) error { a.BehindTLSProxy = true; return cfargs.NoArgs(d) },
+	"seal_plain_keys":        func(d *caddyfile.Dispenser, a *App) error { a.SealPlainKeys = true; return cfargs.NoArgs(d) },
 	"sweep_interval": func(d *caddyfile.Dispenser, a *App) error {
-		if err := durationArg(d, &a.SweepInterval); err != nil {
+		if err := cfargs.DurationArg(d, &a.SweepInterval); err != nil {
 			return err
 		}
 		if a.SweepInterval <= 0 {
@@ -173,7 +174,7 @@ var appOptions = optionParsers[App]{
 	},
 	"login_max_failures": func(d *caddyfile.Dispenser, a *App) error {
 		var s string
-		if err := oneArg(d, &s); err != nil {
+		if err := cfargs.OneArg(d, &s); err != nil {
 			return err
 		}
 		n, err := strconv.Atoi(s)
@@ -219,30 +220,34 @@ var appOptions = optionParsers[App]{
 
 // clientOptions are the options of a client block.
 var clientOptions = optionParsers[ClientConfig]{
-	"secret":      func(d *caddyfile.Dispenser, c *ClientConfig) error { return oneArg(d, &c.Secret) },
-	"secret_hash": func(d *caddyfile.Dispenser, c *ClientConfig) error { return oneArg(d, &c.SecretHash) },
-	"auth_method": func(d *caddyfile.Dispenser, c *ClientConfig) error { return oneArg(d, &c.AuthMethod) },
+	"secret":      func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.Secret) },
+	"secret_hash": func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.SecretHash) },
+	"auth_method": func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.AuthMethod) },
 	"jwks": func(d *caddyfile.Dispenser, c *ClientConfig) error {
 		return jwksArg(d, &c.JWKS, "client "+strconv.Quote(c.ID))
 	},
-	"jwks_file":                 func(d *caddyfile.Dispenser, c *ClientConfig) error { return oneArg(d, &c.JWKSFile) },
-	"jwks_uri":                  func(d *caddyfile.Dispenser, c *ClientConfig) error { return oneArg(d, &c.JWKSURI) },
-	"grant_types":               func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.GrantTypes) },
-	"scopes":                    func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.Scopes) },
-	"audience":                  func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.Audience) },
-	"redirect_uri":              func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.RedirectURIs) },
-	"redirect_uris":             func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.RedirectURIs) },
-	"post_logout_redirect_uri":  func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.PostLogoutRedirectURIs) },
-	"post_logout_redirect_uris": func(d *caddyfile.Dispenser, c *ClientConfig) error { return listArg(d, &c.PostLogoutRedirectURIs) },
-	"public":                    func(d *caddyfile.Dispenser, c *ClientConfig) error { c.Public = true; return noArgs(d) },
-	"trusted":                   func(d *caddyfile.Dispenser, c *ClientConfig) error { c.Trusted = true; return noArgs(d) },
-	"pkce_optional":             func(d *caddyfile.Dispenser, c *ClientConfig) error { c.PKCEOptional = true; return noArgs(d) },
-	"resource_server":           func(d *caddyfile.Dispenser, c *ClientConfig) error { c.ResourceServer = true; return noArgs(d) },
+	"jwks_file":     func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.JWKSFile) },
+	"jwks_uri":      func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.JWKSURI) },
+	"grant_types":   func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.GrantTypes) },
+	"scopes":        func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.Scopes) },
+	"audience":      func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.Audience) },
+	"redirect_uri":  func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.RedirectURIs) },
+	"redirect_uris": func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.RedirectURIs) },
+	"post_logout_redirect_uri": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.ListArg(d, &c.PostLogoutRedirectURIs)
+	},
+	"post_logout_redirect_uris": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.ListArg(d, &c.PostLogoutRedirectURIs)
+	},
+	"public":          func(d *caddyfile.Dispenser, c *ClientConfig) error { c.Public = true; return cfargs.NoArgs(d) },
+	"trusted":         func(d *caddyfile.Dispenser, c *ClientConfig) error { c.Trusted = true; return cfargs.NoArgs(d) },
+	"pkce_optional":   func(d *caddyfile.Dispenser, c *ClientConfig) error { c.PKCEOptional = true; return cfargs.NoArgs(d) },
+	"resource_server": func(d *caddyfile.Dispenser, c *ClientConfig) error { c.ResourceServer = true; return cfargs.NoArgs(d) },
 	"access_token_format": func(d *caddyfile.Dispenser, c *ClientConfig) error {
-		return oneArg(d, &c.AccessTokenFormat)
+		return cfargs.OneArg(d, &c.AccessTokenFormat)
 	},
 	"id_token_signed_response_alg": func(d *caddyfile.Dispenser, c *ClientConfig) error {
-		return oneArg(d, &c.IDTokenSignedResponseAlg)
+		return cfargs.OneArg(d, &c.IDTokenSignedResponseAlg)
 	},
 	"exchange": func(d *caddyfile.Dispenser, c *ClientConfig) error {
 		if d.NextArg() {
@@ -259,8 +264,8 @@ var clientOptions = optionParsers[ClientConfig]{
 
 // exchangeOptions are the options of a client's exchange block.
 var exchangeOptions = optionParsers[ExchangeConfig]{
-	"audience": func(d *caddyfile.Dispenser, x *ExchangeConfig) error { return listArg(d, &x.Audiences) },
-	"resource": func(d *caddyfile.Dispenser, x *ExchangeConfig) error { return listArg(d, &x.Resources) },
+	"audience": func(d *caddyfile.Dispenser, x *ExchangeConfig) error { return cfargs.ListArg(d, &x.Audiences) },
+	"resource": func(d *caddyfile.Dispenser, x *ExchangeConfig) error { return cfargs.ListArg(d, &x.Resources) },
 }
 
 // trustIssuerOptions are the options of a trust_issuer block.
@@ -268,26 +273,28 @@ var trustIssuerOptions = optionParsers[TrustIssuerConfig]{
 	"jwks": func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error {
 		return jwksArg(d, &ti.JWKS, "trust_issuer "+strconv.Quote(ti.Issuer))
 	},
-	"jwks_file":       func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return oneArg(d, &ti.JWKSFile) },
-	"jwks_uri":        func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return oneArg(d, &ti.JWKSURI) },
-	"subject_claim":   func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return oneArg(d, &ti.SubjectClaim) },
-	"map_subject":     func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return oneArg(d, &ti.MapSubject) },
-	"allowed_clients": func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return listArg(d, &ti.AllowedClients) },
-	"scopes":          func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return listArg(d, &ti.Scopes) },
+	"jwks_file":     func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return cfargs.OneArg(d, &ti.JWKSFile) },
+	"jwks_uri":      func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return cfargs.OneArg(d, &ti.JWKSURI) },
+	"subject_claim": func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return cfargs.OneArg(d, &ti.SubjectClaim) },
+	"map_subject":   func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return cfargs.OneArg(d, &ti.MapSubject) },
+	"allowed_clients": func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error {
+		return cfargs.ListArg(d, &ti.AllowedClients)
+	},
+	"scopes": func(d *caddyfile.Dispenser, ti *TrustIssuerConfig) error { return cfargs.ListArg(d, &ti.Scopes) },
 }
 
 // samlIdPOptions are the options of a saml_idp block.
 var samlIdPOptions = optionParsers[SAMLIdPConfig]{
-	"cert_file":         func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return oneArg(d, &sc.CertFile) },
-	"subject_attribute": func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return oneArg(d, &sc.SubjectAttribute) },
-	"map_subject":       func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return oneArg(d, &sc.MapSubject) },
-	"allowed_clients":   func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return listArg(d, &sc.AllowedClients) },
-	"scopes":            func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return listArg(d, &sc.Scopes) },
+	"cert_file":         func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return cfargs.OneArg(d, &sc.CertFile) },
+	"subject_attribute": func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return cfargs.OneArg(d, &sc.SubjectAttribute) },
+	"map_subject":       func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return cfargs.OneArg(d, &sc.MapSubject) },
+	"allowed_clients":   func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return cfargs.ListArg(d, &sc.AllowedClients) },
+	"scopes":            func(d *caddyfile.Dispenser, sc *SAMLIdPConfig) error { return cfargs.ListArg(d, &sc.Scopes) },
 }
 
 // userOptions are the options of a user block.
 var userOptions = optionParsers[UserConfig]{
-	"password_hash": func(d *caddyfile.Dispenser, u *UserConfig) error { return oneArg(d, &u.PasswordHash) },
+	"password_hash": func(d *caddyfile.Dispenser, u *UserConfig) error { return cfargs.OneArg(d, &u.PasswordHash) },
 	"claim": func(d *caddyfile.Dispenser, u *UserConfig) error {
 		var name, value string
 		if !d.Args(&name, &value) || d.NextArg() {
@@ -305,7 +312,7 @@ var userOptions = optionParsers[UserConfig]{
 // the error.
 func jwksArg(d *caddyfile.Dispenser, dst *json.RawMessage, owner string) error {
 	var raw string
-	if err := oneArg(d, &raw); err != nil {
+	if err := cfargs.OneArg(d, &raw); err != nil {
 		return err
 	}
 	if !json.Valid([]byte(raw)) {
@@ -322,46 +329,6 @@ func parseServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 		return nil, h.Err("oauth_server takes no arguments; configure it in the oauth global option")
 	}
 	return new(Server), nil
-}
-
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func listArg(d *caddyfile.Dispenser, dst *[]string) error {
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return d.ArgErr()
-	}
-	*dst = append(*dst, args...)
-	return nil
-}
-
-func noArgs(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	dur, err := caddy.ParseDuration(s)
-	if err != nil {
-		return d.Errf("invalid duration %q: %v", s, err)
-	}
-	*dst = caddy.Duration(dur)
-	return nil
 }
 
 // Interface guard

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/internal/caddyreq"
 	"github.com/oauthgate/caddy-oauthgate/internal/lograte"
 )
 
@@ -58,7 +59,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 	}
 	if _, err := s.app.ready(); err != nil {
 		s.failures.Error("oauth storage unavailable\x00"+err.Error(), "oauth storage unavailable",
-			zap.Error(err), zap.String("request_id", requestID(r)))
+			zap.Error(err), zap.String("request_id", caddyreq.RequestID(r)))
 		grants.WriteError(w, &grants.Error{Code: grants.CodeTemporarilyUnavailable,
 			Description: "the authorization server is starting or its storage is unavailable; retry later",
 			Status:      http.StatusServiceUnavailable, RetryAfter: grants.RetryAfterUnavailable})
@@ -66,17 +67,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 	}
 	route(w, withCaddyContext(r))
 	return nil
-}
-
-// requestID is the uuid Caddy gave the request (its access log line
-// carries it too), or "".
-func requestID(r *http.Request) string {
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		if id, ok := repl.GetString("http.request.uuid"); ok {
-			return id
-		}
-	}
-	return ""
 }
 
 // withCaddyContext passes the engine what Caddy knows of the request, in
@@ -87,20 +77,11 @@ func requestID(r *http.Request) string {
 // engine's log lines can be matched with it. Caddy makes the uuid only
 // when asked, so the engine asks only when it writes a line.
 func withCaddyContext(r *http.Request) *http.Request {
-	f := &grants.Front{ClientIP: caddyClientIP(r)}
+	f := &grants.Front{ClientIP: caddyreq.ClientIP(r)}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		f.RequestID = caddyRequestID{repl}
+		f.RequestID = caddyreq.LazyID{Repl: repl}
 	}
 	return r.WithContext(grants.WithFront(r.Context(), f))
-}
-
-// caddyRequestID is Caddy's request uuid, made when first read. A struct
-// of one pointer goes into an interface without an allocation.
-type caddyRequestID struct{ repl *caddy.Replacer }
-
-func (id caddyRequestID) String() string {
-	s, _ := id.repl.GetString("http.request.uuid")
-	return s
 }
 
 // Interface guards

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -90,42 +89,6 @@ func TestServerStorageUnavailable(t *testing.T) {
 		}
 	}
 	checkBurstLog(t, logs, time.Since(start), "req-0", filepath.Dir(path))
-}
-
-// The gate logs the same failure the same way.
-func TestProtectStorageUnavailable(t *testing.T) {
-	app, path := unopenableApp(t)
-	core, logs := observer.New(zapcore.DebugLevel)
-	tokens, err := caddyfile.Tokenize([]byte("oauth_protect {\n audience https://api.test\n}"), "Caddyfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Protect{logger: zap.New(core)}
-	if err := p.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens)); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.provisionWith(app); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	for i := range 100 {
-		r := withUUID(httptest.NewRequest(http.MethodGet, "http://127.0.0.1/api", nil), fmt.Sprint("gate-", i))
-		r.RemoteAddr = "127.0.0.1:5000"
-		r.Header.Set("Authorization", "Bearer some-access-token")
-		w, seen := gateCall(t, p, r)
-		if w.Code != http.StatusServiceUnavailable || seen != nil {
-			t.Fatalf("request %d: %d (passed on: %v)", i, w.Code, seen != nil)
-		}
-		if w.Header().Get("Retry-After") == "" {
-			t.Fatal("503 without Retry-After")
-		}
-	}
-	checkBurstLog(t, logs, time.Since(start), "gate-0", filepath.Dir(path))
-	for _, l := range logs.AllUntimed() {
-		if strings.Contains(fmt.Sprint(l.Message, l.ContextMap()), "some-access-token") {
-			t.Fatalf("the log carries the token: %v", l)
-		}
-	}
 }
 
 // failingStore is a real store whose reads and writes fail as a full

@@ -42,7 +42,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
-	_ "github.com/oauthgate/caddy-oauthgate/caddymodule"
+	_ "github.com/oauthgate/caddy-oauthgate"
 )
 
 const (

@@ -25,7 +25,7 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/oauthgate/caddy-oauthgate/caddymodule"
+	_ "github.com/oauthgate/caddy-oauthgate"
 )
 
 const signinIssuer = "http://localhost:19280"

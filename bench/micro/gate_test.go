@@ -17,7 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/oauthgate/caddy-oauthgate/caddymodule"
+	_ "github.com/oauthgate/caddy-oauthgate"
 	"github.com/oauthgate/caddy-oauthgate/grants"
 )
 

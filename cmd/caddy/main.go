@@ -7,7 +7,7 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/oauthgate/caddy-oauthgate/caddymodule"
+	_ "github.com/oauthgate/caddy-oauthgate"
 )
 
 func main() {

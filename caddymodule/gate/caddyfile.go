@@ -1,9 +1,11 @@
-package caddymodule
+package gate
 
 import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/oauthgate/caddy-oauthgate/internal/cfargs"
 )
 
 func init() {
@@ -45,11 +47,11 @@ func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "scopes":
-			err = listArg(d, &p.Scopes)
+			err = cfargs.ListArg(d, &p.Scopes)
 		case "audience":
-			err = oneArg(d, &p.Audience)
+			err = cfargs.OneArg(d, &p.Audience)
 		case "realm":
-			err = oneArg(d, &p.Realm)
+			err = cfargs.OneArg(d, &p.Realm)
 		case "forward_header":
 			var fh ForwardHeader
 			if !d.Args(&fh.Header, &fh.Claim) || d.NextArg() {
@@ -57,10 +59,10 @@ func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.ForwardHeaders = append(p.ForwardHeaders, fh)
 		case "strip_header":
-			err = listArg(d, &p.StripHeaders)
+			err = cfargs.ListArg(d, &p.StripHeaders)
 		case "pass_authorization":
 			p.PassAuthorization = true
-			err = noArgs(d)
+			err = cfargs.NoArgs(d)
 		case "cors":
 			if p.CORS != nil {
 				return d.Err("cors is given twice")
@@ -69,12 +71,12 @@ func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = p.CORS.unmarshalCaddyfile(d)
 		case "forward_preflight":
 			p.ForwardPreflight = true
-			err = noArgs(d)
+			err = cfargs.NoArgs(d)
 		case "block_preflight":
 			// Deprecated: preflights need a token by default now;
 			// kept so old configs load (Provision warns).
 			p.BlockPreflight = true
-			err = noArgs(d)
+			err = cfargs.NoArgs(d)
 		default:
 			err = d.Errf("unknown oauth_protect option %q", d.Val())
 		}
@@ -93,16 +95,16 @@ func (c *CORS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "origins", "origin":
-			err = listArg(d, &c.AllowedOrigins)
+			err = cfargs.ListArg(d, &c.AllowedOrigins)
 		case "methods":
-			err = listArg(d, &c.AllowedMethods)
+			err = cfargs.ListArg(d, &c.AllowedMethods)
 		case "headers":
-			err = listArg(d, &c.AllowedHeaders)
+			err = cfargs.ListArg(d, &c.AllowedHeaders)
 		case "max_age":
-			err = durationArg(d, &c.MaxAge)
+			err = cfargs.DurationArg(d, &c.MaxAge)
 		case "credentials":
 			c.AllowCredentials = true
-			err = noArgs(d)
+			err = cfargs.NoArgs(d)
 		default:
 			err = d.Errf("unknown option %q in oauth_protect cors", d.Val())
 		}

@@ -1,51 +1,78 @@
-package caddymodule
+package gate
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
 )
 
-// testApp provisions one oauth app, the way Caddy would, for handlers
-// under test. It opens no storage.
-var testApp = sync.OnceValues(func() (*App, error) {
-	return provisionApp("oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n}")
-})
-
-func provisionApp(src string) (*App, error) {
-	tokens, err := caddyfile.Tokenize([]byte(src), "Caddyfile")
-	if err != nil {
-		return nil, err
-	}
-	app := new(App)
-	if err := app.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens)); err != nil {
-		return nil, err
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	return app, app.Provision(ctx)
+// testIssuer is the oauth app as the gate sees it (Issuer): an engine's
+// verifier, or the error of a storage that cannot open.
+type testIssuer struct {
+	eng       *grants.Engine
+	err       error
+	behindTLS bool
 }
+
+func (i testIssuer) Verifier() (*tokens.Verifier, error) {
+	if i.err != nil {
+		return nil, i.err
+	}
+	return i.eng.Verifier(), nil
+}
+
+func (i testIssuer) GateSettings() (string, bool) { return "https://as.test", i.behindTLS }
+
+// testApp is an app whose storage is never opened, for provisioning.
+var testApp = testIssuer{err: errors.New("storage not opened in this test")}
+
+// startedIssuer is an engine on storage in a temporary directory, with a
+// client_credentials client svc for https://api.test.
+func startedIssuer(t *testing.T) testIssuer {
+	t.Helper()
+	eng, err := grants.NewEngine(grants.Config{Issuer: "https://as.test", AccessTokenTTL: time.Hour,
+		Clients: []*grants.Client{{ClientSpec: grants.ClientSpec{ID: "svc", AuthMethod: grants.AuthSecretBasic, GrantTypes: []string{grants.GrantClientCredentials},
+			Scopes: []string{"read", "write"}, Audience: []string{"https://api.test"}}, SecretHash: grants.HashSecret(svcSecret)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "oauth.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := eng.Start(context.Background(), st, nil); err != nil {
+		t.Fatal(err)
+	}
+	return testIssuer{eng: eng}
+}
+
+const svcSecret = "svc-secret-0123456789abcdef0123456789"
 
 // provisionProtect parses an oauth_protect block and provisions it
 // against the test app, as Caddy does: Provision first, then Validate.
 func provisionProtect(src string) (*Protect, error) {
-	app, err := testApp()
-	if err != nil {
-		return nil, err
-	}
+	app := testApp
 	tokens, err := caddyfile.Tokenize([]byte(src), "Caddyfile")
 	if err != nil {
 		return nil, err
@@ -328,16 +355,8 @@ func TestGatePlainHTTP(t *testing.T) {
 // endpoint, with the scope the gate requires.
 func startedGate(t *testing.T, gate string) (*Protect, string) {
 	t.Helper()
-	app, err := provisionApp("oauth {\n issuer https://as.test\n storage_path " + filepath.Join(t.TempDir(), "oauth.db") +
-		"\n client svc {\n secret svc-secret-0123456789abcdef0123456789\n grant_types client_credentials\n scopes read write\n audience https://api.test\n }\n}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = app.Cleanup() })
-	eng, err := app.ready()
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := startedIssuer(t)
+	eng := app.eng
 	r := httptest.NewRequest(http.MethodPost, "https://as.test/oauth/token",
 		strings.NewReader("grant_type=client_credentials&scope=read+write"))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -413,9 +432,7 @@ func TestGatePlaceholders(t *testing.T) {
 
 	// A second gate in the chain (the first passed the token on) that
 	// sees another token of another client publishes that one.
-	app := p.app
-	eng, _ := app.ready()
-	other := mintFor(t, eng)
+	other := mintFor(t, p.issuer.(testIssuer).eng)
 	p.PassAuthorization = true
 	r.Header.Set("Authorization", "Bearer "+other)
 	if err := p.ServeHTTP(httptest.NewRecorder(), r, handlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })); err != nil {
@@ -479,4 +496,54 @@ func TestGateHitAllocs(t *testing.T) {
 	if got > 3 {
 		t.Errorf("a gate hit allocates %.0f times, want at most 3", got)
 	}
+}
+
+// The gate logs the same failure the same way.
+func TestProtectStorageUnavailable(t *testing.T) {
+	cause := errors.New("open /srv/file/oauth.db: not a directory")
+	app := testIssuer{err: cause}
+	core, logs := observer.New(zapcore.DebugLevel)
+	tokens, err := caddyfile.Tokenize([]byte("oauth_protect {\n audience https://api.test\n}"), "Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Protect{logger: zap.New(core)}
+	if err := p.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.provisionWith(app); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := range 100 {
+		r := withUUID(httptest.NewRequest(http.MethodGet, "http://127.0.0.1/api", nil), fmt.Sprint("gate-", i))
+		r.RemoteAddr = "127.0.0.1:5000"
+		r.Header.Set("Authorization", "Bearer some-access-token")
+		w, seen := gateCall(t, p, r)
+		if w.Code != http.StatusServiceUnavailable || seen != nil {
+			t.Fatalf("request %d: %d (passed on: %v)", i, w.Code, seen != nil)
+		}
+		if w.Header().Get("Retry-After") == "" {
+			t.Fatal("503 without Retry-After")
+		}
+	}
+	lines := logs.FilterMessage("oauth storage unavailable").AllUntimed()
+	if max := 1 + int(time.Since(start)/time.Second); len(lines) == 0 || len(lines) > max {
+		t.Fatalf("%d ERROR lines for 100 failures, want 1 to %d", len(lines), max)
+	}
+	if m := lines[0].ContextMap(); m["request_id"] != "gate-0" || !strings.Contains(fmt.Sprint(m["error"]), "not a directory") {
+		t.Errorf("ERROR line %v does not carry the request id and the cause", m)
+	}
+	for _, l := range logs.AllUntimed() {
+		if strings.Contains(fmt.Sprint(l.Message, l.ContextMap()), "some-access-token") {
+			t.Fatalf("the log carries the token: %v", l)
+		}
+	}
+}
+
+// withUUID tags r as Caddy does, with a request uuid in the replacer.
+func withUUID(r *http.Request, id string) *http.Request {
+	repl := caddy.NewReplacer()
+	repl.Set("http.request.uuid", id)
+	return r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package gate
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/internal/caddyreq"
 	"github.com/oauthgate/caddy-oauthgate/internal/lograte"
 )
 
@@ -84,7 +85,7 @@ type Protect struct {
 	// unless cors or forward_preflight is set.
 	BlockPreflight bool `json:"block_preflight,omitempty"`
 
-	app         *App
+	issuer      Issuer
 	logger      *zap.Logger
 	failures    *lograte.Limiter // "storage unavailable" lines, rate-limited
 	strip       map[string]bool
@@ -157,6 +158,19 @@ func preflightHeader(name string) bool {
 // audienceAny is the explicit opt-out of the audience check.
 const audienceAny = "any"
 
+// Issuer is what the gate needs of the `oauth` app: the verifier of the
+// tokens it issues, and how it is reached. The gate checks tokens in
+// process, with the app's keys and revocations, and imports nothing of
+// the authorization server but the token package.
+type Issuer interface {
+	// Verifier checks the app's access tokens; it opens the app's storage
+	// on first use, and fails while that is unavailable.
+	Verifier() (*tokens.Verifier, error)
+	// GateSettings are the issuer identifier (for the protected resource
+	// metadata) and whether TLS ends in a proxy in front of this server.
+	GateSettings() (issuer string, behindTLSProxy bool)
+}
+
 // CaddyModule returns the Caddy module information.
 func (Protect) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
@@ -171,17 +185,24 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("oauth_protect: registering metrics: %w", err)
 	}
-	app, err := appFrom(ctx, "oauth_protect")
+	v, err := ctx.AppIfConfigured("oauth")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return errors.New("oauth_protect needs the `oauth` global option (with at least an issuer)")
+	}
 	if err != nil {
 		return err
 	}
-	return p.provisionWith(app)
+	iss, ok := v.(Issuer)
+	if !ok {
+		return fmt.Errorf("oauth_protect: the oauth app (%T) issues no tokens the gate can check", v)
+	}
+	return p.provisionWith(iss)
 }
 
 // provisionWith checks the configuration (Caddy provisions before it
 // validates, so nothing here may assume a valid config) and builds the
-// answers for app.
-func (p *Protect) provisionWith(app *App) error {
+// answers for the tokens of iss.
+func (p *Protect) provisionWith(iss Issuer) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
@@ -189,8 +210,9 @@ func (p *Protect) provisionWith(app *App) error {
 		p.logger = zap.NewNop()
 	}
 	p.failures = lograte.New(p.logger)
-	p.app = app
-	p.behindTLS = app.BehindTLSProxy
+	p.issuer = iss
+	issuerURL, behindTLS := iss.GateSettings()
+	p.behindTLS = behindTLS
 	p.strip = map[string]bool{}
 	p.stripFamily = append([]string(nil), identityFamilies...)
 	for _, h := range identityHeaders {
@@ -228,7 +250,7 @@ func (p *Protect) provisionWith(app *App) error {
 		var err error
 		p.prm, err = json.Marshal(map[string]any{
 			"resource":                 p.Audience,
-			"authorization_servers":    []string{app.Issuer},
+			"authorization_servers":    []string{issuerURL},
 			"bearer_methods_supported": []string{"header"},
 			"scopes_supported":         p.Scopes,
 		})
@@ -527,20 +549,20 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	// The authorization server's TLS rule (grants.TransportOK), with
 	// Caddy's client IP, which honours the server's trusted_proxies.
-	if r.TLS == nil && !p.behindTLS && !tokens.IsLoopbackFrom(r, caddyClientIP(r)) {
+	if r.TLS == nil && !p.behindTLS && !tokens.IsLoopbackFrom(r, caddyreq.ClientIP(r)) {
 		countGate(gateBadRequest)
 		return p.denyRequest(w, r, http.StatusBadRequest, "access tokens are accepted over HTTPS only")
 	}
-	eng, err := p.app.ready()
+	verifier, err := p.issuer.Verifier()
 	if err != nil {
 		countGate(gateUnavailable)
 		p.failures.Error("oauth storage unavailable\x00"+err.Error(), "oauth storage unavailable",
-			zap.Error(err), zap.String("request_id", requestID(r)))
-		w.Header().Set("Retry-After", "1")
+			zap.Error(err), zap.String("request_id", caddyreq.RequestID(r)))
+		w.Header().Set("Retry-After", retryAfterUnavailable)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return nil
 	}
-	claims, err := eng.Verifier().Verify(token, time.Now())
+	claims, err := verifier.Verify(token, time.Now())
 	if err == nil && !p.anyAudience && !claims.Audience.Contains(p.Audience) {
 		err = &tokens.TokenError{Reason: "audience mismatch"}
 	}
@@ -577,13 +599,6 @@ func hasScope(claim, s string) bool {
 		}
 	}
 	return false
-}
-
-// caddyClientIP is Caddy's client IP for r (trusted_proxies honoured),
-// or "".
-func caddyClientIP(r *http.Request) string {
-	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	return ip
 }
 
 // isPreflight reports whether r is a CORS preflight (Fetch §3.2.2).
@@ -826,3 +841,8 @@ var (
 	_ caddy.Validator             = (*Protect)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Protect)(nil)
 )
+
+// retryAfterUnavailable is the Retry-After, in seconds, of a 503 while
+// the oauth app's storage is unavailable: the authorization server's
+// (grants.RetryAfterUnavailable).
+const retryAfterUnavailable = "5"
