@@ -220,6 +220,28 @@ for _ in $(seq "$rounds"); do
 	measure protect_fresh -url http://127.0.0.1:18082/ -token-url "$token_url" -token-basic "$creds" -tokens "$tokens"
 done
 
+# fresh_elsewhere NAME FILE measures the fresh-token pair with a pool this
+# Caddy did not mint: the pool is fetched into FILE once, then Caddy
+# restarts on the same data directory (the same keys) before every round,
+# so neither its verified-token cache nor its memory of the tokens it
+# minted (tokens.Verifier.Remember) holds them: every first use pays the
+# signature check, as on a second node of a fleet.
+fresh_elsewhere() {
+	local name=$1 file=$2
+	rm -f "$file"
+	"$work/load" -url http://127.0.0.1:18083/ -d 1s -n 1 -warmup 0 -token-url "$token_url" -token-basic "$creds" \
+		-tokens "$tokens" -tokens-file "$file" >/dev/null 2>&1 || die "fetching the token pool for $name failed"
+	stop_caddy
+	for _ in $(seq "$rounds"); do
+		start_caddy
+		measure "proxy_$name" -url http://127.0.0.1:18083/ -token-url "$token_url" -token-basic "$creds" -tokens "$tokens" -tokens-file "$file"
+		measure "protect_$name" -url http://127.0.0.1:18082/ -token-url "$token_url" -token-basic "$creds" -tokens "$tokens" -tokens-file "$file"
+		stop_caddy
+	done
+	start_caddy
+}
+fresh_elsewhere fresh_other "$work/es256.tokens"
+
 if ! kill -0 "$caddy_pid" 2>/dev/null; then
 	tail -50 "$work/caddy.log" >&2
 	die "caddy exited during the benchmark"
@@ -253,14 +275,19 @@ echo
 row "client_credentials tokens" token respond 0.25 10000 ">=0.25 and >=10000/s"
 row "oauth_protect+proxy, one token" protect_one proxy_one 0.98 0 ">=0.98"
 row "oauth_protect+proxy, fresh tokens" protect_fresh proxy_fresh 0.80 0 ">=0.80"
+row "  the same, minted by another node" protect_fresh_other proxy_fresh_other 0 0 "(reported)"
 echo
 echo "baselines: respond \"ok\" (POSTing the same form and Basic header) for the token endpoint;"
 echo "           plain reverse_proxy to the same upstream, sent the same Authorization headers, for oauth_protect."
-echo "fresh tokens: ${ntok[protect_fresh]} distinct tokens cycled in order, fetched before the timed phase."
+echo "fresh tokens: ${ntok[protect_fresh]} distinct tokens cycled in order, fetched from this Caddy before the timed phase"
+echo "              (it remembers the last 16384 it minted, so their first check is a hash, not a signature);"
+echo "              minted by another node: the same number fetched once, then Caddy restarted on the same keys"
+echo "              before each round, so each first check verifies the signature."
 if ((rounds > 1)); then
 	echo "best of $rounds: each figure and each baseline is its best round, chosen independently;"
 	echo "rounds (req/s): respond ${runs[respond]}; token ${runs[token]}; proxy_one ${runs[proxy_one]};"
-	echo "                protect_one ${runs[protect_one]}; proxy_fresh ${runs[proxy_fresh]}; protect_fresh ${runs[protect_fresh]}"
+	echo "                protect_one ${runs[protect_one]}; proxy_fresh ${runs[proxy_fresh]}; protect_fresh ${runs[protect_fresh]};"
+	echo "                proxy_fresh_other ${runs[proxy_fresh_other]}; protect_fresh_other ${runs[protect_fresh_other]}"
 fi
 echo "load:     $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (load average after measuring)"
 
@@ -295,7 +322,7 @@ for _ in $(seq "$rounds"); do
 	v=$(sed -E 's/.*: ([0-9]+)\/s.*/\1/' <<<"$out")
 	((v > best_refresh)) && best_refresh=$v
 done
-goal "refresh rotations >=8000/s (best of $rounds)" "$best_refresh" MIN 8000 /s
+goal "refresh rotations >=10000/s (best of $rounds)" "$best_refresh" MIN 10000 /s
 out=$("$work/grantload" -mode refresh -scope "openid api" -c "$conc" -d "${secs}s") || { echo "$out"; die "refresh load failed"; }
 echo "  $out"
 out=$("$work/grantload" -mode code -c "$conc" -d "${secs}s") || { echo "$out"; die "code load failed"; }
@@ -311,12 +338,9 @@ if [[ $rsa == 1 ]]; then
 	echo "fresh tokens signed with RS256 (separate data directory, Caddy restarted for each round):"
 	stop_caddy
 	data="$work/data-rs256" alg=RS256
-	for _ in $(seq "$rounds"); do
-		start_caddy
-		measure proxy_fresh_rs -url http://127.0.0.1:18083/ -token-url "$token_url" -token-basic "$creds" -tokens "$tokens" -tokens-file "$work/rs256.tokens"
-		measure protect_fresh_rs -url http://127.0.0.1:18082/ -token-url "$token_url" -token-basic "$creds" -tokens "$tokens" -tokens-file "$work/rs256.tokens"
-		stop_caddy
-	done
+	start_caddy
+	fresh_elsewhere fresh_rs "$work/rs256.tokens"
+	stop_caddy
 	data="$work/data" alg=ES256
 	start_caddy
 	printf "  oauth_protect+proxy, fresh RS256 tokens (best of %s): %.0f/s (p50 %s ms, p99 %s ms) vs plain proxy %.0f/s: ratio %s\n" "$rounds" \
