@@ -1,7 +1,6 @@
 package tokens
 
 import (
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -53,13 +52,32 @@ func forwardedLoopback(header, hop string) bool {
 	return isLoopbackAddr(hop)
 }
 
+// isLoopbackAddr reports whether addr, an IP with or without a port
+// (bracketed for IPv6), is a loopback address. It picks the parse by the
+// address's shape: a failed parse allocates its error, and the gate asks
+// this of every plain-HTTP request.
 func isLoopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]")
+	var ip netip.Addr
+	switch {
+	case strings.HasPrefix(addr, "[") && strings.Contains(addr, "]:"),
+		strings.Count(addr, ":") == 1: // [v6]:port or v4:port
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil {
+			return false
+		}
+		ip = ap.Addr()
+	default: // a bare address, v6 possibly bracketed
+		if inner, ok := strings.CutPrefix(addr, "["); ok {
+			if addr, ok = strings.CutSuffix(inner, "]"); !ok {
+				return false
+			}
+		}
+		var err error
+		if ip, err = netip.ParseAddr(addr); err != nil {
+			return false
+		}
 	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
+	return ip.Unmap().IsLoopback()
 }
 
 // IsLoopbackHost reports whether a URL's host is one of the names of
