@@ -61,7 +61,7 @@ func getAuthorize(e *Engine, rawQuery string) *httptest.ResponseRecorder {
 // AZ-01, AZ-02, AZ-04, A-12, A-13, A-20, A-24: anything but an exact
 // redirect URI of a known client gives an error page and never a redirect.
 func TestAuthorizeErrorPage(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	_, ch := newPKCE()
 	q := func(client string, kv ...string) string { return authzQuery(client, ch, kv...).Encode() }
 	web := func(ru string) string { return q("c-web", "redirect_uri", ru) }
@@ -132,7 +132,7 @@ func TestAuthorizeErrorPage(t *testing.T) {
 
 // AZ-03, RFC 8252 §7.3: only the port of a loopback IP literal may vary.
 func TestAuthorizeLoopbackRedirect(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	_, ch := newPKCE()
 	tests := []struct {
 		ru    string
@@ -181,7 +181,7 @@ func TestAuthorizeLoopbackRedirect(t *testing.T) {
 // AZ-05..AZ-11, A-14, A-23: once the redirect URI is trusted, errors go
 // back to it with error, state (as received) and iss.
 func TestAuthorizeRedirectErrors(t *testing.T) {
-	e := siNewTestEngine(t, func(c *Config) {
+	e := newEngine(t, withConfig(func(c *Config) {
 		c.Clients = append(c.Clients, &Client{
 			ClientSpec: ClientSpec{
 				ID:           "c-cc",
@@ -191,7 +191,7 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 			},
 			SecretHash: HashSecret("x"),
 		})
-	})
+	}))
 	redirectOf := func(client string) string {
 		if client == "c-cc" {
 			return "https://cc.test/cb"
@@ -264,7 +264,7 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 			if v.Get("code") != "" {
 				t.Fatalf("a code came with an error")
 			}
-			if v.Get("iss") != siTestIssuer {
+			if v.Get("iss") != testIssuer {
 				t.Fatalf("iss = %q", v.Get("iss"))
 			}
 			switch {
@@ -284,7 +284,7 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 // A-23: state is URL-encoded into the Location, never split into headers;
 // the redirect URI's own query is kept.
 func TestAuthorizeRedirectEncoding(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	_, ch := newPKCE()
 	evil := "x\r\nSet-Cookie:a=b"
 	raw := authzQuery("c-web", ch, "response_type", "token", "state", "").Encode() + "&state=x%0d%0aSet-Cookie:a=b"
@@ -339,7 +339,7 @@ func TestAuthorizeRequiresTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := siNewTestEngine(t, func(c *Config) { c.BehindTLSProxy = tt.proxy })
+			e := newEngine(t, withConfig(func(c *Config) { c.BehindTLSProxy = tt.proxy }))
 			b := newBrowser(t, e)
 			b.remote, b.tls = tt.remote, tt.tls
 			rec := b.get(AuthorizePath + "?" + q)
@@ -355,7 +355,7 @@ func TestAuthorizeRequiresTLS(t *testing.T) {
 }
 
 func TestAuthorizeMethods(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	_, ch := newPKCE()
 	// POST form parameters are read like the query.
 	b := newBrowser(t, e)
@@ -374,7 +374,7 @@ func TestAuthorizeMethods(t *testing.T) {
 
 // A-24: what the login page reflects is escaped.
 func TestLoginPageEscapes(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	_, ch := newPKCE()
 	rec := getAuthorize(e, authzQuery("c-web", ch, "login_hint", `"><script>alert(1)</script>`).Encode())
 	if rec.Code != http.StatusOK || !isLoginPage(rec) {
@@ -394,7 +394,7 @@ func TestLoginPageEscapes(t *testing.T) {
 // bound to a live code is refused at once, before sign-in; two open
 // transactions with the same challenge get at most one code.
 func TestAuthorizeChallengeReuse(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	_, ch := newPKCE()
 	wantReuseRefused := func(rec *httptest.ResponseRecorder) {
 		t.Helper()

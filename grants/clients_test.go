@@ -19,7 +19,7 @@ import (
 // secret it was given once, which is stored only as a hash; config
 // clients win and cannot be removed; removal revokes its tokens.
 func TestRunTimeClients(t *testing.T) {
-	e := opNewEngine(t)
+	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	secret, err := e.AddClient(ctx, &Client{
 		ClientSpec: ClientSpec{
@@ -87,7 +87,7 @@ func TestRunTimeClients(t *testing.T) {
 // TestRunTimePublicClientSignsIn: the authorization endpoint finds a
 // client registered at run time.
 func TestRunTimePublicClientSignsIn(t *testing.T) {
-	e := opNewEngine(t)
+	e := newEngine(t, withResourceServers())
 	secret, err := e.AddClient(context.Background(), &Client{
 		ClientSpec: ClientSpec{
 			ID:           "rt-spa",
@@ -118,7 +118,7 @@ func TestRunTimePublicClientSignsIn(t *testing.T) {
 // TestRevokeBySubjectAndClient: every grant and access token of a user,
 // or of a client, stops working at once; others are untouched.
 func TestRevokeBySubjectAndClient(t *testing.T) {
-	e := opNewEngine(t)
+	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	web := firstGrant(t, e, "c-web")
 	trusted := firstGrant(t, e, "c-trusted")
@@ -157,7 +157,7 @@ func TestRevokeBySubjectAndClient(t *testing.T) {
 // a grant type or scope only they use appears, and goes again when they
 // are removed.
 func TestRunTimeClientsInDiscovery(t *testing.T) {
-	e := opNewEngine(t)
+	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	m := testMetadata(t, e)
 	if slices.Contains(m.GrantTypesSupported, GrantPassword) || slices.Contains(m.ScopesSupported, "rt-only") {
@@ -187,7 +187,7 @@ func TestRunTimeClientsInDiscovery(t *testing.T) {
 // A run-time client may register the algorithm of its ID tokens, but only
 // one the server holds a key for; the registration is kept with it.
 func TestRunTimeClientIDTokenAlg(t *testing.T) {
-	e := opNewEngine(t)
+	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	c := &Client{ClientSpec: ClientSpec{ID: "rt-eddsa", GrantTypes: []string{GrantAuthorizationCode}, RedirectURIs: []string{"https://app.test/cb"},
 		IDTokenSignedResponseAlg: "EdDSA"}}

@@ -13,7 +13,7 @@ import (
 // authenticate exactly like the token endpoint; introspection refuses
 // none), with the algorithms those methods can verify.
 func TestDiscoveryEndpointAuthMethods(t *testing.T) {
-	e := newTestEngine(t, func(c *Config) {
+	e := newEngine(t, ccFixture(), withConfig(func(c *Config) {
 		c.Clients = append(c.Clients, caClients(t)...)
 		c.Clients = append(c.Clients, &Client{
 			ClientSpec: ClientSpec{
@@ -23,7 +23,7 @@ func TestDiscoveryEndpointAuthMethods(t *testing.T) {
 				RedirectURIs: []string{"https://spa.test/cb"},
 			},
 		})
-	})
+	}))
 	m := testMetadata(t, e)
 	for _, want := range []string{AuthSecretBasic, AuthSecretPost, AuthSecretJWT, AuthPrivateKeyJWT} {
 		if !slices.Contains(m.IntrospectionAuthMethodsSupported, want) {
@@ -63,19 +63,19 @@ func TestDiscoveryAssertionAlgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	short := []byte("0123456789abcdef0123456789abcdef") // 32 bytes: HS256 only
-	e := newTestEngine(t, func(c *Config) {
+	e := newEngine(t, ccFixture(), withConfig(func(c *Config) {
 		c.Clients = append(c.Clients, caClients(t)...) // HS256..HS512 (64-byte secret), ES256 key
 		c.Clients = append(c.Clients,
 			&Client{ClientSpec: ClientSpec{ID: "c-jwt-short", AuthMethod: AuthSecretJWT, GrantTypes: []string{GrantClientCredentials}}, Secret: short},
 			&Client{ClientSpec: ClientSpec{ID: "c-pkj-rsa", AuthMethod: AuthPrivateKeyJWT, GrantTypes: []string{GrantClientCredentials}}, Keys: rsaKeys})
-	})
+	}))
 	want := []string{"ES256", "PS384", "HS256", "HS384", "HS512"}
 	if got := testMetadata(t, e).TokenEndpointAuthSigningAlgsSupported; !slices.Equal(got, want) {
 		t.Fatalf("token_endpoint_auth_signing_alg_values_supported = %v, want %v", got, want)
 	}
-	e = newTestEngine(t, func(c *Config) {
+	e = newEngine(t, ccFixture(), withConfig(func(c *Config) {
 		c.Clients = append(c.Clients, &Client{ClientSpec: ClientSpec{ID: "c-jwt-short", AuthMethod: AuthSecretJWT, GrantTypes: []string{GrantClientCredentials}}, Secret: short})
-	})
+	}))
 	if got := testMetadata(t, e).TokenEndpointAuthSigningAlgsSupported; !slices.Equal(got, []string{"HS256"}) {
 		t.Fatalf("a 32-byte secret: %v, want [HS256]", got)
 	}
@@ -83,9 +83,9 @@ func TestDiscoveryAssertionAlgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e = newTestEngine(t, func(c *Config) {
+	e = newEngine(t, ccFixture(), withConfig(func(c *Config) {
 		c.Clients = append(c.Clients, &Client{ClientSpec: ClientSpec{ID: "c-remote", AuthMethod: AuthPrivateKeyJWT, GrantTypes: []string{GrantClientCredentials}}, Keys: remote})
-	})
+	}))
 	if got := testMetadata(t, e).TokenEndpointAuthSigningAlgsSupported; !slices.Equal(got, AssertionAlgs) {
 		t.Fatalf("a jwks_uri client: %v, want every assertion algorithm", got)
 	}
@@ -96,7 +96,7 @@ func TestDiscoveryAssertionAlgs(t *testing.T) {
 // code flow it serves); the RFC 8414 document keeps RFC 8414's rule
 // (only when a client can use it).
 func TestDiscoveryAuthorizationEndpointOIDC(t *testing.T) {
-	e := newTestEngine(t, nil) // client_credentials clients only
+	e := newEngine(t, ccFixture()) // client_credentials clients only
 	get := func(path string) map[string]any {
 		w := httptest.NewRecorder()
 		e.serveMetadata(w, httptest.NewRequest(http.MethodGet, path, nil))

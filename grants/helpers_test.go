@@ -1,108 +1,18 @@
 package grants
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
-
-	"go.uber.org/zap"
-
-	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
-)
-
-// Fixtures shared by the grants tests (conformance.md §0).
-const (
-	testIssuer  = "https://as.test"
-	testRS      = "https://app.test"
-	basicSecret = "s3cr:et%+"
-	postSecret  = "p0st-secret"
-	testTTL     = 10 * time.Minute
 )
 
 // descRE is the TOK-12 character set for error and error_description.
 var descRE = regexp.MustCompile(`^[\x20\x21\x23-\x5B\x5D-\x7E]*$`)
-
-// openStore opens a fresh bolt store in a temporary directory and closes
-// it when the test ends.
-func openStore(t testing.TB) *bolt.Store {
-	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "oauth.db"), time.Second)
-	if err != nil {
-		t.Fatalf("bolt.Open: %v", err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
-}
-
-// testClients are the fixture clients that can be registered through
-// Config (and so pass Client.Validate).
-func testClients() []*Client {
-	return []*Client{
-		{
-			ClientSpec: ClientSpec{
-				ID:         "c-basic",
-				AuthMethod: AuthSecretBasic,
-				GrantTypes: []string{GrantClientCredentials},
-				Scopes:     []string{"read", "write"},
-				Audience:   []string{testRS},
-			},
-			SecretHash: HashSecret(basicSecret),
-		},
-		{
-			ClientSpec: ClientSpec{
-				ID:         "c-post",
-				AuthMethod: AuthSecretPost,
-				GrantTypes: []string{GrantClientCredentials},
-				Scopes:     []string{"read"},
-				Audience:   []string{testRS, "https://other.test"},
-			},
-			SecretHash: HashSecret(postSecret),
-		},
-		{
-			ClientSpec: ClientSpec{
-				// No scopes and no audience: tokens carry no scope and are for
-				// the issuer itself.
-				ID:         "c-bare",
-				AuthMethod: AuthSecretBasic,
-				GrantTypes: []string{GrantClientCredentials},
-			},
-			SecretHash: HashSecret("bare"),
-		},
-	}
-}
-
-// newTestEngine builds and starts an engine on a fresh store. mod, when
-// non-nil, adjusts the configuration first.
-func newTestEngine(t testing.TB, mod func(*Config)) *Engine {
-	t.Helper()
-	cfg := Config{
-		Issuer:          testIssuer,
-		AccessTokenTTL:  testTTL,
-		RefreshTokenTTL: time.Hour,
-		Clients:         testClients(),
-		Web:             WebConfig{SessionTTL: time.Hour},
-		Logger:          zap.NewNop(),
-	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	e, err := NewEngine(cfg)
-	if err != nil {
-		t.Fatalf("NewEngine: %v", err)
-	}
-	if err := e.Start(context.Background(), openStore(t), nil); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	return e
-}
 
 // basicAuth builds an RFC 6749 §2.3.1 Basic credential: both halves are
 // form-urlencoded before base64.

@@ -39,7 +39,7 @@ func checkPublicJSON(t *testing.T, w *httptest.ResponseRecorder) {
 }
 
 func TestMetadata(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := newEngine(t, ccFixture())
 	w := getMetadata(t, e, http.MethodGet)
 	checkPublicJSON(t, w)
 	var raw map[string]json.RawMessage
@@ -86,7 +86,7 @@ func TestMetadata(t *testing.T) {
 }
 
 func TestMetadataNoClients(t *testing.T) {
-	e := newTestEngine(t, func(c *Config) { c.Clients = nil })
+	e := newEngine(t, ccFixture(), withConfig(func(c *Config) { c.Clients = nil }))
 	w := getMetadata(t, e, http.MethodGet)
 	checkPublicJSON(t, w)
 	var raw map[string]json.RawMessage
@@ -102,7 +102,7 @@ func TestMetadataNoClients(t *testing.T) {
 }
 
 func TestReadOnlyEndpoints(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := newEngine(t, ccFixture())
 	endpoints := map[string]func(http.ResponseWriter, *http.Request){
 		"as_meta":   e.serveMetadata,
 		"oidc_meta": e.serveMetadata,
@@ -243,7 +243,7 @@ func TestPathsAndIssuerWithPath(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.issuer, func(t *testing.T) {
-			e := newTestEngine(t, func(c *Config) { c.Issuer = tt.issuer })
+			e := newEngine(t, ccFixture(), withConfig(func(c *Config) { c.Issuer = tt.issuer }))
 			got := e.paths()
 			for k, v := range tt.paths {
 				if got[k] != v {
@@ -386,7 +386,7 @@ func TestParseSecretHash(t *testing.T) {
 }
 
 func TestMetadataCodeFlow(t *testing.T) {
-	e := newTestEngine(t, func(c *Config) {
+	e := newEngine(t, ccFixture(), withConfig(func(c *Config) {
 		c.Clients = append(c.Clients, &Client{
 			ClientSpec: ClientSpec{
 				ID:           "spa",
@@ -395,7 +395,7 @@ func TestMetadataCodeFlow(t *testing.T) {
 				RedirectURIs: []string{"https://spa.test/cb"},
 			},
 		})
-	})
+	}))
 	var m Metadata
 	if err := json.Unmarshal(getMetadata(t, e, http.MethodGet).Body.Bytes(), &m); err != nil {
 		t.Fatal(err)

@@ -9,41 +9,6 @@ import (
 	"testing"
 )
 
-// Resource-server fixtures for introspection (INT-06).
-const (
-	opRSSecret  = "rs-app-secret"
-	opRSBSecret = "rs-b-secret"
-)
-
-// opNewEngine is siNewTestEngine plus two resource-server clients: rs-app
-// for https://app.test (c-web's audience) and rs-b for https://b.test.
-func opNewEngine(t *testing.T) *Engine {
-	t.Helper()
-	return siNewTestEngine(t, func(c *Config) {
-		c.Clients = append(c.Clients,
-			&Client{
-				ClientSpec: ClientSpec{
-					ID:             "rs-app",
-					AuthMethod:     AuthSecretBasic,
-					GrantTypes:     []string{GrantClientCredentials},
-					Audience:       []string{"https://app.test"},
-					ResourceServer: true,
-				},
-				SecretHash: HashSecret(opRSSecret),
-			},
-			&Client{
-				ClientSpec: ClientSpec{
-					ID:             "rs-b",
-					AuthMethod:     AuthSecretBasic,
-					GrantTypes:     []string{GrantClientCredentials},
-					Audience:       []string{"https://b.test"},
-					ResourceServer: true,
-				},
-				SecretHash: HashSecret(opRSBSecret),
-			})
-	})
-}
-
 // opAuth returns the credentials of a fixture client: a Basic header, or
 // form fields for client_secret_post and public clients.
 func opAuth(e *Engine, clientID string, form url.Values) string {

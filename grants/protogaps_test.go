@@ -7,23 +7,11 @@ import (
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
-// resourceEngine is the sign-in fixture with c-web registered for two
-// APIs, and c-ropc (password and refresh) for the same two.
-func resourceEngine(t *testing.T) *Engine {
-	return pwEngine(t, func(c *Config) {
-		for _, cl := range c.Clients {
-			if cl.ID == "c-web" || cl.ID == "c-ropc" {
-				cl.Audience = []string{"https://app.test", "https://billing.test/api"}
-			}
-		}
-	})
-}
-
 // RFC 8707 §2.2: a refresh stays within the resources of the original
 // grant: another resource is invalid_target, none is the grant's own
 // audience, not every audience of the client.
 func TestRefreshKeepsGrantAudience(t *testing.T) {
-	e := resourceEngine(t)
+	e := newEngine(t, withROPC(), withTwoAPIs())
 	g := firstGrant(t, e, "c-web", "scope", "read", "resource", "https://app.test")
 	if aud := audOf(t, e, g.str("access_token")); len(aud) != 1 || aud[0] != "https://app.test" {
 		t.Fatalf("first aud = %v", aud)
@@ -61,7 +49,7 @@ func TestRefreshKeepsGrantAudience(t *testing.T) {
 
 // The password grant stores its audience on the grant as well.
 func TestRefreshKeepsPasswordGrantAudience(t *testing.T) {
-	e := resourceEngine(t)
+	e := newEngine(t, withROPC(), withTwoAPIs())
 	m := checkToken(t, pwRequest(e, loopbackAddr, "username", "alice", "password", "alice-pw", "scope", "read",
 		"resource", "https://billing.test/api"))
 	rt := m["refresh_token"].(string)
@@ -76,7 +64,7 @@ func TestRefreshKeepsPasswordGrantAudience(t *testing.T) {
 // A grant stored by a build without granted resources still refreshes,
 // with the client's registered audience (what that build granted).
 func TestRefreshLegacyGrantAudience(t *testing.T) {
-	e := resourceEngine(t)
+	e := newEngine(t, withROPC(), withTwoAPIs())
 	g := firstGrant(t, e, "c-web", "scope", "read", "resource", "https://app.test")
 	updateGrant(t, e, g.str("refresh_token"), func(f *familyRecord, _ *storage.Record) { f.Resources = nil })
 	r := refresh(e, "c-web", g.str("refresh_token"))
@@ -92,7 +80,7 @@ func init() { testSecrets["c-ropc"] = pwSecret }
 // A resource the operator no longer allows the client leaves its grants
 // too; a grant left with none refreshes no more.
 func TestRefreshAudienceFollowsClientConfig(t *testing.T) {
-	e := resourceEngine(t)
+	e := newEngine(t, withROPC(), withTwoAPIs())
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	e.clients["c-web"].Audience = []string{"https://app.test"}
 	r := refresh(e, "c-web", g.str("refresh_token"))

@@ -48,7 +48,7 @@ func updateGrant(t *testing.T, e *Engine, rt string, fn func(f *familyRecord, re
 
 // RT-05, RT-06, IDT-07: rotation, and reuse revokes the family.
 func TestRefreshRotation(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "openid read write", "nonce", "n-1")
 	rt1, at1 := g.str("refresh_token"), g.str("access_token")
 	_, id1 := verifyIDToken(t, e, g.str("id_token"))
@@ -100,7 +100,7 @@ func TestRefreshRotation(t *testing.T) {
 // token: reuse, which revokes the grant. A malformed token is merely
 // invalid, and the grant's public id (gid) is not its handle.
 func TestRefreshHandle(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	rt := g.str("refresh_token")
 	ac, err := e.verifier.Verify(g.str("access_token"), time.Now())
@@ -128,7 +128,7 @@ func TestRefreshHandle(t *testing.T) {
 // and a spent code names its grant by that key too. With a copy of the
 // file alone, no grant can be revoked by presenting its handle.
 func TestRefreshHandleNotStored(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web")
 	g := redeem(e, "c-web", code, verifier)
@@ -158,7 +158,7 @@ func TestRefreshHandleNotStored(t *testing.T) {
 // scope the grant lacks does not turn it into invalid_scope (which would
 // tell the sender the grant is alive) or spare the grant.
 func TestRefreshReuseBeforeScope(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	r2 := refresh(e, "c-web", g.str("refresh_token"))
 	wantOK(t, r2)
@@ -169,7 +169,7 @@ func TestRefreshReuseBeforeScope(t *testing.T) {
 // A grant stored before grant ids existed is named in its access tokens
 // by its storage key; revoking it must revoke that, never "g.".
 func TestRevokeLegacyGrant(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	var revoked map[string]int64
 	err := e.store.Update(context.Background(), func(tx storage.Tx) error {
 		if err := putJSON(tx, storage.KindFamilies, "legacy-family", &familyRecord{ClientID: "c-web", Subject: "alice"}, time.Now().Add(time.Hour)); err != nil {
@@ -189,7 +189,7 @@ func TestRevokeLegacyGrant(t *testing.T) {
 
 // RT-02..RT-04: narrowing, widening and the family's original scope.
 func TestRefreshScope(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "openid read write")
 
 	narrow := refresh(e, "c-web", g.str("refresh_token"), "scope", "read")
@@ -222,7 +222,7 @@ func TestRefreshScope(t *testing.T) {
 
 // RT-01: a refresh token works only for its client.
 func TestRefreshOtherClient(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "openid read")
 	wantErr(t, refresh(e, "c-trusted", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
 	wantErr(t, refresh(e, "c-pub", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
@@ -235,7 +235,7 @@ func TestRefreshOtherClient(t *testing.T) {
 
 // RT-08 and junk.
 func TestRefreshInvalid(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	for _, rt := range []string{"AAAA", g.str("access_token"), g.str("refresh_token") + "x"} {
 		wantErr(t, refresh(e, "c-web", rt), http.StatusBadRequest, CodeInvalidGrant)
@@ -255,7 +255,7 @@ func TestRefreshGrace(t *testing.T) {
 	// rotated starts a grant and rotates its first refresh token once.
 	rotated := func(t *testing.T) (*Engine, string, tokenResult) {
 		t.Helper()
-		e := siNewTestEngine(t, grace)
+		e := newEngine(t, withConfig(grace))
 		rt1 := firstGrant(t, e, "c-web", "scope", "read").str("refresh_token")
 		r2 := refresh(e, "c-web", rt1)
 		wantOK(t, r2)
@@ -280,7 +280,7 @@ func TestRefreshGrace(t *testing.T) {
 	// "Works once more": concurrent or repeated retries of the previous
 	// token cannot mint more than one replacement.
 	t.Run("the previous token works once", func(t *testing.T) {
-		e := siNewTestEngine(t, grace)
+		e := newEngine(t, withConfig(grace))
 		g := firstGrant(t, e, "c-web", "scope", "read")
 		rt1 := g.str("refresh_token")
 		wantOK(t, refresh(e, "c-web", rt1))
@@ -303,7 +303,7 @@ func TestRefreshGrace(t *testing.T) {
 		}
 	})
 	t.Run("successor used: reuse revokes", func(t *testing.T) {
-		e := siNewTestEngine(t, grace)
+		e := newEngine(t, withConfig(grace))
 		g := firstGrant(t, e, "c-web", "scope", "read")
 		rt1 := g.str("refresh_token")
 		r2 := refresh(e, "c-web", rt1)
@@ -328,7 +328,7 @@ func TestRefreshGrace(t *testing.T) {
 		}
 	})
 	t.Run("no grace: immediate reuse revokes", func(t *testing.T) {
-		e := siNewTestEngine(t, nil)
+		e := newEngine(t)
 		g := firstGrant(t, e, "c-web", "scope", "read")
 		r2 := refresh(e, "c-web", g.str("refresh_token"))
 		wantOK(t, r2)
@@ -344,7 +344,7 @@ func TestRefreshGrace(t *testing.T) {
 // gone, and the next retry of the old token (successor not found) revokes
 // the whole grant.
 func TestRefreshGraceRefusedRetryKeepsSuccessor(t *testing.T) {
-	e := siNewTestEngine(t, func(c *Config) { c.RefreshGrace = 30 * time.Second })
+	e := newEngine(t, withConfig(func(c *Config) { c.RefreshGrace = 30 * time.Second }))
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	rt1 := g.str("refresh_token")
 	r2 := refresh(e, "c-web", rt1)
@@ -355,7 +355,7 @@ func TestRefreshGraceRefusedRetryKeepsSuccessor(t *testing.T) {
 
 // RT-07, A-17: exactly one of many concurrent refreshes succeeds.
 func TestRefreshConcurrent(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "openid read")
 	ok := exactlyOne(t, 50, "refreshes", func() tokenResult { return refresh(e, "c-web", g.str("refresh_token")) })
 	// The others were reuses: the family is revoked, the winner included.
@@ -369,7 +369,7 @@ func TestRefreshConcurrent(t *testing.T) {
 // fails (the ID token needs the user); BUG: without openid the engine
 // keeps minting access tokens for a user that no longer exists.
 func TestRefreshRemovedUser(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	ctx := context.Background()
 	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
 		t.Fatal(err)
@@ -394,7 +394,7 @@ func TestRefreshRemovedUser(t *testing.T) {
 // verifies (leeway included), so revoking it, by a code replay say,
 // reaches that token to its last second.
 func TestGrantLifetime(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	noRefresh := &Client{ClientSpec: ClientSpec{ID: "x", GrantTypes: []string{GrantAuthorizationCode}}}
 	if got, want := e.grantLifetime(noRefresh), e.accessTokenTTL+e.verifier.Leeway(); got != want || e.verifier.Leeway() == 0 {
 		t.Fatalf("grant without refresh lives %v, want %v (leeway %v)", got, want, e.verifier.Leeway())

@@ -13,7 +13,7 @@ import (
 // introspection no longer calls it active; using it in time restarts the
 // clock; refresh_token_ttl still applies.
 func TestRefreshIdleTTL(t *testing.T) {
-	e := siNewTestEngine(t, func(c *Config) { c.RefreshTokenIdleTTL, c.RefreshTokenTTL = time.Hour, 24*time.Hour })
+	e := newEngine(t, withConfig(func(c *Config) { c.RefreshTokenIdleTTL, c.RefreshTokenTTL = time.Hour, 24*time.Hour }))
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	rt := g.str("refresh_token")
 
@@ -51,7 +51,7 @@ func TestRefreshIdleTTL(t *testing.T) {
 // A grant stored before rt_iat existed counts as issued at its last
 // rotation, or at its creation (record expiry less refresh_token_ttl).
 func TestRefreshIdleTTLLegacyGrant(t *testing.T) {
-	e := siNewTestEngine(t, func(c *Config) { c.RefreshTokenIdleTTL = 10 * time.Minute })
+	e := newEngine(t, withConfig(func(c *Config) { c.RefreshTokenIdleTTL = 10 * time.Minute }))
 	old := firstGrant(t, e, "c-web", "scope", "read").str("refresh_token")
 	updateGrant(t, e, old, func(f *familyRecord, rec *storage.Record) {
 		f.Issued, f.RotatedAt, f.AuthTime = 0, 0, time.Now().Add(-time.Hour).Unix()

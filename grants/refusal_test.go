@@ -19,7 +19,7 @@ import (
 // asked to close, so the unread bytes make the close a reset, and a client
 // still sending its body gets the reset instead of the JSON error.
 func TestRefusalBeforeBodyWithConnectionClose(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	// A peer that is not loopback: the TLS rule refuses plain HTTP from
 	// it before anything reads the body.
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

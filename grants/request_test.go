@@ -202,7 +202,7 @@ func TestParseFormBodySize(t *testing.T) {
 // TestParseFormBodySizeOverHTTP checks the 413 through a real server, where
 // net/http decides Content-Length and chunking.
 func TestParseFormBodySizeOverHTTP(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := newEngine(t, ccFixture())
 	var seenLength atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seenLength.Store(r.ContentLength)

@@ -23,7 +23,7 @@ func introspectAsTX(e *Engine, tok string) tokenResult {
 func TestExchangedTokenRevokedWithItsGrant(t *testing.T) {
 	for _, how := range []string{"refresh token", "subject", "client"} {
 		t.Run(how, func(t *testing.T) {
-			e := txEngine(t)
+			e := newEngine(t, withExchange())
 			g := firstGrant(t, e, "c-web")
 			tr := txPost(e, "subject_token", g.str("access_token"), "subject_token_type", TokenTypeAccessToken)
 			wantOK(t, tr)
@@ -56,7 +56,7 @@ func TestExchangedTokenRevokedWithItsGrant(t *testing.T) {
 // §2: an exchanged token never outlives its subject or actor token, so
 // re-exchanging cannot extend the chain.
 func TestExchangedTokenNeverOutlivesItsParents(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	soon := time.Now().Add(20 * time.Second).Unix()
 	subj := txAccessToken(t, e, "alice", "read", func(c *tokens.AccessClaims) { c.ExpiresAt = soon })
 	tr := txPost(e, "subject_token", subj, "subject_token_type", TokenTypeAccessToken)
@@ -86,7 +86,7 @@ func TestExchangedTokenNeverOutlivesItsParents(t *testing.T) {
 // token that expired a few seconds ago neither exchanges, nor introspects
 // as active, nor opens userinfo.
 func TestOwnExpiredTokensGetNoLeeway(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	past := time.Now().Add(-5 * time.Second).Unix()
 	at := txAccessToken(t, e, "alice", "openid read", func(c *tokens.AccessClaims) { c.IssuedAt -= 60; c.ExpiresAt = past })
 	wantErr(t, txPost(e, "subject_token", at, "subject_token_type", TokenTypeAccessToken), 400, CodeInvalidRequest)
@@ -102,7 +102,7 @@ func TestOwnExpiredTokensGetNoLeeway(t *testing.T) {
 
 // §2: users that no longer exist get nothing.
 func TestExchangeRemovedUser(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	ctx := context.Background()
 	if err := e.users.Put(ctx, &User{Name: "dora", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)
@@ -119,7 +119,7 @@ func TestExchangeRemovedUser(t *testing.T) {
 // §2: an ID token exchanges only for the client it was issued to, and
 // not after its user was revoked.
 func TestExchangeIDTokenRules(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	u, _ := e.users.Lookup(t.Context(), "alice")
 	mint := func(aud string) string {
 		idc := newIDClaims(testIssuer, u, aud, "", []string{"openid"}, time.Now(), time.Now().Add(-2*time.Second), time.Minute)
@@ -141,7 +141,7 @@ func TestExchangeIDTokenRules(t *testing.T) {
 // §2: a token exchanged from a code grant's ID token carries the grant id
 // and dies with the grant.
 func TestExchangeIDTokenCarriesGrant(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	e.clients["c-tx"].RedirectURIs = []string{"https://tx.test/cb"}
 	e.clients["c-tx"].GrantTypes = append(e.clients["c-tx"].GrantTypes, GrantAuthorizationCode, GrantRefreshToken)
 	e.clients["c-tx"].Trusted = true
@@ -167,7 +167,7 @@ func TestExchangeIDTokenCarriesGrant(t *testing.T) {
 // §2: a trusted issuer's JWT as subject_token obeys the jwt-bearer rules:
 // allowed_clients, single-use jti, the exp horizon.
 func TestExchangeTrustedJWTFollowsJWTBearerRules(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	e.clients["c-tx2"] = &Client{
 		ClientSpec: ClientSpec{
 			ID:         "c-tx2",
@@ -197,7 +197,7 @@ func TestExchangeTrustedJWTFollowsJWTBearerRules(t *testing.T) {
 // §2.1); any target the policy does not allow is invalid_target; other
 // grants still refuse repeats.
 func TestExchangeRepeatedTargets(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	e.clients["c-tx"].Exchange.Audiences = []string{"urn:svc:b", "urn:svc:c"}
 	at := txAccessToken(t, e, "alice", "read", nil)
 	form := func(extra url.Values) url.Values {

@@ -28,7 +28,7 @@ func txExternal(t testing.TB, sub string, mod func(map[string]any)) string {
 // neither: its subject is namespaced, different per issuer, and says
 // where it came from.
 func TestExternalSubjectNeverLocal(t *testing.T) {
-	e := jbEngine(t, nil)
+	e := newEngine(t, ccFixture(), withJWTBearer(nil))
 	seen := map[string]bool{}
 	for _, asserted := range []string{"alice", "c-jb", "c-basic"} {
 		m := checkToken(t, jbPost(e, "c-jb", jbAssertion(t, func(c map[string]any) { c["sub"] = asserted; c["jti"] = tokens.RandomID(8) })))
@@ -58,7 +58,7 @@ func TestExternalSubjectNeverLocal(t *testing.T) {
 // §1: map_subject local_users makes an issuer assert local users, and
 // then only existing local users (never clients) match.
 func TestExternalSubjectMappedToLocalUsers(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	e.trusted[jbIssuer].MapSubject = MapSubjectLocalUsers
 	m := checkToken(t, jbPost(e, "c-tx", txExternal(t, "alice", nil)))
 	if _, c := segments(t, m["access_token"].(string)); c["sub"] != "alice" || c["ext_iss"] != jbIssuer {
@@ -75,14 +75,14 @@ func TestExternalSubjectMappedToLocalUsers(t *testing.T) {
 // §1: SAML NameIDs are namespaced the same way; mapped, unknown users are
 // refused.
 func TestSAMLSubjectMapping(t *testing.T) {
-	e := samlEngine(t, func(p *SAMLIdP) { p.MapSubject = MapSubjectLocalUsers })
+	e := newEngine(t, ccFixture(), withSAML(func(p *SAMLIdP) { p.MapSubject = MapSubjectLocalUsers }))
 	checkError(t, samlPost(e, "c-saml", samlGood(t, nil)), 400, CodeInvalidGrant)
 }
 
 // §1: userinfo never answers with a local user for an external subject,
 // even when the issuer asserted that user's name.
 func TestUserinfoExternalSubject(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	e.trusted[jbIssuer].Scopes = []string{"openid", "read"}
 	m := checkToken(t, jbPost(e, "c-tx", txExternal(t, "alice", nil), "scope", "openid"))
 	rec, body := userinfo(e, "GET", UserinfoPath, "Bearer "+m["access_token"].(string))
@@ -94,7 +94,7 @@ func TestUserinfoExternalSubject(t *testing.T) {
 // §1: a removed user's subject is never given to a new user of the same
 // name (nor to a client), and non-ASCII names are percent-encoded.
 func TestLocalSubjectNeverReassigned(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	ctx := context.Background()
 	carol := &User{Name: "carol", PasswordHash: testHash("pw"), Claims: map[string]string{"email": "old@carol.test"}}
 	if err := e.users.Put(ctx, carol, true); err != nil {
@@ -208,7 +208,7 @@ func TestNamesRefuseURLAndControlCharacters(t *testing.T) {
 
 // RevokeUser revokes by the user's subject, not by the name.
 func TestRevokeUserUsesTheSubject(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	ctx := context.Background()
 	if err := e.users.Put(ctx, &User{Name: "jürgen", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)

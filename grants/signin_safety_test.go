@@ -16,7 +16,7 @@ import (
 // POST /oauth/authorize reads at most MaxBodyBytes, like the token
 // endpoint: a larger body is 413, declared or chunked.
 func TestAuthorizePostBodyCapped(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	_, ch := newPKCE()
 	q := authzQuery("c-web", ch).Encode()
 	for _, chunked := range []bool{false, true} {
@@ -43,7 +43,7 @@ func TestAuthorizePostBodyCapped(t *testing.T) {
 // The sign-in, consent and sign-out forms are capped like POST
 // /oauth/authorize: a larger body is 413, declared or chunked, not 400.
 func TestFormPostBodyCapped(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	for _, path := range []string{AuthorizePath + "/login", AuthorizePath + "/consent", LogoutPath} {
 		for _, chunked := range []bool{false, true} {
 			body := "csrf=x&pad=" + strings.Repeat("a", 9<<20)
@@ -64,7 +64,7 @@ func TestFormPostBodyCapped(t *testing.T) {
 // tokens and sign-in sessions (RFC 9700 §4.14.2). A change of claims only
 // revokes nothing.
 func TestPasswordChangeKeepsClaimsRevokesGrants(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	ctx := context.Background()
 	claims := map[string]string{"email": "carol@example.test"}
 	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw"), Claims: claims}, true); err != nil {
@@ -125,7 +125,7 @@ func (b *browser) getCodeAs(clientID, user, pw string) (code, verifier string) {
 // user acting in that request: a remembered consent (or the client being
 // trusted) does not skip the consent page, and prompt=none is refused.
 func TestPublicClientNeverSilent(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	// alice signs in and allows c-pub once (the interaction).
 	code, verifier := b.getCode("c-pub")
@@ -163,7 +163,7 @@ func TestPublicClientNeverSilent(t *testing.T) {
 // ours, first. A request carrying one of our cookie names twice is
 // refused, on every page that reads them.
 func TestDuplicateCookieRefused(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	_, ch := newPKCE()
 	page := b.get(AuthorizePath + "?" + authzQuery("c-web", ch).Encode())
@@ -223,9 +223,9 @@ func TestDummyHashMatchesUserCost(t *testing.T) {
 	defer func() { dummyHashFor = cheap }()
 	const cost = bcrypt.MinCost + 1
 	h, _ := bcrypt.GenerateFromPassword([]byte("alice-pw"), cost)
-	e := siNewTestEngine(t, func(c *Config) {
+	e := newEngine(t, withConfig(func(c *Config) {
 		c.Users = []*User{{Name: "alice", PasswordHash: string(h)}}
-	})
+	}))
 	if got, err := bcrypt.Cost(e.users.dummy()); err != nil || got != cost {
 		t.Fatalf("dummy hash at start: cost %d, %v; want %d, made before any unknown user", got, err, cost)
 	}
@@ -258,9 +258,9 @@ func TestLowCostUserCostsTheDummy(t *testing.T) {
 	defer func() { dummyHashFor = cheap }()
 	const cost = bcrypt.MinCost + 1
 	h, _ := bcrypt.GenerateFromPassword([]byte("alice-pw"), cost)
-	e := siNewTestEngine(t, func(c *Config) {
+	e := newEngine(t, withConfig(func(c *Config) {
 		c.Users = []*User{{Name: "alice", PasswordHash: string(h)}}
-	})
+	}))
 	ctx := context.Background()
 	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
 		t.Fatal(err)

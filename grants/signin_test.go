@@ -73,7 +73,7 @@ func wantRedirect(t testing.TB, rec *httptest.ResponseRecorder, client, state st
 		t.Fatalf("redirected to %s", loc)
 	}
 	v := loc.Query()
-	if v.Get("state") != state || v.Get("iss") != siTestIssuer {
+	if v.Get("state") != state || v.Get("iss") != testIssuer {
 		t.Fatalf("state/iss wrong in %s", loc)
 	}
 	return v
@@ -82,7 +82,7 @@ func wantRedirect(t testing.TB, rec *httptest.ResponseRecorder, client, state st
 // The whole browser flow for an untrusted client: login, consent page,
 // deny, then allow.
 func TestSignInFlowUntrusted(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	_, ch := newPKCE()
 	q := authzQuery("c-web", ch, "scope", "openid email read", "nonce", "n-1").Encode()
@@ -155,7 +155,7 @@ func TestSignInFlowUntrusted(t *testing.T) {
 
 // A trusted client skips the consent page.
 func TestSignInTrustedClient(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	_, ch := newPKCE()
 	page := b.get(AuthorizePath + "?" + authzQuery("c-trusted", ch).Encode())
@@ -175,7 +175,7 @@ func TestSignInTrustedClient(t *testing.T) {
 // session.
 func TestLoginFailures(t *testing.T) {
 	// The throttle is tested on its own; here it must not interfere.
-	e := siNewTestEngine(t, func(c *Config) { c.Web.Throttle.MaxFailures = 100 })
+	e := newEngine(t, withConfig(func(c *Config) { c.Web.Throttle.MaxFailures = 100 }))
 	tests := []struct {
 		name, user, pw, msg string
 	}{
@@ -221,7 +221,7 @@ func TestLoginFailures(t *testing.T) {
 
 // CSRF and sealed-state checks on the login and consent forms.
 func TestFormCSRF(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	// Each transaction needs its own challenge.
 	q := func() string { return authzQuery("c-web", newChallenge()).Encode() }
 	other := tokens.RandomID(32)
@@ -369,7 +369,7 @@ func TestFormCSRF(t *testing.T) {
 
 // The consent form is bound to the session that showed it.
 func TestConsentNeedsTheSameSession(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	_, ch := newPKCE()
 	q := authzQuery("c-web", ch).Encode()
 
@@ -397,16 +397,16 @@ func TestSessionCookieAttributes(t *testing.T) {
 		secure bool
 		path   string
 	}{
-		{"plain loopback http", siTestIssuer, false, false, loopbackAddr, false, "/oauth/"},
-		{"tls", siTestIssuer, false, true, loopbackAddr, true, "/oauth/"},
-		{"tls from afar", siTestIssuer, false, true, "203.0.113.9:5555", true, "/oauth/"},
-		{"behind a tls proxy", siTestIssuer, true, false, loopbackAddr, true, "/oauth/"},
-		{"behind a tls proxy, from afar", siTestIssuer, true, false, "203.0.113.9:5555", true, "/oauth/"},
-		{"issuer with a path", siTestIssuer + "/t1", false, false, loopbackAddr, false, "/t1/oauth/"},
+		{"plain loopback http", testIssuer, false, false, loopbackAddr, false, "/oauth/"},
+		{"tls", testIssuer, false, true, loopbackAddr, true, "/oauth/"},
+		{"tls from afar", testIssuer, false, true, "203.0.113.9:5555", true, "/oauth/"},
+		{"behind a tls proxy", testIssuer, true, false, loopbackAddr, true, "/oauth/"},
+		{"behind a tls proxy, from afar", testIssuer, true, false, "203.0.113.9:5555", true, "/oauth/"},
+		{"issuer with a path", testIssuer + "/t1", false, false, loopbackAddr, false, "/t1/oauth/"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := siNewTestEngine(t, func(c *Config) { c.Issuer, c.BehindTLSProxy = tt.issuer, tt.proxy })
+			e := newEngine(t, withConfig(func(c *Config) { c.Issuer, c.BehindTLSProxy = tt.issuer, tt.proxy }))
 			b := newBrowser(t, e)
 			b.remote, b.tls = tt.remote, tt.tls
 			_, ch := newPKCE()
@@ -439,7 +439,7 @@ func TestSessionCookieAttributes(t *testing.T) {
 
 // Consent is remembered per scope; prompt=consent asks again.
 func TestRememberedConsent(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	first := b.authorize(authzQuery("c-web", newChallenge(), "scope", "openid read"), "alice", "alice-pw")
 	if first.Query().Get("code") == "" {
@@ -483,7 +483,7 @@ func TestRememberedConsent(t *testing.T) {
 // prompt and max_age decide when a signed-in user must sign in again
 // (AZ-15, OIDC Core §3.1.2.1).
 func TestReauthentication(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	tests := []struct {
 		name     string
 		authTime time.Duration // how long ago the session signed in
@@ -531,7 +531,7 @@ func TestReauthentication(t *testing.T) {
 
 // After prompt=login, signing in on our form satisfies the request.
 func TestPromptLoginThenSignIn(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	b.setSession("bob", time.Now().Add(-time.Minute))
 	old := b.cookies[sessionCookie].Value
@@ -554,7 +554,7 @@ func TestPromptLoginThenSignIn(t *testing.T) {
 // a fresh session satisfies max_age). BUG: the fresh session's auth_time
 // is already "older than 0 s", so the login page comes back forever.
 func TestMaxAgeZeroFreshLogin(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	_, ch := newPKCE()
 	page := b.get(AuthorizePath + "?" + authzQuery("c-trusted", ch, "max_age", "0").Encode())
@@ -573,7 +573,7 @@ func TestMaxAgeZeroFreshLogin(t *testing.T) {
 
 // A removed user's session is worthless.
 func TestSessionOfRemovedUser(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	ctx := context.Background()
 	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
 		t.Fatal(err)

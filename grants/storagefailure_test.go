@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -17,9 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 	"github.com/oauthgate/caddy-oauthgate/storage"
-	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
 )
 
 // Failure modes of failStore.
@@ -59,46 +56,13 @@ func (s *failStore) Batch(ctx context.Context, fn func(storage.Tx) error) error 
 	return s.Store.Batch(ctx, fn)
 }
 
-// sfEngine is siNewTestEngine on a failStore, logging to an observer at
-// debug level.
+// sfEngine is the sign-in fixture engine with withLocalSubjects on a
+// failStore, logging to an observer at debug level.
 func sfEngine(t *testing.T) (*Engine, *failStore, *observer.ObservedLogs) {
 	t.Helper()
 	core, logs := observer.New(zapcore.DebugLevel)
-	cfg := testConfig()
-	cfg.Logger = zap.New(core)
-	keys, err := ParseJWKS(caJWKS(t, caOtherKey.Public(), "idp1", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Clients = append(cfg.Clients, &Client{
-		ClientSpec: ClientSpec{
-			ID:         "c-tx",
-			AuthMethod: AuthSecretPost,
-			GrantTypes: []string{GrantTokenExchange, GrantJWTBearer},
-			Scopes:     []string{"openid", "read"},
-		},
-		SecretHash: HashSecret(postSecret),
-	})
-	cfg.TrustedIssuers = []*TrustedIssuer{{Issuer: jbIssuer, Keys: keys, AllowedClients: []string{"c-tx"},
-		Scopes: []string{"read"}, MapSubject: MapSubjectLocalUsers}}
-	e, err := NewEngine(cfg)
-	if err != nil {
-		t.Fatalf("NewEngine: %v", err)
-	}
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "x.db"), time.Second)
-	if err != nil {
-		t.Fatalf("bolt.Open: %v", err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	fs := &failStore{Store: st}
-	rev, err := tokens.LoadRevocations(context.Background(), fs)
-	if err != nil {
-		t.Fatalf("LoadRevocations: %v", err)
-	}
-	if err := e.Start(context.Background(), fs, rev); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	return e, fs, logs
+	fs := &failStore{Store: openStore(t)}
+	return newEngine(t, withStore(fs), withLogger(zap.New(core)), withLocalSubjects()), fs, logs
 }
 
 // sfRequest is a request from b's browser (its cookies, loopback) tagged

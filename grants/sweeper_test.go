@@ -14,7 +14,7 @@ import (
 // TestSweeperPrunesRevocations: an expired revocation leaves storage and
 // memory; a live one stays in both.
 func TestSweeperPrunesRevocations(t *testing.T) {
-	e := opNewEngine(t)
+	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	now := time.Now()
 	ids := map[string]int64{"old": now.Add(-time.Hour).Unix(), "live": now.Add(time.Hour).Unix()}

@@ -10,32 +10,6 @@ import (
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
-// txEngine: c-tx may exchange for audience urn:svc:b and resource
-// https://b.test; c-jb and the trusted issuer come from jbEngine.
-func txEngine(t testing.TB) *Engine {
-	keys, err := ParseJWKS(caJWKS(t, caOtherKey.Public(), "idp1", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return siNewTestEngine(t, func(c *Config) {
-		c.Clients = append(c.Clients,
-			&Client{
-				ClientSpec: ClientSpec{
-					ID:         "c-tx",
-					AuthMethod: AuthSecretPost,
-					GrantTypes: []string{GrantTokenExchange, GrantJWTBearer},
-					Scopes:     []string{"openid", "read", "write"},
-				},
-				SecretHash: HashSecret(postSecret),
-				Exchange:   ExchangePolicy{Audiences: []string{"urn:svc:b"}, Resources: []string{"https://b.test"}},
-			},
-			// Actors: services acting under their client ids.
-			&Client{ClientSpec: ClientSpec{ID: "svc-a", AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}, SecretHash: HashSecret("svc-a")},
-			&Client{ClientSpec: ClientSpec{ID: "svc-b", AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}, SecretHash: HashSecret("svc-b")})
-		c.TrustedIssuers = []*TrustedIssuer{{Issuer: jbIssuer, Keys: keys, AllowedClients: []string{"c-tx"}, Scopes: []string{"read"}}}
-	})
-}
-
 // txAccessToken mints one of our access tokens for sub with scope and
 // extra claims.
 func txAccessToken(t testing.TB, e *Engine, sub, scope string, mod func(*tokens.AccessClaims)) string {
@@ -60,7 +34,7 @@ func txPost(e *Engine, kv ...string) tokenResult {
 }
 
 func TestTokenExchange(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	at := txAccessToken(t, e, "alice", "read write", nil)
 	u, _ := e.users.Lookup(t.Context(), "alice")
 	idc := newIDClaims(testIssuer, u, "c-tx", "", []string{"openid"}, time.Now(), time.Now(), time.Minute)
@@ -174,7 +148,7 @@ func TestTokenExchange(t *testing.T) {
 
 // TX-10: only clients registered for the grant, never public ones.
 func TestTokenExchangeClients(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	at := txAccessToken(t, e, "alice", "read", nil)
 	wantErr(t, postToken(e, "c-web", url.Values{"grant_type": {GrantTokenExchange}, "subject_token": {at}, "subject_token_type": {TokenTypeAccessToken}}),
 		400, CodeUnauthorizedClient)

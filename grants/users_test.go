@@ -47,7 +47,7 @@ func TestValidateUser(t *testing.T) {
 }
 
 func TestUsersPutRemoveList(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	ctx := context.Background()
 	us := e.users
 	carol := &User{Name: "carol", PasswordHash: testHash("carol-pw"), Claims: map[string]string{"email": "c@example.test"}}
@@ -141,7 +141,7 @@ func TestNewEngineRejects(t *testing.T) {
 		{"user with a plain password", func(c *Config) {
 			c.Users = append(c.Users, &User{Name: "zed", PasswordHash: "secret"})
 		}},
-		{"client defined twice", func(c *Config) { c.Clients = append(c.Clients, siTestClients()[0]) }},
+		{"client defined twice", func(c *Config) { c.Clients = append(c.Clients, webClients()[0]) }},
 		{"invalid client", func(c *Config) {
 			c.Clients = append(c.Clients, &Client{ClientSpec: ClientSpec{ID: "bad", AuthMethod: AuthNone, GrantTypes: []string{GrantClientCredentials}}})
 		}},
@@ -172,7 +172,7 @@ func TestNewEngineRejects(t *testing.T) {
 // client can be created, and the client's own client_credentials token
 // (sub=c-basic, scope openid) then reads that user's UserInfo.
 func TestRuntimeUserNamedLikeClient(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	e := newEngine(t)
 	err := e.users.Put(context.Background(), &User{Name: "c-basic", PasswordHash: testHash("x"),
 		Claims: map[string]string{"email": "victim@example.test"}}, true)
 	if err == nil {

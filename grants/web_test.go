@@ -22,10 +22,10 @@ func TestCustomTemplatesAndLogo(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "logo.png"), logo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := siNewTestEngine(t, func(c *Config) {
+	e := newEngine(t, withConfig(func(c *Config) {
 		c.Web.TemplatesDir = dir
 		c.Web.LogoFile = filepath.Join(dir, "logo.png")
-	})
+	}))
 	w := httptest.NewRecorder()
 	e.web.render(w, http.StatusOK, "login.html", pageData{Title: "Sign in", Client: "c-web<script>"})
 	body := w.Body.String()
@@ -46,7 +46,7 @@ func TestCustomTemplatesAndLogo(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "error.html"), []byte(`{{define "content"}}{{.Nope`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Issuer: siTestIssuer, AccessTokenTTL: testTTL, Web: WebConfig{TemplatesDir: dir}}
+	cfg := Config{Issuer: testIssuer, AccessTokenTTL: testTTL, Web: WebConfig{TemplatesDir: dir}}
 	if _, err := NewEngine(cfg); err == nil || !strings.Contains(err.Error(), "error.html") {
 		t.Fatalf("a broken template loaded: %v", err)
 	}
