@@ -432,3 +432,68 @@ func TestAuthorizeChallengeReuse(t *testing.T) {
 		t.Fatalf("fresh challenge: %s", loc)
 	}
 }
+
+// POST /oauth/authorize reads at most MaxBodyBytes, like the token
+// endpoint: a larger body is 413, declared or chunked.
+func TestAuthorizePostBodyCapped(t *testing.T) {
+	e := newEngine(t)
+	_, ch := newPKCE()
+	q := authzQuery("c-web", ch).Encode()
+	for _, chunked := range []bool{false, true} {
+		body := q + "&pad=" + strings.Repeat("a", MaxBodyBytes)
+		r, _ := http.NewRequest(http.MethodPost, "https://as.test"+AuthorizePath, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if chunked {
+			r.ContentLength = -1
+		}
+		b := newBrowser(t, e)
+		rec := b.do(r)
+		if rec.Code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("chunked=%v: %d-byte authorization request body: %d, want 413", chunked, len(body), rec.Code)
+		}
+	}
+	// A normal POST still works.
+	r, _ := http.NewRequest(http.MethodPost, "https://as.test"+AuthorizePath, strings.NewReader(q))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if rec := newBrowser(t, e).do(r); !isLoginPage(rec) {
+		t.Fatalf("a small POST authorization request: %d, want the login page", rec.Code)
+	}
+}
+
+// RFC 8252 §8.6: anyone on the machine can claim a public client's
+// loopback redirect, so a public client never gets a code without the
+// user acting in that request: a remembered consent (or the client being
+// trusted) does not skip the consent page, and prompt=none is refused.
+func TestPublicClientNeverSilent(t *testing.T) {
+	e := newEngine(t)
+	b := newBrowser(t, e)
+	// alice signs in and allows c-pub once (the interaction).
+	code, verifier := b.getCode("c-pub")
+	wantOK(t, redeem(e, "c-pub", code, verifier))
+
+	for _, client := range []string{"c-pub", "c-multi"} { // untrusted, trusted
+		_, ch := newPKCE()
+		// Signed in, consent remembered, prompt=none: an error, no code.
+		rec := b.get(AuthorizePath + "?" + authzQuery(client, ch, "prompt", "none").Encode())
+		loc := mustLocation(t, rec)
+		if loc.Query().Get("code") != "" || (loc.Query().Get("error") != "consent_required" && loc.Query().Get("error") != "interaction_required") {
+			t.Fatalf("%s: prompt=none with a session and remembered consent redirected to %s", client, loc)
+		}
+		// Without prompt=none the user must act on the consent page.
+		rec = b.get(AuthorizePath + "?" + authzQuery(client, ch).Encode())
+		if !isConsentPage(rec) {
+			t.Fatalf("%s: a public client got past consent without interaction: %d %s", client, rec.Code, rec.Header().Get("Location"))
+		}
+		loc = mustLocation(t, b.consent(rec, "allow"))
+		if loc.Query().Get("code") == "" {
+			t.Fatalf("%s: allowing on the consent page gave no code: %s", client, loc)
+		}
+	}
+	// A confidential client keeps the remembered consent and prompt=none.
+	code, _ = b.getCode("c-web")
+	_, ch := newPKCE()
+	loc := mustLocation(t, b.get(AuthorizePath+"?"+authzQuery("c-web", ch, "prompt", "none").Encode()))
+	if code == "" || loc.Query().Get("code") == "" {
+		t.Fatalf("a confidential client lost silent re-authorization: %s", loc)
+	}
+}

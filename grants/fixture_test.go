@@ -44,6 +44,7 @@ var testSecrets = map[string]string{
 	"c-basic":   siBasicSecret,
 	"c-trusted": trustedSecret,
 	"c-nopkce":  nopkceSecret,
+	"c-ropc":    pwSecret,
 }
 
 // testRedirect is the redirect URI each client registered first.
@@ -224,6 +225,10 @@ type fixture struct {
 	base  func() Config
 	mods  []func(testing.TB, *Config)
 	store storage.Store
+	// rev, when set (revSet), is the revocation set Start gets instead of
+	// one loaded from the store.
+	rev    *tokens.Revocations
+	revSet bool
 }
 
 // engineOpt changes the fixture newEngine builds. Options apply in order,
@@ -262,9 +267,11 @@ func startEngine(t testing.TB, opts ...engineOpt) (*Engine, error) {
 		f.store = openStore(t)
 	}
 	ctx := context.Background()
-	rev, err := tokens.LoadRevocations(ctx, f.store)
-	if err != nil {
-		return nil, fmt.Errorf("LoadRevocations: %w", err)
+	rev := f.rev
+	if !f.revSet {
+		if rev, err = tokens.LoadRevocations(ctx, f.store); err != nil {
+			return nil, fmt.Errorf("LoadRevocations: %w", err)
+		}
 	}
 	if err := e.Start(ctx, f.store, rev); err != nil {
 		return nil, fmt.Errorf("Start: %w", err)
@@ -316,6 +323,13 @@ func withLogger(l *zap.Logger) engineOpt {
 // withStore runs the engine on st instead of a fresh store.
 func withStore(st storage.Store) engineOpt {
 	return func(f *fixture) { f.store = st }
+}
+
+// withRevocations starts the engine with rev (nil: none) instead of the
+// set loaded from its store: engines that stand for one server across a
+// config reload share it.
+func withRevocations(rev *tokens.Revocations) engineOpt {
+	return func(f *fixture) { f.rev, f.revSet = rev, true }
 }
 
 // partnerKeys is the JWKS of the trusted issuer jbIssuer: caOtherKey,

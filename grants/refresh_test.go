@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oauthgate/caddy-oauthgate/storage"
-
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
 // firstGrant signs alice in for the client and redeems the code.
@@ -402,5 +401,158 @@ func TestGrantLifetime(t *testing.T) {
 	withRefresh := &Client{ClientSpec: ClientSpec{ID: "y", GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}}}
 	if got := e.grantLifetime(withRefresh); got != e.refreshTokenTTL {
 		t.Fatalf("grant with refresh lives %v, want %v", got, e.refreshTokenTTL)
+	}
+}
+
+// RFC 8707 §2.2: a refresh stays within the resources of the original
+// grant: another resource is invalid_target, none is the grant's own
+// audience, not every audience of the client.
+func TestRefreshKeepsGrantAudience(t *testing.T) {
+	e := newEngine(t, withROPC(), withTwoAPIs())
+	g := firstGrant(t, e, "c-web", "scope", "read", "resource", "https://app.test")
+	if aud := audOf(t, e, g.str("access_token")); len(aud) != 1 || aud[0] != "https://app.test" {
+		t.Fatalf("first aud = %v", aud)
+	}
+	rt := g.str("refresh_token")
+	wantErr(t, refresh(e, "c-web", rt, "resource", "https://billing.test/api"), http.StatusBadRequest, CodeInvalidTarget)
+	// The refused request changed nothing; without resource the grant's
+	// own audience comes back.
+	r := refresh(e, "c-web", rt)
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 1 || aud[0] != "https://app.test" {
+		t.Fatalf("refresh without resource: aud = %v, want the grant's [https://app.test]", aud)
+	}
+	r = refresh(e, "c-web", r.str("refresh_token"), "resource", "https://app.test")
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 1 || aud[0] != "https://app.test" {
+		t.Fatalf("refresh with the grant's resource: aud = %v", aud)
+	}
+
+	// A grant made without resource holds the client's audience, and may
+	// be narrowed to one of it.
+	g = firstGrant(t, e, "c-web", "scope", "read")
+	r = refresh(e, "c-web", g.str("refresh_token"), "resource", "https://billing.test/api")
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 1 || aud[0] != "https://billing.test/api" {
+		t.Fatalf("narrowed aud = %v", aud)
+	}
+	// Narrowing one access token does not narrow the grant.
+	r = refresh(e, "c-web", r.str("refresh_token"))
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 2 {
+		t.Fatalf("aud after a narrowed refresh = %v, want the grant's two", aud)
+	}
+}
+
+// The password grant stores its audience on the grant as well.
+func TestRefreshKeepsPasswordGrantAudience(t *testing.T) {
+	e := newEngine(t, withROPC(), withTwoAPIs())
+	m := checkToken(t, pwRequest(e, loopbackAddr, "username", "alice", "password", "alice-pw", "scope", "read",
+		"resource", "https://billing.test/api"))
+	rt := m["refresh_token"].(string)
+	wantErr(t, refresh(e, "c-ropc", rt, "resource", "https://app.test"), http.StatusBadRequest, CodeInvalidTarget)
+	r := refresh(e, "c-ropc", rt)
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 1 || aud[0] != "https://billing.test/api" {
+		t.Fatalf("aud = %v", aud)
+	}
+}
+
+// A grant stored by a build without granted resources still refreshes,
+// with the client's registered audience (what that build granted).
+func TestRefreshLegacyGrantAudience(t *testing.T) {
+	e := newEngine(t, withROPC(), withTwoAPIs())
+	g := firstGrant(t, e, "c-web", "scope", "read", "resource", "https://app.test")
+	updateGrant(t, e, g.str("refresh_token"), func(f *familyRecord, _ *storage.Record) { f.Resources = nil })
+	r := refresh(e, "c-web", g.str("refresh_token"))
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 2 {
+		t.Fatalf("legacy grant aud = %v, want the client's audience", aud)
+	}
+	wantOK(t, refresh(e, "c-web", r.str("refresh_token"), "resource", "https://billing.test/api"))
+}
+
+// A resource the operator no longer allows the client leaves its grants
+// too; a grant left with none refreshes no more.
+func TestRefreshAudienceFollowsClientConfig(t *testing.T) {
+	e := newEngine(t, withROPC(), withTwoAPIs())
+	g := firstGrant(t, e, "c-web", "scope", "read")
+	e.clients["c-web"].Audience = []string{"https://app.test"}
+	r := refresh(e, "c-web", g.str("refresh_token"))
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 1 || aud[0] != "https://app.test" {
+		t.Fatalf("aud = %v", aud)
+	}
+	wantErr(t, refresh(e, "c-web", r.str("refresh_token"), "resource", "https://billing.test/api"), http.StatusBadRequest, CodeInvalidTarget)
+	e.clients["c-web"].Audience = []string{"https://elsewhere.test"}
+	wantErr(t, refresh(e, "c-web", r.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
+}
+
+// RFC 9700 §4.14.2: with refresh_token_idle_ttl a refresh token unused
+// for that long is refused with invalid_grant, on both rotation paths, and
+// introspection no longer calls it active; using it in time restarts the
+// clock; refresh_token_ttl still applies.
+func TestRefreshIdleTTL(t *testing.T) {
+	e := newEngine(t, withConfig(func(c *Config) { c.RefreshTokenIdleTTL, c.RefreshTokenTTL = time.Hour, 24*time.Hour }))
+	g := firstGrant(t, e, "c-web", "scope", "read")
+	rt := g.str("refresh_token")
+
+	// Used 50 minutes after issue: fine, and the clock restarts.
+	updateGrant(t, e, rt, func(f *familyRecord, _ *storage.Record) { f.Issued = time.Now().Add(-50 * time.Minute).Unix() })
+	r := refresh(e, "c-web", rt)
+	wantOK(t, r)
+	rt = r.str("refresh_token")
+	if got := opIntrospect(e, "c-web", "token", rt); got.body["active"] != true {
+		t.Fatalf("fresh refresh token inactive: %s", got.raw)
+	}
+
+	// Idle for more than an hour: refused, and inactive at introspection.
+	updateGrant(t, e, rt, func(f *familyRecord, _ *storage.Record) { f.Issued = time.Now().Add(-61 * time.Minute).Unix() })
+	if got := opIntrospect(e, "c-web", "token", rt); got.body["active"] != false {
+		t.Fatalf("idle refresh token active at introspection: %s", got.raw)
+	}
+	wantErr(t, refresh(e, "c-web", rt), http.StatusBadRequest, CodeInvalidGrant)
+	// Refused, not rotated: it stays refused.
+	wantErr(t, refresh(e, "c-web", rt), http.StatusBadRequest, CodeInvalidGrant)
+
+	// Opaque-token clients take the one-transaction path: same rule.
+	e.clients["c-web"].AccessTokenFormat = FormatOpaque
+	g = firstGrant(t, e, "c-web", "scope", "read")
+	updateGrant(t, e, g.str("refresh_token"), func(f *familyRecord, _ *storage.Record) { f.Issued = time.Now().Add(-2 * time.Hour).Unix() })
+	wantErr(t, refresh(e, "c-web", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
+	e.clients["c-web"].AccessTokenFormat = ""
+
+	// The absolute lifetime still applies to a token in constant use.
+	g = firstGrant(t, e, "c-web", "scope", "read")
+	updateGrant(t, e, g.str("refresh_token"), func(_ *familyRecord, rec *storage.Record) { rec.Expires = time.Now().Add(-time.Second) })
+	wantErr(t, refresh(e, "c-web", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
+}
+
+// A grant stored before rt_iat existed counts as issued at its last
+// rotation, or at its creation (record expiry less refresh_token_ttl).
+func TestRefreshIdleTTLLegacyGrant(t *testing.T) {
+	e := newEngine(t, withConfig(func(c *Config) { c.RefreshTokenIdleTTL = 10 * time.Minute }))
+	old := firstGrant(t, e, "c-web", "scope", "read").str("refresh_token")
+	updateGrant(t, e, old, func(f *familyRecord, rec *storage.Record) {
+		f.Issued, f.RotatedAt, f.AuthTime = 0, 0, time.Now().Add(-time.Hour).Unix()
+		rec.Expires = time.Now().Add(e.refreshTokenTTL - 11*time.Minute) // made 11 minutes ago
+	})
+	wantErr(t, refresh(e, "c-web", old), http.StatusBadRequest, CodeInvalidGrant)
+
+	recent := firstGrant(t, e, "c-web", "scope", "read").str("refresh_token")
+	updateGrant(t, e, recent, func(f *familyRecord, rec *storage.Record) {
+		f.Issued, f.RotatedAt = 0, time.Now().Add(-time.Minute).Unix()
+		rec.Expires = time.Now().Add(time.Minute) // made long ago, rotated a minute ago
+	})
+	wantOK(t, refresh(e, "c-web", recent))
+}
+
+func TestRefreshIdleTTLConfig(t *testing.T) {
+	for _, idle := range []time.Duration{-time.Second, time.Hour, 2 * time.Hour} {
+		cfg := testConfig()
+		cfg.RefreshTokenIdleTTL = idle
+		if _, err := NewEngine(cfg); err == nil {
+			t.Errorf("refresh_token_idle_ttl %v with refresh_token_ttl %v accepted", idle, cfg.RefreshTokenTTL)
+		}
 	}
 }

@@ -51,3 +51,22 @@ func TestCustomTemplatesAndLogo(t *testing.T) {
 		t.Fatalf("a broken template loaded: %v", err)
 	}
 }
+
+// The sign-in, consent and sign-out forms are capped like POST
+// /oauth/authorize: a larger body is 413, declared or chunked, not 400.
+func TestFormPostBodyCapped(t *testing.T) {
+	e := newEngine(t)
+	for _, path := range []string{AuthorizePath + "/login", AuthorizePath + "/consent", LogoutPath} {
+		for _, chunked := range []bool{false, true} {
+			body := "csrf=x&pad=" + strings.Repeat("a", 9<<20)
+			r, _ := http.NewRequest(http.MethodPost, "https://as.test"+path, strings.NewReader(body))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if chunked {
+				r.ContentLength = -1
+			}
+			if rec := newBrowser(t, e).do(r); rec.Code != http.StatusRequestEntityTooLarge {
+				t.Errorf("%s chunked=%v: %d-byte body: %d, want 413", path, chunked, len(body), rec.Code)
+			}
+		}
+	}
+}
