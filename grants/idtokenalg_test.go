@@ -106,15 +106,7 @@ func TestIDTokenKeyLifecycle(t *testing.T) {
 		t.Fatal("rotated-out RS256 key no longer verifies")
 	}
 
-	cfg := testConfig()
-	cfg.SigningAlg = "RS256"
-	e2, err := NewEngine(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e2.Start(t.Context(), openStore(t), nil); err != nil {
-		t.Fatal(err)
-	}
+	e2 := newEngine(t, withRevocations(nil), withConfig(func(c *Config) { c.SigningAlg = "RS256" }))
 	if n := len(e2.keyRing().All()); n != 1 {
 		t.Fatalf("signing_alg RS256: %d keys, want one for both", n)
 	}

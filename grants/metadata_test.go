@@ -140,13 +140,9 @@ func TestJWKS(t *testing.T) {
 	st := openStore(t)
 	var e *Engine
 	for _, alg := range []string{"ES256", "EdDSA", "RS256"} {
-		var err error
-		if e, err = NewEngine(Config{Issuer: testIssuer, AccessTokenTTL: time.Minute, SigningAlg: alg}); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Start(context.Background(), st, nil); err != nil {
-			t.Fatal(err)
-		}
+		e = newEngine(t, withStore(st), withRevocations(nil), withConfig(func(c *Config) {
+			*c = Config{Issuer: testIssuer, AccessTokenTTL: time.Minute, SigningAlg: alg}
+		}))
 	}
 	w := httptest.NewRecorder()
 	e.serveJWKS(w, httptest.NewRequest(http.MethodGet, testIssuer+JWKSPath, nil))

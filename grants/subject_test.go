@@ -163,16 +163,7 @@ func TestConfigUserSubjectNotReassigned(t *testing.T) {
 	st := openStore(t)
 	ctx := context.Background()
 	start := func(users []*User) *Engine {
-		cfg := testConfig()
-		cfg.Users = users
-		e, err := NewEngine(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Start(ctx, st, nil); err != nil {
-			t.Fatal(err)
-		}
-		return e
+		return newEngine(t, withStore(st), withRevocations(nil), withConfig(func(c *Config) { c.Users = users }))
 	}
 	e := start(testUsers())
 	if u, _ := e.users.Lookup(ctx, "bob"); u.Subject() != "bob" {

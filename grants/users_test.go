@@ -332,16 +332,7 @@ func TestLowCostUserCostsTheDummy(t *testing.T) {
 // unknown name's do.
 func TestStoredCostlierUserRaisesTheCost(t *testing.T) {
 	st := openStore(t)
-	start := func() *Engine {
-		e, err := NewEngine(testConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Start(context.Background(), st, nil); err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
+	start := func() *Engine { return newEngine(t, withStore(st), withRevocations(nil)) }
 	e := start()
 	base, _ := e.users.costs()
 	h, _ := bcrypt.GenerateFromPassword([]byte("carol-pw"), base+1)
