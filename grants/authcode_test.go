@@ -17,6 +17,7 @@ func num(v any) int64 { f, _ := v.(float64); return int64(f) }
 
 // CODE-08, IDT-01..06, BCP-03: what a redemption returns.
 func TestCodeGrantSuccess(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	tests := []struct {
 		name, client, user string
@@ -122,6 +123,7 @@ func TestCodeGrantSuccess(t *testing.T) {
 // CODE-01, CODE-02: a replay fails and revokes what the first redemption
 // issued, durably.
 func TestCodeReplay(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web", "scope", "openid read")
@@ -147,6 +149,7 @@ func TestCodeReplay(t *testing.T) {
 // CODE-04/05, PKCE-01/02/04/05/07, A-14..A-16: a failed redemption is
 // invalid_grant and burns the code, so the right request fails afterwards.
 func TestCodeBindings(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	_, otherChallenge := newPKCE()
 	tests := []struct {
@@ -198,6 +201,7 @@ func TestCodeBindings(t *testing.T) {
 // required parameter, invalid_request. BUG: the engine answers
 // invalid_grant (checkRedemption treats "missing" like "different").
 func TestCodeMissingRedirectURI(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web")
@@ -209,6 +213,7 @@ func TestCodeMissingRedirectURI(t *testing.T) {
 // registered), the token request may leave it out too, but not send
 // another.
 func TestCodeRedirectURIOmitted(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web", "redirect_uri", "", "scope", "read")
@@ -224,6 +229,7 @@ func TestCodeRedirectURIOmitted(t *testing.T) {
 
 // PKCE-03, A-14: a code issued without a challenge refuses a verifier.
 func TestCodeWithoutPKCE(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	q := authzQuery("c-nopkce", "", "code_challenge_method", "")
@@ -260,6 +266,7 @@ func storedCode(t *testing.T, e *Engine, code string) storage.Record {
 // A spent code is remembered for replay detection with nothing but the
 // grant to revoke, and no longer than the grant can live.
 func TestSpentCodeRecord(t *testing.T) {
+	t.Parallel()
 	for _, ttl := range []time.Duration{time.Hour, 40 * time.Second} {
 		e := newEngine(t, withConfig(func(c *Config) { c.RefreshTokenTTL = ttl }))
 		b := newBrowser(t, e)
@@ -284,6 +291,7 @@ func TestSpentCodeRecord(t *testing.T) {
 
 // CODE-06: codes live 60 s; an expired one is invalid_grant.
 func TestCodeExpiry(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, _ := b.getCode("c-web")
@@ -316,6 +324,7 @@ func TestCodeExpiry(t *testing.T) {
 
 // CODE-07, CA: how clients authenticate to redeem.
 func TestCodeClientAuthentication(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	code := func(client string) (url.Values, string) {
@@ -367,6 +376,7 @@ func TestCodeClientAuthentication(t *testing.T) {
 
 // CODE-10: nonsense codes fail cleanly.
 func TestCodeNonsense(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	v, _ := newPKCE()
 	for _, c := range []string{"AAAA", strings.Repeat("A", 10<<10), "\x00", "../../etc/passwd", "%00"} {
@@ -414,6 +424,7 @@ func exactlyOne(t *testing.T, n int, what string, send func() tokenResult) token
 // CODE-03: exactly one of many concurrent redemptions succeeds, and the
 // others count as replays.
 func TestCodeConcurrentRedemption(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web")
@@ -429,6 +440,7 @@ func TestCodeConcurrentRedemption(t *testing.T) {
 // invalid_target. BUG: parseAuthorize reads resource (it is in
 // authzParams) but never checks it, so the flow goes on to the login page.
 func TestAuthorizeResource(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	_, ch := newPKCE()
 	for _, res := range []string{"app", "https://app.test#f", "https://other.test"} {
@@ -448,6 +460,7 @@ func TestAuthorizeResource(t *testing.T) {
 // RFC 8707 at the token endpoint: a resource outside the client's
 // audience is invalid_target; one inside becomes the aud.
 func TestCodeResource(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web")

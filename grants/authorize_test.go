@@ -61,6 +61,7 @@ func getAuthorize(e *Engine, rawQuery string) *httptest.ResponseRecorder {
 // AZ-01, AZ-02, AZ-04, A-12, A-13, A-20, A-24: anything but an exact
 // redirect URI of a known client gives an error page and never a redirect.
 func TestAuthorizeErrorPage(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	_, ch := newPKCE()
 	q := func(client string, kv ...string) string { return authzQuery(client, ch, kv...).Encode() }
@@ -132,6 +133,7 @@ func TestAuthorizeErrorPage(t *testing.T) {
 
 // AZ-03, RFC 8252 §7.3: only the port of a loopback IP literal may vary.
 func TestAuthorizeLoopbackRedirect(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	_, ch := newPKCE()
 	tests := []struct {
@@ -181,6 +183,7 @@ func TestAuthorizeLoopbackRedirect(t *testing.T) {
 // AZ-05..AZ-11, A-14, A-23: once the redirect URI is trusted, errors go
 // back to it with error, state (as received) and iss.
 func TestAuthorizeRedirectErrors(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withConfig(func(c *Config) {
 		c.Clients = append(c.Clients, &Client{
 			ClientSpec: ClientSpec{
@@ -284,6 +287,7 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 // A-23: state is URL-encoded into the Location, never split into headers;
 // the redirect URI's own query is kept.
 func TestAuthorizeRedirectEncoding(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	_, ch := newPKCE()
 	evil := "x\r\nSet-Cookie:a=b"
@@ -322,6 +326,7 @@ func TestAuthorizeRedirectEncoding(t *testing.T) {
 // requireTLS: plain HTTP from elsewhere is refused unless TLS ends in a
 // proxy in front.
 func TestAuthorizeRequiresTLS(t *testing.T) {
+	t.Parallel()
 	_, ch := newPKCE()
 	q := authzQuery("c-web", ch).Encode()
 	tests := []struct {
@@ -355,6 +360,7 @@ func TestAuthorizeRequiresTLS(t *testing.T) {
 }
 
 func TestAuthorizeMethods(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	_, ch := newPKCE()
 	// POST form parameters are read like the query.
@@ -374,6 +380,7 @@ func TestAuthorizeMethods(t *testing.T) {
 
 // A-24: what the login page reflects is escaped.
 func TestLoginPageEscapes(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	_, ch := newPKCE()
 	rec := getAuthorize(e, authzQuery("c-web", ch, "login_hint", `"><script>alert(1)</script>`).Encode())
@@ -394,6 +401,7 @@ func TestLoginPageEscapes(t *testing.T) {
 // bound to a live code is refused at once, before sign-in; two open
 // transactions with the same challenge get at most one code.
 func TestAuthorizeChallengeReuse(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	_, ch := newPKCE()
 	wantReuseRefused := func(rec *httptest.ResponseRecorder) {
@@ -436,6 +444,7 @@ func TestAuthorizeChallengeReuse(t *testing.T) {
 // POST /oauth/authorize reads at most MaxBodyBytes, like the token
 // endpoint: a larger body is 413, declared or chunked.
 func TestAuthorizePostBodyCapped(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	_, ch := newPKCE()
 	q := authzQuery("c-web", ch).Encode()
@@ -465,6 +474,7 @@ func TestAuthorizePostBodyCapped(t *testing.T) {
 // user acting in that request: a remembered consent (or the client being
 // trusted) does not skip the consent page, and prompt=none is refused.
 func TestPublicClientNeverSilent(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	// alice signs in and allows c-pub once (the interaction).

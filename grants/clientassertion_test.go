@@ -123,6 +123,7 @@ func caForm(assertion string, extra ...string) string {
 }
 
 func TestClientAssertion(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withAssertionClients())
 	now := time.Now().Unix()
 	pkjHdr := func(mod func(map[string]any)) map[string]any {
@@ -232,6 +233,7 @@ func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 // CA-09: an assertion works once, for either method.
 func TestClientAssertionReplay(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withAssertionClients())
 	for _, a := range []string{caPKJ(t, nil), caHS(t, "HS256", nil)} {
 		checkToken(t, serve(e, tokenRequest(caForm(a))))
@@ -244,6 +246,7 @@ func TestClientAssertionReplay(t *testing.T) {
 }
 
 func TestClientAssertionMetadata(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withAssertionClients())
 	m := testMetadata(t, e)
 	for _, want := range []string{AuthSecretBasic, AuthSecretPost, AuthSecretJWT, AuthPrivateKeyJWT} {
@@ -280,6 +283,7 @@ func contains(list []string, s string) bool {
 }
 
 func TestParseJWKS(t *testing.T) {
+	t.Parallel()
 	priv, _ := jwk.Import(caKey)
 	privSet := jwk.NewSet()
 	_ = privSet.AddKey(priv)
@@ -319,6 +323,7 @@ func TestParseJWKS(t *testing.T) {
 // refreshed for an unknown kid no more often than jwksMinRefresh, and a
 // document over the size cap is refused.
 func TestClientAssertionRemoteJWKS(t *testing.T) {
+	t.Parallel()
 	var doc atomic.Value
 	doc.Store(caJWKS(t, caKey.Public(), "k1", ""))
 	var fetches atomic.Int32

@@ -19,6 +19,7 @@ import (
 // secret it was given once, which is stored only as a hash; config
 // clients win and cannot be removed; removal revokes its tokens.
 func TestRunTimeClients(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	secret, err := e.AddClient(ctx, &Client{
@@ -87,6 +88,7 @@ func TestRunTimeClients(t *testing.T) {
 // TestRunTimePublicClientSignsIn: the authorization endpoint finds a
 // client registered at run time.
 func TestRunTimePublicClientSignsIn(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withResourceServers())
 	secret, err := e.AddClient(context.Background(), &Client{
 		ClientSpec: ClientSpec{
@@ -118,6 +120,7 @@ func TestRunTimePublicClientSignsIn(t *testing.T) {
 // TestRevokeBySubjectAndClient: every grant and access token of a user,
 // or of a client, stops working at once; others are untouched.
 func TestRevokeBySubjectAndClient(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	web := firstGrant(t, e, "c-web")
@@ -157,6 +160,7 @@ func TestRevokeBySubjectAndClient(t *testing.T) {
 // a grant type or scope only they use appears, and goes again when they
 // are removed.
 func TestRunTimeClientsInDiscovery(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	m := testMetadata(t, e)
@@ -187,6 +191,7 @@ func TestRunTimeClientsInDiscovery(t *testing.T) {
 // A run-time client may register the algorithm of its ID tokens, but only
 // one the server holds a key for; the registration is kept with it.
 func TestRunTimeClientIDTokenAlg(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	c := &Client{ClientSpec: ClientSpec{ID: "rt-eddsa", GrantTypes: []string{GrantAuthorizationCode}, RedirectURIs: []string{"https://app.test/cb"},

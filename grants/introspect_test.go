@@ -11,6 +11,7 @@ import (
 
 // TestIntrospectRequestRules covers INT-01, INT-02 and CA-16.
 func TestIntrospectRequestRules(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withResourceServers())
 	at := opClientToken(t, e)
 	opRunRules(t, e, e.serveIntrospect, IntrospectPath, []opRule{
@@ -30,6 +31,7 @@ func TestIntrospectRequestRules(t *testing.T) {
 
 // TestIntrospectActive covers INT-03, INT-05 and INT-08.
 func TestIntrospectActive(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withResourceServers())
 	tr := firstGrant(t, e, "c-web", "scope", "openid read")
 	rt, at := tr.str("refresh_token"), tr.str("access_token")
@@ -55,6 +57,7 @@ func TestIntrospectActive(t *testing.T) {
 // TestIntrospectInactive covers INT-04 and INT-06: everything that is not
 // an active token the caller may see is exactly {"active":false}.
 func TestIntrospectInactive(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withResourceServers())
 	tr := firstGrant(t, e, "c-web")
 	rt, at := tr.str("refresh_token"), tr.str("access_token")
@@ -105,6 +108,7 @@ func opWantMembers(t *testing.T, tr tokenResult, want map[string]any, numeric ..
 // TestOpsMetadata: both endpoints are published (META-03), and public
 // clients are offered revocation but not introspection.
 func TestOpsMetadata(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withResourceServers())
 	var m Metadata
 	if err := json.Unmarshal(getMetadata(t, e, http.MethodGet).Body.Bytes(), &m); err != nil {

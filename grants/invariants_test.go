@@ -212,6 +212,7 @@ var invWays = []invWay{
 // TestInvariantsCoverEveryGrant: every grant type the engine implements
 // is enabled in the fixture and has at least one way above.
 func TestInvariantsCoverEveryGrant(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withEveryGrant())
 	for _, g := range SupportedGrantTypes {
 		if _, ok := e.grants[g]; !ok {
@@ -268,6 +269,7 @@ func invRevokeToken(t *testing.T, e *Engine, client, tok string) {
 }
 
 func TestInvariantsEveryWay(t *testing.T) {
+	t.Parallel()
 	for _, w := range invWays {
 		for _, suffix := range []string{"", "-o"} {
 			if w.grant == GrantAuthorizationCode && suffix != "" {
@@ -384,6 +386,7 @@ func TestInvariantsEveryWay(t *testing.T) {
 // had, like revoking it: access tokens at the gate and at introspection,
 // refresh tokens, and tokens exchanged from them.
 func TestInvariantsRemovedUser(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withEveryGrant())
 	if err := e.users.Put(t.Context(), &User{Name: "ivy", PasswordHash: testHash("ivy-pw")}, true); err != nil {
 		t.Fatal(err)

@@ -40,6 +40,7 @@ func jbPost(e *Engine, client, assertion string, kv ...string) *httptest.Respons
 }
 
 func TestJWTBearerGrant(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withJWTBearer(nil))
 	now := time.Now().Unix()
 	hdr := func(mod func(map[string]any)) map[string]any {
@@ -110,6 +111,7 @@ func TestJWTBearerGrant(t *testing.T) {
 
 // JWTB-07: an assertion works once.
 func TestJWTBearerReplay(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withJWTBearer(nil))
 	a := jbAssertion(t, nil)
 	checkToken(t, jbPost(e, "c-jb", a))
@@ -117,6 +119,7 @@ func TestJWTBearerReplay(t *testing.T) {
 }
 
 func TestJWTBearerSubjectClaim(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withJWTBearer(func(ti *TrustedIssuer) { ti.SubjectClaim = "email" }))
 	m := checkToken(t, jbPost(e, "c-jb", jbAssertion(t, nil), "scope", "read"))
 	if _, claims := segments(t, m["access_token"].(string)); claims["ext_sub"] != "u42@partner.test" || claims["scope"] != "read" {
@@ -126,6 +129,7 @@ func TestJWTBearerSubjectClaim(t *testing.T) {
 }
 
 func TestJWTBearerConfig(t *testing.T) {
+	t.Parallel()
 	keys, _ := ParseJWKS(caJWKS(t, caOtherKey.Public(), "idp1", ""))
 	jb := &Client{ClientSpec: ClientSpec{ID: "c-jb", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantJWTBearer}}, SecretHash: HashSecret(postSecret)}
 	cc := &Client{ClientSpec: ClientSpec{ID: "c-cc", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantClientCredentials}}, SecretHash: HashSecret(postSecret)}

@@ -90,6 +90,7 @@ func wantSignedOut(t *testing.T, e *Engine, b *browser, rec *httptest.ResponseRe
 }
 
 func TestLogoutConfirmation(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	tests := []struct {
 		name     string
@@ -140,6 +141,7 @@ func TestLogoutConfirmation(t *testing.T) {
 }
 
 func TestLogoutConfirmCSRF(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	tests := []struct {
 		name string
@@ -177,6 +179,7 @@ func TestLogoutConfirmCSRF(t *testing.T) {
 // An id_token_hint for the signed-in user signs out without a form; any
 // other hint does not.
 func TestLogoutIDTokenHint(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	k := e.keyRing().Current
 	// Our kid and alg, another key's signature.
@@ -247,6 +250,7 @@ func TestLogoutIDTokenHint(t *testing.T) {
 }
 
 func TestLogoutWithoutSession(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	rec := b.get(logoutQuery("client_id", "c-web", "post_logout_redirect_uri", "https://client.test/bye", "state", "q"))
@@ -273,6 +277,7 @@ func TestLogoutWithoutSession(t *testing.T) {
 
 // A POSTed id_token_hint signs out at once like a GET one.
 func TestLogoutPostHint(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := signedIn(t, e)
 	rec := b.post(LogoutPath, url.Values{"id_token_hint": {idTokenFor(t, e.keyRing().Current, testIssuer, "alice", "c-web")},

@@ -39,6 +39,7 @@ func checkPublicJSON(t *testing.T, w *httptest.ResponseRecorder) {
 }
 
 func TestMetadata(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture())
 	w := getMetadata(t, e, http.MethodGet)
 	checkPublicJSON(t, w)
@@ -86,6 +87,7 @@ func TestMetadata(t *testing.T) {
 }
 
 func TestMetadataNoClients(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withConfig(func(c *Config) { c.Clients = nil }))
 	w := getMetadata(t, e, http.MethodGet)
 	checkPublicJSON(t, w)
@@ -102,6 +104,7 @@ func TestMetadataNoClients(t *testing.T) {
 }
 
 func TestReadOnlyEndpoints(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture())
 	endpoints := map[string]func(http.ResponseWriter, *http.Request){
 		"as_meta":   e.serveMetadata,
@@ -137,6 +140,7 @@ func TestReadOnlyEndpoints(t *testing.T) {
 // the ring holds an EC, an OKP and an RSA key (the RSA key is also the
 // ID-token key of the first two), and checks what is published.
 func TestJWKS(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	var e *Engine
 	for _, alg := range []string{"ES256", "EdDSA", "RS256"} {
@@ -208,6 +212,7 @@ func TestJWKS(t *testing.T) {
 }
 
 func TestPathsAndIssuerWithPath(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		issuer string
 		paths  map[string]string
@@ -265,6 +270,7 @@ func TestPathsAndIssuerWithPath(t *testing.T) {
 }
 
 func TestValidateIssuer(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		iss string
 		ok  bool
@@ -311,6 +317,7 @@ func TestValidateIssuer(t *testing.T) {
 }
 
 func TestClientValidate(t *testing.T) {
+	t.Parallel()
 	ok := func() *Client {
 		return &Client{
 			ClientSpec: ClientSpec{
@@ -365,6 +372,7 @@ func TestClientValidate(t *testing.T) {
 }
 
 func TestParseSecretHash(t *testing.T) {
+	t.Parallel()
 	want := HashSecret(basicSecret)
 	good := "sha256:" + hex.EncodeToString(want[:])
 	if got, err := ParseSecretHash(good); err != nil || got != want {
@@ -382,6 +390,7 @@ func TestParseSecretHash(t *testing.T) {
 }
 
 func TestMetadataCodeFlow(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withConfig(func(c *Config) {
 		c.Clients = append(c.Clients, &Client{
 			ClientSpec: ClientSpec{
@@ -420,6 +429,7 @@ func testMetadata(t testing.TB, e *Engine) *Metadata {
 // authenticate exactly like the token endpoint; introspection refuses
 // none), with the algorithms those methods can verify.
 func TestDiscoveryEndpointAuthMethods(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withConfig(func(c *Config) {
 		c.Clients = append(c.Clients, caClients(t)...)
 		c.Clients = append(c.Clients, &Client{
@@ -465,6 +475,7 @@ func TestDiscoveryEndpointAuthMethods(t *testing.T) {
 // configured clients can verify: HMAC algorithms the secret is long
 // enough for, the algorithms of fixed keys; a jwks_uri may publish any.
 func TestDiscoveryAssertionAlgs(t *testing.T) {
+	t.Parallel()
 	rsaKeys, err := ParseJWKS(caJWKS(t, caRSAKey.Public(), "r1", "PS384"))
 	if err != nil {
 		t.Fatal(err)
@@ -503,6 +514,7 @@ func TestDiscoveryAssertionAlgs(t *testing.T) {
 // code flow it serves); the RFC 8414 document keeps RFC 8414's rule
 // (only when a client can use it).
 func TestDiscoveryAuthorizationEndpointOIDC(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture()) // client_credentials clients only
 	get := func(path string) map[string]any {
 		w := httptest.NewRecorder()

@@ -16,6 +16,7 @@ import (
 // reference token whose claims are in storage; the verifier, introspection
 // and revocation treat it like a JWT.
 func TestOpaqueAccessTokens(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withConfig(func(c *Config) {
 		for _, cl := range c.Clients {
 			if cl.ID == "c-basic" || cl.ID == "c-web" {
@@ -81,6 +82,7 @@ func TestOpaqueAccessTokens(t *testing.T) {
 }
 
 func TestAccessTokenFormatValidation(t *testing.T) {
+	t.Parallel()
 	c := &Client{
 		ClientSpec: ClientSpec{
 			ID:                "x",

@@ -30,6 +30,7 @@ func pwRequest(e *Engine, addr string, kv ...string) *httptest.ResponseRecorder 
 }
 
 func TestPasswordGrant(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withROPC())
 	const ip = "192.0.2.10:1234"
 
@@ -102,6 +103,7 @@ func TestPasswordGrant(t *testing.T) {
 
 // ROPC-01, ROPC-02: off unless a client is registered for it.
 func TestPasswordGrantOffByDefault(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	wantErr(t, postToken(e, "c-basic", url.Values{"grant_type": {GrantPassword}, "username": {"alice"}, "password": {"alice-pw"}}),
 		400, CodeUnsupportedGrantType)
@@ -125,6 +127,7 @@ func TestPasswordGrantOffByDefault(t *testing.T) {
 // Retry-After. The address itself is never locked: bob signs in from it.
 // The throttle is shared with the login page.
 func TestPasswordGrantThrottle(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withROPC(), withConfig(func(c *Config) {
 		c.Web.Throttle = ThrottleConfig{MaxFailures: 3, UserMaxFailures: 5, IPDelay: time.Millisecond}
 	}))
@@ -158,6 +161,7 @@ func TestPasswordGrantThrottle(t *testing.T) {
 
 // ROPC-05: neither passwords nor tokens reach the logs, even at debug.
 func TestPasswordGrantLogs(t *testing.T) {
+	t.Parallel()
 	core, logs := observer.New(zapcore.DebugLevel)
 	e := newEngine(t, withROPC(), withConfig(func(c *Config) { c.Logger = zap.New(core) }))
 	m := checkToken(t, pwRequest(e, "192.0.2.50:1", "username", "alice", "password", "alice-pw"))

@@ -47,6 +47,7 @@ func updateGrant(t *testing.T, e *Engine, rt string, fn func(f *familyRecord, re
 
 // RT-05, RT-06, IDT-07: rotation, and reuse revokes the family.
 func TestRefreshRotation(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "openid read write", "nonce", "n-1")
 	rt1, at1 := g.str("refresh_token"), g.str("access_token")
@@ -99,6 +100,7 @@ func TestRefreshRotation(t *testing.T) {
 // token: reuse, which revokes the grant. A malformed token is merely
 // invalid, and the grant's public id (gid) is not its handle.
 func TestRefreshHandle(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	rt := g.str("refresh_token")
@@ -127,6 +129,7 @@ func TestRefreshHandle(t *testing.T) {
 // and a spent code names its grant by that key too. With a copy of the
 // file alone, no grant can be revoked by presenting its handle.
 func TestRefreshHandleNotStored(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web")
@@ -157,6 +160,7 @@ func TestRefreshHandleNotStored(t *testing.T) {
 // scope the grant lacks does not turn it into invalid_scope (which would
 // tell the sender the grant is alive) or spare the grant.
 func TestRefreshReuseBeforeScope(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	r2 := refresh(e, "c-web", g.str("refresh_token"))
@@ -168,6 +172,7 @@ func TestRefreshReuseBeforeScope(t *testing.T) {
 // A grant stored before grant ids existed is named in its access tokens
 // by its storage key; revoking it must revoke that, never "g.".
 func TestRevokeLegacyGrant(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	var revoked map[string]int64
 	err := e.store.Update(context.Background(), func(tx storage.Tx) error {
@@ -188,6 +193,7 @@ func TestRevokeLegacyGrant(t *testing.T) {
 
 // RT-02..RT-04: narrowing, widening and the family's original scope.
 func TestRefreshScope(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "openid read write")
 
@@ -221,6 +227,7 @@ func TestRefreshScope(t *testing.T) {
 
 // RT-01: a refresh token works only for its client.
 func TestRefreshOtherClient(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "openid read")
 	wantErr(t, refresh(e, "c-trusted", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
@@ -234,6 +241,7 @@ func TestRefreshOtherClient(t *testing.T) {
 
 // RT-08 and junk.
 func TestRefreshInvalid(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	for _, rt := range []string{"AAAA", g.str("access_token"), g.str("refresh_token") + "x"} {
@@ -250,6 +258,7 @@ func TestRefreshInvalid(t *testing.T) {
 // RT-07 with a grace period: a lost response may be retried while its
 // successor is unused; never two live tokens of a family.
 func TestRefreshGrace(t *testing.T) {
+	t.Parallel()
 	grace := func(c *Config) { c.RefreshGrace = 30 * time.Second }
 	// rotated starts a grant and rotates its first refresh token once.
 	rotated := func(t *testing.T) (*Engine, string, tokenResult) {
@@ -343,6 +352,7 @@ func TestRefreshGrace(t *testing.T) {
 // gone, and the next retry of the old token (successor not found) revokes
 // the whole grant.
 func TestRefreshGraceRefusedRetryKeepsSuccessor(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withConfig(func(c *Config) { c.RefreshGrace = 30 * time.Second }))
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	rt1 := g.str("refresh_token")
@@ -354,6 +364,7 @@ func TestRefreshGraceRefusedRetryKeepsSuccessor(t *testing.T) {
 
 // RT-07, A-17: exactly one of many concurrent refreshes succeeds.
 func TestRefreshConcurrent(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "openid read")
 	ok := exactlyOne(t, 50, "refreshes", func() tokenResult { return refresh(e, "c-web", g.str("refresh_token")) })
@@ -368,6 +379,7 @@ func TestRefreshConcurrent(t *testing.T) {
 // fails (the ID token needs the user); BUG: without openid the engine
 // keeps minting access tokens for a user that no longer exists.
 func TestRefreshRemovedUser(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	ctx := context.Background()
 	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
@@ -393,6 +405,7 @@ func TestRefreshRemovedUser(t *testing.T) {
 // verifies (leeway included), so revoking it, by a code replay say,
 // reaches that token to its last second.
 func TestGrantLifetime(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	noRefresh := &Client{ClientSpec: ClientSpec{ID: "x", GrantTypes: []string{GrantAuthorizationCode}}}
 	if got, want := e.grantLifetime(noRefresh), e.accessTokenTTL+e.verifier.Leeway(); got != want || e.verifier.Leeway() == 0 {
@@ -408,6 +421,7 @@ func TestGrantLifetime(t *testing.T) {
 // grant: another resource is invalid_target, none is the grant's own
 // audience, not every audience of the client.
 func TestRefreshKeepsGrantAudience(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withROPC(), withTwoAPIs())
 	g := firstGrant(t, e, "c-web", "scope", "read", "resource", "https://app.test")
 	if aud := audOf(t, e, g.str("access_token")); len(aud) != 1 || aud[0] != "https://app.test" {
@@ -446,6 +460,7 @@ func TestRefreshKeepsGrantAudience(t *testing.T) {
 
 // The password grant stores its audience on the grant as well.
 func TestRefreshKeepsPasswordGrantAudience(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withROPC(), withTwoAPIs())
 	m := checkToken(t, pwRequest(e, loopbackAddr, "username", "alice", "password", "alice-pw", "scope", "read",
 		"resource", "https://billing.test/api"))
@@ -461,6 +476,7 @@ func TestRefreshKeepsPasswordGrantAudience(t *testing.T) {
 // A grant stored by a build without granted resources still refreshes,
 // with the client's registered audience (what that build granted).
 func TestRefreshLegacyGrantAudience(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withROPC(), withTwoAPIs())
 	g := firstGrant(t, e, "c-web", "scope", "read", "resource", "https://app.test")
 	updateGrant(t, e, g.str("refresh_token"), func(f *familyRecord, _ *storage.Record) { f.Resources = nil })
@@ -475,6 +491,7 @@ func TestRefreshLegacyGrantAudience(t *testing.T) {
 // A resource the operator no longer allows the client leaves its grants
 // too; a grant left with none refreshes no more.
 func TestRefreshAudienceFollowsClientConfig(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withROPC(), withTwoAPIs())
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	e.clients["c-web"].Audience = []string{"https://app.test"}
@@ -493,6 +510,7 @@ func TestRefreshAudienceFollowsClientConfig(t *testing.T) {
 // introspection no longer calls it active; using it in time restarts the
 // clock; refresh_token_ttl still applies.
 func TestRefreshIdleTTL(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withConfig(func(c *Config) { c.RefreshTokenIdleTTL, c.RefreshTokenTTL = time.Hour, 24*time.Hour }))
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	rt := g.str("refresh_token")
@@ -531,6 +549,7 @@ func TestRefreshIdleTTL(t *testing.T) {
 // A grant stored before rt_iat existed counts as issued at its last
 // rotation, or at its creation (record expiry less refresh_token_ttl).
 func TestRefreshIdleTTLLegacyGrant(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withConfig(func(c *Config) { c.RefreshTokenIdleTTL = 10 * time.Minute }))
 	old := firstGrant(t, e, "c-web", "scope", "read").str("refresh_token")
 	updateGrant(t, e, old, func(f *familyRecord, rec *storage.Record) {
@@ -548,6 +567,7 @@ func TestRefreshIdleTTLLegacyGrant(t *testing.T) {
 }
 
 func TestRefreshIdleTTLConfig(t *testing.T) {
+	t.Parallel()
 	for _, idle := range []time.Duration{-time.Second, time.Hour, 2 * time.Hour} {
 		cfg := testConfig()
 		cfg.RefreshTokenIdleTTL = idle

@@ -42,6 +42,7 @@ func checkParseErr(t *testing.T, oerr *Error, status int) {
 }
 
 func TestParseFormMethod(t *testing.T) {
+	t.Parallel()
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete,
 		http.MethodPatch, http.MethodOptions, "BREW"} {
 		t.Run(m, func(t *testing.T) {
@@ -62,6 +63,7 @@ func TestParseFormMethod(t *testing.T) {
 }
 
 func TestParseFormQueryRefused(t *testing.T) {
+	t.Parallel()
 	for _, q := range []string{
 		"client_secret=s3cr",
 		"grant_type=client_credentials",
@@ -79,6 +81,7 @@ func TestParseFormQueryRefused(t *testing.T) {
 }
 
 func TestParseFormContentType(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		ctype []string // nil: no header
@@ -126,6 +129,7 @@ func TestParseFormContentType(t *testing.T) {
 }
 
 func TestParseFormContentEncoding(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		enc    string
 		status int // 0: accepted
@@ -164,6 +168,7 @@ func TestParseFormContentEncoding(t *testing.T) {
 type chunkedBody struct{ io.Reader }
 
 func TestParseFormBodySize(t *testing.T) {
+	t.Parallel()
 	// A valid form of exactly n bytes: grant_type plus an ignored pad.
 	formOf := func(n int) string {
 		base := "grant_type=client_credentials&pad="
@@ -207,6 +212,7 @@ func TestParseFormBodySize(t *testing.T) {
 // TestParseFormBodySizeOverHTTP checks the 413 through a real server, where
 // net/http decides Content-Length and chunking.
 func TestParseFormBodySizeOverHTTP(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture())
 	var seenLength atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -253,6 +259,7 @@ type failingBody struct{}
 func (failingBody) Read([]byte) (int, error) { return 0, errors.New("connection reset") }
 
 func TestParseFormBodyReadError(t *testing.T) {
+	t.Parallel()
 	r := tokenRequest("")
 	r.Body = io.NopCloser(failingBody{})
 	r.ContentLength = -1
@@ -261,6 +268,7 @@ func TestParseFormBodyReadError(t *testing.T) {
 }
 
 func TestParseFormBody(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		body string
@@ -318,6 +326,7 @@ func TestParseFormBody(t *testing.T) {
 }
 
 func TestParseFormThroughRequest(t *testing.T) {
+	t.Parallel()
 	r := tokenRequest("grant_type=client_credentials&scope=read+write&foo=bar")
 	form, oerr := parseReq(r)
 	if oerr != nil {
@@ -333,6 +342,7 @@ func TestParseFormThroughRequest(t *testing.T) {
 }
 
 func TestIsLoopback(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		addr string
 		want bool
@@ -364,6 +374,7 @@ func TestIsLoopback(t *testing.T) {
 // TestIsLoopbackClientIP: behind a trusted local proxy the client the
 // proxy reports decides; a remote peer never becomes loopback.
 func TestIsLoopbackClientIP(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		peer, client string
 		want         bool
@@ -399,6 +410,7 @@ func TestIsLoopbackClientIP(t *testing.T) {
 }
 
 func TestWriteError(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		err      *Error
@@ -441,6 +453,7 @@ func TestWriteError(t *testing.T) {
 // package against the TOK-12 character set, including the ones built
 // from a parameter name.
 func TestErrorDescriptionsCharset(t *testing.T) {
+	t.Parallel()
 	errs := []*Error{errUnavailable, errServer}
 	for name := range knownParams {
 		_, e1 := parseFormBody(name + "=a&" + name + "=b")
@@ -463,6 +476,7 @@ func TestErrorDescriptionsCharset(t *testing.T) {
 // asked to close, so the unread bytes make the close a reset, and a client
 // still sending its body gets the reset instead of the JSON error.
 func TestRefusalBeforeBodyWithConnectionClose(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	// A peer that is not loopback: the TLS rule refuses plain HTTP from
 	// it before anything reads the body.

@@ -10,6 +10,7 @@ import (
 )
 
 func TestCanonResource(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"HTTP://API.example.com/x":       "http://api.example.com/x",
 		"https://App.Test":               "https://app.test",
@@ -43,6 +44,7 @@ func TestCanonResource(t *testing.T) {
 // authorization endpoint, the token endpoint and on refresh; the token's
 // aud is the registered spelling. Path case still matters.
 func TestResourceCaseInsensitiveSchemeHost(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withConfig(func(c *Config) {
 		for _, cl := range c.Clients {
 			if cl.ID == "c-web" {

@@ -11,6 +11,7 @@ import (
 // The admin revoke by subject also finds a local user by name, whose
 // subject may differ from it.
 func TestRevokeSubjectOrUser(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	ctx := context.Background()
 	back := func(c *tokens.AccessClaims) { c.IssuedAt -= 2 }

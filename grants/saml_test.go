@@ -72,6 +72,7 @@ func samlPost(e *Engine, client, assertion string, kv ...string) *httptest.Respo
 }
 
 func TestSAMLBearerGrant(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withSAML(nil))
 	idp, other := samlSigners(t)
 	now := time.Now()
@@ -214,6 +215,7 @@ func between(s, start, end string) string {
 // subject, whether it was there when signing or inserted afterwards
 // (exclusive canonicalisation drops comments, so the signature holds).
 func TestSAMLCommentInjection(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withSAML(nil))
 	idp, _ := samlSigners(t)
 	after := strings.Replace(samlSigned(t, idp, func(a *samltest.Assertion) { a.NameID = "admin@evil" }), ">admin@evil<", ">admin<!---->@evil<", 1)
@@ -236,6 +238,7 @@ func TestSAMLCommentInjection(t *testing.T) {
 
 // SHA-1 signatures are refused (Go's x509 no longer checks them).
 func TestSAMLSHA1Refused(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withSAML(nil))
 	idp, _ := samlSigners(t)
 	sha1 := *idp
@@ -252,6 +255,7 @@ func TestSAMLSHA1Refused(t *testing.T) {
 
 // SAML-09: an assertion works once.
 func TestSAMLReplay(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withSAML(nil))
 	a := samlGood(t, nil)
 	checkToken(t, samlPost(e, "c-saml", a))
@@ -270,6 +274,7 @@ func mustDecode(t testing.TB, s string) []byte {
 }
 
 func TestSAMLSubjectAttribute(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withSAML(func(p *SAMLIdP) { p.SubjectAttribute = "uid" }))
 	m := checkToken(t, samlPost(e, "c-saml", samlGood(t, func(a *samltest.Assertion) { a.Attributes = map[string]string{"uid": "u42", "mail": "u@x.test"} }), "scope", "read"))
 	if _, claims := segments(t, m["access_token"].(string)); claims["ext_sub"] != "u42" || claims["scope"] != "read" {
@@ -283,12 +288,14 @@ func TestSAMLSubjectAttribute(t *testing.T) {
 
 // The whole request body is capped before the form is read.
 func TestSAMLBodyTooLarge(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withSAML(nil))
 	w := samlPost(e, "c-saml", strings.Repeat("A", MaxBodyBytes))
 	checkError(t, w, 413, CodeInvalidRequest)
 }
 
 func TestSAMLConfig(t *testing.T) {
+	t.Parallel()
 	idp, _ := samlSigners(t)
 	cert := idp.Certificate()
 	sc := &Client{ClientSpec: ClientSpec{ID: "c-saml", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantSAML2Bearer}}, SecretHash: HashSecret(postSecret)}

@@ -13,6 +13,7 @@ import (
 // ours, first. A request carrying one of our cookie names twice is
 // refused, on every page that reads them.
 func TestDuplicateCookieRefused(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	_, ch := newPKCE()

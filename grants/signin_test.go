@@ -82,6 +82,7 @@ func wantRedirect(t testing.TB, rec *httptest.ResponseRecorder, client, state st
 // The whole browser flow for an untrusted client: login, consent page,
 // deny, then allow.
 func TestSignInFlowUntrusted(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	_, ch := newPKCE()
@@ -155,6 +156,7 @@ func TestSignInFlowUntrusted(t *testing.T) {
 
 // A trusted client skips the consent page.
 func TestSignInTrustedClient(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	_, ch := newPKCE()
@@ -174,6 +176,7 @@ func TestSignInTrustedClient(t *testing.T) {
 // wrong password and unknown user fail the same way, and set no
 // session.
 func TestLoginFailures(t *testing.T) {
+	t.Parallel()
 	// The throttle is tested on its own; here it must not interfere.
 	e := newEngine(t, withConfig(func(c *Config) { c.Web.Throttle.MaxFailures = 100 }))
 	tests := []struct {
@@ -221,6 +224,7 @@ func TestLoginFailures(t *testing.T) {
 
 // CSRF and sealed-state checks on the login and consent forms.
 func TestFormCSRF(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	// Each transaction needs its own challenge.
 	q := func() string { return authzQuery("c-web", newChallenge()).Encode() }
@@ -369,6 +373,7 @@ func TestFormCSRF(t *testing.T) {
 
 // The consent form is bound to the session that showed it.
 func TestConsentNeedsTheSameSession(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	_, ch := newPKCE()
 	q := authzQuery("c-web", ch).Encode()
@@ -388,6 +393,7 @@ func TestConsentNeedsTheSameSession(t *testing.T) {
 }
 
 func TestSessionCookieAttributes(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		issuer string
@@ -439,6 +445,7 @@ func TestSessionCookieAttributes(t *testing.T) {
 
 // Consent is remembered per scope; prompt=consent asks again.
 func TestRememberedConsent(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	first := b.authorize(authzQuery("c-web", newChallenge(), "scope", "openid read"), "alice", "alice-pw")
@@ -483,6 +490,7 @@ func TestRememberedConsent(t *testing.T) {
 // prompt and max_age decide when a signed-in user must sign in again
 // (AZ-15, OIDC Core §3.1.2.1).
 func TestReauthentication(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	tests := []struct {
 		name     string
@@ -531,6 +539,7 @@ func TestReauthentication(t *testing.T) {
 
 // After prompt=login, signing in on our form satisfies the request.
 func TestPromptLoginThenSignIn(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	b.setSession("bob", time.Now().Add(-time.Minute))
@@ -554,6 +563,7 @@ func TestPromptLoginThenSignIn(t *testing.T) {
 // a fresh session satisfies max_age). BUG: the fresh session's auth_time
 // is already "older than 0 s", so the login page comes back forever.
 func TestMaxAgeZeroFreshLogin(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	b := newBrowser(t, e)
 	_, ch := newPKCE()
@@ -573,6 +583,7 @@ func TestMaxAgeZeroFreshLogin(t *testing.T) {
 
 // A removed user's session is worthless.
 func TestSessionOfRemovedUser(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	ctx := context.Background()
 	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {

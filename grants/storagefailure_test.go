@@ -269,6 +269,7 @@ func sfCookies(b *browser) []string {
 // the cause and the request id, 503 temporarily_unavailable with
 // Retry-After to the client, and nothing secret in the log.
 func TestStorageFailureLoggedWithCause(t *testing.T) {
+	t.Parallel()
 	for _, tc := range sfCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			e, fs, logs := sfEngine(t)
@@ -326,6 +327,7 @@ func TestStorageFailureLoggedWithCause(t *testing.T) {
 // A full disk under load fails every request: the log gets about one
 // line a second, with the count of those it held back.
 func TestStorageFailureBurstBounded(t *testing.T) {
+	t.Parallel()
 	e, fs, logs := sfEngine(t)
 	fs.mode.Store(failAll)
 	start := time.Now()
@@ -348,6 +350,7 @@ func TestStorageFailureBurstBounded(t *testing.T) {
 // A refusal that is the client's doing is not the operator's problem: it
 // stays at DEBUG.
 func TestClientRefusalStaysDebug(t *testing.T) {
+	t.Parallel()
 	e, _, logs := sfEngine(t)
 	b := newBrowser(t, e)
 	f := url.Values{"grant_type": {"authorization_code"}, "code": {"no-such-code"}, "redirect_uri": {testRedirect["c-web"]}}

@@ -30,6 +30,7 @@ func txExternal(t testing.TB, sub string, mod func(map[string]any)) string {
 // neither: its subject is namespaced, different per issuer, and says
 // where it came from.
 func TestExternalSubjectNeverLocal(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withJWTBearer(nil))
 	seen := map[string]bool{}
 	for _, asserted := range []string{"alice", "c-jb", "c-basic"} {
@@ -60,6 +61,7 @@ func TestExternalSubjectNeverLocal(t *testing.T) {
 // §1: map_subject local_users makes an issuer assert local users, and
 // then only existing local users (never clients) match.
 func TestExternalSubjectMappedToLocalUsers(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	e.trusted[jbIssuer].MapSubject = MapSubjectLocalUsers
 	m := checkToken(t, jbPost(e, "c-tx", txExternal(t, "alice", nil)))
@@ -77,6 +79,7 @@ func TestExternalSubjectMappedToLocalUsers(t *testing.T) {
 // §1: SAML NameIDs are namespaced the same way; mapped, unknown users are
 // refused.
 func TestSAMLSubjectMapping(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture(), withSAML(func(p *SAMLIdP) { p.MapSubject = MapSubjectLocalUsers }))
 	checkError(t, samlPost(e, "c-saml", samlGood(t, nil)), 400, CodeInvalidGrant)
 }
@@ -84,6 +87,7 @@ func TestSAMLSubjectMapping(t *testing.T) {
 // §1: userinfo never answers with a local user for an external subject,
 // even when the issuer asserted that user's name.
 func TestUserinfoExternalSubject(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	e.trusted[jbIssuer].Scopes = []string{"openid", "read"}
 	m := checkToken(t, jbPost(e, "c-tx", txExternal(t, "alice", nil), "scope", "openid"))
@@ -96,6 +100,7 @@ func TestUserinfoExternalSubject(t *testing.T) {
 // §1: a removed user's subject is never given to a new user of the same
 // name (nor to a client), and non-ASCII names are percent-encoded.
 func TestLocalSubjectNeverReassigned(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	ctx := context.Background()
 	carol := &User{Name: "carol", PasswordHash: testHash("pw"), Claims: map[string]string{"email": "old@carol.test"}}
@@ -160,6 +165,7 @@ func TestLocalSubjectNeverReassigned(t *testing.T) {
 // §1: a config user removed from the config and created at run time does
 // not inherit the config user's subject either.
 func TestConfigUserSubjectNotReassigned(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	ctx := context.Background()
 	start := func(users []*User) *Engine {
@@ -181,6 +187,7 @@ func TestConfigUserSubjectNotReassigned(t *testing.T) {
 // §5: user names and client ids refuse '/', '?', '#', '%' and control
 // characters.
 func TestNamesRefuseURLAndControlCharacters(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"carol2?x", "a/b", "a#b", "a%41", "a\x7fb", "a\u0085b", "a\x00b", "\xff"} {
 		if err := ValidateUser(&User{Name: name, PasswordHash: testHash("pw")}); err == nil {
 			t.Errorf("user name %q accepted", name)
@@ -201,6 +208,7 @@ func TestNamesRefuseURLAndControlCharacters(t *testing.T) {
 
 // RevokeUser revokes by the user's subject, not by the name.
 func TestRevokeUserUsesTheSubject(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	ctx := context.Background()
 	if err := e.users.Put(ctx, &User{Name: "jürgen", PasswordHash: testHash("pw")}, true); err != nil {
@@ -228,6 +236,7 @@ func ccClient(id string) *Client {
 // A config client may not have a run-time user's name, nor a config
 // user a run-time client's id: they would share one sub.
 func TestConfigNameClashesWithStoredUserOrClient(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	ctx := context.Background()
 	e := newEngine(t, withStore(st), withRevocations(nil))
@@ -261,6 +270,7 @@ func TestConfigNameClashesWithStoredUserOrClient(t *testing.T) {
 // A client's subject (its id) never goes to a user, and a removed user's
 // subject never to a config client.
 func TestClientSubjectNeverReassigned(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	ctx := context.Background()
 	e := newEngine(t, withStore(st), withRevocations(nil), withConfig(func(c *Config) { c.Clients = append(c.Clients, ccClient("svc-cfg")) }))
@@ -320,6 +330,7 @@ func TestClientSubjectNeverReassigned(t *testing.T) {
 // Config users and clients removed from the config lose their tokens at
 // the next start, once.
 func TestConfigRemovalRevokes(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	ctx := context.Background()
 	rev, err := tokens.LoadRevocations(ctx, st)
@@ -372,6 +383,7 @@ func TestConfigRemovalRevokes(t *testing.T) {
 // Subjects asserted with control characters are refused, by a trusted
 // issuer and by a SAML identity provider.
 func TestExternalSubjectControlCharacters(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	for _, s := range []string{"a\nb", "a\x00b", "a\rb", "a\u0085b", "a\u2028b", "a\u202eb", "a\u200bb", "a\ufeffb", " p1", " "} {
 		checkError(t, jbPost(e, "c-tx", txExternal(t, s, nil)), 400, CodeInvalidGrant)

@@ -13,6 +13,7 @@ import (
 const lockedMessage = "Too many failed sign-ins."
 
 func TestThrottleDefaults(t *testing.T) {
+	t.Parallel()
 	th := newThrottle(ThrottleConfig{})
 	if th.cfg.MaxFailures != 5 || th.cfg.Window != 15*time.Minute || th.cfg.BaseLock != 30*time.Second {
 		t.Fatalf("defaults = %+v", th.cfg)
@@ -26,6 +27,7 @@ func TestThrottleDefaults(t *testing.T) {
 // The lock starts at MaxFailures failures, doubles with each further
 // failure and is capped at Window.
 func TestThrottleDoublingLock(t *testing.T) {
+	t.Parallel()
 	const window = time.Hour
 	th := newThrottle(ThrottleConfig{MaxFailures: 3, Window: window, BaseLock: 10 * time.Second})
 	t0 := time.Unix(1_000_000_000, 0)
@@ -87,6 +89,7 @@ func TestThrottleDoublingLock(t *testing.T) {
 
 // Failures older than Window are forgotten; succeed forgets one key.
 func TestThrottleWindowAndSucceed(t *testing.T) {
+	t.Parallel()
 	th := newThrottle(ThrottleConfig{MaxFailures: 2, Window: time.Minute, BaseLock: 10 * time.Second})
 	t0 := time.Unix(1_000_000_000, 0)
 	th.fail(t0, "user:a", "ip:1")
@@ -121,6 +124,7 @@ func TestThrottleWindowAndSucceed(t *testing.T) {
 
 // The map stays bounded; stale keys go first.
 func TestThrottleBounded(t *testing.T) {
+	t.Parallel()
 	cfg := ThrottleConfig{MaxFailures: 3, Window: time.Minute, BaseLock: time.Second}
 	now := time.Unix(1_000_000_000, 0)
 	fill := func(th *throttle, n int, last time.Time, prefix string) {
@@ -191,6 +195,7 @@ func loginFrom(t *testing.T, e *Engine, remote, user, pw string) (status int, bo
 }
 
 func TestLoginThrottle(t *testing.T) {
+	t.Parallel()
 	t.Run("per user and address", func(t *testing.T) {
 		e := newEngine(t, withThrottle())
 		const ip = "127.0.0.10:1"
@@ -318,6 +323,7 @@ func loginFromClient(t *testing.T, e *Engine, peer, client, user, pw string) (st
 // A full throttle never forgets a locked key: flooding it with fresh keys
 // from many addresses must not unlock a user.
 func TestThrottlePruneKeepsLocked(t *testing.T) {
+	t.Parallel()
 	th := newThrottle(ThrottleConfig{MaxFailures: 1, Window: time.Minute, BaseLock: time.Minute})
 	now := time.Unix(1_000_000, 0)
 	th.fail(now, "user:victim")

@@ -141,6 +141,7 @@ func wantAud(want ...string) func(*testing.T, map[string]any) {
 }
 
 func TestTokenRequestRules(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture())
 	runTokenCases(t, e, []tokenCase{
 		// TOK-01
@@ -212,6 +213,7 @@ func TestTokenRequestRules(t *testing.T) {
 }
 
 func TestTokenClientAuthentication(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture())
 	runTokenCases(t, e, []tokenCase{
 		// CA-01
@@ -281,6 +283,7 @@ func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) 
 
 // TOK-14: an unknown client and a wrong secret are indistinguishable.
 func TestTokenAuthFailuresIdentical(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture())
 	pairs := []struct {
 		name string
@@ -314,6 +317,7 @@ func TestTokenAuthFailuresIdentical(t *testing.T) {
 // through Config; it is added to the engine's map directly, as a future
 // grant type would let the configuration do.
 func TestTokenUnauthorizedClient(t *testing.T) {
+	t.Parallel()
 	web := &Client{
 		ClientSpec: ClientSpec{
 			ID:         "c-web",
@@ -340,6 +344,7 @@ func TestTokenUnauthorizedClient(t *testing.T) {
 }
 
 func TestTokenScopeAndAudience(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture())
 	runTokenCases(t, e, []tokenCase{
 		// TOK-11
@@ -389,6 +394,7 @@ func TestTokenScopeAndAudience(t *testing.T) {
 
 // TOK-17: plain HTTP is answered only from loopback or behind a TLS proxy.
 func TestTokenTransport(t *testing.T) {
+	t.Parallel()
 	plain := "http://as.test" + TokenPath
 	tests := []struct {
 		name    string
@@ -435,6 +441,7 @@ func TestTokenTransport(t *testing.T) {
 }
 
 func TestTokenResponseShape(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture())
 	w := serve(e, tokenCase{body: ccForm, auth: authBasic}.request())
 	body := checkToken(t, w)
@@ -473,6 +480,7 @@ func TestTokenResponseShape(t *testing.T) {
 // TestAccessTokenJWT decodes an issued token and checks its header against
 // the JWKS and its claims against RFC 9068 (AT-01, AT-02, AT-04).
 func TestAccessTokenJWT(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture())
 	before := time.Now().Unix()
 	w := serve(e, tokenCase{body: ccForm + "&scope=read+write", auth: authBasic}.request())
@@ -575,6 +583,7 @@ func TestAccessTokenJWT(t *testing.T) {
 
 // AT-02: jti is unique.
 func TestAccessTokenJTIUnique(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, ccFixture())
 	seen := map[string]bool{}
 	for range 200 {
@@ -622,6 +631,7 @@ func TestTokenSigningFailure(t *testing.T) {
 }
 
 func TestNewEngineErrors(t *testing.T) {
+	t.Parallel()
 	good := func() Config {
 		return Config{Issuer: testIssuer, AccessTokenTTL: time.Minute, Clients: ccClients()}
 	}

@@ -35,6 +35,7 @@ func txPost(e *Engine, kv ...string) tokenResult {
 }
 
 func TestTokenExchange(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	at := txAccessToken(t, e, "alice", "read write", nil)
 	u, _ := e.users.Lookup(t.Context(), "alice")
@@ -149,6 +150,7 @@ func TestTokenExchange(t *testing.T) {
 
 // TX-10: only clients registered for the grant, never public ones.
 func TestTokenExchangeClients(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	at := txAccessToken(t, e, "alice", "read", nil)
 	wantErr(t, postToken(e, "c-web", url.Values{"grant_type": {GrantTokenExchange}, "subject_token": {at}, "subject_token_type": {TokenTypeAccessToken}}),
@@ -173,6 +175,7 @@ func introspectAsTX(e *Engine, tok string) tokenResult {
 // §2: a token exchanged from a grant's access token dies with the grant,
 // the user and the original client, at the verifier and at introspection.
 func TestExchangedTokenRevokedWithItsGrant(t *testing.T) {
+	t.Parallel()
 	for _, how := range []string{"refresh token", "subject", "client"} {
 		t.Run(how, func(t *testing.T) {
 			e := newEngine(t, withExchange())
@@ -208,6 +211,7 @@ func TestExchangedTokenRevokedWithItsGrant(t *testing.T) {
 // §2: an exchanged token never outlives its subject or actor token, so
 // re-exchanging cannot extend the chain.
 func TestExchangedTokenNeverOutlivesItsParents(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	soon := time.Now().Add(20 * time.Second).Unix()
 	subj := txAccessToken(t, e, "alice", "read", func(c *tokens.AccessClaims) { c.ExpiresAt = soon })
@@ -238,6 +242,7 @@ func TestExchangedTokenNeverOutlivesItsParents(t *testing.T) {
 // token that expired a few seconds ago neither exchanges, nor introspects
 // as active, nor opens userinfo.
 func TestOwnExpiredTokensGetNoLeeway(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	past := time.Now().Add(-5 * time.Second).Unix()
 	at := txAccessToken(t, e, "alice", "openid read", func(c *tokens.AccessClaims) { c.IssuedAt -= 60; c.ExpiresAt = past })
@@ -254,6 +259,7 @@ func TestOwnExpiredTokensGetNoLeeway(t *testing.T) {
 
 // §2: users that no longer exist get nothing.
 func TestExchangeRemovedUser(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	ctx := context.Background()
 	if err := e.users.Put(ctx, &User{Name: "dora", PasswordHash: testHash("pw")}, true); err != nil {
@@ -271,6 +277,7 @@ func TestExchangeRemovedUser(t *testing.T) {
 // §2: an ID token exchanges only for the client it was issued to, and
 // not after its user was revoked.
 func TestExchangeIDTokenRules(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	u, _ := e.users.Lookup(t.Context(), "alice")
 	mint := func(aud string) string {
@@ -293,6 +300,7 @@ func TestExchangeIDTokenRules(t *testing.T) {
 // §2: a token exchanged from a code grant's ID token carries the grant id
 // and dies with the grant.
 func TestExchangeIDTokenCarriesGrant(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	e.clients["c-tx"].RedirectURIs = []string{"https://tx.test/cb"}
 	e.clients["c-tx"].GrantTypes = append(e.clients["c-tx"].GrantTypes, GrantAuthorizationCode, GrantRefreshToken)
@@ -319,6 +327,7 @@ func TestExchangeIDTokenCarriesGrant(t *testing.T) {
 // §2: a trusted issuer's JWT as subject_token obeys the jwt-bearer rules:
 // allowed_clients, single-use jti, the exp horizon.
 func TestExchangeTrustedJWTFollowsJWTBearerRules(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	e.clients["c-tx2"] = &Client{
 		ClientSpec: ClientSpec{
@@ -349,6 +358,7 @@ func TestExchangeTrustedJWTFollowsJWTBearerRules(t *testing.T) {
 // §2.1); any target the policy does not allow is invalid_target; other
 // grants still refuse repeats.
 func TestExchangeRepeatedTargets(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, withExchange())
 	e.clients["c-tx"].Exchange.Audiences = []string{"urn:svc:b", "urn:svc:c"}
 	at := txAccessToken(t, e, "alice", "read", nil)

@@ -27,6 +27,7 @@ const realm = `Bearer realm="` + testIssuer + `"`
 
 // RFC 6750 §3 and OIDC Core §5.3: who may read UserInfo and what it says.
 func TestUserinfoRefusals(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	noOpenID := firstGrant(t, e, "c-web", "scope", "read")
 	withOpenID := firstGrant(t, e, "c-web", "scope", "openid")
@@ -82,6 +83,7 @@ func TestUserinfoRefusals(t *testing.T) {
 }
 
 func TestUserinfoClaims(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	tests := []struct {
 		name, user, scope string
@@ -125,6 +127,7 @@ func TestUserinfoClaims(t *testing.T) {
 }
 
 func TestUserinfoRemovedUser(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	ctx := context.Background()
 	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {

@@ -14,6 +14,7 @@ import (
 )
 
 func TestValidateUser(t *testing.T) {
+	t.Parallel()
 	good := testHash("pw")
 	tests := []struct {
 		name string
@@ -50,6 +51,7 @@ func TestValidateUser(t *testing.T) {
 }
 
 func TestUsersPutRemoveList(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	ctx := context.Background()
 	us := e.users
@@ -131,6 +133,7 @@ func TestUsersPutRemoveList(t *testing.T) {
 var errAny = errors.New("any error")
 
 func TestNewEngineRejects(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		mod  func(c *Config)
@@ -175,6 +178,7 @@ func TestNewEngineRejects(t *testing.T) {
 // client can be created, and the client's own client_credentials token
 // (sub=c-basic, scope openid) then reads that user's UserInfo.
 func TestRuntimeUserNamedLikeClient(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	err := e.users.Put(context.Background(), &User{Name: "c-basic", PasswordHash: testHash("x"),
 		Claims: map[string]string{"email": "victim@example.test"}}, true)
@@ -192,6 +196,7 @@ func TestRuntimeUserNamedLikeClient(t *testing.T) {
 // tokens and sign-in sessions (RFC 9700 §4.14.2). A change of claims only
 // revokes nothing.
 func TestPasswordChangeKeepsClaimsRevokesGrants(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	ctx := context.Background()
 	claims := map[string]string{"email": "carol@example.test"}
@@ -331,6 +336,7 @@ func TestLowCostUserCostsTheDummy(t *testing.T) {
 // and at the next start, so that the user's wrong passwords cost what an
 // unknown name's do.
 func TestStoredCostlierUserRaisesTheCost(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	start := func() *Engine { return newEngine(t, withStore(st), withRevocations(nil)) }
 	e := start()

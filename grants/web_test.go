@@ -12,6 +12,7 @@ import (
 // An operator replaces the login page and the logo; pages not replaced
 // keep the built-in ones, and a broken template fails the config load.
 func TestCustomTemplatesAndLogo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	custom := `{{define "content"}}<p id="acme">ACME sign-in for {{.Client}}</p><form method="post" action="{{.Action}}">` +
 		`<input type="hidden" name="state" value="{{.State}}"><input type="hidden" name="csrf" value="{{.CSRF}}"></form>{{end}}{{template "layout" .}}`
@@ -55,6 +56,7 @@ func TestCustomTemplatesAndLogo(t *testing.T) {
 // The sign-in, consent and sign-out forms are capped like POST
 // /oauth/authorize: a larger body is 413, declared or chunked, not 400.
 func TestFormPostBodyCapped(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t)
 	for _, path := range []string{AuthorizePath + "/login", AuthorizePath + "/consent", LogoutPath} {
 		for _, chunked := range []bool{false, true} {
