@@ -7,19 +7,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
-
-// parseOAuth parses an oauth global option block into the app.
-func parseOAuth(t *testing.T, input string) (*App, error) {
-	t.Helper()
-	tokens, err := caddyfile.Tokenize([]byte(input), "Caddyfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := new(App)
-	return app, app.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens))
-}
 
 func TestRefreshTokenIdleTTLOption(t *testing.T) {
 	app, err := parseOAuth(t, "oauth {\n issuer https://as.test\n refresh_token_idle_ttl 36h\n}")

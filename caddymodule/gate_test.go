@@ -1,68 +1,13 @@
 package caddymodule
 
 import (
-	"context"
 	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
-
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
-
-// testApp provisions one oauth app, the way Caddy would, for handlers
-// under test. It opens no storage.
-var testApp = sync.OnceValues(func() (*App, error) {
-	return provisionApp("oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n}")
-})
-
-func provisionApp(src string) (*App, error) {
-	tokens, err := caddyfile.Tokenize([]byte(src), "Caddyfile")
-	if err != nil {
-		return nil, err
-	}
-	app := new(App)
-	if err := app.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens)); err != nil {
-		return nil, err
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	return app, app.Provision(ctx)
-}
-
-// provisionProtect parses an oauth_protect block and provisions it
-// against the test app, as Caddy does: Provision first, then Validate.
-func provisionProtect(src string) (*Protect, error) {
-	app, err := testApp()
-	if err != nil {
-		return nil, err
-	}
-	tokens, err := caddyfile.Tokenize([]byte(src), "Caddyfile")
-	if err != nil {
-		return nil, err
-	}
-	p := new(Protect)
-	if err := p.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens)); err != nil {
-		return nil, err
-	}
-	if err := p.provisionWith(app); err != nil {
-		return nil, err
-	}
-	return p, p.Validate()
-}
-
-func provisioned(t *testing.T, src string) *Protect {
-	t.Helper()
-	p, err := provisionProtect(src)
-	if err != nil {
-		t.Fatalf("provisioning %q: %v", src, err)
-	}
-	return p
-}
 
 // TestProtectProvision: every oauth_protect value is checked with an
 // error that says what to fix, never a panic, before anything is built.
