@@ -35,3 +35,43 @@ func FuzzBearerToken(f *testing.F) {
 		}
 	})
 }
+
+func TestBearerToken(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		header []string
+		url    string
+		token  string
+		status int
+		code   string
+	}{
+		{"valid", []string{"Bearer abc.def-_~+/="}, "/", "abc.def-_~+/=", 0, ""},
+		{"scheme is case-insensitive", []string{"bEaReR abc"}, "/", "abc", 0, ""},
+		{"no header", nil, "/", "", 401, ""},
+		{"other scheme is no token", []string{"Basic Zm9vOmJhcg=="}, "/", "", 401, ""},
+		{"empty bearer", []string{"Bearer"}, "/", "", 400, "invalid_request"},
+		{"bearer and space", []string{"Bearer "}, "/", "", 400, "invalid_request"},
+		{"two spaces", []string{"Bearer  abc"}, "/", "", 400, "invalid_request"},
+		{"trailing space", []string{"Bearer abc "}, "/", "", 400, "invalid_request"},
+		{"quote in token", []string{`Bearer ab"c`}, "/", "", 400, "invalid_request"},
+		{"padding in the middle", []string{"Bearer ab=c"}, "/", "", 400, "invalid_request"},
+		{"two headers", []string{"Bearer abc", "Bearer abc"}, "/", "", 400, "invalid_request"},
+		{"query token refused with 400 (RFC 6750 §3.1)", nil, "/?access_token=abc", "", 400, "invalid_request"},
+		{"encoded query token", nil, "/?access%5Ftoken=abc", "", 400, "invalid_request"},
+		{"PHP-folded query token", nil, "/?x=1;access.token=abc", "", 400, "invalid_request"},
+		{"query token beside header is two methods", []string{"Bearer abc"}, "/?access_token=abc", "", 400, "invalid_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, tt.url, nil)
+			for _, h := range tt.header {
+				r.Header.Add("Authorization", h)
+			}
+			tok, status, code := BearerToken(r)
+			if tok != tt.token || status != tt.status || code != tt.code {
+				t.Fatalf("bearerToken = %q, %d, %q; want %q, %d, %q", tok, status, code, tt.token, tt.status, tt.code)
+			}
+		})
+	}
+}
