@@ -17,6 +17,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
@@ -322,6 +324,12 @@ func withClients(cs ...*Client) engineOpt {
 // withLogger logs to l.
 func withLogger(l *zap.Logger) engineOpt {
 	return withConfig(func(c *Config) { c.Logger = l })
+}
+
+// observedLogger logs at debug level to logs, which the test reads.
+func observedLogger() (*zap.Logger, *observer.ObservedLogs) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	return zap.New(core), logs
 }
 
 // withStore runs the engine on st instead of a fresh store.

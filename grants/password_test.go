@@ -10,10 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
-
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
@@ -162,8 +158,8 @@ func TestPasswordGrantThrottle(t *testing.T) {
 // ROPC-05: neither passwords nor tokens reach the logs, even at debug.
 func TestPasswordGrantLogs(t *testing.T) {
 	t.Parallel()
-	core, logs := observer.New(zapcore.DebugLevel)
-	e := newEngine(t, withROPC(), withConfig(func(c *Config) { c.Logger = zap.New(core) }))
+	logger, logs := observedLogger()
+	e := newEngine(t, withROPC(), withLogger(logger))
 	m := checkToken(t, pwRequest(e, "192.0.2.50:1", "username", "alice", "password", "alice-pw"))
 	pwRequest(e, "192.0.2.50:1", "username", "alice", "password", "wrong-pw-secret")
 	for _, entry := range logs.All() {

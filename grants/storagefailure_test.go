@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -54,15 +53,6 @@ func (s *failStore) Batch(ctx context.Context, fn func(storage.Tx) error) error 
 		return errDiskFull
 	}
 	return s.Store.Batch(ctx, fn)
-}
-
-// sfEngine is the sign-in fixture engine with withLocalSubjects on a
-// failStore, logging to an observer at debug level.
-func sfEngine(t *testing.T) (*Engine, *failStore, *observer.ObservedLogs) {
-	t.Helper()
-	core, logs := observer.New(zapcore.DebugLevel)
-	fs := &failStore{Store: openStore(t)}
-	return newEngine(t, withStore(fs), withLogger(zap.New(core)), withLocalSubjects()), fs, logs
 }
 
 // sfRequest is a request from b's browser (its cookies, loopback) tagged
@@ -272,7 +262,9 @@ func TestStorageFailureLoggedWithCause(t *testing.T) {
 	t.Parallel()
 	for _, tc := range sfCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			e, fs, logs := sfEngine(t)
+			fs := &failStore{Store: openStore(t)}
+			logger, logs := observedLogger()
+			e := newEngine(t, withStore(fs), withLogger(logger), withLocalSubjects())
 			b := newBrowser(t, e)
 			r, h, secrets := tc.prep(t, e, b)
 			id, _ := r.Context().Value(requestIDKey{}).(string)
@@ -328,7 +320,9 @@ func TestStorageFailureLoggedWithCause(t *testing.T) {
 // line a second, with the count of those it held back.
 func TestStorageFailureBurstBounded(t *testing.T) {
 	t.Parallel()
-	e, fs, logs := sfEngine(t)
+	fs := &failStore{Store: openStore(t)}
+	logger, logs := observedLogger()
+	e := newEngine(t, withStore(fs), withLogger(logger), withLocalSubjects())
 	fs.mode.Store(failAll)
 	start := time.Now()
 	for i := range 100 {
@@ -351,7 +345,8 @@ func TestStorageFailureBurstBounded(t *testing.T) {
 // stays at DEBUG.
 func TestClientRefusalStaysDebug(t *testing.T) {
 	t.Parallel()
-	e, _, logs := sfEngine(t)
+	logger, logs := observedLogger()
+	e := newEngine(t, withLogger(logger), withLocalSubjects())
 	b := newBrowser(t, e)
 	f := url.Values{"grant_type": {"authorization_code"}, "code": {"no-such-code"}, "redirect_uri": {testRedirect["c-web"]}}
 	rec := httptest.NewRecorder()
