@@ -17,7 +17,8 @@ func num(v any) int64 { f, _ := v.(float64); return int64(f) }
 
 // CODE-08, IDT-01..06, BCP-03: what a redemption returns.
 func TestCodeGrantSuccess(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	tests := []struct {
 		name, client, user string
 		kv                 []string
@@ -72,7 +73,7 @@ func TestCodeGrantSuccess(t *testing.T) {
 			if ac.Subject != tt.user || ac.ClientID != tt.client || ac.Scope != tt.scope {
 				t.Errorf("access claims %+v", ac)
 			}
-			wantAud := siTestIssuer
+			wantAud := testIssuer
 			if tt.client == "c-web" {
 				wantAud = "https://app.test"
 			}
@@ -90,7 +91,7 @@ func TestCodeGrantSuccess(t *testing.T) {
 			if rk, _ := e.keyRing().Signer("RS256"); hdr["alg"] != "RS256" || hdr["typ"] != "JWT" || hdr["kid"] != rk.ID {
 				t.Errorf("id_token header %v", hdr)
 			}
-			if c["iss"] != siTestIssuer || c["sub"] != tt.user || c["aud"] != tt.client || c["azp"] != tt.client {
+			if c["iss"] != testIssuer || c["sub"] != tt.user || c["aud"] != tt.client || c["azp"] != tt.client {
 				t.Errorf("id_token iss/sub/aud/azp: %v", c)
 			}
 			iat, exp, authTime := num(c["iat"]), num(c["exp"]), num(c["auth_time"])
@@ -122,7 +123,8 @@ func TestCodeGrantSuccess(t *testing.T) {
 // CODE-01, CODE-02: a replay fails and revokes what the first redemption
 // issued, durably.
 func TestCodeReplay(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web", "scope", "openid read")
 	first := redeem(e, "c-web", code, verifier)
@@ -147,7 +149,8 @@ func TestCodeReplay(t *testing.T) {
 // CODE-04/05, PKCE-01/02/04/05/07, A-14..A-16: a failed redemption is
 // invalid_grant and burns the code, so the right request fails afterwards.
 func TestCodeBindings(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	_, otherChallenge := newPKCE()
 	tests := []struct {
 		name string
@@ -198,7 +201,8 @@ func TestCodeBindings(t *testing.T) {
 // required parameter, invalid_request. BUG: the engine answers
 // invalid_grant (checkRedemption treats "missing" like "different").
 func TestCodeMissingRedirectURI(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web")
 	tr := postToken(e, "c-web", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}})
@@ -209,7 +213,8 @@ func TestCodeMissingRedirectURI(t *testing.T) {
 // registered), the token request may leave it out too, but not send
 // another.
 func TestCodeRedirectURIOmitted(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web", "redirect_uri", "", "scope", "read")
 	wantOK(t, postToken(e, "c-web", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}}))
@@ -224,7 +229,8 @@ func TestCodeRedirectURIOmitted(t *testing.T) {
 
 // PKCE-03, A-14: a code issued without a challenge refuses a verifier.
 func TestCodeWithoutPKCE(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	q := authzQuery("c-nopkce", "", "code_challenge_method", "")
 	code := b.authorize(q, "alice", "alice-pw").Query().Get("code")
@@ -260,8 +266,9 @@ func storedCode(t *testing.T, e *Engine, code string) storage.Record {
 // A spent code is remembered for replay detection with nothing but the
 // grant to revoke, and no longer than the grant can live.
 func TestSpentCodeRecord(t *testing.T) {
+	t.Parallel()
 	for _, ttl := range []time.Duration{time.Hour, 40 * time.Second} {
-		e := siNewTestEngine(t, func(c *Config) { c.RefreshTokenTTL = ttl })
+		e := newEngine(t, withConfig(func(c *Config) { c.RefreshTokenTTL = ttl }))
 		b := newBrowser(t, e)
 		code, verifier := b.getCode("c-web")
 		wantOK(t, redeem(e, "c-web", code, verifier))
@@ -284,7 +291,8 @@ func TestSpentCodeRecord(t *testing.T) {
 
 // CODE-06: codes live 60 s; an expired one is invalid_grant.
 func TestCodeExpiry(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, _ := b.getCode("c-web")
 	rec := storedCode(t, e, code)
@@ -316,7 +324,8 @@ func TestCodeExpiry(t *testing.T) {
 
 // CODE-07, CA: how clients authenticate to redeem.
 func TestCodeClientAuthentication(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	code := func(client string) (url.Values, string) {
 		c, v := b.getCode(client)
@@ -367,7 +376,8 @@ func TestCodeClientAuthentication(t *testing.T) {
 
 // CODE-10: nonsense codes fail cleanly.
 func TestCodeNonsense(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	v, _ := newPKCE()
 	for _, c := range []string{"AAAA", strings.Repeat("A", 10<<10), "\x00", "../../etc/passwd", "%00"} {
 		wantErr(t, redeem(e, "c-web", c, v), http.StatusBadRequest, CodeInvalidGrant)
@@ -414,7 +424,8 @@ func exactlyOne(t *testing.T, n int, what string, send func() tokenResult) token
 // CODE-03: exactly one of many concurrent redemptions succeeds, and the
 // others count as replays.
 func TestCodeConcurrentRedemption(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web")
 	const n = 100
@@ -429,7 +440,8 @@ func TestCodeConcurrentRedemption(t *testing.T) {
 // invalid_target. BUG: parseAuthorize reads resource (it is in
 // authzParams) but never checks it, so the flow goes on to the login page.
 func TestAuthorizeResource(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	_, ch := newPKCE()
 	for _, res := range []string{"app", "https://app.test#f", "https://other.test"} {
 		t.Run(res, func(t *testing.T) {
@@ -448,7 +460,8 @@ func TestAuthorizeResource(t *testing.T) {
 // RFC 8707 at the token endpoint: a resource outside the client's
 // audience is invalid_target; one inside becomes the aud.
 func TestCodeResource(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web")
 	f := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {testRedirect["c-web"]},

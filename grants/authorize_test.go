@@ -61,7 +61,8 @@ func getAuthorize(e *Engine, rawQuery string) *httptest.ResponseRecorder {
 // AZ-01, AZ-02, AZ-04, A-12, A-13, A-20, A-24: anything but an exact
 // redirect URI of a known client gives an error page and never a redirect.
 func TestAuthorizeErrorPage(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	_, ch := newPKCE()
 	q := func(client string, kv ...string) string { return authzQuery(client, ch, kv...).Encode() }
 	web := func(ru string) string { return q("c-web", "redirect_uri", ru) }
@@ -132,7 +133,8 @@ func TestAuthorizeErrorPage(t *testing.T) {
 
 // AZ-03, RFC 8252 §7.3: only the port of a loopback IP literal may vary.
 func TestAuthorizeLoopbackRedirect(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	_, ch := newPKCE()
 	tests := []struct {
 		ru    string
@@ -181,7 +183,8 @@ func TestAuthorizeLoopbackRedirect(t *testing.T) {
 // AZ-05..AZ-11, A-14, A-23: once the redirect URI is trusted, errors go
 // back to it with error, state (as received) and iss.
 func TestAuthorizeRedirectErrors(t *testing.T) {
-	e := siNewTestEngine(t, func(c *Config) {
+	t.Parallel()
+	e := newEngine(t, withConfig(func(c *Config) {
 		c.Clients = append(c.Clients, &Client{
 			ClientSpec: ClientSpec{
 				ID:           "c-cc",
@@ -191,7 +194,7 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 			},
 			SecretHash: HashSecret("x"),
 		})
-	})
+	}))
 	redirectOf := func(client string) string {
 		if client == "c-cc" {
 			return "https://cc.test/cb"
@@ -264,7 +267,7 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 			if v.Get("code") != "" {
 				t.Fatalf("a code came with an error")
 			}
-			if v.Get("iss") != siTestIssuer {
+			if v.Get("iss") != testIssuer {
 				t.Fatalf("iss = %q", v.Get("iss"))
 			}
 			switch {
@@ -284,7 +287,8 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 // A-23: state is URL-encoded into the Location, never split into headers;
 // the redirect URI's own query is kept.
 func TestAuthorizeRedirectEncoding(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	_, ch := newPKCE()
 	evil := "x\r\nSet-Cookie:a=b"
 	raw := authzQuery("c-web", ch, "response_type", "token", "state", "").Encode() + "&state=x%0d%0aSet-Cookie:a=b"
@@ -322,6 +326,7 @@ func TestAuthorizeRedirectEncoding(t *testing.T) {
 // requireTLS: plain HTTP from elsewhere is refused unless TLS ends in a
 // proxy in front.
 func TestAuthorizeRequiresTLS(t *testing.T) {
+	t.Parallel()
 	_, ch := newPKCE()
 	q := authzQuery("c-web", ch).Encode()
 	tests := []struct {
@@ -339,7 +344,7 @@ func TestAuthorizeRequiresTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := siNewTestEngine(t, func(c *Config) { c.BehindTLSProxy = tt.proxy })
+			e := newEngine(t, withConfig(func(c *Config) { c.BehindTLSProxy = tt.proxy }))
 			b := newBrowser(t, e)
 			b.remote, b.tls = tt.remote, tt.tls
 			rec := b.get(AuthorizePath + "?" + q)
@@ -355,7 +360,8 @@ func TestAuthorizeRequiresTLS(t *testing.T) {
 }
 
 func TestAuthorizeMethods(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	_, ch := newPKCE()
 	// POST form parameters are read like the query.
 	b := newBrowser(t, e)
@@ -374,7 +380,8 @@ func TestAuthorizeMethods(t *testing.T) {
 
 // A-24: what the login page reflects is escaped.
 func TestLoginPageEscapes(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	_, ch := newPKCE()
 	rec := getAuthorize(e, authzQuery("c-web", ch, "login_hint", `"><script>alert(1)</script>`).Encode())
 	if rec.Code != http.StatusOK || !isLoginPage(rec) {
@@ -394,7 +401,8 @@ func TestLoginPageEscapes(t *testing.T) {
 // bound to a live code is refused at once, before sign-in; two open
 // transactions with the same challenge get at most one code.
 func TestAuthorizeChallengeReuse(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	_, ch := newPKCE()
 	wantReuseRefused := func(rec *httptest.ResponseRecorder) {
 		t.Helper()
@@ -430,5 +438,72 @@ func TestAuthorizeChallengeReuse(t *testing.T) {
 	_, other := newPKCE()
 	if loc := b1.authorize(authzQuery("c-trusted", other), "alice", "alice-pw"); loc.Query().Get("code") == "" {
 		t.Fatalf("fresh challenge: %s", loc)
+	}
+}
+
+// POST /oauth/authorize reads at most MaxBodyBytes, like the token
+// endpoint: a larger body is 413, declared or chunked.
+func TestAuthorizePostBodyCapped(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t)
+	_, ch := newPKCE()
+	q := authzQuery("c-web", ch).Encode()
+	for _, chunked := range []bool{false, true} {
+		body := q + "&pad=" + strings.Repeat("a", MaxBodyBytes)
+		r, _ := http.NewRequest(http.MethodPost, "https://as.test"+AuthorizePath, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if chunked {
+			r.ContentLength = -1
+		}
+		b := newBrowser(t, e)
+		rec := b.do(r)
+		if rec.Code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("chunked=%v: %d-byte authorization request body: %d, want 413", chunked, len(body), rec.Code)
+		}
+	}
+	// A normal POST still works.
+	r, _ := http.NewRequest(http.MethodPost, "https://as.test"+AuthorizePath, strings.NewReader(q))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if rec := newBrowser(t, e).do(r); !isLoginPage(rec) {
+		t.Fatalf("a small POST authorization request: %d, want the login page", rec.Code)
+	}
+}
+
+// RFC 8252 §8.6: anyone on the machine can claim a public client's
+// loopback redirect, so a public client never gets a code without the
+// user acting in that request: a remembered consent (or the client being
+// trusted) does not skip the consent page, and prompt=none is refused.
+func TestPublicClientNeverSilent(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t)
+	b := newBrowser(t, e)
+	// alice signs in and allows c-pub once (the interaction).
+	code, verifier := b.getCode("c-pub")
+	wantOK(t, redeem(e, "c-pub", code, verifier))
+
+	for _, client := range []string{"c-pub", "c-multi"} { // untrusted, trusted
+		_, ch := newPKCE()
+		// Signed in, consent remembered, prompt=none: an error, no code.
+		rec := b.get(AuthorizePath + "?" + authzQuery(client, ch, "prompt", "none").Encode())
+		loc := mustLocation(t, rec)
+		if loc.Query().Get("code") != "" || (loc.Query().Get("error") != "consent_required" && loc.Query().Get("error") != "interaction_required") {
+			t.Fatalf("%s: prompt=none with a session and remembered consent redirected to %s", client, loc)
+		}
+		// Without prompt=none the user must act on the consent page.
+		rec = b.get(AuthorizePath + "?" + authzQuery(client, ch).Encode())
+		if !isConsentPage(rec) {
+			t.Fatalf("%s: a public client got past consent without interaction: %d %s", client, rec.Code, rec.Header().Get("Location"))
+		}
+		loc = mustLocation(t, b.consent(rec, "allow"))
+		if loc.Query().Get("code") == "" {
+			t.Fatalf("%s: allowing on the consent page gave no code: %s", client, loc)
+		}
+	}
+	// A confidential client keeps the remembered consent and prompt=none.
+	code, _ = b.getCode("c-web")
+	_, ch := newPKCE()
+	loc := mustLocation(t, b.get(AuthorizePath+"?"+authzQuery("c-web", ch, "prompt", "none").Encode()))
+	if code == "" || loc.Query().Get("code") == "" {
+		t.Fatalf("a confidential client lost silent re-authorization: %s", loc)
 	}
 }

@@ -11,6 +11,7 @@ import (
 )
 
 func TestValidateRedirectURI(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		uri string
 		ok  bool
@@ -57,6 +58,7 @@ func TestValidateRedirectURI(t *testing.T) {
 }
 
 func TestClientValidateSignin(t *testing.T) {
+	t.Parallel()
 	base := func() *Client {
 		return &Client{
 			ClientSpec: ClientSpec{
@@ -117,6 +119,7 @@ func TestClientValidateSignin(t *testing.T) {
 }
 
 func TestMatchRedirectURI(t *testing.T) {
+	t.Parallel()
 	c := &Client{ClientSpec: ClientSpec{RedirectURIs: []string{"https://client.test/cb", "http://127.0.0.1/cb", "http://[::1]:8080/cb?x=1", "http://127.0.0.1:9"}}}
 	tests := []struct {
 		uri string

@@ -68,10 +68,6 @@ func caClients(t testing.TB) []*Client {
 	}
 }
 
-func caEngine(t testing.TB) *Engine {
-	return newTestEngine(t, func(c *Config) { c.Clients = append(c.Clients, caClients(t)...) })
-}
-
 // caSign builds a compact JWS from a header and claims given as maps (or
 // raw JSON strings), signed with key under alg; alg "none" leaves the
 // signature empty.
@@ -127,7 +123,8 @@ func caForm(assertion string, extra ...string) string {
 }
 
 func TestClientAssertion(t *testing.T) {
-	e := caEngine(t)
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withAssertionClients())
 	now := time.Now().Unix()
 	pkjHdr := func(mod func(map[string]any)) map[string]any {
 		h := map[string]any{"alg": "ES256", "kid": "k1"}
@@ -236,7 +233,8 @@ func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 // CA-09: an assertion works once, for either method.
 func TestClientAssertionReplay(t *testing.T) {
-	e := caEngine(t)
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withAssertionClients())
 	for _, a := range []string{caPKJ(t, nil), caHS(t, "HS256", nil)} {
 		checkToken(t, serve(e, tokenRequest(caForm(a))))
 		checkError(t, serve(e, tokenRequest(caForm(a))), 401, CodeInvalidClient)
@@ -248,7 +246,8 @@ func TestClientAssertionReplay(t *testing.T) {
 }
 
 func TestClientAssertionMetadata(t *testing.T) {
-	e := caEngine(t)
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withAssertionClients())
 	m := testMetadata(t, e)
 	for _, want := range []string{AuthSecretBasic, AuthSecretPost, AuthSecretJWT, AuthPrivateKeyJWT} {
 		if !contains(m.TokenEndpointAuthMethodsSupported, want) {
@@ -269,7 +268,7 @@ func TestClientAssertionMetadata(t *testing.T) {
 	if contains(m.TokenEndpointAuthSigningAlgsSupported, "none") {
 		t.Error("none is advertised")
 	}
-	if m := testMetadata(t, newTestEngine(t, nil)); m.TokenEndpointAuthSigningAlgsSupported != nil {
+	if m := testMetadata(t, newEngine(t, ccFixture())); m.TokenEndpointAuthSigningAlgsSupported != nil {
 		t.Errorf("signing algs advertised without assertion clients: %v", m.TokenEndpointAuthSigningAlgsSupported)
 	}
 }
@@ -284,6 +283,7 @@ func contains(list []string, s string) bool {
 }
 
 func TestParseJWKS(t *testing.T) {
+	t.Parallel()
 	priv, _ := jwk.Import(caKey)
 	privSet := jwk.NewSet()
 	_ = privSet.AddKey(priv)
@@ -323,6 +323,7 @@ func TestParseJWKS(t *testing.T) {
 // refreshed for an unknown kid no more often than jwksMinRefresh, and a
 // document over the size cap is refused.
 func TestClientAssertionRemoteJWKS(t *testing.T) {
+	t.Parallel()
 	var doc atomic.Value
 	doc.Store(caJWKS(t, caKey.Public(), "k1", ""))
 	var fetches atomic.Int32
@@ -336,9 +337,9 @@ func TestClientAssertionRemoteJWKS(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys.client.Transport = srv.Client().Transport
-	e := newTestEngine(t, func(c *Config) {
+	e := newEngine(t, ccFixture(), withConfig(func(c *Config) {
 		c.Clients = append(c.Clients, &Client{ClientSpec: ClientSpec{ID: "c-pkj", AuthMethod: AuthPrivateKeyJWT, GrantTypes: []string{GrantClientCredentials}}, Keys: keys})
-	})
+	}))
 	checkToken(t, serve(e, tokenRequest(caForm(caPKJ(t, nil)))))
 	checkToken(t, serve(e, tokenRequest(caForm(caPKJ(t, nil)))))
 	if n := fetches.Load(); n != 1 {
@@ -408,10 +409,10 @@ func TestJOSENamesCaseSensitive(t *testing.T) {
 			t.Errorf("checkJSONObject(%s) = %v, want ok %v", obj, err, ok)
 		}
 	}
-	e := caEngine(t)
+	e := newEngine(t, ccFixture(), withAssertionClients())
 	tok := caSign(t, "ES256", caKey, map[string]any{"alg": "ES256", "kid": "k1"},
 		caClaims("c-pkj", func(m map[string]any) { m["ISS"] = m["iss"]; delete(m, "iss") }))
 	checkError(t, serve(e, tokenRequest(caForm(tok))), 401, CodeInvalidClient)
-	je := jbEngine(t, nil)
+	je := newEngine(t, ccFixture(), withJWTBearer(nil))
 	checkError(t, jbPost(je, "c-jb", jbAssertion(t, func(m map[string]any) { m["SUB"] = "admin" })), 400, CodeInvalidGrant)
 }

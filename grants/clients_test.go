@@ -20,7 +20,8 @@ import (
 // secret it was given once, which is stored only as a hash; config
 // clients win and cannot be removed; removal revokes its tokens.
 func TestRunTimeClients(t *testing.T) {
-	e := opNewEngine(t)
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	secret, err := e.AddClient(ctx, &Client{
 		ClientSpec: ClientSpec{
@@ -88,7 +89,8 @@ func TestRunTimeClients(t *testing.T) {
 // TestRunTimePublicClientSignsIn: the authorization endpoint finds a
 // client registered at run time.
 func TestRunTimePublicClientSignsIn(t *testing.T) {
-	e := opNewEngine(t)
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
 	secret, err := e.AddClient(context.Background(), &Client{
 		ClientSpec: ClientSpec{
 			ID:           "rt-spa",
@@ -119,7 +121,8 @@ func TestRunTimePublicClientSignsIn(t *testing.T) {
 // TestRevokeBySubjectAndClient: every grant and access token of a user,
 // or of a client, stops working at once; others are untouched.
 func TestRevokeBySubjectAndClient(t *testing.T) {
-	e := opNewEngine(t)
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	web := firstGrant(t, e, "c-web")
 	trusted := firstGrant(t, e, "c-trusted")
@@ -158,7 +161,8 @@ func TestRevokeBySubjectAndClient(t *testing.T) {
 // a grant type or scope only they use appears, and goes again when they
 // are removed.
 func TestRunTimeClientsInDiscovery(t *testing.T) {
-	e := opNewEngine(t)
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	m := testMetadata(t, e)
 	if slices.Contains(m.GrantTypesSupported, GrantPassword) || slices.Contains(m.ScopesSupported, "rt-only") {
@@ -188,7 +192,8 @@ func TestRunTimeClientsInDiscovery(t *testing.T) {
 // A run-time client may register the algorithm of its ID tokens, but only
 // one the server holds a key for; the registration is kept with it.
 func TestRunTimeClientIDTokenAlg(t *testing.T) {
-	e := opNewEngine(t)
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	c := &Client{ClientSpec: ClientSpec{ID: "rt-eddsa", GrantTypes: []string{GrantAuthorizationCode}, RedirectURIs: []string{"https://app.test/cb"},
 		IDTokenSignedResponseAlg: "EdDSA"}}
@@ -209,7 +214,7 @@ func TestRunTimeClientIDTokenAlg(t *testing.T) {
 // unchanged; a change in storage (another config on the same file) or
 // its removal is seen at the next lookup.
 func TestRunTimeClientCache(t *testing.T) {
-	e := opNewEngine(t)
+	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	if _, err := e.AddClient(ctx, &Client{ClientSpec: ClientSpec{ID: "rt-cache", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read"}}}); err != nil {
 		t.Fatal(err)

@@ -48,7 +48,8 @@ func varyHasOrigin(h http.Header) bool {
 // the origin of a registered redirect URI: those exact origins get CORS,
 // never with credentials; others get none.
 func TestCORSClientEndpoints(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	const good = "https://client.test" // c-web's redirect URI is https://client.test/cb
 	endpoints := []struct {
 		name    string
@@ -116,7 +117,8 @@ func TestCORSClientEndpoints(t *testing.T) {
 // The pages and the endpoints no browser app calls answer no CORS, even
 // for a registered origin.
 func TestCORSNotOnPagesOrIntrospection(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	const good = "https://client.test"
 	for name, h := range map[string]http.HandlerFunc{
 		"authorize": e.serveAuthorize, "login": e.serveLogin, "consent": e.serveConsent,
@@ -139,7 +141,8 @@ func TestCORSNotOnPagesOrIntrospection(t *testing.T) {
 // Clients registered at run time get CORS for their redirect URIs' origins
 // at once, and lose it when removed.
 func TestCORSRunTimeClients(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	const spa = "https://spa.test:8443"
 	allowed := func() bool {
 		return preflight(e.serveToken, spa, http.MethodPost, "content-type").Header().Get("Access-Control-Allow-Origin") == spa
@@ -173,7 +176,8 @@ func TestCORSRunTimeClients(t *testing.T) {
 // JWKS and discovery are public documents: any origin may read them,
 // without credentials, and a preflight is answered.
 func TestCORSPublicDocuments(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	for name, h := range map[string]http.HandlerFunc{"jwks": e.serveJWKS, "metadata": e.serveMetadata} {
 		rec := corsRequest(h, http.MethodGet, "https://anyone.test", nil, "")
 		if rec.Code != http.StatusOK || rec.Header().Get("Access-Control-Allow-Origin") != "*" ||

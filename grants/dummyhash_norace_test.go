@@ -19,7 +19,7 @@ func TestUnknownUserRealDummyHash(t *testing.T) {
 	cheap := dummyHashFor
 	dummyHashFor = realDummyHashFor
 	defer func() { dummyHashFor = cheap }()
-	e := siNewTestEngine(t, func(c *Config) { c.Users = nil })
+	e := newEngine(t, withConfig(func(c *Config) { c.Users = nil }))
 	u, err := e.users.Authenticate(context.Background(), "mallory", dummyPassword)
 	if u != nil || !errors.Is(err, ErrUserNotFound) {
 		t.Fatalf("unknown user with the dummy's own password: %v, %v", u, err)

@@ -12,13 +12,13 @@ import (
 // though access tokens stay ES256; a client may register the signing_alg
 // instead; discovery lists both; the JWKS publishes both keys.
 func TestIDTokenRS256(t *testing.T) {
-	e := siNewTestEngine(t, func(c *Config) {
+	e := newEngine(t, withConfig(func(c *Config) {
 		for _, cl := range c.Clients {
 			if cl.ID == "c-trusted" {
 				cl.IDTokenSignedResponseAlg = "ES256"
 			}
 		}
-	})
+	}))
 	tr := firstGrant(t, e, "c-web", "scope", "openid read")
 	if h, _ := segments(t, tr.str("access_token")); h["alg"] != "ES256" {
 		t.Fatalf("access token alg = %v, want ES256", h["alg"])
@@ -67,14 +67,14 @@ func TestIDTokenRS256(t *testing.T) {
 
 // Token exchange accepts our ID tokens signed with either key.
 func TestTokenExchangeIDTokenBothAlgs(t *testing.T) {
-	e := txEngine(t)
+	e := newEngine(t, withExchange())
 	u, _ := e.users.Lookup(t.Context(), "alice")
 	for _, alg := range []string{"RS256", "ES256"} {
 		k, ok := e.keyRing().Signer(alg)
 		if !ok {
 			t.Fatalf("no %s key", alg)
 		}
-		idt, err := k.MintIDToken(newIDClaims(siTestIssuer, u, "c-tx", "", []string{"openid"}, time.Now(), time.Now(), time.Minute))
+		idt, err := k.MintIDToken(newIDClaims(testIssuer, u, "c-tx", "", []string{"openid"}, time.Now(), time.Now(), time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,9 +89,9 @@ func TestTokenExchangeIDTokenBothAlgs(t *testing.T) {
 // and an engine with signing_alg RS256 holds one key for both.
 func TestIDTokenKeyLifecycle(t *testing.T) {
 	st := openStore(t)
-	e := krMustEngine(t, st, nil)
+	e := newEngine(t, withStore(st))
 	rk, _ := e.keyRing().Signer("RS256")
-	again := krMustEngine(t, st, nil)
+	again := newEngine(t, withStore(st))
 	if k, _ := again.keyRing().Signer("RS256"); k == nil || k.ID != rk.ID {
 		t.Fatalf("RS256 key not persisted: %v vs %s", k, rk.ID)
 	}
@@ -106,15 +106,7 @@ func TestIDTokenKeyLifecycle(t *testing.T) {
 		t.Fatal("rotated-out RS256 key no longer verifies")
 	}
 
-	cfg := testConfig()
-	cfg.SigningAlg = "RS256"
-	e2, err := NewEngine(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e2.Start(t.Context(), openStore(t), nil); err != nil {
-		t.Fatal(err)
-	}
+	e2 := newEngine(t, withRevocations(nil), withConfig(func(c *Config) { c.SigningAlg = "RS256" }))
 	if n := len(e2.keyRing().All()); n != 1 {
 		t.Fatalf("signing_alg RS256: %d keys, want one for both", n)
 	}

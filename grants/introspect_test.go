@@ -11,7 +11,8 @@ import (
 
 // TestIntrospectRequestRules covers INT-01, INT-02 and CA-16.
 func TestIntrospectRequestRules(t *testing.T) {
-	e := opNewEngine(t)
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
 	at := opClientToken(t, e)
 	opRunRules(t, e, e.serveIntrospect, IntrospectPath, []opRule{
 		{"no token", "c-basic", url.Values{}, "", 400, CodeInvalidRequest},
@@ -30,17 +31,18 @@ func TestIntrospectRequestRules(t *testing.T) {
 
 // TestIntrospectActive covers INT-03, INT-05 and INT-08.
 func TestIntrospectActive(t *testing.T) {
-	e := opNewEngine(t)
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
 	tr := firstGrant(t, e, "c-web", "scope", "openid read")
 	rt, at := tr.str("refresh_token"), tr.str("access_token")
 	for _, hint := range []string{"", "access_token", "refresh_token", "foo"} {
 		got := opIntrospect(e, "c-web", "token", at, "token_type_hint", hint)
 		want := map[string]any{"active": true, "scope": "openid read", "client_id": "c-web", "username": "alice",
-			"sub": "alice", "aud": "https://app.test", "iss": siTestIssuer, "token_type": "Bearer", "jti": jtiOf(t, at)}
+			"sub": "alice", "aud": "https://app.test", "iss": testIssuer, "token_type": "Bearer", "jti": jtiOf(t, at)}
 		opWantMembers(t, got, want, "exp", "iat")
 		got = opIntrospect(e, "c-web", "token", rt, "token_type_hint", hint)
 		want = map[string]any{"active": true, "scope": "openid read", "client_id": "c-web", "username": "alice",
-			"sub": "alice", "iss": siTestIssuer, "token_type": "refresh_token"}
+			"sub": "alice", "iss": testIssuer, "token_type": "refresh_token"}
 		opWantMembers(t, got, want, "exp")
 	}
 	// client_credentials: the client acts for itself, so no username.
@@ -55,7 +57,8 @@ func TestIntrospectActive(t *testing.T) {
 // TestIntrospectInactive covers INT-04 and INT-06: everything that is not
 // an active token the caller may see is exactly {"active":false}.
 func TestIntrospectInactive(t *testing.T) {
-	e := opNewEngine(t)
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
 	tr := firstGrant(t, e, "c-web")
 	rt, at := tr.str("refresh_token"), tr.str("access_token")
 	next := refresh(e, "c-web", rt)
@@ -65,7 +68,7 @@ func TestIntrospectInactive(t *testing.T) {
 		t.Fatal(r.raw)
 	}
 	expired := signRaw(t, e.keyRing().Current, `{"alg":"ES256","typ":"at+jwt","kid":"`+e.keyRing().Current.ID+`"}`,
-		`{"iss":"`+siTestIssuer+`","sub":"c-basic","aud":"x","exp":1000,"iat":900,"jti":"j","client_id":"c-basic"}`)
+		`{"iss":"`+testIssuer+`","sub":"c-basic","aud":"x","exp":1000,"iat":900,"jti":"j","client_id":"c-basic"}`)
 	tests := []struct{ name, client, token string }{
 		{"garbage", "c-web", "garbage"},
 		{"rotated refresh token", "c-web", rt},
@@ -105,12 +108,13 @@ func opWantMembers(t *testing.T, tr tokenResult, want map[string]any, numeric ..
 // TestOpsMetadata: both endpoints are published (META-03), and public
 // clients are offered revocation but not introspection.
 func TestOpsMetadata(t *testing.T) {
-	e := opNewEngine(t)
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
 	var m Metadata
 	if err := json.Unmarshal(getMetadata(t, e, http.MethodGet).Body.Bytes(), &m); err != nil {
 		t.Fatal(err)
 	}
-	if m.RevocationEndpoint != siTestIssuer+RevokePath || m.IntrospectionEndpoint != siTestIssuer+IntrospectPath {
+	if m.RevocationEndpoint != testIssuer+RevokePath || m.IntrospectionEndpoint != testIssuer+IntrospectPath {
 		t.Fatalf("endpoints: %q %q", m.RevocationEndpoint, m.IntrospectionEndpoint)
 	}
 	if !slices.Contains(m.RevocationEndpointAuthMethodsSupported, AuthNone) ||

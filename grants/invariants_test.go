@@ -78,22 +78,6 @@ func invClients() []*Client {
 	return out
 }
 
-func invEngine(t *testing.T) *Engine {
-	t.Helper()
-	keys, err := ParseJWKS(caJWKS(t, caOtherKey.Public(), "idp1", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	idp, _ := samlSigners(t)
-	return siNewTestEngine(t, func(c *Config) {
-		c.Clients = append(c.Clients, invClients()...)
-		c.TrustedIssuers = []*TrustedIssuer{{Issuer: jbIssuer, Keys: keys, Scopes: []string{"read"},
-			AllowedClients: []string{"inv-jb", "inv-jb-o", "inv-tx", "inv-tx-o"}}}
-		c.SAMLIdPs = []*SAMLIdP{{EntityID: samlIdP, Certificate: idp.Certificate(), Scopes: []string{"read"},
-			AllowedClients: []string{"inv-saml", "inv-saml-o"}}}
-	})
-}
-
 // invToken is what one way obtained.
 type invToken struct {
 	access  string
@@ -228,7 +212,8 @@ var invWays = []invWay{
 // TestInvariantsCoverEveryGrant: every grant type the engine implements
 // is enabled in the fixture and has at least one way above.
 func TestInvariantsCoverEveryGrant(t *testing.T) {
-	e := invEngine(t)
+	t.Parallel()
+	e := newEngine(t, withEveryGrant())
 	for _, g := range SupportedGrantTypes {
 		if _, ok := e.grants[g]; !ok {
 			t.Errorf("grant %s is not enabled in the invariants fixture: register a client for it in invClients", g)
@@ -284,6 +269,7 @@ func invRevokeToken(t *testing.T, e *Engine, client, tok string) {
 }
 
 func TestInvariantsEveryWay(t *testing.T) {
+	t.Parallel()
 	for _, w := range invWays {
 		for _, suffix := range []string{"", "-o"} {
 			if w.grant == GrantAuthorizationCode && suffix != "" {
@@ -291,7 +277,7 @@ func TestInvariantsEveryWay(t *testing.T) {
 			}
 			t.Run(w.name+suffix, func(t *testing.T) {
 				t.Run("subject and lifetime", func(t *testing.T) {
-					e := invEngine(t)
+					e := newEngine(t, withEveryGrant())
 					tok := w.get(t, e, suffix)
 					c := invLive(t, e, tok.access)
 					users, _ := e.users.List(t.Context())
@@ -317,14 +303,14 @@ func TestInvariantsEveryWay(t *testing.T) {
 					}
 				})
 				t.Run("revoking the token", func(t *testing.T) {
-					e := invEngine(t)
+					e := newEngine(t, withEveryGrant())
 					tok := w.get(t, e, suffix)
 					invLive(t, e, tok.access)
 					invRevokeToken(t, e, tok.client, tok.access)
 					invDead(t, e, tok.access, "revoking it")
 				})
 				t.Run("revoking its grant", func(t *testing.T) {
-					e := invEngine(t)
+					e := newEngine(t, withEveryGrant())
 					tok := w.get(t, e, suffix)
 					invLive(t, e, tok.access)
 					switch {
@@ -344,7 +330,7 @@ func TestInvariantsEveryWay(t *testing.T) {
 					invDead(t, e, tok.access, "revoking its grant")
 				})
 				t.Run("revoking its subject", func(t *testing.T) {
-					e := invEngine(t)
+					e := newEngine(t, withEveryGrant())
 					tok := w.get(t, e, suffix)
 					c := invLive(t, e, tok.access)
 					var err error
@@ -359,7 +345,7 @@ func TestInvariantsEveryWay(t *testing.T) {
 					invDead(t, e, tok.access, "revoking its subject")
 				})
 				t.Run("revoking its client", func(t *testing.T) {
-					e := invEngine(t)
+					e := newEngine(t, withEveryGrant())
 					tok := w.get(t, e, suffix)
 					invLive(t, e, tok.access)
 					if _, err := e.RevokeClient(t.Context(), tok.client); err != nil {
@@ -368,8 +354,8 @@ func TestInvariantsEveryWay(t *testing.T) {
 					invDead(t, e, tok.access, "revoking its client "+tok.client)
 				})
 				t.Run("revoking a token it was derived from", func(t *testing.T) {
-					for _, holder := range w.get(t, invEngine(t), suffix).parentTokens {
-						e := invEngine(t)
+					for _, holder := range w.get(t, newEngine(t, withEveryGrant()), suffix).parentTokens {
+						e := newEngine(t, withEveryGrant())
 						tok := w.get(t, e, suffix)
 						invLive(t, e, tok.access)
 						for p, h := range tok.parentTokens {
@@ -381,8 +367,8 @@ func TestInvariantsEveryWay(t *testing.T) {
 					}
 				})
 				t.Run("revoking a client it was derived from", func(t *testing.T) {
-					for _, pc := range w.get(t, invEngine(t), suffix).parentClients {
-						e := invEngine(t)
+					for _, pc := range w.get(t, newEngine(t, withEveryGrant()), suffix).parentClients {
+						e := newEngine(t, withEveryGrant())
 						tok := w.get(t, e, suffix)
 						invLive(t, e, tok.access)
 						if _, err := e.RevokeClient(t.Context(), pc); err != nil {
@@ -400,7 +386,8 @@ func TestInvariantsEveryWay(t *testing.T) {
 // had, like revoking it: access tokens at the gate and at introspection,
 // refresh tokens, and tokens exchanged from them.
 func TestInvariantsRemovedUser(t *testing.T) {
-	e := invEngine(t)
+	t.Parallel()
+	e := newEngine(t, withEveryGrant())
 	if err := e.users.Put(t.Context(), &User{Name: "ivy", PasswordHash: testHash("ivy-pw")}, true); err != nil {
 		t.Fatal(err)
 	}

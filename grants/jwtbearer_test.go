@@ -14,33 +14,6 @@ import (
 
 const jbIssuer = "https://idp.partner.test"
 
-// jbEngine trusts jbIssuer (key caOtherKey, kid "idp1") for c-jb; c-jb2
-// may use the grant but is not allowed for that issuer.
-func jbEngine(t testing.TB, mod func(*TrustedIssuer)) *Engine {
-	keys, err := ParseJWKS(caJWKS(t, caOtherKey.Public(), "idp1", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ti := &TrustedIssuer{Issuer: jbIssuer, Keys: keys, AllowedClients: []string{"c-jb"}, Scopes: []string{"read", "write"}}
-	if mod != nil {
-		mod(ti)
-	}
-	return newTestEngine(t, func(c *Config) {
-		c.Clients = append(c.Clients,
-			&Client{
-				ClientSpec: ClientSpec{
-					ID:         "c-jb",
-					AuthMethod: AuthSecretPost,
-					GrantTypes: []string{GrantJWTBearer},
-					Scopes:     []string{"read", "write", "admin"},
-				},
-				SecretHash: HashSecret(postSecret),
-			},
-			&Client{ClientSpec: ClientSpec{ID: "c-jb2", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantJWTBearer}}, SecretHash: HashSecret(postSecret)})
-		c.TrustedIssuers = []*TrustedIssuer{ti}
-	})
-}
-
 func jbClaims(mod func(map[string]any)) map[string]any {
 	now := time.Now().Unix()
 	m := map[string]any{"iss": jbIssuer, "sub": "user-42", "aud": testIssuer, "exp": now + 60, "iat": now, "jti": tokens.RandomID(12), "email": "u42@partner.test"}
@@ -67,7 +40,8 @@ func jbPost(e *Engine, client, assertion string, kv ...string) *httptest.Respons
 }
 
 func TestJWTBearerGrant(t *testing.T) {
-	e := jbEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withJWTBearer(nil))
 	now := time.Now().Unix()
 	hdr := func(mod func(map[string]any)) map[string]any {
 		h := map[string]any{"alg": "ES256", "kid": "idp1"}
@@ -137,14 +111,16 @@ func TestJWTBearerGrant(t *testing.T) {
 
 // JWTB-07: an assertion works once.
 func TestJWTBearerReplay(t *testing.T) {
-	e := jbEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withJWTBearer(nil))
 	a := jbAssertion(t, nil)
 	checkToken(t, jbPost(e, "c-jb", a))
 	checkError(t, jbPost(e, "c-jb", a), 400, CodeInvalidGrant)
 }
 
 func TestJWTBearerSubjectClaim(t *testing.T) {
-	e := jbEngine(t, func(ti *TrustedIssuer) { ti.SubjectClaim = "email" })
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withJWTBearer(func(ti *TrustedIssuer) { ti.SubjectClaim = "email" }))
 	m := checkToken(t, jbPost(e, "c-jb", jbAssertion(t, nil), "scope", "read"))
 	if _, claims := segments(t, m["access_token"].(string)); claims["ext_sub"] != "u42@partner.test" || claims["scope"] != "read" {
 		t.Errorf("claims %v", claims)
@@ -153,6 +129,7 @@ func TestJWTBearerSubjectClaim(t *testing.T) {
 }
 
 func TestJWTBearerConfig(t *testing.T) {
+	t.Parallel()
 	keys, _ := ParseJWKS(caJWKS(t, caOtherKey.Public(), "idp1", ""))
 	jb := &Client{ClientSpec: ClientSpec{ID: "c-jb", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantJWTBearer}}, SecretHash: HashSecret(postSecret)}
 	cc := &Client{ClientSpec: ClientSpec{ID: "c-cc", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantClientCredentials}}, SecretHash: HashSecret(postSecret)}
@@ -175,11 +152,11 @@ func TestJWTBearerConfig(t *testing.T) {
 			}
 		})
 	}
-	e := jbEngine(t, nil)
+	e := newEngine(t, ccFixture(), withJWTBearer(nil))
 	if !contains(testMetadata(t, e).GrantTypesSupported, GrantJWTBearer) {
 		t.Error("jwt-bearer not in discovery")
 	}
-	if _, ok := newTestEngine(t, nil).grants[GrantJWTBearer]; ok {
+	if _, ok := newEngine(t, ccFixture()).grants[GrantJWTBearer]; ok {
 		t.Error("jwt-bearer offered without a client for it")
 	}
 }

@@ -8,36 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/oauthgate/caddy-oauthgate/storage"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
-
-// krEngine starts an engine of the sign-in fixtures on st.
-func krEngine(t *testing.T, st storage.Store, mod func(*Config)) (*Engine, error) {
-	t.Helper()
-	cfg := testConfig()
-	cfg.Logger = zap.NewNop()
-	if mod != nil {
-		mod(&cfg)
-	}
-	e, err := NewEngine(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return e, e.Start(context.Background(), st, nil)
-}
-
-func krMustEngine(t *testing.T, st storage.Store, mod func(*Config)) *Engine {
-	t.Helper()
-	e, err := krEngine(t, st, mod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
-}
 
 func krKids(e *Engine) []string {
 	var out []string
@@ -51,8 +25,8 @@ func krKids(e *Engine) []string {
 // published until its tokens expired, then disappears (META-06).
 func TestRotateKeys(t *testing.T) {
 	st := openStore(t)
-	e := krMustEngine(t, st, nil)
-	other := krMustEngine(t, st, nil) // a second config on the same file
+	e := newEngine(t, withStore(st))
+	other := newEngine(t, withStore(st)) // a second config on the same file
 	ctx := context.Background()
 	old := opClientToken(t, e)
 	oldKid := e.keyRing().Current.ID
@@ -112,7 +86,7 @@ func TestRotateKeys(t *testing.T) {
 func TestKeyRotationAutomatic(t *testing.T) {
 	st := openStore(t)
 	mod := func(c *Config) { c.KeyRotation = time.Hour }
-	e1, e2 := krMustEngine(t, st, mod), krMustEngine(t, st, mod)
+	e1, e2 := newEngine(t, withStore(st), withConfig(mod)), newEngine(t, withStore(st), withConfig(mod))
 	ctx := context.Background()
 	first := e1.keyRing().Current.ID
 	for _, e := range []*Engine{e1, e2} {
@@ -143,13 +117,13 @@ func TestKeysAtRest(t *testing.T) {
 	const kek = "0123456789abcdef0123456789abcdef-kek"
 	st := openStore(t)
 	// A key stored plain first, then sealed when the KEK is configured.
-	plain := krMustEngine(t, st, nil)
+	plain := newEngine(t, withStore(st))
 	kid := plain.keyRing().Current.ID
 	// Plain keys are sealed only when the operator asks for it.
-	if _, err := krEngine(t, st, func(c *Config) { c.KeyEncryptionKey = []byte(kek) }); !errors.Is(err, tokens.ErrKeyEncryption) || !strings.Contains(err.Error(), "seal_plain_keys") {
+	if _, err := startEngine(t, withStore(st), withConfig(func(c *Config) { c.KeyEncryptionKey = []byte(kek) })); !errors.Is(err, tokens.ErrKeyEncryption) || !strings.Contains(err.Error(), "seal_plain_keys") {
 		t.Fatalf("plain keys with a KEK and no seal_plain_keys: %v", err)
 	}
-	sealed := krMustEngine(t, st, func(c *Config) { c.KeyEncryptionKey, c.SealPlainKeys = []byte(kek), true })
+	sealed := newEngine(t, withStore(st), withConfig(func(c *Config) { c.KeyEncryptionKey, c.SealPlainKeys = []byte(kek), true }))
 	if sealed.keyRing().Current.ID != kid {
 		t.Fatalf("configuring a KEK changed the key")
 	}
@@ -168,12 +142,12 @@ func TestKeysAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, key := range map[string]string{"no KEK": "", "wrong KEK": kek + "x"} {
-		_, err := krEngine(t, st, func(c *Config) { c.KeyEncryptionKey = []byte(key) })
+		_, err := startEngine(t, withStore(st), withConfig(func(c *Config) { c.KeyEncryptionKey = []byte(key) }))
 		if !errors.Is(err, tokens.ErrKeyEncryption) {
 			t.Errorf("%s: Start = %v, want ErrKeyEncryption", name, err)
 		}
 	}
-	if e := krMustEngine(t, st, func(c *Config) { c.KeyEncryptionKey = []byte(kek) }); len(e.Keys()) != 4 {
+	if e := newEngine(t, withStore(st), withConfig(func(c *Config) { c.KeyEncryptionKey = []byte(kek) })); len(e.Keys()) != 4 {
 		t.Fatalf("keys with the right KEK: %v", e.Keys())
 	}
 }
@@ -184,7 +158,7 @@ func TestKeyConfigErrors(t *testing.T) {
 		"rotation too fast": func(c *Config) { c.KeyRotation = time.Second },
 		"negative rotation": func(c *Config) { c.KeyRotation = -time.Hour },
 	} {
-		if _, err := krEngine(t, openStore(t), mod); err == nil {
+		if _, err := startEngine(t, withStore(openStore(t)), withConfig(mod)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -205,26 +179,26 @@ func TestPlantedKeyRefused(t *testing.T) {
 		// the same key encryption key in; only seal_plain_keys adopts
 		// sealed keys without a set (a file from before the set).
 		st := openStore(t)
-		krMustEngine(t, st, withKEK)
+		newEngine(t, withStore(st), withConfig(withKEK))
 		if err := st.Update(ctx, func(tx storage.Tx) error { return tx.Delete(storage.KindSecrets, keySetRecord) }); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := krEngine(t, st, withKEK); err == nil || !errors.Is(err, tokens.ErrKeyEncryption) || !strings.Contains(err.Error(), "key set") {
+		if _, err := startEngine(t, withStore(st), withConfig(withKEK)); err == nil || !errors.Is(err, tokens.ErrKeyEncryption) || !strings.Contains(err.Error(), "key set") {
 			t.Fatalf("start without the key set: %v", err)
 		}
-		krMustEngine(t, st, func(c *Config) { withKEK(c); c.SealPlainKeys = true })
-		krMustEngine(t, st, withKEK) // the set is written again
+		newEngine(t, withStore(st), withConfig(func(c *Config) { withKEK(c); c.SealPlainKeys = true }))
+		newEngine(t, withStore(st), withConfig(withKEK)) // the set is written again
 	})
 	t.Run("plain key", func(t *testing.T) {
 		st := openStore(t)
-		e := krMustEngine(t, st, withKEK)
+		e := newEngine(t, withStore(st), withConfig(withKEK))
 		// The attacker's key: newer, so it would become the signing key.
 		planted := krPlantKey(t, st, "", time.Now().Add(time.Hour))
 		err := e.ReloadKeys(ctx)
 		if err == nil || !strings.Contains(err.Error(), "unencrypted") || !strings.Contains(err.Error(), planted) {
 			t.Fatalf("reload with a planted plain key: %v", err)
 		}
-		if _, err := krEngine(t, st, withKEK); err == nil {
+		if _, err := startEngine(t, withStore(st), withConfig(withKEK)); err == nil {
 			t.Fatalf("a new engine started with a planted plain key")
 		}
 		if e.keyRing().Current.ID == planted {
@@ -233,7 +207,7 @@ func TestPlantedKeyRefused(t *testing.T) {
 	})
 	t.Run("everything deleted and a plain key planted", func(t *testing.T) {
 		st := openStore(t)
-		krMustEngine(t, st, withKEK)
+		newEngine(t, withStore(st), withConfig(withKEK))
 		// The attacker deletes every sealed key and the key set, so the
 		// file looks like one from before the KEK, and plants a plain key.
 		err := st.Update(ctx, func(tx storage.Tx) error {
@@ -255,7 +229,7 @@ func TestPlantedKeyRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		planted := krPlantKey(t, st, "", time.Now())
-		_, err = krEngine(t, st, withKEK)
+		_, err = startEngine(t, withStore(st), withConfig(withKEK))
 		if !errors.Is(err, tokens.ErrKeyEncryption) || !strings.Contains(err.Error(), planted) || !strings.Contains(err.Error(), "seal_plain_keys") {
 			t.Fatalf("start with only a planted plain key: %v, want tokens.ErrKeyEncryption naming the key and seal_plain_keys", err)
 		}
@@ -279,7 +253,7 @@ func TestPlantedKeyRefused(t *testing.T) {
 	})
 	t.Run("key outside the set", func(t *testing.T) {
 		st := openStore(t)
-		e := krMustEngine(t, st, withKEK)
+		e := newEngine(t, withStore(st), withConfig(withKEK))
 		// A sealed key (as if copied from another file with the same KEK,
 		// or an old backup) that this file's key set does not name.
 		planted := krPlantKey(t, st, kek, time.Now().Add(time.Hour))
@@ -289,7 +263,7 @@ func TestPlantedKeyRefused(t *testing.T) {
 	})
 	t.Run("tampered set", func(t *testing.T) {
 		st := openStore(t)
-		e := krMustEngine(t, st, withKEK)
+		e := newEngine(t, withStore(st), withConfig(withKEK))
 		err := st.Update(ctx, func(tx storage.Tx) error {
 			return tx.Put(storage.KindSecrets, keySetRecord, storage.Record{Value: []byte(`{"kids":["x"],"mac":"AAAA"}`)})
 		})
@@ -302,12 +276,12 @@ func TestPlantedKeyRefused(t *testing.T) {
 	})
 	t.Run("rotation keeps the set valid", func(t *testing.T) {
 		st := openStore(t)
-		e := krMustEngine(t, st, withKEK)
+		e := newEngine(t, withStore(st), withConfig(withKEK))
 		if _, err := e.RotateKeys(ctx); err != nil {
 			t.Fatal(err)
 		}
 		// The old and the new key of each algorithm the ring signs with.
-		if e2 := krMustEngine(t, st, withKEK); len(e2.Keys()) != 2*len(e.ringAlgs()) {
+		if e2 := newEngine(t, withStore(st), withConfig(withKEK)); len(e2.Keys()) != 2*len(e.ringAlgs()) {
 			t.Fatalf("keys after rotation: %v", e2.Keys())
 		}
 	})

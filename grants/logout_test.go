@@ -90,7 +90,8 @@ func wantSignedOut(t *testing.T, e *Engine, b *browser, rec *httptest.ResponseRe
 }
 
 func TestLogoutConfirmation(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	tests := []struct {
 		name     string
 		query    string
@@ -140,7 +141,8 @@ func TestLogoutConfirmation(t *testing.T) {
 }
 
 func TestLogoutConfirmCSRF(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	tests := []struct {
 		name string
 		mod  func(b *browser, f url.Values)
@@ -177,13 +179,14 @@ func TestLogoutConfirmCSRF(t *testing.T) {
 // An id_token_hint for the signed-in user signs out without a form; any
 // other hint does not.
 func TestLogoutIDTokenHint(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	k := e.keyRing().Current
 	// Our kid and alg, another key's signature.
 	forgedKid := func() string {
 		now := time.Now()
 		return signRaw(t, otherKey(t), mustJSON(t, map[string]any{"alg": k.Alg.String(), "kid": k.ID, "typ": "JWT"}), mustJSON(t, &IDClaims{
-			Issuer: siTestIssuer, Subject: "alice", Audience: "c-web", AZP: "c-web",
+			Issuer: testIssuer, Subject: "alice", Audience: "c-web", AZP: "c-web",
 			IssuedAt: now.Unix(), ExpiresAt: now.Add(time.Minute).Unix(), AuthTime: now.Unix()}))
 	}
 	tests := []struct {
@@ -193,29 +196,29 @@ func TestLogoutIDTokenHint(t *testing.T) {
 		atOnce   bool
 		location string
 	}{
-		{"valid hint", func() string { return idTokenFor(t, k, siTestIssuer, "alice", "c-web") }, nil, true, ""},
-		{"valid hint, its client's redirect", func() string { return idTokenFor(t, k, siTestIssuer, "alice", "c-web") },
+		{"valid hint", func() string { return idTokenFor(t, k, testIssuer, "alice", "c-web") }, nil, true, ""},
+		{"valid hint, its client's redirect", func() string { return idTokenFor(t, k, testIssuer, "alice", "c-web") },
 			[]string{"post_logout_redirect_uri", "https://client.test/bye", "state", "z"}, true, "https://client.test/bye?state=z"},
-		{"valid hint, matching client_id", func() string { return idTokenFor(t, k, siTestIssuer, "alice", "c-web") },
+		{"valid hint, matching client_id", func() string { return idTokenFor(t, k, testIssuer, "alice", "c-web") },
 			[]string{"client_id", "c-web", "post_logout_redirect_uri", "https://client.test/bye"}, true, "https://client.test/bye"},
-		{"valid hint, other client_id", func() string { return idTokenFor(t, k, siTestIssuer, "alice", "c-basic") },
+		{"valid hint, other client_id", func() string { return idTokenFor(t, k, testIssuer, "alice", "c-basic") },
 			[]string{"client_id", "c-web", "post_logout_redirect_uri", "https://client.test/bye"}, true, ""},
 		{"expired hint still identifies", func() string {
-			tok, _ := k.MintIDToken(&IDClaims{Issuer: siTestIssuer, Subject: "alice", Audience: "c-web", IssuedAt: 1, ExpiresAt: 2})
+			tok, _ := k.MintIDToken(&IDClaims{Issuer: testIssuer, Subject: "alice", Audience: "c-web", IssuedAt: 1, ExpiresAt: 2})
 			return tok
 		}, nil, true, ""},
-		{"hint for another user", func() string { return idTokenFor(t, k, siTestIssuer, "bob", "c-web") }, nil, false, ""},
+		{"hint for another user", func() string { return idTokenFor(t, k, testIssuer, "bob", "c-web") }, nil, false, ""},
 		{"hint from another issuer", func() string { return idTokenFor(t, k, "https://other.test", "alice", "c-web") }, nil, false, ""},
-		{"hint signed by another key", func() string { return idTokenFor(t, otherKey(t), siTestIssuer, "alice", "c-web") }, nil, false, ""},
+		{"hint signed by another key", func() string { return idTokenFor(t, otherKey(t), testIssuer, "alice", "c-web") }, nil, false, ""},
 		{"hint with our kid, another key", forgedKid, nil, false, ""},
-		{"forged hint does not unlock a redirect", func() string { return idTokenFor(t, otherKey(t), siTestIssuer, "alice", "c-web") },
+		{"forged hint does not unlock a redirect", func() string { return idTokenFor(t, otherKey(t), testIssuer, "alice", "c-web") },
 			[]string{"post_logout_redirect_uri", "https://client.test/bye"}, false, ""},
 		{"access token as hint", func() string {
-			tok, _ := k.MintAccessToken(tokens.NewAccessClaims(siTestIssuer, "alice", "c-web", []string{siTestIssuer}, nil, time.Now(), time.Minute))
+			tok, _ := k.MintAccessToken(tokens.NewAccessClaims(testIssuer, "alice", "c-web", []string{testIssuer}, nil, time.Now(), time.Minute))
 			return tok
 		}, nil, false, ""},
 		{"alg none hint", func() string {
-			tok := idTokenFor(t, k, siTestIssuer, "alice", "c-web")
+			tok := idTokenFor(t, k, testIssuer, "alice", "c-web")
 			parts := strings.Split(tok, ".")
 			return "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + parts[1] + "."
 		}, nil, false, ""},
@@ -247,7 +250,8 @@ func TestLogoutIDTokenHint(t *testing.T) {
 }
 
 func TestLogoutWithoutSession(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	rec := b.get(logoutQuery("client_id", "c-web", "post_logout_redirect_uri", "https://client.test/bye", "state", "q"))
 	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "https://client.test/bye?state=q" {
@@ -273,9 +277,10 @@ func TestLogoutWithoutSession(t *testing.T) {
 
 // A POSTed id_token_hint signs out at once like a GET one.
 func TestLogoutPostHint(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	b := signedIn(t, e)
-	rec := b.post(LogoutPath, url.Values{"id_token_hint": {idTokenFor(t, e.keyRing().Current, siTestIssuer, "alice", "c-web")},
+	rec := b.post(LogoutPath, url.Values{"id_token_hint": {idTokenFor(t, e.keyRing().Current, testIssuer, "alice", "c-web")},
 		"post_logout_redirect_uri": {"https://client.test/bye"}})
 	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "https://client.test/bye" {
 		t.Fatalf("got %d %q", rec.Code, rec.Header().Get("Location"))

@@ -39,7 +39,8 @@ func checkPublicJSON(t *testing.T, w *httptest.ResponseRecorder) {
 }
 
 func TestMetadata(t *testing.T) {
-	e := newTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture())
 	w := getMetadata(t, e, http.MethodGet)
 	checkPublicJSON(t, w)
 	var raw map[string]json.RawMessage
@@ -86,7 +87,8 @@ func TestMetadata(t *testing.T) {
 }
 
 func TestMetadataNoClients(t *testing.T) {
-	e := newTestEngine(t, func(c *Config) { c.Clients = nil })
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withConfig(func(c *Config) { c.Clients = nil }))
 	w := getMetadata(t, e, http.MethodGet)
 	checkPublicJSON(t, w)
 	var raw map[string]json.RawMessage
@@ -102,7 +104,8 @@ func TestMetadataNoClients(t *testing.T) {
 }
 
 func TestReadOnlyEndpoints(t *testing.T) {
-	e := newTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture())
 	endpoints := map[string]func(http.ResponseWriter, *http.Request){
 		"as_meta":   e.serveMetadata,
 		"oidc_meta": e.serveMetadata,
@@ -137,16 +140,13 @@ func TestReadOnlyEndpoints(t *testing.T) {
 // the ring holds an EC, an OKP and an RSA key (the RSA key is also the
 // ID-token key of the first two), and checks what is published.
 func TestJWKS(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	var e *Engine
 	for _, alg := range []string{"ES256", "EdDSA", "RS256"} {
-		var err error
-		if e, err = NewEngine(Config{Issuer: testIssuer, AccessTokenTTL: time.Minute, SigningAlg: alg}); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Start(context.Background(), st, nil); err != nil {
-			t.Fatal(err)
-		}
+		e = newEngine(t, withStore(st), withRevocations(nil), withConfig(func(c *Config) {
+			*c = Config{Issuer: testIssuer, AccessTokenTTL: time.Minute, SigningAlg: alg}
+		}))
 	}
 	w := httptest.NewRecorder()
 	e.serveJWKS(w, httptest.NewRequest(http.MethodGet, testIssuer+JWKSPath, nil))
@@ -212,6 +212,7 @@ func TestJWKS(t *testing.T) {
 }
 
 func TestPathsAndIssuerWithPath(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		issuer string
 		paths  map[string]string
@@ -243,7 +244,7 @@ func TestPathsAndIssuerWithPath(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.issuer, func(t *testing.T) {
-			e := newTestEngine(t, func(c *Config) { c.Issuer = tt.issuer })
+			e := newEngine(t, ccFixture(), withConfig(func(c *Config) { c.Issuer = tt.issuer }))
 			got := e.paths()
 			for k, v := range tt.paths {
 				if got[k] != v {
@@ -269,6 +270,7 @@ func TestPathsAndIssuerWithPath(t *testing.T) {
 }
 
 func TestValidateIssuer(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		iss string
 		ok  bool
@@ -315,6 +317,7 @@ func TestValidateIssuer(t *testing.T) {
 }
 
 func TestClientValidate(t *testing.T) {
+	t.Parallel()
 	ok := func() *Client {
 		return &Client{
 			ClientSpec: ClientSpec{
@@ -369,6 +372,7 @@ func TestClientValidate(t *testing.T) {
 }
 
 func TestParseSecretHash(t *testing.T) {
+	t.Parallel()
 	want := HashSecret(basicSecret)
 	good := "sha256:" + hex.EncodeToString(want[:])
 	if got, err := ParseSecretHash(good); err != nil || got != want {
@@ -386,7 +390,8 @@ func TestParseSecretHash(t *testing.T) {
 }
 
 func TestMetadataCodeFlow(t *testing.T) {
-	e := newTestEngine(t, func(c *Config) {
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withConfig(func(c *Config) {
 		c.Clients = append(c.Clients, &Client{
 			ClientSpec: ClientSpec{
 				ID:           "spa",
@@ -395,7 +400,7 @@ func TestMetadataCodeFlow(t *testing.T) {
 				RedirectURIs: []string{"https://spa.test/cb"},
 			},
 		})
-	})
+	}))
 	var m Metadata
 	if err := json.Unmarshal(getMetadata(t, e, http.MethodGet).Body.Bytes(), &m); err != nil {
 		t.Fatal(err)
@@ -417,4 +422,117 @@ func testMetadata(t testing.TB, e *Engine) *Metadata {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// OIDC Discovery §3 / RFC 8414 §2: the introspection and revocation
+// endpoints list the JWT client authentication methods they accept (they
+// authenticate exactly like the token endpoint; introspection refuses
+// none), with the algorithms those methods can verify.
+func TestDiscoveryEndpointAuthMethods(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withConfig(func(c *Config) {
+		c.Clients = append(c.Clients, caClients(t)...)
+		c.Clients = append(c.Clients, &Client{
+			ClientSpec: ClientSpec{
+				ID:           "spa",
+				AuthMethod:   AuthNone,
+				GrantTypes:   []string{GrantAuthorizationCode},
+				RedirectURIs: []string{"https://spa.test/cb"},
+			},
+		})
+	}))
+	m := testMetadata(t, e)
+	for _, want := range []string{AuthSecretBasic, AuthSecretPost, AuthSecretJWT, AuthPrivateKeyJWT} {
+		if !slices.Contains(m.IntrospectionAuthMethodsSupported, want) {
+			t.Errorf("introspection_endpoint_auth_methods_supported = %v lacks %s", m.IntrospectionAuthMethodsSupported, want)
+		}
+		if !slices.Contains(m.RevocationEndpointAuthMethodsSupported, want) {
+			t.Errorf("revocation_endpoint_auth_methods_supported = %v lacks %s", m.RevocationEndpointAuthMethodsSupported, want)
+		}
+	}
+	if slices.Contains(m.IntrospectionAuthMethodsSupported, AuthNone) {
+		t.Errorf("introspection advertises none: %v", m.IntrospectionAuthMethodsSupported)
+	}
+	if !slices.Contains(m.RevocationEndpointAuthMethodsSupported, AuthNone) {
+		t.Errorf("revocation of a public client's tokens: none missing from %v", m.RevocationEndpointAuthMethodsSupported)
+	}
+	for name, algs := range map[string][]string{"introspection": m.IntrospectionAuthSigningAlgsSupported, "revocation": m.RevocationAuthSigningAlgsSupported} {
+		if !slices.Equal(algs, m.TokenEndpointAuthSigningAlgsSupported) {
+			t.Errorf("%s signing algs %v, want the token endpoint's %v", name, algs, m.TokenEndpointAuthSigningAlgsSupported)
+		}
+	}
+	// The JWT methods really work there.
+	w := httptest.NewRecorder()
+	r := tokenRequest(caForm(caPKJ(t, nil)) + "&token=x")
+	r.URL.Path = IntrospectPath
+	e.serveIntrospect(w, r)
+	if w.Code != http.StatusOK {
+		t.Fatalf("introspection with private_key_jwt: %d %s", w.Code, w.Body.String())
+	}
+}
+
+// token_endpoint_auth_signing_alg_values_supported lists what the
+// configured clients can verify: HMAC algorithms the secret is long
+// enough for, the algorithms of fixed keys; a jwks_uri may publish any.
+func TestDiscoveryAssertionAlgs(t *testing.T) {
+	t.Parallel()
+	rsaKeys, err := ParseJWKS(caJWKS(t, caRSAKey.Public(), "r1", "PS384"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := []byte("0123456789abcdef0123456789abcdef") // 32 bytes: HS256 only
+	e := newEngine(t, ccFixture(), withConfig(func(c *Config) {
+		c.Clients = append(c.Clients, caClients(t)...) // HS256..HS512 (64-byte secret), ES256 key
+		c.Clients = append(c.Clients,
+			&Client{ClientSpec: ClientSpec{ID: "c-jwt-short", AuthMethod: AuthSecretJWT, GrantTypes: []string{GrantClientCredentials}}, Secret: short},
+			&Client{ClientSpec: ClientSpec{ID: "c-pkj-rsa", AuthMethod: AuthPrivateKeyJWT, GrantTypes: []string{GrantClientCredentials}}, Keys: rsaKeys})
+	}))
+	want := []string{"ES256", "PS384", "HS256", "HS384", "HS512"}
+	if got := testMetadata(t, e).TokenEndpointAuthSigningAlgsSupported; !slices.Equal(got, want) {
+		t.Fatalf("token_endpoint_auth_signing_alg_values_supported = %v, want %v", got, want)
+	}
+	e = newEngine(t, ccFixture(), withConfig(func(c *Config) {
+		c.Clients = append(c.Clients, &Client{ClientSpec: ClientSpec{ID: "c-jwt-short", AuthMethod: AuthSecretJWT, GrantTypes: []string{GrantClientCredentials}}, Secret: short})
+	}))
+	if got := testMetadata(t, e).TokenEndpointAuthSigningAlgsSupported; !slices.Equal(got, []string{"HS256"}) {
+		t.Fatalf("a 32-byte secret: %v, want [HS256]", got)
+	}
+	remote, err := RemoteJWKS("https://keys.test/jwks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e = newEngine(t, ccFixture(), withConfig(func(c *Config) {
+		c.Clients = append(c.Clients, &Client{ClientSpec: ClientSpec{ID: "c-remote", AuthMethod: AuthPrivateKeyJWT, GrantTypes: []string{GrantClientCredentials}}, Keys: remote})
+	}))
+	if got := testMetadata(t, e).TokenEndpointAuthSigningAlgsSupported; !slices.Equal(got, AssertionAlgs) {
+		t.Fatalf("a jwks_uri client: %v, want every assertion algorithm", got)
+	}
+}
+
+// OIDC Discovery §3: authorization_endpoint is REQUIRED of an OpenID
+// provider, so the openid-configuration document always has it (with the
+// code flow it serves); the RFC 8414 document keeps RFC 8414's rule
+// (only when a client can use it).
+func TestDiscoveryAuthorizationEndpointOIDC(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, ccFixture()) // client_credentials clients only
+	get := func(path string) map[string]any {
+		w := httptest.NewRecorder()
+		e.serveMetadata(w, httptest.NewRequest(http.MethodGet, path, nil))
+		var m map[string]any
+		if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	oidc := get("/.well-known/openid-configuration")
+	if oidc["authorization_endpoint"] != testIssuer+AuthorizePath {
+		t.Errorf("openid-configuration authorization_endpoint = %v", oidc["authorization_endpoint"])
+	}
+	if rt, _ := oidc["response_types_supported"].([]any); len(rt) != 1 || rt[0] != "code" {
+		t.Errorf("openid-configuration response_types_supported = %v", oidc["response_types_supported"])
+	}
+	if as := get("/.well-known/oauth-authorization-server"); as["authorization_endpoint"] != nil {
+		t.Errorf("RFC 8414 document advertises an authorization endpoint no client can use: %v", as["authorization_endpoint"])
+	}
 }

@@ -16,13 +16,14 @@ import (
 // reference token whose claims are in storage; the verifier, introspection
 // and revocation treat it like a JWT.
 func TestOpaqueAccessTokens(t *testing.T) {
-	e := siNewTestEngine(t, func(c *Config) {
+	t.Parallel()
+	e := newEngine(t, withConfig(func(c *Config) {
 		for _, cl := range c.Clients {
 			if cl.ID == "c-basic" || cl.ID == "c-web" {
 				cl.AccessTokenFormat = FormatOpaque
 			}
 		}
-	})
+	}))
 	ctx := context.Background()
 	tok := opClientToken(t, e)
 	if !strings.HasPrefix(tok, tokens.OpaquePrefix) || strings.Contains(tok, ".") {
@@ -81,6 +82,7 @@ func TestOpaqueAccessTokens(t *testing.T) {
 }
 
 func TestAccessTokenFormatValidation(t *testing.T) {
+	t.Parallel()
 	c := &Client{
 		ClientSpec: ClientSpec{
 			ID:                "x",

@@ -10,43 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
-
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
-
-const pwSecret = "ropc-secret-0123456789"
-
-// pwEngine is the sign-in fixture engine plus c-ropc (password and
-// refresh) and c-ropc-once (password only).
-func pwEngine(t testing.TB, mod func(*Config)) *Engine {
-	return siNewTestEngine(t, func(c *Config) {
-		c.Clients = append(c.Clients,
-			&Client{
-				ClientSpec: ClientSpec{
-					ID:         "c-ropc",
-					AuthMethod: AuthSecretBasic,
-					GrantTypes: []string{GrantPassword, GrantRefreshToken},
-					Scopes:     []string{"openid", "email", "read"},
-				},
-				SecretHash: HashSecret(pwSecret),
-			},
-			&Client{
-				ClientSpec: ClientSpec{
-					ID:         "c-ropc-once",
-					AuthMethod: AuthSecretPost,
-					GrantTypes: []string{GrantPassword},
-					Scopes:     []string{"read"},
-				},
-				SecretHash: HashSecret(pwSecret),
-			})
-		if mod != nil {
-			mod(c)
-		}
-	})
-}
 
 // pwRequest is a password grant request from addr, as c-ropc.
 func pwRequest(e *Engine, addr string, kv ...string) *httptest.ResponseRecorder {
@@ -61,7 +26,8 @@ func pwRequest(e *Engine, addr string, kv ...string) *httptest.ResponseRecorder 
 }
 
 func TestPasswordGrant(t *testing.T) {
-	e := pwEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, withROPC())
 	const ip = "192.0.2.10:1234"
 
 	t.Run("success with ID and refresh token", func(t *testing.T) {
@@ -133,13 +99,14 @@ func TestPasswordGrant(t *testing.T) {
 
 // ROPC-01, ROPC-02: off unless a client is registered for it.
 func TestPasswordGrantOffByDefault(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	wantErr(t, postToken(e, "c-basic", url.Values{"grant_type": {GrantPassword}, "username": {"alice"}, "password": {"alice-pw"}}),
 		400, CodeUnsupportedGrantType)
 	if contains(testMetadata(t, e).GrantTypesSupported, GrantPassword) {
 		t.Error("password advertised without a client for it")
 	}
-	e = pwEngine(t, nil)
+	e = newEngine(t, withROPC())
 	if !contains(testMetadata(t, e).GrantTypesSupported, GrantPassword) {
 		t.Error("password not advertised")
 	}
@@ -156,9 +123,10 @@ func TestPasswordGrantOffByDefault(t *testing.T) {
 // Retry-After. The address itself is never locked: bob signs in from it.
 // The throttle is shared with the login page.
 func TestPasswordGrantThrottle(t *testing.T) {
-	e := pwEngine(t, func(c *Config) {
+	t.Parallel()
+	e := newEngine(t, withROPC(), withConfig(func(c *Config) {
 		c.Web.Throttle = ThrottleConfig{MaxFailures: 3, UserMaxFailures: 5, IPDelay: time.Millisecond}
-	})
+	}))
 	for range 3 {
 		checkError(t, pwRequest(e, "192.0.2.30:1", "username", "alice", "password", "wrong"), 400, CodeInvalidGrant)
 	}
@@ -189,8 +157,9 @@ func TestPasswordGrantThrottle(t *testing.T) {
 
 // ROPC-05: neither passwords nor tokens reach the logs, even at debug.
 func TestPasswordGrantLogs(t *testing.T) {
-	core, logs := observer.New(zapcore.DebugLevel)
-	e := pwEngine(t, func(c *Config) { c.Logger = zap.New(core) })
+	t.Parallel()
+	logger, logs := observedLogger()
+	e := newEngine(t, withROPC(), withLogger(logger))
 	m := checkToken(t, pwRequest(e, "192.0.2.50:1", "username", "alice", "password", "alice-pw"))
 	pwRequest(e, "192.0.2.50:1", "username", "alice", "password", "wrong-pw-secret")
 	for _, entry := range logs.All() {

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oauthgate/caddy-oauthgate/storage"
-
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
 // firstGrant signs alice in for the client and redeems the code.
@@ -48,7 +47,8 @@ func updateGrant(t *testing.T, e *Engine, rt string, fn func(f *familyRecord, re
 
 // RT-05, RT-06, IDT-07: rotation, and reuse revokes the family.
 func TestRefreshRotation(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "openid read write", "nonce", "n-1")
 	rt1, at1 := g.str("refresh_token"), g.str("access_token")
 	_, id1 := verifyIDToken(t, e, g.str("id_token"))
@@ -100,7 +100,8 @@ func TestRefreshRotation(t *testing.T) {
 // token: reuse, which revokes the grant. A malformed token is merely
 // invalid, and the grant's public id (gid) is not its handle.
 func TestRefreshHandle(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	rt := g.str("refresh_token")
 	ac, err := e.verifier.Verify(g.str("access_token"), time.Now())
@@ -128,7 +129,8 @@ func TestRefreshHandle(t *testing.T) {
 // and a spent code names its grant by that key too. With a copy of the
 // file alone, no grant can be revoked by presenting its handle.
 func TestRefreshHandleNotStored(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	b := newBrowser(t, e)
 	code, verifier := b.getCode("c-web")
 	g := redeem(e, "c-web", code, verifier)
@@ -158,7 +160,8 @@ func TestRefreshHandleNotStored(t *testing.T) {
 // scope the grant lacks does not turn it into invalid_scope (which would
 // tell the sender the grant is alive) or spare the grant.
 func TestRefreshReuseBeforeScope(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	r2 := refresh(e, "c-web", g.str("refresh_token"))
 	wantOK(t, r2)
@@ -169,7 +172,8 @@ func TestRefreshReuseBeforeScope(t *testing.T) {
 // A grant stored before grant ids existed is named in its access tokens
 // by its storage key; revoking it must revoke that, never "g.".
 func TestRevokeLegacyGrant(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	var revoked map[string]int64
 	err := e.store.Update(context.Background(), func(tx storage.Tx) error {
 		if err := putJSON(tx, storage.KindFamilies, "legacy-family", &familyRecord{ClientID: "c-web", Subject: "alice"}, time.Now().Add(time.Hour)); err != nil {
@@ -189,7 +193,8 @@ func TestRevokeLegacyGrant(t *testing.T) {
 
 // RT-02..RT-04: narrowing, widening and the family's original scope.
 func TestRefreshScope(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "openid read write")
 
 	narrow := refresh(e, "c-web", g.str("refresh_token"), "scope", "read")
@@ -222,7 +227,8 @@ func TestRefreshScope(t *testing.T) {
 
 // RT-01: a refresh token works only for its client.
 func TestRefreshOtherClient(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "openid read")
 	wantErr(t, refresh(e, "c-trusted", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
 	wantErr(t, refresh(e, "c-pub", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
@@ -235,7 +241,8 @@ func TestRefreshOtherClient(t *testing.T) {
 
 // RT-08 and junk.
 func TestRefreshInvalid(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	for _, rt := range []string{"AAAA", g.str("access_token"), g.str("refresh_token") + "x"} {
 		wantErr(t, refresh(e, "c-web", rt), http.StatusBadRequest, CodeInvalidGrant)
@@ -251,11 +258,12 @@ func TestRefreshInvalid(t *testing.T) {
 // RT-07 with a grace period: a lost response may be retried while its
 // successor is unused; never two live tokens of a family.
 func TestRefreshGrace(t *testing.T) {
+	t.Parallel()
 	grace := func(c *Config) { c.RefreshGrace = 30 * time.Second }
 	// rotated starts a grant and rotates its first refresh token once.
 	rotated := func(t *testing.T) (*Engine, string, tokenResult) {
 		t.Helper()
-		e := siNewTestEngine(t, grace)
+		e := newEngine(t, withConfig(grace))
 		rt1 := firstGrant(t, e, "c-web", "scope", "read").str("refresh_token")
 		r2 := refresh(e, "c-web", rt1)
 		wantOK(t, r2)
@@ -280,7 +288,7 @@ func TestRefreshGrace(t *testing.T) {
 	// "Works once more": concurrent or repeated retries of the previous
 	// token cannot mint more than one replacement.
 	t.Run("the previous token works once", func(t *testing.T) {
-		e := siNewTestEngine(t, grace)
+		e := newEngine(t, withConfig(grace))
 		g := firstGrant(t, e, "c-web", "scope", "read")
 		rt1 := g.str("refresh_token")
 		wantOK(t, refresh(e, "c-web", rt1))
@@ -303,7 +311,7 @@ func TestRefreshGrace(t *testing.T) {
 		}
 	})
 	t.Run("successor used: reuse revokes", func(t *testing.T) {
-		e := siNewTestEngine(t, grace)
+		e := newEngine(t, withConfig(grace))
 		g := firstGrant(t, e, "c-web", "scope", "read")
 		rt1 := g.str("refresh_token")
 		r2 := refresh(e, "c-web", rt1)
@@ -328,7 +336,7 @@ func TestRefreshGrace(t *testing.T) {
 		}
 	})
 	t.Run("no grace: immediate reuse revokes", func(t *testing.T) {
-		e := siNewTestEngine(t, nil)
+		e := newEngine(t)
 		g := firstGrant(t, e, "c-web", "scope", "read")
 		r2 := refresh(e, "c-web", g.str("refresh_token"))
 		wantOK(t, r2)
@@ -344,7 +352,8 @@ func TestRefreshGrace(t *testing.T) {
 // gone, and the next retry of the old token (successor not found) revokes
 // the whole grant.
 func TestRefreshGraceRefusedRetryKeepsSuccessor(t *testing.T) {
-	e := siNewTestEngine(t, func(c *Config) { c.RefreshGrace = 30 * time.Second })
+	t.Parallel()
+	e := newEngine(t, withConfig(func(c *Config) { c.RefreshGrace = 30 * time.Second }))
 	g := firstGrant(t, e, "c-web", "scope", "read")
 	rt1 := g.str("refresh_token")
 	r2 := refresh(e, "c-web", rt1)
@@ -355,7 +364,8 @@ func TestRefreshGraceRefusedRetryKeepsSuccessor(t *testing.T) {
 
 // RT-07, A-17: exactly one of many concurrent refreshes succeeds.
 func TestRefreshConcurrent(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	g := firstGrant(t, e, "c-web", "scope", "openid read")
 	ok := exactlyOne(t, 50, "refreshes", func() tokenResult { return refresh(e, "c-web", g.str("refresh_token")) })
 	// The others were reuses: the family is revoked, the winner included.
@@ -369,7 +379,8 @@ func TestRefreshConcurrent(t *testing.T) {
 // fails (the ID token needs the user); BUG: without openid the engine
 // keeps minting access tokens for a user that no longer exists.
 func TestRefreshRemovedUser(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	ctx := context.Background()
 	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
 		t.Fatal(err)
@@ -394,7 +405,8 @@ func TestRefreshRemovedUser(t *testing.T) {
 // verifies (leeway included), so revoking it, by a code replay say,
 // reaches that token to its last second.
 func TestGrantLifetime(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	noRefresh := &Client{ClientSpec: ClientSpec{ID: "x", GrantTypes: []string{GrantAuthorizationCode}}}
 	if got, want := e.grantLifetime(noRefresh), e.accessTokenTTL+e.verifier.Leeway(); got != want || e.verifier.Leeway() == 0 {
 		t.Fatalf("grant without refresh lives %v, want %v (leeway %v)", got, want, e.verifier.Leeway())
@@ -402,5 +414,165 @@ func TestGrantLifetime(t *testing.T) {
 	withRefresh := &Client{ClientSpec: ClientSpec{ID: "y", GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}}}
 	if got := e.grantLifetime(withRefresh); got != e.refreshTokenTTL {
 		t.Fatalf("grant with refresh lives %v, want %v", got, e.refreshTokenTTL)
+	}
+}
+
+// RFC 8707 §2.2: a refresh stays within the resources of the original
+// grant: another resource is invalid_target, none is the grant's own
+// audience, not every audience of the client.
+func TestRefreshKeepsGrantAudience(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, withROPC(), withTwoAPIs())
+	g := firstGrant(t, e, "c-web", "scope", "read", "resource", "https://app.test")
+	if aud := audOf(t, e, g.str("access_token")); len(aud) != 1 || aud[0] != "https://app.test" {
+		t.Fatalf("first aud = %v", aud)
+	}
+	rt := g.str("refresh_token")
+	wantErr(t, refresh(e, "c-web", rt, "resource", "https://billing.test/api"), http.StatusBadRequest, CodeInvalidTarget)
+	// The refused request changed nothing; without resource the grant's
+	// own audience comes back.
+	r := refresh(e, "c-web", rt)
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 1 || aud[0] != "https://app.test" {
+		t.Fatalf("refresh without resource: aud = %v, want the grant's [https://app.test]", aud)
+	}
+	r = refresh(e, "c-web", r.str("refresh_token"), "resource", "https://app.test")
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 1 || aud[0] != "https://app.test" {
+		t.Fatalf("refresh with the grant's resource: aud = %v", aud)
+	}
+
+	// A grant made without resource holds the client's audience, and may
+	// be narrowed to one of it.
+	g = firstGrant(t, e, "c-web", "scope", "read")
+	r = refresh(e, "c-web", g.str("refresh_token"), "resource", "https://billing.test/api")
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 1 || aud[0] != "https://billing.test/api" {
+		t.Fatalf("narrowed aud = %v", aud)
+	}
+	// Narrowing one access token does not narrow the grant.
+	r = refresh(e, "c-web", r.str("refresh_token"))
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 2 {
+		t.Fatalf("aud after a narrowed refresh = %v, want the grant's two", aud)
+	}
+}
+
+// The password grant stores its audience on the grant as well.
+func TestRefreshKeepsPasswordGrantAudience(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, withROPC(), withTwoAPIs())
+	m := checkToken(t, pwRequest(e, loopbackAddr, "username", "alice", "password", "alice-pw", "scope", "read",
+		"resource", "https://billing.test/api"))
+	rt := m["refresh_token"].(string)
+	wantErr(t, refresh(e, "c-ropc", rt, "resource", "https://app.test"), http.StatusBadRequest, CodeInvalidTarget)
+	r := refresh(e, "c-ropc", rt)
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 1 || aud[0] != "https://billing.test/api" {
+		t.Fatalf("aud = %v", aud)
+	}
+}
+
+// A grant stored by a build without granted resources still refreshes,
+// with the client's registered audience (what that build granted).
+func TestRefreshLegacyGrantAudience(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, withROPC(), withTwoAPIs())
+	g := firstGrant(t, e, "c-web", "scope", "read", "resource", "https://app.test")
+	updateGrant(t, e, g.str("refresh_token"), func(f *familyRecord, _ *storage.Record) { f.Resources = nil })
+	r := refresh(e, "c-web", g.str("refresh_token"))
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 2 {
+		t.Fatalf("legacy grant aud = %v, want the client's audience", aud)
+	}
+	wantOK(t, refresh(e, "c-web", r.str("refresh_token"), "resource", "https://billing.test/api"))
+}
+
+// A resource the operator no longer allows the client leaves its grants
+// too; a grant left with none refreshes no more.
+func TestRefreshAudienceFollowsClientConfig(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, withROPC(), withTwoAPIs())
+	g := firstGrant(t, e, "c-web", "scope", "read")
+	e.clients["c-web"].Audience = []string{"https://app.test"}
+	r := refresh(e, "c-web", g.str("refresh_token"))
+	wantOK(t, r)
+	if aud := audOf(t, e, r.str("access_token")); len(aud) != 1 || aud[0] != "https://app.test" {
+		t.Fatalf("aud = %v", aud)
+	}
+	wantErr(t, refresh(e, "c-web", r.str("refresh_token"), "resource", "https://billing.test/api"), http.StatusBadRequest, CodeInvalidTarget)
+	e.clients["c-web"].Audience = []string{"https://elsewhere.test"}
+	wantErr(t, refresh(e, "c-web", r.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
+}
+
+// RFC 9700 §4.14.2: with refresh_token_idle_ttl a refresh token unused
+// for that long is refused with invalid_grant, on both rotation paths, and
+// introspection no longer calls it active; using it in time restarts the
+// clock; refresh_token_ttl still applies.
+func TestRefreshIdleTTL(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, withConfig(func(c *Config) { c.RefreshTokenIdleTTL, c.RefreshTokenTTL = time.Hour, 24*time.Hour }))
+	g := firstGrant(t, e, "c-web", "scope", "read")
+	rt := g.str("refresh_token")
+
+	// Used 50 minutes after issue: fine, and the clock restarts.
+	updateGrant(t, e, rt, func(f *familyRecord, _ *storage.Record) { f.Issued = time.Now().Add(-50 * time.Minute).Unix() })
+	r := refresh(e, "c-web", rt)
+	wantOK(t, r)
+	rt = r.str("refresh_token")
+	if got := opIntrospect(e, "c-web", "token", rt); got.body["active"] != true {
+		t.Fatalf("fresh refresh token inactive: %s", got.raw)
+	}
+
+	// Idle for more than an hour: refused, and inactive at introspection.
+	updateGrant(t, e, rt, func(f *familyRecord, _ *storage.Record) { f.Issued = time.Now().Add(-61 * time.Minute).Unix() })
+	if got := opIntrospect(e, "c-web", "token", rt); got.body["active"] != false {
+		t.Fatalf("idle refresh token active at introspection: %s", got.raw)
+	}
+	wantErr(t, refresh(e, "c-web", rt), http.StatusBadRequest, CodeInvalidGrant)
+	// Refused, not rotated: it stays refused.
+	wantErr(t, refresh(e, "c-web", rt), http.StatusBadRequest, CodeInvalidGrant)
+
+	// Opaque-token clients take the one-transaction path: same rule.
+	e.clients["c-web"].AccessTokenFormat = FormatOpaque
+	g = firstGrant(t, e, "c-web", "scope", "read")
+	updateGrant(t, e, g.str("refresh_token"), func(f *familyRecord, _ *storage.Record) { f.Issued = time.Now().Add(-2 * time.Hour).Unix() })
+	wantErr(t, refresh(e, "c-web", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
+	e.clients["c-web"].AccessTokenFormat = ""
+
+	// The absolute lifetime still applies to a token in constant use.
+	g = firstGrant(t, e, "c-web", "scope", "read")
+	updateGrant(t, e, g.str("refresh_token"), func(_ *familyRecord, rec *storage.Record) { rec.Expires = time.Now().Add(-time.Second) })
+	wantErr(t, refresh(e, "c-web", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
+}
+
+// A grant stored before rt_iat existed counts as issued at its last
+// rotation, or at its creation (record expiry less refresh_token_ttl).
+func TestRefreshIdleTTLLegacyGrant(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, withConfig(func(c *Config) { c.RefreshTokenIdleTTL = 10 * time.Minute }))
+	old := firstGrant(t, e, "c-web", "scope", "read").str("refresh_token")
+	updateGrant(t, e, old, func(f *familyRecord, rec *storage.Record) {
+		f.Issued, f.RotatedAt, f.AuthTime = 0, 0, time.Now().Add(-time.Hour).Unix()
+		rec.Expires = time.Now().Add(e.refreshTokenTTL - 11*time.Minute) // made 11 minutes ago
+	})
+	wantErr(t, refresh(e, "c-web", old), http.StatusBadRequest, CodeInvalidGrant)
+
+	recent := firstGrant(t, e, "c-web", "scope", "read").str("refresh_token")
+	updateGrant(t, e, recent, func(f *familyRecord, rec *storage.Record) {
+		f.Issued, f.RotatedAt = 0, time.Now().Add(-time.Minute).Unix()
+		rec.Expires = time.Now().Add(time.Minute) // made long ago, rotated a minute ago
+	})
+	wantOK(t, refresh(e, "c-web", recent))
+}
+
+func TestRefreshIdleTTLConfig(t *testing.T) {
+	t.Parallel()
+	for _, idle := range []time.Duration{-time.Second, time.Hour, 2 * time.Hour} {
+		cfg := testConfig()
+		cfg.RefreshTokenIdleTTL = idle
+		if _, err := NewEngine(cfg); err == nil {
+			t.Errorf("refresh_token_idle_ttl %v with refresh_token_ttl %v accepted", idle, cfg.RefreshTokenTTL)
+		}
 	}
 }

@@ -1,8 +1,12 @@
 package grants
 
 import (
+	"bufio"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -10,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // parseReq runs ParseForm on r and returns the form, the error and the
@@ -37,6 +42,7 @@ func checkParseErr(t *testing.T, oerr *Error, status int) {
 }
 
 func TestParseFormMethod(t *testing.T) {
+	t.Parallel()
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete,
 		http.MethodPatch, http.MethodOptions, "BREW"} {
 		t.Run(m, func(t *testing.T) {
@@ -57,6 +63,7 @@ func TestParseFormMethod(t *testing.T) {
 }
 
 func TestParseFormQueryRefused(t *testing.T) {
+	t.Parallel()
 	for _, q := range []string{
 		"client_secret=s3cr",
 		"grant_type=client_credentials",
@@ -74,6 +81,7 @@ func TestParseFormQueryRefused(t *testing.T) {
 }
 
 func TestParseFormContentType(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		ctype []string // nil: no header
@@ -121,6 +129,7 @@ func TestParseFormContentType(t *testing.T) {
 }
 
 func TestParseFormContentEncoding(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		enc    string
 		status int // 0: accepted
@@ -159,6 +168,7 @@ func TestParseFormContentEncoding(t *testing.T) {
 type chunkedBody struct{ io.Reader }
 
 func TestParseFormBodySize(t *testing.T) {
+	t.Parallel()
 	// A valid form of exactly n bytes: grant_type plus an ignored pad.
 	formOf := func(n int) string {
 		base := "grant_type=client_credentials&pad="
@@ -202,7 +212,8 @@ func TestParseFormBodySize(t *testing.T) {
 // TestParseFormBodySizeOverHTTP checks the 413 through a real server, where
 // net/http decides Content-Length and chunking.
 func TestParseFormBodySizeOverHTTP(t *testing.T) {
-	e := newTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture())
 	var seenLength atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seenLength.Store(r.ContentLength)
@@ -248,6 +259,7 @@ type failingBody struct{}
 func (failingBody) Read([]byte) (int, error) { return 0, errors.New("connection reset") }
 
 func TestParseFormBodyReadError(t *testing.T) {
+	t.Parallel()
 	r := tokenRequest("")
 	r.Body = io.NopCloser(failingBody{})
 	r.ContentLength = -1
@@ -256,6 +268,7 @@ func TestParseFormBodyReadError(t *testing.T) {
 }
 
 func TestParseFormBody(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		body string
@@ -313,6 +326,7 @@ func TestParseFormBody(t *testing.T) {
 }
 
 func TestParseFormThroughRequest(t *testing.T) {
+	t.Parallel()
 	r := tokenRequest("grant_type=client_credentials&scope=read+write&foo=bar")
 	form, oerr := parseReq(r)
 	if oerr != nil {
@@ -328,6 +342,7 @@ func TestParseFormThroughRequest(t *testing.T) {
 }
 
 func TestIsLoopback(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		addr string
 		want bool
@@ -359,6 +374,7 @@ func TestIsLoopback(t *testing.T) {
 // TestIsLoopbackClientIP: behind a trusted local proxy the client the
 // proxy reports decides; a remote peer never becomes loopback.
 func TestIsLoopbackClientIP(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		peer, client string
 		want         bool
@@ -396,6 +412,7 @@ func TestIsLoopbackClientIP(t *testing.T) {
 }
 
 func TestWriteError(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		err      *Error
@@ -438,6 +455,7 @@ func TestWriteError(t *testing.T) {
 // package against the TOK-12 character set, including the ones built
 // from a parameter name.
 func TestErrorDescriptionsCharset(t *testing.T) {
+	t.Parallel()
 	errs := []*Error{errUnavailable, errServer}
 	for name := range knownParams {
 		_, e1 := parseFormBody(name + "=a&" + name + "=b")
@@ -452,4 +470,90 @@ func TestErrorDescriptionsCharset(t *testing.T) {
 			t.Errorf("%q / %q is outside the TOK-12 character set", e.Code, e.Description)
 		}
 	}
+}
+
+// A refusal sent before the body was read must reach a client that sent
+// Connection: close: the server reads (boundedly) what is left of the body
+// before it answers. net/http does not drain the body of a request that
+// asked to close, so the unread bytes make the close a reset, and a client
+// still sending its body gets the reset instead of the JSON error.
+func TestRefusalBeforeBodyWithConnectionClose(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t)
+	// A peer that is not loopback: the TLS rule refuses plain HTTP from
+	// it before anything reads the body.
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.RemoteAddr = "203.0.113.5:4000"
+		switch r.URL.Path {
+		case TokenPath:
+			e.serveToken(w, r)
+		case RevokePath:
+			e.serveRevoke(w, r)
+		case IntrospectPath:
+			e.serveIntrospect(w, r)
+		case UserinfoPath:
+			e.serveUserinfo(w, r)
+		}
+	}))
+	// Small socket buffers, as on a real network: the body cannot all sit
+	// in them while the server answers.
+	srv.Listener = smallBufListener{srv.Listener}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	body := "grant_type=client_credentials&token=x&pad=" + strings.Repeat("x", 60<<10)
+	for _, tt := range []struct {
+		path   string
+		status int
+		code   string
+	}{
+		{TokenPath, http.StatusBadRequest, CodeInvalidRequest},
+		{RevokePath, http.StatusBadRequest, CodeInvalidRequest},
+		{IntrospectPath, http.StatusBadRequest, CodeInvalidRequest},
+		{UserinfoPath, http.StatusUnauthorized, ""}, // no token
+	} {
+		path := tt.path
+		t.Run(path, func(t *testing.T) {
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.(*net.TCPConn).SetWriteBuffer(4096)
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			// A client that sends its whole request before it reads, the
+			// body a moment after the headers (as over a real network).
+			_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: as.test\r\nConnection: close\r\n"+
+				"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", path, len(body), body[:1024])
+			if err == nil {
+				time.Sleep(50 * time.Millisecond)
+				_, err = io.WriteString(conn, body[1024:])
+			}
+			if err != nil {
+				t.Fatalf("sending the request: %v", err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer, only: %v", err)
+			}
+			raw, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("answer cut off: %v (got %q)", err, raw)
+			}
+			var got struct{ Error string }
+			if resp.StatusCode != tt.status || json.Unmarshal(raw, &got) != nil || got.Error != tt.code {
+				t.Fatalf("got %d %s, want %d %q", resp.StatusCode, raw, tt.status, tt.code)
+			}
+		})
+	}
+}
+
+// smallBufListener gives each accepted connection a small receive buffer.
+type smallBufListener struct{ net.Listener }
+
+func (l smallBufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4096)
+	}
+	return c, err
 }

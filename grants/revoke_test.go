@@ -10,7 +10,8 @@ import (
 
 // TestRevokeRequestRules covers REV-01, REV-03 and CA-16.
 func TestRevokeRequestRules(t *testing.T) {
-	e := opNewEngine(t)
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
 	at := opClientToken(t, e)
 	opRunRules(t, e, e.serveRevoke, RevokePath, []opRule{
 		{"no token", "c-basic", url.Values{}, "", 400, CodeInvalidRequest},
@@ -30,7 +31,8 @@ func TestRevokeRequestRules(t *testing.T) {
 // TestRevokeAccessToken: the jti is refused at once, and stays refused
 // for a new engine on the same store (RS-11, REV-02).
 func TestRevokeAccessToken(t *testing.T) {
-	e := opNewEngine(t)
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
 	at := opClientToken(t, e)
 	for _, hint := range []string{"", "refresh_token", "access_token", "foo"} {
 		other := opClientToken(t, e)
@@ -62,9 +64,10 @@ func TestRevokeAccessToken(t *testing.T) {
 // TestRevokeRefreshToken: revoking a refresh token kills its family and
 // the family's access tokens, whatever the hint (REV-02, REV-05, REV-06).
 func TestRevokeRefreshToken(t *testing.T) {
+	t.Parallel()
 	for _, hint := range []string{"", "access_token", "refresh_token", "foo"} {
 		t.Run("hint="+hint, func(t *testing.T) {
-			e := opNewEngine(t)
+			e := newEngine(t, withResourceServers())
 			tr := firstGrant(t, e, "c-web")
 			rt, at := tr.str("refresh_token"), tr.str("access_token")
 			if got := opRevoke(e, "c-web", "token", rt, "token_type_hint", hint); got.status != http.StatusOK {
@@ -81,7 +84,8 @@ func TestRevokeRefreshToken(t *testing.T) {
 
 // TestRevokeOtherClientsToken: refused, and the token stays valid (REV-04).
 func TestRevokeOtherClientsToken(t *testing.T) {
-	e := opNewEngine(t)
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
 	tr := firstGrant(t, e, "c-web")
 	rt, at := tr.str("refresh_token"), tr.str("access_token")
 	for _, tok := range []string{rt, at} {

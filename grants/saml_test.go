@@ -36,30 +36,6 @@ func samlSigners(t testing.TB) (idp, other *samltest.Signer) {
 	return samlIdPKey, samlBad
 }
 
-// samlEngine trusts samlIdP for c-saml; c-saml2 may use the grant but is
-// not allowed for that IdP.
-func samlEngine(t testing.TB, mod func(*SAMLIdP)) *Engine {
-	idp, _ := samlSigners(t)
-	p := &SAMLIdP{EntityID: samlIdP, Certificate: idp.Certificate(), AllowedClients: []string{"c-saml"}, Scopes: []string{"read", "write"}}
-	if mod != nil {
-		mod(p)
-	}
-	return newTestEngine(t, func(c *Config) {
-		c.Clients = append(c.Clients,
-			&Client{
-				ClientSpec: ClientSpec{
-					ID:         "c-saml",
-					AuthMethod: AuthSecretPost,
-					GrantTypes: []string{GrantSAML2Bearer},
-					Scopes:     []string{"read", "write", "admin"},
-				},
-				SecretHash: HashSecret(postSecret),
-			},
-			&Client{ClientSpec: ClientSpec{ID: "c-saml2", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantSAML2Bearer}}, SecretHash: HashSecret(postSecret)})
-		c.SAMLIdPs = []*SAMLIdP{p}
-	})
-}
-
 func samlFields(mod func(*samltest.Assertion)) samltest.Assertion {
 	a := samltest.New(samlIdP, "user-42", testIssuer)
 	if mod != nil {
@@ -96,7 +72,8 @@ func samlPost(e *Engine, client, assertion string, kv ...string) *httptest.Respo
 }
 
 func TestSAMLBearerGrant(t *testing.T) {
-	e := samlEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withSAML(nil))
 	idp, other := samlSigners(t)
 	now := time.Now()
 	signed := samlSigned(t, idp, nil)
@@ -238,7 +215,8 @@ func between(s, start, end string) string {
 // subject, whether it was there when signing or inserted afterwards
 // (exclusive canonicalisation drops comments, so the signature holds).
 func TestSAMLCommentInjection(t *testing.T) {
-	e := samlEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withSAML(nil))
 	idp, _ := samlSigners(t)
 	after := strings.Replace(samlSigned(t, idp, func(a *samltest.Assertion) { a.NameID = "admin@evil" }), ">admin@evil<", ">admin<!---->@evil<", 1)
 	if !strings.Contains(after, "admin<!---->@evil") {
@@ -260,7 +238,8 @@ func TestSAMLCommentInjection(t *testing.T) {
 
 // SHA-1 signatures are refused (Go's x509 no longer checks them).
 func TestSAMLSHA1Refused(t *testing.T) {
-	e := samlEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withSAML(nil))
 	idp, _ := samlSigners(t)
 	sha1 := *idp
 	sha1.Hash = crypto.SHA1
@@ -276,7 +255,8 @@ func TestSAMLSHA1Refused(t *testing.T) {
 
 // SAML-09: an assertion works once.
 func TestSAMLReplay(t *testing.T) {
-	e := samlEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withSAML(nil))
 	a := samlGood(t, nil)
 	checkToken(t, samlPost(e, "c-saml", a))
 	checkError(t, samlPost(e, "c-saml", a), 400, CodeInvalidGrant)
@@ -294,7 +274,8 @@ func mustDecode(t testing.TB, s string) []byte {
 }
 
 func TestSAMLSubjectAttribute(t *testing.T) {
-	e := samlEngine(t, func(p *SAMLIdP) { p.SubjectAttribute = "uid" })
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withSAML(func(p *SAMLIdP) { p.SubjectAttribute = "uid" }))
 	m := checkToken(t, samlPost(e, "c-saml", samlGood(t, func(a *samltest.Assertion) { a.Attributes = map[string]string{"uid": "u42", "mail": "u@x.test"} }), "scope", "read"))
 	if _, claims := segments(t, m["access_token"].(string)); claims["ext_sub"] != "u42" || claims["scope"] != "read" {
 		t.Errorf("claims %v", claims)
@@ -307,12 +288,14 @@ func TestSAMLSubjectAttribute(t *testing.T) {
 
 // The whole request body is capped before the form is read.
 func TestSAMLBodyTooLarge(t *testing.T) {
-	e := samlEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withSAML(nil))
 	w := samlPost(e, "c-saml", strings.Repeat("A", MaxBodyBytes))
 	checkError(t, w, 413, CodeInvalidRequest)
 }
 
 func TestSAMLConfig(t *testing.T) {
+	t.Parallel()
 	idp, _ := samlSigners(t)
 	cert := idp.Certificate()
 	sc := &Client{ClientSpec: ClientSpec{ID: "c-saml", AuthMethod: AuthSecretPost, GrantTypes: []string{GrantSAML2Bearer}}, SecretHash: HashSecret(postSecret)}
@@ -341,11 +324,11 @@ func TestSAMLConfig(t *testing.T) {
 	if err := pub.Validate(); err == nil {
 		t.Error("a public client may use the SAML bearer grant")
 	}
-	e := samlEngine(t, nil)
+	e := newEngine(t, ccFixture(), withSAML(nil))
 	if !contains(testMetadata(t, e).GrantTypesSupported, GrantSAML2Bearer) {
 		t.Error("saml2-bearer not in discovery")
 	}
-	if _, ok := newTestEngine(t, nil).grants[GrantSAML2Bearer]; ok {
+	if _, ok := newEngine(t, ccFixture()).grants[GrantSAML2Bearer]; ok {
 		t.Error("saml2-bearer offered without a client for it")
 	}
 }
@@ -366,7 +349,7 @@ func FuzzSAMLAssertion(f *testing.F) {
 	} {
 		f.Add(samltest.Encode(s))
 	}
-	e := samlEngine(f, nil)
+	e := newEngine(f, ccFixture(), withSAML(nil))
 	f.Fuzz(func(t *testing.T, raw string) {
 		_, a, err := e.verifySAMLAssertion(raw, time.Now())
 		if err != nil {

@@ -10,137 +10,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/oauthgate/caddy-oauthgate/storage"
-	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
-
-// Test fixtures: the issuer, clients and users every engine test starts
-// from (see conformance.md §0).
-const (
-	siTestIssuer  = "https://as.test"
-	webSecret     = "s3cr:et%+" // needs form-encoding inside Basic
-	siBasicSecret = "basic-secret"
-	trustedSecret = "trusted-secret"
-	nopkceSecret  = "nopkce-secret"
-	loopbackAddr  = "127.0.0.1:12345"
-)
-
-var testSecrets = map[string]string{
-	"c-web":     webSecret,
-	"c-basic":   siBasicSecret,
-	"c-trusted": trustedSecret,
-	"c-nopkce":  nopkceSecret,
-}
-
-// testRedirect is the redirect URI each client registered first.
-var testRedirect = map[string]string{
-	"c-web":     "https://client.test/cb",
-	"c-basic":   "https://basic.test/cb",
-	"c-trusted": "https://trusted.test/cb",
-	"c-nopkce":  "https://nopkce.test/cb",
-	"c-pub":     "http://127.0.0.1/cb",
-	"c-multi":   "https://multi.test/a",
-}
-
-func siTestClients() []*Client {
-	codeRefresh := []string{GrantAuthorizationCode, GrantRefreshToken}
-	return []*Client{
-		{
-			ClientSpec: ClientSpec{
-				ID:                     "c-web",
-				AuthMethod:             AuthSecretBasic,
-				GrantTypes:             codeRefresh,
-				Scopes:                 []string{"openid", "profile", "email", "read", "write"},
-				Audience:               []string{"https://app.test"},
-				RedirectURIs:           []string{"https://client.test/cb"},
-				PostLogoutRedirectURIs: []string{"https://client.test/bye"},
-			},
-			SecretHash: HashSecret(webSecret),
-		},
-		{
-			ClientSpec: ClientSpec{
-				ID:           "c-trusted",
-				AuthMethod:   AuthSecretPost,
-				GrantTypes:   codeRefresh,
-				Scopes:       []string{"openid", "profile", "email", "read"},
-				RedirectURIs: []string{"https://trusted.test/cb"},
-				Trusted:      true,
-			},
-			SecretHash: HashSecret(trustedSecret),
-		},
-		{
-			ClientSpec: ClientSpec{
-				ID:           "c-pub",
-				AuthMethod:   AuthNone,
-				GrantTypes:   codeRefresh,
-				Scopes:       []string{"openid", "read"},
-				RedirectURIs: []string{"http://127.0.0.1/cb"},
-			},
-		},
-		{
-			ClientSpec: ClientSpec{
-				ID:           "c-basic",
-				AuthMethod:   AuthSecretBasic,
-				GrantTypes:   []string{GrantAuthorizationCode, GrantClientCredentials},
-				Scopes:       []string{"openid", "read"},
-				RedirectURIs: []string{"https://basic.test/cb"},
-			},
-			SecretHash: HashSecret(siBasicSecret),
-		},
-		{
-			ClientSpec: ClientSpec{
-				ID:           "c-nopkce",
-				AuthMethod:   AuthSecretBasic,
-				GrantTypes:   []string{GrantAuthorizationCode},
-				Scopes:       []string{"openid", "read"},
-				Trusted:      true,
-				PKCEOptional: true,
-				RedirectURIs: []string{"https://nopkce.test/cb"},
-			},
-			SecretHash: HashSecret(nopkceSecret),
-		},
-		{
-			ClientSpec: ClientSpec{
-				ID:           "c-multi",
-				AuthMethod:   AuthNone,
-				GrantTypes:   []string{GrantAuthorizationCode},
-				Scopes:       []string{"openid"},
-				Trusted:      true,
-				RedirectURIs: []string{"https://multi.test/a", "https://multi.test/b?x=1"},
-			},
-		},
-	}
-}
-
-// testHash returns a cheap bcrypt hash of pw (MinCost keeps tests fast).
-var testHash = func() func(string) string {
-	var mu sync.Mutex
-	cache := map[string]string{}
-	return func(pw string) string {
-		mu.Lock()
-		defer mu.Unlock()
-		if h, ok := cache[pw]; ok {
-			return h
-		}
-		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
-		if err != nil {
-			panic(err)
-		}
-		cache[pw] = string(h)
-		return string(h)
-	}
-}()
 
 // realDummyHashFor makes the production dummy hash for unknown users: at
 // cost 14 about a second per use (tens of seconds under -race). Every test
@@ -151,53 +29,6 @@ const dummyPassword = "caddy-oauthgate: no such user"
 
 func init() {
 	dummyHashFor = func(int) []byte { return []byte(testHash(dummyPassword)) }
-}
-
-func testUsers() []*User {
-	return []*User{
-		{Name: "alice", PasswordHash: testHash("alice-pw"),
-			Claims: map[string]string{"email": "alice@example.test", "email_verified": "true", "name": "Alice Liddell"}},
-		{Name: "bob", PasswordHash: testHash("bob-pw")},
-	}
-}
-
-func testConfig() Config {
-	return Config{
-		Issuer:          siTestIssuer,
-		AccessTokenTTL:  5 * time.Minute,
-		RefreshTokenTTL: time.Hour,
-		Clients:         siTestClients(),
-		Users:           testUsers(),
-		Web:             WebConfig{SessionTTL: time.Hour},
-	}
-}
-
-// siNewTestEngine builds and starts an engine on a fresh bbolt file; mod may
-// change the configuration first.
-func siNewTestEngine(t testing.TB, mod func(*Config)) *Engine {
-	t.Helper()
-	cfg := testConfig()
-	if mod != nil {
-		mod(&cfg)
-	}
-	e, err := NewEngine(cfg)
-	if err != nil {
-		t.Fatalf("NewEngine: %v", err)
-	}
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "x.db"), time.Second)
-	if err != nil {
-		t.Fatalf("bolt.Open: %v", err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	ctx := context.Background()
-	rev, err := tokens.LoadRevocations(ctx, st)
-	if err != nil {
-		t.Fatalf("LoadRevocations: %v", err)
-	}
-	if err := e.Start(ctx, st, rev); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	return e
 }
 
 // browser is a user agent with a cookie jar that talks to the engine's

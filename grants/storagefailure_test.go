@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -18,9 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 	"github.com/oauthgate/caddy-oauthgate/storage"
-	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
 )
 
 // Failure modes of failStore.
@@ -58,48 +55,6 @@ func (s *failStore) Batch(ctx context.Context, fn func(storage.Tx) error) error 
 		return errDiskFull
 	}
 	return s.Store.Batch(ctx, fn)
-}
-
-// sfEngine is siNewTestEngine on a failStore, logging to an observer at
-// debug level.
-func sfEngine(t *testing.T) (*Engine, *failStore, *observer.ObservedLogs) {
-	t.Helper()
-	core, logs := observer.New(zapcore.DebugLevel)
-	cfg := testConfig()
-	cfg.Logger = zap.New(core)
-	keys, err := ParseJWKS(caJWKS(t, caOtherKey.Public(), "idp1", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Clients = append(cfg.Clients, &Client{
-		ClientSpec: ClientSpec{
-			ID:         "c-tx",
-			AuthMethod: AuthSecretPost,
-			GrantTypes: []string{GrantTokenExchange, GrantJWTBearer},
-			Scopes:     []string{"openid", "read"},
-		},
-		SecretHash: HashSecret(postSecret),
-	})
-	cfg.TrustedIssuers = []*TrustedIssuer{{Issuer: jbIssuer, Keys: keys, AllowedClients: []string{"c-tx"},
-		Scopes: []string{"read"}, MapSubject: MapSubjectLocalUsers}}
-	e, err := NewEngine(cfg)
-	if err != nil {
-		t.Fatalf("NewEngine: %v", err)
-	}
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "x.db"), time.Second)
-	if err != nil {
-		t.Fatalf("bolt.Open: %v", err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	fs := &failStore{Store: st}
-	rev, err := tokens.LoadRevocations(context.Background(), fs)
-	if err != nil {
-		t.Fatalf("LoadRevocations: %v", err)
-	}
-	if err := e.Start(context.Background(), fs, rev); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	return e, fs, logs
 }
 
 // sfRequest is a request from b's browser (its cookies, loopback) tagged
@@ -306,9 +261,12 @@ func sfCookies(b *browser) []string {
 // the cause and the request id, 503 temporarily_unavailable with
 // Retry-After to the client, and nothing secret in the log.
 func TestStorageFailureLoggedWithCause(t *testing.T) {
+	t.Parallel()
 	for _, tc := range sfCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			e, fs, logs := sfEngine(t)
+			fs := &failStore{Store: openStore(t)}
+			logger, logs := observedLogger()
+			e := newEngine(t, withStore(fs), withLogger(logger), withLocalSubjects())
 			b := newBrowser(t, e)
 			r, h, secrets := tc.prep(t, e, b)
 			id := RequestID(r.Context())
@@ -363,7 +321,10 @@ func TestStorageFailureLoggedWithCause(t *testing.T) {
 // A full disk under load fails every request: the log gets about one
 // line a second, with the count of those it held back.
 func TestStorageFailureBurstBounded(t *testing.T) {
-	e, fs, logs := sfEngine(t)
+	t.Parallel()
+	fs := &failStore{Store: openStore(t)}
+	logger, logs := observedLogger()
+	e := newEngine(t, withStore(fs), withLogger(logger), withLocalSubjects())
 	fs.mode.Store(failAll)
 	start := time.Now()
 	for i := range 100 {
@@ -385,7 +346,9 @@ func TestStorageFailureBurstBounded(t *testing.T) {
 // A refusal that is the client's doing is not the operator's problem: it
 // stays at DEBUG.
 func TestClientRefusalStaysDebug(t *testing.T) {
-	e, _, logs := sfEngine(t)
+	t.Parallel()
+	logger, logs := observedLogger()
+	e := newEngine(t, withLogger(logger), withLocalSubjects())
 	b := newBrowser(t, e)
 	f := url.Values{"grant_type": {"authorization_code"}, "code": {"no-such-code"}, "redirect_uri": {testRedirect["c-web"]}}
 	rec := httptest.NewRecorder()
@@ -407,7 +370,7 @@ func TestClientRefusalStaysDebug(t *testing.T) {
 // server failure: it is logged at debug level, not at ERROR.
 func TestCanceledRequestNotLoggedAsFailure(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
-	e := newTestEngine(t, func(c *Config) { c.Logger = zap.New(core) })
+	e := newEngine(t, ccFixture(), withConfig(func(c *Config) { c.Logger = zap.New(core) }))
 	e.logFailure(context.Background(), "token", CodeTemporarilyUnavailable, fmt.Errorf("storage: %w", context.Canceled))
 	if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); n != 0 {
 		t.Fatalf("%d ERROR lines for a canceled request", n)

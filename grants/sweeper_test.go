@@ -14,7 +14,8 @@ import (
 // TestSweeperPrunesRevocations: an expired revocation leaves storage and
 // memory; a live one stays in both.
 func TestSweeperPrunesRevocations(t *testing.T) {
-	e := opNewEngine(t)
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
 	ctx := context.Background()
 	now := time.Now()
 	ids := map[string]int64{"old": now.Add(-time.Hour).Unix(), "live": now.Add(time.Hour).Unix()}
@@ -57,6 +58,7 @@ func (s swCountingStore) Sweep(ctx context.Context, now time.Time, limit int) (i
 // TestSweeperBackground: the goroutine sweeps on its own, picks up a new
 // interval at once, and Stop returns (twice, too).
 func TestSweeperBackground(t *testing.T) {
+	t.Parallel()
 	st := swCountingStore{Store: openStore(t), swept: make(chan time.Time, 1)}
 	s := StartSweeper(st, nil, time.Hour, zap.NewNop())
 	select {

@@ -13,6 +13,7 @@ import (
 const lockedMessage = "Too many failed sign-ins."
 
 func TestThrottleDefaults(t *testing.T) {
+	t.Parallel()
 	th := newThrottle(ThrottleConfig{})
 	if th.cfg.MaxFailures != 5 || th.cfg.Window != 15*time.Minute || th.cfg.BaseLock != 30*time.Second {
 		t.Fatalf("defaults = %+v", th.cfg)
@@ -26,6 +27,7 @@ func TestThrottleDefaults(t *testing.T) {
 // The lock starts at MaxFailures failures, doubles with each further
 // failure and is capped at Window.
 func TestThrottleDoublingLock(t *testing.T) {
+	t.Parallel()
 	const window = time.Hour
 	th := newThrottle(ThrottleConfig{MaxFailures: 3, Window: window, BaseLock: 10 * time.Second})
 	t0 := time.Unix(1_000_000_000, 0)
@@ -87,6 +89,7 @@ func TestThrottleDoublingLock(t *testing.T) {
 
 // Failures older than Window are forgotten; succeed forgets one key.
 func TestThrottleWindowAndSucceed(t *testing.T) {
+	t.Parallel()
 	th := newThrottle(ThrottleConfig{MaxFailures: 2, Window: time.Minute, BaseLock: 10 * time.Second})
 	t0 := time.Unix(1_000_000_000, 0)
 	th.fail(t0, "user:a", "ip:1")
@@ -121,6 +124,7 @@ func TestThrottleWindowAndSucceed(t *testing.T) {
 
 // The map stays bounded; stale keys go first.
 func TestThrottleBounded(t *testing.T) {
+	t.Parallel()
 	cfg := ThrottleConfig{MaxFailures: 3, Window: time.Minute, BaseLock: time.Second}
 	now := time.Unix(1_000_000_000, 0)
 	fill := func(th *throttle, n int, last time.Time, prefix string) {
@@ -190,18 +194,10 @@ func loginFrom(t *testing.T, e *Engine, remote, user, pw string) (status int, bo
 	return rec.Code, rec.Body.String(), setCookie(t, rec, sessionCookie) != nil && rec.Code == http.StatusFound
 }
 
-func throttledEngine(t *testing.T) *Engine {
-	return siNewTestEngine(t, func(c *Config) {
-		c.Web.Throttle = ThrottleConfig{MaxFailures: 3, UserMaxFailures: 6, IPMaxFailures: 6, IPDelay: 50 * time.Millisecond}
-		for _, n := range []string{"carol", "dave", "erin", "frank"} {
-			c.Users = append(c.Users, &User{Name: n, PasswordHash: testHash(n + "-pw")})
-		}
-	})
-}
-
 func TestLoginThrottle(t *testing.T) {
+	t.Parallel()
 	t.Run("per user and address", func(t *testing.T) {
-		e := throttledEngine(t)
+		e := newEngine(t, withThrottle())
 		const ip = "127.0.0.10:1"
 		for i := range 3 {
 			if st, _, _ := loginFrom(t, e, ip, "alice", "wrong"); st != http.StatusOK {
@@ -230,7 +226,7 @@ func TestLoginThrottle(t *testing.T) {
 		}
 	})
 	t.Run("per user", func(t *testing.T) {
-		e := throttledEngine(t)
+		e := newEngine(t, withThrottle())
 		// Six failures for alice, each from another address.
 		for i := range 6 {
 			if st, _, _ := loginFrom(t, e, fmt.Sprintf("127.0.0.%d:1", 20+i), "alice", "wrong"); st != http.StatusOK {
@@ -255,7 +251,7 @@ func TestLoginThrottle(t *testing.T) {
 	t.Run("one address for everyone is never locked", func(t *testing.T) {
 		// Behind a NAT or a proxy: many failures with any names from one
 		// address slow its guesses, but lock no one out.
-		e := throttledEngine(t)
+		e := newEngine(t, withThrottle())
 		const ip = "127.0.0.40:1"
 		for i := range 8 {
 			loginFrom(t, e, ip, fmt.Sprintf("nobody%d", i), "x")
@@ -280,7 +276,7 @@ func TestLoginThrottle(t *testing.T) {
 		}
 	})
 	t.Run("success resets the user's count", func(t *testing.T) {
-		e := throttledEngine(t)
+		e := newEngine(t, withThrottle())
 		for range 2 {
 			loginFrom(t, e, "127.0.0.50:1", "frank", "wrong")
 		}
@@ -297,7 +293,7 @@ func TestLoginThrottle(t *testing.T) {
 	t.Run("the HTTP server's client address counts, not the peer", func(t *testing.T) {
 		// Caddy passes its client_ip (trusted_proxies honoured) with
 		// WithFront; two users behind one proxy peer are two addresses.
-		e := throttledEngine(t)
+		e := newEngine(t, withThrottle())
 		const proxy = "127.0.0.60:1"
 		for range 3 {
 			loginFromClient(t, e, proxy, "192.0.2.1", "alice", "wrong")
@@ -327,6 +323,7 @@ func loginFromClient(t *testing.T, e *Engine, peer, client, user, pw string) (st
 // A full throttle never forgets a locked key: flooding it with fresh keys
 // from many addresses must not unlock a user.
 func TestThrottlePruneKeepsLocked(t *testing.T) {
+	t.Parallel()
 	th := newThrottle(ThrottleConfig{MaxFailures: 1, Window: time.Minute, BaseLock: time.Minute})
 	now := time.Unix(1_000_000, 0)
 	th.fail(now, "user:victim")
@@ -349,10 +346,10 @@ func TestThrottlePruneKeepsLocked(t *testing.T) {
 // while many failures from it wait out their delays, a correct sign-in from
 // the same address is checked and answered at once.
 func TestThrottleBusyAddressDoesNotQueue(t *testing.T) {
-	e := siNewTestEngine(t, func(c *Config) {
+	e := newEngine(t, withConfig(func(c *Config) {
 		c.Web.Throttle = ThrottleConfig{MaxFailures: 3, UserMaxFailures: 6, IPMaxFailures: 6, IPDelay: 2 * time.Second}
 		c.Users = append(c.Users, &User{Name: "carol", PasswordHash: testHash("carol-pw")})
-	})
+	}))
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	const ip = "192.0.2.99"

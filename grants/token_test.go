@@ -141,7 +141,8 @@ func wantAud(want ...string) func(*testing.T, map[string]any) {
 }
 
 func TestTokenRequestRules(t *testing.T) {
-	e := newTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture())
 	runTokenCases(t, e, []tokenCase{
 		// TOK-01
 		{name: "TOK-01 GET", method: http.MethodGet, target: testIssuer + TokenPath, auth: authBasic,
@@ -212,7 +213,8 @@ func TestTokenRequestRules(t *testing.T) {
 }
 
 func TestTokenClientAuthentication(t *testing.T) {
-	e := newTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture())
 	runTokenCases(t, e, []tokenCase{
 		// CA-01
 		{name: "CA-01 Basic form-encoded", body: ccForm, auth: authBasic, status: 200},
@@ -281,7 +283,8 @@ func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) 
 
 // TOK-14: an unknown client and a wrong secret are indistinguishable.
 func TestTokenAuthFailuresIdentical(t *testing.T) {
-	e := newTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture())
 	pairs := []struct {
 		name string
 		a, b tokenCase
@@ -314,6 +317,7 @@ func TestTokenAuthFailuresIdentical(t *testing.T) {
 // through Config; it is added to the engine's map directly, as a future
 // grant type would let the configuration do.
 func TestTokenUnauthorizedClient(t *testing.T) {
+	t.Parallel()
 	web := &Client{
 		ClientSpec: ClientSpec{
 			ID:         "c-web",
@@ -329,7 +333,7 @@ func TestTokenUnauthorizedClient(t *testing.T) {
 	if web.Allows(GrantClientCredentials) {
 		t.Error("Allows(client_credentials) = true")
 	}
-	e := newTestEngine(t, nil)
+	e := newEngine(t, ccFixture())
 	e.clients[web.ID] = web
 	runTokenCases(t, e, []tokenCase{
 		{name: "TOK-08", body: ccForm, auth: []string{basicAuth("c-web", "web")}, status: 400, code: CodeUnauthorizedClient},
@@ -340,7 +344,8 @@ func TestTokenUnauthorizedClient(t *testing.T) {
 }
 
 func TestTokenScopeAndAudience(t *testing.T) {
-	e := newTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture())
 	runTokenCases(t, e, []tokenCase{
 		// TOK-11
 		{name: "default scope", body: ccForm, auth: authBasic, status: 200, check: wantScope("read write")},
@@ -389,6 +394,7 @@ func TestTokenScopeAndAudience(t *testing.T) {
 
 // TOK-17: plain HTTP is answered only from loopback or behind a TLS proxy.
 func TestTokenTransport(t *testing.T) {
+	t.Parallel()
 	plain := "http://as.test" + TokenPath
 	tests := []struct {
 		name    string
@@ -409,7 +415,7 @@ func TestTokenTransport(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newTestEngine(t, func(c *Config) { c.BehindTLSProxy = tt.proxied })
+			e := newEngine(t, ccFixture(), withConfig(func(c *Config) { c.BehindTLSProxy = tt.proxied }))
 			r := httptest.NewRequest(http.MethodPost, tt.target, strings.NewReader(ccForm))
 			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			r.Header.Set("Authorization", authBasic[0])
@@ -435,7 +441,8 @@ func TestTokenTransport(t *testing.T) {
 }
 
 func TestTokenResponseShape(t *testing.T) {
-	e := newTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture())
 	w := serve(e, tokenCase{body: ccForm, auth: authBasic}.request())
 	body := checkToken(t, w)
 
@@ -473,7 +480,8 @@ func TestTokenResponseShape(t *testing.T) {
 // TestAccessTokenJWT decodes an issued token and checks its header against
 // the JWKS and its claims against RFC 9068 (AT-01, AT-02, AT-04).
 func TestAccessTokenJWT(t *testing.T) {
-	e := newTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture())
 	before := time.Now().Unix()
 	w := serve(e, tokenCase{body: ccForm + "&scope=read+write", auth: authBasic}.request())
 	after := time.Now().Unix()
@@ -575,7 +583,8 @@ func TestAccessTokenJWT(t *testing.T) {
 
 // AT-02: jti is unique.
 func TestAccessTokenJTIUnique(t *testing.T) {
-	e := newTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture())
 	seen := map[string]bool{}
 	for range 200 {
 		w := serve(e, tokenCase{body: ccForm, auth: authBasic}.request())
@@ -598,7 +607,7 @@ func TestAccessTokenJTIUnique(t *testing.T) {
 // A storage-free failure: signing with a broken key is a 500 that says
 // nothing about the cause.
 func TestTokenSigningFailure(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := newEngine(t, ccFixture())
 	// A key ring of keys that cannot sign, in place of the engine's: each
 	// key is of another type than its algorithm needs.
 	broken, err := tokens.NewKeys(tokens.KeyOptions{Algs: e.ringAlgs(), Generate: func(alg string) (crypto.Signer, error) {
@@ -622,8 +631,9 @@ func TestTokenSigningFailure(t *testing.T) {
 }
 
 func TestNewEngineErrors(t *testing.T) {
+	t.Parallel()
 	good := func() Config {
-		return Config{Issuer: testIssuer, AccessTokenTTL: time.Minute, Clients: testClients()}
+		return Config{Issuer: testIssuer, AccessTokenTTL: time.Minute, Clients: ccClients()}
 	}
 	tests := []struct {
 		name string
@@ -633,7 +643,7 @@ func TestNewEngineErrors(t *testing.T) {
 		{"bad issuer", func(c *Config) { c.Issuer = "http://as.test" }, "https"},
 		{"zero ttl", func(c *Config) { c.AccessTokenTTL = 0 }, "access_token_ttl"},
 		{"negative ttl", func(c *Config) { c.AccessTokenTTL = -time.Second }, "access_token_ttl"},
-		{"duplicate client", func(c *Config) { c.Clients = append(c.Clients, testClients()[0]) }, "defined twice"},
+		{"duplicate client", func(c *Config) { c.Clients = append(c.Clients, ccClients()[0]) }, "defined twice"},
 		{"invalid client", func(c *Config) { c.Clients = append(c.Clients, &Client{ClientSpec: ClientSpec{ID: "x"}}) }, "auth_method"},
 	}
 	for _, tt := range tests {

@@ -23,11 +23,12 @@ func userinfo(e *Engine, method, target, authz string) (*httptest.ResponseRecord
 	return rec, body
 }
 
-const realm = `Bearer realm="` + siTestIssuer + `"`
+const realm = `Bearer realm="` + testIssuer + `"`
 
 // RFC 6750 §3 and OIDC Core §5.3: who may read UserInfo and what it says.
 func TestUserinfoRefusals(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	noOpenID := firstGrant(t, e, "c-web", "scope", "read")
 	withOpenID := firstGrant(t, e, "c-web", "scope", "openid")
 	cc := postToken(e, "c-basic", url.Values{"grant_type": {"client_credentials"}, "scope": {"openid"}})
@@ -82,7 +83,8 @@ func TestUserinfoRefusals(t *testing.T) {
 }
 
 func TestUserinfoClaims(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	tests := []struct {
 		name, user, scope string
 		want              map[string]any
@@ -125,7 +127,8 @@ func TestUserinfoClaims(t *testing.T) {
 }
 
 func TestUserinfoRemovedUser(t *testing.T) {
-	e := siNewTestEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t)
 	ctx := context.Background()
 	if err := e.users.Put(ctx, &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true); err != nil {
 		t.Fatal(err)

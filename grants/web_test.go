@@ -12,6 +12,7 @@ import (
 // An operator replaces the login page and the logo; pages not replaced
 // keep the built-in ones, and a broken template fails the config load.
 func TestCustomTemplatesAndLogo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	custom := `{{define "content"}}<p id="acme">ACME sign-in for {{.Client}}</p><form method="post" action="{{.Action}}">` +
 		`<input type="hidden" name="state" value="{{.State}}"><input type="hidden" name="csrf" value="{{.CSRF}}"></form>{{end}}{{template "layout" .}}`
@@ -22,10 +23,10 @@ func TestCustomTemplatesAndLogo(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "logo.png"), logo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := siNewTestEngine(t, func(c *Config) {
+	e := newEngine(t, withConfig(func(c *Config) {
 		c.Web.TemplatesDir = dir
 		c.Web.LogoFile = filepath.Join(dir, "logo.png")
-	})
+	}))
 	w := httptest.NewRecorder()
 	e.web.render(w, http.StatusOK, "login.html", pageData{Title: "Sign in", Client: "c-web<script>"})
 	body := w.Body.String()
@@ -46,8 +47,28 @@ func TestCustomTemplatesAndLogo(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "error.html"), []byte(`{{define "content"}}{{.Nope`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Issuer: siTestIssuer, AccessTokenTTL: testTTL, Web: WebConfig{TemplatesDir: dir}}
+	cfg := Config{Issuer: testIssuer, AccessTokenTTL: testTTL, Web: WebConfig{TemplatesDir: dir}}
 	if _, err := NewEngine(cfg); err == nil || !strings.Contains(err.Error(), "error.html") {
 		t.Fatalf("a broken template loaded: %v", err)
+	}
+}
+
+// The sign-in, consent and sign-out forms are capped like POST
+// /oauth/authorize: a larger body is 413, declared or chunked, not 400.
+func TestFormPostBodyCapped(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t)
+	for _, path := range []string{AuthorizePath + "/login", AuthorizePath + "/consent", LogoutPath} {
+		for _, chunked := range []bool{false, true} {
+			body := "csrf=x&pad=" + strings.Repeat("a", 9<<20)
+			r, _ := http.NewRequest(http.MethodPost, "https://as.test"+path, strings.NewReader(body))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if chunked {
+				r.ContentLength = -1
+			}
+			if rec := newBrowser(t, e).do(r); rec.Code != http.StatusRequestEntityTooLarge {
+				t.Errorf("%s chunked=%v: %d-byte body: %d, want 413", path, chunked, len(body), rec.Code)
+			}
+		}
 	}
 }

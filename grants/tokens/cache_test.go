@@ -9,6 +9,7 @@ import (
 // The cache must never turn a dead token back into a live one: a hit is
 // still checked against the clock and the revocation set.
 func TestVerifierCacheHonoursExpiryAndRevocation(t *testing.T) {
+	t.Parallel()
 	rev := &Revocations{jti: map[string]int64{}}
 	kr, err := LoadKeyRing(t.Context(), openStore(t), "ES256", time.Now())
 	if err != nil {
@@ -47,6 +48,7 @@ func TestVerifierCacheHonoursExpiryAndRevocation(t *testing.T) {
 
 // A flood of distinct tokens cannot grow the cache without bound.
 func TestTokenCacheBounded(t *testing.T) {
+	t.Parallel()
 	c := newTokenCache()
 	now := time.Now().Unix()
 	for i := 0; i < cacheShards*cacheMaxShard*3; i++ {

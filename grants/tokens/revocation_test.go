@@ -11,6 +11,7 @@ import (
 // expired revocations. With many expired entries present, an add leaves
 // them all in place (it did not scan), and a prune removes them.
 func TestRevocationsAddDoesNotPrune(t *testing.T) {
+	t.Parallel()
 	r := &Revocations{jti: map[string]int64{}, before: map[string]Before{}}
 	old := time.Now().Add(-time.Hour).Unix()
 	for i := range 1000 {

@@ -101,6 +101,7 @@ func wantAccept(t *testing.T, v *Verifier, tok string) *AccessClaims {
 }
 
 func TestVerifyMinted(t *testing.T) {
+	t.Parallel()
 	f := newVerifierFixture(t, "ES256")
 	tok, err := f.k.MintAccessToken(NewAccessClaims(testIssuer, "c-basic", "c-basic",
 		[]string{testRS, "https://other.test"}, []string{"read", "write"}, vnow, time.Minute))
@@ -137,6 +138,7 @@ func TestVerifyMinted(t *testing.T) {
 }
 
 func TestVerifyNoKeys(t *testing.T) {
+	t.Parallel()
 	f := newVerifierFixture(t, "ES256")
 	tok := signRaw(t, f.k, mustJSON(t, hdrMap(f.k, nil)), mustJSON(t, claimsMap(nil)))
 	wantReject(t, testVerifier(nil, 0, nil), tok)
@@ -145,6 +147,7 @@ func TestVerifyNoKeys(t *testing.T) {
 // TestVerifyHostileHeaders covers,
 // A-21 and AT-05.
 func TestVerifyHostileHeaders(t *testing.T) {
+	t.Parallel()
 	f := newVerifierFixture(t, "ES256")
 	enc := base64.RawURLEncoding
 	payload := mustJSON(t, claimsMap(nil))
@@ -267,6 +270,7 @@ func TestVerifyHostileHeaders(t *testing.T) {
 // TestVerifyAlgPinnedToKey signs with our own RSA key under the other RSA
 // algorithm: the key's registered algorithm wins.
 func TestVerifyAlgPinnedToKey(t *testing.T) {
+	t.Parallel()
 	for _, pair := range [][2]string{{"RS256", "PS256"}, {"PS256", "RS256"}} {
 		t.Run(pair[0]+" key, "+pair[1]+" token", func(t *testing.T) {
 			f := newVerifierFixture(t, pair[0])
@@ -284,6 +288,7 @@ func TestVerifyAlgPinnedToKey(t *testing.T) {
 }
 
 func TestVerifyClaims(t *testing.T) {
+	t.Parallel()
 	f := newVerifierFixture(t, "ES256")
 	now := vnow.Unix()
 	tests := []struct {
@@ -351,6 +356,7 @@ func TestVerifyClaims(t *testing.T) {
 // Leeway, and that no leeway ever extends exp (issue 10 §4: our own
 // tokens' expiry is exact).
 func TestVerifyLeewayIsConfigurable(t *testing.T) {
+	t.Parallel()
 	f := newVerifierFixture(t, "ES256")
 	tok := signRaw(t, f.k, mustJSON(t, hdrMap(f.k, nil)), mustJSON(t, claimsMap(func(m map[string]any) { m["nbf"] = vnow.Unix() + 5 })))
 	strict := testVerifier(f.kr, 0, nil)
@@ -361,6 +367,7 @@ func TestVerifyLeewayIsConfigurable(t *testing.T) {
 }
 
 func TestVerifyMalformed(t *testing.T) {
+	t.Parallel()
 	f := newVerifierFixture(t, "ES256")
 	good := signRaw(t, f.k, mustJSON(t, hdrMap(f.k, nil)), mustJSON(t, claimsMap(nil)))
 	parts := strings.Split(good, ".")
@@ -425,6 +432,7 @@ func TestVerifyMalformed(t *testing.T) {
 // TestVerifySizeCap: a token above MaxTokenBytes is refused before any
 // parsing, even with a valid signature; one at the cap is accepted.
 func TestVerifySizeCap(t *testing.T) {
+	t.Parallel()
 	f := newVerifierFixture(t, "ES256")
 	var under, over string
 	for pad := 5000; over == ""; pad++ {
@@ -449,6 +457,7 @@ func TestVerifySizeCap(t *testing.T) {
 // TestSigningAlgsRoundTrip mints and verifies with every supported
 // algorithm and checks that jwx agrees using the published JWK.
 func TestSigningAlgsRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, alg := range SigningAlgs {
 		t.Run(alg, func(t *testing.T) {
 			f := newVerifierFixture(t, alg)
@@ -505,6 +514,7 @@ func TestSigningAlgsRoundTrip(t *testing.T) {
 }
 
 func TestLoadKeyRingErrors(t *testing.T) {
+	t.Parallel()
 	for _, alg := range []string{"", "none", "HS256", "ES384", "ES512", "RS512", "es256", "Ed25519"} {
 		if _, err := LoadKeyRing(context.Background(), openStore(t), alg, vnow); err == nil {
 			t.Errorf("LoadKeyRing(%q) succeeded", alg)
@@ -561,6 +571,7 @@ func TestLoadKeyRingErrors(t *testing.T) {
 // and reopened), tokens minted before verify after, and a change of
 // signing_alg adds a key while the old one keeps verifying.
 func TestKeyRingPersistence(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "oauth.db")
 	open := func() *bolt.Store {
@@ -630,6 +641,7 @@ func TestKeyRingPersistence(t *testing.T) {
 // TestLoadKeyRingConcurrent: two configs starting at once on an empty
 // store agree on one key.
 func TestLoadKeyRingConcurrent(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	const n = 8
 	ids := make([]string, n)
@@ -662,6 +674,7 @@ func TestLoadKeyRingConcurrent(t *testing.T) {
 }
 
 func TestAudienceJSON(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in      string
 		want    Audience

@@ -11,7 +11,8 @@ import (
 // The admin revoke by subject also finds a local user by name, whose
 // subject may differ from it.
 func TestRevokeSubjectOrUser(t *testing.T) {
-	e := txEngine(t)
+	t.Parallel()
+	e := newEngine(t, withExchange())
 	ctx := context.Background()
 	back := func(c *tokens.AccessClaims) { c.IssuedAt -= 2 }
 	if err := e.users.Put(ctx, &User{Name: "jürgen", PasswordHash: testHash("pw")}, true); err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/internal/samltest"
+	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
 // Issue 10 §1 and §2: who is who, and token exchange inside the rules of
@@ -28,7 +30,8 @@ func txExternal(t testing.TB, sub string, mod func(map[string]any)) string {
 // neither: its subject is namespaced, different per issuer, and says
 // where it came from.
 func TestExternalSubjectNeverLocal(t *testing.T) {
-	e := jbEngine(t, nil)
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withJWTBearer(nil))
 	seen := map[string]bool{}
 	for _, asserted := range []string{"alice", "c-jb", "c-basic"} {
 		m := checkToken(t, jbPost(e, "c-jb", jbAssertion(t, func(c map[string]any) { c["sub"] = asserted; c["jti"] = tokens.RandomID(8) })))
@@ -58,7 +61,8 @@ func TestExternalSubjectNeverLocal(t *testing.T) {
 // §1: map_subject local_users makes an issuer assert local users, and
 // then only existing local users (never clients) match.
 func TestExternalSubjectMappedToLocalUsers(t *testing.T) {
-	e := txEngine(t)
+	t.Parallel()
+	e := newEngine(t, withExchange())
 	e.trusted[jbIssuer].MapSubject = MapSubjectLocalUsers
 	m := checkToken(t, jbPost(e, "c-tx", txExternal(t, "alice", nil)))
 	if _, c := segments(t, m["access_token"].(string)); c["sub"] != "alice" || c["ext_iss"] != jbIssuer {
@@ -75,14 +79,16 @@ func TestExternalSubjectMappedToLocalUsers(t *testing.T) {
 // §1: SAML NameIDs are namespaced the same way; mapped, unknown users are
 // refused.
 func TestSAMLSubjectMapping(t *testing.T) {
-	e := samlEngine(t, func(p *SAMLIdP) { p.MapSubject = MapSubjectLocalUsers })
+	t.Parallel()
+	e := newEngine(t, ccFixture(), withSAML(func(p *SAMLIdP) { p.MapSubject = MapSubjectLocalUsers }))
 	checkError(t, samlPost(e, "c-saml", samlGood(t, nil)), 400, CodeInvalidGrant)
 }
 
 // §1: userinfo never answers with a local user for an external subject,
 // even when the issuer asserted that user's name.
 func TestUserinfoExternalSubject(t *testing.T) {
-	e := txEngine(t)
+	t.Parallel()
+	e := newEngine(t, withExchange())
 	e.trusted[jbIssuer].Scopes = []string{"openid", "read"}
 	m := checkToken(t, jbPost(e, "c-tx", txExternal(t, "alice", nil), "scope", "openid"))
 	rec, body := userinfo(e, "GET", UserinfoPath, "Bearer "+m["access_token"].(string))
@@ -94,7 +100,8 @@ func TestUserinfoExternalSubject(t *testing.T) {
 // §1: a removed user's subject is never given to a new user of the same
 // name (nor to a client), and non-ASCII names are percent-encoded.
 func TestLocalSubjectNeverReassigned(t *testing.T) {
-	e := txEngine(t)
+	t.Parallel()
+	e := newEngine(t, withExchange())
 	ctx := context.Background()
 	carol := &User{Name: "carol", PasswordHash: testHash("pw"), Claims: map[string]string{"email": "old@carol.test"}}
 	if err := e.users.Put(ctx, carol, true); err != nil {
@@ -158,19 +165,11 @@ func TestLocalSubjectNeverReassigned(t *testing.T) {
 // §1: a config user removed from the config and created at run time does
 // not inherit the config user's subject either.
 func TestConfigUserSubjectNotReassigned(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	ctx := context.Background()
 	start := func(users []*User) *Engine {
-		cfg := testConfig()
-		cfg.Users = users
-		e, err := NewEngine(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Start(ctx, st, nil); err != nil {
-			t.Fatal(err)
-		}
-		return e
+		return newEngine(t, withStore(st), withRevocations(nil), withConfig(func(c *Config) { c.Users = users }))
 	}
 	e := start(testUsers())
 	if u, _ := e.users.Lookup(ctx, "bob"); u.Subject() != "bob" {
@@ -188,6 +187,7 @@ func TestConfigUserSubjectNotReassigned(t *testing.T) {
 // §5: user names and client ids refuse '/', '?', '#', '%' and control
 // characters.
 func TestNamesRefuseURLAndControlCharacters(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"carol2?x", "a/b", "a#b", "a%41", "a\x7fb", "a\u0085b", "a\x00b", "\xff"} {
 		if err := ValidateUser(&User{Name: name, PasswordHash: testHash("pw")}); err == nil {
 			t.Errorf("user name %q accepted", name)
@@ -208,7 +208,8 @@ func TestNamesRefuseURLAndControlCharacters(t *testing.T) {
 
 // RevokeUser revokes by the user's subject, not by the name.
 func TestRevokeUserUsesTheSubject(t *testing.T) {
-	e := txEngine(t)
+	t.Parallel()
+	e := newEngine(t, withExchange())
 	ctx := context.Background()
 	if err := e.users.Put(ctx, &User{Name: "jürgen", PasswordHash: testHash("pw")}, true); err != nil {
 		t.Fatal(err)
@@ -223,4 +224,171 @@ func TestRevokeUserUsesTheSubject(t *testing.T) {
 	if _, err := e.RevokeUser(ctx, "nobody"); !errors.Is(err, ErrUserNotFound) {
 		t.Errorf("RevokeUser(nobody) = %v", err)
 	}
+}
+
+// Follow-up attack on issue 10: names, subjects and revocation across
+// config reloads.
+
+func ccClient(id string) *Client {
+	return &Client{ClientSpec: ClientSpec{ID: id, AuthMethod: AuthSecretBasic, GrantTypes: []string{GrantClientCredentials}}, SecretHash: HashSecret("s-" + id)}
+}
+
+// A config client may not have a run-time user's name, nor a config
+// user a run-time client's id: they would share one sub.
+func TestConfigNameClashesWithStoredUserOrClient(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	ctx := context.Background()
+	e := newEngine(t, withStore(st), withRevocations(nil))
+	if err := e.users.Put(ctx, &User{Name: "gina", PasswordHash: testHash("pw")}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.AddClient(ctx, ccClient("hank")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := startEngine(t, withStore(st), withRevocations(nil), withConfig(func(c *Config) { c.Clients = append(c.Clients, ccClient("gina")) }))
+	if err == nil || !strings.Contains(err.Error(), `client "gina"`) || !strings.Contains(err.Error(), "user") {
+		t.Errorf("config client gina next to run-time user gina: %v", err)
+	}
+	_, err = startEngine(t, withStore(st), withRevocations(nil), withConfig(func(c *Config) {
+		c.Users = append(c.Users, &User{Name: "hank", PasswordHash: testHash("pw")})
+	}))
+	if err == nil || !strings.Contains(err.Error(), `user "hank"`) || !strings.Contains(err.Error(), "client") {
+		t.Errorf("config user hank next to run-time client hank: %v", err)
+	}
+	// A config user may not shadow a run-time user of the same name.
+	_, err = startEngine(t, withStore(st), withRevocations(nil), withConfig(func(c *Config) {
+		c.Users = append(c.Users, &User{Name: "gina", PasswordHash: testHash("pw")})
+	}))
+	if err == nil || !strings.Contains(err.Error(), `user "gina"`) || !strings.Contains(err.Error(), "run time") {
+		t.Errorf("config user gina next to run-time user gina: %v", err)
+	}
+	// The refused configs changed nothing: the same config starts again.
+	newEngine(t, withStore(st), withRevocations(nil))
+}
+
+// A client's subject (its id) never goes to a user, and a removed user's
+// subject never to a config client.
+func TestClientSubjectNeverReassigned(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	ctx := context.Background()
+	e := newEngine(t, withStore(st), withRevocations(nil), withConfig(func(c *Config) { c.Clients = append(c.Clients, ccClient("svc-cfg")) }))
+	// Run-time client, then run-time user.
+	if _, err := e.AddClient(ctx, ccClient("svc2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.RemoveClient(ctx, "svc2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.users.Put(ctx, &User{Name: "svc2", PasswordHash: testHash("pw")}, true); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := e.users.Lookup(ctx, "svc2"); u == nil || u.Subject() == "svc2" || !strings.HasPrefix(u.Subject(), "svc2/") {
+		t.Errorf("user svc2 after client svc2: %+v", u)
+	}
+	// Run-time client, then config user.
+	if _, err := e.AddClient(ctx, ccClient("ivy")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.RemoveClient(ctx, "ivy"); err != nil {
+		t.Fatal(err)
+	}
+	// A client id may be registered again (it is a client's again).
+	if _, err := e.AddClient(ctx, ccClient("ivy")); err != nil {
+		t.Errorf("client ivy registered again: %v", err)
+	} else if err := e.RemoveClient(ctx, "ivy"); err != nil {
+		t.Fatal(err)
+	}
+	// Run-time user, then config client.
+	if err := e.users.Put(ctx, &User{Name: "frank", PasswordHash: testHash("pw")}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.users.Remove(ctx, "frank"); err != nil {
+		t.Fatal(err)
+	}
+	e = newEngine(t, withStore(st), withRevocations(nil), withConfig(func(c *Config) {
+		c.Users = append(c.Users, &User{Name: "ivy", PasswordHash: testHash("pw")})
+	}))
+	if u, _ := e.users.Lookup(ctx, "ivy"); u == nil || u.Subject() == "ivy" {
+		t.Errorf("config user ivy after client ivy: %+v", u)
+	}
+	// Config client svc-cfg left the config: a user of its name gets
+	// another subject.
+	if err := e.users.Put(ctx, &User{Name: "svc-cfg", PasswordHash: testHash("pw")}, true); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := e.users.Lookup(ctx, "svc-cfg"); u == nil || u.Subject() == "svc-cfg" {
+		t.Errorf("user svc-cfg after config client svc-cfg: %+v", u)
+	}
+	_, err := startEngine(t, withStore(st), withRevocations(nil), withConfig(func(c *Config) { c.Clients = append(c.Clients, ccClient("frank")) }))
+	if err == nil || !strings.Contains(err.Error(), `client "frank"`) || !strings.Contains(err.Error(), "never reassigned") {
+		t.Errorf("config client frank after user frank: %v", err)
+	}
+}
+
+// Config users and clients removed from the config lose their tokens at
+// the next start, once.
+func TestConfigRemovalRevokes(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	ctx := context.Background()
+	rev, err := tokens.LoadRevocations(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withSvc := func(c *Config) { c.Clients = append(c.Clients, ccClient("svc-x")) }
+	e := newEngine(t, withStore(st), withRevocations(rev), withConfig(withSvc))
+	back := func(c *tokens.AccessClaims) { c.IssuedAt -= 2 }
+	bob := txAccessToken(t, e, "bob", "read", back)
+	alice := txAccessToken(t, e, "alice", "read", back)
+	svc := txAccessToken(t, e, "svc-x", "", func(c *tokens.AccessClaims) { c.IssuedAt -= 2; c.ClientID = "svc-x" })
+	if !verifies(e, bob) || !verifies(e, svc) {
+		t.Fatal("fresh tokens do not verify")
+	}
+	// bob and svc-x leave the config.
+	e = newEngine(t, withStore(st), withRevocations(rev), withConfig(func(c *Config) { c.Users = testUsers()[:1] }))
+	if verifies(e, bob) || verifiesAfterRestart(t, e, bob) {
+		t.Error("removed config user bob's token is live")
+	}
+	if verifies(e, svc) || verifiesAfterRestart(t, e, svc) {
+		t.Error("removed config client svc-x's token is live")
+	}
+	if !verifies(e, alice) {
+		t.Error("alice's token was revoked too")
+	}
+	var n *nameUse
+	_ = st.View(ctx, func(tx storage.Tx) error { n, err = readNameUse(tx, "bob"); return err })
+	if n == nil || !n.Removed {
+		t.Errorf("bob's record %+v", n)
+	}
+	// Once: a later start leaves tokens issued since alone.
+	time.Sleep(1100 * time.Millisecond)
+	e = newEngine(t, withStore(st), withRevocations(rev), withConfig(func(c *Config) { c.Users = testUsers()[:1] }))
+	later := txAccessToken(t, e, "svc-x", "", func(c *tokens.AccessClaims) { c.ClientID = "svc-x" })
+	e = newEngine(t, withStore(st), withRevocations(rev), withConfig(func(c *Config) { c.Users = testUsers()[:1] }))
+	if !verifies(e, later) {
+		t.Error("a start revoked a removed client again")
+	}
+	// bob back in the config keeps his subject; his old token stays revoked.
+	e = newEngine(t, withStore(st), withRevocations(rev), withConfig(withSvc))
+	if u, _ := e.users.Lookup(ctx, "bob"); u == nil || u.Subject() != "bob" {
+		t.Errorf("bob back: %+v", u)
+	}
+	if verifies(e, bob) {
+		t.Error("bob's old token came back")
+	}
+}
+
+// Subjects asserted with control characters are refused, by a trusted
+// issuer and by a SAML identity provider.
+func TestExternalSubjectControlCharacters(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, withExchange())
+	for _, s := range []string{"a\nb", "a\x00b", "a\rb", "a\u0085b", "a\u2028b", "a\u202eb", "a\u200bb", "a\ufeffb", " p1", " "} {
+		checkError(t, jbPost(e, "c-tx", txExternal(t, s, nil)), 400, CodeInvalidGrant)
+	}
+	checkToken(t, jbPost(e, "c-tx", txExternal(t, "a b", nil)))
+	se := newEngine(t, ccFixture(), withSAML(nil))
+	checkError(t, samlPost(se, "c-saml", samlGood(t, func(a *samltest.Assertion) { a.NameID = "ad\nmin" })), 400, CodeInvalidGrant)
 }

@@ -10,6 +10,7 @@ import (
 )
 
 func TestCanonResource(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"HTTP://API.example.com/x":       "http://api.example.com/x",
 		"https://App.Test":               "https://app.test",
@@ -43,13 +44,14 @@ func TestCanonResource(t *testing.T) {
 // authorization endpoint, the token endpoint and on refresh; the token's
 // aud is the registered spelling. Path case still matters.
 func TestResourceCaseInsensitiveSchemeHost(t *testing.T) {
-	e := siNewTestEngine(t, func(c *Config) {
+	t.Parallel()
+	e := newEngine(t, withConfig(func(c *Config) {
 		for _, cl := range c.Clients {
 			if cl.ID == "c-web" {
 				cl.Audience = []string{"https://app.test", "https://Billing.test/Api"}
 			}
 		}
-	})
+	}))
 	const shouted = "HTTPS://BILLING.TEST/Api"
 	// authorize → code → token, all with the shouted spelling.
 	b := newBrowser(t, e)
@@ -70,7 +72,7 @@ func TestResourceCaseInsensitiveSchemeHost(t *testing.T) {
 	wantErr(t, refresh(e, "c-web", r.str("refresh_token"), "resource", "https://billing.test/api"), http.StatusBadRequest, CodeInvalidTarget)
 
 	// client_credentials at the token endpoint.
-	e2 := newTestEngine(t, nil)
+	e2 := newEngine(t, ccFixture())
 	w := serve(e2, withBasic(tokenRequest("grant_type=client_credentials&resource="+url.QueryEscape("HTTPS://APP.TEST")), "c-basic", basicSecret))
 	m := checkToken(t, w)
 	if aud := audOf(t, e2, m["access_token"].(string)); len(aud) != 1 || aud[0] != testRS {
