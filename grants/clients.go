@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
@@ -298,25 +299,24 @@ func (e *Engine) RemoveClient(ctx context.Context, id string) error {
 	if _, ok := e.clients[id]; ok {
 		return ErrConfigClient
 	}
-	err := e.store.Update(ctx, func(tx storage.Tx) error {
+	_, err := e.revokeAllOf(ctx, func(tx storage.Tx) (string, func(*familyRecord) bool, error) {
 		if _, err := tx.Get(storage.KindClients, id); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
-				return ErrClientNotFound
+				return "", nil, ErrClientNotFound
 			}
-			return err
+			return "", nil, err
 		}
 		// Clients registered before client ids were recorded are
 		// recorded now.
 		if err := recordClientTx(tx, id, false); err != nil {
-			return err
+			return "", nil, err
 		}
-		return tx.Delete(storage.KindClients, id)
-	})
+		return tokens.BeforeKey("client", id), func(f *familyRecord) bool { return f.ClientID == id }, tx.Delete(storage.KindClients, id)
+	}, nil)
 	if err != nil {
 		return err
 	}
 	e.corsOrigins.forget()
 	e.runtimeClients.forget(id)
-	_, err = e.RevokeClient(ctx, id)
-	return err
+	return nil
 }

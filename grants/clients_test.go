@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,5 +247,64 @@ func TestRunTimeClientCache(t *testing.T) {
 	}
 	if c, err := e.lookupClient(ctx, "rt-cache"); c != nil || err != nil {
 		t.Fatalf("a removed client was found: %v, %v", c, err)
+	}
+}
+
+// nthUpdateFails is a store whose write transactions fail from the nth
+// on, as a disk that fills up during an operation.
+type nthUpdateFails struct {
+	storage.Store
+	n, calls atomic.Int32
+}
+
+func (s *nthUpdateFails) Update(ctx context.Context, fn func(storage.Tx) error) error {
+	if s.calls.Add(1) >= s.n.Load() {
+		return errDiskFull
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// Removing a client or a user and revoking what they were issued is all
+// or nothing: whichever write fails, either the client is still there
+// (and a retry removes it and revokes its tokens) or it is gone and its
+// tokens are dead — never gone with its tokens alive.
+func TestRemoveIsAtomic(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for failFrom := int32(1); failFrom <= 3; failFrom++ {
+		st := &nthUpdateFails{Store: openStore(t)}
+		st.n.Store(1 << 30)
+		e := newEngine(t, withResourceServers(), withStore(st))
+		secret, err := e.AddClient(ctx, &Client{ClientSpec: ClientSpec{ID: "rt-atomic", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		form := url.Values{"grant_type": {"client_credentials"}}
+		tr := postTokenRaw(e, form, siBasicAuth("rt-atomic", secret))
+		wantOK(t, tr)
+		at := tr.str("access_token")
+		st.calls.Store(0)
+		st.n.Store(failFrom)
+		rmErr := e.RemoveClient(ctx, "rt-atomic")
+		c, err := e.lookupClient(ctx, "rt-atomic")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, verr := e.verifier.Verify(at, time.Now())
+		switch {
+		case c == nil && verr == nil:
+			t.Fatalf("failing from write %d: the client is gone (RemoveClient: %v) but its token still verifies", failFrom, rmErr)
+		case c != nil && rmErr == nil:
+			t.Fatalf("failing from write %d: RemoveClient succeeded but the client is still there", failFrom)
+		}
+		st.n.Store(1 << 30)
+		if c != nil {
+			if err := e.RemoveClient(ctx, "rt-atomic"); err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if _, err := e.verifier.Verify(at, time.Now()); err == nil {
+				t.Fatal("after the retry the token still verifies")
+			}
+		}
 	}
 }

@@ -72,6 +72,15 @@ func (e *Engine) revokeAll(ctx context.Context, key string, match func(*familyRe
 // revokeAllThen is revokeAll with more work (also) done in its
 // transaction.
 func (e *Engine) revokeAllThen(ctx context.Context, key string, match func(*familyRecord) bool, also func(storage.Tx) error) (int, error) {
+	return e.revokeAllOf(ctx, func(storage.Tx) (string, func(*familyRecord) bool, error) { return key, match, nil }, also)
+}
+
+// revokeAllOf is revokeAllThen for a subject or client that first is
+// found (and removed) in the same transaction: which returns the key and
+// the match. Removing something and revoking what it was issued are one
+// transaction, so a failure (a full disk) leaves both undone, and a
+// retry does both.
+func (e *Engine) revokeAllOf(ctx context.Context, which func(storage.Tx) (string, func(*familyRecord) bool, error), also func(storage.Tx) error) (int, error) {
 	if e.store == nil {
 		return 0, errors.New("the engine is not started")
 	}
@@ -79,11 +88,16 @@ func (e *Engine) revokeAllThen(ctx context.Context, key string, match func(*fami
 	horizon := now.Add(e.accessTokenTTL + verifierLeeway)
 	var (
 		n       int
+		key     string
 		revoked map[string]int64
 		b       tokens.Before
 	)
 	err := e.store.Update(ctx, func(tx storage.Tx) error {
-		var err error
+		k, match, err := which(tx)
+		if err != nil {
+			return err
+		}
+		key = k
 		n, revoked, b, err = revokeAllTx(tx, key, match, now, horizon)
 		if err == nil && also != nil {
 			err = also(tx)
@@ -166,14 +180,18 @@ func (e *Engine) UpdateUser(ctx context.Context, u *User) error {
 // RemoveUser deletes a run-time user and ends everything the user had:
 // grants, access tokens and sign-in sessions.
 func (e *Engine) RemoveUser(ctx context.Context, name string) error {
-	sub, err := e.users.Remove(ctx, name)
-	if err != nil {
-		return err
+	if _, ok := e.users.config[name]; ok {
+		return ErrConfigUser
 	}
-	if err := e.endUser(ctx, sub); err != nil {
-		return fmt.Errorf("user %q was removed, but %w", name, err)
-	}
-	return nil
+	var sub string
+	_, err := e.revokeAllOf(ctx, func(tx storage.Tx) (string, func(*familyRecord) bool, error) {
+		var err error
+		if sub, err = e.users.removeTx(tx, name); err != nil {
+			return "", nil, err
+		}
+		return tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub }, nil
+	}, func(tx storage.Tx) error { return endSessionsTx(tx, sub) })
+	return err
 }
 
 // endUser revokes every grant and access token of the subject and ends
@@ -204,22 +222,29 @@ func UpdateStoredUser(ctx context.Context, st storage.Store, u *User) error {
 
 // RemoveStoredUser is RemoveUser on a storage file while no server runs.
 func RemoveStoredUser(ctx context.Context, st storage.Store, name string) error {
-	sub, err := StoredUsers(st).Remove(ctx, name)
-	if err != nil {
-		return err
-	}
-	return endStoredUser(ctx, st, sub)
+	us := StoredUsers(st)
+	now := time.Now()
+	return st.Update(ctx, func(tx storage.Tx) error {
+		sub, err := us.removeTx(tx, name)
+		if err != nil {
+			return err
+		}
+		return endStoredUserTx(tx, sub, now)
+	})
 }
 
 // endStoredUser is endUser on a storage file while no server runs.
 func endStoredUser(ctx context.Context, st storage.Store, sub string) error {
 	now := time.Now()
-	return st.Update(ctx, func(tx storage.Tx) error {
-		_, _, _, err := revokeAllTx(tx, tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
-			now, now.Add(OfflineRevocationHorizon))
-		if err != nil {
-			return err
-		}
-		return endSessionsTx(tx, sub)
-	})
+	return st.Update(ctx, func(tx storage.Tx) error { return endStoredUserTx(tx, sub, now) })
+}
+
+// endStoredUserTx is endStoredUser's transaction.
+func endStoredUserTx(tx storage.Tx, sub string, now time.Time) error {
+	_, _, _, err := revokeAllTx(tx, tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
+		now, now.Add(OfflineRevocationHorizon))
+	if err != nil {
+		return err
+	}
+	return endSessionsTx(tx, sub)
 }

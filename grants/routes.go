@@ -2,6 +2,7 @@ package grants
 
 import (
 	"net/http"
+	"path"
 	"strings"
 )
 
@@ -51,14 +52,31 @@ func (e *Engine) routes() map[string]http.HandlerFunc {
 // path under the endpoints' prefix (the issuer's path + /oauth/) is the
 // engine's: one that is no endpoint is answered 404 with a JSON error,
 // never handed to the next handler. The handlers need a started engine.
-func (e *Engine) Route(path string) (h http.HandlerFunc, ok bool) {
-	if h, ok := e.routeTable[path]; ok {
+func (e *Engine) Route(p string) (h http.HandlerFunc, ok bool) {
+	if h, ok := e.routeTable[p]; ok {
 		return h, true
 	}
-	if strings.HasPrefix(path, e.prefix) {
+	if strings.HasPrefix(p, e.prefix) || e.mayReadAsOurs(p) {
 		return serveNoEndpoint, true
 	}
 	return nil, false
+}
+
+// mayReadAsOurs reports whether a path outside the prefix is one that a
+// component after this one could read as under it: in another case, with
+// repeated slashes or dot segments (//oauth/token, /OAUTH/token,
+// /x/../oauth/token). Such a request, which may carry credentials, is
+// answered here (404) rather than handed on. Ordinary paths cost no
+// allocation.
+func (e *Engine) mayReadAsOurs(p string) bool {
+	odd := strings.Contains(p, "//") || strings.Contains(p, "/.")
+	for i := 0; !odd && i < len(p); i++ {
+		odd = 'A' <= p[i] && p[i] <= 'Z'
+	}
+	if !odd {
+		return false
+	}
+	return strings.HasPrefix(strings.ToLower(path.Clean("/"+p))+"/", strings.ToLower(e.prefix))
 }
 
 // ServeHTTP serves the engine's endpoints, for a plain net/http server

@@ -448,19 +448,26 @@ func (us *Users) Remove(ctx context.Context, name string) (sub string, err error
 		return "", ErrConfigUser
 	}
 	err = us.store.Update(ctx, func(tx storage.Tx) error {
-		u, err := us.lookupStoredTx(tx, name)
-		if err != nil {
-			return err
-		}
-		sub = u.Subject()
-		// A user stored before names were recorded is recorded now, so
-		// that a new user of this name gets another subject.
-		if err := recordNameUse(tx, name, nameUse{Sub: sub}); err != nil {
-			return err
-		}
-		return tx.Delete(storage.KindUsers, name)
+		var err error
+		sub, err = us.removeTx(tx, name)
+		return err
 	})
 	return sub, err
+}
+
+// removeTx deletes a stored user in tx and returns its subject.
+func (us *Users) removeTx(tx storage.Tx, name string) (string, error) {
+	u, err := us.lookupStoredTx(tx, name)
+	if err != nil {
+		return "", err
+	}
+	sub := u.Subject()
+	// A user stored before names were recorded is recorded now, so that a
+	// new user of this name gets another subject.
+	if err := recordNameUse(tx, name, nameUse{Sub: sub}); err != nil {
+		return "", err
+	}
+	return sub, tx.Delete(storage.KindUsers, name)
 }
 
 // List returns every user, config users first, without password hashes.

@@ -204,6 +204,12 @@ func TestGatePreflight(t *testing.T) {
 				t.Errorf("%s = %q, want %q", name, got, want)
 			}
 		}
+		// Two Origin headers, the allowed one first: no CORS request.
+		two := preflight("/admin/delete?all=1")
+		two.Header.Add("Origin", "https://evil.test")
+		if w, seen := gateCall(t, p, two); seen != nil || w.Code == http.StatusNoContent || w.Header().Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("two Origin headers: status %d, forwarded %v, allow-origin %q; want no preflight answer", w.Code, seen != nil, w.Header().Get("Access-Control-Allow-Origin"))
+		}
 		for name, mod := range map[string]func(*http.Request){
 			"other origin":      func(r *http.Request) { r.Header.Set("Origin", "https://evil.test") },
 			"origin with path":  func(r *http.Request) { r.Header.Set("Origin", "https://spa.test.evil.test") },
@@ -295,6 +301,9 @@ func TestGateBodyToken(t *testing.T) {
 		"multipart field":           {"Bearer abc", "multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=\"ACCESS_TOKEN\"\r\n\r\nabc\r\n--b--\r\n", 400},
 		"multipart without a token": {"", "multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nabc\r\n--b--\r\n", 401},
 		"broken multipart":          {"Bearer abc", "multipart/form-data; boundary=b", "junk", 400},
+		// Go cannot parse a disposition with a repeated name; PHP reads
+		// the last one.
+		"multipart repeated name": {"Bearer abc", "multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=\"x\"; name=\"access_token\"\r\n\r\nabc\r\n--b--\r\n", 400},
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tt.body))
 		r.RemoteAddr = "127.0.0.1:5555" // so that the TLS rule answers nothing here

@@ -503,7 +503,9 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		_, err := w.Write(p.prm)
 		return err
 	}
-	if origin := r.Header.Get("Origin"); origin != "" {
+	// A browser sends one Origin: a request with two is no CORS request
+	// (no allowances, no preflight answered or forwarded).
+	if origin := r.Header.Get("Origin"); origin != "" && len(r.Header["Origin"]) == 1 {
 		if p.corsOn {
 			if isPreflight(r) {
 				countGate(gatePreflight)
@@ -698,6 +700,14 @@ func multipartHasToken(contentType string, body []byte) (bool, error) {
 		}
 		if err != nil {
 			return false, err
+		}
+		if cd := part.Header.Get("Content-Disposition"); cd != "" {
+			// A disposition Go cannot parse (a repeated name parameter,
+			// say) has no FormName here, but another parser may read a
+			// name from it: the gate cannot tell what the upstream sees.
+			if _, _, err := mime.ParseMediaType(cd); err != nil {
+				return false, fmt.Errorf("part disposition: %w", err)
+			}
 		}
 		if tokens.IsTokenParamName(part.FormName()) {
 			return true, nil
