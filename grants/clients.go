@@ -13,6 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
@@ -289,6 +292,9 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 		return "", err
 	}
 	e.corsOrigins.forget()
+	e.observer.AdminChange(changeClient, actionCreated)
+	e.auditLine(ctx, zapcore.InfoLevel, auditClientCreated, zap.String("client_id", c.ID), zap.String("auth_method", c.AuthMethod),
+		zap.Strings("grant_types", c.GrantTypes), zap.Strings("fields", specFields(&c.ClientSpec)))
 	return secret, nil
 }
 
@@ -317,6 +323,8 @@ func (e *Engine) RemoveClient(ctx context.Context, id string) error {
 	}
 	e.corsOrigins.forget()
 	e.runtimeClients.forget(id)
-	_, err = e.RevokeClient(ctx, id)
+	n, err := e.revokeClient(ctx, id)
+	e.observer.AdminChange(changeClient, actionRemoved)
+	e.auditLine(ctx, zapcore.InfoLevel, auditClientRemoved, zap.String("client_id", id), zap.Int("grants_revoked", n))
 	return err
 }
