@@ -9,6 +9,16 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
+// Where a password was typed (the via field of the sign-in audit lines),
+// and the results Observer.SignIn counts.
+const (
+	signInViaLogin      = "login_page"
+	signInViaPassword   = "password_grant"
+	signInResultOK      = "success"
+	signInResultFailure = "failure"
+	signInResultLocked  = "locked"
+)
+
 // signIn checks a password under the throttle the login page and the
 // password grant share. A locked (user, address) pair or user name is
 // refused before bcrypt runs (a *lockedError); an address with many
