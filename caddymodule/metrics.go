@@ -17,6 +17,9 @@ var oauthMetrics = struct {
 	issued        *prometheus.CounterVec
 	errors        *prometheus.CounterVec
 	tokenDuration prometheus.Histogram
+	signIns       *prometheus.CounterVec
+	refreshReuse  prometheus.Counter
+	adminChanges  *prometheus.CounterVec
 }{}
 
 func init() { initMetrics() }
@@ -33,6 +36,14 @@ func initMetrics() {
 		oauthMetrics.tokenDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name: "token_request_duration_seconds", Help: "Time the token endpoint took to answer.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}})
+		oauthMetrics.signIns = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "signins_total", Help: "Password sign-ins (login page and password grant), by result: success, failure, locked."},
+			[]string{"result"})
+		oauthMetrics.refreshReuse = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "refresh_token_reuse_total", Help: "Rotated refresh tokens presented again; each revoked its grant."})
+		oauthMetrics.adminChanges = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "admin_changes_total", Help: "Changes made by operators, by kind (user, client, key, grants) and action."},
+			[]string{"kind", "action"})
 	})
 }
 
@@ -42,7 +53,8 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{oauthMetrics.issued, oauthMetrics.errors, oauthMetrics.tokenDuration} {
+	for _, c := range []prometheus.Collector{oauthMetrics.issued, oauthMetrics.errors, oauthMetrics.tokenDuration,
+		oauthMetrics.signIns, oauthMetrics.refreshReuse, oauthMetrics.adminChanges} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -64,6 +76,14 @@ func (metricsObserver) TokenRefused(code string) { oauthMetrics.errors.WithLabel
 
 func (metricsObserver) TokenDuration(d time.Duration) {
 	oauthMetrics.tokenDuration.Observe(d.Seconds())
+}
+
+func (metricsObserver) SignIn(result string) { oauthMetrics.signIns.WithLabelValues(result).Inc() }
+
+func (metricsObserver) RefreshReuse() { oauthMetrics.refreshReuse.Inc() }
+
+func (metricsObserver) AdminChange(kind, action string) {
+	oauthMetrics.adminChanges.WithLabelValues(kind, action).Inc()
 }
 
 var _ grants.Observer = metricsObserver{}

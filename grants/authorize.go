@@ -309,7 +309,7 @@ func (e *Engine) serveLogin(rw http.ResponseWriter, r *http.Request) {
 		again("Enter your user name and password.")
 		return
 	}
-	u, err := e.signIn(r.Context(), name, password, ClientIP(r))
+	u, err := e.signIn(r.Context(), signInViaLogin, ar.ClientID, name, password, ClientIP(r))
 	switch {
 	case errors.Is(err, errSignInLocked):
 		again("Too many failed sign-ins. Wait a few minutes and try again.")

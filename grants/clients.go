@@ -13,7 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
@@ -290,6 +294,9 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 		return "", err
 	}
 	e.corsOrigins.forget()
+	e.observer.AdminChange(changeClient, actionCreated)
+	e.auditLine(ctx, zapcore.InfoLevel, auditClientCreated, zap.String("client_id", c.ID), zap.String("auth_method", c.AuthMethod),
+		zap.Strings("grant_types", c.GrantTypes), zap.Strings("fields", specFields(&c.ClientSpec)))
 	return secret, nil
 }
 
@@ -299,7 +306,7 @@ func (e *Engine) RemoveClient(ctx context.Context, id string) error {
 	if _, ok := e.clients[id]; ok {
 		return ErrConfigClient
 	}
-	_, err := e.revokeAllOf(ctx, func(tx storage.Tx) (string, func(*familyRecord) bool, error) {
+	n, err := e.revokeAllOf(ctx, func(tx storage.Tx) (string, func(*familyRecord) bool, error) {
 		if _, err := tx.Get(storage.KindClients, id); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				return "", nil, ErrClientNotFound
@@ -318,5 +325,7 @@ func (e *Engine) RemoveClient(ctx context.Context, id string) error {
 	}
 	e.corsOrigins.forget()
 	e.runtimeClients.forget(id)
+	e.observer.AdminChange(changeClient, actionRemoved)
+	e.auditLine(ctx, zapcore.InfoLevel, auditClientRemoved, zap.String("client_id", id), zap.Int("grants_revoked", n))
 	return nil
 }

@@ -82,7 +82,8 @@ type Config struct {
 	// SigningAlg is the JWS algorithm of access tokens: one of
 	// tokens.SigningAlgs; DefaultSigningAlg when empty.
 	SigningAlg string
-	// Observer receives token endpoint events for metrics; nil for none.
+	// Observer receives token endpoint and security events for metrics;
+	// nil for none.
 	Observer Observer
 	Logger   *zap.Logger
 }
@@ -109,6 +110,8 @@ type Engine struct {
 
 	store  storage.Store
 	logger *zap.Logger
+	// audit writes the security events (audit.go).
+	audit *zap.Logger
 	// failures writes the ERROR lines of failed requests, rate-limited
 	// (errors.go, logFailure).
 	failures *lograte.Limiter
@@ -214,6 +217,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		e.logger = zap.NewNop()
 	}
 	e.failures = lograte.New(e.logger)
+	e.audit = e.logger.Named(auditLoggerName)
 	var err error
 	if e.keys, err = tokens.NewKeys(tokens.KeyOptions{Algs: e.ringAlgs(), EncryptionKey: cfg.KeyEncryptionKey, SealPlain: cfg.SealPlainKeys, Generate: generateKey}); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
@@ -69,11 +70,37 @@ func (e *Engine) Keys() []KeyInfo {
 // and schedules every other key for retirement once the tokens it signed
 // have expired. It returns the id of the new signing_alg key.
 func (e *Engine) RotateKeys(ctx context.Context) (string, error) {
+	before := e.Keys()
 	kid, err := e.rotate(ctx, time.Now(), 0)
 	if err != nil {
 		return "", err
 	}
-	return kid, e.ReloadKeys(ctx)
+	err = e.ReloadKeys(ctx)
+	e.observer.AdminChange(changeKey, actionRotated)
+	e.keysRotated(ctx, "admin", before)
+	return kid, err
+}
+
+// keysRotated writes the audit lines of a rotation this engine made
+// (trigger "admin" or "key_rotation"): one per new key and one per key
+// it scheduled for retirement, found by comparing the ring with the one
+// before.
+func (e *Engine) keysRotated(ctx context.Context, trigger string, before []KeyInfo) {
+	old := make(map[string]KeyInfo, len(before))
+	for _, k := range before {
+		old[k.ID] = k
+	}
+	for _, k := range e.Keys() {
+		prev, known := old[k.ID]
+		switch {
+		case !known && k.Retires == nil:
+			e.auditLine(ctx, zapcore.InfoLevel, auditKeyRotated, zap.String("kid", k.ID), zap.String("alg", k.Alg),
+				zap.String("trigger", trigger))
+		case known && prev.Retires == nil && k.Retires != nil:
+			e.auditLine(ctx, zapcore.InfoLevel, auditKeyRetiring, zap.String("kid", k.ID), zap.String("alg", k.Alg),
+				zap.Time("retires", *k.Retires))
+		}
+	}
 }
 
 // rotate rotates in one transaction. With olderThan > 0 it rotates only
@@ -87,19 +114,35 @@ func (e *Engine) rotate(ctx context.Context, now time.Time, olderThan time.Durat
 // another engine on the same file starts signing here too, and retired
 // keys leave the JWKS.
 func (e *Engine) ReloadKeys(ctx context.Context) error {
-	return e.keys.Load(ctx, e.store, time.Now())
+	before := e.keyRing()
+	if err := e.keys.Load(ctx, e.store, time.Now()); err != nil {
+		return err
+	}
+	if before == nil {
+		return nil
+	}
+	after := e.keyRing()
+	for _, k := range before.All() {
+		if _, ok := after.Lookup(k.ID); !ok {
+			e.auditLine(ctx, zapcore.InfoLevel, auditKeyRetired, zap.String("kid", k.ID), zap.String("alg", k.Alg.String()))
+		}
+	}
+	return nil
 }
 
 // MaintainKeys rotates the signing key when it is older than the
 // configured key_rotation, and reloads the key ring. Run it periodically.
 func (e *Engine) MaintainKeys(ctx context.Context, now time.Time) error {
 	if e.keyRotation > 0 {
+		before := e.Keys()
 		kid, err := e.rotate(ctx, now, e.keyRotation)
 		if err != nil {
 			return err
 		}
 		if kid != "" {
-			e.logger.Info("rotated the signing key", zap.String("kid", kid))
+			err := e.ReloadKeys(ctx)
+			e.keysRotated(ctx, "key_rotation", before)
+			return err
 		}
 	}
 	return e.ReloadKeys(ctx)

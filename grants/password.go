@@ -31,7 +31,7 @@ func (e *Engine) password(ctx context.Context, c *Client, form Form) (*TokenResp
 		return nil, errBadPassword
 	}
 	ip := clientIPOf(ctx)
-	u, err := e.signIn(ctx, name, pw, ip)
+	u, err := e.signIn(ctx, signInViaPassword, c.ID, name, pw, ip)
 	switch {
 	case errors.Is(err, errSignInLocked):
 		// 429 with Retry-After tells a client when to try again.

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/oauthgate/caddy-oauthgate/storage"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
@@ -46,9 +49,10 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 		next    string
 		revoked map[string]int64
 		oerr    *Error
+		reused  bool
 	)
 	err := e.store.Batch(ctx, func(tx storage.Tx) error {
-		fam, at, next, revoked, oerr = familyRecord{}, nil, "", nil, nil
+		fam, at, next, revoked, oerr, reused = familyRecord{}, nil, "", nil, nil, false
 		famRec, err := getJSON(tx, storage.KindFamilies, key, &fam)
 		if errors.Is(err, storage.ErrNotFound) || (err == nil && (fam.Revoked || fam.ClientID != c.ID || fam.Current == "")) {
 			oerr = errBadRefresh
@@ -61,6 +65,7 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 		// about the grant (not even whether a scope would be allowed).
 		if !fam.isCurrent(secret) && !fam.inGrace(secret, e.refreshGrace, now) {
 			oerr = errCode(CodeInvalidGrant, "the refresh token was already used; the grant is revoked")
+			reused = true
 			revoked, err = e.revokeFamily(tx, key)
 			return err
 		}
@@ -97,6 +102,14 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 		return nil, storageError(err)
 	}
 	e.revocations.Add(revoked)
+	if reused {
+		// Logged once the revocation is committed (Batch may run the
+		// function more than once). Either the client or an attacker holds
+		// a stolen token; both are now signed out.
+		e.observer.RefreshReuse()
+		e.auditLine(ctx, zapcore.WarnLevel, auditRefreshReuse, zap.String("client_id", c.ID),
+			zap.String("subject", fam.Subject), zap.String("grant_id", fam.GrantID))
+	}
 	if oerr != nil {
 		return nil, oerr
 	}

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/oauthgate/caddy-oauthgate/storage"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
@@ -25,7 +28,16 @@ func (e *Engine) RevokeSubject(ctx context.Context, sub string) (int, error) {
 // itself and, when it is a local user's name whose subject differs (a
 // non-ASCII name, a name used before), that user's subject too, so
 // revoking "jürgen" or a re-created "carol" never silently misses.
-func (e *Engine) RevokeSubjectOrUser(ctx context.Context, s string) (int, error) {
+func (e *Engine) RevokeSubjectOrUser(ctx context.Context, s string) (n int, err error) {
+	defer func() {
+		if err == nil {
+			e.revokedAll(ctx, zap.String("subject", s), n)
+		}
+	}()
+	return e.revokeSubjectOrUser(ctx, s)
+}
+
+func (e *Engine) revokeSubjectOrUser(ctx context.Context, s string) (int, error) {
 	n, err := e.RevokeSubject(ctx, s)
 	if err != nil || IsExternalSubject(s) {
 		return n, err
@@ -59,7 +71,23 @@ func (e *Engine) RevokeUser(ctx context.Context, name string) (int, error) {
 // RevokeClient revokes every grant and every access token issued to a
 // client until now. It returns the number of grants revoked.
 func (e *Engine) RevokeClient(ctx context.Context, clientID string) (int, error) {
+	n, err := e.revokeClient(ctx, clientID)
+	if err == nil {
+		e.revokedAll(ctx, zap.String("client_id", clientID), n)
+	}
+	return n, err
+}
+
+func (e *Engine) revokeClient(ctx context.Context, clientID string) (int, error) {
 	return e.revokeAll(ctx, tokens.BeforeKey("client", clientID), func(f *familyRecord) bool { return f.ClientID == clientID })
+}
+
+// revokedAll writes the audit line of a revoke-all: whose (the subject or
+// client as the operator named it) and how many grants it ended; the
+// access tokens issued until now are all refused, however many.
+func (e *Engine) revokedAll(ctx context.Context, whose zap.Field, n int) {
+	e.observer.AdminChange(changeGrants, actionRevoked)
+	e.auditLine(ctx, zapcore.InfoLevel, auditGrantsRevoked, whose, zap.Int("grants_revoked", n))
 }
 
 // revokeAll revokes the families that match and, through a "revoked
@@ -167,11 +195,20 @@ func endSessionsTx(tx storage.Tx, sub string) error {
 // 9700 §4.14.2): the user's grants (refresh tokens), the access tokens
 // issued until now, and the user's sign-in sessions.
 func (e *Engine) UpdateUser(ctx context.Context, u *User) error {
-	changed, err := e.users.Update(ctx, u)
-	if err != nil || !changed {
+	ch, err := e.users.update(ctx, u)
+	if err != nil {
 		return err
 	}
-	if err := e.endUser(ctx, u.Subject()); err != nil {
+	n := 0
+	if ch.password {
+		n, err = e.endUser(ctx, u.Subject())
+	}
+	// The change is stored, so it is logged, even when ending the old
+	// password's grants failed (the error says what to run).
+	e.observer.AdminChange(changeUser, actionUpdated)
+	e.auditLine(ctx, zapcore.InfoLevel, auditUserUpdated, zap.String("user", u.Name), zap.String("subject", u.Subject()),
+		zap.Strings("changed", ch.fields()), zap.Strings("claims", ch.claims), zap.Int("grants_revoked", n))
+	if err != nil {
 		return fmt.Errorf("the password of %q was changed, but %w", u.Name, err)
 	}
 	return nil
@@ -184,25 +221,31 @@ func (e *Engine) RemoveUser(ctx context.Context, name string) error {
 		return ErrConfigUser
 	}
 	var sub string
-	_, err := e.revokeAllOf(ctx, func(tx storage.Tx) (string, func(*familyRecord) bool, error) {
+	n, err := e.revokeAllOf(ctx, func(tx storage.Tx) (string, func(*familyRecord) bool, error) {
 		var err error
 		if sub, err = e.users.removeTx(tx, name); err != nil {
 			return "", nil, err
 		}
 		return tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub }, nil
 	}, func(tx storage.Tx) error { return endSessionsTx(tx, sub) })
-	return err
+	if err != nil {
+		return err
+	}
+	e.observer.AdminChange(changeUser, actionRemoved)
+	e.auditLine(ctx, zapcore.InfoLevel, auditUserRemoved, zap.String("user", name), zap.String("subject", sub),
+		zap.Int("grants_revoked", n))
+	return nil
 }
 
 // endUser revokes every grant and access token of the subject and ends
-// its sessions.
-func (e *Engine) endUser(ctx context.Context, sub string) error {
-	_, err := e.revokeAllThen(ctx, tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
+// its sessions. It returns the number of grants revoked.
+func (e *Engine) endUser(ctx context.Context, sub string) (int, error) {
+	n, err := e.revokeAllThen(ctx, tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
 		func(tx storage.Tx) error { return endSessionsTx(tx, sub) })
 	if err != nil {
-		return fmt.Errorf("revoking the user's grants failed (run `caddy oauth revoke --subject %s` again): %w", sub, err)
+		return 0, fmt.Errorf("revoking the user's grants failed (run `caddy oauth revoke --subject %s` again): %w", sub, err)
 	}
-	return nil
+	return n, nil
 }
 
 // OfflineRevocationHorizon is how long the access tokens issued before a

@@ -100,18 +100,20 @@ func (t *throttle) lockedUntil(now time.Time, keys ...string) time.Time {
 }
 
 // fail records a failure for each key and locks those past the limit.
-func (t *throttle) fail(now time.Time, keys ...string) {
-	t.failLimit(now, t.cfg.MaxFailures, keys...)
+// It returns when the lock it set ends, or zero when it set none.
+func (t *throttle) fail(now time.Time, keys ...string) time.Time {
+	return t.failLimit(now, t.cfg.MaxFailures, keys...)
 }
 
-// failLimit records a failure for each key and locks those past max.
-func (t *throttle) failLimit(now time.Time, max int, keys ...string) {
+// failLimit records a failure for each key and locks those past max. It
+// returns when the last lock it set ends, or zero when it set none.
+func (t *throttle) failLimit(now time.Time, max int, keys ...string) time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.failLocked(now, max, keys...)
+	return t.failLocked(now, max, keys...)
 }
 
-func (t *throttle) failLocked(now time.Time, max int, keys ...string) {
+func (t *throttle) failLocked(now time.Time, max int, keys ...string) (locked time.Time) {
 	if len(t.m) >= throttleMaxKeys {
 		t.prune(now)
 	}
@@ -125,8 +127,12 @@ func (t *throttle) failLocked(now time.Time, max int, keys ...string) {
 				lock = t.cfg.Window
 			}
 			e.until = now.Add(lock)
+			if e.until.After(locked) {
+				locked = e.until
+			}
 		}
 	}
+	return locked
 }
 
 // entryLocked returns k's entry, new when k had none or its failures aged

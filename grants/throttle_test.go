@@ -354,18 +354,18 @@ func TestThrottleBusyAddressDoesNotQueue(t *testing.T) {
 	defer cancel()
 	const ip = "192.0.2.99"
 	for i := range 6 {
-		e.signIn(ctx, fmt.Sprintf("nobody%d", i), "x", ip)
+		e.signIn(ctx, signInViaPassword, "c", fmt.Sprintf("nobody%d", i), "x", ip)
 	}
 	// Ten parallel wrong passwords, each delayed by at least IPDelay.
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 	for i := range 10 {
-		wg.Go(func() { e.signIn(ctx, fmt.Sprintf("again%d", i), "x", ip) })
+		wg.Go(func() { e.signIn(ctx, signInViaPassword, "c", fmt.Sprintf("again%d", i), "x", ip) })
 	}
 	time.Sleep(100 * time.Millisecond) // let them reach their delays
 	start := time.Now()
-	if _, err := e.signIn(t.Context(), "carol", "carol-pw", ip); err != nil {
+	if _, err := e.signIn(t.Context(), signInViaPassword, "c", "carol", "carol-pw", ip); err != nil {
 		t.Fatalf("carol from the busy address: %v", err)
 	}
 	if d := time.Since(start); d >= time.Second {
@@ -375,7 +375,7 @@ func TestThrottleBusyAddressDoesNotQueue(t *testing.T) {
 	start = time.Now()
 	tctx, tcancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer tcancel()
-	e.signIn(tctx, "nobody-late", "x", ip)
+	e.signIn(tctx, signInViaPassword, "c", "nobody-late", "x", ip)
 	if d := time.Since(start); d < 2*time.Second {
 		t.Fatalf("a failure from a busy address was answered after %v, want at least IPDelay", d)
 	}

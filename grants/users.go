@@ -13,6 +13,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
@@ -402,11 +404,37 @@ func (us *Users) checkRuntime(u *User) error {
 // password changed, after which the caller must end the user's grants
 // and sessions (Engine.UpdateUser does). It sets u.Sub to the subject.
 func (us *Users) Update(ctx context.Context, u *User) (passwordChanged bool, err error) {
+	ch, err := us.update(ctx, u)
+	return ch.password, err
+}
+
+// userChange is what an update changed: whether the password did, and
+// the names of the claims that were added, removed or given another value.
+type userChange struct {
+	password bool
+	claims   []string
+}
+
+// fields names the changed parts of the user (the password, never its
+// hash; the claims by name, never by value).
+func (c userChange) fields() []string {
+	var f []string
+	if c.password {
+		f = append(f, "password")
+	}
+	if len(c.claims) > 0 {
+		f = append(f, "claims")
+	}
+	return f
+}
+
+// update is Update, telling what changed.
+func (us *Users) update(ctx context.Context, u *User) (ch userChange, err error) {
 	if _, ok := us.config[u.Name]; ok {
-		return false, ErrConfigUser
+		return ch, ErrConfigUser
 	}
 	err = us.store.Update(ctx, func(tx storage.Tx) error {
-		passwordChanged = false
+		ch = userChange{}
 		rec, err := tx.Get(storage.KindUsers, u.Name)
 		if errors.Is(err, storage.ErrNotFound) {
 			return ErrUserNotFound
@@ -431,14 +459,14 @@ func (us *Users) Update(ctx context.Context, u *User) (passwordChanged bool, err
 		if err != nil {
 			return err
 		}
-		passwordChanged = next.PasswordHash != old.PasswordHash
+		ch = userChange{password: next.PasswordHash != old.PasswordHash, claims: changedClaims(old.Claims, next.Claims)}
 		u.Sub = next.Sub
 		return tx.Put(storage.KindUsers, u.Name, storage.Record{Value: b})
 	})
 	if err == nil {
 		us.raiseCost(u.PasswordHash)
 	}
-	return passwordChanged, err
+	return ch, err
 }
 
 // Remove deletes a run-time user and returns its subject, whose grants
@@ -503,7 +531,16 @@ func StoredUsers(st storage.Store) *Users {
 func (e *Engine) ListUsers(ctx context.Context) ([]User, error) { return e.users.List(ctx) }
 
 // AddUser stores a new user (ErrUserExists when the name is taken).
-func (e *Engine) AddUser(ctx context.Context, u *User) error { return e.users.Put(ctx, u, true) }
+func (e *Engine) AddUser(ctx context.Context, u *User) error {
+	if err := e.users.Put(ctx, u, true); err != nil {
+		return err
+	}
+	fields, claims := userFields(u)
+	e.observer.AdminChange(changeUser, actionCreated)
+	e.auditLine(ctx, zapcore.InfoLevel, auditUserCreated, zap.String("user", u.Name), zap.String("subject", u.Sub),
+		zap.Strings("fields", fields), zap.Strings("claims", claims))
+	return nil
+}
 
 // LookupUser finds a user by name (ErrUserNotFound when there is none).
 func (e *Engine) LookupUser(ctx context.Context, name string) (*User, error) {
