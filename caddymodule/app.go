@@ -74,6 +74,13 @@ type App struct {
 	// built-in logo.
 	Logo string `json:"logo,omitempty"`
 
+	// ScopeDescriptions are what the consent page says each scope lets
+	// the client do, by scope ("invoices:read": "Read your invoices").
+	// They override the built-in descriptions of openid, profile, email,
+	// address, phone and offline_access; a scope without a description
+	// is shown as itself. Default: the built-in ones only.
+	ScopeDescriptions map[string]string `json:"scope_descriptions,omitempty"`
+
 	// LoginMaxFailures is how many failed sign-ins a user name may have
 	// from one client address within 15 minutes before that pair is
 	// locked out, for 30s and then twice as long after each further
@@ -241,10 +248,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 		RefreshTokenIdleTTL: time.Duration(a.RefreshTokenIdleTTL),
 		Web: grants.WebConfig{
-			SessionTTL:   time.Duration(a.SessionTTL),
-			TemplatesDir: a.TemplatesDir,
-			LogoFile:     a.Logo,
-			Throttle:     grants.ThrottleConfig{MaxFailures: a.LoginMaxFailures},
+			SessionTTL:        time.Duration(a.SessionTTL),
+			TemplatesDir:      a.TemplatesDir,
+			LogoFile:          a.Logo,
+			ScopeDescriptions: a.ScopeDescriptions,
+			Throttle:          grants.ThrottleConfig{MaxFailures: a.LoginMaxFailures},
 		},
 		BehindTLSProxy:   a.BehindTLSProxy,
 		SigningAlg:       a.SigningAlg,

@@ -37,7 +37,12 @@ func init() {
 //		logo <file>
 //		login_max_failures <n>
 //		behind_tls_proxy
+//		scope_description <scope> <text>
 //		client <id> {
+//			name <display name>
+//			logo_uri <https url>
+//			client_uri <https url>
+//			policy_uri <https url>
 //			secret <secret>
 //			secret_hash sha256:<hex>
 //			auth_method client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt
@@ -184,6 +189,17 @@ var appOptions = optionParsers[App]{
 		a.LoginMaxFailures = n
 		return nil
 	},
+	"scope_description": func(d *caddyfile.Dispenser, a *App) error {
+		var scope, text string
+		if !d.Args(&scope, &text) || d.NextArg() {
+			return d.Err(`scope_description needs a scope and its text: scope_description invoices:read "Read your invoices"`)
+		}
+		if a.ScopeDescriptions == nil {
+			a.ScopeDescriptions = map[string]string{}
+		}
+		a.ScopeDescriptions[scope] = text
+		return nil
+	},
 	"client": func(d *caddyfile.Dispenser, a *App) error {
 		var c ClientConfig
 		if err := parseNamedBlock(d, clientOptions, &c, &c.ID, "client needs an id: client <id> { ... }"); err != nil {
@@ -220,6 +236,10 @@ var appOptions = optionParsers[App]{
 
 // clientOptions are the options of a client block.
 var clientOptions = optionParsers[ClientConfig]{
+	"name":        func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.Name) },
+	"logo_uri":    func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.LogoURI) },
+	"client_uri":  func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.ClientURI) },
+	"policy_uri":  func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.PolicyURI) },
 	"secret":      func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.Secret) },
 	"secret_hash": func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.SecretHash) },
 	"auth_method": func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.AuthMethod) },

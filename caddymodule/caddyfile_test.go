@@ -22,7 +22,8 @@ const everyOption = "oauth {\n" +
 	" refresh_grace_period 30s\n session_ttl 1h\n key_rotation 720h\n" +
 	" key_encryption_key {env.KEK}\n sweep_interval 2m\n templates_dir /t\n logo /l.png\n" +
 	" login_max_failures 7\n behind_tls_proxy\n seal_plain_keys\n" +
-	" client web {\n  secret s3cret\n  auth_method client_secret_post\n" +
+	" scope_description invoices:read \"Read your invoices\"\n scope_description openid \"Sign you in\"\n" +
+	" client web {\n  name \"Billing portal\"\n  logo_uri https://w.test/logo.png\n  client_uri https://w.test/\n  policy_uri https://w.test/privacy\n  secret s3cret\n  auth_method client_secret_post\n" +
 	"  grant_types authorization_code refresh_token\n  grant_types client_credentials\n" +
 	"  scopes a b\n  audience https://api.test\n  redirect_uri https://w.test/cb\n" +
 	"  redirect_uris https://w.test/cb2\n  post_logout_redirect_uri https://w.test/bye\n" +
@@ -44,9 +45,10 @@ const everyOption = "oauth {\n" +
 const everyOptionJSON = `{"issuer":"https://as.test","storage_path":"/tmp/o.db","signing_alg":"EdDSA",` +
 	`"access_token_ttl":300000000000,"refresh_token_ttl":172800000000000,"refresh_token_idle_ttl":86400000000000,` +
 	`"refresh_grace_period":30000000000,"session_ttl":3600000000000,"templates_dir":"/t","logo":"/l.png",` +
+	`"scope_descriptions":{"invoices:read":"Read your invoices","openid":"Sign you in"},` +
 	`"login_max_failures":7,"behind_tls_proxy":true,"sweep_interval":120000000000,"key_rotation":2592000000000000,` +
 	`"key_encryption_key":"{env.KEK}","seal_plain_keys":true,"clients":[` +
-	`{"client_id":"web","auth_method":"client_secret_post","grant_types":["authorization_code","refresh_token","client_credentials"],` +
+	`{"client_id":"web","client_name":"Billing portal","logo_uri":"https://w.test/logo.png","client_uri":"https://w.test/","policy_uri":"https://w.test/privacy","auth_method":"client_secret_post","grant_types":["authorization_code","refresh_token","client_credentials"],` +
 	`"scopes":["a","b"],"audience":["https://api.test"],"redirect_uris":["https://w.test/cb","https://w.test/cb2"],` +
 	`"post_logout_redirect_uris":["https://w.test/bye","https://w.test/bye2"],"trusted":true,"pkce_optional":true,"access_token_format":"opaque","id_token_signed_response_alg":"ES256",` +
 	`"secret":"s3cret","exchange":{"audiences":["urn:a","urn:b"],"resources":["https://r.test/"]}},` +
@@ -89,6 +91,9 @@ func TestGlobalOptionErrors(t *testing.T) {
 		{"oauth {\n login_max_failures many\n}", `login_max_failures must be a positive integer, not "many", at Caddyfile:2`},
 		{"oauth {\n behind_tls_proxy yes\n}", "wrong argument count or unexpected line ending after 'yes', at Caddyfile:2"},
 		{"oauth {\n seal_plain_keys yes\n}", "wrong argument count or unexpected line ending after 'yes', at Caddyfile:2"},
+		{"oauth {\n scope_description invoices:read\n}", `scope_description needs a scope and its text: scope_description invoices:read "Read your invoices", at Caddyfile:2`},
+		{"oauth {\n scope_description a b c\n}", `scope_description needs a scope and its text: scope_description invoices:read "Read your invoices", at Caddyfile:2`},
+		{"oauth {\n client svc {\n  name\n }\n}", "wrong argument count or unexpected line ending after 'name', at Caddyfile:3"},
 		{"oauth {\n client\n}", "client needs an id: client <id> { ... }, at Caddyfile:2"},
 		{"oauth {\n client a b\n}", "wrong argument count or unexpected line ending after 'b', at Caddyfile:2"},
 		{"oauth {\n client svc {\n  scope a\n }\n}", `unknown option "scope" in client "svc", at Caddyfile:3`},

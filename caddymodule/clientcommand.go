@@ -34,6 +34,10 @@ func clientCommand() *cobra.Command {
 	f.Bool("trusted", false, "Skip the consent page")
 	f.Bool("resource-server", false, "An API that introspects tokens for its audience")
 	f.String("access-token-format", "", "jwt (default) or opaque")
+	f.String("name", "", "The name the sign-in and consent pages show (default: the client id)")
+	f.String("logo-uri", "", "An https URL of the client's logo, shown on the consent page")
+	f.String("client-uri", "", "An https URL of the client's home page, linked from the consent page")
+	f.String("policy-uri", "", "An https URL of the client's privacy policy, linked from the consent page")
 
 	add.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 		return exitCode(func() error {
@@ -44,6 +48,7 @@ func clientCommand() *cobra.Command {
 			in.Audience, _ = fl.GetStringSlice("audience")
 			in.RedirectURIs, _ = fl.GetStringSlice("redirect-uri")
 			in.PostLogoutRedirectURIs, _ = fl.GetStringSlice("post-logout-redirect-uri")
+			in.Name, in.LogoURI, in.ClientURI, in.PolicyURI = fl.String("name"), fl.String("logo-uri"), fl.String("client-uri"), fl.String("policy-uri")
 			var out struct {
 				ClientID     string `json:"client_id"`
 				ClientSecret string `json:"client_secret"`

@@ -44,10 +44,6 @@ type redirectError struct{ code, desc string }
 // forms and redirects.
 const maxParamLen = 2048
 
-// pageUnavailable is parseAuthorize's page when storage failed (it has
-// logged the cause); the page is a 503.
-const pageUnavailable = "the sign-in service cannot complete the request right now; try again later"
-
 // parseAuthorize validates an authorization request. Until the client and
 // redirect URI are trusted, errors are shown as a page (page != ""); after
 // that they go back to the client (rerr != nil).
@@ -58,16 +54,16 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 		q = r.URL.Query()
 	case http.MethodPost:
 		if err := r.ParseForm(); err != nil {
-			return nil, "the authorization request could not be read", nil
+			return nil, e.web.text.RequestUnreadable, nil
 		}
 		q = r.PostForm
 	default:
-		return nil, "the authorization endpoint accepts GET and POST only", nil
+		return nil, e.web.text.AuthorizeMethods, nil
 	}
 	p := map[string]string{}
 	for _, name := range authzParams {
 		if vs := q[name]; len(vs) > 1 {
-			return nil, "the authorization request repeats a parameter", nil
+			return nil, e.web.text.RepeatedParameter, nil
 		} else if len(vs) == 1 && vs[0] != "" {
 			p[name] = vs[0]
 		}
@@ -75,10 +71,11 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 	c, err := e.lookupClient(r.Context(), p["client_id"])
 	if err != nil {
 		e.logFailure(r.Context(), "authorize", CodeTemporarilyUnavailable, err)
-		return nil, pageUnavailable, nil
+		// parseAuthorize has logged the cause; the page is a 503.
+		return nil, e.web.text.ServiceUnavailable, nil
 	}
 	if c == nil {
-		return nil, "the application that sent you here is not registered", nil
+		return nil, e.web.text.ClientUnknown, nil
 	}
 	ar = &authzRequest{ClientID: c.ID, State: p["state"], MaxAge: -1}
 	// An OpenID request must name its redirect URI (OIDC Core §3.1.2.1),
@@ -91,11 +88,11 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 	case ru != "" && c.MatchRedirectURI(ru):
 		ar.RedirectURI, ar.RedirectGiven = ru, true
 	case ru == "" && openid:
-		return nil, "the application did not say where to send you back (redirect_uri is required for OpenID Connect)", nil
+		return nil, e.web.text.RedirectMissing, nil
 	case ru == "" && len(c.RedirectURIs) == 1:
 		ar.RedirectURI = c.RedirectURIs[0]
 	default:
-		return nil, "the application sent you with a redirect address it has not registered", nil
+		return nil, e.web.text.RedirectUnregistered, nil
 	}
 	fail := func(code, desc string) (*authzRequest, string, *redirectError) {
 		return ar, "", &redirectError{code, desc}
@@ -168,18 +165,18 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 // §3.1.2).
 func (e *Engine) serveAuthorize(rw http.ResponseWriter, r *http.Request) {
 	if err := e.requireTLS(r); err != nil {
-		e.web.errorPage(rw, http.StatusBadRequest, "the sign-in page must be reached over HTTPS")
+		e.web.errorPage(rw, http.StatusBadRequest, e.web.text.NeedHTTPS)
 		return
 	}
 	if e.web.refuseDuplicateCookie(rw, r) {
 		return
 	}
-	if r.Method == http.MethodPost && !e.web.parseForm(rw, r, "the authorization request") {
+	if r.Method == http.MethodPost && !e.web.parseForm(rw, r) {
 		return
 	}
 	ar, page, rerr := e.parseAuthorize(r)
 	switch {
-	case page == pageUnavailable:
+	case page == e.web.text.ServiceUnavailable:
 		rw.Header().Set("Retry-After", strconv.Itoa(RetryAfterUnavailable))
 		e.web.errorPage(rw, http.StatusServiceUnavailable, page)
 	case page != "":
@@ -215,7 +212,7 @@ func (e *Engine) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *
 	if sess == nil {
 		var err error
 		if sess, _, err = e.web.session(ctx, r); err != nil {
-			e.unavailable(rw, r, "authorize", signInUnavailable, err)
+			e.unavailable(rw, r, "authorize", e.web.text.SignInUnavailable, err)
 			return
 		}
 	}
@@ -223,24 +220,27 @@ func (e *Engine) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *
 	needLogin := sess == nil ||
 		(!freshLogin && slices.Contains(ar.Prompt, "login")) ||
 		(!freshLogin && ar.MaxAge >= 0 && time.Since(time.Unix(sess.AuthTime, 0)) > time.Duration(ar.MaxAge)*time.Second)
-	if needLogin {
-		if none {
-			e.redirectError(rw, r, ar, &redirectError{"login_required", "the user is not signed in"})
-			return
-		}
-		csrf := e.web.csrfToken(rw, r)
-		e.web.render(rw, http.StatusOK, "login.html", pageData{Title: "Sign in", Client: ar.ClientID,
-			LoginHint: ar.LoginHint, State: e.web.seal(loginState{Request: *ar}, csrf), CSRF: csrf,
-			Action: e.basePath + AuthorizePath + "/login"})
+	if needLogin && none {
+		e.redirectError(rw, r, ar, &redirectError{"login_required", "the user is not signed in"})
 		return
 	}
 	c, err := e.lookupClient(ctx, ar.ClientID)
 	if err != nil {
-		e.unavailable(rw, r, "authorize", signInUnavailable, err)
+		e.unavailable(rw, r, "authorize", e.web.text.SignInUnavailable, err)
 		return
 	}
 	if c == nil {
-		e.web.errorPage(rw, http.StatusBadRequest, "the application is no longer registered")
+		e.web.errorPage(rw, http.StatusBadRequest, e.web.text.ClientGone)
+		return
+	}
+	if needLogin {
+		// The user a login_hint or the session names is filled in, with
+		// "Not alice?" beside it.
+		known := ar.LoginHint
+		if known == "" && sess != nil {
+			known = sess.User
+		}
+		e.loginPage(rw, r, c, loginState{Request: *ar, Known: known}, known, "")
 		return
 	}
 	// RFC 8252 §8.6: any program on the machine can claim a public
@@ -253,7 +253,7 @@ func (e *Engine) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *
 	if needConsent && !public && !slices.Contains(ar.Prompt, "consent") {
 		ok, err := e.web.hasConsent(ctx, sess.Sub, c.ID, ar.Scope)
 		if err != nil {
-			e.unavailable(rw, r, "authorize", signInUnavailable, err)
+			e.unavailable(rw, r, "authorize", e.web.text.SignInUnavailable, err)
 			return
 		}
 		needConsent = !ok
@@ -268,20 +268,39 @@ func (e *Engine) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *
 			return
 		}
 		csrf := e.web.csrfToken(rw, r)
-		e.web.render(rw, http.StatusOK, "consent.html", pageData{Title: "Allow access", Client: c.ID, Scopes: ar.Scope,
+		d := pageData{Title: e.web.text.ConsentTitle, Scopes: ar.Scope, ScopeItems: e.web.describeScopes(ar.Scope),
 			User: sess.User, State: e.web.seal(consentState{Request: *ar, User: sess.Sub}, csrf), CSRF: csrf,
-			Action: e.basePath + AuthorizePath + "/consent"})
+			Action: e.basePath + AuthorizePath + "/consent"}
+		d.setClient(c)
+		e.web.render(rw, http.StatusOK, "consent.html", d)
 		return
 	}
 	e.issueCode(rw, r, ar, sess)
 }
 
-// signInUnavailable is the page of a sign-in step that storage failed.
-const signInUnavailable = "sign-in is unavailable right now; try again shortly"
-
 // loginState and consentState are sealed into the forms.
 type loginState struct {
 	Request authzRequest `json:"r"`
+	// Known is the user a login_hint or the session named, until the
+	// user picks "Sign in as someone else".
+	Known string `json:"k,omitempty"`
+}
+
+// loginPage shows the login form: name fills in the user name field (and
+// moves the focus to the password), msg is the error of a failed attempt.
+// c may be nil (the page then names the client by its id).
+func (e *Engine) loginPage(rw http.ResponseWriter, r *http.Request, c *Client, st loginState, name, msg string) {
+	w := e.web
+	csrf := w.csrfToken(rw, r)
+	d := pageData{Title: w.text.SignInTitle, Client: st.Request.ClientID, Error: msg, LoginHint: name,
+		State: w.seal(st, csrf), CSRF: csrf, Action: e.basePath + AuthorizePath + "/login"}
+	if st.Known != "" && st.Known == name {
+		d.KnownUser = st.Known
+	}
+	if c != nil {
+		d.setClient(c)
+	}
+	w.render(rw, http.StatusOK, "login.html", d)
 }
 
 type consentState struct {
@@ -301,30 +320,35 @@ func (e *Engine) serveLogin(rw http.ResponseWriter, r *http.Request) {
 	// A failed sign-in shows the form again with 200: a 401 would need a
 	// WWW-Authenticate challenge (RFC 9110 §15.5.2), and a form has none.
 	again := func(msg string) {
-		csrf := w.csrfToken(rw, r)
-		w.render(rw, http.StatusOK, "login.html", pageData{Title: "Sign in", Client: ar.ClientID, Error: msg,
-			LoginHint: name, State: w.seal(st, csrf), CSRF: csrf, Action: e.basePath + AuthorizePath + "/login"})
+		c, _ := e.lookupClient(r.Context(), ar.ClientID) // postedForm found it
+		e.loginPage(rw, r, c, st, name, msg)
+	}
+	if r.PostForm.Get("switch") != "" {
+		// "Sign in as someone else": the same form, empty.
+		st.Known, name = "", ""
+		again("")
+		return
 	}
 	if name == "" || password == "" || len(name) > 200 || len(password) > 1024 {
-		again("Enter your user name and password.")
+		again(w.text.MissingCredentials)
 		return
 	}
 	u, err := e.signIn(r.Context(), signInViaLogin, ar.ClientID, name, password, ClientIP(r))
 	switch {
 	case errors.Is(err, errSignInLocked):
-		again("Too many failed sign-ins. Wait a few minutes and try again.")
+		again(w.text.LockedOut)
 		return
 	case errors.Is(err, ErrUserNotFound):
 		e.debug(r.Context(), "sign-in failed", zap.String("client_id", ar.ClientID))
-		again("The user name or password is wrong.")
+		again(w.text.WrongCredentials)
 		return
 	case err != nil:
-		e.unavailable(rw, r, "login", signInUnavailable, err)
+		e.unavailable(rw, r, "login", e.web.text.SignInUnavailable, err)
 		return
 	}
 	sess, err := w.startSession(r.Context(), rw, r, u)
 	if err != nil {
-		e.unavailable(rw, r, "login", signInUnavailable, err)
+		e.unavailable(rw, r, "login", e.web.text.SignInUnavailable, err)
 		return
 	}
 	e.continueAuthorize(rw, r, ar, sess)
@@ -340,11 +364,11 @@ func (e *Engine) serveConsent(rw http.ResponseWriter, r *http.Request) {
 	ar := &st.Request
 	sess, _, err := w.session(r.Context(), r)
 	if err != nil {
-		e.unavailable(rw, r, "consent", signInUnavailable, err)
+		e.unavailable(rw, r, "consent", e.web.text.SignInUnavailable, err)
 		return
 	}
 	if sess == nil || sess.Sub != st.User {
-		w.errorPage(rw, http.StatusBadRequest, "your sign-in session ended; start again from the application")
+		w.errorPage(rw, http.StatusBadRequest, w.text.SessionEnded)
 		return
 	}
 	if r.PostForm.Get("decision") != "allow" {
@@ -352,7 +376,7 @@ func (e *Engine) serveConsent(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := w.rememberConsent(r.Context(), sess.Sub, ar.ClientID, ar.Scope); err != nil {
-		e.unavailable(rw, r, "consent", signInUnavailable, err)
+		e.unavailable(rw, r, "consent", e.web.text.SignInUnavailable, err)
 		return
 	}
 	e.issueCode(rw, r, ar, sess)
@@ -364,7 +388,7 @@ func (e *Engine) serveConsent(rw http.ResponseWriter, r *http.Request) {
 // decoded into st.
 func (e *Engine) checkPost(rw http.ResponseWriter, r *http.Request, st any) bool {
 	if err := e.requireTLS(r); err != nil {
-		e.web.errorPage(rw, http.StatusBadRequest, "this page must be reached over HTTPS")
+		e.web.errorPage(rw, http.StatusBadRequest, e.web.text.NeedHTTPS)
 		return false
 	}
 	if e.web.refuseDuplicateCookie(rw, r) {
@@ -372,15 +396,15 @@ func (e *Engine) checkPost(rw http.ResponseWriter, r *http.Request, st any) bool
 	}
 	if r.Method != http.MethodPost {
 		rw.Header().Set("Allow", http.MethodPost)
-		e.web.errorPage(rw, http.StatusMethodNotAllowed, "this page accepts form posts only")
+		e.web.errorPage(rw, http.StatusMethodNotAllowed, e.web.text.FormPostsOnly)
 		return false
 	}
-	if !e.web.parseForm(rw, r, "the form") {
+	if !e.web.parseForm(rw, r) {
 		return false
 	}
 	csrf := r.PostForm.Get("csrf")
 	if !e.web.checkCSRF(r, csrf) || !e.web.unseal(r.PostForm.Get("state"), csrf, st) {
-		e.web.errorPage(rw, http.StatusForbidden, "this form has expired or did not come from this site; start again from the application")
+		e.web.errorPage(rw, http.StatusForbidden, e.web.text.FormExpired)
 		return false
 	}
 	return true
@@ -404,11 +428,11 @@ func (e *Engine) postedForm(rw http.ResponseWriter, r *http.Request, st any) boo
 	}
 	c, err := e.lookupClient(r.Context(), ar.ClientID)
 	if err != nil {
-		e.unavailable(rw, r, endpoint, signInUnavailable, err)
+		e.unavailable(rw, r, endpoint, e.web.text.SignInUnavailable, err)
 		return false
 	}
 	if c == nil || !c.MatchRedirectURI(ar.RedirectURI) {
-		e.web.errorPage(rw, http.StatusBadRequest, "the application is no longer registered")
+		e.web.errorPage(rw, http.StatusBadRequest, e.web.text.ClientGone)
 		return false
 	}
 	return true
@@ -477,18 +501,18 @@ func (e *Engine) redirect(rw http.ResponseWriter, r *http.Request, ar *authzRequ
 
 // parseForm parses a posted form, bounded like the token endpoint: a real
 // one is a few hundred bytes, and ParseForm would otherwise read 10 MB. A
-// larger body is 413, another unreadable one 400, each on an error page
-// that names what (e.g. "the form"); it reports whether to go on.
-func (w *web) parseForm(rw http.ResponseWriter, r *http.Request, what string) bool {
+// larger body is 413, another unreadable one 400, each on an error page;
+// it reports whether to go on.
+func (w *web) parseForm(rw http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(rw, r.Body, MaxBodyBytes)
 	var tooLarge *http.MaxBytesError
 	err := r.ParseForm()
 	switch {
 	case r.ContentLength > MaxBodyBytes || errors.As(err, &tooLarge):
-		w.errorPage(rw, http.StatusRequestEntityTooLarge, what+" is too large")
+		w.errorPage(rw, http.StatusRequestEntityTooLarge, w.text.RequestTooLarge)
 		return false
 	case err != nil:
-		w.errorPage(rw, http.StatusBadRequest, what+" could not be read")
+		w.errorPage(rw, http.StatusBadRequest, w.text.RequestUnreadable)
 		return false
 	}
 	return true

@@ -135,9 +135,34 @@ func (c *Client) Validate() error {
 			return fmt.Errorf("client %q: grant type %q is not supported (supported: %s)", c.ID, g, strings.Join(SupportedGrantTypes, ", "))
 		}
 	}
+	if err := c.validDisplay(); err != nil {
+		return err
+	}
 	for _, s := range c.Scopes {
 		if !validScopeToken(s) {
 			return fmt.Errorf("client %q: scope %q has characters RFC 6749 §3.3 does not allow", c.ID, s)
+		}
+	}
+	return nil
+}
+
+// validDisplay checks what the consent page shows of the client: a name
+// of printable text, and links that are absolute https URLs (http on
+// loopback) with nothing that could end a Content-Security-Policy
+// source or an HTML attribute early.
+func (c *Client) validDisplay() error {
+	if len(c.Name) > 100 || strings.ContainsFunc(c.Name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("client %q: name must be at most 100 characters without control characters", c.ID)
+	}
+	for _, f := range []struct{ name, v string }{{"logo_uri", c.LogoURI}, {"client_uri", c.ClientURI}, {"policy_uri", c.PolicyURI}} {
+		if f.v == "" {
+			continue
+		}
+		u, err := url.Parse(f.v)
+		ok := err == nil && u.Host != "" && u.User == nil && !strings.ContainsAny(f.v, " \t\r\n;,'\"<>\\") &&
+			(u.Scheme == "https" || u.Scheme == "http" && tokens.IsLoopbackHost(u.Hostname()))
+		if !ok {
+			return fmt.Errorf("client %q: %s %q must be an absolute https URL (http only on 127.0.0.1, [::1] or localhost) without spaces, quotes, commas or semicolons", c.ID, f.name, f.v)
 		}
 	}
 	return nil

@@ -36,6 +36,26 @@ type ClientSpec struct {
 	// ID is the client_id.
 	ID string `json:"client_id"`
 
+	// Name is what the sign-in and consent pages call the client (the
+	// RFC 7591 client_name), e.g. "Billing". Default: the client id.
+	Name string `json:"client_name,omitempty"`
+
+	// LogoURI is an image the consent page shows beside the client's
+	// name (RFC 7591 logo_uri): an https URL (http only on loopback).
+	// The page's Content-Security-Policy allows exactly this URL.
+	// Default: none.
+	LogoURI string `json:"logo_uri,omitempty"`
+
+	// ClientURI is the client's home page, linked from the consent page
+	// (RFC 7591 client_uri): an https URL (http only on loopback).
+	// Default: none.
+	ClientURI string `json:"client_uri,omitempty"`
+
+	// PolicyURI is the client's privacy policy, linked from the consent
+	// page (RFC 7591 policy_uri): an https URL (http only on loopback).
+	// Default: none.
+	PolicyURI string `json:"policy_uri,omitempty"`
+
 	// AuthMethod is the only client authentication method the client may
 	// use at the token endpoint: client_secret_basic (default),
 	// client_secret_post, client_secret_jwt (an HMAC-signed assertion

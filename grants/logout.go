@@ -29,7 +29,7 @@ func (e *Engine) serveLogout(rw http.ResponseWriter, r *http.Request) {
 	}
 	sess, key, err := w.session(ctx, r)
 	if err != nil {
-		e.unavailable(rw, r, "logout", "sign-out is unavailable right now; try again shortly", err)
+		e.unavailable(rw, r, "logout", w.text.SignOutUnavailable, err)
 		return
 	}
 	if r.Method == http.MethodPost && r.URL.Path == e.basePath+LogoutPath+"/confirm" {
@@ -37,8 +37,14 @@ func (e *Engine) serveLogout(rw http.ResponseWriter, r *http.Request) {
 		if !e.checkPost(rw, r, &st) {
 			return
 		}
+		if r.PostForm.Get("decision") == "cancel" {
+			// Nothing changes, and the application is not told that
+			// the user signed out: it would believe it.
+			w.render(rw, http.StatusOK, "loggedout.html", pageData{Title: w.text.StillSignedInTitle, Message: w.text.StillSignedIn})
+			return
+		}
 		if err := w.endSession(ctx, rw, r, key); err != nil {
-			e.unavailable(rw, r, "logout", "sign-out is unavailable right now; try again shortly", err)
+			e.unavailable(rw, r, "logout", w.text.SignOutUnavailable, err)
 			return
 		}
 		e.afterLogout(rw, r, st)
@@ -49,17 +55,17 @@ func (e *Engine) serveLogout(rw http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		q = r.URL.Query()
 	case http.MethodPost:
-		if !w.parseForm(rw, r, "the sign-out request") {
+		if !w.parseForm(rw, r) {
 			return
 		}
 		q = r.PostForm
 	default:
-		w.errorPage(rw, http.StatusMethodNotAllowed, "sign-out accepts GET and POST only")
+		w.errorPage(rw, http.StatusMethodNotAllowed, w.text.SignOutMethods)
 		return
 	}
 	for _, p := range []string{"id_token_hint", "post_logout_redirect_uri", "state", "client_id"} {
 		if len(q[p]) > 1 {
-			w.errorPage(rw, http.StatusBadRequest, "the sign-out request repeats a parameter")
+			w.errorPage(rw, http.StatusBadRequest, w.text.SignOutRepeated)
 			return
 		}
 	}
@@ -76,7 +82,7 @@ func (e *Engine) serveLogout(rw http.ResponseWriter, r *http.Request) {
 		c, err := e.lookupClient(r.Context(), clientID)
 		if err != nil {
 			// Not a silent sign-out without the redirect the app asked for.
-			e.unavailable(rw, r, "logout", "sign-out is unavailable right now; try again shortly", err)
+			e.unavailable(rw, r, "logout", w.text.SignOutUnavailable, err)
 			return
 		}
 		if c != nil && (hintAud == "" || hintAud == clientID) && slices.Contains(c.PostLogoutRedirectURIs, pl) {
@@ -85,20 +91,20 @@ func (e *Engine) serveLogout(rw http.ResponseWriter, r *http.Request) {
 	}
 	if sess == nil || (hintSub != "" && hintSub == sess.Sub) {
 		if err := w.endSession(ctx, rw, r, key); err != nil {
-			e.unavailable(rw, r, "logout", "sign-out is unavailable right now; try again shortly", err)
+			e.unavailable(rw, r, "logout", w.text.SignOutUnavailable, err)
 			return
 		}
 		e.afterLogout(rw, r, st)
 		return
 	}
 	csrf := w.csrfToken(rw, r)
-	w.render(rw, http.StatusOK, "logout.html", pageData{Title: "Sign out", User: sess.User,
+	w.render(rw, http.StatusOK, "logout.html", pageData{Title: w.text.SignOutTitle, User: sess.User,
 		State: w.seal(st, csrf), CSRF: csrf, Action: e.basePath + LogoutPath + "/confirm"})
 }
 
 func (e *Engine) afterLogout(rw http.ResponseWriter, r *http.Request, st logoutState) {
 	if st.RedirectURI == "" {
-		e.web.render(rw, http.StatusOK, "loggedout.html", pageData{Title: "Signed out", Message: "You are signed out."})
+		e.web.render(rw, http.StatusOK, "loggedout.html", pageData{Title: e.web.text.SignedOutTitle, Message: e.web.text.SignedOut})
 		return
 	}
 	target := st.RedirectURI

@@ -112,12 +112,13 @@ func TestSignInFlowUntrusted(t *testing.T) {
 		t.Fatalf("want the consent page, got %d:\n%s", consent.Code, consent.Body.String())
 	}
 	checkPageHeaders(t, consent)
-	for _, s := range []string{"<li>openid</li>", "<li>email</li>", "<li>read</li>", "c-web", "alice"} {
+	// Described scopes show their description, others themselves.
+	for _, s := range []string{`<li title="openid">Know who you are</li>`, `<li title="email">See your email address</li>`, "<li><code>read</code></li>", "c-web", "alice"} {
 		if !strings.Contains(consent.Body.String(), s) {
 			t.Errorf("consent page lacks %q", s)
 		}
 	}
-	if strings.Contains(consent.Body.String(), "<li>write</li>") {
+	if strings.Contains(consent.Body.String(), "<code>write</code>") {
 		t.Errorf("consent page lists a scope not asked for")
 	}
 	if setCookie(t, consent, sessionCookie) == nil {

@@ -5,13 +5,13 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
-	"embed"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,10 +22,8 @@ import (
 	"github.com/oauthgate/caddy-oauthgate/storage"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	pages "github.com/oauthgate/caddy-oauthgate/grants/web"
 )
-
-//go:embed web
-var webFS embed.FS
 
 // WebConfig configures the sign-in pages.
 type WebConfig struct {
@@ -39,6 +37,11 @@ type WebConfig struct {
 	LogoFile string
 	// Throttle limits failed sign-ins per user and per client address.
 	Throttle ThrottleConfig
+	// ScopeDescriptions are what the consent page shows for each scope,
+	// by scope; they override and extend the built-in descriptions of
+	// the OpenID Connect scopes (pages.English.Scopes). A scope without
+	// a description is shown as itself.
+	ScopeDescriptions map[string]string
 }
 
 // pageNames are the templates every sign-in flow uses.
@@ -60,14 +63,28 @@ type web struct {
 	macKey     []byte
 	throttle   *throttle
 	cookiePath string
+	// text is every string the pages show; scopes merges its scope
+	// descriptions with the operator's.
+	text   *pages.Text
+	scopes map[string]string
 }
 
 func newWeb(cfg WebConfig, basePath string, behindTLSProxy bool) (*web, error) {
 	if cfg.SessionTTL <= 0 {
 		return nil, errors.New("session_ttl must be positive")
 	}
-	w := &web{assets: basePath + AssetsPath, behindTLSProxy: behindTLSProxy, cfg: cfg, pages: map[string]*template.Template{}, throttle: newThrottle(cfg.Throttle)}
-	base, err := template.ParseFS(webFS, "web/layout.html")
+	w := &web{assets: basePath + AssetsPath, behindTLSProxy: behindTLSProxy, cfg: cfg, pages: map[string]*template.Template{}, throttle: newThrottle(cfg.Throttle),
+		text: &pages.English, scopes: maps.Clone(pages.English.Scopes)}
+	for s, d := range cfg.ScopeDescriptions {
+		if !validScopeToken(s) {
+			return nil, fmt.Errorf("scope_description: scope %q has characters RFC 6749 §3.3 does not allow", s)
+		}
+		if strings.TrimSpace(d) == "" {
+			return nil, fmt.Errorf("scope_description %s: the description is empty", s)
+		}
+		w.scopes[s] = d
+	}
+	base, err := template.New("layout.html").Funcs(template.FuncMap{"fill": fill}).ParseFS(pages.FS, "layout.html")
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +101,7 @@ func newWeb(cfg WebConfig, basePath string, behindTLSProxy bool) (*web, error) {
 			}
 		}
 		if src == nil {
-			if src, err = webFS.ReadFile("web/" + name); err != nil {
+			if src, err = pages.FS.ReadFile(name); err != nil {
 				return nil, err
 			}
 		}
@@ -93,7 +110,7 @@ func newWeb(cfg WebConfig, basePath string, behindTLSProxy bool) (*web, error) {
 		}
 		w.pages[name] = t
 	}
-	w.logo, w.logoType = mustRead(webFS.ReadFile("web/logo.svg")), "image/svg+xml"
+	w.logo, w.logoType = mustRead(pages.FS.ReadFile("logo.svg")), "image/svg+xml"
 	if cfg.LogoFile != "" {
 		if w.logo, err = os.ReadFile(cfg.LogoFile); err != nil {
 			return nil, fmt.Errorf("logo: %w", err)
@@ -134,42 +151,91 @@ func (w *web) start(ctx context.Context, st storage.Store, users *Users) error {
 	})
 }
 
-// securityHeaders go on every HTML page.
-func securityHeaders(h http.Header) {
+// securityHeaders go on every HTML page. extraImg is an image URL the
+// page may load besides our own (a client's logo_uri, which
+// ClientSpec.Validate has checked holds no CSP delimiters).
+func securityHeaders(h http.Header, extraImg string) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+	img := "'self'"
+	if extraImg != "" {
+		img += " " + extraImg
+	}
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src "+img+"; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	noStore(h)
 }
 
-// pageData is what every template gets.
+// pageData is what every template gets (documented for templates_dir
+// in docs/pages.md).
 type pageData struct {
-	Title     string
-	Assets    string
-	Error     string
-	Message   string
-	Client    string
-	Scopes    []string
-	User      string
+	// T is every string of the pages.
+	T     *pages.Text
+	Title string
+	// Assets is the path of style.css and the logo, ending in a slash.
+	Assets  string
+	Error   string
+	Message string
+	// Client is the client's display name (its id when it has none).
+	Client     string
+	ClientID   string
+	ClientLogo string
+	ClientURI  string
+	PolicyURI  string
+	// Scopes are the requested scopes as sent; ScopeItems pairs each with
+	// its description ("" when it has none).
+	Scopes     []string
+	ScopeItems []scopeItem
+	User       string
+	// LoginHint fills in the user name field; KnownUser is the user a
+	// login_hint or the browser's session names ("Not alice?").
 	LoginHint string
+	KnownUser string
 	State     string // the signed authorization request
 	CSRF      string
 	Action    string
 }
 
+// scopeItem is a scope on the consent page.
+type scopeItem struct{ Scope, Description string }
+
+// setClient puts the client's name, links and id into d.
+func (d *pageData) setClient(c *Client) {
+	d.ClientID, d.Client = c.ID, c.ID
+	if c.Name != "" {
+		d.Client = c.Name
+	}
+	d.ClientLogo, d.ClientURI, d.PolicyURI = c.LogoURI, c.ClientURI, c.PolicyURI
+}
+
+// describeScopes pairs each scope with its description.
+func (w *web) describeScopes(scopes []string) []scopeItem {
+	out := make([]scopeItem, len(scopes))
+	for i, s := range scopes {
+		out[i] = scopeItem{s, w.scopes[s]}
+	}
+	return out
+}
+
 func (w *web) render(rw http.ResponseWriter, status int, name string, d pageData) {
-	securityHeaders(rw.Header())
-	d.Assets = w.assets
+	securityHeaders(rw.Header(), d.ClientLogo)
+	d.Assets, d.T = w.assets, w.text
 	rw.WriteHeader(status)
 	_ = w.pages[name].ExecuteTemplate(rw, name, d)
+}
+
+// fill is the template function that puts a value (in <strong>) into a
+// string of Text at its {key} place holder, escaping both.
+func fill(text, key, value string) template.HTML {
+	return template.HTML(strings.ReplaceAll(template.HTMLEscapeString(text), "{"+key+"}",
+		"<strong>"+template.HTMLEscapeString(value)+"</strong>"))
 }
 
 // errorPage shows an error without redirecting anywhere: used when the
 // client or redirect_uri cannot be trusted (RFC 6749 §4.1.2.1).
 func (w *web) errorPage(rw http.ResponseWriter, status int, msg string) {
-	w.render(rw, status, "error.html", pageData{Title: "Sign-in error", Error: msg})
+	w.render(rw, status, "error.html", pageData{Title: w.text.ErrorTitle, Error: msg})
 }
 
 // unavailable answers a page request that storage failed: 503 with
@@ -187,7 +253,7 @@ func (e *Engine) serveAsset(rw http.ResponseWriter, r *http.Request) {
 	var ctype string
 	switch name {
 	case "style.css":
-		body, ctype = mustRead(webFS.ReadFile("web/style.css")), "text/css; charset=utf-8"
+		body, ctype = mustRead(pages.FS.ReadFile("style.css")), "text/css; charset=utf-8"
 	case "logo":
 		body, ctype = e.web.logo, e.web.logoType
 	default:
@@ -226,7 +292,7 @@ func (w *web) refuseDuplicateCookie(rw http.ResponseWriter, r *http.Request) boo
 	if !duplicateCookie(r) {
 		return false
 	}
-	w.errorPage(rw, http.StatusBadRequest, "your browser sent a sign-in cookie twice (another site under the same domain may have set one); clear this site's cookies and start again")
+	w.errorPage(rw, http.StatusBadRequest, w.text.DuplicateCookie)
 	return true
 }
 

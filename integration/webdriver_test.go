@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -176,4 +177,40 @@ func (wd *webDriver) WaitSource(ok func(string) bool) string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// SetViewport resizes the window so that the page's viewport is width
+// by height CSS pixels (the window's frame, if any, is measured first).
+func (wd *webDriver) SetViewport(width, height int) {
+	wd.t.Helper()
+	wd.call(http.MethodPost, "/window/rect", map[string]int{"width": width, "height": height}, nil)
+	var inner []int
+	wd.Exec("return [window.innerWidth, window.innerHeight]", &inner)
+	if len(inner) == 2 && (inner[0] != width || inner[1] != height) {
+		wd.call(http.MethodPost, "/window/rect", map[string]int{"width": 2*width - inner[0], "height": 2*height - inner[1]}, nil)
+	}
+}
+
+// Exec runs a script in the page and decodes what it returns into out.
+func (wd *webDriver) Exec(script string, out any) {
+	wd.t.Helper()
+	var res struct{ Value json.RawMessage }
+	wd.call(http.MethodPost, "/execute/sync", map[string]any{"script": script, "args": []any{}}, &res)
+	if out != nil {
+		if err := json.Unmarshal(res.Value, out); err != nil {
+			wd.t.Fatalf("script result %s: %v", res.Value, err)
+		}
+	}
+}
+
+// Screenshot returns a PNG of the viewport.
+func (wd *webDriver) Screenshot() []byte {
+	wd.t.Helper()
+	var res struct{ Value string }
+	wd.call(http.MethodGet, "/screenshot", nil, &res)
+	png, err := base64.StdEncoding.DecodeString(res.Value)
+	if err != nil {
+		wd.t.Fatalf("screenshot: %v", err)
+	}
+	return png
 }
