@@ -15,7 +15,7 @@ import (
 // pagesEngine has a c-web client with a display name, a logo and links,
 // and one operator scope description.
 func pagesEngine(t *testing.T) *Engine {
-	return siNewTestEngine(t, func(c *Config) {
+	return newEngine(t, withConfig(func(c *Config) {
 		for _, cl := range c.Clients {
 			if cl.ID == "c-web" {
 				cl.Name = "Billing <Portal>"
@@ -25,7 +25,7 @@ func pagesEngine(t *testing.T) *Engine {
 			}
 		}
 		c.Web.ScopeDescriptions = map[string]string{"read": "Read your invoices"}
-	})
+	}))
 }
 
 // The consent page names the client by its display name (the id small
@@ -214,7 +214,7 @@ func TestClientDisplayValidation(t *testing.T) {
 		{"name with a newline", func(c *Client) { c.Name = "a\nb" }, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := siTestClients()[0]
+			c := webClients()[0]
 			tt.mod(c)
 			if err := c.Validate(); (err == nil) != tt.ok {
 				t.Fatalf("Validate = %v, want ok=%v", err, tt.ok)
