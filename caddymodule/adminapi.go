@@ -61,6 +61,9 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return retryLater(w, apiErr(http.StatusServiceUnavailable, "%v", err))
 	}
+	if r.URL.Path == "/oauth/backup" {
+		return retryLater(w, serveBackup(w, r, app.life.store, app.logger))
+	}
 	return retryLater(w, routeAdmin(w, r, eng))
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
 func init() {
@@ -159,6 +160,9 @@ type lifecycle struct {
 	// running is the started engine, read without the lock on every
 	// request.
 	running atomic.Pointer[grants.Engine]
+	// store is the storage the engine started on, for the admin API's
+	// backup; set with running.
+	store storage.Store
 	// stopKeys ends the key maintenance task; keysDone is closed when it
 	// has ended.
 	stopKeys, keysDone chan struct{}
@@ -334,6 +338,7 @@ func (a *App) ready() (*grants.Engine, error) {
 	l.started = true
 	l.stopKeys, l.keysDone = make(chan struct{}), make(chan struct{})
 	go a.maintainKeys(l.stopKeys, l.keysDone)
+	l.store = h.Store
 	l.running.Store(a.engine)
 	return a.engine, nil
 }

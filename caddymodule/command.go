@@ -15,8 +15,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "oauth",
-		Usage: "user|client|keys|revoke ...",
-		Short: "Manages caddy-oauthgate users, clients, signing keys and revocations",
+		Usage: "user|client|keys|revoke|backup ...",
+		Short: "Manages caddy-oauthgate users, clients, signing keys and revocations, and makes backups",
 		Long: `
 Manages the users who can sign in at the oauth_server login page.
 
@@ -43,9 +43,10 @@ The following need the running server:
   caddy oauth revoke --subject <user> | --client <id>
   caddy oauth keys list
   caddy oauth keys rotate
+  caddy oauth backup <file> [--force]   (a consistent copy of the storage file)
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(userCommand(), keysCommand(), clientCommand(), revokeCommand())
+			cmd.AddCommand(userCommand(), keysCommand(), clientCommand(), revokeCommand(), backupCommand())
 		},
 	})
 }

@@ -41,6 +41,7 @@ func TestOAuthCommandTree(t *testing.T) {
 	walk(root, "")
 	slices.Sort(got)
 	want := []string{
+		"backup address,config,adapter",
 		"client add address,config,adapter",
 		"client list address,config,adapter",
 		"client remove address,config,adapter",

@@ -15,6 +15,7 @@
 //	19102        protected echo site: oauth_protect + respond with the placeholders
 //	19103-19890  further sites of single tests, named in those tests (19284/19285
 //	             the browser CORS pages)
+//	19900-19949  the backup test (backup_test.go)
 //	19998        held while the tests run, so concurrent runs take turns
 package integration
 

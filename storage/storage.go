@@ -6,6 +6,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -114,4 +115,19 @@ type Store interface {
 	Sweep(ctx context.Context, now time.Time, limit int) (int, error)
 	// Close releases the store.
 	Close() error
+}
+
+// Backuper is a Store that can write a consistent copy of itself while it
+// is in use: the copy is the store as of one moment (every transaction
+// committed before Backup began is in it, none that began after), and
+// writers are not held up while it is written. Its format is the
+// backend's own: a backup restores to the same backend. It is optional:
+// storage/bolt implements it; storage/mem, which keeps nothing across a
+// restart, does not.
+type Backuper interface {
+	// Backup writes the copy to w and returns the number of bytes
+	// written. When ctx is done before the copy is complete, Backup stops
+	// and returns an error wrapping ctx.Err(). A failed Backup may have
+	// written part of a copy to w: the caller must discard it.
+	Backup(ctx context.Context, w io.Writer) (int64, error)
 }

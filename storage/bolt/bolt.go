@@ -10,7 +10,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -51,9 +53,15 @@ func Open(path string, lockTimeout time.Duration) (s *Store, err error) {
 	// never releases it, so unlock and close it here: otherwise restoring
 	// the file in place and reloading would find it "locked".
 	var file *os.File
+	opening := true
 	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
 		f, err := os.OpenFile(name, flag, perm)
-		file = f
+		// Only bbolt.Open's own call is this store's file. bbolt calls
+		// openFile again for every backup (Tx.WriteTo), possibly from
+		// several goroutines at once, after Open has returned.
+		if opening {
+			file = f
+		}
 		return f, err
 	}
 	defer func() {
@@ -68,7 +76,7 @@ func Open(path string, lockTimeout time.Duration) (s *Store, err error) {
 		}
 	}()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, OpenFile: openFile})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, OpenFile: openFile, InitialMmapSize: initialMmapSize})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("oauth storage: %s is locked by another process (is another caddy using the same storage_path?): stop it or set a different storage_path", path)
 	}
@@ -80,6 +88,12 @@ func Open(path string, lockTimeout time.Duration) (s *Store, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("oauth storage: opening %s: %w (if the file is damaged, restore it from a backup or move it away)", path, err)
 	}
+	if initialMmapSize > 0 {
+		// bbolt grows a file by its mapped size while that is small, and
+		// by AllocSize (16 MiB) beyond: with the large map, a new store
+		// would start at 16 MiB. Grow by 1 MiB steps instead.
+		db.AllocSize = 1 << 20
+	}
 	// A file cut short (a partial copy or restore) can still open; its
 	// missing pages would fault on first use, at request time.
 	if err := checkSize(db, file); err != nil {
@@ -90,10 +104,26 @@ func Open(path string, lockTimeout time.Duration) (s *Store, err error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("oauth storage: indexing %s: %w", path, err)
 	}
+	opening = false
 	st := &Store{db: db, path: path}
 	st.commit = &committer{store: st}
 	return st, nil
 }
+
+// initialMmapSize is the address space bbolt maps at first. bbolt must
+// remap to grow the file, and a remap waits for every read transaction
+// to end: a backup (one read transaction for as long as the copy takes
+// to reach a slow client) would hold up every writer then. Mapping
+// 1 GiB up front means a store below that size never remaps. It is
+// address space, not memory: pages are read in as they are used. Not on
+// Windows, where bbolt grows the file itself to the mapped size, nor on
+// 32-bit platforms, whose address space is too small.
+var initialMmapSize = func() int {
+	if runtime.GOOS == "windows" || strconv.IntSize < 64 {
+		return 0
+	}
+	return 1 << 30
+}()
 
 // checkSize reports a file shorter than the pages its metadata says are
 // in use.
