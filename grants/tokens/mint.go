@@ -2,13 +2,17 @@ package tokens
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Audience is the JWT aud claim: a single string when there is one value
@@ -170,7 +174,10 @@ func (k *Key) MintIDToken(c any) (string, error) {
 func (k *Key) sign(header string, payload []byte) (string, error) {
 	enc := base64.RawURLEncoding
 	n := len(header) + 1 + enc.EncodedLen(len(payload))
-	buf := make([]byte, n)
+	// One buffer holds the signing input and, after it, the signature, so
+	// that a token costs one allocation here rather than three (the
+	// token endpoint's garbage is part of its tail latency at saturation).
+	buf := make([]byte, n, n+1+enc.EncodedLen(k.signatureSize()))
 	copy(buf, header)
 	buf[len(header)] = '.'
 	enc.Encode(buf[len(header)+1:], payload)
@@ -178,11 +185,22 @@ func (k *Key) sign(header string, payload []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out := make([]byte, n+1+enc.EncodedLen(len(sig)))
-	copy(out, buf)
-	out[n] = '.'
-	enc.Encode(out[n+1:], sig)
-	return string(out), nil
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, sig)
+	// buf is not written again and nothing else holds it.
+	return unsafe.String(unsafe.SliceData(buf), len(buf)), nil
+}
+
+// signatureSize is the length of the key's signatures (a guess is
+// enough: append grows the buffer when it is short).
+func (k *Key) signatureSize() int {
+	switch p := k.private.(type) {
+	case *ecdsa.PrivateKey:
+		return 2 * ((p.Curve.Params().BitSize + 7) / 8)
+	case *rsa.PrivateKey:
+		return p.Size()
+	}
+	return ed25519.SignatureSize
 }
 
 // NewAccessClaims fills the claims every access token carries, with a
