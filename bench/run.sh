@@ -30,6 +30,10 @@
 #                      tokens (on a separate data directory; fetching
 #                      the RSA-signed pool takes a while)   (default 1)
 #   BENCH_STRICT       1: exit 1 when a goal is missed      (default 0)
+#   BENCH_WRK          1: also measure the token pair with wrk (2 threads,
+#                      bench/wrk/token.lua) when wrk is installed, in the
+#                      same rounds, and print its p99 beside the load
+#                      generator's; 0 skips it              (default 1)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,6 +48,11 @@ strict=${BENCH_STRICT:-0}
 seed=${BENCH_SEED:-1000000}
 profile=${BENCH_PROFILE:-}
 rsa=${BENCH_RSA:-1}
+use_wrk=${BENCH_WRK:-1}
+if [[ $use_wrk == 1 ]] && ! command -v wrk >/dev/null; then
+	echo "bench: wrk is not installed; the token pair is measured with bench/load only" >&2
+	use_wrk=0
+fi
 secret=bench-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 ports=(18019 18080 18081 18082 18083 18089)
 
@@ -197,10 +206,39 @@ measure() {
 	reqs[$name]=$(sed -n 's/.* requests=\([^ ]*\).*/\1/p' <<<"$line")
 }
 
+# measure_wrk NAME URL runs wrk with bench/wrk/token.lua (the same POST
+# and Basic header as bench/load sends) and records its WRK line the way
+# measure records RESULT, under wrk_NAME. wrk has no warm-up phase of its
+# own: a discarded run of BENCH_WARMUP comes first.
+measure_wrk() {
+	local name=wrk_$1 url=$2 out line new
+	WRK_BASIC=$creds wrk -t2 -c "$conc" -d "$warmup" -s "$repo/bench/wrk/token.lua" "$url" >/dev/null 2>&1 || true
+	out=$(WRK_BASIC=$creds wrk -t2 -c "$conc" -d "${secs}s" -s "$repo/bench/wrk/token.lua" "$url" 2>&1) || {
+		echo "$out" >&2
+		die "wrk failed for $1"
+	}
+	line=$(grep '^WRK ' <<<"$out" | tail -1)
+	[[ -n $line ]] || die "no WRK line for $1: $out"
+	echo "  $1 (wrk): $line" >&2
+	new=$(sed -n 's/.* rps=\([^ ]*\).*/\1/p' <<<"$line")
+	runs[$name]="${runs[$name]:+${runs[$name]} }${new%.*}"
+	errs[$name]=$((${errs[$name]:-0} + $(sed -n 's/.* errors=\([^ ]*\).*/\1/p' <<<"$line")))
+	if [[ -n ${rps[$name]:-} ]] && awk -v a="$new" -v b="${rps[$name]}" 'BEGIN { exit !(a <= b) }'; then
+		return 0
+	fi
+	rps[$name]=$new
+	p50[$name]=$(sed -n 's/.* p50_ms=\([^ ]*\).*/\1/p' <<<"$line")
+	p99[$name]=$(sed -n 's/.* p99_ms=\([^ ]*\).*/\1/p' <<<"$line")
+}
+
 echo "measuring (each pair: baseline first, then the figure):" >&2
 for _ in $(seq "$rounds"); do
 	measure respond -url http://127.0.0.1:18081/ -method POST -body grant_type=client_credentials -basic "$creds"
 	measure token -url "$token_url" -body grant_type=client_credentials -basic "$creds"
+	if [[ $use_wrk == 1 ]]; then
+		measure_wrk respond http://127.0.0.1:18081/
+		measure_wrk token "$token_url"
+	fi
 done
 for _ in $(seq "$rounds"); do
 	measure proxy_one -url http://127.0.0.1:18083/ -token-url "$token_url" -token-basic "$creds" -tokens 1
@@ -273,6 +311,9 @@ printf "%-36s %11s %7s %7s  %11s %7s %7s  %6s  %-22s %s\n" \
 printf '%.0s-' $(seq 134)
 echo
 row "client_credentials tokens" token respond 0.25 10000 ">=0.25 and >=10000/s"
+if [[ $use_wrk == 1 ]]; then
+	row "  the same, measured with wrk" wrk_token wrk_respond 0 0 "(reported)"
+fi
 row "oauth_protect+proxy, one token" protect_one proxy_one 0.98 0 ">=0.98"
 row "oauth_protect+proxy, fresh tokens" protect_fresh proxy_fresh 0.80 0 ">=0.80"
 row "  the same, minted by another node" protect_fresh_other proxy_fresh_other 0 0 "(reported)"
@@ -288,13 +329,11 @@ if ((rounds > 1)); then
 	echo "rounds (req/s): respond ${runs[respond]}; token ${runs[token]}; proxy_one ${runs[proxy_one]};"
 	echo "                protect_one ${runs[protect_one]}; proxy_fresh ${runs[proxy_fresh]}; protect_fresh ${runs[protect_fresh]};"
 	echo "                proxy_fresh_other ${runs[proxy_fresh_other]}; protect_fresh_other ${runs[protect_fresh_other]}"
+	if [[ $use_wrk == 1 ]]; then
+		echo "                with wrk: respond ${runs[wrk_respond]}; token ${runs[wrk_token]}"
+	fi
 fi
 echo "load:     $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (load average after measuring)"
-
-# The durable grant paths have no Caddy baseline: every request is a
-# bbolt write (group-committed with its neighbours) before the answer.
-echo
-echo "durable grant paths ($conc workers, ${secs}s; each worker its own grant):"
 goal() { # goal NAME VALUE MIN|MAX LIMIT UNIT: VALUE must be >= or <= LIMIT
 	local op='>='
 	[[ $3 == MAX ]] && op='<='
@@ -305,6 +344,25 @@ goal() { # goal NAME VALUE MIN|MAX LIMIT UNIT: VALUE must be >= or <= LIMIT
 		all_met=0
 	fi
 }
+# p99 at saturation: the token endpoint's against respond's, with each
+# generator (goal: at most twice; bench/README.md explains why they differ).
+p99goal() { # p99goal LABEL FIGURE BASE
+	local r
+	r=$(awk -v a="${p99[$2]}" -v b="${p99[$3]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+	echo "p99 at saturation, $1: token ${p99[$2]} ms, respond ${p99[$3]} ms: ${r}x (goal <=2x)"
+	goal "token p99 <=2x respond's ($1)" "$r" MAX 2 x
+}
+
+p99goal "bench/load" token respond
+if [[ $use_wrk == 1 ]]; then
+	p99goal "wrk" wrk_token wrk_respond
+fi
+
+# The durable grant paths have no Caddy baseline: every request is a
+# bbolt write (group-committed with its neighbours) before the answer.
+echo
+echo "durable grant paths ($conc workers, ${secs}s; each worker its own grant):"
+
 # The goal is the OAuth rotation (a new access and refresh token); an
 # OpenID Connect grant also gets a new ID token, a second signature.
 best_refresh=0

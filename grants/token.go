@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // TokenResponse is the RFC 6749 §5.1 success body.
@@ -82,6 +83,10 @@ func (e *Engine) token(w http.ResponseWriter, r *http.Request) (*TokenResponse, 
 		return nil, oerr
 	}
 	e.observer.TokenIssued(gt, client.ID)
-	e.debug(r.Context(), "token issued", zap.String("client_id", client.ID), zap.String("grant_type", gt))
+	if e.logger.Core().Enabled(zapcore.DebugLevel) {
+		// Checked first: the fields would be built (and escape to the
+		// heap) on every token even when debug logging is off.
+		e.debug(r.Context(), "token issued", zap.String("client_id", client.ID), zap.String("grant_type", gt))
+	}
 	return resp, nil
 }
