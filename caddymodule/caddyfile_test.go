@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
 
 // everyOption uses every option of the oauth global option, aliases
@@ -223,5 +225,54 @@ func TestSyntaxCommentListsEveryOption(t *testing.T) {
 				t.Errorf("block %q, option %q (%q): %v", where, name, opts[name], err)
 			}
 		}
+	}
+}
+
+// adaptCaddyfile adapts a whole Caddyfile as `caddy adapt` would.
+func adaptCaddyfile(t *testing.T, src string) ([]byte, error) {
+	t.Helper()
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+	return out, err
+}
+
+// oauth_server with a matcher is refused, saying why and what to write:
+// Caddy would wrap the handler in the matcher and discovery would
+// silently go to the next handler. Arguments and a block are refused too;
+// alone it adapts to one route without a matcher.
+func TestServerDirectiveRefusesMatcher(t *testing.T) {
+	const global = "{\n\toauth {\n\t\tissuer https://auth.test\n\t}\n}\n"
+	for _, tc := range []struct{ site, want string }{
+		{"auth.test {\n\toauth_server /oauth/*\n}", "oauth_server takes no matcher (/oauth/*)"},
+		{"auth.test {\n\t@api path /oauth/*\n\toauth_server @api\n}", "oauth_server takes no matcher (@api)"},
+		{"auth.test {\n\toauth_server * \n}", "oauth_server takes no matcher (*)"},
+		{"auth.test {\n\toauth_server extra\n}", "oauth_server takes no arguments (extra); configure it in the oauth global option"},
+		{"auth.test {\n\toauth_server {\n\t\tissuer x\n\t}\n}", "oauth_server takes no block"},
+	} {
+		_, err := adaptCaddyfile(t, global+tc.site)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "Caddyfile:") {
+			t.Errorf("%q: got %v, want an error with %q and the line", tc.site, err, tc.want)
+		}
+	}
+	_, err := adaptCaddyfile(t, global+"auth.test {\n\toauth_server /oauth/*\n}")
+	if err == nil || !strings.Contains(err.Error(), "/.well-known/") || !strings.Contains(err.Error(), "write oauth_server alone") {
+		t.Errorf("the matcher error does not say why and what to write: %v", err)
+	}
+	out, err := adaptCaddyfile(t, global+"auth.test {\n\toauth_server\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `{"handle":[{"handler":"oauth_server"}]}`) {
+		t.Fatalf("oauth_server alone adapted to %s", out)
+	}
+}
+
+// Two oauth global blocks are an error, not last-one-wins.
+func TestGlobalOptionTwice(t *testing.T) {
+	_, err := adaptCaddyfile(t, "{\n\toauth {\n\t\tissuer https://a.test\n\t}\n\toauth {\n\t\tissuer https://b.test\n\t}\n}\na.test {\n\toauth_server\n}")
+	if err == nil || !strings.Contains(err.Error(), "the oauth global option is given twice; merge the two blocks into one") || !strings.Contains(err.Error(), "Caddyfile:5") {
+		t.Fatalf("two oauth blocks: %v", err)
+	}
+	if _, err := adaptCaddyfile(t, "{\n\toauth {\n\t\tissuer https://a.test\n\t}\n}\na.test {\n\toauth_server\n}"); err != nil {
+		t.Fatalf("one oauth block: %v", err)
 	}
 }
