@@ -141,6 +141,8 @@ type App struct {
 	// errors: key_encryption_key (with its placeholder) or the OAUTH_KEK
 	// environment variable.
 	kekSource string
+	// ctx finds the http app at Start, for warnIssuerNotServed.
+	ctx caddy.Context
 	// life is the app's run-time state, behind a pointer so that App
 	// values can be copied.
 	life *lifecycle
@@ -174,6 +176,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.life = new(lifecycle)
 	a.logger = ctx.Logger()
+	a.ctx = ctx
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("oauth: registering metrics: %w", err)
 	}
@@ -282,6 +285,7 @@ func (a *App) Start() error {
 	if _, err := a.ready(); err != nil {
 		return err
 	}
+	a.warnIssuerNotServed(a.ctx)
 	live.Store(a)
 	return nil
 }
