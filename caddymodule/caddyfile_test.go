@@ -6,6 +6,8 @@ import (
 	"go/parser"
 	"go/token"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -274,5 +276,47 @@ func TestGlobalOptionTwice(t *testing.T) {
 	}
 	if _, err := adaptCaddyfile(t, "{\n\toauth {\n\t\tissuer https://a.test\n\t}\n}\na.test {\n\toauth_server\n}"); err != nil {
 		t.Fatalf("one oauth block: %v", err)
+	}
+}
+
+// What docs/caddyfile-pitfalls.md says of {$VAR} and {env.VAR}: the
+// adapter replaces {$VAR}, so the secret itself lands in the adapted
+// JSON (and so in autosave.json and GET /config/); {env.VAR} stays a
+// placeholder there and is read when the config loads. An unset {$VAR}
+// leaves the option without its argument.
+func TestSecretPlaceholdersInAdaptedJSON(t *testing.T) {
+	t.Setenv("PITFALL_SECRET", "pitfall-secret-0123456789")
+	const site = "\nhttp://localhost:9080 {\n\toauth_server\n}"
+	client := func(secret string) string {
+		return "{\n\toauth {\n\t\tissuer http://localhost:9080\n\t\tclient svc {\n\t\t\tsecret " + secret +
+			"\n\t\t\tgrant_types client_credentials\n\t\t}\n\t}\n}" + site
+	}
+	out, err := adaptCaddyfile(t, client("{$PITFALL_SECRET}"))
+	if err != nil || !strings.Contains(string(out), `"secret":"pitfall-secret-0123456789"`) {
+		t.Fatalf("{$VAR}: %v\n%s", err, out)
+	}
+	out, err = adaptCaddyfile(t, client("{env.PITFALL_SECRET}"))
+	if err != nil || !strings.Contains(string(out), `"secret":"{env.PITFALL_SECRET}"`) || strings.Contains(string(out), "pitfall-secret-0123456789") {
+		t.Fatalf("{env.VAR}: %v\n%s", err, out)
+	}
+	_, err = adaptCaddyfile(t, client("{$PITFALL_UNSET}"))
+	if err == nil || !strings.Contains(err.Error(), "wrong argument count or unexpected line ending after 'secret'") {
+		t.Fatalf("unset {$VAR}: %v", err)
+	}
+	// {file.PATH} is read when the config loads too (a Docker or systemd
+	// secret file; one trailing newline dropped).
+	kek := filepath.Join(t.TempDir(), "kek")
+	if err := os.WriteFile(kek, []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := "oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n key_encryption_key {file." + kek + "}\n}"
+	if _, err := provisionApp(cfg); err == nil || !strings.Contains(err.Error(), "key_encryption_key {file."+kek+"} is 5 bytes") {
+		t.Fatalf("{file.PATH} with 5 bytes: %v", err)
+	}
+	if err := os.WriteFile(kek, []byte(strings.Repeat("k", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provisionApp(cfg); err != nil {
+		t.Fatalf("{file.PATH} with 32 bytes: %v", err)
 	}
 }
