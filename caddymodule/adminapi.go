@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -89,9 +90,44 @@ func storageStatus(err error) int {
 	return http.StatusInternalServerError
 }
 
-// routeAdmin serves one admin request with the running engine.
+// adminMethods lists the methods each admin endpoint takes, by its path
+// under /oauth/ (a key ending in / stands for every path under it).
+var adminMethods = map[string][]string{
+	"users":       {http.MethodGet, http.MethodPost},
+	"users/":      {http.MethodPut, http.MethodDelete},
+	"clients":     {http.MethodGet, http.MethodPost},
+	"clients/":    {http.MethodDelete},
+	"revoke":      {http.MethodPost},
+	"keys":        {http.MethodGet},
+	"keys/rotate": {http.MethodPost},
+	"backup":      {http.MethodGet},
+}
+
+// allowedMethods returns the methods of the endpoint at path (under
+// /oauth/), or nil when there is none.
+func allowedMethods(path string) []string {
+	if m, ok := adminMethods[path]; ok {
+		return m
+	}
+	if prefix, _, ok := strings.Cut(path, "/"); ok {
+		return adminMethods[prefix+"/"]
+	}
+	return nil
+}
+
+// routeAdmin serves one admin request with the running engine. A method
+// the endpoint does not take is answered 405 with Allow (RFC 9110
+// §15.5.6), so a script that GETs a POST-only route learns what to use.
 func routeAdmin(w http.ResponseWriter, r *http.Request, eng *grants.Engine) error {
 	path := strings.TrimPrefix(r.URL.Path, "/oauth/")
+	allowed := allowedMethods(path)
+	if allowed == nil {
+		return apiErr(http.StatusNotFound, "unknown oauth admin endpoint %s", r.URL.Path)
+	}
+	if !slices.Contains(allowed, r.Method) {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		return apiErr(http.StatusMethodNotAllowed, "%s does not take %s; use %s", r.URL.Path, r.Method, strings.Join(allowed, " or "))
+	}
 	switch {
 	case path == "users" && r.Method == http.MethodGet:
 		return listUsers(w, r, eng)
@@ -102,10 +138,9 @@ func routeAdmin(w http.ResponseWriter, r *http.Request, eng *grants.Engine) erro
 		switch r.Method {
 		case http.MethodPut:
 			return putUser(w, r, eng, name, false)
-		case http.MethodDelete:
+		default: // DELETE
 			return userError(eng.RemoveUser(r.Context(), name), name)
 		}
-		return apiErr(http.StatusMethodNotAllowed, "use PUT or DELETE on /oauth/users/<name>")
 	case path == "clients" && r.Method == http.MethodGet:
 		list, err := eng.ListClients(r.Context())
 		if err != nil {

@@ -145,6 +145,12 @@ type App struct {
 	engine *grants.Engine
 	logger *zap.Logger
 	path   string
+	// kekSource names where the key encryption key came from, for its
+	// errors: key_encryption_key (with its placeholder) or the OAUTH_KEK
+	// environment variable.
+	kekSource string
+	// ctx finds the http app at Start, for warnIssuerNotServed.
+	ctx caddy.Context
 	// life is the app's run-time state, behind a pointer so that App
 	// values can be copied.
 	life *lifecycle
@@ -181,6 +187,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.life = new(lifecycle)
 	a.logger = ctx.Logger()
+	a.ctx = ctx
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("oauth: registering metrics: %w", err)
 	}
@@ -213,7 +220,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.path = filepath.Clean(abs)
 
 	repl := caddy.NewReplacer()
-	clients, err := buildAll(a.Clients, func(cc ClientConfig) (*grants.Client, error) { return cc.build(repl) })
+	clients, err := buildAll(a.Clients, func(cc ClientConfig) (*grants.Client, error) {
+		cc.warnWeakSecret(repl, a.logger)
+		return cc.build(repl)
+	})
 	if err != nil {
 		return err
 	}
@@ -229,8 +239,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.KeyEncryptionKey != "" && kek == "" {
 		return fmt.Errorf("oauth: key_encryption_key %q is empty after replacing placeholders (is the environment variable set?)", a.KeyEncryptionKey)
 	}
+	a.kekSource = "key_encryption_key"
+	if kek != a.KeyEncryptionKey {
+		// A placeholder: naming it tells which variable to fix.
+		a.kekSource = "key_encryption_key " + a.KeyEncryptionKey
+	}
 	if kek == "" {
 		kek = os.Getenv("OAUTH_KEK")
+		a.kekSource = "the OAUTH_KEK environment variable (used because key_encryption_key is not set)"
+	}
+	if kek != "" && len(kek) < tokens.MinKeyEncryptionKeyLen {
+		return fmt.Errorf("oauth: %s is %d bytes; a key encryption key must be at least %d (for example: openssl rand -base64 32)",
+			a.kekSource, len(kek), tokens.MinKeyEncryptionKeyLen)
 	}
 	if kek == "" {
 		a.logger.Warn("signing keys are stored unencrypted: anyone who can read the storage file can sign tokens; set key_encryption_key (or OAUTH_KEK) to encrypt them",
@@ -277,6 +297,7 @@ func (a *App) Start() error {
 	if _, err := a.ready(); err != nil {
 		return err
 	}
+	a.warnIssuerNotServed(a.ctx)
 	live.Store(a)
 	return nil
 }
@@ -333,6 +354,9 @@ func (a *App) ready() (*grants.Engine, error) {
 	}
 	if err := a.engine.Start(context.Background(), h.Store, h.rev); err != nil {
 		_ = releaseStore(a.path)
+		if errors.Is(err, tokens.ErrKeyEncryption) {
+			return nil, fmt.Errorf("oauth: starting on storage %s: %w (the key encryption key is from %s)", a.path, err, a.kekSource)
+		}
 		return nil, fmt.Errorf("oauth: starting on storage %s: %w", a.path, err)
 	}
 	l.started = true

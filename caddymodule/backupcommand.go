@@ -34,12 +34,12 @@ TLS private key. An existing <file> is kept unless --force is given.
 To restore, stop Caddy, put the file in place of storage_path (mode
 0600) and start Caddy again.
 `,
-		Args: cobra.ExactArgs(1),
+		Args: args(cobra.ExactArgs(1)),
 	}
 	adminFlags(c)
 	c.Flags().Bool("force", false, "Replace <file> if it exists")
-	c.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-		return exitCode(func() error { return runBackup(c.OutOrStdout(), fl, fl.Arg(0), fl.Bool("force")) })
+	c.RunE = runE(func(c *cobra.Command, fl caddycmd.Flags) error {
+		return runBackup(c.OutOrStdout(), fl, fl.Arg(0), fl.Bool("force"))
 	})
 	return c
 }

@@ -3,18 +3,18 @@ package caddymodule
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/oauthgate/caddy-oauthgate/internal/cfargs"
 )
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("oauth", parseGlobalOption)
-	httpcaddyfile.RegisterHandlerDirective("oauth_server", parseServer)
+	httpcaddyfile.RegisterDirective("oauth_server", parseServer)
 	httpcaddyfile.RegisterDirectiveOrder("oauth_server", httpcaddyfile.Before, "basic_auth")
 }
 
@@ -95,7 +95,14 @@ func init() {
 //
 // Every option above is a key of appOptions or of the table of its block
 // (TestSyntaxCommentListsEveryOption checks both ways).
-func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+//
+// The option may be given once: Caddy hands a second block the value of
+// the first, which would otherwise be replaced without a word.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		d.Next()
+		return nil, d.Err("the oauth global option is given twice; merge the two blocks into one (a second block would replace the first)")
+	}
 	app := new(App)
 	if err := app.UnmarshalCaddyfile(d); err != nil {
 		return nil, err
@@ -342,13 +349,27 @@ func jwksArg(d *caddyfile.Dispenser, dst *json.RawMessage, owner string) error {
 	return nil
 }
 
-// parseServer sets up oauth_server, which takes no arguments.
-func parseServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	h.Next()
-	if h.NextArg() || h.NextBlock(0) {
-		return nil, h.Err("oauth_server takes no arguments; configure it in the oauth global option")
+// parseServer sets up oauth_server, which takes no arguments, no
+// matcher and no block. It is registered as a plain directive, not a
+// handler directive, because Caddy would take a first argument such as
+// /oauth/* as a matcher and wrap the handler in it: the discovery
+// documents under /.well-known/ would then go to the next handler and
+// silently disappear.
+func parseServer(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	h.Next() // the directive
+	if h.NextArg() {
+		arg := h.Val()
+		if strings.HasPrefix(arg, "/") || strings.HasPrefix(arg, "@") || arg == "*" {
+			return nil, h.Errf("oauth_server takes no matcher (%s): its endpoints are at fixed paths under the issuer, "+
+				"/oauth/... and /.well-known/..., and a matcher would hide some of them (discovery first); "+
+				"write oauth_server alone in the issuer's site: requests for other paths go on to the next handler", arg)
+		}
+		return nil, h.Errf("oauth_server takes no arguments (%s); configure it in the oauth global option", arg)
 	}
-	return new(Server), nil
+	if h.NextBlock(0) {
+		return nil, h.Err("oauth_server takes no block; configure it in the oauth global option")
+	}
+	return h.NewRoute(nil, new(Server)), nil
 }
 
 // Interface guard

@@ -6,12 +6,15 @@ import (
 	"go/parser"
 	"go/token"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
 
 // everyOption uses every option of the oauth global option, aliases
@@ -296,5 +299,96 @@ func TestSealPlainKeysOption(t *testing.T) {
 	}
 	if _, err := provisionApp("oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n key_encryption_key 0123456789abcdef0123456789abcdef\n seal_plain_keys\n}"); err != nil {
 		t.Fatalf("seal_plain_keys with a key encryption key: %v", err)
+	}
+}
+
+// adaptCaddyfile adapts a whole Caddyfile as `caddy adapt` would.
+func adaptCaddyfile(t *testing.T, src string) ([]byte, error) {
+	t.Helper()
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+	return out, err
+}
+
+// oauth_server with a matcher is refused, saying why and what to write:
+// Caddy would wrap the handler in the matcher and discovery would
+// silently go to the next handler. Arguments and a block are refused too;
+// alone it adapts to one route without a matcher.
+func TestServerDirectiveRefusesMatcher(t *testing.T) {
+	const global = "{\n\toauth {\n\t\tissuer https://auth.test\n\t}\n}\n"
+	for _, tc := range []struct{ site, want string }{
+		{"auth.test {\n\toauth_server /oauth/*\n}", "oauth_server takes no matcher (/oauth/*)"},
+		{"auth.test {\n\t@api path /oauth/*\n\toauth_server @api\n}", "oauth_server takes no matcher (@api)"},
+		{"auth.test {\n\toauth_server * \n}", "oauth_server takes no matcher (*)"},
+		{"auth.test {\n\toauth_server extra\n}", "oauth_server takes no arguments (extra); configure it in the oauth global option"},
+		{"auth.test {\n\toauth_server {\n\t\tissuer x\n\t}\n}", "oauth_server takes no block"},
+	} {
+		_, err := adaptCaddyfile(t, global+tc.site)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "Caddyfile:") {
+			t.Errorf("%q: got %v, want an error with %q and the line", tc.site, err, tc.want)
+		}
+	}
+	_, err := adaptCaddyfile(t, global+"auth.test {\n\toauth_server /oauth/*\n}")
+	if err == nil || !strings.Contains(err.Error(), "/.well-known/") || !strings.Contains(err.Error(), "write oauth_server alone") {
+		t.Errorf("the matcher error does not say why and what to write: %v", err)
+	}
+	out, err := adaptCaddyfile(t, global+"auth.test {\n\toauth_server\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `{"handle":[{"handler":"oauth_server"}]}`) {
+		t.Fatalf("oauth_server alone adapted to %s", out)
+	}
+}
+
+// Two oauth global blocks are an error, not last-one-wins.
+func TestGlobalOptionTwice(t *testing.T) {
+	_, err := adaptCaddyfile(t, "{\n\toauth {\n\t\tissuer https://a.test\n\t}\n\toauth {\n\t\tissuer https://b.test\n\t}\n}\na.test {\n\toauth_server\n}")
+	if err == nil || !strings.Contains(err.Error(), "the oauth global option is given twice; merge the two blocks into one") || !strings.Contains(err.Error(), "Caddyfile:5") {
+		t.Fatalf("two oauth blocks: %v", err)
+	}
+	if _, err := adaptCaddyfile(t, "{\n\toauth {\n\t\tissuer https://a.test\n\t}\n}\na.test {\n\toauth_server\n}"); err != nil {
+		t.Fatalf("one oauth block: %v", err)
+	}
+}
+
+// What docs/caddyfile-pitfalls.md says of {$VAR} and {env.VAR}: the
+// adapter replaces {$VAR}, so the secret itself lands in the adapted
+// JSON (and so in autosave.json and GET /config/); {env.VAR} stays a
+// placeholder there and is read when the config loads. An unset {$VAR}
+// leaves the option without its argument.
+func TestSecretPlaceholdersInAdaptedJSON(t *testing.T) {
+	t.Setenv("PITFALL_SECRET", "pitfall-secret-0123456789")
+	const site = "\nhttp://localhost:9080 {\n\toauth_server\n}"
+	client := func(secret string) string {
+		return "{\n\toauth {\n\t\tissuer http://localhost:9080\n\t\tclient svc {\n\t\t\tsecret " + secret +
+			"\n\t\t\tgrant_types client_credentials\n\t\t}\n\t}\n}" + site
+	}
+	out, err := adaptCaddyfile(t, client("{$PITFALL_SECRET}"))
+	if err != nil || !strings.Contains(string(out), `"secret":"pitfall-secret-0123456789"`) {
+		t.Fatalf("{$VAR}: %v\n%s", err, out)
+	}
+	out, err = adaptCaddyfile(t, client("{env.PITFALL_SECRET}"))
+	if err != nil || !strings.Contains(string(out), `"secret":"{env.PITFALL_SECRET}"`) || strings.Contains(string(out), "pitfall-secret-0123456789") {
+		t.Fatalf("{env.VAR}: %v\n%s", err, out)
+	}
+	_, err = adaptCaddyfile(t, client("{$PITFALL_UNSET}"))
+	if err == nil || !strings.Contains(err.Error(), "wrong argument count or unexpected line ending after 'secret'") {
+		t.Fatalf("unset {$VAR}: %v", err)
+	}
+	// {file.PATH} is read when the config loads too (a Docker or systemd
+	// secret file; one trailing newline dropped).
+	kek := filepath.Join(t.TempDir(), "kek")
+	if err := os.WriteFile(kek, []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := "oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n key_encryption_key {file." + kek + "}\n}"
+	if _, err := provisionApp(cfg); err == nil || !strings.Contains(err.Error(), "key_encryption_key {file."+kek+"} is 5 bytes") {
+		t.Fatalf("{file.PATH} with 5 bytes: %v", err)
+	}
+	if err := os.WriteFile(kek, []byte(strings.Repeat("k", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provisionApp(cfg); err != nil {
+		t.Fatalf("{file.PATH} with 32 bytes: %v", err)
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
 )
@@ -158,6 +160,24 @@ func buildAll[C, T any](cfgs []C, build func(C) (*T, error)) ([]*T, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// minSecretChars is the shortest client secret loaded without a warning.
+// A secret is the client's password, and the server hashes it with one
+// SHA-256, not a slow hash: a short one can be guessed offline from the
+// hash or online at the token endpoint.
+const minSecretChars = 16
+
+// warnWeakSecret warns on logger when the client's secret is short. It
+// names the client, never the secret or its length.
+func (cc ClientConfig) warnWeakSecret(repl *caddy.Replacer, logger *zap.Logger) {
+	if cc.Secret == "" {
+		return
+	}
+	if secret := repl.ReplaceKnown(cc.Secret, ""); secret != "" && utf8.RuneCountInString(secret) < minSecretChars {
+		logger.Warn("client secret is shorter than 16 characters and can be guessed; use a long random value (for example: openssl rand -base64 32)",
+			zap.String("client_id", cc.ID))
+	}
 }
 
 func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {

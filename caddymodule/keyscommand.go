@@ -15,31 +15,27 @@ import (
 // keysCommand adds `caddy oauth keys list|rotate`.
 func keysCommand() *cobra.Command {
 	keys := &cobra.Command{Use: "keys", Short: "Lists or rotates the signing keys of the running server"}
-	list := &cobra.Command{Use: "list", Short: "Lists the signing keys (newest first)", Args: cobra.NoArgs}
-	rotate := &cobra.Command{Use: "rotate", Short: "Makes a new signing key; old ones verify until their tokens expired", Args: cobra.NoArgs}
+	list := &cobra.Command{Use: "list", Short: "Lists the signing keys (newest first)", Args: args(cobra.NoArgs)}
+	rotate := &cobra.Command{Use: "rotate", Short: "Makes a new signing key; old ones verify until their tokens expired", Args: args(cobra.NoArgs)}
 	for _, c := range []*cobra.Command{list, rotate} {
 		adminFlags(c)
 		keys.AddCommand(c)
 	}
-	list.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+	list.RunE = runE(func(c *cobra.Command, fl caddycmd.Flags) error {
 		var ks []grants.KeyInfo
-		return exitCode(func() error {
-			if err := adminCall(fl, http.MethodGet, "/oauth/keys", nil, &ks); err != nil {
-				return err
-			}
-			printKeys(list.OutOrStdout(), ks)
-			return nil
-		})
+		if err := adminCall(fl, http.MethodGet, "/oauth/keys", nil, &ks); err != nil {
+			return err
+		}
+		printKeys(c.OutOrStdout(), ks)
+		return nil
 	})
-	rotate.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+	rotate.RunE = runE(func(c *cobra.Command, fl caddycmd.Flags) error {
 		var res struct{ Kid string }
-		return exitCode(func() error {
-			if err := adminCall(fl, http.MethodPost, "/oauth/keys/rotate", nil, &res); err != nil {
-				return err
-			}
-			fmt.Fprintf(rotate.OutOrStdout(), "new signing key %s\n", res.Kid)
-			return nil
-		})
+		if err := adminCall(fl, http.MethodPost, "/oauth/keys/rotate", nil, &res); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.OutOrStdout(), "new signing key %s\n", res.Kid)
+		return nil
 	})
 	return keys
 }

@@ -27,20 +27,26 @@ import (
 
 // userCommand adds `caddy oauth user add|passwd|remove|list`.
 func userCommand() *cobra.Command {
-	user := &cobra.Command{Use: "user", Short: "Manages users"}
-	for _, sub := range []struct{ use, short string }{
-		{"add <name>", "Adds a user"},
-		{"passwd <name>", "Sets a user's password (claims kept unless --claim is given) and ends the user's sessions and grants"},
-		{"remove <name>", "Removes a user"},
-		{"list", "Lists users"},
+	user := &cobra.Command{Use: "user", Short: "Manages the users who sign in at the login page"}
+	for _, sub := range []struct {
+		use, short string
+		args       cobra.PositionalArgs
+		claims     bool
+	}{
+		{"add <name> [--claim name=value]...", "Adds a user; the password is read from the terminal or one line of standard input", cobra.ExactArgs(1), true},
+		{"passwd <name> [--claim name=value]...", "Sets a user's password (claims kept unless --claim is given) and ends the user's sessions and grants", cobra.ExactArgs(1), true},
+		{"remove <name>", "Removes a user", cobra.ExactArgs(1), false},
+		{"list", "Lists users", cobra.NoArgs, false},
 	} {
-		c := &cobra.Command{Use: sub.use, Short: sub.short}
+		c := &cobra.Command{Use: sub.use, Short: sub.short, Args: args(sub.args)}
 		adminFlags(c)
 		c.Flags().String("storage", "", "The storage file to open when no server is running")
-		c.Flags().StringArray("claim", nil, "A claim as name=value (repeatable)")
+		if sub.claims {
+			c.Flags().StringArray("claim", nil, "A claim as name=value (repeatable)")
+		}
 		verb := strings.Fields(sub.use)[0]
-		c.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-			return exitCode(func() error { return runUser(verb, fl.Args(), fl, os.Stdin, os.Stdout) })
+		c.RunE = runE(func(c *cobra.Command, fl caddycmd.Flags) error {
+			return runUser(verb, fl.Args(), fl, os.Stdin, c.OutOrStdout())
 		})
 		user.AddCommand(c)
 	}
@@ -50,7 +56,7 @@ func userCommand() *cobra.Command {
 // runUser runs one user subcommand.
 func runUser(verb string, args []string, fl caddycmd.Flags, stdin io.Reader, stdout io.Writer) error {
 	if (verb == "list") != (len(args) == 0) || len(args) > 1 {
-		return fmt.Errorf("usage: caddy oauth user add|passwd|remove <name>, or caddy oauth user list")
+		return usageErrorf("usage: caddy oauth user add|passwd|remove <name>, or caddy oauth user list")
 	}
 	var body adminUser
 	if len(args) == 1 {
@@ -74,7 +80,7 @@ func runUser(verb string, args []string, fl caddycmd.Flags, stdin io.Reader, std
 		body.PasswordHash = string(hash)
 	case "remove", "list":
 	default:
-		return fmt.Errorf("unknown subcommand %q: use add, passwd, remove or list", verb)
+		return usageErrorf("unknown subcommand %q: use add, passwd, remove or list", verb)
 	}
 	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
 	if err != nil {
@@ -97,7 +103,7 @@ func parseClaims(fl caddycmd.Flags) (map[string]string, error) {
 	for _, kv := range list {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("--claim %q must look like name=value", kv)
+			return nil, usageErrorf("--claim %q must look like name=value", kv)
 		}
 		out[k] = v
 	}
@@ -168,7 +174,7 @@ func viaAdmin(addr, verb string, u adminUser, stdout io.Writer) error {
 		if strings.Contains(err.Error(), "performing request") {
 			return &offlineError{err}
 		}
-		return err
+		return decodeAdminError(err)
 	}
 	defer resp.Body.Close()
 	if verb == "list" {

@@ -32,7 +32,7 @@ func (w *allocWriter) Write(b []byte) (int, error) { return len(b), nil }
 // assembled in one buffer and ES256 signed without jwx's big.Int round
 // trip. A change that adds one to the path shows here.
 func TestTokenEndpointAllocs(t *testing.T) {
-	e := newTestEngine(t, nil)
+	e := newEngine(t, ccFixture())
 	body := strings.NewReader(ccForm)
 	r := tokenRequest(ccForm)
 	r.Body = nopCloser{body}
