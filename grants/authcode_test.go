@@ -15,7 +15,7 @@ import (
 
 func num(v any) int64 { f, _ := v.(float64); return int64(f) }
 
-// CODE-08, IDT-01..06, BCP-03: what a redemption returns.
+// OIDC Core §2 and §3.1.3.3: what a redemption returns.
 func TestCodeGrantSuccess(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
@@ -120,7 +120,7 @@ func TestCodeGrantSuccess(t *testing.T) {
 	}
 }
 
-// CODE-01, CODE-02: a replay fails and revokes what the first redemption
+// RFC 6749 §4.1.2: a replay fails and revokes what the first redemption
 // issued, durably.
 func TestCodeReplay(t *testing.T) {
 	t.Parallel()
@@ -146,7 +146,8 @@ func TestCodeReplay(t *testing.T) {
 	wantErr(t, redeem(e, "c-web", code, verifier), http.StatusBadRequest, CodeInvalidGrant)
 }
 
-// CODE-04/05, PKCE-01/02/04/05/07, A-14..A-16: a failed redemption is
+// RFC 6749 §4.1.3, RFC 7636 §4.6, RFC 9700 §4.5 and §4.8 (code injection,
+// PKCE downgrade): a failed redemption is
 // invalid_grant and burns the code, so the right request fails afterwards.
 func TestCodeBindings(t *testing.T) {
 	t.Parallel()
@@ -190,13 +191,13 @@ func TestCodeBindings(t *testing.T) {
 			b := newBrowser(t, e)
 			code, verifier := b.getCode("c-web", "scope", "openid")
 			wantErr(t, tt.attack(code, verifier), http.StatusBadRequest, CodeInvalidGrant)
-			// PKCE-07: the code is burned.
+			// RFC 9700 §2.1.1: the code is burned.
 			wantErr(t, redeem(e, "c-web", code, verifier), http.StatusBadRequest, CodeInvalidGrant)
 		})
 	}
 }
 
-// CODE-05 (RFC 6749 §4.1.3): redirect_uri was in the authorization
+// RFC 6749 §4.1.3: redirect_uri was in the authorization
 // request, so the token request must repeat it; leaving it out is a missing
 // required parameter, invalid_request. BUG: the engine answers
 // invalid_grant (checkRedemption treats "missing" like "different").
@@ -227,7 +228,7 @@ func TestCodeRedirectURIOmitted(t *testing.T) {
 		"code_verifier": {verifier}, "redirect_uri": {"https://client.test/other"}}), http.StatusBadRequest, CodeInvalidGrant)
 }
 
-// PKCE-03, A-14: a code issued without a challenge refuses a verifier.
+// RFC 9700 §4.8 (PKCE downgrade): a code issued without a challenge refuses a verifier.
 func TestCodeWithoutPKCE(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
@@ -289,7 +290,7 @@ func TestSpentCodeRecord(t *testing.T) {
 	}
 }
 
-// CODE-06: codes live 60 s; an expired one is invalid_grant.
+// RFC 6749 §4.1.2: codes live 60 s; an expired one is invalid_grant.
 func TestCodeExpiry(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
@@ -322,7 +323,7 @@ func TestCodeExpiry(t *testing.T) {
 	wantOK(t, redeem(e, "c-web", c, v))
 }
 
-// CODE-07, CA: how clients authenticate to redeem.
+// RFC 6749 §4.1.3 and §2.3: how clients authenticate to redeem.
 func TestCodeClientAuthentication(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
@@ -374,7 +375,7 @@ func TestCodeClientAuthentication(t *testing.T) {
 	}
 }
 
-// CODE-10: nonsense codes fail cleanly.
+// RFC 6749 §10.10: nonsense codes fail cleanly.
 func TestCodeNonsense(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
@@ -421,7 +422,7 @@ func exactlyOne(t *testing.T, n int, what string, send func() tokenResult) token
 	return ok[0]
 }
 
-// CODE-03: exactly one of many concurrent redemptions succeeds, and the
+// RFC 6749 §4.1.2: exactly one of many concurrent redemptions succeeds, and the
 // others count as replays.
 func TestCodeConcurrentRedemption(t *testing.T) {
 	t.Parallel()
@@ -435,7 +436,7 @@ func TestCodeConcurrentRedemption(t *testing.T) {
 	}
 }
 
-// AZ-11 (RFC 8707 §2): an authorization request's resource must be an
+// RFC 8707 §2: an authorization request's resource must be an
 // absolute URI without fragment that the client may use; otherwise
 // invalid_target. BUG: parseAuthorize reads resource (it is in
 // authzParams) but never checks it, so the flow goes on to the login page.

@@ -11,7 +11,7 @@ import (
 )
 
 // checkPageHeaders asserts the headers every sign-in page must carry
-// (AZ-12, AZ-13, AZ-16, A-24).
+// (RFC 9700 §4.16, §2.6, §4.2; no XSS).
 func checkPageHeaders(t testing.TB, rec *httptest.ResponseRecorder) {
 	t.Helper()
 	h := rec.Header()
@@ -58,7 +58,8 @@ func getAuthorize(e *Engine, rawQuery string) *httptest.ResponseRecorder {
 	return rec
 }
 
-// AZ-01, AZ-02, AZ-04, A-12, A-13, A-20, A-24: anything but an exact
+// RFC 9700 §2.1 and §4.1.3, RFC 6749 §4.1.2.1, OIDC Core §3.1.2.1 (no
+// Unicode tricks, prefix matches, repeated parameters or XSS): anything but an exact
 // redirect URI of a known client gives an error page and never a redirect.
 func TestAuthorizeErrorPage(t *testing.T) {
 	t.Parallel()
@@ -131,7 +132,7 @@ func TestAuthorizeErrorPage(t *testing.T) {
 	}
 }
 
-// AZ-03, RFC 8252 §7.3: only the port of a loopback IP literal may vary.
+// RFC 8252 §7.3, RFC 9700 §2.1: only the port of a loopback IP literal may vary.
 func TestAuthorizeLoopbackRedirect(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
@@ -180,7 +181,8 @@ func TestAuthorizeLoopbackRedirect(t *testing.T) {
 	}
 }
 
-// AZ-05..AZ-11, A-14, A-23: once the redirect URI is trusted, errors go
+// RFC 6749 §4.1.2.1, RFC 9207 §2, RFC 7636 §4.2 and §4.4.1, RFC 8707 §2 (and
+// no header injection): once the redirect URI is trusted, errors go
 // back to it with error, state (as received) and iss.
 func TestAuthorizeRedirectErrors(t *testing.T) {
 	t.Parallel()
@@ -284,7 +286,7 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 	}
 }
 
-// state is URL-encoded into the Location, never split into headers;
+// No header injection: state is URL-encoded into the Location, never split into headers;
 // the redirect URI's own query is kept.
 func TestAuthorizeRedirectEncoding(t *testing.T) {
 	t.Parallel()
@@ -378,7 +380,7 @@ func TestAuthorizeMethods(t *testing.T) {
 	}
 }
 
-// what the login page reflects is escaped.
+// No XSS: what the login page reflects is escaped.
 func TestLoginPageEscapes(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)

@@ -36,7 +36,7 @@ type Client struct {
 	ClientSpec
 	// SecretHash is SHA-256 of the client secret. Client secrets are
 	// high-entropy, so a fast hash is enough and keeps the token endpoint
-	// fast; see DESIGN §8.
+	// fast; see docs/performance.md.
 	SecretHash [32]byte
 	// Secret is the plain client secret, kept in memory only for
 	// client_secret_jwt, whose HMAC needs it; other clients keep only

@@ -177,7 +177,7 @@ func sameButPort(a, b string) bool {
 }
 
 // A match is an exact registered URI or a loopback IP literal that differs
-// only in its port (AZ-01, AZ-03).
+// only in its port (RFC 9700 §2.1, RFC 8252 §7.3).
 func FuzzMatchRedirectURI(f *testing.F) {
 	for _, s := range [][2]string{
 		{"https://client.test/cb", "https://client.test/cb"},

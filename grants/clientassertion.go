@@ -35,7 +35,7 @@ const (
 
 // Assertion time rules, for client assertions and assertion grants.
 const (
-	// MaxAssertionLifetime caps exp-now and exp-iat (STRICT, CA-07).
+	// MaxAssertionLifetime caps exp-now and exp-iat (RFC 7523 §3 item 4 asks only for a limit).
 	MaxAssertionLifetime = 5 * time.Minute
 	// assertionSkew tolerates clock differences on exp, nbf and iat.
 	assertionSkew = 60 * time.Second
@@ -53,7 +53,7 @@ type assertionHeader struct {
 
 // assertionClaims are the registered claims of an assertion. Dates must
 // be JSON integers: a string, an object or 1e20 does not unmarshal into
-// int64, so such an assertion never passes (attack A-11).
+// int64, so such an assertion never passes (numeric claim abuse).
 type assertionClaims struct {
 	Issuer    string          `json:"iss"`
 	Subject   string          `json:"sub"`
@@ -297,8 +297,8 @@ var joseNames = func() map[string]string {
 
 // checkJSONObject refuses what a JOSE parser may refuse and we do: a
 // value that is not an object, duplicate members at the top level
-// (attack A-07; in any letter case), a registered name in another letter
-// case, and nesting deeper than a real JWT needs (A-10).
+// (RFC 7519 §4; in any letter case), a registered name in another letter
+// case, and nesting deeper than a real JWT needs (deeply nested JSON).
 func checkJSONObject(b []byte) error {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()

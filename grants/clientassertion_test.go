@@ -150,23 +150,23 @@ func TestClientAssertion(t *testing.T) {
 		{"no typ, no kid", caForm(caSign(t, "ES256", caKey, map[string]any{"alg": "ES256"}, caClaims("c-pkj", nil))), "", 200},
 		{"aud array of the issuer alone", caForm(caPKJ(t, func(m map[string]any) { m["aud"] = []string{testIssuer} })), "", 200},
 		{"client_id matches", caForm(caPKJ(t, nil), "client_id", "c-pkj"), "", 200},
-		// CA-04
+		// RFC 7523 §2.2
 		{"CA-04 wrong assertion type", strings.Replace(caForm(valid), "jwt-bearer", "saml2-bearer", 1), "", 401},
 		{"CA-04 type without assertion", url.Values{"grant_type": {GrantClientCredentials}, "client_assertion_type": {ClientAssertionType}}.Encode(), "", 401},
 		{"CA-04 two JWTs", caForm(caPKJ(t, nil) + " " + caPKJ(t, nil)), "", 401},
 		{"CA-04 JWE shape", caForm("eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d"), "", 401},
 		{"CA-04 JSON serialization", caForm(`{"payload":"e30","signatures":[{"protected":"e30","signature":"AA"}]}`), "", 401},
 		{"CA-04 garbage", caForm("a.b.c"), "", 401},
-		// CA-05
+		// RFC 7523 §3 (1,2), OIDC Core §9
 		{"CA-05 sub is another client", caForm(caPKJ(t, func(m map[string]any) { m["sub"] = "c-other" })), "", 401},
 		{"CA-05 no iss", caForm(caPKJ(t, func(m map[string]any) { delete(m, "iss") })), "", 401},
-		// CA-06, A-22
+		// RFC 7523 §3 (3), OIDC Core §9: audience injection
 		{"CA-06 aud evil", caForm(caPKJ(t, func(m map[string]any) { m["aud"] = "https://evil.test" })), "", 401},
 		{"CA-06 aud array with another AS", caForm(caPKJ(t, func(m map[string]any) { m["aud"] = []string{testIssuer, "https://other-as.test"} })), "", 401},
 		{"CA-06 aud with trailing slash", caForm(caPKJ(t, func(m map[string]any) { m["aud"] = testIssuer + "/" })), "", 401},
 		{"CA-06 aud token endpoint (strict)", caForm(caPKJ(t, func(m map[string]any) { m["aud"] = testIssuer + TokenPath })), "", 401},
 		{"CA-06 no aud", caForm(caPKJ(t, func(m map[string]any) { delete(m, "aud") })), "", 401},
-		// CA-07, A-11
+		// RFC 7523 §3 (4): numeric claim abuse
 		{"CA-07 no exp", caForm(caPKJ(t, func(m map[string]any) { delete(m, "exp") })), "", 401},
 		{"CA-07 expired", caForm(caPKJ(t, func(m map[string]any) { m["exp"] = now - 120 })), "", 401},
 		{"CA-07 a day long", caForm(caPKJ(t, func(m map[string]any) { m["exp"] = now + 86400 })), "", 401},
@@ -174,31 +174,32 @@ func TestClientAssertion(t *testing.T) {
 		{"A-11 exp 1e20", caForm(caPKJ(t, func(m map[string]any) { m["exp"] = 1e20 })), "", 401},
 		{"A-11 exp -1", caForm(caPKJ(t, func(m map[string]any) { m["exp"] = -1 })), "", 401},
 		{"A-11 nbf object", caForm(caPKJ(t, func(m map[string]any) { m["nbf"] = map[string]any{} })), "", 401},
-		// CA-08
+		// RFC 7523 §3 (5,6)
 		{"CA-08 nbf future", caForm(caPKJ(t, func(m map[string]any) { m["nbf"] = now + 300 })), "", 401},
 		{"CA-08 iat an hour ago", caForm(caPKJ(t, func(m map[string]any) { m["iat"] = now - 3600 })), "", 401},
 		{"CA-08 iat future", caForm(caPKJ(t, func(m map[string]any) { m["iat"] = now + 300 })), "", 401},
-		// CA-09
+		// RFC 7523 §3 (7), OIDC Core §9: jti, used once
 		{"CA-09 no jti", caForm(caPKJ(t, func(m map[string]any) { delete(m, "jti") })), "", 401},
-		// CA-10, A-01, A-02
+		// RFC 7523 §3 (9), RFC 8725 §3.1-3.2: alg none, algorithm confusion
 		{"A-01 alg none", caForm(caSign(t, "none", nil, map[string]any{"alg": "none", "kid": "k1"}, caClaims("c-pkj", nil))), "", 401},
 		{"A-02 HS256 keyed with the public key", caForm(caSign(t, "HS256", pubDER, pkjHdr(func(h map[string]any) { h["alg"] = "HS256" }), caClaims("c-pkj", nil))), "", 401},
 		{"CA-10 c-jwt with ES256", caForm(caSign(t, "ES256", caKey, map[string]any{"alg": "ES256"}, caClaims("c-jwt", nil))), "", 401},
 		{"CA-10 c-jwt wrong secret", caForm(caSign(t, "HS256", []byte(strings.Repeat("x", 32)), map[string]any{"alg": "HS256"}, caClaims("c-jwt", nil))), "", 401},
 		{"CA-10 c-pkj signed by another key", caForm(caSign(t, "ES256", caOtherKey, pkjHdr(nil), caClaims("c-pkj", nil))), "", 401},
 		{"CA-10 c-pkj ES256 header over RS256 signature", caForm(caSign(t, "RS256", caRSAKey, pkjHdr(nil), caClaims("c-pkj", nil))), "", 401},
-		// CA-11, A-21
+		// RFC 8725 §3.11: token confusion
 		{"CA-11 typ at+jwt", caForm(caSign(t, "ES256", caKey, pkjHdr(func(h map[string]any) { h["typ"] = "at+jwt" }), caClaims("c-pkj", nil))), "", 401},
 		{"CA-11 typ dpop+jwt", caForm(caSign(t, "ES256", caKey, pkjHdr(func(h map[string]any) { h["typ"] = "dpop+jwt" }), caClaims("c-pkj", nil))), "", 401},
 		{"CA-11 our access token", caForm(ours), "", 401},
-		// CA-12
+		// RFC 7521 §4.2
 		{"CA-12 client_id differs", caForm(caPKJ(t, nil), "client_id", "c-basic"), "", 401},
-		// CA-02, TOK-15
+		// OIDC Core §9, RFC 6749 §2.3: the registered method only, one per request
 		{"CA-02 c-basic cannot use an assertion", caForm(caSign(t, "HS256", []byte(basicSecret+strings.Repeat("x", 32)), map[string]any{"alg": "HS256"}, caClaims("c-basic", nil))), "", 401},
 		{"CA-02 c-pkj with a Basic secret", "grant_type=client_credentials", basicAuth("c-pkj", "anything"), 401},
 		{"CA-02 c-jwt with its secret in the body", "grant_type=client_credentials&client_id=c-jwt&client_secret=" + caSecret, "", 401},
 		{"TOK-15 Basic plus assertion", caForm(caPKJ(t, nil)), basicAuth("c-basic", basicSecret), 401},
-		// A-03..A-07
+		// RFC 8725 §3.10, RFC 7515 §4.1: hostile kid, jku and x5u, embedded jwk
+		// and x5c, crit, duplicate members
 		{"A-03 unknown kid", caForm(caSign(t, "ES256", caKey, pkjHdr(func(h map[string]any) { h["kid"] = "../../../../dev/null" }), caClaims("c-pkj", nil))), "", 401},
 		{"A-03 huge kid", caForm(caSign(t, "ES256", caKey, pkjHdr(func(h map[string]any) { h["kid"] = strings.Repeat("k", 10000) }), caClaims("c-pkj", nil))), "", 401},
 		{"A-04 jku to an attacker key", caForm(caSign(t, "ES256", caOtherKey, pkjHdr(func(h map[string]any) { h["jku"] = "https://evil.test/jwks" }), caClaims("c-pkj", nil))), "", 401},
@@ -231,7 +232,7 @@ func TestClientAssertion(t *testing.T) {
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
-// CA-09: an assertion works once, for either method.
+// RFC 7523 §3 (7), OIDC Core §9: an assertion works once, for either method.
 func TestClientAssertionReplay(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, ccFixture(), withAssertionClients())
@@ -357,7 +358,7 @@ func TestClientAssertionRemoteJWKS(t *testing.T) {
 	keys.mu.Unlock()
 	rotated = caSign(t, "ES256", caOtherKey, map[string]any{"alg": "ES256", "kid": "k2"}, caClaims("c-pkj", nil))
 	checkToken(t, serve(e, tokenRequest(caForm(rotated))))
-	// A-09: an oversized document is refused; the cached keys stay.
+	// An oversized document is refused; the cached keys stay.
 	doc.Store([]byte(`{"keys":[],"pad":"` + strings.Repeat("a", 100<<10) + `"}`))
 	keys.mu.Lock()
 	keys.tried, keys.fetched = time.Time{}, time.Time{}

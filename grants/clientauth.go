@@ -10,7 +10,7 @@ import (
 )
 
 // dummyHash is compared against when the client is unknown, so an unknown
-// client_id costs the same as a wrong secret (attack A-18).
+// client_id costs the same as a wrong secret (so that timing tells nothing).
 var dummyHash = sha256.Sum256([]byte("caddy-oauthgate: no such client"))
 
 // authErrors are the refusals of client authentication, made once per
@@ -70,7 +70,7 @@ func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error
 	}
 	if form.Get("client_assertion") != "" || form.Get("client_assertion_type") != "" {
 		if len(authz) == 1 || form.Get("client_secret") != "" {
-			// More than one method (TOK-15): refused as a failed
+			// More than one method (RFC 6749 §2.3): refused as a failed
 			// authentication, whichever would have succeeded.
 			return nil, failed
 		}

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// CORS at the authorization server (DESIGN §7a). Browser apps (public
+// CORS at the authorization server (docs/security.md). Browser apps (public
 // clients on their own origin) call the token, revocation and userinfo
 // endpoints with fetch: those answer CORS for the exact origins of
 // registered redirect URIs, echoing the one origin, with Vary: Origin and

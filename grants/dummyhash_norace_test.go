@@ -10,7 +10,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// A-19: with no users in the config, an unknown user costs a real bcrypt
+// No user enumeration: with no users in the config, an unknown user costs a real bcrypt
 // at the cost of `caddy hash-password` and `caddy oauth user add` (14).
 // This is the one test that pays for a cost-14 dummy hash; under -race
 // that takes tens of seconds, so it is built only without -race (every

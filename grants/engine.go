@@ -278,7 +278,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	// The password and assertion grants exist only where a client is
-	// registered for them (RFC 9700 §2.4; ROPC-01).
+	// registered for them (RFC 9700 §2.4).
 	optional := map[string]grantHandler{GrantPassword: e.password, GrantJWTBearer: e.jwtBearer, GrantTokenExchange: e.tokenExchange,
 		GrantSAML2Bearer: e.samlBearer}
 	for _, c := range e.clients {

@@ -1,6 +1,6 @@
 package grants
 
-// The fixtures of the grants tests (see conformance.md §0): the issuer,
+// The fixtures of the grants tests: the issuer,
 // the clients and users, the store, and newEngine, the one way a test
 // builds and starts an engine.
 
@@ -456,7 +456,7 @@ const (
 	opRSBSecret = "rs-b-secret"
 )
 
-// withResourceServers registers two resource-server clients (INT-06):
+// withResourceServers registers two resource-server clients (RFC 7662 §4):
 // rs-app for https://app.test (c-web's audience) and rs-b for
 // https://b.test.
 func withResourceServers() engineOpt {
@@ -535,7 +535,7 @@ func withThrottle() engineOpt {
 
 // withEveryGrant registers invClients, trusts jbIssuer for the
 // jwt-bearer and exchange ones and samlIdP for the SAML ones (the
-// invariants of DESIGN.md §10).
+// invariants of docs/security.md).
 func withEveryGrant() engineOpt {
 	return withConfigT(func(t testing.TB, c *Config) {
 		idp, _ := samlSigners(t)

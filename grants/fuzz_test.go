@@ -267,7 +267,7 @@ var protocolCodes = map[string]bool{
 
 // checkFuzzRefusal asserts a well-formed refusal: a 4xx (never a 5xx),
 // no-store, and a JSON object whose error is a protocol code and whose
-// members are only error, error_description and error_uri, in the TOK-12
+// members are only error, error_description and error_uri, in the RFC 6749 §5.2
 // character set.
 func checkFuzzRefusal(t *testing.T, w *httptest.ResponseRecorder) {
 	t.Helper()

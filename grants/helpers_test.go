@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// descRE is the TOK-12 character set for error and error_description.
+// descRE is the RFC 6749 §5.2 character set for error and error_description.
 var descRE = regexp.MustCompile(`^[\x20\x21\x23-\x5B\x5D-\x7E]*$`)
 
 // basicAuth builds an RFC 6749 §2.3.1 Basic credential: both halves are
@@ -53,7 +53,7 @@ func decodeBody(t testing.TB, w *httptest.ResponseRecorder) map[string]any {
 }
 
 // checkNoStore asserts the headers every token-endpoint answer carries
-// (TOK-09, and STRICT for errors).
+// (RFC 6749 §5.1, and for errors too).
 func checkNoStore(t testing.TB, w *httptest.ResponseRecorder) {
 	t.Helper()
 	h := w.Result().Header
@@ -69,7 +69,7 @@ func checkNoStore(t testing.TB, w *httptest.ResponseRecorder) {
 }
 
 // checkError asserts a protocol error answer: status, code, headers,
-// TOK-12 character set, and that no token leaked out. It returns the body.
+// RFC 6749 §5.2 character set, and that no token leaked out. It returns the body.
 func checkError(t testing.TB, w *httptest.ResponseRecorder, status int, code string) map[string]any {
 	t.Helper()
 	if w.Code != status {
@@ -210,7 +210,7 @@ func opClientToken(t *testing.T, e *Engine) string {
 	return tr.str("access_token")
 }
 
-// opInactive asserts the exact {"active":false} answer (INT-04).
+// opInactive asserts the exact {"active":false} answer (RFC 7662 §2.2).
 func opInactive(t *testing.T, tr tokenResult) {
 	t.Helper()
 	if tr.status != http.StatusOK || strings.TrimSpace(tr.raw) != `{"active":false}` {
@@ -233,7 +233,8 @@ type opRule struct {
 	code   string
 }
 
-// opRunRules runs request-rule cases against an endpoint (CA-16: the
+// opRunRules runs request-rule cases against an endpoint (RFC 7662 §2.1,
+// RFC 7009 §2.1: the
 // token endpoint's client authentication, including the Basic challenge).
 func opRunRules(t *testing.T, e *Engine, h http.HandlerFunc, path string, rules []opRule) {
 	t.Helper()

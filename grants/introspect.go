@@ -33,7 +33,7 @@ type Introspection struct {
 // confidential clients may call it. A client sees the tokens issued to it;
 // a resource-server client (Client.ResourceServer) sees instead the access
 // tokens whose audience includes one of its audience values, and nothing
-// else (INT-06). Everything else is {"active":false}.
+// else (RFC 7662 §4). Everything else is {"active":false}.
 func (e *Engine) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	resp, oerr := e.introspect(w, r)
 	if oerr != nil {

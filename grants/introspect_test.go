@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// TestIntrospectRequestRules covers INT-01, INT-02 and CA-16.
+// TestIntrospectRequestRules covers RFC 7662 §2.1 and §2.3.
 func TestIntrospectRequestRules(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, withResourceServers())
@@ -29,7 +29,7 @@ func TestIntrospectRequestRules(t *testing.T) {
 	}
 }
 
-// TestIntrospectActive covers INT-03, INT-05 and INT-08.
+// TestIntrospectActive covers RFC 7662 §2.2, §2.1.
 func TestIntrospectActive(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, withResourceServers())
@@ -54,7 +54,7 @@ func TestIntrospectActive(t *testing.T) {
 	}
 }
 
-// TestIntrospectInactive covers INT-04 and INT-06: everything that is not
+// TestIntrospectInactive covers RFC 7662 §2.2, §4: everything that is not
 // an active token the caller may see is exactly {"active":false}.
 func TestIntrospectInactive(t *testing.T) {
 	t.Parallel()
@@ -105,7 +105,7 @@ func opWantMembers(t *testing.T, tr tokenResult, want map[string]any, numeric ..
 	}
 }
 
-// TestOpsMetadata: both endpoints are published (META-03), and public
+// TestOpsMetadata: both endpoints are published (RFC 8414 §2), and public
 // clients are offered revocation but not introspection.
 func TestOpsMetadata(t *testing.T) {
 	t.Parallel()

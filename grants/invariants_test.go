@@ -15,7 +15,7 @@ import (
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
-// The invariants of DESIGN.md §10, checked for every way of obtaining an
+// The invariants of docs/security.md, checked for every way of obtaining an
 // access token. invWays must cover every grant type the engine
 // implements (SupportedGrantTypes), so a grant added later fails here
 // until it has a way of its own that keeps the rules:

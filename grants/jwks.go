@@ -28,7 +28,7 @@ const (
 	// jwksMinRefresh is the least time between two fetches, so that
 	// assertions with made-up kids cannot make us hammer the key server.
 	jwksMinRefresh = 30 * time.Second
-	// maxKidBytes bounds a kid before any lookup (attack A-03).
+	// maxKidBytes bounds a kid before any lookup (a hostile kid, RFC 8725 §3.10).
 	maxKidBytes = 256
 )
 

@@ -109,7 +109,7 @@ func TestJWTBearerGrant(t *testing.T) {
 	}
 }
 
-// JWTB-07: an assertion works once.
+// RFC 7523 §3 (7): an assertion works once.
 func TestJWTBearerReplay(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, ccFixture(), withJWTBearer(nil))

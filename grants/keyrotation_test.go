@@ -22,7 +22,7 @@ func krKids(e *Engine) []string {
 }
 
 // TestRotateKeys: the new key signs, the old one keeps verifying and stays
-// published until its tokens expired, then disappears (META-06).
+// published until its tokens expired, then disappears (RFC 7517 §5).
 func TestRotateKeys(t *testing.T) {
 	st := openStore(t)
 	e := newEngine(t, withStore(st))

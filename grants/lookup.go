@@ -94,7 +94,7 @@ func (e *Engine) lookupRefresh(ctx context.Context, tok string) (*foundToken, er
 
 // clientRequest reads the form of an introspection or revocation request
 // and authenticates its client exactly as the token endpoint does
-// (CA-16). The token parameter is required.
+// (RFC 7662 §2.1, RFC 7009 §2.1). The token parameter is required.
 func (e *Engine) clientRequest(w http.ResponseWriter, r *http.Request) (*Client, Form, *Error) {
 	if err := e.requireTLS(r); err != nil {
 		return nil, nil, err

@@ -97,7 +97,7 @@ func TestPasswordGrant(t *testing.T) {
 	}
 }
 
-// ROPC-01, ROPC-02: off unless a client is registered for it.
+// RFC 9700 §2.4, RFC 6749 §4.3.2: off unless a client is registered for it.
 func TestPasswordGrantOffByDefault(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
@@ -118,7 +118,7 @@ func TestPasswordGrantOffByDefault(t *testing.T) {
 	}
 }
 
-// ROPC-04, A-19: failures lock the user name from that address, and
+// RFC 6749 §4.3.2 (brute-force protection): failures lock the user name from that address, and
 // (past UserMaxFailures) from any address; a locked answer is 429 with
 // Retry-After. The address itself is never locked: bob signs in from it.
 // The throttle is shared with the login page.
@@ -155,7 +155,7 @@ func TestPasswordGrantThrottle(t *testing.T) {
 	}
 }
 
-// ROPC-05: neither passwords nor tokens reach the logs, even at debug.
+// RFC 6749 §10.3: neither passwords nor tokens reach the logs, even at debug.
 func TestPasswordGrantLogs(t *testing.T) {
 	t.Parallel()
 	logger, logs := observedLogger()

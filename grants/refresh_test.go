@@ -45,7 +45,7 @@ func updateGrant(t *testing.T, e *Engine, rt string, fn func(f *familyRecord, re
 	}
 }
 
-// RT-05, RT-06, IDT-07: rotation, and reuse revokes the family.
+// RFC 9700 §4.14.2, OIDC Core §12.2: rotation, and reuse revokes the family.
 func TestRefreshRotation(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
@@ -191,7 +191,7 @@ func TestRevokeLegacyGrant(t *testing.T) {
 	}
 }
 
-// RT-02..RT-04: narrowing, widening and the family's original scope.
+// RFC 6749 §6: narrowing, widening and the family's original scope.
 func TestRefreshScope(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
@@ -225,7 +225,7 @@ func TestRefreshScope(t *testing.T) {
 	}
 }
 
-// RT-01: a refresh token works only for its client.
+// RFC 6749 §6: a refresh token works only for its client.
 func TestRefreshOtherClient(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
@@ -239,7 +239,7 @@ func TestRefreshOtherClient(t *testing.T) {
 	wantOK(t, refresh(e, "c-pub", p.str("refresh_token")))
 }
 
-// RT-08 and junk.
+// RFC 6749 §6, RFC 9700 §4.14.2: rotated tokens, and junk.
 func TestRefreshInvalid(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
@@ -255,7 +255,7 @@ func TestRefreshInvalid(t *testing.T) {
 	wantErr(t, refresh(e, "c-web", g.str("refresh_token")), http.StatusBadRequest, CodeInvalidGrant)
 }
 
-// RT-07 with a grace period: a lost response may be retried while its
+// RFC 9700 §4.14 with a grace period: a lost response may be retried while its
 // successor is unused; never two live tokens of a family.
 func TestRefreshGrace(t *testing.T) {
 	t.Parallel()
@@ -362,7 +362,7 @@ func TestRefreshGraceRefusedRetryKeepsSuccessor(t *testing.T) {
 	wantOK(t, refresh(e, "c-web", r2.str("refresh_token")))
 }
 
-// RT-07, A-17: exactly one of many concurrent refreshes succeeds.
+// RFC 9700 §4.14 (a replay race): exactly one of many concurrent refreshes succeeds.
 func TestRefreshConcurrent(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
@@ -375,7 +375,7 @@ func TestRefreshConcurrent(t *testing.T) {
 	}
 }
 
-// RT-10: removing a user ends that user's grants. With openid the refresh
+// RFC 9700 §4.14.2: removing a user ends that user's grants. With openid the refresh
 // fails (the ID token needs the user); BUG: without openid the engine
 // keeps minting access tokens for a user that no longer exists.
 func TestRefreshRemovedUser(t *testing.T) {

@@ -452,7 +452,7 @@ func TestWriteError(t *testing.T) {
 }
 
 // TestErrorDescriptionsCharset checks every fixed description in the
-// package against the TOK-12 character set, including the ones built
+// package against the RFC 6749 §5.2 character set, including the ones built
 // from a parameter name.
 func TestErrorDescriptionsCharset(t *testing.T) {
 	t.Parallel()

@@ -8,7 +8,7 @@ import (
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
-// TestRevokeRequestRules covers REV-01, REV-03 and CA-16.
+// TestRevokeRequestRules covers RFC 7009 §2.1 and §2.2.
 func TestRevokeRequestRules(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, withResourceServers())
@@ -29,7 +29,7 @@ func TestRevokeRequestRules(t *testing.T) {
 }
 
 // TestRevokeAccessToken: the jti is refused at once, and stays refused
-// for a new engine on the same store (RS-11, REV-02).
+// for a new engine on the same store (RFC 7009 §2, §2.2).
 func TestRevokeAccessToken(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, withResourceServers())
@@ -62,7 +62,7 @@ func TestRevokeAccessToken(t *testing.T) {
 }
 
 // TestRevokeRefreshToken: revoking a refresh token kills its family and
-// the family's access tokens, whatever the hint (REV-02, REV-05, REV-06).
+// the family's access tokens, whatever the hint (RFC 7009 §2.2, §2.1, §2.2.1).
 func TestRevokeRefreshToken(t *testing.T) {
 	t.Parallel()
 	for _, hint := range []string{"", "access_token", "refresh_token", "foo"} {
@@ -82,7 +82,7 @@ func TestRevokeRefreshToken(t *testing.T) {
 	}
 }
 
-// TestRevokeOtherClientsToken: refused, and the token stays valid (REV-04).
+// TestRevokeOtherClientsToken: refused, and the token stays valid (RFC 7009 §2.1).
 func TestRevokeOtherClientsToken(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, withResourceServers())

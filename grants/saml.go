@@ -132,8 +132,8 @@ func decodeSAMLAssertion(s string) ([]byte, error) {
 
 // parseSAMLDocument parses the decoded assertion after refusing what must
 // never reach an XML parser: a DTD, entity, element or attribute-list
-// declaration (XXE, billion laughs; attack A-25). The document must be
-// one saml:Assertion element (a samlp:Response is refused, SAML-01).
+// declaration (XXE, billion laughs). The document must be
+// one saml:Assertion element (a samlp:Response is refused, RFC 7522 §2.1).
 func parseSAMLDocument(b []byte) (*etree.Element, error) {
 	if !utf8.Valid(b) {
 		return nil, errors.New("assertion is not UTF-8")
@@ -185,7 +185,7 @@ func parseSAMLDocument(b []byte) (*etree.Element, error) {
 // signature is verified, to pick the certificate; everything else is read
 // from the element the signature library returns, which is rebuilt from
 // the canonical bytes the digest covered (no signature wrapping, no
-// comment truncation; attack A-25).
+// comment truncation).
 func (e *Engine) verifySAMLAssertion(raw string, now time.Time) (*SAMLIdP, *samlAssertion, error) {
 	b, err := decodeSAMLAssertion(raw)
 	if err != nil {
@@ -350,7 +350,7 @@ func bearerConfirmation(subject *etree.Element, recipient string, now time.Time)
 }
 
 // samlSubject is the token subject: the NameID, or the single value of
-// the configured attribute. A NameID is required either way (SAML-04).
+// the configured attribute. A NameID is required either way (RFC 7522 §3, item 3).
 func samlSubject(as, subject *etree.Element, attribute string) (string, error) {
 	nameID := onlyChild(subject, "NameID")
 	if nameID == nil {

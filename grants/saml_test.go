@@ -78,7 +78,7 @@ func TestSAMLBearerGrant(t *testing.T) {
 	now := time.Now()
 	signed := samlSigned(t, idp, nil)
 	enc := samltest.Encode
-	// The signed assertion, moved inside an evil one (XSW, attack A-25).
+	// The signed assertion, moved inside an evil one (XML signature wrapping).
 	evil := func(id string) string {
 		return enc(samlFields(func(a *samltest.Assertion) {
 			a.NameID, a.ID = "admin", id
@@ -211,7 +211,7 @@ func between(s, start, end string) string {
 	return s[i : i+strings.Index(s[i:], end)]
 }
 
-// a comment inside the NameID neither truncates nor changes the
+// A comment inside the NameID neither truncates nor changes the
 // subject, whether it was there when signing or inserted afterwards
 // (exclusive canonicalisation drops comments, so the signature holds).
 func TestSAMLCommentInjection(t *testing.T) {
@@ -253,7 +253,7 @@ func TestSAMLSHA1Refused(t *testing.T) {
 	checkError(t, samlPost(e, "c-saml", samltest.Encode(x)), 400, CodeInvalidGrant)
 }
 
-// SAML-09: an assertion works once.
+// RFC 7521 §8.2: an assertion works once.
 func TestSAMLReplay(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, ccFixture(), withSAML(nil))

@@ -174,7 +174,7 @@ func TestSignInTrustedClient(t *testing.T) {
 	}
 }
 
-// wrong password and unknown user fail the same way, and set no
+// Wrong password and unknown user fail the same way (no user enumeration), and set no
 // session.
 func TestLoginFailures(t *testing.T) {
 	t.Parallel()
@@ -489,7 +489,7 @@ func TestRememberedConsent(t *testing.T) {
 }
 
 // prompt and max_age decide when a signed-in user must sign in again
-// (AZ-15, OIDC Core §3.1.2.1).
+// (OIDC Core §3.1.2.1, §3.1.2.6).
 func TestReauthentication(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)

@@ -144,13 +144,13 @@ func TestTokenRequestRules(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, ccFixture())
 	runTokenCases(t, e, []tokenCase{
-		// TOK-01
+		// RFC 6749 §3.2
 		{name: "TOK-01 GET", method: http.MethodGet, target: testIssuer + TokenPath, auth: authBasic,
 			status: 405, code: CodeInvalidRequest, allow: http.MethodPost},
 		{name: "TOK-01 GET with query", method: http.MethodGet, target: testIssuer + TokenPath + "?grant_type=client_credentials",
 			auth: authBasic, status: 405, code: CodeInvalidRequest, allow: http.MethodPost},
 		{name: "TOK-01 PUT", method: http.MethodPut, body: ccForm, auth: authBasic, status: 405, code: CodeInvalidRequest, allow: http.MethodPost},
-		// TOK-02
+		// RFC 6749 §3.2: a form-encoded body
 		{name: "TOK-02 JSON", ctype: "application/json", body: `{"grant_type":"client_credentials"}`, auth: authBasic,
 			status: 400, code: CodeInvalidRequest},
 		{name: "TOK-02 multipart", ctype: "multipart/form-data; boundary=b",
@@ -165,12 +165,12 @@ func TestTokenRequestRules(t *testing.T) {
 			mod: func(r *http.Request) { r.Header.Add("Content-Type", "application/x-www-form-urlencoded") }},
 		{name: "gzip body", body: ccForm, auth: authBasic, status: 415, code: CodeInvalidRequest,
 			mod: func(r *http.Request) { r.Header.Set("Content-Encoding", "gzip") }},
-		// TOK-03
+		// RFC 6749 §2.3.1, §3.2
 		{name: "TOK-03 secret in query", target: testIssuer + TokenPath + "?client_secret=" + url.QueryEscape(postSecret),
 			body: "grant_type=client_credentials&client_id=c-post", status: 400, code: CodeInvalidRequest},
 		{name: "TOK-03 harmless query", target: testIssuer + TokenPath + "?foo=bar", body: ccForm, auth: authBasic,
 			status: 400, code: CodeInvalidRequest},
-		// TOK-04
+		// RFC 6749 §3.1, §3.2
 		{name: "TOK-04 grant_type twice", body: "grant_type=client_credentials&grant_type=password", auth: authBasic,
 			status: 400, code: CodeInvalidRequest},
 		{name: "TOK-04 scope twice", body: "grant_type=client_credentials&scope=read&scope=write", auth: authBasic,
@@ -178,16 +178,16 @@ func TestTokenRequestRules(t *testing.T) {
 		{name: "TOK-04 client_secret twice", body: postForm + "&client_secret=" + url.QueryEscape(postSecret),
 			status: 400, code: CodeInvalidRequest},
 		{name: "TOK-04 unknown twice", body: ccForm + "&foo=1&foo=2", auth: authBasic, status: 200},
-		// TOK-05
+		// RFC 6749 §3.1, §3.2
 		{name: "TOK-05 empty scope is absent", body: ccForm + "&scope=", auth: authBasic, status: 200,
 			check: wantScope("read write")},
 		{name: "TOK-05 empty grant_type", body: "grant_type=", auth: authBasic, status: 400, code: CodeInvalidRequest},
 		{name: "TOK-05 empty resource", body: ccForm + "&resource=", auth: authBasic, status: 200, check: wantAud(testRS)},
 		{name: "TOK-05 empty client_id with Basic", body: ccForm + "&client_id=", auth: authBasic, status: 200},
-		// TOK-06
+		// RFC 6749 §3.1, §3.2
 		{name: "TOK-06 unknown params", body: ccForm + "&foo=bar&x-debug=1&" + url.QueryEscape("ünï") + "=1",
 			auth: authBasic, status: 200},
-		// TOK-07
+		// RFC 6749 §5.2
 		{name: "TOK-07 missing grant_type", body: "scope=read", auth: authBasic, status: 400, code: CodeInvalidRequest},
 		{name: "TOK-07 unknown grant", body: "grant_type=urn:example:nope", auth: authBasic, status: 400,
 			code: CodeUnsupportedGrantType},
@@ -206,7 +206,7 @@ func TestTokenRequestRules(t *testing.T) {
 			status: 400, code: CodeInvalidRequest},
 		{name: "invalid UTF-8", body: "grant_type=client_credentials&scope=%ff", auth: authBasic,
 			status: 400, code: CodeInvalidRequest},
-		// TOK-18
+		// oversized bodies: 413
 		{name: "TOK-18 large body", body: ccForm + "&pad=" + strings.Repeat("x", MaxBodyBytes), auth: authBasic,
 			status: 413, code: CodeInvalidRequest},
 	})
@@ -216,21 +216,21 @@ func TestTokenClientAuthentication(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, ccFixture())
 	runTokenCases(t, e, []tokenCase{
-		// CA-01
+		// RFC 6749 §2.3.1
 		{name: "CA-01 Basic form-encoded", body: ccForm, auth: authBasic, status: 200},
 		{name: "CA-01 Basic raw secret", body: ccForm, auth: []string{rawBasic("c-basic", basicSecret)},
 			status: 401, code: CodeInvalidClient, challenge: basicChallenge},
 		{name: "CA-01 scheme is case-insensitive", body: ccForm,
 			auth: []string{"basic " + strings.TrimPrefix(authBasic[0], "Basic ")}, status: 200},
 		{name: "CA-01 raw secret of simple client", body: ccForm, auth: []string{rawBasic("c-bare", "bare")}, status: 200},
-		// CA-02
+		// OIDC Core §9: only the registered authentication method
 		{name: "CA-02 basic client uses post",
 			body:   "grant_type=client_credentials&client_id=c-basic&client_secret=" + url.QueryEscape(basicSecret),
 			status: 401, code: CodeInvalidClient},
 		{name: "CA-02 post client uses basic", body: ccForm, auth: []string{basicAuth("c-post", postSecret)},
 			status: 401, code: CodeInvalidClient, challenge: basicChallenge},
 		{name: "client_secret_post", body: postForm, status: 200},
-		// TOK-13
+		// RFC 6749 §5.2
 		{name: "TOK-13 Basic wrong secret", body: ccForm, auth: []string{basicAuth("c-basic", "wrong")},
 			status: 401, code: CodeInvalidClient, challenge: basicChallenge},
 		{name: "TOK-13 Basic unknown client", body: ccForm, auth: []string{basicAuth("nosuch", "x")},
@@ -263,7 +263,7 @@ func TestTokenClientAuthentication(t *testing.T) {
 			status: 401, code: CodeInvalidClient},
 		{name: "A-35 trailing space in client_id", body: "grant_type=client_credentials&client_id=c-post+&client_secret=" +
 			url.QueryEscape(postSecret), status: 401, code: CodeInvalidClient},
-		// TOK-15
+		// RFC 6749 §2.3
 		{name: "TOK-15 Basic and body secret", body: ccForm + "&client_secret=" + url.QueryEscape(basicSecret),
 			auth: authBasic, status: 400, code: CodeInvalidRequest},
 		{name: "TOK-15 secret and assertion", body: postForm +
@@ -271,7 +271,7 @@ func TestTokenClientAuthentication(t *testing.T) {
 			status: 401, code: CodeInvalidClient},
 		{name: "A-20 two Authorization headers", body: ccForm, auth: []string{authBasic[0], authBasic[0]},
 			status: 400, code: CodeInvalidRequest},
-		// TOK-16
+		// RFC 7521 §4.2, RFC 6749 §3.2.1
 		{name: "TOK-16 body client_id differs", body: ccForm + "&client_id=c-post", auth: authBasic,
 			status: 400, code: CodeInvalidRequest},
 		{name: "TOK-16 body client_id matches", body: ccForm + "&client_id=c-basic", auth: authBasic, status: 200},
@@ -281,7 +281,7 @@ func TestTokenClientAuthentication(t *testing.T) {
 // b64 is standard base64, as Basic credentials use.
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
-// TOK-14: an unknown client and a wrong secret are indistinguishable.
+// RFC 6749 §5.2: an unknown client and a wrong secret are indistinguishable.
 func TestTokenAuthFailuresIdentical(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, ccFixture())
@@ -311,7 +311,7 @@ func TestTokenAuthFailuresIdentical(t *testing.T) {
 	}
 }
 
-// TOK-08: a client that is not registered for client_credentials.
+// RFC 6749 §5.2: a client that is not registered for client_credentials.
 // Client.Validate only accepts grant types the engine implements, and
 // client_credentials is the only one, so such a client cannot come in
 // through Config; it is added to the engine's map directly, as a future
@@ -347,7 +347,7 @@ func TestTokenScopeAndAudience(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, ccFixture())
 	runTokenCases(t, e, []tokenCase{
-		// TOK-11
+		// RFC 6749 §3.3, §5.1
 		{name: "default scope", body: ccForm, auth: authBasic, status: 200, check: wantScope("read write")},
 		{name: "subset", body: ccForm + "&scope=read", auth: authBasic, status: 200, check: wantScope("read")},
 		{name: "order kept", body: ccForm + "&scope=write+read", auth: authBasic, status: 200, check: wantScope("write read")},
@@ -392,7 +392,7 @@ func TestTokenScopeAndAudience(t *testing.T) {
 	})
 }
 
-// TOK-17: plain HTTP is answered only from loopback or behind a TLS proxy.
+// RFC 6749 §3.2 (TLS): plain HTTP is answered only from loopback or behind a TLS proxy.
 func TestTokenTransport(t *testing.T) {
 	t.Parallel()
 	plain := "http://as.test" + TokenPath
@@ -446,7 +446,7 @@ func TestTokenResponseShape(t *testing.T) {
 	w := serve(e, tokenCase{body: ccForm, auth: authBasic}.request())
 	body := checkToken(t, w)
 
-	// TOK-10: expires_in is a JSON number equal to the TTL; token_type is
+	// RFC 6749 §5.1: expires_in is a JSON number equal to the TTL; token_type is
 	// Bearer; nothing is null.
 	n, ok := body["expires_in"].(json.Number)
 	if !ok {
@@ -463,7 +463,7 @@ func TestTokenResponseShape(t *testing.T) {
 			t.Errorf("%s is null", k)
 		}
 	}
-	// CC-02: no refresh token.
+	// RFC 6749 §4.4.3: no refresh token.
 	if _, ok := body["refresh_token"]; ok {
 		t.Error("client_credentials answer has a refresh_token")
 	}
@@ -478,7 +478,7 @@ func TestTokenResponseShape(t *testing.T) {
 }
 
 // TestAccessTokenJWT decodes an issued token and checks its header against
-// the JWKS and its claims against RFC 9068 (AT-01, AT-02, AT-04).
+// the JWKS and its claims against RFC 9068 (§2.1, §2.2, §2.2.3).
 func TestAccessTokenJWT(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, ccFixture())
@@ -581,7 +581,7 @@ func TestAccessTokenJWT(t *testing.T) {
 	}
 }
 
-// AT-02: jti is unique.
+// RFC 9068 §2.2: jti is unique.
 func TestAccessTokenJTIUnique(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, ccFixture())

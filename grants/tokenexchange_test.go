@@ -148,7 +148,7 @@ func TestTokenExchange(t *testing.T) {
 	}
 }
 
-// TX-10: only clients registered for the grant, never public ones.
+// RFC 8693 §2.1: only clients registered for the grant, never public ones.
 func TestTokenExchangeClients(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, withExchange())

@@ -117,7 +117,7 @@ func TestUserinfoClaims(t *testing.T) {
 					}
 				}
 			}
-			// IDT-08: the same sub as the ID token.
+			// OIDC Core §5.3.2: the same sub as the ID token.
 			_, idc := verifyIDToken(t, e, tr.str("id_token"))
 			if idc["sub"] != tt.want["sub"] {
 				t.Errorf("id_token sub %v differs from userinfo sub %v", idc["sub"], tt.want["sub"])

@@ -44,7 +44,7 @@ const DefaultPasswordCost = 14
 
 // dummyHashFor returns a hash at cost that no password matches in
 // practice. An unknown user is checked against it so that an unknown name
-// costs what a wrong password costs (attack A-19). It is made once per
+// costs what a wrong password costs (no user enumeration). It is made once per
 // cost per process (a config reload reuses it): at cost 14 it takes a
 // second.
 var dummyHashFor = func() func(cost int) []byte {

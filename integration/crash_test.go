@@ -135,7 +135,7 @@ type crashLedger struct {
 
 // TestCrashUnderLoad kills a child Caddy with SIGKILL while clients get
 // codes, redeem them and rotate refresh tokens, then restarts it on the
-// same storage file. DESIGN §4 step 5 says whatever a client must use
+// same storage file. The design says whatever a client must use
 // later is committed before the answer goes out: so every code and
 // newest refresh token a client was handed works exactly once after the
 // restart, the signing key is the same, and an access token from before

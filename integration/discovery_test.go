@@ -15,7 +15,7 @@ import (
 
 // TestDiscovery: an off-the-shelf OIDC client finds the server, the
 // RFC 8414 document says what the server does, and request headers cannot
-// change the issuer or the endpoint URLs (META-01..03).
+// change the issuer or the endpoint URLs (RFC 8414 §2 and §3, OIDC Discovery §4).
 func TestDiscovery(t *testing.T) {
 	up := newUpstream(t)
 	startCaddy(t, render(baseCaddyfile, storagePath(t), up.addr()))
@@ -112,7 +112,7 @@ func TestDiscovery(t *testing.T) {
 		}
 	}
 
-	// The JWKS holds public keys only (META-06).
+	// The JWKS holds public keys only (RFC 7517 §5).
 	_, set := getJSON(t, jwksURL)
 	for _, k := range set["keys"].([]any) {
 		key := k.(map[string]any)
@@ -129,7 +129,7 @@ func TestDiscovery(t *testing.T) {
 
 // TestClientCredentialsToken: golang.org/x/oauth2 gets tokens with both
 // authentication styles, and the token is an RFC 9068 JWT whose signature
-// go-oidc verifies against the published JWKS (CC, AT-01, AT-02, AT-04).
+// go-oidc verifies against the published JWKS (RFC 9068 §2).
 func TestClientCredentialsToken(t *testing.T) {
 	up := newUpstream(t)
 	startCaddy(t, render(baseCaddyfile, storagePath(t), up.addr()))

@@ -179,7 +179,8 @@ func g4AssertionForm(assertion string) url.Values {
 
 // TestClientAssertionEndToEnd authenticates clients with private_key_jwt
 // (JWKS file and inline) and client_secret_jwt through Caddy, and checks
-// replay, audience and discovery (CA-04..CA-12).
+// replay, audience and discovery (RFC 7523 §2.2 and §3,
+// OIDC Core §9).
 func TestClientAssertionEndToEnd(t *testing.T) {
 	key := startG4(t)
 	cases := []struct {
@@ -205,7 +206,7 @@ func TestClientAssertionEndToEnd(t *testing.T) {
 				if body["access_token"] == nil || body["token_type"] != "Bearer" {
 					t.Fatalf("no token in %v", body)
 				}
-				// CA-09: the same assertion works once.
+				// RFC 7523 §3 (7): the same assertion works once.
 				if status, body := g4Post(t, g4AssertionForm(tc.assertion)); status != 401 || body["error"] != "invalid_client" {
 					t.Fatalf("replay: %d %v", status, body)
 				}
@@ -279,7 +280,7 @@ func TestPasswordGrantEndToEnd(t *testing.T) {
 		t.Fatalf("refresh: %v", err)
 	}
 	// Wrong password and unknown user: the same invalid_grant. An unknown
-	// user costs a bcrypt at the production cost (ROPC-03), too slow for
+	// user costs a bcrypt at the production cost (RFC 6749 §4.3.2, §5.2), too slow for
 	// the race detector; grants' unit tests cover it there.
 	users := []string{"alice", "mallory"}
 	if raceEnabled {

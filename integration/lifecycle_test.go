@@ -56,7 +56,7 @@ func assertPasses(t *testing.T, up *upstream, tok, when string) {
 // TestReload changes the config twice through the admin API, as
 // `caddy reload` does. Caddy provisions and starts the new config while
 // the old one still holds the bbolt file, so this hangs and then fails
-// unless the handle is shared; tokens and keys must survive (DESIGN §6).
+// unless the handle is shared; tokens and keys must survive.
 func TestReload(t *testing.T) {
 	up := newUpstream(t)
 	path := storagePath(t)
@@ -112,7 +112,7 @@ func TestReload(t *testing.T) {
 	}
 
 	// A reload that changes signing_alg adds a key; the old one keeps
-	// verifying the tokens it signed (DESIGN §5, META-06).
+	// verifying the tokens it signed (RFC 7517 §5).
 	next := strings.Replace(cfg, "access_token_ttl 10m", "access_token_ttl 10m\n\t\tsigning_alg EdDSA", 1)
 	if status, body, _ := loadConfig(t, next, "text/caddyfile"); status != http.StatusOK {
 		t.Fatalf("reload with signing_alg EdDSA: /load answered %d: %s", status, body)

@@ -140,7 +140,7 @@ func opsIntrospect(t *testing.T, id, tok string) map[string]any {
 }
 
 // TestRevokeAtTheGate: a revoked access token is refused by oauth_protect
-// on the very next request (RS-11, REV-02, REV-04, INT-03, INT-04, INT-06).
+// on the very next request (RFC 7009 §2, RFC 7662 §2.2).
 func TestRevokeAtTheGate(t *testing.T) {
 	up := startOps(t)
 	_, meta := getJSON(t, opsIssuer+"/.well-known/oauth-authorization-server")
@@ -214,7 +214,7 @@ func opsCLI(t *testing.T, args ...string) (string, error) {
 
 // TestKeyRotationLive: rotating with the CLI while a client keeps working:
 // the old token still passes, new tokens carry the new kid, the JWKS has
-// both (META-06).
+// both (RFC 7517 §5).
 func TestKeyRotationLive(t *testing.T) {
 	startOps(t)
 	before := opsToken(t, "billing-service")

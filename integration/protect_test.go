@@ -66,7 +66,7 @@ func wwwAuth(t *testing.T, resp *http.Response) string {
 }
 
 // TestProtect runs oauth_protect in front of reverse_proxy to a recording
-// legacy app (RS-01..RS-10, AT-06, PRM-01).
+// legacy app (RFC 6750 §2 and §3, RFC 9068 §4, RFC 9728 §2 and §5.1).
 func TestProtect(t *testing.T) {
 	up := newUpstream(t)
 	path := storagePath(t)
@@ -227,7 +227,7 @@ func TestProtect(t *testing.T) {
 
 	t.Run("token in the header and the query: 400", func(t *testing.T) {
 		// RFC 6750 §2 allows one method per request; a second one is
-		// invalid_request, which §3.1 answers with 400 (conformance RS-04).
+		// invalid_request, which §3.1 answers with 400 (RFC 6750 §2, §3.1).
 		before := up.count()
 		resp, _ := callAPI(t, apiURL+"/?access_token="+tok, "Bearer "+tok)
 		ch := refused(t, resp, before, http.StatusBadRequest)
@@ -262,7 +262,7 @@ func TestProtect(t *testing.T) {
 	})
 
 	t.Run("several spaces after the scheme: 400", func(t *testing.T) {
-		// RFC 6750 §2.1's grammar allows 1*SP, but conformance A-35 is
+		// RFC 6750 §2.1's grammar allows 1*SP, but the gate is
 		// stricter on purpose: header values are not trimmed or folded,
 		// so "Bearer  <token>" is a malformed request.
 		before := up.count()

@@ -17,7 +17,7 @@ import (
 // API, as `caddy reload` does, while clients hammer the token endpoint
 // (client_credentials) and an oauth_protect + respond route. Not one
 // request may fail, and a token issued before the reloads still passes
-// after them (DESIGN §6; the peers lose grants or refuse reloads). A
+// after them (the peers lose grants or refuse reloads). A
 // third kind of client rotates a refresh token chain throughout, so
 // storage is used by requests of every config generation.
 //

@@ -69,8 +69,8 @@ http://localhost:19700 {
 
 // TestSAMLBearerEndToEnd: signed assertions built with the same
 // XML-signature library are exchanged for access tokens through Caddy;
-// replays, wrapped, retargeted and DTD-carrying ones are refused (SAML-*,
-//
+// replays, wrapped, retargeted and DTD-carrying ones are refused (RFC 7522
+// §3, XML signature wrapping).
 func TestSAMLBearerEndToEnd(t *testing.T) {
 	idp := startSAML(t)
 	sign := func(mod func(*samltest.Assertion)) string {

@@ -11,7 +11,7 @@ import (
 )
 
 // TestTokenEndpointErrors checks the token endpoint's error answers as
-// they leave Caddy (TOK-01, TOK-02, TOK-07, TOK-09, TOK-12, TOK-13).
+// they leave Caddy (RFC 6749 §3.2, §5.1, §5.2).
 func TestTokenEndpointErrors(t *testing.T) {
 	up := newUpstream(t)
 	startCaddy(t, render(baseCaddyfile, storagePath(t), up.addr()))

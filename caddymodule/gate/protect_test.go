@@ -85,7 +85,7 @@ func TestStripConnectionOptions(t *testing.T) {
 	}
 }
 
-// RFC 6750 §3 / RS-13: challenges are well-formed auth-params with quoted
+// RFC 6750 §3: challenges are well-formed auth-params with quoted
 // values that contain no raw quote or backslash.
 var challengeRE = regexp.MustCompile(`^Bearer realm="[^"\\]*"(, [a-z_]+="[^"\\]*")*$`)
 

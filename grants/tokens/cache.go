@@ -7,7 +7,7 @@ import (
 )
 
 // tokenCache remembers access tokens that verified, so that a token seen
-// again costs a map lookup instead of a signature check (DESIGN §7). It is
+// again costs a map lookup instead of a signature check. It is
 // bounded, its entries die at the token's exp, and a hit is still checked
 // against the clock and the revocation set by the caller.
 type tokenCache struct {

@@ -144,8 +144,9 @@ func TestVerifyNoKeys(t *testing.T) {
 	wantReject(t, testVerifier(nil, 0, nil), tok)
 }
 
-// TestVerifyHostileHeaders covers,
-// A-21 and AT-05.
+// TestVerifyHostileHeaders covers RFC 8725 §3 (alg none, algorithm
+// confusion, a hostile kid, jku and x5u, embedded jwk and x5c keys, crit,
+// token confusion) and RFC 9068 §4.
 func TestVerifyHostileHeaders(t *testing.T) {
 	t.Parallel()
 	f := newVerifierFixture(t, "ES256")

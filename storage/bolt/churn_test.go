@@ -14,7 +14,7 @@ import (
 // TestChurnSteadySize writes and expires many records over many rounds,
 // sweeping after each, as a busy server does, and checks that the file
 // stops growing: freed pages are reused, so after the first rounds the
-// size stays within a bound (A-36, DESIGN §6).
+// size stays within a bound (no storage exhaustion).
 func TestChurnSteadySize(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "churn.db")
 	s, err := Open(path, time.Second)
