@@ -136,8 +136,8 @@ func prodClientCredentials(publicPort string) clientcredentials.Config {
 	}
 }
 
-// callAPI sends a request with the client and returns status and body.
-func callAPI(t *testing.T, c *http.Client, method, target string, header http.Header) (*http.Response, string) {
+// prodDo sends a request with the client and returns status and body.
+func prodDo(t *testing.T, c *http.Client, method, target string, header http.Header) (*http.Response, string) {
 	t.Helper()
 	req := newRequest(t, method, target, nil)
 	for k, v := range header {
@@ -272,7 +272,7 @@ func TestProductionRecipeHTTPS(t *testing.T) {
 		}
 	}
 
-	resp, body := callAPI(t, client, http.MethodGet, auth+"/.well-known/openid-configuration", nil)
+	resp, body := prodDo(t, client, http.MethodGet, auth+"/.well-known/openid-configuration", nil)
 	var disc map[string]any
 	if err := json.Unmarshal([]byte(body), &disc); err != nil || disc["issuer"] != auth || disc["token_endpoint"] != auth+"/oauth/token" {
 		t.Fatalf("discovery: %d %v %s", resp.StatusCode, err, body)
@@ -280,13 +280,13 @@ func TestProductionRecipeHTTPS(t *testing.T) {
 	// Port 80 redirects to HTTPS (automatic HTTPS).
 	plain := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: exampleDialer, DisableKeepAlives: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	if resp, _ := callAPI(t, plain, http.MethodGet, "http://api.example.com:"+prodHTTPPort+"/", nil); resp.StatusCode != http.StatusPermanentRedirect ||
+	if resp, _ := prodDo(t, plain, http.MethodGet, "http://api.example.com:"+prodHTTPPort+"/", nil); resp.StatusCode != http.StatusPermanentRedirect ||
 		!strings.HasPrefix(resp.Header.Get("Location"), "https://api.example.com") {
 		t.Fatalf("plain HTTP: %d Location %q, want 308 to https", resp.StatusCode, resp.Header.Get("Location"))
 	}
 
 	// Without a token, the gate answers 401 and names its metadata.
-	resp, _ = callAPI(t, client, http.MethodGet, api+"/", nil)
+	resp, _ = prodDo(t, client, http.MethodGet, api+"/", nil)
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"),
 		`resource_metadata="`+api+`/.well-known/oauth-protected-resource"`) || app.count() != 0 {
 		t.Fatalf("without a token: %d %q, upstream saw %d requests", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), app.count())
@@ -411,7 +411,7 @@ func TestProductionRecipeBehindTLSProxy(t *testing.T) {
 	auth := "https://auth.example.com:" + prodLBProxyPort
 	api := "https://api.example.com:" + prodLBProxyPort
 
-	resp, body := callAPI(t, client, http.MethodGet, auth+"/.well-known/openid-configuration", nil)
+	resp, body := prodDo(t, client, http.MethodGet, auth+"/.well-known/openid-configuration", nil)
 	var disc map[string]any
 	if err := json.Unmarshal([]byte(body), &disc); err != nil || disc["issuer"] != auth {
 		t.Fatalf("discovery through the proxy: %d %v %s", resp.StatusCode, err, body)
@@ -423,11 +423,11 @@ func TestProductionRecipeBehindTLSProxy(t *testing.T) {
 		t.Fatalf("client_credentials token through the proxy: %v", err)
 	}
 	bearer := http.Header{"Authorization": {"Bearer " + tok.AccessToken}}
-	resp, body = callAPI(t, client, http.MethodGet, api+"/invoices", bearer)
+	resp, body = prodDo(t, client, http.MethodGet, api+"/invoices", bearer)
 	if resp.StatusCode != http.StatusOK || body != "legacy app" || app.count() != 1 {
 		t.Fatalf("the app through the proxy with the token: %d %q, upstream saw %d requests", resp.StatusCode, body, app.count())
 	}
-	resp, _ = callAPI(t, client, http.MethodGet, api+"/invoices", nil)
+	resp, _ = prodDo(t, client, http.MethodGet, api+"/invoices", nil)
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `resource_metadata="`+api+`/.well-known/oauth-protected-resource"`) {
 		t.Fatalf("without a token: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
@@ -435,7 +435,7 @@ func TestProductionRecipeBehindTLSProxy(t *testing.T) {
 	// A client that forges its address: strict trusted_proxies takes the
 	// address the proxy saw, for the throttling and the logs alike.
 	forged := http.Header{"X-Forwarded-For": {"127.0.0.1"}}
-	callAPI(t, client, http.MethodGet, api+"/forged-address", forged)
+	prodDo(t, client, http.MethodGet, api+"/forged-address", forged)
 	clientIPOf := func(dir string) string {
 		l := waitLog(t, filepath.Join(dir, "access.log"), "the request to /forged-address", func(l map[string]any) bool {
 			req, _ := l["request"].(map[string]any)
@@ -464,11 +464,11 @@ func TestProductionRecipeBehindTLSProxy(t *testing.T) {
 	if re := retrieveError(t, err); re.Response.StatusCode != http.StatusBadRequest || re.ErrorCode != "invalid_request" {
 		t.Fatalf("token endpoint without behind_tls_proxy: %d %q, want 400 invalid_request", re.Response.StatusCode, re.ErrorCode)
 	}
-	resp, body = callAPI(t, client, http.MethodGet, api+"/invoices", bearer)
+	resp, body = prodDo(t, client, http.MethodGet, api+"/invoices", bearer)
 	if resp.StatusCode != http.StatusBadRequest || app.count() != 1 {
 		t.Fatalf("the gate without behind_tls_proxy: %d %q, upstream saw %d requests; want 400 and nothing forwarded", resp.StatusCode, body, app.count())
 	}
-	callAPI(t, client, http.MethodGet, api+"/forged-address", forged)
+	prodDo(t, client, http.MethodGet, api+"/forged-address", forged)
 	if ip := clientIPOf(dir2); ip != "127.0.0.1" {
 		t.Fatalf("client_ip without trusted_proxies_strict: %q, want the forged 127.0.0.1 (else the test proves nothing about strict)", ip)
 	}
