@@ -16,6 +16,7 @@
 //	19103-19890  further sites of single tests, named in those tests (19284/19285
 //	             the browser CORS pages)
 //	19900-19949  the backup test (backup_test.go)
+//	19950-19979  the production recipes of docs/production.md (production_test.go)
 //	19998        held while the tests run, so concurrent runs take turns
 package integration
 
