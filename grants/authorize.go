@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
@@ -339,7 +337,6 @@ func (e *Engine) serveLogin(rw http.ResponseWriter, r *http.Request) {
 		again(w.text.LockedOut)
 		return
 	case errors.Is(err, ErrUserNotFound):
-		e.debug(r.Context(), "sign-in failed", zap.String("client_id", ar.ClientID))
 		again(w.text.WrongCredentials)
 		return
 	case err != nil:

@@ -219,7 +219,7 @@ func TestInvariantsCoverEveryGrant(t *testing.T) {
 			t.Errorf("grant %s is not enabled in the invariants fixture: register a client for it in invClients", g)
 		}
 		if !slices.ContainsFunc(invWays, func(w invWay) bool { return w.grant == g }) {
-			t.Errorf("grant %s has no way in invWays: add one, so that it is held to DESIGN.md §10", g)
+			t.Errorf("grant %s has no way in invWays: add one, so that it is held to the invariants of docs/security.md", g)
 		}
 	}
 	for g := range e.grants {

@@ -39,7 +39,6 @@ func (e *Engine) password(ctx context.Context, c *Client, form Form) (*TokenResp
 		oerr.RetryAfter = retryAfter(err, time.Now())
 		return nil, oerr
 	case errors.Is(err, ErrUserNotFound):
-		e.debug(ctx, "password grant: sign-in failed")
 		return nil, errBadPassword
 	case err != nil:
 		return nil, storageError(err)
