@@ -245,8 +245,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.kekSource = "key_encryption_key " + a.KeyEncryptionKey
 	}
 	if kek == "" {
-		kek = os.Getenv("OAUTH_KEK")
+		var set bool
+		kek, set = os.LookupEnv("OAUTH_KEK")
 		a.kekSource = "the OAUTH_KEK environment variable (used because key_encryption_key is not set)"
+		if set && kek == "" {
+			// Set but empty is a mistake (an unexpanded secret, an empty
+			// file), not a wish to store the keys in the clear.
+			return fmt.Errorf("oauth: %s is set but empty; give it a key of at least %d bytes (for example: openssl rand -base64 32), or unset it to store the signing keys unencrypted",
+				a.kekSource, tokens.MinKeyEncryptionKeyLen)
+		}
 	}
 	if kek != "" && len(kek) < tokens.MinKeyEncryptionKeyLen {
 		return fmt.Errorf("oauth: %s is %d bytes; a key encryption key must be at least %d (for example: openssl rand -base64 32)",

@@ -35,7 +35,7 @@ func serveBackup(w http.ResponseWriter, r *http.Request, st storage.Store, log *
 	h.Set("Content-Disposition", `attachment; filename="oauth-backup-`+began.UTC().Format("20060102T150405Z")+`.db"`)
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	sw := &sentWriter{w: w}
+	sw := &sentWriter{w: w, rc: http.NewResponseController(w)}
 	n, err := b.Backup(r.Context(), sw)
 	remote, _, _ := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -54,13 +54,24 @@ func serveBackup(w http.ResponseWriter, r *http.Request, st storage.Store, log *
 	return nil
 }
 
-// sentWriter notes whether anything was written to the response.
+// backupStallTimeout ends a backup whose client stops reading: the copy
+// holds a read transaction, and while it is open the file cannot reuse
+// the pages freed by writes, so it grows with every write, and past the
+// initial mapping writers wait for it.
+const backupStallTimeout = 30 * time.Second
+
+// sentWriter notes whether anything was written to the response, and
+// gives every write backupStallTimeout to get through.
 type sentWriter struct {
 	w    http.ResponseWriter
+	rc   *http.ResponseController
 	sent bool
 }
 
 func (s *sentWriter) Write(p []byte) (int, error) {
 	s.sent = true
+	// Not every ResponseWriter supports deadlines; Caddy's admin server
+	// does.
+	_ = s.rc.SetWriteDeadline(time.Now().Add(backupStallTimeout))
 	return s.w.Write(p)
 }

@@ -48,8 +48,13 @@ To restore, stop Caddy, put the file in place of storage_path (mode
 // directory and renames it to target once it is whole and on disk.
 func runBackup(out io.Writer, fl caddycmd.Flags, target string, force bool) error {
 	began := time.Now()
-	if target == "" {
-		return errors.New("name the file to write the backup to")
+	switch target {
+	case "":
+		return usageErrorf("name the file to write the backup to")
+	case "-":
+		// Not standard output: a backup is checked and synced as a file
+		// before it is put in place.
+		return usageErrorf("the backup goes to a file, not to standard output: name the file")
 	}
 	if fi, err := os.Stat(target); err == nil {
 		if fi.IsDir() {

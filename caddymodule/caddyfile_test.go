@@ -293,7 +293,8 @@ func TestSealPlainKeysOption(t *testing.T) {
 	if _, err := parseOAuth(t, "oauth {\n seal_plain_keys yes\n}"); err == nil {
 		t.Fatal("seal_plain_keys with an argument was accepted")
 	}
-	t.Setenv("OAUTH_KEK", "")
+	t.Setenv("OAUTH_KEK", "") // restored when the test ends
+	os.Unsetenv("OAUTH_KEK")
 	if _, err := provisionApp("oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n seal_plain_keys\n}"); err == nil || !strings.Contains(err.Error(), "seal_plain_keys") {
 		t.Fatalf("seal_plain_keys without a key encryption key: %v", err)
 	}

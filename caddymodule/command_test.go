@@ -130,6 +130,8 @@ func TestOAuthCommandErrors(t *testing.T) {
 		{[]string{"revoke", "--address", addr}, "error: give exactly one of --subject and --client\n", 2},
 		{[]string{"keys", "rotate", "--bogus"}, "error: unknown flag: --bogus; see oauth keys rotate --help\n", 2},
 		{[]string{"user", "remove", "alice", "--claim", "a=b"}, "error: unknown flag: --claim*", 2},
+		{[]string{"backup", "", "--address", addr}, "error: name the file to write the backup to*", 2},
+		{[]string{"backup", "-", "--address", addr}, "error: the backup goes to a file, not to standard output*", 2},
 	} {
 		_, stderr, code := runOAuth(t, tc.argv...)
 		ok := stderr == tc.wantStderr

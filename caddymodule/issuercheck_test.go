@@ -76,7 +76,8 @@ func TestIssuerNotServedWarnsAtStart(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	t.Setenv("OAUTH_KEK", "")
+	t.Setenv("OAUTH_KEK", "") // restored when the test ends
+	os.Unsetenv("OAUTH_KEK")
 	for _, tc := range []struct {
 		issuer string
 		warn   bool

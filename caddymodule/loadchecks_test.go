@@ -94,6 +94,10 @@ func TestKEKErrorNamesItsSource(t *testing.T) {
 		strings.Contains(err.Error(), "too-short") {
 		t.Fatalf("short OAUTH_KEK: %v", err)
 	}
+	t.Setenv("OAUTH_KEK", "")
+	if _, err := provisionApp("oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n}"); err == nil || !strings.Contains(err.Error(), "set but empty") {
+		t.Fatalf("OAUTH_KEK set but empty: %v", err)
+	}
 	t.Setenv("MY_KEK", "too-short")
 	_, err = provisionApp("oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n key_encryption_key {env.MY_KEK}\n}")
 	if err == nil || !strings.Contains(err.Error(), "key_encryption_key {env.MY_KEK} is 9 bytes") {

@@ -432,3 +432,20 @@ func TestAuditLinesAreDocumented(t *testing.T) {
 		}
 	}
 }
+
+// A name longer than any user's is a failed sign-in too: counted, and
+// logged with the name cut to 200 bytes.
+func TestAuditSignInOversizedName(t *testing.T) {
+	f := newAuditFixture(t, nil)
+	long := strings.Repeat("é", 150) // 300 bytes
+	checkError(t, pwRequest(f.e, "192.0.2.32:4711", "username", long, "password", "whatever-pw-Q1"), 400, CodeInvalidGrant)
+	lines := f.lines(auditSignInFailed)
+	if len(lines) != 1 || f.obs.count("signin:failure") != 1 {
+		t.Fatalf("%d lines, counted %v; want one failed sign-in", len(lines), f.obs.snapshot())
+	}
+	m := lines[0].ContextMap()
+	if u, _ := m["user"].(string); u != strings.Repeat("é", 100) || m["user_truncated"] != true {
+		t.Errorf("user = %q (truncated %v), want the first 200 bytes", u, m["user_truncated"])
+	}
+	f.noSecrets(t, "whatever-pw-Q1")
+}

@@ -327,8 +327,13 @@ func (e *Engine) serveLogin(rw http.ResponseWriter, r *http.Request) {
 		again("")
 		return
 	}
-	if name == "" || password == "" || len(name) > 200 || len(password) > 1024 {
+	if name == "" || password == "" {
 		again(w.text.MissingCredentials)
+		return
+	}
+	if len(name) > maxSignInName || len(password) > maxSignInPassword {
+		e.oversizedSignIn(r.Context(), signInViaLogin, ar.ClientID, name, ClientIP(r))
+		again(w.text.WrongCredentials)
 		return
 	}
 	u, err := e.signIn(r.Context(), signInViaLogin, ar.ClientID, name, password, ClientIP(r))

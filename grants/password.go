@@ -27,10 +27,11 @@ func (e *Engine) password(ctx context.Context, c *Client, form Form) (*TokenResp
 	if oerr != nil {
 		return nil, oerr
 	}
-	if len(name) > 200 || len(pw) > 1024 {
+	ip := clientIPOf(ctx)
+	if len(name) > maxSignInName || len(pw) > maxSignInPassword {
+		e.oversizedSignIn(ctx, signInViaPassword, c.ID, name, ip)
 		return nil, errBadPassword
 	}
-	ip := clientIPOf(ctx)
 	u, err := e.signIn(ctx, signInViaPassword, c.ID, name, pw, ip)
 	switch {
 	case errors.Is(err, errSignInLocked):

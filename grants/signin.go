@@ -3,6 +3,7 @@ package grants
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -75,3 +76,24 @@ func (e *Engine) signIn(ctx context.Context, via, clientID, name, password, ip s
 	th.succeed(userKey)
 	return u, nil
 }
+
+// oversizedSignIn counts and logs a sign-in refused before the throttle
+// because its name or password is longer than any user's can be: it is a
+// failed sign-in like any other for whoever watches the audit log. The
+// name is logged cut to maxSignInName bytes (at a character boundary).
+func (e *Engine) oversizedSignIn(ctx context.Context, via, clientID, name, ip string) {
+	cut := name
+	if len(cut) > maxSignInName {
+		cut = strings.ToValidUTF8(cut[:maxSignInName], "")
+	}
+	e.observer.SignIn(signInResultFailure)
+	e.auditLine(ctx, zapcore.InfoLevel, auditSignInFailed, zap.String("user", cut), zap.Bool("user_truncated", cut != name),
+		zap.String("client_ip", ip), zap.String("client_id", clientID), zap.String("via", via))
+}
+
+// maxSignInName and maxSignInPassword bound what a sign-in form or the
+// password grant may send: no user name is longer (ValidateUser).
+const (
+	maxSignInName     = 200
+	maxSignInPassword = 1024
+)
