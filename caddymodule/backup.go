@@ -58,7 +58,7 @@ func serveBackup(w http.ResponseWriter, r *http.Request, st storage.Store, log *
 // holds a read transaction, and while it is open the file cannot reuse
 // the pages freed by writes, so it grows with every write, and past the
 // initial mapping writers wait for it.
-const backupStallTimeout = 30 * time.Second
+var backupStallTimeout = 30 * time.Second
 
 // sentWriter notes whether anything was written to the response, and
 // gives every write backupStallTimeout to get through.

@@ -141,3 +141,50 @@ func TestPlaceBackup(t *testing.T) {
 		t.Fatalf("temporary file still there: %v", err)
 	}
 }
+
+// stalledReader is a response whose client stopped reading: a write
+// blocks until the write deadline the handler set passes, as a
+// connection's does.
+type stalledReader struct {
+	*httptest.ResponseRecorder
+	deadline time.Time
+	writes   int
+}
+
+func (s *stalledReader) SetWriteDeadline(d time.Time) error { s.deadline = d; return nil }
+
+func (s *stalledReader) Write(p []byte) (int, error) {
+	s.writes++
+	if s.writes == 1 {
+		return s.ResponseRecorder.Write(p)
+	}
+	if s.deadline.IsZero() {
+		select {} // no deadline: the copy would be held open for ever
+	}
+	time.Sleep(time.Until(s.deadline))
+	return 0, os.ErrDeadlineExceeded
+}
+
+// TestServeBackupStalledClient: a client that stops reading does not hold
+// the copy (and its read transaction) open: each write gets a deadline,
+// and when it passes the connection is cut.
+func TestServeBackupStalledClient(t *testing.T) {
+	old := backupStallTimeout
+	backupStallTimeout = 50 * time.Millisecond
+	defer func() { backupStallTimeout = old }()
+	st := openBolt(t)
+	w := &stalledReader{ResponseRecorder: httptest.NewRecorder()}
+	done := make(chan any)
+	go func() {
+		defer func() { done <- recover() }()
+		_ = serveBackup(w, httptest.NewRequest(http.MethodGet, "/oauth/backup", nil), st, zap.NewNop())
+	}()
+	select {
+	case r := <-done:
+		if r != http.ErrAbortHandler {
+			t.Fatalf("recovered %v, want http.ErrAbortHandler", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a stalled backup download was not cut")
+	}
+}
