@@ -13,6 +13,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/fileserver"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	_ "github.com/caddyserver/caddy/v2/modules/filestorage"
 	_ "github.com/caddyserver/caddy/v2/modules/logging"
@@ -20,7 +23,9 @@ import (
 
 // issuerServed finds an oauth_server for the issuer's scheme, host and
 // port through host matchers and subroutes, as the Caddyfile adapter
-// builds them.
+// builds them; and only one the endpoints' requests reach with their
+// paths: not behind a path matcher that does not take them, a path
+// strip (handle_path), or a handler that answers first.
 func TestIssuerServed(t *testing.T) {
 	site := func(hosts []string, handlers ...caddyhttp.MiddlewareHandler) caddyhttp.Route {
 		var sets caddyhttp.MatcherSets
@@ -35,6 +40,16 @@ func TestIssuerServed(t *testing.T) {
 		return &caddyhttp.App{Servers: map[string]*caddyhttp.Server{"srv0": {Listen: []string{listen}, TLSConnPolicies: tls, Routes: routes}}}
 	}
 	other := &caddyhttp.StaticResponse{}
+	// handle and handle_path blocks as the Caddyfile compiles them: a
+	// route with a path matcher around a subroute.
+	handle := func(paths []string, routes ...caddyhttp.Route) caddyhttp.MiddlewareHandler {
+		return &caddyhttp.Subroute{Routes: caddyhttp.RouteList{{
+			MatcherSets: caddyhttp.MatcherSets{{caddyhttp.MatchPath(paths)}},
+			Handlers:    []caddyhttp.MiddlewareHandler{&caddyhttp.Subroute{Routes: routes}}}}}
+	}
+	handlers := func(hs ...caddyhttp.MiddlewareHandler) caddyhttp.Route { return caddyhttp.Route{Handlers: hs} }
+	stripAuth := handlers(&rewrite.Rewrite{StripPathPrefix: "/auth"})
+	headerOnly := caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{{caddyhttp.MatchHeader{"X-Tenant": {"a"}}}}, Handlers: []caddyhttp.MiddlewareHandler{&Server{}}}
 	for _, tc := range []struct {
 		name    string
 		app     *caddyhttp.App
@@ -58,6 +73,20 @@ func TestIssuerServed(t *testing.T) {
 		{"behind a TLS proxy, other host", server(":8080", nil, site([]string{"api.example.com"}, &Server{})), "https://auth.example.com", true, false},
 		{"nested subroute", server(":443", tlsOn, site([]string{"auth.example.com"}, &caddyhttp.Subroute{Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{&Server{}}}}})), "https://auth.example.com", false, true},
 		{"no servers", &caddyhttp.App{}, "https://auth.example.com", false, false},
+		// Path matchers, path stripping and handlers that answer first.
+		{"handle /other/*", server(":443", tlsOn, site([]string{"auth.example.com"}, handle([]string{"/other/*"}, handlers(&Server{})))), "https://auth.example.com", false, false},
+		{"handle_path /auth/*", server(":443", tlsOn, site([]string{"auth.example.com"}, handle([]string{"/auth/*"}, stripAuth, handlers(&Server{})))), "https://auth.example.com/auth", false, false},
+		{"handle_path /auth/*, issuer without the path", server(":443", tlsOn, site([]string{"auth.example.com"}, handle([]string{"/auth/*"}, stripAuth, handlers(&Server{})))), "https://auth.example.com", false, false},
+		{"respond before oauth_server in a route", server(":443", tlsOn, site([]string{"auth.example.com"}, &caddyhttp.Subroute{Routes: caddyhttp.RouteList{handlers(other, &Server{})}})), "https://auth.example.com", false, false},
+		{"reverse_proxy before oauth_server", server(":443", tlsOn, site([]string{"auth.example.com"}, &reverseproxy.Handler{}, &Server{})), "https://auth.example.com", false, false},
+		{"oauth_server before respond in a route", server(":443", tlsOn, site([]string{"auth.example.com"}, &caddyhttp.Subroute{Routes: caddyhttp.RouteList{handlers(&Server{}, other)}})), "https://auth.example.com", false, true},
+		{"handle /other/* answers, oauth_server after it", server(":443", tlsOn, site([]string{"auth.example.com"}, handle([]string{"/other/*"}, handlers(other)), &Server{})), "https://auth.example.com", false, true},
+		{"handle with both endpoints' paths", server(":443", tlsOn, site([]string{"auth.example.com"}, handle([]string{"/.well-known/*", "/oauth/*"}, handlers(&Server{})))), "https://auth.example.com", false, true},
+		{"handle /tenant/* for an issuer under /tenant (OIDC discovery inside)", server(":443", tlsOn, site([]string{"auth.example.com"}, handle([]string{"/tenant/*"}, handlers(&Server{})))), "https://auth.example.com/tenant", false, true},
+		{"header matcher may match", server(":443", tlsOn, site([]string{"auth.example.com"}, &caddyhttp.Subroute{Routes: caddyhttp.RouteList{headerOnly}})), "https://auth.example.com", false, true},
+		{"respond behind a header matcher may not answer", server(":443", tlsOn, site([]string{"auth.example.com"}, &caddyhttp.Subroute{Routes: caddyhttp.RouteList{{MatcherSets: headerOnly.MatcherSets, Handlers: []caddyhttp.MiddlewareHandler{other}}, handlers(&Server{})}})), "https://auth.example.com", false, true},
+		{"file_server pass_thru before oauth_server", server(":443", tlsOn, site([]string{"auth.example.com"}, &fileserver.FileServer{PassThru: true}, &Server{})), "https://auth.example.com", false, true},
+		{"file_server before oauth_server", server(":443", tlsOn, site([]string{"auth.example.com"}, &fileserver.FileServer{}, &Server{})), "https://auth.example.com", false, false},
 	} {
 		iss, _ := url.Parse(tc.issuer)
 		if got := issuerServed(tc.app, iss, tc.behind); got != tc.present {
