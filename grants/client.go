@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
@@ -147,12 +149,12 @@ func (c *Client) Validate() error {
 }
 
 // validDisplay checks what the consent page shows of the client: a name
-// of printable text, and links that are absolute https URLs (http on
+// of displayText, and links that are absolute https URLs (http on
 // loopback) with nothing that could end a Content-Security-Policy
 // source or an HTML attribute early.
 func (c *Client) validDisplay() error {
-	if len(c.Name) > 100 || strings.ContainsFunc(c.Name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return fmt.Errorf("client %q: name must be at most 100 characters without control characters", c.ID)
+	if c.Name != "" && (strings.TrimSpace(c.Name) == "" || utf8.RuneCountInString(c.Name) > 100 || !displayText(c.Name)) {
+		return fmt.Errorf("client %q: name must be valid UTF-8 of at most 100 characters, not only spaces, without control or format characters (such as U+0085, U+202E, U+200B) or line separators", c.ID)
 	}
 	for _, f := range []struct{ name, v string }{{"logo_uri", c.LogoURI}, {"client_uri", c.ClientURI}, {"policy_uri", c.PolicyURI}} {
 		if f.v == "" {
@@ -166,6 +168,17 @@ func (c *Client) validDisplay() error {
 		}
 	}
 	return nil
+}
+
+// displayText reports whether s is text the pages may show as it is:
+// valid UTF-8 without control characters (Cc, C1 such as U+0085
+// included), format characters (Cf: bidi overrides and isolates such as
+// U+202E, zero-width characters, the BOM) or line and paragraph
+// separators, which could reorder, hide or break what is around it.
+func displayText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029'
+	})
 }
 
 // SupportedGrantTypes lists the grant types this engine implements.

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
 
@@ -81,6 +82,9 @@ func newWeb(cfg WebConfig, basePath string, behindTLSProxy bool) (*web, error) {
 		}
 		if strings.TrimSpace(d) == "" {
 			return nil, fmt.Errorf("scope_description %s: the description is empty", s)
+		}
+		if utf8.RuneCountInString(d) > 200 || !displayText(d) {
+			return nil, fmt.Errorf("scope_description %s: the description must be valid UTF-8 of at most 200 characters, without control or format characters (such as U+0085, U+202E, U+200B) or line separators", s)
 		}
 		w.scopes[s] = d
 	}
@@ -226,10 +230,12 @@ func (w *web) render(rw http.ResponseWriter, status int, name string, d pageData
 }
 
 // fill is the template function that puts a value (in <strong>) into a
-// string of Text at its {key} place holder, escaping both.
+// string of Text at its {key} place holder, escaping both. The value is
+// in <bdi> so that a right-to-left name cannot reorder the sentence
+// around it.
 func fill(text, key, value string) template.HTML {
 	return template.HTML(strings.ReplaceAll(template.HTMLEscapeString(text), "{"+key+"}",
-		"<strong>"+template.HTMLEscapeString(value)+"</strong>"))
+		"<strong><bdi>"+template.HTMLEscapeString(value)+"</bdi></strong>"))
 }
 
 // errorPage shows an error without redirecting anywhere: used when the
