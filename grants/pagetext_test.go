@@ -5,6 +5,38 @@ import (
 	"testing"
 )
 
+// A login_hint is shown ("Not X?") and filled in only when it could be a
+// user name: anything else a link carries (bidi overrides, zero-width or
+// C1 characters, line separators, spaces, a name too long) is not echoed
+// on the page, and signing in still works.
+func TestLoginHintShownOnlyWhenPlausible(t *testing.T) {
+	e := pagesEngine(t)
+	for _, hint := range []string{
+		"alice\u202egnp.exe", "ali\u200bce", "\ufeffalice", "ali\u0085ce", "alice\u2028Click here",
+		"alice\u2066x\u2069", " alice", "a/b", strings.Repeat("a", 201),
+	} {
+		b := newBrowser(t, e)
+		rec := b.get(AuthorizePath + "?" + authzQuery("c-web", newChallenge(), "login_hint", hint).Encode())
+		body := rec.Body.String()
+		if !isLoginPage(rec) {
+			t.Fatalf("hint %q: want the login page, got %d:\n%s", hint, rec.Code, body)
+		}
+		if strings.Contains(body, "Not <strong>") || strings.Contains(body, `id="someone-else"`) ||
+			!strings.Contains(body, `value="" required autofocus`) {
+			t.Errorf("hint %q is shown:\n%s", hint, body)
+		}
+		if rec := b.login(rec, "alice", "alice-pw"); !isConsentPage(rec) {
+			t.Errorf("hint %q: signing in: %d\n%s", hint, rec.Code, rec.Body.String())
+		}
+	}
+	// A plausible name is shown, in <bdi>, even one no user has.
+	b := newBrowser(t, e)
+	rec := b.get(AuthorizePath + "?" + authzQuery("c-web", newChallenge(), "login_hint", "ünknown").Encode())
+	if body := rec.Body.String(); !strings.Contains(body, "Not <strong><bdi>ünknown</bdi></strong>?") || !strings.Contains(body, `value="ünknown"`) {
+		t.Errorf("a plausible hint is not shown:\n%s", body)
+	}
+}
+
 // Names and scope descriptions are counted in characters and refuse
 // text that could reorder, hide or break the page around it.
 func TestDisplayTextValidation(t *testing.T) {
