@@ -307,6 +307,8 @@ func (e *Engine) loginPage(rw http.ResponseWriter, r *http.Request, c *Client, s
 	}
 	if c != nil {
 		d.setClient(c)
+		// The login page never shows the logo: its CSP does not allow it.
+		d.ClientLogo, d.imgSrc = "", ""
 	}
 	w.render(rw, http.StatusOK, "login.html", d)
 }

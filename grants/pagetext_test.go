@@ -56,6 +56,10 @@ func TestDisplayTextValidation(t *testing.T) {
 		{"paragraph separator", func(c *Client) { c.Name = "a\u2029b" }, false},
 		{"invalid UTF-8", func(c *Client) { c.Name = "a\xffb" }, false},
 		{"only spaces", func(c *Client) { c.Name = "   " }, false},
+		{"wildcard logo host", func(c *Client) { c.LogoURI = "https://*.x.test/l.png" }, false},
+		{"wildcard logo path", func(c *Client) { c.LogoURI = "https://x.test/*" }, false},
+		{"wildcard site", func(c *Client) { c.ClientURI = "https://x.test/*" }, false},
+		{"wildcard policy", func(c *Client) { c.PolicyURI = "https://x.test/p?a=*" }, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := webClients()[0]
@@ -74,6 +78,48 @@ func TestDisplayTextValidation(t *testing.T) {
 		_, err := NewEngine(cfg)
 		if (err == nil) != ok || err != nil && !strings.Contains(err.Error(), "scope_description read") {
 			t.Errorf("scope description %q: %v, want ok=%v", d, err, ok)
+		}
+	}
+}
+
+// The consent page's CSP allows exactly the logo's URL, not its host; a
+// logo URL with a query (which a CSP source cannot name) or without a
+// file path is not shown; the login page, which never shows the logo,
+// does not allow it.
+func TestLogoCSPExact(t *testing.T) {
+	for _, tt := range []struct{ logo, src string }{
+		{"https://client.test/logo.png", "https://client.test/logo.png"},
+		{"https://client.test:8443/a/logo%20x.png#top", "https://client.test:8443/a/logo%20x.png"},
+		{"https://client.test/logo.png?v=2", ""},
+		{"https://client.test/logo.png?", ""},
+		{"https://client.test/", ""},
+		{"https://client.test", ""},
+	} {
+		e := newEngine(t, withConfig(func(c *Config) {
+			for _, cl := range c.Clients {
+				if cl.ID == "c-web" {
+					cl.LogoURI = tt.logo
+				}
+			}
+		}))
+		b := newBrowser(t, e)
+		rec := b.get(AuthorizePath + "?" + authzQuery("c-web", newChallenge()).Encode())
+		if csp := rec.Header().Get("Content-Security-Policy"); !isLoginPage(rec) || !strings.Contains(csp, "img-src 'self';") || strings.Contains(rec.Body.String(), "client-logo") {
+			t.Errorf("logo %s: the login page allows or shows the logo: %s", tt.logo, csp)
+		}
+		rec = b.login(rec, "alice", "alice-pw")
+		if !isConsentPage(rec) {
+			t.Fatalf("logo %s: want the consent page: %d", tt.logo, rec.Code)
+		}
+		csp, body := rec.Header().Get("Content-Security-Policy"), rec.Body.String()
+		if tt.src == "" {
+			if !strings.Contains(csp, "img-src 'self';") || strings.Contains(body, "client-logo") {
+				t.Errorf("logo %s: shown or allowed: %s", tt.logo, csp)
+			}
+			continue
+		}
+		if !strings.Contains(csp, "img-src 'self' "+tt.src+";") || !strings.Contains(body, `<img class="client-logo" src="`+tt.logo+`"`) {
+			t.Errorf("logo %s: CSP %s, page:\n%s", tt.logo, csp, body)
 		}
 	}
 }

@@ -155,9 +155,10 @@ func (w *web) start(ctx context.Context, st storage.Store, users *Users) error {
 	})
 }
 
-// securityHeaders go on every HTML page. extraImg is an image URL the
-// page may load besides our own (a client's logo_uri, which
-// ClientSpec.Validate has checked holds no CSP delimiters).
+// securityHeaders go on every HTML page. extraImg is a CSP source of an
+// image the page may load besides our own (logoSource of a client's
+// logo_uri, which ClientSpec.Validate has checked holds no CSP
+// delimiters).
 func securityHeaders(h http.Header, extraImg string) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	img := "'self'"
@@ -199,6 +200,8 @@ type pageData struct {
 	State     string // the signed authorization request
 	CSRF      string
 	Action    string
+	// imgSrc is the CSP source that allows ClientLogo (logoSource).
+	imgSrc string
 }
 
 // scopeItem is a scope on the consent page.
@@ -210,7 +213,11 @@ func (d *pageData) setClient(c *Client) {
 	if c.Name != "" {
 		d.Client = c.Name
 	}
-	d.ClientLogo, d.ClientURI, d.PolicyURI = c.LogoURI, c.ClientURI, c.PolicyURI
+	d.ClientURI, d.PolicyURI = c.ClientURI, c.PolicyURI
+	// A logo the CSP cannot allow exactly is not shown.
+	if src, ok := logoSource(c.LogoURI); ok {
+		d.ClientLogo, d.imgSrc = c.LogoURI, src
+	}
 }
 
 // describeScopes pairs each scope with its description.
@@ -223,7 +230,7 @@ func (w *web) describeScopes(scopes []string) []scopeItem {
 }
 
 func (w *web) render(rw http.ResponseWriter, status int, name string, d pageData) {
-	securityHeaders(rw.Header(), d.ClientLogo)
+	securityHeaders(rw.Header(), d.imgSrc)
 	d.Assets, d.T = w.assets, w.text
 	rw.WriteHeader(status)
 	_ = w.pages[name].ExecuteTemplate(rw, name, d)
