@@ -233,8 +233,12 @@ func (e *Engine) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *
 	}
 	if needLogin {
 		// The user a login_hint or the session names is filled in, with
-		// "Not alice?" beside it.
+		// "Not alice?" beside it. A hint that cannot be a user name is
+		// not shown (the page would echo any text a link carries).
 		known := ar.LoginHint
+		if !plausibleUserName(known) {
+			known = ""
+		}
 		if known == "" && sess != nil {
 			known = sess.User
 		}
@@ -276,6 +280,12 @@ func (e *Engine) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *
 	e.issueCode(rw, r, ar, sess)
 }
 
+// plausibleUserName reports whether s could be a user name (the rule of
+// ValidateUser) and is text the pages may show (displayText).
+func plausibleUserName(s string) bool {
+	return checkName(s) && len(s) <= 200 && displayText(s)
+}
+
 // loginState and consentState are sealed into the forms.
 type loginState struct {
 	Request authzRequest `json:"r"`
@@ -297,6 +307,8 @@ func (e *Engine) loginPage(rw http.ResponseWriter, r *http.Request, c *Client, s
 	}
 	if c != nil {
 		d.setClient(c)
+		// The login page never shows the logo: its CSP does not allow it.
+		d.ClientLogo, d.imgSrc = "", ""
 	}
 	w.render(rw, http.StatusOK, "login.html", d)
 }

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
@@ -147,25 +149,54 @@ func (c *Client) Validate() error {
 }
 
 // validDisplay checks what the consent page shows of the client: a name
-// of printable text, and links that are absolute https URLs (http on
+// of displayText, and links that are absolute https URLs (http on
 // loopback) with nothing that could end a Content-Security-Policy
-// source or an HTML attribute early.
+// source or an HTML attribute early, nor a '*' that would widen the CSP.
 func (c *Client) validDisplay() error {
-	if len(c.Name) > 100 || strings.ContainsFunc(c.Name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return fmt.Errorf("client %q: name must be at most 100 characters without control characters", c.ID)
+	if c.Name != "" && (strings.TrimSpace(c.Name) == "" || utf8.RuneCountInString(c.Name) > 100 || !displayText(c.Name)) {
+		return fmt.Errorf("client %q: name must be valid UTF-8 of at most 100 characters, not only spaces, without control or format characters (such as U+0085, U+202E, U+200B) or line separators", c.ID)
 	}
 	for _, f := range []struct{ name, v string }{{"logo_uri", c.LogoURI}, {"client_uri", c.ClientURI}, {"policy_uri", c.PolicyURI}} {
 		if f.v == "" {
 			continue
 		}
 		u, err := url.Parse(f.v)
-		ok := err == nil && u.Host != "" && u.User == nil && !strings.ContainsAny(f.v, " \t\r\n;,'\"<>\\") &&
+		ok := err == nil && u.Host != "" && u.User == nil && !strings.ContainsAny(f.v, " \t\r\n;,'\"<>\\*") &&
 			(u.Scheme == "https" || u.Scheme == "http" && tokens.IsLoopbackHost(u.Hostname()))
 		if !ok {
-			return fmt.Errorf("client %q: %s %q must be an absolute https URL (http only on 127.0.0.1, [::1] or localhost) without spaces, quotes, commas or semicolons", c.ID, f.name, f.v)
+			return fmt.Errorf("client %q: %s %q must be an absolute https URL (http only on 127.0.0.1, [::1] or localhost) without spaces, quotes, commas, semicolons or '*'", c.ID, f.name, f.v)
 		}
 	}
 	return nil
+}
+
+// displayText reports whether s is text the pages may show as it is:
+// valid UTF-8 without control characters (Cc, C1 such as U+0085
+// included), format characters (Cf: bidi overrides and isolates such as
+// U+202E, zero-width characters, the BOM) or line and paragraph
+// separators, which could reorder, hide or break what is around it.
+func displayText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029'
+	})
+}
+
+// logoSource is the Content-Security-Policy source that allows exactly
+// the image at logo: scheme, host, port and path. A source whose path
+// does not end in "/" matches that path only (CSP3 §6.7.2.10), and a
+// source cannot name a query, so a logo URL with a query (or without a
+// file path) gets no source and is not shown: allowing its whole path
+// or host would let the page load other images from there.
+func logoSource(logo string) (string, bool) {
+	u, err := url.Parse(logo)
+	if err != nil || u.RawQuery != "" || u.ForceQuery {
+		return "", false
+	}
+	path := u.EscapedPath()
+	if path == "" || strings.HasSuffix(path, "/") {
+		return "", false
+	}
+	return u.Scheme + "://" + u.Host + path, true
 }
 
 // SupportedGrantTypes lists the grant types this engine implements.

@@ -42,12 +42,12 @@ func TestConsentPageShowsClientAndScopes(t *testing.T) {
 	}
 	body := rec.Body.String()
 	for _, want := range []string{
-		`<p class="client-name" id="client-name">Billing &lt;Portal&gt;</p>`,
+		`<p class="client-name" id="client-name"><bdi>Billing &lt;Portal&gt;</bdi></p>`,
 		`<code>c-web</code>`,
 		`<a href="https://client.test/" rel="noopener noreferrer" id="client-uri">Website</a>`,
 		`<a href="https://client.test/privacy" rel="noopener noreferrer" id="policy-uri">Privacy policy</a>`,
 		`<img class="client-logo" src="https://client.test/logo.png"`,
-		"<strong>Billing &lt;Portal&gt;</strong> asks to:",
+		"<strong><bdi>Billing &lt;Portal&gt;</bdi></strong> asks to:",
 		">Know who you are</li>", ">See your email address</li>", ">Read your invoices</li>",
 		"<li><code>write</code></li>",
 	} {
@@ -55,7 +55,7 @@ func TestConsentPageShowsClientAndScopes(t *testing.T) {
 			t.Errorf("consent page lacks %s:\n%s", want, body)
 		}
 	}
-	if strings.Contains(body, "<strong>c-web</strong>") {
+	if strings.Contains(body, "<bdi>c-web</bdi>") {
 		t.Errorf("the client is named by its id")
 	}
 	if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "img-src 'self' https://client.test/logo.png;") {
@@ -65,7 +65,7 @@ func TestConsentPageShowsClientAndScopes(t *testing.T) {
 	b = newBrowser(t, e)
 	rec = b.login(b.get(AuthorizePath+"?"+authzQuery("c-basic", newChallenge()).Encode()), "alice", "alice-pw")
 	if isConsentPage(rec) {
-		if !strings.Contains(rec.Body.String(), `id="client-name">c-basic</p>`) {
+		if !strings.Contains(rec.Body.String(), `id="client-name"><bdi>c-basic</bdi></p>`) {
 			t.Errorf("client without a name:\n%s", rec.Body.String())
 		}
 		if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "img-src 'self';") {
@@ -82,13 +82,13 @@ func TestLoginPageKnownUserAndFocus(t *testing.T) {
 	b := newBrowser(t, e)
 	rec := b.get(AuthorizePath + "?" + authzQuery("c-web", newChallenge(), "login_hint", "alice").Encode())
 	body := rec.Body.String()
-	if !strings.Contains(body, "Not <strong>alice</strong>?") || !strings.Contains(body, `id="someone-else"`) {
+	if !strings.Contains(body, "Not <strong><bdi>alice</bdi></strong>?") || !strings.Contains(body, `id="someone-else"`) {
 		t.Fatalf("no \"Not alice?\":\n%s", body)
 	}
 	if !autofocused(body, "password") || autofocused(body, "username") {
 		t.Fatalf("with a known user the focus belongs on the password:\n%s", body)
 	}
-	if !strings.Contains(body, "<strong>Billing &lt;Portal&gt;</strong> asks you to sign in.") {
+	if !strings.Contains(body, "<strong><bdi>Billing &lt;Portal&gt;</bdi></strong> asks you to sign in.") {
 		t.Fatalf("login page does not name the client:\n%s", body)
 	}
 	state, csrf := formFields(t, body)
@@ -106,7 +106,7 @@ func TestLoginPageKnownUserAndFocus(t *testing.T) {
 	// An existing session names its user when prompt=login asks again.
 	b = signedIn(t, e)
 	rec = b.get(AuthorizePath + "?" + authzQuery("c-web", newChallenge(), "prompt", "login").Encode())
-	if !strings.Contains(rec.Body.String(), "Not <strong>alice</strong>?") {
+	if !strings.Contains(rec.Body.String(), "Not <strong><bdi>alice</bdi></strong>?") {
 		t.Fatalf("the session's user is not named:\n%s", rec.Body.String())
 	}
 	if rec := b.login(rec, "alice", "alice-pw"); !isConsentPage(rec) {

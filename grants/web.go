@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
 
@@ -81,6 +82,9 @@ func newWeb(cfg WebConfig, basePath string, behindTLSProxy bool) (*web, error) {
 		}
 		if strings.TrimSpace(d) == "" {
 			return nil, fmt.Errorf("scope_description %s: the description is empty", s)
+		}
+		if utf8.RuneCountInString(d) > 200 || !displayText(d) {
+			return nil, fmt.Errorf("scope_description %s: the description must be valid UTF-8 of at most 200 characters, without control or format characters (such as U+0085, U+202E, U+200B) or line separators", s)
 		}
 		w.scopes[s] = d
 	}
@@ -151,9 +155,10 @@ func (w *web) start(ctx context.Context, st storage.Store, users *Users) error {
 	})
 }
 
-// securityHeaders go on every HTML page. extraImg is an image URL the
-// page may load besides our own (a client's logo_uri, which
-// ClientSpec.Validate has checked holds no CSP delimiters).
+// securityHeaders go on every HTML page. extraImg is a CSP source of an
+// image the page may load besides our own (logoSource of a client's
+// logo_uri, which ClientSpec.Validate has checked holds no CSP
+// delimiters).
 func securityHeaders(h http.Header, extraImg string) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	img := "'self'"
@@ -195,6 +200,8 @@ type pageData struct {
 	State     string // the signed authorization request
 	CSRF      string
 	Action    string
+	// imgSrc is the CSP source that allows ClientLogo (logoSource).
+	imgSrc string
 }
 
 // scopeItem is a scope on the consent page.
@@ -206,7 +213,11 @@ func (d *pageData) setClient(c *Client) {
 	if c.Name != "" {
 		d.Client = c.Name
 	}
-	d.ClientLogo, d.ClientURI, d.PolicyURI = c.LogoURI, c.ClientURI, c.PolicyURI
+	d.ClientURI, d.PolicyURI = c.ClientURI, c.PolicyURI
+	// A logo the CSP cannot allow exactly is not shown.
+	if src, ok := logoSource(c.LogoURI); ok {
+		d.ClientLogo, d.imgSrc = c.LogoURI, src
+	}
 }
 
 // describeScopes pairs each scope with its description.
@@ -219,17 +230,19 @@ func (w *web) describeScopes(scopes []string) []scopeItem {
 }
 
 func (w *web) render(rw http.ResponseWriter, status int, name string, d pageData) {
-	securityHeaders(rw.Header(), d.ClientLogo)
+	securityHeaders(rw.Header(), d.imgSrc)
 	d.Assets, d.T = w.assets, w.text
 	rw.WriteHeader(status)
 	_ = w.pages[name].ExecuteTemplate(rw, name, d)
 }
 
 // fill is the template function that puts a value (in <strong>) into a
-// string of Text at its {key} place holder, escaping both.
+// string of Text at its {key} place holder, escaping both. The value is
+// in <bdi> so that a right-to-left name cannot reorder the sentence
+// around it.
 func fill(text, key, value string) template.HTML {
 	return template.HTML(strings.ReplaceAll(template.HTMLEscapeString(text), "{"+key+"}",
-		"<strong>"+template.HTMLEscapeString(value)+"</strong>"))
+		"<strong><bdi>"+template.HTMLEscapeString(value)+"</bdi></strong>"))
 }
 
 // errorPage shows an error without redirecting anywhere: used when the
