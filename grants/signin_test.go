@@ -191,7 +191,8 @@ func TestLoginFailures(t *testing.T) {
 		{"unknown user with the dummy hash's password", "mallory", dummyPassword, wrongCredentials},
 		{"empty password", "alice", "", "Enter your user name and password."},
 		{"empty user", "", "alice-pw", "Enter your user name and password."},
-		{"oversized password", "alice", strings.Repeat("x", 1025), "Enter your user name and password."},
+		{"oversized password", "alice", strings.Repeat("x", 1025), wrongCredentials},
+		{"oversized user name", strings.Repeat("a", 201), "alice-pw", wrongCredentials},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
