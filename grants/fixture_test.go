@@ -631,3 +631,8 @@ func hdrMap(k *tokens.Key, mod func(map[string]any)) map[string]any {
 	}
 	return m
 }
+
+// RequestIDString is a request id known in advance, for Front.RequestID.
+type RequestIDString string
+
+func (s RequestIDString) String() string { return string(s) }

@@ -40,11 +40,6 @@ func RequestID(ctx context.Context) string {
 	return ""
 }
 
-// RequestIDString is a request id known in advance.
-type RequestIDString string
-
-func (s RequestIDString) String() string { return string(s) }
-
 // clientIPOf is the client address the front end resolved, or "".
 func clientIPOf(ctx context.Context) string {
 	if f := frontOf(ctx); f != nil {

@@ -774,18 +774,7 @@ func claimString(c *tokens.AccessClaims, name string) (string, bool) {
 	// The string claims every token has, without boxing them as
 	// AccessClaims.Claim does: forward_header X-Forwarded-User sub runs
 	// on every request.
-	var known string
-	switch name {
-	case "sub":
-		known = c.Subject
-	case "client_id":
-		known = c.ClientID
-	case "iss":
-		known = c.Issuer
-	case "jti":
-		known = c.ID
-	}
-	if known != "" {
+	if known, ok := c.DecodedString(name); ok {
 		return headerSafe(known)
 	}
 	v, ok := c.Claim(name)
