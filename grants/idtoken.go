@@ -6,8 +6,8 @@ import (
 	"encoding/base64"
 	"hash"
 	"strings"
-	"unicode"
 	"time"
+	"unicode"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
@@ -56,9 +56,9 @@ func splitGroups(v string) []string {
 var scopeClaims = map[string][]string{
 	"profile": {"name", "given_name", "family_name", "middle_name", "nickname", "preferred_username",
 		"profile", "picture", "website", "gender", "birthdate", "zoneinfo", "locale", "updated_at"},
-	"email":   {"email", "email_verified"},
-	"phone":   {"phone_number", "phone_number_verified"},
-	"address": {"address"},
+	"email":     {"email", "email_verified"},
+	"phone":     {"phone_number", "phone_number_verified"},
+	"address":   {"address"},
 	ScopeGroups: {"groups"},
 }
 
