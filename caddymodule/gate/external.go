@@ -258,9 +258,9 @@ func (p *Protect) provisionTrusted() error {
 	return nil
 }
 
-// ownToken reports whether the token is for this server's own verifier:
-// the oauth app is there and the token is one of its opaque tokens or
-// carries no iss of a trusted issuer.
+// route picks the trusted issuer a compact JWS names in its unverified
+// iss; only the choice of verifier rests on it, the verifier then checks
+// everything. jwt is false for a token that is not a compact JWS.
 func (t *trusted) route(token string) (e *external, jwt bool, msg *jws.Message) {
 	m, err := jws.Parse([]byte(token), jws.WithCompact())
 	if err != nil || len(m.Signatures()) != 1 {
