@@ -50,8 +50,8 @@ type TrustIssuer struct {
 	// IntrospectionClientID and IntrospectionClientSecret, when set, make
 	// the gate check tokens that are not JWTs at the issuer's RFC 7662
 	// introspection endpoint (from discovery), authenticated with HTTP
-	// Basic (client_secret_basic). Default: none; opaque tokens are then
-	// refused.
+	// Basic (client_secret_basic). Both may use {env.*} placeholders.
+	// Default: none; opaque tokens are then refused.
 	IntrospectionClientID     string `json:"introspection_client_id,omitempty"`
 	IntrospectionClientSecret string `json:"introspection_client_secret,omitempty"`
 
@@ -171,6 +171,11 @@ func unmarshalTrustIssuer(d *caddyfile.Dispenser) (*TrustIssuer, error) {
 			err = cfargs.OneArg(d, &ti.Audience)
 		case "algs", "alg":
 			err = cfargs.ListArg(d, &ti.Algorithms)
+			for _, alg := range ti.Algorithms {
+				if err == nil && !slices.Contains(trustAlgs, alg) {
+					err = d.Errf("trust_issuer: algorithm %q is not accepted: use asymmetric ones only (%s); none and HS* never are", alg, strings.Join(trustAlgs, " "))
+				}
+			}
 		case "jwks_uri":
 			err = cfargs.OneArg(d, &ti.JWKSURI)
 		case "introspect":
@@ -215,6 +220,8 @@ type trusted struct {
 // external is one trusted issuer at run time.
 type external struct {
 	cfg      *TrustIssuer
+	clientID string // introspection client, placeholders replaced
+	secret   string
 	audience string
 	algs     []string
 	leeway   time.Duration
@@ -244,6 +251,10 @@ func (p *Protect) provisionTrusted() error {
 			e.leeway = defaultTrustLeeway
 		}
 		e.keys = newKeySource(ti.Issuer, ti.JWKSURI, p.trustClient)
+		// {env.*} in the id and secret, as in Caddy's own secrets.
+		repl := caddy.NewReplacer()
+		e.clientID = repl.ReplaceKnown(ti.IntrospectionClientID, "")
+		e.secret = repl.ReplaceKnown(ti.IntrospectionClientSecret, "")
 		if ti.IntrospectionClientID != "" {
 			ttl := time.Duration(ti.IntrospectionCacheTTL)
 			if ttl == 0 {

@@ -397,7 +397,8 @@ func TestTrustIssuerUnavailable(t *testing.T) {
 // inactive ones briefly; an issuer that fails is 503, not 401.
 func TestTrustIssuerIntrospection(t *testing.T) {
 	prov := newTestProvider(t)
-	p := externalGate(t, prov, nil, "{\n introspect gate gate-secret\n introspection_cache_ttl 30s\n }")
+	t.Setenv("GATE_INTROSPECT_TEST_SECRET", "gate-secret") // the secret as Caddyfiles give it
+	p := externalGate(t, prov, nil, "{\n introspect gate {env.GATE_INTROSPECT_TEST_SECRET}\n introspection_cache_ttl 30s\n }")
 	t0 := time.Now()
 	prov.mu.Lock()
 	prov.active["opaque-good"] = map[string]any{"active": true, "sub": "bob", "aud": "https://api.test", "scope": "read",

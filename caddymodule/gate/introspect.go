@@ -132,7 +132,7 @@ func (e *external) askIntrospection(client *http.Client, token string, now time.
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	// RFC 6749 §2.3.1: the id and secret are form-encoded inside Basic.
-	req.SetBasicAuth(url.QueryEscape(e.cfg.IntrospectionClientID), url.QueryEscape(e.cfg.IntrospectionClientSecret))
+	req.SetBasicAuth(url.QueryEscape(e.clientID), url.QueryEscape(e.secret))
 	resp, err := client.Do(req)
 	if err != nil {
 		// The error names the endpoint, never the token (it is in the body).
