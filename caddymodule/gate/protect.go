@@ -30,7 +30,8 @@ func init() {
 }
 
 // Protect lets a request through only with a valid access token issued by
-// this server's oauth app, checked in-process, and hands the next handler
+// this server's oauth app, checked in-process, or by a trusted external
+// issuer (TrustIssuers), and hands the next handler
 // (usually reverse_proxy) identity headers it can trust. Failures are
 // answered per RFC 6750. Nothing reaches the next handler that the gate
 // did not check: OPTIONS needs a token like any other method, CORS
