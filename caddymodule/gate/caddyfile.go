@@ -30,6 +30,14 @@ func init() {
 //			credentials
 //		}
 //		forward_preflight
+//		trust_issuer <issuer> [{
+//			audience <aud>
+//			algs <alg...>
+//			jwks_uri <url>
+//			introspect <client_id> <secret>
+//			introspection_cache_ttl <duration>
+//			leeway <duration>
+//		}]
 //	}
 func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	p := new(Protect)
@@ -72,6 +80,12 @@ func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "forward_preflight":
 			p.ForwardPreflight = true
 			err = cfargs.NoArgs(d)
+		case "trust_issuer":
+			ti, terr := unmarshalTrustIssuer(d)
+			if terr != nil {
+				return terr
+			}
+			p.TrustIssuers = append(p.TrustIssuers, ti)
 		case "block_preflight":
 			// Deprecated: preflights need a token by default now;
 			// kept so old configs load (Provision warns).

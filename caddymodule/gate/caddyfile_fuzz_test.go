@@ -17,6 +17,7 @@ func FuzzProtectCaddyfile(f *testing.F) {
 		"oauth_protect {\n audience any\n cors {\n origins https://a.test http://b.test:8080\n methods GET\n headers X-Y\n max_age 1m\n credentials\n }\n}",
 		"oauth_protect {\n audience https://a.test/p\n forward_preflight\n block_preflight\n realm r\n}",
 		"oauth_protect {\n forward_header X\n}",
+		"oauth_protect {\n audience https://a.test\n trust_issuer https://i.test {\n algs ES256\n introspect a b\n leeway 1s\n }\n trust_issuer http://localhost:1\n}",
 	} {
 		f.Add(s)
 	}

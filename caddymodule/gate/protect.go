@@ -30,7 +30,8 @@ func init() {
 }
 
 // Protect lets a request through only with a valid access token issued by
-// this server's oauth app, checked in-process, and hands the next handler
+// this server's oauth app, checked in-process, or by a trusted external
+// issuer (TrustIssuers), and hands the next handler
 // (usually reverse_proxy) identity headers it can trust. Failures are
 // answered per RFC 6750. Nothing reaches the next handler that the gate
 // did not check: OPTIONS needs a token like any other method, CORS
@@ -85,6 +86,12 @@ type Protect struct {
 	// unless cors or forward_preflight is set.
 	BlockPreflight bool `json:"block_preflight,omitempty"`
 
+	// TrustIssuers are external authorization servers whose access
+	// tokens the gate accepts besides the oauth app's (see TrustIssuer).
+	// With at least one, the gate also works without the oauth app and
+	// then accepts their tokens only. Default: none.
+	TrustIssuers []*TrustIssuer `json:"trust_issuers,omitempty"`
+
 	issuer      Issuer
 	logger      *zap.Logger
 	failures    *lograte.Limiter // "storage unavailable" lines, rate-limited
@@ -98,6 +105,8 @@ type Protect struct {
 	scopeList   string
 	corsHeaders corsPolicy
 	corsOn      bool
+	trusted     *trusted     // the trust_issuers at run time; nil for none
+	trustClient *http.Client // fetches from trusted issuers; tests set their own
 }
 
 // ForwardHeader copies one claim into one request header.
@@ -186,8 +195,11 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("oauth_protect: registering metrics: %w", err)
 	}
 	v, err := ctx.AppIfConfigured("oauth")
+	if errors.Is(err, caddy.ErrNotConfigured) && len(p.TrustIssuers) > 0 {
+		return p.provisionWith(nil) // external tokens only
+	}
 	if errors.Is(err, caddy.ErrNotConfigured) {
-		return errors.New("oauth_protect needs the `oauth` global option (with at least an issuer)")
+		return errors.New("oauth_protect needs the `oauth` global option (with at least an issuer), or a trust_issuer")
 	}
 	if err != nil {
 		return err
@@ -201,7 +213,7 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 
 // provisionWith checks the configuration (Caddy provisions before it
 // validates, so nothing here may assume a valid config) and builds the
-// answers for the tokens of iss.
+// answers for the tokens of iss (nil: only trusted issuers' tokens).
 func (p *Protect) provisionWith(iss Issuer) error {
 	if err := p.Validate(); err != nil {
 		return err
@@ -211,8 +223,19 @@ func (p *Protect) provisionWith(iss Issuer) error {
 	}
 	p.failures = lograte.New(p.logger)
 	p.issuer = iss
-	issuerURL, behindTLS := iss.GateSettings()
-	p.behindTLS = behindTLS
+	var servers []string
+	if iss != nil {
+		issuerURL, behindTLS := iss.GateSettings()
+		p.behindTLS = behindTLS
+		servers = append(servers, issuerURL)
+	}
+	servers = append(servers, p.trustedServers()...)
+	if p.trustClient == nil {
+		p.trustClient = newTrustClient()
+	}
+	if err := p.provisionTrusted(); err != nil {
+		return err
+	}
 	p.strip = map[string]bool{}
 	p.stripFamily = append([]string(nil), identityFamilies...)
 	for _, h := range identityHeaders {
@@ -250,7 +273,7 @@ func (p *Protect) provisionWith(iss Issuer) error {
 		var err error
 		p.prm, err = json.Marshal(map[string]any{
 			"resource":                 p.Audience,
-			"authorization_servers":    []string{issuerURL},
+			"authorization_servers":    servers,
 			"bearer_methods_supported": []string{"header"},
 			"scopes_supported":         p.Scopes,
 		})
@@ -356,6 +379,14 @@ func (p *Protect) Validate() error {
 		}
 		if reservedHeaders[normalizeHeader(h)] {
 			return fmt.Errorf("oauth_protect: strip_header cannot remove %s: the request needs it (Authorization is kept or removed by pass_authorization)", h)
+		}
+	}
+	for _, ti := range p.TrustIssuers {
+		if ti == nil {
+			return errors.New("oauth_protect: trust_issuers has an empty entry")
+		}
+		if err := ti.validate(p.Audience); err != nil {
+			return err
 		}
 	}
 	if p.CORS != nil {
@@ -555,18 +586,33 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		countGate(gateBadRequest)
 		return p.denyRequest(w, r, http.StatusBadRequest, "access tokens are accepted over HTTPS only")
 	}
-	verifier, err := p.issuer.Verifier()
-	if err != nil {
+	// A trusted issuer's token (picked by its unverified iss, then
+	// verified in full), else the oauth app's.
+	claims, external, err := p.externalClaims(token, time.Now())
+	if errors.Is(err, errIssuerUnavailable) {
 		countGate(gateUnavailable)
-		p.failures.Error("oauth storage unavailable\x00"+err.Error(), "oauth storage unavailable",
+		p.failures.Error("trusted issuer unavailable\x00"+err.Error(), "trusted issuer unavailable",
 			zap.Error(err), zap.String("request_id", caddyreq.RequestID(r)))
 		w.Header().Set("Retry-After", retryAfterUnavailable)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return nil
 	}
-	claims, err := verifier.Verify(token, time.Now())
-	if err == nil && !p.anyAudience && !claims.Audience.Contains(p.Audience) {
-		err = &tokens.TokenError{Reason: "audience mismatch"}
+	if !external && p.issuer == nil {
+		err = &tokens.TokenError{Reason: "not a token of a trusted issuer"}
+	} else if !external {
+		verifier, verr := p.issuer.Verifier()
+		if verr != nil {
+			countGate(gateUnavailable)
+			p.failures.Error("oauth storage unavailable\x00"+verr.Error(), "oauth storage unavailable",
+				zap.Error(verr), zap.String("request_id", caddyreq.RequestID(r)))
+			w.Header().Set("Retry-After", retryAfterUnavailable)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return nil
+		}
+		claims, err = verifier.Verify(token, time.Now())
+		if err == nil && !p.anyAudience && !claims.Audience.Contains(p.Audience) {
+			err = &tokens.TokenError{Reason: "audience mismatch"}
+		}
 	}
 	if err != nil {
 		if ce := p.logger.Check(zapcore.DebugLevel, "access token refused"); ce != nil {
