@@ -142,6 +142,9 @@ type loginState struct {
 	refresh  refresher
 	// now is time.Now, replaced by tests.
 	now func() time.Time
+	// externalClient, when set (tests), carries the requests to an
+	// external provider.
+	externalClient *http.Client
 }
 
 // validateLogin checks the login block and the rules that need it.
@@ -275,6 +278,12 @@ func (p *Protect) provisionLogin(app any, storage storageLike) error {
 	want := l.Scopes
 	if len(want) == 0 {
 		want = append([]string{"openid", "profile", "email"}, p.Scopes...)
+		if l.Issuer == "" {
+			// The built-in provider releases the user's groups with
+			// this scope (an external one may refuse a scope it does
+			// not know, and sends its groups claim as configured).
+			want = append(want, "groups")
+		}
 	}
 	for _, s := range want {
 		if !slices.Contains(ls.scopes, s) {
@@ -298,7 +307,8 @@ func (p *Protect) provisionLogin(app any, storage storageLike) error {
 	return nil
 }
 
-// loginPaths reports whether a gate answers r itself (callback, logout).
+// overTLS reports whether the browser reached the gate over TLS, which
+// makes the cookies Secure and __Host- prefixed.
 func (ls *loginState) overTLS(r *http.Request) bool { return r.TLS != nil || ls.behindTLS }
 
 // serveBrowser is the browser mode's part of ServeHTTP. It answers the
@@ -400,6 +410,12 @@ func safeReturnPath(target string, avoid ...string) string {
 		return "/"
 	}
 	if len(target) > 1 && (target[1] == '/' || target[1] == '\\') {
+		return "/"
+	}
+	// An escaped slash or backslash right after the first one is no
+	// other origin to a browser, but an upstream that decodes the path
+	// and redirects to it would make it one.
+	if len(target) >= 4 && (strings.EqualFold(target[1:4], "%2f") || strings.EqualFold(target[1:4], "%5c")) {
 		return "/"
 	}
 	for i := 0; i < len(target); i++ {

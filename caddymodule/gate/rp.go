@@ -76,7 +76,10 @@ func (ls *loginState) makeRelyingParty(ctx context.Context) (*relyingParty, erro
 	var err error
 	if ls.external {
 		rp.clientID = ls.clientID
-		rp.client = externalHTTPClient()
+		rp.client = ls.externalClient
+		if rp.client == nil {
+			rp.client = externalHTTPClient()
+		}
 	} else {
 		var rt http.RoundTripper
 		rp.clientID, rt, err = ls.app.LoginClient(ls.redirectURI, ls.postLogoutURI, ls.name, ls.audience, ls.scopes)
@@ -110,7 +113,7 @@ func (ls *loginState) makeRelyingParty(ctx context.Context) (*relyingParty, erro
 	// The ID token's algorithm is pinned to those discovery lists (go-oidc
 	// does so when SupportedSigningAlgs is empty and discovery names any);
 	// a provider that lists none gets go-oidc's default, RS256 only.
-	rp.idVerifier = rp.provider.Verifier(&oidc.Config{ClientID: rp.clientID, Now: ls.now})
+	rp.idVerifier = rp.provider.Verifier(&oidc.Config{ClientID: rp.clientID, Now: func() time.Time { return ls.now() }})
 	endpoint := rp.provider.Endpoint()
 	if ls.external && ls.clientSecret != "" {
 		endpoint.AuthStyle = oauth2.AuthStyleInHeader
