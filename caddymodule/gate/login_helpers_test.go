@@ -63,7 +63,11 @@ func startedLoginIssuer(t testing.TB, ttl time.Duration) loginIssuer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	if err := eng.Start(context.Background(), st, nil); err != nil {
+	rev, err := tokens.LoadRevocations(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(context.Background(), st, rev); err != nil {
 		t.Fatal(err)
 	}
 	sealer, err := tokens.NewSealer([]byte(strings.Repeat("k", 32)))
@@ -238,4 +242,15 @@ func (s *memStorage) Load(_ context.Context, k string) ([]byte, error) {
 		return nil, fs.ErrNotExist
 	}
 	return v, nil
+}
+
+// tlsState marks a test request as one that came over TLS.
+var tlsState = &tls.ConnectionState{}
+
+func tokenize(src string) (*caddyfile.Dispenser, error) {
+	toks, err := caddyfile.Tokenize([]byte(src), "Caddyfile")
+	if err != nil {
+		return nil, err
+	}
+	return caddyfile.NewDispenser(toks), nil
 }
