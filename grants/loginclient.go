@@ -8,6 +8,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // authInProcess is the client authentication method of the sign-in
@@ -173,3 +175,10 @@ func (e *Engine) authenticateInProcess(ctx context.Context, authz []string, form
 	c = e.loginClient(id)
 	return c, c != nil
 }
+
+// SessionSealer seals the session cookies of the gates that sign browsers
+// in through this engine, with keys derived from the signing key ring
+// (tokens.Keys.Sealer): every engine on the same storage opens what
+// another sealed, and a key rotation signs nobody out while the old key
+// is in the ring. It needs a started engine to seal.
+func (e *Engine) SessionSealer() *tokens.Sealer { return e.keys.Sealer() }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -316,5 +317,34 @@ func TestInProcessTransport(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, testIssuer+JWKSPath, nil)
 	if _, err := cold.InProcessTransport().RoundTrip(req); err == nil {
 		t.Fatal("a request before Start was served")
+	}
+}
+
+// Gates register while requests are served (a reload provisions new
+// gates while the old config still serves): no race.
+func TestLoginClientConcurrentRegistration(t *testing.T) {
+	e := newEngine(t)
+	id := addGate(t, e)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 50 {
+			if _, err := e.AddLoginClient(gateRedirect, gatePostLogout, "Wiki", "https://api"+strconv.Itoa(i)+".test", nil); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for range 50 {
+		if c, err := e.lookupClient(context.Background(), id); err != nil || c == nil || len(c.Audience) == 0 {
+			t.Fatalf("lookup during registration: %v, %v", c, err)
+		}
+		if _, err := e.metadata(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	if n := len(e.loginClient(id).Audience); n != 51 {
+		t.Fatalf("%d audiences after 51 registrations", n)
 	}
 }
