@@ -70,11 +70,7 @@ func startedLoginIssuer(t testing.TB, ttl time.Duration) loginIssuer {
 	if err := eng.Start(context.Background(), st, rev); err != nil {
 		t.Fatal(err)
 	}
-	sealer, err := tokens.NewSealer([]byte(strings.Repeat("k", 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return loginIssuer{testIssuer: testIssuer{eng: eng}, sealer: sealer}
+	return loginIssuer{testIssuer: testIssuer{eng: eng}, sealer: eng.SessionSealer()}
 }
 
 const extSecret = "ext-secret-0123456789abcdef0123456789"

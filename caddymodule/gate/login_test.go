@@ -242,7 +242,8 @@ func TestSessionCookieForgery(t *testing.T) {
 		"forged":         "eyJzdWIiOiJhZG1pbiJ9",
 		"other gate's":   ob.session("other.test"),
 		"huge":           strings.Repeat("A", 5000),
-		"another issuer": sealedElsewhere(t, good),
+		"another issuer": sealedElsewhere(t, p, good),
+		"another server": anotherServersCookie(t),
 	} {
 		c := newTestBrowser(t, app.eng, p)
 		c.setSession("app.test", "__Host-oauthgate_session", value)
@@ -262,12 +263,10 @@ func TestSessionCookieForgery(t *testing.T) {
 	}
 }
 
-// sealedElsewhere is the plaintext of a real session sealed for a gate of
-// another issuer (same key, other binding).
-func sealedElsewhere(t *testing.T, good string) string {
+// sealedElsewhere is the plaintext of a real session sealed with this
+// gate's key for a gate of another issuer (other additional data).
+func sealedElsewhere(t *testing.T, p *Protect, good string) string {
 	t.Helper()
-	app := startedLoginIssuer(t, 10*time.Minute)
-	p := loginGate(t, app, wikiGate)
 	rp, err := p.login.relyingParty(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -278,6 +277,18 @@ func sealedElsewhere(t *testing.T, good string) string {
 	}
 	aad := []byte(strings.Replace(string(rp.sessionAAD), "https://as.test", "https://evil.test", 1))
 	return rp.sealer.Seal(aad, plain)
+}
+
+// anotherServersCookie is a session of a gate of the same configuration
+// in front of another authorization server (other keys).
+func anotherServersCookie(t *testing.T) string {
+	t.Helper()
+	app := startedLoginIssuer(t, 10*time.Minute)
+	b := newTestBrowser(t, app.eng, loginGate(t, app, wikiGate))
+	if rec := b.visit("https://app.test/", "alice"); rec.Code != http.StatusOK {
+		t.Fatalf("sign-in at the other server: %d", rec.Code)
+	}
+	return b.session("app.test")
 }
 
 // TestReturnPath: after sign-in the browser goes back only to the
