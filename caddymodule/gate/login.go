@@ -318,20 +318,32 @@ func (ls *loginState) overTLS(r *http.Request) bool { return r.TLS != nil || ls.
 func (p *Protect) serveBrowser(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (handled bool, err error) {
 	ls := p.login
 	sessionValue, loginCookies := ls.takeCookies(r)
+	own := r.URL.Path == ls.callbackPath || r.URL.Path == ls.logoutPath
+	if _, ok := r.Header["Authorization"]; ok && !own {
+		return false, nil
+	}
+	// The bearer path's TLS rule: cookies are credentials too.
+	if r.TLS == nil && !ls.behindTLS && !tokens.IsLoopbackFrom(r, caddyreq.ClientIP(r)) {
+		countGate(gateBadRequest)
+		drainBody(r)
+		writePage(w, http.StatusBadRequest, "Sign-in needs HTTPS", "This site accepts sign-in over HTTPS only.")
+		return true, nil
+	}
 	switch r.URL.Path {
 	case ls.callbackPath:
 		return true, p.serveCallback(w, r, loginCookies)
 	case ls.logoutPath:
 		return true, p.serveLogout(w, r, sessionValue)
 	}
-	if _, ok := r.Header["Authorization"]; ok {
-		return false, nil
-	}
-	if r.TLS == nil && !ls.behindTLS && !tokens.IsLoopbackFrom(r, caddyreq.ClientIP(r)) {
+	// A token in the query or a form body is refused as on the bearer
+	// path: the upstream might take it for credentials the gate checked.
+	if _, status, _ := tokens.BearerToken(r); status == http.StatusBadRequest {
 		countGate(gateBadRequest)
-		drainBody(r)
-		writePage(w, http.StatusBadRequest, "Sign-in needs HTTPS", "This site accepts sign-in over HTTPS only.")
-		return true, nil
+		return true, p.denyRequest(w, r, status, "send the access token once, in the Authorization header as Bearer")
+	}
+	if st, desc := p.checkFormBody(r); st != 0 {
+		countGate(gateBadRequest)
+		return true, p.denyRequest(w, r, st, desc)
 	}
 	if sessionValue != "" {
 		s, status := p.openSession(w, r, sessionValue)

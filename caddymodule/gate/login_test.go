@@ -126,6 +126,27 @@ func TestLoginFlow(t *testing.T) {
 	if rec := b.do(r); rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Header().Get("WWW-Authenticate"), "invalid_token") {
 		t.Fatalf("bad bearer beside a session: %d %q", rec.Code, rec.Header().Get("WWW-Authenticate"))
 	}
+	// A token in the query or a form body never reaches the upstream
+	// beside a session.
+	if rec := b.get("https://app.test/wiki?access_token=x"); rec.Code != http.StatusBadRequest || b.seen != nil {
+		t.Errorf("access_token in the query beside a session: %d", rec.Code)
+	}
+	r = httptest.NewRequest(http.MethodPost, "https://app.test/api/save", strings.NewReader("access_token=x"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if rec := b.do(r); rec.Code != http.StatusBadRequest || b.seen != nil {
+		t.Errorf("access_token in a form beside a session: %d", rec.Code)
+	}
+	// Plain HTTP from another host: no session, no sign-in, no callback.
+	for _, target := range []string{"http://app.test/wiki", "http://app.test/oauth2/callback?state=x&code=y"} {
+		r = httptest.NewRequest(http.MethodGet, target, nil)
+		r.Header.Set("Accept", "text/html")
+		r, _ = caddyRequest(r)
+		r.RemoteAddr = "203.0.113.9:4000"
+		r.AddCookie(&http.Cookie{Name: "oauthgate_session", Value: value})
+		if w, ok := serveGate(p, r); ok || w.Code != http.StatusBadRequest || len(w.Result().Cookies()) != 0 {
+			t.Errorf("%s over plain HTTP from afar: %d", target, w.Code)
+		}
+	}
 }
 
 func mustGet(b *testBrowser, key string) string {

@@ -82,7 +82,11 @@ func (ls *loginState) makeRelyingParty(ctx context.Context) (*relyingParty, erro
 		}
 	} else {
 		var rt http.RoundTripper
-		rp.clientID, rt, err = ls.app.LoginClient(ls.redirectURI, ls.postLogoutURI, ls.name, ls.audience, ls.scopes)
+		audience := ls.audience
+		if audience == audienceAny {
+			audience = "" // tokens for no API in particular
+		}
+		rp.clientID, rt, err = ls.app.LoginClient(ls.redirectURI, ls.postLogoutURI, ls.name, audience, ls.scopes)
 		if err != nil {
 			return nil, fmt.Errorf("registering the gate's client: %w", err)
 		}
