@@ -19,7 +19,7 @@ func sessionRequest(target, cookie string) *http.Request {
 	r := httptest.NewRequest(http.MethodGet, target, nil)
 	r.RemoteAddr = "127.0.0.1:5555"
 	r.Header.Set("Sec-Fetch-Mode", "navigate")
-	r.AddCookie(&http.Cookie{Name: "__Host-oauthgate_session", Value: cookie})
+	r.AddCookie(&http.Cookie{Name: "__Host-oauthgate_app", Value: cookie})
 	r.TLS = tlsState
 	r, _ = caddyRequest(r)
 	return r
@@ -62,7 +62,7 @@ func TestSessionRefresh(t *testing.T) {
 				t.Errorf("parallel request during refresh: %d", w.Code)
 			}
 			for _, c := range w.Result().Cookies() {
-				if c.Name == "__Host-oauthgate_session" {
+				if c.Name == "__Host-oauthgate_app" {
 					values[c.Value]++
 				}
 			}
