@@ -108,8 +108,8 @@ const (
 	defaultCookieName   = "oauthgate_app"
 	// serverCookieName is the authorization server's own session cookie
 	// (grants), which a gate's cookie must not be named after.
-	serverCookieName = "oauthgate_session"
-	defaultSessionTTL   = 12 * time.Hour
+	serverCookieName  = "oauthgate_session"
+	defaultSessionTTL = 12 * time.Hour
 	// loginTTL is how long a started sign-in may take.
 	loginTTL = 10 * time.Minute
 	// maxLoginCookies bounds the sign-ins in progress in one browser
