@@ -197,6 +197,16 @@ func TestLogout(t *testing.T) {
 	if rec := b.get(loc.String()); rec.Code != http.StatusFound && rec.Code != http.StatusSeeOther && rec.Code != http.StatusOK {
 		t.Errorf("the provider's logout answered %d", rec.Code)
 	}
+	// A provider without end_session_endpoint: straight to the
+	// post-logout URI.
+	rp, err := p.login.relyingParty(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp.endSession = ""
+	if rec := b.get("https://app.test/oauth2/logout"); rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "https://app.test/" {
+		t.Errorf("logout without end_session_endpoint: %d to %q", rec.Code, rec.Header().Get("Location"))
+	}
 	// POST works too; other methods do not.
 	r := httptest.NewRequest(http.MethodPost, "https://app.test/oauth2/logout", nil)
 	if rec := b.do(r); rec.Code != http.StatusSeeOther {
