@@ -38,6 +38,21 @@ func init() {
 //			introspection_cache_ttl <duration>
 //			leeway <duration>
 //		}]
+//		allow_users <user...>
+//		allow_groups <group...>
+//		groups_claim <claim>
+//		login {
+//			issuer <url>
+//			client_id <id>
+//			client_secret <secret>
+//			scopes <scope...>
+//			redirect_uri <url>
+//			callback_path <path>
+//			logout_path <path>
+//			post_logout_redirect_uri <url>
+//			cookie_name <name>
+//			session_ttl <duration>
+//		}
 //	}
 func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	p := new(Protect)
@@ -86,6 +101,18 @@ func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return terr
 			}
 			p.TrustIssuers = append(p.TrustIssuers, ti)
+		case "allow_users":
+			err = cfargs.ListArg(d, &p.AllowUsers)
+		case "allow_groups":
+			err = cfargs.ListArg(d, &p.AllowGroups)
+		case "groups_claim":
+			err = cfargs.OneArg(d, &p.GroupsClaim)
+		case "login":
+			if p.Login != nil {
+				return d.Err("login is given twice")
+			}
+			p.Login = new(Login)
+			err = p.Login.unmarshalCaddyfile(d)
 		case "block_preflight":
 			// Deprecated: preflights need a token by default now;
 			// kept so old configs load (Provision warns).

@@ -92,6 +92,23 @@ type Protect struct {
 	// then accepts their tokens only. Default: none.
 	TrustIssuers []*TrustIssuer `json:"trust_issuers,omitempty"`
 
+	// AllowUsers admits only these users, from a session or a token: the
+	// preferred_username claim, else sub. With allow_groups, either
+	// admits. Default: every user the provider signs in.
+	AllowUsers []string `json:"allow_users,omitempty"`
+
+	// AllowGroups admits only members of one of these groups, read from
+	// groups_claim (a string or an array of strings). Default: no group
+	// rule.
+	AllowGroups []string `json:"allow_groups,omitempty"`
+
+	// GroupsClaim is the claim allow_groups reads. Default: groups.
+	GroupsClaim string `json:"groups_claim,omitempty"`
+
+	// Login turns on browser mode: sign-in with a session cookie
+	// (login.go, docs/browser-login.md). Default: off, tokens only.
+	Login *Login `json:"login,omitempty"`
+
 	issuer      Issuer
 	logger      *zap.Logger
 	failures    *lograte.Limiter // "storage unavailable" lines, rate-limited
@@ -107,6 +124,10 @@ type Protect struct {
 	corsOn      bool
 	trusted     *trusted     // the trust_issuers at run time; nil for none
 	trustClient *http.Client // fetches from trusted issuers; tests set their own
+	login       *loginState // browser mode, or nil
+	// sessionStorage keeps the session key of a gate without the oauth
+	// app (Caddy's storage).
+	sessionStorage storageLike
 }
 
 // ForwardHeader copies one claim into one request header.
@@ -195,8 +216,9 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("oauth_protect: registering metrics: %w", err)
 	}
 	v, err := ctx.AppIfConfigured("oauth")
-	if errors.Is(err, caddy.ErrNotConfigured) && len(p.TrustIssuers) > 0 {
-		return p.provisionWith(nil) // external tokens only
+	p.sessionStorage = ctx.Storage()
+	if errors.Is(err, caddy.ErrNotConfigured) && (len(p.TrustIssuers) > 0 || p.Login != nil && p.Login.Issuer != "") {
+		return p.provisionWith(nil) // external tokens or an external provider only
 	}
 	if errors.Is(err, caddy.ErrNotConfigured) {
 		return errors.New("oauth_protect needs the `oauth` global option (with at least an issuer), or a trust_issuer")
@@ -286,7 +308,7 @@ func (p *Protect) provisionWith(iss Issuer) error {
 		p.corsOn = true
 	}
 	p.scopeList = strings.Join(p.Scopes, " ")
-	return nil
+	return p.provisionLogin(iss, p.sessionStorage)
 }
 
 // parseAudience checks an audience: an absolute URI (RFC 3986 §4.3)
@@ -388,6 +410,9 @@ func (p *Protect) Validate() error {
 		if err := ti.validate(p.Audience); err != nil {
 			return err
 		}
+	}
+	if err := p.validateLogin(); err != nil {
+		return err
 	}
 	if p.CORS != nil {
 		if p.ForwardPreflight {
@@ -565,6 +590,11 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		countGate(gateBadRequest)
 		return p.denyRequest(w, r, http.StatusBadRequest, "request trailers are not accepted here")
 	}
+	if p.login != nil {
+		if handled, err := p.serveBrowser(w, r, next); handled {
+			return err
+		}
+	}
 	token, status, code := tokens.BearerToken(r)
 	if status == 0 || status == http.StatusUnauthorized {
 		if st, desc := p.checkFormBody(r); st != 0 {
@@ -626,6 +656,10 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			countGate(gateScope)
 			return p.deny(w, r, http.StatusForbidden, "insufficient_scope", p.scopeList)
 		}
+	}
+	if !p.allowed(claims) {
+		countGate(gateForbidden)
+		return p.denyForbidden(w, r)
 	}
 	countGate(gateAllowed)
 	p.setIdentity(r, claims)
