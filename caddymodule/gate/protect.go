@@ -124,7 +124,7 @@ type Protect struct {
 	corsOn      bool
 	trusted     *trusted     // the trust_issuers at run time; nil for none
 	trustClient *http.Client // fetches from trusted issuers; tests set their own
-	login       *loginState // browser mode, or nil
+	login       *loginState  // browser mode, or nil
 	// sessionStorage keeps the session key of a gate without the oauth
 	// app (Caddy's storage).
 	sessionStorage storageLike
