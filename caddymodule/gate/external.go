@@ -51,6 +51,8 @@ type TrustIssuer struct {
 	// the gate check tokens that are not JWTs at the issuer's RFC 7662
 	// introspection endpoint (from discovery), authenticated with HTTP
 	// Basic (client_secret_basic). Both may use {env.*} placeholders.
+	// At most one trust_issuer of a gate may have them: every token
+	// presented to the gate that is not a JWT is sent to that issuer.
 	// Default: none; opaque tokens are then refused.
 	IntrospectionClientID     string `json:"introspection_client_id,omitempty"`
 	IntrospectionClientSecret string `json:"introspection_client_secret,omitempty"`
@@ -120,6 +122,30 @@ func (ti *TrustIssuer) validate(gateAud string) error {
 	}
 	if ti.IntrospectionCacheTTL < 0 || time.Duration(ti.IntrospectionCacheTTL) > maxIntrospectTTL {
 		return fmt.Errorf("%s: introspection_cache_ttl %s must be between 0 and %s", where, time.Duration(ti.IntrospectionCacheTTL), maxIntrospectTTL)
+	}
+	return nil
+}
+
+// validateTrustIssuers checks the trust_issuers of a gate with the
+// audience gateAud. At most one may introspect: an opaque token carries
+// no issuer, so every one presented is sent to the introspecting issuer,
+// and with two, each would receive the other's live tokens.
+func validateTrustIssuers(list []*TrustIssuer, gateAud string) error {
+	introspecting := ""
+	for _, ti := range list {
+		if ti == nil {
+			return errors.New("oauth_protect: trust_issuers has an empty entry")
+		}
+		if err := ti.validate(gateAud); err != nil {
+			return err
+		}
+		if ti.IntrospectionClientID == "" {
+			continue
+		}
+		if introspecting != "" {
+			return fmt.Errorf("oauth_protect: trust_issuer %q and %q both have introspect, but at most one trust_issuer may introspect: an opaque token does not say which issuer it is from, so every non-JWT token presented to the gate is sent to the introspecting issuer, and with two, each would receive the other's live tokens; keep introspect on one, and use JWT access tokens for the others", introspecting, ti.Issuer)
+		}
+		introspecting = ti.Issuer
 	}
 	return nil
 }
@@ -213,8 +239,10 @@ func (e *unavailableError) Unwrap() []error { return []error{errIssuerUnavailabl
 
 // trusted are the external issuers of one gate.
 type trusted struct {
-	byIssuer   map[string]*external
-	introspect []*external // those with introspection, in config order
+	byIssuer map[string]*external
+	// introspect is the one issuer with introspection (nil: none); every
+	// opaque token goes to it (see validateTrustIssuers).
+	introspect *external
 }
 
 // external is one trusted issuer at run time.
@@ -261,7 +289,10 @@ func (p *Protect) provisionTrusted() error {
 				ttl = defaultIntrospectTTL
 			}
 			e.cache = newIntrospectCache(ttl)
-			t.introspect = append(t.introspect, e)
+			if t.introspect != nil {
+				return fmt.Errorf("oauth_protect: trust_issuer %q and %q both have introspect; at most one trust_issuer may introspect", t.introspect.cfg.Issuer, ti.Issuer)
+			}
+			t.introspect = e
 		}
 		t.byIssuer[ti.Issuer] = e
 	}
@@ -305,16 +336,11 @@ func (p *Protect) externalClaims(token string, now time.Time) (c *tokens.AccessC
 		c, err := e.verifyJWT(msg, token, now)
 		return c, true, err
 	}
-	if strings.Count(token, ".") == 2 || len(p.trusted.introspect) == 0 {
+	if strings.Count(token, ".") == 2 || p.trusted.introspect == nil {
 		return nil, false, nil // a malformed JWS, or no one to ask
 	}
-	for i, e := range p.trusted.introspect {
-		c, err := e.introspect(p.trustClient, token, now)
-		if err == nil || errors.Is(err, errIssuerUnavailable) || i == len(p.trusted.introspect)-1 {
-			return c, true, err
-		}
-	}
-	return nil, false, nil
+	c, err = p.trusted.introspect.introspect(p.trustClient, token, now)
+	return c, true, err
 }
 
 // verifyJWT checks a JWT access token of this issuer: the key chosen by

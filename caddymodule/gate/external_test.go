@@ -463,7 +463,7 @@ func TestTrustIssuerIntrospection(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("issuer down: status %d", w.Code)
 	}
-	if p.trusted.introspect[0].cache.len() > maxIntrospectEntries {
+	if p.trusted.introspect.cache.len() > maxIntrospectEntries {
 		t.Fatal("cache over its bound")
 	}
 }
@@ -538,6 +538,10 @@ func TestTrustIssuerConfig(t *testing.T) {
 		{"trust_issuer https://login.test {\n audience billing\n}", "is not absolute"},
 		{"trust_issuer https://login.test {\n bogus\n}", `unknown option "bogus"`},
 		{"trust_issuer https://login.test\n trust_issuer https://login.test", "given twice"},
+		// Every opaque token would be sent to each introspecting issuer:
+		// one issuer would receive another's live tokens.
+		{"trust_issuer https://a.test {\n introspect gate s1\n}\n trust_issuer https://b.test {\n introspect gate s2\n}", "at most one trust_issuer may introspect"},
+		{"trust_issuer https://a.test {\n introspect gate s1\n}\n trust_issuer https://b.test", ""},
 	} {
 		_, err := provisionProtect("oauth_protect {\n audience https://api.test\n " + tt.block + "\n}")
 		switch {

@@ -381,13 +381,8 @@ func (p *Protect) Validate() error {
 			return fmt.Errorf("oauth_protect: strip_header cannot remove %s: the request needs it (Authorization is kept or removed by pass_authorization)", h)
 		}
 	}
-	for _, ti := range p.TrustIssuers {
-		if ti == nil {
-			return errors.New("oauth_protect: trust_issuers has an empty entry")
-		}
-		if err := ti.validate(p.Audience); err != nil {
-			return err
-		}
+	if err := validateTrustIssuers(p.TrustIssuers, p.Audience); err != nil {
+		return err
 	}
 	if p.CORS != nil {
 		if p.ForwardPreflight {
