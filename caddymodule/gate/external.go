@@ -326,7 +326,7 @@ func (p *Protect) externalClaims(token string, now time.Time) (c *tokens.AccessC
 		return nil, false, nil
 	}
 	if p.issuer != nil && strings.HasPrefix(token, tokens.OpaquePrefix) {
-		return nil, false, nil
+		return nil, false, nil // the app's first; foreignOpaque if it does not know it
 	}
 	e, isJWT, msg := p.trusted.route(token)
 	if isJWT {
@@ -341,6 +341,24 @@ func (p *Protect) externalClaims(token string, now time.Time) (c *tokens.AccessC
 	}
 	c, err = p.trusted.introspect.introspect(p.trustClient, token, now)
 	return c, true, err
+}
+
+// localMiss reports whether err is the oauth app's verifier not knowing
+// the opaque token: it may then be another caddy-oauthgate's, which
+// carries the same prefix. A token the app knows (expired, wrong
+// audience) or could not look up stays the app's to refuse.
+func localMiss(token string, err error) bool {
+	var te *tokens.TokenError
+	return strings.HasPrefix(token, tokens.OpaquePrefix) && errors.As(err, &te) && strings.HasPrefix(te.Reason, "unknown")
+}
+
+// foreignOpaque checks an opaque token the oauth app does not know at
+// the introspecting trusted issuer, if there is one.
+func (p *Protect) foreignOpaque(token string, now time.Time) (*tokens.AccessClaims, error) {
+	if p.trusted == nil || p.trusted.introspect == nil || len(token) > tokens.MaxTokenBytes {
+		return nil, &tokens.TokenError{Reason: "unknown opaque token"}
+	}
+	return p.trusted.introspect.introspect(p.trustClient, token, now)
 }
 
 // verifyJWT checks a JWT access token of this issuer: the key chosen by

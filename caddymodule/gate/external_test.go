@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,7 +24,9 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
+	"github.com/oauthgate/caddy-oauthgate/grants"
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
 )
 
 // signingKey is one key of a test provider.
@@ -560,5 +564,80 @@ func TestTrustIssuerConfig(t *testing.T) {
 	}
 	if !strings.Contains(string(p.prm), `"https://login.test"`) {
 		t.Errorf("the protected resource metadata does not name the trusted issuer: %s", p.prm)
+	}
+}
+
+// TestTrustIssuerForeignOpaque: on a gate with the oauth app, an opaque
+// token with this server's prefix that the app does not know (another
+// caddy-oauthgate's) goes to the introspecting issuer; the app's own
+// tokens still pass without it.
+func TestTrustIssuerForeignOpaque(t *testing.T) {
+	prov := newTestProvider(t)
+	app := startedIssuer(t)
+	p := externalGate(t, prov, app, "{\n introspect gate gate-secret\n }")
+	foreign := tokens.OpaquePrefix + "foreign-live-token"
+	prov.mu.Lock()
+	prov.active[foreign] = map[string]any{"active": true, "sub": "carol", "aud": "https://api.test", "scope": "read",
+		"exp": time.Now().Unix() + 600}
+	prov.mu.Unlock()
+
+	w, seen := callGate(t, p, foreign)
+	if w.Code != http.StatusOK || seen == nil || seen.Header.Get("X-Forwarded-User") != "carol" {
+		t.Fatalf("another oauthgate's opaque token: status %d", w.Code)
+	}
+	if got := prov.introHits.Load(); got != 1 {
+		t.Fatalf("%d introspection requests, want 1", got)
+	}
+	if w, _ := callGate(t, p, tokens.OpaquePrefix+"nobody-knows-it"); w.Code != http.StatusUnauthorized {
+		t.Errorf("an opaque token no one knows: status %d", w.Code)
+	}
+	prov.mu.Lock()
+	prov.introDown = true
+	prov.mu.Unlock()
+	if w, _ := callGate(t, p, tokens.OpaquePrefix+"while-down"); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("introspecting issuer down: status %d, want 503", w.Code)
+	}
+	// Without introspection, such a token is simply refused.
+	plain := externalGate(t, prov, app, "")
+	if w, _ := callGate(t, plain, foreign); w.Code != http.StatusUnauthorized {
+		t.Errorf("no introspection: status %d", w.Code)
+	}
+
+	// The app's own opaque tokens pass and are never sent out.
+	eng, err := grants.NewEngine(grants.Config{Issuer: "https://as.test", AccessTokenTTL: time.Hour,
+		Clients: []*grants.Client{{ClientSpec: grants.ClientSpec{ID: "svc", AuthMethod: grants.AuthSecretBasic, GrantTypes: []string{grants.GrantClientCredentials},
+			Scopes: []string{"read"}, Audience: []string{"https://api.test"}, AccessTokenFormat: grants.FormatOpaque}, SecretHash: grants.HashSecret(svcSecret)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "oauth.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := eng.Start(context.Background(), st, nil); err != nil {
+		t.Fatal(err)
+	}
+	prov.mu.Lock()
+	prov.introDown = false
+	prov.mu.Unlock()
+	own := externalGate(t, prov, testIssuer{eng: eng}, "{\n introspect gate gate-secret\n }")
+	r := httptest.NewRequest(http.MethodPost, "https://as.test/oauth/token", strings.NewReader("grant_type=client_credentials&scope=read"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.SetBasicAuth("svc", svcSecret)
+	rec := httptest.NewRecorder()
+	eng.ServeHTTP(rec, r)
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &tr); err != nil || !strings.HasPrefix(tr.AccessToken, tokens.OpaquePrefix) {
+		t.Fatalf("opaque token: %s", rec.Body)
+	}
+	before := prov.introHits.Load()
+	if w, _ := callGate(t, own, tr.AccessToken); w.Code != http.StatusOK {
+		t.Errorf("the app's own opaque token: status %d", w.Code)
+	}
+	if prov.introHits.Load() != before {
+		t.Error("the app's own opaque token was sent to the trusted issuer")
 	}
 }
