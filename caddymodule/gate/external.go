@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -33,8 +34,10 @@ type TrustIssuer struct {
 	// http only for a loopback host, for tests). Required.
 	Issuer string `json:"issuer"`
 
-	// Audience is the value the token's aud claim must contain.
-	// Default: the gate's audience (which must then not be `any`).
+	// Audience is the value the token's aud claim must contain: any
+	// printable string without spaces or quotes, as the issuer writes it
+	// (a URI, or Entra ID v2's client id GUID). Default: the gate's
+	// audience (which must then not be `any`).
 	Audience string `json:"audience,omitempty"`
 
 	// Algorithms are the JWS algorithms accepted, from RS256, RS384,
@@ -103,8 +106,8 @@ func (ti *TrustIssuer) validate(gateAud string) error {
 	if aud == audienceAny {
 		return fmt.Errorf("%s: needs an audience: the gate's is `any`, and a foreign issuer's tokens for other APIs must not pass; set audience to the aud value the issuer puts in tokens for this API", where)
 	}
-	if _, err := parseAudience(aud); err != nil && ti.Audience != "" {
-		return fmt.Errorf("%s: %v", where, err)
+	if ti.Audience != "" && !audienceValue(ti.Audience) {
+		return fmt.Errorf("%s: audience %q must be the aud value the issuer puts in tokens for this API, printable, without spaces or quotes (such as api://legacy, https://api.example.com or Entra ID's client id 6f1e0c1a-…)", where, ti.Audience)
 	}
 	for _, a := range ti.Algorithms {
 		if !slices.Contains(trustAlgs, a) {
@@ -148,6 +151,18 @@ func validateTrustIssuers(list []*TrustIssuer, gateAud string) error {
 		introspecting = ti.Issuer
 	}
 	return nil
+}
+
+// audienceValue accepts a trust_issuer audience: the issuer, not this
+// server, decides its form (Entra ID v2 puts the API's client id GUID in
+// aud), so any printable string without spaces or quotes is one.
+func audienceValue(aud string) bool {
+	for _, r := range aud {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) || r == '"' || r == '\'' || r == '`' {
+			return false
+		}
+	}
+	return aud != ""
 }
 
 // checkRemoteURL accepts an https URL, or plain http to a loopback host

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -539,7 +540,12 @@ func TestTrustIssuerConfig(t *testing.T) {
 		{"trust_issuer https://login.test {\n introspect gate\n}", "introspect needs a client id and a secret"},
 		{"trust_issuer https://login.test {\n leeway 1h\n}", "leeway"},
 		{"trust_issuer https://login.test {\n introspection_cache_ttl 1h\n}", "introspection_cache_ttl"},
-		{"trust_issuer https://login.test {\n audience billing\n}", "is not absolute"},
+		// Entra ID v2 puts the API's client id (a GUID) in aud.
+		{"trust_issuer https://login.test {\n audience billing\n}", ""},
+		{"trust_issuer https://login.test {\n audience 6f1e0c1a-0000-0000-0000-000000000000\n}", ""},
+		{"trust_issuer https://login.test {\n audience \"two words\"\n}", "audience"},
+		{"trust_issuer https://login.test {\n audience `say\"what`\n}", "audience"},
+		{"trust_issuer https://login.test {\n audience \"tab\tbed\"\n}", "audience"},
 		{"trust_issuer https://login.test {\n bogus\n}", `unknown option "bogus"`},
 		{"trust_issuer https://login.test\n trust_issuer https://login.test", "given twice"},
 		// Every opaque token would be sent to each introspecting issuer:
@@ -639,5 +645,28 @@ func TestTrustIssuerForeignOpaque(t *testing.T) {
 	}
 	if prov.introHits.Load() != before {
 		t.Error("the app's own opaque token was sent to the trusted issuer")
+	}
+}
+
+// TestTrustIssuerDocExamples: every oauth_protect example of
+// docs/external-tokens.md loads exactly as written.
+func TestTrustIssuerDocExamples(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "external-tokens.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, block := range strings.Split(string(doc), "```caddyfile\n")[1:] {
+		src, _, _ := strings.Cut(block, "```")
+		if !strings.HasPrefix(src, "oauth_protect {") {
+			continue
+		}
+		n++
+		if _, err := provisionProtect(src); err != nil {
+			t.Errorf("the example\n%s\ndoes not load: %v", src, err)
+		}
+	}
+	if n < 3 {
+		t.Fatalf("%d oauth_protect examples found in docs/external-tokens.md, want the Keycloak, Entra ID and Auth0 ones", n)
 	}
 }
