@@ -409,6 +409,9 @@ func (e *external) verifyJWT(msg *jws.Message, token string, now time.Time) (*to
 	if err != nil {
 		return nil, &tokens.TokenError{Reason: "signature does not verify"}
 	}
+	if reason := notAnAccessToken(payload); reason != "" {
+		return nil, &tokens.TokenError{Reason: reason}
+	}
 	c, err := externalAccessClaims(payload)
 	if err != nil {
 		return nil, err
@@ -449,6 +452,40 @@ func acceptedTyp(typ string) bool {
 		return true
 	}
 	return false
+}
+
+// notAnAccessToken says why a verified JWT is another kind of token the
+// issuer signs with the same keys, or "" for none. Many issuers label
+// their ID tokens typ JWT like their access tokens, and an ID token's
+// aud is a client id, which may be the audience configured here, so
+// the claims must tell: at_hash and c_hash exist only in ID tokens
+// (OIDC Core §3.1.3.6, §3.3.2.11); Keycloak marks its tokens with a
+// payload typ of Bearer, ID or Refresh; and a nonce with no scope at
+// all is an ID token (access tokens that carry a nonce, as Keycloak's
+// do, carry a scope too).
+func notAnAccessToken(payload []byte) string {
+	var m struct {
+		AtHash json.RawMessage `json:"at_hash"`
+		CHash  json.RawMessage `json:"c_hash"`
+		Typ    json.RawMessage `json:"typ"`
+		Nonce  json.RawMessage `json:"nonce"`
+		Scope  json.RawMessage `json:"scope"`
+		Scp    json.RawMessage `json:"scp"`
+	}
+	if json.Unmarshal(payload, &m) != nil {
+		return "" // externalAccessClaims says what is wrong
+	}
+	var typ string
+	_ = json.Unmarshal(m.Typ, &typ)
+	switch {
+	case m.AtHash != nil || m.CHash != nil:
+		return "an ID token (at_hash or c_hash), not an access token"
+	case strings.EqualFold(typ, "ID") || strings.EqualFold(typ, "Refresh"):
+		return "typ claim " + typ + " is not an access token's"
+	case m.Nonce != nil && m.Scope == nil && m.Scp == nil:
+		return "an ID token (nonce and no scope), not an access token"
+	}
+	return ""
 }
 
 // lookupKey picks the key for kid from set. A token without kid is

@@ -238,6 +238,12 @@ func TestTrustIssuerAccepts(t *testing.T) {
 		}
 	}
 
+	// Keycloak's access tokens: payload typ Bearer, and a nonce beside the scope.
+	w, _ = callGate(t, p, sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"typ": "Bearer", "nonce": "n"})))
+	if w.Code != http.StatusOK {
+		t.Fatalf("Keycloak-style access token: status %d", w.Code)
+	}
+
 	w, seen = callGate(t, p, sign(t, k1, nil, prov.claims(map[string]any{"scope": "write"})))
 	if w.Code != http.StatusForbidden || seen != nil || !strings.Contains(w.Header().Get("WWW-Authenticate"), `error="insufficient_scope"`) {
 		t.Fatalf("missing scope: status %d, %q", w.Code, w.Header().Get("WWW-Authenticate"))
@@ -292,7 +298,14 @@ func TestTrustIssuerRefuses(t *testing.T) {
 		"jku to the attacker's keys": sign(t, signingKey{kid: "evil", alg: "RS256", priv: evilKey.priv},
 			map[string]any{"jku": evil.srv.URL + "/jwks", "x5u": evil.srv.URL + "/x5u"}, prov.claims(nil)),
 		"scope of the wrong type": sign(t, k1, nil, prov.claims(map[string]any{"scope": 7})),
-		"not a JWT at all":        "opaque-token-without-introspection",
+		// ID tokens (and Keycloak's refresh tokens) whose aud is the API.
+		"ID token with at_hash":         sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"at_hash": "x"})),
+		"ID token with c_hash":          sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"c_hash": "x"})),
+		"Keycloak typ ID":               sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"typ": "ID"})),
+		"Keycloak typ Refresh":          sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"typ": "Refresh"})),
+		"nonce and no scope":            sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"nonce": "n", "scope": nil})),
+		"nonce and no scope, no header": sign(t, k1, map[string]any{"typ": ""}, prov.claims(map[string]any{"nonce": "n", "scope": nil})),
+		"not a JWT at all":              "opaque-token-without-introspection",
 	} {
 		w, seen := callGate(t, p, tok)
 		if w.Code != http.StatusUnauthorized || seen != nil || !strings.Contains(w.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
