@@ -683,3 +683,36 @@ func TestTrustIssuerDocExamples(t *testing.T) {
 		t.Fatalf("%d oauth_protect examples found in docs/external-tokens.md, want the Keycloak, Entra ID and Auth0 ones", n)
 	}
 }
+
+// TestTrustIssuerIntrospectionTokenType: an active introspection answer
+// for another kind of token (a refresh token the issuer also
+// introspects) is refused; access_token and Bearer, in any case, pass.
+func TestTrustIssuerIntrospectionTokenType(t *testing.T) {
+	prov := newTestProvider(t)
+	p := externalGate(t, prov, nil, "{\n introspect gate gate-secret\n }")
+	exp := time.Now().Unix() + 600
+	cases := map[string]int{
+		"refresh_token": http.StatusUnauthorized,
+		"Refresh":       http.StatusUnauthorized,
+		"id_token":      http.StatusUnauthorized,
+		"DPoP":          http.StatusUnauthorized,
+		"":              http.StatusUnauthorized, // present but empty
+		"access_token":  http.StatusOK,
+		"Bearer":        http.StatusOK,
+		"BEARER":        http.StatusOK,
+	}
+	prov.mu.Lock()
+	for tt := range cases {
+		prov.active["opaque-"+tt] = map[string]any{"active": true, "sub": "bob", "aud": "https://api.test", "scope": "read", "exp": exp, "token_type": tt}
+	}
+	prov.active["opaque-none"] = map[string]any{"active": true, "sub": "bob", "aud": "https://api.test", "scope": "read", "exp": exp}
+	prov.active["opaque-keycloak-refresh"] = map[string]any{"active": true, "sub": "bob", "aud": "https://api.test", "scope": "read", "exp": exp, "typ": "Refresh"}
+	prov.mu.Unlock()
+	cases["none"] = http.StatusOK
+	cases["keycloak-refresh"] = http.StatusUnauthorized
+	for tt, want := range cases {
+		if w, _ := callGate(t, p, "opaque-"+tt); w.Code != want {
+			t.Errorf("token_type %q: status %d, want %d", tt, w.Code, want)
+		}
+	}
+}
