@@ -2,6 +2,7 @@ package gate
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -381,6 +382,12 @@ func (p *Protect) foreignOpaque(token string, now time.Time) (*tokens.AccessClai
 // an algorithm from the pinned list that the key allows, the RFC 9068
 // typ, and the claims.
 func (e *external) verifyJWT(msg *jws.Message, token string, now time.Time) (*tokens.AccessClaims, error) {
+	if hasCrit(token) {
+		// RFC 7515 §4.1.11: a recipient that does not understand every
+		// extension crit lists must refuse the JWS; the gate understands
+		// none.
+		return nil, &tokens.TokenError{Reason: "crit header: no JWS extension is understood"}
+	}
 	h := msg.Signatures()[0].ProtectedHeaders()
 	alg, _ := h.Algorithm()
 	if !slices.Contains(e.algs, alg.String()) {
@@ -426,6 +433,24 @@ func (e *external) verifyJWT(msg *jws.Message, token string, now time.Time) (*to
 		return nil, &tokens.TokenError{Reason: "exp missing"}
 	}
 	return c, e.checkTimes(c, now)
+}
+
+// hasCrit reports whether the protected header of the compact JWS token
+// has a crit member, whatever its value (an empty list is malformed,
+// RFC 7515 §4.1.11). A header that is not strict base64url JSON counts
+// as having one: what the gate cannot read, it must not accept.
+func hasCrit(token string) bool {
+	seg, _, _ := strings.Cut(token, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return true
+	}
+	var h map[string]json.RawMessage
+	if json.Unmarshal(raw, &h) != nil {
+		return true
+	}
+	_, ok := h["crit"]
+	return ok
 }
 
 // checkTimes applies exp, nbf and iat with the issuer's leeway.

@@ -306,6 +306,9 @@ func TestTrustIssuerRefuses(t *testing.T) {
 		"nonce and no scope":            sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"nonce": "n", "scope": nil})),
 		"nonce and no scope, no header": sign(t, k1, map[string]any{"typ": ""}, prov.claims(map[string]any{"nonce": "n", "scope": nil})),
 		"not a JWT at all":              "opaque-token-without-introspection",
+		// RFC 7515 §4.1.11: the gate understands no extension.
+		"crit extension": sign(t, k1, map[string]any{"crit": []string{"urn:example:ext"}, "urn:example:ext": "must be understood"}, prov.claims(nil)),
+		"crit empty":     sign(t, k1, map[string]any{"crit": []string{}}, prov.claims(nil)),
 	} {
 		w, seen := callGate(t, p, tok)
 		if w.Code != http.StatusUnauthorized || seen != nil || !strings.Contains(w.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
