@@ -547,13 +547,13 @@ func externalAccessClaims(payload []byte) (*tokens.AccessClaims, error) {
 	if _, ok := m["scope"]; ok {
 		s, ok := spaceList(m["scope"])
 		if !ok {
-			return nil, &tokens.TokenError{Reason: "scope is neither a string nor an array of strings"}
+			return nil, &tokens.TokenError{Reason: "scope is neither a string nor an array of scope tokens"}
 		}
 		m["scope"], changed = s, true
 	} else if scp, ok := m["scp"]; ok {
 		s, ok := spaceList(scp)
 		if !ok {
-			return nil, &tokens.TokenError{Reason: "scp is neither a string nor an array of strings"}
+			return nil, &tokens.TokenError{Reason: "scp is neither a string nor an array of scope tokens"}
 		}
 		m["scope"], changed = s, true
 	}
@@ -593,13 +593,20 @@ func externalAccessClaims(payload []byte) (*tokens.AccessClaims, error) {
 }
 
 // spaceList renders a string or an array of strings as one JSON string,
-// space-separated.
+// space-separated. An array entry must be one scope token (RFC 6749
+// §3.3): an empty one, or one with whitespace, which joining would turn
+// into other scopes (["x read"] into x and read), refuses the token.
 func spaceList(raw json.RawMessage) (json.RawMessage, bool) {
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
 		var list []string
 		if json.Unmarshal(raw, &list) != nil {
 			return nil, false
+		}
+		for _, v := range list {
+			if v == "" || strings.IndexFunc(v, unicode.IsSpace) >= 0 {
+				return nil, false
+			}
 		}
 		s = strings.Join(list, " ")
 	}

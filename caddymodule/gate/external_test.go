@@ -306,6 +306,10 @@ func TestTrustIssuerRefuses(t *testing.T) {
 		"nonce and no scope":            sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"nonce": "n", "scope": nil})),
 		"nonce and no scope, no header": sign(t, k1, map[string]any{"typ": ""}, prov.claims(map[string]any{"nonce": "n", "scope": nil})),
 		"not a JWT at all":              "opaque-token-without-introspection",
+		// An array entry with a space would become two scopes.
+		"scope array entry with a space": sign(t, k1, nil, prov.claims(map[string]any{"scope": []string{"x read"}})),
+		"scp array entry with a tab":     sign(t, k1, nil, prov.claims(map[string]any{"scope": nil, "scp": []string{"x\tread"}})),
+		"scope array entry empty":        sign(t, k1, nil, prov.claims(map[string]any{"scope": []string{"read", ""}})),
 		// RFC 7515 §4.1.11: the gate understands no extension.
 		"crit extension": sign(t, k1, map[string]any{"crit": []string{"urn:example:ext"}, "urn:example:ext": "must be understood"}, prov.claims(nil)),
 		"crit empty":     sign(t, k1, map[string]any{"crit": []string{}}, prov.claims(nil)),
