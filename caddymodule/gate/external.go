@@ -32,7 +32,8 @@ import (
 type TrustIssuer struct {
 	// Issuer is the issuer identifier, exactly as the tokens' iss claim
 	// and the issuer's discovery document carry it: an https URL (plain
-	// http only for a loopback host, for tests). Required.
+	// http only for a loopback host: localhost, 127.0.0.1 or ::1, for
+	// tests). Required.
 	Issuer string `json:"issuer"`
 
 	// Audience is the value the token's aud claim must contain: any
@@ -176,7 +177,7 @@ func checkRemoteURL(raw string, query bool) error {
 	}
 	switch {
 	case u.Scheme != "https" && !(u.Scheme == "http" && tokens.IsLoopbackHost(u.Hostname())):
-		return fmt.Errorf("%q must be an https URL (plain http only for localhost)", raw)
+		return fmt.Errorf("%q must be an https URL (plain http only for a loopback host: localhost, 127.0.0.1 or ::1)", raw)
 	case u.Host == "" || u.User != nil:
 		return fmt.Errorf("%q needs a host and no user info", raw)
 	case u.Fragment != "" || strings.Contains(raw, "#"):

@@ -551,7 +551,10 @@ func TestTrustIssuerConfig(t *testing.T) {
 		{"trust_issuer https://login.test {\n audience api://legacy\n jwks_uri https://login.test/keys?v=2\n introspect gate s3cret\n introspection_cache_ttl 2m\n}", ""},
 		{"trust_issuer", "needs the issuer identifier"},
 		{"trust_issuer https://a.test https://b.test", "takes one issuer"},
-		{"trust_issuer http://login.test", "must be an https URL"},
+		{"trust_issuer http://login.test", "must be an https URL (plain http only for a loopback host: localhost, 127.0.0.1 or ::1)"},
+		{"trust_issuer http://127.0.0.1:8080/realms/x", ""},
+		{"trust_issuer http://[::1]:8080/realms/x {\n jwks_uri http://127.0.0.1:8080/keys\n}", ""},
+		{"trust_issuer http://127.0.0.2:8080", "must be an https URL"},
 		{"trust_issuer https://login.test?x=1", "must not have a query"},
 		{"trust_issuer https://login.test#x", "fragment"},
 		{"trust_issuer https://login.test {\n algs HS256\n}", `algorithm "HS256" is not accepted`},
@@ -685,6 +688,10 @@ func TestTrustIssuerDocExamples(t *testing.T) {
 		if _, err := provisionProtect(src); err != nil {
 			t.Errorf("the example\n%s\ndoes not load: %v", src, err)
 		}
+	}
+	// The plain-http rule as the code applies it (tokens.IsLoopbackHost).
+	if !strings.Contains(strings.Join(strings.Fields(string(doc)), " "), "plain http only for a loopback host: `localhost`, `127.0.0.1` or `::1`") {
+		t.Error("docs/external-tokens.md does not state which hosts may be fetched over plain http")
 	}
 	if n < 3 {
 		t.Fatalf("%d oauth_protect examples found in docs/external-tokens.md, want the Keycloak, Entra ID and Auth0 ones", n)
