@@ -2,6 +2,7 @@ package gate
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -30,11 +32,14 @@ import (
 type TrustIssuer struct {
 	// Issuer is the issuer identifier, exactly as the tokens' iss claim
 	// and the issuer's discovery document carry it: an https URL (plain
-	// http only for a loopback host, for tests). Required.
+	// http only for a loopback host: localhost, 127.0.0.1 or ::1, for
+	// tests). Required.
 	Issuer string `json:"issuer"`
 
-	// Audience is the value the token's aud claim must contain.
-	// Default: the gate's audience (which must then not be `any`).
+	// Audience is the value the token's aud claim must contain: any
+	// printable string without spaces or quotes, as the issuer writes it
+	// (a URI, or Entra ID v2's client id GUID). Default: the gate's
+	// audience (which must then not be `any`).
 	Audience string `json:"audience,omitempty"`
 
 	// Algorithms are the JWS algorithms accepted, from RS256, RS384,
@@ -51,6 +56,8 @@ type TrustIssuer struct {
 	// the gate check tokens that are not JWTs at the issuer's RFC 7662
 	// introspection endpoint (from discovery), authenticated with HTTP
 	// Basic (client_secret_basic). Both may use {env.*} placeholders.
+	// At most one trust_issuer of a gate may have them: every token
+	// presented to the gate that is not a JWT is sent to that issuer.
 	// Default: none; opaque tokens are then refused.
 	IntrospectionClientID     string `json:"introspection_client_id,omitempty"`
 	IntrospectionClientSecret string `json:"introspection_client_secret,omitempty"`
@@ -101,8 +108,8 @@ func (ti *TrustIssuer) validate(gateAud string) error {
 	if aud == audienceAny {
 		return fmt.Errorf("%s: needs an audience: the gate's is `any`, and a foreign issuer's tokens for other APIs must not pass; set audience to the aud value the issuer puts in tokens for this API", where)
 	}
-	if _, err := parseAudience(aud); err != nil && ti.Audience != "" {
-		return fmt.Errorf("%s: %v", where, err)
+	if ti.Audience != "" && !audienceValue(ti.Audience) {
+		return fmt.Errorf("%s: audience %q must be the aud value the issuer puts in tokens for this API, printable, without spaces or quotes (such as api://legacy, https://api.example.com or Entra ID's client id 6f1e0c1a-…)", where, ti.Audience)
 	}
 	for _, a := range ti.Algorithms {
 		if !slices.Contains(trustAlgs, a) {
@@ -124,6 +131,42 @@ func (ti *TrustIssuer) validate(gateAud string) error {
 	return nil
 }
 
+// validateTrustIssuers checks the trust_issuers of a gate with the
+// audience gateAud. At most one may introspect: an opaque token carries
+// no issuer, so every one presented is sent to the introspecting issuer,
+// and with two, each would receive the other's live tokens.
+func validateTrustIssuers(list []*TrustIssuer, gateAud string) error {
+	introspecting := ""
+	for _, ti := range list {
+		if ti == nil {
+			return errors.New("oauth_protect: trust_issuers has an empty entry")
+		}
+		if err := ti.validate(gateAud); err != nil {
+			return err
+		}
+		if ti.IntrospectionClientID == "" {
+			continue
+		}
+		if introspecting != "" {
+			return fmt.Errorf("oauth_protect: trust_issuer %q and %q both have introspect, but at most one trust_issuer may introspect: an opaque token does not say which issuer it is from, so every non-JWT token presented to the gate is sent to the introspecting issuer, and with two, each would receive the other's live tokens; keep introspect on one, and use JWT access tokens for the others", introspecting, ti.Issuer)
+		}
+		introspecting = ti.Issuer
+	}
+	return nil
+}
+
+// audienceValue accepts a trust_issuer audience: the issuer, not this
+// server, decides its form (Entra ID v2 puts the API's client id GUID in
+// aud), so any printable string without spaces or quotes is one.
+func audienceValue(aud string) bool {
+	for _, r := range aud {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) || r == '"' || r == '\'' || r == '`' {
+			return false
+		}
+	}
+	return aud != ""
+}
+
 // checkRemoteURL accepts an https URL, or plain http to a loopback host
 // (a provider in a test, or on this machine); an issuer has no query
 // either (RFC 8414 §2). Nothing else may be fetched.
@@ -134,7 +177,7 @@ func checkRemoteURL(raw string, query bool) error {
 	}
 	switch {
 	case u.Scheme != "https" && !(u.Scheme == "http" && tokens.IsLoopbackHost(u.Hostname())):
-		return fmt.Errorf("%q must be an https URL (plain http only for localhost)", raw)
+		return fmt.Errorf("%q must be an https URL (plain http only for a loopback host: localhost, 127.0.0.1 or ::1)", raw)
 	case u.Host == "" || u.User != nil:
 		return fmt.Errorf("%q needs a host and no user info", raw)
 	case u.Fragment != "" || strings.Contains(raw, "#"):
@@ -213,8 +256,10 @@ func (e *unavailableError) Unwrap() []error { return []error{errIssuerUnavailabl
 
 // trusted are the external issuers of one gate.
 type trusted struct {
-	byIssuer   map[string]*external
-	introspect []*external // those with introspection, in config order
+	byIssuer map[string]*external
+	// introspect is the one issuer with introspection (nil: none); every
+	// opaque token goes to it (see validateTrustIssuers).
+	introspect *external
 }
 
 // external is one trusted issuer at run time.
@@ -261,7 +306,10 @@ func (p *Protect) provisionTrusted() error {
 				ttl = defaultIntrospectTTL
 			}
 			e.cache = newIntrospectCache(ttl)
-			t.introspect = append(t.introspect, e)
+			if t.introspect != nil {
+				return fmt.Errorf("oauth_protect: trust_issuer %q and %q both have introspect; at most one trust_issuer may introspect", t.introspect.cfg.Issuer, ti.Issuer)
+			}
+			t.introspect = e
 		}
 		t.byIssuer[ti.Issuer] = e
 	}
@@ -295,7 +343,7 @@ func (p *Protect) externalClaims(token string, now time.Time) (c *tokens.AccessC
 		return nil, false, nil
 	}
 	if p.issuer != nil && strings.HasPrefix(token, tokens.OpaquePrefix) {
-		return nil, false, nil
+		return nil, false, nil // the app's first; foreignOpaque if it does not know it
 	}
 	e, isJWT, msg := p.trusted.route(token)
 	if isJWT {
@@ -305,16 +353,29 @@ func (p *Protect) externalClaims(token string, now time.Time) (c *tokens.AccessC
 		c, err := e.verifyJWT(msg, token, now)
 		return c, true, err
 	}
-	if strings.Count(token, ".") == 2 || len(p.trusted.introspect) == 0 {
+	if strings.Count(token, ".") == 2 || p.trusted.introspect == nil {
 		return nil, false, nil // a malformed JWS, or no one to ask
 	}
-	for i, e := range p.trusted.introspect {
-		c, err := e.introspect(p.trustClient, token, now)
-		if err == nil || errors.Is(err, errIssuerUnavailable) || i == len(p.trusted.introspect)-1 {
-			return c, true, err
-		}
+	c, err = p.trusted.introspect.introspect(p.trustClient, token, now)
+	return c, true, err
+}
+
+// localMiss reports whether err is the oauth app's verifier not knowing
+// the opaque token: it may then be another caddy-oauthgate's, which
+// carries the same prefix. A token the app knows (expired, wrong
+// audience) or could not look up stays the app's to refuse.
+func localMiss(token string, err error) bool {
+	var te *tokens.TokenError
+	return strings.HasPrefix(token, tokens.OpaquePrefix) && errors.As(err, &te) && strings.HasPrefix(te.Reason, "unknown")
+}
+
+// foreignOpaque checks an opaque token the oauth app does not know at
+// the introspecting trusted issuer, if there is one.
+func (p *Protect) foreignOpaque(token string, now time.Time) (*tokens.AccessClaims, error) {
+	if p.trusted == nil || p.trusted.introspect == nil || len(token) > tokens.MaxTokenBytes {
+		return nil, &tokens.TokenError{Reason: "unknown opaque token"}
 	}
-	return nil, false, nil
+	return p.trusted.introspect.introspect(p.trustClient, token, now)
 }
 
 // verifyJWT checks a JWT access token of this issuer: the key chosen by
@@ -322,6 +383,12 @@ func (p *Protect) externalClaims(token string, now time.Time) (c *tokens.AccessC
 // an algorithm from the pinned list that the key allows, the RFC 9068
 // typ, and the claims.
 func (e *external) verifyJWT(msg *jws.Message, token string, now time.Time) (*tokens.AccessClaims, error) {
+	if hasCrit(token) {
+		// RFC 7515 §4.1.11: a recipient that does not understand every
+		// extension crit lists must refuse the JWS; the gate understands
+		// none.
+		return nil, &tokens.TokenError{Reason: "crit header: no JWS extension is understood"}
+	}
 	h := msg.Signatures()[0].ProtectedHeaders()
 	alg, _ := h.Algorithm()
 	if !slices.Contains(e.algs, alg.String()) {
@@ -350,6 +417,9 @@ func (e *external) verifyJWT(msg *jws.Message, token string, now time.Time) (*to
 	if err != nil {
 		return nil, &tokens.TokenError{Reason: "signature does not verify"}
 	}
+	if reason := notAnAccessToken(payload); reason != "" {
+		return nil, &tokens.TokenError{Reason: reason}
+	}
 	c, err := externalAccessClaims(payload)
 	if err != nil {
 		return nil, err
@@ -364,6 +434,24 @@ func (e *external) verifyJWT(msg *jws.Message, token string, now time.Time) (*to
 		return nil, &tokens.TokenError{Reason: "exp missing"}
 	}
 	return c, e.checkTimes(c, now)
+}
+
+// hasCrit reports whether the protected header of the compact JWS token
+// has a crit member, whatever its value (an empty list is malformed,
+// RFC 7515 §4.1.11). A header that is not strict base64url JSON counts
+// as having one: what the gate cannot read, it must not accept.
+func hasCrit(token string) bool {
+	seg, _, _ := strings.Cut(token, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return true
+	}
+	var h map[string]json.RawMessage
+	if json.Unmarshal(raw, &h) != nil {
+		return true
+	}
+	_, ok := h["crit"]
+	return ok
 }
 
 // checkTimes applies exp, nbf and iat with the issuer's leeway.
@@ -390,6 +478,40 @@ func acceptedTyp(typ string) bool {
 		return true
 	}
 	return false
+}
+
+// notAnAccessToken says why a verified JWT is another kind of token the
+// issuer signs with the same keys, or "" for none. Many issuers label
+// their ID tokens typ JWT like their access tokens, and an ID token's
+// aud is a client id, which may be the audience configured here, so
+// the claims must tell: at_hash and c_hash exist only in ID tokens
+// (OIDC Core §3.1.3.6, §3.3.2.11); Keycloak marks its tokens with a
+// payload typ of Bearer, ID or Refresh; and a nonce with no scope at
+// all is an ID token (access tokens that carry a nonce, as Keycloak's
+// do, carry a scope too).
+func notAnAccessToken(payload []byte) string {
+	var m struct {
+		AtHash json.RawMessage `json:"at_hash"`
+		CHash  json.RawMessage `json:"c_hash"`
+		Typ    json.RawMessage `json:"typ"`
+		Nonce  json.RawMessage `json:"nonce"`
+		Scope  json.RawMessage `json:"scope"`
+		Scp    json.RawMessage `json:"scp"`
+	}
+	if json.Unmarshal(payload, &m) != nil {
+		return "" // externalAccessClaims says what is wrong
+	}
+	var typ string
+	_ = json.Unmarshal(m.Typ, &typ)
+	switch {
+	case m.AtHash != nil || m.CHash != nil:
+		return "an ID token (at_hash or c_hash), not an access token"
+	case strings.EqualFold(typ, "ID") || strings.EqualFold(typ, "Refresh"):
+		return "typ claim " + typ + " is not an access token's"
+	case m.Nonce != nil && m.Scope == nil && m.Scp == nil:
+		return "an ID token (nonce and no scope), not an access token"
+	}
+	return ""
 }
 
 // lookupKey picks the key for kid from set. A token without kid is
@@ -426,13 +548,13 @@ func externalAccessClaims(payload []byte) (*tokens.AccessClaims, error) {
 	if _, ok := m["scope"]; ok {
 		s, ok := spaceList(m["scope"])
 		if !ok {
-			return nil, &tokens.TokenError{Reason: "scope is neither a string nor an array of strings"}
+			return nil, &tokens.TokenError{Reason: "scope is neither a string nor an array of scope tokens"}
 		}
 		m["scope"], changed = s, true
 	} else if scp, ok := m["scp"]; ok {
 		s, ok := spaceList(scp)
 		if !ok {
-			return nil, &tokens.TokenError{Reason: "scp is neither a string nor an array of strings"}
+			return nil, &tokens.TokenError{Reason: "scp is neither a string nor an array of scope tokens"}
 		}
 		m["scope"], changed = s, true
 	}
@@ -472,13 +594,20 @@ func externalAccessClaims(payload []byte) (*tokens.AccessClaims, error) {
 }
 
 // spaceList renders a string or an array of strings as one JSON string,
-// space-separated.
+// space-separated. An array entry must be one scope token (RFC 6749
+// §3.3): an empty one, or one with whitespace, which joining would turn
+// into other scopes (["x read"] into x and read), refuses the token.
 func spaceList(raw json.RawMessage) (json.RawMessage, bool) {
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
 		var list []string
 		if json.Unmarshal(raw, &list) != nil {
 			return nil, false
+		}
+		for _, v := range list {
+			if v == "" || strings.IndexFunc(v, unicode.IsSpace) >= 0 {
+				return nil, false
+			}
 		}
 		s = strings.Join(list, " ")
 	}

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,6 +12,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,7 +25,9 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
+	"github.com/oauthgate/caddy-oauthgate/grants"
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
 )
 
 // signingKey is one key of a test provider.
@@ -233,6 +238,12 @@ func TestTrustIssuerAccepts(t *testing.T) {
 		}
 	}
 
+	// Keycloak's access tokens: payload typ Bearer, and a nonce beside the scope.
+	w, _ = callGate(t, p, sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"typ": "Bearer", "nonce": "n"})))
+	if w.Code != http.StatusOK {
+		t.Fatalf("Keycloak-style access token: status %d", w.Code)
+	}
+
 	w, seen = callGate(t, p, sign(t, k1, nil, prov.claims(map[string]any{"scope": "write"})))
 	if w.Code != http.StatusForbidden || seen != nil || !strings.Contains(w.Header().Get("WWW-Authenticate"), `error="insufficient_scope"`) {
 		t.Fatalf("missing scope: status %d, %q", w.Code, w.Header().Get("WWW-Authenticate"))
@@ -287,7 +298,21 @@ func TestTrustIssuerRefuses(t *testing.T) {
 		"jku to the attacker's keys": sign(t, signingKey{kid: "evil", alg: "RS256", priv: evilKey.priv},
 			map[string]any{"jku": evil.srv.URL + "/jwks", "x5u": evil.srv.URL + "/x5u"}, prov.claims(nil)),
 		"scope of the wrong type": sign(t, k1, nil, prov.claims(map[string]any{"scope": 7})),
-		"not a JWT at all":        "opaque-token-without-introspection",
+		// ID tokens (and Keycloak's refresh tokens) whose aud is the API.
+		"ID token with at_hash":         sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"at_hash": "x"})),
+		"ID token with c_hash":          sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"c_hash": "x"})),
+		"Keycloak typ ID":               sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"typ": "ID"})),
+		"Keycloak typ Refresh":          sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"typ": "Refresh"})),
+		"nonce and no scope":            sign(t, k1, map[string]any{"typ": "JWT"}, prov.claims(map[string]any{"nonce": "n", "scope": nil})),
+		"nonce and no scope, no header": sign(t, k1, map[string]any{"typ": ""}, prov.claims(map[string]any{"nonce": "n", "scope": nil})),
+		"not a JWT at all":              "opaque-token-without-introspection",
+		// An array entry with a space would become two scopes.
+		"scope array entry with a space": sign(t, k1, nil, prov.claims(map[string]any{"scope": []string{"x read"}})),
+		"scp array entry with a tab":     sign(t, k1, nil, prov.claims(map[string]any{"scope": nil, "scp": []string{"x\tread"}})),
+		"scope array entry empty":        sign(t, k1, nil, prov.claims(map[string]any{"scope": []string{"read", ""}})),
+		// RFC 7515 §4.1.11: the gate understands no extension.
+		"crit extension": sign(t, k1, map[string]any{"crit": []string{"urn:example:ext"}, "urn:example:ext": "must be understood"}, prov.claims(nil)),
+		"crit empty":     sign(t, k1, map[string]any{"crit": []string{}}, prov.claims(nil)),
 	} {
 		w, seen := callGate(t, p, tok)
 		if w.Code != http.StatusUnauthorized || seen != nil || !strings.Contains(w.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
@@ -463,7 +488,7 @@ func TestTrustIssuerIntrospection(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("issuer down: status %d", w.Code)
 	}
-	if p.trusted.introspect[0].cache.len() > maxIntrospectEntries {
+	if p.trusted.introspect.cache.len() > maxIntrospectEntries {
 		t.Fatal("cache over its bound")
 	}
 }
@@ -526,7 +551,10 @@ func TestTrustIssuerConfig(t *testing.T) {
 		{"trust_issuer https://login.test {\n audience api://legacy\n jwks_uri https://login.test/keys?v=2\n introspect gate s3cret\n introspection_cache_ttl 2m\n}", ""},
 		{"trust_issuer", "needs the issuer identifier"},
 		{"trust_issuer https://a.test https://b.test", "takes one issuer"},
-		{"trust_issuer http://login.test", "must be an https URL"},
+		{"trust_issuer http://login.test", "must be an https URL (plain http only for a loopback host: localhost, 127.0.0.1 or ::1)"},
+		{"trust_issuer http://127.0.0.1:8080/realms/x", ""},
+		{"trust_issuer http://[::1]:8080/realms/x {\n jwks_uri http://127.0.0.1:8080/keys\n}", ""},
+		{"trust_issuer http://127.0.0.2:8080", "must be an https URL"},
 		{"trust_issuer https://login.test?x=1", "must not have a query"},
 		{"trust_issuer https://login.test#x", "fragment"},
 		{"trust_issuer https://login.test {\n algs HS256\n}", `algorithm "HS256" is not accepted`},
@@ -535,9 +563,18 @@ func TestTrustIssuerConfig(t *testing.T) {
 		{"trust_issuer https://login.test {\n introspect gate\n}", "introspect needs a client id and a secret"},
 		{"trust_issuer https://login.test {\n leeway 1h\n}", "leeway"},
 		{"trust_issuer https://login.test {\n introspection_cache_ttl 1h\n}", "introspection_cache_ttl"},
-		{"trust_issuer https://login.test {\n audience billing\n}", "is not absolute"},
+		// Entra ID v2 puts the API's client id (a GUID) in aud.
+		{"trust_issuer https://login.test {\n audience billing\n}", ""},
+		{"trust_issuer https://login.test {\n audience 6f1e0c1a-0000-0000-0000-000000000000\n}", ""},
+		{"trust_issuer https://login.test {\n audience \"two words\"\n}", "audience"},
+		{"trust_issuer https://login.test {\n audience `say\"what`\n}", "audience"},
+		{"trust_issuer https://login.test {\n audience \"tab\tbed\"\n}", "audience"},
 		{"trust_issuer https://login.test {\n bogus\n}", `unknown option "bogus"`},
 		{"trust_issuer https://login.test\n trust_issuer https://login.test", "given twice"},
+		// Every opaque token would be sent to each introspecting issuer:
+		// one issuer would receive another's live tokens.
+		{"trust_issuer https://a.test {\n introspect gate s1\n}\n trust_issuer https://b.test {\n introspect gate s2\n}", "at most one trust_issuer may introspect"},
+		{"trust_issuer https://a.test {\n introspect gate s1\n}\n trust_issuer https://b.test", ""},
 	} {
 		_, err := provisionProtect("oauth_protect {\n audience https://api.test\n " + tt.block + "\n}")
 		switch {
@@ -556,5 +593,140 @@ func TestTrustIssuerConfig(t *testing.T) {
 	}
 	if !strings.Contains(string(p.prm), `"https://login.test"`) {
 		t.Errorf("the protected resource metadata does not name the trusted issuer: %s", p.prm)
+	}
+}
+
+// TestTrustIssuerForeignOpaque: on a gate with the oauth app, an opaque
+// token with this server's prefix that the app does not know (another
+// caddy-oauthgate's) goes to the introspecting issuer; the app's own
+// tokens still pass without it.
+func TestTrustIssuerForeignOpaque(t *testing.T) {
+	prov := newTestProvider(t)
+	app := startedIssuer(t)
+	p := externalGate(t, prov, app, "{\n introspect gate gate-secret\n }")
+	foreign := tokens.OpaquePrefix + "foreign-live-token"
+	prov.mu.Lock()
+	prov.active[foreign] = map[string]any{"active": true, "sub": "carol", "aud": "https://api.test", "scope": "read",
+		"exp": time.Now().Unix() + 600}
+	prov.mu.Unlock()
+
+	w, seen := callGate(t, p, foreign)
+	if w.Code != http.StatusOK || seen == nil || seen.Header.Get("X-Forwarded-User") != "carol" {
+		t.Fatalf("another oauthgate's opaque token: status %d", w.Code)
+	}
+	if got := prov.introHits.Load(); got != 1 {
+		t.Fatalf("%d introspection requests, want 1", got)
+	}
+	if w, _ := callGate(t, p, tokens.OpaquePrefix+"nobody-knows-it"); w.Code != http.StatusUnauthorized {
+		t.Errorf("an opaque token no one knows: status %d", w.Code)
+	}
+	prov.mu.Lock()
+	prov.introDown = true
+	prov.mu.Unlock()
+	if w, _ := callGate(t, p, tokens.OpaquePrefix+"while-down"); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("introspecting issuer down: status %d, want 503", w.Code)
+	}
+	// Without introspection, such a token is simply refused.
+	plain := externalGate(t, prov, app, "")
+	if w, _ := callGate(t, plain, foreign); w.Code != http.StatusUnauthorized {
+		t.Errorf("no introspection: status %d", w.Code)
+	}
+
+	// The app's own opaque tokens pass and are never sent out.
+	eng, err := grants.NewEngine(grants.Config{Issuer: "https://as.test", AccessTokenTTL: time.Hour,
+		Clients: []*grants.Client{{ClientSpec: grants.ClientSpec{ID: "svc", AuthMethod: grants.AuthSecretBasic, GrantTypes: []string{grants.GrantClientCredentials},
+			Scopes: []string{"read"}, Audience: []string{"https://api.test"}, AccessTokenFormat: grants.FormatOpaque}, SecretHash: grants.HashSecret(svcSecret)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "oauth.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := eng.Start(context.Background(), st, nil); err != nil {
+		t.Fatal(err)
+	}
+	prov.mu.Lock()
+	prov.introDown = false
+	prov.mu.Unlock()
+	own := externalGate(t, prov, testIssuer{eng: eng}, "{\n introspect gate gate-secret\n }")
+	r := httptest.NewRequest(http.MethodPost, "https://as.test/oauth/token", strings.NewReader("grant_type=client_credentials&scope=read"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.SetBasicAuth("svc", svcSecret)
+	rec := httptest.NewRecorder()
+	eng.ServeHTTP(rec, r)
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &tr); err != nil || !strings.HasPrefix(tr.AccessToken, tokens.OpaquePrefix) {
+		t.Fatalf("opaque token: %s", rec.Body)
+	}
+	before := prov.introHits.Load()
+	if w, _ := callGate(t, own, tr.AccessToken); w.Code != http.StatusOK {
+		t.Errorf("the app's own opaque token: status %d", w.Code)
+	}
+	if prov.introHits.Load() != before {
+		t.Error("the app's own opaque token was sent to the trusted issuer")
+	}
+}
+
+// TestTrustIssuerDocExamples: every oauth_protect example of
+// docs/external-tokens.md loads exactly as written.
+func TestTrustIssuerDocExamples(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "external-tokens.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, block := range strings.Split(string(doc), "```caddyfile\n")[1:] {
+		src, _, _ := strings.Cut(block, "```")
+		if !strings.HasPrefix(src, "oauth_protect {") {
+			continue
+		}
+		n++
+		if _, err := provisionProtect(src); err != nil {
+			t.Errorf("the example\n%s\ndoes not load: %v", src, err)
+		}
+	}
+	// The plain-http rule as the code applies it (tokens.IsLoopbackHost).
+	if !strings.Contains(strings.Join(strings.Fields(string(doc)), " "), "plain http only for a loopback host: `localhost`, `127.0.0.1` or `::1`") {
+		t.Error("docs/external-tokens.md does not state which hosts may be fetched over plain http")
+	}
+	if n < 3 {
+		t.Fatalf("%d oauth_protect examples found in docs/external-tokens.md, want the Keycloak, Entra ID and Auth0 ones", n)
+	}
+}
+
+// TestTrustIssuerIntrospectionTokenType: an active introspection answer
+// for another kind of token (a refresh token the issuer also
+// introspects) is refused; access_token and Bearer, in any case, pass.
+func TestTrustIssuerIntrospectionTokenType(t *testing.T) {
+	prov := newTestProvider(t)
+	p := externalGate(t, prov, nil, "{\n introspect gate gate-secret\n }")
+	exp := time.Now().Unix() + 600
+	cases := map[string]int{
+		"refresh_token": http.StatusUnauthorized,
+		"Refresh":       http.StatusUnauthorized,
+		"id_token":      http.StatusUnauthorized,
+		"DPoP":          http.StatusUnauthorized,
+		"":              http.StatusUnauthorized, // present but empty
+		"access_token":  http.StatusOK,
+		"Bearer":        http.StatusOK,
+		"BEARER":        http.StatusOK,
+	}
+	prov.mu.Lock()
+	for tt := range cases {
+		prov.active["opaque-"+tt] = map[string]any{"active": true, "sub": "bob", "aud": "https://api.test", "scope": "read", "exp": exp, "token_type": tt}
+	}
+	prov.active["opaque-none"] = map[string]any{"active": true, "sub": "bob", "aud": "https://api.test", "scope": "read", "exp": exp}
+	prov.active["opaque-keycloak-refresh"] = map[string]any{"active": true, "sub": "bob", "aud": "https://api.test", "scope": "read", "exp": exp, "typ": "Refresh"}
+	prov.mu.Unlock()
+	cases["none"] = http.StatusOK
+	cases["keycloak-refresh"] = http.StatusUnauthorized
+	for tt, want := range cases {
+		if w, _ := callGate(t, p, "opaque-"+tt); w.Code != want {
+			t.Errorf("token_type %q: status %d, want %d", tt, w.Code, want)
+		}
 	}
 }

@@ -150,8 +150,9 @@ func (e *external) askIntrospection(client *http.Client, token string, now time.
 		return unavailable(errors.New("introspection: answer too large"))
 	}
 	var head struct {
-		Active *bool  `json:"active"`
-		Iss    string `json:"iss"`
+		Active    *bool           `json:"active"`
+		Iss       string          `json:"iss"`
+		TokenType json.RawMessage `json:"token_type"`
 	}
 	if err := json.Unmarshal(body, &head); err != nil || head.Active == nil {
 		return unavailable(errors.New("introspection: the answer is not RFC 7662 JSON with active"))
@@ -161,6 +162,15 @@ func (e *external) askIntrospection(client *http.Client, token string, now time.
 		return inactive, nil
 	}
 	if head.Iss != "" && head.Iss != e.cfg.Issuer {
+		return inactive, nil
+	}
+	// The issuer introspects its refresh (and sometimes ID) tokens too:
+	// an answer that says it is about another kind of token is no
+	// access token, whatever else it says.
+	if head.TokenType != nil && !accessTokenType(head.TokenType) {
+		return inactive, nil
+	}
+	if notAnAccessToken(body) != "" {
 		return inactive, nil
 	}
 	c, err := externalAccessClaims(body)
@@ -180,4 +190,15 @@ func (e *external) askIntrospection(client *http.Client, token string, now time.
 		return inactive, nil // expired already
 	}
 	return introspectEntry{claims: c, until: until}, nil
+}
+
+// accessTokenType reports whether an introspection answer's token_type
+// names an access token: access_token (the RFC 7009 hint's name) or
+// Bearer (RFC 6750), in any case.
+func accessTokenType(raw json.RawMessage) bool {
+	var tt string
+	if json.Unmarshal(raw, &tt) != nil {
+		return false
+	}
+	return strings.EqualFold(tt, "access_token") || strings.EqualFold(tt, "bearer")
 }

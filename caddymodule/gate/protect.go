@@ -403,13 +403,8 @@ func (p *Protect) Validate() error {
 			return fmt.Errorf("oauth_protect: strip_header cannot remove %s: the request needs it (Authorization is kept or removed by pass_authorization)", h)
 		}
 	}
-	for _, ti := range p.TrustIssuers {
-		if ti == nil {
-			return errors.New("oauth_protect: trust_issuers has an empty entry")
-		}
-		if err := ti.validate(p.Audience); err != nil {
-			return err
-		}
+	if err := validateTrustIssuers(p.TrustIssuers, p.Audience); err != nil {
+		return err
 	}
 	if err := p.validateLogin(); err != nil {
 		return err
@@ -619,14 +614,6 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// A trusted issuer's token (picked by its unverified iss, then
 	// verified in full), else the oauth app's.
 	claims, external, err := p.externalClaims(token, time.Now())
-	if errors.Is(err, errIssuerUnavailable) {
-		countGate(gateUnavailable)
-		p.failures.Error("trusted issuer unavailable\x00"+err.Error(), "trusted issuer unavailable",
-			zap.Error(err), zap.String("request_id", caddyreq.RequestID(r)))
-		w.Header().Set("Retry-After", retryAfterUnavailable)
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return nil
-	}
 	if !external && p.issuer == nil {
 		err = &tokens.TokenError{Reason: "not a token of a trusted issuer"}
 	} else if !external {
@@ -643,6 +630,17 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if err == nil && !p.anyAudience && !claims.Audience.Contains(p.Audience) {
 			err = &tokens.TokenError{Reason: "audience mismatch"}
 		}
+		if err != nil && localMiss(token, err) {
+			claims, err = p.foreignOpaque(token, time.Now())
+		}
+	}
+	if errors.Is(err, errIssuerUnavailable) {
+		countGate(gateUnavailable)
+		p.failures.Error("trusted issuer unavailable\x00"+err.Error(), "trusted issuer unavailable",
+			zap.Error(err), zap.String("request_id", caddyreq.RequestID(r)))
+		w.Header().Set("Retry-After", retryAfterUnavailable)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return nil
 	}
 	if err != nil {
 		if ce := p.logger.Check(zapcore.DebugLevel, "access token refused"); ce != nil {
