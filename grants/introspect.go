@@ -27,6 +27,9 @@ type Introspection struct {
 	// subject of a token obtained with its assertion.
 	ExtIss string `json:"ext_iss,omitempty"`
 	ExtSub string `json:"ext_sub,omitempty"`
+	// Groups are the user's groups of an access token granted the groups
+	// scope (as in the token itself).
+	Groups []string `json:"groups,omitempty"`
 }
 
 // serveIntrospect is the RFC 7662 introspection endpoint. Only
@@ -65,7 +68,7 @@ func (e *Engine) introspect(w http.ResponseWriter, r *http.Request) (*Introspect
 	if a := f.access; a != nil {
 		return &Introspection{Active: true, Scope: a.Scope, ClientID: a.ClientID, Username: username(a.Subject, a.ClientID),
 			TokenType: "Bearer", ExpiresAt: a.ExpiresAt, IssuedAt: a.IssuedAt, NotBefore: a.NotBefore,
-			Subject: a.Subject, Audience: a.Audience, Issuer: a.Issuer, ID: a.ID, ExtIss: a.ExtIss, ExtSub: a.ExtSub}, nil
+			Subject: a.Subject, Audience: a.Audience, Issuer: a.Issuer, ID: a.ID, ExtIss: a.ExtIss, ExtSub: a.ExtSub, Groups: a.Groups}, nil
 	}
 	fam := f.family
 	return &Introspection{Active: true, Scope: strings.Join(fam.Scope, " "), ClientID: fam.ClientID,

@@ -43,20 +43,34 @@ func (e *Engine) issueAccessToken(ctx context.Context, c *Client, claims *tokens
 
 // userTokens signs the access token (and an ID token when openid was
 // granted) for a grant that storage has already committed.
+// With the groups scope the access token carries the user's groups too
+// (RFC 9068 §2.2.3.1), as the ID token does: a gate's allow_groups reads
+// them from bearer tokens.
 func (e *Engine) userTokens(ctx context.Context, c *Client, at *tokens.AccessClaims, rt, nonce string, authTime int64) (*TokenResponse, *Error) {
+	scopes := at.Scopes()
+	openid := slices.Contains(scopes, "openid")
+	var u *User
+	var err error
+	if openid || slices.Contains(scopes, ScopeGroups) {
+		u, err = e.users.LookupSubject(ctx, at.Subject)
+		switch {
+		case errors.Is(err, ErrUserNotFound) && openid:
+			return nil, errUserGone
+		case errors.Is(err, ErrUserNotFound):
+			u = nil // no local user (an external subject): no groups to add
+		case err != nil:
+			return nil, storageError(err)
+		}
+	}
+	if u != nil && slices.Contains(scopes, ScopeGroups) {
+		at.Groups, _ = userClaims(u, []string{ScopeGroups})["groups"].([]string)
+	}
 	resp, oerr := e.issueAccessToken(ctx, c, at)
 	if oerr != nil {
 		return nil, oerr
 	}
 	resp.RefreshToken = rt
-	if slices.Contains(at.Scopes(), "openid") {
-		u, err := e.users.LookupSubject(ctx, at.Subject)
-		if errors.Is(err, ErrUserNotFound) {
-			return nil, errUserGone
-		}
-		if err != nil {
-			return nil, storageError(err)
-		}
+	if openid {
 		k, oerr := e.idTokenKey(c)
 		if oerr != nil {
 			return nil, oerr

@@ -315,6 +315,7 @@ func (p *Protect) provisionLogin(app any, storage storageLike) error {
 		return errors.New("oauth_protect: login needs Caddy's storage for its session key")
 	}
 	p.login = ls
+	p.registerCookies()
 	return nil
 }
 

@@ -54,7 +54,10 @@ func startedLoginIssuer(t testing.TB, ttl time.Duration) loginIssuer {
 		Clients: []*grants.Client{{ClientSpec: grants.ClientSpec{ID: "ext", AuthMethod: grants.AuthSecretBasic,
 			GrantTypes: []string{grants.GrantAuthorizationCode, grants.GrantRefreshToken}, Scopes: []string{"openid", "profile", "email"},
 			RedirectURIs: []string{"https://ext.test/oauth2/callback"}, PostLogoutRedirectURIs: []string{"https://ext.test/"}, Trusted: true},
-			SecretHash: grants.HashSecret(extSecret)}}})
+			SecretHash: grants.HashSecret(extSecret)},
+			// pw gets alice's and bob's bearer tokens for https://app.test.
+			{ClientSpec: grants.ClientSpec{ID: "pw", AuthMethod: grants.AuthSecretBasic, GrantTypes: []string{grants.GrantPassword},
+				Scopes: []string{"openid", "groups", "read"}, Audience: []string{"https://app.test"}}, SecretHash: grants.HashSecret(extSecret)}}})
 	if err != nil {
 		t.Fatal(err)
 	}

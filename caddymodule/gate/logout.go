@@ -41,6 +41,8 @@ func (p *Protect) serveLogout(w http.ResponseWriter, r *http.Request, value stri
 			}
 			ls.sessions.remove(key)
 			if s != nil {
+				// A copy of the cookie no longer opens on this node.
+				recordLogout(key, s, ls.now())
 				idToken = s.data.IDToken
 				if s.data.RefreshToken != "" && r.Method != http.MethodHead {
 					rp.revoke(r.Context(), s.data.RefreshToken, ls.clientSecret)

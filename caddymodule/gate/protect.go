@@ -125,6 +125,7 @@ type Protect struct {
 	trusted     *trusted     // the trust_issuers at run time; nil for none
 	trustClient *http.Client // fetches from trusted issuers; tests set their own
 	login       *loginState  // browser mode, or nil
+	registered  []string     // cookie names added to moduleCookies, for Cleanup
 	// sessionStorage keeps the session key of a gate without the oauth
 	// app (Caddy's storage).
 	sessionStorage storageLike
@@ -585,6 +586,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		countGate(gateBadRequest)
 		return p.denyRequest(w, r, http.StatusBadRequest, "request trailers are not accepted here")
 	}
+	p.stripModuleCookies(r)
 	if p.login != nil {
 		if handled, err := p.serveBrowser(w, r, next); handled {
 			return err

@@ -44,6 +44,8 @@ type sessionData struct {
 type session struct {
 	data   sessionData
 	claims *tokens.AccessClaims // the identity, as a token's claims
+	rtOnce sync.Once            // makes rtHash (loggedout.go)
+	rtHash [32]byte
 }
 
 // maxCookieValue bounds a sealed session cookie's value: browsers keep
@@ -251,6 +253,10 @@ func (p *Protect) openSession(w http.ResponseWriter, r *http.Request, value stri
 		}
 		ls.sessions.put(key, s)
 	}
+	if signedOut(key, s, now) {
+		ls.sessions.remove(key)
+		return nil, 0
+	}
 	if s.data.End != 0 && now.Unix() >= s.data.End {
 		ls.sessions.remove(key)
 		return nil, 0
@@ -328,6 +334,9 @@ func (p *Protect) refreshSession(w http.ResponseWriter, r *http.Request, key [32
 	ls := p.login
 	now := ls.now()
 	if next, ok := ls.refresh.successor(key, now); ok {
+		if signedOut(cookieHash(next.value), next.s, now) {
+			return nil, 0
+		}
 		ls.setCookie(w, r, ls.sessionCookieName(r), next.value, ls.cookieMaxAge(next.s, now))
 		return next.s, 0
 	}

@@ -83,6 +83,10 @@ type AccessClaims struct {
 	// FromTokens are the ids (jti) of the access tokens an exchanged
 	// token was derived from, so that revoking one (RFC 7009) revokes it.
 	FromTokens []string `json:"src_jtis,omitempty"`
+	// Groups are the user's groups when the token was granted the groups
+	// scope (RFC 9068 §2.2.3.1), for a gate's allow_groups. Never in a
+	// client's own (client_credentials) token.
+	Groups []string `json:"groups,omitempty"`
 
 	raw    []byte         // the verified payload, for Claim
 	once   sync.Once      // decodes raw into claims on first use

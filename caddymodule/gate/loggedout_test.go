@@ -1,0 +1,73 @@
+package gate
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestLogoutEndsCopiedSession: with an external provider a copy of the
+// session cookie stops working at logout on this node, at this gate and
+// at every other gate of the process, though the provider's access
+// token has not expired.
+func TestLogoutEndsCopiedSession(t *testing.T) {
+	app := startedLoginIssuer(t, 10*time.Minute)
+	t.Setenv("EXT_SECRET", extSecret)
+	const src = `oauth_protect {
+	audience https://ext.test
+	login {
+		issuer https://as.test
+		client_id ext
+		client_secret {env.EXT_SECRET}
+	}
+}`
+	st := &memStorage{m: map[string][]byte{}}
+	p := externalLoginGate(t, src, st, app)
+	p2 := externalLoginGate(t, src, st, app)
+	b := newTestBrowser(t, app.eng, p)
+	if rec := b.visit("https://ext.test/", "alice"); rec.Code != http.StatusOK {
+		t.Fatalf("sign-in: %d", rec.Code)
+	}
+	copied := b.session("ext.test")
+	if _, ok := serveGate(p2, sessionRequest("https://ext.test/", copied)); !ok {
+		t.Fatal("the session does not pass at the second gate before logout")
+	}
+	if rec := b.get("https://ext.test/oauth2/logout"); rec.Code != http.StatusSeeOther {
+		t.Fatalf("logout: %d", rec.Code)
+	}
+	for i, g := range []*Protect{p, p2} {
+		if w, ok := serveGate(g, sessionRequest("https://ext.test/", copied)); ok || w.Code != http.StatusFound {
+			t.Errorf("gate %d: the copied cookie after logout: passed %v, status %d", i, ok, w.Code)
+		}
+	}
+	// The set is bounded and forgets an entry after the session's end.
+	k := cookieHash("x")
+	loggedOut.add(k, time.Now().Unix()-1, time.Now())
+	if loggedOut.has(k, time.Now()) {
+		t.Error("an entry past its end still counts")
+	}
+}
+
+// TestBuiltinLogoutRevokesGrant: with the built-in provider a copied
+// cookie fails right after logout even on a node that never saw the
+// logout (the set emptied): the grant is revoked, so the session's
+// access token no longer verifies.
+func TestBuiltinLogoutRevokesGrant(t *testing.T) {
+	app := startedLoginIssuer(t, 10*time.Minute)
+	p := loginGate(t, app, wikiGate)
+	b := newTestBrowser(t, app.eng, p)
+	if rec := b.visit("https://app.test/", "alice"); rec.Code != http.StatusOK {
+		t.Fatalf("sign-in: %d", rec.Code)
+	}
+	copied := b.session("app.test")
+	if rec := b.get("https://app.test/oauth2/logout"); rec.Code != http.StatusSeeOther {
+		t.Fatalf("logout: %d", rec.Code)
+	}
+	loggedOut.mu.Lock()
+	clear(loggedOut.m)
+	loggedOut.mu.Unlock()
+	p.login.sessions = newSessionCache()
+	if w, ok := serveGate(p, sessionRequest("https://app.test/", copied)); ok || w.Code != http.StatusFound {
+		t.Errorf("the copied built-in cookie after logout: passed %v, status %d", ok, w.Code)
+	}
+}
