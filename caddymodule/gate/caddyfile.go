@@ -30,6 +30,7 @@ func init() {
 //			credentials
 //		}
 //		forward_preflight
+//		behind_tls_proxy
 //		trust_issuer <issuer> [{
 //			audience <aud>
 //			algs <alg...>
@@ -85,6 +86,9 @@ func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfargs.ListArg(d, &p.StripHeaders)
 		case "pass_authorization":
 			p.PassAuthorization = true
+			err = cfargs.NoArgs(d)
+		case "behind_tls_proxy":
+			p.BehindTLSProxy = true
 			err = cfargs.NoArgs(d)
 		case "cors":
 			if p.CORS != nil {

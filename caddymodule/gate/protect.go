@@ -105,6 +105,14 @@ type Protect struct {
 	// GroupsClaim is the claim allow_groups reads. Default: groups.
 	GroupsClaim string `json:"groups_claim,omitempty"`
 
+	// BehindTLSProxy says TLS ends in a proxy in front of Caddy, for a
+	// gate without the oauth app (trust_issuer, or login with an external
+	// provider): tokens and session cookies are then accepted over plain
+	// HTTP from any address, and the cookies are Secure and __Host-
+	// prefixed. With the oauth app, its behind_tls_proxy applies too.
+	// Default: false (plain HTTP only from loopback).
+	BehindTLSProxy bool `json:"behind_tls_proxy,omitempty"`
+
 	// Login turns on browser mode: sign-in with a session cookie
 	// (login.go, docs/browser-login.md). Default: off, tokens only.
 	Login *Login `json:"login,omitempty"`
@@ -247,9 +255,10 @@ func (p *Protect) provisionWith(iss Issuer) error {
 	p.failures = lograte.New(p.logger)
 	p.issuer = iss
 	var servers []string
+	p.behindTLS = p.BehindTLSProxy
 	if iss != nil {
 		issuerURL, behindTLS := iss.GateSettings()
-		p.behindTLS = behindTLS
+		p.behindTLS = p.behindTLS || behindTLS
 		servers = append(servers, issuerURL)
 	}
 	servers = append(servers, p.trustedServers()...)
