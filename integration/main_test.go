@@ -15,6 +15,10 @@
 //	19102        protected echo site: oauth_protect + respond with the placeholders
 //	19103-19890  further sites of single tests, named in those tests (19284/19285
 //	             the browser CORS pages)
+//	19150-19164  the gate's browser mode (gatelogin_test.go, gateattack_test.go,
+//	             gateexternal_test.go): 19150/19151 http/https_port, 19152 issuer,
+//	             19153-19159 gated sites, 19160-19164 the external provider (a child
+//	             Caddy, admin 19162)
 //	19900-19949  the backup test (backup_test.go)
 //	19950-19979  the production recipes of docs/production.md (production_test.go)
 //	19998        held while the tests run, so concurrent runs take turns
