@@ -66,7 +66,7 @@ func loginCaddyfile(t *testing.T, storage, upstream string) string {
 			password_hash %[4]s
 			claim email alice@example.com
 			claim email_verified true
-			claim groups admins
+			claim groups "staff, admins"
 		}
 		user bob {
 			password_hash %[5]s
