@@ -11,3 +11,7 @@ import (
 
 // The gate checks the tokens of the oauth app through gate.Issuer only.
 var _ gate.Issuer = (*caddymodule.App)(nil)
+
+// A browser-mode gate (login) signs browsers in through the oauth app as
+// a gate.LoginIssuer.
+var _ gate.LoginIssuer = (*caddymodule.App)(nil)

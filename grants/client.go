@@ -76,6 +76,9 @@ func ParseSecretHash(s string) ([32]byte, error) {
 func (c *Client) Validate() error {
 	// A client id is the subject of its own tokens, so it is printable
 	// ASCII of at most 255 characters (OIDC Core §2).
+	if isLoginClientID(c.ID) {
+		return fmt.Errorf("client id %q is reserved: ids of the form %s<22 characters> name the sign-in clients that oauth_protect registers itself; choose another id", c.ID, loginClientPrefix)
+	}
 	if !checkName(c.ID) || strings.Contains(c.ID, ":") || nameSubject(c.ID) != c.ID || len(c.ID) > 255 {
 		return fmt.Errorf("client id %q must be non-empty printable ASCII of at most 255 characters, without surrounding spaces, ':' or any of %s", c.ID, forbiddenNameChars)
 	}

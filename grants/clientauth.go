@@ -63,6 +63,9 @@ func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error
 	if len(authz) > 1 {
 		return nil, errRequest("the Authorization header is repeated")
 	}
+	if c, ok := e.authenticateInProcess(r.Context(), authz, form); ok {
+		return c, nil
+	}
 	if len(authz) == 1 {
 		// RFC 6749 §5.2: a 401 after the client tried the Authorization
 		// header must carry WWW-Authenticate, whatever else failed.

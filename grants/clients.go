@@ -153,6 +153,9 @@ func (e *Engine) lookupClient(ctx context.Context, id string) (*Client, error) {
 	if c, ok := e.clients[id]; ok {
 		return c, nil
 	}
+	if c := e.loginClient(id); c != nil {
+		return c, nil
+	}
 	if id == "" || e.store == nil {
 		return nil, nil
 	}

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -137,6 +139,10 @@ type Engine struct {
 	// endpoint but discovery is under (routes.go).
 	routeTable map[string]http.HandlerFunc
 	prefix     string
+	// loginClients are the sign-in clients of oauth_protect gates, by
+	// id, replaced whole under loginMu (loginclient.go).
+	loginMu      sync.Mutex
+	loginClients atomic.Pointer[map[string]*Client]
 }
 
 // grantHandler issues tokens for one grant type to an authenticated client

@@ -5,7 +5,9 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"hash"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
@@ -31,6 +33,22 @@ type IDClaims struct {
 	PreferredUsername string `json:"preferred_username,omitempty"`
 	Email             string `json:"email,omitempty"`
 	EmailVerified     *bool  `json:"email_verified,omitempty"`
+	// Groups are the user's groups (the groups scope), for a gate's
+	// allow_groups.
+	Groups []string `json:"groups,omitempty"`
+}
+
+// ScopeGroups releases the user's groups claim, as a JSON array of
+// strings, in ID tokens and at the userinfo endpoint. The user's claim is
+// one string listing the groups separated by commas or spaces
+// (`claim groups "admins, ops"`). It is no OIDC standard scope, but the
+// one Keycloak, Dex and others use.
+const ScopeGroups = "groups"
+
+// splitGroups reads the groups claim of a user: names separated by
+// commas or white space.
+func splitGroups(v string) []string {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 }
 
 // scopeClaims maps OIDC scopes to the user claims they release (OIDC Core
@@ -38,9 +56,10 @@ type IDClaims struct {
 var scopeClaims = map[string][]string{
 	"profile": {"name", "given_name", "family_name", "middle_name", "nickname", "preferred_username",
 		"profile", "picture", "website", "gender", "birthdate", "zoneinfo", "locale", "updated_at"},
-	"email":   {"email", "email_verified"},
-	"phone":   {"phone_number", "phone_number_verified"},
-	"address": {"address"},
+	"email":     {"email", "email_verified"},
+	"phone":     {"phone_number", "phone_number_verified"},
+	"address":   {"address"},
+	ScopeGroups: {"groups"},
 }
 
 // userClaims returns the user's claims that the scopes release.
@@ -52,6 +71,12 @@ func userClaims(u *User, scopes []string) map[string]any {
 			if !ok {
 				if name == "preferred_username" {
 					out[name] = u.Name
+				}
+				continue
+			}
+			if name == "groups" {
+				if g := splitGroups(v); len(g) > 0 {
+					out[name] = g
 				}
 				continue
 			}
@@ -95,6 +120,7 @@ func newIDClaims(issuer string, u *User, clientID, nonce string, scopes []string
 	str := func(name string) string { s, _ := claims[name].(string); return s }
 	c.Name, c.GivenName, c.FamilyName = str("name"), str("given_name"), str("family_name")
 	c.PreferredUsername, c.Email = str("preferred_username"), str("email")
+	c.Groups, _ = claims["groups"].([]string)
 	if v, ok := claims["email_verified"].(bool); ok {
 		c.EmailVerified = &v
 	}

@@ -3,6 +3,7 @@ package grants
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -56,6 +57,11 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The gates' sign-in clients add their grant types and scopes; their
+	// authentication method is in-process only and is not listed.
+	if m := e.loginClients.Load(); m != nil {
+		clients = append(clients, slices.Collect(maps.Values(*m))...)
+	}
 	m := &Metadata{
 		Issuer:                            e.issuer,
 		TokenEndpoint:                     e.issuer + TokenPath,
@@ -67,7 +73,7 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 		SubjectTypesSupported:             []string{"public"},
 		IDTokenSigningAlgValuesSupported:  e.idTokenAlgs(),
 		ClaimsSupported: []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
-			"name", "given_name", "family_name", "preferred_username", "email", "email_verified"},
+			"name", "given_name", "family_name", "preferred_username", "email", "email_verified", "groups"},
 	}
 	// The authorization endpoint and what belongs to it are advertised
 	// only when some client can use them (RFC 8414 §2).

@@ -19,8 +19,13 @@ import (
 // RevokeSubject revokes every grant of a user (or of a client acting for
 // itself, whose subject is its id) and every access token issued for it
 // until now. It returns the number of grants revoked.
+//
+// It ends the user's sign-in sessions at the server too: a gate that
+// signs browsers in through this server would otherwise get a new grant
+// at once, without a sign-in, from the session the user still has.
 func (e *Engine) RevokeSubject(ctx context.Context, sub string) (int, error) {
-	return e.revokeAll(ctx, tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub })
+	return e.revokeAllThen(ctx, tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
+		func(tx storage.Tx) error { return endSessionsTx(tx, sub) })
 }
 
 // RevokeSubjectOrUser is RevokeSubject for what an operator names as a

@@ -30,6 +30,21 @@ func init() {
 //			credentials
 //		}
 //		forward_preflight
+//		allow_users <user...>
+//		allow_groups <group...>
+//		groups_claim <claim>
+//		login {
+//			issuer <url>
+//			client_id <id>
+//			client_secret <secret>
+//			scopes <scope...>
+//			redirect_uri <url>
+//			callback_path <path>
+//			logout_path <path>
+//			post_logout_redirect_uri <url>
+//			cookie_name <name>
+//			session_ttl <duration>
+//		}
 //	}
 func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	p := new(Protect)
@@ -72,6 +87,18 @@ func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "forward_preflight":
 			p.ForwardPreflight = true
 			err = cfargs.NoArgs(d)
+		case "allow_users":
+			err = cfargs.ListArg(d, &p.AllowUsers)
+		case "allow_groups":
+			err = cfargs.ListArg(d, &p.AllowGroups)
+		case "groups_claim":
+			err = cfargs.OneArg(d, &p.GroupsClaim)
+		case "login":
+			if p.Login != nil {
+				return d.Err("login is given twice")
+			}
+			p.Login = new(Login)
+			err = p.Login.unmarshalCaddyfile(d)
 		case "block_preflight":
 			// Deprecated: preflights need a token by default now;
 			// kept so old configs load (Provision warns).

@@ -45,6 +45,8 @@ const (
 	gateScope
 	gatePreflight
 	gateUnavailable
+	gateForbidden
+	gateLogin
 	gateResults // how many there are
 )
 
@@ -52,6 +54,7 @@ const (
 var gateResultLabels = [gateResults]string{
 	gateAllowed: "allowed", gateNoToken: "no_token", gateBadRequest: "invalid_request", gateInvalid: "invalid_token",
 	gateScope: "insufficient_scope", gatePreflight: "preflight", gateUnavailable: "unavailable",
+	gateForbidden: "forbidden", gateLogin: "login_redirect",
 }
 
 // gateCounters hold each result's counter once it has been counted:

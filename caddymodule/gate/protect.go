@@ -85,6 +85,22 @@ type Protect struct {
 	// unless cors or forward_preflight is set.
 	BlockPreflight bool `json:"block_preflight,omitempty"`
 
+	// AllowUsers admits only these users, from a session or a token: the
+	// preferred_username claim, else sub. With allow_groups, either
+	// admits. Default: every user the provider signs in.
+	AllowUsers []string `json:"allow_users,omitempty"`
+
+	// AllowGroups admits only members of one of these groups, read from
+	// groups_claim (a string or an array of strings). Default: none.
+	AllowGroups []string `json:"allow_groups,omitempty"`
+
+	// GroupsClaim is the claim allow_groups reads. Default: groups.
+	GroupsClaim string `json:"groups_claim,omitempty"`
+
+	// Login turns on browser mode: sign-in with a session cookie
+	// (login.go, docs/browser-login.md). Default: off, tokens only.
+	Login *Login `json:"login,omitempty"`
+
 	issuer      Issuer
 	logger      *zap.Logger
 	failures    *lograte.Limiter // "storage unavailable" lines, rate-limited
@@ -98,6 +114,10 @@ type Protect struct {
 	scopeList   string
 	corsHeaders corsPolicy
 	corsOn      bool
+	login       *loginState // browser mode, or nil
+	// sessionStorage keeps the session key of a gate without the oauth
+	// app (Caddy's storage).
+	sessionStorage storageLike
 }
 
 // ForwardHeader copies one claim into one request header.
@@ -186,6 +206,10 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("oauth_protect: registering metrics: %w", err)
 	}
 	v, err := ctx.AppIfConfigured("oauth")
+	p.sessionStorage = ctx.Storage()
+	if errors.Is(err, caddy.ErrNotConfigured) && p.Login != nil && p.Login.Issuer != "" {
+		return p.provisionWith(noOAuthApp{}) // browser mode with an external provider only
+	}
 	if errors.Is(err, caddy.ErrNotConfigured) {
 		return errors.New("oauth_protect needs the `oauth` global option (with at least an issuer)")
 	}
@@ -212,6 +236,9 @@ func (p *Protect) provisionWith(iss Issuer) error {
 	p.failures = lograte.New(p.logger)
 	p.issuer = iss
 	issuerURL, behindTLS := iss.GateSettings()
+	if issuerURL == "" && p.Login != nil {
+		issuerURL = p.Login.Issuer
+	}
 	p.behindTLS = behindTLS
 	p.strip = map[string]bool{}
 	p.stripFamily = append([]string(nil), identityFamilies...)
@@ -263,7 +290,7 @@ func (p *Protect) provisionWith(iss Issuer) error {
 		p.corsOn = true
 	}
 	p.scopeList = strings.Join(p.Scopes, " ")
-	return nil
+	return p.provisionLogin(iss, p.sessionStorage)
 }
 
 // parseAudience checks an audience: an absolute URI (RFC 3986 §4.3)
@@ -357,6 +384,9 @@ func (p *Protect) Validate() error {
 		if reservedHeaders[normalizeHeader(h)] {
 			return fmt.Errorf("oauth_protect: strip_header cannot remove %s: the request needs it (Authorization is kept or removed by pass_authorization)", h)
 		}
+	}
+	if err := p.validateLogin(); err != nil {
+		return err
 	}
 	if p.CORS != nil {
 		if p.ForwardPreflight {
@@ -534,6 +564,11 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		countGate(gateBadRequest)
 		return p.denyRequest(w, r, http.StatusBadRequest, "request trailers are not accepted here")
 	}
+	if p.login != nil {
+		if handled, err := p.serveBrowser(w, r, next); handled {
+			return err
+		}
+	}
 	token, status, code := tokens.BearerToken(r)
 	if status == 0 || status == http.StatusUnauthorized {
 		if st, desc := p.checkFormBody(r); st != 0 {
@@ -556,6 +591,10 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return p.denyRequest(w, r, http.StatusBadRequest, "access tokens are accepted over HTTPS only")
 	}
 	verifier, err := p.issuer.Verifier()
+	if errors.Is(err, errNoOAuthApp) {
+		countGate(gateInvalid)
+		return p.deny(w, r, http.StatusUnauthorized, "invalid_token", "")
+	}
 	if err != nil {
 		countGate(gateUnavailable)
 		p.failures.Error("oauth storage unavailable\x00"+err.Error(), "oauth storage unavailable",
@@ -580,6 +619,10 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			countGate(gateScope)
 			return p.deny(w, r, http.StatusForbidden, "insufficient_scope", p.scopeList)
 		}
+	}
+	if !p.allowed(claims) {
+		countGate(gateForbidden)
+		return p.denyForbidden(w, r)
 	}
 	countGate(gateAllowed)
 	p.setIdentity(r, claims)

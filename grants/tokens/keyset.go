@@ -41,6 +41,9 @@ type Keys struct {
 	// dropped is called when a reload removes a key that verified before
 	// (the verifier forgets what it verified with it).
 	dropped func()
+	// seal caches the session sealing keys derived from the ring in use
+	// (Sealer); they are derived again when the ring changes.
+	seal atomic.Pointer[sealKeys]
 }
 
 // NewKeys checks opts; Load fills the ring.
