@@ -166,6 +166,7 @@ func TestGateLoginOpenRedirect(t *testing.T) {
 					t.Errorf("GET %q: Location %q %s", p, loc, why)
 				}
 			}
+			t.Logf("GET %q: %d %q", p, resp.StatusCode, loc)
 			continue
 		}
 		authz, _ := url.Parse(loc)
@@ -184,6 +185,7 @@ func TestGateLoginOpenRedirect(t *testing.T) {
 		if why := offSite(gateWiki, back); why != "" {
 			t.Errorf("GET %q: after sign-in, Location %q %s", p, back, why)
 		}
+		t.Logf("GET %q: back to %q", p, back)
 	}
 
 	// The logout path takes no return address from the request.

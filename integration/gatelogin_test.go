@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/oauth2"
 )
 
 // Browser mode of oauth_protect (`login`), against the built-in
@@ -542,8 +543,10 @@ func TestGateLoginAllowRules(t *testing.T) {
 
 // sameHostCaddyfile is the quick start's layout for browsers: the
 // authorization server and two gated apps on one host name, different
-// ports. Browsers send a host's cookies to all of its ports.
-func sameHostCaddyfile(t *testing.T, storage, upstream string) string {
+// ports, over plain HTTP. Browsers send a host's cookies to all of its
+// ports, so the second gate has its own cookie_name (with the same name,
+// the two gates' sessions would replace each other).
+func sameHostCaddyfile(t *testing.T, storage, upstreamA, upstreamB string) string {
 	h, err := bcrypt.GenerateFromPassword([]byte(alicePass), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
@@ -572,43 +575,62 @@ http://localhost:19158 {
 		forward_header X-Forwarded-User sub
 		login
 	}
-	reverse_proxy %[4]s
+	reverse_proxy %s
 }
 http://localhost:19159 {
 	oauth_protect {
 		audience http://localhost:19159
 		forward_header X-Forwarded-User sub
-		login
+		login {
+			cookie_name tools_session
+		}
 	}
-	reverse_proxy %[4]s
+	reverse_proxy %s
 }
-`, adminAddr, storage, h, upstream)
+`, adminAddr, storage, h, upstreamA, upstreamB)
 }
 
 // TestGateLoginIssuerSameHost: with the authorization server and two gates
-// on one host (localhost:19157-19159, as in the quick start), one browser
-// signs in to both apps and keeps both sessions: the gates' cookies and the
-// authorization server's own sign-in cookie do not shadow or break each
-// other, and the upstream gets none of them.
+// on one host (localhost:19157-19159, the quick start's layout), one
+// browser signs in to both apps and keeps both sessions: a gate's session
+// cookie, sent by the browser to the authorization server's port too, does
+// not break the authorization server's own sign-in session (which another
+// app of the host needs), and each upstream never sees its gate's cookie.
 func TestGateLoginIssuerSameHost(t *testing.T) {
-	app := newIdentityApp(t)
-	startCaddy(t, sameHostCaddyfile(t, storagePath(t), app.addr()))
+	appA, appB := newIdentityApp(t), newIdentityApp(t)
+	startCaddy(t, sameHostCaddyfile(t, storagePath(t), appA.addr(), appB.addr()))
 	const iss, a, b = "http://localhost:19157", "http://localhost:19158", "http://localhost:19159"
 	g := newGateClient(t)
-	g.signIn(a+"/one", iss, "alice", alicePass)
+	authzA := g.startLogin(a+"/one", iss)
+	cb := g.authorize(authzA, "alice", alicePass)
+	resp, body := g.get(cb.String())
+	sessA := setCookie(resp, gateCookie)
+	if resp.StatusCode < 300 || resp.StatusCode > 399 || sessA == nil {
+		t.Fatalf("first app's callback: %d %s", resp.StatusCode, body)
+	}
 	if resp, body := g.get(a + "/one"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "user=alice ") {
 		t.Fatalf("first app after sign-in: %d %s", resp.StatusCode, body)
 	}
-	// The second app: the authorization server still knows the browser (no
-	// password asked), whatever cookie the first gate left on the host.
+	// Another app of the host signs in at the authorization server while
+	// the gate's cookie is on the host: the server still knows the browser.
+	again := *authzA
+	q := again.Query()
+	q.Set("code_challenge", oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()))
+	q.Set("state", randomCookie(16))
+	again.RawQuery = q.Encode()
+	if resp, page := g.get(again.String()); resp.StatusCode != http.StatusFound || !strings.Contains(resp.Header.Get("Location"), "code=") {
+		t.Fatalf("authorization with the gate's session cookie on the host: %d %q: %s", resp.StatusCode, resp.Header.Get("Location"), page)
+	}
+	// The second app: no password asked (the server's sign-in session).
 	authz := g.startLogin(b+"/two", iss)
 	resp, page := g.get(authz.String())
 	loc, _ := url.Parse(resp.Header.Get("Location"))
 	if resp.StatusCode != http.StatusFound || loc == nil || loc.Query().Get("code") == "" {
 		t.Fatalf("authorization for the second app with the first app's session on the host: %d %q: %s", resp.StatusCode, resp.Header.Get("Location"), page)
 	}
-	resp, body := g.get(loc.String())
-	if resp.StatusCode != http.StatusFound || setCookie(resp, gateCookie) == nil {
+	resp, body = g.get(loc.String())
+	sessB := setCookie(resp, "tools_session")
+	if resp.StatusCode < 300 || resp.StatusCode > 399 || sessB == nil {
 		t.Fatalf("second app's callback: %d %s", resp.StatusCode, body)
 	}
 	for _, u := range []string{b + "/two", a + "/one"} {
@@ -616,9 +638,14 @@ func TestGateLoginIssuerSameHost(t *testing.T) {
 			t.Fatalf("%s with both apps signed in: %d %s", u, resp.StatusCode, body)
 		}
 	}
-	for i, h := range app.headers() {
-		if ck := h.Get("Cookie"); strings.Contains(ck, "oauthgate") {
-			t.Fatalf("request %d reached the upstream with cookie %q", i, ck)
+	for _, c := range []struct {
+		app  *identityApp
+		sess *http.Cookie
+	}{{appA, sessA}, {appB, sessB}} {
+		for i, h := range c.app.headers() {
+			if ck := h.Get("Cookie"); strings.Contains(ck, c.sess.Name+"=") || strings.Contains(ck, c.sess.Value) {
+				t.Fatalf("request %d reached the upstream with its gate's cookie: %q", i, ck)
+			}
 		}
 	}
 }
