@@ -123,8 +123,9 @@ http://127.0.0.1:19156 {
 // Cookie and Authorization headers it received, and records every request.
 type identityApp struct {
 	srv  *httptest.Server
-	mu   sync.Mutex
-	seen []http.Header
+	mu    sync.Mutex
+	seen  []http.Header
+	paths []string
 }
 
 func newIdentityApp(t *testing.T) *identityApp {
@@ -132,6 +133,7 @@ func newIdentityApp(t *testing.T) *identityApp {
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		a.seen = append(a.seen, r.Header.Clone())
+		a.paths = append(a.paths, r.URL.RequestURI())
 		a.mu.Unlock()
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, "<html><body><p id=who>user=%s name=%s email=%s</p><p id=cookie>cookie=[%s]</p><p id=authz>authz=[%s]</p><p id=path>path=%s</p></body></html>",
@@ -149,6 +151,20 @@ func (a *identityApp) count() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return len(a.seen)
+}
+
+// countPath is how many requests for the request URI p it received (a
+// browser also asks for /favicon.ico).
+func (a *identityApp) countPath(p string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, q := range a.paths {
+		if q == p {
+			n++
+		}
+	}
+	return n
 }
 
 // headers returns a copy of what every request so far carried.
@@ -405,7 +421,8 @@ func TestGateLoginBrowser(t *testing.T) {
 	// A reload needs no sign-in: the cookie alone is a session. The legacy
 	// app's own cookie reaches it; the session cookie never does.
 	wd.Exec(`document.cookie = "legacy_pref=blue; path=/"; return null`, nil)
-	before := app.count()
+	const pagePath = "/wiki/Main_Page?action=view"
+	before := app.countPath(pagePath)
 	wd.Navigate(page)
 	if u := wd.URL(); u != page {
 		t.Fatalf("reload went to %s", u)
@@ -414,17 +431,23 @@ func TestGateLoginBrowser(t *testing.T) {
 	if !strings.Contains(src, "legacy_pref=blue") {
 		t.Fatalf("the legacy app's own cookie did not reach it:\n%s", src)
 	}
-	if app.count() != before+1 {
-		t.Fatalf("the reload reached the upstream %d times", app.count()-before)
+	if app.countPath(pagePath) != before+1 {
+		t.Fatalf("the reload reached the upstream %d times", app.countPath(pagePath)-before)
 	}
 	resp, body := withCookie(t, page, gateCookie, session.Value)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "user=alice ") {
 		t.Fatalf("the browser's session cookie from another client: %d %s", resp.StatusCode, body)
 	}
 	// A client-sent identity header never reaches the upstream.
-	resp, body = withCookie(t, page, gateCookie, session.Value, "X-Forwarded-User", "mallory", "Authorization", "Bearer forged")
+	resp, body = withCookie(t, page, gateCookie, session.Value, "X-Forwarded-User", "mallory", "X-Forwarded-Email", "mallory@evil.example")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "user=alice ") || strings.Contains(body, "mallory") {
-		t.Fatalf("with a session and a forged identity header: %d %s", resp.StatusCode, body)
+		t.Fatalf("with a session and forged identity headers: %d %s", resp.StatusCode, body)
+	}
+	// An Authorization header takes the bearer path even with a session
+	// (docs/browser-login.md): a bad token is refused, never forwarded.
+	resp, body = withCookie(t, page, gateCookie, session.Value, "Authorization", "Bearer forged")
+	if resp.StatusCode != http.StatusUnauthorized || strings.Contains(body, "user=") {
+		t.Fatalf("with a session and a bad bearer token: %d %s", resp.StatusCode, body)
 	}
 	for i, h := range app.headers() {
 		if ck := h.Get("Cookie"); strings.Contains(ck, gateCookie) || strings.Contains(ck, session.Value) {
