@@ -105,7 +105,7 @@ func startExternalProvider(t *testing.T) {
 // to the other Caddy's login page, signs in as carol there and comes back
 // to the legacy page with carol's identity from the provider's ID token;
 // a reload keeps the session; a request without it is sent to the
-// provider again.
+// provider again; logout ends the session and the provider's sign-in.
 func TestGateLoginExternalProvider(t *testing.T) {
 	startExternalProvider(t)
 	app := newIdentityApp(t)
@@ -158,4 +158,17 @@ func TestGateLoginExternalProvider(t *testing.T) {
 	wantLoginRedirect(t, "no session", resp, body, extIssuer)
 	resp, body = withCookie(t, page, gateCookie, flip(session, len(session)/2))
 	wantLoginRedirect(t, "a tampered session", resp, body, extIssuer)
+
+	// Logout: RP-initiated logout at the provider, back to the gate's
+	// post-logout page (its "/", protected). That page now sends the
+	// browser to the provider's login page: the gate's session cookie is
+	// gone (else "/" would be the legacy app) and so is the provider's
+	// sign-in (else it would answer with a code at once).
+	n := app.count()
+	wd.Navigate(extGate + "/oauth2/logout")
+	wd.WaitURL(func(u string) bool { return strings.HasPrefix(u, extIssuer+"/oauth/authorize?") })
+	wd.WaitSource(func(src string) bool { return strings.Contains(src, `id="password"`) })
+	if app.count() != n {
+		t.Fatal("the upstream was reached during the logout")
+	}
 }

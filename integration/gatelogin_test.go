@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // Browser mode of oauth_protect (`login`), against the built-in
@@ -72,6 +73,11 @@ func loginCaddyfile(t *testing.T, storage, upstream string) string {
 		user bob {
 			password_hash %[5]s
 			claim email bob@example.com
+		}
+		client reporter {
+			secret reporter-secret-0123456789abcdef
+			grant_types client_credentials
+			audience %[7]s %[10]s
 		}
 	}
 }
@@ -670,5 +676,73 @@ func TestGateLoginIssuerSameHost(t *testing.T) {
 				t.Fatalf("request %d reached the upstream with its gate's cookie: %q", i, ck)
 			}
 		}
+	}
+}
+
+// TestGateLoginBearerToo: a route with `login` still takes bearer tokens
+// (a script or service next to the browsers), with the same identity
+// headers and the same allow rules: a token of a client that allow_users
+// does not name is refused with 403 and the Bearer challenge, not sent to
+// sign in.
+func TestGateLoginBearerToo(t *testing.T) {
+	app := startGate(t)
+	tok := func(resource string) string {
+		cfg := clientcredentials.Config{ClientID: "reporter", ClientSecret: "reporter-secret-0123456789abcdef",
+			TokenURL: gateIssuer + "/oauth/token", EndpointParams: url.Values{"resource": {resource}}}
+		tk, err := cfg.Token(clientContext(t))
+		if err != nil {
+			t.Fatalf("token for %s: %v", resource, err)
+		}
+		return tk.AccessToken
+	}
+	resp, body := callAPI(t, gateWiki+"/api", "Bearer "+tok(gateWiki))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "user=reporter ") || !strings.Contains(body, "authz=[]") {
+		t.Fatalf("a bearer token at a login route: %d %s", resp.StatusCode, body)
+	}
+	n := app.count()
+	resp, body = callAPI(t, gateAlice+"/api", "Bearer "+tok(gateAlice))
+	if resp.StatusCode != http.StatusForbidden || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") || app.count() != n {
+		t.Fatalf("a token of a client allow_users does not name: %d %q %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+	}
+	// A token for the other gate's audience is not one for this gate.
+	resp, body = callAPI(t, gateWiki+"/api", "Bearer "+tok(gateAlice))
+	if resp.StatusCode != http.StatusUnauthorized || app.count() != n {
+		t.Fatalf("a token for another audience at a login route: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestGateLoginSessionRefresh: with access tokens of 3 seconds, a session
+// outlives its first access token: the gate refreshes it with the
+// refresh token (a new cookie) and the browser stays signed in; revoking
+// the user then ends the refreshed session as well.
+func TestGateLoginSessionRefresh(t *testing.T) {
+	app := newIdentityApp(t)
+	cfg := loginCaddyfile(t, storagePath(t), app.addr())
+	cfg = strings.Replace(cfg, "\t\tuser alice {", "\t\taccess_token_ttl 3s\n\t\tuser alice {", 1)
+	startCaddy(t, cfg)
+	page := gateWiki + "/refresh"
+	_, first := newGateClient(t).signIn(page, gateIssuer, "alice", alicePass)
+	time.Sleep(4 * time.Second) // the session's access token has expired
+	resp, body := withCookie(t, page, gateCookie, first.Value)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "user=alice ") {
+		t.Fatalf("a session whose access token expired: %d %s", resp.StatusCode, body)
+	}
+	next := setCookie(resp, gateCookie)
+	if next == nil || next.Value == "" || next.Value == first.Value {
+		t.Fatalf("the refreshed session set no new cookie: %v", resp.Header.Values("Set-Cookie"))
+	}
+	time.Sleep(4 * time.Second) // and the refreshed one's too
+	resp, body = withCookie(t, page, gateCookie, next.Value)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "user=alice ") {
+		t.Fatalf("the refreshed session after its access token expired: %d %s", resp.StatusCode, body)
+	}
+	last := next.Value
+	if c := setCookie(resp, gateCookie); c != nil && c.Value != "" {
+		last = c.Value
+	}
+	revokeSubject(t, "alice")
+	for i, v := range []string{first.Value, next.Value, last} {
+		resp, body := withCookie(t, page, gateCookie, v)
+		wantLoginRedirect(t, fmt.Sprintf("session cookie %d of 3 (signed in, refreshed, refreshed again) after revoking alice", i+1), resp, body, gateIssuer)
 	}
 }
