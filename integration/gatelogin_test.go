@@ -128,7 +128,7 @@ http://127.0.0.1:19156 {
 // identityApp is the legacy app: it shows the identity headers and the
 // Cookie and Authorization headers it received, and records every request.
 type identityApp struct {
-	srv  *httptest.Server
+	srv   *httptest.Server
 	mu    sync.Mutex
 	seen  []http.Header
 	paths []string
