@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -745,4 +746,77 @@ func TestGateLoginSessionRefresh(t *testing.T) {
 		resp, body := withCookie(t, page, gateCookie, v)
 		wantLoginRedirect(t, fmt.Sprintf("session cookie %d of 3 (signed in, refreshed, refreshed again) after revoking alice", i+1), resp, body, gateIssuer)
 	}
+}
+
+// gateTLS is a gate served over TLS (Caddy's internal CA) next to the
+// built-in config.
+const gateTLS = "https://localhost:19165"
+
+// TestGateLoginTLSCookie: over TLS the session cookie is
+// __Host-oauthgate_session: Secure, HttpOnly, SameSite=Lax, Path=/ and no
+// Domain, so no other host or port of the site can set or read one of
+// that name; the sign-in cookie is as strict.
+func TestGateLoginTLSCookie(t *testing.T) {
+	app := newIdentityApp(t)
+	cfg := loginCaddyfile(t, storagePath(t), app.addr()) + fmt.Sprintf(`
+https://localhost:19165 {
+	tls internal
+	oauth_protect {
+		audience %s
+		forward_header X-Forwarded-User sub
+		login
+	}
+	reverse_proxy %s
+}
+`, gateTLS, app.addr())
+	startCaddy(t, cfg)
+	g := newGateClient(t)
+	g.c.Transport = &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+
+	// Caddy issues the internal certificate in the background: wait for it.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		resp, err := (&http.Client{Transport: g.c.Transport, CheckRedirect: g.c.CheckRedirect}).Get(gateTLS + "/page")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no TLS at %s: %v", gateTLS, err)
+		}
+	}
+	resp, body := g.get(gateTLS + "/page")
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("GET over TLS without a session: %d %s", resp.StatusCode, body)
+	}
+	for _, c := range resp.Cookies() {
+		if !c.Secure || !c.HttpOnly || c.Domain != "" {
+			t.Fatalf("sign-in cookie %s over TLS: Secure %v, HttpOnly %v, Domain %q", c.Name, c.Secure, c.HttpOnly, c.Domain)
+		}
+	}
+	authz, _ := url.Parse(resp.Header.Get("Location"))
+	if authz.Query().Get("redirect_uri") != gateTLS+"/oauth2/callback" {
+		t.Fatalf("redirect_uri over TLS: %s", resp.Header.Get("Location"))
+	}
+	g.jar.SetCookies(&url.URL{Scheme: "https", Host: "localhost:19165", Path: "/"}, resp.Cookies())
+	cb := g.authorize(authz, "alice", alicePass)
+	resp, body = g.get(cb.String())
+	c := setCookie(resp, "__Host-"+gateCookie)
+	if resp.StatusCode < 300 || resp.StatusCode > 399 || c == nil || c.Value == "" {
+		t.Fatalf("callback over TLS: %d, cookies %v: %s", resp.StatusCode, resp.Header.Values("Set-Cookie"), body)
+	}
+	if setCookie(resp, gateCookie) != nil {
+		t.Fatal("over TLS the callback also set an unprefixed session cookie")
+	}
+	if !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Domain != "" {
+		t.Fatalf("session cookie over TLS: %+v", c)
+	}
+	resp, body = g.get(gateTLS + "/page")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "user=alice ") {
+		t.Fatalf("over TLS with the session: %d %s", resp.StatusCode, body)
+	}
+	// The unprefixed name is not the session over TLS.
+	req := newRequest(t, http.MethodGet, gateTLS+"/page", nil)
+	req.AddCookie(&http.Cookie{Name: gateCookie, Value: c.Value})
+	resp, body = (&gateClient{t: t, c: &http.Client{Transport: g.c.Transport, CheckRedirect: g.c.CheckRedirect}}).do(req)
+	wantLoginRedirect(t, "the session value under the unprefixed name over TLS", resp, body, gateIssuer)
 }

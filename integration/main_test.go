@@ -18,7 +18,7 @@
 //	19150-19164  the gate's browser mode (gatelogin_test.go, gateattack_test.go,
 //	             gateexternal_test.go): 19150/19151 http/https_port, 19152 issuer,
 //	             19153-19159 gated sites, 19160-19164 the external provider (a child
-//	             Caddy, admin 19162)
+//	             Caddy, admin 19162), 19165 a gate over TLS
 //	19900-19949  the backup test (backup_test.go)
 //	19950-19979  the production recipes of docs/production.md (production_test.go)
 //	19998        held while the tests run, so concurrent runs take turns
