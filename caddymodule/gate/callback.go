@@ -7,6 +7,7 @@ import (
 	"html"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -185,6 +186,10 @@ func (p *Protect) serveCallback(w http.ResponseWriter, r *http.Request, loginCoo
 			return p.signInBroken(w, "the access token is not for this gate", err)
 		}
 		sd.AccessToken, sd.Expiry, scope = tok.AccessToken, c.ExpiresAt, c.Scope
+	}
+	if scope == "" {
+		// RFC 6749 §5.1: no scope in the answer means the scope asked for.
+		scope = strings.Join(ls.scopes, " ")
 	}
 	sd.Identity = p.identityJSON(idClaims, rp.clientID, scope)
 	value, ok := rp.sealSession(sd)

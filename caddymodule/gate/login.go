@@ -87,7 +87,11 @@ type Login struct {
 	PostLogoutRedirectURI string `json:"post_logout_redirect_uri,omitempty"`
 
 	// CookieName names the session cookie; over TLS (or behind_tls_proxy)
-	// it is prefixed with __Host-. Default: oauthgate_session.
+	// it is prefixed with __Host-. The sign-in cookies are named after it
+	// (<name>_login0…3). Default: oauthgate_app, which differs from the
+	// authorization server's own sign-in cookie (oauthgate_session): over
+	// plain HTTP on one host (loopback) a browser would send both to the
+	// server, which refuses a request with two.
 	CookieName string `json:"cookie_name,omitempty"`
 
 	// SessionTTL is the longest a session with an external provider
@@ -101,8 +105,11 @@ type Login struct {
 const (
 	defaultCallbackPath = "/oauth2/callback"
 	defaultLogoutPath   = "/oauth2/logout"
-	defaultCookieName   = "oauthgate_session"
-	defaultSessionTTL   = 12 * time.Hour
+	defaultCookieName   = "oauthgate_app"
+	// serverCookieName is the authorization server's own session cookie
+	// (grants), which a gate's cookie must not be named after.
+	serverCookieName  = "oauthgate_session"
+	defaultSessionTTL = 12 * time.Hour
 	// loginTTL is how long a started sign-in may take.
 	loginTTL = 10 * time.Minute
 	// maxLoginCookies bounds the sign-ins in progress in one browser
@@ -270,6 +277,10 @@ func (p *Protect) provisionLogin(app any, storage storageLike) error {
 	}
 	if ls.cookieName == "" {
 		ls.cookieName = defaultCookieName
+	}
+	if strings.HasPrefix(ls.cookieName, serverCookieName) || ls.cookieName == "oauthgate_csrf" {
+		p.logger.Warn("oauth_protect: login cookie_name is the authorization server's own cookie name: over plain HTTP on one host the server refuses requests that carry both; use another name or HTTPS",
+			zap.String("cookie_name", ls.cookieName))
 	}
 	if ls.sessionTTL == 0 {
 		ls.sessionTTL = defaultSessionTTL

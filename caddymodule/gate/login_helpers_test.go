@@ -122,7 +122,9 @@ func (b *testBrowser) do(r *http.Request) *httptest.ResponseRecorder {
 	}
 	host := r.URL.Host
 	for _, c := range b.jars[host] {
-		r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+		if strings.HasPrefix(r.URL.Path, c.Path) {
+			r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+		}
 	}
 	w := httptest.NewRecorder()
 	if host == "as.test" {
@@ -151,10 +153,15 @@ func (b *testBrowser) keep(host string, cookies []*http.Cookie) {
 		b.jars[host] = map[string]*http.Cookie{}
 	}
 	for _, c := range cookies {
+		// A browser keeps a cookie per name and path.
+		key := c.Name
+		if c.Path != "" && c.Path != "/" {
+			key += "|" + c.Path
+		}
 		if c.MaxAge < 0 || c.Value == "" {
-			delete(b.jars[host], c.Name)
+			delete(b.jars[host], key)
 		} else {
-			b.jars[host][c.Name] = c
+			b.jars[host][key] = c
 		}
 	}
 }
@@ -206,7 +213,7 @@ func (b *testBrowser) visit(target, user string) *httptest.ResponseRecorder {
 // session is the browser's session cookie at the gate's host.
 func (b *testBrowser) session(host string) string {
 	for name, c := range b.jars[host] {
-		if strings.HasSuffix(name, "oauthgate_session") {
+		if strings.HasSuffix(name, "oauthgate_app") {
 			return c.Value
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/oauthgate/caddy-oauthgate/grants"
 )
 
@@ -44,7 +46,7 @@ func TestLoginRedirect(t *testing.T) {
 		t.Errorf("authorization request %v", q)
 	}
 	cookies := rec.Result().Cookies()
-	if len(cookies) != 1 || cookies[0].Name != "__Host-oauthgate_session_login0" || !cookies[0].HttpOnly || !cookies[0].Secure ||
+	if len(cookies) != 1 || cookies[0].Name != "__Host-oauthgate_app_login0" || !cookies[0].HttpOnly || !cookies[0].Secure ||
 		cookies[0].SameSite != http.SameSiteLaxMode || cookies[0].Path != "/" || cookies[0].MaxAge != 600 {
 		t.Fatalf("sign-in cookie %+v", cookies)
 	}
@@ -52,7 +54,7 @@ func TestLoginRedirect(t *testing.T) {
 		t.Errorf("the sign-in cookie is not sealed: %q", cookies[0].Value)
 	}
 	// A second tab gets its own slot.
-	if rec := b.get("https://app.test/other"); rec.Code != http.StatusFound || rec.Result().Cookies()[0].Name != "__Host-oauthgate_session_login1" {
+	if rec := b.get("https://app.test/other"); rec.Code != http.StatusFound || rec.Result().Cookies()[0].Name != "__Host-oauthgate_app_login1" {
 		t.Errorf("second sign-in: %d %v", rec.Code, rec.Result().Cookies())
 	}
 	for name, mod := range map[string]func(*http.Request){
@@ -105,7 +107,7 @@ func TestLoginFlow(t *testing.T) {
 	if value == "" || len(value) > maxCookieValue {
 		t.Fatalf("session cookie of %d bytes", len(value))
 	}
-	if _, ok := b.jars["app.test"]["__Host-oauthgate_session_login0"]; ok {
+	if _, ok := b.jars["app.test"]["__Host-oauthgate_app_login0"]; ok {
 		t.Error("the sign-in cookie was not cleared")
 	}
 	// Reload: the session holds, no redirect, no new cookie.
@@ -142,7 +144,7 @@ func TestLoginFlow(t *testing.T) {
 		r.Header.Set("Accept", "text/html")
 		r, _ = caddyRequest(r)
 		r.RemoteAddr = "203.0.113.9:4000"
-		r.AddCookie(&http.Cookie{Name: "oauthgate_session", Value: value})
+		r.AddCookie(&http.Cookie{Name: "oauthgate_app", Value: value})
 		if w, ok := serveGate(p, r); ok || w.Code != http.StatusBadRequest || len(w.Result().Cookies()) != 0 {
 			t.Errorf("%s over plain HTTP from afar: %d", target, w.Code)
 		}
@@ -267,7 +269,7 @@ func TestSessionCookieForgery(t *testing.T) {
 		"another server": anotherServersCookie(t),
 	} {
 		c := newTestBrowser(t, app.eng, p)
-		c.setSession("app.test", "__Host-oauthgate_session", value)
+		c.setSession("app.test", "__Host-oauthgate_app", value)
 		rec := c.get("https://app.test/wiki")
 		if rec.Code != http.StatusFound || c.seen != nil {
 			t.Errorf("%s cookie: status %d, upstream reached %v; want a redirect to sign in", name, rec.Code, c.seen != nil)
@@ -278,7 +280,7 @@ func TestSessionCookieForgery(t *testing.T) {
 	}
 	// The good one still works.
 	c := newTestBrowser(t, app.eng, p)
-	c.setSession("app.test", "__Host-oauthgate_session", good)
+	c.setSession("app.test", "__Host-oauthgate_app", good)
 	if rec := c.get("https://app.test/wiki"); rec.Code != http.StatusOK {
 		t.Fatalf("the real cookie: %d", rec.Code)
 	}
@@ -375,7 +377,7 @@ func TestSessionFixation(t *testing.T) {
 	planted := attacker.session("app.test")
 	victim := newTestBrowser(t, app.eng, p)
 	// An invalid planted value is no session: the victim signs in.
-	victim.setSession("app.test", "__Host-oauthgate_session", "planted-value")
+	victim.setSession("app.test", "__Host-oauthgate_app", "planted-value")
 	rec := victim.visit("https://app.test/", "alice")
 	if rec.Code != http.StatusOK || victim.seen.Header.Get("X-Forwarded-User") != "alice" {
 		t.Fatalf("victim: %d as %q", rec.Code, victim.seen.Header.Get("X-Forwarded-User"))
@@ -385,19 +387,46 @@ func TestSessionFixation(t *testing.T) {
 	}
 	// A planted valid session: signing in (a new callback) replaces it.
 	victim2 := newTestBrowser(t, app.eng, p)
-	victim2.setSession("app.test", "__Host-oauthgate_session", planted)
+	victim2.setSession("app.test", "__Host-oauthgate_app", planted)
 	r := httptest.NewRequest(http.MethodGet, "https://app.test/api", nil)
 	r.Header.Set("Sec-Fetch-Mode", "cors")
 	if rec := victim2.do(r); rec.Code != http.StatusOK {
 		t.Fatalf("the planted session: %d", rec.Code) // works as bob: that is what a planted cookie is
 	}
-	delete(victim2.jars["app.test"], "__Host-oauthgate_session")
+	delete(victim2.jars["app.test"], "__Host-oauthgate_app")
 	start := victim2.get("https://app.test/me")
-	victim2.setSession("app.test", "__Host-oauthgate_session", planted)
+	victim2.setSession("app.test", "__Host-oauthgate_app", planted)
 	rec = victim2.visitUntilCallback(start)
 	// visitUntilCallback signs in as bob; what matters is the new value.
 	rec = victim2.get(rec.Header().Get("Location"))
 	if rec.Code != http.StatusSeeOther || victim2.session("app.test") == planted {
 		t.Fatalf("callback: %d, cookie replaced %v", rec.Code, victim2.session("app.test") != planted)
+	}
+}
+
+// TestCookieApartFromServer: over plain HTTP on one host (loopback, the
+// quick start) a browser sends the gate's session cookie to the
+// authorization server too; its name must not be the server's own, which
+// the server refuses to see twice (a sibling could have planted it).
+func TestCookieApartFromServer(t *testing.T) {
+	app := startedLoginIssuer(t, 10*time.Minute)
+	p := loginGate(t, app, "oauth_protect {\n audience http://127.0.0.1:8080\n login\n}")
+	b := newTestBrowser(t, app.eng, p)
+	// One host: every cookie goes to the server and the gate.
+	shared := map[string]*http.Cookie{}
+	b.jars["127.0.0.1:8080"], b.jars["as.test"] = shared, shared
+	if rec := b.visit("http://127.0.0.1:8080/", "alice"); rec.Code != http.StatusOK {
+		t.Fatalf("sign-in: %d", rec.Code)
+	}
+	// Signed in at the gate, the browser signs in to another client of
+	// the same server (its sign-in session is still there).
+	q := url.Values{"client_id": {"ext"}, "redirect_uri": {"https://ext.test/oauth2/callback"}, "response_type": {"code"},
+		"scope": {"openid"}, "state": {"s"}, "code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())}, "code_challenge_method": {"S256"}}
+	rec := b.get("https://as.test" + grants.AuthorizePath + "?" + q.Encode())
+	if rec.Code != http.StatusFound || !strings.HasPrefix(rec.Header().Get("Location"), "https://ext.test/oauth2/callback?code=") {
+		t.Fatalf("the server, with the gate's cookie beside its own: %d %s\n%s", rec.Code, rec.Header().Get("Location"), rec.Body)
+	}
+	if rec := b.get("http://127.0.0.1:8080/again"); rec.Code != http.StatusOK {
+		t.Fatalf("the gate's session after: %d", rec.Code)
 	}
 }

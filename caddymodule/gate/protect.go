@@ -91,7 +91,8 @@ type Protect struct {
 	AllowUsers []string `json:"allow_users,omitempty"`
 
 	// AllowGroups admits only members of one of these groups, read from
-	// groups_claim (a string or an array of strings). Default: none.
+	// groups_claim (a string or an array of strings). Default: no group
+	// rule.
 	AllowGroups []string `json:"allow_groups,omitempty"`
 
 	// GroupsClaim is the claim allow_groups reads. Default: groups.

@@ -18,7 +18,7 @@ func BenchmarkGateSession(b *testing.B) {
 	if rec := br.visit("https://app.test/", "alice"); rec.Code != http.StatusOK {
 		b.Fatalf("sign-in: %d", rec.Code)
 	}
-	cookie := "theme=dark; __Host-oauthgate_session=" + br.session("app.test")
+	cookie := "theme=dark; __Host-oauthgate_app=" + br.session("app.test")
 	benchGate(b, p, func(r *http.Request) { r.Header.Set("Cookie", cookie) })
 }
 

@@ -19,7 +19,7 @@ func sessionRequest(target, cookie string) *http.Request {
 	r := httptest.NewRequest(http.MethodGet, target, nil)
 	r.RemoteAddr = "127.0.0.1:5555"
 	r.Header.Set("Sec-Fetch-Mode", "navigate")
-	r.AddCookie(&http.Cookie{Name: "__Host-oauthgate_session", Value: cookie})
+	r.AddCookie(&http.Cookie{Name: "__Host-oauthgate_app", Value: cookie})
 	r.TLS = tlsState
 	r, _ = caddyRequest(r)
 	return r
@@ -62,7 +62,7 @@ func TestSessionRefresh(t *testing.T) {
 				t.Errorf("parallel request during refresh: %d", w.Code)
 			}
 			for _, c := range w.Result().Cookies() {
-				if c.Name == "__Host-oauthgate_session" {
+				if c.Name == "__Host-oauthgate_app" {
 					values[c.Value]++
 				}
 			}
@@ -185,15 +185,27 @@ func TestLogout(t *testing.T) {
 	if b.session("app.test") != "" {
 		t.Error("the session cookie was not cleared")
 	}
-	// The provider's logout takes the request and returns to the app.
-	if rec := b.get(loc.String()); rec.Code != http.StatusFound && rec.Code != http.StatusSeeOther && rec.Code != http.StatusOK {
-		t.Errorf("the provider's logout answered %d", rec.Code)
-	}
-	// The old cookie no longer refreshes: its refresh token is revoked.
+	// The old cookie no longer refreshes: its refresh token is revoked
+	// (before the browser even reaches the provider's logout).
 	p.login.sessions = newSessionCache()
 	p.login.now = func() time.Time { return time.Now().Add(9*time.Minute + 30*time.Second) }
 	if _, ok := serveGate(p, sessionRequest("https://app.test/", old)); ok {
 		t.Error("the logged-out session still passes")
+	}
+	p.login.now = time.Now
+	// The provider's logout takes the request and returns to the app.
+	if rec := b.get(loc.String()); rec.Code != http.StatusFound && rec.Code != http.StatusSeeOther && rec.Code != http.StatusOK {
+		t.Errorf("the provider's logout answered %d", rec.Code)
+	}
+	// A provider without end_session_endpoint: straight to the
+	// post-logout URI.
+	rp, err := p.login.relyingParty(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp.endSession = ""
+	if rec := b.get("https://app.test/oauth2/logout"); rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "https://app.test/" {
+		t.Errorf("logout without end_session_endpoint: %d to %q", rec.Code, rec.Header().Get("Location"))
 	}
 	// POST works too; other methods do not.
 	r := httptest.NewRequest(http.MethodPost, "https://app.test/oauth2/logout", nil)
