@@ -32,12 +32,14 @@ import (
 // host's cookies to every port of it). TestGateLoginIssuerSameHost puts
 // both on one host on purpose.
 const (
-	gateIssuer  = "http://localhost:19152"
-	gateWiki    = "http://127.0.0.1:19153" // login, identity headers
-	gateBye     = "http://127.0.0.1:19154" // the post-logout page, not protected
-	gateAdmins  = "http://127.0.0.1:19155" // login, allow_groups admins
-	gateAlice   = "http://127.0.0.1:19156" // login, allow_users alice
-	gateCookie  = "oauthgate_session"      // the contract's default cookie_name (no __Host- over HTTP)
+	gateIssuer = "http://localhost:19152"
+	gateWiki   = "http://127.0.0.1:19153" // login, identity headers
+	gateBye    = "http://127.0.0.1:19154" // the post-logout page, not protected
+	gateAdmins = "http://127.0.0.1:19155" // login, allow_groups admins
+	gateAlice  = "http://127.0.0.1:19156" // login, allow_users alice
+	// gateCookie is the default cookie_name (no __Host- over HTTP); not
+	// oauthgate_session, the authorization server's own sign-in cookie.
+	gateCookie  = "oauthgate_app"
 	alicePass   = "alice-password"
 	bobPass     = "bob-password"
 	gateAdminIn = "http://" + adminAddr
@@ -753,7 +755,7 @@ func TestGateLoginSessionRefresh(t *testing.T) {
 const gateTLS = "https://localhost:19165"
 
 // TestGateLoginTLSCookie: over TLS the session cookie is
-// __Host-oauthgate_session: Secure, HttpOnly, SameSite=Lax, Path=/ and no
+// __Host-oauthgate_app: Secure, HttpOnly, SameSite=Lax, Path=/ and no
 // Domain, so no other host or port of the site can set or read one of
 // that name; the sign-in cookie is as strict.
 func TestGateLoginTLSCookie(t *testing.T) {

@@ -42,7 +42,7 @@ var (
 	scope    = flag.String("scope", "openid", "scope of each grant: with openid, every rotation also returns an ID token")
 	mode     = flag.String("mode", "refresh", "refresh | code | check (refresh each token of -tokens once) | gate-session (print a gate's session cookie)")
 	gate     = flag.String("gate", "http://127.0.0.1:18084/", "with -mode gate-session: a page behind oauth_protect { login } (loopback only)")
-	cookie   = flag.String("cookie", "oauthgate_session", "with -mode gate-session: the gate's session cookie name")
+	cookie   = flag.String("cookie", "oauthgate_app", "with -mode gate-session: the gate's session cookie name")
 	tokens   = flag.String("tokens", "", "with -mode check: file of refresh tokens")
 	workers  = flag.Int("c", 64, "concurrent workers")
 	dur      = flag.Duration("d", 5*time.Second, "measured duration")
