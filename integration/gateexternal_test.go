@@ -172,3 +172,81 @@ func TestGateLoginExternalProvider(t *testing.T) {
 		t.Fatal("the upstream was reached during the logout")
 	}
 }
+
+// foreignIssuerCaddyfile: this Caddy's oauth app (the same storage file,
+// so the same keys, in both configs) and one gated site at extGate, in
+// built-in mode or, with external, signing in at the external provider.
+func foreignIssuerCaddyfile(t *testing.T, storage, upstream string, external bool) string {
+	h, err := bcrypt.GenerateFromPassword([]byte(carolPass), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := "login"
+	if external {
+		login = fmt.Sprintf("login {\n\t\t\tissuer %s\n\t\t\tclient_id wiki-gate\n\t\t\tclient_secret %s\n\t\t}", extIssuer, extSecret)
+	}
+	return fmt.Sprintf(`{
+	skip_install_trust
+	admin %s
+	default_bind 127.0.0.1
+	http_port 19150
+	https_port 19151
+	grace_period 1ns
+	oauth {
+		issuer %s
+		storage_path %s
+		user carol {
+			password_hash %s
+		}
+	}
+}
+http://:19152 {
+	oauth_server
+}
+http://127.0.0.1:19161 {
+	oauth_protect {
+		audience %s
+		forward_header X-Forwarded-User sub
+		%s
+	}
+	reverse_proxy %s
+}
+`, adminAddr, gateIssuer, storage, h, extGate, login, upstream)
+}
+
+// TestGateLoginForeignIssuerCookie: a session cookie is bound to its
+// provider. The same site, sealing with the same keys (one oauth app, one
+// storage file), switched from this Caddy's provider to the external one:
+// the built-in session of a "carol" is no session for the external
+// provider's gate, and the other way round; each config's own sign-in works.
+func TestGateLoginForeignIssuerCookie(t *testing.T) {
+	startExternalProvider(t)
+	app := newIdentityApp(t)
+	storage := storagePath(t)
+	page := extGate + "/doc"
+
+	startCaddy(t, foreignIssuerCaddyfile(t, storage, app.addr(), false))
+	_, builtin := newGateClient(t).signIn(page, gateIssuer, "carol", carolPass)
+	if resp, body := withCookie(t, page, gateCookie, builtin.Value); resp.StatusCode != 200 || !strings.Contains(body, "user=carol ") {
+		t.Fatalf("the built-in session: %d %s", resp.StatusCode, body)
+	}
+
+	startCaddy(t, foreignIssuerCaddyfile(t, storage, app.addr(), true))
+	n := app.count()
+	resp, body := withCookie(t, page, gateCookie, builtin.Value)
+	wantLoginRedirect(t, "the built-in provider's session at the external provider's gate", resp, body, extIssuer)
+	if app.count() != n {
+		t.Fatal("the foreign session reached the upstream")
+	}
+	_, external := newGateClient(t).signIn(page, extIssuer, "carol", carolPass)
+	if resp, body := withCookie(t, page, gateCookie, external.Value); resp.StatusCode != 200 || !strings.Contains(body, "user=carol ") {
+		t.Fatalf("the external provider's session: %d %s", resp.StatusCode, body)
+	}
+
+	startCaddy(t, foreignIssuerCaddyfile(t, storage, app.addr(), false))
+	resp, body = withCookie(t, page, gateCookie, external.Value)
+	wantLoginRedirect(t, "the external provider's session at the built-in provider's gate", resp, body, gateIssuer)
+	if resp, body := withCookie(t, page, gateCookie, builtin.Value); resp.StatusCode != 200 || !strings.Contains(body, "user=carol ") {
+		t.Fatalf("the built-in session after switching back: %d %s", resp.StatusCode, body)
+	}
+}
