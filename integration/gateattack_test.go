@@ -5,12 +5,15 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // Attacks on the gate's browser mode, each its own test, with a plain
@@ -294,5 +297,53 @@ func TestGateLoginOtherGateSession(t *testing.T) {
 		}
 		resp, body = withCookie(t, site+"/report", gateCookie, alice.Value)
 		wantLoginRedirect(t, fmt.Sprintf("%s with the wiki's session of alice", site), resp, body, gateIssuer)
+	}
+}
+
+// TestGateLoginClientOnlyInProcess: the gate's client at the built-in
+// server has no secret; it authenticates only through the gate's
+// in-process transport. Someone who reads its client_id and redirect URI
+// off the authorization request, runs an authorization with their own
+// PKCE verifier and sees the code, cannot redeem it over HTTP: the token
+// endpoint answers invalid_client, however the client is presented.
+func TestGateLoginClientOnlyInProcess(t *testing.T) {
+	startGate(t)
+	g := newGateClient(t)
+	gateAuthz := g.startLogin(gateWiki+"/", gateIssuer)
+	clientID, redirectURI := gateAuthz.Query().Get("client_id"), gateAuthz.Query().Get("redirect_uri")
+
+	verifier := oauth2.GenerateVerifier()
+	own := *gateAuthz
+	q := own.Query()
+	q.Set("code_challenge", oauth2.S256ChallengeFromVerifier(verifier))
+	q.Set("state", randomCookie(16))
+	q.Set("nonce", randomCookie(16))
+	own.RawQuery = q.Encode()
+	cb := g.authorize(&own, "alice", alicePass)
+	code := cb.Query().Get("code")
+
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI}, "code_verifier": {verifier}}
+	for name, present := range map[string]func(*http.Request, url.Values){
+		"client_id in the body, no secret": func(_ *http.Request, f url.Values) { f.Set("client_id", clientID) },
+		"Basic with an empty secret":       func(r *http.Request, _ url.Values) { r.SetBasicAuth(clientID, "") },
+		"Basic with a guessed secret":      func(r *http.Request, _ url.Values) { r.SetBasicAuth(clientID, "secret") },
+		"client_secret_post":               func(_ *http.Request, f url.Values) { f.Set("client_id", clientID); f.Set("client_secret", "x") },
+	} {
+		f := url.Values{}
+		for k, v := range form {
+			f[k] = v
+		}
+		req := newRequest(t, http.MethodPost, gateIssuer+"/oauth/token", nil)
+		present(req, f)
+		req.Body = io.NopCloser(strings.NewReader(f.Encode()))
+		req.ContentLength = int64(len(f.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, body := httpDo(t, req)
+		if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `"invalid_client"`) {
+			t.Fatalf("redeeming the gate client's code over HTTP (%s): %d %s, want invalid_client", name, resp.StatusCode, body)
+		}
+		if strings.Contains(body, "access_token") {
+			t.Fatalf("an access token for the gate's client over HTTP (%s): %s", name, body)
+		}
 	}
 }

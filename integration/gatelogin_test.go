@@ -486,6 +486,8 @@ func TestGateLoginBrowser(t *testing.T) {
 			t.Fatalf("GET with %v and no session: %d %q, want 401: %s", hdr, resp.StatusCode, resp.Header.Get("Location"), body)
 		}
 	}
+	resp, body = httpDo(t, newRequest(t, http.MethodHead, page, nil))
+	wantLoginRedirect(t, "HEAD without a session", resp, body, gateIssuer)
 	resp, body = httpDo(t, newRequest(t, http.MethodPost, gateWiki+"/wiki/edit", strings.NewReader("x=1")))
 	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Location") != "" {
 		t.Fatalf("POST without a session: %d %q, want 401: %s", resp.StatusCode, resp.Header.Get("Location"), body)
