@@ -54,7 +54,7 @@ if [[ $use_wrk == 1 ]] && ! command -v wrk >/dev/null; then
 	use_wrk=0
 fi
 secret=bench-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-ports=(18019 18080 18081 18082 18083 18089)
+ports=(18019 18080 18081 18082 18083 18084 18089)
 
 die() {
 	echo "bench: $*" >&2
@@ -181,7 +181,7 @@ measure() {
 	shift
 	local out line
 	local -a prof=()
-	if [[ -n $profile && $name =~ ^(token|protect_one|protect_fresh)$ ]]; then
+	if [[ -n $profile && $name =~ ^(token|protect_one|protect_session|protect_fresh)$ ]]; then
 		prof=(-profile http://localhost:18019/debug/pprof/profile -profile-out "$profile/$name.pprof")
 	fi
 	out=$("$work/load" -c "$conc" -d "${secs}s" -warmup "$warmup" -label "$name" "${prof[@]}" "$@" 2>&1) || {
@@ -240,9 +240,18 @@ for _ in $(seq "$rounds"); do
 		measure_wrk token "$token_url"
 	fi
 done
+# The gate in browser mode (18084): bench-user signs in once through the
+# gate's code flow; every request then carries that session cookie. Its
+# baseline is the plain proxy sent the same Cookie header, measured in the
+# same rounds as the bearer pair, so the session gate can be read against
+# both. The cookie is a credential: it stays in this variable.
+session_cookie=$("$work/grantload" -mode gate-session -gate http://127.0.0.1:18084/) || die "signing in at the session gate (18084) failed"
+[[ $session_cookie == *=* ]] || die "no session cookie from the gate at 18084"
 for _ in $(seq "$rounds"); do
 	measure proxy_one -url http://127.0.0.1:18083/ -token-url "$token_url" -token-basic "$creds" -tokens 1
 	measure protect_one -url http://127.0.0.1:18082/ -token-url "$token_url" -token-basic "$creds" -tokens 1
+	measure proxy_cookie -url http://127.0.0.1:18083/ -H "Cookie: $session_cookie"
+	measure protect_session -url http://127.0.0.1:18084/ -H "Cookie: $session_cookie"
 done
 
 if [[ $tokens == auto ]]; then
@@ -315,11 +324,14 @@ if [[ $use_wrk == 1 ]]; then
 	row "  the same, measured with wrk" wrk_token wrk_respond 0 0 "(reported)"
 fi
 row "oauth_protect+proxy, one token" protect_one proxy_one 0.98 0 ">=0.98"
+row "oauth_protect{login}+proxy, session" protect_session proxy_cookie 0 0 "(reported)"
+row "  the same against the bearer gate" protect_session protect_one 0 0 "(reported)"
 row "oauth_protect+proxy, fresh tokens" protect_fresh proxy_fresh 0.80 0 ">=0.80"
 row "  the same, minted by another node" protect_fresh_other proxy_fresh_other 0 0 "(reported)"
 echo
 echo "baselines: respond \"ok\" (POSTing the same form and Basic header) for the token endpoint;"
-echo "           plain reverse_proxy to the same upstream, sent the same Authorization headers, for oauth_protect."
+echo "           plain reverse_proxy to the same upstream, sent the same Authorization headers, for oauth_protect;"
+echo "           for the session gate, the same proxy sent the same Cookie header (and the bearer gate, one token)."
 echo "fresh tokens: ${ntok[protect_fresh]} distinct tokens cycled in order, fetched from this Caddy before the timed phase"
 echo "              (it remembers the last 16384 it minted, so their first check is a hash, not a signature);"
 echo "              minted by another node: the same number fetched once, then Caddy restarted on the same keys"
@@ -327,7 +339,8 @@ echo "              before each round, so each first check verifies the signatur
 if ((rounds > 1)); then
 	echo "best of $rounds: each figure and each baseline is its best round, chosen independently;"
 	echo "rounds (req/s): respond ${runs[respond]}; token ${runs[token]}; proxy_one ${runs[proxy_one]};"
-	echo "                protect_one ${runs[protect_one]}; proxy_fresh ${runs[proxy_fresh]}; protect_fresh ${runs[protect_fresh]};"
+	echo "                protect_one ${runs[protect_one]}; proxy_cookie ${runs[proxy_cookie]}; protect_session ${runs[protect_session]};"
+	echo "                proxy_fresh ${runs[proxy_fresh]}; protect_fresh ${runs[protect_fresh]};"
 	echo "                proxy_fresh_other ${runs[proxy_fresh_other]}; protect_fresh_other ${runs[protect_fresh_other]}"
 	if [[ $use_wrk == 1 ]]; then
 		echo "                with wrk: respond ${runs[wrk_respond]}; token ${runs[wrk_token]}"

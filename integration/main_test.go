@@ -15,6 +15,10 @@
 //	19102        protected echo site: oauth_protect + respond with the placeholders
 //	19103-19890  further sites of single tests, named in those tests (19284/19285
 //	             the browser CORS pages)
+//	19150-19164  the gate's browser mode (gatelogin_test.go, gateattack_test.go,
+//	             gateexternal_test.go): 19150/19151 http/https_port, 19152 issuer,
+//	             19153-19159 gated sites, 19160-19164 the external provider (a child
+//	             Caddy, admin 19162), 19165 a gate over TLS
 //	19320-19325  trust_issuer (trust_test.go): 19320 the external provider (a child
 //	             Caddy), 19321 the gate, 19322 the provider's admin, 19323/19324
 //	             its http/https ports, 19325 a third issuer nothing serves

@@ -4,6 +4,12 @@
 // with its own chain. Every request is a durable write.
 //
 //	go run ./bench/grantload -mode refresh -c 64 -d 5s
+//
+// With -mode gate-session it instead signs the user in once at a gate in
+// browser mode (oauth_protect { login }) and prints the session cookie as
+// the value of a Cookie header (name=value), for bench/load -H.
+//
+//	go run ./bench/grantload -mode gate-session -gate http://127.0.0.1:18084/
 package main
 
 import (
@@ -34,7 +40,9 @@ var (
 	user     = flag.String("user", "bench-user", "user name")
 	password = flag.String("password", "bench-password", "user password")
 	scope    = flag.String("scope", "openid", "scope of each grant: with openid, every rotation also returns an ID token")
-	mode     = flag.String("mode", "refresh", "refresh | code | check (refresh each token of -tokens once)")
+	mode     = flag.String("mode", "refresh", "refresh | code | check (refresh each token of -tokens once) | gate-session (print a gate's session cookie)")
+	gate     = flag.String("gate", "http://127.0.0.1:18084/", "with -mode gate-session: a page behind oauth_protect { login } (loopback only)")
+	cookie   = flag.String("cookie", "oauthgate_app", "with -mode gate-session: the gate's session cookie name")
 	tokens   = flag.String("tokens", "", "with -mode check: file of refresh tokens")
 	workers  = flag.Int("c", 64, "concurrent workers")
 	dur      = flag.Duration("d", 5*time.Second, "measured duration")
@@ -49,6 +57,10 @@ func main() {
 	tr := &http.Transport{MaxIdleConnsPerHost: *workers * 2}
 	if *mode == "check" {
 		check(tr)
+		return
+	}
+	if *mode == "gate-session" {
+		gateSession(tr)
 		return
 	}
 	session := login(tr)
@@ -220,4 +232,37 @@ func check(tr http.RoundTripper) {
 		n++
 	}
 	fmt.Printf("%d seeded refresh tokens refreshed\n", n)
+}
+
+// gateSession signs the user in at the authorization server, then follows
+// a browser through the gate's code flow (gate → authorize, where the
+// sign-in session answers at once → the gate's callback) and prints the
+// session cookie the callback sets as name=value. Nothing else is printed
+// on standard output: run.sh keeps it in a variable.
+func gateSession(tr http.RoundTripper) {
+	if !strings.HasPrefix(*gate, "http://127.0.0.1:") && !strings.HasPrefix(*gate, "http://localhost:") {
+		fail("gate must be on loopback")
+	}
+	jar := login(tr)
+	c := &http.Client{Transport: tr, Jar: jar, CheckRedirect: noRedirect}
+	next := *gate
+	for hop := 0; hop < 4; hop++ {
+		resp, err := c.Get(next)
+		if err != nil {
+			fail("gate sign-in: %v", err)
+		}
+		resp.Body.Close()
+		for _, ck := range resp.Cookies() {
+			if ck.Name == *cookie && ck.Value != "" {
+				fmt.Printf("%s=%s\n", ck.Name, ck.Value)
+				return
+			}
+		}
+		loc, err := resp.Location()
+		if err != nil {
+			fail("gate sign-in: %s answered %d without a redirect or a %s cookie (is it oauth_protect { login }?)", next, resp.StatusCode, *cookie)
+		}
+		next = loc.String()
+	}
+	fail("gate sign-in: no %s cookie after 4 redirects from %s", *cookie, *gate)
 }
