@@ -166,6 +166,17 @@ func (ls *loginState) loginCookieName(r *http.Request, i int) string {
 // setCookie sets one of the gate's cookies; maxAge 0 makes a cookie of
 // the browser session.
 func (ls *loginState) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
+	// One answer sets a cookie once: a later value (a session refreshed
+	// after its successor was adopted, or cleared) replaces an earlier.
+	if set := w.Header()["Set-Cookie"]; len(set) > 0 {
+		kept := set[:0]
+		for _, c := range set {
+			if !strings.HasPrefix(c, name+"=") {
+				kept = append(kept, c)
+			}
+		}
+		w.Header()["Set-Cookie"] = kept
+	}
 	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true,
 		Secure: ls.overTLS(r), SameSite: http.SameSiteLaxMode})
 }
@@ -236,6 +247,11 @@ func (ls *loginState) takeCookies(r *http.Request) (sessionValue string, login m
 // expires soon and sets the new cookie. A nil session with status 0
 // means no valid session; 503 means the provider or storage is down.
 func (p *Protect) openSession(w http.ResponseWriter, r *http.Request, value string) (*session, int) {
+	return p.checkSession(w, r, value, 0)
+}
+
+// checkSession is openSession, depth successors into a refresh chain.
+func (p *Protect) checkSession(w http.ResponseWriter, r *http.Request, value string, depth int) (*session, int) {
 	ls := p.login
 	if len(value) > maxCookieValue+200 {
 		return nil, 0
@@ -263,7 +279,7 @@ func (p *Protect) openSession(w http.ResponseWriter, r *http.Request, value stri
 	}
 	if s.data.Expiry != 0 && now.Add(refreshBefore).Unix() >= s.data.Expiry &&
 		(s.data.RefreshToken != "" || !ls.external) {
-		return p.refreshSession(w, r, key, s)
+		return p.refreshSession(w, r, key, s, depth)
 	}
 	if !ls.external {
 		if st := p.checkAccessToken(s.data.AccessToken, now); st != 0 {
@@ -330,23 +346,21 @@ func (rp *relyingParty) sealSession(d sessionData) (string, bool) {
 // the parallel requests that carry the same cookie, and sets the new
 // cookie. A refused refresh ends the session; an unreachable provider
 // keeps a session whose token is still valid and answers 503 otherwise.
-func (p *Protect) refreshSession(w http.ResponseWriter, r *http.Request, key [32]byte, s *session) (*session, int) {
+func (p *Protect) refreshSession(w http.ResponseWriter, r *http.Request, key [32]byte, s *session, depth int) (*session, int) {
 	ls := p.login
 	now := ls.now()
 	if next, ok := ls.refresh.successor(key, now); ok {
-		if signedOut(cookieHash(next.value), next.s, now) {
-			return nil, 0
-		}
-		ls.setCookie(w, r, ls.sessionCookieName(r), next.value, ls.cookieMaxAge(next.s, now))
-		return next.s, 0
+		return p.adoptSuccessor(w, r, next, depth)
 	}
 	type result struct {
 		value string
 		s     *session
+		// adopted: another request refreshed this session first.
+		adopted bool
 	}
 	v, err, _ := ls.refresh.group.Do(string(key[:]), func() (any, error) {
 		if next, ok := ls.refresh.successor(key, now); ok {
-			return result{next.value, next.s}, nil
+			return result{next.value, next.s, true}, nil
 		}
 		rp, err := ls.relyingParty(r.Context())
 		if err != nil {
@@ -363,7 +377,7 @@ func (p *Protect) refreshSession(w http.ResponseWriter, r *http.Request, key [32
 		ls.sessions.put(cookieHash(value), ns)
 		ls.sessions.remove(key)
 		ls.refresh.remember(key, rotation{value: value, s: ns, until: now.Add(rotatedFor)}, now)
-		return result{value, ns}, nil
+		return result{value, ns, false}, nil
 	})
 	if err != nil {
 		if errors.Is(err, errRefused) {
@@ -378,8 +392,30 @@ func (p *Protect) refreshSession(w http.ResponseWriter, r *http.Request, key [32
 		return nil, http.StatusServiceUnavailable
 	}
 	res := v.(result)
+	if res.adopted {
+		return p.adoptSuccessor(w, r, rotation{value: res.value, s: res.s}, depth)
+	}
 	ls.setCookie(w, r, ls.sessionCookieName(r), res.value, ls.cookieMaxAge(res.s, now))
 	return res.s, 0
+}
+
+// maxSuccessors bounds how many successors one request follows: each is
+// a refresh within rotatedFor, so a longer chain is not a browser's.
+const maxSuccessors = 4
+
+// adoptSuccessor answers a cookie that a refresh has replaced with the
+// session that replaced it, checked like any session cookie the browser
+// sends (signed out, ended, revoked, expiring and so refreshed in turn):
+// the old cookie is never a way around those checks.
+func (p *Protect) adoptSuccessor(w http.ResponseWriter, r *http.Request, next rotation, depth int) (*session, int) {
+	ls := p.login
+	if depth >= maxSuccessors {
+		return nil, 0
+	}
+	// Set first: a refresh of the successor, or the end of the session,
+	// replaces it in this answer (setCookie keeps the last value).
+	ls.setCookie(w, r, ls.sessionCookieName(r), next.value, ls.cookieMaxAge(next.s, ls.now()))
+	return p.checkSession(w, r, next.value, depth+1)
 }
 
 // errRefused is a refresh the provider refused: the session ends.

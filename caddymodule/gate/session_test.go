@@ -93,6 +93,34 @@ func TestSessionRefresh(t *testing.T) {
 	}
 }
 
+// TestRefreshedSessionRevoked: after a refresh, the replaced cookie is
+// answered with its successor for a while (a page's parallel requests);
+// that successor is checked like any session, so once the user is
+// revoked neither the old nor the new cookie passes.
+func TestRefreshedSessionRevoked(t *testing.T) {
+	app := startedLoginIssuer(t, 10*time.Minute)
+	p := loginGate(t, app, wikiGate)
+	b := newTestBrowser(t, app.eng, p)
+	if rec := b.visit("https://app.test/", "alice"); rec.Code != http.StatusOK {
+		t.Fatalf("sign-in: %d", rec.Code)
+	}
+	old := b.session("app.test")
+	p.login.now = func() time.Time { return time.Now().Add(9*time.Minute + 30*time.Second) }
+	w, ok := serveGate(p, sessionRequest("https://app.test/", old))
+	if !ok || len(w.Result().Cookies()) != 1 {
+		t.Fatalf("refresh: passed %v, cookies %v", ok, w.Result().Cookies())
+	}
+	renewed := w.Result().Cookies()[0].Value
+	if _, err := app.eng.RevokeUser(context.Background(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]string{"the replaced cookie": old, "the renewed cookie": renewed} {
+		if w, ok := serveGate(p, sessionRequest("https://app.test/", v)); ok || w.Code != http.StatusFound {
+			t.Errorf("%s after revoking the user: passed %v, status %d; want a redirect to sign in", name, ok, w.Code)
+		}
+	}
+}
+
 // TestSessionRevoked: revoking the user (or the grant) ends the session
 // at the next request, not when its access token expires.
 func TestSessionRevoked(t *testing.T) {
