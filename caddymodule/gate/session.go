@@ -247,11 +247,13 @@ func (ls *loginState) takeCookies(r *http.Request) (sessionValue string, login m
 // expires soon and sets the new cookie. A nil session with status 0
 // means no valid session; 503 means the provider or storage is down.
 func (p *Protect) openSession(w http.ResponseWriter, r *http.Request, value string) (*session, int) {
-	return p.checkSession(w, r, value, 0)
+	return p.checkSession(w, r, value, false)
 }
 
-// checkSession is openSession, depth successors into a refresh chain.
-func (p *Protect) checkSession(w http.ResponseWriter, r *http.Request, value string, depth int) (*session, int) {
+// checkSession is openSession; an adopted session (the successor of a
+// replaced cookie, minted moments ago) is checked but not refreshed
+// again, so parallel requests never start a chain of refreshes.
+func (p *Protect) checkSession(w http.ResponseWriter, r *http.Request, value string, adopted bool) (*session, int) {
 	ls := p.login
 	if len(value) > maxCookieValue+200 {
 		return nil, 0
@@ -277,9 +279,9 @@ func (p *Protect) checkSession(w http.ResponseWriter, r *http.Request, value str
 		ls.sessions.remove(key)
 		return nil, 0
 	}
-	if s.data.Expiry != 0 && now.Add(refreshBefore).Unix() >= s.data.Expiry &&
+	if !adopted && s.data.Expiry != 0 && now.Add(refreshBefore).Unix() >= s.data.Expiry &&
 		(s.data.RefreshToken != "" || !ls.external) {
-		return p.refreshSession(w, r, key, s, depth)
+		return p.refreshSession(w, r, key, s)
 	}
 	if !ls.external {
 		if st := p.checkAccessToken(s.data.AccessToken, now); st != 0 {
@@ -346,11 +348,11 @@ func (rp *relyingParty) sealSession(d sessionData) (string, bool) {
 // the parallel requests that carry the same cookie, and sets the new
 // cookie. A refused refresh ends the session; an unreachable provider
 // keeps a session whose token is still valid and answers 503 otherwise.
-func (p *Protect) refreshSession(w http.ResponseWriter, r *http.Request, key [32]byte, s *session, depth int) (*session, int) {
+func (p *Protect) refreshSession(w http.ResponseWriter, r *http.Request, key [32]byte, s *session) (*session, int) {
 	ls := p.login
 	now := ls.now()
 	if next, ok := ls.refresh.successor(key, now); ok {
-		return p.adoptSuccessor(w, r, next, depth)
+		return p.adoptSuccessor(w, r, next)
 	}
 	type result struct {
 		value string
@@ -393,29 +395,22 @@ func (p *Protect) refreshSession(w http.ResponseWriter, r *http.Request, key [32
 	}
 	res := v.(result)
 	if res.adopted {
-		return p.adoptSuccessor(w, r, rotation{value: res.value, s: res.s}, depth)
+		return p.adoptSuccessor(w, r, rotation{value: res.value, s: res.s})
 	}
 	ls.setCookie(w, r, ls.sessionCookieName(r), res.value, ls.cookieMaxAge(res.s, now))
 	return res.s, 0
 }
 
-// maxSuccessors bounds how many successors one request follows: each is
-// a refresh within rotatedFor, so a longer chain is not a browser's.
-const maxSuccessors = 4
-
 // adoptSuccessor answers a cookie that a refresh has replaced with the
 // session that replaced it, checked like any session cookie the browser
-// sends (signed out, ended, revoked, expiring and so refreshed in turn):
+// sends (signed out, ended, revoked):
 // the old cookie is never a way around those checks.
-func (p *Protect) adoptSuccessor(w http.ResponseWriter, r *http.Request, next rotation, depth int) (*session, int) {
+func (p *Protect) adoptSuccessor(w http.ResponseWriter, r *http.Request, next rotation) (*session, int) {
 	ls := p.login
-	if depth >= maxSuccessors {
-		return nil, 0
-	}
 	// Set first: a refresh of the successor, or the end of the session,
 	// replaces it in this answer (setCookie keeps the last value).
 	ls.setCookie(w, r, ls.sessionCookieName(r), next.value, ls.cookieMaxAge(next.s, ls.now()))
-	return p.checkSession(w, r, next.value, depth+1)
+	return p.checkSession(w, r, next.value, true)
 }
 
 // errRefused is a refresh the provider refused: the session ends.
