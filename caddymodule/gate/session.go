@@ -328,6 +328,16 @@ func (p *Protect) refreshSession(w http.ResponseWriter, r *http.Request, key [32
 	ls := p.login
 	now := ls.now()
 	if next, ok := ls.refresh.successor(key, now); ok {
+		// The successor is checked like any session: a grant revoked
+		// since the refresh ends it for the old cookie too.
+		if !ls.external {
+			if st := p.checkAccessToken(next.s.data.AccessToken, now); st != 0 {
+				if st != http.StatusServiceUnavailable {
+					return nil, 0
+				}
+				return nil, st
+			}
+		}
 		ls.setCookie(w, r, ls.sessionCookieName(r), next.value, ls.cookieMaxAge(next.s, now))
 		return next.s, 0
 	}
