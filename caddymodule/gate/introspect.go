@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
@@ -32,10 +31,8 @@ const (
 // introspectCache remembers introspection answers by the SHA-256 of the
 // token (never the token itself).
 type introspectCache struct {
-	ttl time.Duration
-
-	mu      sync.Mutex
-	entries map[[sha256.Size]byte]introspectEntry
+	ttl     time.Duration
+	answers *expiringMap[[sha256.Size]byte, introspectEntry]
 }
 
 type introspectEntry struct {
@@ -44,44 +41,18 @@ type introspectEntry struct {
 }
 
 func newIntrospectCache(ttl time.Duration) *introspectCache {
-	return &introspectCache{ttl: ttl, entries: map[[sha256.Size]byte]introspectEntry{}}
+	return &introspectCache{ttl: ttl, answers: newExpiringMap[[sha256.Size]byte, introspectEntry](maxIntrospectEntries)}
 }
 
 func (c *introspectCache) get(sum [sha256.Size]byte, now time.Time) (introspectEntry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[sum]
-	if ok && !now.Before(e.until) {
-		delete(c.entries, sum)
-		return e, false
-	}
-	return e, ok
+	return c.answers.get(sum, now)
 }
 
 func (c *introspectCache) put(sum [sha256.Size]byte, e introspectEntry, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= maxIntrospectEntries {
-		for k, old := range c.entries {
-			if !now.Before(old.until) {
-				delete(c.entries, k)
-			}
-		}
-		for k := range c.entries {
-			if len(c.entries) < maxIntrospectEntries {
-				break
-			}
-			delete(c.entries, k)
-		}
-	}
-	c.entries[sum] = e
+	c.answers.put(sum, e, e.until, now)
 }
 
-func (c *introspectCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
-}
+func (c *introspectCache) len() int { return c.answers.len() }
 
 // introspect checks an opaque token at the issuer's RFC 7662 endpoint,
 // or in the cache. The answer must say active; an iss in it must be the

@@ -2,7 +2,6 @@ package gate
 
 import (
 	"crypto/sha256"
-	"sync"
 	"time"
 )
 
@@ -15,56 +14,31 @@ import (
 // (which older and newer cookies of one session share while the provider
 // does not rotate it). Other nodes and a restarted process do not know
 // them: there the refused refresh ends the session (docs/browser-login.md).
-var loggedOut = &logoutSet{m: map[[32]byte]int64{}}
+var loggedOut = newExpiringMap[[32]byte, struct{}](maxLoggedOut)
 
 // maxLoggedOut bounds the set; an entry lives at most until its
 // session's end (session_ttl for an external provider).
 const maxLoggedOut = 100000
 
-type logoutSet struct {
-	mu sync.RWMutex
-	m  map[[32]byte]int64 // key → unix time after which it may be forgotten
-}
-
 // refreshKey is the set's key of a refresh token (apart from cookie hashes).
 func refreshKey(rt string) [32]byte { return sha256.Sum256([]byte("rt\x00" + rt)) }
 
-// add records k until the unix time until. When the set is full the
-// entries past their end go first, then arbitrary ones: the bound holds
-// even under a flood of sign-outs (each needs a signed-in session).
-func (s *logoutSet) add(k [32]byte, until int64, now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.m) >= maxLoggedOut {
-		for old, end := range s.m {
-			if end < now.Unix() {
-				delete(s.m, old)
-			}
-		}
-		for old := range s.m {
-			if len(s.m) < maxLoggedOut {
-				break
-			}
-			delete(s.m, old)
-		}
-	}
-	s.m[k] = until
-}
-
-func (s *logoutSet) has(k [32]byte, now time.Time) bool {
-	s.mu.RLock()
-	end, ok := s.m[k]
-	s.mu.RUnlock()
-	return ok && now.Unix() <= end
+// loggedOutHas reports whether k was signed out and is still kept. When
+// the set is full the entries past their end go first, then arbitrary
+// ones: the bound holds even under a flood of sign-outs (each needs a
+// signed-in session).
+func loggedOutHas(k [32]byte, now time.Time) bool {
+	_, ok := loggedOut.get(k, now)
+	return ok
 }
 
 // signedOut reports whether the session of cookie key k (opened as sess)
 // was signed out on this node.
 func signedOut(k [32]byte, sess *session, now time.Time) bool {
-	if loggedOut.has(k, now) {
+	if loggedOutHas(k, now) {
 		return true
 	}
-	return sess != nil && sess.data.RefreshToken != "" && loggedOut.has(sess.rtKey(), now)
+	return sess != nil && sess.data.RefreshToken != "" && loggedOutHas(sess.rtKey(), now)
 }
 
 // rtKey is the session's refresh-token key, hashed once per session.
@@ -87,8 +61,8 @@ func recordLogout(k [32]byte, sess *session, now time.Time) {
 			until = max(sess.data.Expiry, now.Unix()) + int64(refreshBefore/time.Second)
 		}
 	}
-	loggedOut.add(k, until, now)
+	loggedOut.put(k, struct{}{}, time.Unix(until, 0), now)
 	if sess != nil && sess.data.RefreshToken != "" {
-		loggedOut.add(sess.rtKey(), until, now)
+		loggedOut.put(sess.rtKey(), struct{}{}, time.Unix(until, 0), now)
 	}
 }

@@ -100,14 +100,12 @@ func (c *sessionCache) remove(k [32]byte) {
 // reuse and answer by revoking the grant.
 type refresher struct {
 	group   singleflight.Group
-	mu      sync.Mutex
-	rotated map[[32]byte]rotation
+	rotated *expiringMap[[32]byte, rotation]
 }
 
 type rotation struct {
 	value string
 	s     *session
-	until time.Time
 }
 
 // rotatedFor is how long an old cookie is answered with its successor.
@@ -116,36 +114,14 @@ const rotatedFor = 30 * time.Second
 // maxRotated bounds the old→new map.
 const maxRotated = 10000
 
-func (f *refresher) init() { f.rotated = map[[32]byte]rotation{} }
+func (f *refresher) init() { f.rotated = newExpiringMap[[32]byte, rotation](maxRotated) }
 
 func (f *refresher) successor(k [32]byte, now time.Time) (rotation, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	r, ok := f.rotated[k]
-	if ok && now.After(r.until) {
-		delete(f.rotated, k)
-		ok = false
-	}
-	return r, ok
+	return f.rotated.get(k, now)
 }
 
 func (f *refresher) remember(k [32]byte, r rotation, now time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.rotated) >= maxRotated {
-		for old, v := range f.rotated {
-			if now.After(v.until) {
-				delete(f.rotated, old)
-			}
-		}
-		for old := range f.rotated {
-			if len(f.rotated) < maxRotated {
-				break
-			}
-			delete(f.rotated, old)
-		}
-	}
-	f.rotated[k] = r
+	f.rotated.put(k, r, now.Add(rotatedFor), now)
 }
 
 // sessionCookieName is the session cookie's name for this request:
@@ -378,7 +354,7 @@ func (p *Protect) refreshSession(w http.ResponseWriter, r *http.Request, key [32
 		}
 		ls.sessions.put(cookieHash(value), ns)
 		ls.sessions.remove(key)
-		ls.refresh.remember(key, rotation{value: value, s: ns, until: now.Add(rotatedFor)}, now)
+		ls.refresh.remember(key, rotation{value: value, s: ns}, now)
 		return result{value, ns, false}, nil
 	})
 	if err != nil {
