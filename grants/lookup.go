@@ -63,6 +63,13 @@ func (e *Engine) lookupAccess(tok string) *foundToken {
 }
 
 func (e *Engine) lookupRefresh(ctx context.Context, tok string) (*foundToken, error) {
+	return e.findRefresh(ctx, tok, false)
+}
+
+// findRefresh finds a refresh token's grant. With stale, a token the
+// grant has rotated away from finds it too (for revocation only: such a
+// token is never active).
+func (e *Engine) findRefresh(ctx context.Context, tok string, stale bool) (*foundToken, error) {
 	_, key, secret, ok := splitRefreshToken(tok)
 	if !ok {
 		return nil, nil
@@ -83,7 +90,7 @@ func (e *Engine) lookupRefresh(ctx context.Context, tok string) (*foundToken, er
 		// the grant with the token it holds.
 		now := time.Now()
 		deadline := e.refreshDeadline(&fam, rec.Expires)
-		if fam.Revoked || !now.Before(deadline) || !(fam.isCurrent(secret) || fam.inGrace(secret, e.refreshGrace, now)) {
+		if fam.Revoked || !now.Before(deadline) || !stale && !(fam.isCurrent(secret) || fam.inGrace(secret, e.refreshGrace, now)) {
 			return nil
 		}
 		f = &foundToken{key: key, family: fam, expires: deadline}

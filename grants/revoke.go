@@ -10,8 +10,8 @@ import (
 )
 
 // serveRevoke is the RFC 7009 revocation endpoint. Revoking a refresh
-// token revokes its whole grant: every refresh token of the family and
-// every access token issued from it. Revoking an access token revokes
+// token (also one rotated away from) revokes its whole grant: every
+// refresh token of the family and every access token issued from it. Revoking an access token revokes
 // that token only (its refresh token stays usable). Unknown, expired and
 // already-revoked tokens get 200 like any other; a token of another
 // client is refused with unauthorized_client and stays valid.
@@ -37,6 +37,16 @@ func (e *Engine) revoke(w http.ResponseWriter, r *http.Request) *Error {
 	f, err := e.lookupToken(r.Context(), form.Get("token"), form.Get("token_type_hint"))
 	if err != nil {
 		return storageError(err)
+	}
+	if f == nil {
+		// A refresh token the grant has rotated away from still names
+		// the grant: revoking it ends the grant, as presenting it at the
+		// token endpoint would (reuse detection). A client that signs
+		// out with the token it holds must not leave the newer tokens of
+		// its grant alive.
+		if f, err = e.findRefresh(r.Context(), form.Get("token"), true); err != nil {
+			return storageError(err)
+		}
 	}
 	if f == nil {
 		return nil

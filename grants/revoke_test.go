@@ -82,6 +82,31 @@ func TestRevokeRefreshToken(t *testing.T) {
 	}
 }
 
+// TestRevokeRotatedRefreshToken: a refresh token the grant rotated away
+// from still names the grant: revoking it (a client signing out with the
+// token it kept) ends the grant and the newer tokens, as presenting it at
+// the token endpoint would; another client's stale token is refused.
+func TestRevokeRotatedRefreshToken(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, withResourceServers())
+	tr := firstGrant(t, e, "c-web")
+	old := tr.str("refresh_token")
+	next := refresh(e, "c-web", old)
+	wantOK(t, next)
+	rt, at := next.str("refresh_token"), next.str("access_token")
+	wantErr(t, opRevoke(e, "c-trusted", "token", old), 400, CodeUnauthorizedClient)
+	if !verifies(e, at) {
+		t.Fatal("another client's revocation ended the grant")
+	}
+	if got := opRevoke(e, "c-web", "token", old); got.status != http.StatusOK {
+		t.Fatalf("%d %s", got.status, got.raw)
+	}
+	if verifies(e, at) {
+		t.Fatal("the newer access token still verifies after the rotated refresh token was revoked")
+	}
+	wantErr(t, refresh(e, "c-web", rt), 400, CodeInvalidGrant)
+}
+
 // TestRevokeOtherClientsToken: refused, and the token stays valid (RFC 7009 §2.1).
 func TestRevokeOtherClientsToken(t *testing.T) {
 	t.Parallel()

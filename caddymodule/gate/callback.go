@@ -168,7 +168,7 @@ func (p *Protect) serveCallback(w http.ResponseWriter, r *http.Request, loginCoo
 	if err := idt.Claims(&idClaims); err != nil {
 		return p.signInBroken(w, "the ID token's claims do not decode", err)
 	}
-	sd := sessionData{RefreshToken: tok.RefreshToken, IDToken: raw}
+	sd := sessionData{RefreshToken: tok.RefreshToken, IDToken: raw, SID: tokens.RandomID(16)}
 	scope, _ := tok.Extra("scope").(string)
 	if !tok.Expiry.IsZero() {
 		sd.Expiry = tok.Expiry.Unix()

@@ -10,18 +10,20 @@ import (
 // external provider's session is checked by its seal and dates only, so
 // without it a copy of the cookie would keep working after logout until
 // the provider's access token expires and the refresh is refused. Keys
-// are the hash of the cookie value and of the session's refresh token
-// (which older and newer cookies of one session share while the provider
-// does not rotate it). Other nodes and a restarted process do not know
-// them: there the refused refresh ends the session (docs/browser-login.md).
+// are the hash of the cookie value and of the session's chain id (which
+// every cookie of one sign-in carries through its refreshes, so a stale
+// cookie signs out the newer ones too). Other nodes and a restarted
+// process do not know them: there the refused refresh ends the session
+// (docs/browser-login.md).
 var loggedOut = newExpiringMap[[32]byte, struct{}](maxLoggedOut)
 
 // maxLoggedOut bounds the set; an entry lives at most until its
 // session's end (session_ttl for an external provider).
 const maxLoggedOut = 100000
 
-// refreshKey is the set's key of a refresh token (apart from cookie hashes).
-func refreshKey(rt string) [32]byte { return sha256.Sum256([]byte("rt\x00" + rt)) }
+// chainKey is the set's key of a session's chain: the id every cookie of
+// one sign-in carries through its refreshes (apart from cookie hashes).
+func chainKey(sid string) [32]byte { return sha256.Sum256([]byte("sid\x00" + sid)) }
 
 // loggedOutHas reports whether k was signed out and is still kept. When
 // the set is full the entries past their end go first, then arbitrary
@@ -38,13 +40,13 @@ func signedOut(k [32]byte, sess *session, now time.Time) bool {
 	if loggedOutHas(k, now) {
 		return true
 	}
-	return sess != nil && sess.data.RefreshToken != "" && loggedOutHas(sess.rtKey(), now)
+	return sess != nil && sess.data.SID != "" && loggedOutHas(sess.chainKey(), now)
 }
 
-// rtKey is the session's refresh-token key, hashed once per session.
-func (s *session) rtKey() [32]byte {
-	s.rtOnce.Do(func() { s.rtHash = refreshKey(s.data.RefreshToken) })
-	return s.rtHash
+// chainKey is the session's chain key, hashed once per session.
+func (s *session) chainKey() [32]byte {
+	s.chainOnce.Do(func() { s.chainHash = chainKey(s.data.SID) })
+	return s.chainHash
 }
 
 // recordLogout remembers a signed-out session until its natural end:
@@ -62,7 +64,7 @@ func recordLogout(k [32]byte, sess *session, now time.Time) {
 		}
 	}
 	loggedOut.put(k, struct{}{}, time.Unix(until, 0), now)
-	if sess != nil && sess.data.RefreshToken != "" {
-		loggedOut.put(sess.rtKey(), struct{}{}, time.Unix(until, 0), now)
+	if sess != nil && sess.data.SID != "" {
+		loggedOut.put(sess.chainKey(), struct{}{}, time.Unix(until, 0), now)
 	}
 }

@@ -71,3 +71,52 @@ func TestBuiltinLogoutRevokesGrant(t *testing.T) {
 		t.Errorf("the copied built-in cookie after logout: passed %v, status %d", ok, w.Code)
 	}
 }
+
+// TestLogoutWithStaleCookie: signing out with a cookie a refresh has
+// replaced ends the newer cookie too — with the built-in provider on
+// every node (the stale refresh token revokes the grant), with an
+// external one on this node (the sign-in's chain id).
+func TestLogoutWithStaleCookie(t *testing.T) {
+	app := startedLoginIssuer(t, 10*time.Minute)
+	t.Setenv("EXT_SECRET", extSecret)
+	st := &memStorage{m: map[string][]byte{}}
+	for _, mode := range []struct {
+		name, host string
+		gate       func() *Protect
+	}{
+		{"built-in", "app.test", func() *Protect { return loginGate(t, app, wikiGate) }},
+		{"external", "ext.test", func() *Protect {
+			return externalLoginGate(t, "oauth_protect {\n audience https://ext.test\n login {\n issuer https://as.test\n client_id ext\n client_secret {env.EXT_SECRET}\n }\n}", st, app)
+		}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			p := mode.gate()
+			b := newTestBrowser(t, app.eng, p)
+			if rec := b.visit("https://"+mode.host+"/", "alice"); rec.Code != http.StatusOK {
+				t.Fatalf("sign-in: %d", rec.Code)
+			}
+			stale := b.session(mode.host)
+			p.login.now = func() time.Time { return time.Now().Add(9*time.Minute + 30*time.Second) }
+			w, ok := serveGate(p, sessionRequest("https://"+mode.host+"/", stale))
+			if !ok || len(w.Result().Cookies()) != 1 {
+				t.Fatalf("refresh: passed %v, cookies %v", ok, w.Result().Cookies())
+			}
+			newer := w.Result().Cookies()[0].Value
+			p.login.now = time.Now
+			time.Sleep(10 * time.Millisecond)
+			if w, _ := serveGate(p, sessionRequest("https://"+mode.host+"/oauth2/logout", stale)); w.Code != http.StatusSeeOther {
+				t.Fatalf("logout with the stale cookie: %d", w.Code)
+			}
+			if mode.name == "built-in" {
+				// Another node: nothing in memory, only the revoked grant.
+				loggedOut.mu.Lock()
+				clear(loggedOut.m)
+				loggedOut.mu.Unlock()
+				p.login.sessions = newSessionCache()
+			}
+			if w, ok := serveGate(p, sessionRequest("https://"+mode.host+"/", newer)); ok || w.Code != http.StatusFound {
+				t.Errorf("the newer cookie after logout with the stale one: passed %v, status %d", ok, w.Code)
+			}
+		})
+	}
+}

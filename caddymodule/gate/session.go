@@ -38,14 +38,18 @@ type sessionData struct {
 	// End is when an external session ends (unix seconds): sign-in time
 	// plus session_ttl. 0 in built-in mode, where the grant decides.
 	End int64 `json:"end,omitempty"`
+	// SID names the sign-in: every cookie of it carries the same through
+	// its refreshes, so signing out with any of them ends all of them on
+	// this node.
+	SID string `json:"sid,omitempty"`
 }
 
 // session is an opened session cookie, cached by the cookie's hash.
 type session struct {
-	data   sessionData
-	claims *tokens.AccessClaims // the identity, as a token's claims
-	rtOnce sync.Once            // makes rtHash (loggedout.go)
-	rtHash [32]byte
+	data      sessionData
+	claims    *tokens.AccessClaims // the identity, as a token's claims
+	chainOnce sync.Once            // makes chainHash (loggedout.go)
+	chainHash [32]byte
 }
 
 // maxCookieValue bounds a sealed session cookie's value: browsers keep
