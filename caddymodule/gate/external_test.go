@@ -286,6 +286,8 @@ func TestTrustIssuerRefuses(t *testing.T) {
 		"wrong aud":                    sign(t, k1, nil, prov.claims(map[string]any{"aud": "https://other.test"})),
 		"expired beyond leeway":        sign(t, k1, nil, prov.claims(map[string]any{"exp": now - 31})),
 		"no exp":                       sign(t, k1, nil, prov.claims(map[string]any{"exp": nil})),
+		"no sub":                       sign(t, k1, nil, prov.claims(map[string]any{"sub": nil})),
+		"empty sub":                    sign(t, k1, nil, prov.claims(map[string]any{"sub": ""})),
 		"nbf in the future":            sign(t, k1, nil, prov.claims(map[string]any{"nbf": now + 3600})),
 		"iat in the future":            sign(t, k1, nil, prov.claims(map[string]any{"iat": now + 3600})),
 		"typ id_token":                 sign(t, k1, map[string]any{"typ": "id_token"}, prov.claims(nil)),
@@ -727,6 +729,33 @@ func TestTrustIssuerIntrospectionTokenType(t *testing.T) {
 	for tt, want := range cases {
 		if w, _ := callGate(t, p, "opaque-"+tt); w.Code != want {
 			t.Errorf("token_type %q: status %d, want %d", tt, w.Code, want)
+		}
+	}
+}
+
+// TestTrustIssuerGroups: allow_groups reads an external token's groups
+// claim as an array, or as a single string (one group), and refuses a
+// token without the group.
+func TestTrustIssuerGroups(t *testing.T) {
+	prov := newTestProvider(t)
+	p := externalGate(t, prov, nil, "")
+	p.AllowGroups = []string{"admins"}
+	if err := p.provisionWith(nil); err != nil {
+		t.Fatal(err)
+	}
+	k1 := prov.key("k1")
+	for _, tt := range []struct {
+		groups any
+		want   int
+	}{
+		{[]string{"staff", "admins"}, http.StatusOK},
+		{"admins", http.StatusOK},
+		{"staff", http.StatusForbidden},
+		{nil, http.StatusForbidden},
+	} {
+		w, _ := callGate(t, p, sign(t, k1, nil, prov.claims(map[string]any{"groups": tt.groups})))
+		if w.Code != tt.want {
+			t.Errorf("groups %v: status %d, want %d", tt.groups, w.Code, tt.want)
 		}
 	}
 }

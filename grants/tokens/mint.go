@@ -47,6 +47,13 @@ func (a *Audience) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// Groups is the groups claim: an array of strings, or a single string
+// (some providers send one group so), which is one group.
+type Groups []string
+
+// UnmarshalJSON accepts a string or an array of strings and nothing else.
+func (g *Groups) UnmarshalJSON(b []byte) error { return (*Audience)(g).UnmarshalJSON(b) }
+
 // Contains reports whether v is one of the audience values.
 func (a Audience) Contains(v string) bool {
 	return slices.Contains(a, v)
@@ -86,7 +93,7 @@ type AccessClaims struct {
 	// Groups are the user's groups when the token was granted the groups
 	// scope (RFC 9068 §2.2.3.1), for a gate's allow_groups. Never in a
 	// client's own (client_credentials) token.
-	Groups []string `json:"groups,omitempty"`
+	Groups Groups `json:"groups,omitempty"`
 
 	raw    []byte         // the verified payload, for Claim
 	once   sync.Once      // decodes raw into claims on first use
