@@ -168,7 +168,7 @@ func (p *Protect) serveCallback(w http.ResponseWriter, r *http.Request, loginCoo
 	if err := idt.Claims(&idClaims); err != nil {
 		return p.signInBroken(w, "the ID token's claims do not decode", err)
 	}
-	sd := sessionData{RefreshToken: tok.RefreshToken, IDToken: raw, SID: tokens.RandomID(16)}
+	sd := sessionData{RefreshToken: tok.RefreshToken, IDToken: raw, SID: tokens.RandomID(16), Issued: now.Unix()}
 	scope, _ := tok.Extra("scope").(string)
 	if !tok.Expiry.IsZero() {
 		sd.Expiry = tok.Expiry.Unix()
@@ -185,7 +185,7 @@ func (p *Protect) serveCallback(w http.ResponseWriter, r *http.Request, loginCoo
 		if err != nil || !p.anyAudience && !c.Audience.Contains(p.Audience) || c.Subject != idt.Subject {
 			return p.signInBroken(w, "the access token is not for this gate", err)
 		}
-		sd.AccessToken, sd.Expiry, scope = tok.AccessToken, c.ExpiresAt, c.Scope
+		sd.AccessToken, sd.Expiry, sd.Issued, scope = tok.AccessToken, c.ExpiresAt, c.IssuedAt, c.Scope
 	}
 	if scope == "" {
 		// RFC 6749 §5.1: no scope in the answer means the scope asked for.

@@ -38,6 +38,10 @@ type sessionData struct {
 	// End is when an external session ends (unix seconds): sign-in time
 	// plus session_ttl. 0 in built-in mode, where the grant decides.
 	End int64 `json:"end,omitempty"`
+	// Issued is when the access token was obtained (unix seconds), so a
+	// short-lived one is refreshed within its lifetime, not on every
+	// request.
+	Issued int64 `json:"iat,omitempty"`
 	// SID names the sign-in: every cookie of it carries the same through
 	// its refreshes, so signing out with any of them ends all of them on
 	// this node.
@@ -57,8 +61,22 @@ type session struct {
 const maxCookieValue = 3800
 
 // refreshBefore is how long before its access token expires a session
-// is refreshed.
+// is refreshed (at most half the token's lifetime).
 const refreshBefore = time.Minute
+
+// refreshDue reports whether the session's access token expires within
+// refreshBefore, or within half its lifetime when that is shorter: a
+// token of 10 s is refreshed after 5 s, not on every request.
+func (d *sessionData) refreshDue(now time.Time) bool {
+	if d.Expiry == 0 {
+		return false
+	}
+	before := int64(refreshBefore / time.Second)
+	if d.Issued != 0 && d.Expiry > d.Issued {
+		before = min(before, (d.Expiry-d.Issued)/2)
+	}
+	return now.Unix()+before >= d.Expiry
+}
 
 // sessionCacheSize bounds the cache of opened sessions.
 const sessionCacheSize = 10000
@@ -259,7 +277,7 @@ func (p *Protect) checkSession(w http.ResponseWriter, r *http.Request, value str
 		ls.sessions.remove(key)
 		return nil, 0
 	}
-	if !adopted && s.data.Expiry != 0 && now.Add(refreshBefore).Unix() >= s.data.Expiry &&
+	if !adopted && s.data.refreshDue(now) &&
 		(s.data.RefreshToken != "" || !ls.external) {
 		return p.refreshSession(w, r, key, s)
 	}
@@ -420,7 +438,7 @@ func (p *Protect) redeemRefresh(ctx context.Context, rp *relyingParty, s *sessio
 		d.RefreshToken = s.data.RefreshToken
 	}
 	d.AccessToken = ""
-	d.Expiry = 0
+	d.Expiry, d.Issued = 0, ls.now().Unix()
 	if !tok.Expiry.IsZero() {
 		d.Expiry = tok.Expiry.Unix()
 	}
@@ -443,7 +461,7 @@ func (p *Protect) redeemRefresh(ctx context.Context, rp *relyingParty, s *sessio
 			return nil, errRefused
 		}
 		scope = c.Scope
-		d.Expiry = c.ExpiresAt
+		d.Expiry, d.Issued = c.ExpiresAt, c.IssuedAt
 	}
 	if idClaims == nil {
 		idClaims = map[string]any{}

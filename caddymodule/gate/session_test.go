@@ -430,3 +430,29 @@ func TestSessionKey(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRefreshDue: a session is refreshed a minute before its access
+// token expires, or half-way through a shorter token's lifetime — not
+// on every request.
+func TestRefreshDue(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	for _, tt := range []struct {
+		name           string
+		issued, expiry int64
+		at             time.Duration
+		due            bool
+	}{
+		{"10m token after 5m", 1_000_000, 1_000_600, 5 * time.Minute, false},
+		{"10m token 30s before expiry", 1_000_000, 1_000_600, 9*time.Minute + 30*time.Second, true},
+		{"10s token after 2s", 1_000_000, 1_000_010, 2 * time.Second, false},
+		{"10s token after 6s", 1_000_000, 1_000_010, 6 * time.Second, true},
+		{"expired", 1_000_000, 1_000_010, time.Minute, true},
+		{"unknown issue time: a minute before", 0, 1_000_010, 0, true},
+		{"no expiry", 1_000_000, 0, time.Hour, false},
+	} {
+		d := sessionData{Issued: tt.issued, Expiry: tt.expiry}
+		if got := d.refreshDue(t0.Add(tt.at)); got != tt.due {
+			t.Errorf("%s: due %v, want %v", tt.name, got, tt.due)
+		}
+	}
+}
