@@ -38,6 +38,7 @@ func (e *Engine) revoke(w http.ResponseWriter, r *http.Request) *Error {
 	if err != nil {
 		return storageError(err)
 	}
+	stale := false
 	if f == nil {
 		// A refresh token the grant has rotated away from still names
 		// the grant: revoking it ends the grant, as presenting it at the
@@ -47,8 +48,15 @@ func (e *Engine) revoke(w http.ResponseWriter, r *http.Request) *Error {
 		if f, err = e.findRefresh(r.Context(), form.Get("token"), true); err != nil {
 			return storageError(err)
 		}
+		stale = f != nil
 	}
 	if f == nil {
+		return nil
+	}
+	if f.clientID() != c.ID && stale {
+		// Another client's grant, named by a token that is not active:
+		// answered like an unknown token, so that the answer does not
+		// confirm the grant exists.
 		return nil
 	}
 	if f.clientID() != c.ID {

@@ -168,11 +168,9 @@ func (p *Protect) serveCallback(w http.ResponseWriter, r *http.Request, loginCoo
 	if err := idt.Claims(&idClaims); err != nil {
 		return p.signInBroken(w, "the ID token's claims do not decode", err)
 	}
-	sd := sessionData{RefreshToken: tok.RefreshToken, IDToken: raw, SID: tokens.RandomID(16), Issued: now.Unix()}
+	sd := sessionData{RefreshToken: tok.RefreshToken, IDToken: raw, SID: tokens.RandomID(16)}
 	scope, _ := tok.Extra("scope").(string)
-	if !tok.Expiry.IsZero() {
-		sd.Expiry = tok.Expiry.Unix()
-	}
+	sd.Expiry, sd.Issued = tokenTimes(tok)
 	if ls.external {
 		sd.End = now.Add(ls.sessionTTL).Unix()
 	} else {

@@ -433,7 +433,7 @@ func (e *external) verifyJWT(msg *jws.Message, token string, now time.Time) (*to
 	if c.ExpiresAt <= 0 {
 		return nil, &tokens.TokenError{Reason: "exp missing"}
 	}
-	if c.Subject == "" {
+	if strings.TrimSpace(c.Subject) == "" {
 		// RFC 9068 §2.2 requires sub; an upstream keyed on the user
 		// would get an empty identity.
 		return nil, &tokens.TokenError{Reason: "sub missing"}

@@ -288,6 +288,7 @@ func TestTrustIssuerRefuses(t *testing.T) {
 		"no exp":                       sign(t, k1, nil, prov.claims(map[string]any{"exp": nil})),
 		"no sub":                       sign(t, k1, nil, prov.claims(map[string]any{"sub": nil})),
 		"empty sub":                    sign(t, k1, nil, prov.claims(map[string]any{"sub": ""})),
+		"blank sub":                    sign(t, k1, nil, prov.claims(map[string]any{"sub": " "})),
 		"nbf in the future":            sign(t, k1, nil, prov.claims(map[string]any{"nbf": now + 3600})),
 		"iat in the future":            sign(t, k1, nil, prov.claims(map[string]any{"iat": now + 3600})),
 		"typ id_token":                 sign(t, k1, map[string]any{"typ": "id_token"}, prov.claims(nil)),

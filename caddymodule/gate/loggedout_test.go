@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -118,5 +119,37 @@ func TestLogoutWithStaleCookie(t *testing.T) {
 				t.Errorf("the newer cookie after logout with the stale one: passed %v, status %d", ok, w.Code)
 			}
 		})
+	}
+}
+
+// TestRefusedRefreshEndsChain: when the external provider refuses the
+// refresh of the newest cookie (the user was revoked there), the older
+// cookies of that sign-in, which a refresh had replaced, are refused
+// too instead of being answered with the dead successor.
+func TestRefusedRefreshEndsChain(t *testing.T) {
+	app := startedLoginIssuer(t, 10*time.Minute)
+	t.Setenv("EXT_SECRET", extSecret)
+	st := &memStorage{m: map[string][]byte{}}
+	p := externalLoginGate(t, "oauth_protect {\n audience https://ext.test\n login {\n issuer https://as.test\n client_id ext\n client_secret {env.EXT_SECRET}\n }\n}", st, app)
+	b := newTestBrowser(t, app.eng, p)
+	if rec := b.visit("https://ext.test/", "alice"); rec.Code != http.StatusOK {
+		t.Fatalf("sign-in: %d", rec.Code)
+	}
+	c0 := b.session("ext.test")
+	p.login.now = func() time.Time { return time.Now().Add(9*time.Minute + 30*time.Second) }
+	w, ok := serveGate(p, sessionRequest("https://ext.test/", c0))
+	if !ok || len(w.Result().Cookies()) != 1 {
+		t.Fatalf("refresh: passed %v, cookies %v", ok, w.Result().Cookies())
+	}
+	c1 := w.Result().Cookies()[0].Value
+	if _, err := app.eng.RevokeUser(context.Background(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	p.login.now = func() time.Time { return time.Now().Add(9*time.Minute + 40*time.Second) } // within the 30 s the replaced cookie is answered with c1
+	if w, ok := serveGate(p, sessionRequest("https://ext.test/", c1)); ok || w.Code != http.StatusFound {
+		t.Fatalf("the newest cookie after the refused refresh: passed %v, status %d", ok, w.Code)
+	}
+	if w, ok := serveGate(p, sessionRequest("https://ext.test/", c0)); ok || w.Code != http.StatusFound {
+		t.Errorf("the replaced cookie after the refused refresh: passed %v, status %d", ok, w.Code)
 	}
 }

@@ -64,6 +64,19 @@ const maxCookieValue = 3800
 // is refreshed (at most half the token's lifetime).
 const refreshBefore = time.Minute
 
+// tokenTimes are when a provider's access token expires and was issued
+// (unix seconds, 0 if unknown), both on the clock that read expires_in.
+func tokenTimes(tok *oauth2.Token) (expiry, issued int64) {
+	if tok.Expiry.IsZero() {
+		return 0, 0
+	}
+	expiry = tok.Expiry.Unix()
+	if tok.ExpiresIn > 0 {
+		issued = expiry - tok.ExpiresIn
+	}
+	return expiry, issued
+}
+
 // refreshDue reports whether the session's access token expires within
 // refreshBefore, or within half its lifetime when that is shorter: a
 // token of 10 s is refreshed after 5 s, not on every request.
@@ -381,6 +394,10 @@ func (p *Protect) refreshSession(w http.ResponseWriter, r *http.Request, key [32
 	})
 	if err != nil {
 		if errors.Is(err, errRefused) {
+			// The provider ended the grant: every cookie of this sign-in
+			// is refused on this node, also the replaced ones that would
+			// otherwise be answered with a successor for a while.
+			recordLogout(key, s, now)
 			ls.sessions.remove(key)
 			return nil, 0
 		}
@@ -438,10 +455,7 @@ func (p *Protect) redeemRefresh(ctx context.Context, rp *relyingParty, s *sessio
 		d.RefreshToken = s.data.RefreshToken
 	}
 	d.AccessToken = ""
-	d.Expiry, d.Issued = 0, ls.now().Unix()
-	if !tok.Expiry.IsZero() {
-		d.Expiry = tok.Expiry.Unix()
-	}
+	d.Expiry, d.Issued = tokenTimes(tok)
 	var idClaims map[string]any
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
 		if idt, err := rp.idVerifier.Verify(ctx, raw); err == nil && idt.Subject == s.claims.Subject {
