@@ -5,10 +5,10 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +33,15 @@ type App struct {
 	// slash (http is allowed for localhost). Required.
 	Issuer string `json:"issuer"`
 
-	// StoragePath is the bbolt file that holds signing keys and grants.
+	// Storage is where signing keys, grants and users are kept: a module
+	// of the oauth.storage namespace, named by its "module" key, such as
+	// {"module": "bolt", "path": "/var/lib/caddy/oauth.db"}. It and
+	// storage_path are mutually exclusive. Default: the bolt module at
+	// storage_path.
+	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=oauth.storage inline_key=module"`
+
+	// StoragePath is the shorthand for the bolt storage module: the bbolt
+	// file that holds signing keys and grants. Not allowed with storage.
 	// Default: `oauth/oauth.db` in Caddy's data directory.
 	StoragePath string `json:"storage_path,omitempty"`
 
@@ -144,7 +152,8 @@ type App struct {
 
 	engine *grants.Engine
 	logger *zap.Logger
-	path   string
+	// store opens the storage: the provisioned storage module.
+	store StoreOpener
 	// kekSource names where the key encryption key came from, for its
 	// errors: key_encryption_key (with its placeholder) or the OAUTH_KEK
 	// environment variable.
@@ -209,15 +218,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.SweepInterval < 0 {
 		return errors.New("oauth: sweep_interval must be positive")
 	}
-	path := a.StoragePath
-	if path == "" {
-		path = filepath.Join(caddy.AppDataDir(), "oauth", "oauth.db")
+	if err := a.provisionStorage(ctx); err != nil {
+		return err
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return fmt.Errorf("oauth: storage_path %q: %w", path, err)
-	}
-	a.path = filepath.Clean(abs)
 
 	repl := caddy.NewReplacer()
 	clients, err := buildAll(a.Clients, func(cc ClientConfig) (*grants.Client, error) {
@@ -261,7 +264,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if kek == "" {
 		a.logger.Warn("signing keys are stored unencrypted: anyone who can read the storage file can sign tokens; set key_encryption_key (or OAUTH_KEK) to encrypt them",
-			zap.String("storage_path", a.path))
+			zap.String("storage", a.store.StoreName()))
 	}
 	users := make([]*grants.User, 0, len(a.Users))
 	for _, uc := range a.Users {
@@ -336,7 +339,7 @@ func (a *App) Cleanup() error {
 	}
 	close(l.stopKeys)
 	<-l.keysDone
-	return releaseStore(a.path)
+	return releaseStore(a.store.StoreKey())
 }
 
 // ready returns the engine, opening storage first if Start has not run
@@ -355,16 +358,16 @@ func (a *App) ready() (*grants.Engine, error) {
 	if l.closed {
 		return nil, errors.New("oauth: this config has been unloaded")
 	}
-	h, err := acquireStore(a.path, time.Duration(a.SweepInterval))
+	h, err := acquireStore(a.store, time.Duration(a.SweepInterval))
 	if err != nil {
 		return nil, err
 	}
 	if err := a.engine.Start(context.Background(), h.Store, h.rev); err != nil {
-		_ = releaseStore(a.path)
+		_ = releaseStore(a.store.StoreKey())
 		if errors.Is(err, tokens.ErrKeyEncryption) {
-			return nil, fmt.Errorf("oauth: starting on storage %s: %w (the key encryption key is from %s)", a.path, err, a.kekSource)
+			return nil, fmt.Errorf("oauth: starting on storage %s: %w (the key encryption key is from %s)", a.store.StoreName(), err, a.kekSource)
 		}
-		return nil, fmt.Errorf("oauth: starting on storage %s: %w", a.path, err)
+		return nil, fmt.Errorf("oauth: starting on storage %s: %w", a.store.StoreName(), err)
 	}
 	l.started = true
 	l.stopKeys, l.keysDone = make(chan struct{}), make(chan struct{})

@@ -23,6 +23,7 @@ func init() {
 //	oauth {
 //		issuer <url>
 //		storage_path <path>
+//		storage <module> [<module options>]
 //		signing_alg ES256|EdDSA|RS256|PS256
 //		access_token_ttl <duration>
 //		refresh_token_ttl <duration>
@@ -116,9 +117,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	return parseBlock(d, appOptions, a, func() error {
+	if err := parseBlock(d, appOptions, a, func() error {
 		return d.Errf("unknown oauth option %q", d.Val())
-	})
+	}); err != nil {
+		return err
+	}
+	if a.StorageRaw != nil && a.StoragePath != "" {
+		return d.Errf("oauth: %v", errStorageTwice)
+	}
+	return nil
 }
 
 // optionParsers maps each option a block takes to the func that reads the
@@ -163,6 +170,7 @@ func parseNamedBlock[T any](d *caddyfile.Dispenser, opts optionParsers[T], dst *
 var appOptions = optionParsers[App]{
 	"issuer":                 func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.Issuer) },
 	"storage_path":           func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.StoragePath) },
+	"storage":                parseStorageOption,
 	"signing_alg":            func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.SigningAlg) },
 	"access_token_ttl":       func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.AccessTokenTTL) },
 	"refresh_token_ttl":      func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.RefreshTokenTTL) },

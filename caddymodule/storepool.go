@@ -10,12 +10,14 @@ import (
 	"github.com/oauthgate/caddy-oauthgate/grants"
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 	"github.com/oauthgate/caddy-oauthgate/storage"
-	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
 )
 
-// stores shares one open bbolt handle per file across configs: Caddy
+// stores shares one open store per backend identity (StoreOpener's
+// StoreKey: a bbolt file, a database DSN) across configs: Caddy
 // provisions and starts a new config before it cleans up the old one,
-// and bbolt allows one handle per file per process.
+// bbolt allows one handle per file per process, and a database backend
+// should keep one connection pool, revocation set and sweeper per
+// process rather than one per config.
 var stores = caddy.NewUsagePool()
 
 // storeHandle is what configs on one file share: the store, the
@@ -33,20 +35,20 @@ func (h *storeHandle) Destruct() error {
 	return h.Store.Close()
 }
 
-// acquireStore takes a reference to the handle on the file at path,
-// opening it (and starting its sweeper) if no config holds it yet. The
-// sweep interval of the newest config wins. Each successful call is
-// paired with one releaseStore.
-func acquireStore(path string, sweep time.Duration) (*storeHandle, error) {
-	val, _, err := stores.LoadOrNew(path, func() (caddy.Destructor, error) {
-		st, err := bolt.Open(path, 3*time.Second)
+// acquireStore takes a reference to the handle on the store that o
+// opens, opening it (and starting its sweeper) if no config holds its key
+// yet. The sweep interval of the newest config wins. Each successful call
+// is paired with one releaseStore of o.StoreKey().
+func acquireStore(o StoreOpener, sweep time.Duration) (*storeHandle, error) {
+	val, _, err := stores.LoadOrNew(o.StoreKey(), func() (caddy.Destructor, error) {
+		st, err := o.OpenStore()
 		if err != nil {
 			return nil, err
 		}
 		rev, err := tokens.LoadRevocations(context.Background(), st)
 		if err != nil {
 			_ = st.Close()
-			return nil, fmt.Errorf("oauth storage: reading revocations from %s: %w", path, err)
+			return nil, fmt.Errorf("oauth storage: reading revocations from %s: %w", o.StoreName(), err)
 		}
 		return &storeHandle{Store: st, rev: rev,
 			sweeper: grants.StartSweeper(st, rev, sweep, caddy.Log().Named("oauth.sweeper"))}, nil
@@ -59,9 +61,9 @@ func acquireStore(path string, sweep time.Duration) (*storeHandle, error) {
 	return h, nil
 }
 
-// releaseStore drops one reference to the handle on path; the last one
-// stops the sweeper and closes the file.
-func releaseStore(path string) error {
-	_, err := stores.Delete(path)
+// releaseStore drops one reference to the handle of the store key; the
+// last one stops the sweeper and closes the store.
+func releaseStore(key string) error {
+	_, err := stores.Delete(key)
 	return err
 }
