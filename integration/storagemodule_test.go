@@ -1,12 +1,14 @@
 package integration
 
 import (
+	"encoding/json"
 	"net/http"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"golang.org/x/oauth2"
 )
 
@@ -52,5 +54,28 @@ func TestReloadToStorageModule(t *testing.T) {
 	if status, body, _ := loadConfig(t, both, "text/caddyfile"); status == http.StatusOK || !strings.Contains(body, "storage and storage_path are both set") {
 		t.Errorf("a config with storage and storage_path: /load answered %d: %s", status, body)
 	}
-	assertPasses(t, up, tok, "after the refused config")
+	// In JSON, a module this build does not have is refused with the
+	// list of those it has.
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(next), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(adapted, &doc); err != nil {
+		t.Fatal(err)
+	}
+	oauth := doc["apps"].(map[string]any)["oauth"].(map[string]any)
+	if st, _ := oauth["storage"].(map[string]any); st["module"] != "bolt" || st["path"] != path {
+		t.Fatalf("adapted storage is %v, want the bolt module map at %s", oauth["storage"], path)
+	}
+	oauth["storage"] = map[string]any{"module": "nosuch", "dsn": "postgres://localhost/oauth"}
+	unknown, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body, _ := loadConfig(t, string(unknown), "application/json"); status == http.StatusOK ||
+		!strings.Contains(body, `storage module "nosuch" is not in this Caddy build; available: bolt`) {
+		t.Errorf("a JSON config with an unknown storage module: /load answered %d: %s", status, body)
+	}
+	assertPasses(t, up, tok, "after the refused configs")
 }
