@@ -63,7 +63,9 @@ func (e *Engine) userTokens(ctx context.Context, c *Client, at *tokens.AccessCla
 		}
 	}
 	if u != nil && slices.Contains(scopes, ScopeGroups) {
-		at.Groups, _ = userClaims(u, []string{ScopeGroups})["groups"].([]string)
+		if v, ok := u.Claims["groups"]; ok {
+			at.Groups = splitGroups(v)
+		}
 	}
 	resp, oerr := e.issueAccessToken(ctx, c, at)
 	if oerr != nil {

@@ -327,9 +327,8 @@ func (ls *loginState) overTLS(r *http.Request) bool { return r.TLS != nil || ls.
 // callback and logout paths, checks a session (when the request has no
 // Authorization header) and sends a browser without one to sign in.
 // handled is false when the request goes on to the bearer token path.
-func (p *Protect) serveBrowser(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (handled bool, err error) {
+func (p *Protect) serveBrowser(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, sessionValue string, loginCookies map[int]string) (handled bool, err error) {
 	ls := p.login
-	sessionValue, loginCookies := ls.takeCookies(r)
 	own := r.URL.Path == ls.callbackPath || r.URL.Path == ls.logoutPath
 	if _, ok := r.Header["Authorization"]; ok && !own {
 		return false, nil

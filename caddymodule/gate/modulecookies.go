@@ -109,24 +109,21 @@ func (p *Protect) Cleanup() error {
 	return nil
 }
 
-// ownCookie reports whether name is one of this login gate's cookies,
-// which takeCookies reads and removes itself.
-func (p *Protect) ownCookie(name string) bool {
-	if p.login == nil {
-		return false
-	}
-	base := strings.TrimPrefix(name, "__Host-")
-	return base == p.login.cookieName || strings.HasPrefix(base, p.login.cookieName+"_login")
-}
-
-// stripModuleCookies removes from the Cookie header every cookie this
-// module sets in this process (moduleCookies), except the gate's own,
-// which takeCookies handles. Other cookies are kept as sent; a line
-// without any of them is kept byte for byte.
-func (p *Protect) stripModuleCookies(r *http.Request) {
+// takeCookies removes from the Cookie header every cookie this module
+// sets in this process (moduleCookies: every login gate's session and
+// sign-in cookies and the authorization server's), so no upstream gets
+// one it could replay, and returns this gate's own, under this request's
+// names: its session cookie's value and its sign-in slots. One pass over
+// the header serves both. Other cookies are kept as sent; a line with
+// none of ours is kept byte for byte.
+func (p *Protect) takeCookies(r *http.Request) (sessionValue string, login map[int]string) {
 	lines := r.Header["Cookie"]
 	if len(lines) == 0 {
-		return
+		return "", nil
+	}
+	var sessionName string
+	if p.login != nil {
+		sessionName = p.login.sessionCookieName(r)
 	}
 	var kept []string
 	changed := false
@@ -135,13 +132,29 @@ func (p *Protect) stripModuleCookies(r *http.Request) {
 		dropped := false
 		for part := range strings.SplitSeq(line, ";") {
 			part = strings.TrimSpace(part)
-			name, _, _ := strings.Cut(part, "=")
-			if moduleCookies.has(strings.TrimSpace(name)) && !p.ownCookie(strings.TrimSpace(name)) {
-				dropped = true
+			name, value, _ := strings.Cut(part, "=")
+			name = strings.TrimSpace(name)
+			if !moduleCookies.has(name) {
+				if part != "" {
+					rest = append(rest, part)
+				}
 				continue
 			}
-			if part != "" {
-				rest = append(rest, part)
+			dropped = true
+			switch {
+			case sessionName == "":
+			case name == sessionName:
+				if sessionValue == "" {
+					sessionValue = value
+				}
+			case strings.HasPrefix(name, sessionName+"_login"):
+				i, err := strconv.Atoi(strings.TrimPrefix(name, sessionName+"_login"))
+				if err == nil && i >= 0 && i < maxLoginCookies && login[i] == "" {
+					if login == nil {
+						login = map[int]string{}
+					}
+					login[i] = value
+				}
 			}
 		}
 		if !dropped {
@@ -158,15 +171,14 @@ func (p *Protect) stripModuleCookies(r *http.Request) {
 			kept = append(kept, strings.Join(rest, "; "))
 		}
 	}
-	if !changed {
-		return
+	if changed {
+		if len(kept) == 0 {
+			delete(r.Header, "Cookie")
+		} else {
+			r.Header["Cookie"] = kept
+		}
 	}
-	if len(kept) == 0 {
-		delete(r.Header, "Cookie")
-	} else {
-		r.Header["Cookie"] = kept
-	}
+	return sessionValue, login
 }
 
-// Interface guard.
 var _ caddy.CleanerUpper = (*Protect)(nil)

@@ -595,9 +595,9 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		countGate(gateBadRequest)
 		return p.denyRequest(w, r, http.StatusBadRequest, "request trailers are not accepted here")
 	}
-	p.stripModuleCookies(r)
+	sessionValue, loginCookies := p.takeCookies(r)
 	if p.login != nil {
-		if handled, err := p.serveBrowser(w, r, next); handled {
+		if handled, err := p.serveBrowser(w, r, next, sessionValue, loginCookies); handled {
 			return err
 		}
 	}

@@ -196,63 +196,6 @@ func (ls *loginState) clearCookie(w http.ResponseWriter, r *http.Request, name s
 	ls.setCookie(w, r, name, "", -1)
 }
 
-// takeCookies finds the gate's cookies in the request (the session
-// cookie and the sign-in slots, under this request's names) and removes
-// every cookie of the gate, under either name, from the Cookie header:
-// the upstream never sees the tokens. Other cookies are kept as sent.
-func (ls *loginState) takeCookies(r *http.Request) (sessionValue string, login map[int]string) {
-	lines := r.Header["Cookie"]
-	if len(lines) == 0 {
-		return "", nil
-	}
-	sessionName := ls.sessionCookieName(r)
-	changed := false
-	kept := lines[:0:0]
-	for _, line := range lines {
-		if !strings.Contains(line, ls.cookieName) {
-			kept = append(kept, line)
-			continue
-		}
-		changed = true
-		var rest []string
-		for part := range strings.SplitSeq(line, ";") {
-			name, value, _ := strings.Cut(strings.TrimSpace(part), "=")
-			base := strings.TrimPrefix(name, "__Host-")
-			if base != ls.cookieName && !strings.HasPrefix(base, ls.cookieName+"_login") {
-				if strings.TrimSpace(part) != "" {
-					rest = append(rest, strings.TrimSpace(part))
-				}
-				continue
-			}
-			switch {
-			case name == sessionName:
-				if sessionValue == "" {
-					sessionValue = value
-				}
-			case strings.HasPrefix(name, sessionName+"_login"):
-				i, err := strconv.Atoi(strings.TrimPrefix(name, sessionName+"_login"))
-				if err == nil && i >= 0 && i < maxLoginCookies && login[i] == "" {
-					if login == nil {
-						login = map[int]string{}
-					}
-					login[i] = value
-				}
-			}
-		}
-		if len(rest) > 0 {
-			kept = append(kept, strings.Join(rest, "; "))
-		}
-	}
-	if changed {
-		if len(kept) == 0 {
-			delete(r.Header, "Cookie")
-		} else {
-			r.Header["Cookie"] = kept
-		}
-	}
-	return sessionValue, login
-}
-
 // openSession checks the session cookie's value: from the cache, or
 // opened and parsed once. It refreshes a session whose access token
 // expires soon and sets the new cookie. A nil session with status 0
