@@ -33,7 +33,7 @@ func (e *Engine) lookupOpaque(token string) (*tokens.AccessClaims, error) {
 	})
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return nil, &tokens.TokenError{Reason: "unknown or expired opaque token"}
+		return nil, &tokens.TokenError{Reason: "unknown or expired opaque token", Unknown: true}
 	case err != nil:
 		// The verifier has no request to name (no context), so the line
 		// has no request id; the gate or endpoint answers the token as

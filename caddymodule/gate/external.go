@@ -366,7 +366,7 @@ func (p *Protect) externalClaims(token string, now time.Time) (c *tokens.AccessC
 // audience) or could not look up stays the app's to refuse.
 func localMiss(token string, err error) bool {
 	var te *tokens.TokenError
-	return strings.HasPrefix(token, tokens.OpaquePrefix) && errors.As(err, &te) && strings.HasPrefix(te.Reason, "unknown")
+	return strings.HasPrefix(token, tokens.OpaquePrefix) && errors.As(err, &te) && te.Unknown
 }
 
 // foreignOpaque checks an opaque token the oauth app does not know at

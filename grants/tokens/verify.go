@@ -20,7 +20,12 @@ var ErrInvalidToken = errors.New("invalid token")
 
 // TokenError says why a token was refused. Its text is for debug logs;
 // clients are told only invalid_token.
-type TokenError struct{ Reason string }
+type TokenError struct {
+	Reason string
+	// Unknown marks an opaque token this server has no record of (never
+	// issued here, or expired and swept): it may be another server's.
+	Unknown bool
+}
 
 func (e *TokenError) Error() string { return "invalid token: " + e.Reason }
 func (e *TokenError) Unwrap() error { return ErrInvalidToken }
@@ -107,7 +112,7 @@ func (v *Verifier) Verify(token string, now time.Time) (*AccessClaims, error) {
 	}
 	if strings.HasPrefix(token, OpaquePrefix) {
 		if v.opaque == nil {
-			return nil, reject("unknown opaque token")
+			return nil, &TokenError{Reason: "unknown opaque token", Unknown: true}
 		}
 		c, err := v.opaque(token)
 		if err != nil {
