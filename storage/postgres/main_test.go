@@ -137,7 +137,12 @@ func startPostgres() (stop func(), err error) {
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so that stop reaches postgres under
+	// runuser; Pdeathsig, so that a test binary killed before stop (a
+	// -timeout panic, a kill) does not leave the server running: runuser
+	// passes the SIGTERM on, and postgres shuts down once its clients,
+	// which died with the binary, are gone.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("starting postgres: %w", err)
