@@ -29,6 +29,7 @@ func TestConformance(t *testing.T) {
 				}
 				// The setting applies to new sessions.
 				s.pool.Reset()
+				s.readPool.Reset()
 			}
 		},
 	})

@@ -3,11 +3,14 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
@@ -137,4 +140,54 @@ func TestUpdateRetriesConflicts(t *testing.T) {
 	if off := strings.Count(string(x.Value)+string(y.Value), "off"); off != 1 {
 		t.Errorf("x=%s y=%s: %d turned off, want exactly 1 (write skew)", x.Value, y.Value, off)
 	}
+}
+
+// TestViewInsideUpdatesPoolFull: as many Updates as the pool has
+// connections, each running a View inside its fn (as the engine does),
+// all finish: the Views do not wait for the connections the Updates hold.
+func TestViewInsideUpdatesPoolFull(t *testing.T) {
+	pc, err := pgxpool.ParseConfig(newDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.MaxConns = 2
+	s, err := Open(context.Background(), Config{Pool: pc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var inside sync.WaitGroup
+	inside.Add(int(pc.MaxConns))
+	errs := make(chan error, pc.MaxConns)
+	for i := range int(pc.MaxConns) {
+		go func() {
+			first := true
+			errs <- s.Update(context.Background(), func(tx storage.Tx) error {
+				if first {
+					// Every connection of the pool is in an Update now.
+					first = false
+					inside.Done()
+					inside.Wait()
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := s.View(ctx, func(tx storage.Tx) error { _, err := tx.Get(storage.KindClients, "c"); return ignoreNotFound(err) }); err != nil {
+					return err
+				}
+				return tx.Put(storage.KindUsers, fmt.Sprint(i), storage.Record{Value: []byte("u")})
+			})
+		}()
+	}
+	for range pc.MaxConns {
+		if err := <-errs; err != nil {
+			t.Errorf("Update with a View inside, pool full: %v", err)
+		}
+	}
+}
+
+func ignoreNotFound(err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return err
 }

@@ -39,6 +39,11 @@
 // and keep pgx's error (and so the SQLSTATE) in their chain; fn's own
 // errors come back unchanged.
 //
+// Connections: the store keeps two pools built from Config.Pool, one for
+// View and one for the rest, so a View inside an Update's fn (which the
+// engine does) never waits for a connection its own Update holds; count
+// twice Config.Pool's MaxConns against the server's max_connections.
+//
 // Expiry: an expired record is invisible to Get and ForEach at once, by
 // the clock of the node that reads it; Sweep deletes expired rows in
 // batches of sweepBatch rows, one statement each.
@@ -83,7 +88,8 @@ type Config struct {
 
 // Store is a storage.Store on a PostgreSQL database.
 type Store struct {
-	pool      *pgxpool.Pool
+	pool      *pgxpool.Pool // Update, Batch, Sweep
+	readPool  *pgxpool.Pool // View
 	txTimeout time.Duration
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -121,14 +127,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool, txTimeout: cfg.TxTimeout}, nil
+	// Views get connections of their own: the engine runs a View inside
+	// an Update's fn, and with one pool, as many such Updates as there
+	// are connections would each hold one and wait for another forever.
+	readPool, err := pgxpool.NewWithConfig(ctx, cfg.Pool.Copy())
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+	}
+	return &Store{pool: pool, readPool: readPool, txTimeout: cfg.TxTimeout}, nil
 }
 
-// Close closes the pool. A second call does nothing.
+// Close closes the pools. A second call does nothing.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.pool.Close()
+		s.readPool.Close()
 	})
 	return nil
 }
@@ -137,13 +152,13 @@ var errClosed = fmt.Errorf("%w: the PostgreSQL store is closed", storage.ErrUnav
 
 // View runs fn in a read-only snapshot.
 func (s *Store) View(ctx context.Context, fn func(storage.Tx) error) error {
-	return s.run(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, false, fn)
+	return s.run(ctx, s.readPool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, false, fn)
 }
 
 // Update runs fn in a serializable transaction; see the package doc for
 // when fn runs more than once.
 func (s *Store) Update(ctx context.Context, fn func(storage.Tx) error) error {
-	return s.run(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable}, true, fn)
+	return s.run(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, true, fn)
 }
 
 // Batch is Update: fn may run more than once.
@@ -158,7 +173,7 @@ func retryable(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }
 
-func (s *Store) run(ctx context.Context, opts pgx.TxOptions, write bool, fn func(storage.Tx) error) error {
+func (s *Store) run(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, write bool, fn func(storage.Tx) error) error {
 	var last error
 	for attempt := range maxAttempts {
 		if attempt > 0 {
@@ -171,7 +186,7 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, write bool, fn func
 			case <-time.After(d):
 			}
 		}
-		err := s.once(ctx, opts, write, fn)
+		err := s.once(ctx, pool, opts, write, fn)
 		if err == nil || !retryable(err) {
 			return err
 		}
@@ -181,7 +196,7 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, write bool, fn func
 }
 
 // once runs fn in one transaction.
-func (s *Store) once(ctx context.Context, opts pgx.TxOptions, write bool, fn func(storage.Tx) error) (err error) {
+func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, write bool, fn func(storage.Tx) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("postgres storage: %w", err)
 	}
@@ -190,7 +205,7 @@ func (s *Store) once(ctx context.Context, opts pgx.TxOptions, write bool, fn fun
 	}
 	// Waiting for a connection is before the transaction starts: ctx
 	// may end it.
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("postgres storage: waiting for a connection: %w", ctx.Err())
