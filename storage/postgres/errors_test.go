@@ -191,3 +191,42 @@ func ignoreNotFound(err error) error {
 	}
 	return err
 }
+
+// TestConnectionsLost: after the server dropped every connection of the
+// pool (a database restart, a failover, an idle timeout in a proxy), the
+// next transactions run on new connections instead of failing: their
+// first statement failed before anything was committed, so they run
+// again.
+func TestConnectionsLost(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	// Several connections in each pool.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = s.Update(ctx, func(tx storage.Tx) error {
+				return tx.Put(storage.KindUsers, "u", storage.Record{Value: []byte("v")})
+			})
+			_ = s.View(ctx, func(tx storage.Tx) error { _, err := tx.Get(storage.KindUsers, "u"); return err })
+		}()
+	}
+	wg.Wait()
+	name := s.pool.Config().ConnConfig.Database
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1", name).Scan(&n); err != nil || n == 0 {
+		t.Fatalf("terminated %d connections: %v", n, err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the server close them
+	for i := range 6 {
+		if err := s.Update(ctx, func(tx storage.Tx) error {
+			return tx.Put(storage.KindUsers, fmt.Sprint(i), storage.Record{Value: []byte("v")})
+		}); err != nil {
+			t.Errorf("Update %d after the connections were lost: %v", i, err)
+		}
+		if err := s.View(ctx, func(tx storage.Tx) error { _, err := tx.Get(storage.KindUsers, "u"); return err }); err != nil {
+			t.Errorf("View %d after the connections were lost: %v", i, err)
+		}
+	}
+}

@@ -35,6 +35,12 @@
 // not at all. Panics in fn roll the transaction back and go on in the
 // caller's goroutine.
 //
+// A transaction whose connection turns out to be lost before COMMIT is
+// sent (the server restarted, or a proxy dropped an idle connection) has
+// written nothing: it runs again on another connection, up to the pool's
+// size plus one times. One whose COMMIT went out unanswered is not run
+// again (it may have been applied): the caller gets ErrUnavailable.
+//
 // Errors: connection and statement failures wrap storage.ErrUnavailable
 // and keep pgx's error (and so the SQLSTATE) in their chain; fn's own
 // errors come back unchanged.
@@ -175,8 +181,9 @@ func retryable(err error) bool {
 
 func (s *Store) run(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, write bool, fn func(storage.Tx) error) error {
 	var last error
+	lost := 0
 	for attempt := range maxAttempts {
-		if attempt > 0 {
+		if attempt > 0 && lost == 0 {
 			// Random back-off, growing to 50ms, so that the transactions
 			// that collided do not collide again.
 			d := time.Duration(rand.Int64N(int64(min(time.Millisecond<<attempt, 50*time.Millisecond)) + 1))
@@ -186,7 +193,15 @@ func (s *Store) run(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions,
 			case <-time.After(d):
 			}
 		}
-		err := s.once(ctx, pool, opts, write, fn)
+		connLost, err := s.once(ctx, pool, opts, write, fn)
+		if connLost && lost <= int(pool.Config().MaxConns) {
+			// Every idle connection of the pool may be as dead as this
+			// one (the server restarted): try them all, then a new one.
+			lost++
+			last = err
+			continue
+		}
+		lost = 0
 		if err == nil || !retryable(err) {
 			return err
 		}
@@ -195,29 +210,31 @@ func (s *Store) run(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions,
 	return fmt.Errorf("%w: transaction aborted by concurrent ones %d times in a row: %w", storage.ErrUnavailable, maxAttempts, last)
 }
 
-// once runs fn in one transaction.
-func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, write bool, fn func(storage.Tx) error) (err error) {
+// once runs fn in one transaction. connLost reports that it failed
+// because the connection was lost before COMMIT was sent, so that
+// nothing was written and fn may run again on another connection.
+func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, write bool, fn func(storage.Tx) error) (connLost bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("postgres storage: %w", err)
+		return false, fmt.Errorf("postgres storage: %w", err)
 	}
 	if s.closed.Load() {
-		return errClosed
+		return false, errClosed
 	}
 	// Waiting for a connection is before the transaction starts: ctx
 	// may end it.
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("postgres storage: waiting for a connection: %w", ctx.Err())
+			return false, fmt.Errorf("postgres storage: waiting for a connection: %w", ctx.Err())
 		}
-		return fmt.Errorf("%w: connecting to PostgreSQL: %w", storage.ErrUnavailable, err)
+		return false, fmt.Errorf("%w: connecting to PostgreSQL: %w", storage.ErrUnavailable, err)
 	}
 	defer conn.Release()
 	txCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.txTimeout)
 	defer cancel()
 	tx, err := conn.BeginTx(txCtx, opts)
 	if err != nil {
-		return fmt.Errorf("%w: beginning a transaction: %w", storage.ErrUnavailable, err)
+		return conn.Conn().IsClosed(), fmt.Errorf("%w: beginning a transaction: %w", storage.ErrUnavailable, err)
 	}
 	committed := false
 	defer func() {
@@ -233,20 +250,24 @@ func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions
 	t := &pgTx{ctx: txCtx, tx: tx, write: write}
 	if err := fn(t); err != nil {
 		// A statement the database aborted for a conflict: run again,
-		// whatever fn made of it, as long as fn kept the cause.
-		return err
+		// whatever fn made of it, as long as fn kept the cause. A
+		// statement that lost the connection: run again, whatever fn
+		// made of it.
+		return t.failed != nil && conn.Conn().IsClosed(), err
 	}
 	if t.failed != nil {
 		// fn went on after a statement failed (PostgreSQL then refuses
 		// every statement until the end of the transaction).
-		return t.failed
+		return conn.Conn().IsClosed(), t.failed
 	}
 	if err := tx.Commit(txCtx); err != nil {
+		// Not run again when the connection was lost: COMMIT was sent,
+		// and it may have been applied.
 		committed = true // Commit ends the transaction either way.
-		return fmt.Errorf("%w: committing: %w", storage.ErrUnavailable, err)
+		return false, fmt.Errorf("%w: committing: %w", storage.ErrUnavailable, err)
 	}
 	committed = true
-	return nil
+	return false, nil
 }
 
 // pgTx is a storage.Tx on one pgx transaction.
