@@ -230,3 +230,29 @@ func TestConnectionsLost(t *testing.T) {
 		}
 	}
 }
+
+// TestExpiryBeyondTimestamptz: expiries outside timestamptz's range
+// (4713 BC to 294276 AD) keep their meaning instead of failing the write.
+func TestExpiryBeyondTimestamptz(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		name    string
+		expires time.Time
+		visible bool
+	}{
+		{"year 300000", time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC), true},
+		{"year -10000", time.Date(-10000, 1, 1, 0, 0, 0, 0, time.UTC), false},
+	} {
+		if err := s.Update(ctx, func(tx storage.Tx) error {
+			return tx.Put(storage.KindKeys, c.name, storage.Record{Value: []byte("v"), Expires: c.expires})
+		}); err != nil {
+			t.Errorf("%s: Put: %v", c.name, err)
+			continue
+		}
+		err := s.View(ctx, func(tx storage.Tx) error { _, err := tx.Get(storage.KindKeys, c.name); return err })
+		if c.visible != (err == nil) {
+			t.Errorf("%s: Get = %v, want visible %v", c.name, err, c.visible)
+		}
+	}
+}
