@@ -256,3 +256,25 @@ func TestExpiryBeyondTimestamptz(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectTimeoutDefault: without a connect_timeout in the DSN,
+// opening a connection is bounded anyway (a request's context may have
+// no deadline); one the DSN sets is kept.
+func TestConnectTimeoutDefault(t *testing.T) {
+	dsn := newDatabase(t)
+	for _, c := range []struct {
+		dsn  string
+		want time.Duration
+	}{{dsn, defaultConnectTimeout}, {dsn + "&connect_timeout=3", 3 * time.Second}} {
+		s, err := OpenDSN(context.Background(), c.dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []*pgxpool.Pool{s.pool, s.readPool} {
+			if got := p.Config().ConnConfig.ConnectTimeout; got != c.want {
+				t.Errorf("%s: ConnectTimeout = %v, want %v", c.dsn, got, c.want)
+			}
+		}
+		_ = s.Close()
+	}
+}

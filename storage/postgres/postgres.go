@@ -79,13 +79,17 @@ const (
 	sweepBatch = 500
 	// defaultTxTimeout bounds a transaction once it has begun.
 	defaultTxTimeout = 30 * time.Second
+	// defaultConnectTimeout bounds opening one connection when the DSN
+	// sets no connect_timeout.
+	defaultConnectTimeout = 10 * time.Second
 )
 
 // Config is how Open reaches the database.
 type Config struct {
 	// Pool is the pgx pool configuration: connection string, TLS, pool
 	// size, and any run-time parameters (statement_timeout, search_path).
-	// Build it with pgxpool.ParseConfig. Required.
+	// Build it with pgxpool.ParseConfig. Required. Without a
+	// connect_timeout, connecting gives up after 10s.
 	Pool *pgxpool.Config
 	// TxTimeout bounds one transaction from BEGIN to COMMIT, whatever
 	// the caller's context does meanwhile. Default 30s.
@@ -124,6 +128,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.TxTimeout <= 0 {
 		cfg.TxTimeout = defaultTxTimeout
+	}
+	if cfg.Pool.ConnConfig.ConnectTimeout <= 0 {
+		// pgx waits for a connection as long as the caller's context
+		// lets it, and a request's may have no deadline: a database
+		// host that drops packets would hold requests forever.
+		cfg.Pool = cfg.Pool.Copy()
+		cfg.Pool.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg.Pool)
 	if err != nil {
