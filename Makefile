@@ -1,6 +1,7 @@
 # `make test` is the project's test command: it installs what the browser
 # tests need (Debian's chromium and chromium-driver) and the storage fault
-# tests need (e2fsprogs, for an ext4 image) when missing, then runs every
+# tests need (e2fsprogs, for an ext4 image) and the PostgreSQL tests need
+# (Debian's postgresql, whose server they start themselves) when missing, then runs every
 # test with the race detector.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -17,6 +18,10 @@ deps:
 	@if ! command -v mkfs.ext4 >/dev/null 2>&1 && ! [ -x /sbin/mkfs.ext4 ]; then \
 		echo "installing e2fsprogs for the storage fault tests"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs; \
+	fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing postgresql for the storage/postgres tests (they start their own server)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	fi
 
 bench:

@@ -22,6 +22,8 @@
 //	19320-19325  trust_issuer (trust_test.go): 19320 the external provider (a child
 //	             Caddy), 19321 the gate, 19322 the provider's admin, 19323/19324
 //	             its http/https ports, 19325 a third issuer nothing serves
+//	19350-19359  the PostgreSQL that storage/postgres's TestMain starts (the
+//	             first free one; its own package, not these tests)
 //	19900-19949  the backup test (backup_test.go)
 //	19950-19979  the production recipes of docs/production.md (production_test.go)
 //	19998        held while the tests run, so concurrent runs take turns

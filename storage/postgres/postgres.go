@@ -1,0 +1,451 @@
+// Package postgres implements storage.Store on PostgreSQL (and engines
+// that speak its protocol) with github.com/jackc/pgx/v5, so that several
+// Caddy nodes can share one store.
+//
+// Schema: Open creates the tables, or upgrades them, under a PostgreSQL
+// advisory lock, so that nodes starting together take turns; the
+// version applied is kept in the table oauthgate_schema_version. A
+// database upgraded by a newer release is refused with ErrSchemaTooNew
+// rather than used with a schema this binary does not know.
+//
+// Transactions: every Update and Batch is one SERIALIZABLE transaction,
+// whose reads and writes are real SQL in it (so it reads its own
+// writes); View is a READ ONLY REPEATABLE READ transaction (one snapshot
+// for the whole View). PostgreSQL aborts a serializable transaction that
+// conflicts with a concurrent one (SQLSTATE 40001) or is chosen to break
+// a deadlock (40P01): the store then rolls it back and runs fn again in
+// a new transaction, with a short random back-off, up to maxAttempts
+// times; after that the caller gets an error wrapping
+// storage.ErrUnavailable (the engine answers temporarily_unavailable).
+//
+// Update retries too. This is the one place the store differs from
+// bbolt, where Update's fn runs once: under SERIALIZABLE the only way to
+// make two nodes' read-modify-write transactions safe without a global
+// lock is to abort one and run it again. A run that was aborted wrote
+// nothing, so the rule for fn is the one Batch already states: it may run
+// more than once, and must not have effects outside the transaction
+// other than setting variables that each run sets afresh. Batch is
+// Update here: a database server already commits concurrent transactions
+// from many connections together (group commit of its WAL).
+//
+// Context: a done ctx before a transaction starts (or before a retry)
+// returns its error and writes nothing; once BEGIN is sent, the
+// transaction's statements run with ctx's values but without its
+// cancellation, bounded by Config.TxTimeout, so that it commits whole or
+// not at all. Panics in fn roll the transaction back and go on in the
+// caller's goroutine.
+//
+// A transaction whose connection turns out to be lost before COMMIT is
+// sent (the server restarted, or a proxy dropped an idle connection) has
+// written nothing: it runs again on another connection, up to the pool's
+// size plus one times. One whose COMMIT went out unanswered is not run
+// again (it may have been applied): the caller gets ErrUnavailable.
+//
+// Errors: connection and statement failures wrap storage.ErrUnavailable
+// and keep pgx's error (and so the SQLSTATE) in their chain; fn's own
+// errors come back unchanged.
+//
+// Connections: the store keeps two pools built from Config.Pool, one for
+// View and one for the rest, so a View inside an Update's fn (which the
+// engine does) never waits for a connection its own Update holds; count
+// twice Config.Pool's MaxConns against the server's max_connections.
+//
+// Expiry: an expired record is invisible to Get and ForEach at once, by
+// the clock of the node that reads it; Sweep deletes expired rows in
+// batches of sweepBatch rows, one statement each.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/oauthgate/caddy-oauthgate/storage"
+)
+
+const (
+	// maxAttempts bounds the runs of one Update or Batch aborted by
+	// serialization failures or deadlocks.
+	maxAttempts = 30
+	// sweepBatch is the most rows one Sweep statement deletes.
+	sweepBatch = 500
+	// defaultTxTimeout bounds a transaction once it has begun.
+	defaultTxTimeout = 30 * time.Second
+	// defaultConnectTimeout bounds opening one connection when the DSN
+	// sets no connect_timeout.
+	defaultConnectTimeout = 10 * time.Second
+)
+
+// Config is how Open reaches the database.
+type Config struct {
+	// Pool is the pgx pool configuration: connection string, TLS, pool
+	// size, and any run-time parameters (statement_timeout, search_path).
+	// Build it with pgxpool.ParseConfig. Required. Without a
+	// connect_timeout, connecting gives up after 10s.
+	Pool *pgxpool.Config
+	// TxTimeout bounds one transaction from BEGIN to COMMIT, whatever
+	// the caller's context does meanwhile. Default 30s.
+	TxTimeout time.Duration
+}
+
+// Store is a storage.Store on a PostgreSQL database.
+type Store struct {
+	pool      *pgxpool.Pool // Update, Batch, Sweep
+	readPool  *pgxpool.Pool // View
+	txTimeout time.Duration
+	closed    atomic.Bool
+	closeOnce sync.Once
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// OpenDSN opens the store at a connection string ("postgres://…" or
+// "host=… dbname=…"), with pgx's defaults for everything else.
+func OpenDSN(ctx context.Context, dsn string) (*Store, error) {
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's message can quote the DSN, password and all.
+		return nil, errors.New("postgres storage: the DSN is not a valid PostgreSQL connection string (postgres://user:password@host:5432/dbname or key=value pairs)")
+	}
+	return Open(ctx, Config{Pool: pc})
+}
+
+// Open connects, creates or upgrades the schema and returns the store.
+// It fails with an error wrapping storage.ErrUnavailable when the
+// database cannot be reached, and with ErrSchemaTooNew when a newer
+// release has upgraded the schema.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Pool == nil {
+		return nil, errors.New("postgres storage: Config.Pool is required")
+	}
+	if cfg.TxTimeout <= 0 {
+		cfg.TxTimeout = defaultTxTimeout
+	}
+	if cfg.Pool.ConnConfig.ConnectTimeout <= 0 {
+		// pgx waits for a connection as long as the caller's context
+		// lets it, and a request's may have no deadline: a database
+		// host that drops packets would hold requests forever.
+		cfg.Pool = cfg.Pool.Copy()
+		cfg.Pool.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg.Pool)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	// Views get connections of their own: the engine runs a View inside
+	// an Update's fn, and with one pool, as many such Updates as there
+	// are connections would each hold one and wait for another forever.
+	readPool, err := pgxpool.NewWithConfig(ctx, cfg.Pool.Copy())
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+	}
+	return &Store{pool: pool, readPool: readPool, txTimeout: cfg.TxTimeout}, nil
+}
+
+// Close closes the pools. A second call does nothing.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.pool.Close()
+		s.readPool.Close()
+	})
+	return nil
+}
+
+var errClosed = fmt.Errorf("%w: the PostgreSQL store is closed", storage.ErrUnavailable)
+
+// View runs fn in a read-only snapshot.
+func (s *Store) View(ctx context.Context, fn func(storage.Tx) error) error {
+	return s.run(ctx, s.readPool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, false, fn)
+}
+
+// Update runs fn in a serializable transaction; see the package doc for
+// when fn runs more than once.
+func (s *Store) Update(ctx context.Context, fn func(storage.Tx) error) error {
+	return s.run(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, true, fn)
+}
+
+// Batch is Update: fn may run more than once.
+func (s *Store) Batch(ctx context.Context, fn func(storage.Tx) error) error {
+	return s.Update(ctx, fn)
+}
+
+// retryable reports whether err is a serialization failure or a deadlock
+// after which the transaction may run again.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+func (s *Store) run(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, write bool, fn func(storage.Tx) error) error {
+	var last error
+	lost := 0
+	for attempt := range maxAttempts {
+		if attempt > 0 && lost == 0 {
+			// Random back-off, growing to 50ms, so that the transactions
+			// that collided do not collide again.
+			d := time.Duration(rand.Int64N(int64(min(time.Millisecond<<attempt, 50*time.Millisecond)) + 1))
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("postgres storage: retrying after %v: %w", last, ctx.Err())
+			case <-time.After(d):
+			}
+		}
+		connLost, err := s.once(ctx, pool, opts, write, fn)
+		if connLost && lost <= int(pool.Config().MaxConns) {
+			// Every idle connection of the pool may be as dead as this
+			// one (the server restarted): try them all, then a new one.
+			lost++
+			last = err
+			continue
+		}
+		lost = 0
+		if err == nil || !retryable(err) {
+			return err
+		}
+		last = err
+	}
+	return fmt.Errorf("%w: transaction aborted by concurrent ones %d times in a row: %w", storage.ErrUnavailable, maxAttempts, last)
+}
+
+// once runs fn in one transaction. connLost reports that it failed
+// because the connection was lost before COMMIT was sent, so that
+// nothing was written and fn may run again on another connection.
+func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, write bool, fn func(storage.Tx) error) (connLost bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("postgres storage: %w", err)
+	}
+	if s.closed.Load() {
+		return false, errClosed
+	}
+	// Waiting for a connection is before the transaction starts: ctx
+	// may end it.
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, fmt.Errorf("postgres storage: waiting for a connection: %w", ctx.Err())
+		}
+		return false, fmt.Errorf("%w: connecting to PostgreSQL: %w", storage.ErrUnavailable, err)
+	}
+	defer conn.Release()
+	txCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.txTimeout)
+	defer cancel()
+	tx, err := conn.BeginTx(txCtx, opts)
+	if err != nil {
+		return conn.Conn().IsClosed(), fmt.Errorf("%w: beginning a transaction: %w", storage.ErrUnavailable, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			// Also on a panic in fn, which goes on after the rollback.
+			// A rollback that fails leaves a broken connection: close it
+			// so the pool does not hand it out again.
+			if rerr := tx.Rollback(context.WithoutCancel(txCtx)); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) {
+				_ = conn.Conn().Close(context.WithoutCancel(txCtx))
+			}
+		}
+	}()
+	t := &pgTx{ctx: txCtx, tx: tx, write: write}
+	if err := fn(t); err != nil {
+		// A statement the database aborted for a conflict: run again,
+		// whatever fn made of it, as long as fn kept the cause. A
+		// statement that lost the connection: run again, whatever fn
+		// made of it.
+		return t.failed != nil && conn.Conn().IsClosed(), err
+	}
+	if t.failed != nil {
+		// fn went on after a statement failed (PostgreSQL then refuses
+		// every statement until the end of the transaction).
+		return conn.Conn().IsClosed(), t.failed
+	}
+	if err := tx.Commit(txCtx); err != nil {
+		// Not run again when the connection was lost: COMMIT was sent,
+		// and it may have been applied.
+		committed = true // Commit ends the transaction either way.
+		return false, fmt.Errorf("%w: committing: %w", storage.ErrUnavailable, err)
+	}
+	committed = true
+	return false, nil
+}
+
+// pgTx is a storage.Tx on one pgx transaction.
+type pgTx struct {
+	ctx    context.Context
+	tx     pgx.Tx
+	write  bool
+	failed error // the first statement that failed
+}
+
+var _ storage.Tx = (*pgTx)(nil)
+
+var errReadOnly = errors.New("postgres storage: write inside View: use Update")
+
+// fail records and wraps a database error.
+func (t *pgTx) fail(what string, err error) error {
+	err = fmt.Errorf("%w: %s: %w", storage.ErrUnavailable, what, err)
+	if t.failed == nil {
+		t.failed = err
+	}
+	return err
+}
+
+// expiry splits an expiry into the columns: the instant rounded down to
+// the microsecond and the nanoseconds below it; nil when it never
+// expires. Instants beyond what timestamptz holds are moved to its ends,
+// where they keep their meaning (far future: live; far past: expired).
+func expiry(t time.Time) (any, int32) {
+	if t.IsZero() {
+		return nil, 0
+	}
+	if t.Year() > 200000 {
+		t = time.Date(200000, 1, 1, 0, 0, 0, 0, time.UTC)
+	} else if t.Year() < -4000 {
+		t = time.Date(-4000, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	us := t.Truncate(time.Microsecond)
+	return us, int32(t.Sub(us))
+}
+
+// live is the SQL condition of an unexpired row at ($n, $n+1).
+func live(n int) string {
+	return fmt.Sprintf("(expires IS NULL OR (expires, expires_ns) > ($%d, $%d))", n, n+1)
+}
+
+func nowArgs() (time.Time, int32) {
+	now := time.Now()
+	us := now.Truncate(time.Microsecond)
+	return us, int32(now.Sub(us))
+}
+
+func (t *pgTx) Get(kind storage.Kind, key string) (storage.Record, error) {
+	nowUS, nowNS := nowArgs()
+	var (
+		rec storage.Record
+		exp *time.Time
+		ns  int32
+	)
+	err := t.tx.QueryRow(t.ctx, `SELECT value, expires, expires_ns FROM `+recordsTable+
+		` WHERE kind = $1 AND key = $2 AND `+live(3), string(kind), []byte(key), nowUS, nowNS).Scan(&rec.Value, &exp, &ns)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return storage.Record{}, storage.ErrNotFound
+	}
+	if err != nil {
+		return storage.Record{}, t.fail("reading a record", err)
+	}
+	if exp != nil {
+		rec.Expires = exp.Add(time.Duration(ns))
+	}
+	if rec.Value == nil {
+		rec.Value = []byte{}
+	}
+	return rec, nil
+}
+
+func (t *pgTx) Put(kind storage.Kind, key string, rec storage.Record) error {
+	if !t.write {
+		return errReadOnly
+	}
+	if key == "" {
+		return errors.New("postgres storage: empty key")
+	}
+	exp, ns := expiry(rec.Expires)
+	value := rec.Value
+	if value == nil {
+		value = []byte{}
+	}
+	_, err := t.tx.Exec(t.ctx, `INSERT INTO `+recordsTable+` (kind, key, value, expires, expires_ns) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, expires = EXCLUDED.expires, expires_ns = EXCLUDED.expires_ns`,
+		string(kind), []byte(key), value, exp, ns)
+	if err != nil {
+		return t.fail("writing a record", err)
+	}
+	return nil
+}
+
+func (t *pgTx) Delete(kind storage.Kind, key string) error {
+	if !t.write {
+		return errReadOnly
+	}
+	if _, err := t.tx.Exec(t.ctx, `DELETE FROM `+recordsTable+` WHERE kind = $1 AND key = $2`, string(kind), []byte(key)); err != nil {
+		return t.fail("deleting a record", err)
+	}
+	return nil
+}
+
+func (t *pgTx) ForEach(kind storage.Kind, fn func(key string, rec storage.Record) error) error {
+	nowUS, nowNS := nowArgs()
+	rows, err := t.tx.Query(t.ctx, `SELECT key, value, expires, expires_ns FROM `+recordsTable+
+		` WHERE kind = $1 AND `+live(2)+` ORDER BY key`, string(kind), nowUS, nowNS)
+	if err != nil {
+		return t.fail("listing records", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			key []byte
+			rec storage.Record
+			exp *time.Time
+			ns  int32
+		)
+		if err := rows.Scan(&key, &rec.Value, &exp, &ns); err != nil {
+			return t.fail("listing records", err)
+		}
+		if exp != nil {
+			rec.Expires = exp.Add(time.Duration(ns))
+		}
+		if rec.Value == nil {
+			rec.Value = []byte{}
+		}
+		if err := fn(string(key), rec); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return t.fail("listing records", err)
+	}
+	return nil
+}
+
+// Sweep deletes up to limit records expired at now, sweepBatch rows per
+// statement (each its own transaction), and stops early when ctx is done.
+func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error) {
+	if s.closed.Load() {
+		return 0, errClosed
+	}
+	exp, ns := expiry(now)
+	deleted := 0
+	for deleted < limit {
+		if err := ctx.Err(); err != nil {
+			return deleted, fmt.Errorf("postgres storage: sweeping: %w", err)
+		}
+		n := min(sweepBatch, limit-deleted)
+		stmtCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.txTimeout)
+		// SKIP LOCKED: rows a transaction is rewriting are left for the
+		// next sweep instead of holding this one (and its other rows) up.
+		tag, err := s.pool.Exec(stmtCtx, `DELETE FROM `+recordsTable+` WHERE (kind, key) IN (
+			SELECT kind, key FROM `+recordsTable+` WHERE expires IS NOT NULL AND (expires, expires_ns) <= ($1, $2)
+			LIMIT $3 FOR UPDATE SKIP LOCKED)`, exp, ns, n)
+		cancel()
+		if err != nil {
+			return deleted, fmt.Errorf("%w: sweeping expired records: %w", storage.ErrUnavailable, err)
+		}
+		deleted += int(tag.RowsAffected())
+		if int(tag.RowsAffected()) < n {
+			break
+		}
+	}
+	return deleted, nil
+}
