@@ -262,6 +262,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("oauth: %s is %d bytes; a key encryption key must be at least %d (for example: openssl rand -base64 32)",
 			a.kekSource, len(kek), tokens.MinKeyEncryptionKeyLen)
 	}
+	if kek == "" && isShared(a.store) {
+		return fmt.Errorf("oauth: storage %s is shared by every node that uses it, so the signing keys in it must be encrypted: set key_encryption_key (for example: key_encryption_key {env.OAUTH_KEK}, with OAUTH_KEK from openssl rand -base64 32) to the same value on every node",
+			a.store.StoreName())
+	}
 	if kek == "" {
 		a.logger.Warn("signing keys are stored unencrypted: anyone who can read the storage file can sign tokens; set key_encryption_key (or OAUTH_KEK) to encrypt them",
 			zap.String("storage", a.store.StoreName()))

@@ -52,6 +52,22 @@ type StoreOpener interface {
 	OpenStore() (storage.Store, error)
 }
 
+// SharedStore is a StoreOpener whose data other Caddy nodes may use at
+// the same time (a database, as opposed to a file one process locks).
+// The app then requires encrypted signing keys (key_encryption_key) and
+// runs cluster-wide housekeeping on one node at a time.
+type SharedStore interface {
+	StoreOpener
+	// Shared reports whether other nodes may use the same data.
+	Shared() bool
+}
+
+// isShared reports whether o's data may be used by other nodes too.
+func isShared(o StoreOpener) bool {
+	s, ok := o.(SharedStore)
+	return ok && s.Shared()
+}
+
 // BoltStorage is the oauth.storage.bolt module, the default backend: one
 // bbolt file, for one Caddy process (bbolt allows one handle per file
 // per process, and locks the file against other processes).

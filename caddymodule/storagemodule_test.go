@@ -111,8 +111,8 @@ func TestStorageModuleDefault(t *testing.T) {
 // says what to fix, in the Caddyfile and in JSON.
 func TestStorageModuleErrors(t *testing.T) {
 	for _, tc := range []struct{ cfg, want string }{
-		{"storage nosuch", `storage module "nosuch" is not in this Caddy build; available: bolt`},
-		{"storage", "storage needs a module name (available: bolt)"},
+		{"storage nosuch", `storage module "nosuch" is not in this Caddy build; available: bolt, postgres`},
+		{"storage", "storage needs a module name (available: bolt, postgres)"},
 		{"storage bolt extra", "storage bolt takes no arguments"},
 		{"storage bolt {\n nosuch x\n }", `unknown option "nosuch" in storage bolt (it takes: path)`},
 		{"storage bolt {\n path\n }", "path needs a file name"},
@@ -126,8 +126,8 @@ func TestStorageModuleErrors(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ cfg, want string }{
-		{`"storage":{"module":"nosuch"}`, `storage module "nosuch" is not in this Caddy build; available: bolt`},
-		{`"storage":{"path":"/tmp/x.db"}`, "storage needs a module name (available: bolt)"},
+		{`"storage":{"module":"nosuch"}`, `storage module "nosuch" is not in this Caddy build; available: bolt, postgres`},
+		{`"storage":{"path":"/tmp/x.db"}`, "storage needs a module name (available: bolt, postgres)"},
 		{`"storage":{"module":"bolt","path":"/tmp/x.db"},"storage_path":"/tmp/x.db"`, "storage and storage_path are both set"},
 		{`"storage":{"module":"bolt","paht":"/tmp/x.db"}`, "paht"},
 		{`"storage":"bolt"`, "storage must be an object"},
