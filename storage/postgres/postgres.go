@@ -33,7 +33,8 @@
 // transaction's statements run with ctx's values but without its
 // cancellation, bounded by Config.TxTimeout, so that it commits whole or
 // not at all. Panics in fn roll the transaction back and go on in the
-// caller's goroutine.
+// caller's goroutine; a panic inside pgx itself is an error wrapping
+// storage.ErrUnavailable, and its connection is closed.
 //
 // A transaction whose connection turns out to be lost before COMMIT is
 // sent (the server restarted, or a proxy dropped an idle connection) has
@@ -48,7 +49,9 @@
 // Connections: the store keeps two pools built from Config.Pool, one for
 // View and one for the rest, so a View inside an Update's fn (which the
 // engine does) never waits for a connection its own Update holds; count
-// twice Config.Pool's MaxConns against the server's max_connections.
+// twice Config.Pool's MaxConns against the server's max_connections,
+// plus one connection per cluster-wide chore while a node runs it
+// (TryLock, lock.go).
 //
 // Expiry: an expired record is invisible to Get and ForEach at once, by
 // the clock of the node that reads it; Sweep deletes expired rows in
