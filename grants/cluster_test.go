@@ -52,6 +52,7 @@ func TestPostgresCluster(t *testing.T) {
 	t.Run("SweepOncePerRound", func(t *testing.T) { testSweepOncePerRound(t, nodes(t, 5)) })
 	t.Run("RotateOnce", func(t *testing.T) { testRotateOnce(t, nodes(t, 5)) })
 	t.Run("RetiredKeysOnOtherNode", func(t *testing.T) { testRetiredKeysOnOtherNode(t, nodes(t, 2)) })
+	t.Run("AdminRotateWaits", func(t *testing.T) { testAdminRotateWaits(t, nodes(t, 2)) })
 }
 
 // countingStore counts the sweeps that reach the store, and makes each
@@ -257,5 +258,33 @@ func testRetiredKeysOnOtherNode(t *testing.T, stores []*postgres.Store) {
 		if !verifies(e, old) {
 			t.Fatal("a token of the retired key is refused before it expires")
 		}
+	}
+}
+
+// testAdminRotateWaits: an operator's rotation is not skipped while
+// another node holds the keys lock: it waits for the lock (here until
+// its context ends, making nothing), and rotates once the lock is free.
+func testAdminRotateWaits(t *testing.T, stores []*postgres.Store) {
+	e := clusterEngines(t, stores[:1], 0)[0]
+	release, ok, err := stores[1].TryLock(context.Background(), lockKeys)
+	if err != nil || !ok {
+		t.Fatalf("TryLock: %v %v", ok, err)
+	}
+	before := e.keyRing().Current.ID
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if kid, err := e.RotateKeys(ctx); err == nil || kid != "" {
+		t.Fatalf("RotateKeys while another node holds the lock: %q, %v", kid, err)
+	}
+	if len(e.Keys()) != len(e.ringAlgs()) {
+		t.Fatalf("keys %v made while another node held the lock", krKids(e))
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		release()
+	}()
+	kid, err := e.RotateKeys(context.Background())
+	if err != nil || kid == "" || kid == before {
+		t.Fatalf("RotateKeys after the lock was freed: %q, %v", kid, err)
 	}
 }
