@@ -369,7 +369,11 @@ func (a *App) ready() (*grants.Engine, error) {
 	if err := a.engine.Start(context.Background(), h.Store, h.rev); err != nil {
 		_ = releaseStore(a.store.StoreKey())
 		if errors.Is(err, tokens.ErrKeyEncryption) {
-			return nil, fmt.Errorf("oauth: starting on storage %s: %w (the key encryption key is from %s)", a.store.StoreName(), err, a.kekSource)
+			hint := ""
+			if isShared(a.store) {
+				hint = "; a shared storage needs the same key_encryption_key on every node"
+			}
+			return nil, fmt.Errorf("oauth: starting on storage %s: %w (the key encryption key is from %s%s)", a.store.StoreName(), err, a.kekSource, hint)
 		}
 		return nil, fmt.Errorf("oauth: starting on storage %s: %w", a.store.StoreName(), err)
 	}

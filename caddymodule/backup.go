@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
+	"github.com/oauthgate/caddy-oauthgate/storage/postgres"
 )
 
 // serveBackup answers GET /oauth/backup with a consistent copy of the
@@ -27,7 +28,10 @@ func serveBackup(w http.ResponseWriter, r *http.Request, st storage.Store, log *
 	}
 	b, ok := st.(storage.Backuper)
 	if !ok {
-		return apiErr(http.StatusNotImplemented, "this storage backend (%T) cannot make a backup", st)
+		if _, pg := st.(*postgres.Store); pg {
+			return apiErr(http.StatusNotImplemented, "the storage is PostgreSQL, which Caddy does not back up: back up the database with pg_dump (for example: pg_dump --format=custom --file=oauth.dump \"$OAUTH_PG_DSN\"), which copies every node's data at once")
+		}
+		return apiErr(http.StatusNotImplemented, "this storage backend (%T) cannot make a backup: back it up with its own tools", st)
 	}
 	began := time.Now()
 	h := w.Header()

@@ -33,6 +33,10 @@ TLS private key. An existing <file> is kept unless --force is given.
 
 To restore, stop Caddy, put the file in place of storage_path (mode
 0600) and start Caddy again.
+
+This copies a bbolt storage file. PostgreSQL storage is backed up with
+the database's own tools (pg_dump), not through Caddy: the command
+refuses when --config names such a storage, and the server answers 501.
 `,
 		Args: args(cobra.ExactArgs(1)),
 	}
@@ -64,6 +68,11 @@ func runBackup(out io.Writer, fl caddycmd.Flags, target string, force bool) erro
 			return fmt.Errorf("%s already exists: choose another name, or pass --force to replace it", target)
 		}
 	}
+	if why, err := backupRefusal(fl); err != nil {
+		return err
+	} else if why != "" {
+		return errors.New(why)
+	}
 	dir := filepath.Dir(target)
 	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
 	if err != nil {
@@ -74,7 +83,7 @@ func runBackup(out io.Writer, fl caddycmd.Flags, target string, force bool) erro
 		if strings.Contains(err.Error(), "performing request") {
 			return fmt.Errorf("no Caddy server answers at %s: start it, or pass its admin address with --address or --config (a stopped server's storage file can be copied as it is)", addr)
 		}
-		return err
+		return decodeAdminError(err)
 	}
 	defer resp.Body.Close()
 	// CreateTemp makes the file with mode 0600.

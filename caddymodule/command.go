@@ -32,8 +32,10 @@ caddy-oauthgate server. Each group has its own help: caddy oauth <group> --help.
            Passwords are read from the terminal without echo, or as one line
            from standard input; they are hashed with bcrypt here and only the
            hash is sent. When no server answers, user commands open the
-           storage file itself (--storage, default oauth/oauth.db in Caddy's
-           data directory); that works only while no server holds the file.
+           bbolt storage file itself (the one --config names, or --storage,
+           default oauth/oauth.db in Caddy's data directory); that works only
+           while no server holds the file. With PostgreSQL storage they need
+           a running node (any one: they share the database).
            Users defined in the Caddy config are listed but change only there.
   client   clients registered at run time (config clients change only there):
              caddy oauth client add <id> --grant-types client_credentials [--scopes a,b]...
@@ -47,6 +49,7 @@ caddy-oauthgate server. Each group has its own help: caddy oauth <group> --help.
   backup   a consistent copy of the live storage file (signing keys
            included: keep it like a TLS private key):
              caddy oauth backup <file> [--force]
+           bbolt storage only; back up PostgreSQL storage with pg_dump.
 
 All commands talk to the running server through its admin API (--address,
 or the admin address of --config, or localhost:2019).

@@ -49,9 +49,10 @@ type PostgresStorage struct {
 	DSN string `json:"dsn,omitempty"`
 
 	// MaxConns is the size of each of the two connection pools a node
-	// keeps (one for reads, one for writes): budget twice this per node
-	// against the server's max_connections. Default: pgx's, the larger
-	// of 4 and the number of CPUs.
+	// keeps (one for reads, one for writes): budget twice this per node,
+	// plus two (the short-lived connections of the sweep and key
+	// rotation locks), against the server's max_connections. Default:
+	// pgx's, the larger of 4 and the number of CPUs.
 	MaxConns int32 `json:"max_conns,omitempty"`
 
 	// StatementTimeout stops any one statement that runs longer, on the

@@ -40,7 +40,7 @@ func userCommand() *cobra.Command {
 	} {
 		c := &cobra.Command{Use: sub.use, Short: sub.short, Args: args(sub.args)}
 		adminFlags(c)
-		c.Flags().String("storage", "", "The storage file to open when no server is running")
+		c.Flags().String("storage", "", "The bbolt storage file to open when no server is running (default: the one --config names)")
 		if sub.claims {
 			c.Flags().StringArray("claim", nil, "A claim as name=value (repeatable)")
 		}
@@ -91,7 +91,11 @@ func runUser(verb string, args []string, fl caddycmd.Flags, stdin io.Reader, std
 	if !errors.As(err, &offline) {
 		return err
 	}
-	return viaFile(fl.String("storage"), verb, body, stdout, addr)
+	path, err := offlineFile(fl, addr)
+	if err != nil {
+		return err
+	}
+	return viaFile(path, verb, body, stdout, addr)
 }
 
 func parseClaims(fl caddycmd.Flags) (map[string]string, error) {

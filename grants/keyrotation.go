@@ -2,12 +2,14 @@ package grants
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
 // retireSlack is added to the longest token lifetime before a rotated-out
@@ -106,7 +108,36 @@ func (e *Engine) keysRotated(ctx context.Context, trigger string, before []KeyIn
 // rotate rotates in one transaction. With olderThan > 0 it rotates only
 // if the current key is at least that old, so that engines sharing a
 // file rotate once between them. It returns the new kid, or "".
+//
+// On a store shared by several nodes (storage.Locker) the transaction
+// runs under the cluster-wide keys lock, so that nodes whose timers fire
+// together do not all make keys and abort each other's transactions:
+// a due rotation is skipped while another node holds the lock (the
+// reload that follows picks up that node's key), and an operator's
+// rotation waits for it, up to clusterLockWait.
 func (e *Engine) rotate(ctx context.Context, now time.Time, olderThan time.Duration) (string, error) {
+	var (
+		release func()
+		ok      bool
+		err     error
+	)
+	if olderThan > 0 {
+		// A key younger than the period here is younger in storage too
+		// (keys only get newer): no lock, no transaction.
+		if kr := e.keyRing(); kr != nil && kr.Current != nil && now.Sub(kr.Current.Created) < olderThan {
+			return "", nil
+		}
+		release, ok, err = tryClusterLock(ctx, e.store, lockKeys)
+	} else {
+		release, ok, err = waitClusterLock(ctx, e.store, lockKeys)
+		if err == nil && !ok {
+			return "", fmt.Errorf("%w: another node has held the key rotation lock for %v; try again", storage.ErrUnavailable, clusterLockWait)
+		}
+	}
+	if err != nil || !ok {
+		return "", err
+	}
+	defer release()
 	return e.keys.Rotate(ctx, e.store, now, olderThan, e.retireAfter())
 }
 

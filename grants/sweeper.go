@@ -24,7 +24,8 @@ const sweepLimit = 100_000
 // Sweeper deletes expired records (codes, refresh tokens, families,
 // sessions, revocations, retired keys) from one store in the background,
 // and forgets expired revocations in memory, so that the file reaches a
-// steady size under constant churn. Run one per storage file.
+// steady size under constant churn. Run one per store in each process;
+// on a store shared by several nodes, one of them sweeps at a time.
 type Sweeper struct {
 	store    storage.Store
 	rev      *tokens.Revocations
@@ -96,8 +97,20 @@ func (s *Sweeper) run() {
 }
 
 // Sweep deletes the records expired at now and forgets the in-memory
-// revocations of tokens that can no longer verify.
+// revocations of tokens that can no longer verify. On a store shared by
+// several nodes (storage.Locker) one node sweeps at a time: when another
+// holds the sweep lock, this one deletes nothing this round (Prune, of
+// this process's memory, still runs).
 func (s *Sweeper) Sweep(ctx context.Context, now time.Time) (int, error) {
 	s.rev.Prune(now)
+	release, ok, err := tryClusterLock(ctx, s.store, lockSweep)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		s.logger.Debug("another node is deleting expired oauth records; skipping this sweep")
+		return 0, nil
+	}
+	defer release()
 	return s.store.Sweep(ctx, now, sweepLimit)
 }

@@ -33,7 +33,8 @@
 // transaction's statements run with ctx's values but without its
 // cancellation, bounded by Config.TxTimeout, so that it commits whole or
 // not at all. Panics in fn roll the transaction back and go on in the
-// caller's goroutine.
+// caller's goroutine; a panic inside pgx itself is an error wrapping
+// storage.ErrUnavailable, and its connection is closed.
 //
 // A transaction whose connection turns out to be lost before COMMIT is
 // sent (the server restarted, or a proxy dropped an idle connection) has
@@ -48,7 +49,9 @@
 // Connections: the store keeps two pools built from Config.Pool, one for
 // View and one for the rest, so a View inside an Update's fn (which the
 // engine does) never waits for a connection its own Update holds; count
-// twice Config.Pool's MaxConns against the server's max_connections.
+// twice Config.Pool's MaxConns against the server's max_connections,
+// plus one connection per cluster-wide chore while a node runs it
+// (TryLock, lock.go).
 //
 // Expiry: an expired record is invisible to Get and ForEach at once, by
 // the clock of the node that reads it; Sweep deletes expired rows in
@@ -233,48 +236,62 @@ func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions
 	}
 	// Waiting for a connection is before the transaction starts: ctx
 	// may end it.
-	conn, err := pool.Acquire(ctx)
+	var conn *pgxpool.Conn
+	err = guard("connecting to PostgreSQL", func() (err error) {
+		conn, err = pool.Acquire(ctx)
+		return err
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, fmt.Errorf("postgres storage: waiting for a connection: %w", ctx.Err())
 		}
 		return false, fmt.Errorf("%w: connecting to PostgreSQL: %w", storage.ErrUnavailable, err)
 	}
-	defer conn.Release()
 	txCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.txTimeout)
 	defer cancel()
-	tx, err := conn.BeginTx(txCtx, opts)
-	if err != nil {
-		return conn.Conn().IsClosed(), fmt.Errorf("%w: beginning a transaction: %w", storage.ErrUnavailable, err)
+	broken := false // a panic in pgx left the connection in an unknown state
+	defer func() {
+		if broken {
+			// Closed, not released: the pool drops a closed connection.
+			_ = guard("closing a connection", func() error { return conn.Conn().Close(context.WithoutCancel(txCtx)) })
+		}
+		conn.Release()
+	}()
+	var tx pgx.Tx
+	if err := guard("beginning a transaction", func() (err error) { tx, err = conn.BeginTx(txCtx, opts); return err }); err != nil {
+		broken = errors.Is(err, errDriverPanic)
+		return !broken && conn.Conn().IsClosed(), fmt.Errorf("%w: beginning a transaction: %w", storage.ErrUnavailable, err)
 	}
 	committed := false
+	t := &pgTx{ctx: txCtx, tx: tx, write: write}
 	defer func() {
-		if !committed {
+		broken = broken || t.broken
+		if !committed && !broken {
 			// Also on a panic in fn, which goes on after the rollback.
 			// A rollback that fails leaves a broken connection: close it
 			// so the pool does not hand it out again.
-			if rerr := tx.Rollback(context.WithoutCancel(txCtx)); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) {
-				_ = conn.Conn().Close(context.WithoutCancel(txCtx))
+			if rerr := guard("rolling back", func() error { return tx.Rollback(context.WithoutCancel(txCtx)) }); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) {
+				broken = true
 			}
 		}
 	}()
-	t := &pgTx{ctx: txCtx, tx: tx, write: write}
 	if err := fn(t); err != nil {
 		// A statement the database aborted for a conflict: run again,
 		// whatever fn made of it, as long as fn kept the cause. A
 		// statement that lost the connection: run again, whatever fn
 		// made of it.
-		return t.failed != nil && conn.Conn().IsClosed(), err
+		return t.failed != nil && !t.broken && conn.Conn().IsClosed(), err
 	}
 	if t.failed != nil {
 		// fn went on after a statement failed (PostgreSQL then refuses
 		// every statement until the end of the transaction).
-		return conn.Conn().IsClosed(), t.failed
+		return !t.broken && conn.Conn().IsClosed(), t.failed
 	}
-	if err := tx.Commit(txCtx); err != nil {
+	if err := guard("committing", func() error { return tx.Commit(txCtx) }); err != nil {
 		// Not run again when the connection was lost: COMMIT was sent,
 		// and it may have been applied.
 		committed = true // Commit ends the transaction either way.
+		broken = errors.Is(err, errDriverPanic)
 		return false, fmt.Errorf("%w: committing: %w", storage.ErrUnavailable, err)
 	}
 	committed = true
@@ -287,6 +304,7 @@ type pgTx struct {
 	tx     pgx.Tx
 	write  bool
 	failed error // the first statement that failed
+	broken bool  // pgx panicked: the connection is not to be reused
 }
 
 var _ storage.Tx = (*pgTx)(nil)
@@ -295,7 +313,11 @@ var errReadOnly = errors.New("postgres storage: write inside View: use Update")
 
 // fail records and wraps a database error.
 func (t *pgTx) fail(what string, err error) error {
-	err = fmt.Errorf("%w: %s: %w", storage.ErrUnavailable, what, err)
+	if errors.Is(err, errDriverPanic) {
+		t.broken = true
+	} else {
+		err = fmt.Errorf("%w: %s: %w", storage.ErrUnavailable, what, err)
+	}
 	if t.failed == nil {
 		t.failed = err
 	}
@@ -337,8 +359,10 @@ func (t *pgTx) Get(kind storage.Kind, key string) (storage.Record, error) {
 		exp *time.Time
 		ns  int32
 	)
-	err := t.tx.QueryRow(t.ctx, `SELECT value, expires, expires_ns FROM `+recordsTable+
-		` WHERE kind = $1 AND key = $2 AND `+live(3), string(kind), []byte(key), nowUS, nowNS).Scan(&rec.Value, &exp, &ns)
+	err := guard("reading a record", func() error {
+		return t.tx.QueryRow(t.ctx, `SELECT value, expires, expires_ns FROM `+recordsTable+
+			` WHERE kind = $1 AND key = $2 AND `+live(3), string(kind), []byte(key), nowUS, nowNS).Scan(&rec.Value, &exp, &ns)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storage.Record{}, storage.ErrNotFound
 	}
@@ -366,9 +390,12 @@ func (t *pgTx) Put(kind storage.Kind, key string, rec storage.Record) error {
 	if value == nil {
 		value = []byte{}
 	}
-	_, err := t.tx.Exec(t.ctx, `INSERT INTO `+recordsTable+` (kind, key, value, expires, expires_ns) VALUES ($1, $2, $3, $4, $5)
+	err := guard("writing a record", func() error {
+		_, err := t.tx.Exec(t.ctx, `INSERT INTO `+recordsTable+` (kind, key, value, expires, expires_ns) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, expires = EXCLUDED.expires, expires_ns = EXCLUDED.expires_ns`,
-		string(kind), []byte(key), value, exp, ns)
+			string(kind), []byte(key), value, exp, ns)
+		return err
+	})
 	if err != nil {
 		return t.fail("writing a record", err)
 	}
@@ -379,7 +406,10 @@ func (t *pgTx) Delete(kind storage.Kind, key string) error {
 	if !t.write {
 		return errReadOnly
 	}
-	if _, err := t.tx.Exec(t.ctx, `DELETE FROM `+recordsTable+` WHERE kind = $1 AND key = $2`, string(kind), []byte(key)); err != nil {
+	if err := guard("deleting a record", func() error {
+		_, err := t.tx.Exec(t.ctx, `DELETE FROM `+recordsTable+` WHERE kind = $1 AND key = $2`, string(kind), []byte(key))
+		return err
+	}); err != nil {
 		return t.fail("deleting a record", err)
 	}
 	return nil
@@ -387,21 +417,37 @@ func (t *pgTx) Delete(kind storage.Kind, key string) error {
 
 func (t *pgTx) ForEach(kind storage.Kind, fn func(key string, rec storage.Record) error) error {
 	nowUS, nowNS := nowArgs()
-	rows, err := t.tx.Query(t.ctx, `SELECT key, value, expires, expires_ns FROM `+recordsTable+
-		` WHERE kind = $1 AND `+live(2)+` ORDER BY key`, string(kind), nowUS, nowNS)
+	var rows pgx.Rows
+	err := guard("listing records", func() (err error) {
+		rows, err = t.tx.Query(t.ctx, `SELECT key, value, expires, expires_ns FROM `+recordsTable+
+			` WHERE kind = $1 AND `+live(2)+` ORDER BY key`, string(kind), nowUS, nowNS)
+		return err
+	})
 	if err != nil {
 		return t.fail("listing records", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
+	defer func() { _ = guard("listing records", func() error { rows.Close(); return nil }) }()
+	for {
+		// Each call into pgx is guarded on its own: fn, the caller's,
+		// is not, so that its panics go on.
 		var (
-			key []byte
-			rec storage.Record
-			exp *time.Time
-			ns  int32
+			more bool
+			key  []byte
+			rec  storage.Record
+			exp  *time.Time
+			ns   int32
 		)
-		if err := rows.Scan(&key, &rec.Value, &exp, &ns); err != nil {
+		err := guard("listing records", func() error {
+			if more = rows.Next(); more {
+				return rows.Scan(&key, &rec.Value, &exp, &ns)
+			}
+			return rows.Err()
+		})
+		if err != nil {
 			return t.fail("listing records", err)
+		}
+		if !more {
+			return nil
 		}
 		if exp != nil {
 			rec.Expires = exp.Add(time.Duration(ns))
@@ -413,11 +459,19 @@ func (t *pgTx) ForEach(kind storage.Kind, fn func(key string, rec storage.Record
 			return err
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return t.fail("listing records", err)
-	}
-	return nil
 }
+
+// sweepSQL deletes up to $3 rows expired at ($1, $2). The inner SELECT
+// finds them through the partial index oauthgate_records_expires and
+// locks them; the DELETE then reaches each by its ctid (a TID scan).
+// Matching them by primary key instead (WHERE (kind, key) IN …) let
+// the planner hash-join the whole table, a sequential scan per batch
+// (TestSweepUsesExpiryIndex). The row locked by FOR UPDATE cannot move
+// before the DELETE of the same statement; the expiry is checked again
+// all the same.
+const sweepSQL = `DELETE FROM ` + recordsTable + ` WHERE ctid = ANY(ARRAY(
+	SELECT ctid FROM ` + recordsTable + ` WHERE expires IS NOT NULL AND (expires, expires_ns) <= ($1, $2)
+	LIMIT $3 FOR UPDATE SKIP LOCKED)) AND expires IS NOT NULL AND (expires, expires_ns) <= ($1, $2)`
 
 // Sweep deletes up to limit records expired at now, sweepBatch rows per
 // statement (each its own transaction), and stops early when ctx is done.
@@ -435,9 +489,11 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error
 		stmtCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.txTimeout)
 		// SKIP LOCKED: rows a transaction is rewriting are left for the
 		// next sweep instead of holding this one (and its other rows) up.
-		tag, err := s.pool.Exec(stmtCtx, `DELETE FROM `+recordsTable+` WHERE (kind, key) IN (
-			SELECT kind, key FROM `+recordsTable+` WHERE expires IS NOT NULL AND (expires, expires_ns) <= ($1, $2)
-			LIMIT $3 FOR UPDATE SKIP LOCKED)`, exp, ns, n)
+		var tag pgconn.CommandTag
+		err := guard("sweeping expired records", func() (err error) {
+			tag, err = s.pool.Exec(stmtCtx, sweepSQL, exp, ns, n)
+			return err
+		})
 		cancel()
 		if err != nil {
 			return deleted, fmt.Errorf("%w: sweeping expired records: %w", storage.ErrUnavailable, err)
