@@ -16,9 +16,10 @@ import (
 // revocations they commit join the handle's revocation set, so this
 // node's gate and verified-token cache refuse those tokens too, and a
 // change of the signing keys (a rotation on another node) makes every
-// engine on the handle reload its key ring. Both within the store's
-// WatchDelay. A store of one process (bbolt) has no storeWatch: the
-// process applies its own changes directly.
+// engine on the handle reload its key ring, both within the store's
+// WatchDelay; a client registered on another node gains CORS here at
+// once too (it would within 30s anyway). A store of one process (bbolt)
+// has no storeWatch: the process applies its own changes directly.
 //
 // Nothing else needs it: clients, users, consents and sessions are read
 // from storage on every use, and the form MAC key is made once (in a
@@ -36,7 +37,7 @@ type storeWatch struct {
 }
 
 // watchedKinds are the kinds a storeWatch follows.
-var watchedKinds = []storage.Kind{storage.KindRevoked, storage.KindKeys}
+var watchedKinds = []storage.Kind{storage.KindRevoked, storage.KindKeys, storage.KindClients}
 
 // startStoreWatch starts following st into rev, if st is a Watcher; it
 // returns nil otherwise. Start it before rev is loaded: a revocation
@@ -50,7 +51,7 @@ func startStoreWatch(ctx context.Context, st storage.Store, rev *tokens.Revocati
 		engines: map[*grants.Engine]struct{}{}}
 	malformed := false
 	stop, err := w.Watch(ctx, watchedKinds, func(changes []storage.Change) {
-		keys := false
+		keys, clients := false, false
 		for _, c := range changes {
 			switch c.Kind {
 			case storage.KindRevoked:
@@ -60,6 +61,13 @@ func startStoreWatch(ctx context.Context, st storage.Store, rev *tokens.Revocati
 				}
 			case storage.KindKeys:
 				keys = true
+			case storage.KindClients:
+				clients = true
+			}
+		}
+		if clients {
+			for _, e := range sw.engineList() {
+				e.StoredClientsChanged()
 			}
 		}
 		if keys {
@@ -87,19 +95,24 @@ func (sw *storeWatch) reloadKeys() {
 			return
 		case <-sw.reload:
 		}
-		sw.mu.Lock()
-		engines := make([]*grants.Engine, 0, len(sw.engines))
-		for e := range sw.engines {
-			engines = append(engines, e)
-		}
-		sw.mu.Unlock()
-		for _, e := range engines {
+		for _, e := range sw.engineList() {
 			if err := e.ReloadKeys(context.Background()); err != nil {
 				// The periodic key maintenance reloads again.
 				sw.log.Error("reloading the signing keys another node changed failed; will retry at the next key maintenance", zap.Error(err))
 			}
 		}
 	}
+}
+
+// engineList returns the engines on the handle.
+func (sw *storeWatch) engineList() []*grants.Engine {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	engines := make([]*grants.Engine, 0, len(sw.engines))
+	for e := range sw.engines {
+		engines = append(engines, e)
+	}
+	return engines
 }
 
 // addEngine makes e reload its keys when another node changes them.

@@ -195,3 +195,35 @@ func TestKeyRotationReachesOtherNode(t *testing.T) {
 		}
 	}
 }
+
+// TestClientReachesOtherNodeCORS: a browser client registered on node A
+// gets CORS from node B's token endpoint within 1s, though B read the
+// registered clients' origins just before (and would keep them 30s).
+func TestClientReachesOtherNodeCORS(t *testing.T) {
+	a, b, _ := twoNodes(t)
+	const origin = "https://spa.test"
+	preflight := func() string {
+		r := httptest.NewRequest(http.MethodOptions, "https://as.test"+grants.TokenPath, nil)
+		r.Header.Set("Origin", origin)
+		r.Header.Set("Access-Control-Request-Method", http.MethodPost)
+		w := httptest.NewRecorder()
+		b.ServeHTTP(w, r)
+		return w.Header().Get("Access-Control-Allow-Origin")
+	}
+	if got := preflight(); got != "" {
+		t.Fatalf("CORS before the client exists: %q", got)
+	}
+	r := httptest.NewRequest(http.MethodPost, "/oauth/clients", strings.NewReader(
+		`{"client_id":"spa","auth_method":"none","redirect_uris":["`+origin+`/cb"],"grant_types":["authorization_code"]}`))
+	w := httptest.NewRecorder()
+	if err := routeAdmin(w, r, a); err != nil || w.Code/100 != 2 {
+		t.Fatalf("registering on A: %v %d %s", err, w.Code, w.Body)
+	}
+	start := time.Now()
+	for preflight() != origin {
+		if time.Since(start) > time.Second {
+			t.Fatal("B gives no CORS to a client registered on A after 1s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -50,6 +50,13 @@
 // engine does) never waits for a connection its own Update holds; count
 // twice Config.Pool's MaxConns against the server's max_connections.
 //
+// Watch (storage.Watcher, watch.go): every Put stamps its row with the
+// database's clock, and a watch reads the rows of its kinds stamped
+// since its last read (looking back TxTimeout + 5s for transactions that
+// were still running), every PollInterval and at once when a NOTIFY says
+// another node wrote one, so a node learns another's revocations and key
+// rotations within WatchDelay (750ms by default).
+//
 // Expiry: an expired record is invisible to Get and ForEach at once, by
 // the clock of the node that reads it; Sweep deletes expired rows in
 // batches of sweepBatch rows, one statement each.
@@ -109,8 +116,8 @@ type Config struct {
 	NoNotify bool
 	// NotifyKinds are the kinds whose Puts are announced even when this
 	// process does not watch them (another node does). Default
-	// storage.KindRevoked and storage.KindKeys, the kinds the engine
-	// watches.
+	// storage.KindRevoked, storage.KindKeys and storage.KindClients, the
+	// kinds the engine watches.
 	NotifyKinds []storage.Kind
 	// Logger receives one line when the notification connection is lost
 	// or restored and when polling starts or stops failing; never one per

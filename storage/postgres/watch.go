@@ -83,7 +83,7 @@ func (s *Store) initWatch(ctx context.Context, cfg Config) {
 	s.connConfig = cfg.Pool.ConnConfig.Copy()
 	kinds := cfg.NotifyKinds
 	if kinds == nil {
-		kinds = []storage.Kind{storage.KindRevoked, storage.KindKeys}
+		kinds = []storage.Kind{storage.KindRevoked, storage.KindKeys, storage.KindClients}
 	}
 	s.notifyKinds = map[storage.Kind]bool{}
 	for _, k := range kinds {
