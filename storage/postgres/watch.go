@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"sync"
 	"time"
@@ -131,7 +132,7 @@ func (s *Store) Watch(ctx context.Context, kinds []storage.Kind, fn func([]stora
 	if err := s.readPool.QueryRow(ctx, `SELECT statement_timestamp()`).Scan(&at); err != nil {
 		return nil, fmt.Errorf("%w: starting to watch for changes: %w", storage.ErrUnavailable, err)
 	}
-	w := &watch{s: s, fn: fn, since: at.Add(-s.margin), seen: map[seenKey]time.Time{},
+	w := &watch{s: s, fn: fn, since: at.Add(-s.margin), seen: map[seenKey]seenRow{},
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	for _, k := range kinds {
@@ -268,7 +269,7 @@ type watch struct {
 	since time.Time // the database's clock: read rows changed after it
 	// seen holds the rows reported whose changed is after since, which
 	// the next reads will return again.
-	seen   map[seenKey]time.Time
+	seen   map[seenKey]seenRow
 	wake   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc // ends the watch
@@ -279,6 +280,16 @@ type watch struct {
 }
 
 type seenKey struct{ kind, key string }
+
+// seenRow is what was reported of a row: when it was written and a hash
+// of its value (two writes in one microsecond differ by value).
+type seenRow struct {
+	changed time.Time
+	value   uint64
+}
+
+// valueSeed keys the hashes of reported values.
+var valueSeed = maphash.MakeSeed()
 
 func (w *watch) run() {
 	defer close(w.done)
@@ -318,8 +329,8 @@ func (w *watch) poll() {
 	}
 	if next := at.Add(-s.margin); next.After(w.since) {
 		w.since = next
-		for k, ch := range w.seen {
-			if !ch.After(w.since) {
+		for k, row := range w.seen {
+			if !row.changed.After(w.since) {
 				delete(w.seen, k)
 			}
 		}
@@ -344,9 +355,9 @@ func (w *watch) read(ctx context.Context) ([]storage.Change, time.Time, error) {
 	}
 	defer rows.Close()
 	var (
-		at     time.Time
-		out    []storage.Change
-		stamps []time.Time
+		at    time.Time
+		out   []storage.Change
+		found []seenRow
 	)
 	for rows.Next() {
 		var (
@@ -363,8 +374,8 @@ func (w *watch) read(ctx context.Context) ([]storage.Change, time.Time, error) {
 		if kind == nil {
 			continue // no row changed: the LEFT JOIN's one row with t.at
 		}
-		sk := seenKey{*kind, string(key)}
-		if prev, ok := w.seen[sk]; ok && prev.Equal(*changed) {
+		row := seenRow{*changed, maphash.Bytes(valueSeed, value)}
+		if prev, ok := w.seen[seenKey{*kind, string(key)}]; ok && prev.changed.Equal(row.changed) && prev.value == row.value {
 			continue
 		}
 		ch := storage.Change{Kind: storage.Kind(*kind), Key: string(key), Record: storage.Record{Value: value}}
@@ -375,14 +386,14 @@ func (w *watch) read(ctx context.Context) ([]storage.Change, time.Time, error) {
 			ch.Record.Expires = exp.Add(time.Duration(*ns))
 		}
 		out = append(out, ch)
-		stamps = append(stamps, *changed)
+		found = append(found, row)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, time.Time{}, err
 	}
 	// Only a read that completed counts as reported.
 	for i, ch := range out {
-		w.seen[seenKey{string(ch.Kind), ch.Key}] = stamps[i]
+		w.seen[seenKey{string(ch.Kind), ch.Key}] = found[i]
 	}
 	return slices.Clip(out), at, nil
 }
