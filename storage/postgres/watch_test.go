@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
@@ -223,5 +226,39 @@ func TestWatchStops(t *testing.T) {
 	}
 	if _, err := c.Watch(context.Background(), []storage.Kind{storage.KindRevoked}, func([]storage.Change) {}); err == nil {
 		t.Fatal("Watch on a closed store was accepted")
+	}
+}
+
+// TestWatchDatabaseRestart: while the database is down, B's reads fail
+// with one log line (not one per poll); once it is back, a write is
+// reported within 1s (by polling, while the LISTEN connection waits out
+// its back-off), and each failure and recovery is logged once.
+func TestWatchDatabaseRestart(t *testing.T) {
+	dsn := newDatabase(t)
+	core, logs := observer.New(zapcore.InfoLevel)
+	a := openNode(t, dsn, nil)
+	b := openNode(t, dsn, func(c *Config) { c.Logger = zap.New(core) })
+	changes := watchInto(t, b, storage.KindRevoked)
+	time.Sleep(300 * time.Millisecond)
+	pg.Down()
+	time.Sleep(2 * time.Second) // eight polls
+	if err := pg.Up(); err != nil {
+		t.Fatal(err)
+	}
+	put(t, a, storage.KindRevoked, "after-restart", "x")
+	awaitChange(t, changes, storage.KindRevoked, "after-restart", time.Second)
+	time.Sleep(3 * time.Second) // the LISTEN connection's retries
+	count := func(msg string) int { return logs.FilterMessageSnippet(msg).Len() }
+	if n := count("reading the changes other nodes made failed"); n != 1 {
+		t.Errorf("%d lines about failed reads, want 1", n)
+	}
+	if n := count("reading the changes other nodes made works again"); n != 1 {
+		t.Errorf("%d lines about reads working again, want 1", n)
+	}
+	if n := count("lost the database's change notifications"); n != 1 {
+		t.Errorf("%d lines about lost notifications, want 1", n)
+	}
+	if n := count("change notifications are back"); n != 1 {
+		t.Errorf("%d lines about notifications back, want 1", n)
 	}
 }
