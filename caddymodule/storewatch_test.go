@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
@@ -23,6 +24,10 @@ import (
 func twoNodes(t *testing.T) (a, b *grants.Engine, stores [2]storage.Store) {
 	t.Helper()
 	dsn := postgresDSN(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("alice-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var engines [2]*grants.Engine
 	for i, extra := range []string{"", "\n  max_conns 5"} {
 		app, err := parseOAuth(t, `oauth {
@@ -40,6 +45,14 @@ func twoNodes(t *testing.T) (a, b *grants.Engine, stores [2]storage.Store) {
   secret other-secret-0123456789
   grant_types client_credentials
   scopes read
+ }
+ client ropc {
+  secret ropc-secret-0123456789
+  grant_types password refresh_token
+  scopes read
+ }
+ user alice {
+  password_hash `+string(hash)+`
  }
 }`)
 		if err != nil {
@@ -113,8 +126,9 @@ func refusedWithin(t *testing.T, e *grants.Engine, token string, d time.Duration
 
 // TestRevocationReachesOtherNode: a token verified (and cached) on node
 // B is refused there within 1s of its revocation on node A: by RFC 7009
-// revocation, by the revocation of its client's subject, and by the
-// revocation of its client.
+// revocation, by the revocation of its subject (RevokeSubject), by the
+// revocation of its client, and by the revocation of its grant (refresh
+// token reuse).
 func TestRevocationReachesOtherNode(t *testing.T) {
 	a, b, stores := twoNodes(t)
 	ctx := context.Background()
@@ -133,7 +147,6 @@ func TestRevocationReachesOtherNode(t *testing.T) {
 		}
 	})
 
-	time.Sleep(1100 * time.Millisecond) // a new token is issued a second after the last revocation
 	tok = issue(t, a, "other")
 	refusedWithin(t, b, tok, time.Second, func() {
 		if _, err := a.RevokeClient(ctx, "other"); err != nil && !strings.Contains(err.Error(), "config") {
@@ -141,9 +154,27 @@ func TestRevocationReachesOtherNode(t *testing.T) {
 		}
 	})
 
-	// A grant's revocation (refresh reuse, RFC 7009 on a refresh token)
-	// is one record for every access token of the grant: the one the
-	// engine writes, written through A's store.
+	// Refresh-token reuse on A revokes the grant: B refuses its access
+	// token (one record for every access token of the grant).
+	w := post(t, a, grants.TokenPath, "ropc", url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"alice-pw"}, "scope": {"read"}})
+	var tr struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &tr) != nil || tr.RefreshToken == "" {
+		t.Fatalf("password grant: %d %s", w.Code, w.Body)
+	}
+	if w := post(t, a, grants.TokenPath, "ropc", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}); w.Code != 200 {
+		t.Fatalf("refresh: %d %s", w.Code, w.Body)
+	}
+	refusedWithin(t, b, tr.AccessToken, time.Second, func() {
+		if w := post(t, a, grants.TokenPath, "ropc", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}); w.Code != 400 {
+			t.Fatalf("reuse of a rotated refresh token: %d %s", w.Code, w.Body)
+		}
+	})
+
+	// The same record written through A's store directly (as any other
+	// path that revokes a grant writes it).
 	exp := time.Now().Add(time.Hour).Unix()
 	claims := &tokens.AccessClaims{ID: "jti-of-b", Grant: "family-1", Subject: "alice", ClientID: "svc",
 		IssuedAt: time.Now().Unix(), ExpiresAt: exp}
