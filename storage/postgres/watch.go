@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,13 +57,15 @@ const (
 
 // watchState is the Store's part for Watch.
 type watchState struct {
-	interval    time.Duration
-	margin      time.Duration
-	notify      bool // Puts of notifyKinds issue pg_notify
-	connConfig  *pgx.ConnConfig
-	log         *zap.Logger
-	mu          sync.Mutex
-	notifyKinds map[storage.Kind]bool
+	interval   time.Duration
+	margin     time.Duration
+	notify     bool // Puts of notifyKinds issue pg_notify
+	connConfig *pgx.ConnConfig
+	log        *zap.Logger
+	mu         sync.Mutex
+	// notifyKinds is read by every Put: replaced whole (under mu), never
+	// changed in place.
+	notifyKinds atomic.Pointer[map[storage.Kind]bool]
 	watches     map[*watch]struct{}
 	listening   bool
 	stopListen  context.CancelFunc
@@ -86,10 +90,11 @@ func (s *Store) initWatch(ctx context.Context, cfg Config) {
 	if kinds == nil {
 		kinds = []storage.Kind{storage.KindRevoked, storage.KindKeys, storage.KindClients}
 	}
-	s.notifyKinds = map[storage.Kind]bool{}
+	nk := map[storage.Kind]bool{}
 	for _, k := range kinds {
-		s.notifyKinds[k] = true
+		nk[k] = true
 	}
+	s.notifyKinds.Store(&nk)
 	s.watches = map[*watch]struct{}{}
 	if cfg.NoNotify {
 		return
@@ -109,9 +114,7 @@ func (s *Store) initWatch(ctx context.Context, cfg Config) {
 
 // notifies reports whether a Put of kind issues pg_notify.
 func (s *Store) notifies(kind storage.Kind) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.notifyKinds[kind]
+	return (*s.notifyKinds.Load())[kind]
 }
 
 // WatchDelay is PollInterval plus the time of one read.
@@ -144,9 +147,11 @@ func (s *Store) Watch(ctx context.Context, kinds []storage.Kind, fn func([]stora
 		w.cancel()
 		return nil, errClosed
 	}
+	nk := maps.Clone(*s.notifyKinds.Load())
 	for _, k := range kinds {
-		s.notifyKinds[k] = true
+		nk[k] = true
 	}
+	s.notifyKinds.Store(&nk)
 	s.watches[w] = struct{}{}
 	if s.notify && !s.listening {
 		s.listening = true
