@@ -50,12 +50,14 @@ func acquireStore(o StoreOpener, sweep time.Duration) (*storeHandle, error) {
 			return nil, err
 		}
 		rev := tokens.NewRevocations()
-		watch, err := startStoreWatch(context.Background(), st, rev, caddy.Log().Named("oauth.storage"))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		watch, err := startStoreWatch(ctx, st, rev, caddy.Log().Named("oauth.storage"))
 		if err != nil {
 			_ = st.Close()
 			return nil, fmt.Errorf("oauth storage: watching %s for the other nodes' changes: %w", o.StoreName(), err)
 		}
-		if err := rev.Load(context.Background(), st); err != nil {
+		if err := rev.Load(ctx, st); err != nil {
 			watch.close()
 			_ = st.Close()
 			return nil, fmt.Errorf("oauth storage: reading revocations from %s: %w", o.StoreName(), err)

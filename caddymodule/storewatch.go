@@ -115,7 +115,10 @@ func (sw *storeWatch) engineList() []*grants.Engine {
 	return engines
 }
 
-// addEngine makes e reload its keys when another node changes them.
+// addEngine makes e reload its keys when another node changes them. It
+// also has the keys reloaded once now: e loaded them at its start, before
+// it was added, and a change reported in between would otherwise wait for
+// the key maintenance.
 func (sw *storeWatch) addEngine(e *grants.Engine) {
 	if sw == nil {
 		return
@@ -123,6 +126,10 @@ func (sw *storeWatch) addEngine(e *grants.Engine) {
 	sw.mu.Lock()
 	sw.engines[e] = struct{}{}
 	sw.mu.Unlock()
+	select {
+	case sw.reload <- struct{}{}:
+	default:
+	}
 }
 
 // removeEngine undoes addEngine, when e's config is unloaded.

@@ -156,10 +156,13 @@ type Change struct {
 // fn must be idempotent. Deletions (and expiries) are not reported.
 type Watcher interface {
 	// Watch starts reporting the records of kinds, calling fn from one
-	// goroutine at a time with the changes found together, unexpired,
-	// in commit order as far as the backend knows it. It fails, starting
-	// nothing, when the backend cannot be reached. stop ends the watch
-	// and waits for a running fn to return; Close of the store ends it too.
+	// goroutine at a time with the changes found together (unexpired
+	// records, oldest write first; a record written again since is
+	// reported with its latest value). It fails, starting nothing, when
+	// the backend cannot be reached (ctx bounds that check). stop ends
+	// the watch and waits for a running fn to return (so fn must not
+	// call it); Close of the store ends it too. fn should return soon:
+	// the next report waits for it.
 	Watch(ctx context.Context, kinds []Kind, fn func([]Change)) (stop func(), err error)
 	// WatchDelay is the longest time between a commit and its report
 	// while the backend is reachable.
