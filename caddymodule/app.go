@@ -178,6 +178,9 @@ type lifecycle struct {
 	// store is the storage the engine started on, for the admin API's
 	// backup; set with running.
 	store storage.Store
+	// watch tells the engine of key changes on other nodes; nil unless
+	// the storage is shared (storewatch.go).
+	watch *storeWatch
 	// stopKeys ends the key maintenance task; keysDone is closed when it
 	// has ended.
 	stopKeys, keysDone chan struct{}
@@ -343,6 +346,7 @@ func (a *App) Cleanup() error {
 	}
 	close(l.stopKeys)
 	<-l.keysDone
+	l.watch.removeEngine(a.engine)
 	return releaseStore(a.store.StoreKey())
 }
 
@@ -380,7 +384,8 @@ func (a *App) ready() (*grants.Engine, error) {
 	l.started = true
 	l.stopKeys, l.keysDone = make(chan struct{}), make(chan struct{})
 	go a.maintainKeys(l.stopKeys, l.keysDone)
-	l.store = h.Store
+	l.store, l.watch = h.Store, h.watch
+	l.watch.addEngine(a.engine)
 	l.running.Store(a.engine)
 	return a.engine, nil
 }

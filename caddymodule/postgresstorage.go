@@ -189,7 +189,8 @@ func (p *PostgresStorage) Shared() bool { return true }
 func (p *PostgresStorage) OpenStore() (storage.Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := postgres.Open(ctx, postgres.Config{Pool: p.pool, TxTimeout: time.Duration(p.TxTimeout)})
+	st, err := postgres.Open(ctx, postgres.Config{Pool: p.pool, TxTimeout: time.Duration(p.TxTimeout),
+		Logger: caddy.Log().Named("oauth.storage.postgres")})
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", p.StoreName(), err)
 	}

@@ -27,11 +27,15 @@ type storeHandle struct {
 	storage.Store
 	rev     *tokens.Revocations
 	sweeper *grants.Sweeper
+	// watch follows the other nodes' writes (storewatch.go); nil unless
+	// the store is shared.
+	watch *storeWatch
 }
 
-// Destruct stops the sweeper, then closes the file.
+// Destruct stops the sweeper and the watch, then closes the file.
 func (h *storeHandle) Destruct() error {
 	h.sweeper.Stop()
+	h.watch.close()
 	return h.Store.Close()
 }
 
@@ -45,12 +49,20 @@ func acquireStore(o StoreOpener, sweep time.Duration) (*storeHandle, error) {
 		if err != nil {
 			return nil, err
 		}
-		rev, err := tokens.LoadRevocations(context.Background(), st)
+		rev := tokens.NewRevocations()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		watch, err := startStoreWatch(ctx, st, rev, caddy.Log().Named("oauth.storage"))
 		if err != nil {
+			_ = st.Close()
+			return nil, fmt.Errorf("oauth storage: watching %s for the other nodes' changes: %w", o.StoreName(), err)
+		}
+		if err := rev.Load(ctx, st); err != nil {
+			watch.close()
 			_ = st.Close()
 			return nil, fmt.Errorf("oauth storage: reading revocations from %s: %w", o.StoreName(), err)
 		}
-		return &storeHandle{Store: st, rev: rev,
+		return &storeHandle{Store: st, rev: rev, watch: watch,
 			sweeper: grants.StartSweeper(st, rev, sweep, caddy.Log().Named("oauth.sweeper"))}, nil
 	})
 	if err != nil {

@@ -37,8 +37,14 @@ const corsMaxAge = "600"
 
 // corsRefresh bounds how long a client registered at run time on another
 // node (or removed there) takes to gain (or lose) CORS here; changes made
-// through this engine apply at once.
+// through this engine apply at once, and so do the other nodes' changes
+// that a shared store reports (StoredClientsChanged).
 const corsRefresh = 30 * time.Second
+
+// StoredClientsChanged tells the engine that another node registered or
+// changed a client, so that its redirect URIs' origins gain CORS at once
+// rather than within corsRefresh.
+func (e *Engine) StoredClientsChanged() { e.corsOrigins.forget() }
 
 // cors applies the CORS policy to a request for an endpoint taking
 // methods (such as "POST" or "GET, POST"). It answers an OPTIONS request

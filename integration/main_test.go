@@ -26,6 +26,8 @@
 //	             first free one; its own package, not these tests)
 //	19365-19369  the PostgreSQL of the cluster-lock tests (grants/cluster_test.go,
 //	             caddymodule's postgres key test), the first free one
+//	19360-19364  the PostgreSQL that caddymodule's tests start on first use
+//	             (main_test.go there: two nodes' revocations and key rotations)
 //	19900-19949  the backup test (backup_test.go)
 //	19950-19979  the production recipes of docs/production.md (production_test.go)
 //	19998        held while the tests run, so concurrent runs take turns

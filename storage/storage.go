@@ -131,3 +131,40 @@ type Backuper interface {
 	// written part of a copy to w: the caller must discard it.
 	Backup(ctx context.Context, w io.Writer) (int64, error)
 }
+
+// Change is a record that a process committed, as a Watcher reports it:
+// its kind, its key and its value at the time it was read (a later Put of
+// the same key is reported again).
+type Change struct {
+	Kind   Kind
+	Key    string
+	Record Record
+}
+
+// Watcher is a Store shared by several processes (a database server) that
+// tells each process about the records any of them commits, so that what
+// a process keeps in memory from storage (the revocation set, the signing
+// keys) follows the other processes' writes. It is optional: a store
+// used by one process only (storage/bolt, storage/mem) does not implement
+// it, since the process applies its own changes directly.
+//
+// Every record of a watched kind that is created or replaced by a
+// transaction committed after Watch returned is reported within
+// WatchDelay of the commit while the database is reachable, and as soon
+// as it is reachable again otherwise. A record may be reported more than
+// once, and records committed shortly before Watch may be reported too:
+// fn must be idempotent. Deletions (and expiries) are not reported.
+type Watcher interface {
+	// Watch starts reporting the records of kinds, calling fn from one
+	// goroutine at a time with the changes found together (unexpired
+	// records, oldest write first; a record written again since is
+	// reported with its latest value). It fails, starting nothing, when
+	// the backend cannot be reached (ctx bounds that check). stop ends
+	// the watch and waits for a running fn to return (so fn must not
+	// call it); Close of the store ends it too. fn should return soon:
+	// the next report waits for it.
+	Watch(ctx context.Context, kinds []Kind, fn func([]Change)) (stop func(), err error)
+	// WatchDelay is the longest time between a commit and its report
+	// while the backend is reachable.
+	WatchDelay() time.Duration
+}

@@ -39,22 +39,56 @@ func BeforeKey(kind, id string) string { return kind + ":" + id }
 
 // LoadRevocations reads the stored revocations.
 func LoadRevocations(ctx context.Context, st storage.Store) (*Revocations, error) {
-	r := &Revocations{jti: map[string]int64{}, before: map[string]Before{}}
-	err := st.View(ctx, func(tx storage.Tx) error {
-		return tx.ForEach(storage.KindRevoked, func(k string, rec storage.Record) error {
-			if strings.Contains(k, ":") {
-				at, err := strconv.ParseInt(string(rec.Value), 10, 64)
-				if err != nil {
-					return fmt.Errorf("revocation %q is malformed", k)
-				}
-				r.before[k] = Before{At: at, Exp: rec.Expires.Unix()}
-				return nil
-			}
-			r.jti[k] = rec.Expires.Unix()
-			return nil
-		})
+	r := NewRevocations()
+	return r, r.Load(ctx, st)
+}
+
+// NewRevocations returns an empty set.
+func NewRevocations() *Revocations {
+	return &Revocations{jti: map[string]int64{}, before: map[string]Before{}}
+}
+
+// Load applies the stored revocations to r (which may already hold some,
+// reported by a watch started first).
+func (r *Revocations) Load(ctx context.Context, st storage.Store) error {
+	return st.View(ctx, func(tx storage.Tx) error {
+		return tx.ForEach(storage.KindRevoked, r.Apply)
 	})
-	return r, err
+}
+
+// Apply makes one stored revocation (a KindRevoked record) effective:
+// LoadRevocations applies each at start, and a store shared by several
+// nodes (storage.Watcher) reports those the other nodes commit. Applying
+// one again, or an older one after a newer, changes nothing: a
+// subject's or a client's entry only ever moves later.
+func (r *Revocations) Apply(key string, rec storage.Record) error {
+	if strings.Contains(key, ":") {
+		at, err := strconv.ParseInt(string(rec.Value), 10, 64)
+		if err != nil {
+			return fmt.Errorf("revocation %q is malformed", key)
+		}
+		b := Before{At: at, Exp: rec.Expires.Unix()}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.before == nil {
+			r.before = map[string]Before{}
+		}
+		if old, ok := r.before[key]; ok {
+			b = Before{At: max(b.At, old.At), Exp: max(b.Exp, old.Exp)}
+		}
+		r.before[key] = b
+		return nil
+	}
+	exp := rec.Expires.Unix()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.jti == nil {
+		r.jti = map[string]int64{}
+	}
+	if old, ok := r.jti[key]; !ok || old < exp {
+		r.jti[key] = exp
+	}
+	return nil
 }
 
 // RevokedClaims reports whether a verified token was revoked: by its jti,

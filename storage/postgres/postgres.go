@@ -53,6 +53,13 @@
 // plus one connection per cluster-wide chore while a node runs it
 // (TryLock, lock.go).
 //
+// Watch (storage.Watcher, watch.go): every Put stamps its row with the
+// database's clock, and a watch reads the rows of its kinds stamped
+// since its last read (looking back TxTimeout + 5s for transactions that
+// were still running), every PollInterval and at once when a NOTIFY says
+// another node wrote one, so a node learns another's revocations and key
+// rotations within WatchDelay (750ms by default).
+//
 // Expiry: an expired record is invisible to Get and ForEach at once, by
 // the clock of the node that reads it; Sweep deletes expired rows in
 // batches of sweepBatch rows, one statement each.
@@ -70,6 +77,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
@@ -95,8 +103,29 @@ type Config struct {
 	// connect_timeout, connecting gives up after 10s.
 	Pool *pgxpool.Config
 	// TxTimeout bounds one transaction from BEGIN to COMMIT, whatever
-	// the caller's context does meanwhile. Default 30s.
+	// the caller's context does meanwhile. Default 30s. A Watch looks
+	// back this long plus 5s at every poll, for the transactions still
+	// running when it polled: give every node the same TxTimeout.
 	TxTimeout time.Duration
+	// PollInterval is how often a Watch reads the records changed since
+	// its last read. Default 250ms, so that a change reaches every node
+	// within WatchDelay (750ms) even without notifications.
+	PollInterval time.Duration
+	// NoNotify turns LISTEN/NOTIFY off: Watch then only polls. Without
+	// it, a Put of a watched kind (or of NotifyKinds) issues pg_notify,
+	// delivered at COMMIT, and every Watch polls at once, so a change
+	// normally reaches the other nodes in milliseconds. An engine
+	// without pg_notify (CockroachDB) is detected at Open and polled.
+	NoNotify bool
+	// NotifyKinds are the kinds whose Puts are announced even when this
+	// process does not watch them (another node does). Default
+	// storage.KindRevoked, storage.KindKeys and storage.KindClients, the
+	// kinds the engine watches.
+	NotifyKinds []storage.Kind
+	// Logger receives one line when the notification connection is lost
+	// or restored and when polling starts or stops failing; never one per
+	// poll. Default: none.
+	Logger *zap.Logger
 }
 
 // Store is a storage.Store on a PostgreSQL database.
@@ -106,6 +135,8 @@ type Store struct {
 	txTimeout time.Duration
 	closed    atomic.Bool
 	closeOnce sync.Once
+
+	watchState // Watch, LISTEN/NOTIFY: watch.go
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -155,13 +186,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}
-	return &Store{pool: pool, readPool: readPool, txTimeout: cfg.TxTimeout}, nil
+	s := &Store{pool: pool, readPool: readPool, txTimeout: cfg.TxTimeout}
+	s.initWatch(ctx, cfg)
+	return s, nil
 }
 
-// Close closes the pools. A second call does nothing.
+// Close stops the watches, then closes the pools. A second call does
+// nothing.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
+		s.stopWatches()
 		s.pool.Close()
 		s.readPool.Close()
 	})
@@ -264,6 +299,9 @@ func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions
 	}
 	committed := false
 	t := &pgTx{ctx: txCtx, tx: tx, write: write}
+	if write && s.notify {
+		t.notify = s.notifies
+	}
 	defer func() {
 		broken = broken || t.broken
 		if !committed && !broken {
@@ -305,6 +343,9 @@ type pgTx struct {
 	write  bool
 	failed error // the first statement that failed
 	broken bool  // pgx panicked: the connection is not to be reused
+	// notify reports whether a Put of kind is to be announced with
+	// pg_notify; nil when the store does not notify.
+	notify func(storage.Kind) bool
 }
 
 var _ storage.Tx = (*pgTx)(nil)
@@ -391,13 +432,23 @@ func (t *pgTx) Put(kind storage.Kind, key string, rec storage.Record) error {
 		value = []byte{}
 	}
 	err := guard("writing a record", func() error {
-		_, err := t.tx.Exec(t.ctx, `INSERT INTO `+recordsTable+` (kind, key, value, expires, expires_ns) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, expires = EXCLUDED.expires, expires_ns = EXCLUDED.expires_ns`,
+		_, err := t.tx.Exec(t.ctx, `INSERT INTO `+recordsTable+` (kind, key, value, expires, expires_ns, changed) VALUES ($1, $2, $3, $4, $5, clock_timestamp())
+		ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, expires = EXCLUDED.expires, expires_ns = EXCLUDED.expires_ns, changed = EXCLUDED.changed`,
 			string(kind), []byte(key), value, exp, ns)
 		return err
 	})
 	if err != nil {
 		return t.fail("writing a record", err)
+	}
+	if t.notify != nil && t.notify(kind) {
+		// Delivered at COMMIT, and not at all on a rollback; PostgreSQL
+		// sends one notification for the many alike of one transaction.
+		if err := guard("notifying a change", func() error {
+			_, err := t.tx.Exec(t.ctx, `SELECT pg_notify($1, $2)`, notifyChannel, string(kind))
+			return err
+		}); err != nil {
+			return t.fail("notifying a change", err)
+		}
 	}
 	return nil
 }

@@ -43,6 +43,12 @@ var migrations = []string{
 		PRIMARY KEY (kind, key)
 	);
 	CREATE INDEX ` + recordsTable + `_expires ON ` + recordsTable + ` (expires, expires_ns) WHERE expires IS NOT NULL;`,
+	// 2: changed is when the row was last written (the database's
+	// clock_timestamp() at the Put), so that a Watch can find what other
+	// nodes wrote. Rows from before it read as written long ago. The
+	// default is a constant: adding the column does not rewrite the table.
+	`ALTER TABLE ` + recordsTable + ` ADD COLUMN changed timestamptz NOT NULL DEFAULT '1970-01-01 00:00:00+00';
+	CREATE INDEX ` + recordsTable + `_changed ON ` + recordsTable + ` (kind, changed);`,
 }
 
 // SchemaVersion is the schema version this binary creates and expects.

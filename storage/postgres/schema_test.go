@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -75,7 +76,7 @@ func TestSchemaTooNew(t *testing.T) {
 	if !errors.Is(err, ErrSchemaTooNew) || errors.Is(err, storage.ErrUnavailable) {
 		t.Errorf("Open: %v; want ErrSchemaTooNew and not ErrUnavailable (retrying will not help)", err)
 	}
-	for _, want := range []string{"newer", "version 2", "up to 1"} {
+	for _, want := range []string{"newer", fmt.Sprint("version ", SchemaVersion+1), fmt.Sprint("up to ", SchemaVersion)} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Open: %q does not say %q", err, want)
 		}
