@@ -24,6 +24,8 @@
 //	             its http/https ports, 19325 a third issuer nothing serves
 //	19350-19359  the PostgreSQL that storage/postgres's TestMain starts (the
 //	             first free one; its own package, not these tests)
+//	19390-19394  the PostgreSQL of internal/pgtest's own tests and of bench/micro's
+//	             durable-path benchmarks (first free one; not these tests)
 //	19900-19949  the backup test (backup_test.go)
 //	19950-19979  the production recipes of docs/production.md (production_test.go)
 //	19998        held while the tests run, so concurrent runs take turns
