@@ -9,6 +9,8 @@
 // of the README quick start's 9080-9082 and 2019):
 //
 //	2999         caddytest's admin endpoint (caddytest.Default.AdminPort)
+//	18080-18099  not tests: bench/run.sh (18080-18089, admin 18019) and
+//	             bench/run.sh nodes (18090-18097 Caddy nodes, 18099 PostgreSQL)
 //	19080/19443  http_port / https_port (no site listens on them)
 //	19100        authorization server (oauth_server), issuer http://localhost:19100
 //	19101        protected API: oauth_protect + reverse_proxy to a recording upstream
