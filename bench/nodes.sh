@@ -120,7 +120,7 @@ if [[ " $configs " == *" pg"* ]]; then
 	# PostgreSQL.
 	mkfifo "$work/pg.in"
 	exec 7<>"$work/pg.in"
-	"$work/pgserver" -port 18099 "$fsync_flag" <"$work/pg.in" >"$work/pg.out" 2>"$work/pg.log" &
+	"$work/pgserver" -port 18099 "$fsync_flag" <"$work/pg.in" >"$work/pg.out" 2>"$work/pg.log" 7>&- &
 	pg_pid=$!
 	deadline=$((SECONDS + 300)) # the first run may apt-get install postgresql
 	until grep -q '^DSN=' "$work/pg.out" 2>/dev/null; do
@@ -146,7 +146,7 @@ start_node() {
 	fi
 	NODE_DIR="$dir" BENCH_SECRET="$secret" BENCH_PG_DSN="$pg_dsn" BENCH_KEK="$kek" \
 		NODE_TOKEN_PORT=$base NODE_GATE_PORT=$((base + 1)) NODE_PROXY_PORT=$((base + 2)) NODE_UP_PORT=$((base + 3)) \
-		"$work/caddy" run --config "$repo/bench/nodes.Caddyfile" --adapter caddyfile >"$dir/caddy.log" 2>&1 &
+		"$work/caddy" run --config "$repo/bench/nodes.Caddyfile" --adapter caddyfile >"$dir/caddy.log" 2>&1 7>&- &
 	local pid=$!
 	node_pids+=("$pid")
 	local u deadline=$((SECONDS + 30))
