@@ -48,8 +48,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// durableStores are the stores of the durable-path benchmarks; parallel
-// says whether the variant is only worth running in parallel.
+// durableStores are the stores of the durable-path benchmarks;
+// parallelOnly marks a variant only worth running in parallel.
 var durableStores = []struct {
 	name         string
 	parallelOnly bool
