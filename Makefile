@@ -5,7 +5,7 @@
 # test with the race detector.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test deps bench fuzz
+.PHONY: test deps bench bench-nodes fuzz
 
 test: deps
 	go test -race ./...
@@ -26,6 +26,9 @@ deps:
 
 bench:
 	bash bench/run.sh
+
+bench-nodes:
+	bash bench/run.sh nodes
 
 # `make fuzz` runs every fuzz target for FUZZTIME (default 30s) each and
 # prints the execs of each; not part of `make test` or CI's own short run.

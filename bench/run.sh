@@ -2,6 +2,8 @@
 # Benchmark caddy-oauthgate against plain Caddy in one run.
 #
 #   bash bench/run.sh
+#   bash bench/run.sh nodes    one and two nodes, bbolt and PostgreSQL
+#                              (bench/nodes.sh, its own ports 18090-18099)
 #
 # Builds ./cmd/caddy and bench/load into a temporary directory, starts
 # Caddy with bench/Caddyfile (127.0.0.1:18080-18089, admin localhost:18019),
@@ -38,6 +40,15 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$(pwd)
+
+case ${1:-} in
+"") ;;
+nodes) exec bash bench/nodes.sh ;;
+*)
+	echo "bench: unknown argument $1 (none: the main benchmark; nodes: one and two nodes, bbolt and PostgreSQL)" >&2
+	exit 2
+	;;
+esac
 
 secs=${BENCH_SECONDS:-5}
 warmup=${BENCH_WARMUP:-1s}

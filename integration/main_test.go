@@ -9,6 +9,8 @@
 // of the README quick start's 9080-9082 and 2019):
 //
 //	2999         caddytest's admin endpoint (caddytest.Default.AdminPort)
+//	18080-18099  not tests: bench/run.sh (18080-18089, admin 18019) and
+//	             bench/run.sh nodes (18090-18097 Caddy nodes, 18099 PostgreSQL)
 //	19080/19443  http_port / https_port (no site listens on them)
 //	19100        authorization server (oauth_server), issuer http://localhost:19100
 //	19101        protected API: oauth_protect + reverse_proxy to a recording upstream
@@ -28,6 +30,8 @@
 //	             caddymodule's postgres key test), the first free one
 //	19360-19364  the PostgreSQL that caddymodule's tests start on first use
 //	             (main_test.go there: two nodes' revocations and key rotations)
+//	19390-19394  the PostgreSQL of internal/pgtest's own tests and of bench/micro's
+//	             durable-path benchmarks (first free one; not these tests)
 //	19900-19949  the backup test (backup_test.go)
 //	19950-19979  the production recipes of docs/production.md (production_test.go)
 //	19998        held while the tests run, so concurrent runs take turns

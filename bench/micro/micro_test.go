@@ -79,7 +79,7 @@ func newEngineOn(b testing.TB, alg string, st *bolt.Store) *grants.Engine {
 }
 
 // start starts eng on st.
-func start(b testing.TB, eng *grants.Engine, st *bolt.Store) {
+func start(b testing.TB, eng *grants.Engine, st storage.Store) {
 	b.Helper()
 	rev, err := tokens.LoadRevocations(context.Background(), st)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ type Server struct {
 	Port int
 
 	bin, dir, data string
+	settings       []string // "-c" arguments, name=value
 	dbs            atomic.Int64
 
 	mu     sync.Mutex
@@ -82,10 +84,26 @@ func asUser(bin string, args ...string) *exec.Cmd {
 	return exec.Command(bin, args...)
 }
 
+// testSettings are the server settings Start uses unless told
+// otherwise. fsync off: the tests check transactions, not the disk; the
+// data directory is thrown away after.
+var testSettings = []string{"max_connections=400", "fsync=off", "synchronous_commit=off", "full_page_writes=off"}
+
+// Durable are the settings of a server that keeps every commit on disk
+// before acknowledging it, as a real deployment does, for benchmarks of
+// the durable paths: Start(lo, hi, pgtest.Durable...).
+var Durable = []string{"fsync=on", "synchronous_commit=on", "full_page_writes=on"}
+
 // Start initialises a data directory and starts PostgreSQL on the first
-// free port of lo..hi.
-func Start(lo, hi int) (*Server, error) {
+// free port of lo..hi. Each setting is name=value (a postgres -c
+// argument) and replaces Start's own for that name; without any, the
+// server runs with fsync, synchronous_commit and full_page_writes off.
+func Start(lo, hi int, settings ...string) (*Server, error) {
 	bin, err := Bin()
+	if err != nil {
+		return nil, err
+	}
+	merged, err := mergeSettings(testSettings, settings)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +111,7 @@ func Start(lo, hi int) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, dir: dir, data: filepath.Join(dir, "data")}
+	s := &Server{bin: bin, dir: dir, data: filepath.Join(dir, "data"), settings: merged}
 	fail := func(err error) (*Server, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -134,12 +152,13 @@ func Start(lo, hi int) (*Server, error) {
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// fsync off: the tests check transactions, not the disk; the data
-	// directory is thrown away after.
-	cmd := asUser(filepath.Join(s.bin, "postgres"), "-D", s.data,
-		"-c", "listen_addresses=127.0.0.1", "-c", "port="+strconv.Itoa(s.Port),
-		"-c", "unix_socket_directories="+s.dir, "-c", "max_connections=400",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	args := []string{"-D", s.data,
+		"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(s.Port),
+		"-c", "unix_socket_directories=" + s.dir}
+	for _, kv := range s.settings {
+		args = append(args, "-c", kv)
+	}
+	cmd := asUser(filepath.Join(s.bin, "postgres"), args...)
 	logf, err := os.OpenFile(filepath.Join(s.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -186,6 +205,38 @@ func (s *Server) start() error {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// mergeSettings is base with each of over replacing base's setting of
+// the same name, or appended. The server's own address, port and socket
+// directory are not settings a caller may change.
+func mergeSettings(base, over []string) ([]string, error) {
+	out := slices.Clone(base)
+	for _, kv := range over {
+		name, _, ok := strings.Cut(kv, "=")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" {
+			return nil, fmt.Errorf("pgtest: setting %q is not name=value", kv)
+		}
+		switch name {
+		case "listen_addresses", "port", "unix_socket_directories":
+			return nil, fmt.Errorf("pgtest: setting %s is chosen by Start", name)
+		}
+		i := slices.IndexFunc(out, func(have string) bool {
+			n, _, _ := strings.Cut(have, "=")
+			return n == name
+		})
+		if i >= 0 {
+			out[i] = kv
+		} else {
+			out = append(out, kv)
+		}
+	}
+	return out, nil
+}
+
+// Settings are the server's -c settings (name=value), Start's defaults
+// with the caller's replacing them.
+func (s *Server) Settings() []string { return slices.Clone(s.settings) }
 
 // stopLocked shuts the server down (fast shutdown: rolls back, closes
 // sessions) and waits for it.
