@@ -29,7 +29,10 @@
 // from many connections together (group commit of its WAL).
 //
 // Context: a done ctx before a transaction starts (or before a retry)
-// returns its error and writes nothing; once BEGIN is sent, the
+// returns its error and writes nothing; waiting for a connection (and
+// pgxpool's ping of one that sat idle) is bounded by Config.TxTimeout
+// too, so a server that stops answering without closing its connections
+// fails the call within about one TxTimeout; once BEGIN is sent, the
 // transaction's statements run with ctx's values but without its
 // cancellation, bounded by Config.TxTimeout, so that it commits whole or
 // not at all. Panics in fn roll the transaction back and go on in the
@@ -38,7 +41,8 @@
 // A transaction whose connection turns out to be lost before COMMIT is
 // sent (the server restarted, or a proxy dropped an idle connection) has
 // written nothing: it runs again on another connection, up to the pool's
-// size plus one times. One whose COMMIT went out unanswered is not run
+// size plus one times. One that ran out of TxTimeout is not run again:
+// the next connection would wait as long. One whose COMMIT went out unanswered is not run
 // again (it may have been applied): the caller gets ErrUnavailable.
 //
 // Errors: connection and statement failures wrap storage.ErrUnavailable
@@ -92,7 +96,8 @@ type Config struct {
 	// connect_timeout, connecting gives up after 10s.
 	Pool *pgxpool.Config
 	// TxTimeout bounds one transaction from BEGIN to COMMIT, whatever
-	// the caller's context does meanwhile. Default 30s.
+	// the caller's context does meanwhile, and, apart, the wait for a
+	// connection from the pool. Default 30s.
 	TxTimeout time.Duration
 }
 
@@ -232,20 +237,30 @@ func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions
 		return false, errClosed
 	}
 	// Waiting for a connection is before the transaction starts: ctx
-	// may end it.
-	conn, err := pool.Acquire(ctx)
+	// may end it. So does txTimeout: pgxpool pings a connection that sat
+	// idle before handing it out, and a server that stopped answering
+	// without closing the connection (a hung host, a partition) would
+	// hold that ping, and the request, for as long as ctx lets it.
+	acqCtx, acqCancel := context.WithTimeout(ctx, s.txTimeout)
+	conn, err := pool.Acquire(acqCtx)
+	acqCancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, fmt.Errorf("postgres storage: waiting for a connection: %w", ctx.Err())
 		}
-		return false, fmt.Errorf("%w: connecting to PostgreSQL: %w", storage.ErrUnavailable, err)
+		return false, fmt.Errorf("%w: connecting to PostgreSQL (no usable connection within %s): %w", storage.ErrUnavailable, s.txTimeout, err)
 	}
 	defer conn.Release()
 	txCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.txTimeout)
 	defer cancel()
+	// lost reports a connection lost for a reason other than txTimeout:
+	// a reset says only that this connection is dead, so another may
+	// work; a server that did not answer within txTimeout would make the
+	// next connection wait as long again.
+	lost := func() bool { return conn.Conn().IsClosed() && txCtx.Err() == nil }
 	tx, err := conn.BeginTx(txCtx, opts)
 	if err != nil {
-		return conn.Conn().IsClosed(), fmt.Errorf("%w: beginning a transaction: %w", storage.ErrUnavailable, err)
+		return lost(), fmt.Errorf("%w: beginning a transaction: %w", storage.ErrUnavailable, err)
 	}
 	committed := false
 	defer func() {
@@ -264,12 +279,12 @@ func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions
 		// whatever fn made of it, as long as fn kept the cause. A
 		// statement that lost the connection: run again, whatever fn
 		// made of it.
-		return t.failed != nil && conn.Conn().IsClosed(), err
+		return t.failed != nil && lost(), err
 	}
 	if t.failed != nil {
 		// fn went on after a statement failed (PostgreSQL then refuses
 		// every statement until the end of the transaction).
-		return conn.Conn().IsClosed(), t.failed
+		return lost(), t.failed
 	}
 	if err := tx.Commit(txCtx); err != nil {
 		// Not run again when the connection was lost: COMMIT was sent,
