@@ -615,3 +615,81 @@ func TestNodesDatabaseRestart(t *testing.T) {
 		n.mustPass(t, pre.AccessToken, "after the database came back")
 	}
 }
+
+// TestNodesDatabaseHangs: the database stops answering without closing
+// its connections (a hung host, a partition: pgtest's Freeze). A token
+// request that needs it is answered 503 temporarily_unavailable within
+// the configured timeouts (a refresh runs a read and a write transaction,
+// each bounded by tx_timeout 3s), never held for as long as the client
+// waits; the gates keep verifying; once the database answers again, the
+// refresh token the 503 refused works at the other node.
+func TestNodesDatabaseHangs(t *testing.T) {
+	c := startCluster(t)
+	pre, err := c.a.clientCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := []*clusterNode{c.a, c.b}
+	rts := map[*clusterNode]string{}
+	for _, n := range nodes {
+		code, verifier := n.code(t)
+		tok, err := n.exchange(code, verifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rts[n] = tok.RefreshToken
+	}
+	if err := c.pg.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.pg.Thaw() })
+	const limit = 8 * time.Second
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			began := time.Now()
+			_, err := n.refresh(rts[n])
+			took := time.Since(began)
+			status, code, answered := tokenErrorCode(err)
+			switch {
+			case !answered:
+				t.Errorf("refresh at node %s while the database hangs: no answer after %s: %v", n.name, took.Round(time.Millisecond), err)
+			case status != http.StatusServiceUnavailable || code != "temporarily_unavailable":
+				t.Errorf("refresh at node %s while the database hangs: %d %s, want 503 temporarily_unavailable", n.name, status, code)
+			case took > limit:
+				t.Errorf("refresh at node %s while the database hangs: answered after %s, want within %s (2 × tx_timeout)", n.name, took.Round(time.Millisecond), limit)
+			default:
+				t.Logf("refresh at node %s while the database hangs: 503 after %s", n.name, took.Round(time.Millisecond))
+			}
+		}()
+	}
+	wg.Wait()
+	for _, n := range nodes {
+		n.mustPass(t, pre.AccessToken, "while the database hangs")
+	}
+	if err := c.pg.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	thawed := time.Now()
+	for _, n := range nodes {
+		other := c.a
+		if n == c.a {
+			other = c.b
+		}
+		for {
+			_, err := other.refresh(rts[n])
+			if err == nil {
+				break
+			}
+			if status, _, _ := tokenErrorCode(err); status != http.StatusServiceUnavailable || time.Since(thawed) > 5*time.Second {
+				t.Errorf("node %s's refused refresh token at node %s %s after the database answers again: %v, want a rotation (the 503 wrote nothing)",
+					n.name, other.name, time.Since(thawed).Round(time.Millisecond), err)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("service back %s after the database answered again", time.Since(thawed).Round(time.Millisecond))
+}
