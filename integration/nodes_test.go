@@ -116,39 +116,66 @@ func TestNodesRefreshReuse(t *testing.T) {
 // never saw it and when B had verified (and cached) it before.
 func TestNodesRevocationReachesOtherGate(t *testing.T) {
 	c := startCluster(t)
-	for _, cached := range []bool{false, true} {
-		what := "a token node B never saw"
-		if cached {
-			what = "a token node B had verified (and cached)"
-		}
-		tok, err := c.a.clientCredentials()
-		if err != nil {
-			t.Fatalf("client_credentials at node A: %v", err)
-		}
-		c.a.mustPass(t, tok.AccessToken, "before the revocation")
-		if cached {
-			c.b.mustPass(t, tok.AccessToken, "before the revocation")
-		}
-		c.a.revoke(t, relSvcID, relSvcSecret, tok.AccessToken)
-		if status, err := c.a.gateStatus(tok.AccessToken); err != nil || status != http.StatusUnauthorized {
-			t.Fatalf("%s: node A's own gate after the revocation: %d %v, want 401", what, status, err)
-		}
-		took, refused, err := c.b.refusedWithin(tok.AccessToken, fanOutBound)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if refused {
-			t.Logf("%s: node B refused it %s after the revocation at node A", what, took.Round(time.Millisecond))
-			continue
-		}
-		// Tell a revocation the database lacks from one the running node
-		// B has not learnt of: a fresh B loads the stored ones.
-		c.b.restart(t)
-		status, err := c.b.gateStatus(tok.AccessToken)
-		t.Errorf("%s, revoked at node A, still passes node B's gate after %s, want 401 within %s "+
-			"(after a restart node B answers %d %v: 401 means the revocation is stored and only its fan-out to running nodes is missing)",
-			what, took.Round(time.Millisecond), fanOutBound, status, err)
+	c.revocationReachesB(t, false, "a token node B never saw")
+	c.revocationReachesB(t, true, "a token node B had verified (and cached)")
+}
+
+// TestNodesRevocationAfterDatabaseRestart: after PostgreSQL restarted
+// (every node's connections to it, including any it listens on, were
+// dropped), a revocation at node A still reaches node B's gate within
+// fanOutBound.
+func TestNodesRevocationAfterDatabaseRestart(t *testing.T) {
+	c := startCluster(t)
+	c.pg.Down()
+	time.Sleep(500 * time.Millisecond)
+	if err := c.pg.Up(); err != nil {
+		t.Fatalf("starting the database again: %v", err)
 	}
+	// Both nodes use the database again (a sign-in writes to it).
+	for _, n := range []*clusterNode{c.a, c.b} {
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if _, err := relCode(n.server, oauth2.GenerateVerifier()); err == nil {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("node %s does not sign in 5s after the database restarted: %v", n.name, err)
+			}
+		}
+	}
+	c.revocationReachesB(t, true, "after a database restart, a token node B had verified")
+}
+
+// revocationReachesB revokes a fresh client_credentials token at node A
+// (RFC 7009) and checks node B's gate refuses it within fanOutBound;
+// cached has B verify it first.
+func (c *cluster) revocationReachesB(t *testing.T, cached bool, what string) {
+	t.Helper()
+	tok, err := c.a.clientCredentials()
+	if err != nil {
+		t.Fatalf("client_credentials at node A: %v", err)
+	}
+	c.a.mustPass(t, tok.AccessToken, "before the revocation")
+	if cached {
+		c.b.mustPass(t, tok.AccessToken, "before the revocation")
+	}
+	c.a.revoke(t, relSvcID, relSvcSecret, tok.AccessToken)
+	if status, err := c.a.gateStatus(tok.AccessToken); err != nil || status != http.StatusUnauthorized {
+		t.Fatalf("%s: node A's own gate after the revocation: %d %v, want 401", what, status, err)
+	}
+	took, refused, err := c.b.refusedWithin(tok.AccessToken, fanOutBound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refused {
+		t.Logf("%s: node B refused it %s after the revocation at node A", what, took.Round(time.Millisecond))
+		return
+	}
+	// Tell a revocation the database lacks from one the running node B
+	// has not learnt of: a fresh B loads the stored ones.
+	c.b.restart(t)
+	status, err := c.b.gateStatus(tok.AccessToken)
+	t.Errorf("%s, revoked at node A, still passes node B's gate after %s, want 401 within %s "+
+		"(after a restart node B answers %d %v: 401 means the revocation is stored and only its fan-out to running nodes is missing)",
+		what, took.Round(time.Millisecond), fanOutBound, status, err)
 }
 
 // TestNodesKeyRotationReachesOtherNode: after node A rotates the signing
