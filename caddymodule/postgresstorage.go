@@ -60,7 +60,9 @@ type PostgresStorage struct {
 	StatementTimeout caddy.Duration `json:"statement_timeout,omitempty"`
 
 	// TxTimeout bounds one transaction from BEGIN to COMMIT, including
-	// its retries' statements. Default: 30s.
+	// its retries' statements, and, apart, the wait for a connection (a
+	// database that stops answering fails requests within about this
+	// long instead of holding them). Default: 30s.
 	TxTimeout caddy.Duration `json:"tx_timeout,omitempty"`
 
 	// ConnectTimeout bounds one connection attempt. Default: 10s.

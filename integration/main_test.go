@@ -32,6 +32,11 @@
 //	             (main_test.go there: two nodes' revocations and key rotations)
 //	19390-19394  the PostgreSQL of internal/pgtest's own tests and of bench/micro's
 //	             durable-path benchmarks (first free one; not these tests)
+//	19370-19374  the PostgreSQL of the two-node tests (nodes_test.go; the
+//	             first free one), started on first use
+//	19375-19399  the two-node tests' child Caddys (nodes_cluster_test.go):
+//	             node A 19375-19379, node B 19380-19384 (server, gate, admin,
+//	             http_port, https_port)
 //	19900-19949  the backup test (backup_test.go)
 //	19950-19979  the production recipes of docs/production.md (production_test.go)
 //	19998        held while the tests run, so concurrent runs take turns
@@ -111,6 +116,7 @@ func TestMain(m *testing.M) {
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 	code := m.Run()
+	stopNodesPG()
 	os.RemoveAll(dir)
 	lock.Close()
 	os.Exit(code)

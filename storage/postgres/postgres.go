@@ -29,7 +29,10 @@
 // from many connections together (group commit of its WAL).
 //
 // Context: a done ctx before a transaction starts (or before a retry)
-// returns its error and writes nothing; once BEGIN is sent, the
+// returns its error and writes nothing; waiting for a connection (and
+// pgxpool's ping of one that sat idle) is bounded by Config.TxTimeout
+// too, so a server that stops answering without closing its connections
+// fails the call within about one TxTimeout; once BEGIN is sent, the
 // transaction's statements run with ctx's values but without its
 // cancellation, bounded by Config.TxTimeout, so that it commits whole or
 // not at all. Panics in fn roll the transaction back and go on in the
@@ -39,7 +42,8 @@
 // A transaction whose connection turns out to be lost before COMMIT is
 // sent (the server restarted, or a proxy dropped an idle connection) has
 // written nothing: it runs again on another connection, up to the pool's
-// size plus one times. One whose COMMIT went out unanswered is not run
+// size plus one times. One that ran out of TxTimeout is not run again:
+// the next connection would wait as long. One whose COMMIT went out unanswered is not run
 // again (it may have been applied): the caller gets ErrUnavailable.
 //
 // Errors: connection and statement failures wrap storage.ErrUnavailable
@@ -103,9 +107,10 @@ type Config struct {
 	// connect_timeout, connecting gives up after 10s.
 	Pool *pgxpool.Config
 	// TxTimeout bounds one transaction from BEGIN to COMMIT, whatever
-	// the caller's context does meanwhile. Default 30s. A Watch looks
-	// back this long plus 5s at every poll, for the transactions still
-	// running when it polled: give every node the same TxTimeout.
+	// the caller's context does meanwhile, and, apart, the wait for a
+	// connection from the pool. Default 30s. A Watch looks back this
+	// long plus 5s at every poll, for the transactions still running
+	// when it polled: give every node the same TxTimeout.
 	TxTimeout time.Duration
 	// PollInterval is how often a Watch reads the records changed since
 	// its last read. Default 250ms, so that a change reaches every node
@@ -270,20 +275,30 @@ func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions
 		return false, errClosed
 	}
 	// Waiting for a connection is before the transaction starts: ctx
-	// may end it.
+	// may end it. So does txTimeout: pgxpool pings a connection that sat
+	// idle before handing it out, and a server that stopped answering
+	// without closing the connection (a hung host, a partition) would
+	// hold that ping, and the request, for as long as ctx lets it.
+	acqCtx, acqCancel := context.WithTimeout(ctx, s.txTimeout)
 	var conn *pgxpool.Conn
 	err = guard("connecting to PostgreSQL", func() (err error) {
-		conn, err = pool.Acquire(ctx)
+		conn, err = pool.Acquire(acqCtx)
 		return err
 	})
+	acqCancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, fmt.Errorf("postgres storage: waiting for a connection: %w", ctx.Err())
 		}
-		return false, fmt.Errorf("%w: connecting to PostgreSQL: %w", storage.ErrUnavailable, err)
+		return false, fmt.Errorf("%w: connecting to PostgreSQL (no usable connection within %s): %w", storage.ErrUnavailable, s.txTimeout, err)
 	}
 	txCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.txTimeout)
 	defer cancel()
+	// lost reports a connection lost for a reason other than txTimeout:
+	// a reset says only that this connection is dead, so another may
+	// work; a server that did not answer within txTimeout would make the
+	// next connection wait as long again.
+	lost := func() bool { return conn.Conn().IsClosed() && txCtx.Err() == nil }
 	broken := false // a panic in pgx left the connection in an unknown state
 	defer func() {
 		if broken {
@@ -295,7 +310,7 @@ func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions
 	var tx pgx.Tx
 	if err := guard("beginning a transaction", func() (err error) { tx, err = conn.BeginTx(txCtx, opts); return err }); err != nil {
 		broken = errors.Is(err, errDriverPanic)
-		return !broken && conn.Conn().IsClosed(), fmt.Errorf("%w: beginning a transaction: %w", storage.ErrUnavailable, err)
+		return !broken && lost(), fmt.Errorf("%w: beginning a transaction: %w", storage.ErrUnavailable, err)
 	}
 	committed := false
 	t := &pgTx{ctx: txCtx, tx: tx, write: write}
@@ -318,12 +333,12 @@ func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions
 		// whatever fn made of it, as long as fn kept the cause. A
 		// statement that lost the connection: run again, whatever fn
 		// made of it.
-		return t.failed != nil && !t.broken && conn.Conn().IsClosed(), err
+		return t.failed != nil && !t.broken && lost(), err
 	}
 	if t.failed != nil {
 		// fn went on after a statement failed (PostgreSQL then refuses
 		// every statement until the end of the transaction).
-		return !t.broken && conn.Conn().IsClosed(), t.failed
+		return !t.broken && lost(), t.failed
 	}
 	if err := guard("committing", func() error { return tx.Commit(txCtx) }); err != nil {
 		// Not run again when the connection was lost: COMMIT was sent,
