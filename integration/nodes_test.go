@@ -228,27 +228,13 @@ func TestNodesKeyRotationReachesOtherNode(t *testing.T) {
 	c.b.mustPass(t, before.AccessToken, "a token of the retired key")
 }
 
-// nodesLedger is what clients were told by node A before it died.
-type nodesLedger struct {
-	mu sync.Mutex
-	// codes were acknowledged (302 with the code) and never presented.
-	codes []crashCode
-	// chains maps a chain to its newest acknowledged refresh token, when
-	// that token was never presented.
-	chains map[int]string
-	// doubtCodes and doubtRefresh were presented but no answer arrived.
-	doubtCodes                []crashCode
-	doubtRefresh              []string
-	issued, redeemed, rotated int
-}
-
 // TestNodesKillUnderLoad: node A is killed with SIGKILL while clients
 // sign in, redeem codes and rotate refresh tokens through it. Every code
 // and newest refresh token A acknowledged works exactly once at node B
 // afterwards; what was in flight is spent at most once.
 func TestNodesKillUnderLoad(t *testing.T) {
 	c := startCluster(t)
-	ledger := &nodesLedger{chains: map[int]string{}}
+	ledger := &crashLedger{chains: map[int]string{}} // what node A told its clients before it died
 	var killed atomic.Bool
 	var chainIDs atomic.Int32
 	failed := func(what string, err error) {
