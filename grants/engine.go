@@ -143,6 +143,9 @@ type Engine struct {
 	// id, replaced whole under loginMu (loginclient.go).
 	loginMu      sync.Mutex
 	loginClients atomic.Pointer[map[string]*Client]
+	// lastMetadata are the RFC 8414 and OIDC discovery documents last
+	// served, served again while storage fails.
+	lastMetadata [2]atomic.Pointer[Metadata]
 }
 
 // grantHandler issues tokens for one grant type to an authenticated client

@@ -46,20 +46,25 @@ func (e *Engine) lookupToken(ctx context.Context, tok, hint string) (*foundToken
 		if f != nil || err != nil {
 			return f, err
 		}
-		return e.lookupAccess(tok), nil
+		return e.lookupAccess(tok)
 	}
-	if f := e.lookupAccess(tok); f != nil {
-		return f, nil
+	if f, err := e.lookupAccess(tok); f != nil || err != nil {
+		return f, err
 	}
 	return e.lookupRefresh(ctx, tok)
 }
 
-func (e *Engine) lookupAccess(tok string) *foundToken {
+// lookupAccess finds an access token; its error is a storage failure
+// only (an opaque token that could not be looked up), never a refusal.
+func (e *Engine) lookupAccess(tok string) (*foundToken, error) {
 	c, err := e.verifier.Verify(tok, time.Now())
-	if err != nil {
-		return nil
+	if errors.Is(err, storage.ErrUnavailable) {
+		return nil, err
 	}
-	return &foundToken{access: c}
+	if err != nil {
+		return nil, nil
+	}
+	return &foundToken{access: c}, nil
 }
 
 func (e *Engine) lookupRefresh(ctx context.Context, tok string) (*foundToken, error) {

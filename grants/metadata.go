@@ -159,11 +159,23 @@ func (e *Engine) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	if e.cors(w, r, corsAnyOrigin, "GET, HEAD") || !readOnly(w, r) {
 		return
 	}
-	m, err := e.metadataDoc(r.Context(), r.URL.Path == e.basePath+"/.well-known/openid-configuration")
+	oidc := r.URL.Path == e.basePath+"/.well-known/openid-configuration"
+	last := &e.lastMetadata[0]
+	if oidc {
+		last = &e.lastMetadata[1]
+	}
+	m, err := e.metadataDoc(r.Context(), oidc)
 	if err != nil {
 		e.logFailure(r.Context(), "metadata", CodeTemporarilyUnavailable, err)
-		WriteError(w, storageError(err))
-		return
+		// The document changes only when a run-time client changes:
+		// the last one served is a better answer than 503 to a client
+		// that starts while storage is away (JWKS needs no storage).
+		if m = last.Load(); m == nil {
+			WriteError(w, storageError(err))
+			return
+		}
+	} else {
+		last.Store(m)
 	}
 	writePublicJSON(w, m)
 }

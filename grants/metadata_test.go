@@ -536,3 +536,35 @@ func TestDiscoveryAuthorizationEndpointOIDC(t *testing.T) {
 		t.Errorf("RFC 8414 document advertises an authorization endpoint no client can use: %v", as["authorization_endpoint"])
 	}
 }
+
+// TestMetadataWhileStorageFails: the discovery documents depend on the
+// run-time clients; while storage fails, the last ones served are served
+// again (each under its own path), and before any was served the answer
+// is 503.
+func TestMetadataWhileStorageFails(t *testing.T) {
+	t.Parallel()
+	fs := &failStore{Store: openStore(t)}
+	e := newEngine(t, withStore(fs))
+	get := func(path string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		e.serveMetadata(w, httptest.NewRequest(http.MethodGet, path, nil))
+		return w
+	}
+	const as, oidc = "/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"
+	fs.mode.Store(failAll)
+	if w := get(oidc); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("OIDC discovery before any was served, storage failing: %d, want 503", w.Code)
+	}
+	fs.mode.Store(failNone)
+	goodAS := get(as)
+	if goodAS.Code != http.StatusOK {
+		t.Fatalf("metadata: %d", goodAS.Code)
+	}
+	fs.mode.Store(failAll)
+	if w := get(as); w.Code != http.StatusOK || w.Body.String() != goodAS.Body.String() {
+		t.Errorf("metadata while storage fails: %d %s, want the last one served", w.Code, w.Body)
+	}
+	if w := get(oidc); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("OIDC discovery (never served) while storage fails: %d, want 503", w.Code)
+	}
+}

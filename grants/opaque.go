@@ -34,12 +34,14 @@ func (e *Engine) lookupOpaque(token string) (*tokens.AccessClaims, error) {
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, &tokens.TokenError{Reason: "unknown or expired opaque token", Unknown: true}
+	case errors.Is(err, storage.ErrUnavailable):
+		// The token may well be good: the gate and the endpoints answer
+		// 503 (tokens.ErrUnavailable is in the chain) and log the cause
+		// with their request's id, never "invalid" (a client would drop a
+		// good token) nor, at revocation, 200 for a token that stays valid.
+		return nil, storageFailure{err}
 	case err != nil:
-		// The verifier has no request to name (no context), so the line
-		// has no request id; the gate or endpoint answers the token as
-		// invalid.
-		e.logFailure(context.Background(), "verify opaque token", CodeTemporarilyUnavailable, err)
-		return nil, &tokens.TokenError{Reason: "opaque token lookup failed"}
+		return nil, &tokens.TokenError{Reason: "opaque token record is malformed"}
 	}
 	return c, nil
 }

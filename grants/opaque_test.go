@@ -2,7 +2,9 @@ package grants
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -94,5 +96,52 @@ func TestAccessTokenFormatValidation(t *testing.T) {
 	}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "access_token_format") {
 		t.Fatalf("Validate = %v", err)
+	}
+}
+
+// TestOpaqueTokenStorageFailure: while storage fails, an opaque token
+// cannot be checked, and every endpoint says so with 503 instead of
+// calling a good token invalid or answering a revocation that did not
+// happen with 200; after recovery the token is as it was.
+func TestOpaqueTokenStorageFailure(t *testing.T) {
+	t.Parallel()
+	fs := &failStore{Store: openStore(t)}
+	e := newEngine(t, withStore(fs), withConfig(func(c *Config) {
+		for _, cl := range c.Clients {
+			if cl.ID == "c-basic" {
+				cl.AccessTokenFormat = FormatOpaque
+			}
+		}
+	}))
+	tok := opClientToken(t, e)
+	fs.mode.Store(failAll)
+	if _, err := e.verifier.Verify(tok, time.Now()); !errors.Is(err, tokens.ErrUnavailable) {
+		t.Errorf("Verify during the failure: %v, want tokens.ErrUnavailable", err)
+	}
+	want503 := func(what string, tr tokenResult) {
+		t.Helper()
+		if tr.status != http.StatusServiceUnavailable || tr.str("error") != CodeTemporarilyUnavailable || tr.hdr.Get("Retry-After") == "" {
+			t.Errorf("%s during the failure: %d %s (Retry-After %q), want 503 temporarily_unavailable", what, tr.status, tr.raw, tr.hdr.Get("Retry-After"))
+		}
+	}
+	want503("revoke", opRevoke(e, "c-basic", "token", tok))
+	want503("revoke with the hint", opRevoke(e, "c-basic", "token", tok, "token_type_hint", "access_token"))
+	want503("introspect", opIntrospect(e, "c-basic", "token", tok))
+	r := httptest.NewRequest(http.MethodGet, UserinfoPath, nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	rec := httptest.NewRecorder()
+	e.serveUserinfo(rec, r)
+	want503("userinfo", tokenResult{status: rec.Code, hdr: rec.Header(), raw: rec.Body.String(),
+		body: map[string]any{"error": map[bool]string{true: CodeTemporarilyUnavailable}[strings.Contains(rec.Body.String(), CodeTemporarilyUnavailable)]}})
+	fs.mode.Store(failNone)
+
+	if !verifies(e, tok) {
+		t.Fatal("the token does not verify after the failure")
+	}
+	if tr := opRevoke(e, "c-basic", "token", tok); tr.status != http.StatusOK {
+		t.Fatalf("revoke after the failure: %d %s", tr.status, tr.raw)
+	}
+	if verifies(e, tok) {
+		t.Error("the token verifies after its revocation")
 	}
 }

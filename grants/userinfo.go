@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
 // serveUserinfo is the OIDC UserInfo endpoint: a bearer-protected resource
@@ -31,6 +32,11 @@ func (e *Engine) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := e.verifier.Verify(tok, time.Now())
+	if errors.Is(err, storage.ErrUnavailable) {
+		e.logFailure(r.Context(), "userinfo", CodeTemporarilyUnavailable, err)
+		WriteError(w, storageError(err))
+		return
+	}
 	if err != nil {
 		tokens.WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
 		return

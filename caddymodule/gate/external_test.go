@@ -672,6 +672,17 @@ func TestTrustIssuerForeignOpaque(t *testing.T) {
 	if prov.introHits.Load() != before {
 		t.Error("the app's own opaque token was sent to the trusted issuer")
 	}
+	// Storage failing: the token cannot be looked up, and may be good:
+	// 503, neither refused nor sent to the trusted issuer.
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := callGate(t, own, tr.AccessToken); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Errorf("the app's own opaque token while storage fails: status %d, want 503 with Retry-After", w.Code)
+	}
+	if prov.introHits.Load() != before {
+		t.Error("the app's own opaque token was sent to the trusted issuer while storage failed")
+	}
 }
 
 // TestTrustIssuerDocExamples: every oauth_protect example of

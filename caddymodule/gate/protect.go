@@ -554,6 +554,18 @@ func prefixFree(prefixes []string) []string {
 // second token.
 const maxFormBody = 1 << 20
 
+// unavailable answers 503 with Retry-After when what the check needs
+// (the oauth app's storage, a trusted issuer) failed: the token may be
+// good, so it is neither refused nor let through. The cause goes to the
+// rate-limited log.
+func (p *Protect) unavailable(w http.ResponseWriter, r *http.Request, what string, err error) error {
+	countGate(gateUnavailable)
+	p.failures.Error(what+"\x00"+err.Error(), what, zap.Error(err), zap.String("request_id", caddyreq.RequestID(r)))
+	w.Header().Set("Retry-After", retryAfterUnavailable)
+	w.WriteHeader(http.StatusServiceUnavailable)
+	return nil
+}
+
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	p.stripIdentityHeaders(r)
@@ -630,12 +642,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	} else if !external {
 		verifier, verr := p.issuer.Verifier()
 		if verr != nil {
-			countGate(gateUnavailable)
-			p.failures.Error("oauth storage unavailable\x00"+verr.Error(), "oauth storage unavailable",
-				zap.Error(verr), zap.String("request_id", caddyreq.RequestID(r)))
-			w.Header().Set("Retry-After", retryAfterUnavailable)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return nil
+			return p.unavailable(w, r, "oauth storage unavailable", verr)
 		}
 		claims, err = verifier.Verify(token, time.Now())
 		if err == nil && !p.anyAudience && !claims.Audience.Contains(p.Audience) {
@@ -645,13 +652,12 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			claims, err = p.foreignOpaque(token, time.Now())
 		}
 	}
+	if errors.Is(err, tokens.ErrUnavailable) {
+		// An opaque token whose lookup failed may be good.
+		return p.unavailable(w, r, "oauth storage unavailable", err)
+	}
 	if errors.Is(err, errIssuerUnavailable) {
-		countGate(gateUnavailable)
-		p.failures.Error("trusted issuer unavailable\x00"+err.Error(), "trusted issuer unavailable",
-			zap.Error(err), zap.String("request_id", caddyreq.RequestID(r)))
-		w.Header().Set("Retry-After", retryAfterUnavailable)
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return nil
+		return p.unavailable(w, r, "trusted issuer unavailable", err)
 	}
 	if err != nil {
 		if ce := p.logger.Check(zapcore.DebugLevel, "access token refused"); ce != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
 // MaxTokenBytes bounds a bearer token before any parsing is done.
@@ -29,6 +30,12 @@ type TokenError struct {
 
 func (e *TokenError) Error() string { return "invalid token: " + e.Reason }
 func (e *TokenError) Unwrap() error { return ErrInvalidToken }
+
+// ErrUnavailable is in the chain of a Verify error when the token could
+// not be checked because storage failed (an opaque token's lookup): the
+// token may be good, so the answer is 503 temporarily_unavailable, never
+// invalid_token.
+var ErrUnavailable = storage.ErrUnavailable
 
 func reject(reason string) error { return &TokenError{Reason: reason} }
 
