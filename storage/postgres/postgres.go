@@ -149,10 +149,9 @@ var _ storage.Store = (*Store)(nil)
 // OpenDSN opens the store at a connection string ("postgres://…" or
 // "host=… dbname=…"), with pgx's defaults for everything else.
 func OpenDSN(ctx context.Context, dsn string) (*Store, error) {
-	pc, err := pgxpool.ParseConfig(dsn)
+	pc, err := ParseDSN(dsn)
 	if err != nil {
-		// pgx's message can quote the DSN, password and all.
-		return nil, errors.New("postgres storage: the DSN is not a valid PostgreSQL connection string (postgres://user:password@host:5432/dbname or key=value pairs)")
+		return nil, fmt.Errorf("postgres storage: %w", err)
 	}
 	return Open(ctx, Config{Pool: pc})
 }
