@@ -107,7 +107,7 @@ func (p *PostgresStorage) Provision(caddy.Context) error {
 	pc, err := postgres.ParseDSN(p.dsn)
 	if err != nil {
 		// Its message never repeats the DSN (it may hold the password).
-		return fmt.Errorf("storage postgres: dsn: %w", err)
+		return fmt.Errorf("storage postgres: %w", err)
 	}
 	cc := pc.ConnConfig
 	if cc.Database == "" {

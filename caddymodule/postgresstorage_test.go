@@ -50,7 +50,8 @@ func TestPostgresStorageProvision(t *testing.T) {
 	for _, tc := range []struct{ storage, want string }{
 		{`{"module":"postgres"}`, "dsn is required"},
 		{`{"module":"postgres","dsn":"{env.PGTEST_NOSUCH}"}`, "is empty after replacing placeholders"},
-		{`{"module":"postgres","dsn":"postgres://oauth:s3cret-pw@db:5432/oauth?sslmode=bogus"}`, "not a valid PostgreSQL connection string"},
+		{`{"module":"postgres","dsn":"postgres://oauth:s3cret-pw@db:5432/oauth?sslmode=bogus"}`, "not a valid PostgreSQL connection string (postgres://user:password@host:5432/dbname or key=value pairs): failed to configure TLS: sslmode is invalid"},
+		{`{"module":"postgres","dsn":"postgres://oauth:s3cret-pw%zz@db:5432/oauth"}`, "percent-encoded"},
 		{`{"module":"postgres","dsn":"postgres://oauth:s3cret-pw@db:5432"}`, "names no database"},
 		{`{"module":"postgres","dsn":"{env.PGTEST_DSN}","tls_cert":"/c.pem"}`, "tls_cert and tls_key go together"},
 		{`{"module":"postgres","dsn":"{env.PGTEST_DSN}","tls_cert":"/c.pem","tls_key":"/k.pem"}`, "tls_cert needs tls_ca"},

@@ -182,6 +182,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	if err := checkSchema(ctx, pool, cfg.Logger); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	// Views get connections of their own: the engine runs a View inside
 	// an Update's fn, and with one pool, as many such Updates as there
 	// are connections would each hold one and wait for another forever.
@@ -289,7 +293,11 @@ func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions
 		if ctx.Err() != nil {
 			return false, fmt.Errorf("postgres storage: waiting for a connection: %w", ctx.Err())
 		}
-		return false, fmt.Errorf("%w: connecting to PostgreSQL (no usable connection within %s): %w", storage.ErrUnavailable, s.txTimeout, err)
+		if errors.Is(acqCtx.Err(), context.DeadlineExceeded) {
+			return false, fmt.Errorf("%w: connecting to PostgreSQL (no usable connection within %s): %w", storage.ErrUnavailable, s.txTimeout, err)
+		}
+		// Refused, reset, a bad password: the wait is not the cause.
+		return false, fmt.Errorf("%w: %w", storage.ErrUnavailable, connectFault(err))
 	}
 	txCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.txTimeout)
 	defer cancel()
@@ -370,6 +378,10 @@ var errReadOnly = errors.New("postgres storage: write inside View: use Update")
 func (t *pgTx) fail(what string, err error) error {
 	if errors.Is(err, errDriverPanic) {
 		t.broken = true
+	} else if pgCode(err) == "42501" {
+		// Still ErrUnavailable (the request may work once the grant is
+		// back), but the log says what to fix.
+		err = fmt.Errorf("%w: %s: permission denied (grant the DSN's user SELECT, INSERT, UPDATE and DELETE on %s, or make it the tables' owner): %w", storage.ErrUnavailable, what, recordsTable, err)
 	} else {
 		err = fmt.Errorf("%w: %s: %w", storage.ErrUnavailable, what, err)
 	}
@@ -446,9 +458,7 @@ func (t *pgTx) Put(kind storage.Kind, key string, rec storage.Record) error {
 		value = []byte{}
 	}
 	err := guard("writing a record", func() error {
-		_, err := t.tx.Exec(t.ctx, `INSERT INTO `+recordsTable+` (kind, key, value, expires, expires_ns, changed) VALUES ($1, $2, $3, $4, $5, clock_timestamp())
-		ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, expires = EXCLUDED.expires, expires_ns = EXCLUDED.expires_ns, changed = EXCLUDED.changed`,
-			string(kind), []byte(key), value, exp, ns)
+		_, err := t.tx.Exec(t.ctx, putSQL, string(kind), []byte(key), value, exp, ns)
 		return err
 	})
 	if err != nil {
