@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -17,6 +18,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/oauthgate/caddy-oauthgate/storage/postgres"
 )
 
 // TestPostgresStorageProvision: the options reach the pool configuration
@@ -115,4 +119,39 @@ func testCAPEM(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestPostgresDamagedSchemaStopsStart: a node does not start on a
+// database whose records table lost its primary key (every write would
+// fail): the start fails naming the fault and what to do.
+func TestPostgresDamagedSchemaStopsStart(t *testing.T) {
+	dsn := postgresDSN(t)
+	t.Setenv("PGDAMAGE_DSN", dsn)
+	cfg := `{"issuer":"https://as.test","key_encryption_key":"0123456789abcdef0123456789abcdef","storage":{"module":"postgres","dsn":"{env.PGDAMAGE_DSN}"}}`
+	first, err := provisionJSON(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.ready(); err != nil {
+		t.Fatal(err)
+	}
+	first.Cleanup() // the store closes with its last user
+
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), "ALTER TABLE oauthgate_records DROP CONSTRAINT oauthgate_records_pkey"); err != nil {
+		t.Fatal(err)
+	}
+	second, err := provisionJSON(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Cleanup()
+	_, err = second.ready()
+	if !errors.Is(err, postgres.ErrSchemaDamaged) || !strings.Contains(err.Error(), "primary key") || !strings.Contains(err.Error(), "pg_dump") {
+		t.Errorf("start on a damaged schema: %v; want ErrSchemaDamaged naming the primary key and what to do", err)
+	}
 }

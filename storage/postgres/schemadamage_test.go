@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
@@ -71,9 +73,22 @@ func TestOpenRefusesDamagedSchema(t *testing.T) {
 
 // TestMissingIndexOnlyWarns: the indexes serve speed, not correctness.
 func TestMissingIndexOnlyWarns(t *testing.T) {
-	_, err := damaged(t, "DROP INDEX "+recordsTable+"_changed")
+	dsn, err := damaged(t, "DROP INDEX "+recordsTable+"_changed")
 	if err != nil {
-		t.Errorf("Open without an index: %v", err)
+		t.Fatalf("Open without an index: %v", err)
+	}
+	pc, err := ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	s, err := Open(context.Background(), Config{Pool: pc, Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	if w := logs.FilterMessageSnippet("index is missing").All(); len(w) != 1 || w[0].ContextMap()["index"] != recordsTable+"_changed" {
+		t.Errorf("warnings %v; want one naming %s_changed", logs.All(), recordsTable)
 	}
 }
 
