@@ -381,7 +381,7 @@ func (t *pgTx) fail(what string, err error) error {
 	} else if pgCode(err) == "42501" {
 		// Still ErrUnavailable (the request may work once the grant is
 		// back), but the log says what to fix.
-		err = fmt.Errorf("%w: %s: permission denied (grant the DSN's user SELECT, INSERT, UPDATE and DELETE on %s, or make it the tables' owner): %w", storage.ErrUnavailable, what, recordsTable, err)
+		err = fmt.Errorf("%w: %s: %s: %w", storage.ErrUnavailable, what, grantHint, err)
 	} else {
 		err = fmt.Errorf("%w: %s: %w", storage.ErrUnavailable, what, err)
 	}
@@ -571,6 +571,9 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error
 		})
 		cancel()
 		if err != nil {
+			if pgCode(err) == "42501" {
+				return deleted, fmt.Errorf("%w: sweeping expired records: %s: %w", storage.ErrUnavailable, grantHint, err)
+			}
 			return deleted, fmt.Errorf("%w: sweeping expired records: %w", storage.ErrUnavailable, err)
 		}
 		deleted += int(tag.RowsAffected())

@@ -53,6 +53,9 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool, log *zap.Logger) error
 	if err := rows.Err(); err != nil {
 		return schemaFault("reading the columns of "+recordsTable, err)
 	}
+	if len(have) == 0 {
+		return fmt.Errorf("%w: the table %s is missing while %s records schema version %d (the database was tampered with or partly restored): %s", ErrSchemaDamaged, recordsTable, versionTable, SchemaVersion, damagedFix)
+	}
 	var faults []string
 	for _, c := range recordColumns {
 		switch typ, ok := have[c.name]; {
@@ -104,3 +107,7 @@ func connectFault(err error) error {
 	}
 	return fmt.Errorf("cannot connect to PostgreSQL: %w", err)
 }
+
+// grantHint is what to do about a permission the server denied while
+// the store runs.
+const grantHint = "permission denied (grant the DSN's user SELECT, INSERT, UPDATE and DELETE on " + recordsTable + ", or make it the tables' owner)"

@@ -65,6 +65,7 @@ func TestOpenRefusesDamagedSchema(t *testing.T) {
 		{"ALTER TABLE " + recordsTable + " DROP COLUMN changed", `column "changed" is missing`},
 		{"ALTER TABLE " + recordsTable + " ALTER COLUMN value TYPE text", `column "value" is text, not bytea`},
 		{"ALTER TABLE " + recordsTable + " ALTER COLUMN expires TYPE timestamp", `column "expires" is timestamp without time zone`},
+		{"DROP TABLE " + recordsTable, "the table " + recordsTable + " is missing"},
 	} {
 		_, err := damaged(t, tc.sql)
 		wantDamaged(t, tc.sql, err, tc.cause)
@@ -191,6 +192,10 @@ func TestPermissionDenied(t *testing.T) {
 	})
 	if !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "grant the DSN's user") {
 		t.Errorf("Update without grants: %v; want ErrUnavailable saying what to grant", err)
+	}
+	_, err = s.Sweep(context.Background(), time.Now(), 10)
+	if !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), "grant the DSN's user") {
+		t.Errorf("Sweep without grants: %v; want ErrUnavailable saying what to grant", err)
 	}
 }
 
