@@ -104,10 +104,10 @@ func (p *PostgresStorage) Provision(caddy.Context) error {
 	if p.dsn == "" {
 		return fmt.Errorf("storage postgres: dsn %q is empty after replacing placeholders (is the environment variable set?)", p.DSN)
 	}
-	pc, err := pgxpool.ParseConfig(p.dsn)
+	pc, err := postgres.ParseDSN(p.dsn)
 	if err != nil {
-		// pgx's message can quote the DSN, password and all.
-		return errors.New("storage postgres: dsn is not a valid PostgreSQL connection string (postgres://user:password@host:5432/dbname or host=… dbname=… pairs)")
+		// Its message never repeats the DSN (it may hold the password).
+		return fmt.Errorf("storage postgres: %w", err)
 	}
 	cc := pc.ConnConfig
 	if cc.Database == "" {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -17,6 +18,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/oauthgate/caddy-oauthgate/storage/postgres"
 )
 
 // TestPostgresStorageProvision: the options reach the pool configuration
@@ -50,7 +54,8 @@ func TestPostgresStorageProvision(t *testing.T) {
 	for _, tc := range []struct{ storage, want string }{
 		{`{"module":"postgres"}`, "dsn is required"},
 		{`{"module":"postgres","dsn":"{env.PGTEST_NOSUCH}"}`, "is empty after replacing placeholders"},
-		{`{"module":"postgres","dsn":"postgres://oauth:s3cret-pw@db:5432/oauth?sslmode=bogus"}`, "not a valid PostgreSQL connection string"},
+		{`{"module":"postgres","dsn":"postgres://oauth:s3cret-pw@db:5432/oauth?sslmode=bogus"}`, "not a valid PostgreSQL connection string (postgres://user:password@host:5432/dbname or key=value pairs): failed to configure TLS: sslmode is invalid"},
+		{`{"module":"postgres","dsn":"postgres://oauth:s3cret-pw%zz@db:5432/oauth"}`, "percent-encoded"},
 		{`{"module":"postgres","dsn":"postgres://oauth:s3cret-pw@db:5432"}`, "names no database"},
 		{`{"module":"postgres","dsn":"{env.PGTEST_DSN}","tls_cert":"/c.pem"}`, "tls_cert and tls_key go together"},
 		{`{"module":"postgres","dsn":"{env.PGTEST_DSN}","tls_cert":"/c.pem","tls_key":"/k.pem"}`, "tls_cert needs tls_ca"},
@@ -114,4 +119,39 @@ func testCAPEM(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestPostgresDamagedSchemaStopsStart: a node does not start on a
+// database whose records table lost its primary key (every write would
+// fail): the start fails naming the fault and what to do.
+func TestPostgresDamagedSchemaStopsStart(t *testing.T) {
+	dsn := postgresDSN(t)
+	t.Setenv("PGDAMAGE_DSN", dsn)
+	cfg := `{"issuer":"https://as.test","key_encryption_key":"0123456789abcdef0123456789abcdef","storage":{"module":"postgres","dsn":"{env.PGDAMAGE_DSN}"}}`
+	first, err := provisionJSON(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.ready(); err != nil {
+		t.Fatal(err)
+	}
+	first.Cleanup() // the store closes with its last user
+
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), "ALTER TABLE oauthgate_records DROP CONSTRAINT oauthgate_records_pkey"); err != nil {
+		t.Fatal(err)
+	}
+	second, err := provisionJSON(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Cleanup()
+	_, err = second.ready()
+	if !errors.Is(err, postgres.ErrSchemaDamaged) || !strings.Contains(err.Error(), "primary key") || !strings.Contains(err.Error(), "pg_dump") {
+		t.Errorf("start on a damaged schema: %v; want ErrSchemaDamaged naming the primary key and what to do", err)
+	}
 }

@@ -149,10 +149,9 @@ var _ storage.Store = (*Store)(nil)
 // OpenDSN opens the store at a connection string ("postgres://…" or
 // "host=… dbname=…"), with pgx's defaults for everything else.
 func OpenDSN(ctx context.Context, dsn string) (*Store, error) {
-	pc, err := pgxpool.ParseConfig(dsn)
+	pc, err := ParseDSN(dsn)
 	if err != nil {
-		// pgx's message can quote the DSN, password and all.
-		return nil, errors.New("postgres storage: the DSN is not a valid PostgreSQL connection string (postgres://user:password@host:5432/dbname or key=value pairs)")
+		return nil, fmt.Errorf("postgres storage: %w", err)
 	}
 	return Open(ctx, Config{Pool: pc})
 }
@@ -180,6 +179,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}
 	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := checkSchema(ctx, pool, cfg.Logger); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -290,7 +293,11 @@ func (s *Store) once(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions
 		if ctx.Err() != nil {
 			return false, fmt.Errorf("postgres storage: waiting for a connection: %w", ctx.Err())
 		}
-		return false, fmt.Errorf("%w: connecting to PostgreSQL (no usable connection within %s): %w", storage.ErrUnavailable, s.txTimeout, err)
+		if errors.Is(acqCtx.Err(), context.DeadlineExceeded) {
+			return false, fmt.Errorf("%w: connecting to PostgreSQL (no usable connection within %s): %w", storage.ErrUnavailable, s.txTimeout, err)
+		}
+		// Refused, reset, a bad password: the wait is not the cause.
+		return false, fmt.Errorf("%w: %w", storage.ErrUnavailable, connectFault(err))
 	}
 	txCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.txTimeout)
 	defer cancel()
@@ -371,6 +378,10 @@ var errReadOnly = errors.New("postgres storage: write inside View: use Update")
 func (t *pgTx) fail(what string, err error) error {
 	if errors.Is(err, errDriverPanic) {
 		t.broken = true
+	} else if pgCode(err) == "42501" {
+		// Still ErrUnavailable (the request may work once the grant is
+		// back), but the log says what to fix.
+		err = fmt.Errorf("%w: %s: %s: %w", storage.ErrUnavailable, what, grantHint, err)
 	} else {
 		err = fmt.Errorf("%w: %s: %w", storage.ErrUnavailable, what, err)
 	}
@@ -447,9 +458,7 @@ func (t *pgTx) Put(kind storage.Kind, key string, rec storage.Record) error {
 		value = []byte{}
 	}
 	err := guard("writing a record", func() error {
-		_, err := t.tx.Exec(t.ctx, `INSERT INTO `+recordsTable+` (kind, key, value, expires, expires_ns, changed) VALUES ($1, $2, $3, $4, $5, clock_timestamp())
-		ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, expires = EXCLUDED.expires, expires_ns = EXCLUDED.expires_ns, changed = EXCLUDED.changed`,
-			string(kind), []byte(key), value, exp, ns)
+		_, err := t.tx.Exec(t.ctx, putSQL, string(kind), []byte(key), value, exp, ns)
 		return err
 	})
 	if err != nil {
@@ -562,6 +571,9 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, limit int) (int, error
 		})
 		cancel()
 		if err != nil {
+			if pgCode(err) == "42501" {
+				return deleted, fmt.Errorf("%w: sweeping expired records: %s: %w", storage.ErrUnavailable, grantHint, err)
+			}
 			return deleted, fmt.Errorf("%w: sweeping expired records: %w", storage.ErrUnavailable, err)
 		}
 		deleted += int(tag.RowsAffected())

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/oauthgate/caddy-oauthgate/storage"
@@ -58,11 +58,22 @@ var SchemaVersion = len(migrations)
 // newer release than this one.
 var ErrSchemaTooNew = errors.New("postgres storage: the database schema is newer than this binary")
 
+// ErrSchemaDamaged is returned by Open when the database's tables are
+// not what the recorded schema version says: a column or constraint
+// dropped or retyped, or the version table missing or emptied while the
+// records are there. Retrying does not help: restore the database from a
+// backup, or drop both tables so that Open creates them empty.
+var ErrSchemaDamaged = errors.New("postgres storage: the database schema is damaged")
+
+// damagedFix is what to do about ErrSchemaDamaged.
+const damagedFix = "restore the database from a pg_dump backup, or DROP TABLE " + recordsTable + ", " + versionTable + " so that the next start creates them empty (every grant and key is then lost)"
+
 // migrate creates or upgrades the schema, holding the migration lock.
+// Each step and the version it reaches are one transaction.
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: connecting to PostgreSQL: %w", storage.ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", storage.ErrUnavailable, connectFault(err))
 	}
 	defer conn.Release()
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrationLock); err != nil {
@@ -75,18 +86,29 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 			_ = conn.Conn().Close(context.WithoutCancel(ctx))
 		}
 	}()
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+versionTable+` (version integer NOT NULL)`); err != nil {
-		return fmt.Errorf("%w: creating %s: %w", storage.ErrUnavailable, versionTable, err)
+	// Created only when missing: CREATE TABLE IF NOT EXISTS needs the
+	// CREATE privilege on the schema even when the table is there, which
+	// a user granted only the tables does not have.
+	var haveVersion bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, versionTable).Scan(&haveVersion); err != nil {
+		return schemaFault("looking for "+versionTable, err)
 	}
-	var version int
-	err = conn.QueryRow(ctx, `SELECT version FROM `+versionTable).Scan(&version)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		if _, err := conn.Exec(ctx, `INSERT INTO `+versionTable+` (version) VALUES (0)`); err != nil {
-			return fmt.Errorf("%w: initialising %s: %w", storage.ErrUnavailable, versionTable, err)
+	if !haveVersion {
+		if _, err := conn.Exec(ctx, `CREATE TABLE `+versionTable+` (version integer NOT NULL)`); err != nil {
+			return schemaFault("creating "+versionTable, err)
 		}
-	case err != nil:
-		return fmt.Errorf("%w: reading the schema version: %w", storage.ErrUnavailable, err)
+	}
+	// max, not the first row: rows in any order give one answer.
+	var (
+		rows    int
+		version int
+		records bool
+	)
+	if err := conn.QueryRow(ctx, `SELECT count(*), coalesce(max(version), 0), to_regclass($1) IS NOT NULL FROM `+versionTable, recordsTable).Scan(&rows, &version, &records); err != nil {
+		return schemaFault("reading the schema version", err)
+	}
+	if rows == 0 && records {
+		return fmt.Errorf("%w: %s is missing or empty while %s exists (the database was tampered with or partly restored): %s", ErrSchemaDamaged, versionTable, recordsTable, damagedFix)
 	}
 	if version > len(migrations) {
 		return fmt.Errorf("%w: the database is at schema version %d, this binary knows versions up to %d: run the newer caddy-oauthgate release that upgraded it (a downgrade needs a restore from a backup made before the upgrade)", ErrSchemaTooNew, version, len(migrations))
@@ -98,15 +120,45 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		}
 		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
-			return fmt.Errorf("postgres storage: upgrading the schema to version %d: %w (does the DSN's user own the database or schema?)", v+1, err)
+			if pgCode(err) == "" || pgCode(err) == "42501" {
+				return schemaFault(fmt.Sprintf("upgrading the schema to version %d", v+1), err)
+			}
+			return fmt.Errorf("%w: upgrading the schema from version %d to %d failed: %w; the tables do not match the version %s records (tampered with or partly restored): %s", ErrSchemaDamaged, v, v+1, err, versionTable, damagedFix)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE `+versionTable+` SET version = $1`, v+1); err != nil {
+		// One row, at the version reached, whatever was there.
+		if _, err := tx.Exec(ctx, `DELETE FROM `+versionTable); err == nil {
+			_, err = tx.Exec(ctx, `INSERT INTO `+versionTable+` (version) VALUES ($1)`, v+1)
+		}
+		if err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
-			return fmt.Errorf("%w: recording schema version %d: %w", storage.ErrUnavailable, v+1, err)
+			return schemaFault(fmt.Sprintf("recording schema version %d", v+1), err)
 		}
 		if err := tx.Commit(ctx); err != nil {
 			return fmt.Errorf("%w: upgrading the schema to version %d: %w", storage.ErrUnavailable, v+1, err)
 		}
 	}
 	return nil
+}
+
+// pgCode is err's SQLSTATE, or "" when the server did not answer one.
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// schemaFault wraps a failure to read or change the schema: the server
+// refused (a permission, with what to grant, or another statement
+// error, as is) or could not be reached (ErrUnavailable).
+func schemaFault(what string, err error) error {
+	switch code := pgCode(err); {
+	case code == "42501":
+		return fmt.Errorf("postgres storage: %s: %w (the DSN's user needs to own the database or schema, or CREATE on the schema, to create and upgrade the tables)", what, err)
+	case code != "":
+		return fmt.Errorf("postgres storage: %s: %w", what, err)
+	default:
+		return fmt.Errorf("%w: %s: %w", storage.ErrUnavailable, what, err)
+	}
 }
