@@ -85,9 +85,12 @@ const maxNameSubjectBytes = 240
 const forbiddenNameChars = "\"\\/?#%"
 
 // checkName checks a user name or client id: non-empty, no surrounding
-// spaces, no forbidden or control characters, valid UTF-8.
+// spaces, no forbidden or control characters, valid UTF-8 without the
+// replacement character U+FFFD, which is what a JSON decoder makes of
+// invalid UTF-8 (the admin API would otherwise store "\xff" as "\ufffd").
 func checkName(s string) bool {
-	if s == "" || strings.TrimSpace(s) != s || !utf8.ValidString(s) || strings.ContainsAny(s, forbiddenNameChars) {
+	if s == "" || strings.TrimSpace(s) != s || !utf8.ValidString(s) || strings.ContainsAny(s, forbiddenNameChars) ||
+		strings.ContainsRune(s, utf8.RuneError) {
 		return false
 	}
 	return !strings.ContainsFunc(s, unicode.IsControl)

@@ -33,6 +33,8 @@ func TestValidateUser(t *testing.T) {
 		{"newline", User{Name: "al\nice", PasswordHash: good}, false},
 		{"carriage return", User{Name: "al\rice", PasswordHash: good}, false},
 		{"tab", User{Name: "al\tice", PasswordHash: good}, false},
+		{"replacement character (invalid UTF-8 through JSON)", User{Name: "al\ufffdice", PasswordHash: good}, false},
+		{"apostrophe", User{Name: "o'brien", PasswordHash: good}, true},
 		{"201 bytes", User{Name: strings.Repeat("a", 201), PasswordHash: good}, false},
 		{"200 bytes", User{Name: strings.Repeat("a", 200), PasswordHash: good}, true},
 		{"plain password as hash", User{Name: "alice", PasswordHash: "hunter2"}, false},
