@@ -55,6 +55,7 @@ func TestPostgresCluster(t *testing.T) {
 	t.Run("RetiredKeysOnOtherNode", func(t *testing.T) { testRetiredKeysOnOtherNode(t, nodes(t, 2)) })
 	t.Run("AdminRotateWaits", func(t *testing.T) { testAdminRotateWaits(t, nodes(t, 2)) })
 	t.Run("RevocationOutlivesLongestTTL", func(t *testing.T) { testRevocationOutlivesLongestTTL(t, nodes(t, 3)) })
+	t.Run("GrantRevocationOutlivesLongestTTL", func(t *testing.T) { testGrantRevocationOutlivesLongestTTL(t, nodes(t, 2)) })
 	t.Run("RetireAfterLongestTTL", func(t *testing.T) { testRetireAfterLongestTTL(t, nodes(t, 2)) })
 	t.Run("OtherIssuerRefused", func(t *testing.T) { testOtherIssuerRefused(t, nodes(t, 2)) })
 }
@@ -425,5 +426,36 @@ func testOtherIssuerRefused(t *testing.T, stores []*postgres.Store) {
 		c.SharedStore = true
 	})); err == nil {
 		t.Fatal("after the change, a node with the old issuer started")
+	}
+}
+
+// testGrantRevocationOutlivesLongestTTL: a grant made at H (30m) and
+// revoked through G (1m, RFC 7009 with its refresh token) keeps its
+// revocation for as long as H's access token of that grant lives.
+func testGrantRevocationOutlivesLongestTTL(t *testing.T, stores []*postgres.Store) {
+	ctx := context.Background()
+	g := ttlNode(t, stores[0], time.Minute)
+	h := ttlNode(t, stores[1], 30*time.Minute)
+	tr := firstGrant(t, h, "c-web")
+	at := tr.str("access_token")
+	exp := tokenExp(t, at)
+	if r := opRevoke(g, "c-web", "token", tr.str("refresh_token")); r.status != 200 {
+		t.Fatalf("revoke at G: %d %s", r.status, r.raw)
+	}
+	later := exp.Add(-2 * time.Minute)
+	if _, err := stores[0].Sweep(ctx, later, 10000); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := tokens.LoadRevocations(ctx, stores[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev.Prune(later)
+	c, err := h.verifier.Verify(at, time.Now())
+	if err != nil {
+		t.Fatal(err) // H has not heard of the revocation yet (no watch here)
+	}
+	if !rev.RevokedClaims(c) {
+		t.Fatalf("after a sweep at %v (H's token expires %v), the grant's revocation is gone: H's token verifies again", later, exp)
 	}
 }
