@@ -300,6 +300,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		KeyRotation:      time.Duration(a.KeyRotation),
 		KeyEncryptionKey: []byte(kek),
 		SealPlainKeys:    a.SealPlainKeys,
+		SharedStore:      isShared(a.store),
 		Observer:         metricsObserver{},
 		Logger:           a.logger,
 	})

@@ -10,6 +10,7 @@ import (
 	"crypto"
 	"encoding/json"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -53,6 +54,10 @@ func TestPostgresCluster(t *testing.T) {
 	t.Run("RotateOnce", func(t *testing.T) { testRotateOnce(t, nodes(t, 5)) })
 	t.Run("RetiredKeysOnOtherNode", func(t *testing.T) { testRetiredKeysOnOtherNode(t, nodes(t, 2)) })
 	t.Run("AdminRotateWaits", func(t *testing.T) { testAdminRotateWaits(t, nodes(t, 2)) })
+	t.Run("RevocationOutlivesLongestTTL", func(t *testing.T) { testRevocationOutlivesLongestTTL(t, nodes(t, 3)) })
+	t.Run("GrantRevocationOutlivesLongestTTL", func(t *testing.T) { testGrantRevocationOutlivesLongestTTL(t, nodes(t, 2)) })
+	t.Run("RetireAfterLongestTTL", func(t *testing.T) { testRetireAfterLongestTTL(t, nodes(t, 2)) })
+	t.Run("OtherIssuerRefused", func(t *testing.T) { testOtherIssuerRefused(t, nodes(t, 2)) })
 }
 
 // countingStore counts the sweeps that reach the store, and makes each
@@ -142,6 +147,7 @@ func clusterEngines(t *testing.T, stores []*postgres.Store, rotation time.Durati
 		out[i] = newEngine(t, withStore(st), withConfig(func(c *Config) {
 			c.KeyEncryptionKey = []byte(clusterKEK)
 			c.KeyRotation = rotation
+			c.SharedStore = true
 		}))
 	}
 	return out
@@ -286,5 +292,170 @@ func testAdminRotateWaits(t *testing.T, stores []*postgres.Store) {
 	kid, err := e.RotateKeys(context.Background())
 	if err != nil || kid == "" || kid == before {
 		t.Fatalf("RotateKeys after the lock was freed: %q, %v", kid, err)
+	}
+}
+
+// ttlNode starts a node whose access tokens live ttl.
+func ttlNode(t *testing.T, st storage.Store, ttl time.Duration) *Engine {
+	t.Helper()
+	return newEngine(t, withStore(st), withConfig(func(c *Config) {
+		c.KeyEncryptionKey = []byte(clusterKEK)
+		c.SharedStore = true
+		c.AccessTokenTTL = ttl
+	}))
+}
+
+// tokenExp is the exp of a JWT.
+func tokenExp(t *testing.T, tok string) time.Time {
+	t.Helper()
+	_, claims := segments(t, tok)
+	sec, err := claims["exp"].(json.Number).Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Unix(sec, 0)
+}
+
+// testRevocationOutlivesLongestTTL: nodes with different
+// access_token_ttl on one database. A client revoked through the node
+// with the short TTL (G, 1m, started first) is refused, after a sweep
+// and a restart, for as long as the long-TTL node's (H, 30m, started
+// later) tokens live; so is one revoked through a node started after H
+// with the short TTL again (the stored maximum is kept).
+func testRevocationOutlivesLongestTTL(t *testing.T, stores []*postgres.Store) {
+	ctx := context.Background()
+	g := ttlNode(t, stores[0], time.Minute)
+	h := ttlNode(t, stores[1], 30*time.Minute)
+	g2 := ttlNode(t, stores[2], time.Minute)
+	for i, revoker := range []*Engine{g, g2} {
+		tok := opClientToken(t, h)
+		exp := tokenExp(t, tok)
+		if _, err := revoker.RevokeClient(ctx, "c-basic"); err != nil {
+			t.Fatal(err)
+		}
+		// The sweeper of any node, shortly before H's token expires.
+		later := exp.Add(-2 * time.Minute)
+		if _, err := stores[1].Sweep(ctx, later, 10000); err != nil {
+			t.Fatal(err)
+		}
+		rev, err := tokens.LoadRevocations(ctx, stores[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev.Prune(later)
+		if _, err := revoker.verifier.Verify(tok, time.Now()); err == nil {
+			t.Fatalf("revoker %d: H's token verifies at the revoking node right after the revocation", i)
+		}
+		claims := tokens.NewAccessClaims(testIssuer, "c-basic", "c-basic", nil, nil, exp.Add(-30*time.Minute), 30*time.Minute)
+		if !rev.RevokedClaims(claims) {
+			t.Fatalf("revoker %d: after a sweep at %v (H's token expires %v), the client revocation is gone: H's tokens verify again", i, later, exp)
+		}
+		// The stored record itself outlives H's token.
+		var recExp time.Time
+		if err := stores[1].View(ctx, func(tx storage.Tx) error {
+			rec, err := tx.Get(storage.KindRevoked, tokens.BeforeKey("client", "c-basic"))
+			recExp = rec.Expires
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if recExp.Before(exp.Add(verifierLeeway)) {
+			t.Fatalf("revoker %d: the revocation is kept until %v, before H's token (exp %v) stops verifying", i, recExp, exp)
+		}
+	}
+}
+
+// testRetireAfterLongestTTL: a rotation on the node with the short TTL
+// keeps the old key until the tokens the long-TTL node signed with it
+// have expired.
+func testRetireAfterLongestTTL(t *testing.T, stores []*postgres.Store) {
+	ctx := context.Background()
+	g := ttlNode(t, stores[0], time.Minute)
+	h := ttlNode(t, stores[1], 30*time.Minute)
+	oldKid := h.keyRing().Current.ID
+	exp := tokenExp(t, opClientToken(t, h))
+	if _, err := g.RotateKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ReloadKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, k := range h.Keys() {
+		if k.ID != oldKid {
+			continue
+		}
+		found = true
+		if k.Retires == nil || k.Retires.Before(exp.Add(verifierLeeway)) {
+			t.Fatalf("the old key retires at %v, before H's token signed with it expires (%v)", k.Retires, exp)
+		}
+	}
+	if !found {
+		t.Fatalf("the old key %s left the ring at once", oldKid)
+	}
+}
+
+// testOtherIssuerRefused: a node configured with another issuer than
+// the shared database's refuses to start, naming both; after the
+// operator deletes the issuer record (the documented way to change the
+// issuer), it starts.
+func testOtherIssuerRefused(t *testing.T, stores []*postgres.Store) {
+	ctx := context.Background()
+	ttlNode(t, stores[0], time.Minute)
+	const other = "https://other.test"
+	_, err := startEngine(t, withStore(stores[1]), withConfig(func(c *Config) {
+		c.KeyEncryptionKey = []byte(clusterKEK)
+		c.SharedStore = true
+		c.Issuer = other
+	}))
+	if err == nil || !strings.Contains(err.Error(), other) || !strings.Contains(err.Error(), testIssuer) {
+		t.Fatalf("a node with issuer %s on a database of %s started: %v", other, testIssuer, err)
+	}
+	if err := stores[1].Update(ctx, func(tx storage.Tx) error { return tx.Delete(storage.KindSecrets, issuerRecord) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := startEngine(t, withStore(stores[1]), withConfig(func(c *Config) {
+		c.KeyEncryptionKey = []byte(clusterKEK)
+		c.SharedStore = true
+		c.Issuer = other
+	})); err != nil {
+		t.Fatalf("the issuer record deleted, the new issuer does not start: %v", err)
+	}
+	if _, err := startEngine(t, withStore(stores[0]), withConfig(func(c *Config) {
+		c.KeyEncryptionKey = []byte(clusterKEK)
+		c.SharedStore = true
+	})); err == nil {
+		t.Fatal("after the change, a node with the old issuer started")
+	}
+}
+
+// testGrantRevocationOutlivesLongestTTL: a grant made at H (30m) and
+// revoked through G (1m, RFC 7009 with its refresh token) keeps its
+// revocation for as long as H's access token of that grant lives.
+func testGrantRevocationOutlivesLongestTTL(t *testing.T, stores []*postgres.Store) {
+	ctx := context.Background()
+	g := ttlNode(t, stores[0], time.Minute)
+	h := ttlNode(t, stores[1], 30*time.Minute)
+	tr := firstGrant(t, h, "c-web")
+	at := tr.str("access_token")
+	exp := tokenExp(t, at)
+	if r := opRevoke(g, "c-web", "token", tr.str("refresh_token")); r.status != 200 {
+		t.Fatalf("revoke at G: %d %s", r.status, r.raw)
+	}
+	later := exp.Add(-2 * time.Minute)
+	if _, err := stores[0].Sweep(ctx, later, 10000); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := tokens.LoadRevocations(ctx, stores[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev.Prune(later)
+	c, err := h.verifier.Verify(at, time.Now())
+	if err != nil {
+		t.Fatal(err) // H has not heard of the revocation yet (no watch here)
+	}
+	if !rev.RevokedClaims(c) {
+		t.Fatalf("after a sweep at %v (H's token expires %v), the grant's revocation is gone: H's token verifies again", later, exp)
 	}
 }

@@ -84,6 +84,11 @@ type Config struct {
 	// SigningAlg is the JWS algorithm of access tokens: one of
 	// tokens.SigningAlgs; DefaultSigningAlg when empty.
 	SigningAlg string
+	// SharedStore says other nodes may use the same storage (PostgreSQL):
+	// Start then records the issuer in it, or refuses to start when it
+	// holds another. Default false (a bbolt file or memory, used by this
+	// process only, whose issuer a config reload may change).
+	SharedStore bool
 	// Observer receives token endpoint and security events for metrics;
 	// nil for none.
 	Observer Observer
@@ -96,6 +101,7 @@ type Config struct {
 type Engine struct {
 	issuer          string
 	accessTokenTTL  time.Duration
+	sharedStore     bool
 	refreshTokenTTL time.Duration
 	refreshGrace    time.Duration
 	refreshIdleTTL  time.Duration
@@ -209,6 +215,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e := &Engine{
 		issuer:          cfg.Issuer,
 		accessTokenTTL:  cfg.AccessTokenTTL,
+		sharedStore:     cfg.SharedStore,
 		refreshTokenTTL: cfg.RefreshTokenTTL,
 		refreshGrace:    cfg.RefreshGrace,
 		refreshIdleTTL:  cfg.RefreshTokenIdleTTL,
@@ -322,6 +329,9 @@ func byKey[T any](items []*T, what string, check func(*T) (string, error)) (map[
 // by every engine on it, and loads (or creates) the signing keys and the
 // form-protection key.
 func (e *Engine) Start(ctx context.Context, st storage.Store, rev *tokens.Revocations) error {
+	if err := e.startClusterRecords(ctx, st); err != nil {
+		return err
+	}
 	if err := e.keys.Load(ctx, st, time.Now()); err != nil {
 		return err
 	}

@@ -184,7 +184,12 @@ func putJSON(tx storage.Tx, kind storage.Kind, key string, v any, expires time.T
 // issued has expired. A grant stored before grant ids existed is named in
 // its access tokens by its key.
 func (e *Engine) revokeFamily(tx storage.Tx, key string) (map[string]int64, error) {
-	return revokeFamilyTx(tx, key, time.Now().Add(e.accessTokenTTL+verifierLeeway))
+	// The grant may be another node's, with a longer access_token_ttl.
+	horizon, err := e.revocationHorizonTx(tx, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return revokeFamilyTx(tx, key, horizon)
 }
 
 // revokeFamilyTx is revokeFamily for access tokens that verify until

@@ -22,11 +22,13 @@ const MinKeyRotation = time.Minute
 // keyRing is the key ring in use: the current key signs, all verify.
 func (e *Engine) keyRing() *tokens.KeyRing { return e.keys.Ring() }
 
-// retireAfter is how long a rotated-out key keeps verifying: until every
-// token it signed (access and ID tokens, which share access_token_ttl)
-// has expired, allowing for clock leeway.
-func (e *Engine) retireAfter() time.Duration {
-	return e.accessTokenTTL + verifierLeeway + retireSlack
+// retireAfterTx is how long a rotated-out key keeps verifying: until
+// every token it signed (access and ID tokens, which share
+// access_token_ttl) has expired, allowing for clock leeway. The tokens
+// are any node's, so the longest TTL recorded in the store counts.
+func (e *Engine) retireAfterTx(tx storage.Tx) (time.Duration, error) {
+	d, err := e.tokenLifetimeTx(tx)
+	return d + verifierLeeway + retireSlack, err
 }
 
 // ringAlgs are the algorithms the engine signs with: signing_alg for
@@ -138,7 +140,7 @@ func (e *Engine) rotate(ctx context.Context, now time.Time, olderThan time.Durat
 		return "", err
 	}
 	defer release()
-	return e.keys.Rotate(ctx, e.store, now, olderThan, e.retireAfter())
+	return e.keys.Rotate(ctx, e.store, now, olderThan, e.retireAfterTx)
 }
 
 // ReloadKeys reads the key ring from storage again: a key made by

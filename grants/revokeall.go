@@ -118,7 +118,6 @@ func (e *Engine) revokeAllOf(ctx context.Context, which func(storage.Tx) (string
 		return 0, errors.New("the engine is not started")
 	}
 	now := time.Now()
-	horizon := now.Add(e.accessTokenTTL + verifierLeeway)
 	var (
 		n       int
 		key     string
@@ -127,6 +126,11 @@ func (e *Engine) revokeAllOf(ctx context.Context, which func(storage.Tx) (string
 	)
 	err := e.store.Update(ctx, func(tx storage.Tx) error {
 		k, match, err := which(tx)
+		if err != nil {
+			return err
+		}
+		// Every node's tokens are covered, whatever this one's TTL.
+		horizon, err := e.revocationHorizonTx(tx, now)
 		if err != nil {
 			return err
 		}
@@ -289,8 +293,13 @@ func endStoredUser(ctx context.Context, st storage.Store, sub string) error {
 
 // endStoredUserTx is endStoredUser's transaction.
 func endStoredUserTx(tx storage.Tx, sub string, now time.Time) error {
-	_, _, _, err := revokeAllTx(tx, tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
-		now, now.Add(OfflineRevocationHorizon))
+	// The longest TTL the nodes recorded, if longer than the default.
+	d, err := storedLifetimeTx(tx)
+	if err != nil {
+		return err
+	}
+	_, _, _, err = revokeAllTx(tx, tokens.BeforeKey("sub", sub), func(f *familyRecord) bool { return f.Subject == sub },
+		now, now.Add(max(OfflineRevocationHorizon, d+verifierLeeway)))
 	if err != nil {
 		return err
 	}

@@ -115,12 +115,13 @@ func (k *Keys) set(kr *KeyRing) {
 
 // Rotate makes a new key for each algorithm in one transaction, and
 // schedules every other key to leave the ring retireAfter from now (when
-// the tokens it signed have expired). With olderThan > 0 it rotates only
+// the tokens it signed have expired; read in the rotation's transaction,
+// so that it can depend on what the store records). With olderThan > 0 it rotates only
 // if the current key is at least that old, so that servers sharing a
 // store rotate once between them. It returns the id of the new key of
 // the first algorithm, or "" when nothing was rotated. Load puts the new
 // ring in use.
-func (k *Keys) Rotate(ctx context.Context, st storage.Store, now time.Time, olderThan, retireAfter time.Duration) (string, error) {
+func (k *Keys) Rotate(ctx context.Context, st storage.Store, now time.Time, olderThan time.Duration, retireAfter func(storage.Tx) (time.Duration, error)) (string, error) {
 	var kid string
 	err := st.Update(ctx, func(tx storage.Tx) error {
 		kid = ""
@@ -130,6 +131,10 @@ func (k *Keys) Rotate(ctx context.Context, st storage.Store, now time.Time, olde
 		}
 		if olderThan > 0 && kr.Current != nil && now.Sub(kr.Current.Created) < olderThan {
 			return nil
+		}
+		retire, err := retireAfter(tx)
+		if err != nil {
+			return err
 		}
 		var first *Key
 		for _, alg := range k.algs {
@@ -143,7 +148,7 @@ func (k *Keys) Rotate(ctx context.Context, st storage.Store, now time.Time, olde
 		}
 		for _, old := range kr.byID {
 			if old.Retires.IsZero() {
-				old.Retires = now.Add(retireAfter)
+				old.Retires = now.Add(retire)
 				if err := putKey(tx, old, k.sealer); err != nil {
 					return err
 				}

@@ -135,7 +135,7 @@ func TestKeysSealerRotation(t *testing.T) {
 	}
 
 	oldKID := ks.Ring().Current.ID
-	if _, err := ks.Rotate(ctx, st, now, 0, time.Hour); err != nil {
+	if _, err := ks.Rotate(ctx, st, now, 0, func(storage.Tx) (time.Duration, error) { return time.Hour, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if err := ks.Load(ctx, st, now); err != nil {
