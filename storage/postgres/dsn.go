@@ -17,9 +17,30 @@ import (
 func ParseDSN(dsn string) (*pgxpool.Config, error) {
 	pc, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("the DSN is not a valid PostgreSQL connection string (postgres://user:password@host:5432/dbname or key=value pairs): %s", dsnFault(dsn, err))
+		return nil, fmt.Errorf("the DSN is not a valid PostgreSQL connection string (postgres://user:password@host:5432/dbname or key=value pairs): %s%s", dsnFault(dsn, err), encodingHint(dsn))
+	}
+	// A URL whose password holds '@' parses, with the rest of the
+	// password taken for the host: it would fail later with a lookup
+	// error that prints that part of the password as a host name.
+	hosts := []string{pc.ConnConfig.Host}
+	for _, fb := range pc.ConnConfig.Fallbacks {
+		hosts = append(hosts, fb.Host)
+	}
+	for _, h := range hosts {
+		if strings.Contains(h, "@") {
+			return nil, errors.New("the DSN's host name contains '@'" + encodingHint(dsn))
+		}
 	}
 	return pc, nil
+}
+
+// encodingHint reminds a URL DSN's author that its user name and password
+// are percent-encoded.
+func encodingHint(dsn string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return " (in a postgres:// URL, percent-encode '@', ':', '/', '?' and '#' in the user name or password: '@' as %40, ':' as %3A, '/' as %2F, '?' as %3F, '#' as %23)"
+	}
+	return ""
 }
 
 // dsnFault says what pgx found wrong with dsn. It keeps only what is

@@ -18,6 +18,10 @@ func TestParseDSNSaysWhy(t *testing.T) {
 		{"host=db user=u password=" + pw + " trailing dbname=x", `without "="`},
 		{"postgres://u:" + pw + "%zz@db:5432/x", "percent-encoded"},
 		{"postgres://u:" + pw + "@db:5432/x?connect_timeout=soon", "invalid connect_timeout"},
+		// An '@' in the password: the rest of it would be taken for the
+		// host and printed by the lookup error.
+		{"postgres://u:ab@" + pw + "@db:5432/x", "percent-encode '@'"},
+		{"postgres://u:ab/" + pw + "@db:5432/x", "percent-encode"},
 	} {
 		_, err := ParseDSN(tc.dsn)
 		if err == nil {

@@ -85,14 +85,14 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool, log *zap.Logger) error
 			return fmt.Errorf("%w: writing a probe row in %s (rolled back): %w: %s", ErrSchemaDamaged, recordsTable, err, damagedFix)
 		}
 	}
-	for _, index := range []string{recordsTable + "_expires", recordsTable + "_changed"} {
+	for index, create := range indexes {
 		var ok bool
 		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, index).Scan(&ok); err != nil {
 			return schemaFault("looking for index "+index, err)
 		}
 		if !ok && log != nil {
-			log.Warn("postgres storage: an index is missing: the store works, but sweeps and watches read the whole table; recreate it as in storage/postgres/schema.go",
-				zap.String("index", index))
+			log.Warn("postgres storage: an index is missing: the store works, but sweeps and watches read the whole table; recreate it with psql",
+				zap.String("index", index), zap.String("statement", create))
 		}
 	}
 	return nil
@@ -111,3 +111,11 @@ func connectFault(err error) error {
 // grantHint is what to do about a permission the server denied while
 // the store runs.
 const grantHint = "permission denied (grant the DSN's user SELECT, INSERT, UPDATE and DELETE on " + recordsTable + ", or make it the tables' owner)"
+
+// indexes are the indexes the store wants, each with the statement that
+// makes it (as the migrations in schema.go do), for the warning about a
+// missing one.
+var indexes = map[string]string{
+	recordsTable + "_expires": "CREATE INDEX " + recordsTable + "_expires ON " + recordsTable + " (expires, expires_ns) WHERE expires IS NOT NULL;",
+	recordsTable + "_changed": "CREATE INDEX " + recordsTable + "_changed ON " + recordsTable + " (kind, changed);",
+}
