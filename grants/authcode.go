@@ -149,7 +149,10 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 		}
 		// A spent code keeps only what a replay needs: that it was used,
 		// and the grant to revoke.
-		if oerr = checkRedemption(&cr, c, form); oerr != nil {
+		if oerr = checkRedemption(&cr, c, form); oerr == nil && cr.DPoPJKT != "" && cr.DPoPJKT != dpopJKT(ctx) {
+			oerr = errDPoPCode
+		}
+		if oerr != nil {
 			return putJSON(tx, storage.KindCodes, key, &codeRecord{Used: true}, rec.Expires)
 		}
 		handle := tokens.RandomID(16)
@@ -158,7 +161,7 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 			return err
 		}
 		aud, _ := e.audienceFor(c, cmp.Or(form.Get("resource"), cr.Resource))
-		at, rt, err = e.startGrant(tx, c, handle, cr.Subject, cr.Scope, aud, cr.AuthTime, now)
+		at, rt, err = e.startGrant(tx, c, handle, cr.Subject, cr.Scope, aud, cr.AuthTime, now, refreshBinding(ctx, c))
 		return err
 	})
 	if err != nil {

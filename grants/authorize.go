@@ -26,13 +26,15 @@ type authzRequest struct {
 	Prompt        []string `json:"prompt,omitempty"`
 	MaxAge        int64    `json:"max_age"` // -1: not given
 	LoginHint     string   `json:"login_hint,omitempty"`
+	// DPoPJKT binds the code to a DPoP key (RFC 9449 §10).
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 }
 
 // authzParams are the authorization request parameters we read; a
 // repeated one is an error, others are ignored.
 var authzParams = []string{"client_id", "redirect_uri", "response_type", "scope", "state",
 	"code_challenge", "code_challenge_method", "nonce", "prompt", "max_age", "login_hint",
-	"response_mode", "request", "request_uri", "resource"}
+	"response_mode", "request", "request_uri", "resource", "dpop_jkt"}
 
 // redirectError is an error sent back to the client's redirect URI
 // (RFC 6749 §4.1.2.1).
@@ -136,6 +138,14 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 		return fail(CodeInvalidRequest, "code_challenge must be the 43-character base64url SHA-256 of the code_verifier")
 	default:
 		ar.Challenge = ch
+	}
+	if jkt := p["dpop_jkt"]; jkt != "" {
+		// An RFC 7638 SHA-256 thumbprint: 43 base64url characters, as an
+		// S256 code_challenge is.
+		if !validS256Challenge(jkt) {
+			return fail(CodeInvalidRequest, "dpop_jkt must be the base64url SHA-256 JWK thumbprint (RFC 7638) of the DPoP key")
+		}
+		ar.DPoPJKT = jkt
 	}
 	if pr := p["prompt"]; pr != "" {
 		ar.Prompt = strings.Split(pr, " ")
@@ -457,7 +467,7 @@ func (e *Engine) postedForm(rw http.ResponseWriter, r *http.Request, st any) boo
 func (e *Engine) issueCode(rw http.ResponseWriter, r *http.Request, ar *authzRequest, sess *sessionRecord) {
 	code := newSecretToken()
 	cr := codeRecord{ClientID: ar.ClientID, RedirectURI: ar.RedirectURI, RedirectGiven: ar.RedirectGiven,
-		Challenge: ar.Challenge, Nonce: ar.Nonce, Scope: ar.Scope, Resource: ar.Resource, Subject: sess.Sub, AuthTime: sess.AuthTime}
+		Challenge: ar.Challenge, Nonce: ar.Nonce, Scope: ar.Scope, Resource: ar.Resource, Subject: sess.Sub, AuthTime: sess.AuthTime, DPoPJKT: ar.DPoPJKT}
 	expires := time.Now().Add(CodeTTL)
 	var reused bool
 	err := e.store.Batch(r.Context(), func(tx storage.Tx) error {

@@ -114,6 +114,11 @@ type ClientSpec struct {
 	// party accepts, or the server's signing_alg. The server always holds
 	// an RS256 key for this, besides the signing_alg key.
 	IDTokenSignedResponseAlg string `json:"id_token_signed_response_alg,omitempty"`
+
+	// DPoPBoundAccessTokens makes the client send a DPoP proof with every
+	// token request (RFC 9449 §5.2), so that all its access tokens are
+	// DPoP-bound. Default: false (a proof is used when sent).
+	DPoPBoundAccessTokens bool `json:"dpop_bound_access_tokens,omitempty"`
 }
 
 // MakePublic registers the client as public (a single-page or native

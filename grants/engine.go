@@ -89,6 +89,8 @@ type Config struct {
 	// holds another. Default false (a bbolt file or memory, used by this
 	// process only, whose issuer a config reload may change).
 	SharedStore bool
+	// DPoP configures DPoP proofs at the token endpoint (RFC 9449).
+	DPoP DPoPConfig
 	// Observer receives token endpoint and security events for metrics;
 	// nil for none.
 	Observer Observer
@@ -112,6 +114,8 @@ type Engine struct {
 	// with it.
 	keys     *tokens.Keys
 	verifier *tokens.Verifier
+	// dpop verifies DPoP proofs at the token endpoint (dpop.go).
+	dpop *tokens.DPoPVerifier
 	// revocations is shared by every engine on the same storage.
 	revocations *tokens.Revocations
 	web         *web
@@ -239,6 +243,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.observer = cfg.Observer
+	if e.dpop, err = newDPoP(cfg.DPoP, e.keys); err != nil {
+		return nil, err
+	}
 	if e.observer == nil {
 		e.observer = nopObserver{}
 	}

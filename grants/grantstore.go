@@ -35,6 +35,9 @@ type codeRecord struct {
 	Resource      string   `json:"resource,omitempty"`
 	Subject       string   `json:"sub,omitempty"`
 	AuthTime      int64    `json:"auth_time,omitempty"`
+	// DPoPJKT is the authorization request's dpop_jkt: redeeming the
+	// code needs a proof of that key (RFC 9449 §10).
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 	// Used is set by the first redemption; Family is the storage key of
 	// the grant it created, revoked if the code is presented again.
 	Used   bool   `json:"used,omitempty"`
@@ -73,6 +76,10 @@ type familyRecord struct {
 	// Issued is when Current was issued, for refresh_token_idle_ttl.
 	// Grants stored before it existed have none: see issuedAt.
 	Issued int64 `json:"rt_iat,omitempty"`
+	// DPoPJKT binds the refresh tokens of a public client's grant to the
+	// DPoP key it was made with (RFC 9449 §5): a refresh must present a
+	// proof of that key.
+	DPoPJKT string `json:"jkt,omitempty"`
 }
 
 // handleLen is the length of a grant handle, tokens.RandomID(16), and secretLen
@@ -218,9 +225,9 @@ func revokeFamilyTx(tx storage.Tx, key string, horizon time.Time) (map[string]in
 // the first access token so that revoking the family revokes it, and,
 // when the client may refresh, the family's first refresh token. It
 // returns the access token's claims and the refresh token ("" when none).
-func (e *Engine) startGrant(tx storage.Tx, c *Client, handle, subject string, scope, aud []string, authTime int64, now time.Time) (*tokens.AccessClaims, string, error) {
+func (e *Engine) startGrant(tx storage.Tx, c *Client, handle, subject string, scope, aud []string, authTime int64, now time.Time, dpopJKT string) (*tokens.AccessClaims, string, error) {
 	fam := familyRecord{GrantID: tokens.RandomID(16), ClientID: c.ID, Subject: subject, Scope: scope, AuthTime: authTime,
-		Resources: aud}
+		Resources: aud, DPoPJKT: dpopJKT}
 	at := tokens.NewAccessClaims(e.issuer, subject, c.ID, aud, scope, now, e.accessTokenTTL)
 	at.Grant = fam.GrantID
 	var rt string

@@ -3,6 +3,7 @@ package grants
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -118,6 +119,30 @@ func invPost(t *testing.T, e *Engine, client string, kv ...string) tokenResult {
 	return tr
 }
 
+// invPostDPoP is invPost with a fresh DPoP proof; the answer must be a
+// DPoP-bound token.
+func invPostDPoP(t *testing.T, e *Engine, client string, kv ...string) tokenResult {
+	t.Helper()
+	v := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v.Set(kv[i], kv[i+1])
+	}
+	r := httptest.NewRequest(http.MethodPost, TokenPath, strings.NewReader(v.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Authorization", siBasicAuth(client, invSecret))
+	r.Header.Set("DPoP", newProofKey(t).proof(t, nil))
+	r.RemoteAddr = loopbackAddr
+	rec := httptest.NewRecorder()
+	e.serveToken(rec, r)
+	tr := tokenResult{status: rec.Code, hdr: rec.Header(), raw: rec.Body.String()}
+	_ = json.Unmarshal(rec.Body.Bytes(), &tr.body)
+	wantOK(t, tr)
+	if tr.str("token_type") != "DPoP" {
+		t.Fatalf("token_type %q, want DPoP", tr.str("token_type"))
+	}
+	return tr
+}
+
 func invExp(t *testing.T, tok string) int64 {
 	t.Helper()
 	if strings.HasPrefix(tok, tokens.OpaquePrefix) {
@@ -161,6 +186,20 @@ var invWays = []invWay{
 		var famExp int64
 		updateGrant(t, e, tr.str("refresh_token"), func(f *familyRecord, rec *storage.Record) { famExp = rec.Expires.Unix() })
 		return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: first.client, user: "bob",
+			parentExp: famExp}
+	}},
+	// DPoP-bound tokens (RFC 9449) are held to the same rules: a proof
+	// changes how a token is used, not how it is revoked.
+	{"client_credentials with DPoP", GrantClientCredentials, func(t *testing.T, e *Engine, s string) invToken {
+		tr := invPostDPoP(t, e, "inv-cc"+s, "grant_type", GrantClientCredentials)
+		return invToken{access: tr.str("access_token"), client: "inv-cc" + s}
+	}},
+	{"password and refresh with DPoP", GrantRefreshToken, func(t *testing.T, e *Engine, s string) invToken {
+		first := invPostDPoP(t, e, "inv-pw"+s, "grant_type", GrantPassword, "username", "bob", "password", "bob-pw", "scope", "openid read")
+		tr := invPostDPoP(t, e, "inv-pw"+s, "grant_type", GrantRefreshToken, "refresh_token", first.str("refresh_token"))
+		var famExp int64
+		updateGrant(t, e, tr.str("refresh_token"), func(f *familyRecord, rec *storage.Record) { famExp = rec.Expires.Unix() })
+		return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: "inv-pw" + s, user: "bob",
 			parentExp: famExp}
 	}},
 	{"jwt-bearer", GrantJWTBearer, func(t *testing.T, e *Engine, s string) invToken {

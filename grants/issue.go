@@ -16,6 +16,7 @@ import (
 // the current key, or an opaque token whose claims are stored first.
 func (e *Engine) issueAccessToken(ctx context.Context, c *Client, claims *tokens.AccessClaims) (*TokenResponse, *Error) {
 	var tok string
+	tokenType := bindDPoP(ctx, claims)
 	if c.AccessTokenFormat == FormatOpaque {
 		b, err := json.Marshal(claims)
 		if err != nil {
@@ -35,7 +36,7 @@ func (e *Engine) issueAccessToken(ctx context.Context, c *Client, claims *tokens
 	}
 	return &TokenResponse{
 		AccessToken: tok,
-		TokenType:   "Bearer",
+		TokenType:   tokenType,
 		ExpiresIn:   claims.ExpiresAt - claims.IssuedAt,
 		Scope:       claims.Scope,
 	}, nil

@@ -38,6 +38,9 @@ type Metadata struct {
 	SubjectTypesSupported                  []string `json:"subject_types_supported"`
 	IDTokenSigningAlgValuesSupported       []string `json:"id_token_signing_alg_values_supported"`
 	ClaimsSupported                        []string `json:"claims_supported"`
+	// DPoPSigningAlgValuesSupported are the DPoP proof algorithms the
+	// token endpoint accepts (RFC 9449 §5.1).
+	DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported,omitempty"`
 }
 
 // metadata builds the document. Both documents carry the same members: the
@@ -114,6 +117,7 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 	m.IntrospectionEndpoint = e.issuer + IntrospectPath
 	m.IntrospectionAuthMethodsSupported = slices.DeleteFunc(slices.Clone(m.TokenEndpointAuthMethodsSupported), func(s string) bool { return s == AuthNone })
 	m.IntrospectionAuthSigningAlgsSupported = m.TokenEndpointAuthSigningAlgsSupported
+	m.DPoPSigningAlgValuesSupported = e.dpop.Algs()
 	slices.Sort(m.ScopesSupported)
 	slices.Sort(m.GrantTypesSupported)
 	if m.GrantTypesSupported == nil {

@@ -69,6 +69,10 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			revoked, err = e.revokeFamily(tx, key)
 			return err
 		}
+		if fam.DPoPJKT != "" && fam.DPoPJKT != dpopJKT(ctx) {
+			oerr = errDPoPBound
+			return nil
+		}
 		if !now.Before(e.refreshDeadline(&fam, famRec.Expires)) {
 			// Unused for refresh_token_idle_ttl: refused, and nothing
 			// written; the record goes at its absolute expiry.
@@ -191,7 +195,7 @@ func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, key, secret 
 		famRec, err = getJSON(tx, storage.KindFamilies, key, &fam)
 		return err
 	})
-	if err != nil || fam.Revoked || fam.ClientID != c.ID || !fam.isCurrent(secret) || !now.Before(e.refreshDeadline(&fam, famRec.Expires)) {
+	if err != nil || fam.Revoked || fam.ClientID != c.ID || !fam.isCurrent(secret) || (fam.DPoPJKT != "" && fam.DPoPJKT != dpopJKT(ctx)) || !now.Before(e.refreshDeadline(&fam, famRec.Expires)) {
 		return nil, nil, false
 	}
 	scope, ok := narrowScope(fam.Scope, want)

@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -72,7 +73,14 @@ func (e *Engine) token(w http.ResponseWriter, r *http.Request) (*TokenResponse, 
 	if !client.Allows(gt) {
 		return nil, errCode(CodeUnauthorizedClient, "this client may not use this grant type")
 	}
+	proof, oerr := e.tokenDPoP(w, r, client)
+	if oerr != nil {
+		return nil, oerr
+	}
 	ctx := r.Context()
+	if proof != nil {
+		ctx = context.WithValue(ctx, dpopKey{}, proof)
+	}
 	if frontOf(ctx) == nil {
 		// No front end said who the client is (a plain net/http server):
 		// the grants count the connection's peer.

@@ -3,6 +3,7 @@ package tokens
 import (
 	"bytes"
 	"crypto"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -18,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -189,7 +191,13 @@ func (v *DPoPVerifier) Algs() []string {
 func (v *DPoPVerifier) Nonces() *DPoPNonces { return v.nonces }
 
 // HasDPoPProof reports whether the request carries any DPoP header.
-func HasDPoPProof(h http.Header) bool { return len(h.Values(DPoPHeader)) > 0 }
+// The key is spelt canonically: Values would canonicalise it on every
+// request, an allocation on the token endpoint's hot path.
+func HasDPoPProof(h http.Header) bool { return len(h[dpopCanonical]) > 0 }
+
+// dpopCanonical is textproto.CanonicalMIMEHeaderKey(DPoPHeader), the
+// key net/http stores the header under.
+const dpopCanonical = "Dpop"
 
 // dpopHeader is the proof's protected header, as sent.
 type dpopHeader struct {
@@ -216,7 +224,7 @@ var privateJWKMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 // returns it; a refusal is a *DPoPError. A proof is remembered only once
 // it passed every other check, so a refused one may be sent again fixed.
 func (v *DPoPVerifier) Verify(h http.Header, c DPoPCheck) (*DPoPProof, error) {
-	vals := h.Values(DPoPHeader)
+	vals := h[dpopCanonical]
 	switch {
 	case len(vals) == 0:
 		return nil, badProof("the DPoP header is missing")
@@ -484,12 +492,24 @@ func removeDotSegments(in string) string {
 // previous step's nonces are accepted. Nodes that share the secret accept
 // each other's nonces.
 type DPoPNonces struct {
-	secret []byte
+	static []byte
+	keys   *Keys
+	cache  atomic.Pointer[nonceSecret]
 	step   time.Duration
 }
 
-// NewDPoPNonces makes a nonce source; a step of zero is
-// DefaultDPoPNonceStep. The secret must be at least 32 bytes.
+// nonceSecret is the secret derived from one key ring.
+type nonceSecret struct {
+	ring   *KeyRing
+	secret []byte
+}
+
+// dpopNonceInfo is the HKDF info of the nonce secret, so that it is never
+// the key of anything else derived from a signing key.
+const dpopNonceInfo = "oauthgate dpop nonce v1"
+
+// NewDPoPNonces makes a nonce source with a fixed secret; a step of zero
+// is DefaultDPoPNonceStep. The secret must be at least 32 bytes.
 func NewDPoPNonces(secret []byte, step time.Duration) (*DPoPNonces, error) {
 	if len(secret) < 32 {
 		return nil, errors.New("the DPoP nonce secret must be at least 32 bytes")
@@ -497,11 +517,47 @@ func NewDPoPNonces(secret []byte, step time.Duration) (*DPoPNonces, error) {
 	if step <= 0 {
 		step = DefaultDPoPNonceStep
 	}
-	return &DPoPNonces{secret: slices.Clone(secret), step: step}, nil
+	return &DPoPNonces{static: slices.Clone(secret), step: step}, nil
 }
 
-func (n *DPoPNonces) at(step int64) string {
-	m := hmac.New(sha256.New, n.secret)
+// DPoPNonces is a nonce source whose secret is derived (HKDF-SHA256) from
+// the current signing key of the ring: every node that shares the key
+// storage hands out and accepts the same nonces, with no state. When the
+// current key changes, nonces of the old one stop verifying and clients
+// get use_dpop_nonce once more, with a fresh nonce.
+func (k *Keys) DPoPNonces(step time.Duration) *DPoPNonces {
+	if step <= 0 {
+		step = DefaultDPoPNonceStep
+	}
+	return &DPoPNonces{keys: k, step: step}
+}
+
+// secret is the HMAC key, or nil when no key is loaded yet.
+func (n *DPoPNonces) secret() []byte {
+	if n.static != nil {
+		return n.static
+	}
+	kr := n.keys.Ring()
+	if kr == nil || kr.Current == nil {
+		return nil
+	}
+	if c := n.cache.Load(); c != nil && c.ring == kr {
+		return c.secret
+	}
+	m, err := privateMaterial(kr.Current)
+	if err != nil {
+		return nil
+	}
+	s, err := hkdf.Key(sha256.New, m, nil, dpopNonceInfo, 32)
+	if err != nil {
+		return nil
+	}
+	n.cache.Store(&nonceSecret{ring: kr, secret: s})
+	return s
+}
+
+func (n *DPoPNonces) at(secret []byte, step int64) string {
+	m := hmac.New(sha256.New, secret)
 	m.Write([]byte("dpop-nonce\x00"))
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(step))
@@ -509,15 +565,23 @@ func (n *DPoPNonces) at(step int64) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
 }
 
-// Current is the nonce to hand out at now.
+// Current is the nonce to hand out at now; "" before a key is loaded.
 func (n *DPoPNonces) Current(now time.Time) string {
-	return n.at(now.UnixNano() / int64(n.step))
+	s := n.secret()
+	if s == nil {
+		return ""
+	}
+	return n.at(s, now.UnixNano()/int64(n.step))
 }
 
 // Valid reports whether s is the current or the previous step's nonce.
 func (n *DPoPNonces) Valid(s string, now time.Time) bool {
+	secret := n.secret()
+	if secret == nil {
+		return false
+	}
 	step := now.UnixNano() / int64(n.step)
-	return hmac.Equal([]byte(s), []byte(n.at(step))) || hmac.Equal([]byte(s), []byte(n.at(step-1)))
+	return hmac.Equal([]byte(s), []byte(n.at(secret, step))) || hmac.Equal([]byte(s), []byte(n.at(secret, step-1)))
 }
 
 // dpopReplay remembers proofs (per target URL, key and jti) until their

@@ -408,3 +408,44 @@ func TestNormalizeHTU(t *testing.T) {
 		}
 	}
 }
+
+func TestDPoPCanonicalKey(t *testing.T) {
+	if dpopCanonical != http.CanonicalHeaderKey(DPoPHeader) {
+		t.Fatalf("dpopCanonical %q is not the canonical key %q", dpopCanonical, http.CanonicalHeaderKey(DPoPHeader))
+	}
+}
+
+// Nonces derived from the key ring: two nodes on one storage accept each
+// other's; a node with other keys does not; none before a key is loaded.
+func TestDPoPNoncesFromKeys(t *testing.T) {
+	ctx := t.Context()
+	now := time.Now()
+	load := func() *Keys {
+		ks, err := NewKeys(KeyOptions{Algs: []string{"ES256"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	}
+	st := openStore(t)
+	a, b, other := load(), load(), load()
+	if n := a.DPoPNonces(0); n.Current(now) != "" || n.Valid("x", now) {
+		t.Fatal("a nonce before any key is loaded")
+	}
+	for _, ks := range []*Keys{a, b} {
+		if err := ks.Load(ctx, st, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := other.Load(ctx, openStore(t), now); err != nil {
+		t.Fatal(err)
+	}
+	na, nb, no := a.DPoPNonces(time.Minute), b.DPoPNonces(time.Minute), other.DPoPNonces(time.Minute)
+	cur := na.Current(now)
+	if cur == "" || !nb.Valid(cur, now) {
+		t.Fatal("a node does not accept the nonce of another on the same storage")
+	}
+	if no.Valid(cur, now) {
+		t.Fatal("a node with other keys accepts the nonce")
+	}
+}

@@ -1,0 +1,117 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+)
+
+// DPoP at the token endpoint (RFC 9449 §5): a token request with a valid
+// proof gets a DPoP-bound access token (cnf.jkt, token_type DPoP) from
+// every grant, since issueAccessToken binds whatever token it issues to
+// the proof of the request.
+
+// DPoP error codes (RFC 9449 §12.2).
+const (
+	CodeInvalidDPoPProof = "invalid_dpop_proof"
+	CodeUseDPoPNonce     = "use_dpop_nonce"
+)
+
+// DPoPConfig configures DPoP proofs at the token endpoint.
+type DPoPConfig struct {
+	// Nonce makes every proof carry a server nonce (RFC 9449 §8),
+	// handed out in the DPoP-Nonce header. The nonces are stateless,
+	// derived from the signing key, so every node of a cluster accepts
+	// those of the others. Default false.
+	Nonce bool
+	// Algs are the proof algorithms accepted; tokens.DefaultDPoPAlgs
+	// (every registered asymmetric one) when empty.
+	Algs []string
+}
+
+// newDPoP makes the token endpoint's proof verifier.
+func newDPoP(cfg DPoPConfig, keys *tokens.Keys) (*tokens.DPoPVerifier, error) {
+	o := tokens.DPoPOptions{Algs: cfg.Algs}
+	if cfg.Nonce {
+		o.Nonces = keys.DPoPNonces(0)
+	}
+	return tokens.NewDPoPVerifier(o)
+}
+
+// dpopKey is the context key of a token request's verified proof.
+type dpopKey struct{}
+
+// dpopJKT is the thumbprint of the request's verified proof key, or "".
+func dpopJKT(ctx context.Context) string {
+	if p, ok := ctx.Value(dpopKey{}).(*tokens.DPoPProof); ok {
+		return p.JKT
+	}
+	return ""
+}
+
+// refreshBinding is the key a new grant's refresh tokens are bound to:
+// a public client's proof key (RFC 9449 §5); a confidential client's
+// refresh tokens are bound to its authentication instead.
+func refreshBinding(ctx context.Context, c *Client) string {
+	if c.AuthMethod != AuthNone {
+		return ""
+	}
+	return dpopJKT(ctx)
+}
+
+// tokenDPoP checks the token request's proof, if any, against the token
+// endpoint's URL built from the configured issuer. A client registered
+// with dpop_bound_access_tokens must send one. With nonces on, every
+// answer to a request with a proof carries a fresh DPoP-Nonce.
+func (e *Engine) tokenDPoP(w http.ResponseWriter, r *http.Request, c *Client) (*tokens.DPoPProof, *Error) {
+	if !tokens.HasDPoPProof(r.Header) {
+		if c.DPoPBoundAccessTokens {
+			return nil, errCode(CodeInvalidDPoPProof, "this client must send a DPoP proof (it is registered with dpop_bound_access_tokens)")
+		}
+		return nil, nil
+	}
+	if n := e.dpop.Nonces(); n != nil {
+		if v := n.Current(time.Now()); v != "" {
+			w.Header().Set(tokens.DPoPNonceHeader, v)
+		}
+	}
+	p, err := e.dpop.Verify(r.Header, tokens.DPoPCheck{Method: r.Method, URL: e.issuer + TokenPath})
+	if err == nil {
+		return p, nil
+	}
+	var de *tokens.DPoPError
+	switch {
+	case errors.Is(err, tokens.ErrUseDPoPNonce):
+		return nil, errCode(CodeUseDPoPNonce, "send a DPoP proof with the nonce from the DPoP-Nonce header")
+	case errors.Is(err, tokens.ErrDPoPBusy):
+		return nil, &Error{Code: CodeTemporarilyUnavailable, Description: "too many DPoP proofs at once; retry", Status: http.StatusServiceUnavailable, RetryAfter: 1}
+	case errors.As(err, &de):
+		return nil, errCode(CodeInvalidDPoPProof, de.Reason)
+	}
+	return nil, errServer.withCause(err)
+}
+
+// bindDPoP binds an access token to the request's proof key, if any,
+// and returns its token type.
+func bindDPoP(ctx context.Context, claims *tokens.AccessClaims) string {
+	jkt := dpopJKT(ctx)
+	if jkt == "" {
+		return "Bearer"
+	}
+	if claims.Cnf == nil {
+		claims.Cnf = &tokens.Cnf{}
+	}
+	claims.Cnf.JKT = jkt
+	return "DPoP"
+}
+
+// errDPoPBound refuses a refresh of a grant bound to another DPoP key,
+// or without a proof (RFC 9449 §5).
+var errDPoPBound = errCode(CodeInvalidGrant, "this refresh token is bound to a DPoP key: send a DPoP proof signed with that key")
+
+// errDPoPCode refuses the redemption of a code bound by dpop_jkt with a
+// proof of another key, or without one (RFC 9449 §10).
+var errDPoPCode = errCode(CodeInvalidGrant, "this authorization code is bound to a DPoP key (dpop_jkt): send a DPoP proof signed with that key")
