@@ -134,6 +134,20 @@ type App struct {
 	// while it is set. Default: false.
 	SealPlainKeys bool `json:"seal_plain_keys,omitempty"`
 
+	// DPoPNonce makes the token endpoint require a server nonce in every
+	// DPoP proof (RFC 9449 §8): a proof without the current one gets 400
+	// use_dpop_nonce and the nonce in a DPoP-Nonce header, and the client
+	// retries with it. Nonces are derived from the signing key, so every
+	// node on one storage accepts those of the others. Default: false
+	// (proofs are limited by their iat and single-use jti instead).
+	DPoPNonce bool `json:"dpop_nonce,omitempty"`
+
+	// DPoPSigningAlgs are the algorithms a DPoP proof may be signed with,
+	// listed in the metadata as dpop_signing_alg_values_supported. Only
+	// asymmetric ones are allowed. Default: ES256 ES384 ES512 EdDSA RS256
+	// RS384 RS512 PS256 PS384 PS512.
+	DPoPSigningAlgs []string `json:"dpop_signing_algs,omitempty"`
+
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
 
@@ -300,6 +314,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		KeyRotation:      time.Duration(a.KeyRotation),
 		KeyEncryptionKey: []byte(kek),
 		SealPlainKeys:    a.SealPlainKeys,
+		DPoP:             grants.DPoPConfig{Nonce: a.DPoPNonce, Algs: a.DPoPSigningAlgs},
 		SharedStore:      isShared(a.store),
 		Observer:         metricsObserver{},
 		Logger:           a.logger,

@@ -38,6 +38,8 @@ func init() {
 //		logo <file>
 //		login_max_failures <n>
 //		behind_tls_proxy
+//		dpop_nonce
+//		dpop_signing_algs <alg...>
 //		scope_description <scope> <text>
 //		client <id> {
 //			name <display name>
@@ -61,6 +63,7 @@ func init() {
 //			resource_server
 //			access_token_format jwt|opaque
 //			id_token_signed_response_alg RS256|<signing_alg>
+//			dpop_bound_access_tokens
 //			exchange {
 //				audience <uri...>
 //				resource <uri...>
@@ -183,6 +186,8 @@ var appOptions = optionParsers[App]{
 	"logo":                   func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.Logo) },
 	"behind_tls_proxy":       func(d *caddyfile.Dispenser, a *App) error { a.BehindTLSProxy = true; return cfargs.NoArgs(d) },
 	"seal_plain_keys":        func(d *caddyfile.Dispenser, a *App) error { a.SealPlainKeys = true; return cfargs.NoArgs(d) },
+	"dpop_nonce":             func(d *caddyfile.Dispenser, a *App) error { a.DPoPNonce = true; return cfargs.NoArgs(d) },
+	"dpop_signing_algs":      func(d *caddyfile.Dispenser, a *App) error { return cfargs.ListArg(d, &a.DPoPSigningAlgs) },
 	"sweep_interval": func(d *caddyfile.Dispenser, a *App) error {
 		if err := cfargs.DurationArg(d, &a.SweepInterval); err != nil {
 			return err
@@ -278,6 +283,10 @@ var clientOptions = optionParsers[ClientConfig]{
 	"trusted":         func(d *caddyfile.Dispenser, c *ClientConfig) error { c.Trusted = true; return cfargs.NoArgs(d) },
 	"pkce_optional":   func(d *caddyfile.Dispenser, c *ClientConfig) error { c.PKCEOptional = true; return cfargs.NoArgs(d) },
 	"resource_server": func(d *caddyfile.Dispenser, c *ClientConfig) error { c.ResourceServer = true; return cfargs.NoArgs(d) },
+	"dpop_bound_access_tokens": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		c.DPoPBoundAccessTokens = true
+		return cfargs.NoArgs(d)
+	},
 	"access_token_format": func(d *caddyfile.Dispenser, c *ClientConfig) error {
 		return cfargs.OneArg(d, &c.AccessTokenFormat)
 	},

@@ -6,6 +6,8 @@ import (
 	"go/parser"
 	"go/token"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,13 +27,14 @@ const everyOption = "oauth {\n" +
 	" refresh_grace_period 30s\n session_ttl 1h\n key_rotation 720h\n" +
 	" key_encryption_key {env.KEK}\n sweep_interval 2m\n templates_dir /t\n logo /l.png\n" +
 	" login_max_failures 7\n behind_tls_proxy\n seal_plain_keys\n" +
+	" dpop_nonce\n dpop_signing_algs ES256 EdDSA\n dpop_signing_algs PS256\n" +
 	" scope_description invoices:read \"Read your invoices\"\n scope_description openid \"Sign you in\"\n" +
 	" client web {\n  name \"Billing portal\"\n  logo_uri https://w.test/logo.png\n  client_uri https://w.test/\n  policy_uri https://w.test/privacy\n  secret s3cret\n  auth_method client_secret_post\n" +
 	"  grant_types authorization_code refresh_token\n  grant_types client_credentials\n" +
 	"  scopes a b\n  audience https://api.test\n  redirect_uri https://w.test/cb\n" +
 	"  redirect_uris https://w.test/cb2\n  post_logout_redirect_uri https://w.test/bye\n" +
 	"  post_logout_redirect_uris https://w.test/bye2\n  trusted\n  pkce_optional\n" +
-	"  access_token_format opaque\n  id_token_signed_response_alg ES256\n" +
+	"  access_token_format opaque\n  id_token_signed_response_alg ES256\n  dpop_bound_access_tokens\n" +
 	"  exchange {\n   audience urn:a urn:b\n   resource https://r.test/\n  }\n }\n" +
 	" client spa {\n  public\n  secret_hash sha256:" + "abababababababababababababababababababababababababababababababab" + "\n" +
 	"  jwks_file /k.json\n  resource_server\n }\n" +
@@ -50,10 +53,10 @@ const everyOptionJSON = `{"issuer":"https://as.test","storage_path":"/tmp/o.db",
 	`"refresh_grace_period":30000000000,"session_ttl":3600000000000,"templates_dir":"/t","logo":"/l.png",` +
 	`"scope_descriptions":{"invoices:read":"Read your invoices","openid":"Sign you in"},` +
 	`"login_max_failures":7,"behind_tls_proxy":true,"sweep_interval":120000000000,"key_rotation":2592000000000000,` +
-	`"key_encryption_key":"{env.KEK}","seal_plain_keys":true,"clients":[` +
+	`"key_encryption_key":"{env.KEK}","seal_plain_keys":true,"dpop_nonce":true,"dpop_signing_algs":["ES256","EdDSA","PS256"],"clients":[` +
 	`{"client_id":"web","client_name":"Billing portal","logo_uri":"https://w.test/logo.png","client_uri":"https://w.test/","policy_uri":"https://w.test/privacy","auth_method":"client_secret_post","grant_types":["authorization_code","refresh_token","client_credentials"],` +
 	`"scopes":["a","b"],"audience":["https://api.test"],"redirect_uris":["https://w.test/cb","https://w.test/cb2"],` +
-	`"post_logout_redirect_uris":["https://w.test/bye","https://w.test/bye2"],"trusted":true,"pkce_optional":true,"access_token_format":"opaque","id_token_signed_response_alg":"ES256",` +
+	`"post_logout_redirect_uris":["https://w.test/bye","https://w.test/bye2"],"trusted":true,"pkce_optional":true,"access_token_format":"opaque","id_token_signed_response_alg":"ES256","dpop_bound_access_tokens":true,` +
 	`"secret":"s3cret","exchange":{"audiences":["urn:a","urn:b"],"resources":["https://r.test/"]}},` +
 	`{"client_id":"spa","resource_server":true,"secret_hash":"sha256:abababababababababababababababababababababababababababababababab","jwks_file":"/k.json","public":true},` +
 	`{"client_id":"jwt","auth_method":"private_key_jwt","jwks":{"keys":[]}},` +
@@ -94,6 +97,9 @@ func TestGlobalOptionErrors(t *testing.T) {
 		{"oauth {\n login_max_failures many\n}", `login_max_failures must be a positive integer, not "many", at Caddyfile:2`},
 		{"oauth {\n behind_tls_proxy yes\n}", "wrong argument count or unexpected line ending after 'yes', at Caddyfile:2"},
 		{"oauth {\n seal_plain_keys yes\n}", "wrong argument count or unexpected line ending after 'yes', at Caddyfile:2"},
+		{"oauth {\n dpop_nonce on\n}", "wrong argument count or unexpected line ending after 'on', at Caddyfile:2"},
+		{"oauth {\n dpop_signing_algs\n}", "wrong argument count or unexpected line ending after 'dpop_signing_algs', at Caddyfile:2"},
+		{"oauth {\n client svc {\n  dpop_bound_access_tokens yes\n }\n}", "wrong argument count or unexpected line ending after 'yes', at Caddyfile:3"},
 		{"oauth {\n scope_description invoices:read\n}", `scope_description needs a scope and its text: scope_description invoices:read "Read your invoices", at Caddyfile:2`},
 		{"oauth {\n scope_description a b c\n}", `scope_description needs a scope and its text: scope_description invoices:read "Read your invoices", at Caddyfile:2`},
 		{"oauth {\n client svc {\n  name\n }\n}", "wrong argument count or unexpected line ending after 'name', at Caddyfile:3"},
@@ -391,5 +397,26 @@ func TestSecretPlaceholdersInAdaptedJSON(t *testing.T) {
 	}
 	if _, err := provisionApp(cfg); err != nil {
 		t.Fatalf("{file.PATH} with 32 bytes: %v", err)
+	}
+}
+
+// TestDPoPOptions: the DPoP options reach the engine, which refuses a
+// symmetric proof algorithm.
+func TestDPoPOptions(t *testing.T) {
+	if _, err := provisionApp("oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n dpop_nonce\n dpop_signing_algs ES256 EdDSA\n}"); err != nil {
+		t.Fatalf("dpop options: %v", err)
+	}
+	if _, err := provisionApp("oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n dpop_signing_algs HS256\n}"); err == nil || !strings.Contains(err.Error(), "HS256") {
+		t.Fatalf("dpop_signing_algs HS256: %v", err)
+	}
+}
+
+// The admin API takes dpop_bound_access_tokens (its body is decoded
+// strictly, so an unknown member would be refused).
+func TestAdminClientDPoPBound(t *testing.T) {
+	var in adminClient
+	r := httptest.NewRequest(http.MethodPost, "/oauth/clients", strings.NewReader(`{"client_id":"svc","grant_types":["client_credentials"],"dpop_bound_access_tokens":true}`))
+	if err := decodeAdmin(httptest.NewRecorder(), r, &in); err != nil || !in.DPoPBoundAccessTokens {
+		t.Fatalf("decodeAdmin: %+v %v", in, err)
 	}
 }

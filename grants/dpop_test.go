@@ -310,3 +310,17 @@ func TestDPoPMetadata(t *testing.T) {
 		t.Fatal("HS256 accepted for DPoP")
 	}
 }
+
+// dpop_bound_access_tokens on a client registered at run time (the admin
+// API's path) is kept and enforced.
+func TestDPoPBoundRuntimeClient(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t)
+	secret, err := e.AddClient(t.Context(), &Client{ClientSpec: ClientSpec{ID: "rt-dpop", AuthMethod: AuthSecretBasic,
+		GrantTypes: []string{GrantClientCredentials}, DPoPBoundAccessTokens: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := url.Values{"grant_type": {GrantClientCredentials}}
+	wantErr(t, postTokenRaw(e, cc, siBasicAuth("rt-dpop", secret)), 400, CodeInvalidDPoPProof)
+}
