@@ -71,8 +71,9 @@ func (e *Engine) cors(w http.ResponseWriter, r *http.Request, policy corsPolicy,
 		if allow != "" {
 			h.Set("Access-Control-Allow-Origin", allow)
 			if policy == corsAppOrigins {
-				// An app reads the challenge of a refused request.
-				h.Set("Access-Control-Expose-Headers", "WWW-Authenticate")
+				// An app reads the challenge of a refused request, and
+				// the server nonce a DPoP client retries with.
+				h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, DPoP-Nonce")
 			}
 		}
 		return false
@@ -87,7 +88,7 @@ func (e *Engine) cors(w http.ResponseWriter, r *http.Request, policy corsPolicy,
 		if policy == corsAnyOrigin {
 			h.Set("Access-Control-Allow-Headers", "*")
 		} else {
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, DPoP")
 		}
 		h.Set("Access-Control-Max-Age", corsMaxAge)
 	}

@@ -58,6 +58,7 @@ func TestCORSClientEndpoints(t *testing.T) {
 		headers string
 	}{
 		{"token", e.serveToken, http.MethodPost, "content-type"},
+		{"token with a DPoP proof", e.serveToken, http.MethodPost, "dpop"},
 		{"revoke", e.serveRevoke, http.MethodPost, "content-type"},
 		{"userinfo", e.serveUserinfo, http.MethodGet, "authorization"},
 	}
@@ -93,7 +94,8 @@ func TestCORSClientEndpoints(t *testing.T) {
 			rec = corsRequest(ep.h, ep.method, good, nil, "token=x")
 			h = rec.Header()
 			if h.Get("Access-Control-Allow-Origin") != good || h.Get("Access-Control-Allow-Credentials") != "" || !varyHasOrigin(h) ||
-				!strings.Contains(h.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
+				!strings.Contains(h.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") ||
+				!strings.Contains(h.Get("Access-Control-Expose-Headers"), "DPoP-Nonce") {
 				t.Fatalf("actual request from %s: %d %v", good, rec.Code, h)
 			}
 			rec = corsRequest(ep.h, ep.method, "https://evil.test", nil, "token=x")
