@@ -1,7 +1,8 @@
 # `make test` is the project's test command: it installs what the browser
 # tests need (Debian's chromium and chromium-driver) and the storage fault
 # tests need (e2fsprogs, for an ext4 image) and the PostgreSQL tests need
-# (Debian's postgresql, whose server they start themselves) when missing, then runs every
+# (Debian's postgresql, whose server they start themselves) and the DPoP client
+# test needs (nodejs, npm and its locked npm packages) when missing, then runs every
 # test with the race detector.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -18,6 +19,13 @@ deps:
 	@if ! command -v mkfs.ext4 >/dev/null 2>&1 && ! [ -x /sbin/mkfs.ext4 ]; then \
 		echo "installing e2fsprogs for the storage fault tests"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs; \
+	fi
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		echo "installing nodejs and npm for the DPoP third-party client test (oauth4webapi)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
+	fi
+	@if ! [ -d integration/testdata/dpop-node/node_modules ]; then \
+		npm ci --no-audit --no-fund --prefix integration/testdata/dpop-node; \
 	fi
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		echo "installing postgresql for the storage/postgres tests (they start their own server)"; \

@@ -1,0 +1,126 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Ports of the DPoP client test: 19560 the authorization server, issuer
+// http://localhost:19560.
+const dpopIssuer = "http://localhost:19560"
+
+// dpopNodeCaddyfile: nonces on, a client that must use DPoP.
+func dpopNodeCaddyfile(path string) string {
+	return "{\n\tskip_install_trust\n\tadmin localhost:2999\n\thttp_port 19080\n\thttps_port 19443\n\tgrace_period 1ns\n" +
+		"\toauth {\n\t\tissuer " + dpopIssuer + "\n\t\tstorage_path " + path + "\n\t\tdpop_nonce\n" +
+		"\t\tclient dpop-svc {\n\t\t\tsecret dpop-secret-0123456789abcdef\n\t\t\tgrant_types client_credentials\n" +
+		"\t\t\tscopes read\n\t\t\tdpop_bound_access_tokens\n\t\t}\n\t}\n}\n\n" +
+		"http://localhost:19560 {\n\tbind 127.0.0.1\n\toauth_server\n}\n"
+}
+
+// nodeClientDir is the npm project of the third-party client.
+const nodeClientDir = "testdata/dpop-node"
+
+// nodeClient installs the npm client (npm ci, from its lock file) when
+// it is not installed yet.
+func nodeClient(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node not found: the DPoP client test runs oauth4webapi on Node.js 20+ (apt-get install nodejs npm, or `make test`)")
+	}
+	if _, err := os.Stat(filepath.Join(nodeClientDir, "node_modules", "oauth4webapi")); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
+		cmd.Dir = nodeClientDir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm ci in %s: %v\n%s", nodeClientDir, err, out)
+		}
+	}
+	return node
+}
+
+// TestDPoPThirdPartyClient: oauth4webapi, a client library we did not
+// write, gets a DPoP-bound token from a real Caddy with nonces on: its
+// first request is refused with use_dpop_nonce, it retries with the
+// server's nonce, and the token it gets is bound (cnf.jkt) to its key, as
+// introspection confirms. Without a proof the same client is refused.
+func TestDPoPThirdPartyClient(t *testing.T) {
+	node := nodeClient(t)
+	startCaddy(t, dpopNodeCaddyfile(storagePath(t)))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "client.mjs", dpopIssuer, "dpop-svc", "dpop-secret-0123456789abcdef")
+	cmd.Dir = nodeClientDir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("the oauth4webapi client failed: %v\n%s", err, stderr.String())
+	}
+	var res struct {
+		NonceRetries  int      `json:"nonceRetries"`
+		DPoPAlgs      []string `json:"dpopAlgs"`
+		TokenType     string   `json:"tokenType"`
+		AccessToken   string   `json:"accessToken"`
+		JKT           string   `json:"jkt"`
+		Introspection struct {
+			Active    bool              `json:"active"`
+			TokenType string            `json:"token_type"`
+			Cnf       map[string]string `json:"cnf"`
+		} `json:"introspection"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("client output %q: %v", out, err)
+	}
+	if res.NonceRetries != 1 {
+		t.Errorf("nonce retries = %d, want 1 (the first proof has no nonce)", res.NonceRetries)
+	}
+	if len(res.DPoPAlgs) == 0 {
+		t.Errorf("the client saw no dpop_signing_alg_values_supported")
+	}
+	if !strings.EqualFold(res.TokenType, "DPoP") {
+		t.Errorf("token_type = %q, want DPoP", res.TokenType)
+	}
+	parts := strings.Split(res.AccessToken, ".")
+	if len(parts) != 3 {
+		t.Fatalf("access token is not a JWT")
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims struct {
+		Cnf map[string]string `json:"cnf"`
+	}
+	_ = json.Unmarshal(payload, &claims)
+	if res.JKT == "" || claims.Cnf["jkt"] != res.JKT {
+		t.Errorf("cnf.jkt = %q, want the client's key thumbprint %q", claims.Cnf["jkt"], res.JKT)
+	}
+	if !res.Introspection.Active || res.Introspection.TokenType != "DPoP" || res.Introspection.Cnf["jkt"] != res.JKT {
+		t.Errorf("introspection = %+v", res.Introspection)
+	}
+
+	// The same client without a proof: refused, it must use DPoP.
+	req, _ := http.NewRequest(http.MethodPost, dpopIssuer+"/oauth/token", strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("dpop-svc", "dpop-secret-0123456789abcdef")
+	resp2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	var e2 struct{ Error string }
+	_ = json.NewDecoder(resp2.Body).Decode(&e2)
+	if resp2.StatusCode != http.StatusBadRequest || e2.Error != "invalid_dpop_proof" {
+		t.Errorf("a token request without a proof: %d %q", resp2.StatusCode, e2.Error)
+	}
+}
