@@ -324,3 +324,23 @@ func TestDPoPBoundRuntimeClient(t *testing.T) {
 	cc := url.Values{"grant_type": {GrantClientCredentials}}
 	wantErr(t, postTokenRaw(e, cc, siBasicAuth("rt-dpop", secret)), 400, CodeInvalidDPoPProof)
 }
+
+// DPOP-18 at userinfo: a DPoP-bound token is not a bearer token there
+// either; the same grant's bearer token is.
+func TestDPoPUserinfoNoDowngrade(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t)
+	a := newProofKey(t)
+	code, verifier := newBrowser(t, e).getCode("c-web", "scope", "openid read")
+	tr := postTokenDPoP(e, "c-web", url.Values{"grant_type": {GrantAuthorizationCode}, "code": {code}, "redirect_uri": {testRedirect["c-web"]}, "code_verifier": {verifier}}, a.proof(t, nil))
+	wantDPoP(t, e, tr, a, "")
+	rec, _ := userinfo(e, http.MethodGet, UserinfoPath, "Bearer "+tr.str("access_token"))
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Header().Get("WWW-Authenticate"), "invalid_token") {
+		t.Fatalf("userinfo with a DPoP-bound token as Bearer: %d %s", rec.Code, rec.Header().Get("WWW-Authenticate"))
+	}
+	bearer := postTokenDPoP(e, "c-web", url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {tr.str("refresh_token")}})
+	wantOK(t, bearer)
+	if rec, _ := userinfo(e, http.MethodGet, UserinfoPath, "Bearer "+bearer.str("access_token")); rec.Code != http.StatusOK {
+		t.Fatalf("userinfo with a bearer token: %d", rec.Code)
+	}
+}

@@ -41,6 +41,12 @@ func (e *Engine) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		tokens.WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
 		return
 	}
+	if c.Cnf != nil && c.Cnf.JKT != "" {
+		// A DPoP-bound token is never a bearer token (RFC 9449 §7.2);
+		// the DPoP scheme is not served here yet (issue 15, item 2).
+		tokens.WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
+		return
+	}
 	scopes := c.Scopes()
 	if !slices.Contains(scopes, "openid") {
 		tokens.WriteBearerError(w, base, http.StatusForbidden, "insufficient_scope", "openid")

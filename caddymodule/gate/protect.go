@@ -652,6 +652,13 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			claims, err = p.foreignOpaque(token, time.Now())
 		}
 	}
+	if err == nil && claims.Cnf != nil && claims.Cnf.JKT != "" {
+		// A DPoP-bound token is never a bearer token (RFC 9449 §7.2):
+		// without its proof it is refused. The DPoP scheme itself is not
+		// served here yet (issue 15, item 2), so such a token is refused
+		// whatever its scheme.
+		err = &tokens.TokenError{Reason: "a DPoP-bound token presented as a bearer token"}
+	}
 	if errors.Is(err, tokens.ErrUnavailable) {
 		// An opaque token whose lookup failed may be good.
 		return p.unavailable(w, r, "oauth storage unavailable", err)
