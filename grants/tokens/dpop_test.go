@@ -13,6 +13,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -447,5 +449,25 @@ func TestDPoPNoncesFromKeys(t *testing.T) {
 	}
 	if no.Valid(cur, now) {
 		t.Fatal("a node with other keys accepts the nonce")
+	}
+}
+
+// The same proof sent many times at once is accepted exactly once.
+func TestDPoPReplayConcurrent(t *testing.T) {
+	now := time.Now()
+	v, _ := NewDPoPVerifier(DPoPOptions{Now: func() time.Time { return now }})
+	p := ecKey(t, elliptic.P256()).proof(t, "ES256", now, nil, nil)
+	var wg sync.WaitGroup
+	var ok atomic.Int32
+	for range 16 {
+		wg.Go(func() {
+			if _, err := v.Verify(hdr(p), DPoPCheck{Method: "POST", URL: dpopTarget}); err == nil {
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 1 {
+		t.Fatalf("accepted %d times, want once", ok.Load())
 	}
 }
