@@ -5,25 +5,38 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Ports of the DPoP client test: 19560 the authorization server, issuer
 // http://localhost:19560.
 const dpopIssuer = "http://localhost:19560"
 
-// dpopNodeCaddyfile: nonces on, a client that must use DPoP.
-func dpopNodeCaddyfile(path string) string {
+// dpopNodeCaddyfile: nonces on, a client that must use DPoP, and a
+// public client with alice to sign in.
+func dpopNodeCaddyfile(t *testing.T, path string) string {
+	hash, err := bcrypt.GenerateFromPassword([]byte("alice-password"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return "{\n\tskip_install_trust\n\tadmin localhost:2999\n\thttp_port 19080\n\thttps_port 19443\n\tgrace_period 1ns\n" +
 		"\toauth {\n\t\tissuer " + dpopIssuer + "\n\t\tstorage_path " + path + "\n\t\tdpop_nonce\n" +
 		"\t\tclient dpop-svc {\n\t\t\tsecret dpop-secret-0123456789abcdef\n\t\t\tgrant_types client_credentials\n" +
-		"\t\t\tscopes read\n\t\t\tdpop_bound_access_tokens\n\t\t}\n\t}\n}\n\n" +
+		"\t\t\tscopes read\n\t\t\tdpop_bound_access_tokens\n\t\t}\n" +
+		"\t\tclient dpop-spa {\n\t\t\tpublic\n\t\t\ttrusted\n\t\t\tredirect_uri http://127.0.0.1/callback\n" +
+		"\t\t\tgrant_types authorization_code refresh_token\n\t\t\tscopes read\n\t\t}\n" +
+		"\t\tuser alice {\n\t\t\tpassword_hash " + string(hash) + "\n\t\t}\n\t}\n}\n\n" +
 		"http://localhost:19560 {\n\tbind 127.0.0.1\n\toauth_server\n}\n"
 }
 
@@ -57,7 +70,7 @@ func nodeClient(t *testing.T) string {
 // introspection confirms. Without a proof the same client is refused.
 func TestDPoPThirdPartyClient(t *testing.T) {
 	node := nodeClient(t)
-	startCaddy(t, dpopNodeCaddyfile(storagePath(t)))
+	startCaddy(t, dpopNodeCaddyfile(t, storagePath(t)))
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -122,5 +135,102 @@ func TestDPoPThirdPartyClient(t *testing.T) {
 	_ = json.NewDecoder(resp2.Body).Decode(&e2)
 	if resp2.StatusCode != http.StatusBadRequest || e2.Error != "invalid_dpop_proof" {
 		t.Errorf("a token request without a proof: %d %q", resp2.StatusCode, e2.Error)
+	}
+}
+
+// TestDPoPThirdPartyPublicClient: oauth4webapi as a public client binds
+// its code to its key (dpop_jkt), redeems it and refreshes with proofs of
+// that key, each after one use_dpop_nonce; both tokens are bound to the
+// key; the rotated refresh token is refused with another key (RFC 9449
+// §5, DPOP-16, DPOP-17).
+func TestDPoPThirdPartyPublicClient(t *testing.T) {
+	node := nodeClient(t)
+	startCaddy(t, dpopNodeCaddyfile(t, storagePath(t)))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "public.mjs", dpopIssuer, "dpop-spa", "http://127.0.0.1/callback")
+	cmd.Dir = nodeClientDir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(stdout)
+	var start struct{ Challenge, State, JKT string }
+	if err := dec.Decode(&start); err != nil {
+		t.Fatalf("the client's first line: %v\n%s", err, stderr.String())
+	}
+
+	// alice signs in over plain HTTP (a cookie jar, no redirects followed).
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	q := url.Values{"client_id": {"dpop-spa"}, "redirect_uri": {"http://127.0.0.1/callback"}, "response_type": {"code"},
+		"scope": {"read"}, "code_challenge": {start.Challenge}, "code_challenge_method": {"S256"}, "state": {start.State},
+		"dpop_jkt": {start.JKT}}
+	resp, err := c.Get(dpopIssuer + "/oauth/authorize?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	form := formFields(t, string(page))
+	form.Set("username", "alice")
+	form.Set("password", "alice-password")
+	resp, err = c.PostForm(dpopIssuer+"/oauth/authorize/login", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusFound || !strings.Contains(loc, "code=") {
+		t.Fatalf("sign-in: %d %q", resp.StatusCode, loc)
+	}
+	if _, err := io.WriteString(stdin, loc+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		JKT                string `json:"jkt"`
+		NonceRetries       int    `json:"nonceRetries"`
+		CodeTokenType      string `json:"codeTokenType"`
+		CodeAccessToken    string `json:"codeAccessToken"`
+		RefreshTokenType   string `json:"refreshTokenType"`
+		RefreshAccessToken string `json:"refreshAccessToken"`
+		OtherKeyError      string `json:"otherKeyError"`
+	}
+	if err := dec.Decode(&res); err != nil {
+		t.Fatalf("the client's result: %v\n%s", err, stderr.String())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the client: %v\n%s", err, stderr.String())
+	}
+	// One nonce retry for the code; the refresh reuses the nonce the
+	// code's answer carried.
+	if res.NonceRetries < 1 {
+		t.Errorf("nonce retries = %d, want at least 1", res.NonceRetries)
+	}
+	for name, tt := range map[string]string{"code": res.CodeTokenType, "refresh": res.RefreshTokenType} {
+		if !strings.EqualFold(tt, "DPoP") {
+			t.Errorf("%s: token_type %q, want DPoP", name, tt)
+		}
+	}
+	for name, at := range map[string]string{"code": res.CodeAccessToken, "refresh": res.RefreshAccessToken} {
+		parts := strings.Split(at, ".")
+		if len(parts) != 3 {
+			t.Fatalf("%s: access token is not a JWT", name)
+		}
+		payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		var claims struct {
+			Cnf map[string]string `json:"cnf"`
+		}
+		_ = json.Unmarshal(payload, &claims)
+		if claims.Cnf["jkt"] != start.JKT {
+			t.Errorf("%s: cnf.jkt = %q, want %q", name, claims.Cnf["jkt"], start.JKT)
+		}
+	}
+	if res.OtherKeyError != "invalid_grant" {
+		t.Errorf("refresh with another key: %q, want invalid_grant", res.OtherKeyError)
 	}
 }
