@@ -433,6 +433,13 @@ func (a *App) GateSettings() (issuer string, behindTLSProxy bool) {
 	return a.Issuer, a.BehindTLSProxy
 }
 
+// DPoPSettings tells oauth_protect the proof algorithms and the server
+// nonces (nil unless dpop_nonce) of the token endpoint, so that one
+// nonce serves both.
+func (a *App) DPoPSettings() (algs []string, nonces *tokens.DPoPNonces) {
+	return a.engine.DPoPAlgs(), a.engine.DPoPNonces()
+}
+
 // Interface guards
 var (
 	_ caddy.App          = (*App)(nil)

@@ -41,6 +41,15 @@ func newDPoP(cfg DPoPConfig, keys *tokens.Keys) (*tokens.DPoPVerifier, error) {
 	return tokens.NewDPoPVerifier(o)
 }
 
+// DPoPAlgs are the proof algorithms the token endpoint accepts, for a
+// resource server of this issuer (oauth_protect).
+func (e *Engine) DPoPAlgs() []string { return e.dpop.Algs() }
+
+// DPoPNonces are the token endpoint's server nonces, nil unless
+// DPoPConfig.Nonce: stateless, so a resource server of this issuer
+// hands out and accepts the same ones.
+func (e *Engine) DPoPNonces() *tokens.DPoPNonces { return e.dpop.Nonces() }
+
 // dpopKey is the context key of a token request's verified proof.
 type dpopKey struct{}
 
@@ -115,3 +124,26 @@ var errDPoPBound = errCode(CodeInvalidGrant, "this refresh token is bound to a D
 // errDPoPCode refuses the redemption of a code bound by dpop_jkt with a
 // proof of another key, or without one (RFC 9449 §10).
 var errDPoPCode = errCode(CodeInvalidGrant, "this authorization code is bound to a DPoP key (dpop_jkt): send a DPoP proof signed with that key")
+
+// userinfoDPoP applies RFC 9449 §7 at the userinfo endpoint, a resource
+// server of this issuer: a bound token needs the DPoP scheme and a proof
+// for the userinfo URL built from the configured issuer (never from
+// Host), on every request.
+func (e *Engine) userinfoDPoP(r *http.Request, tok string, c *tokens.AccessClaims, dpopScheme bool) error {
+	jkt := ""
+	if c.Cnf != nil {
+		jkt = c.Cnf.JKT
+	}
+	return e.dpop.CheckResource(r.Header, tokens.DPoPCheck{Method: r.Method, URL: e.issuer + UserinfoPath, AccessToken: tok}, jkt, dpopScheme)
+}
+
+// writeUserinfoDPoPError answers a DPoP refusal at userinfo: the DPoP
+// challenge with the error beside the Bearer one, and a fresh nonce
+// when nonces are on.
+func (e *Engine) writeUserinfoDPoPError(w http.ResponseWriter, bearer string, err error) {
+	nonce := ""
+	if n := e.dpop.Nonces(); n != nil {
+		nonce = n.Current(time.Now())
+	}
+	tokens.WriteDPoPError(w, bearer, tokens.DPoPChallenge(e.realm, e.dpop.Algs(), ""), err, nonce)
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -342,5 +343,68 @@ func TestDPoPUserinfoNoDowngrade(t *testing.T) {
 	wantOK(t, bearer)
 	if rec, _ := userinfo(e, http.MethodGet, UserinfoPath, "Bearer "+bearer.str("access_token")); rec.Code != http.StatusOK {
 		t.Fatalf("userinfo with a bearer token: %d", rec.Code)
+	}
+}
+
+// RFC 9449 §7 at userinfo: a DPoP-bound token works with the DPoP scheme
+// and a proof for the userinfo URL of the configured issuer (ath of the
+// token), on every request; not without a proof, not with a replayed or
+// another key's proof, and an unbound token is refused with the DPoP
+// scheme.
+func TestDPoPUserinfo(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t)
+	a, b := newProofKey(t), newProofKey(t)
+	code, verifier := newBrowser(t, e).getCode("c-web", "scope", "openid read")
+	tr := postTokenDPoP(e, "c-web", url.Values{"grant_type": {GrantAuthorizationCode}, "code": {code}, "redirect_uri": {testRedirect["c-web"]}, "code_verifier": {verifier}}, a.proof(t, nil))
+	wantDPoP(t, e, tr, a, "")
+	at := tr.str("access_token")
+	sum := sha256.Sum256([]byte(at))
+	ath := base64.RawURLEncoding.EncodeToString(sum[:])
+	forUserinfo := func(k *proofKey, mod func(map[string]any)) string {
+		return k.proof(t, func(c map[string]any) {
+			c["htm"], c["htu"], c["ath"] = "GET", testIssuer+UserinfoPath, ath
+			if mod != nil {
+				mod(c)
+			}
+		})
+	}
+	call := func(authz string, proofs ...string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, UserinfoPath, nil)
+		r.RemoteAddr = loopbackAddr
+		r.Header.Set("Authorization", authz)
+		for _, p := range proofs {
+			r.Header.Add("DPoP", p)
+		}
+		rec := httptest.NewRecorder()
+		e.serveUserinfo(rec, r)
+		return rec
+	}
+	good := forUserinfo(a, nil)
+	if rec := call("DPoP "+at, good); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"sub"`) {
+		t.Fatalf("userinfo with DPoP and a proof: %d %s", rec.Code, rec.Body)
+	}
+	for name, tc := range map[string]struct {
+		authz  string
+		proofs []string
+		code   string
+	}{
+		"replayed proof":               {"DPoP " + at, []string{good}, "invalid_dpop_proof"},
+		"no proof":                     {"DPoP " + at, nil, "invalid_dpop_proof"},
+		"another key":                  {"DPoP " + at, []string{forUserinfo(b, nil)}, "invalid_dpop_proof"},
+		"proof for the token endpoint": {"DPoP " + at, []string{forUserinfo(a, func(c map[string]any) { c["htu"] = testIssuer + TokenPath })}, "invalid_dpop_proof"},
+		"bearer downgrade":             {"Bearer " + at, nil, "invalid_token"},
+	} {
+		rec := call(tc.authz, tc.proofs...)
+		ch := rec.Header().Get("WWW-Authenticate")
+		if rec.Code != http.StatusUnauthorized || !strings.Contains(ch, `DPoP realm="`+testIssuer+`", algs="`) || !strings.Contains(ch, `error="`+tc.code+`"`) {
+			t.Errorf("%s: %d %q, want 401 with a DPoP challenge and %s", name, rec.Code, ch, tc.code)
+		}
+	}
+	// An unbound token with the DPoP scheme.
+	bearer := postTokenDPoP(e, "c-web", url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {tr.str("refresh_token")}})
+	wantOK(t, bearer)
+	if rec := call("DPoP "+bearer.str("access_token"), forUserinfo(a, nil)); rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Errorf("an unbound token as DPoP: %d %q", rec.Code, rec.Header().Get("WWW-Authenticate"))
 	}
 }

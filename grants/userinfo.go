@@ -26,7 +26,7 @@ func (e *Engine) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		tokens.WriteBearerError(w, base, http.StatusMethodNotAllowed, "invalid_request", "")
 		return
 	}
-	tok, status, code := tokens.BearerToken(r)
+	tok, dpopScheme, status, code := tokens.ResourceToken(r)
 	if status != 0 {
 		tokens.WriteBearerError(w, base, status, code, "")
 		return
@@ -41,10 +41,8 @@ func (e *Engine) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		tokens.WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
 		return
 	}
-	if c.Cnf != nil && c.Cnf.JKT != "" {
-		// A DPoP-bound token is never a bearer token (RFC 9449 §7.2);
-		// the DPoP scheme is not served here yet (issue 15, item 2).
-		tokens.WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
+	if err := e.userinfoDPoP(r, tok, c, dpopScheme); err != nil {
+		e.writeUserinfoDPoPError(w, base, err)
 		return
 	}
 	scopes := c.Scopes()

@@ -31,6 +31,8 @@ func init() {
 //		}
 //		forward_preflight
 //		behind_tls_proxy
+//		require_dpop
+//		dpop_origin <https://host>
 //		trust_issuer <issuer> [{
 //			audience <aud>
 //			algs <alg...>
@@ -90,6 +92,11 @@ func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "behind_tls_proxy":
 			p.BehindTLSProxy = true
 			err = cfargs.NoArgs(d)
+		case "require_dpop":
+			p.RequireDPoP = true
+			err = cfargs.NoArgs(d)
+		case "dpop_origin":
+			err = cfargs.OneArg(d, &p.DPoPOrigin)
 		case "cors":
 			if p.CORS != nil {
 				return d.Err("cors is given twice")

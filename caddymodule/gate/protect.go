@@ -117,6 +117,20 @@ type Protect struct {
 	// (login.go, docs/browser-login.md). Default: off, tokens only.
 	Login *Login `json:"login,omitempty"`
 
+	// RequireDPoP admits DPoP-bound access tokens only (RFC 9449 §7,
+	// docs/dpop.md): a bearer token is refused, and the protected
+	// resource metadata says dpop_bound_access_tokens_required. Default:
+	// false; DPoP-bound tokens are accepted (with their proof) beside
+	// bearer tokens.
+	RequireDPoP bool `json:"require_dpop,omitempty"`
+
+	// DPoPOrigin is the scheme and host clients reach this resource at,
+	// such as https://api.example.com: a DPoP proof's htu must be it plus
+	// the request's path. Default: the audience's scheme and host when
+	// the audience is an http(s) URL; with any other audience and no
+	// dpop_origin, DPoP-bound tokens are refused.
+	DPoPOrigin string `json:"dpop_origin,omitempty"`
+
 	issuer      Issuer
 	logger      *zap.Logger
 	failures    *lograte.Limiter // "storage unavailable" lines, rate-limited
@@ -127,6 +141,8 @@ type Protect struct {
 	prmPath     string
 	prm         []byte
 	challenge   string // `Bearer realm="…"[, resource_metadata="…"]`
+	realm       string
+	dpop        *dpopGate // DPoP proofs (dpop.go)
 	scopeList   string
 	corsHeaders corsPolicy
 	corsOn      bool
@@ -298,20 +314,34 @@ func (p *Protect) provisionWith(iss Issuer) error {
 	if realm == "" {
 		realm = "oauth"
 	}
+	p.realm = realm
 	p.challenge = `Bearer realm="` + realm + `"`
+	if err := p.provisionDPoP(iss); err != nil {
+		return err
+	}
 	if u, _ := parseAudience(p.Audience); u != nil && (u.Scheme == "https" || u.Scheme == "http") {
 		p.prmPath = "/.well-known/oauth-protected-resource" + strings.TrimSuffix(u.Path, "/")
-		p.challenge += `, resource_metadata="` + u.Scheme + "://" + u.Host + p.prmPath + `"`
-		var err error
-		p.prm, err = json.Marshal(map[string]any{
+		rm := `, resource_metadata="` + u.Scheme + "://" + u.Host + p.prmPath + `"`
+		p.challenge += rm
+		p.dpop.challenge = tokens.DPoPChallenge(realm, p.dpop.verifier.Algs(), rm)
+		prm := map[string]any{
 			"resource":                 p.Audience,
 			"authorization_servers":    servers,
 			"bearer_methods_supported": []string{"header"},
 			"scopes_supported":         p.Scopes,
-		})
+		}
+		if p.dpopOffered() {
+			prm["dpop_signing_alg_values_supported"] = p.dpop.verifier.Algs()
+			prm["dpop_bound_access_tokens_required"] = p.RequireDPoP
+		}
+		var err error
+		p.prm, err = json.Marshal(prm)
 		if err != nil {
 			return err
 		}
+	}
+	if p.dpopOffered() && p.dpop.challenge == "" {
+		p.dpop.challenge = tokens.DPoPChallenge(realm, p.dpop.verifier.Algs(), "")
 	}
 	if p.CORS != nil {
 		p.corsHeaders = p.CORS.policy()
@@ -412,6 +442,9 @@ func (p *Protect) Validate() error {
 		if reservedHeaders[normalizeHeader(h)] {
 			return fmt.Errorf("oauth_protect: strip_header cannot remove %s: the request needs it (Authorization is kept or removed by pass_authorization)", h)
 		}
+	}
+	if err := validateDPoPOrigin(p.DPoPOrigin); err != nil {
+		return err
 	}
 	if err := validateTrustIssuers(p.TrustIssuers, p.Audience); err != nil {
 		return err
@@ -613,7 +646,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return err
 		}
 	}
-	token, status, code := tokens.BearerToken(r)
+	token, dpopScheme, status, code := tokens.ResourceToken(r)
 	if status == 0 || status == http.StatusUnauthorized {
 		if st, desc := p.checkFormBody(r); st != 0 {
 			countGate(gateBadRequest)
@@ -652,13 +685,6 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			claims, err = p.foreignOpaque(token, time.Now())
 		}
 	}
-	if err == nil && claims.Cnf != nil && claims.Cnf.JKT != "" {
-		// A DPoP-bound token is never a bearer token (RFC 9449 §7.2):
-		// without its proof it is refused. The DPoP scheme itself is not
-		// served here yet (issue 15, item 2), so such a token is refused
-		// whatever its scheme.
-		err = &tokens.TokenError{Reason: "a DPoP-bound token presented as a bearer token"}
-	}
 	if errors.Is(err, tokens.ErrUnavailable) {
 		// An opaque token whose lookup failed may be good.
 		return p.unavailable(w, r, "oauth storage unavailable", err)
@@ -672,6 +698,12 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		countGate(gateInvalid)
 		return p.deny(w, r, http.StatusUnauthorized, "invalid_token", "")
+	}
+	// After the token (which the verifier may have cached): the proof is
+	// this request's and is checked every time (dpop.go).
+	if err := p.checkDPoP(r, token, claims, dpopScheme); err != nil {
+		countGate(gateInvalid)
+		return p.denyDPoP(w, r, err)
 	}
 	for _, s := range p.Scopes {
 		if !hasScope(claims.Scope, s) {
@@ -687,6 +719,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	p.setIdentity(r, claims)
 	if !p.PassAuthorization {
 		r.Header.Del("Authorization")
+		delete(r.Header, "Dpop") // the proof goes with the token
 	}
 	return next.ServeHTTP(w, r)
 }
@@ -917,7 +950,15 @@ func headerSafe(s string) (string, bool) {
 // deny answers per RFC 6750 §3. Nothing from the request is echoed.
 func (p *Protect) deny(w http.ResponseWriter, r *http.Request, status int, code, scope string) error {
 	drainBody(r)
-	tokens.WriteBearerError(w, p.challenge, status, code, scope)
+	switch {
+	case p.RequireDPoP:
+		tokens.WriteBearerError(w, p.dpop.challenge, status, code, scope)
+	case p.dpopOffered() && status == http.StatusUnauthorized:
+		// Both schemes are acceptable (RFC 9449 §7.1).
+		tokens.WriteBearerErrorAlso(w, p.challenge, p.dpop.challenge, status, code, scope)
+	default:
+		tokens.WriteBearerError(w, p.challenge, status, code, scope)
+	}
 	return nil
 }
 
