@@ -33,12 +33,19 @@ func dpopNodeCaddyfile(t *testing.T, path string) string {
 	return "{\n\tskip_install_trust\n\tadmin localhost:2999\n\thttp_port 19080\n\thttps_port 19443\n\tgrace_period 1ns\n" +
 		"\toauth {\n\t\tissuer " + dpopIssuer + "\n\t\tstorage_path " + path + "\n\t\tdpop_nonce\n" +
 		"\t\tclient dpop-svc {\n\t\t\tsecret dpop-secret-0123456789abcdef\n\t\t\tgrant_types client_credentials\n" +
-		"\t\t\tscopes read\n\t\t\tdpop_bound_access_tokens\n\t\t}\n" +
+		"\t\t\tscopes read\n\t\t\tdpop_bound_access_tokens\n\t\t\taudience " + dpopResource + "\n\t\t}\n" +
 		"\t\tclient dpop-spa {\n\t\t\tpublic\n\t\t\ttrusted\n\t\t\tredirect_uri http://127.0.0.1/callback\n" +
 		"\t\t\tgrant_types authorization_code refresh_token\n\t\t\tscopes read\n\t\t}\n" +
 		"\t\tuser alice {\n\t\t\tpassword_hash " + string(hash) + "\n\t\t}\n\t}\n}\n\n" +
-		"http://localhost:19560 {\n\tbind 127.0.0.1\n\toauth_server\n}\n"
+		"http://localhost:19560 {\n\tbind 127.0.0.1\n\toauth_server\n}\n\n" +
+		// The resource echoes what reached it: the client, and any
+		// Authorization or DPoP header (none should).
+		dpopResource + " {\n\tbind 127.0.0.1\n\toauth_protect {\n\t\taudience " + dpopResource + "\n\t\tscopes read\n\t}\n" +
+		"\trespond \"client={oauth.client_id} authz=[{http.request.header.Authorization}] dpop=[{http.request.header.DPoP}]\"\n}\n"
 }
+
+// dpopResource is the resource behind oauth_protect (DPoP at the gate).
+const dpopResource = "http://localhost:19561"
 
 // nodeClientDir is the npm project of the third-party client.
 const nodeClientDir = "testdata/dpop-node"
@@ -232,5 +239,67 @@ func TestDPoPThirdPartyPublicClient(t *testing.T) {
 	}
 	if res.OtherKeyError != "invalid_grant" {
 		t.Errorf("refresh with another key: %q, want invalid_grant", res.OtherKeyError)
+	}
+}
+
+// TestDPoPThirdPartyResource: oauth4webapi calls a resource behind
+// oauth_protect with its DPoP-bound token and protectedResourceRequest
+// (RFC 9449 §7): the gate's first answer is 401 with a DPoP challenge
+// error="use_dpop_nonce" and a DPoP-Nonce, the client retries with it
+// and gets through; the resource sees neither the token nor the proof.
+// The same token without the key is refused: as Bearer (no downgrade),
+// and as DPoP without a proof.
+func TestDPoPThirdPartyResource(t *testing.T) {
+	node := nodeClient(t)
+	startCaddy(t, dpopNodeCaddyfile(t, storagePath(t)))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "resource.mjs", dpopIssuer, "dpop-svc", "dpop-secret-0123456789abcdef", dpopResource+"/orders?page=1")
+	cmd.Dir = nodeClientDir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("the oauth4webapi client failed: %v\n%s", err, stderr.String())
+	}
+	var res struct {
+		TokenNonceRetries    int    `json:"tokenNonceRetries"`
+		ResourceNonceRetries int    `json:"resourceNonceRetries"`
+		TokenType            string `json:"tokenType"`
+		AccessToken          string `json:"accessToken"`
+		Status               int    `json:"status"`
+		Body                 string `json:"body"`
+		AgainStatus          int    `json:"againStatus"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("client output %q: %v", out, err)
+	}
+	if !strings.EqualFold(res.TokenType, "DPoP") || res.TokenNonceRetries != 1 {
+		t.Errorf("token: type %q after %d nonce retries, want DPoP after 1", res.TokenType, res.TokenNonceRetries)
+	}
+	if res.ResourceNonceRetries != 1 {
+		t.Errorf("resource nonce retries = %d, want 1 (the gate is another origin, whose nonce the client learns from its 401)", res.ResourceNonceRetries)
+	}
+	if res.Status != http.StatusOK || res.Body != "client=dpop-svc authz=[] dpop=[]" {
+		t.Errorf("resource: %d %q, want 200 with the client and no Authorization or DPoP header upstream", res.Status, res.Body)
+	}
+	if res.AgainStatus != http.StatusOK {
+		t.Errorf("a second call with the kept nonce: %d", res.AgainStatus)
+	}
+
+	// The token without its key.
+	for name, authz := range map[string]string{"as Bearer": "Bearer " + res.AccessToken, "as DPoP without a proof": "DPoP " + res.AccessToken} {
+		req, _ := http.NewRequest(http.MethodGet, dpopResource+"/orders", nil)
+		req.Header.Set("Authorization", authz)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		ch := resp.Header.Get("WWW-Authenticate")
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(ch, `DPoP realm="`+dpopResource+`", algs="`) {
+			t.Errorf("the stolen token %s: %d %q", name, resp.StatusCode, ch)
+		}
 	}
 }

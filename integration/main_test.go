@@ -39,6 +39,7 @@
 //	             http_port, https_port)
 //	19560        the DPoP third-party client test (dpop_node_test.go), issuer
 //	             http://localhost:19560; its npm client is testdata/dpop-node
+//	19561        the resource behind oauth_protect of that test (DPoP at the gate)
 //	19900-19949  the backup test (backup_test.go)
 //	19950-19979  the production recipes of docs/production.md (production_test.go)
 //	19998        held while the tests run, so concurrent runs take turns
