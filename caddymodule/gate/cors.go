@@ -30,8 +30,8 @@ type CORS struct {
 	AllowedMethods []string `json:"allowed_methods,omitempty"`
 
 	// AllowedHeaders are the request headers pages may send besides the
-	// CORS-safelisted ones. Authorization is always allowed: the gate
-	// needs it. Default: Authorization, Content-Type.
+	// CORS-safelisted ones. Authorization and DPoP are always allowed:
+	// the gate needs them. Default: Authorization, DPoP, Content-Type.
 	AllowedHeaders []string `json:"allowed_headers,omitempty"`
 
 	// MaxAge is how long browsers may cache a preflight answer. Default:
@@ -93,7 +93,7 @@ func (c *CORS) validate() error {
 }
 
 func (c *CORS) policy() corsPolicy {
-	p := corsPolicy{origins: map[string]bool{}, headers: map[string]bool{"authorization": true}, credentials: c.AllowCredentials}
+	p := corsPolicy{origins: map[string]bool{}, headers: map[string]bool{"authorization": true, "dpop": true}, credentials: c.AllowCredentials}
 	for _, o := range c.AllowedOrigins {
 		if o == "*" {
 			p.anyOrigin = true
@@ -108,7 +108,7 @@ func (c *CORS) policy() corsPolicy {
 	if len(hdrs) == 0 {
 		hdrs = []string{"Content-Type"}
 	}
-	names := []string{"Authorization"}
+	names := []string{"Authorization", "DPoP"}
 	for _, h := range hdrs {
 		if !p.headers[strings.ToLower(h)] {
 			p.headers[strings.ToLower(h)] = true
@@ -201,7 +201,8 @@ func (cw *corsWriter) WriteHeader(status int) {
 		h.Add("Vary", "Origin")
 		if cw.p.allowedOrigin(cw.origin) {
 			cw.p.setOrigin(h, cw.origin)
-			h.Set("Access-Control-Expose-Headers", "WWW-Authenticate")
+			// A browser DPoP client must read the nonce (RFC 9449 §8).
+			h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, DPoP-Nonce")
 		}
 	}
 	cw.ResponseWriterWrapper.WriteHeader(status)

@@ -197,7 +197,7 @@ func TestGatePreflight(t *testing.T) {
 			"Access-Control-Allow-Origin":      "https://spa.test",
 			"Access-Control-Allow-Credentials": "true",
 			"Access-Control-Allow-Methods":     "GET, DELETE",
-			"Access-Control-Allow-Headers":     "Authorization, Content-Type",
+			"Access-Control-Allow-Headers":     "Authorization, DPoP, Content-Type",
 			"Access-Control-Max-Age":           "600",
 		} {
 			if got := h.Get(name); got != want {
@@ -229,7 +229,7 @@ func TestGatePreflight(t *testing.T) {
 		r.Header.Set("Origin", "https://spa.test")
 		w, seen = gateCall(t, p, r)
 		if seen != nil || w.Code != http.StatusUnauthorized || w.Header().Get("Access-Control-Allow-Origin") != "https://spa.test" ||
-			w.Header().Get("Access-Control-Expose-Headers") != "WWW-Authenticate" {
+			w.Header().Get("Access-Control-Expose-Headers") != "WWW-Authenticate, DPoP-Nonce" {
 			t.Errorf("GET without token: status %d forwarded %v headers %v", w.Code, seen != nil, w.Header())
 		}
 	})
