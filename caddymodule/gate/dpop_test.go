@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -390,4 +391,33 @@ func TestGateDPoPRequireAndMetadata(t *testing.T) {
 func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// A trusted external issuer's DPoP-bound token (cnf.jkt in its JWT) gets
+// the same rules at a gate without the oauth app: it passes as DPoP with
+// its proof, and is refused as Bearer and with another key's proof.
+func TestGateDPoPExternalIssuer(t *testing.T) {
+	prov := newTestProvider(t)
+	p := externalGate(t, prov, nil, "")
+	a, b := newGateKey(t), newGateKey(t)
+	tp, err := a.pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := sign(t, prov.key("k1"), nil, prov.claims(map[string]any{"cnf": map[string]string{"jkt": base64.RawURLEncoding.EncodeToString(tp)}}))
+	const url = "https://api.test/"
+	proof := func(k *gateKey) []string {
+		return []string{k.proof(t, map[string]any{"htm": "GET", "htu": url, "ath": ath(tok)})}
+	}
+	if w, seen := dpopCall(t, p, "GET", url, "DPoP "+tok, proof(a), nil); seen == nil {
+		t.Fatalf("external DPoP token with its proof: %d %s", w.Code, w.Body)
+	}
+	for name, tc := range map[string]struct {
+		authz  string
+		proofs []string
+	}{"as Bearer": {"Bearer " + tok, nil}, "another key": {"DPoP " + tok, proof(b)}} {
+		if w, seen := dpopCall(t, p, "GET", url, tc.authz, tc.proofs, nil); seen != nil || w.Code != http.StatusUnauthorized {
+			t.Errorf("external DPoP token %s: %d, forwarded %v", name, w.Code, seen != nil)
+		}
+	}
 }
