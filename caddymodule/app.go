@@ -5,6 +5,7 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,6 +135,11 @@ type App struct {
 	// while it is set. Default: false.
 	SealPlainKeys bool `json:"seal_plain_keys,omitempty"`
 
+	// TLSClientCAFile is a PEM file of the CA certificates that issue the
+	// certificates of tls_client_auth clients (RFC 8705 §2.1), for every
+	// such client without its own tls_client_ca_file. Default: none.
+	TLSClientCAFile string `json:"tls_client_ca_file,omitempty"`
+
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
 
@@ -226,9 +232,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 
 	repl := caddy.NewReplacer()
+	var caPool *x509.CertPool
+	if a.TLSClientCAFile != "" {
+		pool, err := loadCAFile(a.TLSClientCAFile)
+		if err != nil {
+			return fmt.Errorf("oauth: %w", err)
+		}
+		caPool = pool
+	}
 	clients, err := buildAll(a.Clients, func(cc ClientConfig) (*grants.Client, error) {
 		cc.warnWeakSecret(repl, a.logger)
-		return cc.build(repl)
+		return cc.build(repl, caPool)
 	})
 	if err != nil {
 		return err

@@ -34,6 +34,7 @@ func init() {
 //		key_rotation <duration>
 //		key_encryption_key <secret>
 //		seal_plain_keys
+//		tls_client_ca_file <pem>
 //		templates_dir <dir>
 //		logo <file>
 //		login_max_failures <n>
@@ -46,7 +47,13 @@ func init() {
 //			policy_uri <https url>
 //			secret <secret>
 //			secret_hash sha256:<hex>
-//			auth_method client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt
+//			auth_method client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt|tls_client_auth|self_signed_tls_client_auth
+//			tls_client_auth_subject_dn <dn>
+//			tls_client_auth_san_dns <name>
+//			tls_client_auth_san_uri <uri>
+//			tls_client_auth_san_ip <ip>
+//			tls_client_auth_san_email <email>
+//			tls_client_ca_file <pem>
 //			jwks <json>
 //			jwks_file <path>
 //			jwks_uri <https url>
@@ -183,6 +190,7 @@ var appOptions = optionParsers[App]{
 	"logo":                   func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.Logo) },
 	"behind_tls_proxy":       func(d *caddyfile.Dispenser, a *App) error { a.BehindTLSProxy = true; return cfargs.NoArgs(d) },
 	"seal_plain_keys":        func(d *caddyfile.Dispenser, a *App) error { a.SealPlainKeys = true; return cfargs.NoArgs(d) },
+	"tls_client_ca_file":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.TLSClientCAFile) },
 	"sweep_interval": func(d *caddyfile.Dispenser, a *App) error {
 		if err := cfargs.DurationArg(d, &a.SweepInterval); err != nil {
 			return err
@@ -261,13 +269,29 @@ var clientOptions = optionParsers[ClientConfig]{
 	"jwks": func(d *caddyfile.Dispenser, c *ClientConfig) error {
 		return jwksArg(d, &c.JWKS, "client "+strconv.Quote(c.ID))
 	},
-	"jwks_file":     func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.JWKSFile) },
-	"jwks_uri":      func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.JWKSURI) },
-	"grant_types":   func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.GrantTypes) },
-	"scopes":        func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.Scopes) },
-	"audience":      func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.Audience) },
-	"redirect_uri":  func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.RedirectURIs) },
-	"redirect_uris": func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.RedirectURIs) },
+	"jwks_file": func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.JWKSFile) },
+	"jwks_uri":  func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.JWKSURI) },
+	"tls_client_auth_subject_dn": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.OneArg(d, &c.TLSClientSubject.SubjectDN)
+	},
+	"tls_client_auth_san_dns": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.OneArg(d, &c.TLSClientSubject.SANDNS)
+	},
+	"tls_client_auth_san_uri": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.OneArg(d, &c.TLSClientSubject.SANURI)
+	},
+	"tls_client_auth_san_ip": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.OneArg(d, &c.TLSClientSubject.SANIP)
+	},
+	"tls_client_auth_san_email": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.OneArg(d, &c.TLSClientSubject.SANEmail)
+	},
+	"tls_client_ca_file": func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.TLSClientCAFile) },
+	"grant_types":        func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.GrantTypes) },
+	"scopes":             func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.Scopes) },
+	"audience":           func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.Audience) },
+	"redirect_uri":       func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.RedirectURIs) },
+	"redirect_uris":      func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.RedirectURIs) },
 	"post_logout_redirect_uri": func(d *caddyfile.Dispenser, c *ClientConfig) error {
 		return cfargs.ListArg(d, &c.PostLogoutRedirectURIs)
 	},

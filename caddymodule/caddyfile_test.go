@@ -266,7 +266,7 @@ func TestIDTokenSignedResponseAlgOption(t *testing.T) {
 	if !strings.Contains(string(b), `"id_token_signed_response_alg":"ES256"`) {
 		t.Fatalf("JSON = %s", b)
 	}
-	c, err := app.Clients[0].build(caddy.NewReplacer())
+	c, err := app.Clients[0].build(caddy.NewReplacer(), nil)
 	if err != nil || c.IDTokenSignedResponseAlg != "ES256" {
 		t.Fatalf("build: %+v %v", c, err)
 	}

@@ -108,6 +108,11 @@ func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error
 		if c != nil && c.AuthMethod == AuthNone {
 			return c, nil
 		}
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			// RFC 8705 §2: the certificate of the TLS connection is the
+			// credential; an unknown client_id fails as a wrong one does.
+			return e.authenticateCert(r.Context(), r, c, failed)
+		}
 		return nil, e.authErrs.required
 	}
 	c, err := e.lookupClient(r.Context(), id)

@@ -64,6 +64,10 @@ type ClientSpec struct {
 	// of the client's JWKS) or none (a public client).
 	AuthMethod string `json:"auth_method,omitempty"`
 
+	// TLSClientSubject is the subject a tls_client_auth client's
+	// certificate carries (RFC 8705 §2.1.2). Default: none.
+	TLSClientSubject
+
 	// GrantTypes the client may use: authorization_code, refresh_token
 	// (with authorization_code or password), client_credentials, and the
 	// opt-in grants password, urn:ietf:params:oauth:grant-type:jwt-bearer,

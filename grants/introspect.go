@@ -30,6 +30,9 @@ type Introspection struct {
 	// Groups are the user's groups of an access token granted the groups
 	// scope (as in the token itself).
 	Groups []string `json:"groups,omitempty"`
+	// Cnf is the confirmation of a sender-constrained token (RFC 8705
+	// §3.2, RFC 9449 §6.2).
+	Cnf *tokens.Cnf `json:"cnf,omitempty"`
 }
 
 // serveIntrospect is the RFC 7662 introspection endpoint. Only
@@ -68,7 +71,7 @@ func (e *Engine) introspect(w http.ResponseWriter, r *http.Request) (*Introspect
 	if a := f.access; a != nil {
 		return &Introspection{Active: true, Scope: a.Scope, ClientID: a.ClientID, Username: username(a.Subject, a.ClientID),
 			TokenType: "Bearer", ExpiresAt: a.ExpiresAt, IssuedAt: a.IssuedAt, NotBefore: a.NotBefore,
-			Subject: a.Subject, Audience: a.Audience, Issuer: a.Issuer, ID: a.ID, ExtIss: a.ExtIss, ExtSub: a.ExtSub, Groups: a.Groups}, nil
+			Subject: a.Subject, Audience: a.Audience, Issuer: a.Issuer, ID: a.ID, ExtIss: a.ExtIss, ExtSub: a.ExtSub, Groups: a.Groups, Cnf: a.Cnf}, nil
 	}
 	fam := f.family
 	return &Introspection{Active: true, Scope: strings.Join(fam.Scope, " "), ClientID: fam.ClientID,

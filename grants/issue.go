@@ -16,6 +16,7 @@ import (
 // the current key, or an opaque token whose claims are stored first.
 func (e *Engine) issueAccessToken(ctx context.Context, c *Client, claims *tokens.AccessClaims) (*TokenResponse, *Error) {
 	var tok string
+	bindToCert(ctx, claims)
 	if c.AccessTokenFormat == FormatOpaque {
 		b, err := json.Marshal(claims)
 		if err != nil {

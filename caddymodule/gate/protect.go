@@ -273,6 +273,11 @@ func (p *Protect) provisionWith(iss Issuer) error {
 	for _, h := range identityHeaders {
 		p.strip[h] = true
 	}
+	// RFC 8705: the certificate comes from the TLS connection only; a
+	// certificate header reaching the upstream could be taken for one.
+	for _, h := range tokens.ClientCertHeaders {
+		p.strip[normalizeHeader(h)] = true
+	}
 	for _, fh := range p.ForwardHeaders {
 		p.strip[normalizeHeader(fh.Header)] = true
 	}
@@ -307,7 +312,9 @@ func (p *Protect) provisionWith(iss Issuer) error {
 			"resource":                 p.Audience,
 			"authorization_servers":    servers,
 			"bearer_methods_supported": []string{"header"},
-			"scopes_supported":         p.Scopes,
+			// A certificate-bound token is always checked (RFC 8705 §3).
+			"tls_client_certificate_bound_access_tokens": true,
+			"scopes_supported":                           p.Scopes,
 		})
 		if err != nil {
 			return err
@@ -663,6 +670,12 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if ce := p.logger.Check(zapcore.DebugLevel, "access token refused"); ce != nil {
 			ce.Write(zap.Error(err))
 		}
+		countGate(gateInvalid)
+		return p.deny(w, r, http.StatusUnauthorized, "invalid_token", "")
+	}
+	// Per request, after the cache: a certificate-bound token only over
+	// a connection with that certificate (RFC 8705 §3).
+	if !claims.CertBound(r) {
 		countGate(gateInvalid)
 		return p.deny(w, r, http.StatusUnauthorized, "invalid_token", "")
 	}

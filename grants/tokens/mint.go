@@ -94,6 +94,9 @@ type AccessClaims struct {
 	// scope (RFC 9068 §2.2.3.1), for a gate's allow_groups. Never in a
 	// client's own (client_credentials) token.
 	Groups Groups `json:"groups,omitempty"`
+	// Cnf binds the token to its holder's key or certificate (RFC 7800,
+	// RFC 8705 §3.1); nil for a bearer token.
+	Cnf *Cnf `json:"cnf,omitempty"`
 
 	raw    []byte         // the verified payload, for Claim
 	once   sync.Once      // decodes raw into claims on first use
