@@ -54,6 +54,7 @@ func init() {
 //			tls_client_auth_san_ip <ip>
 //			tls_client_auth_san_email <email>
 //			tls_client_ca_file <pem>
+//			tls_client_cert_file <pem>
 //			jwks <json>
 //			jwks_file <path>
 //			jwks_uri <https url>
@@ -287,11 +288,14 @@ var clientOptions = optionParsers[ClientConfig]{
 		return cfargs.OneArg(d, &c.TLSClientSubject.SANEmail)
 	},
 	"tls_client_ca_file": func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.TLSClientCAFile) },
-	"grant_types":        func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.GrantTypes) },
-	"scopes":             func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.Scopes) },
-	"audience":           func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.Audience) },
-	"redirect_uri":       func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.RedirectURIs) },
-	"redirect_uris":      func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.RedirectURIs) },
+	"tls_client_cert_file": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.OneArg(d, &c.TLSClientCertFile)
+	},
+	"grant_types":   func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.GrantTypes) },
+	"scopes":        func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.Scopes) },
+	"audience":      func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.Audience) },
+	"redirect_uri":  func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.RedirectURIs) },
+	"redirect_uris": func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.RedirectURIs) },
 	"post_logout_redirect_uri": func(d *caddyfile.Dispenser, c *ClientConfig) error {
 		return cfargs.ListArg(d, &c.PostLogoutRedirectURIs)
 	},

@@ -46,6 +46,11 @@ type ClientConfig struct {
 	// tls_client_auth client's certificates must chain to, read when the
 	// config loads. Default: the app's tls_client_ca_file.
 	TLSClientCAFile string `json:"tls_client_ca_file,omitempty"`
+
+	// TLSClientCertFile is a PEM file of a self_signed_tls_client_auth
+	// client's own certificates, read when the config loads: another way
+	// to register them than a JWKS. Default: none.
+	TLSClientCertFile string `json:"tls_client_cert_file,omitempty"`
 }
 
 // JWKSSource is where a set of public keys comes from: at most one of
@@ -202,6 +207,9 @@ func (cc ClientConfig) build(repl *caddy.Replacer, caPool *x509.CertPool) (*gran
 		return nil, err
 	}
 	if err := cc.buildTLSClientCAs(c, caPool); err != nil {
+		return nil, err
+	}
+	if err := cc.buildSelfSignedCerts(c); err != nil {
 		return nil, err
 	}
 	switch {

@@ -2,9 +2,14 @@ package caddymodule
 
 import (
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"os"
+
+	jwxcert "github.com/lestrrat-go/jwx/v3/cert"
+	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
 )
@@ -48,6 +53,57 @@ func (cc ClientConfig) buildTLSClientCAs(c *grants.Client, appPool *x509.CertPoo
 		c.TLSClientCAs = pool
 	case c.AuthMethod == grants.AuthTLSClient:
 		c.TLSClientCAs = appPool
+	}
+	return nil
+}
+
+// buildSelfSignedCerts registers a self_signed_tls_client_auth client's
+// certificates from a PEM file, as the JWKS (with x5c) RFC 8705 §2.2
+// describes, so that operators need not write one by hand.
+func (cc ClientConfig) buildSelfSignedCerts(c *grants.Client) error {
+	switch {
+	case cc.TLSClientCertFile == "":
+		return nil
+	case c.AuthMethod != grants.AuthSelfSignedTLSClient:
+		return fmt.Errorf("client %q: tls_client_cert_file is for auth_method self_signed_tls_client_auth", cc.ID)
+	case c.Keys != nil:
+		return fmt.Errorf("client %q: use tls_client_cert_file or jwks, jwks_file, jwks_uri, not both", cc.ID)
+	}
+	data, err := os.ReadFile(cc.TLSClientCertFile)
+	if err != nil {
+		return fmt.Errorf("client %q: tls_client_cert_file: %w", cc.ID, err)
+	}
+	var keys []jwk.Key
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		crt, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return fmt.Errorf("client %q: tls_client_cert_file %q: %w", cc.ID, cc.TLSClientCertFile, err)
+		}
+		k, err := jwk.Import(crt.PublicKey)
+		if err != nil {
+			return fmt.Errorf("client %q: tls_client_cert_file %q: %w", cc.ID, cc.TLSClientCertFile, err)
+		}
+		var chain jwxcert.Chain
+		if err := chain.AddString(base64.StdEncoding.EncodeToString(crt.Raw)); err != nil {
+			return err
+		}
+		if err := k.Set(jwk.X509CertChainKey, &chain); err != nil {
+			return err
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return fmt.Errorf("client %q: tls_client_cert_file %q holds no PEM CERTIFICATE", cc.ID, cc.TLSClientCertFile)
+	}
+	doc, err := json.Marshal(map[string]any{"keys": keys})
+	if err != nil {
+		return err
+	}
+	if c.Keys, err = grants.ParseJWKS(doc); err != nil {
+		return fmt.Errorf("client %q: tls_client_cert_file %q: %w", cc.ID, cc.TLSClientCertFile, err)
 	}
 	return nil
 }

@@ -42,6 +42,14 @@ func TestMTLSClientOptions(t *testing.T) {
 			t.Fatalf("build %s: %+v %v", cc.ID, c, err)
 		}
 	}
+	selfFile := filepath.Join(dir, "self.pem")
+	if err := os.WriteFile(selfFile, certtest.Issue(t, nil, certtest.Names{CN: "self"}).PEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	selfSpec := grants.ClientSpec{ID: "self", AuthMethod: grants.AuthSelfSignedTLSClient, GrantTypes: []string{grants.GrantClientCredentials}}
+	if c, err := (ClientConfig{ClientSpec: selfSpec, TLSClientCertFile: selfFile}).build(caddy.NewReplacer(), nil); err != nil || c.Keys == nil {
+		t.Fatalf("tls_client_cert_file: %+v %v", c, err)
+	}
 	spec := grants.ClientSpec{ID: "svc", AuthMethod: grants.AuthTLSClient, GrantTypes: []string{grants.GrantClientCredentials},
 		TLSClientSubject: grants.TLSClientSubject{SANDNS: "svc.test"}}
 	for _, tt := range []struct {
@@ -53,6 +61,9 @@ func TestMTLSClientOptions(t *testing.T) {
 		{"CA file without certificates", ClientConfig{ClientSpec: spec, TLSClientCAFile: junk}, "no PEM CERTIFICATE"},
 		{"CA file that is not there", ClientConfig{ClientSpec: spec, TLSClientCAFile: filepath.Join(dir, "nope.pem")}, "nope.pem"},
 		{"CA file for a secret client", ClientConfig{ClientSpec: grants.ClientSpec{ID: "b", GrantTypes: spec.GrantTypes}, Secret: "0123456789abcdef0123", TLSClientCAFile: caFile}, "is for auth_method tls_client_auth"},
+		{"tls_client_cert_file for tls_client_auth", ClientConfig{ClientSpec: spec, TLSClientCAFile: caFile, TLSClientCertFile: selfFile}, "is for auth_method self_signed_tls_client_auth"},
+		{"tls_client_cert_file and jwks", ClientConfig{ClientSpec: selfSpec, TLSClientCertFile: selfFile, JWKSSource: JWKSSource{JWKSURI: "https://self.test/jwks"}}, "not both"},
+		{"tls_client_cert_file without certificates", ClientConfig{ClientSpec: selfSpec, TLSClientCertFile: junk}, "no PEM CERTIFICATE"},
 		{"self-signed without jwks", ClientConfig{ClientSpec: grants.ClientSpec{ID: "s", AuthMethod: grants.AuthSelfSignedTLSClient, GrantTypes: spec.GrantTypes}}, "jwks"},
 	} {
 		if _, err := tt.cc.build(caddy.NewReplacer(), nil); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -29,7 +29,7 @@ const (
 	mtlsAPI    = "https://localhost:19404"
 )
 
-func mtlsCaddyfile(t *testing.T, caFile, selfJWKS string) string {
+func mtlsCaddyfile(t *testing.T, caFile, selfJWKS, selfPEM string) string {
 	return fmt.Sprintf(`{
 	skip_install_trust
 	admin %[1]s
@@ -50,6 +50,12 @@ func mtlsCaddyfile(t *testing.T, caFile, selfJWKS string) string {
 		client c-self {
 			auth_method self_signed_tls_client_auth
 			jwks `+"`%[6]s`"+`
+			grant_types client_credentials
+			audience %[5]s
+		}
+		client c-self-pem {
+			auth_method self_signed_tls_client_auth
+			tls_client_cert_file %[7]s
 			grant_types client_credentials
 			audience %[5]s
 		}
@@ -76,7 +82,7 @@ func mtlsCaddyfile(t *testing.T, caFile, selfJWKS string) string {
 	}
 	respond "sub={oauth.sub} cert={http.request.header.Client-Cert}"
 }
-`, adminAddr, mtlsIssuer, storagePath(t), caFile, mtlsAPI, selfJWKS)
+`, adminAddr, mtlsIssuer, storagePath(t), caFile, mtlsAPI, selfJWKS, selfPEM)
 }
 
 // mtlsClient is a Go net/http client that presents cert (none when nil)
@@ -141,7 +147,12 @@ func TestMTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	selfJWKS, _ := json.Marshal(map[string]any{"keys": []jwk.Key{k}})
-	startCaddy(t, mtlsCaddyfile(t, caFile, string(selfJWKS)))
+	selfPEM := certtest.Issue(t, nil, certtest.Names{CN: "c-self-pem"})
+	selfPEMFile := filepath.Join(dir, "c-self-pem.pem")
+	if err := os.WriteFile(selfPEMFile, selfPEM.PEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startCaddy(t, mtlsCaddyfile(t, caFile, string(selfJWKS), selfPEMFile))
 
 	// Caddy issues the internal certificates in the background.
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
@@ -166,7 +177,7 @@ func TestMTLS(t *testing.T) {
 	for _, tt := range []struct {
 		client string
 		cert   *certtest.Cert
-	}{{"c-mtls", mtls}, {"c-self", self}} {
+	}{{"c-mtls", mtls}, {"c-self", self}, {"c-self-pem", selfPEM}} {
 		a := getToken(tt.cert, tt.client, nil)
 		tok, _ := a.json["access_token"].(string)
 		if a.status != http.StatusOK || tok == "" || a.json["token_type"] != "Bearer" {
@@ -212,6 +223,7 @@ func TestMTLS(t *testing.T) {
 			{"CA-13 no certificate", "c-mtls", nil, nil},
 			{"CA-14 another self-signed certificate", "c-self", otherSelf, nil},
 			{"CA-14 the other client's certificate", "c-self", mtls, nil},
+			{"CA-14 another client's self-signed certificate", "c-self-pem", self, nil},
 			{"CA-15 forged Client-Cert header, no certificate", "c-mtls", nil, forged},
 			{"CA-15 forged Client-Cert header, another certificate", "c-mtls", otherSelf, forged},
 		} {
