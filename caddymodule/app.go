@@ -140,6 +140,13 @@ type App struct {
 	// such client without its own tls_client_ca_file. Default: none.
 	TLSClientCAFile string `json:"tls_client_ca_file,omitempty"`
 
+	// ClientCertHeader reads the client certificate (RFC 9440
+	// Client-Cert) from a header set by a TLS-terminating proxy, for
+	// requests whose direct peer is one of its trusted_proxies only; from
+	// anyone else the header is removed unread. Default: none (the
+	// certificate comes from Caddy's own TLS connection only).
+	ClientCertHeader *tokens.CertHeader `json:"client_cert_header,omitempty"`
+
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
 
@@ -231,6 +238,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 
+	if a.ClientCertHeader != nil {
+		if err := a.ClientCertHeader.Provision(); err != nil {
+			return fmt.Errorf("oauth: %w", err)
+		}
+	}
 	repl := caddy.NewReplacer()
 	var caPool *x509.CertPool
 	if a.TLSClientCAFile != "" {

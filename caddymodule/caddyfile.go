@@ -35,6 +35,9 @@ func init() {
 //		key_encryption_key <secret>
 //		seal_plain_keys
 //		tls_client_ca_file <pem>
+//		client_cert_header <name> {
+//			trusted_proxies <ip|cidr...>
+//		}
 //		templates_dir <dir>
 //		logo <file>
 //		login_max_failures <n>
@@ -192,6 +195,7 @@ var appOptions = optionParsers[App]{
 	"behind_tls_proxy":       func(d *caddyfile.Dispenser, a *App) error { a.BehindTLSProxy = true; return cfargs.NoArgs(d) },
 	"seal_plain_keys":        func(d *caddyfile.Dispenser, a *App) error { a.SealPlainKeys = true; return cfargs.NoArgs(d) },
 	"tls_client_ca_file":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.TLSClientCAFile) },
+	"client_cert_header":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.CertHeaderArg(d, &a.ClientCertHeader) },
 	"sweep_interval": func(d *caddyfile.Dispenser, a *App) error {
 		if err := cfargs.DurationArg(d, &a.SweepInterval); err != nil {
 			return err

@@ -195,6 +195,8 @@ func TestSyntaxCommentListsEveryOption(t *testing.T) {
 		"trust_issuer":    slices.Sorted(maps.Keys(trustIssuerOptions)),
 		"saml_idp":        slices.Sorted(maps.Keys(samlIdPOptions)),
 		"user":            slices.Sorted(maps.Keys(userOptions)),
+		// cfargs.CertHeaderArg, shared with oauth_protect.
+		"client_cert_header": {"trusted_proxies"},
 	}
 	if got, want := slices.Sorted(maps.Keys(options)), slices.Sorted(maps.Keys(tables)); !slices.Equal(got, want) {
 		t.Fatalf("syntax comment has blocks %q, the parser %q", got, want)

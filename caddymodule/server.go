@@ -59,7 +59,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		return next.ServeHTTP(w, r)
 	}
 	// RFC 8705: the engine reads the client certificate from the TLS
-	// connection only; certificate headers are a client's words.
+	// connection, or from the configured header of a trusted proxy only;
+	// other certificate headers are a client's words.
+	if h := s.app.ClientCertHeader; h != nil {
+		r = h.Take(r)
+	}
 	tokens.StripClientCertHeaders(r.Header)
 	if _, err := s.app.ready(); err != nil {
 		s.failures.Error("oauth storage unavailable\x00"+err.Error(), "oauth storage unavailable",

@@ -90,14 +90,14 @@ func (c *Client) validMTLS() error {
 }
 
 // authenticateCert authenticates a client registered for an mTLS method
-// by the certificate of the request's own TLS connection; c is nil when
-// the named client does not exist. Headers are never read: the
-// certificate comes only from Caddy's TLS handshake.
+// by the request's client certificate (tokens.ClientCertChain: Caddy's
+// TLS handshake, or a configured trusted proxy's header); c is nil when
+// the named client does not exist.
 func (e *Engine) authenticateCert(ctx context.Context, r *http.Request, c *Client, failed *Error) (*Client, *Error) {
-	if c == nil || !isMTLS(c.AuthMethod) || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+	certs := tokens.ClientCertChain(r)
+	if c == nil || !isMTLS(c.AuthMethod) || len(certs) == 0 {
 		return nil, failed
 	}
-	certs := r.TLS.PeerCertificates
 	var ok bool
 	if c.AuthMethod == AuthTLSClient {
 		ok = c.chainsAndMatches(certs, time.Now())

@@ -291,3 +291,124 @@ func sha256Of(b []byte) []byte {
 	sum := sha256.Sum256(b)
 	return sum[:]
 }
+
+// TestMTLSTrustedProxy: behind a TLS-terminating proxy, the certificate
+// comes from the proxy's RFC 9440 Client-Cert header, believed only from
+// the proxies client_cert_header lists (here the test itself, on
+// 127.0.0.1, plays the proxy): 19406 the authorization server, 19407 a
+// gate that trusts 127.0.0.1, 19408 one that trusts 10.0.0.1 only.
+func TestMTLSTrustedProxy(t *testing.T) {
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "Test client CA")
+	mtls := certtest.Issue(t, ca, certtest.Names{CN: "c-mtls", DNS: []string{"c-mtls.test"}})
+	other := certtest.Issue(t, ca, certtest.Names{CN: "c-mtls", DNS: []string{"c-mtls.test"}})
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startCaddy(t, fmt.Sprintf(`{
+	skip_install_trust
+	admin %[1]s
+	default_bind 127.0.0.1
+	http_port 19401
+	https_port 19402
+	grace_period 1ns
+	oauth {
+		issuer http://localhost:19406
+		storage_path %[2]s
+		tls_client_ca_file %[3]s
+		client_cert_header Client-Cert {
+			trusted_proxies 127.0.0.1/32 ::1
+		}
+		client c-mtls {
+			auth_method tls_client_auth
+			tls_client_auth_san_dns c-mtls.test
+			grant_types client_credentials
+			audience http://localhost:19407 http://localhost:19408
+		}
+	}
+}
+
+http://localhost:19406 {
+	oauth_server
+}
+
+http://localhost:19407 {
+	oauth_protect {
+		audience http://localhost:19407
+		client_cert_header Client-Cert {
+			trusted_proxies 127.0.0.1
+		}
+	}
+	respond "sub={oauth.sub} cert={http.request.header.Client-Cert}"
+}
+
+http://localhost:19408 {
+	oauth_protect {
+		audience http://localhost:19408
+		client_cert_header Client-Cert {
+			trusted_proxies 10.0.0.1
+		}
+	}
+	respond "sub={oauth.sub}"
+}
+`, adminAddr, storagePath(t), caFile))
+	plain := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	header := func(c *certtest.Cert) string { return ":" + base64.StdEncoding.EncodeToString(c.Cert.Raw) + ":" }
+	tokenReq := func(vals ...string) mtlsAnswer {
+		req := newRequest(t, http.MethodPost, "http://localhost:19406/oauth/token",
+			strings.NewReader("grant_type=client_credentials&client_id=c-mtls"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for _, v := range vals {
+			req.Header.Add("Client-Cert", v)
+		}
+		resp, err := plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		a := mtlsAnswer{status: resp.StatusCode, body: string(b)}
+		_ = json.Unmarshal(b, &a.json)
+		return a
+	}
+	a := tokenReq(header(mtls))
+	tok, _ := a.json["access_token"].(string)
+	if a.status != http.StatusOK || tok == "" {
+		t.Fatalf("token request through the trusted proxy: %d %s", a.status, a.body)
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+	if !strings.Contains(string(payload), `"x5t#S256":"`+thumbprint(mtls)+`"`) {
+		t.Fatalf("the token is not bound to the proxy's certificate: %s", payload)
+	}
+	for name, vals := range map[string][]string{
+		"no header":         nil,
+		"two headers":       {header(mtls), header(mtls)},
+		"PEM, not RFC 9440": {url.QueryEscape(string(mtls.PEM()))},
+	} {
+		if a := tokenReq(vals...); a.status != http.StatusUnauthorized || a.json["error"] != "invalid_client" {
+			t.Errorf("token request, %s: %d %s", name, a.status, a.body)
+		}
+	}
+	for _, tt := range []struct {
+		name, gate, hdr string
+		status          int
+	}{
+		{"trusted proxy, the certificate", "http://localhost:19407/", header(mtls), http.StatusOK},
+		{"trusted proxy, another certificate", "http://localhost:19407/", header(other), http.StatusUnauthorized},
+		{"trusted proxy, no certificate", "http://localhost:19407/", "", http.StatusUnauthorized},
+		{"untrusted peer, the certificate", "http://localhost:19408/", header(mtls), http.StatusUnauthorized},
+	} {
+		hdr := map[string]string{"Authorization": "Bearer " + tok}
+		if tt.hdr != "" {
+			hdr["Client-Cert"] = tt.hdr
+		}
+		a := mtlsDo(t, plain, http.MethodGet, tt.gate, nil, hdr)
+		if a.status != tt.status {
+			t.Errorf("gate, %s: %d %q", tt.name, a.status, a.body)
+		}
+		if a.status == http.StatusOK && a.body != "sub=c-mtls cert=" {
+			t.Errorf("gate, %s: the header reached the upstream: %q", tt.name, a.body)
+		}
+	}
+}

@@ -31,6 +31,9 @@ func init() {
 //		}
 //		forward_preflight
 //		behind_tls_proxy
+//		client_cert_header <name> {
+//			trusted_proxies <ip|cidr...>
+//		}
 //		trust_issuer <issuer> [{
 //			audience <aud>
 //			algs <alg...>
@@ -90,6 +93,8 @@ func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "behind_tls_proxy":
 			p.BehindTLSProxy = true
 			err = cfargs.NoArgs(d)
+		case "client_cert_header":
+			err = cfargs.CertHeaderArg(d, &p.ClientCertHeader)
 		case "cors":
 			if p.CORS != nil {
 				return d.Err("cors is given twice")

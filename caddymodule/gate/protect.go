@@ -113,6 +113,13 @@ type Protect struct {
 	// Default: false (plain HTTP only from loopback).
 	BehindTLSProxy bool `json:"behind_tls_proxy,omitempty"`
 
+	// ClientCertHeader reads the client certificate (RFC 9440
+	// Client-Cert), for certificate-bound tokens, from a header set by a
+	// TLS-terminating proxy, for requests whose direct peer is one of its
+	// trusted_proxies only; from anyone else the header is removed
+	// unread. Default: none (Caddy's own TLS connection only).
+	ClientCertHeader *tokens.CertHeader `json:"client_cert_header,omitempty"`
+
 	// Login turns on browser mode: sign-in with a session cookie
 	// (login.go, docs/browser-login.md). Default: off, tokens only.
 	Login *Login `json:"login,omitempty"`
@@ -248,6 +255,11 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 func (p *Protect) provisionWith(iss Issuer) error {
 	if err := p.Validate(); err != nil {
 		return err
+	}
+	if p.ClientCertHeader != nil {
+		if err := p.ClientCertHeader.Provision(); err != nil {
+			return fmt.Errorf("oauth_protect: %w", err)
+		}
 	}
 	if p.logger == nil {
 		p.logger = zap.NewNop()
@@ -575,6 +587,9 @@ func (p *Protect) unavailable(w http.ResponseWriter, r *http.Request, what strin
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if p.ClientCertHeader != nil {
+		r = p.ClientCertHeader.Take(r)
+	}
 	p.stripIdentityHeaders(r)
 	if p.prmPath != "" && r.URL.Path == p.prmPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		w.Header().Set("Content-Type", "application/json")

@@ -23,14 +23,16 @@ func CertThumbprint(cert *x509.Certificate) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// ConnCertThumbprint is the x5t#S256 of the client certificate of the
-// request's own TLS connection, or "" when there is none. It never looks
-// at headers: a certificate header could come from anyone.
+// ConnCertThumbprint is the x5t#S256 of the request's client
+// certificate (ClientCert: the TLS connection's, or one a configured
+// trusted proxy passed on), or "" when there is none. It never reads a
+// header itself: a certificate header could come from anyone.
 func ConnCertThumbprint(r *http.Request) string {
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+	c := ClientCert(r)
+	if c == nil {
 		return ""
 	}
-	return CertThumbprint(r.TLS.PeerCertificates[0])
+	return CertThumbprint(c)
 }
 
 // CertBound reports whether a token may be used on this request: a token
