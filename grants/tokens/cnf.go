@@ -35,12 +35,33 @@ func ConnCertThumbprint(r *http.Request) string {
 	return CertThumbprint(c)
 }
 
+// knownCnf are the confirmation methods (RFC 7800 §3.1 cnf members)
+// this module checks: x5t#S256 here, jkt by the DPoP check.
+var knownCnf = map[string]bool{"x5t#S256": true, "jkt": true}
+
 // CertBound reports whether a token may be used on this request: a token
-// bound to a certificate (cnf x5t#S256) only over a TLS connection that
-// presented exactly that certificate (RFC 8705 §3); any other token
-// always.
+// bound to a certificate (cnf x5t#S256) only over a connection that
+// presented exactly that certificate (RFC 8705 §3); a token with a
+// confirmation method nothing here can check (x5t, jwk, …, from another
+// issuer) never, as it is not a bearer token; any other token always.
 func (c *AccessClaims) CertBound(r *http.Request) bool {
-	if c.Cnf == nil || c.Cnf.X5tS256 == "" {
+	if c.Cnf == nil {
+		return true
+	}
+	// Tokens minted here carry only known members (and may have no raw
+	// payload); a verified payload is decoded once per cached token.
+	if v, ok := c.Claim("cnf"); ok {
+		m, obj := v.(map[string]any)
+		if !obj || len(m) == 0 {
+			return false
+		}
+		for k := range m {
+			if !knownCnf[k] {
+				return false
+			}
+		}
+	}
+	if c.Cnf.X5tS256 == "" {
 		return true
 	}
 	got := ConnCertThumbprint(r)
