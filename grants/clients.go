@@ -277,6 +277,10 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 	if c.AuthMethod == "" {
 		c.AuthMethod = AuthSecretBasic
 	}
+	if isMTLS(c.AuthMethod) {
+		// Their CAs and certificates are files the config loads.
+		return "", fmt.Errorf("client %q: %s clients are registered in the Caddyfile (client block with tls_client_ca_file or tls_client_cert_file); run-time registration does not support them yet", c.ID, c.AuthMethod)
+	}
 	c.SecretHash = [32]byte{}
 	if c.AuthMethod != AuthNone {
 		secret = newSecretToken()

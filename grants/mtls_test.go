@@ -221,3 +221,20 @@ func introspectAs(t testing.TB, e *Engine, cert *certtest.Cert, clientID, tok st
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// TestMTLSRuntimeClientRefused: run-time registration (admin API, CLI)
+// refuses the mTLS methods with what to do instead, and stores nothing.
+func TestMTLSRuntimeClientRefused(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, ccFixture())
+	for _, m := range []string{AuthTLSClient, AuthSelfSignedTLSClient} {
+		_, err := e.AddClient(t.Context(), &Client{ClientSpec: ClientSpec{ID: "rt-" + m, AuthMethod: m,
+			GrantTypes: []string{GrantClientCredentials}, TLSClientSubject: TLSClientSubject{SANDNS: "a.test"}}})
+		if err == nil || !strings.Contains(err.Error(), "Caddyfile") {
+			t.Fatalf("%s: %v", m, err)
+		}
+		if c, err := e.lookupClient(t.Context(), "rt-"+m); c != nil || err != nil {
+			t.Fatalf("%s: stored %v %v", m, c, err)
+		}
+	}
+}
