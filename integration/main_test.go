@@ -37,10 +37,10 @@
 //	19375-19399  the two-node tests' child Caddys (nodes_cluster_test.go):
 //	             node A 19375-19379, node B 19380-19384 (server, gate, admin,
 //	             http_port, https_port)
-//	19400-19408  mutual TLS (mtls_test.go): 19400 the authorization server,
+//	19400-19409  mutual TLS (mtls_test.go): 19400 the authorization server,
 //	             19401/19402 http_port/https_port, 19404 the gated API;
 //	             behind a trusted proxy: 19406 the authorization server, 19407
-//	             and 19408 gates
+//	             and 19408 gates; 19409 client_auth verify_if_given
 //	19900-19949  the backup test (backup_test.go)
 //	19950-19979  the production recipes of docs/production.md (production_test.go)
 //	19998        held while the tests run, so concurrent runs take turns

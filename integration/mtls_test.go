@@ -412,3 +412,86 @@ http://localhost:19408 {
 		}
 	}
 }
+
+// TestMTLSVerifyIfGiven: the stricter Caddy setting docs/mtls.md
+// describes for CA-issued certificates only (client_auth mode
+// verify_if_given with a trust_pool): tls_client_auth works, Caddy ends
+// the handshake of a self-signed certificate, and a client without one
+// still reaches the server. 19409 the authorization server.
+func TestMTLSVerifyIfGiven(t *testing.T) {
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "Test client CA")
+	mtls := certtest.Issue(t, ca, certtest.Names{CN: "c-mtls", DNS: []string{"c-mtls.test"}})
+	self := certtest.Issue(t, nil, certtest.Names{CN: "c-mtls", DNS: []string{"c-mtls.test"}})
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const iss = "https://localhost:19409"
+	startCaddy(t, fmt.Sprintf(`{
+	skip_install_trust
+	admin %[1]s
+	default_bind 127.0.0.1
+	http_port 19401
+	https_port 19402
+	grace_period 1ns
+	oauth {
+		issuer %[2]s
+		storage_path %[3]s
+		tls_client_ca_file %[4]s
+		client c-mtls {
+			auth_method tls_client_auth
+			tls_client_auth_san_dns c-mtls.test
+			grant_types client_credentials
+		}
+	}
+}
+
+%[2]s {
+	tls internal {
+		client_auth {
+			mode verify_if_given
+			trust_pool inline {
+				trust_der %[5]s
+			}
+		}
+	}
+	oauth_server
+}
+`, adminAddr, iss, storagePath(t), caFile, base64.StdEncoding.EncodeToString(ca.Cert.Raw)))
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		r, err := mtlsClient(nil).Get(iss + "/.well-known/oauth-authorization-server")
+		if err == nil {
+			r.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no TLS at %s: %v", iss, err)
+		}
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"c-mtls"}}
+	if a := mtlsDo(t, mtlsClient(mtls), http.MethodPost, iss+"/oauth/token", form, nil); a.status != http.StatusOK {
+		t.Fatalf("tls_client_auth with verify_if_given: %d %s", a.status, a.body)
+	}
+	if a := mtlsDo(t, mtlsClient(nil), http.MethodPost, iss+"/oauth/token", form, nil); a.status != http.StatusUnauthorized {
+		t.Fatalf("no certificate: %d %s", a.status, a.body)
+	}
+	// A self-signed certificate: Go's client does not even offer it (the
+	// server asked for certificates of the trust pool's CA), so the
+	// request arrives without one; a client that offers it anyway (as
+	// curl does) has its handshake ended by Caddy.
+	c := mtlsClient(nil)
+	c.Transport.(*http.Transport).TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		crt := self.TLS()
+		return &crt, nil
+	}
+	req := newRequest(t, http.MethodPost, iss+"/oauth/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a self-signed certificate offered anyway: the handshake went through (%d)", resp.StatusCode)
+	}
+	if a := mtlsDo(t, mtlsClient(self), http.MethodPost, iss+"/oauth/token", form, nil); a.status != http.StatusUnauthorized {
+		t.Fatalf("a self-signed certificate held by a Go client: %d %s", a.status, a.body)
+	}
+}
