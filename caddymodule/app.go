@@ -5,6 +5,7 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -147,6 +148,17 @@ type App struct {
 	// asymmetric ones are allowed. Default: ES256 ES384 ES512 EdDSA RS256
 	// RS384 RS512 PS256 PS384 PS512.
 	DPoPSigningAlgs []string `json:"dpop_signing_algs,omitempty"`
+	// TLSClientCAFile is a PEM file of the CA certificates that issue the
+	// certificates of tls_client_auth clients (RFC 8705 §2.1), for every
+	// such client without its own tls_client_ca_file. Default: none.
+	TLSClientCAFile string `json:"tls_client_ca_file,omitempty"`
+
+	// ClientCertHeader reads the client certificate (RFC 9440
+	// Client-Cert) from a header set by a TLS-terminating proxy, for
+	// requests whose direct peer is one of its trusted_proxies only; from
+	// anyone else the header is removed unread. Default: none (the
+	// certificate comes from Caddy's own TLS connection only).
+	ClientCertHeader *tokens.CertHeader `json:"client_cert_header,omitempty"`
 
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
@@ -239,10 +251,23 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 
+	if a.ClientCertHeader != nil {
+		if err := a.ClientCertHeader.Provision(); err != nil {
+			return fmt.Errorf("oauth: %w", err)
+		}
+	}
 	repl := caddy.NewReplacer()
+	var caPool *x509.CertPool
+	if a.TLSClientCAFile != "" {
+		pool, err := loadCAFile(a.TLSClientCAFile)
+		if err != nil {
+			return fmt.Errorf("oauth: %w", err)
+		}
+		caPool = pool
+	}
 	clients, err := buildAll(a.Clients, func(cc ClientConfig) (*grants.Client, error) {
 		cc.warnWeakSecret(repl, a.logger)
-		return cc.build(repl)
+		return cc.build(repl, caPool)
 	})
 	if err != nil {
 		return err

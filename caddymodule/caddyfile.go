@@ -34,6 +34,10 @@ func init() {
 //		key_rotation <duration>
 //		key_encryption_key <secret>
 //		seal_plain_keys
+//		tls_client_ca_file <pem>
+//		client_cert_header <name> {
+//			trusted_proxies <ip|cidr...>
+//		}
 //		templates_dir <dir>
 //		logo <file>
 //		login_max_failures <n>
@@ -48,7 +52,14 @@ func init() {
 //			policy_uri <https url>
 //			secret <secret>
 //			secret_hash sha256:<hex>
-//			auth_method client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt
+//			auth_method client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt|tls_client_auth|self_signed_tls_client_auth
+//			tls_client_auth_subject_dn <dn>
+//			tls_client_auth_san_dns <name>
+//			tls_client_auth_san_uri <uri>
+//			tls_client_auth_san_ip <ip>
+//			tls_client_auth_san_email <email>
+//			tls_client_ca_file <pem>
+//			tls_client_cert_file <pem>
 //			jwks <json>
 //			jwks_file <path>
 //			jwks_uri <https url>
@@ -188,6 +199,8 @@ var appOptions = optionParsers[App]{
 	"seal_plain_keys":        func(d *caddyfile.Dispenser, a *App) error { a.SealPlainKeys = true; return cfargs.NoArgs(d) },
 	"dpop_nonce":             func(d *caddyfile.Dispenser, a *App) error { a.DPoPNonce = true; return cfargs.NoArgs(d) },
 	"dpop_signing_algs":      func(d *caddyfile.Dispenser, a *App) error { return cfargs.ListArg(d, &a.DPoPSigningAlgs) },
+	"tls_client_ca_file":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.TLSClientCAFile) },
+	"client_cert_header":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.CertHeaderArg(d, &a.ClientCertHeader) },
 	"sweep_interval": func(d *caddyfile.Dispenser, a *App) error {
 		if err := cfargs.DurationArg(d, &a.SweepInterval); err != nil {
 			return err
@@ -266,8 +279,27 @@ var clientOptions = optionParsers[ClientConfig]{
 	"jwks": func(d *caddyfile.Dispenser, c *ClientConfig) error {
 		return jwksArg(d, &c.JWKS, "client "+strconv.Quote(c.ID))
 	},
-	"jwks_file":     func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.JWKSFile) },
-	"jwks_uri":      func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.JWKSURI) },
+	"jwks_file": func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.JWKSFile) },
+	"jwks_uri":  func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.JWKSURI) },
+	"tls_client_auth_subject_dn": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.OneArg(d, &c.TLSClientSubject.SubjectDN)
+	},
+	"tls_client_auth_san_dns": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.OneArg(d, &c.TLSClientSubject.SANDNS)
+	},
+	"tls_client_auth_san_uri": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.OneArg(d, &c.TLSClientSubject.SANURI)
+	},
+	"tls_client_auth_san_ip": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.OneArg(d, &c.TLSClientSubject.SANIP)
+	},
+	"tls_client_auth_san_email": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.OneArg(d, &c.TLSClientSubject.SANEmail)
+	},
+	"tls_client_ca_file": func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.OneArg(d, &c.TLSClientCAFile) },
+	"tls_client_cert_file": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		return cfargs.OneArg(d, &c.TLSClientCertFile)
+	},
 	"grant_types":   func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.GrantTypes) },
 	"scopes":        func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.Scopes) },
 	"audience":      func(d *caddyfile.Dispenser, c *ClientConfig) error { return cfargs.ListArg(d, &c.Audience) },

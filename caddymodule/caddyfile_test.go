@@ -201,6 +201,8 @@ func TestSyntaxCommentListsEveryOption(t *testing.T) {
 		"trust_issuer":    slices.Sorted(maps.Keys(trustIssuerOptions)),
 		"saml_idp":        slices.Sorted(maps.Keys(samlIdPOptions)),
 		"user":            slices.Sorted(maps.Keys(userOptions)),
+		// cfargs.CertHeaderArg, shared with oauth_protect.
+		"client_cert_header": {"trusted_proxies"},
 	}
 	if got, want := slices.Sorted(maps.Keys(options)), slices.Sorted(maps.Keys(tables)); !slices.Equal(got, want) {
 		t.Fatalf("syntax comment has blocks %q, the parser %q", got, want)
@@ -272,7 +274,7 @@ func TestIDTokenSignedResponseAlgOption(t *testing.T) {
 	if !strings.Contains(string(b), `"id_token_signed_response_alg":"ES256"`) {
 		t.Fatalf("JSON = %s", b)
 	}
-	c, err := app.Clients[0].build(caddy.NewReplacer())
+	c, err := app.Clients[0].build(caddy.NewReplacer(), nil)
 	if err != nil || c.IDTokenSignedResponseAlg != "ES256" {
 		t.Fatalf("build: %+v %v", c, err)
 	}

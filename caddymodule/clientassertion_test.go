@@ -51,7 +51,7 @@ func TestClientAssertionConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := tt.cc.build(caddy.NewReplacer())
+			c, err := tt.cc.build(caddy.NewReplacer(), nil)
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatalf("build: %v", err)

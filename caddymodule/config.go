@@ -41,6 +41,16 @@ type ClientConfig struct {
 	// exchange (RFC 8693 `audience` and `resource`). Default: none, so an
 	// exchanged token is for the client's own audience.
 	Exchange *ExchangeConfig `json:"exchange,omitempty"`
+
+	// TLSClientCAFile is a PEM file of the CA certificates a
+	// tls_client_auth client's certificates must chain to, read when the
+	// config loads. Default: the app's tls_client_ca_file.
+	TLSClientCAFile string `json:"tls_client_ca_file,omitempty"`
+
+	// TLSClientCertFile is a PEM file of a self_signed_tls_client_auth
+	// client's own certificates, read when the config loads: another way
+	// to register them than a JWKS. Default: none.
+	TLSClientCertFile string `json:"tls_client_cert_file,omitempty"`
 }
 
 // JWKSSource is where a set of public keys comes from: at most one of
@@ -180,7 +190,7 @@ func (cc ClientConfig) warnWeakSecret(repl *caddy.Replacer, logger *zap.Logger) 
 	}
 }
 
-func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
+func (cc ClientConfig) build(repl *caddy.Replacer, caPool *x509.CertPool) (*grants.Client, error) {
 	c := &grants.Client{ClientSpec: cc.ClientSpec}
 	if cc.Exchange != nil {
 		c.Exchange = grants.ExchangePolicy{Audiences: cc.Exchange.Audiences, Resources: cc.Exchange.Resources}
@@ -194,6 +204,12 @@ func (cc ClientConfig) build(repl *caddy.Replacer) (*grants.Client, error) {
 		c.AuthMethod = grants.AuthSecretBasic
 	}
 	if err := cc.buildKeys(c); err != nil {
+		return nil, err
+	}
+	if err := cc.buildTLSClientCAs(c, caPool); err != nil {
+		return nil, err
+	}
+	if err := cc.buildSelfSignedCerts(c); err != nil {
 		return nil, err
 	}
 	switch {
@@ -226,8 +242,8 @@ func (cc ClientConfig) buildKeys(c *grants.Client) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("client %q: %w", cc.ID, err)
-	case keys != nil && c.AuthMethod != grants.AuthPrivateKeyJWT:
-		return fmt.Errorf("client %q: jwks, jwks_file and jwks_uri are for auth_method private_key_jwt", cc.ID)
+	case keys != nil && c.AuthMethod != grants.AuthPrivateKeyJWT && c.AuthMethod != grants.AuthSelfSignedTLSClient:
+		return fmt.Errorf("client %q: jwks, jwks_file and jwks_uri are for auth_method private_key_jwt and self_signed_tls_client_auth", cc.ID)
 	}
 	c.Keys = keys
 	return nil

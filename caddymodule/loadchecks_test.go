@@ -34,7 +34,7 @@ func TestShortClientSecretWarns(t *testing.T) {
 		{ClientConfig{ClientSpec: withID(spec, "hashed"), SecretHash: "sha256:" + strings.Repeat("ab", 32)}, false},
 	} {
 		core, logs := observer.New(zapcore.WarnLevel)
-		if _, err := tc.cc.build(caddy.NewReplacer()); err != nil {
+		if _, err := tc.cc.build(caddy.NewReplacer(), nil); err != nil {
 			t.Fatalf("%s: %v", tc.cc.ID, err)
 		}
 		tc.cc.warnWeakSecret(caddy.NewReplacer(), zap.New(core))

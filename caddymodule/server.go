@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 	"github.com/oauthgate/caddy-oauthgate/internal/caddyreq"
 	"github.com/oauthgate/caddy-oauthgate/internal/lograte"
 )
@@ -57,6 +58,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
+	// RFC 8705: the engine reads the client certificate from the TLS
+	// connection, or from the configured header of a trusted proxy only;
+	// other certificate headers are a client's words.
+	if h := s.app.ClientCertHeader; h != nil {
+		r = h.Take(r)
+	}
+	tokens.StripClientCertHeaders(r.Header)
 	if _, err := s.app.ready(); err != nil {
 		s.failures.Error("oauth storage unavailable\x00"+err.Error(), "oauth storage unavailable",
 			zap.Error(err), zap.String("request_id", caddyreq.RequestID(r)))

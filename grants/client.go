@@ -2,6 +2,7 @@ package grants
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"net/url"
@@ -48,6 +49,9 @@ type Client struct {
 	Keys *JWKS
 	// Exchange limits the targets of the client's token exchanges.
 	Exchange ExchangePolicy
+	// TLSClientCAs are the CAs a tls_client_auth client's certificates
+	// must chain to.
+	TLSClientCAs *x509.CertPool
 }
 
 // Allows reports whether the client is registered for grantType.
@@ -108,9 +112,16 @@ func (c *Client) Validate() error {
 		if c.PKCEOptional {
 			return fmt.Errorf("client %q: PKCE is always required for a public client", c.ID)
 		}
+	case AuthTLSClient, AuthSelfSignedTLSClient:
+		if err := c.validMTLS(); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("client %q: auth_method %q is not supported (use %s, %s, %s or %s)", c.ID, c.AuthMethod,
-			AuthSecretBasic, AuthSecretPost, AuthSecretJWT, AuthPrivateKeyJWT)
+		return fmt.Errorf("client %q: auth_method %q is not supported (use %s, %s, %s, %s, %s or %s)", c.ID, c.AuthMethod,
+			AuthSecretBasic, AuthSecretPost, AuthSecretJWT, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLSClient)
+	}
+	if c.AuthMethod != AuthTLSClient && c.TLSClientSubject != (TLSClientSubject{}) {
+		return fmt.Errorf("client %q: tls_client_auth_subject_dn and tls_client_auth_san_* are for auth_method tls_client_auth", c.ID)
 	}
 	if c.Allows(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		return fmt.Errorf("client %q: authorization_code needs at least one redirect_uri", c.ID)

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 )
 
 // dummyHash is compared against when the client is unknown, so an unknown
@@ -107,6 +109,11 @@ func (e *Engine) authenticateClient(r *http.Request, form Form) (*Client, *Error
 		}
 		if c != nil && c.AuthMethod == AuthNone {
 			return c, nil
+		}
+		if tokens.ClientCert(r) != nil {
+			// RFC 8705 §2: the certificate of the TLS connection is the
+			// credential; an unknown client_id fails as a wrong one does.
+			return e.authenticateCert(r.Context(), r, c, failed)
 		}
 		return nil, e.authErrs.required
 	}

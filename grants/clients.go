@@ -64,6 +64,10 @@ type ClientSpec struct {
 	// of the client's JWKS) or none (a public client).
 	AuthMethod string `json:"auth_method,omitempty"`
 
+	// TLSClientSubject is the subject a tls_client_auth client's
+	// certificate carries (RFC 8705 §2.1.2). Default: none.
+	TLSClientSubject
+
 	// GrantTypes the client may use: authorization_code, refresh_token
 	// (with authorization_code or password), client_credentials, and the
 	// opt-in grants password, urn:ietf:params:oauth:grant-type:jwt-bearer,
@@ -277,6 +281,10 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 	}
 	if c.AuthMethod == "" {
 		c.AuthMethod = AuthSecretBasic
+	}
+	if isMTLS(c.AuthMethod) {
+		// Their CAs and certificates are files the config loads.
+		return "", fmt.Errorf("client %q: %s clients are registered in the Caddyfile (client block with tls_client_ca_file or tls_client_cert_file); run-time registration does not support them yet", c.ID, c.AuthMethod)
 	}
 	c.SecretHash = [32]byte{}
 	if c.AuthMethod != AuthNone {

@@ -30,8 +30,8 @@ type Introspection struct {
 	// Groups are the user's groups of an access token granted the groups
 	// scope (as in the token itself).
 	Groups []string `json:"groups,omitempty"`
-	// Cnf is the confirmation of a sender-constrained token (RFC 9449
-	// §6.2): the thumbprint of its DPoP key.
+	// Cnf is the confirmation of a sender-constrained token (RFC 8705
+	// §3.2, RFC 9449 §6.2).
 	Cnf *tokens.Cnf `json:"cnf,omitempty"`
 }
 

@@ -17,6 +17,7 @@ import (
 func (e *Engine) issueAccessToken(ctx context.Context, c *Client, claims *tokens.AccessClaims) (*TokenResponse, *Error) {
 	var tok string
 	tokenType := bindDPoP(ctx, claims)
+	bindToCert(ctx, claims)
 	if c.AccessTokenFormat == FormatOpaque {
 		b, err := json.Marshal(claims)
 		if err != nil {

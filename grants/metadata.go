@@ -41,6 +41,9 @@ type Metadata struct {
 	// DPoPSigningAlgValuesSupported are the DPoP proof algorithms the
 	// token endpoint accepts (RFC 9449 §5.1).
 	DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported,omitempty"`
+	// TLSClientCertBoundAccessTokens: a token request over a connection
+	// with a client certificate always gets a bound token (RFC 8705 §3.3).
+	TLSClientCertBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens"`
 }
 
 // metadata builds the document. Both documents carry the same members: the
@@ -90,7 +93,8 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 	}
 	// Assertion methods and none are listed when some client uses them;
 	// the signing algorithms are those the clients' keys can verify.
-	for _, method := range []string{AuthSecretJWT, AuthPrivateKeyJWT, AuthNone} {
+	m.TLSClientCertBoundAccessTokens = true
+	for _, method := range []string{AuthSecretJWT, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLSClient, AuthNone} {
 		if slices.ContainsFunc(clients, func(c *Client) bool { return c.AuthMethod == method }) {
 			m.TokenEndpointAuthMethodsSupported = append(m.TokenEndpointAuthMethodsSupported, method)
 		}

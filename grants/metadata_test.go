@@ -346,7 +346,21 @@ func TestClientValidate(t *testing.T) {
 		{"none with a secret", func(c *Client) { c.AuthMethod = "none" }, "public client"},
 		{"private_key_jwt without keys", func(c *Client) { c.AuthMethod = "private_key_jwt" }, "jwks"},
 		{"client_secret_jwt without plain secret", func(c *Client) { c.AuthMethod = "client_secret_jwt" }, "32 bytes"},
-		{"unknown auth method", func(c *Client) { c.AuthMethod = "tls_client_auth" }, "auth_method"},
+		{"unknown auth method", func(c *Client) { c.AuthMethod = "attest_jwt_client_auth" }, "auth_method"},
+		{"tls_client_auth with a secret", func(c *Client) { c.AuthMethod = AuthTLSClient }, "no secret"},
+		{"tls_client_auth without a subject", func(c *Client) { c.AuthMethod, c.SecretHash = AuthTLSClient, [32]byte{} }, "exactly one"},
+		{"tls_client_auth with two subjects", func(c *Client) {
+			c.AuthMethod, c.SecretHash = AuthTLSClient, [32]byte{}
+			c.TLSClientSubject = TLSClientSubject{SANDNS: "a.test", SANEmail: "a@a.test"}
+		}, "exactly one"},
+		{"tls_client_auth with a bad IP", func(c *Client) {
+			c.AuthMethod, c.SecretHash, c.TLSClientSubject.SANIP = AuthTLSClient, [32]byte{}, "10.0.0"
+		}, "not an IP"},
+		{"tls_client_auth without CAs", func(c *Client) {
+			c.AuthMethod, c.SecretHash, c.TLSClientSubject.SANDNS = AuthTLSClient, [32]byte{}, "a.test"
+		}, "tls_client_ca_file"},
+		{"self_signed_tls_client_auth without keys", func(c *Client) { c.AuthMethod, c.SecretHash = AuthSelfSignedTLSClient, [32]byte{} }, "jwks"},
+		{"a subject for another method", func(c *Client) { c.TLSClientSubject.SANDNS = "a.test" }, "tls_client_auth"},
 		{"no grants", func(c *Client) { c.GrantTypes = nil }, "grant_types"},
 		{"unknown grant", func(c *Client) { c.GrantTypes = []string{"urn:example:nope"} }, "not supported"},
 		{"bad scope space", func(c *Client) { c.Scopes = []string{"a b"} }, "scope"},

@@ -86,6 +86,7 @@ func (e *Engine) token(w http.ResponseWriter, r *http.Request) (*TokenResponse, 
 		// the grants count the connection's peer.
 		ctx = WithFront(ctx, &Front{ClientIP: ClientIP(r)})
 	}
+	ctx = withCertBinding(ctx, r)
 	resp, oerr := handle(ctx, client, form)
 	if oerr != nil {
 		return nil, oerr

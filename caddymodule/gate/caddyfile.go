@@ -33,6 +33,9 @@ func init() {
 //		behind_tls_proxy
 //		require_dpop
 //		dpop_origin <https://host>
+//		client_cert_header <name> {
+//			trusted_proxies <ip|cidr...>
+//		}
 //		trust_issuer <issuer> [{
 //			audience <aud>
 //			algs <alg...>
@@ -97,6 +100,8 @@ func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfargs.NoArgs(d)
 		case "dpop_origin":
 			err = cfargs.OneArg(d, &p.DPoPOrigin)
+		case "client_cert_header":
+			err = cfargs.CertHeaderArg(d, &p.ClientCertHeader)
 		case "cors":
 			if p.CORS != nil {
 				return d.Err("cors is given twice")

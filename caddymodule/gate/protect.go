@@ -113,6 +113,13 @@ type Protect struct {
 	// Default: false (plain HTTP only from loopback).
 	BehindTLSProxy bool `json:"behind_tls_proxy,omitempty"`
 
+	// ClientCertHeader reads the client certificate (RFC 9440
+	// Client-Cert), for certificate-bound tokens, from a header set by a
+	// TLS-terminating proxy, for requests whose direct peer is one of its
+	// trusted_proxies only; from anyone else the header is removed
+	// unread. Default: none (Caddy's own TLS connection only).
+	ClientCertHeader *tokens.CertHeader `json:"client_cert_header,omitempty"`
+
 	// Login turns on browser mode: sign-in with a session cookie
 	// (login.go, docs/browser-login.md). Default: off, tokens only.
 	Login *Login `json:"login,omitempty"`
@@ -265,6 +272,11 @@ func (p *Protect) provisionWith(iss Issuer) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
+	if p.ClientCertHeader != nil {
+		if err := p.ClientCertHeader.Provision(); err != nil {
+			return fmt.Errorf("oauth_protect: %w", err)
+		}
+	}
 	if p.logger == nil {
 		p.logger = zap.NewNop()
 	}
@@ -288,6 +300,11 @@ func (p *Protect) provisionWith(iss Issuer) error {
 	p.stripFamily = append([]string(nil), identityFamilies...)
 	for _, h := range identityHeaders {
 		p.strip[h] = true
+	}
+	// RFC 8705: the certificate comes from the TLS connection only; a
+	// certificate header reaching the upstream could be taken for one.
+	for _, h := range tokens.ClientCertHeaders {
+		p.strip[normalizeHeader(h)] = true
 	}
 	for _, fh := range p.ForwardHeaders {
 		p.strip[normalizeHeader(fh.Header)] = true
@@ -328,7 +345,9 @@ func (p *Protect) provisionWith(iss Issuer) error {
 			"resource":                 p.Audience,
 			"authorization_servers":    servers,
 			"bearer_methods_supported": []string{"header"},
-			"scopes_supported":         p.Scopes,
+			// A certificate-bound token is always checked (RFC 8705 §3).
+			"tls_client_certificate_bound_access_tokens": true,
+			"scopes_supported":                           p.Scopes,
 		}
 		if p.dpopOffered() {
 			prm["dpop_signing_alg_values_supported"] = p.dpop.verifier.Algs()
@@ -601,6 +620,9 @@ func (p *Protect) unavailable(w http.ResponseWriter, r *http.Request, what strin
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if p.ClientCertHeader != nil {
+		r = p.ClientCertHeader.Take(r)
+	}
 	p.stripIdentityHeaders(r)
 	if p.prmPath != "" && r.URL.Path == p.prmPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		w.Header().Set("Content-Type", "application/json")
@@ -696,6 +718,12 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if ce := p.logger.Check(zapcore.DebugLevel, "access token refused"); ce != nil {
 			ce.Write(zap.Error(err))
 		}
+		countGate(gateInvalid)
+		return p.deny(w, r, http.StatusUnauthorized, "invalid_token", "")
+	}
+	// Per request, after the cache: a certificate-bound token only over
+	// a connection with that certificate (RFC 8705 §3).
+	if !claims.CertBound(r) {
 		countGate(gateInvalid)
 		return p.deny(w, r, http.StatusUnauthorized, "invalid_token", "")
 	}

@@ -94,21 +94,14 @@ type AccessClaims struct {
 	// scope (RFC 9068 §2.2.3.1), for a gate's allow_groups. Never in a
 	// client's own (client_credentials) token.
 	Groups Groups `json:"groups,omitempty"`
-	// Cnf binds the token to a key its holder must prove it has (RFC
-	// 7800 §3.1): with JKT, a DPoP key (RFC 9449 §6.1). Nil for a bearer
-	// token.
+	// Cnf binds the token to its holder's key or certificate (RFC 7800
+	// §3.1): with JKT a DPoP key (RFC 9449 §6.1), with X5tS256 a client
+	// certificate (RFC 8705 §3.1). Nil for a bearer token.
 	Cnf *Cnf `json:"cnf,omitempty"`
 
 	raw    []byte         // the verified payload, for Claim
 	once   sync.Once      // decodes raw into claims on first use
 	claims map[string]any // raw decoded; read-only once made
-}
-
-// Cnf is the confirmation claim of a sender-constrained token.
-type Cnf struct {
-	// JKT is the RFC 7638 SHA-256 thumbprint (base64url) of the DPoP
-	// key the token is bound to.
-	JKT string `json:"jkt,omitempty"`
 }
 
 // DecodedString returns one of the string claims every token has (sub,
