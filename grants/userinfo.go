@@ -41,6 +41,18 @@ func (e *Engine) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		tokens.WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
 		return
 	}
+	// As at the gate: a certificate-bound token only over a connection
+	// with that certificate (RFC 8705 §3; a trusted proxy's header was
+	// taken before the engine), then the DPoP proof; a token bound both
+	// ways needs both.
+	if !c.CertBound(r) {
+		if dpopScheme {
+			e.writeUserinfoDPoPError(w, base, tokens.ErrDPoPTokenScheme)
+		} else {
+			tokens.WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
+		}
+		return
+	}
 	if err := e.userinfoDPoP(r, tok, c, dpopScheme); err != nil {
 		e.writeUserinfoDPoPError(w, base, err)
 		return

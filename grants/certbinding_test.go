@@ -1,0 +1,132 @@
+package grants
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/internal/certtest"
+)
+
+// overCert puts r on a TLS connection on which the client presented
+// cert (none when nil).
+func overCert(r *http.Request, cert *certtest.Cert) *http.Request {
+	r.TLS = &tls.ConnectionState{HandshakeComplete: true}
+	if cert != nil {
+		r.TLS.PeerCertificates = []*x509.Certificate{cert.Cert}
+	}
+	return r
+}
+
+// postTokenCert is postTokenDPoP over a connection with cert.
+func postTokenCert(e *Engine, clientID string, form url.Values, cert *certtest.Cert, proofs ...string) tokenResult {
+	form = cloneValues(form)
+	var authz string
+	switch e.clients[clientID].AuthMethod {
+	case AuthSecretBasic:
+		authz = siBasicAuth(clientID, testSecrets[clientID])
+	case AuthSecretPost:
+		form.Set("client_id", clientID)
+		form.Set("client_secret", testSecrets[clientID])
+	default:
+		form.Set("client_id", clientID)
+	}
+	r := httptest.NewRequest(http.MethodPost, TokenPath, strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.RemoteAddr = loopbackAddr
+	if authz != "" {
+		r.Header.Set("Authorization", authz)
+	}
+	for _, p := range proofs {
+		r.Header.Add("DPoP", p)
+	}
+	overCert(r, cert)
+	return serveResult(e, r)
+}
+
+func serveResult(e *Engine, r *http.Request) tokenResult {
+	rec := serve(e, r)
+	tr := tokenResult{status: rec.Code, hdr: rec.Header(), raw: rec.Body.String()}
+	_ = json.Unmarshal(rec.Body.Bytes(), &tr.body)
+	return tr
+}
+
+// userinfoOver calls userinfo with authz, the proofs and cert.
+func userinfoOver(e *Engine, authz string, cert *certtest.Cert, proofs ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodGet, UserinfoPath, nil)
+	r.RemoteAddr = loopbackAddr
+	r.Header.Set("Authorization", authz)
+	for _, p := range proofs {
+		r.Header.Add("DPoP", p)
+	}
+	overCert(r, cert)
+	rec := httptest.NewRecorder()
+	e.serveUserinfo(rec, r)
+	return rec
+}
+
+// userinfoProof is a's proof for GET userinfo with the token's ath.
+func userinfoProof(t *testing.T, k *proofKey, at string) string {
+	sum := sha256.Sum256([]byte(at))
+	return k.proof(t, func(c map[string]any) {
+		c["htm"], c["htu"], c["ath"] = "GET", testIssuer+UserinfoPath, base64.RawURLEncoding.EncodeToString(sum[:])
+	})
+}
+
+// RFC 8705 §3 at userinfo: a certificate-bound token only over a
+// connection with that certificate; bound both ways, it needs both.
+func TestCertBoundUserinfo(t *testing.T) {
+	t.Parallel()
+	f := newMTLSFixture(t)
+	e := newEngine(t)
+	redeem := func(proofs ...string) tokenResult {
+		code, verifier := newBrowser(t, e).getCode("c-web", "scope", "openid read")
+		return postTokenCert(e, "c-web", url.Values{"grant_type": {GrantAuthorizationCode}, "code": {code},
+			"redirect_uri": {testRedirect["c-web"]}, "code_verifier": {verifier}}, f.self, proofs...)
+	}
+	tr := redeem()
+	wantOK(t, tr)
+	at := tr.str("access_token")
+	if boundTo(t, at) != tokens.CertThumbprint(f.self.Cert) {
+		t.Fatalf("token redeemed over a certificate is not bound: %s", tr.raw)
+	}
+	if rec := userinfoOver(e, "Bearer "+at, f.self); rec.Code != http.StatusOK {
+		t.Fatalf("userinfo with the certificate: %d %s", rec.Code, rec.Body)
+	}
+	for name, cert := range map[string]*certtest.Cert{"no certificate": nil, "another certificate": f.otherSelf} {
+		rec := userinfoOver(e, "Bearer "+at, cert)
+		if ch := rec.Header().Get("WWW-Authenticate"); rec.Code != http.StatusUnauthorized || !strings.HasPrefix(ch, "Bearer ") || !strings.Contains(ch, `error="invalid_token"`) {
+			t.Errorf("%s: %d %q, want 401 invalid_token with a Bearer challenge", name, rec.Code, ch)
+		}
+		if strings.Contains(rec.Body.String(), `"sub"`) {
+			t.Errorf("%s: claims released: %s", name, rec.Body)
+		}
+	}
+
+	// Bound both ways: the proof and the certificate.
+	k := newProofKey(t)
+	tr = redeem(k.proof(t, nil))
+	wantDPoP(t, e, tr, k, "")
+	at = tr.str("access_token")
+	if boundTo(t, at) != tokens.CertThumbprint(f.self.Cert) {
+		t.Fatalf("DPoP token redeemed over a certificate is not bound to it: %s", tr.raw)
+	}
+	rec := userinfoOver(e, "DPoP "+at, nil, userinfoProof(t, k, at))
+	if ch := rec.Header().Get("WWW-Authenticate"); rec.Code != http.StatusUnauthorized || !strings.Contains(ch, `DPoP realm="`) || !strings.Contains(ch, `error="invalid_token"`) {
+		t.Errorf("proof without the certificate: %d %q, want 401 invalid_token with a DPoP challenge", rec.Code, ch)
+	}
+	if rec := userinfoOver(e, "DPoP "+at, f.self); rec.Code != http.StatusUnauthorized {
+		t.Errorf("certificate without the proof: %d", rec.Code)
+	}
+	if rec := userinfoOver(e, "DPoP "+at, f.self, userinfoProof(t, k, at)); rec.Code != http.StatusOK {
+		t.Errorf("proof and certificate: %d %s", rec.Code, rec.Body)
+	}
+}
