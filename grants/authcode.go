@@ -161,7 +161,7 @@ func (e *Engine) authorizationCode(ctx context.Context, c *Client, form Form) (*
 			return err
 		}
 		aud, _ := e.audienceFor(c, cmp.Or(form.Get("resource"), cr.Resource))
-		at, rt, err = e.startGrant(tx, c, handle, cr.Subject, cr.Scope, aud, cr.AuthTime, now, refreshBinding(ctx, c))
+		at, rt, err = e.startGrant(tx, c, handle, cr.Subject, cr.Scope, aud, cr.AuthTime, now, refreshBinding(ctx, c), refreshCertBinding(ctx, c))
 		return err
 	})
 	if err != nil {

@@ -130,3 +130,47 @@ func TestCertBoundUserinfo(t *testing.T) {
 		t.Errorf("proof and certificate: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// RFC 8705 §4: a public client's refresh tokens are bound to the
+// certificate of the code redemption (as DPoP binds them to the key); a
+// refresh with another certificate, a DPoP key or nothing is refused and
+// changes nothing. A confidential client's are bound to its own
+// authentication, not to a certificate.
+func TestCertBoundRefresh(t *testing.T) {
+	t.Parallel()
+	f := newMTLSFixture(t)
+	e := newEngine(t)
+	code, verifier := newBrowser(t, e).getCode("c-pub", "scope", "openid read")
+	tr := postTokenCert(e, "c-pub", url.Values{"grant_type": {GrantAuthorizationCode}, "code": {code},
+		"redirect_uri": {testRedirect["c-pub"]}, "code_verifier": {verifier}}, f.self)
+	wantOK(t, tr)
+	if boundTo(t, tr.str("access_token")) != tokens.CertThumbprint(f.self.Cert) {
+		t.Fatalf("not bound: %s", tr.raw)
+	}
+	ref := url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {tr.str("refresh_token")}}
+	wantErr(t, postTokenCert(e, "c-pub", ref, nil), 400, CodeInvalidGrant)
+	wantErr(t, postTokenCert(e, "c-pub", ref, f.otherSelf), 400, CodeInvalidGrant)
+	wantErr(t, postTokenCert(e, "c-pub", ref, nil, newProofKey(t).proof(t, nil)), 400, CodeInvalidGrant)
+	// The refusals changed nothing: the certificate's holder refreshes,
+	// and the new token is bound to it.
+	tr = postTokenCert(e, "c-pub", ref, f.self)
+	wantOK(t, tr)
+	if boundTo(t, tr.str("access_token")) != tokens.CertThumbprint(f.self.Cert) {
+		t.Fatalf("refreshed token not bound: %s", tr.raw)
+	}
+	// The rotated refresh token is bound too.
+	ref.Set("refresh_token", tr.str("refresh_token"))
+	wantErr(t, postTokenCert(e, "c-pub", ref, nil), 400, CodeInvalidGrant)
+	wantOK(t, postTokenCert(e, "c-pub", ref, f.self))
+
+	// Confidential: its refresh token is not bound to the certificate.
+	code, verifier = newBrowser(t, e).getCode("c-web", "scope", "openid read")
+	tr = postTokenCert(e, "c-web", url.Values{"grant_type": {GrantAuthorizationCode}, "code": {code},
+		"redirect_uri": {testRedirect["c-web"]}, "code_verifier": {verifier}}, f.self)
+	wantOK(t, tr)
+	tr = postTokenCert(e, "c-web", url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {tr.str("refresh_token")}}, f.otherSelf)
+	wantOK(t, tr)
+	if boundTo(t, tr.str("access_token")) != tokens.CertThumbprint(f.otherSelf.Cert) {
+		t.Fatalf("confidential refresh over another certificate: %s", tr.raw)
+	}
+}

@@ -80,6 +80,12 @@ type familyRecord struct {
 	// DPoP key it was made with (RFC 9449 §5): a refresh must present a
 	// proof of that key.
 	DPoPJKT string `json:"jkt,omitempty"`
+	// X5tS256 binds the refresh tokens of a public client's grant to the
+	// client certificate of the request that made it (RFC 8705 §4): a
+	// refresh must come over a connection with that certificate. A
+	// confidential client's refresh tokens are bound to its own
+	// authentication instead and have none.
+	X5tS256 string `json:"x5t#S256,omitempty"`
 }
 
 // handleLen is the length of a grant handle, tokens.RandomID(16), and secretLen
@@ -225,9 +231,9 @@ func revokeFamilyTx(tx storage.Tx, key string, horizon time.Time) (map[string]in
 // the first access token so that revoking the family revokes it, and,
 // when the client may refresh, the family's first refresh token. It
 // returns the access token's claims and the refresh token ("" when none).
-func (e *Engine) startGrant(tx storage.Tx, c *Client, handle, subject string, scope, aud []string, authTime int64, now time.Time, dpopJKT string) (*tokens.AccessClaims, string, error) {
+func (e *Engine) startGrant(tx storage.Tx, c *Client, handle, subject string, scope, aud []string, authTime int64, now time.Time, dpopJKT, certTh string) (*tokens.AccessClaims, string, error) {
 	fam := familyRecord{GrantID: tokens.RandomID(16), ClientID: c.ID, Subject: subject, Scope: scope, AuthTime: authTime,
-		Resources: aud, DPoPJKT: dpopJKT}
+		Resources: aud, DPoPJKT: dpopJKT, X5tS256: certTh}
 	at := tokens.NewAccessClaims(e.issuer, subject, c.ID, aud, scope, now, e.accessTokenTTL)
 	at.Grant = fam.GrantID
 	var rt string

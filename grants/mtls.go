@@ -3,6 +3,7 @@ package grants
 import (
 	"context"
 	"crypto"
+	"crypto/subtle"
 	"crypto/x509"
 	"fmt"
 	"net"
@@ -182,3 +183,32 @@ func bindToCert(ctx context.Context, claims *tokens.AccessClaims) {
 		claims.Cnf.X5tS256 = th
 	}
 }
+
+// refreshCertBinding is the certificate a new grant's refresh tokens are
+// bound to: a public client's, of the request that made the grant (RFC
+// 8705 §4, as refreshBinding does for DPoP keys). A confidential client
+// authenticates every refresh with its own method, so its refresh tokens
+// are not bound to a certificate (and it may move to a new one).
+func refreshCertBinding(ctx context.Context, c *Client) string {
+	if c.AuthMethod != AuthNone {
+		return ""
+	}
+	th, _ := ctx.Value(certBindingKey{}).(string)
+	return th
+}
+
+// certHeld reports whether the refresh request in ctx may use the
+// grant's refresh token: over a connection with the grant's
+// certificate, when it has one. The refresh then issues a token bound to
+// that certificate again (bindToCert), never an unbound one.
+func (f *familyRecord) certHeld(ctx context.Context) bool {
+	if f.X5tS256 == "" {
+		return true
+	}
+	th, _ := ctx.Value(certBindingKey{}).(string)
+	return th != "" && subtle.ConstantTimeCompare([]byte(th), []byte(f.X5tS256)) == 1
+}
+
+// errCertBound refuses a refresh of a certificate-bound public grant
+// without its certificate.
+var errCertBound = errCode(CodeInvalidGrant, "this refresh token is bound to a client certificate: refresh over a TLS connection that presents that certificate")

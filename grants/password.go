@@ -51,7 +51,7 @@ func (e *Engine) password(ctx context.Context, c *Client, form Form) (*TokenResp
 	)
 	err = e.store.Batch(ctx, func(tx storage.Tx) error {
 		var err error
-		at, rt, err = e.startGrant(tx, c, tokens.RandomID(16), u.Subject(), scope, aud, now.Unix(), now, refreshBinding(ctx, c))
+		at, rt, err = e.startGrant(tx, c, tokens.RandomID(16), u.Subject(), scope, aud, now.Unix(), now, refreshBinding(ctx, c), refreshCertBinding(ctx, c))
 		return err
 	})
 	if err != nil {

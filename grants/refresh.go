@@ -73,6 +73,10 @@ func (e *Engine) refreshToken(ctx context.Context, c *Client, form Form) (*Token
 			oerr = errDPoPBound
 			return nil
 		}
+		if !fam.certHeld(ctx) {
+			oerr = errCertBound
+			return nil
+		}
 		if !now.Before(e.refreshDeadline(&fam, famRec.Expires)) {
 			// Unused for refresh_token_idle_ttl: refused, and nothing
 			// written; the record goes at its absolute expiry.
@@ -195,7 +199,7 @@ func (e *Engine) rotateFast(ctx context.Context, c *Client, handle, key, secret 
 		famRec, err = getJSON(tx, storage.KindFamilies, key, &fam)
 		return err
 	})
-	if err != nil || fam.Revoked || fam.ClientID != c.ID || !fam.isCurrent(secret) || (fam.DPoPJKT != "" && fam.DPoPJKT != dpopJKT(ctx)) || !now.Before(e.refreshDeadline(&fam, famRec.Expires)) {
+	if err != nil || fam.Revoked || fam.ClientID != c.ID || !fam.isCurrent(secret) || (fam.DPoPJKT != "" && fam.DPoPJKT != dpopJKT(ctx)) || !fam.certHeld(ctx) || !now.Before(e.refreshDeadline(&fam, famRec.Expires)) {
 		return nil, nil, false
 	}
 	scope, ok := narrowScope(fam.Scope, want)
