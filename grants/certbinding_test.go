@@ -174,3 +174,65 @@ func TestCertBoundRefresh(t *testing.T) {
 		t.Fatalf("confidential refresh over another certificate: %s", tr.raw)
 	}
 }
+
+// txPostOver is txPost over a connection with cert and with the proofs.
+func txPostOver(e *Engine, cert *certtest.Cert, proofs []string, kv ...string) tokenResult {
+	v := url.Values{"grant_type": {GrantTokenExchange}, "client_id": {"c-tx"}, "client_secret": {postSecret}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v.Set(kv[i], kv[i+1])
+	}
+	r := httptest.NewRequest(http.MethodPost, TokenPath, strings.NewReader(v.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.RemoteAddr = loopbackAddr
+	for _, p := range proofs {
+		r.Header.Add("DPoP", p)
+	}
+	if cert != nil {
+		overCert(r, cert)
+	}
+	return serveResult(e, r)
+}
+
+// A DPoP-bound or certificate-bound subject or actor token is exchanged
+// only by a request that proves possession: a proof of the token's key,
+// or the token's certificate on the connection.
+func TestExchangeBoundTokens(t *testing.T) {
+	t.Parallel()
+	f := newMTLSFixture(t)
+	e := newEngine(t, withExchange())
+	k, other := newProofKey(t), newProofKey(t)
+	th := tokens.CertThumbprint(f.self.Cert)
+	dpopBound := txAccessToken(t, e, "alice", "read", func(c *tokens.AccessClaims) { c.Cnf = &tokens.Cnf{JKT: k.jkt} })
+	certBound := txAccessToken(t, e, "alice", "read", func(c *tokens.AccessClaims) { c.Cnf = &tokens.Cnf{X5tS256: th} })
+	both := txAccessToken(t, e, "alice", "read", func(c *tokens.AccessClaims) { c.Cnf = &tokens.Cnf{JKT: k.jkt, X5tS256: th} })
+	actor := txAccessToken(t, e, "svc-a", "", func(c *tokens.AccessClaims) { c.Cnf = &tokens.Cnf{JKT: k.jkt} })
+	plain := txAccessToken(t, e, "alice", "read", nil)
+	at := TokenTypeAccessToken
+	refuse := func(name string, tr tokenResult, word string) {
+		t.Helper()
+		if tr.status != http.StatusBadRequest || tr.str("error") != CodeInvalidRequest || !strings.Contains(tr.str("error_description"), word) {
+			t.Errorf("%s: %d %s, want 400 invalid_request naming %q", name, tr.status, tr.raw, word)
+		}
+	}
+	refuse("DPoP-bound, no proof", txPostOver(e, nil, nil, "subject_token", dpopBound, "subject_token_type", at), "DPoP")
+	refuse("DPoP-bound, another key", txPostOver(e, nil, []string{other.proof(t, nil)}, "subject_token", dpopBound, "subject_token_type", at), "DPoP")
+	refuse("cert-bound, no certificate", txPostOver(e, nil, nil, "subject_token", certBound, "subject_token_type", at), "certificate")
+	refuse("cert-bound, another certificate", txPostOver(e, f.otherSelf, nil, "subject_token", certBound, "subject_token_type", at), "certificate")
+	refuse("cert-bound, a DPoP proof instead", txPostOver(e, nil, []string{k.proof(t, nil)}, "subject_token", certBound, "subject_token_type", at), "certificate")
+	refuse("both, proof only", txPostOver(e, nil, []string{k.proof(t, nil)}, "subject_token", both, "subject_token_type", at), "certificate")
+	refuse("both, certificate only", txPostOver(e, f.self, nil, "subject_token", both, "subject_token_type", at), "DPoP")
+	refuse("DPoP-bound actor, no proof", txPostOver(e, nil, nil, "subject_token", plain, "subject_token_type", at, "actor_token", actor, "actor_token_type", at), "actor_token")
+
+	// With possession: the exchanged token is bound again.
+	tr := txPostOver(e, nil, []string{k.proof(t, nil)}, "subject_token", dpopBound, "subject_token_type", at)
+	wantDPoP(t, e, tr, k, "")
+	tr = txPostOver(e, f.self, nil, "subject_token", certBound, "subject_token_type", at)
+	wantOK(t, tr)
+	if boundTo(t, tr.str("access_token")) != th {
+		t.Errorf("exchanged over the certificate but not bound: %s", tr.raw)
+	}
+	wantDPoP(t, e, txPostOver(e, f.self, []string{k.proof(t, nil)}, "subject_token", both, "subject_token_type", at), k, "")
+	wantOK(t, txPostOver(e, nil, []string{k.proof(t, nil)}, "subject_token", plain, "subject_token_type", at, "actor_token", actor, "actor_token_type", at))
+	// An unbound token is exchanged as before.
+	wantOK(t, txPostOver(e, nil, nil, "subject_token", plain, "subject_token_type", at))
+}

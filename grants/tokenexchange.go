@@ -90,6 +90,10 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 	if oerr := asStorageError(err); oerr != nil {
 		return nil, oerr
 	}
+	var bound *boundTokenError
+	if errors.As(err, &bound) {
+		return nil, errRequest("the subject_token " + bound.reason)
+	}
 	if err != nil {
 		e.debug(ctx, "token exchange: subject token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
 		return nil, errRequest("the subject_token is invalid, expired or of another type")
@@ -101,6 +105,9 @@ func (e *Engine) tokenExchange(ctx context.Context, c *Client, form Form) (*Toke
 		actor, err = e.readExchangedToken(ctx, c, actTok, actType, now)
 		if oerr := asStorageError(err); oerr != nil {
 			return nil, oerr
+		}
+		if errors.As(err, &bound) {
+			return nil, errRequest("the actor_token " + bound.reason)
 		}
 		if err != nil {
 			e.debug(ctx, "token exchange: actor token refused", zap.String("client_id", c.ID), zap.String("reason", err.Error()))
@@ -236,6 +243,11 @@ func (e *Engine) readExchangedToken(ctx context.Context, c *Client, tok, typ str
 	}
 	if out.exp <= now.Unix() {
 		return nil, errors.New("expired")
+	}
+	// A sender-constrained token only with proof of possession
+	// (exchangebinding.go).
+	if err := checkExchangedCnf(ctx, raw); err != nil {
+		return nil, err
 	}
 	if err := e.subjectExists(ctx, out.subject); err != nil {
 		return nil, err
