@@ -111,6 +111,32 @@ func TestCertBoundUserinfo(t *testing.T) {
 		}
 	}
 
+	// Through a trusted proxy's header (as oauth_server's client_cert_header
+	// takes it before the engine): that certificate counts, and only from
+	// the trusted peer.
+	ch := &tokens.CertHeader{Name: "Client-Cert", TrustedProxies: []string{"127.0.0.1"}}
+	if err := ch.Provision(); err != nil {
+		t.Fatal(err)
+	}
+	viaProxy := func(peer string, cert *certtest.Cert) int {
+		r := httptest.NewRequest(http.MethodGet, UserinfoPath, nil)
+		r.RemoteAddr = peer
+		r.Header.Set("Authorization", "Bearer "+at)
+		r.Header.Set("Client-Cert", ":"+base64.StdEncoding.EncodeToString(cert.Cert.Raw)+":")
+		rec := httptest.NewRecorder()
+		e.serveUserinfo(rec, ch.Take(overCert(r, nil)))
+		return rec.Code
+	}
+	if code := viaProxy("127.0.0.1:4000", f.self); code != http.StatusOK {
+		t.Errorf("the certificate through the trusted proxy: %d", code)
+	}
+	if code := viaProxy("127.0.0.1:4000", f.otherSelf); code != http.StatusUnauthorized {
+		t.Errorf("another certificate through the trusted proxy: %d", code)
+	}
+	if code := viaProxy("192.0.2.7:4000", f.self); code != http.StatusUnauthorized {
+		t.Errorf("the certificate header from an untrusted peer: %d", code)
+	}
+
 	// Bound both ways: the proof and the certificate.
 	k := newProofKey(t)
 	tr = redeem(k.proof(t, nil))
