@@ -11,15 +11,7 @@ import (
 // both issuers and how to change the issuer on purpose; a bbolt file
 // (one process) takes a config with a new issuer, as a reload does.
 func TestPostgresOtherIssuerRefused(t *testing.T) {
-	srv, err := postgresServer()
-	if err != nil {
-		t.Fatalf("PostgreSQL did not start: %v", err)
-	}
-	dsn, err := srv.NewDatabase()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PGISS_DSN", dsn)
+	t.Setenv("PGISS_DSN", postgresDSN(t))
 	t.Setenv("PGISS_KEK", "issuer-test-kek-0123456789abcdef0123")
 	cfg := func(iss string) string {
 		return `{"issuer":"` + iss + `","key_encryption_key":"{env.PGISS_KEK}","storage":{"module":"postgres","dsn":"{env.PGISS_DSN}"}}`

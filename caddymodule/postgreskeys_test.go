@@ -3,26 +3,13 @@ package caddymodule
 import (
 	"strings"
 	"testing"
-
-	"github.com/oauthgate/caddy-oauthgate/internal/pgtest"
 )
 
 // TestPostgresOtherKEKRefused: a node started with a key_encryption_key
 // other than the one the keys in the shared database were sealed with
 // fails at start, naming where its key came from and never the key.
-// It starts a real PostgreSQL on the first free port of 19365-19369
-// (registered in integration/main_test.go).
 func TestPostgresOtherKEKRefused(t *testing.T) {
-	srv, err := pgtest.Start(19365, 19369)
-	if err != nil {
-		t.Fatalf("PostgreSQL did not start: %v", err)
-	}
-	t.Cleanup(srv.Stop)
-	dsn, err := srv.NewDatabase()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PGKEK_DSN", dsn)
+	t.Setenv("PGKEK_DSN", postgresDSN(t))
 	const kekA, kekB = "node-a-kek-0123456789abcdef012345", "node-b-kek-0123456789abcdef012345"
 	cfg := `{"issuer":"https://as.test","key_encryption_key":"{env.PGKEK_KEY}","storage":{"module":"postgres","dsn":"{env.PGKEK_DSN}"}}`
 

@@ -116,6 +116,30 @@ func (c *crashChild) kill(t *testing.T) {
 // crashCode is an authorization code a client holds.
 type crashCode struct{ code, verifier string }
 
+// awaitLoad waits until the load has acknowledged at least 10 codes and
+// rotated refresh tokens; when it does not get going within, it stops
+// the load and fails the test, with logs() (a server's log) when given.
+func (l *crashLedger) awaitLoad(t *testing.T, within time.Duration, rotated int, stop chan struct{}, wg *sync.WaitGroup, logs func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(10 * time.Millisecond) {
+		l.mu.Lock()
+		enough := len(l.codes) >= 10 && l.rotated >= rotated
+		l.mu.Unlock()
+		if enough {
+			return
+		}
+		if time.Now().After(deadline) || t.Failed() {
+			close(stop)
+			wg.Wait()
+			log := ""
+			if logs != nil {
+				log = logs()
+			}
+			t.Fatalf("the load did not get going within %s (issued %d, rotated %d)\n%s", within, l.issued, l.rotated, log)
+		}
+	}
+}
+
 // crashLedger is what the clients were told, per the server's answers
 // that reached them before the crash.
 type crashLedger struct {
@@ -272,19 +296,7 @@ func TestCrashUnderLoad(t *testing.T) {
 	})
 
 	// Kill at a random moment once the load has produced some state.
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		ledger.mu.Lock()
-		enough := len(ledger.codes) >= 10 && ledger.rotated >= 10
-		ledger.mu.Unlock()
-		if enough {
-			break
-		}
-		if time.Now().After(deadline) || t.Failed() {
-			close(stop)
-			wg.Wait()
-			t.Fatalf("the load did not get going within 15s (issued %d, rotated %d)", ledger.issued, ledger.rotated)
-		}
-	}
+	ledger.awaitLoad(t, 15*time.Second, 10, stop, &wg, nil)
 	time.Sleep(time.Duration(rand.IntN(700)) * time.Millisecond)
 	killed.Store(true)
 	killedAt := time.Now()

@@ -26,10 +26,10 @@
 //	             its http/https ports, 19325 a third issuer nothing serves
 //	19350-19359  the PostgreSQL that storage/postgres's TestMain starts (the
 //	             first free one; its own package, not these tests)
-//	19365-19369  the PostgreSQL of the cluster-lock tests (grants/cluster_test.go,
-//	             caddymodule's postgres key test), the first free one
 //	19360-19364  the PostgreSQL that caddymodule's tests start on first use
-//	             (main_test.go there: two nodes' revocations and key rotations)
+//	             (main_test.go there), shared by every postgres test of that package
+//	19365-19369  the PostgreSQL of the cluster tests (grants/cluster_test.go), the
+//	             first free one
 //	19390-19394  the PostgreSQL of internal/pgtest's own tests and of bench/micro's
 //	             durable-path benchmarks (first free one; not these tests)
 //	19370-19374  the PostgreSQL of the two-node tests (nodes_test.go; the

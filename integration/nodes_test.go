@@ -317,19 +317,7 @@ func TestNodesKillUnderLoad(t *testing.T) {
 		}()
 	}
 	loadBegan := time.Now()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		ledger.mu.Lock()
-		enough := len(ledger.codes) >= 10 && ledger.rotated >= 30
-		ledger.mu.Unlock()
-		if enough {
-			break
-		}
-		if time.Now().After(deadline) || t.Failed() {
-			close(stop)
-			wg.Wait()
-			t.Fatalf("the load did not get going within 20s (issued %d, rotated %d)\n%s", ledger.issued, ledger.rotated, c.a.logs())
-		}
-	}
+	ledger.awaitLoad(t, 20*time.Second, 30, stop, &wg, c.a.logs)
 	// Kill at a random moment once the load has made some state.
 	time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
 	killed.Store(true)

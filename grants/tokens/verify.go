@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jws"
+
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
