@@ -276,6 +276,13 @@ func TestDPoPCodeBinding(t *testing.T) {
 	wantErr(t, redeemWith(b.proof(t, nil)), 400, CodeInvalidGrant)
 	wantErr(t, redeemWith(), 400, CodeInvalidGrant)
 	wantDPoP(t, e, redeemWith(a.proof(t, nil)), a, "")
+	// A proof that fails its own checks is refused before the code is
+	// looked at, and the code is still good (docs/dpop.md, Bindings).
+	code, verifier := newBrowser(t, e).getCode("c-pub", "scope", "openid read", "dpop_jkt", a.jkt)
+	red := url.Values{"grant_type": {GrantAuthorizationCode}, "code": {code}, "redirect_uri": {testRedirect["c-pub"]}, "code_verifier": {verifier}}
+	wantErr(t, postTokenDPoP(e, "c-pub", red, a.proof(t, func(c map[string]any) { c["htm"] = "GET" })), 400, CodeInvalidDPoPProof)
+	wantErr(t, postTokenDPoP(e, "c-pub", red, "not.a.jws"), 400, CodeInvalidDPoPProof)
+	wantDPoP(t, e, postTokenDPoP(e, "c-pub", red, a.proof(t, nil)), a, "")
 	// A malformed dpop_jkt is refused at the authorization endpoint.
 	_, challenge := newPKCE()
 	q := authzQuery("c-pub", challenge, "dpop_jkt", "not-a-thumbprint")
@@ -406,5 +413,70 @@ func TestDPoPUserinfo(t *testing.T) {
 	wantOK(t, bearer)
 	if rec := call("DPoP "+bearer.str("access_token"), forUserinfo(a, nil)); rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
 		t.Errorf("an unbound token as DPoP: %d %q", rec.Code, rec.Header().Get("WWW-Authenticate"))
+	}
+}
+
+// RFC 9449 §7.1 at userinfo: every answer to a token uses the scheme it
+// came with (insufficient_scope and a malformed header too), and a
+// request with no token is offered both schemes.
+func TestDPoPUserinfoChallenges(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t)
+	a := newProofKey(t)
+	code, verifier := newBrowser(t, e).getCode("c-web", "scope", "read")
+	tr := postTokenDPoP(e, "c-web", url.Values{"grant_type": {GrantAuthorizationCode}, "code": {code}, "redirect_uri": {testRedirect["c-web"]}, "code_verifier": {verifier}}, a.proof(t, nil))
+	wantDPoP(t, e, tr, a, "")
+	at := tr.str("access_token")
+	sum := sha256.Sum256([]byte(at))
+	proof := a.proof(t, func(c map[string]any) {
+		c["htm"], c["htu"], c["ath"] = "GET", testIssuer+UserinfoPath, base64.RawURLEncoding.EncodeToString(sum[:])
+	})
+	call := func(authz string, proofs ...string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, UserinfoPath, nil)
+		r.RemoteAddr = loopbackAddr
+		if authz != "-" {
+			r.Header.Set("Authorization", authz)
+		}
+		for _, p := range proofs {
+			r.Header.Add("DPoP", p)
+		}
+		rec := httptest.NewRecorder()
+		e.serveUserinfo(rec, r)
+		return rec
+	}
+	dpopRealm := `DPoP realm="` + testIssuer + `", algs="`
+	for name, tc := range map[string]struct {
+		authz  string
+		proofs []string
+		status int
+		want   []string
+		not    []string
+	}{
+		"no openid scope": {"DPoP " + at, []string{proof}, 403,
+			[]string{dpopRealm, `error="insufficient_scope"`, `scope="openid"`}, []string{"Bearer"}},
+		"empty DPoP token": {"DPoP ", nil, 400,
+			[]string{dpopRealm, `error="invalid_request"`, "as DPoP, with a DPoP proof"}, []string{"Bearer"}},
+		"unknown DPoP token": {"DPoP not-a-token", nil, 401,
+			[]string{dpopRealm, `error="invalid_token"`}, []string{"Bearer"}},
+		"no token": {"-", nil, 401,
+			[]string{`Bearer realm="` + testIssuer + `"`, dpopRealm}, []string{"error="}},
+		"empty Bearer token": {"Bearer ", nil, 400,
+			[]string{`Bearer realm=`, "as Bearer"}, []string{"DPoP"}},
+	} {
+		rec := call(tc.authz, tc.proofs...)
+		ch := rec.Header().Get("WWW-Authenticate")
+		if rec.Code != tc.status {
+			t.Errorf("%s: %d %q, want %d", name, rec.Code, ch, tc.status)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(ch, w) {
+				t.Errorf("%s: challenge %q lacks %q", name, ch, w)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(ch, n) {
+				t.Errorf("%s: challenge %q has %q", name, ch, n)
+			}
+		}
 	}
 }

@@ -17,7 +17,8 @@ func (e *Engine) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 	if e.cors(w, r, corsAppOrigins, "GET, POST") {
 		return
 	}
-	base := `Bearer realm="` + e.realm + `"`
+	bearer := `Bearer realm="` + e.realm + `"`
+	base := bearer
 	// The token is in the header; a body (of a POST) is never read, and
 	// is discarded so that any answer reaches the client (DiscardBody).
 	DiscardBody(r)
@@ -27,6 +28,16 @@ func (e *Engine) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, dpopScheme, status, code := tokens.ResourceToken(r)
+	// Every answer to a token uses the scheme it came with (RFC 9449
+	// §7.1); with no token at all, both schemes are offered.
+	dpopBase := tokens.DPoPChallenge(e.realm, e.dpop.Algs(), "")
+	if dpopScheme {
+		base = dpopBase
+	}
+	if status == http.StatusUnauthorized {
+		tokens.WriteBearerErrorAlso(w, bearer, dpopBase, status, code, "")
+		return
+	}
 	if status != 0 {
 		tokens.WriteBearerError(w, base, status, code, "")
 		return
@@ -47,14 +58,14 @@ func (e *Engine) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 	// ways needs both.
 	if !c.CertBound(r) {
 		if dpopScheme {
-			e.writeUserinfoDPoPError(w, base, tokens.ErrDPoPTokenScheme)
+			e.writeUserinfoDPoPError(w, bearer, tokens.ErrDPoPTokenScheme)
 		} else {
 			tokens.WriteBearerError(w, base, http.StatusUnauthorized, "invalid_token", "")
 		}
 		return
 	}
 	if err := e.userinfoDPoP(r, tok, c, dpopScheme); err != nil {
-		e.writeUserinfoDPoPError(w, base, err)
+		e.writeUserinfoDPoPError(w, bearer, err)
 		return
 	}
 	scopes := c.Scopes()

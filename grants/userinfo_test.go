@@ -45,8 +45,8 @@ func TestUserinfoRefusals(t *testing.T) {
 		status    int
 		challenge string // exact WWW-Authenticate, or a prefix ending in '*'
 	}{
-		{"no token", "GET", UserinfoPath, "", 401, realm},
-		{"basic credentials", "GET", UserinfoPath, siBasicAuth("c-web", webSecret), 401, realm},
+		{"no token", "GET", UserinfoPath, "", 401, realm + `, DPoP realm="https://as.test", algs="ES256 *`},
+		{"basic credentials", "GET", UserinfoPath, siBasicAuth("c-web", webSecret), 401, realm + `, DPoP realm="https://as.test", algs="ES256 *`},
 		{"garbage token", "GET", UserinfoPath, "Bearer abc", 401, realm + `, error="invalid_token"*`},
 		{"tampered token", "GET", UserinfoPath, "Bearer " + withOpenID.str("access_token") + "x", 401, realm + `, error="invalid_token"*`},
 		{"id token as bearer", "GET", UserinfoPath, "Bearer " + withOpenID.str("id_token"), 401, realm + `, error="invalid_token"*`},

@@ -54,11 +54,15 @@ func (p *Protect) allowed(c *tokens.AccessClaims) bool {
 
 // denyForbidden answers a token whose subject allow_users and
 // allow_groups refuse: 403 with the Bearer challenge, no details of the
-// rules.
+// rules, in the scheme the token came with.
 func (p *Protect) denyForbidden(w http.ResponseWriter, r *http.Request) error {
 	drainBody(r)
 	h := w.Header()
-	h.Set("WWW-Authenticate", p.challenge+`, error="insufficient_scope", error_description="the token's subject may not use this resource"`)
+	challenge := p.challenge
+	if p.RequireDPoP || p.dpopOffered() && sentDPoP(r) {
+		challenge = p.dpop.challenge
+	}
+	h.Set("WWW-Authenticate", challenge+`, error="insufficient_scope", error_description="the token's subject may not use this resource"`)
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusForbidden)

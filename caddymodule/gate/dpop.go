@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -85,6 +86,12 @@ func validateDPoPOrigin(s string) error {
 // dpopOffered reports whether the gate accepts DPoP-bound tokens (it has
 // a URL to check proofs against).
 func (p *Protect) dpopOffered() bool { return p.dpop != nil && p.dpop.origin != "" }
+
+// sentDPoP reports whether r's token came with the DPoP scheme.
+func sentDPoP(r *http.Request) bool {
+	authz := r.Header["Authorization"]
+	return len(authz) == 1 && len(authz[0]) >= 5 && strings.EqualFold(authz[0][:5], "DPoP ")
+}
 
 // dpopURL is the htu a proof for r must name: the configured origin and
 // the path the client sent (Caddy's original request, before any

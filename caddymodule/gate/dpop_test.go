@@ -421,3 +421,41 @@ func TestGateDPoPExternalIssuer(t *testing.T) {
 		}
 	}
 }
+
+// RFC 9449 §7.1: every refusal of a token sent with the DPoP scheme uses
+// the DPoP challenge, the 403s (a missing scope, allow_users) and a
+// malformed header too, so a client learns which algorithms to use.
+func TestGateDPoPChallengeScheme(t *testing.T) {
+	app := dpopIssuer(t, false)
+	a := newGateKey(t)
+	bound := issue(t, app, a)
+	const url = "https://api.test/orders/7"
+	proof := func() []string {
+		return []string{a.proof(t, map[string]any{"htm": "GET", "htu": url, "ath": ath(bound)})}
+	}
+	for _, tc := range []struct {
+		name   string
+		gate   string
+		authz  string
+		proofs []string
+		status int
+		want   string
+	}{
+		{"missing scope", "scopes write", "DPoP " + bound, proof(), 403, `error="insufficient_scope", scope="write"`},
+		{"allow_users", "allow_users somebody-else", "DPoP " + bound, proof(), 403, `error="insufficient_scope"`},
+		{"empty DPoP token", "scopes read", "DPoP ", nil, 400, "as DPoP, with a DPoP proof"},
+		{"DPoP token of another issuer", "scopes read", "DPoP not-a-token", nil, 401, `error="invalid_token"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := gateWith(t, app, "oauth_protect {\n audience https://api.test\n "+tc.gate+"\n}")
+			w, seen := dpopCall(t, p, "GET", url, tc.authz, tc.proofs, nil)
+			ch := w.Header().Get("WWW-Authenticate")
+			if seen != nil || w.Code != tc.status {
+				t.Fatalf("status %d, forwarded %v; want %d (%q)", w.Code, seen != nil, tc.status, ch)
+			}
+			if !strings.HasPrefix(ch, `DPoP realm="https://api.test", algs="ES256 `) || !strings.Contains(ch, tc.want) || strings.Contains(ch, "Bearer") {
+				t.Errorf("WWW-Authenticate %q, want the DPoP challenge only, with %q", ch, tc.want)
+			}
+		})
+	}
+}

@@ -979,7 +979,8 @@ func headerSafe(s string) (string, bool) {
 func (p *Protect) deny(w http.ResponseWriter, r *http.Request, status int, code, scope string) error {
 	drainBody(r)
 	switch {
-	case p.RequireDPoP:
+	case p.RequireDPoP || p.dpopOffered() && sentDPoP(r):
+		// The answer uses the scheme the token came with (RFC 9449 §7.1).
 		tokens.WriteBearerError(w, p.dpop.challenge, status, code, scope)
 	case p.dpopOffered() && status == http.StatusUnauthorized:
 		// Both schemes are acceptable (RFC 9449 §7.1).

@@ -124,7 +124,10 @@ func BearerChallenge(base, code, scope string) (challenge, body string) {
 	case "insufficient_scope":
 		return base + `, error="insufficient_scope", scope="` + scope + `"`, `{"error":"insufficient_scope","error_description":"the access token lacks a required scope"}`
 	default:
-		const d = "send the access token once, in the Authorization header as Bearer"
+		d := "send the access token once, in the Authorization header as Bearer"
+		if strings.HasPrefix(base, "DPoP ") {
+			d = "send the access token once, in the Authorization header as DPoP, with a DPoP proof"
+		}
 		return base + `, error="invalid_request", error_description="` + d + `"`, `{"error":"invalid_request","error_description":"` + d + `"}`
 	}
 }
