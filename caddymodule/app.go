@@ -340,6 +340,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		KeyEncryptionKey: []byte(kek),
 		SealPlainKeys:    a.SealPlainKeys,
 		DPoP:             grants.DPoPConfig{Nonce: a.DPoPNonce, Algs: a.DPoPSigningAlgs},
+		ClientCertHeader: a.ClientCertHeader != nil,
 		SharedStore:      isShared(a.store),
 		Observer:         metricsObserver{},
 		Logger:           a.logger,

@@ -91,6 +91,11 @@ type Config struct {
 	SharedStore bool
 	// DPoP configures DPoP proofs at the token endpoint (RFC 9449).
 	DPoP DPoPConfig
+	// ClientCertHeader says a trusted proxy passes client certificates
+	// in a header (the app's client_cert_header). With it, or an https
+	// issuer not behind a TLS-terminating proxy, token requests can carry
+	// a certificate, and the metadata says tokens get bound to it.
+	ClientCertHeader bool
 	// Observer receives token endpoint and security events for metrics;
 	// nil for none.
 	Observer Observer
@@ -110,6 +115,9 @@ type Engine struct {
 	clients         map[string]*Client
 	users           *Users
 	behindTLSProxy  bool
+	// certsReach says a client certificate can reach the token endpoint
+	// (Config.ClientCertHeader).
+	certsReach bool
 	// keys is the one key ring: minting signs with it, verifier checks
 	// with it.
 	keys     *tokens.Keys
@@ -226,6 +234,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		users:           &Users{config: map[string]*User{}},
 		clients:         make(map[string]*Client, len(cfg.Clients)),
 		behindTLSProxy:  cfg.BehindTLSProxy,
+		certsReach:      cfg.ClientCertHeader || strings.HasPrefix(cfg.Issuer, "https://") && !cfg.BehindTLSProxy,
 		signingAlg:      cfg.SigningAlg,
 		keyRotation:     cfg.KeyRotation,
 		logger:          cfg.Logger,

@@ -93,7 +93,9 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 	}
 	// Assertion methods and none are listed when some client uses them;
 	// the signing algorithms are those the clients' keys can verify.
-	m.TLSClientCertBoundAccessTokens = true
+	// Only where a certificate can reach us: over TLS we terminate, or
+	// in a trusted proxy's header (RFC 8705 §3.3).
+	m.TLSClientCertBoundAccessTokens = e.certsReach
 	for _, method := range []string{AuthSecretJWT, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLSClient, AuthNone} {
 		if slices.ContainsFunc(clients, func(c *Client) bool { return c.AuthMethod == method }) {
 			m.TokenEndpointAuthMethodsSupported = append(m.TokenEndpointAuthMethodsSupported, method)

@@ -193,6 +193,26 @@ func TestMTLSMetadata(t *testing.T) {
 	if !m.TLSClientCertBoundAccessTokens {
 		t.Fatal("tls_client_certificate_bound_access_tokens is not true")
 	}
+	// Only where a certificate can reach the token endpoint: not over
+	// plain HTTP, nor behind a TLS-terminating proxy, unless a trusted
+	// proxy's header brings it.
+	for _, tc := range []struct {
+		issuer       string
+		behind, head bool
+		want         bool
+	}{
+		{"http://localhost:9480", false, false, false},
+		{"https://as.test", true, false, false},
+		{"https://as.test", true, true, true},
+		{"http://localhost:9480", false, true, true},
+	} {
+		m := testMetadata(t, newEngine(t, withConfig(func(c *Config) {
+			c.Issuer, c.BehindTLSProxy, c.ClientCertHeader = tc.issuer, tc.behind, tc.head
+		})))
+		if m.TLSClientCertBoundAccessTokens != tc.want {
+			t.Errorf("%+v: tls_client_certificate_bound_access_tokens %v", tc, m.TLSClientCertBoundAccessTokens)
+		}
+	}
 	for _, want := range []string{AuthTLSClient, AuthSelfSignedTLSClient} {
 		if !contains(m.TokenEndpointAuthMethodsSupported, want) || !contains(m.IntrospectionAuthMethodsSupported, want) {
 			t.Fatalf("auth methods %v / %v lack %s", m.TokenEndpointAuthMethodsSupported, m.IntrospectionAuthMethodsSupported, want)

@@ -202,3 +202,37 @@ func TestCaddyfileExample(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeCaddyfiles: every Caddyfile a reader copies from the README
+// or from examples/ adapts, without warnings.
+func TestReadmeCaddyfiles(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```caddyfile\n(.*?)```").FindAllSubmatch(readme, -1)
+	if len(blocks) < 3 {
+		t.Fatalf("README.md has %d caddyfile blocks; want the sign-in, several-nodes and DPoP/mTLS ones", len(blocks))
+	}
+	sources := map[string][]byte{}
+	for i, b := range blocks {
+		sources["README.md block "+string(rune('1'+i))] = b[1]
+	}
+	examples, _ := filepath.Glob(filepath.Join(repoRoot, "examples", "*", "Caddyfile"))
+	for _, f := range examples {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources[f] = data
+	}
+	for name, src := range sources {
+		_, warns, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": "Caddyfile"})
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		for _, w := range warns {
+			t.Errorf("%s: warning %s", name, w.String())
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
+	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
 	"github.com/oauthgate/caddy-oauthgate/internal/certtest"
 )
 
@@ -84,12 +85,30 @@ func TestGateCertBound(t *testing.T) {
 }
 
 // TestGatePRMCertBound: the protected resource metadata says the gate
-// checks certificate-bound tokens (RFC 8705 §3.4, PRM-03).
+// takes certificate-bound tokens (RFC 8705 §3.4, PRM-03) only where a
+// certificate can reach it: an https resource, or a trusted proxy's
+// header; scopes_supported is left out rather than null without scopes.
 func TestGatePRMCertBound(t *testing.T) {
-	p := provisioned(t, "oauth_protect {\n audience https://api.test\n}")
-	var m map[string]any
-	if err := json.Unmarshal(p.prm, &m); err != nil || m["tls_client_certificate_bound_access_tokens"] != true {
-		t.Fatalf("protected resource metadata %s", p.prm)
+	for _, tc := range []struct {
+		gate string
+		want bool
+	}{
+		{"audience https://api.test", true},
+		{"audience http://api.test", false},
+		{"audience http://api.test\n client_cert_header Client-Cert {\n  trusted_proxies 10.0.0.1\n }", true},
+	} {
+		p := provisioned(t, "oauth_protect {\n "+tc.gate+"\n}")
+		var m map[string]any
+		if err := json.Unmarshal(p.prm, &m); err != nil || m["tls_client_certificate_bound_access_tokens"] != tc.want {
+			t.Errorf("%s: protected resource metadata %s, want tls_client_certificate_bound_access_tokens %v", tc.gate, p.prm, tc.want)
+		}
+		if _, ok := m["scopes_supported"]; ok {
+			t.Errorf("%s: scopes_supported without scopes: %s", tc.gate, p.prm)
+		}
+	}
+	p := provisioned(t, "oauth_protect {\n audience https://api.test\n scopes read\n}")
+	if !strings.Contains(string(p.prm), `"scopes_supported":["read"]`) {
+		t.Errorf("scopes_supported missing: %s", p.prm)
 	}
 }
 
@@ -100,4 +119,38 @@ func provisionedWith(t *testing.T, app testIssuer, src string) *Protect {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// RFC 8705 / CA-15: no certificate header a client sends reaches the
+// upstream, whoever's proxy spells it (attack round 2 of issue 15 found
+// Traefik's and others' passing), with or without client_cert_header.
+func TestGateStripsCertHeaders(t *testing.T) {
+	names := []string{
+		"Client-Cert", "Client-Cert-Chain", "X-Client-Cert", "X-Client-Certificate", "X-Ssl-Client-Cert", "X_ssl_client_cert",
+		"X-Ssl-Cert", "X-Ssl-Cert-Hash", "X-Ssl-Client-S-Dn", "X-Ssl-Client-Verify", "X-Forwarded-Client-Cert",
+		"X-Forwarded-Tls-Client-Cert", "X-Forwarded-Tls-Client-Cert-Info", "X-Client-Verify", "X-Client-Cert-Dn",
+		"X-Client-Cert-Subject", "X-Client-Cert-Sha256", "X-Client-Cert-Fingerprint", "X-Client-Dn", "X-Client-S-Dn",
+		"X-Tls-Client-Cert", "X-Mtls-Client-Cert", "Cf-Client-Cert-Sha256", "X-Amzn-Mtls-Clientcert",
+		"X-Amzn-Mtls-Clientcert-Leaf", "X-Amzn-Mtls-Clientcert-Subject", "X-Arr-Clientcert", "Ssl-Client-Cert",
+	}
+	for _, gate := range []string{
+		"oauth_protect {\n audience https://app.test\n}",
+		"oauth_protect {\n audience https://app.test\n client_cert_header Client-Cert {\n  trusted_proxies 127.0.0.1\n }\n}",
+	} {
+		p := provisioned(t, gate)
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		for _, n := range names {
+			r.Header[n] = []string{"forged"}
+		}
+		r.Header["X-Client-Version"] = []string{"3"} // an app's own header
+		p.stripIdentityHeaders(r)
+		if len(r.Header) != 1 || r.Header.Get("X-Client-Version") != "3" {
+			t.Errorf("%q: headers after strip = %v; want only X-Client-Version", gate, r.Header)
+		}
+		for _, n := range names {
+			if !tokens.IsClientCertHeader(n) {
+				t.Errorf("tokens.IsClientCertHeader(%q) = false", n)
+			}
+		}
+	}
 }

@@ -104,6 +104,12 @@ func (p *Protect) dpopURL(r *http.Request) string {
 	return p.dpop.origin + u.EscapedPath()
 }
 
+// errDPoPUnchecked refuses a DPoP-bound token, or the DPoP scheme, at a
+// gate with no URL to check proofs against (a urn: audience without
+// dpop_origin): it offers no DPoP, so the answer is a plain Bearer
+// invalid_token, with no DPoP challenge or nonce.
+var errDPoPUnchecked = errors.New("this resource has no configured URL to check DPoP proofs against: set dpop_origin")
+
 // checkDPoP applies RFC 9449 §7 to a verified token, on every request
 // (a cached token still needs this request's proof), and require_dpop.
 func (p *Protect) checkDPoP(r *http.Request, token string, claims *tokens.AccessClaims, dpopScheme bool) error {
@@ -115,7 +121,7 @@ func (p *Protect) checkDPoP(r *http.Request, token string, claims *tokens.Access
 		return &tokens.DPoPError{Code: tokens.ErrDPoPTokenScheme, Reason: "this resource takes DPoP-bound access tokens only"}
 	}
 	if (jkt != "" || dpopScheme) && !p.dpopOffered() {
-		return &tokens.DPoPError{Code: tokens.ErrDPoPTokenScheme, Reason: "this resource has no configured URL to check DPoP proofs against"}
+		return errDPoPUnchecked
 	}
 	if !dpopScheme && jkt == "" {
 		return nil

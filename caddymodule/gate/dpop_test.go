@@ -459,3 +459,27 @@ func TestGateDPoPChallengeScheme(t *testing.T) {
 		})
 	}
 }
+
+// A gate with no URL to check proofs against (no http(s) audience, no
+// dpop_origin) offers no DPoP: a DPoP-bound token, with a proof or as
+// Bearer, is a plain Bearer invalid_token, with no DPoP challenge and no
+// nonce, even when the app's nonces are on.
+func TestGateWithoutDPoPURL(t *testing.T) {
+	app := dpopIssuer(t, true)
+	p := gateWith(t, app, "oauth_protect {\n audience any\n}")
+	a := newGateKey(t)
+	bound := issue(t, app, a)
+	const url = "https://api.test/x"
+	for name, authz := range map[string]string{"DPoP scheme": "DPoP " + bound, "Bearer": "Bearer " + bound} {
+		proof := []string{a.proof(t, map[string]any{"htm": "GET", "htu": url, "ath": ath(bound)})}
+		w, seen := dpopCall(t, p, "GET", url, authz, proof, nil)
+		ch := w.Header().Get("WWW-Authenticate")
+		if seen != nil || w.Code != http.StatusUnauthorized || !strings.HasPrefix(ch, "Bearer ") || !strings.Contains(ch, `error="invalid_token"`) ||
+			strings.Contains(ch, "DPoP") || w.Header().Get("DPoP-Nonce") != "" {
+			t.Errorf("%s: %d %q nonce %q, forwarded %v", name, w.Code, ch, w.Header().Get("DPoP-Nonce"), seen != nil)
+		}
+	}
+	if _, seen := dpopCall(t, p, "GET", url, "Bearer "+issue(t, app, nil), nil, nil); seen == nil {
+		t.Error("a bearer token was refused")
+	}
+}

@@ -303,9 +303,7 @@ func (p *Protect) provisionWith(iss Issuer) error {
 	}
 	// RFC 8705: the certificate comes from the TLS connection only; a
 	// certificate header reaching the upstream could be taken for one.
-	for _, h := range tokens.ClientCertHeaders {
-		p.strip[normalizeHeader(h)] = true
-	}
+	p.stripFamily = append(p.stripFamily, tokens.ClientCertHeaderPrefixes...)
 	for _, fh := range p.ForwardHeaders {
 		p.strip[normalizeHeader(fh.Header)] = true
 	}
@@ -345,9 +343,13 @@ func (p *Protect) provisionWith(iss Issuer) error {
 			"resource":                 p.Audience,
 			"authorization_servers":    servers,
 			"bearer_methods_supported": []string{"header"},
-			// A certificate-bound token is always checked (RFC 8705 §3).
-			"tls_client_certificate_bound_access_tokens": true,
-			"scopes_supported":                           p.Scopes,
+			// A certificate-bound token is always checked (RFC 8705 §3),
+			// and can pass only where a certificate reaches the gate:
+			// over TLS, or in a trusted proxy's header.
+			"tls_client_certificate_bound_access_tokens": u.Scheme == "https" || p.ClientCertHeader != nil,
+		}
+		if len(p.Scopes) > 0 {
+			prm["scopes_supported"] = p.Scopes
 		}
 		if p.dpopOffered() {
 			prm["dpop_signing_alg_values_supported"] = p.dpop.verifier.Algs()
@@ -731,6 +733,12 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// this request's and is checked every time (dpop.go).
 	if err := p.checkDPoP(r, token, claims, dpopScheme); err != nil {
 		countGate(gateInvalid)
+		if errors.Is(err, errDPoPUnchecked) {
+			if ce := p.logger.Check(zapcore.DebugLevel, "DPoP refused"); ce != nil {
+				ce.Write(zap.Error(err))
+			}
+			return p.deny(w, r, http.StatusUnauthorized, "invalid_token", "")
+		}
 		return p.denyDPoP(w, r, err)
 	}
 	for _, s := range p.Scopes {

@@ -71,19 +71,52 @@ func (c *AccessClaims) CertBound(r *http.Request) bool {
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(c.Cnf.X5tS256)) == 1
 }
 
-// ClientCertHeaders are request headers by which proxies pass on a
-// client certificate (RFC 9440 and the common non-standard names), in
-// canonical form. A client can send any of them, so oauth_server and
-// oauth_protect remove them and never read them.
-var ClientCertHeaders = []string{
-	"Client-Cert", "Client-Cert-Chain", "X-Client-Cert", "X-Client-Certificate",
-	"X-Ssl-Client-Cert", "X-Ssl-Cert", "X-Forwarded-Client-Cert", "X-Arr-Clientcert",
-	"X-Amzn-Mtls-Clientcert", "X-Amzn-Mtls-Clientcert-Leaf", "Ssl-Client-Cert",
+// ClientCertHeaderPrefixes are the prefixes (lower case, '-' for '_') of
+// the request headers by which proxies pass on a client certificate or
+// facts about it: RFC 9440's Client-Cert and Client-Cert-Chain, and the
+// names of nginx, HAProxy, Traefik, Envoy, IIS ARR, AWS and Cloudflare.
+// A client can send any of them, so oauth_server and oauth_protect
+// remove them and never read them.
+var ClientCertHeaderPrefixes = []string{
+	"client-cert", "ssl-client-", "x-ssl-", "x-client-cert", "x-client-verify",
+	"x-client-dn", "x-client-s-dn", "x-client-i-dn", "x-tls-client-", "x-forwarded-tls-client-",
+	"x-forwarded-client-cert", "x-mtls-", "x-amzn-mtls-", "x-arr-clientcert", "cf-client-cert-",
 }
 
-// StripClientCertHeaders deletes the ClientCertHeaders from h.
+// IsClientCertHeader reports whether a request header name starts with
+// one of ClientCertHeaderPrefixes, in any case and with '_' for '-'.
+func IsClientCertHeader(name string) bool {
+	for _, p := range ClientCertHeaderPrefixes {
+		if len(name) >= len(p) && foldedEqual(name[:len(p)], p) {
+			return true
+		}
+	}
+	return false
+}
+
+// foldedEqual compares a header name's prefix with a lower-case,
+// '-'-separated one without allocating.
+func foldedEqual(name, p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != p[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// StripClientCertHeaders deletes every certificate header from h.
 func StripClientCertHeaders(h http.Header) {
-	for _, name := range ClientCertHeaders {
-		delete(h, name)
+	for name := range h {
+		if IsClientCertHeader(name) {
+			delete(h, name)
+		}
 	}
 }

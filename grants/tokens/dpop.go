@@ -44,9 +44,10 @@ var DefaultDPoPAlgs = []string{"ES256", "ES384", "ES512", "EdDSA", "RS256", "RS3
 
 // Defaults of a DPoPVerifier.
 const (
-	// DefaultDPoPWindow is how far a proof's iat may lie from now.
+	// DefaultDPoPWindow is how old a proof's iat may be.
 	DefaultDPoPWindow = 60 * time.Second
-	// DefaultDPoPLeeway is added to the window for clock skew.
+	// DefaultDPoPLeeway is added to the window for clock skew, and is
+	// how far iat may lie ahead of the server's clock.
 	DefaultDPoPLeeway = 5 * time.Second
 	// DefaultDPoPReplayEntries bounds the replay cache: at most this many
 	// proofs are remembered at once (about 60 bytes each).
@@ -127,17 +128,21 @@ type DPoPOptions struct {
 	// Algs is the allowlist of proof algorithms; DefaultDPoPAlgs when
 	// empty. Symmetric algorithms and none are refused.
 	Algs []string
-	// Window is how far iat may lie from now either way; default
-	// DefaultDPoPWindow.
+	// Window is how old iat may be; default DefaultDPoPWindow.
 	Window time.Duration
-	// Leeway is added to Window for clock skew; default DefaultDPoPLeeway.
+	// Leeway is added to Window for clock skew, and is how far iat may
+	// lie ahead; default DefaultDPoPLeeway.
 	Leeway time.Duration
 	// Nonces, when set, makes every proof carry a current server nonce.
 	Nonces *DPoPNonces
-	// ReplayEntries bounds the replay cache; default
-	// DefaultDPoPReplayEntries.
+	// ReplayEntries, when set, gives the verifier a replay cache of its
+	// own with this bound. Unset, it shares the process's cache
+	// (DefaultDPoPReplayEntries), as every endpoint and gate of the
+	// process must: a proof is spent once in this process, whichever of
+	// them sees it, and across config reloads.
 	ReplayEntries int
-	// Now is the clock, for tests; time.Now when nil.
+	// Now is the clock, for tests; time.Now when nil. A verifier with its
+	// own clock gets a replay cache of its own.
 	Now func() time.Time
 }
 
@@ -168,11 +173,14 @@ func NewDPoPVerifier(o DPoPOptions) (*DPoPVerifier, error) {
 	if v.now == nil {
 		v.now = time.Now
 	}
-	n := o.ReplayEntries
-	if n <= 0 {
-		n = DefaultDPoPReplayEntries
+	switch {
+	case o.ReplayEntries > 0:
+		v.replay = newDPoPReplay(o.ReplayEntries, v.now())
+	case o.Now != nil:
+		v.replay = newDPoPReplay(DefaultDPoPReplayEntries, v.now())
+	default:
+		v.replay = processReplay()
 	}
-	v.replay = newDPoPReplay(n)
 	return v, nil
 }
 
@@ -299,8 +307,15 @@ func (v *DPoPVerifier) Verify(h http.Header, c DPoPCheck) (*DPoPProof, error) {
 	}
 	sec := int64(f)
 	iat := time.Unix(sec, int64((f-float64(sec))*1e9))
-	if iat.Sub(now).Abs() > v.window+v.leeway {
+	if now.Sub(iat) > v.window+v.leeway || iat.Sub(now) > v.leeway {
 		return nil, badProof("iat is not within %s of the server's time", v.window)
+	}
+	// The replay cache holds every proof spent since it was made (at
+	// process start), so a proof older than that, which a process
+	// before this one may have spent, is refused; the leeway keeps
+	// clients whose clocks are slightly slow working across a restart.
+	if iat.Before(v.replay.born.Add(-v.leeway)) {
+		return nil, badProof("iat is older than this server's start: make a new proof")
 	}
 	if c.AccessToken != "" {
 		if cl.ATH == nil {
@@ -315,7 +330,7 @@ func (v *DPoPVerifier) Verify(h http.Header, c DPoPCheck) (*DPoPProof, error) {
 		return nil, &DPoPError{Code: ErrUseDPoPNonce, Reason: "DPoP proof: use the server's nonce from the DPoP-Nonce header"}
 	}
 	// Remembered until it could no longer pass the iat check.
-	if err := v.replay.add(want, jkt, *cl.JTI, iat.Add(v.window+v.leeway), now); err != nil {
+	if err := v.replay.add(jkt, *cl.JTI, iat.Add(v.window+v.leeway), now); err != nil {
 		return nil, err
 	}
 	return &DPoPProof{JKT: jkt, JTI: *cl.JTI, IssuedAt: iat}, nil
@@ -584,14 +599,25 @@ func (n *DPoPNonces) Valid(s string, now time.Time) bool {
 	return hmac.Equal([]byte(s), []byte(n.at(secret, step))) || hmac.Equal([]byte(s), []byte(n.at(secret, step-1)))
 }
 
-// dpopReplay remembers proofs (per target URL, key and jti) until their
-// iat leaves the window. It is bounded: when full of live entries it
-// refuses new proofs rather than forget live ones, which would let a
-// captured proof be replayed.
+// dpopReplay remembers proofs (by key and jti, whatever their target:
+// a client never reuses a jti) until their iat leaves the window. It is
+// bounded: when full of live entries it refuses new proofs rather than
+// forget live ones, which would let a captured proof be replayed.
 type dpopReplay struct {
 	shards [16]replayShard
-	max    int // per shard
+	max    int       // per shard
+	born   time.Time // proofs spent before this are unknown to it
 }
+
+// processReplay is the replay cache every default verifier of this
+// process shares: the token endpoint, userinfo and every gate, before
+// and after any number of config reloads (which make new verifiers).
+var processReplay = sync.OnceValue(func() *dpopReplay {
+	return newDPoPReplay(DefaultDPoPReplayEntries, processStart)
+})
+
+// processStart is when this process began, as near as a package knows.
+var processStart = time.Now()
 
 type replayShard struct {
 	mu        sync.Mutex
@@ -599,17 +625,17 @@ type replayShard struct {
 	lastSweep int64
 }
 
-func newDPoPReplay(entries int) *dpopReplay {
-	r := &dpopReplay{max: max(1, entries/16)}
+func newDPoPReplay(entries int, born time.Time) *dpopReplay {
+	r := &dpopReplay{max: max(1, entries/16), born: born}
 	for i := range r.shards {
 		r.shards[i].seen = map[[16]byte]int64{}
 	}
 	return r
 }
 
-func (r *dpopReplay) add(htu, jkt, jti string, expires, now time.Time) error {
+func (r *dpopReplay) add(jkt, jti string, expires, now time.Time) error {
 	m := sha256.New()
-	for _, s := range []string{htu, jkt, jti} {
+	for _, s := range []string{jkt, jti} {
 		var n [4]byte
 		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
 		m.Write(n[:])

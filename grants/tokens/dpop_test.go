@@ -203,6 +203,7 @@ func TestDPoPVerifyRefusals(t *testing.T) {
 		{"DPOP-09 userinfo", hdr(a.proof(t, "ES256", now, nil, setC("htu", "https://u@as.test/oauth/token"))), DPoPCheck{}, false, ErrInvalidDPoPProof},
 		{"DPOP-11 iat 600 s old", hdr(a.proof(t, "ES256", now, nil, setC("iat", now.Unix()-600))), DPoPCheck{}, false, ErrInvalidDPoPProof},
 		{"DPOP-11 iat 600 s ahead", hdr(a.proof(t, "ES256", now, nil, setC("iat", now.Unix()+600))), DPoPCheck{}, false, ErrInvalidDPoPProof},
+		{"DPOP-11 iat 10 s ahead (leeway 5 s)", hdr(a.proof(t, "ES256", now, nil, setC("iat", now.Unix()+10))), DPoPCheck{}, false, ErrInvalidDPoPProof},
 		{"DPOP-11 iat 70 s old (window 60 s + 5 s)", hdr(a.proof(t, "ES256", now, nil, setC("iat", now.Unix()-70))), DPoPCheck{}, false, ErrInvalidDPoPProof},
 		{"DPOP-11 iat huge", hdr(a.proof(t, "ES256", now, nil, setC("iat", 1e300))), DPoPCheck{}, false, ErrInvalidDPoPProof},
 		{"DPOP-11 iat negative", hdr(a.proof(t, "ES256", now, nil, setC("iat", -1))), DPoPCheck{}, false, ErrInvalidDPoPProof},
@@ -234,7 +235,10 @@ func TestDPoPVerifyRefusals(t *testing.T) {
 
 func TestDPoPVerifyAccepts(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	clock := func() time.Time { return now }
+	// Made an hour before now, so a proof of the last minute is newer
+	// than the verifier's replay cache.
+	cur := now.Add(-time.Hour)
+	clock := func() time.Time { return cur }
 	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	keys := map[string]*dpopKey{
@@ -250,6 +254,7 @@ func TestDPoPVerifyAccepts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cur = now
 	check := DPoPCheck{Method: "POST", URL: dpopTarget}
 	for _, alg := range []string{"ES256", "ES384", "EdDSA", "RS256", "PS256"} {
 		p, err := v.Verify(hdr(keys[alg].proof(t, alg, now, nil, nil)), check)
@@ -279,8 +284,9 @@ func TestDPoPVerifyAccepts(t *testing.T) {
 	if _, err := v.Verify(hdr(a.proof(t, "ES256", now, nil, nil)), DPoPCheck{Method: "POST", URL: "https://AS.test:443/oauth/token"}); err != nil {
 		t.Errorf("configured URL with upper case and port: %v", err)
 	}
-	// iat inside the window and leeway, either way; fractional iat.
-	for _, iat := range []any{now.Unix() - 64, now.Unix() + 64, float64(now.Unix()) + 0.5} {
+	// iat inside the window and leeway, or up to the leeway ahead;
+	// fractional iat.
+	for _, iat := range []any{now.Unix() - 64, now.Unix() + 4, float64(now.Unix()) + 0.5} {
 		if _, err := v.Verify(hdr(a.proof(t, "ES256", now, nil, setC("iat", iat))), check); err != nil {
 			t.Errorf("iat %v: %v", iat, err)
 		}
@@ -469,5 +475,45 @@ func TestDPoPReplayConcurrent(t *testing.T) {
 	wg.Wait()
 	if ok.Load() != 1 {
 		t.Fatalf("accepted %d times, want once", ok.Load())
+	}
+}
+
+// DPOP-12 across a process: every default verifier (the token endpoint,
+// userinfo, each gate, and the new ones a config reload makes) shares one
+// replay cache, so a proof passes once in the process whatever the URL
+// routing; and a proof older than the cache (a process before this one
+// may have spent it) is refused.
+func TestDPoPReplayProcessWide(t *testing.T) {
+	a := ecKey(t, elliptic.P256())
+	check := DPoPCheck{Method: "POST", URL: dpopTarget}
+	v1, _ := NewDPoPVerifier(DPoPOptions{})
+	v2, _ := NewDPoPVerifier(DPoPOptions{Algs: []string{"ES256"}}) // as after a reload
+	now := time.Now()
+	p := a.proof(t, "ES256", now, nil, nil)
+	if _, err := v1.Verify(hdr(p), check); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v2.Verify(hdr(p), check); !errors.Is(err, ErrInvalidDPoPProof) || !strings.Contains(err.Error(), "replay") {
+		t.Fatalf("a proof spent at one verifier, at another of the process: %v", err)
+	}
+	if _, err := v1.Verify(hdr(p), check); err == nil {
+		t.Fatal("replay at the same verifier accepted")
+	}
+	// A verifier whose cache was made now (a process that just started)
+	// refuses a proof from before its start, beyond the leeway, even
+	// inside the window.
+	born := time.Unix(1_800_000_000, 0)
+	cur := born
+	fresh, _ := NewDPoPVerifier(DPoPOptions{Now: func() time.Time { return cur }})
+	cur = born.Add(20 * time.Second)
+	old := a.proof(t, "ES256", born.Add(-10*time.Second), nil, nil)
+	if _, err := fresh.Verify(hdr(old), check); !errors.Is(err, ErrInvalidDPoPProof) || !strings.Contains(err.Error(), "start") {
+		t.Fatalf("a proof from before the start: %v", err)
+	}
+	if _, err := fresh.Verify(hdr(a.proof(t, "ES256", born.Add(-3*time.Second), nil, nil)), check); err != nil {
+		t.Fatalf("a proof within the leeway of the start: %v", err)
+	}
+	if _, err := fresh.Verify(hdr(a.proof(t, "ES256", cur, nil, nil)), check); err != nil {
+		t.Fatalf("a proof made after the start: %v", err)
 	}
 }
