@@ -6,7 +6,7 @@
 # test with the race detector.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test deps bench bench-nodes fuzz
+.PHONY: test deps bench bench-nodes bench-bound fuzz
 
 test: deps
 	go test -race ./...
@@ -37,6 +37,9 @@ bench:
 
 bench-nodes:
 	bash bench/run.sh nodes
+
+bench-bound:
+	bash bench/run.sh bound
 
 # `make fuzz` runs every fuzz target for FUZZTIME (default 30s) each and
 # prints the execs of each; not part of `make test` or CI's own short run.

@@ -4,6 +4,9 @@
 #   bash bench/run.sh
 #   bash bench/run.sh nodes    one and two nodes, bbolt and PostgreSQL
 #                              (bench/nodes.sh, its own ports 18090-18099)
+#   bash bench/run.sh bound    only the sender-constrained pairs: DPoP and
+#                              mutual TLS, with the one-token bearer pair
+#                              (about 2 minutes; the full run has them too)
 #
 # Builds ./cmd/caddy and bench/load into a temporary directory, starts
 # Caddy with bench/Caddyfile (127.0.0.1:18080-18089, admin localhost:18019),
@@ -32,6 +35,10 @@
 #                      tokens (on a separate data directory; fetching
 #                      the RSA-signed pool takes a while)   (default 1)
 #   BENCH_STRICT       1: exit 1 when a goal is missed      (default 0)
+#   BENCH_PROOFS       DPoP proofs signed before each DPoP run; "auto"
+#                      sizes the pool from the fastest one-token or DPoP
+#                      run so far (2 x its requests over warm-up and
+#                      measurement, at least 2000)          (default auto)
 #   BENCH_WRK          1: also measure the token pair with wrk (2 threads,
 #                      bench/wrk/token.lua) when wrk is installed, in the
 #                      same rounds, and print its p99 beside the load
@@ -41,11 +48,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$(pwd)
 
+mode=full
 case ${1:-} in
 "") ;;
 nodes) exec bash bench/nodes.sh ;;
+bound) mode=bound ;;
 *)
-	echo "bench: unknown argument $1 (none: the main benchmark; nodes: one and two nodes, bbolt and PostgreSQL)" >&2
+	echo "bench: unknown argument $1 (none: the main benchmark; nodes: one and two nodes, bbolt and PostgreSQL; bound: only the DPoP and mTLS pairs)" >&2
 	exit 2
 	;;
 esac
@@ -60,12 +69,13 @@ seed=${BENCH_SEED:-1000000}
 profile=${BENCH_PROFILE:-}
 rsa=${BENCH_RSA:-1}
 use_wrk=${BENCH_WRK:-1}
+nproofs=${BENCH_PROOFS:-auto}
 if [[ $use_wrk == 1 ]] && ! command -v wrk >/dev/null; then
 	echo "bench: wrk is not installed; the token pair is measured with bench/load only" >&2
 	use_wrk=0
 fi
 secret=bench-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-ports=(18019 18080 18081 18082 18083 18084 18089)
+ports=(18019 18080 18081 18082 18083 18084 18085 18086 18087 18088 18089)
 
 die() {
 	echo "bench: $*" >&2
@@ -75,6 +85,7 @@ die() {
 [[ $secs =~ ^[0-9]+$ && $secs -ge 1 && $secs -le 300 ]] || die "BENCH_SECONDS must be a whole number from 1 to 300"
 [[ $conc =~ ^[0-9]+$ && $conc -ge 1 && $conc -le 1024 ]] || die "BENCH_CONCURRENCY must be from 1 to 1024"
 [[ $rounds =~ ^[0-9]+$ && $rounds -ge 1 && $rounds -le 20 ]] || die "BENCH_ROUNDS must be from 1 to 20"
+[[ $nproofs == auto || ($nproofs =~ ^[0-9]+$ && $nproofs -ge 1 && $nproofs -le 1000000) ]] || die "BENCH_PROOFS must be auto or from 1 to 1000000"
 [[ $tokens == auto || ($tokens =~ ^[0-9]+$ && $tokens -ge 1 && $tokens -le 1000000) ]] || die "BENCH_TOKENS must be auto or from 1 to 1000000"
 
 # Refuse to start when something already listens on one of our ports.
@@ -120,13 +131,18 @@ go build -o "$work/load" ./bench/load || die "go build ./bench/load failed"
 go build -o "$work/grantload" ./bench/grantload || die "go build ./bench/grantload failed"
 go build -tags oauthgate_bench -o "$work/seed" ./bench/seed || die "go build ./bench/seed failed"
 if [[ -n $profile ]]; then cp "$work/caddy" "$profile/caddy"; fi
+# The mTLS sites' certificates: a CA of this run, a server certificate for
+# localhost and a client certificate (bench/load trusts and presents them).
+tlsdir="$work/tls"
+"$work/load" -make-certs "$tlsdir" || die "making the test certificates failed"
+tls_client=(-cacert "$tlsdir/ca.pem" -cert "$tlsdir/client.pem" -key "$tlsdir/client.key")
 
 mkdir -p "$work/data"
 data="$work/data"
 alg=ES256
 start_caddy() {
 	mkdir -p "$data"
-	BENCH_DIR="$data" BENCH_ALG="$alg" BENCH_SECRET="$secret" \
+	BENCH_DIR="$data" BENCH_TLS="$tlsdir" BENCH_ALG="$alg" BENCH_SECRET="$secret" \
 		"$work/caddy" run --config "$repo/bench/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 &
 	caddy_pid=$!
 
@@ -153,6 +169,12 @@ start_caddy() {
 				die "caddy did not come up within 30s: $u does not answer 2xx"
 			fi
 		done
+	done
+	until "$work/load" -wait 1s -url https://localhost:18088/ "${tls_client[@]}" 2>/dev/null; do
+		if ! kill -0 "$caddy_pid" 2>/dev/null || ((SECONDS >= deadline)); then
+			tail -50 "$work/caddy.log" >&2
+			die "the mTLS proxy https://localhost:18088/ did not answer 2xx within 30s"
+		fi
 	done
 }
 
@@ -242,7 +264,128 @@ measure_wrk() {
 	p99[$name]=$(sed -n 's/.* p99_ms=\([^ ]*\).*/\1/p' <<<"$line")
 }
 
+# row FIGURE VALUE_NAME BASE_NAME MIN_RATIO MIN_VALUE GOAL_TEXT
+summary=()
+all_met=1
+row() {
+	local fig=$1 v=$2 b=$3 minratio=$4 minvalue=$5 goal=$6
+	local ratio met
+	ratio=$(awk -v a="${rps[$v]}" -v b="${rps[$b]}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
+	met=$(awk -v r="$ratio" -v mr="$minratio" -v a="${rps[$v]}" -v mv="$minvalue" \
+		-v e1="${errs[$v]}" -v e2="${errs[$b]}" \
+		'BEGIN { print ((r >= mr && a >= mv && e1 == 0 && e2 == 0) ? "met" : "NOT met") }')
+	printf "%-36s %9.0f/s %7.2f %7.2f  %9.0f/s %7.2f %7.2f  %6s  %-22s %s\n" \
+		"$fig" "${rps[$v]}" "${p50[$v]}" "${p99[$v]}" "${rps[$b]}" "${p50[$b]}" "${p99[$b]}" \
+		"$ratio" "$goal" "$met"
+	if [[ ${errs[$v]} != 0 || ${errs[$b]} != 0 ]]; then
+		printf "%-36s errors: %s in the figure, %s in the baseline (non-2xx or transport)\n" "" "${errs[$v]}" "${errs[$b]}"
+	fi
+	summary+=("$fig: $met (ratio $ratio)")
+	[[ $met == met ]] || all_met=0
+}
+
+# The sender-constrained pairs (docs/dpop.md, docs/mtls.md), with the
+# client bench-bound. DPoP: the token is requested with a proof, so it is
+# bound to the load generator's key; every request then carries
+# Authorization: DPoP and a proof of its own (fresh jti, iat, htm, htu,
+# ath) from a pool signed before the timed phase, each sent once. The
+# baseline is the plain proxy sent the same kind of headers. mTLS: the
+# token is requested over a TLS connection with the client certificate
+# (18086), so it is certificate-bound; the gate (18087) and the plain
+# proxy (18088) are TLS sites that request client certificates alike, and
+# the load generator presents the certificate on keep-alive connections.
+# protect_tls_bearer is the same TLS gate with an unbound bearer token and
+# no client certificate: what the binding check adds on top of TLS.
+bound_creds=bench-bound:$secret
+dpop_body="grant_type=client_credentials&resource=http%3A%2F%2F127.0.0.1%3A18085"
+mtls_body="grant_type=client_credentials&resource=https%3A%2F%2Flocalhost%3A18087"
+mtls_token_url=https://localhost:18086/oauth/token
+# proof_pool prints the number of proofs for one DPoP run: twice the
+# requests of the fastest one-token or DPoP run so far, over warm-up and
+# measurement, so that no run of the pair runs out (a run that does ends
+# early and says so; a proof is never sent twice).
+proof_pool() {
+	if [[ $nproofs != auto ]]; then
+		echo "$nproofs"
+		return
+	fi
+	local w=1 n most=0 r
+	[[ $warmup =~ ^([0-9]+)s$ ]] && w=${BASH_REMATCH[1]}
+	for r in proxy_one protect_one proxy_dpop protect_dpop; do
+		((${reqs[$r]:-0} > most)) && most=${reqs[$r]}
+	done
+	n=$((most * (secs + w) / secs * 2))
+	((n >= 2000)) || n=2000
+	((n <= 1000000)) || n=1000000
+	echo "$n"
+}
+bound_round() {
+	local np
+	np=$(proof_pool)
+	measure proxy_dpop -url http://127.0.0.1:18083/ -dpop-htu http://127.0.0.1:18085/ -dpop-proofs "$np" \
+		-token-url "$token_url" -token-basic "$bound_creds" -token-body "$dpop_body"
+	measure protect_dpop -url http://127.0.0.1:18085/ -dpop-proofs "$np" \
+		-token-url "$token_url" -token-basic "$bound_creds" -token-body "$dpop_body"
+	measure proxy_mtls -url https://localhost:18088/ "${tls_client[@]}" \
+		-token-url "$mtls_token_url" -token-basic "$bound_creds" -token-body "$mtls_body"
+	measure protect_mtls -url https://localhost:18087/ "${tls_client[@]}" \
+		-token-url "$mtls_token_url" -token-basic "$bound_creds" -token-body "$mtls_body"
+	measure protect_tls_bearer -url https://localhost:18087/ -cacert "$tlsdir/ca.pem" \
+		-token-url "$mtls_token_url" -token-basic "$bound_creds" -token-body "$mtls_body"
+}
+bound_rows() {
+	row "oauth_protect+proxy, DPoP, proof/req" protect_dpop proxy_dpop 0 0 "(reported)"
+	row "  the same against the bearer gate" protect_dpop protect_one 0 0 "(reported)"
+	row "oauth_protect+proxy, mTLS-bound token" protect_mtls proxy_mtls 0 0 "(reported)"
+	row "  the same against the bearer gate" protect_mtls protect_one 0 0 "(reported)"
+	row "  against a bearer token on that TLS" protect_mtls protect_tls_bearer 0 0 "(reported)"
+}
+bound_notes() {
+	echo "DPoP:     a DPoP-bound token (cnf.jkt) with Authorization: DPoP and a fresh proof on every request (ES256, new jti,"
+	echo "          iat, htm, htu, ath); ${ntok_proofs:-?} proofs per run signed before the timed phase, each sent once (warm-up"
+	echo "          included); baseline: plain reverse_proxy (18083) sent the same kind of headers."
+	echo "mTLS:     a certificate-bound token (cnf.x5t#S256) over keep-alive HTTP/1.1 TLS connections presenting the client"
+	echo "          certificate; baseline: plain reverse_proxy on a TLS site requesting client certificates alike (18088);"
+	echo "          also against the same TLS gate sent an unbound bearer token without a client certificate."
+	echo "bearer gate: oauth_protect+proxy over plain HTTP, one bearer token repeated (18082), the same rounds."
+}
+
 echo "measuring (each pair: baseline first, then the figure):" >&2
+if [[ $mode == bound ]]; then
+	for _ in $(seq "$rounds"); do
+		measure proxy_one -url http://127.0.0.1:18083/ -token-url "$token_url" -token-basic "$creds" -tokens 1
+		measure protect_one -url http://127.0.0.1:18082/ -token-url "$token_url" -token-basic "$creds" -tokens 1
+		ntok_proofs=$(proof_pool)
+		bound_round
+	done
+	if ! kill -0 "$caddy_pid" 2>/dev/null; then
+		tail -50 "$work/caddy.log" >&2
+		die "caddy exited during the benchmark"
+	fi
+	echo
+	printf "%-36s %11s %7s %7s  %11s %7s %7s  %6s  %-22s %s\n" \
+		figure value p50ms p99ms baseline p50ms p99ms ratio goal result
+	printf '%.0s-' $(seq 134)
+	echo
+	row "oauth_protect+proxy, one token" protect_one proxy_one 0.98 0 ">=0.98"
+	bound_rows
+	echo
+	bound_notes
+	if ((rounds > 1)); then
+		echo "best of $rounds: each figure and each baseline is its best round, chosen independently;"
+		echo "rounds (req/s): proxy_one ${runs[proxy_one]}; protect_one ${runs[protect_one]};"
+		echo "                proxy_dpop ${runs[proxy_dpop]}; protect_dpop ${runs[protect_dpop]};"
+		echo "                proxy_mtls ${runs[proxy_mtls]}; protect_mtls ${runs[protect_mtls]}; protect_tls_bearer ${runs[protect_tls_bearer]}"
+	fi
+	echo "load:     $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (load average after measuring)"
+	echo
+	joined=$(printf '%s; ' "${summary[@]}")
+	echo "goals: ${joined%; }"
+	if [[ $strict == 1 && $all_met == 0 ]]; then
+		exit 1
+	fi
+	exit 0
+fi
 for _ in $(seq "$rounds"); do
 	measure respond -url http://127.0.0.1:18081/ -method POST -body grant_type=client_credentials -basic "$creds"
 	measure token -url "$token_url" -body grant_type=client_credentials -basic "$creds"
@@ -263,6 +406,10 @@ for _ in $(seq "$rounds"); do
 	measure protect_one -url http://127.0.0.1:18082/ -token-url "$token_url" -token-basic "$creds" -tokens 1
 	measure proxy_cookie -url http://127.0.0.1:18083/ -H "Cookie: $session_cookie"
 	measure protect_session -url http://127.0.0.1:18084/ -H "Cookie: $session_cookie"
+done
+ntok_proofs=$(proof_pool)
+for _ in $(seq "$rounds"); do
+	bound_round
 done
 
 if [[ $tokens == auto ]]; then
@@ -305,26 +452,6 @@ if ! kill -0 "$caddy_pid" 2>/dev/null; then
 	die "caddy exited during the benchmark"
 fi
 
-# row FIGURE VALUE_NAME BASE_NAME MIN_RATIO MIN_VALUE GOAL_TEXT
-summary=()
-all_met=1
-row() {
-	local fig=$1 v=$2 b=$3 minratio=$4 minvalue=$5 goal=$6
-	local ratio met
-	ratio=$(awk -v a="${rps[$v]}" -v b="${rps[$b]}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
-	met=$(awk -v r="$ratio" -v mr="$minratio" -v a="${rps[$v]}" -v mv="$minvalue" \
-		-v e1="${errs[$v]}" -v e2="${errs[$b]}" \
-		'BEGIN { print ((r >= mr && a >= mv && e1 == 0 && e2 == 0) ? "met" : "NOT met") }')
-	printf "%-36s %9.0f/s %7.2f %7.2f  %9.0f/s %7.2f %7.2f  %6s  %-22s %s\n" \
-		"$fig" "${rps[$v]}" "${p50[$v]}" "${p99[$v]}" "${rps[$b]}" "${p50[$b]}" "${p99[$b]}" \
-		"$ratio" "$goal" "$met"
-	if [[ ${errs[$v]} != 0 || ${errs[$b]} != 0 ]]; then
-		printf "%-36s errors: %s in the figure, %s in the baseline (non-2xx or transport)\n" "" "${errs[$v]}" "${errs[$b]}"
-	fi
-	summary+=("$fig: $met (ratio $ratio)")
-	[[ $met == met ]] || all_met=0
-}
-
 echo
 printf "%-36s %11s %7s %7s  %11s %7s %7s  %6s  %-22s %s\n" \
 	figure value p50ms p99ms baseline p50ms p99ms ratio goal result
@@ -339,6 +466,7 @@ row "oauth_protect{login}+proxy, session" protect_session proxy_cookie 0 0 "(rep
 row "  the same against the bearer gate" protect_session protect_one 0 0 "(reported)"
 row "oauth_protect+proxy, fresh tokens" protect_fresh proxy_fresh 0.80 0 ">=0.80"
 row "  the same, minted by another node" protect_fresh_other proxy_fresh_other 0 0 "(reported)"
+bound_rows
 echo
 echo "baselines: respond \"ok\" (POSTing the same form and Basic header) for the token endpoint;"
 echo "           plain reverse_proxy to the same upstream, sent the same Authorization headers, for oauth_protect;"
@@ -347,12 +475,15 @@ echo "fresh tokens: ${ntok[protect_fresh]} distinct tokens cycled in order, fetc
 echo "              (it remembers the last 16384 it minted, so their first check is a hash, not a signature);"
 echo "              minted by another node: the same number fetched once, then Caddy restarted on the same keys"
 echo "              before each round, so each first check verifies the signature."
+bound_notes
 if ((rounds > 1)); then
 	echo "best of $rounds: each figure and each baseline is its best round, chosen independently;"
 	echo "rounds (req/s): respond ${runs[respond]}; token ${runs[token]}; proxy_one ${runs[proxy_one]};"
 	echo "                protect_one ${runs[protect_one]}; proxy_cookie ${runs[proxy_cookie]}; protect_session ${runs[protect_session]};"
 	echo "                proxy_fresh ${runs[proxy_fresh]}; protect_fresh ${runs[protect_fresh]};"
-	echo "                proxy_fresh_other ${runs[proxy_fresh_other]}; protect_fresh_other ${runs[protect_fresh_other]}"
+	echo "                proxy_fresh_other ${runs[proxy_fresh_other]}; protect_fresh_other ${runs[protect_fresh_other]};"
+	echo "                proxy_dpop ${runs[proxy_dpop]}; protect_dpop ${runs[protect_dpop]};"
+	echo "                proxy_mtls ${runs[proxy_mtls]}; protect_mtls ${runs[protect_mtls]}; protect_tls_bearer ${runs[protect_tls_bearer]}"
 	if [[ $use_wrk == 1 ]]; then
 		echo "                with wrk: respond ${runs[wrk_respond]}; token ${runs[wrk_token]}"
 	fi

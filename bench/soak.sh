@@ -33,7 +33,9 @@ go build -o "$work/caddy" ./cmd/caddy
 go build -o "$work/grantload" ./bench/grantload
 go build -o "$work/load" ./bench/load
 mkdir -p "$work/data"
-BENCH_DIR="$work/data" BENCH_AT_TTL=20s BENCH_RT_TTL=40s BENCH_SWEEP=5s \
+# The Caddyfile's TLS sites (the mTLS pair of run.sh) need certificates.
+"$work/load" -make-certs "$work/tls"
+BENCH_DIR="$work/data" BENCH_TLS="$work/tls" BENCH_AT_TTL=20s BENCH_RT_TTL=40s BENCH_SWEEP=5s \
 	"$work/caddy" run --config "$repo/bench/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 &
 caddy=$!
 pids+=("$caddy")

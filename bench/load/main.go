@@ -18,6 +18,17 @@
 //	-tokens 1 repeats one token, -tokens N cycles through N distinct ones:
 //	  load -url http://127.0.0.1:18082/ -token-url http://127.0.0.1:18080/oauth/token \
 //	       -token-basic id:secret -tokens 2000
+//	A DPoP-bound token (the token request carries a proof), sent with the
+//	DPoP scheme and a fresh proof on every request, from a pool of -dpop-proofs
+//	proofs signed before the timed phase, each sent once:
+//	  load -url http://127.0.0.1:18085/ -token-url http://127.0.0.1:18080/oauth/token \
+//	       -token-basic id:secret -dpop-proofs 50000
+//	Mutual TLS: trust -cacert, present -cert/-key on every connection (the
+//	token fetched over it is certificate-bound):
+//	  load -url https://localhost:18087/ -cacert ca.pem -cert client.pem -key client.key \
+//	       -token-url https://localhost:18086/oauth/token -token-basic id:secret
+//	Write a test CA, a server and a client certificate into a directory:
+//	  load -make-certs DIR
 //	Save the server's CPU profile of the measured phase (Go pprof endpoint):
 //	  load … -profile http://localhost:18019/debug/pprof/profile -profile-out cpu.pprof
 //	Wait until a URL answers 2xx (readiness check), then exit:
@@ -26,6 +37,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -76,6 +88,10 @@ type config struct {
 	label      string
 	profileURL string
 	profileOut string
+	dpopProofs int    // >0: DPoP mode, this many proofs
+	dpopHTU    string // the proofs' htu (default: -url without its query)
+	dpop       *dpopKey
+	tls        *tls.Config
 }
 
 func main() {
@@ -92,6 +108,10 @@ func run() error {
 		basic      string
 		tokenBasic string
 		wait       time.Duration
+		caFile     string
+		certFile   string
+		keyFile    string
+		makeDir    string
 	)
 	flag.StringVar(&cfg.url, "url", "", "target URL (loopback only)")
 	flag.StringVar(&cfg.method, "method", "", "HTTP method (default GET, or POST when -body is set)")
@@ -110,10 +130,19 @@ func run() error {
 	flag.StringVar(&cfg.label, "label", "", "label printed with the results")
 	flag.StringVar(&cfg.profileURL, "profile", "", "pprof CPU profile URL of the server, fetched during the measured phase")
 	flag.StringVar(&cfg.profileOut, "profile-out", "cpu.pprof", "file for the -profile output")
+	flag.IntVar(&cfg.dpopProofs, "dpop-proofs", 0, "DPoP mode: get a DPoP-bound token (the token request carries a proof) and send it with this many proofs, made before the timed phase, one per request, never one twice")
+	flag.StringVar(&cfg.dpopHTU, "dpop-htu", "", "with -dpop-proofs: the proofs' htu (default: -url without its query)")
+	flag.StringVar(&caFile, "cacert", "", "https: the CA certificate (PEM) that signed the server's certificate")
+	flag.StringVar(&certFile, "cert", "", "https: client certificate (PEM) to present on every connection, with -key")
+	flag.StringVar(&keyFile, "key", "", "https: the client certificate's private key (PEM)")
+	flag.StringVar(&makeDir, "make-certs", "", "only write a test CA, a server certificate for localhost and a client certificate into this directory, then exit")
 	flag.DurationVar(&wait, "wait", 0, "only wait up to this long for -url to answer 2xx, then exit")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	if makeDir != "" {
+		return makeCerts(makeDir)
 	}
 
 	if err := checkLoopbackURL(cfg.url); err != nil {
@@ -136,6 +165,30 @@ func run() error {
 	if cfg.tokens < 1 || cfg.tokens > maxTokens {
 		return fmt.Errorf("-tokens must be between 1 and %d", maxTokens)
 	}
+	if cfg.dpopProofs < 0 || cfg.dpopProofs > maxTokens {
+		return fmt.Errorf("-dpop-proofs must be between 0 and %d", maxTokens)
+	}
+	if cfg.dpopProofs > 0 {
+		if cfg.tokenURL == "" || cfg.tokens != 1 || cfg.tokensFile != "" {
+			return errors.New("-dpop-proofs needs -token-url with one token (-tokens 1, no -tokens-file)")
+		}
+		if cfg.dpopHTU == "" {
+			cfg.dpopHTU = cfg.url
+		}
+		var err error
+		if cfg.dpopHTU, err = htuOf(cfg.dpopHTU); err != nil {
+			return fmt.Errorf("-dpop-htu: %w", err)
+		}
+		if cfg.dpop, err = newDPoPKey(); err != nil {
+			return err
+		}
+	}
+	if caFile != "" || certFile != "" {
+		var err error
+		if cfg.tls, err = tlsConfig(caFile, certFile, keyFile); err != nil {
+			return err
+		}
+	}
 	cfg.headers = http.Header{}
 	for _, h := range hdrs {
 		name, value, ok := strings.Cut(h, ":")
@@ -157,7 +210,7 @@ func run() error {
 		}
 	}
 
-	client := newClient(cfg.workers)
+	client := newClient(cfg.workers, cfg.tls)
 	if wait > 0 {
 		return waitReady(client, cfg.url, wait)
 	}
@@ -168,6 +221,9 @@ func run() error {
 		var err error
 		if pool, err = readTokens(cfg.tokensFile, cfg.tokens); err != nil {
 			return err
+		}
+		if cfg.dpopProofs > 0 {
+			pool = nil // never from a file: the token is bound to this process's key
 		}
 		if pool == nil {
 			if pool, err = fetchTokens(client, cfg); err != nil {
@@ -184,18 +240,47 @@ func run() error {
 		} else {
 			fmt.Fprintf(os.Stderr, "using %d tokens from %s\n", len(pool), cfg.tokensFile)
 		}
+		if err := checkBinding(cfg, pool[0]); err != nil {
+			return err
+		}
+	}
+
+	var proofs *proofPool
+	if cfg.dpopProofs > 0 {
+		start := time.Now()
+		var err error
+		if proofs, err = makeProofs(cfg.dpop, cfg.dpopProofs, cfg.method, cfg.dpopHTU, pool[0]); err != nil {
+			return err
+		}
+		el := time.Since(start)
+		fmt.Fprintf(os.Stderr, "signed %d DPoP proofs for %s %s in %s (%.0f/s)\n",
+			len(proofs.proofs), cfg.method, cfg.dpopHTU, el.Round(time.Millisecond), float64(len(proofs.proofs))/el.Seconds())
+		// The last proof must still be inside the server's iat window
+		// when it is sent: 5 s of margin for the requests in flight at the
+		// deadline and the clocks.
+		if used := time.Since(proofs.created) + cfg.warmup + cfg.duration + 5*time.Second; used > dpopWindow {
+			return fmt.Errorf("the proofs would be %s old by the end of the run, more than the server's %s iat window: use fewer -dpop-proofs or a shorter -d/-warmup",
+				used.Round(time.Second), dpopWindow)
+		}
 	}
 
 	if cfg.warmup > 0 {
-		phase(client, cfg, pool, cfg.warmup, 0)
+		phase(client, cfg, pool, proofs, cfg.warmup, 0)
 	}
 	var profErr chan error
 	if cfg.profileURL != "" {
 		profErr = make(chan error, 1)
 		go func() { profErr <- fetchProfile(cfg) }()
 	}
-	res := phase(client, cfg, pool, cfg.duration, cfg.maxReqs)
+	res := phase(client, cfg, pool, proofs, cfg.duration, cfg.maxReqs)
 	res.print(cfg, len(pool))
+	if proofs != nil {
+		used := min(proofs.next.Load(), int64(len(proofs.proofs)))
+		fmt.Printf("  %d DPoP proofs signed before the timed phase, %d sent (warm-up included), each once\n", len(proofs.proofs), used)
+		if proofs.ranOut.Load() {
+			fmt.Printf("  the proof pool ran out: the phase ended early (%.2fs measured); raise -dpop-proofs\n", res.elapsed.Seconds())
+		}
+	}
 	if profErr != nil {
 		if err := <-profErr; err != nil {
 			return fmt.Errorf("profile: %w", err)
@@ -209,7 +294,7 @@ func run() error {
 func fetchProfile(cfg config) error {
 	secs := int(math.Ceil(cfg.duration.Seconds()))
 	u := cfg.profileURL + "?seconds=" + fmt.Sprint(secs)
-	c := newClient(1)
+	c := newClient(1, nil)
 	c.Timeout = time.Duration(secs)*time.Second + 30*time.Second
 	resp, err := c.Get(u)
 	if err != nil {
@@ -237,14 +322,15 @@ func basicHeader(cred string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(raw))
 }
 
-// checkLoopbackURL allows only http URLs whose host is a loopback address.
+// checkLoopbackURL allows only http(s) URLs whose host is a loopback
+// address.
 func checkLoopbackURL(raw string) error {
 	if raw == "" {
 		return errors.New("-url is required")
 	}
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "http" || u.Host == "" {
-		return fmt.Errorf("%q: want an http:// URL on 127.0.0.1", raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q: want an http:// or https:// URL on 127.0.0.1 or localhost", raw)
 	}
 	h := u.Hostname()
 	if h == "localhost" {
@@ -258,8 +344,9 @@ func checkLoopbackURL(raw string) error {
 }
 
 // newClient returns a keep-alive HTTP/1.1 client that can hold one idle
-// connection per worker and dials loopback addresses only.
-func newClient(workers int) *http.Client {
+// connection per worker and dials loopback addresses only; tlsCfg (may be
+// nil) is its TLS configuration for https URLs.
+func newClient(workers int, tlsCfg *tls.Config) *http.Client {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -270,6 +357,12 @@ func newClient(workers int) *http.Client {
 			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 				return nil, fmt.Errorf("refusing to dial non-loopback address %s", addr)
 			}
+			if host == "localhost" {
+				// The benchmark's sites listen on 127.0.0.1 only; the name
+				// is for TLS (SNI and the server's certificate).
+				_, port, _ := net.SplitHostPort(addr)
+				addr = net.JoinHostPort("127.0.0.1", port)
+			}
 			return d.DialContext(ctx, network, addr)
 		},
 		MaxIdleConns:        2 * workers,
@@ -277,6 +370,7 @@ func newClient(workers int) *http.Client {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
+		TLSClientConfig:     tlsCfg,
 	}
 	return &http.Client{
 		Transport: tr,
@@ -378,6 +472,17 @@ func fetchToken(client *http.Client, cfg config) (string, error) {
 	if cfg.tokenBasic != "" {
 		req.Header.Set("Authorization", cfg.tokenBasic)
 	}
+	if cfg.dpop != nil {
+		htu, err := htuOf(cfg.tokenURL)
+		if err != nil {
+			return "", err
+		}
+		p, err := cfg.dpop.proof(http.MethodPost, htu, "")
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("DPoP", p)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return "", err
@@ -392,9 +497,13 @@ func fetchToken(client *http.Client, cfg config) (string, error) {
 	}
 	var tr struct {
 		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
 	}
 	if err := json.Unmarshal(body, &tr); err != nil || tr.AccessToken == "" {
-		return "", fmt.Errorf("no access_token in %q", body)
+		return "", fmt.Errorf("no access_token in the token response")
+	}
+	if cfg.dpop != nil && !strings.EqualFold(tr.TokenType, "DPoP") {
+		return "", fmt.Errorf("token_type %q, want DPoP: the token endpoint did not bind the token to the proof's key", tr.TokenType)
 	}
 	return tr.AccessToken, nil
 }
@@ -443,15 +552,22 @@ type result struct {
 // phase runs the workers for d (or until maxReqs requests) and collects
 // their statistics. Requests in flight at the deadline are completed and
 // counted; elapsed runs until the last one finished.
-func phase(client *http.Client, cfg config, pool []string, d time.Duration, maxReqs int64) result {
+//
+// With proofs, every request takes the next unused proof; a worker stops
+// when the pool is spent, so no proof is sent twice.
+func phase(client *http.Client, cfg config, pool []string, proofs *proofPool, d time.Duration, maxReqs int64) result {
 	var (
 		issued atomic.Int64
 		cursor atomic.Uint64
 		wg     sync.WaitGroup
 	)
+	scheme := "Bearer "
+	if proofs != nil {
+		scheme = "DPoP "
+	}
 	var bearer []string
 	for _, t := range pool {
-		bearer = append(bearer, "Bearer "+t)
+		bearer = append(bearer, scheme+t)
 	}
 	stats := make([]*workerStats, cfg.workers)
 	start := time.Now()
@@ -466,6 +582,13 @@ func phase(client *http.Client, cfg config, pool []string, d time.Duration, maxR
 			for time.Now().Before(deadline) {
 				if maxReqs > 0 && issued.Add(1) > maxReqs {
 					return
+				}
+				var proof string
+				if proofs != nil {
+					var ok bool
+					if proof, ok = proofs.take(); !ok {
+						return
+					}
 				}
 				var rd io.Reader
 				if cfg.body != "" {
@@ -492,6 +615,9 @@ func phase(client *http.Client, cfg config, pool []string, d time.Duration, maxR
 					// cycle through the pool, whichever worker sends it.
 					i := (cursor.Add(1) - 1) % uint64(len(bearer))
 					req.Header.Set("Authorization", bearer[i])
+				}
+				if proof != "" {
+					req.Header.Set("DPoP", proof)
 				}
 				t0 := time.Now()
 				resp, err := client.Do(req)
@@ -532,6 +658,28 @@ func phase(client *http.Client, cfg config, pool []string, d time.Duration, maxR
 		}
 	}
 	return res
+}
+
+// checkBinding makes sure the token is bound as the mode asks, so that a
+// figure measures the check it is named after: to the DPoP key with
+// -dpop-proofs, to the client certificate with -cert.
+func checkBinding(cfg config, tok string) error {
+	wantJKT := cfg.dpop != nil
+	wantX5t := cfg.tls != nil && len(cfg.tls.Certificates) > 0
+	if !wantJKT && !wantX5t {
+		return nil
+	}
+	c, err := claimsOf(tok)
+	if err != nil {
+		return fmt.Errorf("reading the token's cnf: %w", err)
+	}
+	if wantJKT && c.Cnf.JKT == "" {
+		return errors.New("the token has no cnf.jkt: it is not DPoP-bound")
+	}
+	if wantX5t && c.Cnf.X5tS256 == "" {
+		return errors.New("the token has no cnf.x5t#S256: it is not bound to the client certificate (does the token URL's site request client certificates?)")
+	}
+	return nil
 }
 
 func (r result) percentile(p float64) time.Duration {
