@@ -1,9 +1,6 @@
 package grants
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -14,61 +11,38 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
-
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/internal/dpoptest"
 )
 
 // proofKey is a DPoP client's key.
 type proofKey struct {
-	priv *ecdsa.PrivateKey
-	jwk  map[string]any
-	jkt  string
+	*dpoptest.Key
+	jkt string
 }
 
 func newProofKey(t testing.TB) *proofKey {
 	t.Helper()
-	p, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := dpoptest.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := jwk.Import(p.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(k)
-	var m map[string]any
-	_ = json.Unmarshal(b, &m)
-	jkt, err := tokens.JWKThumbprint(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &proofKey{priv: p, jwk: m, jkt: jkt}
+	return &proofKey{Key: k, jkt: k.JKT}
 }
 
-// proof is an ES256 proof (signed by jwx) for POST to the token endpoint;
-// mod changes the claims.
+// proof is an ES256 proof for POST to the token endpoint; mod changes
+// the claims.
 func (k *proofKey) proof(t testing.TB, mod func(map[string]any)) string {
 	t.Helper()
 	c := map[string]any{"jti": tokens.RandomID(12), "htm": "POST", "htu": testIssuer + TokenPath, "iat": time.Now().Unix()}
 	if mod != nil {
 		mod(c)
 	}
-	enc := base64.RawURLEncoding
-	hb, _ := json.Marshal(map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": k.jwk})
-	cb, _ := json.Marshal(c)
-	in := enc.EncodeToString(hb) + "." + enc.EncodeToString(cb)
-	s, err := jws.SignerFor(jwa.ES256())
+	s, err := k.Proof(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := s.Sign(k.priv, []byte(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in + "." + enc.EncodeToString(sig)
+	return s
 }
 
 // postTokenDPoP is postToken with DPoP headers (none when proofs is

@@ -7,7 +7,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -27,9 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/oauthgate/caddy-oauthgate/internal/dpoptest"
 )
 
 // dpopWindow is how long after its iat the server accepts a proof
@@ -39,54 +36,21 @@ const dpopWindow = 60 * time.Second
 
 // dpopKey is the load generator's DPoP key: one per process, as one
 // client has one key.
-type dpopKey struct {
-	priv   *ecdsa.PrivateKey
-	header string // base64url of the protected header, the same for every proof
-	signer jws.Signer2
-}
+type dpopKey struct{ *dpoptest.Key }
 
 func newDPoPKey() (*dpopKey, error) {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	pub, err := jwk.Import(priv.Public())
-	if err != nil {
-		return nil, err
-	}
-	hb, err := json.Marshal(map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": pub})
-	if err != nil {
-		return nil, err
-	}
-	s, err := jws.SignerFor(jwa.ES256())
-	if err != nil {
-		return nil, err
-	}
-	return &dpopKey{priv: priv, header: base64.RawURLEncoding.EncodeToString(hb), signer: s}, nil
+	k, err := dpoptest.NewKey()
+	return &dpopKey{k}, err
 }
 
 // proof is a DPoP proof for method and htu, issued now, with a fresh jti,
 // and with ath when token is set.
 func (k *dpopKey) proof(method, htu, token string) (string, error) {
-	jti := make([]byte, 16)
-	if _, err := rand.Read(jti); err != nil {
-		return "", err
-	}
-	c := map[string]any{"jti": base64.RawURLEncoding.EncodeToString(jti), "htm": method, "htu": htu, "iat": time.Now().Unix()}
+	c := map[string]any{"htm": method, "htu": htu}
 	if token != "" {
-		sum := sha256.Sum256([]byte(token))
-		c["ath"] = base64.RawURLEncoding.EncodeToString(sum[:])
+		c["ath"] = dpoptest.ATH(token)
 	}
-	cb, err := json.Marshal(c)
-	if err != nil {
-		return "", err
-	}
-	in := k.header + "." + base64.RawURLEncoding.EncodeToString(cb)
-	sig, err := k.signer.Sign(k.priv, []byte(in))
-	if err != nil {
-		return "", err
-	}
-	return in + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+	return k.Proof(c)
 }
 
 // proofPool holds proofs made before the timed phase; each is handed out

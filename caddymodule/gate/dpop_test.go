@@ -2,12 +2,6 @@ package gate
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -18,12 +12,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
 
 	"github.com/oauthgate/caddy-oauthgate/grants"
 	"github.com/oauthgate/caddy-oauthgate/grants/tokens"
+	"github.com/oauthgate/caddy-oauthgate/internal/dpoptest"
 	"github.com/oauthgate/caddy-oauthgate/storage/bolt"
 )
 
@@ -38,52 +30,29 @@ func (i testIssuer) DPoPSettings() ([]string, *tokens.DPoPNonces) {
 var _ DPoPIssuer = testIssuer{}
 
 // gateKey is a DPoP key of a test client.
-type gateKey struct {
-	priv *ecdsa.PrivateKey
-	pub  jwk.Key
-}
+type gateKey struct{ *dpoptest.Key }
 
 func newGateKey(t *testing.T) *gateKey {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := dpoptest.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := jwk.Import(priv.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &gateKey{priv: priv, pub: pub}
+	return &gateKey{k}
 }
 
-// proof is an ES256 proof signed by jwx with claims c (jti and iat
-// added unless set; a nil value removes a claim).
+// proof is an ES256 proof with claims c (jti and iat added unless set;
+// a nil value removes a claim).
 func (k *gateKey) proof(t *testing.T, c map[string]any) string {
 	t.Helper()
-	claims := map[string]any{"jti": tokens.RandomID(12), "iat": time.Now().Unix()}
-	for n, v := range c {
-		if v == nil {
-			delete(claims, n)
-		} else {
-			claims[n] = v
-		}
-	}
-	enc := base64.RawURLEncoding
-	hb, _ := json.Marshal(map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": k.pub})
-	cb, _ := json.Marshal(claims)
-	in := enc.EncodeToString(hb) + "." + enc.EncodeToString(cb)
-	s, _ := jws.SignerFor(jwa.ES256())
-	sig, err := s.Sign(k.priv, []byte(in))
+	s, err := k.Proof(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return in + "." + enc.EncodeToString(sig)
+	return s
 }
 
-func ath(tok string) string {
-	sum := sha256.Sum256([]byte(tok))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
+func ath(tok string) string { return dpoptest.ATH(tok) }
 
 // dpopIssuer is startedIssuer with DPoP nonces on or off.
 func dpopIssuer(t *testing.T, nonce bool) testIssuer {
@@ -400,11 +369,7 @@ func TestGateDPoPExternalIssuer(t *testing.T) {
 	prov := newTestProvider(t)
 	p := externalGate(t, prov, nil, "")
 	a, b := newGateKey(t), newGateKey(t)
-	tp, err := a.pub.Thumbprint(crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := sign(t, prov.key("k1"), nil, prov.claims(map[string]any{"cnf": map[string]string{"jkt": base64.RawURLEncoding.EncodeToString(tp)}}))
+	tok := sign(t, prov.key("k1"), nil, prov.claims(map[string]any{"cnf": map[string]string{"jkt": a.JKT}}))
 	const url = "https://api.test/"
 	proof := func(k *gateKey) []string {
 		return []string{k.proof(t, map[string]any{"htm": "GET", "htu": url, "ath": ath(tok)})}
