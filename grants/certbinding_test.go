@@ -28,28 +28,7 @@ func overCert(r *http.Request, cert *certtest.Cert) *http.Request {
 
 // postTokenCert is postTokenDPoP over a connection with cert.
 func postTokenCert(e *Engine, clientID string, form url.Values, cert *certtest.Cert, proofs ...string) tokenResult {
-	form = cloneValues(form)
-	var authz string
-	switch e.clients[clientID].AuthMethod {
-	case AuthSecretBasic:
-		authz = siBasicAuth(clientID, testSecrets[clientID])
-	case AuthSecretPost:
-		form.Set("client_id", clientID)
-		form.Set("client_secret", testSecrets[clientID])
-	default:
-		form.Set("client_id", clientID)
-	}
-	r := httptest.NewRequest(http.MethodPost, TokenPath, strings.NewReader(form.Encode()))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	r.RemoteAddr = loopbackAddr
-	if authz != "" {
-		r.Header.Set("Authorization", authz)
-	}
-	for _, p := range proofs {
-		r.Header.Add("DPoP", p)
-	}
-	overCert(r, cert)
-	return serveResult(e, r)
+	return serveResult(e, overCert(tokenRequestAs(e, clientID, form, proofs...), cert))
 }
 
 func serveResult(e *Engine, r *http.Request) tokenResult {

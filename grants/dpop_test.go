@@ -3,7 +3,6 @@ package grants
 import (
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -45,9 +44,10 @@ func (k *proofKey) proof(t testing.TB, mod func(map[string]any)) string {
 	return s
 }
 
-// postTokenDPoP is postToken with DPoP headers (none when proofs is
-// empty).
-func postTokenDPoP(e *Engine, clientID string, form url.Values, proofs ...string) tokenResult {
+// tokenRequestAs is a token request authenticated as clientID by its
+// method (a client_id alone for the others), with DPoP headers (none
+// when proofs is empty).
+func tokenRequestAs(e *Engine, clientID string, form url.Values, proofs ...string) *http.Request {
 	form = cloneValues(form)
 	var authz string
 	switch e.clients[clientID].AuthMethod {
@@ -68,14 +68,17 @@ func postTokenDPoP(e *Engine, clientID string, form url.Values, proofs ...string
 	for _, p := range proofs {
 		r.Header.Add("DPoP", p)
 	}
+	return r
+}
+
+// postTokenDPoP is postToken with DPoP headers (none when proofs is
+// empty).
+func postTokenDPoP(e *Engine, clientID string, form url.Values, proofs ...string) tokenResult {
+	r := tokenRequestAs(e, clientID, form, proofs...)
 	// A spoofed Host changes nothing: htu comes from the issuer.
 	r.Host = "evil.test"
 	r.Header.Set("X-Forwarded-Host", "evil.test")
-	rec := httptest.NewRecorder()
-	e.serveToken(rec, r)
-	tr := tokenResult{status: rec.Code, hdr: rec.Header(), raw: rec.Body.String()}
-	_ = json.Unmarshal(rec.Body.Bytes(), &tr.body)
-	return tr
+	return serveResult(e, r)
 }
 
 // wantDPoP checks a DPoP-bound answer: token_type DPoP and an access
