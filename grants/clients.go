@@ -284,7 +284,7 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 	}
 	if isMTLS(c.AuthMethod) {
 		// Their CAs and certificates are files the config loads.
-		return "", fmt.Errorf("client %q: %s clients are registered in the Caddyfile (client block with tls_client_ca_file or tls_client_cert_file); run-time registration does not support them yet", c.ID, c.AuthMethod)
+		return "", fmt.Errorf("client %q: %s clients are registered in the Caddyfile: a client block with auth_method %[2]s and tls_client_auth_san_dns (or another tls_client_auth_* name; tls_client_ca_file in the oauth block) or tls_client_cert_file; run-time registration does not support them yet", c.ID, c.AuthMethod)
 	}
 	c.SecretHash = [32]byte{}
 	if c.AuthMethod != AuthNone {

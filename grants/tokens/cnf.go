@@ -79,8 +79,8 @@ func (c *AccessClaims) CertBound(r *http.Request) bool {
 // remove them and never read them.
 var ClientCertHeaderPrefixes = []string{
 	"client-cert", "ssl-client-", "x-ssl-", "x-client-cert", "x-client-verify",
-	"x-client-dn", "x-client-s-dn", "x-client-i-dn", "x-tls-client-", "x-forwarded-tls-client-",
-	"x-forwarded-client-cert", "x-mtls-", "x-amzn-mtls-", "x-arr-clientcert", "cf-client-cert-",
+	"x-client-dn", "x-client-s-dn", "x-client-i-dn", "tls-client-", "x-tls-client-", "x-forwarded-tls-client-",
+	"x-forwarded-ssl-client-", "x-forwarded-client-cert", "x-mtls-", "x-amzn-mtls-", "x-arr-clientcert", "cf-client-cert-",
 }
 
 // IsClientCertHeader reports whether a request header name starts with

@@ -365,6 +365,11 @@ func TestDPoPNonces(t *testing.T) {
 	if !n.Valid(cur, now) || !n.Valid(cur, now.Add(time.Minute)) || n.Valid(cur, now.Add(2*time.Minute+time.Second)) {
 		t.Fatal("nonce steps")
 	}
+	// The next step's nonce, from a node whose clock is ahead, passes;
+	// the one after it does not.
+	if !n.Valid(n.Current(now.Add(time.Minute)), now) || n.Valid(n.Current(now.Add(2*time.Minute)), now) {
+		t.Fatal("a nonce of the next step refused, or of the one after accepted")
+	}
 	other, _ := NewDPoPNonces(append(make([]byte, 31), 1), time.Minute)
 	if other.Valid(cur, now) {
 		t.Fatal("a nonce of another secret accepted")
