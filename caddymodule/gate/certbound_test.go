@@ -132,6 +132,7 @@ func TestGateStripsCertHeaders(t *testing.T) {
 		"X-Client-Cert-Subject", "X-Client-Cert-Sha256", "X-Client-Cert-Fingerprint", "X-Client-Dn", "X-Client-S-Dn",
 		"X-Tls-Client-Cert", "X-Mtls-Client-Cert", "Cf-Client-Cert-Sha256", "X-Amzn-Mtls-Clientcert",
 		"X-Amzn-Mtls-Clientcert-Leaf", "X-Amzn-Mtls-Clientcert-Subject", "X-Arr-Clientcert", "Ssl-Client-Cert",
+		"Tls-Client-Cert", "X-Forwarded-Ssl-Client-Cert",
 	}
 	for _, gate := range []string{
 		"oauth_protect {\n audience https://app.test\n}",
