@@ -120,6 +120,7 @@ type DPoPVerifier struct {
 	leeway time.Duration
 	nonces *DPoPNonces
 	replay *dpopReplay
+	keys   *dpopKeyCache // parsed proof headers, shared by the process
 	now    func() time.Time
 }
 
@@ -149,7 +150,7 @@ type DPoPOptions struct {
 // NewDPoPVerifier makes a verifier, refusing an allowlist with an
 // algorithm that is not an asymmetric JWS signature algorithm.
 func NewDPoPVerifier(o DPoPOptions) (*DPoPVerifier, error) {
-	v := &DPoPVerifier{algs: map[string]jwa.SignatureAlgorithm{}, window: o.Window, leeway: o.Leeway, nonces: o.Nonces, now: o.Now}
+	v := &DPoPVerifier{algs: map[string]jwa.SignatureAlgorithm{}, window: o.Window, leeway: o.Leeway, nonces: o.Nonces, keys: processDPoPKeys, now: o.Now}
 	names := o.Algs
 	if len(names) == 0 {
 		names = DefaultDPoPAlgs
@@ -247,37 +248,32 @@ func (v *DPoPVerifier) Verify(h http.Header, c DPoPCheck) (*DPoPProof, error) {
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
 		return nil, badProof("not a compact JWS (three base64url parts)")
 	}
-	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
-	if err != nil {
-		return nil, badProof("the header is not base64url")
-	}
-	var hdr dpopHeader
-	if err := strictJSON(hb, &hdr); err != nil {
-		return nil, badProof("the header is not a JSON object")
-	}
-	if hdr.Typ != "dpop+jwt" {
-		return nil, badProof("typ must be dpop+jwt")
-	}
-	alg, ok := v.algs[hdr.Alg]
-	if !ok {
-		return nil, badProof("alg %q is not accepted; use one of %s", hdr.Alg, strings.Join(v.Algs(), " "))
-	}
-	key, jkt, err := proofKey(hdr.JWK)
+	hk, alg, cached, err := v.proofHeader(parts[0])
 	if err != nil {
 		return nil, err
 	}
-	// jwx checks that the key's type fits alg and refuses crit and b64.
-	payload, err := jws.VerifyCompactFast(key, []byte(proof), alg)
+	jkt := hk.jkt
+	// Every proof's signature is verified, cached header or not. jwx
+	// checks that the key's type fits alg and refuses crit and b64.
+	payload, err := jws.VerifyCompactFast(hk.pub, []byte(proof), alg)
 	if err != nil {
-		return nil, badProof("the signature does not verify with the header's jwk for alg %s", hdr.Alg)
+		return nil, badProof("the signature does not verify with the header's jwk for alg %s", hk.alg)
+	}
+	if !cached {
+		// Kept only once a proof with this header verified.
+		v.keys.put(parts[0], hk)
 	}
 	var cl dpopClaims
 	if err := strictJSON(payload, &cl); err != nil {
 		return nil, badProof("the claims are not a JSON object")
 	}
-	for name, p := range map[string]*string{"jti": cl.JTI, "htm": cl.HTM, "htu": cl.HTU} {
-		if p == nil || *p == "" {
-			return nil, badProof("the %s claim is required", name)
+	// An array, not a map: a map literal here was an allocation per proof.
+	for _, m := range [...]struct {
+		name string
+		p    *string
+	}{{"jti", cl.JTI}, {"htm", cl.HTM}, {"htu", cl.HTU}} {
+		if m.p == nil || *m.p == "" {
+			return nil, badProof("the %s claim is required", m.name)
 		}
 	}
 	if len(cl.IAT) == 0 || string(cl.IAT) == "null" {
@@ -293,8 +289,12 @@ func (v *DPoPVerifier) Verify(h http.Header, c DPoPCheck) (*DPoPProof, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the configured DPoP target %q: %w", c.URL, err)
 	}
-	if got, err := NormalizeHTU(*cl.HTU); err != nil || got != want {
-		return nil, badProof("htu must be %s", want)
+	// A htu spelt exactly as the configured URL normalises the same (the
+	// usual case), so only another spelling is normalised again.
+	if *cl.HTU != c.URL {
+		if got, err := NormalizeHTU(*cl.HTU); err != nil || got != want {
+			return nil, badProof("htu must be %s", want)
+		}
 	}
 	// A JSON number, not a string holding one (which json.Number takes).
 	f, err := strconv.ParseFloat(string(cl.IAT), 64)
@@ -322,7 +322,9 @@ func (v *DPoPVerifier) Verify(h http.Header, c DPoPCheck) (*DPoPProof, error) {
 			return nil, badProof("the ath claim is required with an access token")
 		}
 		sum := sha256.Sum256([]byte(c.AccessToken))
-		if !hmac.Equal([]byte(*cl.ATH), []byte(base64.RawURLEncoding.EncodeToString(sum[:]))) {
+		var enc [43]byte // base64url of 32 bytes, on the stack
+		base64.RawURLEncoding.Encode(enc[:], sum[:])
+		if !hmac.Equal([]byte(*cl.ATH), enc[:]) {
 			return nil, badProof("ath does not match the access token")
 		}
 	}
@@ -336,8 +338,55 @@ func (v *DPoPVerifier) Verify(h http.Header, c DPoPCheck) (*DPoPProof, error) {
 	return &DPoPProof{JKT: jkt, JTI: *cl.JTI, IssuedAt: iat}, nil
 }
 
-// strictJSON decodes one JSON object into v and nothing after it.
+// proofHeader checks the protected header h (base64url, as sent): typ,
+// alg in this verifier's allowlist, and its jwk, whose key and
+// thumbprint it returns, and whether they came from the shared cache
+// (dpopkeycache.go), which keeps a header by its exact bytes once a
+// proof with it verified, so that the next proof of the same client
+// skips the jwk parsing. Cached or not, the checks and their order are
+// the same: the cache holds only headers that passed all but the alg
+// allowlist, which is this verifier's and checked on every call.
+func (v *DPoPVerifier) proofHeader(h string) (*dpopHeaderKey, jwa.SignatureAlgorithm, bool, error) {
+	if hk := v.keys.get(h); hk != nil {
+		alg, ok := v.algs[hk.alg]
+		if !ok {
+			return nil, alg, false, badProof("alg %q is not accepted; use one of %s", hk.alg, strings.Join(v.Algs(), " "))
+		}
+		return hk, alg, true, nil
+	}
+	var alg jwa.SignatureAlgorithm
+	hb, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		return nil, alg, false, badProof("the header is not base64url")
+	}
+	var hdr dpopHeader
+	if err := strictJSON(hb, &hdr); err != nil {
+		return nil, alg, false, badProof("the header is not a JSON object")
+	}
+	if hdr.Typ != "dpop+jwt" {
+		return nil, alg, false, badProof("typ must be dpop+jwt")
+	}
+	alg, ok := v.algs[hdr.Alg]
+	if !ok {
+		return nil, alg, false, badProof("alg %q is not accepted; use one of %s", hdr.Alg, strings.Join(v.Algs(), " "))
+	}
+	key, jkt, err := proofKey(hdr.JWK)
+	if err != nil {
+		return nil, alg, false, err
+	}
+	return &dpopHeaderKey{alg: hdr.Alg, pub: key, jkt: jkt}, alg, false, nil
+}
+
+// strictJSON decodes one JSON object into v and nothing after it. The
+// common case, b being exactly one JSON value, takes json.Unmarshal
+// (fewer allocations than a Decoder), which accepts nothing the Decoder
+// refuses; anything Unmarshal refuses gets the Decoder's verdict, so
+// what is accepted is unchanged. Unmarshal checks the syntax of all of b
+// before it sets anything in v.
 func strictJSON(b []byte, v any) error {
+	if json.Unmarshal(b, v) == nil {
+		return nil
+	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
 	if err := d.Decode(v); err != nil {
@@ -641,15 +690,16 @@ func newDPoPReplay(entries int, born time.Time) *dpopReplay {
 }
 
 func (r *dpopReplay) add(jkt, jti string, expires, now time.Time) error {
-	m := sha256.New()
-	for _, s := range []string{jkt, jti} {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
-		m.Write(n[:])
-		m.Write([]byte(s))
-	}
+	// SHA-256 of len(jkt) jkt len(jti) jti (lengths 4 bytes big endian),
+	// built on the stack: a jkt is 43 bytes and a jti at most maxDPoPJTI.
+	var buf [8 + 64 + maxDPoPJTI]byte
+	b := binary.BigEndian.AppendUint32(buf[:0], uint32(len(jkt)))
+	b = append(b, jkt...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(jti)))
+	b = append(b, jti...)
+	sum := sha256.Sum256(b)
 	var k [16]byte
-	copy(k[:], m.Sum(nil))
+	copy(k[:], sum[:])
 	sh := &r.shards[k[0]&15]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

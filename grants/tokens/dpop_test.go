@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -210,26 +211,39 @@ func TestDPoPVerifyRefusals(t *testing.T) {
 		{"jti too long", hdr(a.proof(t, "ES256", now, nil, setC("jti", strings.Repeat("j", 300)))), DPoPCheck{}, false, ErrInvalidDPoPProof},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			o := DPoPOptions{Now: clock}
-			if tc.nonces {
-				o.Nonces = nonces
-			}
-			v, err := NewDPoPVerifier(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := tc.check
-			c.Method, c.URL = "POST", dpopTarget
-			p, err := v.Verify(tc.header, c)
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("Verify = %v, %v; want %v", p, err, tc.want)
-			}
-			var de *DPoPError
-			if !errors.As(err, &de) || de.Reason == "" {
-				t.Fatalf("error %v is not a *DPoPError with a reason", err)
-			}
-		})
+		// Cold: an empty proof header cache. Warm: key A's header, and
+		// the case's own if a proof with it verified, already cached;
+		// the refusal must be the same.
+		for _, warm := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/warm=%v", tc.name, warm), func(t *testing.T) {
+				o := DPoPOptions{Now: clock}
+				if tc.nonces {
+					o.Nonces = nonces
+				}
+				v, err := NewDPoPVerifier(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				v.keys = newDPoPKeyCache(8)
+				c := tc.check
+				c.Method, c.URL = "POST", dpopTarget
+				if warm {
+					_, _ = v.Verify(hdr(valid()), c)
+					_, _ = v.Verify(tc.header, c)
+					if v.keys.len() == 0 {
+						t.Fatal("the warm-up cached no header")
+					}
+				}
+				p, err := v.Verify(tc.header, c)
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("Verify = %v, %v; want %v", p, err, tc.want)
+				}
+				var de *DPoPError
+				if !errors.As(err, &de) || de.Reason == "" {
+					t.Fatalf("error %v is not a *DPoPError with a reason", err)
+				}
+			})
+		}
 	}
 }
 
