@@ -37,6 +37,11 @@ func TestDPoPKeyCache(t *testing.T) {
 			t.Fatalf("proof %d: %d headers cached, want 1", i, n)
 		}
 	}
+	// The next proof's header is a hit: its key is not parsed again.
+	h := strings.SplitN(a.proof(t, "ES256", now, nil, nil), ".", 2)[0]
+	if hk, _, cached, err := v.proofHeader(h); err != nil || !cached || hk.jkt != a.jkt {
+		t.Fatalf("a verified client's header: cached %v, %v", cached, err)
+	}
 	// A's cached header, signed by B: the signature is still checked.
 	forged := signProof(t, "ES256", b.priv, map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": a.pubJWK},
 		map[string]any{"jti": "forged", "htm": "POST", "htu": dpopTarget, "iat": now.Unix()})
