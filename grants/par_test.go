@@ -130,7 +130,7 @@ func TestPARRefusals(t *testing.T) {
 		{"PAR-01 client_id of another client", "", parForm("c-basic", ch), siBasicAuth("c-web", webSecret), nil, 400, CodeInvalidRequest},
 		{"PAR-01 secret in the body of a Basic client", "", parForm("c-web", ch, "client_secret", webSecret), "", nil, 401, CodeInvalidClient},
 		{"PAR-01 public client with a made-up secret", "", parForm("c-pub", ch, "client_secret", "x"), "", nil, 401, CodeInvalidClient},
-		{"PAR-03 request_uri pushed", "c-web", parForm("c-web", ch, "request_uri", RequestURIPrefix + "abc"), "", nil, 400, CodeInvalidRequest},
+		{"PAR-03 request_uri pushed", "c-web", parForm("c-web", ch, "request_uri", RequestURIPrefix+"abc"), "", nil, 400, CodeInvalidRequest},
 		{"PAR-03 request_uri of another kind pushed", "c-web", parForm("c-web", ch, "request_uri", "https://client.test/req"), "", nil, 400, CodeInvalidRequest},
 		{"PAR-04 unregistered redirect_uri", "c-web", parForm("c-web", ch, "redirect_uri", "https://evil.test/cb"), "", nil, 400, CodeInvalidRequest},
 		{"PAR-04 no redirect_uri with openid", "c-web", parForm("c-web", ch, "redirect_uri", "", "scope", "openid"), "", nil, 400, CodeInvalidRequest},
