@@ -1,0 +1,69 @@
+// par.mjs is a client using oauth4webapi's pushed authorization requests
+// (RFC 9126): it pushes its authorization request (with a DPoP proof when
+// asked, retrying once on use_dpop_nonce), prints the request_uri, its
+// expires_in, the state and the DPoP key's thumbprint as one JSON line,
+// reads the redirect URL (with the code) from stdin, redeems the code
+// (with a proof of the same key when asked) and prints the result as a
+// second JSON line, for integration/par_test.go.
+//
+//   node par.mjs <issuer> <client_id> <client_secret|-> <redirect_uri> [dpop]
+import * as oauth from "oauth4webapi";
+import { createHash, webcrypto } from "node:crypto";
+import { createInterface } from "node:readline";
+
+const [issuer, clientId, secret, redirectUri, mode] = process.argv.slice(2);
+const iss = new URL(issuer);
+const insecure = { [oauth.allowInsecureRequests]: true };
+const as = await oauth.processDiscoveryResponse(iss, await oauth.discoveryRequest(iss, { ...insecure, algorithm: "oauth2" }));
+const client = { client_id: clientId };
+const auth = secret === "-" ? oauth.None() : oauth.ClientSecretBasic(secret);
+
+const out = { nonceRetries: 0, requirePAR: as.require_pushed_authorization_requests === true };
+let DPoP;
+if (mode === "dpop") {
+	const keyPair = await oauth.generateKeyPair("ES256");
+	DPoP = oauth.DPoP(client, keyPair);
+	const jwk = await webcrypto.subtle.exportKey("jwk", keyPair.publicKey);
+	out.jkt = createHash("sha256").update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y })).digest("base64url");
+}
+// withNonceRetry sends a request and, on use_dpop_nonce, once more: the
+// DPoP handle has kept the server's nonce by then.
+const withNonceRetry = async (send, process) => {
+	try {
+		return await process(await send());
+	} catch (err) {
+		if (!oauth.isDPoPNonceError(err)) throw err;
+		out.nonceRetries++;
+		return await process(await send());
+	}
+};
+
+const verifier = oauth.generateRandomCodeVerifier();
+const state = oauth.generateRandomState();
+const params = new URLSearchParams({
+	response_type: "code",
+	redirect_uri: redirectUri,
+	scope: "openid read",
+	state,
+	code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
+	code_challenge_method: "S256",
+});
+const pushed = await withNonceRetry(
+	() => oauth.pushedAuthorizationRequest(as, client, auth, params, { ...insecure, DPoP }),
+	(r) => oauth.processPushedAuthorizationResponse(as, client, r));
+process.stdout.write(JSON.stringify({ requestUri: pushed.request_uri, expiresIn: pushed.expires_in, state, jkt: out.jkt,
+	authorizationEndpoint: as.authorization_endpoint, requirePAR: out.requirePAR }) + "\n");
+
+const rl = createInterface({ input: process.stdin });
+const location = await new Promise((resolve) => rl.once("line", resolve));
+rl.close();
+
+const cb = oauth.validateAuthResponse(as, client, new URL(location), state);
+const tok = await withNonceRetry(
+	() => oauth.authorizationCodeGrantRequest(as, client, auth, cb, redirectUri, verifier, { ...insecure, DPoP }),
+	(r) => oauth.processAuthorizationCodeResponse(as, client, r));
+out.tokenType = tok.token_type;
+out.accessToken = tok.access_token;
+out.scope = tok.scope;
+out.idToken = tok.id_token !== undefined;
+process.stdout.write(JSON.stringify(out) + "\n");
