@@ -126,8 +126,10 @@ type Engine struct {
 	verifier *tokens.Verifier
 	// dpop verifies DPoP proofs at the token endpoint (dpop.go).
 	dpop *tokens.DPoPVerifier
-	// par configures pushed authorization requests (par.go).
-	par PARConfig
+	// par configures pushed authorization requests, and parLimit counts
+	// the pushes of public clients per address (par.go).
+	par      PARConfig
+	parLimit *throttle
 	// revocations is shared by every engine on the same storage.
 	revocations *tokens.Revocations
 	web         *web

@@ -47,8 +47,16 @@ type PARConfig struct {
 	TTL time.Duration
 }
 
+// publicPushLimit is how many pushes of public clients one client
+// address may make in a minute; more are answered 429 (RFC 9126 §2.3).
+// A public client authenticates nothing, so without a limit anyone could
+// fill storage with pushed requests (conformance A-36); confidential
+// clients are not limited. A NAT with many busy browsers stays below it.
+const publicPushLimit = 120
+
 // setPAR checks and applies the PAR configuration.
 func (e *Engine) setPAR(cfg PARConfig) error {
+	e.parLimit = newThrottle(ThrottleConfig{MaxFailures: publicPushLimit, Window: time.Minute, BaseLock: time.Minute})
 	switch {
 	case cfg.TTL == 0:
 		cfg.TTL = DefaultPushedRequestTTL
@@ -124,6 +132,16 @@ func (e *Engine) push(w http.ResponseWriter, r *http.Request) (*parResponse, *Er
 	if !c.Allows(GrantAuthorizationCode) {
 		// Before the redirect URI is looked at: such a client has none.
 		return nil, errCode(CodeUnauthorizedClient, "this client may not use the authorization code flow")
+	}
+	if c.AuthMethod == AuthNone {
+		now, key := time.Now(), "par|"+ClientIP(r)
+		if e.parLimit.locked(now, key) {
+			return nil, &Error{Code: CodeInvalidRequest, Description: "too many pushed authorization requests from this address; try again later",
+				Status: http.StatusTooManyRequests, RetryAfter: 60}
+		}
+		// Counted as the login throttle counts failures: the push that
+		// reaches the limit goes through and locks the address.
+		e.parLimit.failLimit(now, publicPushLimit, key)
 	}
 	if form.Get("request_uri") != "" {
 		return nil, errRequest("a pushed authorization request must not contain request_uri (RFC 9126 §2.1)")

@@ -405,3 +405,31 @@ func TestPARRoute(t *testing.T) {
 		t.Fatalf("no route for %s", PARPath)
 	}
 }
+
+// TestPARPublicLimit: pushes of public clients are limited per address
+// (429 with Retry-After, nothing stored); another address and
+// confidential clients go on.
+func TestPARPublicLimit(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t)
+	for i := range publicPushLimit {
+		if tr := parPost(e, "c-pub", parForm("c-pub", newChallenge()), ""); tr.status != http.StatusCreated {
+			t.Fatalf("push %d: %d %s", i, tr.status, tr.raw)
+		}
+	}
+	stored := pushedCount(t, e)
+	tr := parPost(e, "c-pub", parForm("c-pub", newChallenge()), "")
+	wantErr(t, tr, http.StatusTooManyRequests, CodeInvalidRequest)
+	if tr.hdr.Get("Retry-After") == "" || pushedCount(t, e) != stored {
+		t.Fatalf("429 without Retry-After, or it stored a record")
+	}
+	wantPushed(t, parPost(e, "c-web", parForm("c-web", newChallenge()), ""), 60)
+	r := httptest.NewRequest(http.MethodPost, PARPath, strings.NewReader(func() string {
+		f := parForm("c-pub", newChallenge())
+		f.Set("client_id", "c-pub")
+		return f.Encode()
+	}()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.RemoteAddr = "127.0.0.2:5000"
+	wantPushed(t, parServe(e, r), 60)
+}
