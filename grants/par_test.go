@@ -2,7 +2,6 @@ package grants
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -23,29 +22,10 @@ func parForm(clientID, challenge string, kv ...string) url.Values {
 // parPost pushes form to the PAR endpoint as the client (authz, when
 // set, replaces its credentials), with DPoP proofs when given.
 func parPost(e *Engine, clientID string, form url.Values, authz string, proofs ...string) tokenResult {
-	form = cloneValues(form)
-	if authz == "" && clientID != "" {
-		authz = opAuth(e, clientID, form)
-	}
-	r := httptest.NewRequest(http.MethodPost, PARPath, strings.NewReader(form.Encode()))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	r.RemoteAddr = loopbackAddr
-	if authz != "" {
-		r.Header.Set("Authorization", authz)
-	}
-	for _, p := range proofs {
-		r.Header.Add("DPoP", p)
-	}
-	return parServe(e, r)
+	return opPost(e, e.servePAR, PARPath, clientID, form, authz, proofs...)
 }
 
-func parServe(e *Engine, r *http.Request) tokenResult {
-	rec := httptest.NewRecorder()
-	e.servePAR(rec, r)
-	tr := tokenResult{status: rec.Code, hdr: rec.Header(), raw: rec.Body.String()}
-	_ = json.Unmarshal(rec.Body.Bytes(), &tr.body)
-	return tr
-}
+func parServe(e *Engine, r *http.Request) tokenResult { return record(e.servePAR, r) }
 
 // wantPushed checks a 201 answer (PAR-02) and returns its request_uri.
 func wantPushed(t testing.TB, tr tokenResult, ttl int) string {

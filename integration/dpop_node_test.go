@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -171,26 +170,10 @@ func TestDPoPThirdPartyPublicClient(t *testing.T) {
 		t.Fatalf("the client's first line: %v\n%s", err, stderr.String())
 	}
 
-	// alice signs in over plain HTTP (a cookie jar, no redirects followed).
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	q := url.Values{"client_id": {"dpop-spa"}, "redirect_uri": {"http://127.0.0.1/callback"}, "response_type": {"code"},
 		"scope": {"read"}, "code_challenge": {start.Challenge}, "code_challenge_method": {"S256"}, "state": {start.State},
 		"dpop_jkt": {start.JKT}}
-	resp, err := c.Get(dpopIssuer + "/oauth/authorize?" + q.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	form := formFields(t, string(page))
-	form.Set("username", "alice")
-	form.Set("password", "alice-password")
-	resp, err = c.PostForm(dpopIssuer+"/oauth/authorize/login", form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := signInAlice(t, dpopIssuer, dpopIssuer+"/oauth/authorize?"+q.Encode())
 	loc := resp.Header.Get("Location")
 	if resp.StatusCode != http.StatusFound || !strings.Contains(loc, "code=") {
 		t.Fatalf("sign-in: %d %q", resp.StatusCode, loc)

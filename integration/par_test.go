@@ -23,32 +23,63 @@ const parIssuer = "http://localhost:19410"
 
 // parCaddyfile: every client must push (require_pushed_authorization_requests),
 // request_uris live 30s, DPoP nonces on; a confidential and a public
-// client, trusted, and alice to sign in.
-func parCaddyfile(t *testing.T, path string) string {
+// client, trusted, and alice to sign in. @STORAGE@ and @HASH@ are
+// replaced by parConfig.
+const parCaddyfile = `{
+	skip_install_trust
+	admin localhost:2999
+	http_port 19080
+	https_port 19443
+	grace_period 1ns
+	oauth {
+		issuer http://localhost:19410
+		storage_path @STORAGE@
+		dpop_nonce
+		require_pushed_authorization_requests
+		pushed_request_ttl 30s
+		client par-web {
+			secret par-secret-0123456789abcdef
+			trusted
+			redirect_uri http://127.0.0.1/callback
+			grant_types authorization_code
+			scopes openid read
+		}
+		client par-spa {
+			public
+			trusted
+			redirect_uri http://127.0.0.1/callback
+			grant_types authorization_code
+			scopes openid read
+		}
+		user alice {
+			password_hash @HASH@
+		}
+	}
+}
+
+http://localhost:19410 {
+	bind 127.0.0.1
+	oauth_server
+}
+`
+
+func parConfig(t *testing.T) string {
 	hash, err := bcrypt.GenerateFromPassword([]byte("alice-password"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return "{\n\tskip_install_trust\n\tadmin localhost:2999\n\thttp_port 19080\n\thttps_port 19443\n\tgrace_period 1ns\n" +
-		"\toauth {\n\t\tissuer " + parIssuer + "\n\t\tstorage_path " + path + "\n\t\tdpop_nonce\n" +
-		"\t\trequire_pushed_authorization_requests\n\t\tpushed_request_ttl 30s\n" +
-		"\t\tclient par-web {\n\t\t\tsecret par-secret-0123456789abcdef\n\t\t\ttrusted\n\t\t\tredirect_uri http://127.0.0.1/callback\n" +
-		"\t\t\tgrant_types authorization_code\n\t\t\tscopes openid read\n\t\t}\n" +
-		"\t\tclient par-spa {\n\t\t\tpublic\n\t\t\ttrusted\n\t\t\tredirect_uri http://127.0.0.1/callback\n" +
-		"\t\t\tgrant_types authorization_code\n\t\t\tscopes openid read\n\t\t}\n" +
-		"\t\tuser alice {\n\t\t\tpassword_hash " + string(hash) + "\n\t\t}\n\t}\n}\n\n" +
-		parIssuer + " {\n\tbind 127.0.0.1\n\toauth_server\n}\n"
+	return strings.NewReplacer("@STORAGE@", storagePath(t), "@HASH@", string(hash)).Replace(parCaddyfile)
 }
 
-// parSignIn is the browser: it opens the authorization endpoint with
-// client_id and request_uri only, signs alice in on the form over plain
-// HTTP (a cookie jar, no redirects followed) and returns the redirect.
-func parSignIn(t *testing.T, endpoint, clientID, requestURI string) (*http.Response, string) {
+// signInAlice is the browser: it opens authorizeURL, signs alice in on
+// the form of issuer over plain HTTP (a cookie jar, no redirects
+// followed) and returns the answer to the form, or the first answer
+// when it is no sign-in form, with its body.
+func signInAlice(t *testing.T, issuer, authorizeURL string) (*http.Response, string) {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	q := url.Values{"client_id": {clientID}, "request_uri": {requestURI}}
-	resp, err := c.Get(endpoint + "?" + q.Encode())
+	resp, err := c.Get(authorizeURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,13 +91,20 @@ func parSignIn(t *testing.T, endpoint, clientID, requestURI string) (*http.Respo
 	form := formFields(t, string(page))
 	form.Set("username", "alice")
 	form.Set("password", "alice-password")
-	resp, err = c.PostForm(parIssuer+"/oauth/authorize/login", form)
+	resp, err = c.PostForm(issuer+"/oauth/authorize/login", form)
 	if err != nil {
 		t.Fatal(err)
 	}
 	page, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	return resp, string(page)
+}
+
+// parSignIn signs alice in for a pushed request: the browser brings
+// client_id and request_uri only.
+func parSignIn(t *testing.T, endpoint, clientID, requestURI string) (*http.Response, string) {
+	t.Helper()
+	return signInAlice(t, parIssuer, endpoint+"?"+url.Values{"client_id": {clientID}, "request_uri": {requestURI}}.Encode())
 }
 
 // parResult is what par.mjs prints after redeeming the code.
@@ -131,7 +169,7 @@ func runPARClient(t *testing.T, node string, args ...string) (pushed struct {
 // request is refused.
 func TestPARThirdPartyClient(t *testing.T) {
 	node := nodeClient(t)
-	startCaddy(t, parCaddyfile(t, storagePath(t)))
+	startCaddy(t, parConfig(t))
 
 	t.Run("confidential", func(t *testing.T) {
 		pushed, res := runPARClient(t, node, "par-web", "par-secret-0123456789abcdef", "http://127.0.0.1/callback")

@@ -8,8 +8,8 @@
 //
 //   node par.mjs <issuer> <client_id> <client_secret|-> <redirect_uri> [dpop]
 import * as oauth from "oauth4webapi";
-import { createHash, webcrypto } from "node:crypto";
 import { createInterface } from "node:readline";
+import { thumbprint, withNonceRetry as retry } from "./shared.mjs";
 
 const [issuer, clientId, secret, redirectUri, mode] = process.argv.slice(2);
 const iss = new URL(issuer);
@@ -23,20 +23,9 @@ let DPoP;
 if (mode === "dpop") {
 	const keyPair = await oauth.generateKeyPair("ES256");
 	DPoP = oauth.DPoP(client, keyPair);
-	const jwk = await webcrypto.subtle.exportKey("jwk", keyPair.publicKey);
-	out.jkt = createHash("sha256").update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y })).digest("base64url");
+	out.jkt = await thumbprint(keyPair);
 }
-// withNonceRetry sends a request and, on use_dpop_nonce, once more: the
-// DPoP handle has kept the server's nonce by then.
-const withNonceRetry = async (send, process) => {
-	try {
-		return await process(await send());
-	} catch (err) {
-		if (!oauth.isDPoPNonceError(err)) throw err;
-		out.nonceRetries++;
-		return await process(await send());
-	}
-};
+const withNonceRetry = (send, process) => retry(out, "nonceRetries", send, process);
 
 const verifier = oauth.generateRandomCodeVerifier();
 const state = oauth.generateRandomState();
