@@ -1,18 +1,12 @@
 package integration
 
 import (
-	"bytes"
-	"context"
-	"encoding/base64"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -127,35 +121,14 @@ func runPARClient(t *testing.T, node string, args ...string) (pushed struct {
 	AuthorizationEndpoint string
 }, res parResult) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, append([]string{"par.mjs", parIssuer}, args...)...)
-	cmd.Dir = nodeClientDir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	dec := json.NewDecoder(stdout)
-	if err := dec.Decode(&pushed); err != nil {
-		t.Fatalf("the client's first line: %v\n%s", err, stderr.String())
-	}
-	resp, page := parSignIn(t, pushed.AuthorizationEndpoint, args[0], pushed.RequestURI)
-	loc := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.Contains(loc, "code=") {
-		t.Fatalf("sign-in: %d %q\n%s", resp.StatusCode, loc, page)
-	}
-	if _, err := io.WriteString(stdin, loc+"\n"); err != nil {
-		t.Fatal(err)
-	}
-	if err := dec.Decode(&res); err != nil {
-		t.Fatalf("the client's result: %v\n%s", err, stderr.String())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("the client: %v\n%s", err, stderr.String())
-	}
+	nodeDialogue(t, node, &pushed, func() string {
+		resp, page := parSignIn(t, pushed.AuthorizationEndpoint, args[0], pushed.RequestURI)
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusFound || !strings.Contains(loc, "code=") {
+			t.Fatalf("sign-in: %d %q\n%s", resp.StatusCode, loc, page)
+		}
+		return loc
+	}, &res, append([]string{"par.mjs", parIssuer}, args...)...)
 	return pushed, res
 }
 
@@ -196,17 +169,8 @@ func TestPARThirdPartyClient(t *testing.T) {
 		if !strings.EqualFold(res.TokenType, "DPoP") {
 			t.Fatalf("token_type = %q, want DPoP", res.TokenType)
 		}
-		parts := strings.Split(res.AccessToken, ".")
-		if len(parts) != 3 {
-			t.Fatalf("access token is not a JWT")
-		}
-		payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-		var claims struct {
-			Cnf map[string]string `json:"cnf"`
-		}
-		_ = json.Unmarshal(payload, &claims)
-		if res.JKT == "" || claims.Cnf["jkt"] != res.JKT {
-			t.Errorf("cnf.jkt = %q, want the client's key thumbprint %q", claims.Cnf["jkt"], res.JKT)
+		if jkt := cnfJKT(t, res.AccessToken); res.JKT == "" || jkt != res.JKT {
+			t.Errorf("cnf.jkt = %q, want the client's key thumbprint %q", jkt, res.JKT)
 		}
 	})
 
