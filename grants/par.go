@@ -144,7 +144,7 @@ func (e *Engine) push(w http.ResponseWriter, r *http.Request) (*parResponse, *Er
 		e.parLimit.failLimit(now, publicPushLimit, key)
 	}
 	if form.Get("request_uri") != "" {
-		return nil, errRequest("a pushed authorization request must not contain request_uri (RFC 9126 §2.1)")
+		return nil, errRequest("a pushed authorization request must not contain request_uri (RFC 9126 section 2.1)")
 	}
 	p := make(map[string]string, len(authzParams))
 	for _, name := range authzParams {

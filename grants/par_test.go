@@ -134,6 +134,9 @@ func TestPARRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := parPost(e, tt.client, tt.form, tt.authz, tt.proofs...)
 			wantErr(t, tr, tt.status, tt.code)
+			if !descRE.MatchString(tr.str("error_description")) {
+				t.Fatalf("error_description %q is outside the RFC 6749 §5.2 character set", tr.str("error_description"))
+			}
 			if tr.hdr.Get("Location") != "" || tr.hdr.Get("Content-Type") != "application/json" {
 				t.Fatalf("refusal is not JSON: %v", tr.hdr)
 			}
