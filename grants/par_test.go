@@ -122,6 +122,9 @@ func TestPARRefusals(t *testing.T) {
 		{"PAR-04 resource not allowed", "c-web", parForm("c-web", ch, "resource", "https://other.test"), "", nil, 400, CodeInvalidTarget},
 		{"PAR-04 request object", "c-web", parForm("c-web", ch, "request", "e30.e30."), "", nil, 400, "request_not_supported"},
 		{"PAR-04 unknown prompt", "c-web", parForm("c-web", ch, "prompt", "bogus"), "", nil, 400, CodeInvalidRequest},
+		{"PAR-04 state too long", "c-web", parForm("c-web", ch, "state", strings.Repeat("s", maxParamLen+1)), "", nil, 400, CodeInvalidRequest},
+		{"PAR-04 negative max_age", "c-web", parForm("c-web", ch, "max_age", "-1"), "", nil, 400, CodeInvalidRequest},
+		{"PAR-04 response_mode fragment", "c-web", parForm("c-web", ch, "response_mode", "fragment"), "", nil, 400, CodeInvalidRequest},
 		{"PAR-04 malformed dpop_jkt", "c-web", parForm("c-web", ch, "dpop_jkt", "x"), "", nil, 400, CodeInvalidRequest},
 		{"PAR-04 client without the code flow", "", parForm("c-cconly", ch, "redirect_uri", ""), siBasicAuth("c-cconly", "cconly-secret"), nil, 400, CodeUnauthorizedClient},
 		{"PAR-04 repeated state", "c-web", func() url.Values { f := parForm("c-web", ch); f["state"] = []string{"a", "b"}; return f }(), "", nil, 400, CodeInvalidRequest},
@@ -163,6 +166,12 @@ func TestPARRefusals(t *testing.T) {
 	r.Header.Set("Content-Type", "application/json")
 	r.RemoteAddr = loopbackAddr
 	wantErr(t, parServe(e, r), 400, CodeInvalidRequest)
+	// RFC 9126 §2.3: 413 for a body over the cap.
+	big := parForm("c-pub", ch, "login_hint", strings.Repeat("a", MaxBodyBytes))
+	r = httptest.NewRequest(http.MethodPost, PARPath, strings.NewReader(big.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.RemoteAddr = loopbackAddr
+	wantErr(t, parServe(e, r), http.StatusRequestEntityTooLarge, CodeInvalidRequest)
 	// Plain HTTP from elsewhere is refused as at the token endpoint.
 	r = httptest.NewRequest(http.MethodPost, PARPath, strings.NewReader(parForm("c-pub", ch).Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
