@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/oauthgate/caddy-oauthgate/internal/certtest"
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
@@ -424,4 +426,17 @@ func TestPARPublicLimit(t *testing.T) {
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	r.RemoteAddr = "127.0.0.2:5000"
 	wantPushed(t, parServe(e, r), 60)
+}
+
+// TestPARRequiredSparesGates: with the global flag, oauth_protect's own
+// sign-in client still signs users in with a plain request (it runs in
+// process and has no way to push).
+func TestPARRequiredSparesGates(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, withConfig(func(c *Config) { c.PAR.Require = true }))
+	cfg, ctx := gateOAuth2(e, addGate(t, e))
+	loc, verifier := gateSignIn(t, newBrowser(t, e), cfg)
+	if _, err := cfg.Exchange(ctx, loc.Query().Get("code"), oauth2.VerifierOption(verifier)); err != nil {
+		t.Fatalf("the gate's sign-in under require_pushed_authorization_requests: %v", err)
+	}
 }
