@@ -440,3 +440,74 @@ func TestPARRequiredSparesGates(t *testing.T) {
 		t.Fatalf("the gate's sign-in under require_pushed_authorization_requests: %v", err)
 	}
 }
+
+// TestPARAuthorizeRefusals: the refusals at the authorization endpoint,
+// one row each: an unusable request_uri is an error page saying
+// invalid_request_uri, never a redirect (PAR-05); a plain request of a
+// client that must push goes to its redirect URI as invalid_request
+// (PAR-06).
+func TestPARAuthorizeRefusals(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, withConfig(func(c *Config) {
+		for _, cl := range c.Clients {
+			if cl.ID == "c-web" {
+				cl.RequirePushedAuthorizationRequests = true
+			}
+		}
+	}))
+	global := newEngine(t, withConfig(func(c *Config) { c.PAR.Require = true }))
+	push := func(id string) string {
+		return wantPushed(t, parPost(e, id, parForm(id, newChallenge()), ""), 60)
+	}
+	spent := push("c-web")
+	if rec := newBrowser(t, e).get(parAuthorize("c-web", spent)); !isLoginPage(rec) {
+		t.Fatalf("first use: %d", rec.Code)
+	}
+	expired := RequestURIPrefix + newSecretToken()
+	if err := e.store.Update(context.Background(), func(tx storage.Tx) error {
+		return putJSON(tx, storage.KindPushed, hashToken(expired), &pushedRecord{ClientID: "c-web"}, time.Now().Add(-time.Second))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		e      *Engine
+		target string
+		// redirect is the error sent to the redirect URI; "" means the
+		// invalid_request_uri page.
+		redirect string
+	}{
+		{"PAR-05 another client's request_uri", e, parAuthorize("c-basic", push("c-web")), ""},
+		{"PAR-05 no client_id", e, parAuthorize("", push("c-web")), ""},
+		{"PAR-05 unknown client_id", e, parAuthorize("nobody", push("c-web")), ""},
+		{"PAR-05 unknown request_uri", e, parAuthorize("c-web", RequestURIPrefix+newSecretToken()), ""},
+		{"PAR-05 spent request_uri", e, parAuthorize("c-web", spent), ""},
+		{"PAR-05 expired request_uri", e, parAuthorize("c-web", expired), ""},
+		{"PAR-05 request_uri with other parameters", e, parAuthorize("c-web", spent, "redirect_uri", testRedirect["c-web"], "response_type", "code"), ""},
+		{"PAR-06 client flag", e, AuthorizePath + "?" + authzQuery("c-web", newChallenge()).Encode(), CodeInvalidRequest},
+		{"PAR-06 client flag, POST", e, "POST " + authzQuery("c-web", newChallenge()).Encode(), CodeInvalidRequest},
+		{"PAR-06 global flag", global, AuthorizePath + "?" + authzQuery("c-basic", newChallenge()).Encode(), CodeInvalidRequest},
+		{"PAR-06 global flag, public client", global, AuthorizePath + "?" + authzQuery("c-pub", newChallenge()).Encode(), CodeInvalidRequest},
+		{"PAR-06 foreign request_uri of a client that must push", e, AuthorizePath + "?" + authzQuery("c-web", newChallenge(), "request_uri", "https://client.test/r").Encode(), CodeInvalidRequest},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBrowser(t, tt.e)
+			var rec *httptest.ResponseRecorder
+			if form, ok := strings.CutPrefix(tt.target, "POST "); ok {
+				v, _ := url.ParseQuery(form)
+				rec = b.post(AuthorizePath, v)
+			} else {
+				rec = b.get(tt.target)
+			}
+			if tt.redirect == "" {
+				wantRequestURIInvalid(t, rec)
+				return
+			}
+			loc := mustLocation(t, rec)
+			if loc.Query().Get("error") != tt.redirect || !strings.Contains(loc.Query().Get("error_description"), "pushed") {
+				t.Fatalf("redirect %s", loc)
+			}
+		})
+	}
+}
