@@ -148,6 +148,20 @@ type App struct {
 	// asymmetric ones are allowed. Default: ES256 ES384 ES512 EdDSA RS256
 	// RS384 RS512 PS256 PS384 PS512.
 	DPoPSigningAlgs []string `json:"dpop_signing_algs,omitempty"`
+
+	// RequirePushedAuthorizationRequests makes every client send its
+	// authorization requests through the PAR endpoint, /oauth/par
+	// (RFC 9126): a plain request to the authorization endpoint is
+	// refused with invalid_request, and the metadata says
+	// require_pushed_authorization_requests. The sign-in clients of
+	// oauth_protect are exempt. Default: false (a client may still
+	// require it for itself).
+	RequirePushedAuthorizationRequests bool `json:"require_pushed_authorization_requests,omitempty"`
+
+	// PushedRequestTTL is how long a request_uri from the PAR endpoint
+	// stays usable (once), 1s to 10m. Default: 60s.
+	PushedRequestTTL caddy.Duration `json:"pushed_request_ttl,omitempty"`
+
 	// TLSClientCAFile is a PEM file of the CA certificates that issue the
 	// certificates of tls_client_auth clients (RFC 8705 §2.1), for every
 	// such client without its own tls_client_ca_file. Default: none.
@@ -340,6 +354,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		KeyEncryptionKey: []byte(kek),
 		SealPlainKeys:    a.SealPlainKeys,
 		DPoP:             grants.DPoPConfig{Nonce: a.DPoPNonce, Algs: a.DPoPSigningAlgs},
+		PAR:              grants.PARConfig{Require: a.RequirePushedAuthorizationRequests, TTL: time.Duration(a.PushedRequestTTL)},
 		ClientCertHeader: a.ClientCertHeader != nil,
 		SharedStore:      isShared(a.store),
 		Observer:         metricsObserver{},

@@ -44,6 +44,8 @@ func init() {
 //		behind_tls_proxy
 //		dpop_nonce
 //		dpop_signing_algs <alg...>
+//		require_pushed_authorization_requests
+//		pushed_request_ttl <duration>
 //		scope_description <scope> <text>
 //		client <id> {
 //			name <display name>
@@ -75,6 +77,7 @@ func init() {
 //			access_token_format jwt|opaque
 //			id_token_signed_response_alg RS256|<signing_alg>
 //			dpop_bound_access_tokens
+//			require_pushed_authorization_requests
 //			exchange {
 //				audience <uri...>
 //				resource <uri...>
@@ -199,8 +202,13 @@ var appOptions = optionParsers[App]{
 	"seal_plain_keys":        func(d *caddyfile.Dispenser, a *App) error { a.SealPlainKeys = true; return cfargs.NoArgs(d) },
 	"dpop_nonce":             func(d *caddyfile.Dispenser, a *App) error { a.DPoPNonce = true; return cfargs.NoArgs(d) },
 	"dpop_signing_algs":      func(d *caddyfile.Dispenser, a *App) error { return cfargs.ListArg(d, &a.DPoPSigningAlgs) },
-	"tls_client_ca_file":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.TLSClientCAFile) },
-	"client_cert_header":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.CertHeaderArg(d, &a.ClientCertHeader) },
+	"require_pushed_authorization_requests": func(d *caddyfile.Dispenser, a *App) error {
+		a.RequirePushedAuthorizationRequests = true
+		return cfargs.NoArgs(d)
+	},
+	"pushed_request_ttl": func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.PushedRequestTTL) },
+	"tls_client_ca_file": func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.TLSClientCAFile) },
+	"client_cert_header": func(d *caddyfile.Dispenser, a *App) error { return cfargs.CertHeaderArg(d, &a.ClientCertHeader) },
 	"sweep_interval": func(d *caddyfile.Dispenser, a *App) error {
 		if err := cfargs.DurationArg(d, &a.SweepInterval); err != nil {
 			return err
@@ -317,6 +325,10 @@ var clientOptions = optionParsers[ClientConfig]{
 	"resource_server": func(d *caddyfile.Dispenser, c *ClientConfig) error { c.ResourceServer = true; return cfargs.NoArgs(d) },
 	"dpop_bound_access_tokens": func(d *caddyfile.Dispenser, c *ClientConfig) error {
 		c.DPoPBoundAccessTokens = true
+		return cfargs.NoArgs(d)
+	},
+	"require_pushed_authorization_requests": func(d *caddyfile.Dispenser, c *ClientConfig) error {
+		c.RequirePushedAuthorizationRequests = true
 		return cfargs.NoArgs(d)
 	},
 	"access_token_format": func(d *caddyfile.Dispenser, c *ClientConfig) error {

@@ -36,6 +36,7 @@ func clientCommand() *cobra.Command {
 	f.Bool("resource-server", false, "An API that introspects tokens for its audience")
 	f.String("access-token-format", "", "jwt (default) or opaque")
 	f.Bool("dpop-bound", false, "The client must send a DPoP proof with every token request (dpop_bound_access_tokens)")
+	f.Bool("require-par", false, "The client must push its authorization requests to /oauth/par (require_pushed_authorization_requests)")
 	f.String("id-token-alg", "", "The algorithm of its ID tokens: RS256 (default) or the server's signing_alg")
 	f.String("name", "", "The name the sign-in and consent pages show (default: the client id)")
 	f.String("logo-uri", "", "An https URL of the client's logo, shown on the consent page")
@@ -46,8 +47,9 @@ func clientCommand() *cobra.Command {
 		in := adminClient{Public: fl.Bool("public"), ClientSpec: grants.ClientSpec{ID: fl.Arg(0),
 			AuthMethod: fl.String("auth-method"), AccessTokenFormat: fl.String("access-token-format"),
 			Trusted: fl.Bool("trusted"), PKCEOptional: fl.Bool("pkce-optional"), ResourceServer: fl.Bool("resource-server"),
-			DPoPBoundAccessTokens:    fl.Bool("dpop-bound"),
-			IDTokenSignedResponseAlg: fl.String("id-token-alg")}}
+			DPoPBoundAccessTokens:              fl.Bool("dpop-bound"),
+			RequirePushedAuthorizationRequests: fl.Bool("require-par"),
+			IDTokenSignedResponseAlg:           fl.String("id-token-alg")}}
 		in.GrantTypes, _ = fl.GetStringSlice("grant-types")
 		in.Scopes, _ = fl.GetStringSlice("scopes")
 		in.Audience, _ = fl.GetStringSlice("audience")

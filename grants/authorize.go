@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -68,10 +69,28 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 			p[name] = vs[0]
 		}
 	}
-	c, err := e.lookupClient(r.Context(), p["client_id"])
+	viaPAR := false
+	if strings.HasPrefix(p["request_uri"], RequestURIPrefix) {
+		// RFC 9126 §4: the pushed parameters are the request; any others
+		// sent beside client_id and request_uri are ignored (as RFC 9101
+		// §6.3 does for a request object).
+		if p, page = e.spendPushed(r.Context(), p["client_id"], p["request_uri"]); page != "" {
+			return nil, page, nil
+		}
+		viaPAR = true
+	}
+	return e.checkAuthorize(r.Context(), p, viaPAR)
+}
+
+// checkAuthorize validates the parameters of an authorization request,
+// sent to the authorization endpoint or pushed (viaPAR: to the PAR
+// endpoint, or spent there from a request_uri), with the results of
+// parseAuthorize.
+func (e *Engine) checkAuthorize(ctx context.Context, p map[string]string, viaPAR bool) (ar *authzRequest, page string, rerr *redirectError) {
+	c, err := e.lookupClient(ctx, p["client_id"])
 	if err != nil {
-		e.logFailure(r.Context(), "authorize", CodeTemporarilyUnavailable, err)
-		// parseAuthorize has logged the cause; the page is a 503.
+		e.logFailure(ctx, "authorize", CodeTemporarilyUnavailable, err)
+		// checkAuthorize has logged the cause; the page is a 503.
 		return nil, e.web.text.ServiceUnavailable, nil
 	}
 	if c == nil {
@@ -96,6 +115,9 @@ func (e *Engine) parseAuthorize(r *http.Request) (ar *authzRequest, page string,
 	}
 	fail := func(code, desc string) (*authzRequest, string, *redirectError) {
 		return ar, "", &redirectError{code, desc}
+	}
+	if !viaPAR && e.mustPush(c) {
+		return fail(CodeInvalidRequest, "this client must push its authorization requests to the pushed_authorization_request_endpoint (RFC 9126)")
 	}
 	if len(ar.State) > maxParamLen || len(p["nonce"]) > maxParamLen || len(p["login_hint"]) > maxParamLen {
 		ar.State = ""

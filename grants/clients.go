@@ -123,6 +123,12 @@ type ClientSpec struct {
 	// token request (RFC 9449 §5.2), so that all its access tokens are
 	// DPoP-bound. Default: false (a proof is used when sent).
 	DPoPBoundAccessTokens bool `json:"dpop_bound_access_tokens,omitempty"`
+
+	// RequirePushedAuthorizationRequests makes the client send its
+	// authorization requests through the PAR endpoint (RFC 9126 §6): a
+	// plain one is refused with invalid_request. Default: false (unless
+	// the server requires it of every client).
+	RequirePushedAuthorizationRequests bool `json:"require_pushed_authorization_requests,omitempty"`
 }
 
 // MakePublic registers the client as public (a single-page or native

@@ -82,12 +82,19 @@ func (e *Engine) tokenDPoP(w http.ResponseWriter, r *http.Request, c *Client) (*
 		}
 		return nil, nil
 	}
+	return e.verifyDPoP(w, r, e.issuer+TokenPath)
+}
+
+// verifyDPoP checks the request's DPoP proof for the endpoint at url
+// (built from the configured issuer, never from Host). With nonces on,
+// the answer carries a fresh DPoP-Nonce.
+func (e *Engine) verifyDPoP(w http.ResponseWriter, r *http.Request, url string) (*tokens.DPoPProof, *Error) {
 	if n := e.dpop.Nonces(); n != nil {
 		if v := n.Current(time.Now()); v != "" {
 			w.Header().Set(tokens.DPoPNonceHeader, v)
 		}
 	}
-	p, err := e.dpop.Verify(r.Header, tokens.DPoPCheck{Method: r.Method, URL: e.issuer + TokenPath})
+	p, err := e.dpop.Verify(r.Header, tokens.DPoPCheck{Method: r.Method, URL: url})
 	if err == nil {
 		return p, nil
 	}

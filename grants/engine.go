@@ -91,6 +91,8 @@ type Config struct {
 	SharedStore bool
 	// DPoP configures DPoP proofs at the token endpoint (RFC 9449).
 	DPoP DPoPConfig
+	// PAR configures pushed authorization requests (RFC 9126, par.go).
+	PAR PARConfig
 	// ClientCertHeader says a trusted proxy passes client certificates
 	// in a header (the app's client_cert_header). With it, or an https
 	// issuer not behind a TLS-terminating proxy, token requests can carry
@@ -124,6 +126,10 @@ type Engine struct {
 	verifier *tokens.Verifier
 	// dpop verifies DPoP proofs at the token endpoint (dpop.go).
 	dpop *tokens.DPoPVerifier
+	// par configures pushed authorization requests, and parLimit counts
+	// the pushes of public clients per address (par.go).
+	par      PARConfig
+	parLimit *throttle
 	// revocations is shared by every engine on the same storage.
 	revocations *tokens.Revocations
 	web         *web
@@ -257,6 +263,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if e.observer == nil {
 		e.observer = nopObserver{}
+	}
+	if err = e.setPAR(cfg.PAR); err != nil {
+		return nil, err
 	}
 	for _, c := range cfg.Clients {
 		if err := c.Validate(); err != nil {

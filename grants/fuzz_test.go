@@ -50,7 +50,7 @@ func FuzzParseFormBody(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		form, oerr := parseFormBody(body)
+		form, oerr := parseFormBody(body, knownParams)
 		if oerr != nil {
 			if form != nil {
 				t.Fatalf("form and error both returned")

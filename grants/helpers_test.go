@@ -168,7 +168,7 @@ func opAuth(e *Engine, clientID string, form url.Values) string {
 
 // opPost sends a form to the revocation or introspection endpoint as the
 // client (authz, when not empty, replaces the client's own credentials).
-func opPost(e *Engine, h http.HandlerFunc, path, clientID string, form url.Values, authz string) tokenResult {
+func opPost(e *Engine, h http.HandlerFunc, path, clientID string, form url.Values, authz string, dpop ...string) tokenResult {
 	form = cloneValues(form)
 	if authz == "" && clientID != "" {
 		authz = opAuth(e, clientID, form)
@@ -179,6 +179,14 @@ func opPost(e *Engine, h http.HandlerFunc, path, clientID string, form url.Value
 	if authz != "" {
 		r.Header.Set("Authorization", authz)
 	}
+	for _, p := range dpop {
+		r.Header.Add("DPoP", p)
+	}
+	return record(h, r)
+}
+
+// record runs a JSON endpoint on r.
+func record(h http.HandlerFunc, r *http.Request) tokenResult {
 	rec := httptest.NewRecorder()
 	h(rec, r)
 	tr := tokenResult{status: rec.Code, hdr: rec.Header(), raw: rec.Body.String()}

@@ -180,6 +180,20 @@ var invWays = []invWay{
 		wantOK(t, tr)
 		return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: "c-web", user: "alice"}
 	}},
+	// A pushed authorization request (RFC 9126) with a DPoP proof ends in
+	// the same code, bound to the proof's key.
+	{"authorization_code via PAR with DPoP", GrantAuthorizationCode, func(t *testing.T, e *Engine, s string) invToken {
+		verifier, ch := newPKCE()
+		k := newProofKey(t)
+		push := parPost(e, "c-web", parForm("c-web", ch, "scope", "openid read"), "",
+			k.proof(t, func(c map[string]any) { c["htu"] = testIssuer + PARPath }))
+		uri := wantPushed(t, push, int(DefaultPushedRequestTTL/time.Second))
+		loc := newBrowser(t, e).authorize(url.Values{"client_id": {"c-web"}, "request_uri": {uri}}, "alice", "alice-pw")
+		tr := postTokenDPoP(e, "c-web", url.Values{"grant_type": {GrantAuthorizationCode}, "code": {loc.Query().Get("code")},
+			"redirect_uri": {testRedirect["c-web"]}, "code_verifier": {verifier}}, k.proof(t, nil))
+		wantDPoP(t, e, tr, k, "")
+		return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: "c-web", user: "alice"}
+	}},
 	{"refresh_token", GrantRefreshToken, func(t *testing.T, e *Engine, s string) invToken {
 		first := invPassword(t, e, "inv-pw"+s)
 		tr := invPost(t, e, first.client, "grant_type", GrantRefreshToken, "refresh_token", first.refresh)

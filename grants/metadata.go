@@ -41,6 +41,12 @@ type Metadata struct {
 	// DPoPSigningAlgValuesSupported are the DPoP proof algorithms the
 	// token endpoint accepts (RFC 9449 §5.1).
 	DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported,omitempty"`
+	// PushedAuthorizationRequestEndpoint is the PAR endpoint (RFC 9126
+	// §5), listed with the authorization endpoint.
+	PushedAuthorizationRequestEndpoint string `json:"pushed_authorization_request_endpoint,omitempty"`
+	// RequirePushedAuthorizationRequests says every client must push its
+	// authorization requests (RFC 9126 §5).
+	RequirePushedAuthorizationRequests bool `json:"require_pushed_authorization_requests,omitempty"`
 	// TLSClientCertBoundAccessTokens: a token request over a connection
 	// with a client certificate always gets a bound token (RFC 8705 §3.3).
 	TLSClientCertBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens"`
@@ -90,6 +96,8 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 		m.CodeChallengeMethodsSupported = []string{"S256"}
 		m.AuthorizationResponseISSParamSupported = true
 		m.PromptValuesSupported = []string{"none", "login", "consent"}
+		m.PushedAuthorizationRequestEndpoint = e.issuer + PARPath
+		m.RequirePushedAuthorizationRequests = e.par.Require
 	}
 	// Assertion methods and none are listed when some client uses them;
 	// the signing algorithms are those the clients' keys can verify.

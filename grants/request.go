@@ -84,7 +84,7 @@ func ParseForm(w http.ResponseWriter, r *http.Request) (Form, *Error) {
 		DiscardBody(r)
 		return nil, oerr
 	}
-	return readFormBody(w, r)
+	return readFormBody(w, r, knownParams)
 }
 
 // checkFormRequest checks what ParseForm checks before reading the body.
@@ -118,8 +118,9 @@ func checkFormRequest(r *http.Request) *Error {
 	return nil
 }
 
-// readFormBody reads and parses the body of a checked form request.
-func readFormBody(w http.ResponseWriter, r *http.Request) (Form, *Error) {
+// readFormBody reads and parses the body of a checked form request,
+// keeping the parameters known names.
+func readFormBody(w http.ResponseWriter, r *http.Request, known map[string]bool) (Form, *Error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -128,10 +129,10 @@ func readFormBody(w http.ResponseWriter, r *http.Request) (Form, *Error) {
 		}
 		return nil, errRequest("the request body could not be read")
 	}
-	return parseFormBody(string(body))
+	return parseFormBody(string(body), known)
 }
 
-func parseFormBody(body string) (Form, *Error) {
+func parseFormBody(body string, known map[string]bool) (Form, *Error) {
 	values, err := url.ParseQuery(body)
 	if err != nil {
 		return nil, errRequest("the request body is not valid form encoding")
@@ -139,7 +140,7 @@ func parseFormBody(body string) (Form, *Error) {
 	form := make(Form, len(values))
 	exchange := len(values["grant_type"]) == 1 && values["grant_type"][0] == GrantTokenExchange
 	for name, vs := range values {
-		if !knownParams[name] {
+		if !known[name] {
 			continue
 		}
 		for _, v := range vs {

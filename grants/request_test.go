@@ -307,7 +307,7 @@ func TestParseFormBody(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, oerr := parseFormBody(tt.body)
+			got, oerr := parseFormBody(tt.body, knownParams)
 			if tt.want == nil {
 				checkParseErr(t, oerr, http.StatusBadRequest)
 				if got != nil {
@@ -458,8 +458,8 @@ func TestErrorDescriptionsCharset(t *testing.T) {
 	t.Parallel()
 	errs := []*Error{errUnavailable, errServer}
 	for name := range knownParams {
-		_, e1 := parseFormBody(name + "=a&" + name + "=b")
-		_, e2 := parseFormBody(name + "=%ff")
+		_, e1 := parseFormBody(name+"=a&"+name+"=b", knownParams)
+		_, e2 := parseFormBody(name+"=%ff", knownParams)
 		errs = append(errs, e1, e2)
 	}
 	for _, e := range errs {

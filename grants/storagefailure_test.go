@@ -142,6 +142,18 @@ func sfCases() []sfCase {
 				return sfRequest(b, http.MethodPost, RevokePath, f, siBasicAuth("c-web", webSecret), "req-4"),
 					e.serveRevoke, []string{at, rt, webSecret}
 			}},
+		{name: "par push", mode: failWrites, status: 503, json: true,
+			prep: func(t *testing.T, e *Engine, b *browser) (*http.Request, http.HandlerFunc, []string) {
+				f := parForm("c-web", newChallenge())
+				return sfRequest(b, http.MethodPost, PARPath, f, siBasicAuth("c-web", webSecret), "req-p1"),
+					e.servePAR, []string{webSecret, f.Get("code_challenge")}
+			}},
+		{name: "authorize request_uri", mode: failWrites, status: 503,
+			prep: func(t *testing.T, e *Engine, b *browser) (*http.Request, http.HandlerFunc, []string) {
+				uri := wantPushed(t, parPost(e, "c-web", parForm("c-web", newChallenge()), ""), 60)
+				return sfRequest(b, http.MethodGet, parAuthorize("c-web", uri), nil, "", "req-p2"),
+					e.serveAuthorize, []string{strings.TrimPrefix(uri, RequestURIPrefix)}
+			}},
 		{name: "introspect", mode: failAll, status: 503, json: true,
 			prep: func(t *testing.T, e *Engine, b *browser) (*http.Request, http.HandlerFunc, []string) {
 				_, _, at, rt := codeAndTokens(t, e, b)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -46,6 +45,53 @@ func dpopNodeCaddyfile(t *testing.T, path string) string {
 
 // dpopResource is the resource behind oauth_protect (DPoP at the gate).
 const dpopResource = "http://localhost:19561"
+
+// cnfJKT is the cnf.jkt claim of a JWT access token.
+func cnfJKT(t *testing.T, at string) string {
+	t.Helper()
+	parts := strings.Split(at, ".")
+	if len(parts) != 3 {
+		t.Fatalf("access token is not a JWT")
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims struct {
+		Cnf map[string]string `json:"cnf"`
+	}
+	_ = json.Unmarshal(payload, &claims)
+	return claims.Cnf["jkt"]
+}
+
+// nodeDialogue runs a client script of nodeClientDir that prints a JSON
+// line (decoded into first), reads the redirect URL with the code from
+// stdin (what browser returns, once it has read first) and prints its
+// result (decoded into res).
+func nodeDialogue(t *testing.T, node string, first any, browser func() string, res any, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, args...)
+	cmd.Dir = nodeClientDir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(stdout)
+	if err := dec.Decode(first); err != nil {
+		t.Fatalf("the client's first line: %v\n%s", err, stderr.String())
+	}
+	if _, err := io.WriteString(stdin, browser()+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dec.Decode(res); err != nil {
+		t.Fatalf("the client's result: %v\n%s", err, stderr.String())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the client: %v\n%s", err, stderr.String())
+	}
+}
 
 // nodeClientDir is the npm project of the third-party client.
 const nodeClientDir = "testdata/dpop-node"
@@ -113,17 +159,8 @@ func TestDPoPThirdPartyClient(t *testing.T) {
 	if !strings.EqualFold(res.TokenType, "DPoP") {
 		t.Errorf("token_type = %q, want DPoP", res.TokenType)
 	}
-	parts := strings.Split(res.AccessToken, ".")
-	if len(parts) != 3 {
-		t.Fatalf("access token is not a JWT")
-	}
-	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	var claims struct {
-		Cnf map[string]string `json:"cnf"`
-	}
-	_ = json.Unmarshal(payload, &claims)
-	if res.JKT == "" || claims.Cnf["jkt"] != res.JKT {
-		t.Errorf("cnf.jkt = %q, want the client's key thumbprint %q", claims.Cnf["jkt"], res.JKT)
+	if jkt := cnfJKT(t, res.AccessToken); res.JKT == "" || jkt != res.JKT {
+		t.Errorf("cnf.jkt = %q, want the client's key thumbprint %q", jkt, res.JKT)
 	}
 	if !res.Introspection.Active || res.Introspection.TokenType != "DPoP" || res.Introspection.Cnf["jkt"] != res.JKT {
 		t.Errorf("introspection = %+v", res.Introspection)
@@ -154,50 +191,7 @@ func TestDPoPThirdPartyPublicClient(t *testing.T) {
 	node := nodeClient(t)
 	startCaddy(t, dpopNodeCaddyfile(t, storagePath(t)))
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "public.mjs", dpopIssuer, "dpop-spa", "http://127.0.0.1/callback")
-	cmd.Dir = nodeClientDir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	dec := json.NewDecoder(stdout)
 	var start struct{ Challenge, State, JKT string }
-	if err := dec.Decode(&start); err != nil {
-		t.Fatalf("the client's first line: %v\n%s", err, stderr.String())
-	}
-
-	// alice signs in over plain HTTP (a cookie jar, no redirects followed).
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	q := url.Values{"client_id": {"dpop-spa"}, "redirect_uri": {"http://127.0.0.1/callback"}, "response_type": {"code"},
-		"scope": {"read"}, "code_challenge": {start.Challenge}, "code_challenge_method": {"S256"}, "state": {start.State},
-		"dpop_jkt": {start.JKT}}
-	resp, err := c.Get(dpopIssuer + "/oauth/authorize?" + q.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	form := formFields(t, string(page))
-	form.Set("username", "alice")
-	form.Set("password", "alice-password")
-	resp, err = c.PostForm(dpopIssuer+"/oauth/authorize/login", form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.Contains(loc, "code=") {
-		t.Fatalf("sign-in: %d %q", resp.StatusCode, loc)
-	}
-	if _, err := io.WriteString(stdin, loc+"\n"); err != nil {
-		t.Fatal(err)
-	}
 	var res struct {
 		JKT                string `json:"jkt"`
 		NonceRetries       int    `json:"nonceRetries"`
@@ -207,12 +201,17 @@ func TestDPoPThirdPartyPublicClient(t *testing.T) {
 		RefreshAccessToken string `json:"refreshAccessToken"`
 		OtherKeyError      string `json:"otherKeyError"`
 	}
-	if err := dec.Decode(&res); err != nil {
-		t.Fatalf("the client's result: %v\n%s", err, stderr.String())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("the client: %v\n%s", err, stderr.String())
-	}
+	nodeDialogue(t, node, &start, func() string {
+		q := url.Values{"client_id": {"dpop-spa"}, "redirect_uri": {"http://127.0.0.1/callback"}, "response_type": {"code"},
+			"scope": {"read"}, "code_challenge": {start.Challenge}, "code_challenge_method": {"S256"}, "state": {start.State},
+			"dpop_jkt": {start.JKT}}
+		resp, _ := signInAlice(t, dpopIssuer, dpopIssuer+"/oauth/authorize?"+q.Encode())
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusFound || !strings.Contains(loc, "code=") {
+			t.Fatalf("sign-in: %d %q", resp.StatusCode, loc)
+		}
+		return loc
+	}, &res, "public.mjs", dpopIssuer, "dpop-spa", "http://127.0.0.1/callback")
 	// One nonce retry for the code; the refresh reuses the nonce the
 	// code's answer carried.
 	if res.NonceRetries < 1 {
@@ -224,17 +223,8 @@ func TestDPoPThirdPartyPublicClient(t *testing.T) {
 		}
 	}
 	for name, at := range map[string]string{"code": res.CodeAccessToken, "refresh": res.RefreshAccessToken} {
-		parts := strings.Split(at, ".")
-		if len(parts) != 3 {
-			t.Fatalf("%s: access token is not a JWT", name)
-		}
-		payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-		var claims struct {
-			Cnf map[string]string `json:"cnf"`
-		}
-		_ = json.Unmarshal(payload, &claims)
-		if claims.Cnf["jkt"] != start.JKT {
-			t.Errorf("%s: cnf.jkt = %q, want %q", name, claims.Cnf["jkt"], start.JKT)
+		if jkt := cnfJKT(t, at); jkt != start.JKT {
+			t.Errorf("%s: cnf.jkt = %q, want %q", name, jkt, start.JKT)
 		}
 	}
 	if res.OtherKeyError != "invalid_grant" {

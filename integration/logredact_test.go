@@ -86,7 +86,7 @@ func TestAccessLogRedaction(t *testing.T) {
 	// there, but Caddy logs the request anyway, URI and Referer.
 	querySecrets := url.Values{}
 	for _, p := range []string{"token", "refresh_token", "password", "assertion", "client_assertion",
-		"subject_token", "actor_token", "client_secret", "access_token"} {
+		"subject_token", "actor_token", "client_secret", "access_token", "request_uri"} {
 		querySecrets.Set(p, "query-secret-"+strings.ReplaceAll(p, "_", "-")+"-0123456789")
 	}
 	qreq := newRequest(t, http.MethodPost, signinIssuer+"/oauth/token?"+querySecrets.Encode(), strings.NewReader("grant_type=password"))

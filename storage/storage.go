@@ -45,6 +45,9 @@ const (
 	// given, so that a removed user's subject is never reassigned. Its
 	// records never expire.
 	KindSubjects Kind = "subjects"
+	// KindPushed holds pushed authorization requests (RFC 9126) by
+	// SHA-256 of their request_uri, until they are used or expire.
+	KindPushed Kind = "pushed"
 )
 
 // ErrNotFound is returned when a record does not exist or has expired.

@@ -59,6 +59,7 @@ type Text struct {
 	RedirectMissing      string
 	RedirectUnregistered string
 	RepeatedParameter    string
+	RequestURIInvalid    string
 	AuthorizeMethods     string
 	SignOutMethods       string
 	SignOutRepeated      string
@@ -125,6 +126,7 @@ var English = Text{
 	RedirectMissing:      "The application did not say where to send you back (redirect_uri is required for OpenID Connect).",
 	RedirectUnregistered: "The application sent you with a redirect address it has not registered.",
 	RepeatedParameter:    "The authorization request repeats a parameter.",
+	RequestURIInvalid:    "This sign-in link has expired, was already used or belongs to another application (invalid_request_uri).",
 	AuthorizeMethods:     "The authorization endpoint accepts GET and POST only.",
 	SignOutMethods:       "Sign-out accepts GET and POST only.",
 	SignOutRepeated:      "The sign-out request repeats a parameter.",

@@ -296,7 +296,7 @@ func testEveryKind(t *testing.T, st storage.Store) {
 	kinds := []storage.Kind{
 		storage.KindKeys, storage.KindUsers, storage.KindCodes, storage.KindFamilies,
 		storage.KindRevoked, storage.KindSessions, storage.KindConsents, storage.KindSecrets,
-		storage.KindAssertions, storage.KindAccess, storage.KindClients, storage.KindSubjects,
+		storage.KindAssertions, storage.KindAccess, storage.KindClients, storage.KindSubjects, storage.KindPushed,
 	}
 	exp := time.Now().Add(time.Hour)
 	if err := st.Update(ctx, func(tx storage.Tx) error {

@@ -6,7 +6,7 @@
 //
 //   node client.mjs <issuer> <client_id> <client_secret>
 import * as oauth from "oauth4webapi";
-import { createHash, webcrypto } from "node:crypto";
+import { thumbprint, withNonceRetry } from "./shared.mjs";
 
 const [issuer, clientId, secret] = process.argv.slice(2);
 const iss = new URL(issuer);
@@ -21,15 +21,7 @@ const DPoP = oauth.DPoP(client, keyPair);
 
 const out = { nonceRetries: 0, dpopAlgs: as.dpop_signing_alg_values_supported };
 const request = () => oauth.clientCredentialsGrantRequest(as, client, auth, { scope: "read" }, { ...insecure, DPoP });
-let token;
-try {
-	token = await oauth.processClientCredentialsResponse(as, client, await request());
-} catch (err) {
-	if (!oauth.isDPoPNonceError(err)) throw err;
-	// The DPoP handle kept the server's DPoP-Nonce: the retry carries it.
-	out.nonceRetries++;
-	token = await oauth.processClientCredentialsResponse(as, client, await request());
-}
+const token = await withNonceRetry(out, "nonceRetries", request, (r) => oauth.processClientCredentialsResponse(as, client, r));
 out.tokenType = token.token_type;
 out.accessToken = token.access_token;
 
@@ -37,7 +29,5 @@ const intro = await oauth.processIntrospectionResponse(as, client,
 	await oauth.introspectionRequest(as, client, auth, token.access_token, insecure));
 out.introspection = intro;
 
-// RFC 7638 thumbprint of the public key, for the test to compare with cnf.jkt.
-const jwk = await webcrypto.subtle.exportKey("jwk", keyPair.publicKey);
-out.jkt = createHash("sha256").update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y })).digest("base64url");
+out.jkt = await thumbprint(keyPair);
 process.stdout.write(JSON.stringify(out) + "\n");

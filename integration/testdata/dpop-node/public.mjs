@@ -9,8 +9,8 @@
 //
 //   node public.mjs <issuer> <client_id> <redirect_uri>
 import * as oauth from "oauth4webapi";
-import { createHash, webcrypto } from "node:crypto";
 import { createInterface } from "node:readline";
+import { thumbprint, withNonceRetry as retry } from "./shared.mjs";
 
 const [issuer, clientId, redirectUri] = process.argv.slice(2);
 const iss = new URL(issuer);
@@ -19,10 +19,6 @@ const as = await oauth.processDiscoveryResponse(iss, await oauth.discoveryReques
 const client = { client_id: clientId };
 const auth = oauth.None();
 
-const thumbprint = async (kp) => {
-	const jwk = await webcrypto.subtle.exportKey("jwk", kp.publicKey);
-	return createHash("sha256").update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y })).digest("base64url");
-};
 const keyPair = await oauth.generateKeyPair("ES256");
 const DPoP = oauth.DPoP(client, keyPair);
 const verifier = oauth.generateRandomCodeVerifier();
@@ -35,17 +31,7 @@ const location = await new Promise((resolve) => rl.once("line", resolve));
 rl.close();
 
 const out = { jkt, nonceRetries: 0 };
-// withNonceRetry sends a request and, on use_dpop_nonce, once more: the
-// DPoP handle has kept the server's nonce by then.
-const withNonceRetry = async (send, process) => {
-	try {
-		return await process(await send());
-	} catch (err) {
-		if (!oauth.isDPoPNonceError(err)) throw err;
-		out.nonceRetries++;
-		return await process(await send());
-	}
-};
+const withNonceRetry = (send, process) => retry(out, "nonceRetries", send, process);
 const params = oauth.validateAuthResponse(as, client, new URL(location), state);
 const first = await withNonceRetry(
 	() => oauth.authorizationCodeGrantRequest(as, client, auth, params, redirectUri, verifier, { ...insecure, DPoP }),

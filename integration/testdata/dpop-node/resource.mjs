@@ -10,6 +10,7 @@
 //
 //   node resource.mjs <issuer> <client_id> <client_secret> <resource URL>
 import * as oauth from "oauth4webapi";
+import { withNonceRetry as retry } from "./shared.mjs";
 
 const [issuer, clientId, secret, resource] = process.argv.slice(2);
 const iss = new URL(issuer);
@@ -20,15 +21,7 @@ const auth = oauth.ClientSecretBasic(secret);
 const DPoP = oauth.DPoP(client, await oauth.generateKeyPair("ES256"));
 
 const out = { tokenNonceRetries: 0, resourceNonceRetries: 0 };
-const withNonceRetry = async (counter, send, process) => {
-	try {
-		return await process(await send());
-	} catch (err) {
-		if (!oauth.isDPoPNonceError(err)) throw err;
-		out[counter]++;
-		return await process(await send());
-	}
-};
+const withNonceRetry = (counter, send, process) => retry(out, counter, send, process);
 const token = await withNonceRetry("tokenNonceRetries",
 	() => oauth.clientCredentialsGrantRequest(as, client, auth, { scope: "read" }, { ...insecure, DPoP }),
 	(r) => oauth.processClientCredentialsResponse(as, client, r));
