@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,13 +10,16 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -269,5 +273,33 @@ func TestMCPExampleHostCheck(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("Host %s: status %d, want %d", host, resp.StatusCode, want)
 		}
+	}
+}
+
+// TestMCPDocCaddyfiles: the Caddyfiles of docs/mcp.md adapt without
+// warnings (the indented fragment goes inside a site of the others).
+func TestMCPDocCaddyfiles(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join(repoRoot, "docs", "mcp.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```caddyfile\n(.*?)```").FindAllSubmatch(doc, -1)
+	n := 0
+	for _, b := range blocks {
+		src := b[1]
+		if bytes.HasPrefix(src, []byte("\t")) {
+			src = append(append([]byte("mcp.example.com {\n"), src...), "}\n"...)
+		}
+		n++
+		_, warns, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": "Caddyfile"})
+		if err != nil {
+			t.Errorf("docs/mcp.md block %d: %v", n, err)
+		}
+		for _, w := range warns {
+			t.Errorf("docs/mcp.md block %d: warning %s", n, w.String())
+		}
+	}
+	if n < 3 {
+		t.Fatalf("docs/mcp.md has %d caddyfile blocks, want the five lines, the whole file and the cors fragment", n)
 	}
 }
