@@ -19,9 +19,10 @@ func TestCanonResource(t *testing.T) {
 		"URN:example:Billing":            "urn:example:Billing",
 		"no-scheme":                      "no-scheme",
 		// An empty path and "/" are the same for http(s) (RFC 3986
-		// §6.2.3): MCP clients that send URL.href (Python's pydantic, the
-		// TypeScript SDK before 1.25) add the slash to a pathless
-		// resource. Any other trailing slash is a different resource.
+		// §6.2.3): clients that send a parsed URL's href (older
+		// versions of the MCP TypeScript SDK, its issue #1968) add the
+		// slash to a pathless resource. Any other trailing slash is a
+		// different resource.
 		"https://app.test/":     "https://app.test",
 		"HTTPS://App.Test:443/": "https://app.test",
 		"https://app.test/?q":   "https://app.test?q",
