@@ -2,7 +2,8 @@
 # tests need (Debian's chromium and chromium-driver) and the storage fault
 # tests need (e2fsprogs, for an ext4 image) and the PostgreSQL tests need
 # (Debian's postgresql, whose server they start themselves) and the DPoP client
-# test needs (nodejs, npm and its locked npm packages) when missing, then runs every
+# test and the MCP client test need (nodejs, npm and their locked npm packages, the
+# example MCP server's Go modules) when missing, then runs every
 # test with the race detector.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -27,6 +28,10 @@ deps:
 	@if ! [ -d integration/testdata/dpop-node/node_modules ]; then \
 		npm ci --no-audit --no-fund --prefix integration/testdata/dpop-node; \
 	fi
+	@if ! [ -d integration/testdata/mcp-node/node_modules ]; then \
+		npm ci --no-audit --no-fund --prefix integration/testdata/mcp-node; \
+	fi
+	@cd examples/mcp && go mod download
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		echo "installing postgresql for the storage/postgres tests (they start their own server)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \

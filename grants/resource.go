@@ -8,8 +8,10 @@ import "strings"
 // resource as http://api.example.com/x, and the scheme's default port
 // (or an empty one) is dropped (RFC 3986 §6.2.3), so
 // https://api.example.com:443 names https://api.example.com. MCP clients
-// send the canonical form whatever the operator wrote; nothing else (path,
-// query, a trailing slash, percent-encoding) is normalised, so a resource
+// send the canonical form whatever the operator wrote. For http(s) an
+// empty path and "/" are the same (https://api.example.com/ names
+// https://api.example.com); nothing else (the path, a trailing slash
+// after it, the query, percent-encoding) is normalised, so a resource
 // still names exactly one registered value.
 func canonResource(s string) string {
 	scheme, rest, ok := strings.Cut(s, ":")
@@ -34,7 +36,14 @@ func canonResource(s string) string {
 			host = host[:i]
 		}
 	}
-	return scheme + "://" + auth[:at+1] + host + after[end:]
+	rest = after[end:]
+	if (scheme == "https" || scheme == "http") && strings.HasPrefix(rest, "/") && (len(rest) == 1 || rest[1] == '?' || rest[1] == '#') {
+		// For http(s) an empty path is "/" (RFC 3986 §6.2.3): clients
+		// that send a parsed URL's href add the slash to a pathless
+		// resource.
+		rest = rest[1:]
+	}
+	return scheme + "://" + auth[:at+1] + host + rest
 }
 
 // indexResource finds resource among registered values, comparing

@@ -18,7 +18,18 @@ func TestCanonResource(t *testing.T) {
 		"https://app.test/Path/UPPER":    "https://app.test/Path/UPPER",
 		"URN:example:Billing":            "urn:example:Billing",
 		"no-scheme":                      "no-scheme",
-		"https://app.test/":              "https://app.test/",
+		// An empty path and "/" are the same for http(s) (RFC 3986
+		// §6.2.3): clients that send a parsed URL's href (older
+		// versions of the MCP TypeScript SDK, its issue #1968) add the
+		// slash to a pathless resource. Any other trailing slash is a
+		// different resource.
+		"https://app.test/":     "https://app.test",
+		"HTTPS://App.Test:443/": "https://app.test",
+		"https://app.test/?q":   "https://app.test?q",
+		"https://app.test/mcp/": "https://app.test/mcp/",
+		"https://app.test//":    "https://app.test//",
+		"urn:example:/":         "urn:example:/",
+		"https://app.test/#f":   "https://app.test#f",
 		// The scheme's default port, or an empty one, is dropped
 		// (RFC 3986 §6.2.3); another port, or 80 for https, stays.
 		"https://API.example.com:443/x": "https://api.example.com/x",

@@ -100,17 +100,24 @@ const nodeClientDir = "testdata/dpop-node"
 // it is not installed yet.
 func nodeClient(t *testing.T) string {
 	t.Helper()
+	return nodeProject(t, nodeClientDir, "oauth4webapi")
+}
+
+// nodeProject finds node and installs the npm project in dir (npm ci,
+// from its lock file) unless its package pkg is there already.
+func nodeProject(t *testing.T, dir, pkg string) string {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Fatalf("node not found: the DPoP client test runs oauth4webapi on Node.js 20+ (apt-get install nodejs npm, or `make test`)")
+		t.Fatalf("node not found: the third-party client tests run %s on Node.js 20+ (apt-get install nodejs npm, or `make test`)", pkg)
 	}
-	if _, err := os.Stat(filepath.Join(nodeClientDir, "node_modules", "oauth4webapi")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", filepath.FromSlash(pkg))); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
-		cmd.Dir = nodeClientDir
+		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci in %s: %v\n%s", nodeClientDir, err, out)
+			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
 		}
 	}
 	return node

@@ -40,6 +40,11 @@
 //	19560        the DPoP third-party client test (dpop_node_test.go), issuer
 //	             http://localhost:19560; its npm client is testdata/dpop-node
 //	19561        the resource behind oauth_protect of that test (DPoP at the gate)
+//	19440-19449  the MCP test (mcp_test.go): 19440 the authorization server,
+//	             issuer http://localhost:19440; 19441 the MCP site (oauth_protect
+//	             + reverse_proxy); 19442/19444 http_port/https_port; 19445 the
+//	             example MCP server (examples/mcp); 19446 the MCP client's loopback
+//	             callback; its npm client is testdata/mcp-node
 //	19400-19409  mutual TLS (mtls_test.go): 19400 the authorization server,
 //	             19401/19402 http_port/https_port, 19404 the gated API;
 //	             behind a trusted proxy: 19406 the authorization server, 19407

@@ -26,6 +26,7 @@ func init() {
 //			origins <origin...>|*
 //			methods <method...>
 //			headers <header...>
+//			expose <header...>
 //			max_age <duration>
 //			credentials
 //		}
@@ -157,6 +158,8 @@ func (c *CORS) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfargs.ListArg(d, &c.AllowedMethods)
 		case "headers":
 			err = cfargs.ListArg(d, &c.AllowedHeaders)
+		case "expose":
+			err = cfargs.ListArg(d, &c.ExposedHeaders)
 		case "max_age":
 			err = cfargs.DurationArg(d, &c.MaxAge)
 		case "credentials":

@@ -34,6 +34,13 @@ type CORS struct {
 	// the gate needs them. Default: Authorization, DPoP, Content-Type.
 	AllowedHeaders []string `json:"allowed_headers,omitempty"`
 
+	// ExposedHeaders are response headers pages may read besides
+	// WWW-Authenticate and DPoP-Nonce, which are always exposed: the
+	// gate replaces the upstream's CORS headers, so an upstream header a
+	// page must read is named here (Mcp-Session-Id for a browser MCP
+	// client). Default: none.
+	ExposedHeaders []string `json:"exposed_headers,omitempty"`
+
 	// MaxAge is how long browsers may cache a preflight answer. Default:
 	// 0, no Access-Control-Max-Age (browsers then cache for 5 s).
 	MaxAge caddy.Duration `json:"max_age,omitempty"`
@@ -52,6 +59,7 @@ type corsPolicy struct {
 	headers     map[string]bool // lower case
 	allowMeth   string
 	allowHdrs   string
+	expose      string
 	maxAge      string
 	credentials bool
 }
@@ -86,6 +94,11 @@ func (c *CORS) validate() error {
 			return fmt.Errorf("oauth_protect: cors header %q is not a header name (list them: Content-Type X-Requested-With)", h)
 		}
 	}
+	for _, h := range c.ExposedHeaders {
+		if !headerName(h) || h == "*" {
+			return fmt.Errorf("oauth_protect: cors expose %q is not a header name (list them: Mcp-Session-Id X-Request-Id)", h)
+		}
+	}
 	if c.MaxAge < 0 {
 		return fmt.Errorf("oauth_protect: cors max_age must not be negative")
 	}
@@ -115,6 +128,9 @@ func (c *CORS) policy() corsPolicy {
 			names = append(names, h)
 		}
 	}
+	// A browser DPoP client must read the nonce (RFC 9449 §8), and every
+	// client the challenge.
+	p.expose = strings.Join(append([]string{"WWW-Authenticate", "DPoP-Nonce"}, c.ExposedHeaders...), ", ")
 	p.allowMeth = strings.Join(p.methods, ", ")
 	p.allowHdrs = strings.Join(names, ", ")
 	if c.MaxAge > 0 {
@@ -201,8 +217,7 @@ func (cw *corsWriter) WriteHeader(status int) {
 		h.Add("Vary", "Origin")
 		if cw.p.allowedOrigin(cw.origin) {
 			cw.p.setOrigin(h, cw.origin)
-			// A browser DPoP client must read the nonce (RFC 9449 §8).
-			h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, DPoP-Nonce")
+			h.Set("Access-Control-Expose-Headers", cw.p.expose)
 		}
 	}
 	cw.ResponseWriterWrapper.WriteHeader(status)

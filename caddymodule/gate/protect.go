@@ -986,15 +986,22 @@ func headerSafe(s string) (string, bool) {
 // deny answers per RFC 6750 §3. Nothing from the request is echoed.
 func (p *Protect) deny(w http.ResponseWriter, r *http.Request, status int, code, scope string) error {
 	drainBody(r)
+	bearer, dpop := p.challenge, ""
+	if p.dpop != nil {
+		dpop = p.dpop.challenge
+	}
+	if status == http.StatusUnauthorized {
+		bearer, dpop = withScope(bearer, p.scopeList), withScope(dpop, p.scopeList)
+	}
 	switch {
 	case p.RequireDPoP || p.dpopOffered() && sentDPoP(r):
 		// The answer uses the scheme the token came with (RFC 9449 §7.1).
-		tokens.WriteBearerError(w, p.dpop.challenge, status, code, scope)
+		tokens.WriteBearerError(w, dpop, status, code, scope)
 	case p.dpopOffered() && status == http.StatusUnauthorized:
 		// Both schemes are acceptable (RFC 9449 §7.1).
-		tokens.WriteBearerErrorAlso(w, p.challenge, p.dpop.challenge, status, code, scope)
+		tokens.WriteBearerErrorAlso(w, bearer, dpop, status, code, scope)
 	default:
-		tokens.WriteBearerError(w, p.challenge, status, code, scope)
+		tokens.WriteBearerError(w, bearer, status, code, scope)
 	}
 	return nil
 }
