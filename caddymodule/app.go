@@ -160,6 +160,10 @@ type App struct {
 	// certificate comes from Caddy's own TLS connection only).
 	ClientCertHeader *tokens.CertHeader `json:"client_cert_header,omitempty"`
 
+	// Registration turns on dynamic client registration (RFC 7591, RFC
+	// 7592) at <issuer>/oauth/register. Default: off.
+	Registration *RegistrationConfig `json:"registration,omitempty"`
+
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
 
@@ -312,6 +316,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.logger.Warn("signing keys are stored unencrypted: anyone who can read the storage file can sign tokens; set key_encryption_key (or OAUTH_KEK) to encrypt them",
 			zap.String("storage", a.store.StoreName()))
 	}
+	registration, err := a.Registration.build(repl)
+	if err != nil {
+		return err
+	}
 	users := make([]*grants.User, 0, len(a.Users))
 	for _, uc := range a.Users {
 		users = append(users, &grants.User{Name: uc.Name, PasswordHash: uc.PasswordHash, Claims: uc.Claims})
@@ -341,6 +349,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		SealPlainKeys:    a.SealPlainKeys,
 		DPoP:             grants.DPoPConfig{Nonce: a.DPoPNonce, Algs: a.DPoPSigningAlgs},
 		ClientCertHeader: a.ClientCertHeader != nil,
+		Registration:     registration,
 		SharedStore:      isShared(a.store),
 		Observer:         metricsObserver{},
 		Logger:           a.logger,

@@ -45,6 +45,16 @@ func init() {
 //		dpop_nonce
 //		dpop_signing_algs <alg...>
 //		scope_description <scope> <text>
+//		registration {
+//			open
+//			initial_access_token <token>
+//			rate <n per minute>
+//			max_body <bytes>
+//			max_clients <n>
+//			unused_client_ttl <duration>
+//			scopes <scope...>
+//			audience <uri...>
+//		}
 //		client <id> {
 //			name <display name>
 //			logo_uri <https url>
@@ -201,6 +211,7 @@ var appOptions = optionParsers[App]{
 	"dpop_signing_algs":      func(d *caddyfile.Dispenser, a *App) error { return cfargs.ListArg(d, &a.DPoPSigningAlgs) },
 	"tls_client_ca_file":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.TLSClientCAFile) },
 	"client_cert_header":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.CertHeaderArg(d, &a.ClientCertHeader) },
+	"registration":           parseRegistration,
 	"sweep_interval": func(d *caddyfile.Dispenser, a *App) error {
 		if err := cfargs.DurationArg(d, &a.SweepInterval); err != nil {
 			return err

@@ -96,6 +96,9 @@ type Config struct {
 	// issuer not behind a TLS-terminating proxy, token requests can carry
 	// a certificate, and the metadata says tokens get bound to it.
 	ClientCertHeader bool
+	// Registration turns on dynamic client registration (RFC 7591,
+	// RFC 7592); nil, the default, leaves it off.
+	Registration *RegistrationConfig
 	// Observer receives token endpoint and security events for metrics;
 	// nil for none.
 	Observer Observer
@@ -164,6 +167,9 @@ type Engine struct {
 	// lastMetadata are the RFC 8414 and OIDC discovery documents last
 	// served, served again while storage fails.
 	lastMetadata [2]atomic.Pointer[Metadata]
+	// registrar serves dynamic client registration; nil when it is off
+	// (registration.go).
+	registrar *registrar
 }
 
 // grantHandler issues tokens for one grant type to an authenticated client
@@ -319,6 +325,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 				e.grants[g] = h
 			}
 		}
+	}
+	if e.registrar, err = newRegistrar(cfg.Registration); err != nil {
+		return nil, err
 	}
 	e.routeTable, e.prefix = e.routes(), e.paths()["prefix"]
 	return e, nil

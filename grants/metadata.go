@@ -44,6 +44,9 @@ type Metadata struct {
 	// TLSClientCertBoundAccessTokens: a token request over a connection
 	// with a client certificate always gets a bound token (RFC 8705 §3.3).
 	TLSClientCertBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens"`
+	// RegistrationEndpoint is where clients register themselves (RFC
+	// 7591), when registration is on.
+	RegistrationEndpoint string `json:"registration_endpoint,omitempty"`
 }
 
 // metadata builds the document. Both documents carry the same members: the
@@ -68,6 +71,9 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 	if m := e.loginClients.Load(); m != nil {
 		clients = append(clients, slices.Collect(maps.Values(*m))...)
 	}
+	// With registration on, what a registered client may be is listed
+	// as if such clients existed.
+	clients = append(clients, e.registrar.exampleClients()...)
 	m := &Metadata{
 		Issuer:                            e.issuer,
 		TokenEndpoint:                     e.issuer + TokenPath,
@@ -124,6 +130,9 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 	m.IntrospectionAuthMethodsSupported = slices.DeleteFunc(slices.Clone(m.TokenEndpointAuthMethodsSupported), func(s string) bool { return s == AuthNone })
 	m.IntrospectionAuthSigningAlgsSupported = m.TokenEndpointAuthSigningAlgsSupported
 	m.DPoPSigningAlgValuesSupported = e.dpop.Algs()
+	if e.registrar != nil {
+		m.RegistrationEndpoint = e.issuer + RegisterPath
+	}
 	slices.Sort(m.ScopesSupported)
 	slices.Sort(m.GrantTypesSupported)
 	if m.GrantTypesSupported == nil {

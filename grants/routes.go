@@ -18,6 +18,7 @@ func (e *Engine) paths() map[string]string {
 		"assets":     e.basePath + AssetsPath,
 		"revoke":     e.basePath + RevokePath,
 		"introspect": e.basePath + IntrospectPath,
+		"register":   e.basePath + RegisterPath,
 		"as_meta":    "/.well-known/oauth-authorization-server" + e.basePath,
 		"oidc_meta":  e.basePath + "/.well-known/openid-configuration",
 		// Every endpoint but discovery is under prefix; a path there that
@@ -40,6 +41,7 @@ func (e *Engine) routes() map[string]http.HandlerFunc {
 		p["userinfo"]:               e.serveUserinfo,
 		p["revoke"]:                 e.serveRevoke,
 		p["introspect"]:             e.serveIntrospect,
+		p["register"]:               e.serveRegister,
 		p["logout"]:                 e.serveLogout,
 		p["logout"] + "/confirm":    e.serveLogout,
 		p["assets"] + "style.css":   e.serveAsset,
