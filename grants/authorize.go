@@ -2,6 +2,7 @@ package grants
 
 import (
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -514,9 +515,9 @@ func (e *Engine) issueCode(rw http.ResponseWriter, r *http.Request, ar *authzReq
 func (e *Engine) redirectError(rw http.ResponseWriter, r *http.Request, ar *authzRequest, rerr *redirectError) {
 	params := url.Values{"error": {rerr.code}, "error_description": {rerr.desc}}
 	if ar.Untrusted {
-		target := e.redirectTarget(ar, params)
 		t := e.web.text
-		e.web.render(rw, http.StatusBadRequest, "error.html", pageData{Title: t.ErrorTitle, Error: t.UntrustedError + " " + rerr.code, Action: target})
+		e.web.render(rw, http.StatusBadRequest, "error.html", pageData{Title: t.ErrorTitle, Error: t.UntrustedError + " " + rerr.code,
+			Return: template.URL(e.redirectTarget(ar, params))}) // #nosec G203 -- a redirect URI checked at registration
 		return
 	}
 	e.redirect(rw, r, ar, params)

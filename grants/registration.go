@@ -466,6 +466,14 @@ func (e *Engine) manageClient(w http.ResponseWriter, r *http.Request, id string)
 	if ids.ClientID != id {
 		return errMetadata("client_id in the body must be the client's id (RFC 7592 §2.2)")
 	}
+	// A client_secret in the body must be the current one (RFC 7592
+	// §2.2); the server never takes a new one from the client.
+	if ids.ClientSecret != nil {
+		s, ok := ids.ClientSecret.(string)
+		if !ok || sc.SecretHash == "" || subtle.ConstantTimeCompare([]byte(hashHex(s)), []byte(sc.SecretHash)) != 1 {
+			return errMetadata("client_secret in the body must be the client's current secret, or absent")
+		}
+	}
 	m, oerr := e.registrar.parseClientMetadata(body)
 	if oerr != nil {
 		return oerr

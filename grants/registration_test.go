@@ -346,7 +346,10 @@ func TestRegistrationManagement(t *testing.T) {
 	if r := regDo(e, http.MethodPut, target, `{"client_id":"`+id+`","redirect_uris":["http://evil.test/cb"]}`, "Bearer "+rat, ""); r.str("error") != CodeInvalidRedirectURI {
 		t.Fatalf("PUT with a bad redirect: %d %s", r.status, r.raw)
 	}
-	r = regDo(e, http.MethodPut, target, `{"client_id":"`+id+`","redirect_uris":["https://client.test/cb2"],"client_name":"Notes 2"}`, "Bearer "+rat, "")
+	if r := regDo(e, http.MethodPut, target, `{"client_id":"`+id+`","client_secret":"chosen","redirect_uris":["https://client.test/cb2"]}`, "Bearer "+rat, ""); r.str("error") != CodeInvalidClientMetadata {
+		t.Fatalf("PUT choosing a secret: %d %s", r.status, r.raw)
+	}
+	r = regDo(e, http.MethodPut, target, `{"client_id":"`+id+`","client_secret":"`+secret+`","redirect_uris":["https://client.test/cb2"],"client_name":"Notes 2"}`, "Bearer "+rat, "")
 	if r.status != 200 || r.str("client_name") != "Notes 2" || r.str("client_secret") != "" {
 		t.Fatalf("PUT: %d %s", r.status, r.raw)
 	}
@@ -437,6 +440,20 @@ func TestRegisteredClientFlow(t *testing.T) {
 	rec = b.consent(rec, "deny")
 	if rec.Code == http.StatusFound || !strings.Contains(rec.Body.String(), "access_denied") {
 		t.Fatalf("denial for a registered client: %d %v\n%s", rec.Code, rec.Header(), rec.Body)
+	}
+}
+
+// TestRegisteredNativeClientErrorLink: the page shown instead of an error
+// redirect links back to a native app's own scheme too.
+func TestRegisteredNativeClientErrorLink(t *testing.T) {
+	e := newEngine(t, withRegistration(nil))
+	id := mustRegister(t, e, `{"redirect_uris":["com.example.app:/cb"],"token_endpoint_auth_method":"none"}`).str("client_id")
+	b := newBrowser(t, e)
+	v := url.Values{"response_type": {"code"}, "client_id": {id}, "redirect_uri": {"com.example.app:/cb"}, "state": {"a<b"}, "scope": {"nonexistent"},
+		"code_challenge": {newChallenge()}, "code_challenge_method": {"S256"}}
+	rec := b.get(AuthorizePath + "?" + v.Encode())
+	if rec.Code != 400 || !strings.Contains(rec.Body.String(), `href="com.example.app:/cb?error=invalid_scope`) || strings.Contains(rec.Body.String(), "a<b") {
+		t.Fatalf("error page for a native registered client: %d\n%s", rec.Code, rec.Body)
 	}
 }
 
