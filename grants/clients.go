@@ -374,8 +374,13 @@ func (e *Engine) addClient(ctx context.Context, c *Client, reg *registration) (s
 	}
 	e.corsOrigins.forget()
 	e.observer.AdminChange(changeClient, actionCreated)
-	e.auditLine(ctx, zapcore.InfoLevel, auditClientCreated, zap.String("client_id", c.ID), zap.String("auth_method", c.AuthMethod),
-		zap.Strings("grant_types", c.GrantTypes), zap.Strings("fields", specFields(&c.ClientSpec)))
+	fields := []zap.Field{zap.String("client_id", c.ID), zap.String("auth_method", c.AuthMethod),
+		zap.Strings("grant_types", c.GrantTypes), zap.Strings("fields", specFields(&c.ClientSpec))}
+	if reg != nil {
+		// Registered by itself (RFC 7591), not by an operator.
+		fields = append(fields, zap.Bool("self_registered", true))
+	}
+	e.auditLine(ctx, zapcore.InfoLevel, auditClientCreated, fields...)
 	return secret, nil
 }
 

@@ -268,6 +268,9 @@ func (g *registrar) client(m *clientMetadata, id string) (*Client, *Error) {
 		}
 	}
 	m.Scope = strings.Join(scopes, " ")
+	// application_type only picks which redirect URIs make sense; it is
+	// not kept, so it is not echoed either (a later read could not).
+	m.ApplicationType = ""
 	c := &Client{ClientSpec: ClientSpec{
 		ID: id, Name: m.ClientName, LogoURI: m.LogoURI, ClientURI: m.ClientURI, PolicyURI: m.PolicyURI,
 		AuthMethod: m.TokenEndpointAuthMethod, GrantTypes: slices.Clone(m.GrantTypes), Scopes: scopes,
