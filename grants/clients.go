@@ -179,6 +179,9 @@ func (e *Engine) lookupClient(ctx context.Context, id string) (*Client, error) {
 	if c := e.loginClient(id); c != nil {
 		return c, nil
 	}
+	if e.cimd != nil && isCIMDClientID(id) {
+		return e.cimdClient(ctx, id), nil
+	}
 	if id == "" || e.store == nil {
 		return nil, nil
 	}

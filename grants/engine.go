@@ -99,6 +99,10 @@ type Config struct {
 	// Registration turns on dynamic client registration (RFC 7591,
 	// RFC 7592); nil, the default, leaves it off.
 	Registration *RegistrationConfig
+	// ClientIDMetadata turns on client ID metadata documents (an https
+	// client_id naming the client's registration); nil, the default,
+	// leaves them off.
+	ClientIDMetadata *ClientIDMetadataConfig
 	// Observer receives token endpoint and security events for metrics;
 	// nil for none.
 	Observer Observer
@@ -170,6 +174,8 @@ type Engine struct {
 	// registrar serves dynamic client registration; nil when it is off
 	// (registration.go).
 	registrar *registrar
+	// cimd resolves client ID metadata documents; nil when off (cimd.go).
+	cimd *cimd
 }
 
 // grantHandler issues tokens for one grant type to an authenticated client
@@ -327,6 +333,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		}
 	}
 	if e.registrar, err = newRegistrar(cfg.Registration); err != nil {
+		return nil, err
+	}
+	if e.cimd, err = newCIMD(cfg.ClientIDMetadata); err != nil {
 		return nil, err
 	}
 	e.routeTable, e.prefix = e.routes(), e.paths()["prefix"]

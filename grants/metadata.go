@@ -47,6 +47,9 @@ type Metadata struct {
 	// RegistrationEndpoint is where clients register themselves (RFC
 	// 7591), when registration is on.
 	RegistrationEndpoint string `json:"registration_endpoint,omitempty"`
+	// ClientIDMetadataDocumentSupported: an https client_id names the
+	// client's metadata document, when that is on.
+	ClientIDMetadataDocumentSupported bool `json:"client_id_metadata_document_supported,omitempty"`
 }
 
 // metadata builds the document. Both documents carry the same members: the
@@ -74,6 +77,14 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 	// With registration on, what a registered client may be is listed
 	// as if such clients existed.
 	clients = append(clients, e.registrar.exampleClients()...)
+	if e.cimd != nil {
+		// Public clients only: none, or private_key_jwt.
+		for _, c := range e.cimd.rules.exampleClients() {
+			if c.AuthMethod == AuthNone || c.AuthMethod == AuthPrivateKeyJWT {
+				clients = append(clients, c)
+			}
+		}
+	}
 	m := &Metadata{
 		Issuer:                            e.issuer,
 		TokenEndpoint:                     e.issuer + TokenPath,
@@ -133,6 +144,7 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 	if e.registrar != nil {
 		m.RegistrationEndpoint = e.issuer + RegisterPath
 	}
+	m.ClientIDMetadataDocumentSupported = e.cimd != nil
 	slices.Sort(m.ScopesSupported)
 	slices.Sort(m.GrantTypesSupported)
 	if m.GrantTypesSupported == nil {

@@ -147,6 +147,10 @@ type clientMetadata struct {
 	JWKS                    json.RawMessage `json:"jwks,omitempty"`
 	ApplicationType         string          `json:"application_type,omitempty"`
 	DPoPBoundAccessTokens   bool            `json:"dpop_bound_access_tokens,omitempty"`
+	// ClientID and JWKSURI are read from client ID metadata documents
+	// only (cimd.go); registration ignores the one and refuses the other.
+	ClientID string `json:"-"`
+	JWKSURI  string `json:"-"`
 }
 
 // registrationResponse is the RFC 7591 §3.2.1 / RFC 7592 §3 answer.
@@ -168,8 +172,10 @@ var registeredGrants = []string{GrantAuthorizationCode, GrantRefreshToken, Grant
 var registeredAuthMethods = []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthNone}
 
 // parseClientMetadata reads and checks a registration body. Each known
-// member must have its JSON type; unknown members are ignored.
-func (g *registrar) parseClientMetadata(body []byte) (*clientMetadata, *Error) {
+// member must have its JSON type; unknown members are ignored. document
+// says the body is a client ID metadata document, whose client_id and
+// jwks_uri are read.
+func (g *registrar) parseClientMetadata(body []byte, document bool) (*clientMetadata, *Error) {
 	var raw map[string]json.RawMessage
 	d := json.NewDecoder(bytes.NewReader(body))
 	if err := d.Decode(&raw); err != nil || raw == nil {
@@ -206,7 +212,15 @@ func (g *registrar) parseClientMetadata(body []byte) (*clientMetadata, *Error) {
 		if m.JWKS != nil {
 			return nil, errMetadata("jwks and jwks_uri cannot both be given (RFC 7591 §2)")
 		}
-		return nil, errMetadata("jwks_uri is not accepted at registration; send the public keys inline as jwks")
+		if !document {
+			return nil, errMetadata("jwks_uri is not accepted at registration; send the public keys inline as jwks")
+		}
+		if json.Unmarshal(v, &m.JWKSURI) != nil || !strings.HasPrefix(m.JWKSURI, "https://") {
+			return nil, errMetadata("jwks_uri must be an https URL")
+		}
+	}
+	if document && (json.Unmarshal(raw["client_id"], &m.ClientID) != nil || m.ClientID == "") {
+		return nil, errMetadata("client_id is required, a string")
 	}
 	return &m, nil
 }
@@ -232,7 +246,7 @@ func (g *registrar) client(m *clientMetadata, id string) (*Client, *Error) {
 		return nil, errMetadata("token_endpoint_auth_method %q is not supported here (use %s)", m.TokenEndpointAuthMethod, strings.Join(registeredAuthMethods, ", "))
 	case m.ApplicationType != "" && m.ApplicationType != "web" && m.ApplicationType != "native":
 		return nil, errMetadata("application_type must be web or native")
-	case m.TokenEndpointAuthMethod == AuthPrivateKeyJWT && m.JWKS == nil:
+	case m.TokenEndpointAuthMethod == AuthPrivateKeyJWT && m.JWKS == nil && m.JWKSURI == "":
 		return nil, errMetadata("private_key_jwt needs the client's public keys in jwks")
 	case m.TokenEndpointAuthMethod != AuthPrivateKeyJWT && m.JWKS != nil:
 		return nil, errMetadata("jwks is only used with token_endpoint_auth_method private_key_jwt")
@@ -285,13 +299,18 @@ func (g *registrar) client(m *clientMetadata, id string) (*Client, *Error) {
 		c.Keys = keys
 	}
 	// Validate's rules, with secrets checked by addClient; a placeholder
-	// hash stands for the secret it will make.
+	// hash stands for the secret it will make, a placeholder id for a
+	// metadata document's URL (ids of config clients have no ':').
 	probe := *c
+	probe.ID = "registered-client"
 	if c.AuthMethod == AuthSecretBasic || c.AuthMethod == AuthSecretPost {
 		probe.SecretHash = HashSecret("placeholder")
 	}
+	if c.AuthMethod == AuthPrivateKeyJWT && c.Keys == nil {
+		probe.Keys = &JWKS{uri: "https://registered.invalid/"} // a jwks_uri, set by the caller
+	}
 	if err := probe.Validate(); err != nil {
-		return nil, errMetadata("%s", strings.TrimPrefix(err.Error(), fmt.Sprintf("client %q: ", id)))
+		return nil, errMetadata("%s", strings.TrimPrefix(err.Error(), fmt.Sprintf("client %q: ", probe.ID)))
 	}
 	return c, nil
 }
@@ -348,7 +367,7 @@ func (e *Engine) register(w http.ResponseWriter, r *http.Request) *Error {
 		return oerr
 	}
 	g.rate.failLimit(now, g.cfg.Rate, ip)
-	m, oerr := g.parseClientMetadata(body)
+	m, oerr := g.parseClientMetadata(body, false)
 	if oerr != nil {
 		return oerr
 	}
@@ -477,7 +496,7 @@ func (e *Engine) manageClient(w http.ResponseWriter, r *http.Request, id string)
 			return errMetadata("client_secret in the body must be the client's current secret, or absent")
 		}
 	}
-	m, oerr := e.registrar.parseClientMetadata(body)
+	m, oerr := e.registrar.parseClientMetadata(body, false)
 	if oerr != nil {
 		return oerr
 	}
