@@ -54,7 +54,11 @@ type cimdNet struct {
 	handler http.HandlerFunc
 }
 
-func (n *cimdNet) dials() []string { n.mu.Lock(); defer n.mu.Unlock(); return append([]string(nil), n.dialed...) }
+func (n *cimdNet) dials() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.dialed...)
+}
 
 // newCIMDEngine starts an engine with client ID metadata documents on,
 // its fetcher resolving every name to cimdPublicIP (unless answer says
