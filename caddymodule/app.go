@@ -164,6 +164,11 @@ type App struct {
 	// 7592) at <issuer>/oauth/register. Default: off.
 	Registration *RegistrationConfig `json:"registration,omitempty"`
 
+	// ClientIDMetadata turns on client ID metadata documents: an https
+	// client_id names the client's metadata, fetched from there. Default:
+	// off.
+	ClientIDMetadata *ClientIDMetadataConfig `json:"client_id_metadata,omitempty"`
+
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
 
@@ -350,6 +355,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		DPoP:             grants.DPoPConfig{Nonce: a.DPoPNonce, Algs: a.DPoPSigningAlgs},
 		ClientCertHeader: a.ClientCertHeader != nil,
 		Registration:     registration,
+		ClientIDMetadata: a.ClientIDMetadata.build(),
 		SharedStore:      isShared(a.store),
 		Observer:         metricsObserver{},
 		Logger:           a.logger,

@@ -55,6 +55,14 @@ func init() {
 //			scopes <scope...>
 //			audience <uri...>
 //		}
+//		client_id_metadata {
+//			allowed_hosts <host...>
+//			cache_min <duration>
+//			cache_max <duration>
+//			max_size <bytes>
+//			scopes <scope...>
+//			audience <uri...>
+//		}
 //		client <id> {
 //			name <display name>
 //			logo_uri <https url>
@@ -212,6 +220,7 @@ var appOptions = optionParsers[App]{
 	"tls_client_ca_file":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.TLSClientCAFile) },
 	"client_cert_header":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.CertHeaderArg(d, &a.ClientCertHeader) },
 	"registration":           parseRegistration,
+	"client_id_metadata":     parseClientIDMetadata,
 	"sweep_interval": func(d *caddyfile.Dispenser, a *App) error {
 		if err := cfargs.DurationArg(d, &a.SweepInterval); err != nil {
 			return err
