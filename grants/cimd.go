@@ -206,18 +206,9 @@ func (m *cimd) resolve(ctx context.Context, id string, now time.Time) (*Client, 
 	if len(meta.RedirectURIs) == 0 {
 		return nil, ttl, errors.New("redirect_uris is required")
 	}
-	jwksURI := meta.JWKSURI
 	c, oerr := m.rules.client(meta, id)
 	if oerr != nil {
 		return nil, ttl, errors.New(oerr.Description)
-	}
-	if jwksURI != "" {
-		keys, err := RemoteJWKS(jwksURI)
-		if err != nil {
-			return nil, ttl, err
-		}
-		keys.client = m.http
-		c.Keys = keys
 	}
 	// Nothing is stored for such a client, so nothing marks it used.
 	c.registeredUsed = true

@@ -148,6 +148,7 @@ type storedClient struct {
 	Registered   bool            `json:"registered,omitempty"`
 	RegTokenHash string          `json:"registration_token_sha256,omitempty"`
 	JWKS         json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI      string          `json:"jwks_uri,omitempty"`
 	Used         bool            `json:"used,omitempty"`
 }
 
@@ -159,6 +160,9 @@ func (sc *storedClient) client() (*Client, error) {
 			return nil, fmt.Errorf("stored client %q has malformed jwks: %w", sc.ID, err)
 		}
 		c.Keys = keys
+	}
+	if sc.JWKSURI != "" {
+		c.Keys = clientJWKS(sc.JWKSURI)
 	}
 	if sc.SecretHash != "" {
 		h, err := hex.DecodeString(sc.SecretHash)
@@ -302,6 +306,7 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 type registration struct {
 	tokenHash  string
 	jwks       json.RawMessage
+	jwksURI    string
 	expires    time.Time
 	maxClients int
 }
@@ -350,7 +355,7 @@ func (e *Engine) addClient(ctx context.Context, c *Client, reg *registration) (s
 	}
 	var expires time.Time
 	if reg != nil {
-		sc.Registered, sc.RegTokenHash, sc.JWKS, expires = true, reg.tokenHash, reg.jwks, reg.expires
+		sc.Registered, sc.RegTokenHash, sc.JWKS, sc.JWKSURI, expires = true, reg.tokenHash, reg.jwks, reg.jwksURI, reg.expires
 	}
 	err = e.store.Update(ctx, func(tx storage.Tx) error {
 		if _, err := tx.Get(storage.KindClients, c.ID); err == nil {

@@ -147,10 +147,10 @@ type clientMetadata struct {
 	JWKS                    json.RawMessage `json:"jwks,omitempty"`
 	ApplicationType         string          `json:"application_type,omitempty"`
 	DPoPBoundAccessTokens   bool            `json:"dpop_bound_access_tokens,omitempty"`
-	// ClientID and JWKSURI are read from client ID metadata documents
-	// only (cimd.go); registration ignores the one and refuses the other.
+	JWKSURI                 string          `json:"jwks_uri,omitempty"`
+	// ClientID is read from client ID metadata documents only (cimd.go);
+	// registration ignores it.
 	ClientID string `json:"-"`
-	JWKSURI  string `json:"-"`
 }
 
 // registrationResponse is the RFC 7591 §3.2.1 / RFC 7592 §3 answer.
@@ -212,11 +212,11 @@ func (g *registrar) parseClientMetadata(body []byte, document bool) (*clientMeta
 		if m.JWKS != nil {
 			return nil, errMetadata("jwks and jwks_uri cannot both be given (RFC 7591 §2)")
 		}
-		if !document {
-			return nil, errMetadata("jwks_uri is not accepted at registration; send the public keys inline as jwks")
+		if json.Unmarshal(v, &m.JWKSURI) != nil {
+			return nil, errMetadata("jwks_uri has the wrong JSON type (RFC 7591 §2)")
 		}
-		if json.Unmarshal(v, &m.JWKSURI) != nil || !strings.HasPrefix(m.JWKSURI, "https://") {
-			return nil, errMetadata("jwks_uri must be an https URL")
+		if u, err := url.Parse(m.JWKSURI); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
+			return nil, errMetadata("jwks_uri must be an absolute https URL without userinfo or fragment")
 		}
 	}
 	if document && (json.Unmarshal(raw["client_id"], &m.ClientID) != nil || m.ClientID == "") {
@@ -247,9 +247,9 @@ func (g *registrar) client(m *clientMetadata, id string) (*Client, *Error) {
 	case m.ApplicationType != "" && m.ApplicationType != "web" && m.ApplicationType != "native":
 		return nil, errMetadata("application_type must be web or native")
 	case m.TokenEndpointAuthMethod == AuthPrivateKeyJWT && m.JWKS == nil && m.JWKSURI == "":
-		return nil, errMetadata("private_key_jwt needs the client's public keys in jwks")
-	case m.TokenEndpointAuthMethod != AuthPrivateKeyJWT && m.JWKS != nil:
-		return nil, errMetadata("jwks is only used with token_endpoint_auth_method private_key_jwt")
+		return nil, errMetadata("private_key_jwt needs the client's public keys: jwks or jwks_uri")
+	case m.TokenEndpointAuthMethod != AuthPrivateKeyJWT && (m.JWKS != nil || m.JWKSURI != ""):
+		return nil, errMetadata("jwks and jwks_uri are only used with token_endpoint_auth_method private_key_jwt")
 	case m.TokenEndpointAuthMethod == AuthNone && slices.Contains(m.GrantTypes, GrantClientCredentials):
 		return nil, errMetadata("a public client (token_endpoint_auth_method none) cannot use client_credentials")
 	case slices.ContainsFunc(m.ResponseTypes, func(s string) bool { return s != "code" }):
@@ -298,6 +298,9 @@ func (g *registrar) client(m *clientMetadata, id string) (*Client, *Error) {
 		}
 		c.Keys = keys
 	}
+	if m.JWKSURI != "" {
+		c.Keys = clientJWKS(m.JWKSURI)
+	}
 	// Validate's rules, with secrets checked by addClient; a placeholder
 	// hash stands for the secret it will make, a placeholder id for a
 	// metadata document's URL (ids of config clients have no ':').
@@ -305,9 +308,6 @@ func (g *registrar) client(m *clientMetadata, id string) (*Client, *Error) {
 	probe.ID = "registered-client"
 	if c.AuthMethod == AuthSecretBasic || c.AuthMethod == AuthSecretPost {
 		probe.SecretHash = HashSecret("placeholder")
-	}
-	if c.AuthMethod == AuthPrivateKeyJWT && c.Keys == nil {
-		probe.Keys = &JWKS{uri: "https://registered.invalid/"} // a jwks_uri, set by the caller
 	}
 	if err := probe.Validate(); err != nil {
 		return nil, errMetadata("%s", strings.TrimPrefix(err.Error(), fmt.Sprintf("client %q: ", probe.ID)))
@@ -377,7 +377,7 @@ func (e *Engine) register(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	regToken := newSecretToken()
 	secret, err := e.addClient(r.Context(), c, &registration{tokenHash: hashHex(regToken), maxClients: g.cfg.MaxClients, jwks: m.JWKS,
-		expires: now.Add(g.cfg.UnusedClientTTL)})
+		jwksURI: m.JWKSURI, expires: now.Add(g.cfg.UnusedClientTTL)})
 	switch {
 	case errors.Is(err, errRegistryFull):
 		return errMetadata("the server holds as many registered clients as it allows (%d); try again later or ask its operator", g.cfg.MaxClients)
@@ -425,7 +425,7 @@ func (e *Engine) registrationResponse(c *Client, m *clientMetadata, issued time.
 func metadataOf(sc *storedClient) *clientMetadata {
 	m := &clientMetadata{RedirectURIs: sc.RedirectURIs, TokenEndpointAuthMethod: sc.AuthMethod, GrantTypes: sc.GrantTypes,
 		ResponseTypes: []string{}, ClientName: sc.Name, ClientURI: sc.ClientURI, LogoURI: sc.LogoURI, PolicyURI: sc.PolicyURI,
-		Scope: strings.Join(sc.Scopes, " "), JWKS: sc.JWKS, DPoPBoundAccessTokens: sc.DPoPBoundAccessTokens}
+		Scope: strings.Join(sc.Scopes, " "), JWKS: sc.JWKS, JWKSURI: sc.JWKSURI, DPoPBoundAccessTokens: sc.DPoPBoundAccessTokens}
 	if slices.Contains(sc.GrantTypes, GrantAuthorizationCode) {
 		m.ResponseTypes = []string{"code"}
 	}
@@ -504,7 +504,7 @@ func (e *Engine) manageClient(w http.ResponseWriter, r *http.Request, id string)
 	if oerr != nil {
 		return oerr
 	}
-	secret, err := e.updateRegisteredClient(ctx, sc, rec, c, m.JWKS)
+	secret, err := e.updateRegisteredClient(ctx, sc, rec, c, m)
 	if err != nil {
 		return errUnavailable.withCause(err)
 	}
@@ -548,8 +548,9 @@ func (e *Engine) registeredClient(ctx context.Context, id string) (*storedClient
 // 7592 §2.2), keeping its id, registration token, secret (when it still
 // authenticates with one) and expiry. A client that newly needs a secret
 // gets one, returned once.
-func (e *Engine) updateRegisteredClient(ctx context.Context, old *storedClient, rec storage.Record, c *Client, jwks json.RawMessage) (secret string, err error) {
-	sc := storedClient{ClientSpec: c.ClientSpec, Created: old.Created, Registered: true, RegTokenHash: old.RegTokenHash, JWKS: jwks, Used: old.Used}
+func (e *Engine) updateRegisteredClient(ctx context.Context, old *storedClient, rec storage.Record, c *Client, m *clientMetadata) (secret string, err error) {
+	sc := storedClient{ClientSpec: c.ClientSpec, Created: old.Created, Registered: true, RegTokenHash: old.RegTokenHash, JWKS: m.JWKS,
+		JWKSURI: m.JWKSURI, Used: old.Used}
 	if c.AuthMethod == AuthSecretBasic || c.AuthMethod == AuthSecretPost {
 		sc.SecretHash = old.SecretHash
 		if sc.SecretHash == "" {

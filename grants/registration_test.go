@@ -1,12 +1,17 @@
 package grants
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,7 +140,14 @@ func TestRegistrationConformance(t *testing.T) {
 		{"DCR-03 public client_credentials", `{"grant_types":["client_credentials"],"token_endpoint_auth_method":"none"}`, 400, CodeInvalidClientMetadata, nil},
 		{"DCR-03 private_key_jwt without keys", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt"}`, 400, CodeInvalidClientMetadata, nil},
 		{"DCR-03 jwks with a secret method", `{"redirect_uris":["https://client.test/cb"],"jwks":` + jwks + `}`, 400, CodeInvalidClientMetadata, nil},
-		{"DCR-03 jwks_uri refused", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://client.test/jwks"}`, 400, CodeInvalidClientMetadata, nil},
+		{"private_key_jwt with jwks_uri", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://client.test/jwks"}`, 201, "", func(t *testing.T, r regResult) {
+			if r.str("jwks_uri") != "https://client.test/jwks" {
+				t.Errorf("jwks_uri not echoed: %s", r.raw)
+			}
+		}},
+		{"DCR-03 jwks_uri over http", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"http://client.test/jwks"}`, 400, CodeInvalidClientMetadata, nil},
+		{"DCR-03 jwks_uri number", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":7}`, 400, CodeInvalidClientMetadata, nil},
+		{"DCR-03 jwks_uri with a secret method", `{"redirect_uris":["https://client.test/cb"],"jwks_uri":"https://client.test/jwks"}`, 400, CodeInvalidClientMetadata, nil},
 		{"DCR-03 bad jwks", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks":{"keys":[{"kty":"nope"}]}}`, 400, CodeInvalidClientMetadata, nil},
 		{"DCR-03 grant_types string", `{"redirect_uris":["https://client.test/cb"],"grant_types":"authorization_code"}`, 400, CodeInvalidClientMetadata, nil},
 		{"DCR-03 client_name number", `{"redirect_uris":["https://client.test/cb"],"client_name":7}`, 400, CodeInvalidClientMetadata, nil},
@@ -512,5 +524,52 @@ func TestRegisteredClientExpiresUnused(t *testing.T) {
 	time.Sleep(80 * time.Millisecond)
 	if c, _ := e.lookupClient(t.Context(), id); c != nil {
 		t.Fatal("an unused registered client outlived unused_client_ttl")
+	}
+}
+
+// TestRegisteredJWKSURI: a registered private_key_jwt client's jwks_uri
+// is fetched through the SSRF-safe fetcher: from a public address its
+// keys verify the assertion; when the host resolves to loopback nothing
+// is fetched and authentication fails.
+func TestRegisteredJWKSURI(t *testing.T) {
+	jwks := caJWKS(t, caKey.Public(), "k1", "")
+	var hits atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(jwks)
+	}))
+	defer srv.Close()
+	saved := *clientKeys
+	t.Cleanup(func() { *clientKeys = saved })
+	answer := cimdPublicIP
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	clientKeys.rootCAs = pool
+	clientKeys.localAddrs = func() []netip.Addr { return nil }
+	clientKeys.lookup = func(context.Context, string) ([]netip.Addr, error) { return []netip.Addr{answer}, nil }
+	clientKeys.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, srv.Listener.Addr().String())
+	}
+	for _, tc := range []struct {
+		name   string
+		answer netip.Addr
+		status int
+		hits   int32
+	}{
+		{"public", cimdPublicIP, 200, 1},
+		{"loopback", netip.MustParseAddr("127.0.0.1"), 401, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hits.Store(0)
+			answer = tc.answer
+			e := newEngine(t, withRegistration(nil))
+			id := mustRegister(t, e, `{"grant_types":["client_credentials"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://example.com/jwks.json"}`).str("client_id")
+			a := caSign(t, "ES256", caKey, map[string]any{"alg": "ES256", "kid": "k1", "typ": "JWT"}, caClaims(id, nil))
+			if w := serve(e, tokenRequest(caForm(a))); w.Code != tc.status || hits.Load() != tc.hits {
+				t.Fatalf("want %d after %d fetches, got %d after %d: %s", tc.status, tc.hits, w.Code, hits.Load(), w.Body)
+			}
+		})
 	}
 }

@@ -204,3 +204,15 @@ func (f *safeFetcher) fetch(ctx context.Context, hc *http.Client, rawURL string)
 	}
 	return body, resp.Header, nil
 }
+
+// clientKeys fetches the jwks_uri of clients that registered themselves
+// or that a metadata document describes: URLs the clients chose, so
+// through a safeFetcher. Tests in this package point its hooks at a
+// local server.
+var clientKeys = &safeFetcher{timeout: jwksFetchTimeout, maxSize: MaxJWKSBytes}
+
+// clientJWKS is the key set at a client-chosen jwks_uri (already checked
+// to be an absolute https URL), fetched through clientKeys.
+func clientJWKS(uri string) *JWKS {
+	return &JWKS{uri: uri, client: clientKeys.client()}
+}
