@@ -573,3 +573,27 @@ func TestRegisteredJWKSURI(t *testing.T) {
 		})
 	}
 }
+
+// TestRegisteredClientDeleteRevokes: DESIGN §10, revoking the client
+// kills its tokens: after an RFC 7592 DELETE its access token fails at
+// the verifier the gate uses, and its secret no longer authenticates.
+func TestRegisteredClientDeleteRevokes(t *testing.T) {
+	e := newEngine(t, withRegistration(nil))
+	reg := mustRegister(t, e, `{"grant_types":["client_credentials"],"token_endpoint_auth_method":"client_secret_post"}`)
+	id, secret := reg.str("client_id"), reg.str("client_secret")
+	tr := postTokenRaw(e, url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}}, "")
+	wantOK(t, tr)
+	at := tr.str("access_token")
+	if _, err := e.Verifier().Verify(at, time.Now()); err != nil {
+		t.Fatalf("fresh token refused: %v", err)
+	}
+	if r := regDo(e, http.MethodDelete, "?client_id="+url.QueryEscape(id), "", "Bearer "+reg.str("registration_access_token"), ""); r.status != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", r.status, r.raw)
+	}
+	if _, err := e.Verifier().Verify(at, time.Now()); err == nil {
+		t.Fatal("the deleted client's access token still verifies")
+	}
+	if tr := postTokenRaw(e, url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}}, ""); tr.status != http.StatusUnauthorized {
+		t.Fatalf("token after DELETE: %d %s", tr.status, tr.raw)
+	}
+}

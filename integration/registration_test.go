@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -43,6 +45,7 @@ func regCaddyfile(t *testing.T, dir string) string {
 			unused_client_ttl 1h
 			scopes openid email offline_access
 		}
+		client_id_metadata
 		user alice {
 			password_hash %s
 			claim email alice@example.com
@@ -202,5 +205,49 @@ func TestDynamicRegistrationEndToEnd(t *testing.T) {
 	}
 	if status, body := regPost(t, http.MethodPost, endpoint, "Bearer "+regToken, map[string]any{"redirect_uris": []string{redirect}, "token_endpoint_auth_method": "magic"}); status != 400 || body["error"] != "invalid_client_metadata" {
 		t.Fatalf("unknown auth method: %d %v", status, body)
+	}
+}
+
+// TestClientIDMetadataRefusalsThroughCaddy: with client_id_metadata on,
+// the metadata advertises it, and a client_id URL on this machine (a
+// listener of ours, the admin endpoint) or a link-local address is
+// refused with an error page, without a connection reaching the
+// listener. (A document on a public host cannot be served from here;
+// grants' TestCIMDHappyPath covers that path through test-only hooks.)
+func TestClientIDMetadataRefusalsThroughCaddy(t *testing.T) {
+	t.Setenv("OAUTH_REGISTRATION_TOKEN", regToken)
+	startCaddy(t, regCaddyfile(t, t.TempDir()))
+	_, meta := getJSON(t, regIssuer+"/.well-known/oauth-authorization-server")
+	if meta["client_id_metadata_document_supported"] != true {
+		t.Fatalf("metadata: %v", meta)
+	}
+	// A TLS listener on loopback that counts connections.
+	var conns atomic.Int32
+	l, err := net.Listen("tcp", "127.0.0.1:19435")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			c.Close()
+		}
+	}()
+	for _, id := range []string{"https://127.0.0.1:19435/client.json", "https://localhost:19435/client.json",
+		"https://" + adminAddr + "/config/", "https://169.254.169.254/latest/meta-data/client.json"} {
+		q := url.Values{"client_id": {id}, "response_type": {"code"}, "redirect_uri": {"http://127.0.0.1/cb"},
+			"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
+		resp, body := httpDo(t, newRequest(t, http.MethodGet, regIssuer+"/oauth/authorize?"+q.Encode(), nil))
+		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" || !strings.Contains(body, "not registered") {
+			t.Fatalf("%s: %d %v\n%s", id, resp.StatusCode, resp.Header, body)
+		}
+	}
+	if n := conns.Load(); n != 0 {
+		t.Fatalf("%d connections reached the local listener", n)
 	}
 }
