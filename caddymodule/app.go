@@ -174,6 +174,15 @@ type App struct {
 	// certificate comes from Caddy's own TLS connection only).
 	ClientCertHeader *tokens.CertHeader `json:"client_cert_header,omitempty"`
 
+	// Registration turns on dynamic client registration (RFC 7591, RFC
+	// 7592) at <issuer>/oauth/register. Default: off.
+	Registration *RegistrationConfig `json:"registration,omitempty"`
+
+	// ClientIDMetadata turns on client ID metadata documents: an https
+	// client_id names the client's metadata, fetched from there. Default:
+	// off.
+	ClientIDMetadata *ClientIDMetadataConfig `json:"client_id_metadata,omitempty"`
+
 	// Clients are the registered OAuth clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
 
@@ -326,6 +335,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.logger.Warn("signing keys are stored unencrypted: anyone who can read the storage file can sign tokens; set key_encryption_key (or OAUTH_KEK) to encrypt them",
 			zap.String("storage", a.store.StoreName()))
 	}
+	registration, err := a.Registration.build(repl)
+	if err != nil {
+		return err
+	}
 	users := make([]*grants.User, 0, len(a.Users))
 	for _, uc := range a.Users {
 		users = append(users, &grants.User{Name: uc.Name, PasswordHash: uc.PasswordHash, Claims: uc.Claims})
@@ -356,6 +369,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		DPoP:             grants.DPoPConfig{Nonce: a.DPoPNonce, Algs: a.DPoPSigningAlgs},
 		PAR:              grants.PARConfig{Require: a.RequirePushedAuthorizationRequests, TTL: time.Duration(a.PushedRequestTTL)},
 		ClientCertHeader: a.ClientCertHeader != nil,
+		Registration:     registration,
+		ClientIDMetadata: a.ClientIDMetadata.build(),
 		SharedStore:      isShared(a.store),
 		Observer:         metricsObserver{},
 		Logger:           a.logger,

@@ -47,6 +47,24 @@ func init() {
 //		require_pushed_authorization_requests
 //		pushed_request_ttl <duration>
 //		scope_description <scope> <text>
+//		registration {
+//			open
+//			initial_access_token <token>
+//			rate <n per minute>
+//			max_body <bytes>
+//			max_clients <n>
+//			unused_client_ttl <duration>
+//			scopes <scope...>
+//			audience <uri...>
+//		}
+//		client_id_metadata {
+//			allowed_hosts <host...>
+//			cache_min <duration>
+//			cache_max <duration>
+//			max_size <bytes>
+//			scopes <scope...>
+//			audience <uri...>
+//		}
 //		client <id> {
 //			name <display name>
 //			logo_uri <https url>
@@ -209,6 +227,8 @@ var appOptions = optionParsers[App]{
 	"pushed_request_ttl": func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.PushedRequestTTL) },
 	"tls_client_ca_file": func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.TLSClientCAFile) },
 	"client_cert_header": func(d *caddyfile.Dispenser, a *App) error { return cfargs.CertHeaderArg(d, &a.ClientCertHeader) },
+	"registration":       parseRegistration,
+	"client_id_metadata": parseClientIDMetadata,
 	"sweep_interval": func(d *caddyfile.Dispenser, a *App) error {
 		if err := cfargs.DurationArg(d, &a.SweepInterval); err != nil {
 			return err

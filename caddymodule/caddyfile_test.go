@@ -195,12 +195,14 @@ func syntaxComment(t *testing.T) (options map[string]map[string]string, named ma
 func TestSyntaxCommentListsEveryOption(t *testing.T) {
 	options, named := syntaxComment(t)
 	tables := map[string][]string{
-		"":                slices.Sorted(maps.Keys(appOptions)),
-		"client":          slices.Sorted(maps.Keys(clientOptions)),
-		"client exchange": slices.Sorted(maps.Keys(exchangeOptions)),
-		"trust_issuer":    slices.Sorted(maps.Keys(trustIssuerOptions)),
-		"saml_idp":        slices.Sorted(maps.Keys(samlIdPOptions)),
-		"user":            slices.Sorted(maps.Keys(userOptions)),
+		"":                   slices.Sorted(maps.Keys(appOptions)),
+		"client":             slices.Sorted(maps.Keys(clientOptions)),
+		"client exchange":    slices.Sorted(maps.Keys(exchangeOptions)),
+		"trust_issuer":       slices.Sorted(maps.Keys(trustIssuerOptions)),
+		"saml_idp":           slices.Sorted(maps.Keys(samlIdPOptions)),
+		"user":               slices.Sorted(maps.Keys(userOptions)),
+		"registration":       slices.Sorted(maps.Keys(registrationOptions)),
+		"client_id_metadata": slices.Sorted(maps.Keys(clientIDMetadataOptions)),
 		// cfargs.CertHeaderArg, shared with oauth_protect.
 		"client_cert_header": {"trusted_proxies"},
 	}
@@ -410,6 +412,69 @@ func TestDPoPOptions(t *testing.T) {
 	}
 	if _, err := provisionApp("oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n dpop_signing_algs HS256\n}"); err == nil || !strings.Contains(err.Error(), "HS256") {
 		t.Fatalf("dpop_signing_algs HS256: %v", err)
+	}
+}
+
+// TestRegistrationOption: the registration block in the Caddyfile and
+// its refusals, down to the engine's config.
+func TestRegistrationOption(t *testing.T) {
+	const base = "oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n"
+	app, err := parseOAuth(t, base+" registration {\n  initial_access_token {env.REG_TOKEN}\n  rate 5\n  max_body 4096\n  max_clients 50\n  unused_client_ttl 1h\n  scopes openid email\n  audience https://mcp.test\n }\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(app.Registration)
+	if want := `{"initial_access_token":"{env.REG_TOKEN}","rate":5,"max_body":4096,"max_clients":50,"unused_client_ttl":3600000000000,"scopes":["openid","email"],"audience":["https://mcp.test"]}`; string(got) != want {
+		t.Fatalf("registration JSON\n got %s\nwant %s", got, want)
+	}
+	t.Setenv("REG_TOKEN", "0123456789abcdef0123")
+	rc, err := app.Registration.build(caddy.NewReplacer())
+	if err != nil || rc.InitialAccessToken != "0123456789abcdef0123" || rc.Rate != 5 || rc.UnusedClientTTL != time.Hour {
+		t.Fatalf("build: %+v %v", rc, err)
+	}
+	for _, tc := range []struct{ block, want string }{
+		{" registration {\n }\n", "say who may register"},
+		{" registration {\n  open\n  initial_access_token abcdefabcdefabcdef\n }\n", "exclude each other"},
+		{" registration {\n  initial_access_token {env.NO_SUCH_REG_TOKEN}\n }\n", "is empty after replacing"},
+		{" registration {\n  open\n  rate 0\n }\n", "rate must be a positive integer"},
+		{" registration {\n  open\n  max_body 2000000\n }\n", "at most 1048576"},
+		{" registration on\n", "wrong argument count"},
+		{" registration {\n  open\n  scopes\n }\n", "wrong argument count"},
+	} {
+		_, err := provisionApp(base + tc.block + "}")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: want an error with %q, got %v", tc.block, tc.want, err)
+		}
+	}
+	if _, err := provisionApp(base + " registration {\n  open\n }\n}"); err != nil {
+		t.Fatalf("open registration: %v", err)
+	}
+}
+
+// TestClientIDMetadataOption: the client_id_metadata block, bare or
+// with options, and its refusals.
+func TestClientIDMetadataOption(t *testing.T) {
+	const base = "oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n"
+	app, err := parseOAuth(t, base+" client_id_metadata {\n  allowed_hosts agents.example.com\n  cache_min 2m\n  cache_max 1h\n  max_size 4096\n  scopes openid\n  audience https://mcp.test\n }\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(app.ClientIDMetadata)
+	if want := `{"allowed_hosts":["agents.example.com"],"cache_min":120000000000,"cache_max":3600000000000,"max_size":4096,"scopes":["openid"],"audience":["https://mcp.test"]}`; string(got) != want {
+		t.Fatalf("client_id_metadata JSON\n got %s\nwant %s", got, want)
+	}
+	if _, err := provisionApp(base + " client_id_metadata\n}"); err != nil {
+		t.Fatalf("bare client_id_metadata: %v", err)
+	}
+	for _, tc := range []struct{ block, want string }{
+		{" client_id_metadata on\n", "wrong argument count"},
+		{" client_id_metadata {\n  max_size 100000\n }\n", "at most 65536"},
+		{" client_id_metadata {\n  cache_min 1h\n  cache_max 1m\n }\n", "cache_max must not be shorter"},
+		{" client_id_metadata {\n  allowed_hosts https://x.test\n }\n", "without scheme"},
+	} {
+		if _, err := provisionApp(base + tc.block + "}"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: want an error with %q, got %v", tc.block, tc.want, err)
+		}
 	}
 }
 

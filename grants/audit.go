@@ -26,6 +26,7 @@ const (
 	auditUserRemoved   = "user removed"
 	auditClientCreated = "client created"
 	auditClientRemoved = "client removed"
+	auditClientUpdated = "client updated"
 	auditKeyRotated    = "signing key rotated"
 	auditKeyRetiring   = "signing key retiring"
 	auditKeyRetired    = "signing key retired"

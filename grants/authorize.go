@@ -3,6 +3,7 @@ package grants
 import (
 	"context"
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -29,6 +30,9 @@ type authzRequest struct {
 	LoginHint     string   `json:"login_hint,omitempty"`
 	// DPoPJKT binds the code to a DPoP key (RFC 9449 §10).
 	DPoPJKT string `json:"dpop_jkt,omitempty"`
+	// Untrusted: the client registered itself, so errors are shown to
+	// the user before going back to it (redirectError).
+	Untrusted bool `json:"untrusted,omitempty"`
 }
 
 // authzParams are the authorization request parameters we read; a
@@ -96,7 +100,7 @@ func (e *Engine) checkAuthorize(ctx context.Context, p map[string]string, viaPAR
 	if c == nil {
 		return nil, e.web.text.ClientUnknown, nil
 	}
-	ar = &authzRequest{ClientID: c.ID, State: p["state"], MaxAge: -1}
+	ar = &authzRequest{ClientID: c.ID, State: p["state"], MaxAge: -1, Untrusted: c.Registered}
 	// An OpenID request must name its redirect URI (OIDC Core §3.1.2.1),
 	// and a request without scope gets the client's scopes, openid
 	// included. Without it we cannot redirect the error anywhere
@@ -284,7 +288,9 @@ func (e *Engine) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *
 	// was allowed before.
 	public := c.AuthMethod == AuthNone
 	needConsent := !c.Trusted || (public && !freshLogin)
-	if needConsent && !public && !slices.Contains(ar.Prompt, "consent") {
+	// A client that registered itself is asked about every time: what
+	// the user allowed once is no reason to trust it later.
+	if needConsent && !public && !c.Registered && !slices.Contains(ar.Prompt, "consent") {
 		ok, err := e.web.hasConsent(ctx, sess.Sub, c.ID, ar.Scope)
 		if err != nil {
 			e.unavailable(rw, r, "authorize", e.web.text.SignInUnavailable, err)
@@ -524,13 +530,32 @@ func (e *Engine) issueCode(rw http.ResponseWriter, r *http.Request, ar *authzReq
 }
 
 // redirectError sends an error to the client's (validated) redirect URI.
+// For a client that registered itself the error is shown on a page with
+// a link back instead (RFC 9700 §4.11.2): anyone can register a client
+// whose redirect URI is theirs, and an automatic redirect would make
+// this server a redirector to it.
 func (e *Engine) redirectError(rw http.ResponseWriter, r *http.Request, ar *authzRequest, rerr *redirectError) {
-	e.redirect(rw, r, ar, url.Values{"error": {rerr.code}, "error_description": {rerr.desc}})
+	params := url.Values{"error": {rerr.code}, "error_description": {rerr.desc}}
+	if ar.Untrusted {
+		t := e.web.text
+		e.web.render(rw, http.StatusBadRequest, "error.html", pageData{Title: t.ErrorTitle, Error: t.UntrustedError + " " + rerr.code,
+			Return: template.URL(e.redirectTarget(ar, params))}) // #nosec G203 -- a redirect URI checked at registration
+		return
+	}
+	e.redirect(rw, r, ar, params)
 }
 
 // redirect appends params, state and iss (RFC 9207) to the redirect URI,
 // keeping its own query as it was.
 func (e *Engine) redirect(rw http.ResponseWriter, r *http.Request, ar *authzRequest, params url.Values) {
+	h := rw.Header()
+	noStore(h)
+	h.Set("Location", e.redirectTarget(ar, params))
+	rw.WriteHeader(http.StatusFound)
+}
+
+// redirectTarget is the redirect URI with params, state and iss.
+func (e *Engine) redirectTarget(ar *authzRequest, params url.Values) string {
 	if ar.State != "" {
 		params.Set("state", ar.State)
 	}
@@ -539,10 +564,7 @@ func (e *Engine) redirect(rw http.ResponseWriter, r *http.Request, ar *authzRequ
 	if strings.Contains(ar.RedirectURI, "?") {
 		sep = "&"
 	}
-	h := rw.Header()
-	noStore(h)
-	h.Set("Location", ar.RedirectURI+sep+params.Encode())
-	rw.WriteHeader(http.StatusFound)
+	return ar.RedirectURI + sep + params.Encode()
 }
 
 // parseForm parses a posted form, bounded like the token endpoint: a real

@@ -52,6 +52,14 @@ type Client struct {
 	// TLSClientCAs are the CAs a tls_client_auth client's certificates
 	// must chain to.
 	TLSClientCAs *x509.CertPool
+	// Registered marks a client that registered itself (RFC 7591): it
+	// is never trusted, so the consent page is always shown and errors
+	// are not sent to its redirect URI without the user seeing them
+	// (RFC 9700 §4.11.2).
+	Registered bool
+	// registeredUsed says a registered client has obtained a token, so
+	// it no longer expires unused (registration.go).
+	registeredUsed bool
 }
 
 // Allows reports whether the client is registered for grantType.

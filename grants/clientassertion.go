@@ -233,8 +233,12 @@ func (e *Engine) authenticateAssertion(ctx context.Context, form Form, failed *E
 		Issuer string `json:"iss"`
 	}
 	_ = json.Unmarshal(pb, &named)
-	c, ok := e.clients[named.Issuer]
-	if !ok || (c.AuthMethod != AuthSecretJWT && c.AuthMethod != AuthPrivateKeyJWT) {
+	// Config clients and those registered at run time (RFC 7591 jwks).
+	c, err := e.lookupClient(ctx, named.Issuer)
+	if err != nil {
+		return nil, errUnavailable.withCause(err)
+	}
+	if c == nil || (c.AuthMethod != AuthSecretJWT && c.AuthMethod != AuthPrivateKeyJWT) {
 		return fail("iss is not a client registered for JWT authentication")
 	}
 	if cid := form.Get("client_id"); cid != "" && cid != c.ID {

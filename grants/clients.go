@@ -148,10 +148,28 @@ type storedClient struct {
 	ClientSpec
 	SecretHash string    `json:"secret_sha256,omitempty"`
 	Created    time.Time `json:"created"`
+	// Registered, RegTokenHash (SHA-256 of the registration access
+	// token), JWKS and Used belong to clients that registered themselves
+	// (registration.go).
+	Registered   bool            `json:"registered,omitempty"`
+	RegTokenHash string          `json:"registration_token_sha256,omitempty"`
+	JWKS         json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI      string          `json:"jwks_uri,omitempty"`
+	Used         bool            `json:"used,omitempty"`
 }
 
 func (sc *storedClient) client() (*Client, error) {
-	c := &Client{ClientSpec: sc.ClientSpec}
+	c := &Client{ClientSpec: sc.ClientSpec, Registered: sc.Registered, registeredUsed: sc.Used}
+	if sc.JWKS != nil {
+		keys, err := ParseJWKS(sc.JWKS)
+		if err != nil {
+			return nil, fmt.Errorf("stored client %q has malformed jwks: %w", sc.ID, err)
+		}
+		c.Keys = keys
+	}
+	if sc.JWKSURI != "" {
+		c.Keys = clientJWKS(sc.JWKSURI)
+	}
 	if sc.SecretHash != "" {
 		h, err := hex.DecodeString(sc.SecretHash)
 		if err != nil || len(h) != len(c.SecretHash) {
@@ -170,6 +188,9 @@ func (e *Engine) lookupClient(ctx context.Context, id string) (*Client, error) {
 	}
 	if c := e.loginClient(id); c != nil {
 		return c, nil
+	}
+	if e.cimd != nil && isCIMDClientID(id) {
+		return e.cimdClient(ctx, id), nil
 	}
 	if id == "" || e.store == nil {
 		return nil, nil
@@ -282,6 +303,25 @@ func (e *Engine) allClients(ctx context.Context) ([]*Client, error) {
 // new secret of 256 random bits, returned once and stored only as its
 // SHA-256; a public one (AuthNone) gets none. c.SecretHash is ignored.
 func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err error) {
+	return e.addClient(ctx, c, nil)
+}
+
+// registration is what a client that registers itself (RFC 7591) adds
+// to its record: the hash of its registration access token, its keys,
+// when it goes unless used, and the cap on such clients.
+type registration struct {
+	tokenHash  string
+	jwks       json.RawMessage
+	jwksURI    string
+	expires    time.Time
+	maxClients int
+}
+
+// errRegistryFull: as many registered clients exist as the config allows.
+var errRegistryFull = errors.New("too many registered clients")
+
+// addClient is AddClient, for a self-registered client when reg is set.
+func (e *Engine) addClient(ctx context.Context, c *Client, reg *registration) (secret string, err error) {
 	if _, ok := e.clients[c.ID]; ok {
 		return "", ErrConfigClient
 	}
@@ -293,7 +333,7 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 		return "", fmt.Errorf("client %q: %s clients are registered in the Caddyfile: a client block with auth_method %[2]s and tls_client_auth_san_dns (or another tls_client_auth_* name; tls_client_ca_file in the oauth block) or tls_client_cert_file; run-time registration does not support them yet", c.ID, c.AuthMethod)
 	}
 	c.SecretHash = [32]byte{}
-	if c.AuthMethod != AuthNone {
+	if c.AuthMethod != AuthNone && c.AuthMethod != AuthPrivateKeyJWT {
 		secret = newSecretToken()
 		c.SecretHash = HashSecret(secret)
 	}
@@ -319,27 +359,61 @@ func (e *Engine) AddClient(ctx context.Context, c *Client) (secret string, err e
 	if secret != "" {
 		sc.SecretHash = hex.EncodeToString(c.SecretHash[:])
 	}
+	var expires time.Time
+	if reg != nil {
+		sc.Registered, sc.RegTokenHash, sc.JWKS, sc.JWKSURI, expires = true, reg.tokenHash, reg.jwks, reg.jwksURI, reg.expires
+	}
 	err = e.store.Update(ctx, func(tx storage.Tx) error {
 		if _, err := tx.Get(storage.KindClients, c.ID); err == nil {
 			return ErrClientExists
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
+		if reg != nil {
+			if n, err := countRegistered(tx); err != nil {
+				return err
+			} else if n >= reg.maxClients {
+				return errRegistryFull
+			}
+		}
 		// Its id is now a used subject: a later user of that name gets
 		// another one.
 		if err := recordClientTx(tx, c.ID, false); err != nil {
 			return err
 		}
-		return putJSON(tx, storage.KindClients, c.ID, &sc, time.Time{})
+		return putJSON(tx, storage.KindClients, c.ID, &sc, expires)
 	})
 	if err != nil {
 		return "", err
 	}
 	e.corsOrigins.forget()
 	e.observer.AdminChange(changeClient, actionCreated)
-	e.auditLine(ctx, zapcore.InfoLevel, auditClientCreated, zap.String("client_id", c.ID), zap.String("auth_method", c.AuthMethod),
-		zap.Strings("grant_types", c.GrantTypes), zap.Strings("fields", specFields(&c.ClientSpec)))
+	fields := []zap.Field{zap.String("client_id", c.ID), zap.String("auth_method", c.AuthMethod),
+		zap.Strings("grant_types", c.GrantTypes), zap.Strings("fields", specFields(&c.ClientSpec))}
+	if reg != nil {
+		// Registered by itself (RFC 7591), not by an operator.
+		fields = append(fields, zap.Bool("self_registered", true))
+	}
+	e.auditLine(ctx, zapcore.InfoLevel, auditClientCreated, fields...)
 	return secret, nil
+}
+
+// countRegistered counts the clients that registered themselves.
+func countRegistered(tx storage.Tx) (int, error) {
+	n := 0
+	err := tx.ForEach(storage.KindClients, func(_ string, rec storage.Record) error {
+		var v struct {
+			Registered bool `json:"registered"`
+		}
+		if err := json.Unmarshal(rec.Value, &v); err != nil {
+			return err
+		}
+		if v.Registered {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // RemoveClient deletes a run-time client and revokes every grant and

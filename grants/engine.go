@@ -98,6 +98,13 @@ type Config struct {
 	// issuer not behind a TLS-terminating proxy, token requests can carry
 	// a certificate, and the metadata says tokens get bound to it.
 	ClientCertHeader bool
+	// Registration turns on dynamic client registration (RFC 7591,
+	// RFC 7592); nil, the default, leaves it off.
+	Registration *RegistrationConfig
+	// ClientIDMetadata turns on client ID metadata documents (an https
+	// client_id naming the client's registration); nil, the default,
+	// leaves them off.
+	ClientIDMetadata *ClientIDMetadataConfig
 	// Observer receives token endpoint and security events for metrics;
 	// nil for none.
 	Observer Observer
@@ -170,6 +177,11 @@ type Engine struct {
 	// lastMetadata are the RFC 8414 and OIDC discovery documents last
 	// served, served again while storage fails.
 	lastMetadata [2]atomic.Pointer[Metadata]
+	// registrar serves dynamic client registration; nil when it is off
+	// (registration.go).
+	registrar *registrar
+	// cimd resolves client ID metadata documents; nil when off (cimd.go).
+	cimd *cimd
 }
 
 // grantHandler issues tokens for one grant type to an authenticated client
@@ -328,6 +340,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 				e.grants[g] = h
 			}
 		}
+	}
+	if e.registrar, err = newRegistrar(cfg.Registration); err != nil {
+		return nil, err
+	}
+	if e.cimd, err = newCIMD(cfg.ClientIDMetadata); err != nil {
+		return nil, err
 	}
 	e.routeTable, e.prefix = e.routes(), e.paths()["prefix"]
 	return e, nil

@@ -50,6 +50,12 @@ type Metadata struct {
 	// TLSClientCertBoundAccessTokens: a token request over a connection
 	// with a client certificate always gets a bound token (RFC 8705 §3.3).
 	TLSClientCertBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens"`
+	// RegistrationEndpoint is where clients register themselves (RFC
+	// 7591), when registration is on.
+	RegistrationEndpoint string `json:"registration_endpoint,omitempty"`
+	// ClientIDMetadataDocumentSupported: an https client_id names the
+	// client's metadata document, when that is on.
+	ClientIDMetadataDocumentSupported bool `json:"client_id_metadata_document_supported,omitempty"`
 }
 
 // metadata builds the document. Both documents carry the same members: the
@@ -73,6 +79,17 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 	// authentication method is in-process only and is not listed.
 	if m := e.loginClients.Load(); m != nil {
 		clients = append(clients, slices.Collect(maps.Values(*m))...)
+	}
+	// With registration on, what a registered client may be is listed
+	// as if such clients existed.
+	clients = append(clients, e.registrar.exampleClients()...)
+	if e.cimd != nil {
+		// Public clients only: none, or private_key_jwt.
+		for _, c := range e.cimd.rules.exampleClients() {
+			if c.AuthMethod == AuthNone || c.AuthMethod == AuthPrivateKeyJWT {
+				clients = append(clients, c)
+			}
+		}
 	}
 	m := &Metadata{
 		Issuer:                            e.issuer,
@@ -132,6 +149,10 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 	m.IntrospectionAuthMethodsSupported = slices.DeleteFunc(slices.Clone(m.TokenEndpointAuthMethodsSupported), func(s string) bool { return s == AuthNone })
 	m.IntrospectionAuthSigningAlgsSupported = m.TokenEndpointAuthSigningAlgsSupported
 	m.DPoPSigningAlgValuesSupported = e.dpop.Algs()
+	if e.registrar != nil {
+		m.RegistrationEndpoint = e.issuer + RegisterPath
+	}
+	m.ClientIDMetadataDocumentSupported = e.cimd != nil
 	slices.Sort(m.ScopesSupported)
 	slices.Sort(m.GrantTypesSupported)
 	if m.GrantTypesSupported == nil {

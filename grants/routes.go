@@ -19,6 +19,7 @@ func (e *Engine) paths() map[string]string {
 		"revoke":     e.basePath + RevokePath,
 		"introspect": e.basePath + IntrospectPath,
 		"par":        e.basePath + PARPath,
+		"register":   e.basePath + RegisterPath,
 		"as_meta":    "/.well-known/oauth-authorization-server" + e.basePath,
 		"oidc_meta":  e.basePath + "/.well-known/openid-configuration",
 		// Every endpoint but discovery is under prefix; a path there that
@@ -42,6 +43,7 @@ func (e *Engine) routes() map[string]http.HandlerFunc {
 		p["revoke"]:                 e.serveRevoke,
 		p["introspect"]:             e.serveIntrospect,
 		p["par"]:                    e.servePAR,
+		p["register"]:               e.serveRegister,
 		p["logout"]:                 e.serveLogout,
 		p["logout"] + "/confirm":    e.serveLogout,
 		p["assets"] + "style.css":   e.serveAsset,

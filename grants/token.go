@@ -92,6 +92,7 @@ func (e *Engine) token(w http.ResponseWriter, r *http.Request) (*TokenResponse, 
 		return nil, oerr
 	}
 	e.observer.TokenIssued(gt, client.ID)
+	e.markClientUsed(ctx, client)
 	if e.logger.Core().Enabled(zapcore.DebugLevel) {
 		// Checked first: the fields would be built (and escape to the
 		// heap) on every token even when debug logging is off.

@@ -200,6 +200,11 @@ type pageData struct {
 	State     string // the signed authorization request
 	CSRF      string
 	Action    string
+	// Return is the link back to the client on the page shown instead of
+	// redirecting an error to a registered client: its redirect URI,
+	// checked at registration (validateRedirectURI refuses javascript:,
+	// data: and the like), so a native app's own scheme may be linked.
+	Return template.URL
 	// imgSrc is the CSP source that allows ClientLogo (logoSource).
 	imgSrc string
 }

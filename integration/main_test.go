@@ -51,6 +51,10 @@
 //	             and 19408 gates; 19409 client_auth verify_if_given
 //	19410        pushed authorization requests (par_test.go), issuer
 //	             http://localhost:19410; its npm client is testdata/dpop-node
+//	19430-19439  dynamic client registration (registration_test.go): 19430 the
+//	             authorization server, 19431/19432 http/https_port, 19433 the
+//	             registered client's redirect URI (nothing listens), 19435 a
+//	             loopback listener no metadata document fetch may reach
 //	19900-19949  the backup test (backup_test.go)
 //	19950-19979  the production recipes of docs/production.md (production_test.go)
 //	19998        held while the tests run, so concurrent runs take turns

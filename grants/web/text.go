@@ -67,6 +67,12 @@ type Text struct {
 	SignInUnavailable    string
 	SignOutUnavailable   string
 
+	// The page shown instead of sending an error back to a client that
+	// registered itself (RFC 9700 §4.11.2): UntrustedError, the error
+	// code after it, and a link back.
+	UntrustedError string
+	ReturnToApp    string
+
 	// Scopes describes scopes on the consent page, by scope; the
 	// operator's scope_description entries override and extend it. A
 	// scope without a description is shown as itself.
@@ -125,6 +131,8 @@ var English = Text{
 	ClientUnknown:        "The application that sent you here is not registered.",
 	RedirectMissing:      "The application did not say where to send you back (redirect_uri is required for OpenID Connect).",
 	RedirectUnregistered: "The application sent you with a redirect address it has not registered.",
+	UntrustedError:       "The request could not be completed, and this application registered itself, so you were not sent back to it automatically. The error was:",
+	ReturnToApp:          "Return to the application",
 	RepeatedParameter:    "The authorization request repeats a parameter.",
 	RequestURIInvalid:    "This sign-in link has expired, was already used or belongs to another application (invalid_request_uri).",
 	AuthorizeMethods:     "The authorization endpoint accepts GET and POST only.",
