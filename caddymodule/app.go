@@ -148,6 +148,17 @@ type App struct {
 	// asymmetric ones are allowed. Default: ES256 ES384 ES512 EdDSA RS256
 	// RS384 RS512 PS256 PS384 PS512.
 	DPoPSigningAlgs []string `json:"dpop_signing_algs,omitempty"`
+
+	// DeviceCodeTTL is how long a device code and its user code of the
+	// device authorization grant (RFC 8628) stay valid: the expires_in of
+	// the device authorization response. Default: 10m; between 1m and 1h.
+	DeviceCodeTTL caddy.Duration `json:"device_code_ttl,omitempty"`
+
+	// DevicePollInterval is the least time a device waits between two
+	// polls of the token endpoint (the interval of the device
+	// authorization response); a device that polls faster gets slow_down
+	// and a longer interval. Default: 5s; whole seconds between 1s and 1m.
+	DevicePollInterval caddy.Duration `json:"device_poll_interval,omitempty"`
 	// TLSClientCAFile is a PEM file of the CA certificates that issue the
 	// certificates of tls_client_auth clients (RFC 8705 §2.1), for every
 	// such client without its own tls_client_ca_file. Default: none.
@@ -340,6 +351,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		KeyEncryptionKey: []byte(kek),
 		SealPlainKeys:    a.SealPlainKeys,
 		DPoP:             grants.DPoPConfig{Nonce: a.DPoPNonce, Algs: a.DPoPSigningAlgs},
+		Device:           grants.DeviceConfig{CodeTTL: time.Duration(a.DeviceCodeTTL), Interval: time.Duration(a.DevicePollInterval)},
 		ClientCertHeader: a.ClientCertHeader != nil,
 		SharedStore:      isShared(a.store),
 		Observer:         metricsObserver{},

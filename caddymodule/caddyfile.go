@@ -44,6 +44,8 @@ func init() {
 //		behind_tls_proxy
 //		dpop_nonce
 //		dpop_signing_algs <alg...>
+//		device_code_ttl <duration>
+//		device_poll_interval <duration>
 //		scope_description <scope> <text>
 //		client <id> {
 //			name <display name>
@@ -199,6 +201,8 @@ var appOptions = optionParsers[App]{
 	"seal_plain_keys":        func(d *caddyfile.Dispenser, a *App) error { a.SealPlainKeys = true; return cfargs.NoArgs(d) },
 	"dpop_nonce":             func(d *caddyfile.Dispenser, a *App) error { a.DPoPNonce = true; return cfargs.NoArgs(d) },
 	"dpop_signing_algs":      func(d *caddyfile.Dispenser, a *App) error { return cfargs.ListArg(d, &a.DPoPSigningAlgs) },
+	"device_code_ttl":        func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.DeviceCodeTTL) },
+	"device_poll_interval":   func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.DevicePollInterval) },
 	"tls_client_ca_file":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.TLSClientCAFile) },
 	"client_cert_header":     func(d *caddyfile.Dispenser, a *App) error { return cfargs.CertHeaderArg(d, &a.ClientCertHeader) },
 	"sweep_interval": func(d *caddyfile.Dispenser, a *App) error {

@@ -91,6 +91,8 @@ type Config struct {
 	SharedStore bool
 	// DPoP configures DPoP proofs at the token endpoint (RFC 9449).
 	DPoP DPoPConfig
+	// Device configures the device authorization grant (RFC 8628).
+	Device DeviceConfig
 	// ClientCertHeader says a trusted proxy passes client certificates
 	// in a header (the app's client_cert_header). With it, or an https
 	// issuer not behind a TLS-terminating proxy, token requests can carry
@@ -124,6 +126,8 @@ type Engine struct {
 	verifier *tokens.Verifier
 	// dpop verifies DPoP proofs at the token endpoint (dpop.go).
 	dpop *tokens.DPoPVerifier
+	// device configures the device grant (device.go).
+	device DeviceConfig
 	// revocations is shared by every engine on the same storage.
 	revocations *tokens.Revocations
 	web         *web
@@ -255,6 +259,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.dpop, err = newDPoP(cfg.DPoP, e.keys); err != nil {
 		return nil, err
 	}
+	if err := checkDeviceConfig(&cfg.Device); err != nil {
+		return nil, err
+	}
+	e.device = cfg.Device
 	if e.observer == nil {
 		e.observer = nopObserver{}
 	}
@@ -298,6 +306,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 		GrantClientCredentials: e.clientCredentials,
 		GrantAuthorizationCode: e.authorizationCode,
 		GrantRefreshToken:      e.refreshToken,
+		// Every client may be registered for the device grant, run-time
+		// ones too: its device code is worth nothing without a user's
+		// consent on the verification page.
+		GrantDeviceCode: e.deviceCodeGrant,
 	}
 	if e.trusted, err = byKey(cfg.TrustedIssuers, "trust_issuer", func(ti *TrustedIssuer) (string, error) {
 		return ti.Issuer, validateTrustedIssuer(ti, e.clients)

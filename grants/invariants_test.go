@@ -54,6 +54,7 @@ func invClients() []*Client {
 		cl("inv-jb", GrantJWTBearer),
 		cl("inv-saml", GrantSAML2Bearer),
 		cl("inv-tx", GrantTokenExchange, GrantJWTBearer, GrantPassword, GrantRefreshToken),
+		cl("inv-dev", GrantDeviceCode, GrantRefreshToken),
 		{
 			ClientSpec: ClientSpec{
 				ID:             invRS,
@@ -65,7 +66,7 @@ func invClients() []*Client {
 			SecretHash: HashSecret(invSecret),
 		},
 	}
-	for _, c := range out[:5] {
+	for _, c := range out[:6] {
 		o := *c
 		o.ID += "-o"
 		o.AccessTokenFormat = FormatOpaque
@@ -179,6 +180,20 @@ var invWays = []invWay{
 		tr := redeem(e, "c-web", code, verifier)
 		wantOK(t, tr)
 		return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: "c-web", user: "alice"}
+	}},
+	{"device_code", GrantDeviceCode, func(t *testing.T, e *Engine, s string) invToken {
+		client := "inv-dev" + s
+		tr := devRequest(e, url.Values{"scope": {"openid read"}}, siBasicAuth(client, invSecret))
+		newBrowser(t, e).deviceDecide(tr.str("user_code"), "allow")
+		tr = invPost(t, e, client, "grant_type", GrantDeviceCode, "device_code", tr.str("device_code"))
+		return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: client, user: "alice"}
+	}},
+	{"device_code with DPoP", GrantDeviceCode, func(t *testing.T, e *Engine, s string) invToken {
+		client := "inv-dev" + s
+		tr := devRequest(e, url.Values{"scope": {"read"}}, siBasicAuth(client, invSecret))
+		newBrowser(t, e).deviceDecide(tr.str("user_code"), "allow")
+		tr = invPostDPoP(t, e, client, "grant_type", GrantDeviceCode, "device_code", tr.str("device_code"))
+		return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: client, user: "alice"}
 	}},
 	{"refresh_token", GrantRefreshToken, func(t *testing.T, e *Engine, s string) invToken {
 		first := invPassword(t, e, "inv-pw"+s)

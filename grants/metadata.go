@@ -44,6 +44,9 @@ type Metadata struct {
 	// TLSClientCertBoundAccessTokens: a token request over a connection
 	// with a client certificate always gets a bound token (RFC 8705 §3.3).
 	TLSClientCertBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens"`
+	// DeviceAuthorizationEndpoint is listed when some client may use the
+	// device grant (RFC 8628 §4).
+	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint,omitempty"`
 }
 
 // metadata builds the document. Both documents carry the same members: the
@@ -124,6 +127,9 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 	m.IntrospectionAuthMethodsSupported = slices.DeleteFunc(slices.Clone(m.TokenEndpointAuthMethodsSupported), func(s string) bool { return s == AuthNone })
 	m.IntrospectionAuthSigningAlgsSupported = m.TokenEndpointAuthSigningAlgsSupported
 	m.DPoPSigningAlgValuesSupported = e.dpop.Algs()
+	if slices.Contains(m.GrantTypesSupported, GrantDeviceCode) {
+		m.DeviceAuthorizationEndpoint = e.issuer + DeviceAuthorizationPath
+	}
 	slices.Sort(m.ScopesSupported)
 	slices.Sort(m.GrantTypesSupported)
 	if m.GrantTypesSupported == nil {

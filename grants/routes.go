@@ -10,16 +10,18 @@ import (
 // matches them.
 func (e *Engine) paths() map[string]string {
 	return map[string]string{
-		"token":      e.basePath + TokenPath,
-		"jwks":       e.basePath + JWKSPath,
-		"authorize":  e.basePath + AuthorizePath,
-		"userinfo":   e.basePath + UserinfoPath,
-		"logout":     e.basePath + LogoutPath,
-		"assets":     e.basePath + AssetsPath,
-		"revoke":     e.basePath + RevokePath,
-		"introspect": e.basePath + IntrospectPath,
-		"as_meta":    "/.well-known/oauth-authorization-server" + e.basePath,
-		"oidc_meta":  e.basePath + "/.well-known/openid-configuration",
+		"token":                e.basePath + TokenPath,
+		"jwks":                 e.basePath + JWKSPath,
+		"authorize":            e.basePath + AuthorizePath,
+		"userinfo":             e.basePath + UserinfoPath,
+		"logout":               e.basePath + LogoutPath,
+		"assets":               e.basePath + AssetsPath,
+		"revoke":               e.basePath + RevokePath,
+		"introspect":           e.basePath + IntrospectPath,
+		"device_authorization": e.basePath + DeviceAuthorizationPath,
+		"device":               e.basePath + DevicePath,
+		"as_meta":              "/.well-known/oauth-authorization-server" + e.basePath,
+		"oidc_meta":            e.basePath + "/.well-known/openid-configuration",
 		// Every endpoint but discovery is under prefix; a path there that
 		// is no endpoint is answered 404, not passed on.
 		"prefix": e.basePath + "/oauth/",
@@ -40,6 +42,9 @@ func (e *Engine) routes() map[string]http.HandlerFunc {
 		p["userinfo"]:               e.serveUserinfo,
 		p["revoke"]:                 e.serveRevoke,
 		p["introspect"]:             e.serveIntrospect,
+		p["device_authorization"]:   e.serveDeviceAuthorization,
+		p["device"]:                 e.serveDevice,
+		p["device"] + "/consent":    e.serveDeviceConsent,
 		p["logout"]:                 e.serveLogout,
 		p["logout"] + "/confirm":    e.serveLogout,
 		p["assets"] + "style.css":   e.serveAsset,
