@@ -322,8 +322,12 @@ func (e *Engine) deviceCodeGrant(ctx context.Context, c *Client, form Form) (*To
 			return nil
 		}
 		// Pending: too soon after the last poll is slow_down, and the
-		// interval grows by 5 s for this and every later poll.
-		if dr.LastPoll != 0 && now.Sub(time.UnixMilli(dr.LastPoll)) < time.Duration(dr.Interval)*time.Second {
+		// interval grows by 5 s for this and every later poll. A fifth of
+		// the interval is forgiven: a client that polls on a ticker of
+		// exactly the interval (golang.org/x/oauth2 does) arrives a little
+		// early whenever the network delays one poll more than the next.
+		interval := time.Duration(dr.Interval) * time.Second
+		if dr.LastPoll != 0 && now.Sub(time.UnixMilli(dr.LastPoll)) < interval-interval/5 {
 			dr.Interval += int64(deviceSlowDownStep / time.Second)
 			oerr = errCode(CodeSlowDown, "polling too fast: wait at least the interval between requests, now "+strconv.FormatInt(dr.Interval, 10)+" s")
 		} else {

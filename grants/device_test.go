@@ -209,13 +209,15 @@ func TestDevicePolling(t *testing.T) {
 		{"DEV-02 pending before approval", []step{{code: CodeAuthorizationPending}}},
 		{"DEV-03 slow_down grows the interval for good", []step{
 			{code: CodeAuthorizationPending},
+			// A poll a little early (network jitter) is forgiven.
+			{before: edit(back(4500 * time.Millisecond)), code: CodeAuthorizationPending},
 			{code: CodeSlowDown},
 			// The interval is 10 s now: at the old one (5 s) it is still
 			// too fast, and grows to 15 s, then 20 s.
 			{before: edit(back(6 * time.Second)), code: CodeSlowDown},
 			{before: edit(back(11 * time.Second)), code: CodeSlowDown},
 			{before: edit(back(21 * time.Second)), code: CodeAuthorizationPending},
-			{before: edit(back(19 * time.Second)), code: CodeSlowDown},
+			{before: edit(back(15 * time.Second)), code: CodeSlowDown},
 		}},
 		{"DEV-04 denied", []step{{code: CodeAuthorizationPending}, {before: decide("deny"), code: CodeAccessDenied},
 			{before: edit(back(time.Minute)), code: CodeAccessDenied}}},

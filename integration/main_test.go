@@ -44,6 +44,8 @@
 //	             19401/19402 http_port/https_port, 19404 the gated API;
 //	             behind a trusted proxy: 19406 the authorization server, 19407
 //	             and 19408 gates; 19409 client_auth verify_if_given
+//	19420-19422  the device grant (device_test.go): 19420 the authorization
+//	             server, 19421/19422 http_port/https_port
 //	19900-19949  the backup test (backup_test.go)
 //	19950-19979  the production recipes of docs/production.md (production_test.go)
 //	19998        held while the tests run, so concurrent runs take turns
