@@ -193,24 +193,11 @@ type DeviceAuthorizationResponse struct {
 // public client names itself with client_id) and gets a device code to
 // poll with and a user code to show.
 func (e *Engine) serveDeviceAuthorization(w http.ResponseWriter, r *http.Request) {
-	resp, oerr := e.deviceAuthorization(w, r)
-	if oerr != nil {
-		e.refused(r.Context(), "device_authorization", "device authorization refused", oerr)
-		WriteError(w, oerr)
-		return
-	}
-	writeJSON(w, http.StatusOK, resp)
+	answerJSON(e, w, r, "device_authorization", "device authorization refused", e.deviceAuthorization)
 }
 
 func (e *Engine) deviceAuthorization(w http.ResponseWriter, r *http.Request) (*DeviceAuthorizationResponse, *Error) {
-	if err := e.requireTLS(r); err != nil {
-		return nil, err
-	}
-	form, oerr := ParseForm(w, r)
-	if oerr != nil {
-		return nil, oerr
-	}
-	c, oerr := e.authenticateClient(r, form)
+	c, form, oerr := e.authenticatedForm(w, r)
 	if oerr != nil {
 		return nil, oerr
 	}

@@ -34,17 +34,7 @@ func devEngine(t testing.TB, opts ...engineOpt) *Engine {
 
 // devRequest posts a device authorization request.
 func devRequest(e *Engine, form url.Values, authz string) tokenResult {
-	r := httptest.NewRequest(http.MethodPost, DeviceAuthorizationPath, strings.NewReader(form.Encode()))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	r.RemoteAddr = loopbackAddr
-	if authz != "" {
-		r.Header.Set("Authorization", authz)
-	}
-	rec := httptest.NewRecorder()
-	e.ServeHTTP(rec, r)
-	tr := tokenResult{status: rec.Code, hdr: rec.Header(), raw: rec.Body.String()}
-	_ = json.Unmarshal(rec.Body.Bytes(), &tr.body)
-	return tr
+	return opPost(e, e.serveDeviceAuthorization, DeviceAuthorizationPath, "", form, authz)
 }
 
 // devStart gets a device code and user code for a public client.

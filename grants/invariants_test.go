@@ -144,6 +144,15 @@ func invPostDPoP(t *testing.T, e *Engine, client string, kv ...string) tokenResu
 	return tr
 }
 
+// invDevice runs the device grant as client: alice approves in a
+// browser, and post polls.
+func invDevice(t *testing.T, e *Engine, client string, post func(*testing.T, *Engine, string, ...string) tokenResult) invToken {
+	tr := devRequest(e, url.Values{"scope": {"openid read"}}, siBasicAuth(client, invSecret))
+	newBrowser(t, e).deviceDecide(tr.str("user_code"), "allow")
+	tr = post(t, e, client, "grant_type", GrantDeviceCode, "device_code", tr.str("device_code"))
+	return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: client, user: "alice"}
+}
+
 func invExp(t *testing.T, tok string) int64 {
 	t.Helper()
 	if strings.HasPrefix(tok, tokens.OpaquePrefix) {
@@ -182,18 +191,10 @@ var invWays = []invWay{
 		return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: "c-web", user: "alice"}
 	}},
 	{"device_code", GrantDeviceCode, func(t *testing.T, e *Engine, s string) invToken {
-		client := "inv-dev" + s
-		tr := devRequest(e, url.Values{"scope": {"openid read"}}, siBasicAuth(client, invSecret))
-		newBrowser(t, e).deviceDecide(tr.str("user_code"), "allow")
-		tr = invPost(t, e, client, "grant_type", GrantDeviceCode, "device_code", tr.str("device_code"))
-		return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: client, user: "alice"}
+		return invDevice(t, e, "inv-dev"+s, invPost)
 	}},
 	{"device_code with DPoP", GrantDeviceCode, func(t *testing.T, e *Engine, s string) invToken {
-		client := "inv-dev" + s
-		tr := devRequest(e, url.Values{"scope": {"read"}}, siBasicAuth(client, invSecret))
-		newBrowser(t, e).deviceDecide(tr.str("user_code"), "allow")
-		tr = invPostDPoP(t, e, client, "grant_type", GrantDeviceCode, "device_code", tr.str("device_code"))
-		return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: client, user: "alice"}
+		return invDevice(t, e, "inv-dev"+s, invPostDPoP)
 	}},
 	{"refresh_token", GrantRefreshToken, func(t *testing.T, e *Engine, s string) invToken {
 		first := invPassword(t, e, "inv-pw"+s)
