@@ -2,9 +2,11 @@ package grants
 
 import (
 	"encoding/json"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/oauthgate/caddy-oauthgate/internal/certtest"
 	"github.com/oauthgate/caddy-oauthgate/storage"
+
+	pages "github.com/oauthgate/caddy-oauthgate/grants/web"
 )
 
 const devConfSecret = "dev-conf-secret"
@@ -493,5 +497,70 @@ func TestDeviceMetadata(t *testing.T) {
 	}
 	if m := doc(newEngine(t)); m["device_authorization_endpoint"] != nil {
 		t.Errorf("without device clients: %v", m["device_authorization_endpoint"])
+	}
+}
+
+// The device pages take every word from the table of pages.Text, as
+// TestPagesStringsFromOneTable checks for the others.
+func TestDevicePagesStringsFromOneTable(t *testing.T) {
+	t.Parallel()
+	e := devEngine(t, withThrottle())
+	marked := pages.English
+	v := reflect.ValueOf(&marked).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.String && v.Type().Field(i).Name != "Lang" {
+			f.SetString("⟦" + v.Type().Field(i).Name + "⟧")
+		}
+	}
+	marked.Lang = "x-test"
+	e.web.text = &marked
+	e.web.scopes = map[string]string{"openid": "⟦openid⟧", "read": "⟦read⟧"}
+	_, uc := devStart(t, e, "c-tv", "openid read")
+	_, uc2 := devStart(t, e, "c-tv", "read")
+	b := newBrowser(t, e)
+	entry := b.get(DevicePath)
+	wrong := b.deviceEnter("BBBB-BBBB")
+	login := b.deviceEnter(uc)
+	consent := b.login(login, "alice", "alice-pw")
+	state, csrf := formFields(t, consent.Body.String())
+	allowed := b.post(DevicePath+"/consent", url.Values{"state": {state}, "csrf": {csrf}, "decision": {"allow"}})
+	gone := b.post(DevicePath+"/consent", url.Values{"state": {state}, "csrf": {csrf}, "decision": {"allow"}})
+	denied := b.deviceDecide(uc2, "deny")
+	put := httptest.NewRequest(http.MethodPut, DevicePath, nil)
+	put.RemoteAddr = loopbackAddr
+	method := httptest.NewRecorder()
+	e.serveDevice(method, put)
+	locked := wrong
+	for range 5 {
+		locked = b.deviceEnter("BBBB-BBBB")
+	}
+	if locked.Code != http.StatusTooManyRequests {
+		t.Fatalf("locked: %d", locked.Code)
+	}
+	var shown []string
+	for name, rec := range map[string]*httptest.ResponseRecorder{"entry": entry, "wrong": wrong, "consent": consent, "allowed": allowed,
+		"gone": gone, "denied": denied, "method": method, "locked": locked} {
+		body := rec.Body.String()
+		for _, id := range regexp.MustCompile(`<input id="([^"]+)"`).FindAllStringSubmatch(body, -1) {
+			if !strings.Contains(body, `<label for="`+id[1]+`">`) {
+				t.Errorf("%s page: input %s has no label", name, id[1])
+			}
+		}
+		text := regexp.MustCompile(`(?s)<title>.*?</title>|<[^>]*>`).ReplaceAllString(body, " ")
+		text = html.UnescapeString(text)
+		text = regexp.MustCompile(`⟦[A-Za-z]+⟧`).ReplaceAllString(text, " ")
+		for _, data := range []string{"Living Room TV", "c-tv", "alice"} {
+			text = strings.ReplaceAll(text, data, " ")
+		}
+		if rest := strings.Trim(text, " \n\t·:"); rest != "" {
+			t.Errorf("%s page shows text not from the table: %q", name, rest)
+		}
+		shown = append(shown, body)
+	}
+	for _, want := range []string{"⟦DeviceTitle⟧", "⟦DeviceLead⟧", "⟦UserCodeLabel⟧", "⟦ContinueButton⟧", "⟦DeviceCheckCode⟧",
+		"⟦DeviceApproved⟧", "⟦DeviceDenied⟧", "⟦DeviceCodeWrong⟧", "⟦DeviceThrottled⟧", "⟦DeviceCodeGone⟧", "⟦DeviceMethods⟧"} {
+		if !strings.Contains(strings.Join(shown, ""), want) {
+			t.Errorf("no page shows %s", want)
+		}
 	}
 }
