@@ -564,3 +564,19 @@ func TestDevicePagesStringsFromOneTable(t *testing.T) {
 		}
 	}
 }
+
+// A client registered at run time (admin API, CLI) may use the grant:
+// its handler does not depend on the configured clients.
+func TestDeviceRuntimeClient(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t)
+	if _, err := e.AddClient(t.Context(), &Client{ClientSpec: ClientSpec{ID: "rt-tv", AuthMethod: AuthNone,
+		GrantTypes: []string{GrantDeviceCode, GrantRefreshToken}, Scopes: []string{"read"}}}); err != nil {
+		t.Fatal(err)
+	}
+	dc, uc := devStart(t, e, "rt-tv", "read")
+	newBrowser(t, e).deviceDecide(uc, "allow")
+	if tr := devPoll(e, "rt-tv", dc); tr.status != http.StatusOK || tr.str("refresh_token") == "" {
+		t.Fatalf("run-time client: %d %s", tr.status, tr.raw)
+	}
+}
