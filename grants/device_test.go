@@ -9,11 +9,13 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/oauthgate/caddy-oauthgate/internal/certtest"
 	"github.com/oauthgate/caddy-oauthgate/storage"
+	"github.com/oauthgate/caddy-oauthgate/storage/postgres"
 
 	pages "github.com/oauthgate/caddy-oauthgate/grants/web"
 )
@@ -579,4 +581,71 @@ func TestDeviceRuntimeClient(t *testing.T) {
 	if tr := devPoll(e, "rt-tv", dc); tr.status != http.StatusOK || tr.str("refresh_token") == "" {
 		t.Fatalf("run-time client: %d %s", tr.status, tr.raw)
 	}
+}
+
+// pollRace polls dc from n goroutines at once, on the engines in turn,
+// and returns how many got tokens; every other answer must be
+// invalid_grant.
+func pollRace(t *testing.T, engines []*Engine, dc string, n int) int {
+	t.Helper()
+	results := make(chan tokenResult, n)
+	var start sync.WaitGroup
+	start.Add(1)
+	for i := range n {
+		go func() {
+			start.Wait()
+			results <- devPoll(engines[i%len(engines)], "c-tv", dc)
+		}()
+	}
+	start.Done()
+	won := 0
+	for range n {
+		tr := <-results
+		switch {
+		case tr.status == http.StatusOK:
+			won++
+		case tr.str("error") != CodeInvalidGrant:
+			t.Errorf("a losing poll got %d %s", tr.status, tr.raw)
+		}
+	}
+	return won
+}
+
+// DEV-05 under concurrency: of many polls racing for an approved code,
+// exactly one gets tokens (the code is spent in the transaction that
+// starts the grant).
+func TestDevicePollRace(t *testing.T) {
+	t.Parallel()
+	e := devEngine(t)
+	for range 3 {
+		dc, uc := devStart(t, e, "c-tv", "read")
+		newBrowser(t, e).deviceDecide(uc, "allow")
+		if won := pollRace(t, []*Engine{e}, dc, 8); won != 1 {
+			t.Fatalf("%d polls got tokens, want 1", won)
+		}
+	}
+}
+
+// testDeviceAcrossNodes (PostgreSQL, TestPostgresCluster): a device
+// authorized at one node is approved at another, and of polls racing at
+// both, one gets tokens.
+func testDeviceAcrossNodes(t *testing.T, stores []*postgres.Store) {
+	engines := make([]*Engine, len(stores))
+	for i, st := range stores {
+		engines[i] = newEngine(t, withStore(st), withClients(devClients()...), withConfig(func(c *Config) {
+			c.KeyEncryptionKey = []byte(clusterKEK)
+			c.SharedStore = true
+		}))
+	}
+	a, b := engines[0], engines[1]
+	dc, uc := devStart(t, a, "c-tv", "openid read")
+	wantErr(t, devPoll(b, "c-tv", dc), 400, CodeAuthorizationPending)
+	wantErr(t, devPoll(a, "c-tv", dc), 400, CodeSlowDown)
+	newBrowser(t, b).deviceDecide(uc, "allow")
+	if won := pollRace(t, engines, dc, 6); won != 1 {
+		t.Fatalf("%d polls got tokens across the nodes, want 1", won)
+	}
+	dc, uc = devStart(t, b, "c-tv", "read")
+	newBrowser(t, a).deviceDecide(uc, "deny")
+	wantErr(t, devPoll(b, "c-tv", dc), 400, CodeAccessDenied)
 }
