@@ -293,7 +293,14 @@ func (e *Engine) deviceCodeGrant(ctx context.Context, c *Client, form Form) (*To
 				oerr = errCode(CodeExpiredToken, "the device code has expired: start again with a new device authorization request")
 				return nil
 			}
-			aud, aerr := e.audienceFor(c, cmp.Or(form.Get("resource"), dr.Resource))
+			// As for a code: the poll may name the resource of the
+			// request again, or pick one when the request named none.
+			res := form.Get("resource")
+			if dr.Resource != "" && res != "" && canonResource(res) != canonResource(dr.Resource) {
+				oerr = errCode(CodeInvalidTarget, "resource differs from the device authorization request")
+				return nil
+			}
+			aud, aerr := e.audienceFor(c, cmp.Or(res, dr.Resource))
 			if aerr != nil {
 				oerr = aerr
 				return nil

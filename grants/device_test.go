@@ -266,6 +266,22 @@ func TestDevicePolling(t *testing.T) {
 		devEdit(t, e, dc, func(dr *deviceRecord) { dr.Expires = time.Now().Unix() - 1 })
 		wantErr(t, devPoll(e, "c-tv", dc), 400, CodeExpiredToken)
 	})
+	t.Run("resource", func(t *testing.T) {
+		e := devEngine(t, withClients(&Client{ClientSpec: ClientSpec{ID: "c-tv-apis", AuthMethod: AuthNone, GrantTypes: []string{GrantDeviceCode},
+			Scopes: []string{"read"}, Audience: []string{"https://a.test", "https://b.test"}}}))
+		tr := devRequest(e, url.Values{"client_id": {"c-tv-apis"}, "resource": {"https://a.test"}}, "")
+		newBrowser(t, e).deviceDecide(tr.str("user_code"), "allow")
+		poll := url.Values{"grant_type": {GrantDeviceCode}, "device_code": {tr.str("device_code")}, "client_id": {"c-tv-apis"}}
+		bad := cloneValues(poll)
+		bad.Set("resource", "https://b.test")
+		wantErr(t, postTokenRaw(e, bad, ""), 400, CodeInvalidTarget)
+		// The refusal did not spend the code.
+		tr = postTokenRaw(e, poll, "")
+		wantOK(t, tr)
+		if _, c := segments(t, tr.str("access_token")); c["aud"] != "https://a.test" {
+			t.Errorf("aud %v, want the requested resource", c["aud"])
+		}
+	})
 	t.Run("refusals", func(t *testing.T) {
 		e := devEngine(t)
 		wantErr(t, postTokenRaw(e, url.Values{"grant_type": {GrantDeviceCode}, "client_id": {"c-tv"}}, ""), 400, CodeInvalidRequest)
