@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -111,10 +113,27 @@ func TestDeviceFlowLikeATV(t *testing.T) {
 	}
 	got := poll(da)
 	wd := startBrowser(t)
+	// A phone's width: nothing may overflow sideways. With
+	// OAUTHGATE_SCREENSHOTS=../docs/screenshots the pages are saved there.
+	wd.SetViewport(320, 640)
+	shot := func(page string) {
+		t.Helper()
+		var o struct{ ScrollWidth, InnerWidth int }
+		wd.Exec(`return {ScrollWidth: document.documentElement.scrollWidth, InnerWidth: window.innerWidth}`, &o)
+		if o.ScrollWidth > o.InnerWidth {
+			t.Errorf("%s page overflows at 320 px: scrollWidth %d", page, o.ScrollWidth)
+		}
+		if dir := os.Getenv("OAUTHGATE_SCREENSHOTS"); dir != "" {
+			if err := os.WriteFile(filepath.Join(dir, page+"-320.png"), wd.Screenshot(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	wd.Navigate(da.VerificationURIComplete)
 	wd.WaitSource(func(src string) bool {
 		return strings.Contains(src, `id="user_code"`) && strings.Contains(src, `value="`+da.UserCode+`"`)
 	})
+	shot("device")
 	// Filled in is not approved: the device is still waiting.
 	select {
 	case r := <-got:
@@ -133,8 +152,10 @@ func TestDeviceFlowLikeATV(t *testing.T) {
 			t.Fatalf("consent page lacks %q:\n%s", want, src)
 		}
 	}
+	shot("device-consent")
 	wd.Click("#allow")
 	wd.WaitSource(func(src string) bool { return strings.Contains(src, "Your device is connected.") })
+	shot("device-connected")
 	r := wait(got)
 	if r.err != nil {
 		t.Fatalf("DeviceAccessToken: %v", r.err)
