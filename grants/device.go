@@ -167,9 +167,33 @@ type deviceRecord struct {
 	Interval int64  `json:"interval"`
 	LastPoll int64  `json:"last_poll,omitempty"`
 	Status   string `json:"status"`
-	// Subject and AuthTime are the approving user's, once approved.
+	// Subject and AuthTime are the approving user's, once approved, and
+	// Approved when (Unix seconds).
 	Subject  string `json:"sub,omitempty"`
 	AuthTime int64  `json:"auth_time,omitempty"`
+	Approved int64  `json:"approved,omitempty"`
+}
+
+// approvalRevoked reports whether everything of the approving user or of
+// the client was revoked (RevokeSubject, RevokeClient, removing either)
+// at or after the approval: an approval is not a token, so the
+// revocation could not reach it, and a device an attacker had approved
+// with a stolen password must not get tokens once the operator revoked
+// the user.
+func approvalRevoked(tx storage.Tx, dr *deviceRecord) (bool, error) {
+	for _, k := range [...]string{tokens.BeforeKey("sub", dr.Subject), tokens.BeforeKey("client", dr.ClientID)} {
+		rec, err := tx.Get(storage.KindRevoked, k)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if at, err := strconv.ParseInt(string(rec.Value), 10, 64); err != nil || at >= dr.Approved {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // deviceKey and userCodeKey are where a device record and its user code
@@ -221,13 +245,18 @@ func (e *Engine) deviceAuthorization(w http.ResponseWriter, r *http.Request) (*D
 	err := e.store.Batch(r.Context(), func(tx storage.Tx) error {
 		// A user code is unique among the live ones: of 20^8, a clash is
 		// rare, and another draw settles it.
-		for range 8 {
+		free := false
+		for i := 0; i < 8 && !free; i++ {
 			rec.UserCode = newUserCode()
-			if _, err := tx.Get(storage.KindCodes, userCodeKey(rec.UserCode)); errors.Is(err, storage.ErrNotFound) {
-				break
-			} else if err != nil {
+			_, err := tx.Get(storage.KindCodes, userCodeKey(rec.UserCode))
+			if free = errors.Is(err, storage.ErrNotFound); !free && err != nil {
 				return err
 			}
+		}
+		if !free {
+			// Never reached in practice (20^8 codes); never overwrite
+			// another device's user code.
+			return errors.New("no free user code after 8 draws")
 		}
 		if err := tx.Put(storage.KindCodes, userCodeKey(rec.UserCode), storage.Record{Value: []byte(deviceKey(deviceCode)), Expires: time.Unix(rec.Expires, 0)}); err != nil {
 			return err
@@ -292,6 +321,13 @@ func (e *Engine) deviceCodeGrant(ctx context.Context, c *Client, form Form) (*To
 			if now.Unix() >= dr.Expires {
 				oerr = errCode(CodeExpiredToken, "the device code has expired: start again with a new device authorization request")
 				return nil
+			}
+			if revoked, err := approvalRevoked(tx, &dr); err != nil || revoked {
+				oerr = errBadDeviceCode
+				if err != nil {
+					return err
+				}
+				return putJSON(tx, storage.KindCodes, key, &deviceRecord{ClientID: dr.ClientID, Status: deviceUsed}, rec.Expires)
 			}
 			// As for a code: the poll may name the resource of the
 			// request again, or pick one when the request named none.

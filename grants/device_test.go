@@ -282,6 +282,29 @@ func TestDevicePolling(t *testing.T) {
 			t.Errorf("aud %v, want the requested resource", c["aud"])
 		}
 	})
+	// Revoking the user or the client after the approval, or removing
+	// the user, leaves the approval nothing to issue. carol is a run-time
+	// user (config users cannot be removed).
+	for name, revoke := range map[string]func(*testing.T, *Engine){
+		"revoked user":   func(t *testing.T, e *Engine) { _, err := e.RevokeUser(t.Context(), "carol"); noErr(t, err) },
+		"revoked client": func(t *testing.T, e *Engine) { _, err := e.RevokeClient(t.Context(), "c-tv"); noErr(t, err) },
+		"removed user":   func(t *testing.T, e *Engine) { noErr(t, e.RemoveUser(t.Context(), "carol")) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := devEngine(t)
+			noErr(t, e.users.Put(t.Context(), &User{Name: "carol", PasswordHash: testHash("carol-pw")}, true))
+			dc, uc := devStart(t, e, "c-tv", "read")
+			b := newBrowser(t, e)
+			rec := b.login(b.deviceEnter(uc), "carol", "carol-pw")
+			st, csrf := formFields(t, rec.Body.String())
+			if rec := b.post(DevicePath+"/consent", url.Values{"state": {st}, "csrf": {csrf}, "decision": {"allow"}}); rec.Code != http.StatusOK {
+				t.Fatalf("allow: %d", rec.Code)
+			}
+			revoke(t, e)
+			wantErr(t, devPoll(e, "c-tv", dc), 400, CodeInvalidGrant)
+			wantErr(t, devPoll(e, "c-tv", dc), 400, CodeInvalidGrant)
+		})
+	}
 	t.Run("refusals", func(t *testing.T) {
 		e := devEngine(t)
 		wantErr(t, postTokenRaw(e, url.Values{"grant_type": {GrantDeviceCode}, "client_id": {"c-tv"}}, ""), 400, CodeInvalidRequest)
@@ -664,4 +687,11 @@ func testDeviceAcrossNodes(t *testing.T, stores []*postgres.Store) {
 	dc, uc = devStart(t, b, "c-tv", "read")
 	newBrowser(t, a).deviceDecide(uc, "deny")
 	wantErr(t, devPoll(b, "c-tv", dc), 400, CodeAccessDenied)
+}
+
+func noErr(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -226,7 +226,7 @@ func (e *Engine) serveDeviceConsent(rw http.ResponseWriter, r *http.Request) {
 		}
 		dr.Status = deviceDenied
 		if allow {
-			dr.Status, dr.Subject, dr.AuthTime = deviceApproved, sess.Sub, sess.AuthTime
+			dr.Status, dr.Subject, dr.AuthTime, dr.Approved = deviceApproved, sess.Sub, sess.AuthTime, time.Now().Unix()
 		}
 		if err := tx.Delete(storage.KindCodes, userCodeKey(st.UserCode)); err != nil {
 			return err
