@@ -2,11 +2,9 @@ package grants
 
 import (
 	"encoding/json"
-	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -16,8 +14,6 @@ import (
 	"github.com/oauthgate/caddy-oauthgate/internal/certtest"
 	"github.com/oauthgate/caddy-oauthgate/storage"
 	"github.com/oauthgate/caddy-oauthgate/storage/postgres"
-
-	pages "github.com/oauthgate/caddy-oauthgate/grants/web"
 )
 
 const devConfSecret = "dev-conf-secret"
@@ -546,16 +542,7 @@ func TestDeviceMetadata(t *testing.T) {
 func TestDevicePagesStringsFromOneTable(t *testing.T) {
 	t.Parallel()
 	e := devEngine(t, withThrottle())
-	marked := pages.English
-	v := reflect.ValueOf(&marked).Elem()
-	for i := range v.NumField() {
-		if f := v.Field(i); f.Kind() == reflect.String && v.Type().Field(i).Name != "Lang" {
-			f.SetString("⟦" + v.Type().Field(i).Name + "⟧")
-		}
-	}
-	marked.Lang = "x-test"
-	e.web.text = &marked
-	e.web.scopes = map[string]string{"openid": "⟦openid⟧", "read": "⟦read⟧"}
+	markText(e, "openid", "read")
 	_, uc := devStart(t, e, "c-tv", "openid read")
 	_, uc2 := devStart(t, e, "c-tv", "read")
 	b := newBrowser(t, e)
@@ -582,20 +569,7 @@ func TestDevicePagesStringsFromOneTable(t *testing.T) {
 	for name, rec := range map[string]*httptest.ResponseRecorder{"entry": entry, "wrong": wrong, "consent": consent, "allowed": allowed,
 		"gone": gone, "denied": denied, "method": method, "locked": locked} {
 		body := rec.Body.String()
-		for _, id := range regexp.MustCompile(`<input id="([^"]+)"`).FindAllStringSubmatch(body, -1) {
-			if !strings.Contains(body, `<label for="`+id[1]+`">`) {
-				t.Errorf("%s page: input %s has no label", name, id[1])
-			}
-		}
-		text := regexp.MustCompile(`(?s)<title>.*?</title>|<[^>]*>`).ReplaceAllString(body, " ")
-		text = html.UnescapeString(text)
-		text = regexp.MustCompile(`⟦[A-Za-z]+⟧`).ReplaceAllString(text, " ")
-		for _, data := range []string{"Living Room TV", "c-tv", "alice"} {
-			text = strings.ReplaceAll(text, data, " ")
-		}
-		if rest := strings.Trim(text, " \n\t·:"); rest != "" {
-			t.Errorf("%s page shows text not from the table: %q", name, rest)
-		}
+		checkMarkedPage(t, name, body, "Living Room TV", "c-tv", "alice")
 		shown = append(shown, body)
 	}
 	for _, want := range []string{"⟦DeviceTitle⟧", "⟦DeviceLead⟧", "⟦UserCodeLabel⟧", "⟦ContinueButton⟧", "⟦DeviceCheckCode⟧",
