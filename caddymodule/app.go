@@ -162,6 +162,16 @@ type App struct {
 	// stays usable (once), 1s to 10m. Default: 60s.
 	PushedRequestTTL caddy.Duration `json:"pushed_request_ttl,omitempty"`
 
+	// DeviceCodeTTL is how long a device code and its user code of the
+	// device authorization grant (RFC 8628) stay valid: the expires_in of
+	// the device authorization response. Default: 10m; between 1m and 1h.
+	DeviceCodeTTL caddy.Duration `json:"device_code_ttl,omitempty"`
+
+	// DevicePollInterval is the least time a device waits between two
+	// polls of the token endpoint (the interval of the device
+	// authorization response); a device that polls faster gets slow_down
+	// and a longer interval. Default: 5s; whole seconds between 1s and 1m.
+	DevicePollInterval caddy.Duration `json:"device_poll_interval,omitempty"`
 	// TLSClientCAFile is a PEM file of the CA certificates that issue the
 	// certificates of tls_client_auth clients (RFC 8705 §2.1), for every
 	// such client without its own tls_client_ca_file. Default: none.
@@ -368,6 +378,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		SealPlainKeys:    a.SealPlainKeys,
 		DPoP:             grants.DPoPConfig{Nonce: a.DPoPNonce, Algs: a.DPoPSigningAlgs},
 		PAR:              grants.PARConfig{Require: a.RequirePushedAuthorizationRequests, TTL: time.Duration(a.PushedRequestTTL)},
+		Device:           grants.DeviceConfig{CodeTTL: time.Duration(a.DeviceCodeTTL), Interval: time.Duration(a.DevicePollInterval)},
 		ClientCertHeader: a.ClientCertHeader != nil,
 		Registration:     registration,
 		ClientIDMetadata: a.ClientIDMetadata.build(),

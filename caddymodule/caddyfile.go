@@ -46,6 +46,8 @@ func init() {
 //		dpop_signing_algs <alg...>
 //		require_pushed_authorization_requests
 //		pushed_request_ttl <duration>
+//		device_code_ttl <duration>
+//		device_poll_interval <duration>
 //		scope_description <scope> <text>
 //		registration {
 //			open
@@ -224,11 +226,13 @@ var appOptions = optionParsers[App]{
 		a.RequirePushedAuthorizationRequests = true
 		return cfargs.NoArgs(d)
 	},
-	"pushed_request_ttl": func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.PushedRequestTTL) },
-	"tls_client_ca_file": func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.TLSClientCAFile) },
-	"client_cert_header": func(d *caddyfile.Dispenser, a *App) error { return cfargs.CertHeaderArg(d, &a.ClientCertHeader) },
-	"registration":       parseRegistration,
-	"client_id_metadata": parseClientIDMetadata,
+	"pushed_request_ttl":   func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.PushedRequestTTL) },
+	"tls_client_ca_file":   func(d *caddyfile.Dispenser, a *App) error { return cfargs.OneArg(d, &a.TLSClientCAFile) },
+	"client_cert_header":   func(d *caddyfile.Dispenser, a *App) error { return cfargs.CertHeaderArg(d, &a.ClientCertHeader) },
+	"registration":         parseRegistration,
+	"client_id_metadata":   parseClientIDMetadata,
+	"device_code_ttl":      func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.DeviceCodeTTL) },
+	"device_poll_interval": func(d *caddyfile.Dispenser, a *App) error { return cfargs.DurationArg(d, &a.DevicePollInterval) },
 	"sweep_interval": func(d *caddyfile.Dispenser, a *App) error {
 		if err := cfargs.DurationArg(d, &a.SweepInterval); err != nil {
 			return err

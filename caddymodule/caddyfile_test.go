@@ -28,6 +28,7 @@ const everyOption = "oauth {\n" +
 	" key_encryption_key {env.KEK}\n sweep_interval 2m\n templates_dir /t\n logo /l.png\n" +
 	" login_max_failures 7\n behind_tls_proxy\n seal_plain_keys\n" +
 	" dpop_nonce\n dpop_signing_algs ES256 EdDSA\n dpop_signing_algs PS256\n" +
+	" device_code_ttl 15m\n device_poll_interval 2s\n" +
 	" scope_description invoices:read \"Read your invoices\"\n scope_description openid \"Sign you in\"\n" +
 	" client web {\n  name \"Billing portal\"\n  logo_uri https://w.test/logo.png\n  client_uri https://w.test/\n  policy_uri https://w.test/privacy\n  secret s3cret\n  auth_method client_secret_post\n" +
 	"  grant_types authorization_code refresh_token\n  grant_types client_credentials\n" +
@@ -53,7 +54,7 @@ const everyOptionJSON = `{"issuer":"https://as.test","storage_path":"/tmp/o.db",
 	`"refresh_grace_period":30000000000,"session_ttl":3600000000000,"templates_dir":"/t","logo":"/l.png",` +
 	`"scope_descriptions":{"invoices:read":"Read your invoices","openid":"Sign you in"},` +
 	`"login_max_failures":7,"behind_tls_proxy":true,"sweep_interval":120000000000,"key_rotation":2592000000000000,` +
-	`"key_encryption_key":"{env.KEK}","seal_plain_keys":true,"dpop_nonce":true,"dpop_signing_algs":["ES256","EdDSA","PS256"],"clients":[` +
+	`"key_encryption_key":"{env.KEK}","seal_plain_keys":true,"dpop_nonce":true,"dpop_signing_algs":["ES256","EdDSA","PS256"],"device_code_ttl":900000000000,"device_poll_interval":2000000000,"clients":[` +
 	`{"client_id":"web","client_name":"Billing portal","logo_uri":"https://w.test/logo.png","client_uri":"https://w.test/","policy_uri":"https://w.test/privacy","auth_method":"client_secret_post","grant_types":["authorization_code","refresh_token","client_credentials"],` +
 	`"scopes":["a","b"],"audience":["https://api.test"],"redirect_uris":["https://w.test/cb","https://w.test/cb2"],` +
 	`"post_logout_redirect_uris":["https://w.test/bye","https://w.test/bye2"],"trusted":true,"pkce_optional":true,"access_token_format":"opaque","id_token_signed_response_alg":"ES256","dpop_bound_access_tokens":true,` +
@@ -474,6 +475,19 @@ func TestClientIDMetadataOption(t *testing.T) {
 	} {
 		if _, err := provisionApp(base + tc.block + "}"); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: want an error with %q, got %v", tc.block, tc.want, err)
+		}
+	}
+}
+
+// TestDeviceOptions: the device grant's options reach the engine, which
+// refuses them out of bounds with the option's name.
+func TestDeviceOptions(t *testing.T) {
+	if _, err := provisionApp("oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n device_code_ttl 15m\n device_poll_interval 2s\n}"); err != nil {
+		t.Fatalf("device options: %v", err)
+	}
+	for opt, want := range map[string]string{"device_code_ttl 2h": "device_code_ttl", "device_poll_interval 500ms": "device_poll_interval"} {
+		if _, err := provisionApp("oauth {\n issuer https://as.test\n storage_path /nonexistent/oauth.db\n " + opt + "\n}"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", opt, err)
 		}
 	}
 }

@@ -424,7 +424,7 @@ func TestAuditLinesAreDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := string(raw)
-	for _, msg := range []string{auditSignInFailed, auditSignInLocked, auditSignInRefused, auditRefreshReuse, auditUserCreated,
+	for _, msg := range []string{auditDeviceLocked, auditDeviceApproved, auditSignInFailed, auditSignInLocked, auditSignInRefused, auditRefreshReuse, auditUserCreated,
 		auditUserUpdated, auditUserRemoved, auditClientCreated, auditClientRemoved, auditKeyRotated, auditKeyRetiring,
 		auditKeyRetired, auditGrantsRevoked} {
 		if !strings.Contains(b, "`"+msg+"`") {

@@ -330,6 +330,10 @@ type loginState struct {
 	// Known is the user a login_hint or the session named, until the
 	// user picks "Sign in as someone else".
 	Known string `json:"k,omitempty"`
+	// Device is the user code when the sign-in is for the device grant's
+	// verification page (devicepage.go), which it returns to; Request
+	// then names only the client.
+	Device string `json:"d,omitempty"`
 }
 
 // loginPage shows the login form: name fills in the user name field (and
@@ -403,6 +407,10 @@ func (e *Engine) serveLogin(rw http.ResponseWriter, r *http.Request) {
 		e.unavailable(rw, r, "login", e.web.text.SignInUnavailable, err)
 		return
 	}
+	if st.Device != "" {
+		e.continueDevice(rw, r, st.Device, sess)
+		return
+	}
 	e.continueAuthorize(rw, r, ar, sess)
 }
 
@@ -471,10 +479,11 @@ func (e *Engine) postedForm(rw http.ResponseWriter, r *http.Request, st any) boo
 	var (
 		ar       *authzRequest
 		endpoint string
+		device   bool
 	)
 	switch s := st.(type) {
 	case *loginState:
-		ar, endpoint = &s.Request, "login"
+		ar, endpoint, device = &s.Request, "login", s.Device != ""
 	case *consentState:
 		ar, endpoint = &s.Request, "consent"
 	}
@@ -483,7 +492,9 @@ func (e *Engine) postedForm(rw http.ResponseWriter, r *http.Request, st any) boo
 		e.unavailable(rw, r, endpoint, e.web.text.SignInUnavailable, err)
 		return false
 	}
-	if c == nil || !c.MatchRedirectURI(ar.RedirectURI) {
+	// A device sign-in has no redirect URI: nothing is sent to the
+	// browser but the verification page.
+	if c == nil || !device && !c.MatchRedirectURI(ar.RedirectURI) {
 		e.web.errorPage(rw, http.StatusBadRequest, e.web.text.ClientGone)
 		return false
 	}

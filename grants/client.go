@@ -134,8 +134,8 @@ func (c *Client) Validate() error {
 	if c.Allows(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		return fmt.Errorf("client %q: authorization_code needs at least one redirect_uri", c.ID)
 	}
-	if c.Allows(GrantRefreshToken) && !c.Allows(GrantAuthorizationCode) && !c.Allows(GrantPassword) {
-		return fmt.Errorf("client %q: refresh_token needs authorization_code or password (refresh tokens come from them)", c.ID)
+	if c.Allows(GrantRefreshToken) && !c.Allows(GrantAuthorizationCode) && !c.Allows(GrantPassword) && !c.Allows(GrantDeviceCode) {
+		return fmt.Errorf("client %q: refresh_token needs authorization_code, password or %s (refresh tokens come from them)", c.ID, GrantDeviceCode)
 	}
 	if c.AuthMethod == AuthNone && (c.Allows(GrantPassword) || c.Allows(GrantJWTBearer) || c.Allows(GrantSAML2Bearer) || c.Allows(GrantTokenExchange)) {
 		return fmt.Errorf("client %q: a public client cannot use the password, jwt-bearer, saml2-bearer or token-exchange grant", c.ID)
@@ -222,7 +222,7 @@ func logoSource(logo string) (string, bool) {
 }
 
 // SupportedGrantTypes lists the grant types this engine implements.
-var SupportedGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantPassword, GrantJWTBearer, GrantSAML2Bearer, GrantTokenExchange}
+var SupportedGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantPassword, GrantJWTBearer, GrantSAML2Bearer, GrantTokenExchange, GrantDeviceCode}
 
 // validateRedirectURI accepts absolute https URIs, http on loopback hosts
 // (RFC 8252 §7.3), and private-use schemes of native apps (RFC 8252 §7.1,

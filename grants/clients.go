@@ -69,8 +69,10 @@ type ClientSpec struct {
 	TLSClientSubject
 
 	// GrantTypes the client may use: authorization_code, refresh_token
-	// (with authorization_code or password), client_credentials, and the
-	// opt-in grants password, urn:ietf:params:oauth:grant-type:jwt-bearer,
+	// (with authorization_code, password or the device grant),
+	// client_credentials, urn:ietf:params:oauth:grant-type:device_code
+	// (RFC 8628, public or confidential clients), and the opt-in grants
+	// password, urn:ietf:params:oauth:grant-type:jwt-bearer,
 	// urn:ietf:params:oauth:grant-type:saml2-bearer and
 	// urn:ietf:params:oauth:grant-type:token-exchange (confidential clients
 	// only; each is offered only when a client lists it). Required.

@@ -59,6 +59,7 @@ func TestPostgresCluster(t *testing.T) {
 	t.Run("RetireAfterLongestTTL", func(t *testing.T) { testRetireAfterLongestTTL(t, nodes(t, 2)) })
 	t.Run("OtherIssuerRefused", func(t *testing.T) { testOtherIssuerRefused(t, nodes(t, 2)) })
 	t.Run("PARAcrossNodes", func(t *testing.T) { testPARAcrossNodes(t, nodes(t, 3)) })
+	t.Run("DeviceAcrossNodes", func(t *testing.T) { testDeviceAcrossNodes(t, nodes(t, 2)) })
 }
 
 // countingStore counts the sweeps that reach the store, and makes each

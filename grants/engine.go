@@ -93,6 +93,8 @@ type Config struct {
 	DPoP DPoPConfig
 	// PAR configures pushed authorization requests (RFC 9126, par.go).
 	PAR PARConfig
+	// Device configures the device authorization grant (RFC 8628).
+	Device DeviceConfig
 	// ClientCertHeader says a trusted proxy passes client certificates
 	// in a header (the app's client_cert_header). With it, or an https
 	// issuer not behind a TLS-terminating proxy, token requests can carry
@@ -137,6 +139,8 @@ type Engine struct {
 	// the pushes of public clients per address (par.go).
 	par      PARConfig
 	parLimit *throttle
+	// device configures the device grant (device.go).
+	device DeviceConfig
 	// revocations is shared by every engine on the same storage.
 	revocations *tokens.Revocations
 	web         *web
@@ -273,6 +277,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.dpop, err = newDPoP(cfg.DPoP, e.keys); err != nil {
 		return nil, err
 	}
+	if err := checkDeviceConfig(&cfg.Device); err != nil {
+		return nil, err
+	}
+	e.device = cfg.Device
 	if e.observer == nil {
 		e.observer = nopObserver{}
 	}
@@ -319,6 +327,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 		GrantClientCredentials: e.clientCredentials,
 		GrantAuthorizationCode: e.authorizationCode,
 		GrantRefreshToken:      e.refreshToken,
+		// Every client may be registered for the device grant, run-time
+		// ones too: its device code is worth nothing without a user's
+		// consent on the verification page.
+		GrantDeviceCode: e.deviceCodeGrant,
 	}
 	if e.trusted, err = byKey(cfg.TrustedIssuers, "trust_issuer", func(ti *TrustedIssuer) (string, error) {
 		return ti.Issuer, validateTrustedIssuer(ti, e.clients)

@@ -157,6 +157,18 @@ func WriteError(w http.ResponseWriter, e *Error) {
 	writeJSON(w, e.Status, body)
 }
 
+// answerJSON serves a JSON endpoint: handle's answer with 200, or its
+// refusal, logged (refused) as msg for endpoint.
+func answerJSON[T any](e *Engine, w http.ResponseWriter, r *http.Request, endpoint, msg string, handle func(http.ResponseWriter, *http.Request) (T, *Error)) {
+	resp, oerr := handle(w, r)
+	if oerr != nil {
+		e.refused(r.Context(), endpoint, msg, oerr)
+		WriteError(w, oerr)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
 // writeJSON writes v as an uncacheable JSON response.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	buf, err := json.Marshal(v)

@@ -41,13 +41,7 @@ type Introspection struct {
 // tokens whose audience includes one of its audience values, and nothing
 // else (RFC 7662 §4). Everything else is {"active":false}.
 func (e *Engine) serveIntrospect(w http.ResponseWriter, r *http.Request) {
-	resp, oerr := e.introspect(w, r)
-	if oerr != nil {
-		e.refused(r.Context(), "introspect", "introspection refused", oerr)
-		WriteError(w, oerr)
-		return
-	}
-	writeJSON(w, http.StatusOK, resp)
+	answerJSON(e, w, r, "introspect", "introspection refused", e.introspect)
 }
 
 var inactive = &Introspection{}

@@ -54,6 +54,7 @@ func invClients() []*Client {
 		cl("inv-jb", GrantJWTBearer),
 		cl("inv-saml", GrantSAML2Bearer),
 		cl("inv-tx", GrantTokenExchange, GrantJWTBearer, GrantPassword, GrantRefreshToken),
+		cl("inv-dev", GrantDeviceCode, GrantRefreshToken),
 		{
 			ClientSpec: ClientSpec{
 				ID:             invRS,
@@ -65,7 +66,7 @@ func invClients() []*Client {
 			SecretHash: HashSecret(invSecret),
 		},
 	}
-	for _, c := range out[:5] {
+	for _, c := range out[:6] {
 		o := *c
 		o.ID += "-o"
 		o.AccessTokenFormat = FormatOpaque
@@ -143,6 +144,15 @@ func invPostDPoP(t *testing.T, e *Engine, client string, kv ...string) tokenResu
 	return tr
 }
 
+// invDevice runs the device grant as client: alice approves in a
+// browser, and post polls.
+func invDevice(t *testing.T, e *Engine, client string, post func(*testing.T, *Engine, string, ...string) tokenResult) invToken {
+	tr := devRequest(e, url.Values{"scope": {"openid read"}}, siBasicAuth(client, invSecret))
+	newBrowser(t, e).deviceDecide(tr.str("user_code"), "allow")
+	tr = post(t, e, client, "grant_type", GrantDeviceCode, "device_code", tr.str("device_code"))
+	return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: client, user: "alice"}
+}
+
 func invExp(t *testing.T, tok string) int64 {
 	t.Helper()
 	if strings.HasPrefix(tok, tokens.OpaquePrefix) {
@@ -193,6 +203,12 @@ var invWays = []invWay{
 			"redirect_uri": {testRedirect["c-web"]}, "code_verifier": {verifier}}, k.proof(t, nil))
 		wantDPoP(t, e, tr, k, "")
 		return invToken{access: tr.str("access_token"), refresh: tr.str("refresh_token"), client: "c-web", user: "alice"}
+	}},
+	{"device_code", GrantDeviceCode, func(t *testing.T, e *Engine, s string) invToken {
+		return invDevice(t, e, "inv-dev"+s, invPost)
+	}},
+	{"device_code with DPoP", GrantDeviceCode, func(t *testing.T, e *Engine, s string) invToken {
+		return invDevice(t, e, "inv-dev"+s, invPostDPoP)
 	}},
 	{"refresh_token", GrantRefreshToken, func(t *testing.T, e *Engine, s string) invToken {
 		first := invPassword(t, e, "inv-pw"+s)

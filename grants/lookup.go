@@ -104,10 +104,11 @@ func (e *Engine) findRefresh(ctx context.Context, tok string, stale bool) (*foun
 	return f, err
 }
 
-// clientRequest reads the form of an introspection or revocation request
-// and authenticates its client exactly as the token endpoint does
-// (RFC 7662 §2.1, RFC 7009 §2.1). The token parameter is required.
-func (e *Engine) clientRequest(w http.ResponseWriter, r *http.Request) (*Client, Form, *Error) {
+// authenticatedForm reads the form of a client's request to an endpoint
+// other than the token endpoint (introspection, revocation, device
+// authorization) and authenticates the client exactly as the token
+// endpoint does.
+func (e *Engine) authenticatedForm(w http.ResponseWriter, r *http.Request) (*Client, Form, *Error) {
 	if err := e.requireTLS(r); err != nil {
 		return nil, nil, err
 	}
@@ -116,6 +117,17 @@ func (e *Engine) clientRequest(w http.ResponseWriter, r *http.Request) (*Client,
 		return nil, nil, oerr
 	}
 	c, oerr := e.authenticateClient(r, form)
+	if oerr != nil {
+		return nil, nil, oerr
+	}
+	return c, form, nil
+}
+
+// clientRequest reads the form of an introspection or revocation request
+// and authenticates its client exactly as the token endpoint does
+// (RFC 7662 §2.1, RFC 7009 §2.1). The token parameter is required.
+func (e *Engine) clientRequest(w http.ResponseWriter, r *http.Request) (*Client, Form, *Error) {
+	c, form, oerr := e.authenticatedForm(w, r)
 	if oerr != nil {
 		return nil, nil, oerr
 	}

@@ -56,6 +56,9 @@ type Metadata struct {
 	// ClientIDMetadataDocumentSupported: an https client_id names the
 	// client's metadata document, when that is on.
 	ClientIDMetadataDocumentSupported bool `json:"client_id_metadata_document_supported,omitempty"`
+	// DeviceAuthorizationEndpoint is listed when some client may use the
+	// device grant (RFC 8628 §4).
+	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint,omitempty"`
 }
 
 // metadata builds the document. Both documents carry the same members: the
@@ -153,6 +156,9 @@ func (e *Engine) metadataDoc(ctx context.Context, oidc bool) (*Metadata, error) 
 		m.RegistrationEndpoint = e.issuer + RegisterPath
 	}
 	m.ClientIDMetadataDocumentSupported = e.cimd != nil
+	if slices.Contains(m.GrantTypesSupported, GrantDeviceCode) {
+		m.DeviceAuthorizationEndpoint = e.issuer + DeviceAuthorizationPath
+	}
 	slices.Sort(m.ScopesSupported)
 	slices.Sort(m.GrantTypesSupported)
 	if m.GrantTypesSupported == nil {

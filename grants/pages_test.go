@@ -141,8 +141,9 @@ func TestLogoutCancel(t *testing.T) {
 // every word it shows comes from the Text table: with every string of
 // the table replaced by a marker, nothing else is left on the page but
 // the data (names, scopes) and punctuation.
-func TestPagesStringsFromOneTable(t *testing.T) {
-	e := pagesEngine(t)
+// markText makes every string of e's pages a marker ⟦Name⟧ (and the
+// descriptions of the scopes given ⟦scope⟧), in language x-test.
+func markText(e *Engine, scopes ...string) {
 	marked := pages.English
 	v := reflect.ValueOf(&marked).Elem()
 	for i := range v.NumField() {
@@ -152,7 +153,40 @@ func TestPagesStringsFromOneTable(t *testing.T) {
 	}
 	marked.Lang = "x-test"
 	e.web.text = &marked
-	e.web.scopes = map[string]string{"openid": "⟦openid⟧", "email": "⟦email⟧"}
+	e.web.scopes = map[string]string{}
+	for _, sc := range scopes {
+		e.web.scopes[sc] = "⟦" + sc + "⟧"
+	}
+}
+
+// checkMarkedPage checks a page rendered with markText: the frame, a
+// label for every input, and no text but markers and the data shown.
+func checkMarkedPage(t *testing.T, name, body string, data ...string) {
+	t.Helper()
+	for _, want := range []string{`<html lang="x-test">`, "<header>", "<main>"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("%s page lacks %s", name, want)
+		}
+	}
+	for _, id := range regexp.MustCompile(`<input id="([^"]+)"`).FindAllStringSubmatch(body, -1) {
+		if !strings.Contains(body, `<label for="`+id[1]+`">`) {
+			t.Errorf("%s page: input %s has no label", name, id[1])
+		}
+	}
+	text := regexp.MustCompile(`(?s)<title>.*?</title>|<[^>]*>`).ReplaceAllString(body, " ")
+	text = html.UnescapeString(text)
+	text = regexp.MustCompile(`⟦[A-Za-z]+⟧`).ReplaceAllString(text, " ")
+	for _, d := range data {
+		text = strings.ReplaceAll(text, d, " ")
+	}
+	if rest := strings.Trim(text, " \n\t·:"); rest != "" {
+		t.Errorf("%s page shows text not from the table: %q", name, rest)
+	}
+}
+
+func TestPagesStringsFromOneTable(t *testing.T) {
+	e := pagesEngine(t)
+	markText(e, "openid", "email")
 
 	b := newBrowser(t, e)
 	var shown []string
@@ -166,25 +200,7 @@ func TestPagesStringsFromOneTable(t *testing.T) {
 	errPage := b.get(AuthorizePath + "?client_id=nosuch")
 	for name, rec := range map[string]string{"login": login.Body.String(), "failed": failed.Body.String(), "consent": consent.Body.String(),
 		"logout": logout.Body.String(), "cancelled": cancelled.Body.String(), "signed out": done.Body.String(), "error": errPage.Body.String()} {
-		for _, want := range []string{`<html lang="x-test">`, "<header>", "<main>"} {
-			if !strings.Contains(rec, want) {
-				t.Errorf("%s page lacks %s", name, want)
-			}
-		}
-		for _, id := range regexp.MustCompile(`<input id="([^"]+)"`).FindAllStringSubmatch(rec, -1) {
-			if !strings.Contains(rec, `<label for="`+id[1]+`">`) {
-				t.Errorf("%s page: input %s has no label", name, id[1])
-			}
-		}
-		text := regexp.MustCompile(`(?s)<title>.*?</title>|<[^>]*>`).ReplaceAllString(rec, " ")
-		text = html.UnescapeString(text)
-		text = regexp.MustCompile(`⟦[A-Za-z]+⟧`).ReplaceAllString(text, " ")
-		for _, data := range []string{"Billing <Portal>", "c-web", "alice"} {
-			text = strings.ReplaceAll(text, data, " ")
-		}
-		if rest := strings.Trim(text, " \n\t·:"); rest != "" {
-			t.Errorf("%s page shows text not from the table: %q", name, rest)
-		}
+		checkMarkedPage(t, name, rec, "Billing <Portal>", "c-web", "alice")
 		shown = append(shown, rec)
 	}
 	for _, want := range []string{"⟦NotUser⟧", "⟦WrongCredentials⟧", "⟦openid⟧", "⟦CancelButton⟧", "⟦StillSignedIn⟧", "⟦SignedOut⟧", "⟦ClientUnknown⟧"} {

@@ -63,6 +63,9 @@ func (b *browser) handler(path string) http.HandlerFunc {
 	case TokenPath:
 		return b.e.serveToken
 	}
+	if h, ok := b.e.routeTable[path]; ok {
+		return h
+	}
 	b.t.Fatalf("no handler for %s", path)
 	return nil
 }

@@ -31,7 +31,7 @@ type WebConfig struct {
 	// SessionTTL is how long a browser stays signed in.
 	SessionTTL time.Duration
 	// TemplatesDir holds replacement templates (login.html, consent.html,
-	// error.html, logout.html, loggedout.html); missing ones fall back to
+	// error.html, logout.html, loggedout.html, device.html); missing ones fall back to
 	// the built-in pages.
 	TemplatesDir string
 	// LogoFile replaces the built-in logo (served as /oauth/assets/logo).
@@ -46,7 +46,7 @@ type WebConfig struct {
 }
 
 // pageNames are the templates every sign-in flow uses.
-var pageNames = []string{"login.html", "consent.html", "error.html", "logout.html", "loggedout.html"}
+var pageNames = []string{"login.html", "consent.html", "error.html", "logout.html", "loggedout.html", "device.html"}
 
 // web holds what the HTML pages need.
 type web struct {
@@ -197,9 +197,12 @@ type pageData struct {
 	// login_hint or the browser's session names ("Not alice?").
 	LoginHint string
 	KnownUser string
-	State     string // the signed authorization request
-	CSRF      string
-	Action    string
+	// UserCode fills in the code field of the device grant's
+	// verification page (device.html), formatted XXXX-XXXX.
+	UserCode string
+	State    string // the signed authorization request
+	CSRF     string
+	Action   string
 	// Return is the link back to the client on the page shown instead of
 	// redirecting an error to a registered client: its redirect URI,
 	// checked at registration (validateRedirectURI refuses javascript:,

@@ -55,6 +55,8 @@
 //	             authorization server, 19431/19432 http/https_port, 19433 the
 //	             registered client's redirect URI (nothing listens), 19435 a
 //	             loopback listener no metadata document fetch may reach
+//	19420-19422  the device grant (device_test.go): 19420 the authorization
+//	             server, 19421/19422 http_port/https_port
 //	19900-19949  the backup test (backup_test.go)
 //	19950-19979  the production recipes of docs/production.md (production_test.go)
 //	19998        held while the tests run, so concurrent runs take turns

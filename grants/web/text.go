@@ -29,6 +29,15 @@ type Text struct {
 	AllowButton   string
 	DenyButton    string
 
+	// The device grant's verification page.
+	DeviceTitle     string
+	DeviceLead      string
+	UserCodeLabel   string
+	ContinueButton  string
+	DeviceCheckCode string // {code}, in the consent page's message
+	DeviceApproved  string
+	DeviceDenied    string
+
 	// The sign-out pages.
 	SignOutQuestion     string // {user}
 	SignOutQuestionAnon string
@@ -45,6 +54,12 @@ type Text struct {
 	MissingCredentials string
 	WrongCredentials   string
 	LockedOut          string
+
+	// Messages of the device grant's verification page.
+	DeviceCodeWrong string
+	DeviceThrottled string
+	DeviceCodeGone  string
+	DeviceMethods   string
 
 	// Error pages.
 	NeedHTTPS            string
@@ -106,6 +121,14 @@ var English = Text{
 	AllowButton:   "Allow",
 	DenyButton:    "Deny",
 
+	DeviceTitle:     "Connect a device",
+	DeviceLead:      "Enter the code your device shows.",
+	UserCodeLabel:   "Code",
+	ContinueButton:  "Continue",
+	DeviceCheckCode: "Allow only if you started this on your own device and it shows the code {code}.",
+	DeviceApproved:  "Your device is connected. You can close this window.",
+	DeviceDenied:    "Access denied: your device is not connected. You can close this window.",
+
 	SignOutQuestion:     "Sign out {user} from this sign-in service?",
 	SignOutQuestionAnon: "Sign out from this sign-in service?",
 	SignOutButton:       "Sign out",
@@ -119,6 +142,11 @@ var English = Text{
 	MissingCredentials: "Enter your user name and password.",
 	WrongCredentials:   "The user name or password is wrong.",
 	LockedOut:          "Too many failed sign-ins. Wait a few minutes and try again.",
+
+	DeviceCodeWrong: "That code is wrong or has expired. Check the code your device shows.",
+	DeviceThrottled: "Too many wrong codes. Wait a minute and try again.",
+	DeviceCodeGone:  "This code has expired or was already used. Start again on your device.",
+	DeviceMethods:   "The device page accepts GET and POST only.",
 
 	NeedHTTPS:            "This page must be reached over HTTPS.",
 	DuplicateCookie:      "Your browser sent a sign-in cookie twice (another site under the same domain may have set one). Clear this site's cookies and start again.",
