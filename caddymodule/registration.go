@@ -57,6 +57,14 @@ type RegistrationConfig struct {
 	// may be for, such as an MCP server's URL behind oauth_protect.
 	// Default: the issuer.
 	Audience []string `json:"audience,omitempty"`
+
+	// GrantTypes are the grant types registered clients may use, among
+	// authorization_code, refresh_token and client_credentials. Default:
+	// authorization_code refresh_token, so every token of a registered
+	// client is one a user allowed. Offering client_credentials lets
+	// whoever can register get tokens with no user (their sub is the
+	// registered client's id).
+	GrantTypes []string `json:"grant_types,omitempty"`
 }
 
 // build checks the config and makes the engine's, with placeholders in
@@ -75,7 +83,7 @@ func (rc *RegistrationConfig) build(repl *caddy.Replacer) (*grants.RegistrationC
 		return nil, fmt.Errorf("oauth: registration: initial_access_token %q is empty after replacing placeholders (is the environment variable set?)", rc.InitialAccessToken)
 	}
 	out := &grants.RegistrationConfig{InitialAccessToken: tok, Rate: rc.Rate, MaxBody: rc.MaxBody, MaxClients: rc.MaxClients,
-		UnusedClientTTL: time.Duration(rc.UnusedClientTTL), Scopes: rc.Scopes, Audience: rc.Audience}
+		UnusedClientTTL: time.Duration(rc.UnusedClientTTL), Scopes: rc.Scopes, Audience: rc.Audience, GrantTypes: rc.GrantTypes}
 	return out, nil
 }
 
@@ -103,6 +111,9 @@ var registrationOptions = optionParsers[RegistrationConfig]{
 	},
 	"scopes":   func(d *caddyfile.Dispenser, rc *RegistrationConfig) error { return cfargs.ListArg(d, &rc.Scopes) },
 	"audience": func(d *caddyfile.Dispenser, rc *RegistrationConfig) error { return cfargs.ListArg(d, &rc.Audience) },
+	"grant_types": func(d *caddyfile.Dispenser, rc *RegistrationConfig) error {
+		return cfargs.ListArg(d, &rc.GrantTypes)
+	},
 }
 
 // parseRegistration reads `registration { ... }` in the oauth option.
@@ -112,7 +123,7 @@ func parseRegistration(d *caddyfile.Dispenser, a *App) error {
 	}
 	rc := &RegistrationConfig{}
 	if err := parseBlock(d, registrationOptions, rc, func() error {
-		return d.Errf("unknown option %q in registration (use open, initial_access_token, rate, max_body, max_clients, unused_client_ttl, scopes or audience)", d.Val())
+		return d.Errf("unknown option %q in registration (use open, initial_access_token, rate, max_body, max_clients, unused_client_ttl, scopes, audience or grant_types)", d.Val())
 	}); err != nil {
 		return err
 	}

@@ -58,6 +58,12 @@ type RegistrationConfig struct {
 	// Audience is the resources registered clients' tokens may be for
 	// (RFC 8707 resource values). Default: the issuer.
 	Audience []string
+	// GrantTypes are the grant types a registered client may list, among
+	// authorization_code, refresh_token and client_credentials. Default:
+	// authorization_code and refresh_token, so that every token a
+	// registered client gets is one a user allowed: client_credentials
+	// would let anyone who can register mint tokens with no user.
+	GrantTypes []string
 }
 
 // Registration defaults.
@@ -104,6 +110,14 @@ func newRegistrar(cfg *RegistrationConfig) (*registrar, error) {
 	}
 	if c.Scopes == nil {
 		c.Scopes = DefaultRegistrationScopes
+	}
+	if c.GrantTypes == nil {
+		c.GrantTypes = DefaultRegistrationGrants
+	}
+	for _, gt := range c.GrantTypes {
+		if !slices.Contains(registrableGrants, gt) {
+			return nil, fmt.Errorf("registration: grant type %q cannot be offered to registered clients (use %s)", gt, strings.Join(registrableGrants, ", "))
+		}
 	}
 	for _, s := range c.Scopes {
 		if !validScopeToken(s) {
@@ -164,8 +178,12 @@ type registrationResponse struct {
 	clientMetadata
 }
 
-// registeredGrants are the grant types a registered client may list.
-var registeredGrants = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}
+// registrableGrants are the grant types registration may offer, and
+// DefaultRegistrationGrants those it offers unless configured.
+var (
+	registrableGrants         = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}
+	DefaultRegistrationGrants = []string{GrantAuthorizationCode, GrantRefreshToken}
+)
 
 // registeredAuthMethods are the token_endpoint_auth_method values a
 // registered client may choose.
@@ -260,8 +278,8 @@ func (g *registrar) client(m *clientMetadata, id string) (*Client, *Error) {
 		return nil, errMetadata("refresh_token needs authorization_code")
 	}
 	for _, gt := range m.GrantTypes {
-		if !slices.Contains(registeredGrants, gt) {
-			return nil, errMetadata("grant type %q is not available to registered clients (use %s)", gt, strings.Join(registeredGrants, ", "))
+		if !slices.Contains(g.cfg.GrantTypes, gt) {
+			return nil, errMetadata("grant type %q is not available to registered clients (use %s)", gt, strings.Join(g.cfg.GrantTypes, ", "))
 		}
 	}
 	if code && len(m.RedirectURIs) == 0 {
@@ -608,9 +626,9 @@ func (g *registrar) exampleClients() []*Client {
 	}
 	var out []*Client
 	for _, method := range registeredAuthMethods {
-		c := &Client{ClientSpec: ClientSpec{AuthMethod: method, GrantTypes: registeredGrants, Scopes: g.cfg.Scopes}, Registered: true}
+		c := &Client{ClientSpec: ClientSpec{AuthMethod: method, GrantTypes: g.cfg.GrantTypes, Scopes: g.cfg.Scopes}, Registered: true}
 		if method == AuthNone {
-			c.GrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken}
+			c.GrantTypes = slices.DeleteFunc(slices.Clone(g.cfg.GrantTypes), func(gt string) bool { return gt == GrantClientCredentials })
 		}
 		if method == AuthPrivateKeyJWT {
 			c.Keys = &JWKS{uri: "https://registered.invalid/"}

@@ -18,10 +18,11 @@ import (
 	"github.com/oauthgate/caddy-oauthgate/storage"
 )
 
-// withRegistration turns dynamic client registration on.
+// withRegistration turns dynamic client registration on, offering every
+// grant type registration can offer (client_credentials is opt-in).
 func withRegistration(mod func(*RegistrationConfig)) engineOpt {
 	return withConfig(func(c *Config) {
-		rc := &RegistrationConfig{}
+		rc := &RegistrationConfig{GrantTypes: registrableGrants}
 		if mod != nil {
 			mod(rc)
 		}
@@ -595,5 +596,22 @@ func TestRegisteredClientDeleteRevokes(t *testing.T) {
 	}
 	if tr := postTokenRaw(e, url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}}, ""); tr.status != http.StatusUnauthorized {
 		t.Fatalf("token after DELETE: %d %s", tr.status, tr.raw)
+	}
+}
+
+// By default a registered client gets only the grants in which a user
+// allows it (attack on issue 16: open registration plus client_credentials
+// gave anyone tokens for the MCP server with no user); client_credentials
+// is the operator's explicit choice.
+func TestRegistrationDefaultGrants(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, withConfig(func(c *Config) { c.Registration = &RegistrationConfig{} }))
+	r := register(e, `{"grant_types":["client_credentials"],"token_endpoint_auth_method":"client_secret_basic"}`)
+	if r.status != http.StatusBadRequest || r.str("error") != CodeInvalidClientMetadata || !strings.Contains(r.str("error_description"), "client_credentials") {
+		t.Fatalf("client_credentials by default: %d %s", r.status, r.raw)
+	}
+	mustRegister(t, e, `{"redirect_uris":["https://client.test/cb"],"grant_types":["authorization_code","refresh_token"]}`)
+	if _, err := NewEngine(Config{Issuer: testIssuer, Registration: &RegistrationConfig{GrantTypes: []string{GrantPassword}}}); err == nil {
+		t.Error("registration offering the password grant accepted")
 	}
 }
