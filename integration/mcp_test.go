@@ -38,7 +38,9 @@ const (
 
 // mcpCaddyfile is docs/mcp.md's Caddyfile on test ports: the
 // authorization server on one site, the gate and the proxy to the MCP
-// server on the other. The client is pre-registered and public.
+// server on the other. No client is configured: MCP clients register
+// themselves (open registration), limited to the MCP server's scope and
+// audience.
 func mcpCaddyfile(t *testing.T, storage string) string {
 	hash, err := bcrypt.GenerateFromPassword([]byte("alice-password"), bcrypt.MinCost)
 	if err != nil {
@@ -53,10 +55,8 @@ func mcpCaddyfile(t *testing.T, storage string) string {
 	oauth {
 		issuer %s
 		storage_path %s
-		client mcp-client {
-			public
-			redirect_uri http://127.0.0.1/callback
-			grant_types authorization_code refresh_token
+		registration {
+			open
 			scopes mcp:tools
 			audience %s
 		}
@@ -119,9 +119,12 @@ func startMCPExample(t *testing.T) {
 // oauth_protect as the MCP authorization specification has it: the 401
 // names the protected resource metadata and the scope, the client
 // discovers the metadata (path-inserted well-known URL) and the
-// authorization server, runs the code flow with PKCE (S256) and
+// authorization server, registers itself there (RFC 7591; nothing is
+// configured for it), runs the code flow with PKCE (S256) and
 // `resource` while alice signs in and consents in a real headless
-// Chromium, gets a token whose aud is the MCP server's URI, and calls
+// Chromium (a registered client is never trusted: the consent page names
+// it and its server-chosen id), gets a token whose aud is the MCP
+// server's URI, and calls
 // the tools through the gate, which forwards alice to the server.
 func TestMCPTypeScriptSDK(t *testing.T) {
 	node := nodeProject(t, mcpNodeDir, "@modelcontextprotocol/sdk")
@@ -131,7 +134,7 @@ func TestMCPTypeScriptSDK(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "client.mjs", mcpResource, "mcp-client", mcpCallback)
+	cmd := exec.CommandContext(ctx, node, "client.mjs", mcpResource, mcpCallback)
 	cmd.Dir = mcpNodeDir
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -177,13 +180,36 @@ func TestMCPTypeScriptSDK(t *testing.T) {
 		}
 	}
 
-	// The SDK discovered everything from the 401 and asks to sign in.
+	// The SDK discovered everything from the 401, registered itself at
+	// the registration_endpoint of the metadata and got a server-chosen
+	// id for a public client, and asks to sign in.
+	var reg struct {
+		ClientID     string   `json:"client_id"`
+		ClientName   string   `json:"client_name"`
+		RedirectURIs []string `json:"redirect_uris"`
+		AuthMethod   string   `json:"token_endpoint_auth_method"`
+		Scope        string   `json:"scope"`
+		Issuer       string   `json:"issuer"`
+		IssuedAt     int64    `json:"client_id_issued_at"`
+		HasSecret    bool     `json:"has_secret"`
+	}
+	if err := json.Unmarshal([]byte(next("REGISTERED")), &reg); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^reg_[A-Za-z0-9_-]{22}$`).MatchString(reg.ClientID) || reg.AuthMethod != "none" || reg.HasSecret ||
+		reg.IssuedAt < time.Now().Add(-time.Minute).Unix() || reg.Scope != "mcp:tools" || reg.ClientName != "oauthgate MCP test" || reg.Issuer != mcpIssuer ||
+		!slices.Equal(reg.RedirectURIs, []string{"http://127.0.0.1:" + mcpCallback + "/callback"}) {
+		t.Fatalf("registration %+v, want a server-chosen reg_ id for a public client with scope mcp:tools", reg)
+	}
+	if !slices.Contains(httpLog, "POST "+mcpIssuer+"/oauth/register 201") {
+		t.Errorf("the client did not register at %s/oauth/register; requests:\n%s", mcpIssuer, strings.Join(httpLog, "\n"))
+	}
 	authz, err := url.Parse(next("AUTHORIZE"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	q := authz.Query()
-	if !strings.HasPrefix(authz.String(), mcpIssuer+"/oauth/authorize?") || q.Get("client_id") != "mcp-client" ||
+	if !strings.HasPrefix(authz.String(), mcpIssuer+"/oauth/authorize?") || q.Get("client_id") != reg.ClientID ||
 		q.Get("resource") != mcpResource || q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" ||
 		q.Get("scope") != "mcp:tools" || q.Get("redirect_uri") != "http://127.0.0.1:"+mcpCallback+"/callback" {
 		t.Fatalf("authorization request %s", authz)
@@ -210,8 +236,10 @@ func TestMCPTypeScriptSDK(t *testing.T) {
 	wd.Type("#password", "alice-password")
 	wd.Click("#signin")
 	src := wd.WaitSource(func(src string) bool { return strings.Contains(src, `id="allow"`) })
-	if !strings.Contains(src, "mcp-client") || !strings.Contains(src, "mcp:tools") {
-		t.Errorf("the consent page does not name the client and the scope:\n%s", src)
+	for _, want := range []string{"oauthgate MCP test", "<code>" + reg.ClientID + "</code>", "mcp:tools"} {
+		if !strings.Contains(src, want) {
+			t.Errorf("the consent page lacks %q (the registered client's name, its id, the scope):\n%s", want, src)
+		}
 	}
 	wd.Click("#allow")
 	wd.WaitSource(func(src string) bool { return strings.Contains(src, "signed in, back to the MCP client") })
@@ -233,8 +261,8 @@ func TestMCPTypeScriptSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(claims.Aud) != mcpResource && fmt.Sprint(claims.Aud) != "["+mcpResource+"]" || claims.Sub != "alice" ||
-		claims.ClientID != "mcp-client" || claims.Scope != "mcp:tools" {
-		t.Errorf("access token claims %+v, want aud %s, alice, mcp-client, mcp:tools", claims, mcpResource)
+		claims.ClientID != reg.ClientID || claims.Scope != "mcp:tools" {
+		t.Errorf("access token claims %+v, want aud %s, alice, %s, mcp:tools", claims, mcpResource, reg.ClientID)
 	}
 
 	var res struct {

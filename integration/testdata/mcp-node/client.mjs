@@ -1,21 +1,24 @@
 // The official MCP TypeScript SDK as an MCP client of a server behind
 // oauth_protect, for integration/mcp_test.go. It connects, gets the 401,
 // discovers the protected resource metadata and the authorization
-// server, and starts the code flow with PKCE and `resource` for a
-// pre-registered public client: it prints the authorization URL
-// ("AUTHORIZE <url>") for the test to open in Chromium, waits for the
-// browser at its loopback callback, finishes the flow and calls the
-// tools through the gate. Every line it prints is one event for the test:
-// HTTP <method> <url> <status> [<WWW-Authenticate>], AUTHORIZE <url>,
-// TOKEN <json of the access token's claims>, RESULT <json>, ERROR <text>.
+// server, registers itself there (RFC 7591: nothing is configured for it
+// in advance; the SDK reads registration_endpoint from the metadata),
+// and starts the code flow with PKCE and `resource`: it prints the
+// authorization URL ("AUTHORIZE <url>") for the test to open in
+// Chromium, waits for the browser at its loopback callback, finishes the
+// flow and calls the tools through the gate. Every line it prints is one
+// event for the test: HTTP <method> <url> <status> [<WWW-Authenticate>],
+// REGISTERED <json of the client information, secrets left out>,
+// AUTHORIZE <url>, CALLBACK <json>, TOKEN <json of the access token's
+// claims>, RESULT <json>, ERROR <text>.
 //
-//   node client.mjs <mcp-server-url> <client-id> <callback-port>
+//   node client.mjs <mcp-server-url> <callback-port>
 import http from 'node:http';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 
-const [serverUrl, clientId, callbackPort] = process.argv.slice(2);
+const [serverUrl, callbackPort] = process.argv.slice(2);
 const redirectUrl = `http://127.0.0.1:${callbackPort}/callback`;
 const say = (kind, v) => process.stdout.write(`${kind} ${typeof v === 'string' ? v : JSON.stringify(v)}\n`);
 
@@ -28,9 +31,11 @@ const loggingFetch = async (url, init) => {
   return res;
 };
 
-// An in-memory OAuthClientProvider for a pre-registered public client.
-// TODO(w16-dcr): once dynamic registration / client ID metadata documents
-// land, drop clientInformation's fixed id and let the SDK register.
+// An in-memory OAuthClientProvider with no client information up front:
+// the SDK registers the client (the metadata below, with the scope it
+// chose) and hands what it got to saveClientInformation, which keeps it
+// unchanged (the SDK stamps it with the issuer and drops the RFC 7592
+// registration_access_token) for the rest of the flow.
 const stateValue = crypto.randomUUID();
 const store = {};
 const provider = {
@@ -40,7 +45,12 @@ const provider = {
       response_types: ['code'], token_endpoint_auth_method: 'none' };
   },
   state() { return stateValue; },
-  clientInformation() { return { client_id: clientId }; },
+  clientInformation() { return store.client; },
+  saveClientInformation(info) {
+    store.client = info;
+    const { client_secret, ...shown } = info;
+    say('REGISTERED', { ...shown, has_secret: client_secret !== undefined });
+  },
   tokens() { return store.tokens; },
   saveTokens(t) { store.tokens = t; },
   redirectToAuthorization(url) { say('AUTHORIZE', url.href); },
