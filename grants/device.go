@@ -228,6 +228,11 @@ func (e *Engine) deviceAuthorization(w http.ResponseWriter, r *http.Request) (*D
 	if !c.Allows(GrantDeviceCode) {
 		return nil, errCode(CodeUnauthorizedClient, "this client may not use the device authorization grant: add "+GrantDeviceCode+" to its grant_types")
 	}
+	if c.AuthMethod == AuthNone {
+		if oerr := e.limitPublic(r, "device"); oerr != nil {
+			return nil, oerr
+		}
+	}
 	scope, aud, oerr := e.scopeAndAudience(c, form, c.Scopes)
 	if oerr != nil {
 		return nil, oerr

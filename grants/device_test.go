@@ -2,6 +2,7 @@ package grants
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -462,6 +463,63 @@ func TestDeviceUserCodeThrottle(t *testing.T) {
 	other.clientIP, other.tls = "192.0.2.8", true
 	if rec := other.deviceEnter(uc); !isLoginPage(rec) {
 		t.Errorf("another address: %d\n%s", rec.Code, rec.Body.String())
+	}
+}
+
+// DEV-06 over IPv6: the guesses of one /64 count together, so a client
+// cannot step through its own addresses to start afresh (attack on
+// issue 16); another /64 is not affected.
+func TestDeviceUserCodeThrottleIPv6(t *testing.T) {
+	t.Parallel()
+	e := devEngine(t)
+	_, uc := devStart(t, e, "c-tv", "read")
+	var got429 int
+	for i := range 30 {
+		b := newBrowser(t, e)
+		b.clientIP, b.tls = fmt.Sprintf("2001:db8:1:2::%x", i+1), true
+		if rec := b.deviceEnter("BBBB-BBBB"); rec.Code == http.StatusTooManyRequests {
+			got429++
+		}
+	}
+	if got429 < 20 {
+		t.Fatalf("%d of 30 wrong codes from one /64 got 429", got429)
+	}
+	other := newBrowser(t, e)
+	other.clientIP, other.tls = "2001:db8:1:3::1", true
+	if rec := other.deviceEnter(uc); !isLoginPage(rec) {
+		t.Errorf("another /64: %d", rec.Code)
+	}
+}
+
+// The device authorization endpoint stores a record per request: a public
+// client's requests from one address are limited as PAR's are.
+func TestDeviceAuthorizationLimit(t *testing.T) {
+	t.Parallel()
+	e := devEngine(t)
+	var got429 int
+	for range publicPushLimit + 5 {
+		tr := devRequest(e, url.Values{"client_id": {"c-tv"}, "scope": {"read"}}, "")
+		switch tr.status {
+		case http.StatusOK:
+		case http.StatusTooManyRequests:
+			got429++
+		default:
+			t.Fatalf("device authorization: %d %s", tr.status, tr.raw)
+		}
+	}
+	if got429 == 0 {
+		t.Fatalf("no 429 after %d device authorizations from one address", publicPushLimit+5)
+	}
+}
+
+func TestAddrKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7": "192.0.2.7", "::ffff:192.0.2.7": "192.0.2.7", "2001:db8:1:2::5": "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64", "fe80::1%eth0": "fe80::/64", "not-an-ip": "not-an-ip",
+	} {
+		if got := addrKey(in); got != want {
+			t.Errorf("addrKey(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

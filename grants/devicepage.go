@@ -78,7 +78,7 @@ func (e *Engine) deviceDonePage(rw http.ResponseWriter, status int, msg, errMsg 
 }
 
 // deviceThrottleKey counts wrong user codes per client address.
-func deviceThrottleKey(r *http.Request) string { return "device-code\x00" + ClientIP(r) }
+func deviceThrottleKey(r *http.Request) string { return "device-code\x00" + addrKey(ClientIP(r)) }
 
 // serveDeviceCode checks an entered user code. Wrong codes count per
 // client address; past the throttle's max_failures the address gets 429

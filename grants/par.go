@@ -47,12 +47,28 @@ type PARConfig struct {
 	TTL time.Duration
 }
 
-// publicPushLimit is how many pushes of public clients one client
-// address may make in a minute; more are answered 429 (RFC 9126 §2.3).
-// A public client authenticates nothing, so without a limit anyone could
-// fill storage with pushed requests (conformance A-36); confidential
-// clients are not limited. A NAT with many busy browsers stays below it.
+// publicPushLimit is how many requests that store something (pushed
+// authorization requests, device authorizations) public clients may make
+// from one client address in a minute, each kind counted apart; more are
+// answered 429 (RFC 9126 §2.3). A public client authenticates nothing, so
+// without a limit anyone could fill storage (conformance A-36);
+// confidential clients are not limited. A NAT with many busy browsers
+// stays below it.
 const publicPushLimit = 120
+
+// limitPublic counts one storing request of kind by a public client from
+// r's address (an IPv6 client by its /64: addrKey) and refuses it past
+// publicPushLimit a minute. The request that reaches the limit goes
+// through and locks the address, as the login throttle counts failures.
+func (e *Engine) limitPublic(r *http.Request, kind string) *Error {
+	now, key := time.Now(), kind+"|"+addrKey(ClientIP(r))
+	if e.parLimit.locked(now, key) {
+		return &Error{Code: CodeInvalidRequest, Description: "too many requests from this address; try again later",
+			Status: http.StatusTooManyRequests, RetryAfter: 60}
+	}
+	e.parLimit.failLimit(now, publicPushLimit, key)
+	return nil
+}
 
 // setPAR checks and applies the PAR configuration.
 func (e *Engine) setPAR(cfg PARConfig) error {
@@ -134,14 +150,9 @@ func (e *Engine) push(w http.ResponseWriter, r *http.Request) (*parResponse, *Er
 		return nil, errCode(CodeUnauthorizedClient, "this client may not use the authorization code flow")
 	}
 	if c.AuthMethod == AuthNone {
-		now, key := time.Now(), "par|"+ClientIP(r)
-		if e.parLimit.locked(now, key) {
-			return nil, &Error{Code: CodeInvalidRequest, Description: "too many pushed authorization requests from this address; try again later",
-				Status: http.StatusTooManyRequests, RetryAfter: 60}
+		if oerr := e.limitPublic(r, "par"); oerr != nil {
+			return nil, oerr
 		}
-		// Counted as the login throttle counts failures: the push that
-		// reaches the limit goes through and locks the address.
-		e.parLimit.failLimit(now, publicPushLimit, key)
 	}
 	if form.Get("request_uri") != "" {
 		return nil, errRequest("a pushed authorization request must not contain request_uri (RFC 9126 section 2.1)")

@@ -2,6 +2,7 @@ package grants
 
 import (
 	"errors"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -201,4 +202,22 @@ func (t *throttle) prune(now time.Time) {
 			delete(t.m, k)
 		}
 	}
+}
+
+// addrKey is what per-address limits count by: an IPv4 address, or the
+// /64 an IPv6 address is in (what one host or site is usually given), so
+// that a client cannot step through its own addresses to start afresh.
+func addrKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	if a = a.Unmap(); a.Is4() {
+		return a.String()
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }
