@@ -58,6 +58,7 @@ func init() {
 //			unused_client_ttl <duration>
 //			scopes <scope...>
 //			audience <uri...>
+//			grant_types <authorization_code|refresh_token|client_credentials...>
 //		}
 //		client_id_metadata {
 //			allowed_hosts <host...>
