@@ -285,10 +285,8 @@ func (g *registrar) client(m *clientMetadata, id string) (*Client, *Error) {
 	if code && len(m.RedirectURIs) == 0 {
 		return nil, &Error{Code: CodeInvalidRedirectURI, Status: http.StatusBadRequest, Description: "redirect_uris is required for authorization_code"}
 	}
-	for _, u := range m.RedirectURIs {
-		if err := validateRedirectURI(u); err != nil {
-			return nil, &Error{Code: CodeInvalidRedirectURI, Status: http.StatusBadRequest, Description: err.Error()}
-		}
+	if oerr := checkRegisteredRedirectURIs(m.RedirectURIs); oerr != nil {
+		return nil, oerr
 	}
 	scopes := slices.Clone(g.cfg.Scopes)
 	if m.Scope != "" {
