@@ -360,14 +360,6 @@ func (e *Engine) register(w http.ResponseWriter, r *http.Request) *Error {
 			Description: "register a client with POST (RFC 7591 §3.1)"}
 	}
 	g := e.registrar
-	if tok := g.cfg.InitialAccessToken; tok != "" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
-			DiscardBody(r)
-			return &Error{Code: "invalid_token", Status: http.StatusUnauthorized, Challenge: `Bearer error="invalid_token"`,
-				Description: "registration needs the initial access token as a Bearer token"}
-		}
-	}
 	now := time.Now()
 	ip := clientIPOf(r.Context())
 	if ip == "" {
@@ -377,6 +369,17 @@ func (e *Engine) register(w http.ResponseWriter, r *http.Request) *Error {
 		DiscardBody(r)
 		return &Error{Code: "too_many_requests", Status: http.StatusTooManyRequests, RetryAfter: max(1, int(until.Sub(now).Round(time.Second)/time.Second)),
 			Description: "too many registrations from this address; try again later"}
+	}
+	if tok := g.cfg.InitialAccessToken; tok != "" {
+		got, ok := bearerOf(r)
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
+			// A refused attempt counts toward the rate like a
+			// registration, so the token cannot be guessed without limit.
+			g.rate.failLimit(now, g.cfg.Rate, ip)
+			DiscardBody(r)
+			return &Error{Code: "invalid_token", Status: http.StatusUnauthorized, Challenge: `Bearer error="invalid_token"`,
+				Description: "registration needs the initial access token as a Bearer token"}
+		}
 	}
 	body, oerr := g.readBody(w, r)
 	if oerr != nil {
@@ -448,6 +451,13 @@ func metadataOf(sc *storedClient) *clientMetadata {
 	return m
 }
 
+// bearerOf is the Bearer token of the Authorization header, its scheme
+// matched case-insensitively (RFC 7235 §2.1).
+func bearerOf(r *http.Request) (string, bool) {
+	tok, status, _ := tokens.BearerToken(r)
+	return tok, status == 0
+}
+
 func hashHex(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
@@ -466,7 +476,7 @@ func (e *Engine) manageClient(w http.ResponseWriter, r *http.Request, id string)
 		return &Error{Code: CodeInvalidRequest, Status: http.StatusMethodNotAllowed, Allow: "GET, PUT, DELETE",
 			Description: "the client configuration endpoint takes GET, PUT and DELETE (RFC 7592 §2)"}
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	tok, ok := bearerOf(r)
 	if !ok || tok == "" || len(r.URL.Query()["client_id"]) != 1 {
 		DiscardBody(r)
 		return denied

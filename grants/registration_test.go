@@ -262,6 +262,27 @@ func TestRegistrationLimits(t *testing.T) {
 		if r := regDo(e, http.MethodPost, "", body, "Bearer "+iat, ""); r.status != 201 {
 			t.Fatalf("with the token: %d %s", r.status, r.raw)
 		}
+		// The scheme is case-insensitive (RFC 7235 §2.1).
+		if r := regDo(e, http.MethodPost, "", body, "bearer "+iat, ""); r.status != 201 {
+			t.Fatalf("with lower-case bearer: %d %s", r.status, r.raw)
+		}
+	})
+	t.Run("initial access token guesses count toward the rate", func(t *testing.T) {
+		const iat = "0123456789abcdef-initial"
+		e := newEngine(t, withRegistration(func(c *RegistrationConfig) { c.InitialAccessToken, c.Rate = iat, 3 }))
+		for i := range 3 {
+			if r := regDo(e, http.MethodPost, "", body, "Bearer guess-"+string(rune('a'+i)), "203.0.113.9"); r.status != http.StatusUnauthorized {
+				t.Fatalf("guess %d: %d %s", i, r.status, r.raw)
+			}
+		}
+		for _, authz := range []string{"Bearer another-guess", "Bearer " + iat} {
+			if r := regDo(e, http.MethodPost, "", body, authz, "203.0.113.9"); r.status != http.StatusTooManyRequests || r.hdr.Get("Retry-After") == "" {
+				t.Fatalf("%q after 3 guesses: want 429, got %d %s", authz, r.status, r.raw)
+			}
+		}
+		if r := regDo(e, http.MethodPost, "", body, "Bearer "+iat, "203.0.113.10"); r.status != 201 {
+			t.Fatalf("another address was limited: %d %s", r.status, r.raw)
+		}
 	})
 	t.Run("methods and content type", func(t *testing.T) {
 		e := newEngine(t, withRegistration(nil))
