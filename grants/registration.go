@@ -202,6 +202,9 @@ func (g *registrar) parseClientMetadata(body []byte, document bool) (*clientMeta
 	if d.More() {
 		return nil, errMetadata("the body must be one JSON object")
 	}
+	if name := duplicateMember(body); name != "" {
+		return nil, errMetadata("%s is given twice; give each member once", name)
+	}
 	var m clientMetadata
 	for name, dst := range map[string]any{
 		"redirect_uris": &m.RedirectURIs, "token_endpoint_auth_method": &m.TokenEndpointAuthMethod,
@@ -285,8 +288,12 @@ func (g *registrar) client(m *clientMetadata, id string) (*Client, *Error) {
 	if code && len(m.RedirectURIs) == 0 {
 		return nil, &Error{Code: CodeInvalidRedirectURI, Status: http.StatusBadRequest, Description: "redirect_uris is required for authorization_code"}
 	}
-	if oerr := checkRegisteredRedirectURIs(m.RedirectURIs); oerr != nil {
+	uris, oerr := checkRegisteredRedirectURIs(m.RedirectURIs)
+	if oerr != nil {
 		return nil, oerr
+	}
+	if m.RedirectURIs != nil {
+		m.RedirectURIs = uris
 	}
 	scopes := slices.Clone(g.cfg.Scopes)
 	if m.Scope != "" {

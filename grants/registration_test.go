@@ -636,3 +636,41 @@ func TestRegistrationDefaultGrants(t *testing.T) {
 		t.Error("registration offering the password grant accepted")
 	}
 }
+
+// TestRegistrationRedirectURISyntax: redirect URIs a browser or a later
+// comparison could read differently are refused, the list is bounded and
+// de-duplicated, and a member given twice is refused rather than the
+// later one silently winning.
+func TestRegistrationRedirectURISyntax(t *testing.T) {
+	e := newEngine(t, withRegistration(func(c *RegistrationConfig) { c.Rate = 1000 }))
+	many := make([]string, 21)
+	for i := range many {
+		many[i] = `"https://client.test/cb` + string(rune('a'+i)) + `"`
+	}
+	for name, tc := range map[string]struct{ body, code string }{
+		"space":          {`{"redirect_uris":["https://client.test/a b"]}`, CodeInvalidRedirectURI},
+		"tab":            {`{"redirect_uris":["https://client.test/a\tb"]}`, CodeInvalidRedirectURI},
+		"DEL":            {`{"redirect_uris":["https://client.test/a\u007fb"]}`, CodeInvalidRedirectURI},
+		"port 0":         {`{"redirect_uris":["https://client.test:0/cb"]}`, CodeInvalidRedirectURI},
+		"port 65536":     {`{"redirect_uris":["https://client.test:65536/cb"]}`, CodeInvalidRedirectURI},
+		"loopback 99999": {`{"redirect_uris":["http://127.0.0.1:99999/cb"],"token_endpoint_auth_method":"none"}`, CodeInvalidRedirectURI},
+		"21 URIs":        {`{"redirect_uris":[` + strings.Join(many, ",") + `]}`, CodeInvalidRedirectURI},
+		"2001 bytes":     {`{"redirect_uris":["https://client.test/` + strings.Repeat("a", 2001-len("https://client.test/")) + `"]}`, CodeInvalidRedirectURI},
+		"duplicate key": {`{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"client_secret_basic","token_endpoint_auth_method":"none"}`,
+			CodeInvalidClientMetadata},
+		"duplicate key escaped": {`{"redirect_uris":["https://client.test/cb"],"scope":"openid","sc\u006fpe":"email"}`, CodeInvalidClientMetadata},
+	} {
+		if r := register(e, tc.body); r.status != 400 || r.str("error") != tc.code {
+			t.Errorf("%s: want 400 %s, got %d %s", name, tc.code, r.status, r.raw)
+		}
+	}
+	if n := countStored(t, e); n != 0 {
+		t.Fatalf("stored %d clients", n)
+	}
+	// At the limits it is accepted; a URI given twice is kept once.
+	ok := mustRegister(t, e, `{"redirect_uris":[`+strings.Join(many[:19], ",")+`,"https://client.test/cba","https://client.test:65535/`+
+		strings.Repeat("a", 2000-len("https://client.test:65535/"))+`"]}`)
+	if got, _ := ok.body["redirect_uris"].([]any); len(got) != 20 {
+		t.Fatalf("redirect_uris not de-duplicated: %d %s", len(got), ok.raw)
+	}
+}
