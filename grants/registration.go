@@ -238,6 +238,8 @@ func (g *registrar) parseClientMetadata(body []byte, document bool) (*clientMeta
 		}
 		if u, err := url.Parse(m.JWKSURI); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
 			return nil, errMetadata("jwks_uri must be an absolute https URL without userinfo or fragment")
+		} else if why := unreachableKeyHost(u); why != "" {
+			return nil, errMetadata("jwks_uri names %s; keys are fetched from public hosts only", why)
 		}
 	}
 	if document && (json.Unmarshal(raw["client_id"], &m.ClientID) != nil || m.ClientID == "") {

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Bounds on a registered client's redirect URIs: enough for any real
@@ -117,4 +119,19 @@ func returnTarget(redirectURI string) string {
 	default:
 		return u.Scheme + ":"
 	}
+}
+
+// unreachableKeyHost reports why a jwks_uri's host is one the key fetch
+// (safefetch.go) would never connect to: a literal IP that is not public,
+// or localhost. Saying so at registration beats a client whose every
+// authentication fails later for a reason it cannot see.
+func unreachableKeyHost(u *url.URL) string {
+	h := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return "localhost"
+	}
+	if a, err := netip.ParseAddr(h); err == nil && !publicAddr(a) {
+		return "an IP address that is not public"
+	}
+	return ""
 }
