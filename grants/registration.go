@@ -348,6 +348,9 @@ func (e *Engine) serveRegister(w http.ResponseWriter, r *http.Request) {
 		serveNoEndpoint(w, r)
 		return
 	}
+	if e.cors(w, r, corsRegistration, "POST, GET, PUT, DELETE") {
+		return
+	}
 	oerr := e.register(w, r)
 	if oerr != nil {
 		e.refused(r.Context(), "register", "registration refused", oerr)
