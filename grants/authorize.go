@@ -312,6 +312,9 @@ func (e *Engine) continueAuthorize(rw http.ResponseWriter, r *http.Request, ar *
 			User: sess.User, State: e.web.seal(consentState{Request: *ar, User: sess.Sub}, csrf), CSRF: csrf,
 			Action: e.basePath + AuthorizePath + "/consent"}
 		d.setClient(c)
+		if c.Registered {
+			d.ReturnHost = returnTarget(ar.RedirectURI)
+		}
 		e.web.render(rw, http.StatusOK, "consent.html", d)
 		return
 	}

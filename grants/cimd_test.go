@@ -347,6 +347,8 @@ func TestCIMDDocumentRules(t *testing.T) {
 		{"client_secret_basic", cimdURL, cimdDoc(cimdURL, "token_endpoint_auth_method", `"client_secret_basic"`), false},
 		{"private_key_jwt without jwks_uri", cimdURL, cimdDoc(cimdURL, "token_endpoint_auth_method", `"private_key_jwt"`), false},
 		{"jwks inline", cimdURL, cimdDoc(cimdURL, "token_endpoint_auth_method", `"private_key_jwt"`, "jwks", `{"keys":[]}`), false},
+		{"jwks_uri on a private IP", cimdURL, cimdDoc(cimdURL, "token_endpoint_auth_method", `"private_key_jwt"`, "jwks_uri", `"https://192.168.0.1/jwks"`), false},
+		{"jwks_uri on localhost", cimdURL, cimdDoc(cimdURL, "token_endpoint_auth_method", `"private_key_jwt"`, "jwks_uri", `"https://localhost/jwks"`), false},
 		{"jwks_uri over http", cimdURL, cimdDoc(cimdURL, "token_endpoint_auth_method", `"private_key_jwt"`, "jwks_uri", `"http://example.com/jwks"`), false},
 		{"no redirect_uris", cimdURL, cimdDoc(cimdURL, "redirect_uris", ""), false},
 		{"wildcard redirect", cimdURL, cimdDoc(cimdURL, "redirect_uris", `["https://example.com/*"]`), false},

@@ -17,7 +17,10 @@ import (
 // never Access-Control-Allow-Credentials (nothing there reads cookies:
 // the client authenticates in the body or the Authorization header, which
 // a page sets itself). The JWKS and discovery documents are public and
-// answer any origin with "*", without credentials. The authorization
+// answer any origin with "*", without credentials, and so does the
+// registration endpoint (a browser MCP client registers before it has a
+// registered origin; the initial or registration access token is sent in
+// the Authorization header, never a cookie). The authorization
 // endpoint and the sign-in pages are navigations, never fetches: they
 // answer no CORS, and neither does introspection (a server-to-server
 // call).
@@ -30,6 +33,10 @@ const (
 	corsAppOrigins corsPolicy = iota
 	// corsAnyOrigin: "*", for public documents.
 	corsAnyOrigin
+	// corsRegistration: "*" for the registration endpoint, whose callers
+	// (browser MCP clients) have no registered origin yet; it reads no
+	// cookie, so any origin learns only what its own request returns.
+	corsRegistration
 )
 
 // corsMaxAge is how long (seconds) a browser may reuse a preflight answer.
@@ -58,7 +65,7 @@ func (e *Engine) cors(w http.ResponseWriter, r *http.Request, policy corsPolicy,
 	}
 	var allow string
 	switch policy {
-	case corsAnyOrigin:
+	case corsAnyOrigin, corsRegistration:
 		allow = "*"
 	default:
 		// The answer depends on Origin, whatever it is.
@@ -81,13 +88,18 @@ func (e *Engine) cors(w http.ResponseWriter, r *http.Request, policy corsPolicy,
 	DiscardBody(r)
 	h.Set("Allow", methods+", OPTIONS")
 	// A public document answers every OPTIONS with "*", as its GET: the
-	// answer depends on nothing in the request.
+	// answer depends on nothing in the request. The registration endpoint
+	// answers "*" to a real preflight for one of its methods only.
 	if m := r.Header.Get("Access-Control-Request-Method"); policy == corsAnyOrigin || allow != "" && origin != "" && m != "" && listHas(methods, m) {
 		h.Set("Access-Control-Allow-Origin", allow)
 		h.Set("Access-Control-Allow-Methods", methods)
-		if policy == corsAnyOrigin {
+		switch policy {
+		case corsAnyOrigin:
 			h.Set("Access-Control-Allow-Headers", "*")
-		} else {
+		case corsRegistration:
+			// Named: "*" does not cover Authorization (Fetch standard).
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+		default:
 			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, DPoP")
 		}
 		h.Set("Access-Control-Max-Age", corsMaxAge)

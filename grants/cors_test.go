@@ -203,3 +203,50 @@ func TestCORSPublicDocuments(t *testing.T) {
 		}
 	}
 }
+
+// Browser MCP clients (the MCP Inspector) register from their own
+// origin, which no redirect URI names yet: the registration endpoint
+// answers any origin with "*", without credentials, for its methods and
+// the Authorization and Content-Type headers, on the preflight and on
+// every answer, refusals included.
+func TestCORSRegistration(t *testing.T) {
+	e := newEngine(t, withRegistration(nil))
+	h, _ := e.Route(RegisterPath)
+	rec := preflight(h, "https://inspector.test", http.MethodPost, "authorization, content-type")
+	hdr := rec.Header()
+	if rec.Code != http.StatusNoContent || hdr.Get("Access-Control-Allow-Origin") != "*" || hdr.Get("Access-Control-Allow-Credentials") != "" {
+		t.Fatalf("registration preflight: %d %v", rec.Code, hdr)
+	}
+	for _, m := range []string{"POST", "GET", "PUT", "DELETE"} {
+		if !listHas(hdr.Get("Access-Control-Allow-Methods"), m) {
+			t.Errorf("preflight does not allow %s: %v", m, hdr)
+		}
+	}
+	if ah := strings.ToLower(hdr.Get("Access-Control-Allow-Headers")); !listHas(ah, "authorization") || !listHas(ah, "content-type") {
+		t.Errorf("preflight allows headers %q", ah)
+	}
+	// The registration itself, and a refusal, can be read by the page.
+	r := httptest.NewRequest(http.MethodPost, RegisterPath, strings.NewReader(`{"redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}`))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Origin", "https://inspector.test")
+	r.RemoteAddr = loopbackAddr
+	w := httptest.NewRecorder()
+	h(w, r)
+	if w.Code != http.StatusCreated || w.Header().Get("Access-Control-Allow-Origin") != "*" || w.Header().Get("Access-Control-Allow-Credentials") != "" ||
+		w.Header().Get("Access-Control-Expose-Headers") != "" {
+		t.Fatalf("registration: %d %v", w.Code, w.Header())
+	}
+	r = httptest.NewRequest(http.MethodPost, RegisterPath, strings.NewReader(`{}`))
+	r.Header.Set("Content-Type", "text/plain")
+	r.Header.Set("Origin", "https://inspector.test")
+	r.RemoteAddr = loopbackAddr
+	w = httptest.NewRecorder()
+	h(w, r)
+	if w.Code != http.StatusBadRequest || w.Header().Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("refused registration: %d %v", w.Code, w.Header())
+	}
+	// The token endpoint's preflight depends on Origin and says so.
+	if rec := preflight(e.serveToken, "https://inspector.test", http.MethodPost, "content-type"); !varyHasOrigin(rec.Header()) {
+		t.Errorf("token preflight lacks Vary: Origin: %v", rec.Header())
+	}
+}

@@ -245,3 +245,44 @@ func TestClientDisplayValidation(t *testing.T) {
 		}
 	}
 }
+
+// A client that registered itself chose its own name and logo: its
+// consent page says it was not verified, names the host the user goes
+// back to, and loads no logo (a tracking pixel from any host). A
+// metadata-document client is treated the same (cimd_test.go).
+func TestConsentPageRegisteredClientUnverified(t *testing.T) {
+	e := newEngine(t, withRegistration(nil))
+	id := mustRegister(t, e, `{"redirect_uris":["https://xn--pple-43d.com/cb"],"token_endpoint_auth_method":"none","client_name":"Apple",
+		"logo_uri":"https://tracker.test/pixel.png"}`).str("client_id")
+	b := newBrowser(t, e)
+	v := url.Values{"response_type": {"code"}, "client_id": {id}, "redirect_uri": {"https://xn--pple-43d.com/cb"}, "scope": {"openid"},
+		"code_challenge": {newChallenge()}, "code_challenge_method": {"S256"}}
+	rec := b.login(b.get(AuthorizePath+"?"+v.Encode()), "alice", "alice-pw")
+	if !isConsentPage(rec) {
+		t.Fatalf("no consent page:\n%s", rec.Body)
+	}
+	body := rec.Body.String()
+	for _, want := range []string{`id="unverified"`, pages.English.UnverifiedClient, `id="return-host"`, "<bdi>xn--pple-43d.com</bdi>"} {
+		if !strings.Contains(body, html.EscapeString(want)) && !strings.Contains(body, want) {
+			t.Errorf("consent page of a registered client lacks %s:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "tracker.test") || strings.Contains(rec.Header().Get("Content-Security-Policy"), "tracker.test") {
+		t.Errorf("a registered client's logo is loaded:\n%s\n%s", rec.Header().Get("Content-Security-Policy"), body)
+	}
+	// A host that is not ASCII (a homograph: Cyrillic а, fullwidth
+	// letters) is refused: register its punycode form.
+	for _, host := range []string{"\u0430pple.com", "\uff41pple.com"} {
+		if res := register(e, `{"redirect_uris":["https://`+host+`/cb"],"token_endpoint_auth_method":"none"}`); res.status != 400 ||
+			res.str("error") != CodeInvalidRedirectURI || !strings.Contains(res.str("error_description"), "xn--") {
+			t.Errorf("non-ASCII redirect host %q: %d %s", host, res.status, res.raw)
+		}
+	}
+	// An operator's client keeps its logo and has no such line.
+	e = pagesEngine(t)
+	b = newBrowser(t, e)
+	rec = b.login(b.get(AuthorizePath+"?"+authzQuery("c-web", newChallenge()).Encode()), "alice", "alice-pw")
+	if body := rec.Body.String(); !strings.Contains(body, "client.test/logo.png") || strings.Contains(body, `id="unverified"`) {
+		t.Errorf("operator client's consent page:\n%s", body)
+	}
+}

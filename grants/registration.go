@@ -202,6 +202,9 @@ func (g *registrar) parseClientMetadata(body []byte, document bool) (*clientMeta
 	if d.More() {
 		return nil, errMetadata("the body must be one JSON object")
 	}
+	if name := duplicateMember(body); name != "" {
+		return nil, errMetadata("%s is given twice; give each member once", name)
+	}
 	var m clientMetadata
 	for name, dst := range map[string]any{
 		"redirect_uris": &m.RedirectURIs, "token_endpoint_auth_method": &m.TokenEndpointAuthMethod,
@@ -235,6 +238,8 @@ func (g *registrar) parseClientMetadata(body []byte, document bool) (*clientMeta
 		}
 		if u, err := url.Parse(m.JWKSURI); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
 			return nil, errMetadata("jwks_uri must be an absolute https URL without userinfo or fragment")
+		} else if why := unreachableKeyHost(u); why != "" {
+			return nil, errMetadata("jwks_uri names %s; keys are fetched from public hosts only", why)
 		}
 	}
 	if document && (json.Unmarshal(raw["client_id"], &m.ClientID) != nil || m.ClientID == "") {
@@ -285,10 +290,12 @@ func (g *registrar) client(m *clientMetadata, id string) (*Client, *Error) {
 	if code && len(m.RedirectURIs) == 0 {
 		return nil, &Error{Code: CodeInvalidRedirectURI, Status: http.StatusBadRequest, Description: "redirect_uris is required for authorization_code"}
 	}
-	for _, u := range m.RedirectURIs {
-		if err := validateRedirectURI(u); err != nil {
-			return nil, &Error{Code: CodeInvalidRedirectURI, Status: http.StatusBadRequest, Description: err.Error()}
-		}
+	uris, oerr := checkRegisteredRedirectURIs(m.RedirectURIs)
+	if oerr != nil {
+		return nil, oerr
+	}
+	if m.RedirectURIs != nil {
+		m.RedirectURIs = uris
 	}
 	scopes := slices.Clone(g.cfg.Scopes)
 	if m.Scope != "" {
@@ -341,6 +348,9 @@ func (e *Engine) serveRegister(w http.ResponseWriter, r *http.Request) {
 		serveNoEndpoint(w, r)
 		return
 	}
+	if e.cors(w, r, corsRegistration, "POST, GET, PUT, DELETE") {
+		return
+	}
 	oerr := e.register(w, r)
 	if oerr != nil {
 		e.refused(r.Context(), "register", "registration refused", oerr)
@@ -362,14 +372,6 @@ func (e *Engine) register(w http.ResponseWriter, r *http.Request) *Error {
 			Description: "register a client with POST (RFC 7591 §3.1)"}
 	}
 	g := e.registrar
-	if tok := g.cfg.InitialAccessToken; tok != "" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
-			DiscardBody(r)
-			return &Error{Code: "invalid_token", Status: http.StatusUnauthorized, Challenge: `Bearer error="invalid_token"`,
-				Description: "registration needs the initial access token as a Bearer token"}
-		}
-	}
 	now := time.Now()
 	ip := clientIPOf(r.Context())
 	if ip == "" {
@@ -379,6 +381,17 @@ func (e *Engine) register(w http.ResponseWriter, r *http.Request) *Error {
 		DiscardBody(r)
 		return &Error{Code: "too_many_requests", Status: http.StatusTooManyRequests, RetryAfter: max(1, int(until.Sub(now).Round(time.Second)/time.Second)),
 			Description: "too many registrations from this address; try again later"}
+	}
+	if tok := g.cfg.InitialAccessToken; tok != "" {
+		got, ok := bearerOf(r)
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
+			// A refused attempt counts toward the rate like a
+			// registration, so the token cannot be guessed without limit.
+			g.rate.failLimit(now, g.cfg.Rate, ip)
+			DiscardBody(r)
+			return &Error{Code: "invalid_token", Status: http.StatusUnauthorized, Challenge: `Bearer error="invalid_token"`,
+				Description: "registration needs the initial access token as a Bearer token"}
+		}
 	}
 	body, oerr := g.readBody(w, r)
 	if oerr != nil {
@@ -450,6 +463,13 @@ func metadataOf(sc *storedClient) *clientMetadata {
 	return m
 }
 
+// bearerOf is the Bearer token of the Authorization header, its scheme
+// matched case-insensitively (RFC 7235 §2.1).
+func bearerOf(r *http.Request) (string, bool) {
+	tok, status, _ := tokens.BearerToken(r)
+	return tok, status == 0
+}
+
 func hashHex(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
@@ -468,7 +488,7 @@ func (e *Engine) manageClient(w http.ResponseWriter, r *http.Request, id string)
 		return &Error{Code: CodeInvalidRequest, Status: http.StatusMethodNotAllowed, Allow: "GET, PUT, DELETE",
 			Description: "the client configuration endpoint takes GET, PUT and DELETE (RFC 7592 §2)"}
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	tok, ok := bearerOf(r)
 	if !ok || tok == "" || len(r.URL.Query()["client_id"]) != 1 {
 		DiscardBody(r)
 		return denied

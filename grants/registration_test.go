@@ -147,6 +147,15 @@ func TestRegistrationConformance(t *testing.T) {
 			}
 		}},
 		{"DCR-03 jwks_uri over http", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"http://client.test/jwks"}`, 400, CodeInvalidClientMetadata, nil},
+		{"jwks_uri on loopback IP", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://127.0.0.1/jwks"}`, 400, CodeInvalidClientMetadata, nil},
+		{"jwks_uri on private IP", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://10.0.0.5/jwks"}`, 400, CodeInvalidClientMetadata, nil},
+		{"jwks_uri on link-local IP", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://169.254.169.254/jwks"}`, 400, CodeInvalidClientMetadata, nil},
+		{"jwks_uri on IPv6 loopback", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://[::1]/jwks"}`, 400, CodeInvalidClientMetadata, nil},
+		{"jwks_uri on IPv4-mapped", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://[::ffff:192.168.1.1]/jwks"}`, 400, CodeInvalidClientMetadata, nil},
+		{"jwks_uri on localhost", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://localhost/jwks"}`, 400, CodeInvalidClientMetadata, nil},
+		{"jwks_uri on localhost with dot", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://localhost./jwks"}`, 400, CodeInvalidClientMetadata, nil},
+		{"jwks_uri on sub.localhost", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://api.localhost/jwks"}`, 400, CodeInvalidClientMetadata, nil},
+		{"jwks_uri on a public IP", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://8.8.8.8/jwks"}`, 201, "", nil},
 		{"DCR-03 jwks_uri number", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":7}`, 400, CodeInvalidClientMetadata, nil},
 		{"DCR-03 jwks_uri with a secret method", `{"redirect_uris":["https://client.test/cb"],"jwks_uri":"https://client.test/jwks"}`, 400, CodeInvalidClientMetadata, nil},
 		{"DCR-03 bad jwks", `{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks":{"keys":[{"kty":"nope"}]}}`, 400, CodeInvalidClientMetadata, nil},
@@ -261,6 +270,27 @@ func TestRegistrationLimits(t *testing.T) {
 		}
 		if r := regDo(e, http.MethodPost, "", body, "Bearer "+iat, ""); r.status != 201 {
 			t.Fatalf("with the token: %d %s", r.status, r.raw)
+		}
+		// The scheme is case-insensitive (RFC 7235 §2.1).
+		if r := regDo(e, http.MethodPost, "", body, "bearer "+iat, ""); r.status != 201 {
+			t.Fatalf("with lower-case bearer: %d %s", r.status, r.raw)
+		}
+	})
+	t.Run("initial access token guesses count toward the rate", func(t *testing.T) {
+		const iat = "0123456789abcdef-initial"
+		e := newEngine(t, withRegistration(func(c *RegistrationConfig) { c.InitialAccessToken, c.Rate = iat, 3 }))
+		for i := range 3 {
+			if r := regDo(e, http.MethodPost, "", body, "Bearer guess-"+string(rune('a'+i)), "203.0.113.9"); r.status != http.StatusUnauthorized {
+				t.Fatalf("guess %d: %d %s", i, r.status, r.raw)
+			}
+		}
+		for _, authz := range []string{"Bearer another-guess", "Bearer " + iat} {
+			if r := regDo(e, http.MethodPost, "", body, authz, "203.0.113.9"); r.status != http.StatusTooManyRequests || r.hdr.Get("Retry-After") == "" {
+				t.Fatalf("%q after 3 guesses: want 429, got %d %s", authz, r.status, r.raw)
+			}
+		}
+		if r := regDo(e, http.MethodPost, "", body, "Bearer "+iat, "203.0.113.10"); r.status != 201 {
+			t.Fatalf("another address was limited: %d %s", r.status, r.raw)
 		}
 	})
 	t.Run("methods and content type", func(t *testing.T) {
@@ -613,5 +643,43 @@ func TestRegistrationDefaultGrants(t *testing.T) {
 	mustRegister(t, e, `{"redirect_uris":["https://client.test/cb"],"grant_types":["authorization_code","refresh_token"]}`)
 	if _, err := NewEngine(Config{Issuer: testIssuer, Registration: &RegistrationConfig{GrantTypes: []string{GrantPassword}}}); err == nil {
 		t.Error("registration offering the password grant accepted")
+	}
+}
+
+// TestRegistrationRedirectURISyntax: redirect URIs a browser or a later
+// comparison could read differently are refused, the list is bounded and
+// de-duplicated, and a member given twice is refused rather than the
+// later one silently winning.
+func TestRegistrationRedirectURISyntax(t *testing.T) {
+	e := newEngine(t, withRegistration(func(c *RegistrationConfig) { c.Rate = 1000 }))
+	many := make([]string, 21)
+	for i := range many {
+		many[i] = `"https://client.test/cb` + string(rune('a'+i)) + `"`
+	}
+	for name, tc := range map[string]struct{ body, code string }{
+		"space":          {`{"redirect_uris":["https://client.test/a b"]}`, CodeInvalidRedirectURI},
+		"tab":            {`{"redirect_uris":["https://client.test/a\tb"]}`, CodeInvalidRedirectURI},
+		"DEL":            {`{"redirect_uris":["https://client.test/a\u007fb"]}`, CodeInvalidRedirectURI},
+		"port 0":         {`{"redirect_uris":["https://client.test:0/cb"]}`, CodeInvalidRedirectURI},
+		"port 65536":     {`{"redirect_uris":["https://client.test:65536/cb"]}`, CodeInvalidRedirectURI},
+		"loopback 99999": {`{"redirect_uris":["http://127.0.0.1:99999/cb"],"token_endpoint_auth_method":"none"}`, CodeInvalidRedirectURI},
+		"21 URIs":        {`{"redirect_uris":[` + strings.Join(many, ",") + `]}`, CodeInvalidRedirectURI},
+		"2001 bytes":     {`{"redirect_uris":["https://client.test/` + strings.Repeat("a", 2001-len("https://client.test/")) + `"]}`, CodeInvalidRedirectURI},
+		"duplicate key": {`{"redirect_uris":["https://client.test/cb"],"token_endpoint_auth_method":"client_secret_basic","token_endpoint_auth_method":"none"}`,
+			CodeInvalidClientMetadata},
+		"duplicate key escaped": {`{"redirect_uris":["https://client.test/cb"],"scope":"openid","sc\u006fpe":"email"}`, CodeInvalidClientMetadata},
+	} {
+		if r := register(e, tc.body); r.status != 400 || r.str("error") != tc.code {
+			t.Errorf("%s: want 400 %s, got %d %s", name, tc.code, r.status, r.raw)
+		}
+	}
+	if n := countStored(t, e); n != 0 {
+		t.Fatalf("stored %d clients", n)
+	}
+	// At the limits it is accepted; a URI given twice is kept once.
+	ok := mustRegister(t, e, `{"redirect_uris":[`+strings.Join(many[:19], ",")+`,"https://client.test/cba","https://client.test:65535/`+
+		strings.Repeat("a", 2000-len("https://client.test:65535/"))+`"]}`)
+	if got, _ := ok.body["redirect_uris"].([]any); len(got) != 20 {
+		t.Fatalf("redirect_uris not de-duplicated: %d %s", len(got), ok.raw)
 	}
 }

@@ -208,6 +208,12 @@ type pageData struct {
 	// checked at registration (validateRedirectURI refuses javascript:,
 	// data: and the like), so a native app's own scheme may be linked.
 	Return template.URL
+	// Unverified marks a client that registered itself (its name is its
+	// own choice); ReturnHost is the host of the redirect URI the
+	// consent page sends the user to, ASCII (registration refuses other
+	// hosts), shown for such clients.
+	Unverified bool
+	ReturnHost string
 	// imgSrc is the CSP source that allows ClientLogo (logoSource).
 	imgSrc string
 }
@@ -222,7 +228,13 @@ func (d *pageData) setClient(c *Client) {
 		d.Client = c.Name
 	}
 	d.ClientURI, d.PolicyURI = c.ClientURI, c.PolicyURI
-	// A logo the CSP cannot allow exactly is not shown.
+	d.Unverified = c.Registered
+	// A logo the CSP cannot allow exactly is not shown, nor the logo of a
+	// client that registered itself: an image from any host it names
+	// would tell that host who looks at the page, and lend it a brand.
+	if c.Registered {
+		return
+	}
 	if src, ok := logoSource(c.LogoURI); ok {
 		d.ClientLogo, d.imgSrc = c.LogoURI, src
 	}

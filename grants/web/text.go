@@ -88,6 +88,11 @@ type Text struct {
 	UntrustedError string
 	ReturnToApp    string
 
+	// The consent page of a client that registered itself: the warning
+	// that nobody checked its name, and where the user is sent back to.
+	UnverifiedClient string
+	ReturnHost       string // {host}
+
 	// Scopes describes scopes on the consent page, by scope; the
 	// operator's scope_description entries override and extend it. A
 	// scope without a description is shown as itself.
@@ -161,6 +166,8 @@ var English = Text{
 	RedirectUnregistered: "The application sent you with a redirect address it has not registered.",
 	UntrustedError:       "The request could not be completed, and this application registered itself, so you were not sent back to it automatically. The error was:",
 	ReturnToApp:          "Return to the application",
+	UnverifiedClient:     "This application registered itself. Its name and links were not verified by the operator of this server: allow it only if you started this sign-in from it.",
+	ReturnHost:           "If you allow it, you will be sent to {host}.",
 	RepeatedParameter:    "The authorization request repeats a parameter.",
 	RequestURIInvalid:    "This sign-in link has expired, was already used or belongs to another application (invalid_request_uri).",
 	AuthorizeMethods:     "The authorization endpoint accepts GET and POST only.",
