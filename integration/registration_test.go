@@ -44,6 +44,7 @@ func regCaddyfile(t *testing.T, dir string) string {
 			max_clients 10
 			unused_client_ttl 1h
 			scopes openid email offline_access
+			grant_types authorization_code refresh_token client_credentials
 		}
 		client_id_metadata
 		user alice {

@@ -132,7 +132,7 @@ func TestUnknownOAuthPaths(t *testing.T) {
 	for _, tt := range []struct{ method, path string }{
 		{http.MethodPost, "/oauth/tokens"},
 		{http.MethodPost, "/oauth/token/"},
-		{http.MethodPost, "/oauth/par"},
+		{http.MethodPost, "/oauth/pars"},
 		{http.MethodGet, "/oauth/"},
 		{http.MethodGet, "/oauth/authorize/elsewhere"},
 		{http.MethodGet, "/oauth/assets/nothing.css"},
