@@ -151,7 +151,10 @@ func TestMCPSessionBinding(t *testing.T) {
 		t.Errorf("two session ids: %d forwarded %d, want 400", w.Code, seen)
 	}
 	// A refused DELETE keeps the binding; alice's accepted one ends it.
-	refuse := handlerFunc(func(w http.ResponseWriter, r *http.Request) error { w.WriteHeader(http.StatusMethodNotAllowed); return nil })
+	refuse := handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return nil
+	})
 	_ = p.serveNext(httptest.NewRecorder(), mcpRequest(http.MethodDelete, id), refuse, alice)
 	if mcpSessions.check(id, mcpOwner{issuer: bob.Issuer, subject: "bob", clientID: "c1", audience: p.Audience}, time.Now()) {
 		t.Error("a DELETE the upstream refused ended the binding")
