@@ -45,6 +45,8 @@
 //	             + reverse_proxy); 19442/19444 http_port/https_port; 19445 the
 //	             example MCP server (examples/mcp); 19446 the MCP client's loopback
 //	             callback; its npm client is testdata/mcp-node
+//	             19447/19448 the MCP session binding test (mcpsession_test.go):
+//	             a gate with the MCP audience and one with another audience
 //	19400-19409  mutual TLS (mtls_test.go): 19400 the authorization server,
 //	             19401/19402 http_port/https_port, 19404 the gated API;
 //	             behind a trusted proxy: 19406 the authorization server, 19407

@@ -379,7 +379,7 @@ func (p *Protect) serveBrowser(w http.ResponseWriter, r *http.Request, next cadd
 			}
 			countGate(gateAllowed)
 			p.setIdentity(r, s.claims)
-			return true, next.ServeHTTP(w, r)
+			return true, p.serveNext(w, r, next, s.claims)
 		}
 		// An invalid or ended session is cleared, then treated as none.
 		ls.clearCookie(w, r, ls.sessionCookieName(r))

@@ -757,7 +757,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		r.Header.Del("Authorization")
 		delete(r.Header, "Dpop") // the proof goes with the token
 	}
-	return next.ServeHTTP(w, r)
+	return p.serveNext(w, r, next, claims)
 }
 
 // hasScope reports whether the space-separated scope claim has the scope
