@@ -209,6 +209,9 @@ func (e *Engine) lookupClient(ctx context.Context, id string) (*Client, error) {
 		c, err = e.runtimeClients.decode(id, rec.Value)
 		return err
 	})
+	if c != nil && c.Registered {
+		c = e.registrar.current(c)
+	}
 	return c, err
 }
 

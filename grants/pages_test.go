@@ -257,7 +257,13 @@ func TestConsentPageRegisteredClientUnverified(t *testing.T) {
 	b := newBrowser(t, e)
 	v := url.Values{"response_type": {"code"}, "client_id": {id}, "redirect_uri": {"https://xn--pple-43d.com/cb"}, "scope": {"openid"},
 		"code_challenge": {newChallenge()}, "code_challenge_method": {"S256"}}
-	rec := b.login(b.get(AuthorizePath+"?"+v.Encode()), "alice", "alice-pw")
+	// The sign-in page, where the password is typed, says so already
+	// (attack round 2 on issue 16).
+	loginPage := b.get(AuthorizePath + "?" + v.Encode())
+	if body := loginPage.Body.String(); !strings.Contains(body, `id="unverified"`) {
+		t.Errorf("the sign-in page of a registered client has no unverified note:\n%s", body)
+	}
+	rec := b.login(loginPage, "alice", "alice-pw")
 	if !isConsentPage(rec) {
 		t.Fatalf("no consent page:\n%s", rec.Body)
 	}

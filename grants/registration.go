@@ -657,3 +657,25 @@ func (g *registrar) exampleClients() []*Client {
 	}
 	return out
 }
+
+// current is a registered client as the registration settings in force
+// now allow it: its grant types, scopes and audience narrowed to what
+// registration offers today (with registration off, its defaults and no
+// audience but the issuer). A client keeps only what it registered, and
+// loses what the operator has stopped offering since, such as
+// client_credentials. c is shared (the client cache): a narrowed client
+// is a copy.
+func (g *registrar) current(c *Client) *Client {
+	grantTypes, scopes, audience := DefaultRegistrationGrants, DefaultRegistrationScopes, []string(nil)
+	if g != nil {
+		grantTypes, scopes, audience = g.cfg.GrantTypes, g.cfg.Scopes, g.cfg.Audience
+	}
+	keep := func(have, allowed []string) []string {
+		return slices.DeleteFunc(slices.Clone(have), func(v string) bool { return !slices.Contains(allowed, v) })
+	}
+	n := *c
+	n.GrantTypes = keep(c.GrantTypes, grantTypes)
+	n.Scopes = keep(c.Scopes, scopes)
+	n.Audience = keep(c.Audience, audience)
+	return &n
+}

@@ -662,6 +662,7 @@ func TestRegistrationRedirectURISyntax(t *testing.T) {
 		"DEL":            {`{"redirect_uris":["https://client.test/a\u007fb"]}`, CodeInvalidRedirectURI},
 		"port 0":         {`{"redirect_uris":["https://client.test:0/cb"]}`, CodeInvalidRedirectURI},
 		"port 65536":     {`{"redirect_uris":["https://client.test:65536/cb"]}`, CodeInvalidRedirectURI},
+		"IPv6 zone":      {`{"redirect_uris":["https://[fe80::1%25%20accounts.google.com]/cb"]}`, CodeInvalidRedirectURI},
 		"loopback 99999": {`{"redirect_uris":["http://127.0.0.1:99999/cb"],"token_endpoint_auth_method":"none"}`, CodeInvalidRedirectURI},
 		"21 URIs":        {`{"redirect_uris":[` + strings.Join(many, ",") + `]}`, CodeInvalidRedirectURI},
 		"2001 bytes":     {`{"redirect_uris":["https://client.test/` + strings.Repeat("a", 2001-len("https://client.test/")) + `"]}`, CodeInvalidRedirectURI},
@@ -681,5 +682,54 @@ func TestRegistrationRedirectURISyntax(t *testing.T) {
 		strings.Repeat("a", 2000-len("https://client.test:65535/"))+`"]}`)
 	if got, _ := ok.body["redirect_uris"].([]any); len(got) != 20 {
 		t.Fatalf("redirect_uris not de-duplicated: %d %s", len(got), ok.raw)
+	}
+}
+
+// A registered client keeps only what registration offers now: after the
+// operator stops offering client_credentials (or an audience), or turns
+// registration off, a client registered before cannot use it (attack
+// round 2 on issue 16: user-less tokens for the MCP audience went on).
+func TestRegisteredClientFollowsCurrentSettings(t *testing.T) {
+	t.Parallel()
+	const aud = "https://mcp.test/mcp"
+	e := newEngine(t, withRegistration(func(rc *RegistrationConfig) { rc.Audience = []string{aud} }))
+	r := mustRegister(t, e, `{"grant_types":["client_credentials"],"token_endpoint_auth_method":"client_secret_basic"}`)
+	id, secret := r.str("client_id"), r.str("client_secret")
+	cc := url.Values{"grant_type": {GrantClientCredentials}, "resource": {aud}}
+	if tr := postTokenRaw(e, cc, siBasicAuth(id, secret)); tr.status != http.StatusOK {
+		t.Fatalf("client_credentials while offered: %d %s", tr.status, tr.raw)
+	}
+	e.registrar.cfg.GrantTypes = DefaultRegistrationGrants
+	wantErr(t, postTokenRaw(e, cc, siBasicAuth(id, secret)), 400, CodeUnauthorizedClient)
+	e.registrar.cfg.GrantTypes, e.registrar.cfg.Audience = registrableGrants, nil
+	wantErr(t, postTokenRaw(e, cc, siBasicAuth(id, secret)), 400, CodeInvalidTarget)
+	e.registrar = nil
+	wantErr(t, postTokenRaw(e, cc, siBasicAuth(id, secret)), 400, CodeUnauthorizedClient)
+}
+
+// The consent page names a native app's scheme, whatever authority the
+// URI carries: the code goes to the app that claims the scheme (attack
+// round 2 on issue 16: com.evil://accounts.google.com/cb showed a Google
+// host).
+func TestReturnTarget(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://client.test/cb":              "client.test",
+		"http://127.0.0.1:8976/cb":            "127.0.0.1",
+		"com.evil://accounts.google.com/cb":   "com.evil:",
+		"com.evil://accounts.google.com:443/": "com.evil:",
+		"com.example.app:/cb":                 "com.example.app:",
+	} {
+		if got := returnTarget(in); got != want {
+			t.Errorf("returnTarget(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestNumericHost(t *testing.T) {
+	for h, want := range map[string]bool{"2130706433": true, "0x7f000001": true, "017700000001": true, "127.1": true,
+		"cafe.de": false, "0x.example": false, "example.com": false, "1.example": false} {
+		if got := numericHost(h); got != want {
+			t.Errorf("numericHost(%q) = %v", h, got)
+		}
 	}
 }

@@ -57,6 +57,9 @@ func checkRegisteredRedirectURIs(uris []string) ([]string, *Error) {
 		if !isASCII(u.Host) {
 			return nil, errRedirect("redirect_uri %q: the host must be ASCII; register its punycode form (xn--…)", s)
 		}
+		if strings.Contains(u.Hostname(), "%") {
+			return nil, errRedirect("redirect_uri %q: an IPv6 zone is not allowed in a redirect URI", s)
+		}
 		if p := u.Port(); p != "" {
 			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 				return nil, errRedirect("redirect_uri %q: the port must be 1 to 65535", s)
@@ -108,13 +111,15 @@ func isASCII(s string) bool {
 }
 
 // returnTarget is what the consent page names as where the user goes
-// back to: the redirect URI's host, or a native app's scheme.
+// back to: an http(s) redirect URI's host, or a native app's scheme,
+// whatever follows it: the code goes to the app that claims the scheme,
+// so com.evil://accounts.google.com/cb is com.evil:, not a Google host.
 func returnTarget(redirectURI string) string {
 	u, err := url.Parse(redirectURI)
 	switch {
 	case err != nil:
 		return ""
-	case u.Host != "":
+	case u.Scheme == "https" || u.Scheme == "http":
 		return u.Hostname()
 	default:
 		return u.Scheme + ":"
@@ -130,8 +135,32 @@ func unreachableKeyHost(u *url.URL) string {
 	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
 		return "localhost"
 	}
-	if a, err := netip.ParseAddr(h); err == nil && !publicAddr(a) {
-		return "an IP address that is not public"
+	if a, err := netip.ParseAddr(h); err == nil {
+		if !publicAddr(a) {
+			return "an IP address that is not public"
+		}
+		return ""
+	}
+	if numericHost(h) {
+		// 2130706433, 0x7f000001, 017700000001, 127.1: spellings of an IPv4
+		// address that resolvers read in different ways.
+		return "a number that is not a dotted IPv4 address"
 	}
 	return ""
+}
+
+// numericHost reports whether every label of h is a decimal, octal or
+// hex number, as in the shortened and numeric IPv4 spellings; a dotted
+// IPv4 address has been parsed before.
+func numericHost(h string) bool {
+	for _, l := range strings.Split(h, ".") {
+		digits := "0123456789"
+		if hex, ok := strings.CutPrefix(l, "0x"); ok {
+			l, digits = hex, "0123456789abcdef"
+		}
+		if l == "" || strings.Trim(l, digits) != "" {
+			return false
+		}
+	}
+	return true
 }
