@@ -504,7 +504,11 @@ func (e *Engine) manageClient(w http.ResponseWriter, r *http.Request, id string)
 	}
 	switch r.Method {
 	case http.MethodGet:
-		writeJSON(w, http.StatusOK, e.registrationResponse(&Client{ClientSpec: sc.ClientSpec}, metadataOf(sc), sc.Created))
+		// What the client may use now, as the token endpoint sees it.
+		c := e.registrar.current(&Client{ClientSpec: sc.ClientSpec, Registered: true})
+		now := *sc
+		now.GrantTypes, now.Scopes = c.GrantTypes, c.Scopes
+		writeJSON(w, http.StatusOK, e.registrationResponse(c, metadataOf(&now), sc.Created))
 		return nil
 	case http.MethodDelete:
 		if err := e.RemoveClient(ctx, id); err != nil && !errors.Is(err, ErrClientNotFound) {

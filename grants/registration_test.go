@@ -701,6 +701,11 @@ func TestRegisteredClientFollowsCurrentSettings(t *testing.T) {
 	}
 	e.registrar.cfg.GrantTypes = DefaultRegistrationGrants
 	wantErr(t, postTokenRaw(e, cc, siBasicAuth(id, secret)), 400, CodeUnauthorizedClient)
+	// Reading the registration (RFC 7592) tells the client the same.
+	if got := regDo(e, http.MethodGet, "?client_id="+id, "", "Bearer "+r.str("registration_access_token"), ""); got.status != http.StatusOK ||
+		strings.Contains(got.raw, GrantClientCredentials) {
+		t.Errorf("registration read after client_credentials was withdrawn: %d %s", got.status, got.raw)
+	}
 	e.registrar.cfg.GrantTypes, e.registrar.cfg.Audience = registrableGrants, nil
 	wantErr(t, postTokenRaw(e, cc, siBasicAuth(id, secret)), 400, CodeInvalidTarget)
 	e.registrar = nil
@@ -730,6 +735,20 @@ func TestNumericHost(t *testing.T) {
 		"cafe.de": false, "0x.example": false, "example.com": false, "1.example": false} {
 		if got := numericHost(h); got != want {
 			t.Errorf("numericHost(%q) = %v", h, got)
+		}
+	}
+}
+
+// A jwks_uri host that is not ASCII is refused at registration: IDNA
+// mapping turns ①②⑦.0.0.1 or fullwidth digits into 127.0.0.1 (third
+// check on issue 16).
+func TestRegisteredJWKSURIUnicodeHost(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, withRegistration(nil))
+	for _, host := range []string{"①②⑦.0.0.1", "１２７.０.０.１", "127。0。0。1", "ｌｏｃａｌｈｏｓｔ"} {
+		r := register(e, `{"redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://`+host+`/jwks"}`)
+		if r.status != http.StatusBadRequest || r.str("error") != CodeInvalidClientMetadata {
+			t.Errorf("jwks_uri host %q: %d %s", host, r.status, r.raw)
 		}
 	}
 }

@@ -132,6 +132,11 @@ func returnTarget(redirectURI string) string {
 // authentication fails later for a reason it cannot see.
 func unreachableKeyHost(u *url.URL) string {
 	h := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	if !isASCII(h) {
+		// ①②⑦.0.0.1, fullwidth digits, ideographic dots: IDNA mapping
+		// makes them loopback or private addresses.
+		return "a host that is not ASCII (register its punycode form)"
+	}
 	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
 		return "localhost"
 	}
