@@ -2,8 +2,6 @@ package grants
 
 import (
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -18,13 +16,7 @@ import (
 
 // overCert puts r on a TLS connection on which the client presented
 // cert (none when nil).
-func overCert(r *http.Request, cert *certtest.Cert) *http.Request {
-	r.TLS = &tls.ConnectionState{HandshakeComplete: true}
-	if cert != nil {
-		r.TLS.PeerCertificates = []*x509.Certificate{cert.Cert}
-	}
-	return r
-}
+var overCert = certtest.OverTLS
 
 // postTokenCert is postTokenDPoP over a connection with cert.
 func postTokenCert(e *Engine, clientID string, form url.Values, cert *certtest.Cert, proofs ...string) tokenResult {

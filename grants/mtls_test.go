@@ -75,12 +75,7 @@ func (f *mtlsFixture) clients(t testing.TB) engineOpt {
 // certRequest is a token request over a TLS connection on which the
 // client presented cert (none when nil).
 func certRequest(body string, cert *certtest.Cert) *http.Request {
-	r := tokenRequest(body)
-	r.TLS = &tls.ConnectionState{HandshakeComplete: true}
-	if cert != nil {
-		r.TLS.PeerCertificates = []*x509.Certificate{cert.Cert}
-	}
-	return r
+	return certtest.OverTLS(tokenRequest(body), cert)
 }
 
 // boundTo reads the cnf x5t#S256 of a JWT access token.

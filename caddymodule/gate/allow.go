@@ -59,7 +59,7 @@ func (p *Protect) denyForbidden(w http.ResponseWriter, r *http.Request) error {
 	drainBody(r)
 	h := w.Header()
 	challenge := p.challenge
-	if p.RequireDPoP || p.dpopOffered() && sentDPoP(r) {
+	if p.answersInDPoP(r) {
 		challenge = p.dpop.challenge
 	}
 	h.Set("WWW-Authenticate", challenge+`, error="insufficient_scope", error_description="the token's subject may not use this resource"`)

@@ -1,8 +1,6 @@
 package gate
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -17,13 +15,7 @@ import (
 
 // withCert is r over a TLS connection on which the client presented
 // cert (none when nil).
-func withCert(r *http.Request, cert *certtest.Cert) *http.Request {
-	r.TLS = &tls.ConnectionState{HandshakeComplete: true}
-	if cert != nil {
-		r.TLS.PeerCertificates = []*x509.Certificate{cert.Cert}
-	}
-	return r
-}
+var withCert = certtest.OverTLS
 
 // TestGateCertBound: MTLS-01. A token the authorization server bound to
 // a certificate (the client presented it at the token endpoint) passes

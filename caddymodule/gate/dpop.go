@@ -87,6 +87,13 @@ func validateDPoPOrigin(s string) error {
 // a URL to check proofs against).
 func (p *Protect) dpopOffered() bool { return p.dpop != nil && p.dpop.origin != "" }
 
+// answersInDPoP reports whether a refusal of r uses the DPoP scheme: the
+// gate takes DPoP-bound tokens only, or r's token came with that scheme
+// (RFC 9449 §7.1).
+func (p *Protect) answersInDPoP(r *http.Request) bool {
+	return p.RequireDPoP || p.dpopOffered() && sentDPoP(r)
+}
+
 // sentDPoP reports whether r's token came with the DPoP scheme.
 func sentDPoP(r *http.Request) bool {
 	authz := r.Header["Authorization"]

@@ -994,7 +994,7 @@ func (p *Protect) deny(w http.ResponseWriter, r *http.Request, status int, code,
 		bearer, dpop = withScope(bearer, p.scopeList), withScope(dpop, p.scopeList)
 	}
 	switch {
-	case p.RequireDPoP || p.dpopOffered() && sentDPoP(r):
+	case p.answersInDPoP(r):
 		// The answer uses the scheme the token came with (RFC 9449 §7.1).
 		tokens.WriteBearerError(w, dpop, status, code, scope)
 	case p.dpopOffered() && status == http.StatusUnauthorized:

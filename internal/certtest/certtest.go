@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/http"
 	"net/url"
 	"testing"
 	"time"
@@ -118,4 +119,14 @@ func (c *Cert) KeyPEM(t testing.TB) []byte {
 // TLS is the certificate as a client presents it.
 func (c *Cert) TLS() tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{c.Cert.Raw}, PrivateKey: c.Key, Leaf: c.Cert}
+}
+
+// OverTLS puts r on a completed TLS connection on which the client
+// presented cert (none when nil), as Caddy hands requests to handlers.
+func OverTLS(r *http.Request, cert *Cert) *http.Request {
+	r.TLS = &tls.ConnectionState{HandshakeComplete: true}
+	if cert != nil {
+		r.TLS.PeerCertificates = []*x509.Certificate{cert.Cert}
+	}
+	return r
 }
